@@ -1,0 +1,4 @@
+//! granary-bench: the benchmark binary.
+fn main() {
+    println!("granary-bench");
+}
