@@ -1,2 +1,58 @@
-//! granary-remote: wire format, transport and remote actor refs.
+//! granary-remote: everything a message needs to cross a process boundary.
+//!
+//! - [`NodeId`]: a node's listen address plus an incarnation chosen at start.
+//! - [`Registry`]: message types registered under stable names at link time with
+//!   [`register_message!`], mapped name ↔ `TypeId` with postcard encode/decode functions.
+//! - [`wire`]: length-prefixed frames with a versioned header (`docs/wire.md`).
+//! - [`Transport`]: TCP (optionally TLS) connections per peer, with a control channel kept
+//!   apart from the data channels, P parallel data connections, affinity by (sender,
+//!   recipient), user-named channels, batched vectored writes, bounded queues, reconnect
+//!   with backoff and restart detection; every connection starts with an authenticated
+//!   [`handshake`].
+//! - [`faults`]: drop probability, delays and partitions injected at run time, seeded.
+//!
+//! This crate must not know about clustering, membership, placement or virtual actors
+//! (those live in `granary-cluster` and `granary-virtual`, above it). It sits on
+//! `granary-core` (local actors); the layers below it never see the network.
+//!
+//! Well-kept crates do the infrastructure: `tokio` for I/O, `bytes` for zero-copy buffers,
+//! `postcard` for bodies (compact, maintained; bincode is not), `inventory` for link-time
+//! registration, `hmac`/`sha2` for the challenge–response, `rustls`/`tokio-rustls` for TLS,
+//! `rand` for seeded fault injection.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
+
+mod error;
+mod node_id;
+mod registry;
+pub mod wire;
+
+pub use error::{
+    CodecError, Conflict, FrameError, HandshakeError, RegistryError, SendError, TlsConfigError,
+    TransportError,
+};
+pub use node_id::NodeId;
+pub use registry::{type_tag, MessageRegistration, MessageType, Registry, RegistryBuilder};
+
+/// Register a message type under a stable wire name, collected at link time.
+///
+/// The type must implement `serde::Serialize`, `serde::Deserialize` and be `Send + 'static`.
+/// Conflicts (two types under one name, ...) are reported by [`Registry::build`].
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Ping;
+/// granary_remote::register_message!(Ping, "example.Ping");
+/// ```
+#[macro_export]
+macro_rules! register_message {
+    ($ty:ty, $name:expr $(,)?) => {
+        $crate::__private::inventory::submit! {
+            $crate::MessageRegistration::new::<$ty>($name)
+        }
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use inventory;
+}

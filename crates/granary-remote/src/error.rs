@@ -1,0 +1,250 @@
+//! Typed errors of the remote layer, one enum per concern.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use thiserror::Error;
+
+/// One conflict found while building the [`Registry`](crate::Registry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Conflict {
+    /// Several registrations share one stable name.
+    DuplicateName {
+        /// The contested name.
+        name: String,
+        /// Rust type names of every registration under it.
+        types: Vec<String>,
+    },
+    /// One Rust type is registered under several names (its encoding would be ambiguous).
+    TypeUnderSeveralNames {
+        /// The Rust type name.
+        type_name: String,
+        /// The names it was registered under.
+        names: Vec<String>,
+    },
+    /// Two different names hash to the same wire tag.
+    TagCollision {
+        /// The shared tag.
+        tag: u64,
+        /// The names with that tag.
+        names: Vec<String>,
+    },
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Conflict::DuplicateName { name, types } => {
+                write!(
+                    f,
+                    "name {name:?} registered by {} types: {types:?}",
+                    types.len()
+                )
+            }
+            Conflict::TypeUnderSeveralNames { type_name, names } => {
+                write!(
+                    f,
+                    "type {type_name} registered under several names: {names:?}"
+                )
+            }
+            Conflict::TagCollision { tag, names } => {
+                write!(f, "names {names:?} share the wire tag {tag:#018x}")
+            }
+        }
+    }
+}
+
+/// The message registry has conflicts; every one found is listed.
+#[derive(Debug, Clone, Error)]
+#[error("message registry has {} conflict(s): {}", conflicts.len(), join(conflicts))]
+pub struct RegistryError {
+    /// Every conflict found.
+    pub conflicts: Vec<Conflict>,
+}
+
+fn join(conflicts: &[Conflict]) -> String {
+    conflicts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Encoding or decoding a message body failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CodecError {
+    /// The value's type was never registered with `register_message!`.
+    #[error("message type is not registered")]
+    UnregisteredType,
+    /// No registered type has this wire tag.
+    #[error("unknown message type tag {0:#018x}")]
+    UnknownTag(u64),
+    /// An erased value was handed to the codec of another type.
+    #[error("value is not a {expected}")]
+    WrongType {
+        /// The type the codec expected.
+        expected: &'static str,
+    },
+    /// Serialization failed.
+    #[error("encode failed: {0}")]
+    Encode(String),
+    /// The body is not a valid encoding of the type.
+    #[error("cannot decode {type_name}: {reason}")]
+    Decode {
+        /// The type decoding was attempted for.
+        type_name: &'static str,
+        /// What postcard reported.
+        reason: String,
+    },
+}
+
+/// A frame could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum FrameError {
+    /// The frame is larger than the configured maximum.
+    #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
+    TooLarge {
+        /// Size of the frame (after the length prefix).
+        len: u64,
+        /// Configured maximum.
+        max: u32,
+    },
+    /// The frame is shorter than its fixed header or its declared fields.
+    #[error("frame truncated: {0}")]
+    Truncated(&'static str),
+    /// The protocol version byte is not one this build speaks.
+    #[error("unsupported protocol version {0}")]
+    UnsupportedVersion(u8),
+    /// The frame kind byte is unknown.
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    /// Reserved flag bits are set.
+    #[error("reserved flags set: {0:#06x}")]
+    ReservedFlags(u16),
+    /// Sender or recipient is not valid UTF-8.
+    #[error("{0} is not valid UTF-8")]
+    InvalidUtf8(&'static str),
+    /// Sender or recipient is longer than 65535 bytes.
+    #[error("{0} is longer than 65535 bytes")]
+    FieldTooLong(&'static str),
+}
+
+/// The connection handshake failed.
+#[derive(Debug, Error)]
+pub enum HandshakeError {
+    /// The peer failed the shared-secret challenge (or refused ours).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The peer belongs to another cluster.
+    #[error("cluster name mismatch: ours {ours:?}, theirs {theirs:?}")]
+    ClusterMismatch {
+        /// Our cluster name.
+        ours: String,
+        /// The peer's cluster name.
+        theirs: String,
+    },
+    /// The peer speaks another protocol version.
+    #[error("protocol version mismatch: ours {ours}, theirs {theirs}")]
+    VersionMismatch {
+        /// Our version.
+        ours: u8,
+        /// The peer's version.
+        theirs: u8,
+    },
+    /// The peer sent something that is not a valid handshake step.
+    #[error("handshake protocol violation: {0}")]
+    Protocol(String),
+    /// The handshake did not finish in time.
+    #[error("handshake timed out")]
+    Timeout,
+    /// TLS negotiation failed (bad or missing certificate, ...).
+    #[error("TLS: {0}")]
+    Tls(std::io::Error),
+    /// The socket failed.
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Configuring TLS failed.
+#[derive(Debug, Error)]
+pub enum TlsConfigError {
+    /// A PEM input could not be parsed.
+    #[error("invalid PEM for {what}: {reason}")]
+    Pem {
+        /// Which input.
+        what: &'static str,
+        /// Parser message.
+        reason: String,
+    },
+    /// rustls rejected the configuration.
+    #[error("rustls: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// The client certificate verifier could not be built.
+    #[error("client verifier: {0}")]
+    Verifier(String),
+    /// The server name is not a valid DNS name or IP address.
+    #[error("invalid TLS server name {0:?}")]
+    ServerName(String),
+}
+
+/// A frame could not be queued for a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum SendError {
+    /// The connection's bounded queue is full (the peer is slow); the frame was not queued.
+    #[error("backpressure: queue to {peer} is full")]
+    Backpressure {
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// The peer has been unreachable for longer than the configured grace.
+    #[error("peer {peer} is unreachable")]
+    Unreachable {
+        /// The peer.
+        peer: SocketAddr,
+    },
+    /// The frame is larger than the configured maximum frame size.
+    #[error("frame of {len} bytes exceeds the maximum of {max} bytes")]
+    FrameTooLarge {
+        /// Encoded frame size.
+        len: u64,
+        /// Configured maximum.
+        max: u32,
+    },
+    /// The frame's header could not be encoded.
+    #[error("frame: {0}")]
+    Frame(FrameError),
+    /// The channel name is not configured on this transport.
+    #[error("unknown channel {0:?}")]
+    UnknownChannel(String),
+    /// The transport has shut down.
+    #[error("transport is shut down")]
+    Shutdown,
+}
+
+impl From<FrameError> for SendError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::TooLarge { len, max } => SendError::FrameTooLarge { len, max },
+            other => SendError::Frame(other),
+        }
+    }
+}
+
+/// Starting a transport failed.
+#[derive(Debug, Error)]
+pub enum TransportError {
+    /// Binding the listen socket failed.
+    #[error("cannot bind {addr}: {source}")]
+    Bind {
+        /// Requested address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// TLS configuration is invalid.
+    #[error(transparent)]
+    Tls(#[from] TlsConfigError),
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}

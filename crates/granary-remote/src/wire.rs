@@ -1,0 +1,49 @@
+//! The wire format: length-prefixed frames with a versioned fixed header.
+//!
+//! See `docs/wire.md` for the byte layout. Encoding writes the header into a
+//! [`BytesMut`](bytes::BytesMut) and keeps the body as its own [`Bytes`](bytes::Bytes), so
+//! the writer can hand large bodies to a vectored write without copying them. Decoding
+//! splits frames off the read buffer as `Bytes` (no copy) and never panics: every malformed
+//! input is a [`FrameError`](crate::FrameError).
+
+mod decoder;
+mod frame;
+
+pub use decoder::FrameDecoder;
+pub use frame::{Frame, FrameHeader, FrameKind};
+
+/// The protocol version this build speaks (byte 4 of every frame).
+pub const PROTOCOL_VERSION: u8 = 1;
+
+/// Bytes of the length prefix.
+pub const LENGTH_PREFIX: usize = 4;
+
+/// Bytes of the fixed header after the length prefix.
+pub const FIXED_HEADER: usize = 28;
+
+/// Default maximum frame size (after the length prefix): 16 MiB.
+pub const DEFAULT_MAX_FRAME: u32 = 16 * 1024 * 1024;
+
+/// Channel id of the control channel (handshake, heartbeats, watch, membership).
+pub const CONTROL_CHANNEL: u32 = channel_id("control");
+
+/// Channel id of the default data channel.
+pub const DATA_CHANNEL: u32 = channel_id("data");
+
+/// The 32-bit channel id carried in frames: FNV-1a of the channel's name.
+///
+/// ```
+/// use granary_remote::wire::{channel_id, DATA_CHANNEL};
+/// assert_eq!(channel_id("data"), DATA_CHANNEL);
+/// ```
+pub const fn channel_id(name: &str) -> u32 {
+    let bytes = name.as_bytes();
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash
+}

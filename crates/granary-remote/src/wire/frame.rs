@@ -1,0 +1,165 @@
+//! Frame kinds, the header to encode and the decoded frame.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{FIXED_HEADER, PROTOCOL_VERSION};
+use crate::error::FrameError;
+
+/// What a frame carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum FrameKind {
+    /// A handshake step (only before a connection is authenticated).
+    Handshake = 0,
+    /// A one-way user message.
+    Tell = 1,
+    /// A request that expects a [`FrameKind::Reply`] with the same correlation id.
+    Ask = 2,
+    /// The answer to an [`FrameKind::Ask`].
+    Reply = 3,
+    /// System traffic (watch, terminated, heartbeats, membership).
+    System = 4,
+}
+
+impl FrameKind {
+    /// Parse the kind byte.
+    pub fn from_u8(b: u8) -> Result<Self, FrameError> {
+        Ok(match b {
+            0 => Self::Handshake,
+            1 => Self::Tell,
+            2 => Self::Ask,
+            3 => Self::Reply,
+            4 => Self::System,
+            other => return Err(FrameError::UnknownKind(other)),
+        })
+    }
+}
+
+/// The header fields of a frame to send.
+///
+/// ```
+/// use bytes::{Bytes, BytesMut};
+/// use granary_remote::wire::{FrameDecoder, FrameHeader, FrameKind, DATA_CHANNEL};
+///
+/// let header = FrameHeader {
+///     kind: FrameKind::Tell,
+///     channel: DATA_CHANNEL,
+///     type_tag: 7,
+///     correlation: 0,
+///     sender: "a",
+///     recipient: "b",
+/// };
+/// let mut buf = BytesMut::new();
+/// header.encode(3, 1024, &mut buf).unwrap();
+/// buf.extend_from_slice(b"xyz");
+/// let frame = FrameDecoder::new(1024).decode(&mut buf).unwrap().unwrap();
+/// assert_eq!(frame.recipient(), "b");
+/// assert_eq!(&frame.body[..], b"xyz");
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct FrameHeader<'a> {
+    /// Frame kind.
+    pub kind: FrameKind,
+    /// Channel id ([`channel_id`](super::channel_id) of the channel name).
+    pub channel: u32,
+    /// Message type tag ([`type_tag`](crate::type_tag) of the stable name); 0 if none.
+    pub type_tag: u64,
+    /// Correlation id of an ask and its reply; 0 if none.
+    pub correlation: u64,
+    /// Sending actor's name on its node ("" if none).
+    pub sender: &'a str,
+    /// Recipient actor's name on the receiving node ("" for node-level traffic).
+    pub recipient: &'a str,
+}
+
+impl FrameHeader<'_> {
+    /// Size of the frame after the length prefix for a body of `body_len` bytes.
+    pub fn frame_len(&self, body_len: usize) -> u64 {
+        (FIXED_HEADER + self.sender.len() + self.recipient.len()) as u64 + body_len as u64
+    }
+
+    /// Append the length prefix and header for a body of `body_len` bytes to `dst`.
+    ///
+    /// The caller appends the body (or sends it as its own buffer right after).
+    /// A frame larger than `max_frame` is [`FrameError::TooLarge`] and nothing is written.
+    pub fn encode(
+        &self,
+        body_len: usize,
+        max_frame: u32,
+        dst: &mut BytesMut,
+    ) -> Result<(), FrameError> {
+        let sender_len =
+            u16::try_from(self.sender.len()).map_err(|_| FrameError::FieldTooLong("sender"))?;
+        let recipient_len = u16::try_from(self.recipient.len())
+            .map_err(|_| FrameError::FieldTooLong("recipient"))?;
+        let len = self.frame_len(body_len);
+        if len > u64::from(max_frame) {
+            return Err(FrameError::TooLarge {
+                len,
+                max: max_frame,
+            });
+        }
+        dst.reserve(4 + FIXED_HEADER + self.sender.len() + self.recipient.len());
+        dst.put_u32_le(len as u32);
+        dst.put_u8(PROTOCOL_VERSION);
+        dst.put_u8(self.kind as u8);
+        dst.put_u16_le(0);
+        dst.put_u32_le(self.channel);
+        dst.put_u64_le(self.type_tag);
+        dst.put_u64_le(self.correlation);
+        dst.put_u16_le(sender_len);
+        dst.put_u16_le(recipient_len);
+        dst.put_slice(self.sender.as_bytes());
+        dst.put_slice(self.recipient.as_bytes());
+        Ok(())
+    }
+
+    /// Encode the whole frame (header and body) into one contiguous buffer.
+    pub fn encode_with_body(&self, body: &[u8], max_frame: u32) -> Result<Bytes, FrameError> {
+        let mut buf = BytesMut::with_capacity(4 + self.frame_len(body.len()) as usize);
+        self.encode(body.len(), max_frame, &mut buf)?;
+        buf.put_slice(body);
+        Ok(buf.freeze())
+    }
+}
+
+/// A decoded frame; sender, recipient and body share the read buffer (no copies).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// Frame kind.
+    pub kind: FrameKind,
+    /// Channel id.
+    pub channel: u32,
+    /// Message type tag.
+    pub type_tag: u64,
+    /// Correlation id (0 if none).
+    pub correlation: u64,
+    pub(crate) sender: Bytes,
+    pub(crate) recipient: Bytes,
+    /// The undecoded body.
+    pub body: Bytes,
+}
+
+impl Frame {
+    /// The sending actor's name ("" if none). Validated as UTF-8 when decoded.
+    pub fn sender(&self) -> &str {
+        std::str::from_utf8(&self.sender).unwrap_or_default()
+    }
+
+    /// The recipient actor's name ("" for node-level traffic). Validated when decoded.
+    pub fn recipient(&self) -> &str {
+        std::str::from_utf8(&self.recipient).unwrap_or_default()
+    }
+
+    /// The header of this frame, for re-encoding it.
+    pub fn header(&self) -> FrameHeader<'_> {
+        FrameHeader {
+            kind: self.kind,
+            channel: self.channel,
+            type_tag: self.type_tag,
+            correlation: self.correlation,
+            sender: self.sender(),
+            recipient: self.recipient(),
+        }
+    }
+}
