@@ -31,7 +31,9 @@ pub use error::{
     TransportError,
 };
 pub use node_id::NodeId;
-pub use registry::{type_tag, MessageRegistration, MessageType, Registry, RegistryBuilder};
+pub use registry::{
+    type_tag, ErasedMessage, MessageRegistration, MessageType, Registry, RegistryBuilder,
+};
 
 /// Register a message type under a stable wire name, collected at link time.
 ///

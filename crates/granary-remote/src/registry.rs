@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-pub use entry::{type_tag, MessageRegistration, MessageType};
+pub use entry::{type_tag, ErasedMessage, MessageRegistration, MessageType};
 
 use crate::error::{CodecError, Conflict, RegistryError};
 

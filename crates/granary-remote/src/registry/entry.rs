@@ -55,6 +55,11 @@ impl MessageRegistration {
     }
 }
 
+/// A decoded, type-erased message.
+pub type ErasedMessage = Box<dyn Any + Send>;
+
+type DecodeFn = fn(&[u8]) -> Result<ErasedMessage, CodecError>;
+
 /// A registered message type: its name, tag, Rust type and codec functions.
 #[derive(Clone, Copy)]
 pub struct MessageType {
@@ -63,7 +68,7 @@ pub struct MessageType {
     type_id: fn() -> TypeId,
     type_name: fn() -> &'static str,
     encode: fn(&dyn Any) -> Result<Bytes, CodecError>,
-    decode: fn(&[u8]) -> Result<Box<dyn Any + Send>, CodecError>,
+    decode: DecodeFn,
 }
 
 impl MessageType {
