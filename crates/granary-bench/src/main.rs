@@ -1,4 +1,66 @@
-//! granary-bench: the benchmark binary.
-fn main() {
-    println!("granary-bench");
+//! granary-bench: the benchmark binary of granary.
+//!
+//! Every scenario of `/docs/BENCHMARKS.md` is one subcommand of this binary, so
+//! anyone can rerun the numbers with one documented command, for example
+//! `cargo run --release -p granary-bench -- local`.
+//!
+//! What it is for: measuring granary against itself over time and against the Rust
+//! actor crates people use today (ractor, actix, kameo). It sits on top of the
+//! `granary` facade crate and uses only its public API; it must not reach into the
+//! internals of any granary crate, so what it measures is what users get.
+//!
+//! Output contract (shared by all scenarios, see [`report`]): one JSON object per
+//! measured configuration on stdout, one per line; a readable table and a progress
+//! bar on stderr; `--csv FILE` appends the same rows as CSV.
+//!
+//! Adding a scenario: write a module (`src/foo.rs` + `src/foo/*.rs`), add one
+//! variant to [`Command`] and one arm to the `match` in `main`.
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
+
+mod local;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The command line: one subcommand per scenario.
+#[derive(Debug, Parser)]
+#[command(name = "granary-bench", version, about = "granary benchmark suite")]
+struct Cli {
+    /// The scenario to run.
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The scenarios. Add a variant here and an arm in `main` for a new scenario.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// In-process baselines: granary against ractor, actix and kameo
+    /// (tell, pingpong, fanin, spawn).
+    Local(local::LocalArgs),
+    /// Internal: one `spawn` measurement in a fresh process, so the RSS figure of
+    /// one framework is not polluted by another's allocator state.
+    #[command(hide = true)]
+    LocalSpawnChild(local::SpawnChildArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
+        Command::Local(args) => local::run(args).map_err(Into::into),
+        Command::LocalSpawnChild(args) => local::run_spawn_child(args).map_err(Into::into),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("granary-bench: error: {err}");
+            let mut source = err.source();
+            while let Some(cause) = source {
+                eprintln!("  caused by: {cause}");
+                source = cause.source();
+            }
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,593 @@
+//! The `local` scenario: in-process baselines of granary against ractor, actix and
+//! kameo, each written idiomatically with its own tell/ask API and default mailbox.
+//!
+//! Tests (sizes of a full run; `--quick` shrinks them to seconds):
+//! - `tell`: one sender, 2,000,000 `u64` messages to one actor that counts them;
+//!   timed from the first send until the actor has counted the last.
+//! - `pingpong`: two actors bounce one message 200,000 times; round trips/s and the
+//!   latency of every round trip (p50/p99/p99.9/max).
+//! - `fanin`: 8 senders, one receiver, 2,000,000 messages in all.
+//! - `spawn`: spawn 100,000 actors, ask each one question, stop them all; actors/s
+//!   and resident bytes per idle actor. Each run happens in a fresh child process of
+//!   this binary (the hidden `local-spawn-child` subcommand), so the RSS growth of
+//!   one framework is not hidden by memory another framework left in the allocator.
+//!
+//! Every test runs `--runs` times (default 3) per framework, interleaved across
+//! frameworks so machine noise is spread evenly; each row reports per-field medians.
+//! The tokio-based frameworks run on a multi-thread runtime with 2 workers; actix
+//! runs on its own `System` plus one extra `Arbiter` thread, as actix users do.
+
+mod ractor;
+mod support;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::{Command as Process, Stdio};
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::report::{ReportError, Reporter};
+use support::{median, Latencies};
+
+/// Options of `granary-bench local`.
+#[derive(Debug, Args)]
+pub(crate) struct LocalArgs {
+    /// Frameworks to measure, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<Framework>>,
+    /// Tests to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    tests: Option<Vec<Test>>,
+    /// Runs per test and framework; rows report the medians.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Small sizes (seconds in all), for smoke tests.
+    #[arg(long)]
+    quick: bool,
+    /// Append the rows as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+/// Options of the hidden `local-spawn-child` subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct SpawnChildArgs {
+    /// The framework to measure.
+    #[arg(long)]
+    framework: Framework,
+    /// How many actors to spawn.
+    #[arg(long)]
+    actors: u64,
+    /// Give up (and fail) after this many seconds.
+    #[arg(long)]
+    timeout_secs: u64,
+}
+
+/// The actor frameworks compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Framework {
+    /// granary itself.
+    Granary,
+    /// ractor (slawlor/ractor).
+    Ractor,
+}
+
+impl Framework {
+    const ALL: [Framework; 1] = [Self::Ractor];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Granary => "granary",
+            Self::Ractor => "ractor",
+        }
+    }
+}
+
+impl fmt::Display for Framework {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The tests of the scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Test {
+    /// One sender, one counting actor.
+    Tell,
+    /// Two actors bouncing one message.
+    Pingpong,
+    /// Many senders, one receiver.
+    Fanin,
+    /// Spawn, ask once, stop.
+    Spawn,
+}
+
+impl Test {
+    const ALL: [Test; 4] = [Self::Tell, Self::Pingpong, Self::Fanin, Self::Spawn];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Tell => "tell",
+            Self::Pingpong => "pingpong",
+            Self::Fanin => "fanin",
+            Self::Spawn => "spawn",
+        }
+    }
+}
+
+impl fmt::Display for Test {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How big each test is, and how long any one run may take before it counts as
+/// hung (a lost message or a dead actor).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizes {
+    /// Messages in `tell`.
+    pub(crate) tell: u64,
+    /// Round trips in `pingpong`.
+    pub(crate) pingpong: u64,
+    /// Senders in `fanin`.
+    pub(crate) fanin_senders: u64,
+    /// Messages in `fanin`, over all senders.
+    pub(crate) fanin: u64,
+    /// Actors in `spawn`.
+    pub(crate) spawn: u64,
+    /// Limit for one run of one test.
+    pub(crate) timeout: Duration,
+}
+
+impl Sizes {
+    const FULL: Sizes = Sizes {
+        tell: 2_000_000,
+        pingpong: 200_000,
+        fanin_senders: 8,
+        fanin: 2_000_000,
+        spawn: 100_000,
+        timeout: Duration::from_secs(300),
+    };
+    const QUICK: Sizes = Sizes {
+        tell: 20_000,
+        pingpong: 2_000,
+        fanin_senders: 8,
+        fanin: 20_000,
+        spawn: 2_000,
+        timeout: Duration::from_secs(60),
+    };
+}
+
+/// Why the `local` scenario failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LocalError {
+    /// The async runtime could not be built.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A framework refused an operation (spawn, send, ask, stop).
+    #[error("{framework}: {operation} failed: {reason}")]
+    Framework {
+        /// The framework under test.
+        framework: Framework,
+        /// What the harness tried to do.
+        operation: &'static str,
+        /// The framework's own error, as text.
+        reason: String,
+    },
+    /// A run did not finish in time: a message was lost or an actor died.
+    #[error("{framework}: `{test}` did not finish within {after:?} (lost message or dead actor)")]
+    Timeout {
+        /// The framework under test.
+        framework: Framework,
+        /// The test that hung.
+        test: Test,
+        /// The limit that was hit.
+        after: Duration,
+    },
+    /// The resident set size could not be read from /proc.
+    #[error("cannot read the resident set size from /proc/self/status")]
+    Rss(#[source] std::io::Error),
+    /// /proc/self/status had no parsable `VmRSS` line.
+    #[error("no VmRSS line in /proc/self/status")]
+    RssMissing,
+    /// The task running a test panicked or was cancelled.
+    #[error("the test task failed: {0}")]
+    Task(String),
+    /// The latency histogram could not be created.
+    #[error("latency histogram: {0}")]
+    Histogram(String),
+    /// The spawn child process could not be started or failed.
+    #[error("{framework}: spawn child process failed: {reason}")]
+    Child {
+        /// The framework under test.
+        framework: Framework,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Writing the results failed.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+impl LocalError {
+    /// A framework error, kept as text (peers' error types differ and some are
+    /// generic over the unsent message).
+    pub(crate) fn framework(
+        framework: Framework,
+        operation: &'static str,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Self::Framework {
+            framework,
+            operation,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// What one spawn run measured (the child prints this as JSON).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct SpawnSample {
+    /// Spawn + one ask each + stop all, in seconds.
+    pub(crate) seconds: f64,
+    /// RSS once all actors were spawned and had answered, minus RSS before.
+    pub(crate) rss_growth_bytes: i64,
+}
+
+/// One measured run of one test.
+enum Sample {
+    /// `tell` / `fanin`: time until the last message was counted.
+    Throughput(Duration),
+    /// `pingpong`: total time and the latency of every round trip.
+    Latency(Duration, Latencies),
+    /// `spawn`.
+    Spawn(SpawnSample),
+}
+
+/// One output row (the fields of `COLUMNS`).
+#[derive(Debug, Serialize)]
+struct LocalRow {
+    scenario: &'static str,
+    test: Test,
+    framework: Framework,
+    mode: &'static str,
+    nodes: u32,
+    actors: u64,
+    senders: Option<u64>,
+    payload_bytes: u32,
+    messages: u64,
+    runs: u32,
+    seconds: f64,
+    msgs_per_sec: f64,
+    round_trips_per_sec: Option<f64>,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    p999_us: Option<f64>,
+    max_us: Option<f64>,
+    actors_per_sec: Option<f64>,
+    bytes_per_actor: Option<f64>,
+}
+
+const COLUMNS: &[&str] = &[
+    "scenario",
+    "test",
+    "framework",
+    "mode",
+    "nodes",
+    "actors",
+    "senders",
+    "payload_bytes",
+    "messages",
+    "runs",
+    "seconds",
+    "msgs_per_sec",
+    "round_trips_per_sec",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+    "actors_per_sec",
+    "bytes_per_actor",
+];
+
+/// Runs `granary-bench local`.
+pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
+    let frameworks = dedup(args.only.unwrap_or_else(|| Framework::ALL.to_vec()));
+    let tests = dedup(args.tests.unwrap_or_else(|| Test::ALL.to_vec()));
+    let sizes = if args.quick {
+        Sizes::QUICK
+    } else {
+        Sizes::FULL
+    };
+    let steps = (frameworks.len() * tests.len()) as u64 * u64::from(args.runs);
+    let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), steps)?;
+    let mut rows = Vec::new();
+    for &test in &tests {
+        let mut samples: Vec<(Framework, Vec<Sample>)> =
+            frameworks.iter().map(|&f| (f, Vec::new())).collect();
+        for run in 1..=args.runs {
+            for (framework, runs) in &mut samples {
+                reporter
+                    .progress()
+                    .set_message(format!("{test} {framework} run {run}/{}", args.runs));
+                runs.push(run_once(*framework, test, &sizes)?);
+                reporter.progress().inc(1);
+            }
+        }
+        for (framework, runs) in samples {
+            let row = summarize(framework, test, &sizes, args.runs, runs);
+            reporter.emit(&row)?;
+            rows.push(row);
+        }
+    }
+    reporter.finish();
+    eprint!("{}", ratios(&rows));
+    Ok(())
+}
+
+/// Runs `granary-bench local-spawn-child`: one spawn measurement, printed as JSON.
+pub(crate) fn run_spawn_child(args: SpawnChildArgs) -> Result<(), LocalError> {
+    let timeout = Duration::from_secs(args.timeout_secs);
+    let sample = match args.framework {
+        Framework::Ractor => ractor::spawn(args.actors, timeout)?,
+        Framework::Granary => {
+            return run_once(Framework::Granary, Test::Spawn, &Sizes::QUICK).map(drop)
+        }
+    };
+    let line = serde_json::to_string(&sample).map_err(ReportError::from)?;
+    println!("{line}");
+    Ok(())
+}
+
+fn dedup<T: Ord + Copy>(mut items: Vec<T>) -> Vec<T> {
+    let mut seen = Vec::new();
+    items.retain(|item| {
+        let new = !seen.contains(item);
+        seen.push(*item);
+        new
+    });
+    items
+}
+
+fn run_once(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, LocalError> {
+    let timeout = sizes.timeout;
+    Ok(match (test, framework) {
+        (_, Framework::Granary) => {
+            return Err(LocalError::framework(
+                framework,
+                "run",
+                "granary-core has no actor API yet",
+            ))
+        }
+        (Test::Spawn, _) => Sample::Spawn(spawn_in_child(framework, sizes)?),
+        (Test::Tell, Framework::Ractor) => Sample::Throughput(ractor::tell(sizes.tell, timeout)?),
+        (Test::Pingpong, Framework::Ractor) => {
+            let (elapsed, latencies) = ractor::pingpong(sizes.pingpong, timeout)?;
+            Sample::Latency(elapsed, latencies)
+        }
+        (Test::Fanin, Framework::Ractor) => {
+            Sample::Throughput(ractor::fanin(sizes.fanin_senders, sizes.fanin, timeout)?)
+        }
+    })
+}
+
+/// Runs one spawn measurement in a fresh process of this same binary.
+fn spawn_in_child(framework: Framework, sizes: &Sizes) -> Result<SpawnSample, LocalError> {
+    let child_err = |reason: String| LocalError::Child { framework, reason };
+    let exe = std::env::current_exe().map_err(|e| child_err(format!("no current exe: {e}")))?;
+    let output = Process::new(exe)
+        .arg("local-spawn-child")
+        .arg("--framework")
+        .arg(framework.name())
+        .arg("--actors")
+        .arg(sizes.spawn.to_string())
+        .arg("--timeout-secs")
+        .arg(sizes.timeout.as_secs().to_string())
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| child_err(format!("cannot start: {e}")))?;
+    if !output.status.success() {
+        return Err(child_err(format!("exited with {}", output.status)));
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim())
+        .map_err(|e| child_err(format!("bad output {stdout:?}: {e}")))
+}
+
+/// Reduces the runs of one test and framework to one row of per-field medians.
+fn summarize(
+    framework: Framework,
+    test: Test,
+    sizes: &Sizes,
+    runs: u32,
+    samples: Vec<Sample>,
+) -> LocalRow {
+    let mut row = LocalRow {
+        scenario: "local",
+        test,
+        framework,
+        mode: "local",
+        nodes: 1,
+        actors: 1,
+        senders: None,
+        payload_bytes: 8,
+        messages: 0,
+        runs,
+        seconds: 0.0,
+        msgs_per_sec: 0.0,
+        round_trips_per_sec: None,
+        p50_us: None,
+        p99_us: None,
+        p999_us: None,
+        max_us: None,
+        actors_per_sec: None,
+        bytes_per_actor: None,
+    };
+    let mut seconds = Vec::new();
+    let mut latency = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+    let mut bytes = Vec::new();
+    for sample in samples {
+        match sample {
+            Sample::Throughput(elapsed) => seconds.push(elapsed.as_secs_f64()),
+            Sample::Latency(elapsed, latencies) => {
+                debug_assert_eq!(latencies.len(), sizes.pingpong);
+                seconds.push(elapsed.as_secs_f64());
+                for (slot, value) in latency.iter_mut().zip(latencies.summary_us()) {
+                    slot.push(value);
+                }
+            }
+            Sample::Spawn(spawn) => {
+                seconds.push(spawn.seconds);
+                bytes.push(spawn.rss_growth_bytes as f64);
+            }
+        }
+    }
+    row.seconds = median(seconds);
+    match test {
+        Test::Tell => row.messages = sizes.tell,
+        Test::Fanin => {
+            row.messages = sizes.fanin;
+            row.senders = Some(sizes.fanin_senders);
+        }
+        Test::Pingpong => {
+            row.actors = 2;
+            row.messages = 2 * sizes.pingpong;
+            row.round_trips_per_sec = Some(sizes.pingpong as f64 / row.seconds);
+            let [p50, p99, p999, max] = latency.map(median);
+            row.p50_us = Some(p50);
+            row.p99_us = Some(p99);
+            row.p999_us = Some(p999);
+            row.max_us = Some(max);
+        }
+        Test::Spawn => {
+            row.actors = sizes.spawn;
+            row.messages = sizes.spawn;
+            row.actors_per_sec = Some(sizes.spawn as f64 / row.seconds);
+            row.bytes_per_actor = Some(median(bytes) / sizes.spawn as f64);
+        }
+    }
+    row.msgs_per_sec = row.messages as f64 / row.seconds;
+    row
+}
+
+/// A metric compared in the ratio lines: label, how to read it from a row, and
+/// whether higher is better.
+type Metric = (&'static str, fn(&LocalRow) -> Option<f64>, bool);
+
+/// The "granary / best peer" lines printed after the table.
+fn ratios(rows: &[LocalRow]) -> String {
+    let mut out = String::new();
+    let tests = dedup(rows.iter().map(|row| row.test).collect());
+    for test in tests {
+        let of_test: Vec<&LocalRow> = rows.iter().filter(|row| row.test == test).collect();
+        let Some(ours) = of_test
+            .iter()
+            .find(|row| row.framework == Framework::Granary)
+        else {
+            continue;
+        };
+        let peers: Vec<&&LocalRow> = of_test
+            .iter()
+            .filter(|row| row.framework != Framework::Granary)
+            .collect();
+        let metrics: &[Metric] = match test {
+            Test::Tell | Test::Fanin => &[("msgs/s", |r| Some(r.msgs_per_sec), true)],
+            Test::Pingpong => &[
+                ("round trips/s", |r| r.round_trips_per_sec, true),
+                ("p50 latency", |r| r.p50_us, false),
+                ("p99 latency", |r| r.p99_us, false),
+            ],
+            Test::Spawn => &[
+                ("actors/s", |r| r.actors_per_sec, true),
+                ("bytes/actor", |r| r.bytes_per_actor, false),
+            ],
+        };
+        for (label, metric, higher_is_better) in metrics {
+            let best = peers
+                .iter()
+                .filter_map(|row| metric(row).map(|value| (row.framework, value)))
+                .reduce(|a, b| {
+                    let b_wins = if *higher_is_better {
+                        b.1 > a.1
+                    } else {
+                        b.1 < a.1
+                    };
+                    if b_wins {
+                        b
+                    } else {
+                        a
+                    }
+                });
+            if let (Some(value), Some((peer, best))) = (metric(ours), best) {
+                let goal = if *higher_is_better { ">= 1" } else { "<= 1" };
+                out.push_str(&format!(
+                    "ratio {test:<8} {label:<14} granary/{peer:<6} = {:.2} (goal {goal})\n",
+                    value / best
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_first_occurrence_order() {
+        assert_eq!(
+            dedup(vec![Test::Spawn, Test::Tell, Test::Spawn]),
+            vec![Test::Spawn, Test::Tell]
+        );
+    }
+
+    #[test]
+    fn summarize_reports_medians_and_derived_rates() {
+        let samples = [3.0, 1.0, 2.0]
+            .into_iter()
+            .map(|s| Sample::Throughput(Duration::from_secs_f64(s)))
+            .collect();
+        let row = summarize(Framework::Ractor, Test::Tell, &Sizes::QUICK, 3, samples);
+        assert_eq!(row.seconds, 2.0);
+        assert_eq!(row.messages, Sizes::QUICK.tell);
+        assert_eq!(row.msgs_per_sec, Sizes::QUICK.tell as f64 / 2.0);
+        assert!(row.p50_us.is_none() && row.actors_per_sec.is_none());
+    }
+
+    #[test]
+    fn ratio_compares_granary_with_the_best_peer_per_direction() {
+        let spawn_row = |framework, actors_per_sec: f64, bytes: f64| LocalRow {
+            actors_per_sec: Some(actors_per_sec),
+            bytes_per_actor: Some(bytes),
+            ..summarize(
+                framework,
+                Test::Spawn,
+                &Sizes::QUICK,
+                1,
+                vec![Sample::Spawn(SpawnSample {
+                    seconds: 1.0,
+                    rss_growth_bytes: 0,
+                })],
+            )
+        };
+        let rows = [
+            spawn_row(Framework::Granary, 100.0, 300.0),
+            spawn_row(Framework::Ractor, 200.0, 400.0),
+        ];
+        let text = ratios(&rows);
+        assert!(
+            text.contains("actors/s       granary/ractor = 0.50"),
+            "{text}"
+        );
+        assert!(
+            text.contains("bytes/actor    granary/ractor = 0.75"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,160 @@
+//! What every framework's test code shares: the runtime, the latency record, the
+//! RSS probe, a stop latch and the median.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::{Framework, LocalError, Test};
+
+/// The runtime the tokio-based frameworks (granary, ractor, kameo) run on: multi
+/// thread with 2 workers, one per core of the reference machine.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, LocalError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(LocalError::Runtime)
+}
+
+/// Runs `body` as a task on a fresh 2-worker runtime, so the whole test (senders
+/// included) runs on the two workers and not on the calling thread.
+pub(crate) fn on_runtime<T, F>(body: F) -> Result<T, LocalError>
+where
+    F: std::future::Future<Output = Result<T, LocalError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let rt = runtime()?;
+    let result = rt.block_on(async move {
+        tokio::spawn(body)
+            .await
+            .unwrap_or_else(|join| Err(LocalError::Task(join.to_string())))
+    });
+    // Don't wait for stray tasks of a framework that ignores stop requests.
+    rt.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+/// Awaits `work`, failing with [`LocalError::Timeout`] after `limit`: a lost
+/// message or a dead actor must fail the run, never hang it.
+pub(crate) async fn within<T>(
+    framework: Framework,
+    test: Test,
+    limit: Duration,
+    work: impl std::future::Future<Output = Result<T, LocalError>>,
+) -> Result<T, LocalError> {
+    tokio::time::timeout(limit, work)
+        .await
+        .unwrap_or(Err(LocalError::Timeout {
+            framework,
+            test,
+            after: limit,
+        }))
+}
+
+/// Splits `total` messages over `senders` senders (the first ones get the rest).
+pub(crate) fn share(total: u64, senders: u64, index: u64) -> u64 {
+    total / senders + u64::from(index < total % senders)
+}
+
+/// The largest latency the histogram tracks exactly (one hour), in nanoseconds.
+const MAX_LATENCY_NANOS: u64 = 3_600_000_000_000;
+
+/// Latency of every round trip, in nanoseconds, with 3 significant digits.
+#[derive(Debug, Clone)]
+pub(crate) struct Latencies(Histogram<u64>);
+
+impl Latencies {
+    /// An empty record.
+    pub(crate) fn new() -> Result<Self, LocalError> {
+        Histogram::new_with_bounds(1, MAX_LATENCY_NANOS, 3)
+            .map(Self)
+            .map_err(|e| LocalError::Histogram(e.to_string()))
+    }
+
+    /// Records one round trip.
+    pub(crate) fn record(&mut self, latency: Duration) {
+        // Clamps at one hour instead of failing; no round trip takes that long
+        // within a run's time limit.
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.0.saturating_record(nanos.max(1));
+    }
+
+    /// How many round trips were recorded.
+    pub(crate) fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    /// p50, p99, p99.9 and max, in microseconds.
+    pub(crate) fn summary_us(&self) -> [f64; 4] {
+        let us = |nanos: u64| nanos as f64 / 1000.0;
+        [
+            us(self.0.value_at_quantile(0.5)),
+            us(self.0.value_at_quantile(0.99)),
+            us(self.0.value_at_quantile(0.999)),
+            us(self.0.max()),
+        ]
+    }
+}
+
+/// Resident set size of this process in bytes, from `VmRSS` in /proc/self/status
+/// (the same figure as the second field of /proc/self/statm, already in bytes
+/// instead of pages, so no page-size lookup is needed).
+pub(crate) fn rss_bytes() -> Result<u64, LocalError> {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(LocalError::Rss)?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().strip_suffix("kB"))
+        .and_then(|kb| kb.trim().parse::<u64>().ok())
+        .map(|kb| kb * 1024)
+        .ok_or(LocalError::RssMissing)
+}
+
+/// The median (mean of the middle two for an even count; 0 for none).
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => 0.0,
+        _ if n % 2 == 1 => values[n / 2],
+        _ => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(vec![5.0, 1.0, 3.0]), 3.0);
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(median(Vec::new()), 0.0);
+    }
+
+    #[test]
+    fn latencies_report_percentiles_in_microseconds() {
+        let mut latencies = Latencies::new().expect("histogram");
+        for micros in 1..=1000 {
+            latencies.record(Duration::from_micros(micros));
+        }
+        let [p50, p99, _, max] = latencies.summary_us();
+        assert_eq!(latencies.len(), 1000);
+        assert!((499.0..=501.0).contains(&p50), "p50 {p50}");
+        assert!((989.0..=991.0).contains(&p99), "p99 {p99}");
+        assert!((999.0..=1001.0).contains(&max), "max {max}");
+    }
+
+    #[test]
+    fn shares_add_up_to_the_total() {
+        let total: u64 = (0..8).map(|i| share(2_000_003, 8, i)).sum();
+        assert_eq!(total, 2_000_003);
+        assert_eq!(share(16, 8, 7), 2);
+    }
+
+    #[test]
+    fn rss_is_positive() {
+        assert!(rss_bytes().expect("rss") > 0);
+    }
+}
