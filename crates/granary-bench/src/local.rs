@@ -17,6 +17,8 @@
 //! The tokio-based frameworks run on a multi-thread runtime with 2 workers; actix
 //! runs on its own `System` plus one extra `Arbiter` thread, as actix users do.
 
+mod actix;
+mod kameo;
 mod ractor;
 mod support;
 
@@ -73,15 +75,21 @@ pub(crate) enum Framework {
     Granary,
     /// ractor (slawlor/ractor).
     Ractor,
+    /// actix.
+    Actix,
+    /// kameo (tqwewe/kameo).
+    Kameo,
 }
 
 impl Framework {
-    const ALL: [Framework; 1] = [Self::Ractor];
+    const ALL: [Framework; 3] = [Self::Ractor, Self::Actix, Self::Kameo];
 
     fn name(self) -> &'static str {
         match self {
             Self::Granary => "granary",
             Self::Ractor => "ractor",
+            Self::Actix => "actix",
+            Self::Kameo => "kameo",
         }
     }
 }
@@ -187,6 +195,16 @@ pub(crate) enum LocalError {
         test: Test,
         /// The limit that was hit.
         after: Duration,
+    },
+    /// The counted messages don't add up to what was sent.
+    #[error("{framework}: received messages sum to {sum}, sent {expected}")]
+    WrongSum {
+        /// The framework under test.
+        framework: Framework,
+        /// What the receiver added up.
+        sum: u64,
+        /// What the senders sent.
+        expected: u64,
     },
     /// The resident set size could not be read from /proc.
     #[error("cannot read the resident set size from /proc/self/status")]
@@ -332,12 +350,7 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
 /// Runs `granary-bench local-spawn-child`: one spawn measurement, printed as JSON.
 pub(crate) fn run_spawn_child(args: SpawnChildArgs) -> Result<(), LocalError> {
     let timeout = Duration::from_secs(args.timeout_secs);
-    let sample = match args.framework {
-        Framework::Ractor => ractor::spawn(args.actors, timeout)?,
-        Framework::Granary => {
-            return run_once(Framework::Granary, Test::Spawn, &Sizes::QUICK).map(drop)
-        }
-    };
+    let sample = (args.framework.suite().spawn)(args.actors, timeout)?;
     let line = serde_json::to_string(&sample).map_err(ReportError::from)?;
     println!("{line}");
     Ok(())
@@ -353,25 +366,66 @@ fn dedup<T: Ord + Copy>(mut items: Vec<T>) -> Vec<T> {
     items
 }
 
-fn run_once(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, LocalError> {
-    let timeout = sizes.timeout;
-    Ok(match (test, framework) {
-        (_, Framework::Granary) => {
-            return Err(LocalError::framework(
-                framework,
-                "run",
-                "granary-core has no actor API yet",
-            ))
+/// One framework's implementation of the four tests.
+struct Suite {
+    tell: fn(u64, Duration) -> Result<Duration, LocalError>,
+    pingpong: fn(u64, Duration) -> Result<(Duration, Latencies), LocalError>,
+    fanin: fn(u64, u64, Duration) -> Result<Duration, LocalError>,
+    spawn: fn(u64, Duration) -> Result<SpawnSample, LocalError>,
+}
+
+impl Framework {
+    /// The test code written with this framework.
+    fn suite(self) -> Suite {
+        match self {
+            Self::Granary => Suite {
+                tell: |_, _| Err(granary_missing()),
+                pingpong: |_, _| Err(granary_missing()),
+                fanin: |_, _, _| Err(granary_missing()),
+                spawn: |_, _| Err(granary_missing()),
+            },
+            Self::Ractor => Suite {
+                tell: ractor::tell,
+                pingpong: ractor::pingpong,
+                fanin: ractor::fanin,
+                spawn: ractor::spawn,
+            },
+            Self::Actix => Suite {
+                tell: actix::tell,
+                pingpong: actix::pingpong,
+                fanin: actix::fanin,
+                spawn: actix::spawn,
+            },
+            Self::Kameo => Suite {
+                tell: kameo::tell,
+                pingpong: kameo::pingpong,
+                fanin: kameo::fanin,
+                spawn: kameo::spawn,
+            },
         }
-        (Test::Spawn, _) => Sample::Spawn(spawn_in_child(framework, sizes)?),
-        (Test::Tell, Framework::Ractor) => Sample::Throughput(ractor::tell(sizes.tell, timeout)?),
-        (Test::Pingpong, Framework::Ractor) => {
-            let (elapsed, latencies) = ractor::pingpong(sizes.pingpong, timeout)?;
+    }
+}
+
+/// granary-core has not landed its actor API yet.
+fn granary_missing() -> LocalError {
+    LocalError::framework(
+        Framework::Granary,
+        "run",
+        "granary-core has no actor API yet",
+    )
+}
+
+fn run_once(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, LocalError> {
+    let suite = framework.suite();
+    let limit = sizes.timeout;
+    Ok(match test {
+        Test::Tell => Sample::Throughput((suite.tell)(sizes.tell, limit)?),
+        Test::Pingpong => {
+            let (elapsed, latencies) = (suite.pingpong)(sizes.pingpong, limit)?;
             Sample::Latency(elapsed, latencies)
         }
-        (Test::Fanin, Framework::Ractor) => {
-            Sample::Throughput(ractor::fanin(sizes.fanin_senders, sizes.fanin, timeout)?)
-        }
+        Test::Fanin => Sample::Throughput((suite.fanin)(sizes.fanin_senders, sizes.fanin, limit)?),
+        Test::Spawn => Sample::Spawn(spawn_in_child(framework, sizes)?),
     })
 }
 

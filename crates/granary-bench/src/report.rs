@@ -185,13 +185,32 @@ fn open_csv(path: &Path, columns: &[&str]) -> Result<csv::Writer<File>, ReportEr
     Ok(writer)
 }
 
-/// Formats rows as an aligned text table with the columns that some row has.
+/// Formats rows as an aligned text table. Columns no row has are left out;
+/// columns every row has with the same value (with more than one row) are printed
+/// once above the table instead of in every line.
 fn render_table(columns: &[&str], rows: &[Map<String, Value>]) -> String {
-    let shown: Vec<&str> = columns
+    let present: Vec<&str> = columns
         .iter()
         .copied()
         .filter(|column| rows.iter().any(|row| row.contains_key(*column)))
         .collect();
+    let constant = |column: &str| {
+        rows.len() > 1
+            && rows
+                .iter()
+                .all(|row| row.get(column) == rows[0].get(column))
+    };
+    let (common, shown): (Vec<&str>, Vec<&str>) =
+        present.into_iter().partition(|column| constant(column));
+    let mut out = String::new();
+    if !common.is_empty() {
+        let pairs: Vec<String> = common
+            .iter()
+            .map(|column| format!("{column}={}", format_cell(&rows[0][*column])))
+            .collect();
+        out.push_str(&pairs.join(" "));
+        out.push('\n');
+    }
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|row| {
@@ -213,7 +232,6 @@ fn render_table(columns: &[&str], rows: &[Map<String, Value>]) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    let mut out = String::new();
     let mut push_line = |values: &mut dyn Iterator<Item = &str>| {
         let line: Vec<String> = values
             .zip(&widths)
@@ -269,7 +287,7 @@ mod tests {
     }
 
     #[test]
-    fn table_shows_only_columns_some_row_has_and_aligns_them() {
+    fn table_hides_empty_columns_lifts_constant_ones_and_aligns_the_rest() {
         let rows: Vec<Map<String, Value>> = [
             Row {
                 test: "tell",
@@ -292,11 +310,12 @@ mod tests {
         .collect();
         let table = render_table(COLUMNS, &rows);
         let lines: Vec<&str> = table.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4, "{table}");
         assert!(!table.contains("p50_us"), "empty column shown: {table}");
-        assert_eq!(lines[0], "test  framework  seconds");
-        assert_eq!(lines[1], "tell    granary    0.500");
-        assert_eq!(lines[2], "tell     ractor    12346");
+        assert_eq!(lines[0], "test=tell");
+        assert_eq!(lines[1], "framework  seconds");
+        assert_eq!(lines[2], "  granary    0.500");
+        assert_eq!(lines[3], "   ractor    12346");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use ::ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
 
-use super::support::{on_runtime, rss_bytes, share, within, Latencies};
+use super::support::{check_sum, on_runtime, rss_bytes, share, within, Latencies};
 use super::{Framework, LocalError, SpawnSample, Test};
 
 const FRAMEWORK: Framework = Framework::Ractor;
@@ -22,14 +22,15 @@ struct Counter;
 
 struct CounterState {
     count: u64,
+    sum: u64,
     expected: u64,
-    done: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Sender<u64>>,
 }
 
 impl Actor for Counter {
     type Msg = u64;
     type State = CounterState;
-    type Arguments = (u64, oneshot::Sender<()>);
+    type Arguments = (u64, oneshot::Sender<u64>);
 
     async fn pre_start(
         &self,
@@ -38,6 +39,7 @@ impl Actor for Counter {
     ) -> Result<CounterState, ActorProcessingErr> {
         Ok(CounterState {
             count: 0,
+            sum: 0,
             expected,
             done: Some(done),
         })
@@ -46,13 +48,14 @@ impl Actor for Counter {
     async fn handle(
         &self,
         _myself: ActorRef<u64>,
-        _message: u64,
+        value: u64,
         state: &mut CounterState,
     ) -> Result<(), ActorProcessingErr> {
         state.count += 1;
+        state.sum += value;
         if state.count == state.expected {
             if let Some(done) = state.done.take() {
-                let _ = done.send(());
+                let _ = done.send(state.sum);
             }
         }
         Ok(())
@@ -65,7 +68,7 @@ async fn counter(
 ) -> Result<
     (
         ActorRef<u64>,
-        oneshot::Receiver<()>,
+        oneshot::Receiver<u64>,
         tokio::task::JoinHandle<()>,
     ),
     LocalError,
@@ -92,7 +95,8 @@ pub(crate) fn tell(messages: u64, limit: Duration) -> Result<Duration, LocalErro
             actor.cast(i).map_err(|e| failed("cast", e))?;
         }
         within(FRAMEWORK, Test::Tell, limit, async {
-            done.await.map_err(|e| failed("counting", e))
+            let sum = done.await.map_err(|e| failed("counting", e))?;
+            check_sum(FRAMEWORK, sum, messages, 1)
         })
         .await?;
         let elapsed = started.elapsed();
@@ -121,7 +125,8 @@ pub(crate) fn fanin(senders: u64, messages: u64, limit: Duration) -> Result<Dura
             for task in tasks {
                 task.await.map_err(|e| failed("sender task", e))??;
             }
-            done.await.map_err(|e| failed("counting", e))
+            let sum = done.await.map_err(|e| failed("counting", e))?;
+            check_sum(FRAMEWORK, sum, messages, senders)
         })
         .await?;
         let elapsed = started.elapsed();

@@ -1,9 +1,12 @@
 //! What every framework's test code shares: the runtime, the latency record, the
 //! RSS probe, a stop latch and the median.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use tokio::sync::Notify;
 
 use super::{Framework, LocalError, Test};
 
@@ -57,6 +60,32 @@ pub(crate) fn share(total: u64, senders: u64, index: u64) -> u64 {
     total / senders + u64::from(index < total % senders)
 }
 
+/// Checks the sum a counter reports against the sum of what `senders` senders
+/// sent, each sending `0..share` (so a lost, duplicated or corrupted message
+/// that still left the count right shows up).
+pub(crate) fn check_sum(
+    framework: Framework,
+    sum: u64,
+    total: u64,
+    senders: u64,
+) -> Result<(), LocalError> {
+    let expected = (0..senders)
+        .map(|index| {
+            let n = share(total, senders, index);
+            n * n.saturating_sub(1) / 2
+        })
+        .sum();
+    if sum == expected {
+        Ok(())
+    } else {
+        Err(LocalError::WrongSum {
+            framework,
+            sum,
+            expected,
+        })
+    }
+}
+
 /// The largest latency the histogram tracks exactly (one hour), in nanoseconds.
 const MAX_LATENCY_NANOS: u64 = 3_600_000_000_000;
 
@@ -94,6 +123,44 @@ impl Latencies {
             us(self.0.value_at_quantile(0.999)),
             us(self.0.max()),
         ]
+    }
+}
+
+/// Counts down from a number and wakes a waiter at zero; used where a framework
+/// offers no handle to await an actor's end (actix) or to count answers.
+#[derive(Debug)]
+pub(crate) struct Latch {
+    left: AtomicU64,
+    zero: Notify,
+}
+
+impl Latch {
+    /// A latch that opens after `count` calls of [`Latch::count_down`].
+    pub(crate) fn new(count: u64) -> Arc<Self> {
+        Arc::new(Self {
+            left: AtomicU64::new(count),
+            zero: Notify::new(),
+        })
+    }
+
+    /// One event happened.
+    pub(crate) fn count_down(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.zero.notify_one();
+        }
+    }
+
+    /// Waits until the count reaches zero.
+    pub(crate) async fn wait(&self) {
+        loop {
+            // Register interest before checking, so a count_down in between
+            // can't be missed (`notify_one` stores a permit for us anyway).
+            let notified = self.zero.notified();
+            if self.left.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -154,7 +221,32 @@ mod tests {
     }
 
     #[test]
+    fn check_sum_accepts_the_sent_values_and_rejects_others() {
+        let sent: u64 = (0..4).flat_map(|i| 0..share(10, 4, i)).sum();
+        assert!(check_sum(Framework::Ractor, sent, 10, 4).is_ok());
+        assert!(matches!(
+            check_sum(Framework::Ractor, sent + 1, 10, 4),
+            Err(LocalError::WrongSum { .. })
+        ));
+    }
+
+    #[test]
     fn rss_is_positive() {
         assert!(rss_bytes().expect("rss") > 0);
+    }
+
+    #[test]
+    fn latch_opens_after_the_last_count_down() {
+        let rt = runtime().expect("runtime");
+        rt.block_on(async {
+            let latch = Latch::new(3);
+            for _ in 0..3 {
+                let latch = latch.clone();
+                tokio::spawn(async move { latch.count_down() });
+            }
+            tokio::time::timeout(Duration::from_secs(10), latch.wait())
+                .await
+                .expect("latch never opened");
+        });
     }
 }

@@ -1,0 +1,142 @@
+//! Runs `granary-bench local --quick` through the built binary, so the benchmark
+//! can't rot: every framework must produce every row, with sane numbers, on
+//! stdout as JSON lines and in the CSV file.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const FRAMEWORKS: [&str; 3] = ["ractor", "actix", "kameo"];
+const TESTS: [&str; 4] = ["tell", "pingpong", "fanin", "spawn"];
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_granary-bench"))
+        .args(args)
+        .output()
+        .expect("run granary-bench")
+}
+
+fn temp_csv(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("granary-bench-quick-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+fn number(row: &Value, field: &str) -> f64 {
+    row[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("row has no number `{field}`: {row}"))
+}
+
+#[test]
+fn local_quick_prints_one_sane_row_per_test_and_framework() {
+    let csv = temp_csv("local.csv");
+    let only = FRAMEWORKS.join(",");
+    let output = bench(&[
+        "local",
+        "--quick",
+        "--runs",
+        "1",
+        "--only",
+        &only,
+        "--csv",
+        csv.to_str().expect("utf-8 path"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed: {stderr}");
+
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 stdout");
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    assert_eq!(rows.len(), FRAMEWORKS.len() * TESTS.len(), "{stdout}");
+
+    let mut seen = BTreeSet::new();
+    for row in &rows {
+        assert_eq!(row["scenario"], "local");
+        assert_eq!(row["mode"], "local");
+        assert_eq!(row["nodes"], 1);
+        let test = row["test"].as_str().expect("test").to_string();
+        let framework = row["framework"].as_str().expect("framework").to_string();
+        let seconds = number(row, "seconds");
+        let messages = number(row, "messages");
+        assert!(seconds > 0.0 && messages > 0.0, "{row}");
+        let rate = number(row, "msgs_per_sec");
+        assert!((rate - messages / seconds).abs() <= rate * 1e-9, "{row}");
+        match test.as_str() {
+            "pingpong" => {
+                let [p50, p99, p999, max] =
+                    ["p50_us", "p99_us", "p999_us", "max_us"].map(|f| number(row, f));
+                assert!(
+                    0.0 < p50 && p50 <= p99 && p99 <= p999 && p999 <= max,
+                    "{row}"
+                );
+                assert!(number(row, "round_trips_per_sec") > 0.0, "{row}");
+            }
+            "spawn" => {
+                assert!(number(row, "actors_per_sec") > 0.0, "{row}");
+                // Growth can be a little negative if the allocator returned memory.
+                assert!(number(row, "bytes_per_actor").is_finite(), "{row}");
+            }
+            "fanin" => assert_eq!(row["senders"], 8, "{row}"),
+            _ => assert!(row.get("p50_us").is_none(), "{row}"),
+        }
+        assert!(seen.insert((test, framework)), "duplicate row {row}");
+    }
+    for test in TESTS {
+        for framework in FRAMEWORKS {
+            assert!(
+                seen.contains(&(test.to_string(), framework.to_string())),
+                "no row for {test}/{framework}"
+            );
+        }
+    }
+    assert!(
+        stderr.contains("msgs_per_sec"),
+        "no table on stderr: {stderr}"
+    );
+
+    let text = std::fs::read_to_string(&csv).expect("csv written");
+    let mut lines = text.lines();
+    assert!(lines
+        .next()
+        .expect("header")
+        .starts_with("scenario,test,framework,"));
+    assert_eq!(lines.count(), rows.len());
+}
+
+#[test]
+fn local_rejects_an_unknown_framework_with_a_clear_message() {
+    let output = bench(&["local", "--quick", "--only", "akka"]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("akka"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn local_refuses_to_append_to_a_csv_with_other_columns() {
+    let csv = temp_csv("foreign.csv");
+    std::fs::write(&csv, "a,b\n1,2\n").expect("write csv");
+    let output = bench(&[
+        "local",
+        "--quick",
+        "--runs",
+        "1",
+        "--only",
+        "ractor",
+        "--tests",
+        "tell",
+        "--csv",
+        csv.to_str().expect("utf-8 path"),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("has columns `a,b`"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&csv).expect("csv"), "a,b\n1,2\n");
+}
