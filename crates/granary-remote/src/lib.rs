@@ -22,8 +22,12 @@
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
 mod error;
+pub mod faults;
+mod handshake;
 mod node_id;
 mod registry;
+mod tls;
+mod transport;
 pub mod wire;
 
 pub use error::{
@@ -33,6 +37,11 @@ pub use error::{
 pub use node_id::NodeId;
 pub use registry::{
     type_tag, ErasedMessage, MessageRegistration, MessageType, Registry, RegistryBuilder,
+};
+pub use tls::TlsConfig;
+pub use transport::{
+    ChannelConfig, InboundHandler, PeerEvent, SendOptions, Transport, TransportConfig,
+    TransportStats,
 };
 
 /// Register a message type under a stable wire name, collected at link time.

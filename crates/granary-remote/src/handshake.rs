@@ -1,0 +1,423 @@
+//! The connection handshake: cluster name, protocol version, mutual challenge–response.
+//!
+//! Like an Erlang cookie, every node of a cluster knows one shared secret; it never
+//! crosses the wire. Each side sends a random 32-byte nonce and proves knowledge of the
+//! secret with an HMAC-SHA256 over both nonces, both node ids, the cluster name and its
+//! role, so a proof cannot be replayed on another connection or reflected back:
+//!
+//! ```text
+//! dialer  -> acceptor  Hello     { cluster, version, node, lane, nonce_d }
+//! acceptor -> dialer   Challenge { node, nonce_a, proof_a = HMAC(secret, "acceptor" ..) }
+//! dialer  -> acceptor  Response  { proof_d = HMAC(secret, "dialer" ..) }
+//! acceptor -> dialer   Welcome                      (or Refused { reason } at any step)
+//! ```
+//!
+//! Handshake frames are [`FrameKind::Handshake`] frames on the control channel with a
+//! postcard body, read with a small frame limit so an unauthenticated peer cannot make the
+//! node buffer a large frame.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::error::{FrameError, HandshakeError};
+use crate::node_id::NodeId;
+use crate::wire::{FrameDecoder, FrameHeader, FrameKind, CONTROL_CHANNEL, PROTOCOL_VERSION};
+
+/// Largest handshake frame accepted (they are a few hundred bytes).
+const HANDSHAKE_MAX_FRAME: u32 = 64 * 1024;
+
+/// Which outbound connection of a peer this is: a channel name and an index in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Lane {
+    pub(crate) channel: String,
+    pub(crate) index: u16,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+enum Step {
+    Hello {
+        cluster: String,
+        version: u8,
+        node: NodeId,
+        lane: Lane,
+        nonce: [u8; 32],
+    },
+    Challenge {
+        node: NodeId,
+        nonce: [u8; 32],
+        proof: Vec<u8>,
+    },
+    Response {
+        proof: Vec<u8>,
+    },
+    Welcome,
+    Refused {
+        reason: String,
+    },
+}
+
+/// What both sides need to run a handshake.
+pub(crate) struct Params<'a> {
+    pub(crate) cluster: &'a str,
+    pub(crate) secret: &'a [u8],
+    pub(crate) local: NodeId,
+    pub(crate) timeout: Duration,
+}
+
+/// Run the dialer's side; returns the peer's node id and any bytes read past the handshake.
+pub(crate) async fn dial<S>(
+    stream: &mut S,
+    p: &Params<'_>,
+    lane: Lane,
+) -> Result<(NodeId, BytesMut), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(p.timeout, dial_inner(stream, p, lane))
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+}
+
+async fn dial_inner<S>(
+    stream: &mut S,
+    p: &Params<'_>,
+    lane: Lane,
+) -> Result<(NodeId, BytesMut), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::new();
+    let nonce_d: [u8; 32] = rand::random();
+    write_step(
+        stream,
+        &Step::Hello {
+            cluster: p.cluster.to_owned(),
+            version: PROTOCOL_VERSION,
+            node: p.local,
+            lane: lane.clone(),
+            nonce: nonce_d,
+        },
+    )
+    .await?;
+    let (acceptor, nonce_a, proof_a) = match read_step(stream, &mut buf).await? {
+        Step::Challenge { node, nonce, proof } => (node, nonce, proof),
+        Step::Refused { reason } => return Err(refused(reason)),
+        other => return Err(unexpected("Challenge", &other)),
+    };
+    let t = Transcript {
+        cluster: p.cluster,
+        dialer: p.local,
+        acceptor,
+        nonce_d,
+        nonce_a,
+        lane: &lane,
+    };
+    if !t.verify(p.secret, b"acceptor", &proof_a) {
+        let reason = "acceptor failed the shared-secret challenge".to_owned();
+        let _ = write_step(
+            stream,
+            &Step::Refused {
+                reason: reason.clone(),
+            },
+        )
+        .await;
+        return Err(HandshakeError::Unauthorized(reason));
+    }
+    let proof = t.prove(p.secret, b"dialer");
+    write_step(stream, &Step::Response { proof }).await?;
+    match read_step(stream, &mut buf).await? {
+        Step::Welcome => Ok((acceptor, buf)),
+        Step::Refused { reason } => Err(refused(reason)),
+        other => Err(unexpected("Welcome", &other)),
+    }
+}
+
+/// Run the acceptor's side; returns the dialer's node id, its lane and any extra bytes.
+pub(crate) async fn accept<S>(
+    stream: &mut S,
+    p: &Params<'_>,
+) -> Result<(NodeId, Lane, BytesMut), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(p.timeout, accept_inner(stream, p))
+        .await
+        .map_err(|_| HandshakeError::Timeout)?
+}
+
+async fn accept_inner<S>(
+    stream: &mut S,
+    p: &Params<'_>,
+) -> Result<(NodeId, Lane, BytesMut), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut buf = BytesMut::new();
+    let (dialer, lane, nonce_d) = match read_step(stream, &mut buf).await? {
+        Step::Hello {
+            cluster,
+            version,
+            node,
+            lane,
+            nonce,
+        } => {
+            if cluster != p.cluster {
+                let err = HandshakeError::ClusterMismatch {
+                    ours: p.cluster.to_owned(),
+                    theirs: cluster,
+                };
+                let _ = write_step(
+                    stream,
+                    &Step::Refused {
+                        reason: err.to_string(),
+                    },
+                )
+                .await;
+                return Err(err);
+            }
+            if version != PROTOCOL_VERSION {
+                let err = HandshakeError::VersionMismatch {
+                    ours: PROTOCOL_VERSION,
+                    theirs: version,
+                };
+                let _ = write_step(
+                    stream,
+                    &Step::Refused {
+                        reason: err.to_string(),
+                    },
+                )
+                .await;
+                return Err(err);
+            }
+            (node, lane, nonce)
+        }
+        other => return Err(unexpected("Hello", &other)),
+    };
+    let nonce_a: [u8; 32] = rand::random();
+    let t = Transcript {
+        cluster: p.cluster,
+        dialer,
+        acceptor: p.local,
+        nonce_d,
+        nonce_a,
+        lane: &lane,
+    };
+    let proof = t.prove(p.secret, b"acceptor");
+    write_step(
+        stream,
+        &Step::Challenge {
+            node: p.local,
+            nonce: nonce_a,
+            proof,
+        },
+    )
+    .await?;
+    match read_step(stream, &mut buf).await? {
+        Step::Response { proof } if t.verify(p.secret, b"dialer", &proof) => {
+            write_step(stream, &Step::Welcome).await?;
+            Ok((dialer, lane, buf))
+        }
+        Step::Response { .. } => {
+            let reason = format!("{dialer} failed the shared-secret challenge");
+            let _ = write_step(
+                stream,
+                &Step::Refused {
+                    reason: reason.clone(),
+                },
+            )
+            .await;
+            Err(HandshakeError::Unauthorized(reason))
+        }
+        Step::Refused { reason } => Err(refused(reason)),
+        other => Err(unexpected("Response", &other)),
+    }
+}
+
+/// Everything a proof binds to.
+struct Transcript<'a> {
+    cluster: &'a str,
+    dialer: NodeId,
+    acceptor: NodeId,
+    nonce_d: [u8; 32],
+    nonce_a: [u8; 32],
+    lane: &'a Lane,
+}
+
+impl Transcript<'_> {
+    fn mac(&self, secret: &[u8], role: &[u8]) -> Hmac<Sha256> {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        for part in [
+            role,
+            self.cluster.as_bytes(),
+            &postcard::to_allocvec(&(self.dialer, self.acceptor, self.lane)).unwrap_or_default(),
+            &self.nonce_d,
+            &self.nonce_a,
+        ] {
+            mac.update(&(part.len() as u64).to_le_bytes());
+            mac.update(part);
+        }
+        mac
+    }
+
+    fn prove(&self, secret: &[u8], role: &[u8]) -> Vec<u8> {
+        self.mac(secret, role).finalize().into_bytes().to_vec()
+    }
+
+    fn verify(&self, secret: &[u8], role: &[u8], proof: &[u8]) -> bool {
+        // Constant-time comparison.
+        self.mac(secret, role).verify_slice(proof).is_ok()
+    }
+}
+
+fn refused(reason: String) -> HandshakeError {
+    HandshakeError::Unauthorized(format!("refused by peer: {reason}"))
+}
+
+fn unexpected(wanted: &str, got: &Step) -> HandshakeError {
+    let got = match got {
+        Step::Hello { .. } => "Hello",
+        Step::Challenge { .. } => "Challenge",
+        Step::Response { .. } => "Response",
+        Step::Welcome => "Welcome",
+        Step::Refused { .. } => "Refused",
+    };
+    HandshakeError::Protocol(format!("expected {wanted}, got {got}"))
+}
+
+async fn write_step<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    step: &Step,
+) -> Result<(), HandshakeError> {
+    let body = postcard::to_allocvec(step).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
+    let header = FrameHeader {
+        kind: FrameKind::Handshake,
+        channel: CONTROL_CHANNEL,
+        type_tag: 0,
+        correlation: 0,
+        sender: "",
+        recipient: "",
+    };
+    let frame = header
+        .encode_with_body(&body, HANDSHAKE_MAX_FRAME)
+        .map_err(|e| HandshakeError::Protocol(e.to_string()))?;
+    stream.write_all(&frame).await?;
+    stream.flush().await?;
+    Ok(())
+}
+
+async fn read_step<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+) -> Result<Step, HandshakeError> {
+    let decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(frame)) if frame.kind == FrameKind::Handshake => {
+                return postcard::from_bytes(&frame.body)
+                    .map_err(|e| HandshakeError::Protocol(format!("bad handshake body: {e}")));
+            }
+            Ok(Some(frame)) => {
+                return Err(HandshakeError::Protocol(format!(
+                    "{:?} frame before the handshake finished",
+                    frame.kind
+                )))
+            }
+            Ok(None) => {}
+            Err(FrameError::UnsupportedVersion(theirs)) => {
+                return Err(HandshakeError::VersionMismatch {
+                    ours: PROTOCOL_VERSION,
+                    theirs,
+                })
+            }
+            Err(e) => return Err(HandshakeError::Protocol(e.to_string())),
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Err(HandshakeError::Protocol(
+                "connection closed during the handshake".into(),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params<'a>(cluster: &'a str, secret: &'a [u8], port: u16) -> Params<'a> {
+        Params {
+            cluster,
+            secret,
+            local: NodeId::new(([127, 0, 0, 1], port).into()),
+            timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn lane() -> Lane {
+        Lane {
+            channel: "data".into(),
+            index: 0,
+        }
+    }
+
+    async fn run(
+        dialer: Params<'_>,
+        acceptor: Params<'_>,
+    ) -> (
+        Result<(NodeId, BytesMut), HandshakeError>,
+        Result<(NodeId, Lane, BytesMut), HandshakeError>,
+    ) {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        tokio::join!(dial(&mut a, &dialer, lane()), accept(&mut b, &acceptor))
+    }
+
+    #[tokio::test]
+    async fn same_secret_and_cluster_authenticate_both_sides() {
+        let d = params("c", b"secret", 1);
+        let a = params("c", b"secret", 2);
+        let (dn, an) = (d.local, a.local);
+        let (dr, ar) = run(d, a).await;
+        assert_eq!(dr.unwrap().0, an);
+        let (node, l, _) = ar.unwrap();
+        assert_eq!((node, l), (dn, lane()));
+    }
+
+    #[tokio::test]
+    async fn wrong_secret_is_unauthorized_on_both_sides() {
+        let (dr, ar) = run(params("c", b"wrong", 1), params("c", b"secret", 2)).await;
+        assert!(matches!(dr, Err(HandshakeError::Unauthorized(_))), "{dr:?}");
+        assert!(ar.is_err());
+    }
+
+    #[tokio::test]
+    async fn other_cluster_is_refused() {
+        let (dr, ar) = run(params("c1", b"s", 1), params("c2", b"s", 2)).await;
+        assert!(matches!(ar, Err(HandshakeError::ClusterMismatch { .. })));
+        assert!(matches!(dr, Err(HandshakeError::Unauthorized(_))));
+    }
+
+    #[tokio::test]
+    async fn garbage_instead_of_hello_is_a_protocol_error() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        a.write_all(&[0xff; 64]).await.unwrap();
+        let r = accept(&mut b, &params("c", b"s", 2)).await;
+        assert!(matches!(r, Err(HandshakeError::Protocol(_))), "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn silent_peer_times_out() {
+        let (_a, mut b) = tokio::io::duplex(4096);
+        let mut p = params("c", b"s", 2);
+        p.timeout = Duration::from_millis(50);
+        assert!(matches!(
+            accept(&mut b, &p).await,
+            Err(HandshakeError::Timeout)
+        ));
+    }
+}

@@ -1,0 +1,507 @@
+//! TCP transport with channels, parallelism and affinity (seed 002 §4).
+//!
+//! Per peer the transport dials:
+//! - one **control** connection (handshake, system traffic, later membership), kept apart
+//!   from data so it never queues behind user messages;
+//! - `P` **data** connections; a frame's connection is chosen by hashing its (sender,
+//!   recipient) pair (**affinity**), so a pair keeps FIFO order while other pairs do not
+//!   queue behind it, or by an explicit `partition_key`;
+//! - the connections of every user-named **channel**.
+//!
+//! Connections are one-directional: a node writes on the connections it dialled and reads
+//! on the ones it accepted, so two nodes dialling each other at once need no tie-break.
+//! Each dialled connection has a writer task that takes *every* queued frame at once and
+//! writes them with one vectored write, flushing when the queue is empty. Each accepted
+//! connection has a reader task that splits frames off its buffer and hands them,
+//! undecoded, to the [`InboundHandler`]: bodies are decoded on the recipient's side.
+//!
+//! Failures: lost connections are redialled with exponential backoff; a peer whose control
+//! connection fails `unreachable_after` times in a row is declared unreachable (queued
+//! frames dropped, sends fail fast); a peer that comes back with a new incarnation is
+//! reported as [`PeerEvent::Restarted`]; a peer that sends a malformed or oversized frame
+//! is disconnected and logged while the node keeps running.
+
+mod config;
+mod lane;
+mod listener;
+mod peer;
+mod queue;
+mod stream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tokio::task::JoinSet;
+
+pub use config::{ChannelConfig, TransportConfig};
+
+use crate::error::{FrameError, SendError, TransportError};
+use crate::faults::Verdict;
+use crate::node_id::NodeId;
+use crate::tls::Tls;
+use crate::wire::{channel_id, Frame, FrameHeader};
+use peer::Peer;
+use queue::PushError;
+
+/// Receives every frame that arrives on an accepted connection.
+///
+/// Called on the connection's reader task, in arrival order per connection: keep it short
+/// (hand the frame to a mailbox or channel) and never block.
+pub trait InboundHandler: Send + Sync + 'static {
+    /// One frame from the authenticated node `from`.
+    fn on_frame(&self, from: NodeId, frame: Frame);
+}
+
+impl<F> InboundHandler for F
+where
+    F: Fn(NodeId, Frame) + Send + Sync + 'static,
+{
+    fn on_frame(&self, from: NodeId, frame: Frame) {
+        self(from, frame)
+    }
+}
+
+/// Something that happened to a peer, broadcast to [`Transport::subscribe`]rs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEvent {
+    /// The control connection to this node is up (first time or again).
+    Connected {
+        /// The peer.
+        node: NodeId,
+    },
+    /// The peer's address answered with a new incarnation: the old node is gone.
+    Restarted {
+        /// The incarnation that is gone.
+        old: NodeId,
+        /// The one that answered now.
+        new: NodeId,
+    },
+    /// The control connection to this node was lost; reconnecting.
+    Disconnected {
+        /// The peer.
+        node: NodeId,
+        /// Why.
+        reason: String,
+    },
+    /// The peer did not answer `unreachable_after` times in a row: frames queued for it
+    /// were dropped and sends fail with [`SendError::Unreachable`] until it answers.
+    Unreachable {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// The last incarnation seen there, if any.
+        node: Option<NodeId>,
+        /// Frames dropped from its queues.
+        dropped_bytes: usize,
+    },
+    /// A connection was refused during TLS or the handshake (either direction).
+    Refused {
+        /// The remote socket address.
+        addr: SocketAddr,
+        /// The logged reason.
+        reason: String,
+    },
+    /// A peer sent a frame that broke the protocol (malformed, oversized); it was
+    /// disconnected.
+    ProtocolViolation {
+        /// The peer.
+        node: NodeId,
+        /// What was wrong.
+        error: FrameError,
+    },
+}
+
+/// How to send one frame.
+#[derive(Debug, Clone, Copy)]
+pub struct SendOptions {
+    channel: u32,
+    partition_key: Option<u64>,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        Self::data()
+    }
+}
+
+impl SendOptions {
+    /// The default data channel, connection chosen by affinity.
+    pub const fn data() -> Self {
+        Self {
+            channel: crate::wire::DATA_CHANNEL,
+            partition_key: None,
+        }
+    }
+
+    /// The control channel (system traffic).
+    pub const fn control() -> Self {
+        Self {
+            channel: crate::wire::CONTROL_CHANNEL,
+            partition_key: None,
+        }
+    }
+
+    /// A named channel (seed 002 Table 2 `{channel, Channel}`).
+    pub const fn channel(name: &str) -> Self {
+        Self {
+            channel: channel_id(name),
+            partition_key: None,
+        }
+    }
+
+    /// Pick the connection by `key % P` instead of by affinity (`{partition_key, N}`).
+    pub const fn partition_key(mut self, key: u64) -> Self {
+        self.partition_key = Some(key);
+        self
+    }
+}
+
+/// Counters of a transport.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    /// Frames accepted into connection queues.
+    pub frames_queued: u64,
+    /// Frames handed to the inbound handler.
+    pub frames_received: u64,
+    /// Vectored writes issued by writers.
+    pub writes: u64,
+    /// Sends refused because a queue was full.
+    pub backpressure: u64,
+    /// Frames dropped or blocked by fault injection.
+    pub fault_drops: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    frames_received: AtomicU64,
+    writes: AtomicU64,
+    backpressure: AtomicU64,
+    fault_drops: AtomicU64,
+}
+
+/// A channel and its connection count, shared by every peer.
+pub(crate) struct ChannelSpec {
+    pub(crate) id: u32,
+    pub(crate) name: Arc<str>,
+    pub(crate) lanes: usize,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: TransportConfig,
+    pub(crate) node: NodeId,
+    pub(crate) tls: Option<Tls>,
+    pub(crate) handler: Arc<dyn InboundHandler>,
+    pub(crate) channels: Vec<ChannelSpec>,
+    peers: RwLock<HashMap<SocketAddr, Arc<Peer>>>,
+    events: broadcast::Sender<PeerEvent>,
+    tasks: Mutex<Option<JoinSet<()>>>,
+    closed: AtomicBool,
+    round_robin: AtomicUsize,
+    counters: Counters,
+}
+
+impl Inner {
+    /// Spawn a task owned by the transport (aborted on shutdown).
+    pub(crate) fn spawn<F>(&self, fut: F) -> Option<tokio::task::AbortHandle>
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let mut tasks = self.tasks.lock();
+        let set = tasks.as_mut()?;
+        // Reap finished tasks so the set does not grow with every closed connection.
+        while set.try_join_next().is_some() {}
+        Some(set.spawn(fut))
+    }
+
+    pub(crate) fn emit(&self, event: PeerEvent) {
+        // No subscriber is fine.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn count_received(&self) {
+        self.counters
+            .frames_received
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_write(&self) {
+        self.counters.writes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A node's network endpoint: listens, dials peers on demand, sends and receives frames.
+///
+/// Cloning is cheap; all clones share one endpoint. Call [`Transport::shutdown`] to close
+/// every connection.
+///
+/// ```no_run
+/// // no_run: opens sockets; the integration tests run the same thing.
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use bytes::Bytes;
+/// use granary_remote::{SendOptions, Transport, TransportConfig};
+/// use granary_remote::wire::{Frame, FrameHeader, FrameKind};
+/// use granary_remote::NodeId;
+///
+/// let b = Transport::bind(TransportConfig::new("c", "s"), |from: NodeId, frame: Frame| {
+///     println!("{from} sent {} bytes", frame.body.len());
+/// })
+/// .await?;
+/// let a = Transport::bind(TransportConfig::new("c", "s"), |_, _| {}).await?;
+/// let header = FrameHeader {
+///     kind: FrameKind::Tell, channel: 0, type_tag: 1, correlation: 0,
+///     sender: "alice", recipient: "bob",
+/// };
+/// a.send(b.local_addr(), header, Bytes::from_static(b"hi"), SendOptions::data())?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Transport {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transport")
+            .field("node", &self.inner.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transport {
+    /// Listen on `config.listen` and start accepting authenticated peers.
+    pub async fn bind(
+        config: TransportConfig,
+        handler: impl InboundHandler,
+    ) -> Result<Self, TransportError> {
+        Self::bind_arc(config, Arc::new(handler)).await
+    }
+
+    /// [`Transport::bind`] with a shared handler.
+    pub async fn bind_arc(
+        config: TransportConfig,
+        handler: Arc<dyn InboundHandler>,
+    ) -> Result<Self, TransportError> {
+        config.validate().map_err(TransportError::Config)?;
+        let tls = config.tls.as_ref().map(Tls::new).transpose()?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| TransportError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let mut channels = vec![
+            ChannelSpec {
+                id: crate::wire::CONTROL_CHANNEL,
+                name: "control".into(),
+                lanes: 1,
+            },
+            ChannelSpec {
+                id: crate::wire::DATA_CHANNEL,
+                name: "data".into(),
+                lanes: config.parallelism,
+            },
+        ];
+        channels.extend(config.channels.iter().map(|c| ChannelSpec {
+            id: channel_id(&c.name),
+            name: c.name.as_str().into(),
+            lanes: c.parallelism,
+        }));
+        let (events, _) = broadcast::channel(1024);
+        let inner = Arc::new(Inner {
+            node: NodeId::new(addr),
+            config,
+            tls,
+            handler,
+            channels,
+            peers: RwLock::new(HashMap::new()),
+            events,
+            tasks: Mutex::new(Some(JoinSet::new())),
+            closed: AtomicBool::new(false),
+            round_robin: AtomicUsize::new(0),
+            counters: Counters::default(),
+        });
+        inner.spawn(listener::accept_loop(inner.clone(), listener));
+        tracing::info!(node = %inner.node, "transport listening");
+        Ok(Self { inner })
+    }
+
+    /// This node's identity.
+    pub fn node_id(&self) -> NodeId {
+        self.inner.node
+    }
+
+    /// The address this node listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.node.addr()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &TransportConfig {
+        &self.inner.config
+    }
+
+    /// Receive peer events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The incarnation last seen at `addr`, if its control connection ever came up.
+    pub fn peer_node(&self, addr: SocketAddr) -> Option<NodeId> {
+        self.inner.peers.read().get(&addr).and_then(|p| p.node())
+    }
+
+    /// Start dialling `addr` now (sends do this on demand).
+    pub fn connect(&self, addr: SocketAddr) -> Result<(), SendError> {
+        self.peer(addr).map(|_| ())
+    }
+
+    /// Stop dialling `addr` and drop its queues; a later send dials it again.
+    pub fn disconnect(&self, addr: SocketAddr) {
+        if let Some(peer) = self.inner.peers.write().remove(&addr) {
+            peer.stop();
+        }
+    }
+
+    /// Queue one frame for the peer listening at `to`.
+    ///
+    /// Never blocks and never waits for the connection: a full queue is
+    /// [`SendError::Backpressure`], a frame above `max_frame` is
+    /// [`SendError::FrameTooLarge`] (checked before anything else), a peer declared
+    /// unreachable is [`SendError::Unreachable`]. The header's `channel` is set from
+    /// `opts`. Delivery is at most once.
+    pub fn send(
+        &self,
+        to: SocketAddr,
+        mut header: FrameHeader<'_>,
+        body: Bytes,
+        opts: SendOptions,
+    ) -> Result<(), SendError> {
+        let inner = &*self.inner;
+        let len = header.frame_len(body.len());
+        if len > u64::from(inner.config.max_frame) {
+            return Err(SendError::FrameTooLarge {
+                len,
+                max: inner.config.max_frame,
+            });
+        }
+        let peer = self.peer(to)?;
+        if peer.is_unreachable() {
+            return Err(SendError::Unreachable { peer: to });
+        }
+        let (group, spec) = inner
+            .channels
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.id == opts.channel)
+            .ok_or_else(|| SendError::UnknownChannel(format!("{:#010x}", opts.channel)))?;
+        header.channel = spec.id;
+        let index = self.lane_index(spec.lanes, &header, opts.partition_key);
+        let lane = peer.lane(group, index);
+        if let Some(faults) = &inner.config.faults {
+            match faults.decide(inner.node.addr(), to, &spec.name) {
+                Verdict::Deliver => {}
+                Verdict::Drop | Verdict::Blocked => {
+                    inner.counters.fault_drops.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Verdict::Delay(delay) => {
+                    let frame = header.encode_with_body(&body, inner.config.max_frame)?;
+                    return lane.delay(&self.inner, delay, frame).map_err(|()| {
+                        inner.counters.backpressure.fetch_add(1, Ordering::Relaxed);
+                        SendError::Backpressure { peer: to }
+                    });
+                }
+            }
+        }
+        lane.queue.push(&header, &body).map_err(|e| match e {
+            PushError::Full => {
+                inner.counters.backpressure.fetch_add(1, Ordering::Relaxed);
+                SendError::Backpressure { peer: to }
+            }
+            PushError::Frame(e) => e.into(),
+        })
+    }
+
+    fn lane_index(&self, lanes: usize, header: &FrameHeader<'_>, key: Option<u64>) -> usize {
+        if lanes <= 1 {
+            return 0;
+        }
+        if let Some(key) = key {
+            return (key % lanes as u64) as usize;
+        }
+        if self.inner.config.affinity {
+            return (pair_hash(header.sender, header.recipient) % lanes as u64) as usize;
+        }
+        self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % lanes
+    }
+
+    fn peer(&self, addr: SocketAddr) -> Result<Arc<Peer>, SendError> {
+        if let Some(peer) = self.inner.peers.read().get(&addr) {
+            return Ok(peer.clone());
+        }
+        if self.inner.closed.load(Ordering::Acquire) {
+            return Err(SendError::Shutdown);
+        }
+        let mut peers = self.inner.peers.write();
+        if let Some(peer) = peers.get(&addr) {
+            return Ok(peer.clone());
+        }
+        let peer = Peer::start(&self.inner, addr).ok_or(SendError::Shutdown)?;
+        peers.insert(addr, peer.clone());
+        Ok(peer)
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> TransportStats {
+        let c = &self.inner.counters;
+        let frames_queued = self
+            .inner
+            .peers
+            .read()
+            .values()
+            .map(|p| p.frames_queued())
+            .sum();
+        TransportStats {
+            frames_queued,
+            frames_received: c.frames_received.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            backpressure: c.backpressure.load(Ordering::Relaxed),
+            fault_drops: c.fault_drops.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Close the listener and every connection; later sends fail with
+    /// [`SendError::Shutdown`].
+    pub fn shutdown(&self) {
+        self.inner.closed.store(true, Ordering::Release);
+        let tasks = self.inner.tasks.lock().take();
+        if let Some(mut tasks) = tasks {
+            tasks.abort_all();
+            // Dropping the set detaches nothing: aborted tasks drop their sockets.
+        }
+        self.inner.peers.write().clear();
+        tracing::info!(node = %self.inner.node, "transport shut down");
+    }
+}
+
+/// FNV-1a over sender, a separator and recipient: cheap and stable.
+fn pair_hash(sender: &str, recipient: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in sender.bytes().chain([0xff]).chain(recipient.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}

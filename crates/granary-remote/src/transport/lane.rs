@@ -1,0 +1,248 @@
+//! One dialled connection: connect, handshake, write batches, redial with backoff.
+
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::peer::Peer;
+use super::queue::OutboundQueue;
+use super::stream::Stream;
+use super::Inner;
+use crate::error::HandshakeError;
+use crate::handshake::{self, Params};
+use crate::node_id::NodeId;
+
+/// Frames that may wait in one lane's fault-injection delay line.
+const DELAY_LINE_CAPACITY: usize = 65_536;
+
+/// Slices handed to one vectored write (the OS limit is at least 1024).
+const MAX_IOVECS: usize = 64;
+
+/// The sending side of one connection: its queue and, when faults delay frames, its delay
+/// line.
+pub(crate) struct Lane {
+    pub(crate) queue: Arc<OutboundQueue>,
+    delay: Mutex<Option<DelayLine>>,
+}
+
+struct DelayLine {
+    tx: mpsc::Sender<(Instant, Bytes)>,
+    last: Instant,
+}
+
+impl Lane {
+    pub(crate) fn new(capacity: usize, max_frame: u32) -> Self {
+        Self {
+            queue: Arc::new(OutboundQueue::new(capacity, max_frame)),
+            delay: Mutex::new(None),
+        }
+    }
+
+    /// Queue `frame` after `delay`, never before a frame delayed earlier on this lane
+    /// (so delays keep per-connection FIFO order). `Err` when the delay line is full.
+    pub(crate) fn delay(
+        &self,
+        inner: &Arc<Inner>,
+        delay: Duration,
+        frame: Bytes,
+    ) -> Result<(), ()> {
+        let mut guard = self.delay.lock();
+        if guard.as_ref().is_none_or(|d| d.tx.is_closed()) {
+            let (tx, rx) = mpsc::channel(DELAY_LINE_CAPACITY);
+            inner.spawn(release(rx, self.queue.clone())).ok_or(())?;
+            *guard = Some(DelayLine {
+                tx,
+                last: Instant::now(),
+            });
+        }
+        let line = guard.as_mut().ok_or(())?;
+        let at = (Instant::now() + delay).max(line.last);
+        line.tx.try_send((at, frame)).map_err(|_| ())?;
+        line.last = at;
+        Ok(())
+    }
+}
+
+async fn release(mut rx: mpsc::Receiver<(Instant, Bytes)>, queue: Arc<OutboundQueue>) {
+    while let Some((at, frame)) = rx.recv().await {
+        tokio::time::sleep_until(at).await;
+        if queue.push_encoded(frame).is_err() {
+            tracing::debug!("delayed frame dropped: queue full");
+        }
+    }
+}
+
+/// The lane's task: forever connect, serve, and back off.
+pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>, group: usize, index: usize) {
+    let spec = &inner.channels[group];
+    let is_control = group == 0;
+    let lane_id = handshake::Lane {
+        channel: spec.name.to_string(),
+        index: index as u16,
+    };
+    let queue = peer.lane(group, index).queue.clone();
+    let mut failures: u32 = 0;
+    loop {
+        match dial(&inner, &peer, lane_id.clone()).await {
+            Ok((stream, node)) => {
+                failures = 0;
+                tracing::debug!(%node, channel = %spec.name, index, "connected");
+                if is_control {
+                    peer.on_connected(&inner, node);
+                }
+                let reason = serve(&inner, stream, &queue).await;
+                tracing::debug!(%node, channel = %spec.name, index, %reason, "connection lost");
+                if is_control {
+                    peer.on_disconnected(&inner, node, reason.to_string());
+                }
+            }
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                match &e {
+                    HandshakeError::Io(_) | HandshakeError::Timeout => {
+                        tracing::debug!(addr = %peer.addr, error = %e, "dial failed")
+                    }
+                    _ => {
+                        tracing::warn!(addr = %peer.addr, error = %e, "peer refused");
+                        if is_control {
+                            inner.emit(super::PeerEvent::Refused {
+                                addr: peer.addr,
+                                reason: e.to_string(),
+                            });
+                        }
+                    }
+                }
+                if is_control && failures >= inner.config.unreachable_after {
+                    peer.on_unreachable(&inner);
+                }
+            }
+        }
+        tokio::time::sleep(backoff(&inner, failures)).await;
+    }
+}
+
+/// Exponential backoff with ±25 % jitter, so peers that lost each other do not redial in
+/// lock step.
+fn backoff(inner: &Inner, failures: u32) -> Duration {
+    let min = inner.config.backoff_min;
+    let base = min
+        .saturating_mul(1u32 << failures.min(16))
+        .min(inner.config.backoff_max);
+    let jitter: f64 = rand::random_range(0.75..1.25);
+    base.mul_f64(jitter)
+}
+
+async fn dial(
+    inner: &Inner,
+    peer: &Peer,
+    lane: handshake::Lane,
+) -> Result<(Stream, NodeId), HandshakeError> {
+    let params = Params {
+        cluster: &inner.config.cluster,
+        secret: &inner.config.secret,
+        local: inner.node,
+        timeout: inner.config.handshake_timeout,
+    };
+    let connect = async {
+        let tcp = TcpStream::connect(peer.addr).await?;
+        tcp.set_nodelay(true)?;
+        Ok::<_, HandshakeError>(match &inner.tls {
+            Some(tls) => Stream::TlsClient(Box::new(
+                tls.connector
+                    .connect(tls.server_name_for(peer.addr), tcp)
+                    .await
+                    .map_err(HandshakeError::Tls)?,
+            )),
+            None => Stream::Plain(tcp),
+        })
+    };
+    let mut stream = tokio::time::timeout(inner.config.handshake_timeout, connect)
+        .await
+        .map_err(|_| HandshakeError::Timeout)??;
+    // The acceptor never writes after Welcome, so leftover bytes cannot occur here.
+    let (node, _leftover) = handshake::dial(&mut stream, &params, lane).await?;
+    if node.addr() != peer.addr {
+        tracing::debug!(dialled = %peer.addr, node = %node, "peer advertises another address");
+    }
+    Ok((stream, node))
+}
+
+/// Write batches until the connection fails; returns why it ended.
+async fn serve(inner: &Inner, stream: Stream, queue: &OutboundQueue) -> io::Error {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    tokio::select! {
+        e = write_loop(inner, &mut wr, queue) => e,
+        e = watch_closed(&mut rd) => e,
+    }
+}
+
+/// Take every queued frame, write it, flush once the queue is empty; repeat.
+async fn write_loop<W: AsyncWrite + Unpin>(
+    inner: &Inner,
+    wr: &mut W,
+    queue: &OutboundQueue,
+) -> io::Error {
+    loop {
+        let chunks = queue.take().await;
+        if let Err(e) = write_chunks(wr, chunks).await {
+            return e;
+        }
+        inner.count_write();
+        if queue.is_empty() {
+            if let Err(e) = wr.flush().await {
+                return e;
+            }
+        }
+    }
+}
+
+/// The acceptor never sends after the handshake: reading only notices that the peer closed
+/// (or that TLS needs post-handshake records processed), so a dead peer is seen even when
+/// there is nothing to write.
+async fn watch_closed<R: AsyncRead + Unpin>(rd: &mut R) -> io::Error {
+    let mut scratch = [0u8; 512];
+    loop {
+        match rd.read(&mut scratch).await {
+            Ok(0) => return io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed"),
+            Ok(_) => continue,
+            Err(e) => return e,
+        }
+    }
+}
+
+/// Write every chunk with as few vectored writes as the OS allows.
+async fn write_chunks<W: AsyncWrite + Unpin>(wr: &mut W, mut chunks: Vec<Bytes>) -> io::Result<()> {
+    let mut first = 0;
+    while first < chunks.len() {
+        let slices: Vec<IoSlice<'_>> = chunks[first..]
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|c| IoSlice::new(c))
+            .collect();
+        let mut written = wr.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            if written >= chunk.len() {
+                written -= chunk.len();
+                first += 1;
+            } else {
+                chunk.advance(written);
+                written = 0;
+            }
+        }
+        while first < chunks.len() && chunks[first].is_empty() {
+            first += 1;
+        }
+    }
+    Ok(())
+}

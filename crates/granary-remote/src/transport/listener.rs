@@ -1,0 +1,98 @@
+//! Accepting connections: TLS, handshake, then a reader that hands frames to the handler.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+
+use super::stream::Stream;
+use super::{Inner, PeerEvent};
+use crate::error::HandshakeError;
+use crate::handshake::{self, Params};
+use crate::wire::FrameDecoder;
+
+/// Read buffer growth step: large enough for many small frames per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((tcp, remote)) => {
+                inner.spawn(serve(inner.clone(), tcp, remote));
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: pause instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let params = Params {
+        cluster: &inner.config.cluster,
+        secret: &inner.config.secret,
+        local: inner.node,
+        timeout: inner.config.handshake_timeout,
+    };
+    let accepted = async {
+        let mut stream = match &inner.tls {
+            Some(tls) => Stream::TlsServer(Box::new(
+                tokio::time::timeout(inner.config.handshake_timeout, tls.acceptor.accept(tcp))
+                    .await
+                    .map_err(|_| HandshakeError::Timeout)?
+                    .map_err(HandshakeError::Tls)?,
+            )),
+            None => Stream::Plain(tcp),
+        };
+        let (node, lane, leftover) = handshake::accept(&mut stream, &params).await?;
+        Ok::<_, HandshakeError>((stream, node, lane, leftover))
+    };
+    let (mut stream, node, lane, mut buf) = match accepted.await {
+        Ok(ok) => ok,
+        Err(e) => {
+            tracing::warn!(%remote, error = %e, "refused inbound connection");
+            inner.emit(PeerEvent::Refused {
+                addr: remote,
+                reason: e.to_string(),
+            });
+            return;
+        }
+    };
+    tracing::debug!(%node, channel = %lane.channel, index = lane.index, "accepted");
+    let decoder = FrameDecoder::new(inner.config.max_frame);
+    loop {
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    inner.count_received();
+                    inner.handler.on_frame(node, frame);
+                }
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::warn!(%node, %error, "peer broke the wire protocol; disconnecting");
+                    inner.emit(PeerEvent::ProtocolViolation { node, error });
+                    return;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => {
+                tracing::debug!(%node, "inbound connection closed");
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(%node, error = %e, "inbound connection failed");
+                return;
+            }
+        }
+    }
+}
