@@ -14,6 +14,10 @@ use crate::wire::FrameHeader;
 /// larger ones travel as their own `Bytes` in the vectored write (no copy).
 const INLINE_BODY: usize = 4 * 1024;
 
+/// The batch buffer is cut into a chunk of its own at this size, so it never grows (and
+/// re-copies itself) without bound when the writer falls behind.
+const CHUNK_SIZE: usize = 256 * 1024;
+
 #[derive(Default)]
 struct Pending {
     /// Headers and small bodies, contiguous.
@@ -64,11 +68,17 @@ impl OutboundQueue {
                 return Err(PushError::Full);
             }
             let Pending { buf, chunks, bytes } = &mut *p;
+            if buf.capacity() == 0 {
+                buf.reserve(CHUNK_SIZE);
+            }
             header
                 .encode(body.len(), self.max_frame, buf)
                 .map_err(PushError::Frame)?;
             if body.len() <= INLINE_BODY {
                 buf.extend_from_slice(body);
+                if buf.len() >= CHUNK_SIZE {
+                    chunks.push_back(buf.split().freeze());
+                }
             } else {
                 chunks.push_back(buf.split().freeze());
                 chunks.push_back(body.clone());
