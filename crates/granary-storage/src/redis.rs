@@ -86,7 +86,13 @@ impl RedisStore {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(200));
-        let connecting = ConnectionManager::new_with_config(client, config);
+        // Connecting counts as done when the server has answered a PING: a peer
+        // that accepts TCP but never speaks is unavailable, not merely slow.
+        let connecting = async {
+            let mut conn = ConnectionManager::new_with_config(client, config).await?;
+            redis::cmd("PING").query_async::<()>(&mut conn).await?;
+            Ok::<_, RedisError>(conn)
+        };
         let conn = match tokio::time::timeout(options.connect_timeout(), connecting).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
@@ -96,7 +102,7 @@ impl RedisStore {
             }
             Err(_) => {
                 return Err(StorageError::unavailable(format!(
-                    "Redis at {endpoint} did not accept a connection within {:?}",
+                    "Redis at {endpoint} did not answer within {:?}",
                     options.connect_timeout()
                 )))
             }
@@ -108,7 +114,6 @@ impl RedisStore {
             endpoint,
             op_timeout: options.op_timeout(),
         };
-        store.migrate().await?;
         Ok(store)
     }
 
