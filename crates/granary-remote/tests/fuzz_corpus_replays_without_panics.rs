@@ -1,0 +1,107 @@
+//! Replays the frame decoder's fuzz corpus (`fuzz/corpus/frame_decoder`) in the normal test
+//! suite, plus seeded mutations of it, through the same steps as the fuzz target.
+
+use std::path::PathBuf;
+
+use bytes::BytesMut;
+use granary_remote::wire::FrameDecoder;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+#[derive(Debug, PartialEq)]
+enum Outcome {
+    Frames(usize),
+    Incomplete(usize),
+    Error,
+}
+
+/// The fuzz target's body: first byte is the read-split size.
+fn run(data: &[u8]) -> Outcome {
+    let Some((&split, rest)) = data.split_first() else {
+        return Outcome::Incomplete(0);
+    };
+    let decoder = FrameDecoder::new(64 * 1024);
+    let _ = decoder.decode_exact(rest);
+    let mut buf = BytesMut::new();
+    let mut frames = 0;
+    for piece in rest.chunks(usize::from(split).max(1)) {
+        buf.extend_from_slice(piece);
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(frame)) => {
+                    let _ = (frame.sender(), frame.recipient(), frame.body.len());
+                    frames += 1;
+                }
+                Ok(None) => break,
+                Err(_) => return Outcome::Error,
+            }
+        }
+    }
+    if buf.is_empty() {
+        Outcome::Frames(frames)
+    } else {
+        Outcome::Incomplete(frames)
+    }
+}
+
+fn corpus() -> Vec<(String, Vec<u8>)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/frame_decoder");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus at {}: {e}", dir.display()))
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn committed_corpus_decodes_to_frames_or_typed_errors() {
+    let files = corpus();
+    assert!(files.len() >= 20, "corpus has {} inputs", files.len());
+    for (name, data) in &files {
+        let outcome = run(data);
+        if name.starts_with("valid-") {
+            assert!(matches!(outcome, Outcome::Frames(n) if n > 0), "{name}: {outcome:?}");
+        } else if name.starts_with("bad-") {
+            assert!(
+                matches!(outcome, Outcome::Error | Outcome::Incomplete(0)),
+                "{name}: {outcome:?}"
+            );
+        }
+    }
+    assert_eq!(
+        run(&files.iter().find(|(n, _)| n == "valid-three-frames").unwrap().1),
+        Outcome::Frames(3)
+    );
+}
+
+#[test]
+fn seeded_mutations_of_the_corpus_never_panic_the_decoder() {
+    let files = corpus();
+    let mut rng = StdRng::seed_from_u64(0x6772_616e);
+    for _ in 0..20_000 {
+        let (_, base) = &files[rng.random_range(0..files.len())];
+        let mut data = base.clone();
+        for _ in 0..rng.random_range(1..6) {
+            match rng.random_range(0..4) {
+                0 if !data.is_empty() => {
+                    let i = rng.random_range(0..data.len());
+                    data[i] = rng.random();
+                }
+                1 if !data.is_empty() => data.truncate(rng.random_range(0..data.len())),
+                2 => data.extend((0..rng.random_range(0..64)).map(|_| rng.random::<u8>())),
+                _ => {
+                    let (_, other) = &files[rng.random_range(0..files.len())];
+                    data.extend_from_slice(other.get(1..).unwrap_or_default());
+                }
+            }
+        }
+        let _ = run(&data);
+    }
+}
