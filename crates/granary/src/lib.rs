@@ -1,10 +1,38 @@
 //! granary: a distributed virtual actor framework for Rust.
 //!
-//! This is the facade crate users depend on. It re-exports the layers below it.
+//! This is the facade crate users depend on. It re-exports the layers below it:
+//! `granary-core` (the local actor runtime; its items are also at the crate root)
+//! and `granary-storage`. It must not contain runtime logic of its own.
+//!
+//! ```
+//! use granary::prelude::*;
+//!
+//! struct Counter { n: u64 }
+//! impl Actor for Counter {}
+//! struct Add(u64);
+//! impl Message for Add { type Reply = u64; }
+//! impl Handler<Add> for Counter {
+//!     async fn handle(&mut self, msg: Add, _ctx: &mut Context<Self>) -> u64 {
+//!         self.n += msg.0;
+//!         self.n
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() {
+//!     let system = ActorSystem::new();
+//!     let counter = system.spawn(Counter { n: 0 });
+//!     assert_eq!(counter.ask(Add(2)).await.unwrap(), 2);
+//!     system.shutdown().await;
+//! }
+//! ```
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
 pub use granary_core as core;
+pub use granary_core::*;
 pub use granary_storage as storage;
 
 /// The names most programs need, in one import.
-pub mod prelude {}
+pub mod prelude {
+    pub use granary_core::prelude::*;
+}

@@ -1,0 +1,316 @@
+//! [`ActorRef`]: the typed handle to an actor, local or remote.
+
+mod recipient;
+mod remote;
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::actor::{Actor, Handler, Message};
+use crate::envelope::{AskEnvelope, AskFailure, TellEnvelope};
+use crate::error::{AskError, RemoteError, SendError};
+use crate::event::DeadLetterReason;
+use crate::id::ActorId;
+use crate::lifecycle::{StopReason, Terminated};
+use crate::mailbox::{Mailbox, PushError, SystemMsg, Watcher};
+
+pub use recipient::Recipient;
+pub use remote::{ErasedMessage, RemoteTarget};
+
+/// The ask timeout used when no actor system is at hand (remote refs).
+pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Target<A: Actor> {
+    Local(Arc<Mailbox<A>>),
+    Remote(Arc<dyn RemoteTarget>),
+}
+
+/// A typed handle to an actor of type `A`.
+///
+/// Cheap to clone (one `Arc`), `Send + Sync`, equal and hashed by [`ActorId`].
+/// A local ref pushes straight into the mailbox; a remote ref (built by the
+/// remote layer with [`ActorRef::from_remote`]) goes through the wire.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use granary_core::prelude::*;
+/// struct Counter { n: u64 }
+/// impl Actor for Counter {}
+/// struct Add(u64);
+/// impl Message for Add { type Reply = u64; }
+/// impl Handler<Add> for Counter {
+///     async fn handle(&mut self, msg: Add, _ctx: &mut Context<Self>) -> u64 { self.n += msg.0; self.n }
+/// }
+/// let system = ActorSystem::new();
+/// let counter = system.spawn(Counter { n: 0 });
+/// counter.tell(Add(1)).unwrap();
+/// assert_eq!(counter.ask(Add(2)).await.unwrap(), 3);
+/// counter.stop();
+/// system.shutdown().await;
+/// # }
+/// ```
+pub struct ActorRef<A: Actor> {
+    target: Target<A>,
+}
+
+fn downcast_message<M: 'static>(e: SendError<ErasedMessage>) -> SendError<M> {
+    let mismatch = |found: &'static str| RemoteError::TypeMismatch {
+        expected: std::any::type_name::<M>().to_string(),
+        found: found.to_string(),
+    };
+    match e.map_message(|b| b.downcast::<M>().map(|m| *m)) {
+        SendError::ActorStopped(Ok(m)) => SendError::ActorStopped(m),
+        SendError::MailboxFull(Ok(m)) => SendError::MailboxFull(m),
+        SendError::Remote { error, message } => SendError::Remote {
+            error,
+            message: message.and_then(Result::ok),
+        },
+        _ => SendError::Remote {
+            error: mismatch("another type"),
+            message: None,
+        },
+    }
+}
+
+fn local_send_error<M, E>(e: PushError<Box<E>>, unwrap: impl FnOnce(E) -> M) -> SendError<M> {
+    match e {
+        PushError::Closed(env) => SendError::ActorStopped(unwrap(*env)),
+        PushError::Full(env) => SendError::MailboxFull(unwrap(*env)),
+    }
+}
+
+impl<A: Actor> ActorRef<A> {
+    pub(crate) fn local(mailbox: Arc<Mailbox<A>>) -> Self {
+        Self {
+            target: Target::Local(mailbox),
+        }
+    }
+
+    /// Wraps a remote actor (used by the remote layer).
+    pub fn from_remote(target: Arc<dyn RemoteTarget>) -> Self {
+        Self {
+            target: Target::Remote(target),
+        }
+    }
+
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        match &self.target {
+            Target::Local(mb) => mb.id(),
+            Target::Remote(t) => t.id(),
+        }
+    }
+
+    /// Whether the actor lives in this process.
+    pub fn is_local(&self) -> bool {
+        matches!(self.target, Target::Local(_))
+    }
+
+    /// Whether a local actor's mailbox still accepts messages (a remote ref
+    /// answers `true`: only a send can tell).
+    pub fn is_alive(&self) -> bool {
+        match &self.target {
+            Target::Local(mb) => mb.is_open(),
+            Target::Remote(_) => true,
+        }
+    }
+
+    /// Sends a message without waiting. On a bounded mailbox that is full this
+    /// fails with [`SendError::MailboxFull`]; every failure gives the message back
+    /// (when local) and publishes a [`crate::DeadLetter`].
+    #[inline]
+    pub fn tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        match &self.target {
+            Target::Local(mb) => mb
+                .push_user(Box::new(TellEnvelope(msg)))
+                .map_err(|e| local_send_error(e, |env| env.0)),
+            Target::Remote(t) => t
+                .tell_erased(Box::new(msg), std::any::type_name::<M>())
+                .map_err(downcast_message),
+        }
+    }
+
+    /// The same as [`ActorRef::tell`]; the name says "never waits" at call sites
+    /// that use bounded mailboxes.
+    pub fn try_tell<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        self.tell(msg)
+    }
+
+    /// Sends a message, waiting for room when the mailbox is bounded and full
+    /// (backpressure). Fails only when the actor has stopped.
+    pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        match &self.target {
+            Target::Local(mb) => mb
+                .push_user_wait(Box::new(TellEnvelope(msg)))
+                .await
+                .map_err(|e| local_send_error(e, |env| env.0)),
+            Target::Remote(t) => t
+                .tell_erased(Box::new(msg), std::any::type_name::<M>())
+                .map_err(downcast_message),
+        }
+    }
+
+    /// Request/response with the system's default ask timeout (5 s unless
+    /// configured with [`crate::SystemBuilder::ask_timeout`]).
+    pub async fn ask<M>(&self, msg: M) -> Result<M::Reply, AskError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        let timeout = match &self.target {
+            Target::Local(mb) => mb
+                .system()
+                .map(|s| s.config.ask_timeout)
+                .unwrap_or(DEFAULT_ASK_TIMEOUT),
+            Target::Remote(_) => DEFAULT_ASK_TIMEOUT,
+        };
+        self.ask_timeout(msg, timeout).await
+    }
+
+    /// Request/response that gives up after `timeout` with [`AskError::Timeout`]
+    /// (and a `Timeout` dead letter). A handler panic answers
+    /// [`AskError::ActorPanicked`] at once; a stop answers
+    /// [`AskError::ActorStopped`].
+    pub async fn ask_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Reply, AskError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        match &self.target {
+            Target::Local(mb) => {
+                let (reply, rx) = oneshot::channel();
+                mb.push_user(Box::new(AskEnvelope { msg, reply }))
+                    .map_err(|e| AskError::Send(local_send_error(e, |env| env.msg)))?;
+                match tokio::time::timeout(timeout, rx).await {
+                    Ok(Ok(Ok(answer))) => Ok(answer),
+                    Ok(Ok(Err(AskFailure::Panicked))) => Err(AskError::ActorPanicked),
+                    Ok(Err(_closed)) => Err(AskError::ActorStopped),
+                    Err(_elapsed) => {
+                        mb.dead_letter(std::any::type_name::<M>(), DeadLetterReason::Timeout);
+                        Err(AskError::Timeout)
+                    }
+                }
+            }
+            Target::Remote(t) => {
+                let answer = t
+                    .ask_erased(Box::new(msg), std::any::type_name::<M>(), timeout)
+                    .await;
+                match answer {
+                    Ok(boxed) => boxed.downcast::<M::Reply>().map(|b| *b).map_err(|_| {
+                        AskError::Remote(RemoteError::TypeMismatch {
+                            expected: std::any::type_name::<M::Reply>().to_string(),
+                            found: "another type".to_string(),
+                        })
+                    }),
+                    Err(AskError::Send(e)) => Err(AskError::Send(downcast_message(e))),
+                    Err(AskError::Timeout) => Err(AskError::Timeout),
+                    Err(AskError::ActorPanicked) => Err(AskError::ActorPanicked),
+                    Err(AskError::ActorStopped) => Err(AskError::ActorStopped),
+                    Err(AskError::Remote(e)) => Err(AskError::Remote(e)),
+                }
+            }
+        }
+    }
+
+    /// Asks the actor to stop. The stop goes on the system lane, so it is served
+    /// right after the message in progress; user messages still queued become
+    /// dead letters. Stopping a stopped actor does nothing.
+    pub fn stop(&self) {
+        match &self.target {
+            Target::Local(mb) => {
+                let _ = mb.push_system(SystemMsg::Stop(StopReason::Normal));
+            }
+            Target::Remote(t) => t.stop(),
+        }
+    }
+
+    /// Waits until the actor has stopped and returns why. Returns
+    /// [`StopReason::NotAlive`] at once for an actor that had already stopped.
+    pub async fn wait_stopped(&self) -> StopReason {
+        let (tx, rx) = oneshot::channel();
+        self.add_watcher(Watcher::Waiter(tx));
+        rx.await.unwrap_or(StopReason::Killed)
+    }
+
+    /// A ref that accepts only `M` (see [`Recipient`]).
+    pub fn recipient<M>(&self) -> Recipient<M>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
+        Recipient::new(self.clone())
+    }
+
+    pub(crate) fn add_watcher(&self, watcher: Watcher) {
+        match &self.target {
+            Target::Local(mb) => {
+                if let Err(SystemMsg::Watch(w)) = mb.push_system(SystemMsg::Watch(watcher)) {
+                    w.notify(Terminated {
+                        id: mb.id(),
+                        reason: StopReason::NotAlive,
+                    });
+                }
+            }
+            Target::Remote(t) => {
+                let id = watcher.id().unwrap_or(ActorId::new(0, 0));
+                t.watch(id, Box::new(move |terminated| watcher.notify(terminated)));
+            }
+        }
+    }
+
+    pub(crate) fn remove_watcher(&self, watcher: ActorId) {
+        match &self.target {
+            Target::Local(mb) => {
+                let _ = mb.push_system(SystemMsg::Unwatch(watcher));
+            }
+            Target::Remote(t) => t.unwatch(watcher),
+        }
+    }
+}
+
+impl<A: Actor> Clone for ActorRef<A> {
+    fn clone(&self) -> Self {
+        Self {
+            target: match &self.target {
+                Target::Local(mb) => Target::Local(mb.clone()),
+                Target::Remote(t) => Target::Remote(t.clone()),
+            },
+        }
+    }
+}
+
+impl<A: Actor> PartialEq for ActorRef<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl<A: Actor> Eq for ActorRef<A> {}
+
+impl<A: Actor> Hash for ActorRef<A> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id().hash(state)
+    }
+}
+
+impl<A: Actor> fmt::Debug for ActorRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ActorRef<{}>({})", std::any::type_name::<A>(), self.id())
+    }
+}

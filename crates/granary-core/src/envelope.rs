@@ -1,0 +1,124 @@
+//! Type-erased messages in a mailbox: one boxed envelope per message.
+
+use std::cell::Cell;
+
+use futures::future::BoxFuture;
+use tokio::sync::oneshot;
+
+use crate::actor::{Actor, Handler, Message, Priority};
+use crate::context::Context;
+
+thread_local! {
+    /// Set while the runner drops a handler future that panicked, so a pending
+    /// ask inside learns that its handler panicked (rather than that the actor
+    /// stopped).
+    static DROPPING_PANICKED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Marks the current thread as dropping a panicked future for the duration of `f`.
+pub(crate) fn while_dropping_panicked<R>(f: impl FnOnce() -> R) -> R {
+    DROPPING_PANICKED.with(|flag| flag.set(true));
+    let r = f();
+    DROPPING_PANICKED.with(|flag| flag.set(false));
+    r
+}
+
+/// One message for actor `A`, with its type erased.
+pub(crate) trait Envelope<A: Actor>: Send {
+    /// The handler future for this message.
+    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()>;
+    /// The rank in a priority mailbox.
+    fn priority(&self) -> Priority;
+    /// The message's Rust type name, for dead letters.
+    fn message_type(&self) -> &'static str;
+}
+
+/// A boxed envelope as stored in the queue.
+pub(crate) type Env<A> = Box<dyn Envelope<A>>;
+
+/// A fire-and-forget message.
+pub(crate) struct TellEnvelope<M>(pub(crate) M);
+
+impl<A, M> Envelope<A> for TellEnvelope<M>
+where
+    A: Handler<M>,
+    M: Message,
+{
+    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+        let msg = self.0;
+        Box::pin(async move {
+            actor.handle(msg, ctx).await;
+        })
+    }
+
+    fn priority(&self) -> Priority {
+        A::priority(&self.0)
+    }
+
+    fn message_type(&self) -> &'static str {
+        std::any::type_name::<M>()
+    }
+}
+
+/// Why an ask got no reply, as sent back on the reply channel.
+#[derive(Debug)]
+pub(crate) enum AskFailure {
+    Panicked,
+}
+
+/// The reply channel of an ask.
+pub(crate) type ReplySender<R> = oneshot::Sender<Result<R, AskFailure>>;
+
+/// A request with a reply channel.
+pub(crate) struct AskEnvelope<M: Message> {
+    pub(crate) msg: M,
+    pub(crate) reply: ReplySender<M::Reply>,
+}
+
+/// Sends the reply, or on drop during a caught panic tells the asker so.
+struct ReplyGuard<R>(Option<ReplySender<R>>);
+
+impl<R> ReplyGuard<R> {
+    fn send(mut self, reply: R) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(Ok(reply));
+        }
+    }
+}
+
+impl<R> Drop for ReplyGuard<R> {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            // A panic inside the handler drops this guard either while unwinding
+            // (the async block drops its live locals) or when the runner drops
+            // the half-run future afterwards.
+            if std::thread::panicking() || DROPPING_PANICKED.with(|flag| flag.get()) {
+                let _ = tx.send(Err(AskFailure::Panicked));
+            }
+            // Otherwise the sender just drops: the asker sees "actor stopped".
+        }
+    }
+}
+
+impl<A, M> Envelope<A> for AskEnvelope<M>
+where
+    A: Handler<M>,
+    M: Message,
+{
+    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+        let AskEnvelope { msg, reply } = *self;
+        Box::pin(async move {
+            let guard = ReplyGuard(Some(reply));
+            let answer = actor.handle(msg, ctx).await;
+            guard.send(answer);
+        })
+    }
+
+    fn priority(&self) -> Priority {
+        A::priority(&self.msg)
+    }
+
+    fn message_type(&self) -> &'static str {
+        std::any::type_name::<M>()
+    }
+}

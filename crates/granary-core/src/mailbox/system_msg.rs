@@ -1,0 +1,66 @@
+//! Messages of the system lane: stop, supervision and watch traffic.
+
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::actor_ref::Recipient;
+use crate::id::ActorId;
+use crate::lifecycle::{Failure, StopReason, Terminated};
+
+/// A message on the system lane, always served before user messages.
+pub(crate) enum SystemMsg {
+    /// Stop after the current message.
+    Stop(StopReason),
+    /// (child to parent) the child failed and waits for a directive.
+    ChildFailed { child: ActorId, failure: Failure },
+    /// (child to parent) the child has fully stopped.
+    ChildTerminated(ActorId),
+    /// (parent to a failed, waiting child) what to do.
+    Directive(ChildDirective),
+    /// (parent to a running child) restart because a sibling failed (all-for-one).
+    RestartSibling { delay: Duration, sibling: ActorId },
+    /// Notify this watcher when the actor stops.
+    Watch(Watcher),
+    /// Forget the watcher with this id.
+    Unwatch(ActorId),
+}
+
+/// The answer a parent sends to a failed child.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ChildDirective {
+    Resume,
+    Restart(Duration),
+    Stop,
+}
+
+/// Someone to tell when an actor stops.
+pub(crate) enum Watcher {
+    /// An actor that handles [`Terminated`].
+    Actor(Recipient<Terminated>),
+    /// A one-shot waiter (`ActorRef::wait_stopped`).
+    Waiter(oneshot::Sender<StopReason>),
+}
+
+impl Watcher {
+    /// The watcher's actor id, for `unwatch`.
+    pub(crate) fn id(&self) -> Option<ActorId> {
+        match self {
+            Watcher::Actor(r) => Some(r.id()),
+            Watcher::Waiter(_) => None,
+        }
+    }
+
+    /// Delivers the notification (a failure to deliver is a dead letter on the
+    /// watcher's side, nothing more).
+    pub(crate) fn notify(self, terminated: Terminated) {
+        match self {
+            Watcher::Actor(r) => {
+                let _ = r.tell(terminated);
+            }
+            Watcher::Waiter(tx) => {
+                let _ = tx.send(terminated.reason);
+            }
+        }
+    }
+}

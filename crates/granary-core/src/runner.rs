@@ -1,0 +1,436 @@
+//! The task that runs one actor: lifecycle, message loop, supervision, stop.
+//!
+//! One tokio task per actor. The task moves through phases:
+//! `Start` (run `started`) → `Run` (serve messages) → on failure `Supervise`
+//! (ask the parent, or the root strategy) → `Restart` or back to `Run` or
+//! `Stop`; finally `terminate` (stop children, close and drain the mailbox,
+//! notify watchers and parent).
+
+mod panic;
+
+use std::collections::VecDeque;
+use std::future::{poll_fn, Future};
+use std::time::Duration;
+
+use crate::actor::Actor;
+use crate::context::Context;
+use crate::envelope::Env;
+use crate::event::DeadLetterReason;
+use crate::lifecycle::{Failure, StopReason, Terminated};
+use crate::mailbox::{ChildDirective, Mailbox, SystemMsg};
+use crate::props::{Factory, Props};
+use crate::supervision::{Decision, RestartStats, Scope};
+
+pub(crate) use panic::catch_panic;
+
+/// Messages handled between two voluntary yields to the scheduler, so a busy
+/// actor cannot monopolize a worker thread.
+const YIELD_EVERY: u32 = 128;
+
+enum Phase {
+    Start,
+    Run,
+    Supervise(Failure),
+    Restart { delay: Duration, failure: Failure },
+    Stop(StopReason),
+}
+
+enum Exit {
+    Stop(StopReason),
+    Failed(Failure),
+    Restart { delay: Duration, failure: Failure },
+}
+
+pub(crate) struct Runner<A: Actor> {
+    actor: A,
+    ctx: Context<A>,
+    factory: Option<Factory<A>>,
+    batch: VecDeque<Env<A>>,
+    /// Restart record used by the root strategy (top-level actors only).
+    root_stats: RestartStats,
+}
+
+/// Waits for system messages only.
+async fn wait_system<A: Actor>(mailbox: &Mailbox<A>) -> VecDeque<SystemMsg> {
+    poll_fn(|cx| mailbox.poll_system(cx)).await
+}
+
+impl<A: Actor> Runner<A> {
+    pub(crate) fn new(props: Props<A>, ctx: Context<A>) -> Self {
+        Self {
+            actor: props.actor,
+            ctx,
+            factory: props.factory,
+            batch: VecDeque::new(),
+            root_stats: RestartStats::default(),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let mut phase = Phase::Start;
+        let reason = loop {
+            phase = match phase {
+                Phase::Start => match catch_panic(self.actor.started(&mut self.ctx)).await {
+                    Ok(Ok(())) => Phase::Run,
+                    Ok(Err(e)) => Phase::Supervise(Failure::Start(e.to_string())),
+                    Err(p) => Phase::Supervise(Failure::Panic(p)),
+                },
+                Phase::Run => match self.run_messages().await {
+                    Exit::Stop(r) => Phase::Stop(r),
+                    Exit::Failed(f) => Phase::Supervise(f),
+                    Exit::Restart { delay, failure } => Phase::Restart { delay, failure },
+                },
+                Phase::Supervise(failure) => self.supervise(failure).await,
+                Phase::Restart { delay, failure } => self.restart(delay, failure).await,
+                Phase::Stop(reason) => break reason,
+            }
+        };
+        self.terminate(reason).await;
+    }
+
+    /// The hot loop: serve the system lane first, then user messages in batches.
+    async fn run_messages(&mut self) -> Exit {
+        let mut since_yield = 0u32;
+        loop {
+            if self.ctx.mailbox.system_pending() {
+                if let Some(exit) = self.serve_system() {
+                    return exit;
+                }
+            }
+            let Some(env) = self.batch.pop_front() else {
+                let mailbox = &self.ctx.mailbox;
+                let batch = &mut self.batch;
+                poll_fn(|cx| mailbox.poll_fill(batch, cx)).await;
+                continue;
+            };
+            self.ctx.mailbox.release_slot();
+            if let Err(p) = catch_panic(env.handle(&mut self.actor, &mut self.ctx)).await {
+                return Exit::Failed(Failure::Panic(p));
+            }
+            if self.ctx.stop_requested {
+                return Exit::Stop(StopReason::Normal);
+            }
+            since_yield += 1;
+            if since_yield == YIELD_EVERY {
+                since_yield = 0;
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+
+    /// Serves the system lane while running. Returns how to leave the loop, if
+    /// at all.
+    fn serve_system(&mut self) -> Option<Exit> {
+        let mut exit: Option<Exit> = None;
+        for msg in self.ctx.mailbox.take_system() {
+            match msg {
+                SystemMsg::Stop(reason) => {
+                    if !matches!(exit, Some(Exit::Stop(_))) {
+                        exit = Some(Exit::Stop(reason));
+                    }
+                }
+                SystemMsg::ChildFailed { child, failure } => {
+                    if let Some(escalated) = self.on_child_failed(child, failure) {
+                        if !matches!(exit, Some(Exit::Stop(_))) {
+                            exit = Some(Exit::Failed(escalated));
+                        }
+                    }
+                }
+                SystemMsg::RestartSibling { delay, sibling } => {
+                    if exit.is_none() {
+                        exit = Some(Exit::Restart {
+                            delay,
+                            failure: Failure::Sibling(sibling),
+                        });
+                    }
+                }
+                other => self.serve_common(other),
+            }
+        }
+        exit
+    }
+
+    /// System messages served the same way in every phase.
+    fn serve_common(&mut self, msg: SystemMsg) {
+        match msg {
+            SystemMsg::ChildTerminated(id) => {
+                if let Some(extras) = self.ctx.extras.as_mut() {
+                    extras.children.remove(&id);
+                    extras.escalated.retain(|c| *c != id);
+                }
+            }
+            SystemMsg::Watch(w) => self.ctx.extras().watchers.push(w),
+            SystemMsg::Unwatch(id) => {
+                if let Some(extras) = self.ctx.extras.as_mut() {
+                    extras.watchers.retain(|w| w.id() != Some(id));
+                }
+            }
+            // A directive with no failure pending, or a sibling restart while
+            // not running: nothing to do.
+            SystemMsg::Directive(_)
+            | SystemMsg::RestartSibling { .. }
+            | SystemMsg::Stop(_)
+            | SystemMsg::ChildFailed { .. } => {}
+        }
+    }
+
+    /// The parent's side of supervision: apply this actor's strategy to a
+    /// failed child. Returns the failure to escalate, if the strategy says so.
+    fn on_child_failed(&mut self, child: crate::ActorId, failure: Failure) -> Option<Failure> {
+        let strategy = self.actor.supervisor_strategy();
+        let extras = self.ctx.extras();
+        let entry = extras.children.get_mut(&child)?;
+        let decision = strategy.decide(&failure, &mut entry.stats);
+        let all = strategy.scope() == Scope::AllForOne;
+        let send = |lane: &std::sync::Arc<dyn crate::mailbox::SystemLane>, msg| {
+            let _ = lane.push_system(msg);
+        };
+        match decision {
+            Decision::Resume => send(&entry.lane, SystemMsg::Directive(ChildDirective::Resume)),
+            Decision::Restart(delay) => {
+                send(
+                    &entry.lane,
+                    SystemMsg::Directive(ChildDirective::Restart(delay)),
+                );
+                if all {
+                    for (id, other) in extras.children.iter() {
+                        if *id != child {
+                            send(
+                                &other.lane,
+                                SystemMsg::RestartSibling {
+                                    delay,
+                                    sibling: child,
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+            Decision::Stop => {
+                send(&entry.lane, SystemMsg::Directive(ChildDirective::Stop));
+                if all {
+                    for (id, other) in extras.children.iter() {
+                        if *id != child {
+                            send(&other.lane, SystemMsg::Stop(StopReason::ParentStopped));
+                        }
+                    }
+                }
+            }
+            Decision::Escalate => {
+                extras.escalated.push(child);
+                return Some(Failure::Escalated {
+                    child,
+                    cause: Box::new(failure),
+                });
+            }
+        }
+        None
+    }
+
+    /// The failed actor's side: get a decision from the parent (or the root
+    /// strategy) and turn it into the next phase.
+    async fn supervise(&mut self, failure: Failure) -> Phase {
+        let Some(parent) = self.ctx.parent.clone() else {
+            let strategy = &self.ctx.system.inner.config.root_strategy;
+            return match strategy.decide(&failure, &mut self.root_stats) {
+                Decision::Resume => self.resumed(),
+                Decision::Restart(delay) => Phase::Restart { delay, failure },
+                Decision::Stop | Decision::Escalate => Phase::Stop(StopReason::Failed(failure)),
+            };
+        };
+        let report = SystemMsg::ChildFailed {
+            child: self.ctx.id(),
+            failure: failure.clone(),
+        };
+        if parent.push_system(report).is_err() {
+            // The parent is gone; nobody can decide.
+            return Phase::Stop(StopReason::Failed(failure));
+        }
+        let mut deferred = Vec::new();
+        let next = loop {
+            let mut next = None;
+            for msg in wait_system(&self.ctx.mailbox).await {
+                match msg {
+                    SystemMsg::Stop(reason) => next = Some(Phase::Stop(reason)),
+                    SystemMsg::Directive(d) if next.is_none() => {
+                        next = Some(match d {
+                            ChildDirective::Resume => Phase::Run,
+                            ChildDirective::Restart(delay) => Phase::Restart {
+                                delay,
+                                failure: failure.clone(),
+                            },
+                            ChildDirective::Stop => {
+                                Phase::Stop(StopReason::Failed(failure.clone()))
+                            }
+                        })
+                    }
+                    // Our own children's failures wait until we know our fate.
+                    m @ SystemMsg::ChildFailed { .. } => deferred.push(m),
+                    other => self.serve_common(other),
+                }
+            }
+            if let Some(next) = next {
+                break next;
+            }
+        };
+        for m in deferred {
+            let _ = self.ctx.mailbox.push_system(m);
+        }
+        if matches!(next, Phase::Run) {
+            return self.resumed();
+        }
+        next
+    }
+
+    /// Resuming also resumes the children whose failure this actor escalated.
+    fn resumed(&mut self) -> Phase {
+        if let Some(extras) = self.ctx.extras.as_mut() {
+            for id in extras.escalated.drain(..) {
+                if let Some(child) = extras.children.get(&id) {
+                    let _ = child
+                        .lane
+                        .push_system(SystemMsg::Directive(ChildDirective::Resume));
+                }
+            }
+        }
+        Phase::Run
+    }
+
+    async fn restart(&mut self, delay: Duration, failure: Failure) -> Phase {
+        let _ = catch_panic(self.actor.restarting(&failure, &mut self.ctx)).await;
+        self.ctx.cancel_timers();
+        if let Some(reason) = self.stop_children(StopReason::ParentStopped).await {
+            return Phase::Stop(reason);
+        }
+        if !delay.is_zero() {
+            if let Some(reason) = self.backoff(delay).await {
+                return Phase::Stop(reason);
+            }
+        }
+        if let Some(factory) = &self.factory {
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(factory)) {
+                Ok(fresh) => self.actor = fresh,
+                Err(p) => {
+                    let msg = panic::panic_message(p.as_ref());
+                    return Phase::Stop(StopReason::Failed(Failure::Panic(msg)));
+                }
+            }
+        }
+        self.ctx.stop_requested = false;
+        Phase::Start
+    }
+
+    /// Waits out a restart backoff while still serving the system lane; a stop
+    /// ends the wait.
+    async fn backoff(&mut self, delay: Duration) -> Option<StopReason> {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            let mailbox = &self.ctx.mailbox;
+            let msgs = poll_fn(|cx| {
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(None);
+                }
+                mailbox.poll_system(cx).map(Some)
+            })
+            .await;
+            let msgs = msgs?;
+            let mut stop = None;
+            for msg in msgs {
+                match msg {
+                    SystemMsg::Stop(reason) => stop = Some(reason),
+                    SystemMsg::ChildFailed { child, .. } => self.stop_child(child),
+                    other => self.serve_common(other),
+                }
+            }
+            if stop.is_some() {
+                return stop;
+            }
+        }
+    }
+
+    fn stop_child(&mut self, child: crate::ActorId) {
+        if let Some(entry) = self
+            .ctx
+            .extras
+            .as_ref()
+            .and_then(|e| e.children.get(&child))
+        {
+            let _ = entry
+                .lane
+                .push_system(SystemMsg::Directive(ChildDirective::Stop));
+        }
+    }
+
+    /// Stops all children and waits until each has terminated. Returns a stop
+    /// request that arrived meanwhile.
+    async fn stop_children(&mut self, reason: StopReason) -> Option<StopReason> {
+        let has_children = self
+            .ctx
+            .extras
+            .as_ref()
+            .is_some_and(|e| !e.children.is_empty());
+        if !has_children {
+            return None;
+        }
+        if let Some(extras) = self.ctx.extras.as_ref() {
+            for child in extras.children.values() {
+                let _ = child.lane.push_system(SystemMsg::Stop(reason.clone()));
+            }
+        }
+        let mut stop = None;
+        while self
+            .ctx
+            .extras
+            .as_ref()
+            .is_some_and(|e| !e.children.is_empty())
+        {
+            for msg in wait_system(&self.ctx.mailbox).await {
+                match msg {
+                    SystemMsg::Stop(r) => {
+                        stop.get_or_insert(r);
+                    }
+                    SystemMsg::ChildFailed { child, .. } => self.stop_child(child),
+                    other => self.serve_common(other),
+                }
+            }
+        }
+        stop
+    }
+
+    async fn terminate(mut self, reason: StopReason) {
+        let _ = catch_panic(self.actor.stopping(&mut self.ctx)).await;
+        let child_reason = match reason {
+            StopReason::Shutdown => StopReason::Shutdown,
+            _ => StopReason::ParentStopped,
+        };
+        let _ = self.stop_children(child_reason).await;
+        self.ctx.cancel_timers();
+        let (queued, system) = self.ctx.mailbox.close();
+        for env in self.batch.drain(..).chain(queued) {
+            self.ctx
+                .mailbox
+                .dead_letter(env.message_type(), DeadLetterReason::ActorStopped);
+            drop(env);
+        }
+        for msg in system {
+            if let SystemMsg::Watch(w) = msg {
+                self.ctx.extras().watchers.push(w);
+            }
+        }
+        let _ = catch_panic(self.actor.stopped(&mut self.ctx)).await;
+        let id = self.ctx.id();
+        if let Some(extras) = self.ctx.extras.as_mut() {
+            for w in extras.watchers.drain(..) {
+                w.notify(Terminated {
+                    id,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        if let Some(parent) = &self.ctx.parent {
+            let _ = parent.push_system(SystemMsg::ChildTerminated(id));
+        }
+        self.ctx.system.inner.remove_actor(id);
+    }
+}

@@ -1,0 +1,276 @@
+//! [`ActorSystem`]: spawns actors, keeps the table of live actors, the name
+//! registry and the event stream, and shuts everything down.
+
+mod builder;
+mod registry;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+use crate::actor::Actor;
+use crate::actor_ref::ActorRef;
+use crate::context::Context;
+use crate::event::EventStream;
+use crate::id::ActorId;
+use crate::lifecycle::StopReason;
+use crate::mailbox::{Mailbox, SystemLane, SystemMsg};
+use crate::props::Props;
+use crate::runner::Runner;
+use crate::supervision::SupervisorStrategy;
+
+pub use builder::SystemBuilder;
+use registry::NameEntry;
+
+/// Settings of one actor system (see [`SystemBuilder`]).
+#[derive(Clone, Debug)]
+pub(crate) struct SystemConfig {
+    pub(crate) ask_timeout: Duration,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) root_strategy: SupervisorStrategy,
+    pub(crate) event_capacity: usize,
+}
+
+impl Default for SystemConfig {
+    fn default() -> Self {
+        Self {
+            ask_timeout: crate::actor_ref::DEFAULT_ASK_TIMEOUT,
+            shutdown_timeout: Duration::from_secs(10),
+            root_strategy: SupervisorStrategy::default(),
+            event_capacity: 1024,
+        }
+    }
+}
+
+/// A live actor in the system table.
+struct LiveEntry {
+    lane: Arc<dyn SystemLane>,
+    abort: AbortHandle,
+    top_level: bool,
+}
+
+#[derive(Default)]
+struct Tables {
+    live: HashMap<u64, LiveEntry>,
+    names: HashMap<String, NameEntry>,
+}
+
+pub(crate) struct SystemInner {
+    next_id: AtomicU64,
+    pub(crate) runtime: tokio::runtime::Handle,
+    tables: Mutex<Tables>,
+    all_stopped: Notify,
+    shutting_down: AtomicBool,
+    pub(crate) events: EventStream,
+    pub(crate) config: SystemConfig,
+}
+
+/// What [`ActorSystem::shutdown`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShutdownReport {
+    /// Actors whose task was aborted because they did not stop within the
+    /// shutdown timeout (0 when everything stopped gracefully).
+    pub aborted: usize,
+}
+
+/// A set of actors sharing a runtime, a name registry and an event stream.
+///
+/// Cheap to clone (one `Arc`). Create it inside a tokio runtime.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use granary_core::prelude::*;
+/// struct Idle;
+/// impl Actor for Idle {}
+/// let system = ActorSystem::new();
+/// let a = system.spawn(Idle);
+/// system.register("idle", &a).unwrap();
+/// assert_eq!(system.lookup::<Idle>("idle"), Some(a));
+/// system.shutdown().await;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ActorSystem {
+    pub(crate) inner: Arc<SystemInner>,
+}
+
+impl ActorSystem {
+    /// A system with default settings on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime; use [`SystemBuilder::runtime`] to pass a handle.
+    pub fn new() -> Self {
+        SystemBuilder::default().build()
+    }
+
+    /// A builder for non-default settings.
+    pub fn builder() -> SystemBuilder {
+        SystemBuilder::default()
+    }
+
+    /// Spawns a top-level actor (supervised by the root strategy; restarts reuse
+    /// this instance, see [`Props`]).
+    pub fn spawn<A: Actor>(&self, actor: A) -> ActorRef<A> {
+        self.spawn_props(Props::new(actor))
+    }
+
+    /// Spawns a top-level actor built by `factory`, which also builds a fresh
+    /// instance on each restart.
+    pub fn spawn_with<A, F>(&self, factory: F) -> ActorRef<A>
+    where
+        A: Actor,
+        F: Fn() -> A + Send + Sync + 'static,
+    {
+        self.spawn_props(Props::from_factory(factory))
+    }
+
+    /// Spawns a top-level actor from [`Props`].
+    pub fn spawn_props<A: Actor>(&self, props: Props<A>) -> ActorRef<A> {
+        ActorRef::local(self.inner.spawn_actor(props, None))
+    }
+
+    /// The event stream (dead letters and any events you publish).
+    pub fn events(&self) -> &EventStream {
+        &self.inner.events
+    }
+
+    /// How many actors are alive.
+    pub fn live_actors(&self) -> usize {
+        self.inner.tables.lock().live.len()
+    }
+
+    /// A typed ref to the live local actor with this id, if it exists and is an `A`.
+    pub fn actor_ref_by_id<A: Actor>(&self, id: ActorId) -> Option<ActorRef<A>> {
+        if !id.is_local() {
+            return None;
+        }
+        let lane = self.inner.tables.lock().live.get(&id.local())?.lane.clone();
+        lane.into_any()
+            .downcast::<Mailbox<A>>()
+            .ok()
+            .map(ActorRef::local)
+    }
+
+    /// Stops every actor — children before their parents — and waits until all
+    /// have stopped or the shutdown timeout passes; stragglers are aborted and
+    /// their queued messages dead-lettered. Actors spawned during shutdown stop
+    /// at once.
+    pub async fn shutdown(&self) -> ShutdownReport {
+        let inner = &self.inner;
+        inner.shutting_down.store(true, Ordering::Release);
+        let top: Vec<Arc<dyn SystemLane>> = inner
+            .tables
+            .lock()
+            .live
+            .values()
+            .filter(|e| e.top_level)
+            .map(|e| e.lane.clone())
+            .collect();
+        for lane in top {
+            let _ = lane.push_system(SystemMsg::Stop(StopReason::Shutdown));
+        }
+        let deadline = tokio::time::Instant::now() + inner.config.shutdown_timeout;
+        loop {
+            let notified = inner.all_stopped.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if inner.tables.lock().live.is_empty() {
+                return ShutdownReport { aborted: 0 };
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let stragglers: Vec<LiveEntry> = inner.tables.lock().live.drain().map(|(_, e)| e).collect();
+        for entry in &stragglers {
+            entry.abort.abort();
+            entry.lane.force_close();
+        }
+        inner.all_stopped.notify_waiters();
+        ShutdownReport {
+            aborted: stragglers.len(),
+        }
+    }
+}
+
+impl Default for ActorSystem {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for ActorSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActorSystem")
+            .field("live_actors", &self.live_actors())
+            .finish()
+    }
+}
+
+impl SystemInner {
+    pub(crate) fn new(config: SystemConfig, runtime: tokio::runtime::Handle) -> Self {
+        Self {
+            next_id: AtomicU64::new(1),
+            runtime,
+            tables: Mutex::new(Tables::default()),
+            all_stopped: Notify::new(),
+            shutting_down: AtomicBool::new(false),
+            events: EventStream::new(config.event_capacity),
+            config,
+        }
+    }
+
+    /// Creates the mailbox, registers the actor and starts its task.
+    pub(crate) fn spawn_actor<A: Actor>(
+        self: &Arc<Self>,
+        props: Props<A>,
+        parent: Option<Arc<dyn SystemLane>>,
+    ) -> Arc<Mailbox<A>> {
+        let id = ActorId::new(0, self.next_id.fetch_add(1, Ordering::Relaxed));
+        let mailbox = Arc::new(Mailbox::new(id, &props.mailbox, Arc::downgrade(self)));
+        if self.shutting_down.load(Ordering::Acquire) {
+            let _ = mailbox.push_system(SystemMsg::Stop(StopReason::Shutdown));
+        }
+        let top_level = parent.is_none();
+        let ctx = Context::new(
+            mailbox.clone(),
+            ActorSystem {
+                inner: self.clone(),
+            },
+            parent,
+        );
+        let runner = Runner::new(props, ctx);
+        let lane: Arc<dyn SystemLane> = mailbox.clone();
+        // Spawn under the table lock so the actor cannot remove its entry before
+        // it is inserted.
+        let mut tables = self.tables.lock();
+        let task = self.runtime.spawn(runner.run());
+        tables.live.insert(
+            id.local(),
+            LiveEntry {
+                lane,
+                abort: task.abort_handle(),
+                top_level,
+            },
+        );
+        drop(tables);
+        mailbox
+    }
+
+    /// Forgets a stopped actor (table entry and names).
+    pub(crate) fn remove_actor(&self, id: ActorId) {
+        let mut tables = self.tables.lock();
+        tables.live.remove(&id.local());
+        if !tables.names.is_empty() {
+            tables.names.retain(|_, entry| entry.id != id);
+        }
+        if tables.live.is_empty() {
+            self.all_stopped.notify_waiters();
+        }
+    }
+}

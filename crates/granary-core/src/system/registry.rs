@@ -1,0 +1,59 @@
+//! The local name registry: `register`, `lookup`, `unregister`. Names are
+//! dropped automatically when their actor stops.
+
+use std::any::Any;
+
+use crate::actor::Actor;
+use crate::actor_ref::ActorRef;
+use crate::error::RegistryError;
+use crate::id::ActorId;
+use crate::system::ActorSystem;
+
+pub(crate) struct NameEntry {
+    pub(crate) id: ActorId,
+    actor_ref: Box<dyn Any + Send + Sync>,
+}
+
+impl ActorSystem {
+    /// Registers `actor_ref` under `name`. Fails if the name is taken or a local
+    /// actor has already stopped.
+    pub fn register<A: Actor>(
+        &self,
+        name: impl Into<String>,
+        actor_ref: &ActorRef<A>,
+    ) -> Result<(), RegistryError> {
+        let name = name.into();
+        let id = actor_ref.id();
+        let mut tables = self.inner.tables.lock();
+        if id.is_local() && actor_ref.is_local() && !tables.live.contains_key(&id.local()) {
+            return Err(RegistryError::NotAlive(id));
+        }
+        if tables.names.contains_key(&name) {
+            return Err(RegistryError::NameTaken(name));
+        }
+        tables.names.insert(
+            name,
+            NameEntry {
+                id,
+                actor_ref: Box::new(actor_ref.clone()),
+            },
+        );
+        Ok(())
+    }
+
+    /// The ref registered under `name`, if there is one and it is an `A`.
+    pub fn lookup<A: Actor>(&self, name: &str) -> Option<ActorRef<A>> {
+        let tables = self.inner.tables.lock();
+        tables
+            .names
+            .get(name)?
+            .actor_ref
+            .downcast_ref::<ActorRef<A>>()
+            .cloned()
+    }
+
+    /// Removes `name`; returns the id it pointed to.
+    pub fn unregister(&self, name: &str) -> Option<ActorId> {
+        self.inner.tables.lock().names.remove(name).map(|e| e.id)
+    }
+}
