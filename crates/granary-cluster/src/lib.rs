@@ -1,2 +1,56 @@
-//! granary-cluster: membership, failure detection and the hash ring.
+//! granary-cluster: who is in the cluster, who is alive, and who owns which key.
+//!
+//! This crate runs the membership protocol of granary:
+//!
+//! - a **membership table** of [`Member`] rows (address + incarnation, status, roles,
+//!   vnodes, metadata) merged like a CRDT, spread by **gossip** that sends deltas and a
+//!   table hash instead of whole tables, biased toward ring neighbours, with digest-based
+//!   anti-entropy when tables still differ ([`membership`], [`message`]);
+//! - **phi-accrual failure detection** sharded on the ring: each node probes its `k`
+//!   ring successors, and a member is Down only after a quorum of its monitors suspect
+//!   it and the keep-majority **downing** rule agrees ([`phi`], docs/cluster.md);
+//! - a **consistent hash ring** with per-node vnodes ([`HashRing`]);
+//! - **cluster events** for subscribers: a snapshot first, then every change in order
+//!   ([`ClusterEvent`]);
+//! - the [`Cluster`] handle: `start`, `join`, `leave`, `members`, `subscribe`;
+//! - **membership providers** that tell a starting node whom to contact: seeds, a static
+//!   list, DNS (A/SRV, e.g. a Kubernetes headless Service) and a PostgreSQL table
+//!   ([`provider`]);
+//! - a one-process **simulation** of hundreds to thousands of nodes ([`sim`]).
+//!
+//! It must not know about actors, placement or the wire format: the protocol talks to a
+//! [`ClusterTransport`] (fire-and-forget messages to an address, a stream of incoming
+//! ones). [`transport::memory`] is an in-process implementation with per-link drops,
+//! delays and partitions; granary-remote's TCP transport is the crate below this one and
+//! will implement the same trait. The protocol core is a synchronous state machine driven
+//! by one tokio task per node, with no global state, so many nodes share one process.
+//!
+//! Dependencies and why: `imbl` gives the ring O(1) clones (events carry it), `xxhash-rust`
+//! a hash that is identical on every platform, `postcard` the in-memory transport's
+//! byte-accurate encoding, `hickory-resolver` and `tokio-postgres` the DNS and PostgreSQL
+//! providers. The simulation uses tokio's paused clock (`test-util`) so 1,000 nodes run
+//! in virtual time, deterministic and faster than real time.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
+
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod event;
+pub mod membership;
+pub mod message;
+mod node;
+pub mod node_id;
+pub mod phi;
+pub mod provider;
+pub mod ring;
+pub mod transport;
+
+pub use cluster::{Cluster, HandoffHook};
+pub use config::{ClusterConfig, DowningConfig, JoinConfig, NoSeedPolicy};
+pub use error::{ClusterError, ProviderError, TransportError};
+pub use event::{ClusterEvent, ClusterSnapshot, MemberEvent};
+pub use membership::{Member, MemberStatus, MembershipTable};
+pub use message::{ClusterMessage, Envelope};
+pub use node_id::NodeId;
+pub use ring::HashRing;
+pub use transport::ClusterTransport;

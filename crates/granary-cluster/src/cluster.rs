@@ -1,0 +1,405 @@
+//! The cluster handle and the task that runs one node's protocol.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant as StdInstant;
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::config::ClusterConfig;
+use crate::error::ClusterError;
+use crate::event::{ClusterEvent, EventHub};
+use crate::membership::{Member, MemberStatus};
+use crate::message::Envelope;
+use crate::node::{NodeCore, Notice};
+use crate::node_id::NodeId;
+use crate::provider::{MembershipProvider, SeedsProvider};
+use crate::ring::HashRing;
+use crate::transport::ClusterTransport;
+
+/// Work to do before a leaving node exits, given the ring without it (so the hook can
+/// find the new owners of its ranges).
+pub type HandoffHook = Arc<dyn Fn(Arc<HashRing>) -> BoxFuture<'static, ()> + Send + Sync>;
+
+/// A `join(addr)` waiting for `addr` to accept, with its deadline.
+type PendingJoin = (SocketAddr, Instant, Reply);
+type Reply = oneshot::Sender<Result<(), ClusterError>>;
+
+enum Command {
+    Join(SocketAddr, oneshot::Sender<Result<(), ClusterError>>),
+    Leave(oneshot::Sender<Result<(), ClusterError>>),
+    Stop,
+}
+
+struct Shared {
+    hub: Arc<Mutex<EventHub>>,
+    handoff: Mutex<Option<HandoffHook>>,
+    commands: mpsc::UnboundedSender<Command>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    running: watch::Receiver<bool>,
+}
+
+/// A running cluster node.
+///
+/// ```no_run
+/// # // no_run: shows the calls; the tests run the same flow over the in-memory transport.
+/// use granary_cluster::{Cluster, ClusterConfig, ClusterEvent};
+/// use granary_cluster::transport::memory::MemoryNetwork;
+/// # async fn demo() -> Result<(), granary_cluster::ClusterError> {
+/// let net = MemoryNetwork::new(1);
+/// let seed = "127.0.0.1:7000".parse().unwrap();
+/// let first = Cluster::start_with_seeds(ClusterConfig::default(), net.bind(seed)?, vec![]).await?;
+/// let second = Cluster::start_with_seeds(
+///     ClusterConfig::default(),
+///     net.bind("127.0.0.1:7001".parse().unwrap())?,
+///     vec![seed],
+/// )
+/// .await?;
+/// let mut events = first.subscribe();
+/// if let Some(ClusterEvent::Snapshot(s)) = events.recv().await {
+///     println!("{} members", s.members.len());
+/// }
+/// second.leave().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Cluster {
+    shared: Arc<Shared>,
+}
+
+impl Cluster {
+    /// Starts a node that joins through `seeds` (an empty list forms a new cluster).
+    pub async fn start_with_seeds<T: ClusterTransport>(
+        config: ClusterConfig,
+        transport: T,
+        seeds: Vec<SocketAddr>,
+    ) -> Result<Self, ClusterError> {
+        Self::start(config, transport, Arc::new(SeedsProvider::new(seeds))).await
+    }
+
+    /// Starts a node: asks `provider` whom to contact, joins (or forms a cluster, or
+    /// fails, per [`crate::JoinConfig`]) and returns once the node is Up.
+    pub async fn start<T: ClusterTransport>(
+        config: ClusterConfig,
+        transport: T,
+        provider: Arc<dyn MembershipProvider>,
+    ) -> Result<Self, ClusterError> {
+        let contacts = discover(&config, provider.as_ref()).await?;
+        let addr = transport.local_addr();
+        let incarnation = config.incarnation.unwrap_or_else(wall_clock_millis);
+        let me = NodeId::new(addr, incarnation);
+        let hub = Arc::new(Mutex::new(EventHub::new(me)));
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (running_tx, running) = watch::channel(true);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let shared = Arc::new(Shared {
+            hub: hub.clone(),
+            handoff: Mutex::new(None),
+            commands,
+            task: Mutex::new(None),
+            running,
+        });
+        let mut core = NodeCore::new(config, me, hub, now());
+        core.start_join(now(), contacts);
+        let runner = Runner {
+            core,
+            transport,
+            commands: command_rx,
+            ready: Some(ready_tx),
+            shared: Arc::downgrade(&shared),
+            provider,
+            running: running_tx,
+        };
+        let task = tokio::spawn(runner.run());
+        *shared.task.lock() = Some(task);
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(Self { shared }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ClusterError::Stopped),
+        }
+    }
+
+    /// This node's current id (the incarnation changes after a rejoin).
+    pub fn local_id(&self) -> NodeId {
+        self.shared.hub.lock().local()
+    }
+
+    /// Every known member except Removed tombstones (Down rows included, with status).
+    pub fn members(&self) -> Vec<Member> {
+        self.shared
+            .hub
+            .lock()
+            .members()
+            .into_iter()
+            .filter(|m| m.status != MemberStatus::Removed)
+            .collect()
+    }
+
+    /// The members that are Up.
+    pub fn up_members(&self) -> Vec<Member> {
+        self.members()
+            .into_iter()
+            .filter(|m| m.status == MemberStatus::Up)
+            .collect()
+    }
+
+    /// The current ring (Up members).
+    pub fn ring(&self) -> Arc<HashRing> {
+        self.shared.hub.lock().ring()
+    }
+
+    /// Subscribes to cluster events: first a [`ClusterEvent::Snapshot`], then every
+    /// change in order.
+    pub fn subscribe(&self) -> mpsc::UnboundedReceiver<ClusterEvent> {
+        self.shared.hub.lock().subscribe()
+    }
+
+    /// True while the node takes part in the cluster (or is rejoining).
+    pub fn is_running(&self) -> bool {
+        *self.shared.running.borrow()
+    }
+
+    /// Asks the node at `addr` to let this node in; merges the two clusters if this node
+    /// is already a member elsewhere. Resolves when `addr` accepted.
+    pub async fn join(&self, addr: SocketAddr) -> Result<(), ClusterError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::Join(addr, tx))
+            .map_err(|_| ClusterError::Stopped)?;
+        rx.await.map_err(|_| ClusterError::Stopped)?
+    }
+
+    /// Registers the hand-off hook run by [`Cluster::leave`].
+    pub fn set_handoff_hook(&self, hook: HandoffHook) {
+        *self.shared.handoff.lock() = Some(hook);
+    }
+
+    /// Leaves gracefully: Leaving (off the ring), the hand-off hook, Exiting, Removed;
+    /// then the node stops.
+    pub async fn leave(&self) -> Result<(), ClusterError> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .commands
+            .send(Command::Leave(tx))
+            .map_err(|_| ClusterError::Stopped)?;
+        rx.await.map_err(|_| ClusterError::Stopped)??;
+        self.wait_stopped().await;
+        Ok(())
+    }
+
+    /// Stops the node at once, without telling anyone (as a crash would), and waits for
+    /// its task to end so its transport is closed.
+    pub async fn stop(&self) {
+        let _ = self.shared.commands.send(Command::Stop);
+        self.wait_stopped().await;
+    }
+
+    async fn wait_stopped(&self) {
+        let task = self.shared.task.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+struct Runner<T> {
+    core: NodeCore,
+    transport: T,
+    commands: mpsc::UnboundedReceiver<Command>,
+    ready: Option<oneshot::Sender<Result<(), ClusterError>>>,
+    shared: std::sync::Weak<Shared>,
+    provider: Arc<dyn MembershipProvider>,
+    running: watch::Sender<bool>,
+}
+
+impl<T: ClusterTransport> Runner<T> {
+    async fn run(mut self) {
+        let cfg = self.core.config().clone();
+        let mut gossip = tokio::time::interval(cfg.gossip_interval);
+        gossip.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut joins: Vec<PendingJoin> = Vec::new();
+        let mut leave_reply: Option<oneshot::Sender<Result<(), ClusterError>>> = None;
+        let mut handoff: Option<JoinHandle<()>> = None;
+        let mut registration: Option<JoinHandle<()>> = None;
+        self.flush(&mut joins, &mut leave_reply, &mut registration);
+        while !self.core.is_stopped() {
+            tokio::select! {
+                command = self.commands.recv() => match command {
+                    None | Some(Command::Stop) => break,
+                    Some(Command::Join(addr, reply)) => {
+                        self.core.join_via(now(), addr);
+                        joins.push((addr, Instant::now() + cfg.join.timeout, reply));
+                    }
+                    Some(Command::Leave(reply)) => {
+                        if self.core.begin_leave() {
+                            let hook = self.shared.upgrade().and_then(|s| s.handoff.lock().clone());
+                            let ring = self.core.ring();
+                            handoff = Some(tokio::spawn(async move {
+                                if let Some(hook) = hook {
+                                    hook(ring).await;
+                                }
+                            }));
+                            leave_reply = Some(reply);
+                        } else {
+                            let _ = reply.send(Err(ClusterError::Stopped));
+                        }
+                    }
+                },
+                envelope = self.transport.recv() => match envelope {
+                    Some(envelope) => self.core.on_message(now(), envelope),
+                    None => break,
+                },
+                _ = gossip.tick() => self.core.on_gossip_tick(now()),
+                _ = heartbeat.tick() => self.core.on_heartbeat_tick(now()),
+                _ = async { handoff.as_mut().expect("guarded").await }, if handoff.is_some() => {
+                    handoff = None;
+                    self.core.finish_leave();
+                }
+            }
+            self.flush(&mut joins, &mut leave_reply, &mut registration);
+            let deadline = Instant::now();
+            joins.retain_mut(|(addr, until, _)| {
+                if *until <= deadline {
+                    tracing::debug!(%addr, "join request timed out");
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        // Whatever is still waiting learns that the node stopped.
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(Err(ClusterError::Stopped));
+        }
+        if let Some(reply) = leave_reply.take() {
+            let _ = reply.send(Ok(()));
+        }
+        if let Some(registration) = registration {
+            registration.abort();
+        }
+        let _ = self.running.send(false);
+        let last = self.shared.upgrade().and_then(|s| {
+            s.hub
+                .lock()
+                .members()
+                .into_iter()
+                .find(|m| m.id == self.core.me())
+        });
+        if let Some(member) = last {
+            if let Err(error) = self.provider.unregister(&member).await {
+                tracing::warn!(%error, "membership provider unregister failed");
+            }
+        }
+    }
+
+    fn flush(
+        &mut self,
+        joins: &mut Vec<PendingJoin>,
+        leave_reply: &mut Option<oneshot::Sender<Result<(), ClusterError>>>,
+        registration: &mut Option<JoinHandle<()>>,
+    ) {
+        let from = self.core.me();
+        for (to, message) in self.core.take_outgoing() {
+            if let Err(error) = self.transport.send(to, Envelope { from, message }) {
+                tracing::trace!(%error, %to, "cluster message not sent");
+            }
+        }
+        for notice in self.core.take_notices() {
+            match notice {
+                Notice::Joined => {
+                    if let Some(ready) = self.ready.take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                    if registration.is_none() {
+                        *registration = Some(self.spawn_registration());
+                    }
+                }
+                Notice::NoSeedAnswered => {
+                    if let Some(ready) = self.ready.take() {
+                        let timeout = self.core.config().join.timeout;
+                        let _ = ready.send(Err(ClusterError::NoSeedAnswered(timeout)));
+                    }
+                }
+                Notice::AcceptedBy(addr) => {
+                    let mut i = 0;
+                    while i < joins.len() {
+                        if joins[i].0 == addr {
+                            let (_, _, reply) = joins.swap_remove(i);
+                            let _ = reply.send(Ok(()));
+                        } else {
+                            i += 1;
+                        }
+                    }
+                }
+                Notice::Stopped => {
+                    if let Some(reply) = leave_reply.take() {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Registers the node with the provider now and at every refresh interval.
+    fn spawn_registration(&self) -> JoinHandle<()> {
+        let provider = self.provider.clone();
+        let shared = self.shared.clone();
+        let every = self.core.config().provider_refresh_interval;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let Some(shared) = shared.upgrade() else {
+                    return;
+                };
+                let own = {
+                    let hub = shared.hub.lock();
+                    let local = hub.local();
+                    hub.members().into_iter().find(|m| m.id == local)
+                };
+                drop(shared);
+                if let Some(own) = own {
+                    if let Err(error) = provider.register(&own).await {
+                        tracing::warn!(%error, "membership provider register failed");
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Asks the provider for contacts, retrying until the join timeout.
+async fn discover(
+    config: &ClusterConfig,
+    provider: &dyn MembershipProvider,
+) -> Result<Vec<SocketAddr>, ClusterError> {
+    let deadline = Instant::now() + config.join.timeout;
+    loop {
+        match provider.discover().await {
+            Ok(contacts) => return Ok(contacts),
+            Err(error) if Instant::now() + config.join.retry_interval < deadline => {
+                tracing::warn!(%error, "membership provider discovery failed; retrying");
+                tokio::time::sleep(config.join.retry_interval).await;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+fn now() -> StdInstant {
+    Instant::now().into_std()
+}
+
+fn wall_clock_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(1)
+}

@@ -1,0 +1,127 @@
+//! Settings of a cluster node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use crate::phi::PhiConfig;
+
+/// What a node does when no seed answers within [`JoinConfig::timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoSeedPolicy {
+    /// Start a new cluster consisting of this node only (Aurum's behaviour).
+    FormNewCluster,
+    /// Fail `Cluster::start` with [`crate::ClusterError::NoSeedAnswered`].
+    Fail,
+}
+
+/// Joining through seeds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JoinConfig {
+    /// How often the seeds are pinged while no one has answered.
+    pub retry_interval: Duration,
+    /// How long to keep pinging before applying `on_no_seed`.
+    pub timeout: Duration,
+    /// What to do when no seed answers in time.
+    pub on_no_seed: NoSeedPolicy,
+}
+
+impl Default for JoinConfig {
+    fn default() -> Self {
+        Self {
+            retry_interval: Duration::from_millis(300),
+            timeout: Duration::from_secs(5),
+            on_no_seed: NoSeedPolicy::FormNewCluster,
+        }
+    }
+}
+
+/// Partition handling (Akka's keep-majority).
+#[derive(Clone, Debug, PartialEq)]
+pub struct DowningConfig {
+    /// How long the set of unreachable members must stay unchanged before deciding.
+    pub stable_after: Duration,
+    /// Suspicions from this many distinct monitors are needed before the majority marks
+    /// a member Down (capped by the member's number of monitors; Orleans uses 2).
+    pub quorum: usize,
+    /// After being marked Down (or downing itself), keep trying to join again with a new
+    /// incarnation. When false, the node stops for good.
+    pub auto_rejoin: bool,
+}
+
+impl Default for DowningConfig {
+    fn default() -> Self {
+        Self {
+            stable_after: Duration::from_millis(1000),
+            quorum: 2,
+            auto_rejoin: true,
+        }
+    }
+}
+
+/// Everything a cluster node needs to know.
+///
+/// ```
+/// use granary_cluster::ClusterConfig;
+/// let config = ClusterConfig {
+///     vnodes: 32,
+///     ..ClusterConfig::default()
+/// };
+/// assert_eq!(config.gossip_fanout, 3);
+/// ```
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// This node's vnodes on the ring (its relative share of work).
+    pub vnodes: u32,
+    /// Kinds/roles this node hosts.
+    pub roles: BTreeSet<String>,
+    /// Application metadata published with this node's row.
+    pub metadata: BTreeMap<String, String>,
+    /// The incarnation of this life of the node; `None` takes the wall clock in
+    /// milliseconds, so a restarted process is always newer than its previous life.
+    pub incarnation: Option<u64>,
+    /// Time between gossip rounds.
+    pub gossip_interval: Duration,
+    /// Peers contacted per gossip round (one ring neighbour, the rest at random).
+    pub gossip_fanout: usize,
+    /// Most rows carried by one gossip message.
+    pub max_deltas_per_message: usize,
+    /// A changed row is re-sent `retransmit_multiplier × ⌈log2(N+1)⌉` times by every
+    /// node that learns it.
+    pub retransmit_multiplier: u32,
+    /// Time between failure-detector probes.
+    pub heartbeat_interval: Duration,
+    /// How many ring successors each node monitors.
+    pub monitored_successors: usize,
+    /// The failure detector's settings.
+    pub phi: PhiConfig,
+    /// Joining through seeds.
+    pub join: JoinConfig,
+    /// Partition handling.
+    pub downing: DowningConfig,
+    /// How often the membership provider's registration is refreshed.
+    pub provider_refresh_interval: Duration,
+    /// Seed of the random choice of gossip peers; `None` derives it from the address.
+    pub rng_seed: Option<u64>,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            vnodes: 64,
+            roles: BTreeSet::new(),
+            metadata: BTreeMap::new(),
+            incarnation: None,
+            gossip_interval: Duration::from_millis(200),
+            gossip_fanout: 3,
+            max_deltas_per_message: 64,
+            retransmit_multiplier: 3,
+            heartbeat_interval: Duration::from_millis(250),
+            monitored_successors: 3,
+            phi: PhiConfig::default(),
+            join: JoinConfig::default(),
+            downing: DowningConfig::default(),
+            provider_refresh_interval: Duration::from_secs(5),
+            rng_seed: None,
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The protocol core of one node: a synchronous state machine.
+//!
+//! The runtime ([`crate::cluster`]) feeds it incoming envelopes and timer ticks with the
+//! current time and sends what it queues in `out`. Keeping the core free of I/O and clocks
+//! makes every rule testable and lets a thousand nodes share one process.
+//!
+//! The rules live in one file each: [`join`] (seeds, accept, rejoin), [`gossip`] (deltas,
+//! peer choice, anti-entropy), [`failure`] (ring-sharded phi-accrual probing and
+//! suspicion votes), [`downing`] (keep-majority) and [`leave`].
+
+mod downing;
+mod failure;
+mod gossip;
+mod join;
+mod leave;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::config::ClusterConfig;
+use crate::event::EventHub;
+use crate::membership::{Member, MemberStatus, MembershipTable};
+use crate::message::{ClusterMessage, Envelope};
+use crate::node_id::NodeId;
+use crate::phi::PhiAccrualDetector;
+use crate::ring::HashRing;
+
+pub(crate) use join::JoinState;
+
+/// What the node is doing.
+#[derive(Debug)]
+pub(crate) enum Mode {
+    /// Asking contacts to let it in (first join or rejoin after Down).
+    Joining(JoinState),
+    /// A member of the cluster.
+    Active,
+    /// Done: left, failed to join, or downed without rejoin.
+    Stopped,
+}
+
+/// Things the runtime must react to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// The node became a member (joined or formed a cluster).
+    Joined,
+    /// No seed answered and the policy is to fail.
+    NoSeedAnswered,
+    /// A join request to this address was accepted.
+    AcceptedBy(SocketAddr),
+    /// The node stopped taking part.
+    Stopped,
+}
+
+/// Protocol state of one node.
+pub(crate) struct NodeCore {
+    cfg: ClusterConfig,
+    me: NodeId,
+    mode: Mode,
+    table: MembershipTable,
+    ring: Arc<HashRing>,
+    /// Live peers (not me), rebuilt lazily when the table changed.
+    peers: Vec<SocketAddr>,
+    peers_dirty: bool,
+    /// Rows to disseminate, with how often each was sent.
+    recent: BTreeMap<SocketAddr, u32>,
+    detectors: HashMap<SocketAddr, (NodeId, PhiAccrualDetector)>,
+    hb_seq: u64,
+    unreachable: BTreeSet<NodeId>,
+    unreachable_since: Instant,
+    neighbour_cursor: usize,
+    synced_this_round: bool,
+    rng: StdRng,
+    hub: Arc<Mutex<EventHub>>,
+    out: Vec<(SocketAddr, ClusterMessage)>,
+    notices: Vec<Notice>,
+}
+
+impl NodeCore {
+    pub(crate) fn new(
+        cfg: ClusterConfig,
+        me: NodeId,
+        hub: Arc<Mutex<EventHub>>,
+        now: Instant,
+    ) -> Self {
+        let seed = cfg
+            .rng_seed
+            .unwrap_or_else(|| xxh3_64(me.addr.to_string().as_bytes()));
+        Self {
+            cfg,
+            me,
+            mode: Mode::Stopped,
+            table: MembershipTable::new(),
+            ring: Arc::new(HashRing::new()),
+            peers: Vec::new(),
+            peers_dirty: true,
+            recent: BTreeMap::new(),
+            detectors: HashMap::new(),
+            hb_seq: 0,
+            unreachable: BTreeSet::new(),
+            unreachable_since: now,
+            neighbour_cursor: 0,
+            synced_this_round: false,
+            rng: StdRng::seed_from_u64(seed),
+            hub,
+            out: Vec::new(),
+            notices: Vec::new(),
+        }
+    }
+
+    /// The node's current id.
+    pub(crate) fn me(&self) -> NodeId {
+        self.me
+    }
+
+    pub(crate) fn config(&self) -> &ClusterConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        matches!(self.mode, Mode::Stopped)
+    }
+
+    pub(crate) fn ring(&self) -> Arc<HashRing> {
+        self.ring.clone()
+    }
+
+    pub(crate) fn take_outgoing(&mut self) -> Vec<(SocketAddr, ClusterMessage)> {
+        std::mem::take(&mut self.out)
+    }
+
+    pub(crate) fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    fn own_row(&self) -> Option<&Member> {
+        self.table.get(&self.me.addr).filter(|m| m.id == self.me)
+    }
+
+    fn own_status(&self) -> Option<MemberStatus> {
+        self.own_row().map(|m| m.status)
+    }
+
+    /// A fresh row for this node with the configured roles, vnodes and metadata.
+    fn fresh_row(&self, status: MemberStatus, version: u64) -> Member {
+        let mut row = Member::new(self.me, self.cfg.vnodes);
+        row.roles = self.cfg.roles.clone();
+        row.metadata = self.cfg.metadata.clone();
+        row.status = status;
+        row.version = version;
+        row
+    }
+
+    /// Writes a new version of this node's own row.
+    fn update_own(&mut self, change: impl FnOnce(&mut Member)) {
+        if let Some(row) = self.own_row() {
+            let mut row = row.clone();
+            change(&mut row);
+            row.version += 1;
+            self.apply(row);
+        }
+    }
+
+    /// Merges a row; on change updates the ring, the gossip queue and subscribers.
+    fn apply(&mut self, row: Member) -> bool {
+        let addr = row.id.addr;
+        let Some(old) = self.table.merge(row) else {
+            return false;
+        };
+        let Some(new) = self.table.get(&addr).cloned() else {
+            return false;
+        };
+        let was_on_ring = old.as_ref().filter(|m| m.status == MemberStatus::Up);
+        let on_ring = (new.status == MemberStatus::Up).then_some(&new);
+        let ring_key = |m: Option<&Member>| m.map(|m| (m.id, m.vnodes));
+        if ring_key(was_on_ring) != ring_key(on_ring) {
+            let ring = Arc::make_mut(&mut self.ring);
+            ring.remove(addr);
+            if let Some(m) = on_ring {
+                ring.insert(m.id, m.vnodes);
+            }
+        }
+        self.recent.insert(addr, 0);
+        self.peers_dirty = true;
+        self.hub.lock().publish(old.as_ref(), &new, &self.ring);
+        true
+    }
+
+    fn send(&mut self, to: SocketAddr, message: ClusterMessage) {
+        self.out.push((to, message));
+    }
+
+    /// Handles one incoming envelope.
+    pub(crate) fn on_message(&mut self, now: Instant, envelope: Envelope) {
+        let Envelope { from, message } = envelope;
+        match (&self.mode, message) {
+            (Mode::Joining(_), ClusterMessage::JoinAccept { members }) => {
+                self.on_join_accept(now, from, members)
+            }
+            (Mode::Active, message) => {
+                self.tell_if_down(from);
+                match message {
+                    ClusterMessage::JoinRequest { member } => self.on_join_request(from, member),
+                    ClusterMessage::JoinAccept { members } => {
+                        self.on_join_accept(now, from, members)
+                    }
+                    ClusterMessage::Gossip { state_hash, deltas } => {
+                        self.on_gossip(now, from, state_hash, deltas)
+                    }
+                    ClusterMessage::SyncDigest { digest } => self.on_sync_digest(from, digest),
+                    ClusterMessage::SyncRows { rows, wanted } => {
+                        self.on_sync_rows(now, from, rows, wanted)
+                    }
+                    ClusterMessage::Heartbeat { seq } => {
+                        self.send(from.addr, ClusterMessage::HeartbeatAck { seq })
+                    }
+                    ClusterMessage::HeartbeatAck { .. } => self.on_heartbeat_ack(now, from),
+                }
+            }
+            // Joining nodes wait for an accept; stopped ones ignore everything.
+            _ => {}
+        }
+    }
+
+    /// A sender we hold as Down (or superseded) is told so, so that a wrongly downed node
+    /// learns it and rejoins with a new incarnation.
+    fn tell_if_down(&mut self, from: NodeId) {
+        if let Some(row) = self.table.get(&from.addr) {
+            let superseded = row.id.incarnation > from.incarnation;
+            let downed = row.id == from && !row.status.is_live();
+            if superseded || downed {
+                let deltas = vec![row.clone()];
+                let state_hash = self.table.state_hash();
+                self.send(from.addr, ClusterMessage::Gossip { state_hash, deltas });
+            }
+        }
+    }
+
+    /// Gossip timer.
+    pub(crate) fn on_gossip_tick(&mut self, now: Instant) {
+        match self.mode {
+            Mode::Joining(_) => self.retry_join(now),
+            Mode::Active => self.gossip_round(),
+            Mode::Stopped => {}
+        }
+    }
+
+    /// Heartbeat timer.
+    pub(crate) fn on_heartbeat_tick(&mut self, now: Instant) {
+        if matches!(self.mode, Mode::Active) {
+            self.probe_successors(now);
+            self.evaluate_downing(now);
+        }
+    }
+
+    /// After merging others' rows: are we still who we think we are?
+    fn check_self(&mut self, now: Instant) {
+        if !matches!(self.mode, Mode::Active) {
+            return;
+        }
+        let fine = match self.table.get(&self.me.addr) {
+            Some(row) => row.id == self.me && row.status.is_live(),
+            None => false,
+        };
+        if !fine {
+            self.become_down(now);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! Failure detection sharded on the ring: every Up node probes its `k` ring successors
+//! and records the ones whose phi crossed the threshold as suspects in its own row, which
+//! gossip carries to everyone as the node's votes.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use super::NodeCore;
+use crate::membership::MemberStatus;
+use crate::message::ClusterMessage;
+use crate::node_id::NodeId;
+use crate::phi::PhiAccrualDetector;
+
+impl NodeCore {
+    pub(crate) fn probe_successors(&mut self, now: Instant) {
+        let targets = if self.own_status() == Some(MemberStatus::Up) {
+            self.ring
+                .successors(self.me.addr, self.cfg.monitored_successors)
+        } else {
+            Vec::new()
+        };
+        self.detectors.retain(|_, (id, _)| targets.contains(id));
+        for t in &targets {
+            let phi = self.cfg.phi.clone();
+            self.detectors
+                .entry(t.addr)
+                .or_insert_with(|| (*t, PhiAccrualDetector::new(phi, now)));
+        }
+        self.hb_seq += 1;
+        let seq = self.hb_seq;
+        for t in &targets {
+            self.send(t.addr, ClusterMessage::Heartbeat { seq });
+        }
+        let suspects: BTreeSet<NodeId> = self
+            .detectors
+            .values()
+            .filter(|(_, fd)| !fd.is_available(now))
+            .map(|(id, _)| *id)
+            .collect();
+        if self.own_row().is_some_and(|r| r.suspects != suspects) {
+            if !suspects.is_empty() {
+                tracing::debug!(node = %self.me, ?suspects, "suspicions changed");
+            }
+            self.update_own(|row| row.suspects = suspects);
+        }
+    }
+
+    pub(crate) fn on_heartbeat_ack(&mut self, now: Instant, from: NodeId) {
+        if let Some((id, fd)) = self.detectors.get_mut(&from.addr) {
+            if *id == from {
+                fd.heartbeat(now);
+            }
+        }
+    }
+}

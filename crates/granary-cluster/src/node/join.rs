@@ -1,0 +1,203 @@
+//! Joining through contacts (seeds), accepting joiners, and rejoining after Down.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::{Mode, NodeCore, Notice};
+use crate::config::NoSeedPolicy;
+use crate::membership::{Member, MemberStatus};
+use crate::message::ClusterMessage;
+use crate::node_id::NodeId;
+
+/// Progress of a join.
+#[derive(Debug)]
+pub(crate) struct JoinState {
+    contacts: Vec<SocketAddr>,
+    /// `None` while rejoining: a downed node keeps trying and never forms its own cluster
+    /// (that would split the brain).
+    deadline: Option<Instant>,
+    next_try: Instant,
+}
+
+impl NodeCore {
+    /// Starts joining through `contacts`; with none (or only itself) it forms a cluster.
+    pub(crate) fn start_join(&mut self, now: Instant, contacts: Vec<SocketAddr>) {
+        let contacts: Vec<SocketAddr> = contacts
+            .into_iter()
+            .filter(|a| *a != self.me.addr)
+            .collect();
+        if contacts.is_empty() {
+            self.form_cluster();
+            return;
+        }
+        self.mode = Mode::Joining(JoinState {
+            contacts,
+            deadline: Some(now + self.cfg.join.timeout),
+            next_try: now,
+        });
+        self.retry_join(now);
+    }
+
+    /// `join(addr)` from the handle: ask `addr` to let us in (or merge with its cluster).
+    pub(crate) fn join_via(&mut self, now: Instant, addr: SocketAddr) {
+        match &mut self.mode {
+            Mode::Joining(state) => {
+                if !state.contacts.contains(&addr) {
+                    state.contacts.push(addr);
+                }
+                state.next_try = now;
+                self.retry_join(now);
+            }
+            Mode::Active => {
+                if let Some(row) = self.own_row().cloned() {
+                    self.send(addr, ClusterMessage::JoinRequest { member: row });
+                }
+            }
+            Mode::Stopped => {}
+        }
+    }
+
+    /// Pings the contacts again if it is time; applies the no-seed policy at the deadline.
+    pub(crate) fn retry_join(&mut self, now: Instant) {
+        let Mode::Joining(state) = &mut self.mode else {
+            return;
+        };
+        if state.deadline.is_some_and(|d| now >= d) {
+            match self.cfg.join.on_no_seed {
+                NoSeedPolicy::FormNewCluster => self.form_cluster(),
+                NoSeedPolicy::Fail => {
+                    self.mode = Mode::Stopped;
+                    self.notices.push(Notice::NoSeedAnswered);
+                    self.notices.push(Notice::Stopped);
+                }
+            }
+            return;
+        }
+        if now < state.next_try {
+            return;
+        }
+        state.next_try = now + self.cfg.join.retry_interval;
+        let contacts = state.contacts.clone();
+        let row = self.fresh_row(MemberStatus::Joining, 0);
+        for c in contacts {
+            self.send(
+                c,
+                ClusterMessage::JoinRequest {
+                    member: row.clone(),
+                },
+            );
+        }
+    }
+
+    /// Becomes the first member of a new cluster.
+    fn form_cluster(&mut self) {
+        self.become_member();
+        self.notices.push(Notice::Joined);
+    }
+
+    /// Writes our own Up row and switches to Active.
+    fn become_member(&mut self) {
+        self.mode = Mode::Active;
+        self.hub.lock().set_local(self.me);
+        let row = self.fresh_row(MemberStatus::Up, 1);
+        self.apply(row);
+    }
+
+    /// A contact accepted us (or, when already Active, merged clusters with us).
+    pub(crate) fn on_join_accept(&mut self, now: Instant, from: NodeId, members: Vec<Member>) {
+        // Set when the cluster remembers a life of ours that this join cannot be: a newer
+        // incarnation, or our own id already past Joining (a restart that reused it).
+        let mut must_outgrow: Option<NodeId> = None;
+        for row in members {
+            if row.id.addr == self.me.addr {
+                let newer = row.id.incarnation > self.me.incarnation;
+                let reused = row.id == self.me && row.status != MemberStatus::Joining;
+                if newer || reused {
+                    must_outgrow = must_outgrow.max(Some(row.id));
+                }
+                if matches!(self.mode, Mode::Joining(_)) {
+                    // Our own rows are written by us; only remember the newest life seen.
+                    if row.id.incarnation < self.me.incarnation {
+                        self.apply(row);
+                    }
+                    continue;
+                }
+            }
+            self.apply(row);
+        }
+        self.notices.push(Notice::AcceptedBy(from.addr));
+        if matches!(self.mode, Mode::Joining(_)) {
+            if let Some(newest) = must_outgrow {
+                // The cluster remembers a life of ours at least as new: take a newer one
+                // and ask again.
+                self.me = newest.next_incarnation();
+                if let Mode::Joining(state) = &mut self.mode {
+                    state.next_try = now;
+                }
+                self.retry_join(now);
+                return;
+            }
+            self.become_member();
+            self.notices.push(Notice::Joined);
+            if let Some(row) = self.own_row().cloned() {
+                let state_hash = self.table.state_hash();
+                self.send(
+                    from.addr,
+                    ClusterMessage::Gossip {
+                        state_hash,
+                        deltas: vec![row],
+                    },
+                );
+            }
+        } else {
+            self.check_self(now);
+        }
+    }
+
+    /// Someone wants in: record its row and hand over the table, if we are Up.
+    pub(crate) fn on_join_request(&mut self, from: NodeId, member: Member) {
+        if self.own_status() != Some(MemberStatus::Up) || member.id.addr == self.me.addr {
+            return;
+        }
+        if member.id != from {
+            return;
+        }
+        self.apply(member);
+        let members: Vec<Member> = self.table.iter().cloned().collect();
+        self.send(from.addr, ClusterMessage::JoinAccept { members });
+    }
+
+    /// We are Down (declared by others, or by ourselves on the minority side).
+    pub(crate) fn become_down(&mut self, now: Instant) {
+        if self.own_row().is_some_and(|r| r.status.is_live()) {
+            self.update_own(|row| row.status = MemberStatus::Down);
+        }
+        self.detectors.clear();
+        self.unreachable.clear();
+        self.recent.clear();
+        if !self.cfg.downing.auto_rejoin {
+            self.mode = Mode::Stopped;
+            self.notices.push(Notice::Stopped);
+            return;
+        }
+        let newest = self
+            .table
+            .get(&self.me.addr)
+            .map(|r| r.id)
+            .unwrap_or(self.me)
+            .max(self.me);
+        self.me = newest.next_incarnation();
+        let contacts: Vec<SocketAddr> = self
+            .table
+            .iter()
+            .filter(|m| m.id.addr != self.me.addr && m.status != MemberStatus::Removed)
+            .map(|m| m.id.addr)
+            .collect();
+        tracing::info!(node = %self.me, "downed; rejoining with a new incarnation");
+        self.mode = Mode::Joining(JoinState {
+            contacts,
+            deadline: None,
+            next_try: now + self.cfg.join.retry_interval,
+        });
+    }
+}
