@@ -1,7 +1,7 @@
 //! Graceful leave: Leaving (off the ring, hand-off runs) → Exiting → Removed.
 
 use super::{Mode, NodeCore, Notice};
-use crate::membership::MemberStatus;
+use crate::membership::{Member, MemberStatus};
 use crate::message::ClusterMessage;
 
 impl NodeCore {
@@ -13,6 +13,9 @@ impl NodeCore {
         match self.own_status() {
             Some(MemberStatus::Joining | MemberStatus::Up) => {
                 self.update_own(|row| row.status = MemberStatus::Leaving);
+                // Tell every peer at once, so the ring moves before the hand-off runs.
+                let leaving: Vec<Member> = self.own_row().cloned().into_iter().collect();
+                self.push_to_all_peers(leaving);
                 true
             }
             Some(MemberStatus::Leaving) => true,
@@ -29,7 +32,15 @@ impl NodeCore {
         let exiting = self.own_row().cloned();
         self.update_own(|row| row.status = MemberStatus::Removed);
         let removed = self.own_row().cloned();
-        let deltas: Vec<_> = exiting.into_iter().chain(removed).collect();
+        self.push_to_all_peers(exiting.into_iter().chain(removed).collect());
+        self.mode = Mode::Stopped;
+        self.detectors.clear();
+        self.notices.push(Notice::Stopped);
+    }
+
+    /// Sends `deltas` directly to every live peer: leaving is rare, and a prompt, ordered
+    /// Leaving → Exiting → Removed matters more than the O(N) fan-out.
+    fn push_to_all_peers(&mut self, deltas: Vec<Member>) {
         let state_hash = self.table.state_hash();
         let peers: Vec<_> = self
             .table
@@ -38,16 +49,8 @@ impl NodeCore {
             .map(|m| m.id.addr)
             .collect();
         for p in peers {
-            self.send(
-                p,
-                ClusterMessage::Gossip {
-                    state_hash,
-                    deltas: deltas.clone(),
-                },
-            );
+            let deltas = deltas.clone();
+            self.send(p, ClusterMessage::Gossip { state_hash, deltas });
         }
-        self.mode = Mode::Stopped;
-        self.detectors.clear();
-        self.notices.push(Notice::Stopped);
     }
 }
