@@ -10,6 +10,11 @@
 //!   with backoff and restart detection; every connection starts with an authenticated
 //!   [`handshake`].
 //! - [`faults`]: drop probability, delays and partitions injected at run time, seeded.
+//! - [`RemoteNode`]: remote actors on top of all that. [`RemoteNode::expose`] serves a
+//!   local actor under a name; `ActorRef::<A>::remote(&node, addr, name)`
+//!   ([`ActorRefRemoteExt`]) forges a typed ref that plugs into `granary-core`'s
+//!   `RemoteTarget` hook, so `tell`/`ask`/`stop`/`watch` work as locally; [`RemoteRef`]
+//!   carries a ref inside messages.
 //!
 //! This crate must not know about clustering, membership, placement or virtual actors
 //! (those live in `granary-cluster` and `granary-virtual`, above it). It sits on
@@ -26,6 +31,7 @@ pub mod faults;
 mod handshake;
 mod node_id;
 mod registry;
+mod remote;
 mod tls;
 mod transport;
 pub mod wire;
@@ -38,6 +44,7 @@ pub use node_id::NodeId;
 pub use registry::{
     type_tag, ErasedMessage, MessageRegistration, MessageType, Registry, RegistryBuilder,
 };
+pub use remote::{ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError};
 pub use tls::TlsConfig;
 pub use transport::{
     ChannelConfig, InboundHandler, PeerEvent, SendOptions, Transport, TransportConfig,

@@ -67,7 +67,10 @@ fn committed_corpus_decodes_to_frames_or_typed_errors() {
     for (name, data) in &files {
         let outcome = run(data);
         if name.starts_with("valid-") {
-            assert!(matches!(outcome, Outcome::Frames(n) if n > 0), "{name}: {outcome:?}");
+            assert!(
+                matches!(outcome, Outcome::Frames(n) if n > 0),
+                "{name}: {outcome:?}"
+            );
         } else if name.starts_with("bad-") {
             assert!(
                 matches!(outcome, Outcome::Error | Outcome::Incomplete(0)),
@@ -76,7 +79,11 @@ fn committed_corpus_decodes_to_frames_or_typed_errors() {
         }
     }
     assert_eq!(
-        run(&files.iter().find(|(n, _)| n == "valid-three-frames").unwrap().1),
+        run(&files
+            .iter()
+            .find(|(n, _)| n == "valid-three-frames")
+            .unwrap()
+            .1),
         Outcome::Frames(3)
     );
 }

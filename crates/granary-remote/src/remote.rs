@@ -1,0 +1,292 @@
+//! Remote actors: typed refs over the wire, remote tell/ask/stop/watch.
+//!
+//! A [`RemoteNode`] joins an [`ActorSystem`] to a [`Transport`]. On the serving side,
+//! [`RemoteNode::expose`] makes a local actor reachable under a name and lists the message
+//! types it accepts from the wire. On the calling side, [`RemoteNode::remote_ref`] (or
+//! `ActorRef::<A>::remote(&node, addr, name)` with [`ActorRefRemoteExt`]) forges a typed
+//! [`ActorRef`] without asking anyone; it plugs into `granary-core` through its
+//! `RemoteTarget` hook, so callers use the same `tell`/`ask`/`stop`/`watch` as locally.
+//!
+//! What travels: the message is encoded once with the [`Registry`] (tag + postcard body)
+//! and sent on the data channel; the serving node decodes it on its reader task, checks
+//! that the named actor exists and accepts that type, and delivers it. Every failure is
+//! typed: an ask gets `RemoteError::{NoSuchActor, TypeMismatch, Decode, Unreachable, ..}`
+//! or `AskError::Timeout`; a tell that cannot be delivered becomes a `DeadLetter` on the
+//! serving node's event stream (or a `SendError::Remote` at the caller when it cannot
+//! even leave).
+
+mod exposed;
+mod inbound;
+mod outbound;
+mod protocol;
+mod remote_ref;
+mod watch;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use granary_core::{Actor, ActorId, ActorRef, ActorSystem, RemoteError};
+use parking_lot::{Mutex, RwLock};
+use thiserror::Error;
+use tokio::task::AbortHandle;
+
+pub use exposed::Exposure;
+pub use remote_ref::{ActorRefRemoteExt, RemoteRef};
+
+use crate::error::{RegistryError, SendError as TransportSendError, TransportError};
+use crate::registry::{type_tag, Registry};
+use crate::transport::{PeerEvent, Transport, TransportConfig};
+use exposed::Exposed;
+use outbound::{PendingAsk, RemoteActor};
+use watch::WatchTable;
+
+/// Setting up the remote layer failed.
+#[derive(Debug, Error)]
+pub enum RemoteSetupError {
+    /// The message registry has conflicts (reported at start-up).
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The transport could not start.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A message or reply type used remotely was never registered.
+    #[error("type {0} is not registered with register_message!")]
+    Unregistered(&'static str),
+    /// The name is already exposed or registered in the actor system.
+    #[error("name {0:?} is already taken")]
+    NameTaken(String),
+}
+
+pub(crate) struct NodeInner {
+    system: ActorSystem,
+    registry: &'static Registry,
+    transport: OnceLock<Transport>,
+    exposed: RwLock<HashMap<String, Arc<Exposed>>>,
+    pending: Mutex<HashMap<u64, PendingAsk>>,
+    next_correlation: AtomicU64,
+    watches: Mutex<WatchTable>,
+    /// Why the last handshake with a peer was refused (reported instead of a bare
+    /// "unreachable" while it stays unreachable).
+    refusals: Mutex<HashMap<SocketAddr, String>>,
+    serve_timeout: Duration,
+    events_task: Mutex<Option<AbortHandle>>,
+}
+
+impl NodeInner {
+    fn transport(&self) -> &Transport {
+        // Set right after bind, before the address is known to anyone.
+        self.transport
+            .get()
+            .unwrap_or_else(|| unreachable!("transport is set before any frame can arrive"))
+    }
+
+    fn next_correlation(&self) -> u64 {
+        self.next_correlation.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The core error for a transport send failure towards `addr`.
+    fn send_error(&self, addr: SocketAddr, e: TransportSendError) -> RemoteError {
+        match e {
+            TransportSendError::Unreachable { .. } => self.unreachable(addr),
+            TransportSendError::Backpressure { peer } => {
+                RemoteError::Other(format!("backpressure: the queue to {peer} is full"))
+            }
+            TransportSendError::FrameTooLarge { len, max } => {
+                RemoteError::Other(format!("frame too large: {len} bytes, maximum {max}"))
+            }
+            other => RemoteError::Other(other.to_string()),
+        }
+    }
+
+    fn unreachable(&self, addr: SocketAddr) -> RemoteError {
+        match self.refusals.lock().get(&addr) {
+            Some(reason) => RemoteError::Other(reason.clone()),
+            None => RemoteError::Unreachable,
+        }
+    }
+
+    fn on_peer_event(&self, event: PeerEvent) {
+        match event {
+            PeerEvent::Connected { node } => {
+                self.refusals.lock().remove(&node.addr());
+            }
+            PeerEvent::Refused { addr, reason } => {
+                self.refusals.lock().insert(addr, reason);
+            }
+            PeerEvent::Unreachable { addr, .. } => self.node_lost(addr),
+            PeerEvent::Restarted { old, .. } => self.node_lost(old.addr()),
+            PeerEvent::Disconnected { .. } | PeerEvent::ProtocolViolation { .. } => {}
+        }
+    }
+
+    /// The node at `addr` is gone: fail its pending asks, notify watchers of its actors,
+    /// forget its watches on our actors.
+    fn node_lost(&self, addr: SocketAddr) {
+        let error = self.unreachable(addr);
+        let failed: Vec<PendingAsk> = {
+            let mut pending = self.pending.lock();
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, p)| p.addr == addr)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| pending.remove(&id))
+                .collect()
+        };
+        for p in failed {
+            p.fail(error.clone());
+        }
+        watch::node_lost(self, addr);
+        for exposed in self.exposed.read().values() {
+            exposed.forget_watcher(addr);
+        }
+    }
+}
+
+/// An actor system reachable over the network.
+///
+/// ```no_run
+/// // no_run: opens sockets; tests/remote_actors.rs runs the same flow.
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use granary_core::prelude::*;
+/// use granary_remote::{register_message, ActorRefRemoteExt, RemoteNode, TransportConfig};
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Add(u64);
+/// impl Message for Add { type Reply = u64; }
+/// register_message!(Add, "doc.Add");
+///
+/// struct Counter(u64);
+/// impl Actor for Counter {}
+/// impl Handler<Add> for Counter {
+///     async fn handle(&mut self, m: Add, _: &mut Context<Self>) -> u64 { self.0 += m.0; self.0 }
+/// }
+///
+/// let server = RemoteNode::start(ActorSystem::new(), TransportConfig::new("c", "s")).await?;
+/// let counter = server.system().spawn(Counter(0));
+/// server.expose("counter", &counter)?.accept::<Add>()?;
+///
+/// let client = RemoteNode::start(ActorSystem::new(), TransportConfig::new("c", "s")).await?;
+/// let remote = ActorRef::<Counter>::remote(&client, server.local_addr(), "counter");
+/// assert_eq!(remote.ask(Add(2)).await?, 2);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RemoteNode {
+    inner: Arc<NodeInner>,
+}
+
+impl std::fmt::Debug for RemoteNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteNode")
+            .field("transport", self.inner.transport())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RemoteNode {
+    /// Check the message registry, bind the transport and start serving `system`.
+    pub async fn start(
+        system: ActorSystem,
+        config: TransportConfig,
+    ) -> Result<Self, RemoteSetupError> {
+        let registry = Registry::global().map_err(|e| RemoteSetupError::Registry(e.clone()))?;
+        let inner = Arc::new(NodeInner {
+            system,
+            registry,
+            transport: OnceLock::new(),
+            exposed: RwLock::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_correlation: AtomicU64::new(1),
+            watches: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(HashMap::new()),
+            serve_timeout: Duration::from_secs(30),
+            events_task: Mutex::new(None),
+        });
+        // Weak: the transport's handler must not keep the node alive forever.
+        let weak: Weak<NodeInner> = Arc::downgrade(&inner);
+        let transport = Transport::bind(config, move |from, frame| {
+            if let Some(inner) = weak.upgrade() {
+                inbound::on_frame(&inner, from, frame);
+            }
+        })
+        .await?;
+        let mut events = transport.subscribe();
+        let _ = inner.transport.set(transport);
+        let weak = Arc::downgrade(&inner);
+        let task = tokio::spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                let event = match events.recv().await {
+                    Ok(event) => event,
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(missed = n, "remote layer missed peer events");
+                        continue;
+                    }
+                    Err(RecvError::Closed) => return,
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                inner.on_peer_event(event);
+            }
+        });
+        *inner.events_task.lock() = Some(task.abort_handle());
+        Ok(Self { inner })
+    }
+
+    /// The actor system served.
+    pub fn system(&self) -> &ActorSystem {
+        &self.inner.system
+    }
+
+    /// The transport underneath (for channels, faults, stats).
+    pub fn transport(&self) -> &Transport {
+        self.inner.transport()
+    }
+
+    /// The address peers reach this node at.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.transport().local_addr()
+    }
+
+    /// Make `actor` reachable from other nodes under `name` (also registered in the actor
+    /// system's name registry). List accepted message types with [`Exposure::accept`].
+    pub fn expose<A: Actor>(
+        &self,
+        name: &str,
+        actor: &ActorRef<A>,
+    ) -> Result<Exposure<A>, RemoteSetupError> {
+        exposed::expose(&self.inner, name, actor)
+    }
+
+    /// A serializable ref to the actor exposed here under `name`.
+    pub fn remote_ref_to<A: Actor>(&self, name: &str) -> RemoteRef<A> {
+        RemoteRef::new(self.local_addr(), name)
+    }
+
+    /// Forge a typed ref to the actor exposed under `name` on the node at `addr`.
+    pub fn remote_ref<A: Actor>(&self, addr: SocketAddr, name: &str) -> ActorRef<A> {
+        ActorRef::from_remote(Arc::new(RemoteActor::new(self.inner.clone(), addr, name)))
+    }
+
+    /// Close every connection and stop serving.
+    pub fn shutdown(&self) {
+        if let Some(task) = self.inner.events_task.lock().take() {
+            task.abort();
+        }
+        self.transport().shutdown();
+        let pending: Vec<PendingAsk> = self.inner.pending.lock().drain().map(|(_, p)| p).collect();
+        for p in pending {
+            p.fail(RemoteError::Other("remote node shut down".into()));
+        }
+    }
+}
+
+/// The id a remote ref carries: a non-zero node part from the address, a local part from
+/// the name, so two forged refs to one actor are equal.
+pub(crate) fn remote_actor_id(addr: SocketAddr, name: &str) -> ActorId {
+    ActorId::new(type_tag(&addr.to_string()) | 1, type_tag(name))
+}

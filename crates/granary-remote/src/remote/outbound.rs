@@ -1,0 +1,209 @@
+//! The calling side: a remote actor behind granary-core's `RemoteTarget` hook.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use granary_core::{
+    ActorId, AskError, DeadLetter, DeadLetterReason, ErasedMessage, RemoteError, RemoteTarget,
+    SendError, Terminated,
+};
+use tokio::sync::oneshot;
+
+use super::protocol::SystemMessage;
+use super::{inbound, remote_actor_id, watch, NodeInner};
+use crate::transport::SendOptions;
+use crate::wire::{FrameHeader, FrameKind};
+
+type AskResult = Result<ErasedMessage, AskError<ErasedMessage>>;
+
+/// An ask waiting for its reply.
+pub(crate) struct PendingAsk {
+    pub(crate) addr: SocketAddr,
+    tx: oneshot::Sender<AskResult>,
+}
+
+impl PendingAsk {
+    pub(crate) fn complete(self, result: AskResult) {
+        // The asker may have timed out and gone: nothing to do then.
+        let _ = self.tx.send(result);
+    }
+
+    pub(crate) fn fail(self, error: RemoteError) {
+        self.complete(Err(AskError::Remote(error)));
+    }
+}
+
+/// The actor exposed under `name` on the node at `addr`.
+pub(crate) struct RemoteActor {
+    node: Arc<NodeInner>,
+    addr: SocketAddr,
+    name: Arc<str>,
+    id: ActorId,
+}
+
+impl RemoteActor {
+    pub(crate) fn new(node: Arc<NodeInner>, addr: SocketAddr, name: &str) -> Self {
+        Self {
+            node,
+            addr,
+            name: name.into(),
+            id: remote_actor_id(addr, name),
+        }
+    }
+
+    fn header(&self, kind: FrameKind, tag: u64, correlation: u64) -> FrameHeader<'_> {
+        FrameHeader {
+            kind,
+            channel: 0,
+            type_tag: tag,
+            correlation,
+            sender: "",
+            recipient: &self.name,
+        }
+    }
+
+    fn dead_letter(&self, type_name: &'static str, reason: DeadLetterReason) {
+        self.node.system.events().publish(DeadLetter {
+            recipient: self.id,
+            message_type: type_name,
+            reason,
+        });
+    }
+}
+
+impl RemoteTarget for RemoteActor {
+    fn id(&self) -> ActorId {
+        self.id
+    }
+
+    fn tell_erased(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+    ) -> Result<(), SendError<ErasedMessage>> {
+        let (tag, body) = match self.node.registry.encode_any(&*msg) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                let error = RemoteError::Encode(format!("{type_name}: {e}"));
+                self.dead_letter(type_name, DeadLetterReason::Remote(error.clone()));
+                return Err(SendError::Remote {
+                    error,
+                    message: Some(msg),
+                });
+            }
+        };
+        let header = self.header(FrameKind::Tell, tag, 0);
+        self.node
+            .transport()
+            .send(self.addr, header, body, SendOptions::data())
+            .map_err(|e| {
+                let error = self.node.send_error(self.addr, e);
+                self.dead_letter(type_name, DeadLetterReason::Remote(error.clone()));
+                SendError::Remote {
+                    error,
+                    message: Some(msg),
+                }
+            })
+    }
+
+    fn ask_erased(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, AskResult> {
+        let (tag, body) = match self.node.registry.encode_any(&*msg) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                let error = RemoteError::Encode(format!("{type_name}: {e}"));
+                return Box::pin(async move {
+                    Err(AskError::Send(SendError::Remote {
+                        error,
+                        message: Some(msg),
+                    }))
+                });
+            }
+        };
+        let node = self.node.clone();
+        let correlation = node.next_correlation();
+        let (tx, rx) = oneshot::channel();
+        node.pending.lock().insert(
+            correlation,
+            PendingAsk {
+                addr: self.addr,
+                tx,
+            },
+        );
+        let header = self.header(FrameKind::Ask, tag, correlation);
+        if let Err(e) = node
+            .transport()
+            .send(self.addr, header, body, SendOptions::data())
+        {
+            node.pending.lock().remove(&correlation);
+            let error = node.send_error(self.addr, e);
+            return Box::pin(async move {
+                Err(AskError::Send(SendError::Remote {
+                    error,
+                    message: Some(msg),
+                }))
+            });
+        }
+        drop(msg);
+        let id = self.id;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(_dropped)) => Err(AskError::Remote(RemoteError::Other(
+                    "remote node shut down".into(),
+                ))),
+                Err(_elapsed) => {
+                    node.pending.lock().remove(&correlation);
+                    node.system.events().publish(DeadLetter {
+                        recipient: id,
+                        message_type: type_name,
+                        reason: DeadLetterReason::Timeout,
+                    });
+                    Err(AskError::Timeout)
+                }
+            }
+        })
+    }
+
+    fn stop(&self) {
+        let msg = SystemMessage::Stop {
+            name: self.name.to_string(),
+        };
+        if let Err(e) = inbound::send_system(&self.node, self.addr, &msg) {
+            tracing::debug!(addr = %self.addr, name = %self.name, error = %e, "stop not sent");
+        }
+    }
+
+    fn watch(&self, watcher: ActorId, notify: Box<dyn FnOnce(Terminated) + Send>) {
+        let first = watch::add(&self.node, self.addr, &self.name, watcher, notify);
+        if first {
+            let msg = SystemMessage::Watch {
+                name: self.name.to_string(),
+            };
+            if let Err(e) = inbound::send_system(&self.node, self.addr, &msg) {
+                tracing::debug!(addr = %self.addr, error = %e, "watch not sent; node lost");
+                watch::terminated(
+                    &self.node,
+                    self.addr,
+                    &self.name,
+                    granary_core::StopReason::Killed,
+                );
+            }
+        }
+    }
+
+    fn unwatch(&self, watcher: ActorId) {
+        if watch::remove(&self.node, self.addr, &self.name, watcher) {
+            let msg = SystemMessage::Unwatch {
+                name: self.name.to_string(),
+            };
+            let _ = inbound::send_system(&self.node, self.addr, &msg);
+        }
+    }
+}
