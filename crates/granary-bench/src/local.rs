@@ -18,6 +18,7 @@
 //! runs on its own `System` plus one extra `Arbiter` thread, as actix users do.
 
 mod actix;
+mod granary;
 mod kameo;
 mod ractor;
 mod support;
@@ -82,7 +83,7 @@ pub(crate) enum Framework {
 }
 
 impl Framework {
-    const ALL: [Framework; 3] = [Self::Ractor, Self::Actix, Self::Kameo];
+    const ALL: [Framework; 4] = [Self::Granary, Self::Ractor, Self::Actix, Self::Kameo];
 
     fn name(self) -> &'static str {
         match self {
@@ -379,10 +380,10 @@ impl Framework {
     fn suite(self) -> Suite {
         match self {
             Self::Granary => Suite {
-                tell: |_, _| Err(granary_missing()),
-                pingpong: |_, _| Err(granary_missing()),
-                fanin: |_, _, _| Err(granary_missing()),
-                spawn: |_, _| Err(granary_missing()),
+                tell: granary::tell,
+                pingpong: granary::pingpong,
+                fanin: granary::fanin,
+                spawn: granary::spawn,
             },
             Self::Ractor => Suite {
                 tell: ractor::tell,
@@ -404,15 +405,6 @@ impl Framework {
             },
         }
     }
-}
-
-/// granary-core has not landed its actor API yet.
-fn granary_missing() -> LocalError {
-    LocalError::framework(
-        Framework::Granary,
-        "run",
-        "granary-core has no actor API yet",
-    )
 }
 
 fn run_once(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, LocalError> {

@@ -8,7 +8,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const FRAMEWORKS: [&str; 3] = ["ractor", "actix", "kameo"];
+const FRAMEWORKS: [&str; 4] = ["granary", "ractor", "actix", "kameo"];
 const TESTS: [&str; 4] = ["tell", "pingpong", "fanin", "spawn"];
 
 fn bench(args: &[&str]) -> Output {

@@ -1,0 +1,290 @@
+//! The `local` tests written with granary: `ActorSystem::spawn`, `tell`,
+//! `ask`, `stop` + `wait_stopped`, with granary's default (unbounded) mailbox.
+
+use std::time::{Duration, Instant};
+
+use ::granary::prelude::{Actor, ActorRef, ActorSystem, Context, Handler, Message};
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::oneshot;
+
+use super::support::{check_sum, on_runtime, rss_bytes, share, within, Latencies};
+use super::{Framework, LocalError, SpawnSample, Test};
+
+const FRAMEWORK: Framework = Framework::Granary;
+
+fn failed(operation: &'static str, reason: impl std::fmt::Display) -> LocalError {
+    LocalError::framework(FRAMEWORK, operation, reason)
+}
+
+/// A counted message.
+struct Count(u64);
+
+impl Message for Count {
+    type Reply = ();
+}
+
+/// Counts messages and reports the sum of their values when it has counted
+/// `expected` of them.
+struct Counter {
+    count: u64,
+    sum: u64,
+    expected: u64,
+    done: Option<oneshot::Sender<u64>>,
+}
+
+impl Actor for Counter {}
+
+impl Handler<Count> for Counter {
+    async fn handle(&mut self, Count(value): Count, _ctx: &mut Context<Self>) {
+        self.count += 1;
+        self.sum += value;
+        if self.count == self.expected {
+            if let Some(done) = self.done.take() {
+                let _ = done.send(self.sum);
+            }
+        }
+    }
+}
+
+/// Spawns a counter expecting `expected` messages.
+fn counter(system: &ActorSystem, expected: u64) -> (ActorRef<Counter>, oneshot::Receiver<u64>) {
+    let (done_tx, done_rx) = oneshot::channel();
+    let actor = system.spawn(Counter {
+        count: 0,
+        sum: 0,
+        expected,
+        done: Some(done_tx),
+    });
+    (actor, done_rx)
+}
+
+/// `tell`: one sender, `messages` tells to one counter.
+pub(crate) fn tell(messages: u64, limit: Duration) -> Result<Duration, LocalError> {
+    on_runtime(async move {
+        let system = ActorSystem::new();
+        let (actor, done) = counter(&system, messages);
+        let started = Instant::now();
+        for i in 0..messages {
+            actor.tell(Count(i)).map_err(|e| failed("tell", e))?;
+        }
+        within(FRAMEWORK, Test::Tell, limit, async {
+            let sum = done.await.map_err(|e| failed("counting", e))?;
+            check_sum(FRAMEWORK, sum, messages, 1)
+        })
+        .await?;
+        let elapsed = started.elapsed();
+        system.shutdown().await;
+        Ok(elapsed)
+    })
+}
+
+/// `fanin`: `senders` tasks tell `messages` in all to one counter.
+pub(crate) fn fanin(senders: u64, messages: u64, limit: Duration) -> Result<Duration, LocalError> {
+    on_runtime(async move {
+        let system = ActorSystem::new();
+        let (actor, done) = counter(&system, messages);
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..senders)
+            .map(|index| {
+                let actor = actor.clone();
+                tokio::spawn(async move {
+                    for i in 0..share(messages, senders, index) {
+                        actor.tell(Count(i)).map_err(|e| failed("tell", e))?;
+                    }
+                    Ok::<(), LocalError>(())
+                })
+            })
+            .collect();
+        within(FRAMEWORK, Test::Fanin, limit, async {
+            for task in tasks {
+                task.await.map_err(|e| failed("sender task", e))??;
+            }
+            let sum = done.await.map_err(|e| failed("counting", e))?;
+            check_sum(FRAMEWORK, sum, messages, senders)
+        })
+        .await?;
+        let elapsed = started.elapsed();
+        system.shutdown().await;
+        Ok(elapsed)
+    })
+}
+
+/// The ball, going out.
+struct Ping(u64);
+
+impl Message for Ping {
+    type Reply = ();
+}
+
+/// The ball, coming back.
+struct Pong(u64);
+
+impl Message for Pong {
+    type Reply = ();
+}
+
+/// Begin bouncing with this partner.
+struct Start(ActorRef<Ponger>);
+
+impl Message for Start {
+    type Reply = ();
+}
+
+/// Bounces a ball `left` times and times every round trip.
+struct Pinger {
+    partner: Option<ActorRef<Ponger>>,
+    left: u64,
+    sent_at: Instant,
+    latencies: Latencies,
+    done: Option<oneshot::Sender<Result<Latencies, String>>>,
+}
+
+impl Pinger {
+    fn finish(&mut self, result: Result<Latencies, String>) {
+        if let Some(done) = self.done.take() {
+            let _ = done.send(result);
+        }
+    }
+}
+
+impl Actor for Pinger {}
+
+impl Handler<Start> for Pinger {
+    async fn handle(&mut self, Start(partner): Start, _ctx: &mut Context<Self>) {
+        self.sent_at = Instant::now();
+        if let Err(e) = partner.tell(Ping(self.left)) {
+            self.finish(Err(e.to_string()));
+        }
+        self.partner = Some(partner);
+    }
+}
+
+impl Handler<Pong> for Pinger {
+    async fn handle(&mut self, Pong(ball): Pong, _ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        if ball != self.left {
+            let expected = self.left;
+            self.finish(Err(format!("ball {ball} came back, expected {expected}")));
+            return;
+        }
+        self.latencies.record(now - self.sent_at);
+        self.left -= 1;
+        if self.left == 0 {
+            let latencies = self.latencies.clone();
+            self.finish(Ok(latencies));
+        } else if let Some(partner) = &self.partner {
+            self.sent_at = now;
+            if let Err(e) = partner.tell(Ping(self.left)) {
+                self.finish(Err(e.to_string()));
+            }
+        }
+    }
+}
+
+/// Sends every ball straight back to the pinger.
+struct Ponger {
+    pinger: ActorRef<Pinger>,
+}
+
+impl Actor for Ponger {}
+
+impl Handler<Ping> for Ponger {
+    async fn handle(&mut self, Ping(ball): Ping, _ctx: &mut Context<Self>) {
+        // A failed send leaves the pinger waiting; the harness's time limit
+        // turns that into an error.
+        let _ = self.pinger.tell(Pong(ball));
+    }
+}
+
+/// `pingpong`: two actors bounce one message `round_trips` times.
+pub(crate) fn pingpong(
+    round_trips: u64,
+    limit: Duration,
+) -> Result<(Duration, Latencies), LocalError> {
+    on_runtime(async move {
+        let system = ActorSystem::new();
+        let (done_tx, done_rx) = oneshot::channel();
+        let pinger = system.spawn(Pinger {
+            partner: None,
+            left: round_trips,
+            sent_at: Instant::now(),
+            latencies: Latencies::new()?,
+            done: Some(done_tx),
+        });
+        let ponger = system.spawn(Ponger {
+            pinger: pinger.clone(),
+        });
+        let started = Instant::now();
+        pinger.tell(Start(ponger)).map_err(|e| failed("tell", e))?;
+        let latencies = within(FRAMEWORK, Test::Pingpong, limit, async {
+            done_rx
+                .await
+                .map_err(|e| failed("bouncing", e))?
+                .map_err(|e| failed("bouncing", e))
+        })
+        .await?;
+        let elapsed = started.elapsed();
+        system.shutdown().await;
+        Ok((elapsed, latencies))
+    })
+}
+
+/// A question for a `spawn` actor: answer with the number plus one.
+struct Question(u64);
+
+impl Message for Question {
+    type Reply = u64;
+}
+
+/// Answers questions; holds no state.
+struct Responder;
+
+impl Actor for Responder {}
+
+impl Handler<Question> for Responder {
+    async fn handle(&mut self, Question(n): Question, _ctx: &mut Context<Self>) -> u64 {
+        n + 1
+    }
+}
+
+/// `spawn`: spawn `actors` responders, ask each once, stop them all.
+pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalError> {
+    on_runtime(async move {
+        within(FRAMEWORK, Test::Spawn, limit, async move {
+            let system = ActorSystem::new();
+            let rss_before = rss_bytes()?;
+            let started = Instant::now();
+            let refs: Vec<ActorRef<Responder>> =
+                (0..actors).map(|_| system.spawn(Responder)).collect();
+            let mut answers: FuturesUnordered<_> = refs
+                .iter()
+                .enumerate()
+                .map(|(i, actor)| async move {
+                    match actor.ask(Question(i as u64)).await {
+                        Ok(n) if n == i as u64 + 1 => Ok(()),
+                        Ok(n) => Err(failed("ask", format!("wrong answer {n} to {i}"))),
+                        Err(e) => Err(failed("ask", e)),
+                    }
+                })
+                .collect();
+            while let Some(answer) = answers.next().await {
+                answer?;
+            }
+            drop(answers);
+            let rss_idle = rss_bytes()?;
+            for actor in &refs {
+                actor.stop();
+            }
+            for actor in &refs {
+                actor.wait_stopped().await;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            system.shutdown().await;
+            Ok(SpawnSample {
+                seconds,
+                rss_growth_bytes: rss_idle as i64 - rss_before as i64,
+            })
+        })
+        .await
+    })
+}
