@@ -184,7 +184,8 @@ impl<A: Actor> ActorRef<A> {
     }
 
     /// Request/response that gives up after `timeout` with [`AskError::Timeout`]
-    /// (and a `Timeout` dead letter). A handler panic answers
+    /// (and a `Timeout` dead letter). On a full bounded mailbox the request
+    /// waits for room within the same timeout. A handler panic answers
     /// [`AskError::ActorPanicked`] at once; a stop answers
     /// [`AskError::ActorStopped`].
     pub async fn ask_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Reply, AskError<M>>
@@ -195,9 +196,36 @@ impl<A: Actor> ActorRef<A> {
         match &self.target {
             Target::Local(mb) => {
                 let (reply, rx) = oneshot::channel();
-                mb.push_user(Box::new(AskEnvelope { msg, reply }))
-                    .map_err(|e| AskError::Send(local_send_error(e, |env| env.msg)))?;
-                match tokio::time::timeout(timeout, rx).await {
+                let env = Box::new(AskEnvelope { msg, reply });
+                let deadline = tokio::time::Instant::now().checked_add(timeout);
+                let pushed = if mb.is_bounded() {
+                    // A request on a full bounded mailbox waits for room, within
+                    // the same timeout.
+                    let wait = mb.push_user_wait(env);
+                    match deadline {
+                        Some(d) => match tokio::time::timeout_at(d, wait).await {
+                            Ok(pushed) => pushed,
+                            Err(_elapsed) => {
+                                mb.dead_letter(
+                                    std::any::type_name::<M>(),
+                                    DeadLetterReason::MailboxFull,
+                                );
+                                return Err(AskError::Timeout);
+                            }
+                        },
+                        None => wait.await,
+                    }
+                } else {
+                    mb.push_user(env)
+                };
+                pushed.map_err(|e| AskError::Send(local_send_error(e, |env| env.msg)))?;
+                let reply = async {
+                    match deadline {
+                        Some(d) => tokio::time::timeout_at(d, rx).await,
+                        None => Ok(rx.await),
+                    }
+                };
+                match reply.await {
                     Ok(Ok(Ok(answer))) => Ok(answer),
                     Ok(Ok(Err(AskFailure::Panicked))) => Err(AskError::ActorPanicked),
                     Ok(Err(_closed)) => Err(AskError::ActorStopped),

@@ -194,6 +194,12 @@ impl<A: Actor> Mailbox<A> {
         Ok(())
     }
 
+    /// Whether the mailbox is bounded.
+    #[inline]
+    pub(crate) fn is_bounded(&self) -> bool {
+        self.slots.is_some()
+    }
+
     /// Gives back one slot of a bounded mailbox (called as the actor takes a
     /// message).
     #[inline]
