@@ -117,7 +117,8 @@ fn encode_erased<T: Serialize + 'static>(msg: &dyn Any) -> Result<Bytes, CodecEr
     let msg = msg.downcast_ref::<T>().ok_or(CodecError::WrongType {
         expected: std::any::type_name::<T>(),
     })?;
-    postcard::to_allocvec(msg)
+    // Most messages are small: start with room for them instead of growing from zero.
+    postcard::to_extend(msg, Vec::with_capacity(64))
         .map(Bytes::from)
         .map_err(|e| CodecError::Encode(e.to_string()))
 }

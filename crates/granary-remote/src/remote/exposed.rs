@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 
 use bytes::Bytes;
 use granary_core::{Actor, ActorId, ActorRef, AskError, Handler, Message, RemoteError, SendError};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ type DeliverFn = Arc<dyn Fn(ErasedMessage, Option<ReplyTo>) + Send + Sync>;
 /// One exposed actor.
 pub(crate) struct Exposed {
     pub(crate) id: ActorId,
-    handlers: Mutex<HashMap<u64, (&'static str, DeliverFn)>>,
+    handlers: RwLock<HashMap<u64, (&'static str, DeliverFn)>>,
     stop: Box<dyn Fn() + Send + Sync>,
     watchers: Mutex<Watchers>,
 }
@@ -38,11 +38,11 @@ struct Watchers {
 
 impl Exposed {
     pub(crate) fn handler(&self, tag: u64) -> Option<DeliverFn> {
-        self.handlers.lock().get(&tag).map(|(_, f)| f.clone())
+        self.handlers.read().get(&tag).map(|(_, f)| f.clone())
     }
 
     pub(crate) fn accepted(&self) -> String {
-        let mut names: Vec<&str> = self.handlers.lock().values().map(|(n, _)| *n).collect();
+        let mut names: Vec<&str> = self.handlers.read().values().map(|(n, _)| *n).collect();
         names.sort_unstable();
         names.join(" | ")
     }
@@ -133,7 +133,7 @@ impl<A: Actor> Exposure<A> {
         });
         self.entry
             .handlers
-            .lock()
+            .write()
             .insert(msg_type.tag(), (msg_type.name(), deliver));
         Ok(self)
     }
@@ -173,7 +173,7 @@ pub(crate) fn expose<A: Actor>(
     let stopper = actor.clone();
     let entry = Arc::new(Exposed {
         id: actor.id(),
-        handlers: Mutex::new(HashMap::new()),
+        handlers: RwLock::new(HashMap::new()),
         stop: Box::new(move || stopper.stop()),
         watchers: Mutex::new(Watchers::default()),
     });

@@ -37,11 +37,8 @@ fn deliver(node: &NodeInner, from: NodeId, frame: Frame, is_ask: bool) {
         correlation: frame.correlation,
         responder: name.to_owned(),
     });
-    let message_type = node
-        .registry
-        .by_tag(tag)
-        .map_or("<unknown type tag>", |t| t.name());
     let fail = |recipient: ActorId, error: RemoteError| {
+        let message_type = message_type(node, tag);
         tracing::debug!(%from, recipient = name, message_type, %error, "not delivered");
         match &reply {
             Some(reply) => reply.fail(ReplyFailure::Remote(error)),
@@ -64,7 +61,7 @@ fn deliver(node: &NodeInner, from: NodeId, frame: Frame, is_ask: bool) {
             exposed.id,
             RemoteError::TypeMismatch {
                 expected: exposed.accepted(),
-                found: message_type.to_owned(),
+                found: message_type(node, tag).to_owned(),
             },
         );
     };
@@ -73,6 +70,13 @@ fn deliver(node: &NodeInner, from: NodeId, frame: Frame, is_ask: bool) {
         Ok(msg) => handler(msg, reply),
         Err(e) => fail(exposed.id, RemoteError::Decode(e.to_string())),
     }
+}
+
+/// The registered name of a tag, for errors and dead letters.
+fn message_type(node: &NodeInner, tag: u64) -> &'static str {
+    node.registry
+        .by_tag(tag)
+        .map_or("<unknown type tag>", |t| t.name())
 }
 
 /// Route a reply to the ask waiting for it.
