@@ -116,15 +116,21 @@ impl NodeInner {
             PeerEvent::Refused { addr, reason } => {
                 self.refusals.lock().insert(addr, reason);
             }
-            PeerEvent::Unreachable { addr, .. } => self.node_lost(addr),
+            PeerEvent::Unreachable { addr, .. } => {
+                // Its queues were dropped, so no pending ask can be answered any more.
+                self.fail_pending(addr);
+                self.node_lost(addr);
+            }
+            // The old incarnation's actors are gone. Pending asks are left alone: those
+            // still queued when it restarted go to the new incarnation and may be
+            // answered; the others end with their timeout.
             PeerEvent::Restarted { old, .. } => self.node_lost(old.addr()),
             PeerEvent::Disconnected { .. } | PeerEvent::ProtocolViolation { .. } => {}
         }
     }
 
-    /// The node at `addr` is gone: fail its pending asks, notify watchers of its actors,
-    /// forget its watches on our actors.
-    fn node_lost(&self, addr: SocketAddr) {
+    /// Fail every ask waiting for an answer from `addr`.
+    fn fail_pending(&self, addr: SocketAddr) {
         let error = self.unreachable(addr);
         let failed: Vec<PendingAsk> = {
             let mut pending = self.pending.lock();
@@ -140,6 +146,11 @@ impl NodeInner {
         for p in failed {
             p.fail(error.clone());
         }
+    }
+
+    /// The node at `addr` is gone: notify watchers of its actors, forget its watches on
+    /// our actors.
+    fn node_lost(&self, addr: SocketAddr) {
         watch::node_lost(self, addr);
         for exposed in self.exposed.read().values() {
             exposed.forget_watcher(addr);
