@@ -97,7 +97,7 @@ impl Framework {
 
 impl fmt::Display for Framework {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -130,7 +130,7 @@ impl Test {
 
 impl fmt::Display for Test {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -253,6 +253,12 @@ impl LocalError {
 pub(crate) struct SpawnSample {
     /// Spawn + one ask each + stop all, in seconds.
     pub(crate) seconds: f64,
+    /// Of which spawning all actors.
+    pub(crate) spawn_seconds: f64,
+    /// Of which asking each actor once.
+    pub(crate) ask_seconds: f64,
+    /// Of which stopping all actors and waiting for their end.
+    pub(crate) stop_seconds: f64,
     /// RSS once all actors were spawned and had answered, minus RSS before.
     pub(crate) rss_growth_bytes: i64,
 }
@@ -289,6 +295,9 @@ struct LocalRow {
     max_us: Option<f64>,
     actors_per_sec: Option<f64>,
     bytes_per_actor: Option<f64>,
+    spawn_s: Option<f64>,
+    ask_s: Option<f64>,
+    stop_s: Option<f64>,
 }
 
 const COLUMNS: &[&str] = &[
@@ -311,6 +320,9 @@ const COLUMNS: &[&str] = &[
     "max_us",
     "actors_per_sec",
     "bytes_per_actor",
+    "spawn_s",
+    "ask_s",
+    "stop_s",
 ];
 
 /// Runs `granary-bench local`.
@@ -473,10 +485,14 @@ fn summarize(
         max_us: None,
         actors_per_sec: None,
         bytes_per_actor: None,
+        spawn_s: None,
+        ask_s: None,
+        stop_s: None,
     };
     let mut seconds = Vec::new();
     let mut latency = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     let mut bytes = Vec::new();
+    let mut phases = [Vec::new(), Vec::new(), Vec::new()];
     for sample in samples {
         match sample {
             Sample::Throughput(elapsed) => seconds.push(elapsed.as_secs_f64()),
@@ -490,6 +506,10 @@ fn summarize(
             Sample::Spawn(spawn) => {
                 seconds.push(spawn.seconds);
                 bytes.push(spawn.rss_growth_bytes as f64);
+                let times = [spawn.spawn_seconds, spawn.ask_seconds, spawn.stop_seconds];
+                for (slot, value) in phases.iter_mut().zip(times) {
+                    slot.push(value);
+                }
             }
         }
     }
@@ -515,6 +535,10 @@ fn summarize(
             row.messages = sizes.spawn;
             row.actors_per_sec = Some(sizes.spawn as f64 / row.seconds);
             row.bytes_per_actor = Some(median(bytes) / sizes.spawn as f64);
+            let [spawn_s, ask_s, stop_s] = phases.map(median);
+            row.spawn_s = Some(spawn_s);
+            row.ask_s = Some(ask_s);
+            row.stop_s = Some(stop_s);
         }
     }
     row.msgs_per_sec = row.messages as f64 / row.seconds;
@@ -618,6 +642,9 @@ mod tests {
                 1,
                 vec![Sample::Spawn(SpawnSample {
                     seconds: 1.0,
+                    spawn_seconds: 0.5,
+                    ask_seconds: 0.25,
+                    stop_seconds: 0.25,
                     rss_growth_bytes: 0,
                 })],
             )

@@ -9,10 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::actix::prelude::*;
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
 
-use super::support::{check_sum, rss_bytes, share, within, Latch, Latencies};
+use super::support::{ask_all, check_sum, share, within, Latch, Latencies, SpawnClock};
 use super::{Framework, LocalError, SpawnSample, Test};
 
 const FRAMEWORK: Framework = Framework::Actix;
@@ -287,8 +286,7 @@ pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalEr
     in_system(|_arbiter| {
         within(FRAMEWORK, Test::Spawn, limit, async move {
             let stopped = Latch::new(actors);
-            let rss_before = rss_bytes()?;
-            let started = Instant::now();
+            let mut clock = SpawnClock::start()?;
             let addrs: Vec<Addr<Responder>> = (0..actors)
                 .map(|_| {
                     Responder {
@@ -297,30 +295,27 @@ pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalEr
                     .start()
                 })
                 .collect();
-            let mut answers: FuturesUnordered<_> = addrs
-                .iter()
-                .enumerate()
-                .map(|(i, addr)| async move {
-                    match addr.send(Question(i as u64)).await {
-                        Ok(n) if n == i as u64 + 1 => Ok(()),
-                        Ok(n) => Err(failed("send", format!("wrong answer {n} to {i}"))),
-                        Err(e) => Err(failed("send", e)),
-                    }
-                })
-                .collect();
-            while let Some(answer) = answers.next().await {
-                answer?;
-            }
-            drop(answers);
-            let rss_idle = rss_bytes()?;
+            clock.spawned();
+            ask_all(
+                addrs
+                    .iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, addr)| async move {
+                        match addr.send(Question(i as u64)).await {
+                            Ok(n) if n == i as u64 + 1 => Ok(()),
+                            Ok(n) => Err(failed("send", format!("wrong answer {n} to {i}"))),
+                            Err(e) => Err(failed("send", e)),
+                        }
+                    }),
+            )
+            .await?;
+            clock.answered()?;
             for addr in addrs {
                 addr.do_send(Stop);
             }
             stopped.wait().await;
-            Ok(SpawnSample {
-                seconds: started.elapsed().as_secs_f64(),
-                rss_growth_bytes: rss_idle as i64 - rss_before as i64,
-            })
+            Ok(clock.stopped())
         })
     })
 }

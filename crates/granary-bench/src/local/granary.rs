@@ -4,10 +4,9 @@
 use std::time::{Duration, Instant};
 
 use ::granary::prelude::{Actor, ActorRef, ActorSystem, Context, Handler, Message};
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
 
-use super::support::{check_sum, on_runtime, rss_bytes, share, within, Latencies};
+use super::support::{ask_all, check_sum, on_runtime, share, within, Latencies, SpawnClock};
 use super::{Framework, LocalError, SpawnSample, Test};
 
 const FRAMEWORK: Framework = Framework::Granary;
@@ -252,38 +251,33 @@ pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalEr
     on_runtime(async move {
         within(FRAMEWORK, Test::Spawn, limit, async move {
             let system = ActorSystem::new();
-            let rss_before = rss_bytes()?;
-            let started = Instant::now();
+            let mut clock = SpawnClock::start()?;
             let refs: Vec<ActorRef<Responder>> =
                 (0..actors).map(|_| system.spawn(Responder)).collect();
-            let mut answers: FuturesUnordered<_> = refs
-                .iter()
-                .enumerate()
-                .map(|(i, actor)| async move {
-                    match actor.ask(Question(i as u64)).await {
-                        Ok(n) if n == i as u64 + 1 => Ok(()),
-                        Ok(n) => Err(failed("ask", format!("wrong answer {n} to {i}"))),
-                        Err(e) => Err(failed("ask", e)),
-                    }
-                })
-                .collect();
-            while let Some(answer) = answers.next().await {
-                answer?;
-            }
-            drop(answers);
-            let rss_idle = rss_bytes()?;
+            clock.spawned();
+            ask_all(
+                refs.iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, actor)| async move {
+                        match actor.ask(Question(i as u64)).await {
+                            Ok(n) if n == i as u64 + 1 => Ok(()),
+                            Ok(n) => Err(failed("ask", format!("wrong answer {n} to {i}"))),
+                            Err(e) => Err(failed("ask", e)),
+                        }
+                    }),
+            )
+            .await?;
+            clock.answered()?;
             for actor in &refs {
                 actor.stop();
             }
             for actor in &refs {
                 actor.wait_stopped().await;
             }
-            let seconds = started.elapsed().as_secs_f64();
+            let sample = clock.stopped();
             system.shutdown().await;
-            Ok(SpawnSample {
-                seconds,
-                rss_growth_bytes: rss_idle as i64 - rss_before as i64,
-            })
+            Ok(sample)
         })
         .await
     })

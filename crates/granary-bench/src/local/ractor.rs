@@ -4,11 +4,11 @@
 
 use std::time::{Duration, Instant};
 
+use ::ractor::rpc::CallResult;
 use ::ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
-use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::oneshot;
 
-use super::support::{check_sum, on_runtime, rss_bytes, share, within, Latencies};
+use super::support::{ask_all, check_sum, on_runtime, share, within, Latencies, SpawnClock};
 use super::{Framework, LocalError, SpawnSample, Test};
 
 const FRAMEWORK: Framework = Framework::Ractor;
@@ -298,51 +298,45 @@ impl Actor for Responder {
 pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalError> {
     on_runtime(async move {
         within(FRAMEWORK, Test::Spawn, limit, async move {
-            let rss_before = rss_bytes()?;
-            let started = Instant::now();
+            let mut clock = SpawnClock::start()?;
             let mut refs = Vec::with_capacity(actors as usize);
+            let mut handles = Vec::with_capacity(actors as usize);
             for _ in 0..actors {
-                refs.push(
-                    Actor::spawn(None, Responder, ())
-                        .await
-                        .map_err(|e| failed("spawn", e))?,
-                );
+                let (actor, handle) = Actor::spawn(None, Responder, ())
+                    .await
+                    .map_err(|e| failed("spawn", e))?;
+                refs.push(actor);
+                handles.push(handle);
             }
-            let mut answers: FuturesUnordered<_> = refs
-                .iter()
-                .enumerate()
-                .map(|(i, (actor, _))| async move {
-                    let answer = actor
-                        .call(|reply| Question(i as u64, reply), None)
-                        .await
-                        .map_err(|e| failed("call", e))?;
-                    match answer {
-                        ::ractor::rpc::CallResult::Success(n) if n == i as u64 + 1 => Ok(()),
-                        ::ractor::rpc::CallResult::Success(n) => {
-                            Err(failed("call", format!("wrong answer {n} to {i}")))
+            clock.spawned();
+            ask_all(
+                refs.iter()
+                    .cloned()
+                    .enumerate()
+                    .map(|(i, actor)| async move {
+                        let answer = actor
+                            .call(|reply| Question(i as u64, reply), None)
+                            .await
+                            .map_err(|e| failed("call", e))?;
+                        match answer {
+                            CallResult::Success(n) if n == i as u64 + 1 => Ok(()),
+                            CallResult::Success(n) => {
+                                Err(failed("call", format!("wrong answer {n} to {i}")))
+                            }
+                            CallResult::Timeout => Err(failed("call", "timed out")),
+                            CallResult::SenderError => Err(failed("call", "reply port dropped")),
                         }
-                        ::ractor::rpc::CallResult::Timeout => Err(failed("call", "timed out")),
-                        ::ractor::rpc::CallResult::SenderError => {
-                            Err(failed("call", "reply port dropped"))
-                        }
-                    }
-                })
-                .collect();
-            while let Some(answer) = answers.next().await {
-                answer?;
-            }
-            drop(answers);
-            let rss_idle = rss_bytes()?;
-            for (actor, _) in &refs {
+                    }),
+            )
+            .await?;
+            clock.answered()?;
+            for actor in &refs {
                 actor.stop(None);
             }
-            for (_, handle) in refs {
+            for handle in handles {
                 handle.await.map_err(|e| failed("stop", e))?;
             }
-            Ok(SpawnSample {
-                seconds: started.elapsed().as_secs_f64(),
-                rss_growth_bytes: rss_idle as i64 - rss_before as i64,
-            })
+            Ok(clock.stopped())
         })
         .await
     })

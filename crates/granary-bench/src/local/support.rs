@@ -3,12 +3,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::stream::StreamExt;
 use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
-use super::{Framework, LocalError, Test};
+use super::{Framework, LocalError, SpawnSample, Test};
 
 /// The runtime the tokio-based frameworks (granary, ractor, kameo) run on: multi
 /// thread with 2 workers, one per core of the reference machine.
@@ -83,6 +84,73 @@ pub(crate) fn check_sum(
             sum,
             expected,
         })
+    }
+}
+
+/// How many asks `spawn` keeps in flight at once. One huge `FuturesUnordered`
+/// of 100,000 asks spends most of its time re-polling futures that tokio's
+/// cooperative budget forced to yield (measured with perf: >50 % of the run in
+/// `FuturesUnordered` wake-ups), which would measure the harness, not the
+/// framework; a window keeps that overhead constant and small for everyone.
+const ASK_WINDOW: usize = 1024;
+
+/// Awaits every ask, at most [`ASK_WINDOW`] at a time, failing on the first error.
+pub(crate) async fn ask_all<F>(asks: impl IntoIterator<Item = F>) -> Result<(), LocalError>
+where
+    F: std::future::Future<Output = Result<(), LocalError>>,
+{
+    let mut answers = futures::stream::iter(asks).buffer_unordered(ASK_WINDOW);
+    while let Some(answer) = answers.next().await {
+        answer?;
+    }
+    Ok(())
+}
+
+/// The clock of one `spawn` run: RSS before, then the time of each phase
+/// (spawn all, ask each once, stop all) and RSS while all actors sit idle.
+pub(crate) struct SpawnClock {
+    rss_before: u64,
+    rss_idle: u64,
+    started: Instant,
+    spawned: Duration,
+    answered: Duration,
+}
+
+impl SpawnClock {
+    /// Reads RSS and starts the clock.
+    pub(crate) fn start() -> Result<Self, LocalError> {
+        let rss_before = rss_bytes()?;
+        Ok(Self {
+            rss_before,
+            rss_idle: rss_before,
+            started: Instant::now(),
+            spawned: Duration::ZERO,
+            answered: Duration::ZERO,
+        })
+    }
+
+    /// All actors are spawned.
+    pub(crate) fn spawned(&mut self) {
+        self.spawned = self.started.elapsed();
+    }
+
+    /// All actors have answered and sit idle: reads RSS.
+    pub(crate) fn answered(&mut self) -> Result<(), LocalError> {
+        self.answered = self.started.elapsed();
+        self.rss_idle = rss_bytes()?;
+        Ok(())
+    }
+
+    /// All actors have stopped.
+    pub(crate) fn stopped(self) -> SpawnSample {
+        let total = self.started.elapsed();
+        SpawnSample {
+            seconds: total.as_secs_f64(),
+            spawn_seconds: self.spawned.as_secs_f64(),
+            ask_seconds: (self.answered - self.spawned).as_secs_f64(),
+            stop_seconds: (total - self.answered).as_secs_f64(),
+            rss_growth_bytes: self.rss_idle as i64 - self.rss_before as i64,
+        }
     }
 }
 
