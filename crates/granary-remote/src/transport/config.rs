@@ -163,7 +163,14 @@ impl TransportConfig {
                     c.name
                 ));
             }
-            if !seen.insert(crate::wire::channel_id(&c.name)) {
+            let id = crate::wire::channel_id(&c.name);
+            if id == crate::wire::CONTROL_CHANNEL || id == crate::wire::DATA_CHANNEL {
+                return Err(format!(
+                    "channel {:?} collides with a built-in channel id",
+                    c.name
+                ));
+            }
+            if !seen.insert(id) {
                 return Err(format!("channel {:?} is configured twice", c.name));
             }
         }
@@ -185,5 +192,35 @@ impl std::fmt::Debug for TransportConfig {
             .field("tls", &self.tls.is_some())
             .field("faults", &self.faults.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_configurations_are_refused_with_a_reason() {
+        let base = || TransportConfig::new("c", "s");
+        assert!(base().validate().is_ok());
+        assert!(base().with_parallelism(0).validate().is_err());
+        assert!(base().with_channel("data", 1).validate().is_err());
+        assert!(base()
+            .with_channel("bulk", 1)
+            .with_channel("bulk", 2)
+            .validate()
+            .is_err());
+        assert!(base().with_channel("bulk", 0).validate().is_err());
+        assert!(base().with_max_frame(8).validate().is_err());
+        assert!(base()
+            .with_listen("0.0.0.0:0".parse().unwrap())
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_secret() {
+        let text = format!("{:?}", TransportConfig::new("c", b"top-secret".to_vec()));
+        assert!(!text.contains("top-secret"));
     }
 }
