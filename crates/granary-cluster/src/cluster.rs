@@ -82,7 +82,8 @@ impl Cluster {
     }
 
     /// Starts a node: asks `provider` whom to contact, joins (or forms a cluster, or
-    /// fails, per [`crate::JoinConfig`]) and returns once the node is Up.
+    /// fails, per [`crate::JoinConfig`]), registers with the provider and returns once
+    /// the node is Up.
     pub async fn start<T: ClusterTransport>(
         config: ClusterConfig,
         transport: T,
@@ -105,6 +106,7 @@ impl Cluster {
         });
         let mut core = NodeCore::new(config, me, hub, now());
         core.start_join(now(), contacts);
+        let registration_provider = provider.clone();
         let runner = Runner {
             core,
             transport,
@@ -117,15 +119,25 @@ impl Cluster {
         let task = tokio::spawn(runner.run());
         *shared.task.lock() = Some(task);
         match ready_rx.await {
-            Ok(Ok(())) => Ok(Self { shared }),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(ClusterError::Stopped),
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(ClusterError::Stopped),
         }
+        let cluster = Self { shared };
+        // Registered before `start` returns, so the next node to start can find this one.
+        if let Some(own) = cluster.own_row() {
+            registration_provider.register(&own).await?;
+        }
+        Ok(cluster)
     }
 
     /// This node's current id (the incarnation changes after a rejoin).
     pub fn local_id(&self) -> NodeId {
         self.shared.hub.lock().local()
+    }
+
+    fn own_row(&self) -> Option<Member> {
+        self.shared.hub.lock().local_member()
     }
 
     /// Every known member except Removed tombstones (Down rows included, with status).
@@ -353,17 +365,14 @@ impl<T: ClusterTransport> Runner<T> {
         let shared = self.shared.clone();
         let every = self.core.config().provider_refresh_interval;
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
+            // `start` registered once already; refresh from one interval on.
+            let mut tick = tokio::time::interval_at(Instant::now() + every, every);
             loop {
                 tick.tick().await;
                 let Some(shared) = shared.upgrade() else {
                     return;
                 };
-                let own = {
-                    let hub = shared.hub.lock();
-                    let local = hub.local();
-                    hub.members().into_iter().find(|m| m.id == local)
-                };
+                let own = shared.hub.lock().local_member();
                 drop(shared);
                 if let Some(own) = own {
                     if let Err(error) = provider.register(&own).await {

@@ -176,6 +176,14 @@ impl EventHub {
         self.members.values().cloned().collect()
     }
 
+    /// The local node's current row.
+    pub(crate) fn local_member(&self) -> Option<Member> {
+        self.members
+            .get(&self.local.addr)
+            .filter(|m| m.id == self.local)
+            .cloned()
+    }
+
     pub(crate) fn set_local(&mut self, local: NodeId) {
         self.local = local;
     }

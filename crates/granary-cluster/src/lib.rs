@@ -43,6 +43,7 @@ pub mod node_id;
 pub mod phi;
 pub mod provider;
 pub mod ring;
+pub mod sim;
 pub mod transport;
 
 pub use cluster::{Cluster, HandoffHook};

@@ -273,3 +273,6 @@ impl NodeCore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

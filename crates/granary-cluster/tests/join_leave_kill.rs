@@ -132,3 +132,22 @@ async fn restarted_node_rejoins_with_a_newer_incarnation() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn nodes_started_together_as_each_others_seeds_form_one_cluster() {
+    let net = MemoryNetwork::new(1);
+    let all: Vec<_> = (0..3).map(addr).collect();
+    let starts = (0..3u16).map(|i| {
+        let transport = net.bind(addr(i)).unwrap();
+        Cluster::start_with_seeds(config(i), transport, all.clone())
+    });
+    let nodes: Vec<Cluster> = futures::future::try_join_all(starts).await.unwrap();
+    for node in &nodes {
+        assert!(
+            wait_until(node, Duration::from_secs(30), |c| c.up_members().len() == 3).await,
+            "{} sees {:?}",
+            node.local_id(),
+            node.up_members()
+        );
+    }
+}

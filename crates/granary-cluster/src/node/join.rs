@@ -17,6 +17,9 @@ pub(crate) struct JoinState {
     /// (that would split the brain).
     deadline: Option<Instant>,
     next_try: Instant,
+    /// Whether the deadline was already extended once to let a lower address form the
+    /// cluster first.
+    extended: bool,
 }
 
 impl NodeCore {
@@ -34,6 +37,7 @@ impl NodeCore {
             contacts,
             deadline: Some(now + self.cfg.join.timeout),
             next_try: now,
+            extended: false,
         });
         self.retry_join(now);
     }
@@ -63,15 +67,27 @@ impl NodeCore {
             return;
         };
         if state.deadline.is_some_and(|d| now >= d) {
-            match self.cfg.join.on_no_seed {
-                NoSeedPolicy::FormNewCluster => self.form_cluster(),
-                NoSeedPolicy::Fail => {
-                    self.mode = Mode::Stopped;
-                    self.notices.push(Notice::NoSeedAnswered);
-                    self.notices.push(Notice::Stopped);
+            // Nodes started together (a StatefulSet, a test) would each form a cluster of
+            // one. Only the lowest address forms at the first deadline; the others wait
+            // one more timeout for it, then form anyway (a lower contact may be dead).
+            let lower_contact = state.contacts.iter().any(|c| *c < self.me.addr);
+            if self.cfg.join.on_no_seed == NoSeedPolicy::FormNewCluster
+                && lower_contact
+                && !state.extended
+            {
+                state.extended = true;
+                state.deadline = Some(now + self.cfg.join.timeout);
+            } else {
+                match self.cfg.join.on_no_seed {
+                    NoSeedPolicy::FormNewCluster => self.form_cluster(),
+                    NoSeedPolicy::Fail => {
+                        self.mode = Mode::Stopped;
+                        self.notices.push(Notice::NoSeedAnswered);
+                        self.notices.push(Notice::Stopped);
+                    }
                 }
+                return;
             }
-            return;
         }
         if now < state.next_try {
             return;
@@ -198,6 +214,7 @@ impl NodeCore {
             contacts,
             deadline: None,
             next_try: now + self.cfg.join.retry_interval,
+            extended: false,
         });
     }
 }

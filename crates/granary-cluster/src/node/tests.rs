@@ -1,0 +1,213 @@
+//! Rule-level tests of the protocol core, driven directly with a synthetic clock.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::{Mode, NodeCore};
+use crate::config::ClusterConfig;
+use crate::event::EventHub;
+use crate::membership::{Member, MemberStatus};
+use crate::message::{ClusterMessage, Envelope};
+use crate::node_id::NodeId;
+
+fn id(i: u16) -> NodeId {
+    NodeId::new(SocketAddr::from(([127, 0, 0, 1], 9000 + i)), 1)
+}
+
+fn up(i: u16) -> Member {
+    let mut m = Member::new(id(i), 8);
+    m.status = MemberStatus::Up;
+    m.version = 1;
+    m
+}
+
+/// Node 0, Active, with nodes 1..n Up in its table.
+fn core_with(n: u16, t0: Instant) -> NodeCore {
+    let cfg = ClusterConfig {
+        vnodes: 8,
+        incarnation: Some(1),
+        rng_seed: Some(1),
+        ..ClusterConfig::default()
+    };
+    let hub = Arc::new(Mutex::new(EventHub::new(id(0))));
+    let mut core = NodeCore::new(cfg, id(0), hub, t0);
+    core.start_join(t0, vec![]);
+    for i in 1..n {
+        core.apply(up(i));
+    }
+    core
+}
+
+fn suspecting(i: u16, version: u64, suspects: &[u16]) -> Member {
+    let mut m = up(i);
+    m.version = version;
+    m.suspects = suspects.iter().map(|s| id(*s)).collect();
+    m
+}
+
+fn status(core: &NodeCore, i: u16) -> MemberStatus {
+    core.table.get(&id(i).addr).unwrap().status
+}
+
+#[test]
+fn one_vote_makes_unreachable_but_down_needs_quorum() {
+    let t0 = Instant::now();
+    let mut core = core_with(5, t0);
+    let victim = 1;
+    let monitors: Vec<u16> = core
+        .ring
+        .predecessors(id(victim).addr, 3)
+        .iter()
+        .map(|m| m.addr.port() - 9000)
+        .filter(|m| *m != 0)
+        .collect();
+    assert!(
+        monitors.len() >= 2,
+        "test needs two monitors other than node 0"
+    );
+    core.apply(suspecting(monitors[0], 2, &[victim]));
+    core.evaluate_downing(t0);
+    assert!(core.unreachable.contains(&id(victim)));
+    core.evaluate_downing(t0 + Duration::from_secs(5));
+    assert_eq!(
+        status(&core, victim),
+        MemberStatus::Up,
+        "one vote is not a quorum"
+    );
+
+    // A second monitor agrees; the unreachable set has been stable since t0.
+    core.apply(suspecting(monitors[1], 2, &[victim]));
+    core.evaluate_downing(t0 + Duration::from_secs(5));
+    assert_eq!(status(&core, victim), MemberStatus::Down);
+    assert!(!core.ring.contains(id(victim).addr));
+}
+
+fn two_monitors_of(core: &NodeCore, victim: u16) -> Vec<u16> {
+    core.ring
+        .predecessors(id(victim).addr, 3)
+        .iter()
+        .map(|m| m.addr.port() - 9000)
+        .filter(|m| *m != 0)
+        .take(2)
+        .collect()
+}
+
+#[test]
+fn downing_waits_until_unreachable_set_is_stable() {
+    let t0 = Instant::now();
+    let mut core = core_with(6, t0);
+    let monitors = two_monitors_of(&core, 1);
+    assert_eq!(monitors.len(), 2);
+    for m in &monitors {
+        core.apply(suspecting(*m, 2, &[1]));
+    }
+    core.evaluate_downing(t0);
+    core.evaluate_downing(t0 + Duration::from_millis(600));
+    // Another member becomes unreachable: the clock starts again.
+    let other = (2..6).find(|i| !monitors.contains(i)).unwrap();
+    let voter = monitors[0];
+    core.apply(suspecting(voter, 3, &[1, other]));
+    let t1 = t0 + Duration::from_millis(700);
+    core.evaluate_downing(t1);
+    core.evaluate_downing(t1 + Duration::from_millis(999));
+    assert_eq!(
+        status(&core, 1),
+        MemberStatus::Up,
+        "downed before stable_after"
+    );
+    core.evaluate_downing(t1 + Duration::from_secs(1));
+    assert_eq!(status(&core, 1), MemberStatus::Down);
+    assert_eq!(status(&core, other), MemberStatus::Up, "one vote only");
+}
+
+#[test]
+fn minority_view_downs_itself_and_starts_rejoining() {
+    let t0 = Instant::now();
+    let mut core = core_with(5, t0);
+    // Node 0 (with node 1) cannot reach 2, 3, 4.
+    core.update_own(|row| row.suspects = [id(2), id(3), id(4)].into());
+    core.evaluate_downing(t0);
+    core.evaluate_downing(t0 + Duration::from_secs(2));
+    assert!(matches!(core.mode, Mode::Joining(_)));
+    assert_eq!(core.me, id(0).next_incarnation());
+    assert_eq!(status(&core, 0), MemberStatus::Down);
+    for i in 2..5 {
+        assert_eq!(
+            status(&core, i),
+            MemberStatus::Up,
+            "minority must not down others"
+        );
+    }
+    // While rejoining it ignores gossip and asks its old peers to let it in.
+    core.take_outgoing();
+    core.on_gossip_tick(t0 + Duration::from_secs(3));
+    let out = core.take_outgoing();
+    assert!(!out.is_empty());
+    assert!(out.iter().all(|(_, m)| matches!(
+        m,
+        ClusterMessage::JoinRequest { member } if member.id == id(0).next_incarnation()
+    )));
+}
+
+#[test]
+fn learning_of_own_down_through_gossip_triggers_rejoin() {
+    let t0 = Instant::now();
+    let mut core = core_with(3, t0);
+    let mut downed = core.table.get(&id(0).addr).unwrap().clone();
+    downed.status = MemberStatus::Down;
+    downed.version += 1;
+    core.on_message(
+        t0,
+        Envelope {
+            from: id(1),
+            message: ClusterMessage::Gossip {
+                state_hash: 0,
+                deltas: vec![downed],
+            },
+        },
+    );
+    assert!(matches!(core.mode, Mode::Joining(_)));
+    assert_eq!(core.me.incarnation, 2);
+}
+
+#[test]
+fn stale_rows_do_not_override_newer_ones() {
+    let t0 = Instant::now();
+    let mut core = core_with(3, t0);
+    let mut newer = up(1);
+    newer.version = 5;
+    assert!(core.apply(newer));
+    assert!(!core.apply(up(1)), "older version ignored");
+    let mut downed = up(1);
+    downed.status = MemberStatus::Down;
+    downed.version = 2;
+    assert!(core.apply(downed), "Down outranks a higher version of Up");
+}
+
+#[test]
+fn gossip_carries_recent_deltas_and_then_only_a_hash() {
+    let t0 = Instant::now();
+    let mut core = core_with(4, t0);
+    let mut rounds = 0;
+    loop {
+        core.gossip_round();
+        let out = core.take_outgoing();
+        assert!(!out.is_empty());
+        let carried: usize = out
+            .iter()
+            .map(|(_, m)| match m {
+                ClusterMessage::Gossip { deltas, .. } => deltas.len(),
+                _ => 0,
+            })
+            .sum();
+        if carried == 0 {
+            break;
+        }
+        rounds += 1;
+        assert!(rounds < 50, "deltas never drained");
+    }
+    assert!(rounds > 1, "a change is sent more than once");
+}

@@ -1,0 +1,152 @@
+//! The DNS provider against a real local dnsmasq serving A and SRV records on 127.0.0.1.
+//!
+//! Skipped (with the reason printed) when dnsmasq is not installed, unless CI=true, in
+//! which case a missing dnsmasq fails the test.
+
+use std::io::Write;
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use granary_cluster::provider::{DnsProvider, DnsRecordKind, MembershipProvider};
+
+fn dnsmasq_path() -> Option<PathBuf> {
+    ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Kills the dnsmasq this test started (by its own handle) when the test ends.
+struct Dnsmasq {
+    child: Child,
+    port: u16,
+    _hosts: tempfile_path::TempPath,
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+mod tempfile_path {
+    /// A file removed on drop.
+    pub struct TempPath(pub std::path::PathBuf);
+    impl Drop for TempPath {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+}
+
+fn start_dnsmasq(bin: &PathBuf) -> Dnsmasq {
+    // A free UDP port on 127.0.0.1 (released just before dnsmasq binds it).
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let hosts =
+        std::env::temp_dir().join(format!("granary-dns-{}-{port}.hosts", std::process::id()));
+    let mut f = std::fs::File::create(&hosts).unwrap();
+    // Three pods behind a headless service name, plus per-pod names for SRV targets.
+    for i in 0..3 {
+        writeln!(f, "127.0.0.{} granary.svc.test", 11 + i).unwrap();
+        writeln!(f, "127.0.0.{} granary-{i}.granary.svc.test", 11 + i).unwrap();
+    }
+    drop(f);
+    let mut cmd = Command::new(bin);
+    cmd.arg("--no-daemon")
+        .arg("--conf-file=/dev/null")
+        .arg("--no-resolv")
+        .arg("--no-hosts")
+        .arg(format!("--addn-hosts={}", hosts.display()))
+        .arg("--listen-address=127.0.0.1")
+        .arg("--bind-interfaces")
+        .arg(format!("--port={port}"))
+        .arg("--user=root")
+        .arg("--pid-file=")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for i in 0..3 {
+        cmd.arg(format!(
+            "--srv-host=_cluster._tcp.granary.svc.test,granary-{i}.granary.svc.test,{}",
+            7100 + i
+        ));
+    }
+    let child = cmd.spawn().expect("spawn dnsmasq");
+    Dnsmasq {
+        child,
+        port,
+        _hosts: tempfile_path::TempPath(hosts),
+    }
+}
+
+/// Asks until dnsmasq answers with `expected` records (it needs a moment to bind).
+async fn discover_until(p: &DnsProvider, expected: usize) -> Vec<SocketAddr> {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(found) = p.discover().await {
+                if found.len() == expected {
+                    return found;
+                }
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("dnsmasq answered")
+}
+
+#[tokio::test]
+async fn dns_provider_reads_a_and_srv_records_from_dnsmasq() {
+    let Some(bin) = dnsmasq_path() else {
+        if ci() {
+            panic!("dnsmasq is required when CI=true (apt-get install -y dnsmasq-base)");
+        }
+        eprintln!("SKIPPED: dnsmasq not installed (apt-get install -y dnsmasq-base)");
+        return;
+    };
+    let dns = start_dnsmasq(&bin);
+    let server = SocketAddr::from(([127, 0, 0, 1], dns.port));
+
+    let a = DnsProvider::new(
+        "granary.svc.test.",
+        DnsRecordKind::A { port: 7000 },
+        Some(server),
+    )
+    .unwrap();
+    let found = discover_until(&a, 3).await;
+    let expected: Vec<SocketAddr> = (0..3)
+        .map(|i| SocketAddr::from(([127, 0, 0, 11 + i], 7000)))
+        .collect();
+    assert_eq!(found, expected);
+
+    let srv = DnsProvider::new(
+        "_cluster._tcp.granary.svc.test.",
+        DnsRecordKind::Srv,
+        Some(server),
+    )
+    .unwrap();
+    let found = discover_until(&srv, 3).await;
+    let expected: Vec<SocketAddr> = (0..3u8)
+        .map(|i| SocketAddr::from(([127, 0, 0, 11 + i], 7100 + i as u16)))
+        .collect();
+    assert_eq!(found, expected);
+
+    // A name with no records means "nobody there yet", not an error.
+    let none = DnsProvider::new(
+        "nobody.svc.test.",
+        DnsRecordKind::A { port: 1 },
+        Some(server),
+    )
+    .unwrap();
+    assert_eq!(none.discover().await.unwrap(), Vec::<SocketAddr>::new());
+}

@@ -1,0 +1,23 @@
+//! The one-process simulation: a fast N = 100 run by default, N = 1,000 on demand.
+
+use granary_cluster::sim::{run, SimConfig};
+
+#[test]
+fn hundred_nodes_converge_after_join_and_failure() {
+    let report = run(SimConfig::new(100)).expect("simulation");
+    println!("{report:#?}");
+    assert!(report.join_convergence_rounds <= 20.0, "{report:?}");
+    assert!(
+        report.failure_convergence_time.as_secs_f64() < 10.0,
+        "{report:?}"
+    );
+    assert!(report.steady_bytes_per_node_per_sec > 0.0);
+}
+
+#[test]
+#[ignore = "2-3 minutes in release mode; run with --ignored --release"]
+fn thousand_nodes_converge_after_join_within_twenty_rounds() {
+    let report = run(SimConfig::new(1000)).expect("simulation");
+    println!("{report:#?}");
+    assert!(report.join_convergence_rounds <= 20.0, "{report:?}");
+}
