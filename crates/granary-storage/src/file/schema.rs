@@ -72,6 +72,9 @@ impl Sql {
     }
 }
 
+/// WAL pages (4 KiB each) after which a commit checkpoints.
+const WAL_AUTOCHECKPOINT_PAGES: i64 = 4096;
+
 /// Opens one connection to `path` in WAL mode.
 ///
 /// WAL lets readers (in this and other processes) run while one writer commits,
@@ -95,6 +98,11 @@ pub(super) fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection,
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| map_error(e, path))?;
+    // Checkpoint (copy the WAL back into the database, two more fsyncs) every
+    // 16 MiB of WAL instead of SQLite's default 4 MiB: pages rewritten by many
+    // commits are copied once, and fewer commits pay for a checkpoint.
+    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)
         .map_err(|e| map_error(e, path))?;
     Ok(conn)
 }

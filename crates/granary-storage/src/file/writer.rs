@@ -100,8 +100,16 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
+        let size = batch.len();
+        let started = std::time::Instant::now();
         commit(&conn, &sql, &path, &mut batch);
+        tracing::trace!(
+            size,
+            micros = started.elapsed().as_micros() as u64,
+            "group commit"
+        );
     }
+    tracing::debug!(path = %path.display(), "file store writer stopped");
 }
 
 /// Applies `batch` in one transaction, then answers every request in it.
