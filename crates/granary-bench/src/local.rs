@@ -8,10 +8,12 @@
 //!   latency of every round trip (p50/p99/p99.9/max).
 //! - `fanin`: 8 senders, one receiver, 2,000,000 messages in all.
 //! - `spawn`: spawn 100,000 actors, ask each one question, stop them all; actors/s
-//!   and resident bytes per idle actor. Each run happens in a fresh child process of
-//!   this binary (the hidden `local-spawn-child` subcommand), so the RSS growth of
-//!   one framework is not hidden by memory another framework left in the allocator.
+//!   and resident bytes per idle actor (RSS growth while all are idle / count).
 //!
+//! Every measurement runs in a fresh child process of this binary (the hidden
+//! `local-child` subcommand), so no framework inherits the heap, allocator state
+//! or leftover threads of another: the RSS figure of `spawn` stays clean, and the
+//! throughput of one framework doesn't depend on which one ran before it.
 //! Every test runs `--runs` times (default 3) per framework, interleaved across
 //! frameworks so machine noise is spread evenly; each row reports per-field medians.
 //! The tokio-based frameworks run on a multi-thread runtime with 2 workers; actix
@@ -54,18 +56,18 @@ pub(crate) struct LocalArgs {
     csv: Option<PathBuf>,
 }
 
-/// Options of the hidden `local-spawn-child` subcommand.
+/// Options of the hidden `local-child` subcommand: one measurement.
 #[derive(Debug, Args)]
-pub(crate) struct SpawnChildArgs {
+pub(crate) struct ChildArgs {
     /// The framework to measure.
     #[arg(long)]
     framework: Framework,
-    /// How many actors to spawn.
+    /// The test to run.
     #[arg(long)]
-    actors: u64,
-    /// Give up (and fail) after this many seconds.
+    test: Test,
+    /// Use the `--quick` sizes.
     #[arg(long)]
-    timeout_secs: u64,
+    quick: bool,
 }
 
 /// The actor frameworks compared.
@@ -153,6 +155,15 @@ pub(crate) struct Sizes {
 }
 
 impl Sizes {
+    /// The sizes of a full run, or of a `--quick` one.
+    fn for_run(quick: bool) -> Sizes {
+        if quick {
+            Sizes::QUICK
+        } else {
+            Sizes::FULL
+        }
+    }
+
     const FULL: Sizes = Sizes {
         tell: 2_000_000,
         pingpong: 200_000,
@@ -263,12 +274,30 @@ pub(crate) struct SpawnSample {
     pub(crate) rss_growth_bytes: i64,
 }
 
-/// One measured run of one test.
-enum Sample {
+/// One measured run of one test, as the child process prints it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub(crate) enum Sample {
     /// `tell` / `fanin`: time until the last message was counted.
-    Throughput(Duration),
-    /// `pingpong`: total time and the latency of every round trip.
-    Latency(Duration, Latencies),
+    Throughput {
+        /// Seconds from the first send until the last message was counted.
+        seconds: f64,
+    },
+    /// `pingpong`: total time and the latency of the round trips.
+    Latency {
+        /// Seconds from the first ping until the last pong.
+        seconds: f64,
+        /// Round trips recorded.
+        round_trips: u64,
+        /// Latency percentiles and maximum, in microseconds.
+        p50_us: f64,
+        /// 99th percentile.
+        p99_us: f64,
+        /// 99.9th percentile.
+        p999_us: f64,
+        /// Maximum.
+        max_us: f64,
+    },
     /// `spawn`.
     Spawn(SpawnSample),
 }
@@ -329,11 +358,7 @@ const COLUMNS: &[&str] = &[
 pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
     let frameworks = dedup(args.only.unwrap_or_else(|| Framework::ALL.to_vec()));
     let tests = dedup(args.tests.unwrap_or_else(|| Test::ALL.to_vec()));
-    let sizes = if args.quick {
-        Sizes::QUICK
-    } else {
-        Sizes::FULL
-    };
+    let sizes = Sizes::for_run(args.quick);
     let steps = (frameworks.len() * tests.len()) as u64 * u64::from(args.runs);
     let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), steps)?;
     let mut rows = Vec::new();
@@ -345,7 +370,7 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
                 reporter
                     .progress()
                     .set_message(format!("{test} {framework} run {run}/{}", args.runs));
-                runs.push(run_once(*framework, test, &sizes)?);
+                runs.push(measure_in_child(*framework, test, args.quick)?);
                 reporter.progress().inc(1);
             }
         }
@@ -360,10 +385,10 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
     Ok(())
 }
 
-/// Runs `granary-bench local-spawn-child`: one spawn measurement, printed as JSON.
-pub(crate) fn run_spawn_child(args: SpawnChildArgs) -> Result<(), LocalError> {
-    let timeout = Duration::from_secs(args.timeout_secs);
-    let sample = (args.framework.suite().spawn)(args.actors, timeout)?;
+/// Runs `granary-bench local-child`: one measurement in this process, printed
+/// as one JSON line for the parent.
+pub(crate) fn run_child(args: ChildArgs) -> Result<(), LocalError> {
+    let sample = measure(args.framework, args.test, &Sizes::for_run(args.quick))?;
     let line = serde_json::to_string(&sample).map_err(ReportError::from)?;
     println!("{line}");
     Ok(())
@@ -419,32 +444,51 @@ impl Framework {
     }
 }
 
-fn run_once(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, LocalError> {
+/// Runs one test of one framework in this process.
+fn measure(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, LocalError> {
     let suite = framework.suite();
     let limit = sizes.timeout;
     Ok(match test {
-        Test::Tell => Sample::Throughput((suite.tell)(sizes.tell, limit)?),
+        Test::Tell => Sample::Throughput {
+            seconds: (suite.tell)(sizes.tell, limit)?.as_secs_f64(),
+        },
         Test::Pingpong => {
             let (elapsed, latencies) = (suite.pingpong)(sizes.pingpong, limit)?;
-            Sample::Latency(elapsed, latencies)
+            let [p50_us, p99_us, p999_us, max_us] = latencies.summary_us();
+            Sample::Latency {
+                seconds: elapsed.as_secs_f64(),
+                round_trips: latencies.len(),
+                p50_us,
+                p99_us,
+                p999_us,
+                max_us,
+            }
         }
-        Test::Fanin => Sample::Throughput((suite.fanin)(sizes.fanin_senders, sizes.fanin, limit)?),
-        Test::Spawn => Sample::Spawn(spawn_in_child(framework, sizes)?),
+        Test::Fanin => Sample::Throughput {
+            seconds: (suite.fanin)(sizes.fanin_senders, sizes.fanin, limit)?.as_secs_f64(),
+        },
+        Test::Spawn => Sample::Spawn((suite.spawn)(sizes.spawn, limit)?),
     })
 }
 
-/// Runs one spawn measurement in a fresh process of this same binary.
-fn spawn_in_child(framework: Framework, sizes: &Sizes) -> Result<SpawnSample, LocalError> {
+/// Runs one measurement in a fresh process of this same binary, so no
+/// framework runs on a heap, thread pool or allocator state another one left
+/// behind (within one process, the order of frameworks changed their results by
+/// up to 1.5x).
+fn measure_in_child(framework: Framework, test: Test, quick: bool) -> Result<Sample, LocalError> {
     let child_err = |reason: String| LocalError::Child { framework, reason };
     let exe = std::env::current_exe().map_err(|e| child_err(format!("no current exe: {e}")))?;
-    let output = Process::new(exe)
-        .arg("local-spawn-child")
+    let mut command = Process::new(exe);
+    command
+        .arg("local-child")
         .arg("--framework")
         .arg(framework.name())
-        .arg("--actors")
-        .arg(sizes.spawn.to_string())
-        .arg("--timeout-secs")
-        .arg(sizes.timeout.as_secs().to_string())
+        .arg("--test")
+        .arg(test.name());
+    if quick {
+        command.arg("--quick");
+    }
+    let output = command
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()
@@ -453,8 +497,18 @@ fn spawn_in_child(framework: Framework, sizes: &Sizes) -> Result<SpawnSample, Lo
         return Err(child_err(format!("exited with {}", output.status)));
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.trim())
-        .map_err(|e| child_err(format!("bad output {stdout:?}: {e}")))
+    let sample: Sample = serde_json::from_str(stdout.trim())
+        .map_err(|e| child_err(format!("bad output {stdout:?}: {e}")))?;
+    let sizes = Sizes::for_run(quick);
+    match sample {
+        Sample::Latency { round_trips, .. } if round_trips != sizes.pingpong => {
+            Err(child_err(format!(
+                "recorded {round_trips} round trips, expected {}",
+                sizes.pingpong
+            )))
+        }
+        sample => Ok(sample),
+    }
 }
 
 /// Reduces the runs of one test and framework to one row of per-field medians.
@@ -495,11 +549,17 @@ fn summarize(
     let mut phases = [Vec::new(), Vec::new(), Vec::new()];
     for sample in samples {
         match sample {
-            Sample::Throughput(elapsed) => seconds.push(elapsed.as_secs_f64()),
-            Sample::Latency(elapsed, latencies) => {
-                debug_assert_eq!(latencies.len(), sizes.pingpong);
-                seconds.push(elapsed.as_secs_f64());
-                for (slot, value) in latency.iter_mut().zip(latencies.summary_us()) {
+            Sample::Throughput { seconds: s } => seconds.push(s),
+            Sample::Latency {
+                seconds: s,
+                p50_us,
+                p99_us,
+                p999_us,
+                max_us,
+                ..
+            } => {
+                seconds.push(s);
+                for (slot, value) in latency.iter_mut().zip([p50_us, p99_us, p999_us, max_us]) {
                     slot.push(value);
                 }
             }
@@ -621,7 +681,7 @@ mod tests {
     fn summarize_reports_medians_and_derived_rates() {
         let samples = [3.0, 1.0, 2.0]
             .into_iter()
-            .map(|s| Sample::Throughput(Duration::from_secs_f64(s)))
+            .map(|seconds| Sample::Throughput { seconds })
             .collect();
         let row = summarize(Framework::Ractor, Test::Tell, &Sizes::QUICK, 3, samples);
         assert_eq!(row.seconds, 2.0);

@@ -39,17 +39,17 @@ enum Command {
     /// In-process baselines: granary against ractor, actix and kameo
     /// (tell, pingpong, fanin, spawn).
     Local(local::LocalArgs),
-    /// Internal: one `spawn` measurement in a fresh process, so the RSS figure of
-    /// one framework is not polluted by another's allocator state.
+    /// Internal: one `local` measurement in a fresh process, so no framework
+    /// inherits another's allocator state (see `local`).
     #[command(hide = true)]
-    LocalSpawnChild(local::SpawnChildArgs),
+    LocalChild(local::ChildArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Local(args) => local::run(args).map_err(Into::into),
-        Command::LocalSpawnChild(args) => local::run_spawn_child(args).map_err(Into::into),
+        Command::LocalChild(args) => local::run_child(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
