@@ -64,6 +64,10 @@ pub struct TransportConfig {
     /// [`SendError::Unreachable`](crate::SendError::Unreachable) until it answers again.
     /// Default 3.
     pub unreachable_after: u32,
+    /// TCP keepalive idle time on every connection (probes every half of it, 3 probes),
+    /// so a peer whose host vanished without closing its sockets is noticed even when
+    /// nothing is being written. `None` turns keepalive off. Default 10 s.
+    pub keepalive: Option<Duration>,
     /// TLS with mutual authentication; `None` for plain TCP.
     pub tls: Option<TlsConfig>,
     /// Fault injection at the sending side; `None` costs nothing.
@@ -86,6 +90,7 @@ impl TransportConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             unreachable_after: 3,
+            keepalive: Some(Duration::from_secs(10)),
             tls: None,
             faults: None,
         }

@@ -152,7 +152,7 @@ async fn dial(
     };
     let connect = async {
         let tcp = TcpStream::connect(peer.addr).await?;
-        tcp.set_nodelay(true)?;
+        super::stream::tune(&tcp, inner.config.keepalive)?;
         Ok::<_, HandshakeError>(match &inner.tls {
             Some(tls) => Stream::TlsClient(Box::new(
                 tls.connector

@@ -32,7 +32,9 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
+    if let Err(e) = super::stream::tune(&tcp, inner.config.keepalive) {
+        tracing::debug!(%remote, error = %e, "could not tune socket");
+    }
     let params = Params {
         cluster: &inner.config.cluster,
         secret: &inner.config.secret,

@@ -7,6 +7,20 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Low latency and dead-peer detection for every connection: no Nagle delay, and TCP
+/// keepalive probes when `keepalive` is set.
+pub(crate) fn tune(tcp: &TcpStream, keepalive: Option<std::time::Duration>) -> io::Result<()> {
+    tcp.set_nodelay(true)?;
+    if let Some(idle) = keepalive {
+        let params = socket2::TcpKeepalive::new()
+            .with_time(idle)
+            .with_interval((idle / 2).max(std::time::Duration::from_secs(1)))
+            .with_retries(3);
+        socket2::SockRef::from(tcp).set_tcp_keepalive(&params)?;
+    }
+    Ok(())
+}
+
 /// A connection's byte stream: plain TCP, or TLS as client or server.
 ///
 /// An enum rather than `Box<dyn ...>` keeps the plain-TCP path free of dynamic dispatch;
@@ -68,5 +82,29 @@ impl AsyncWrite for Stream {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn tuned_sockets_have_nodelay_and_keepalive_probes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let tcp = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        tune(&tcp, Some(Duration::from_secs(10))).unwrap();
+        let sock = socket2::SockRef::from(&tcp);
+        assert!(tcp.nodelay().unwrap());
+        assert!(sock.keepalive().unwrap());
+        assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(10));
+        let plain = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        tune(&plain, None).unwrap();
+        assert!(!socket2::SockRef::from(&plain).keepalive().unwrap());
     }
 }
