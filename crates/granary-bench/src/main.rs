@@ -19,6 +19,7 @@
 
 mod local;
 mod report;
+mod storage;
 
 use std::process::ExitCode;
 
@@ -43,6 +44,9 @@ enum Command {
     /// inherits another's allocator state (see `local`).
     #[command(hide = true)]
     LocalChild(local::ChildArgs),
+    /// StateStore providers: read-modify-write throughput and latency
+    /// (`--store URL`, repeatable, or `--store all`).
+    Storage(storage::StorageArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
     let result: Result<(), Box<dyn std::error::Error>> = match cli.command {
         Command::Local(args) => local::run(args).map_err(Into::into),
         Command::LocalChild(args) => local::run_child(args).map_err(Into::into),
+        Command::Storage(args) => storage::run(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
