@@ -51,6 +51,10 @@ pub(crate) struct LocalArgs {
     /// Small sizes (seconds in all), for smoke tests.
     #[arg(long)]
     quick: bool,
+    /// Worker threads of the tokio runtime that granary, ractor and kameo run on
+    /// (actix always runs on its System thread plus one Arbiter thread).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=256))]
+    workers: u32,
     /// Append the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -68,6 +72,9 @@ pub(crate) struct ChildArgs {
     /// Use the `--quick` sizes.
     #[arg(long)]
     quick: bool,
+    /// Worker threads of the tokio runtime.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    workers: u32,
 }
 
 /// The actor frameworks compared.
@@ -315,6 +322,7 @@ struct LocalRow {
     payload_bytes: u32,
     messages: u64,
     runs: u32,
+    workers: u32,
     seconds: f64,
     msgs_per_sec: f64,
     round_trips_per_sec: Option<f64>,
@@ -340,6 +348,7 @@ const COLUMNS: &[&str] = &[
     "payload_bytes",
     "messages",
     "runs",
+    "workers",
     "seconds",
     "msgs_per_sec",
     "round_trips_per_sec",
@@ -370,12 +379,18 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
                 reporter
                     .progress()
                     .set_message(format!("{test} {framework} run {run}/{}", args.runs));
-                runs.push(measure_in_child(*framework, test, args.quick)?);
+                runs.push(measure_in_child(
+                    *framework,
+                    test,
+                    args.quick,
+                    args.workers,
+                )?);
                 reporter.progress().inc(1);
             }
         }
         for (framework, runs) in samples {
-            let row = summarize(framework, test, &sizes, args.runs, runs);
+            let mut row = summarize(framework, test, &sizes, args.runs, runs);
+            row.workers = args.workers;
             reporter.emit(&row)?;
             rows.push(row);
         }
@@ -388,6 +403,7 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
 /// Runs `granary-bench local-child`: one measurement in this process, printed
 /// as one JSON line for the parent.
 pub(crate) fn run_child(args: ChildArgs) -> Result<(), LocalError> {
+    support::set_workers(args.workers as usize);
     let sample = measure(args.framework, args.test, &Sizes::for_run(args.quick))?;
     let line = serde_json::to_string(&sample).map_err(ReportError::from)?;
     println!("{line}");
@@ -475,7 +491,12 @@ fn measure(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, Lo
 /// framework runs on a heap, thread pool or allocator state another one left
 /// behind (within one process, the order of frameworks changed their results by
 /// up to 1.5x).
-fn measure_in_child(framework: Framework, test: Test, quick: bool) -> Result<Sample, LocalError> {
+fn measure_in_child(
+    framework: Framework,
+    test: Test,
+    quick: bool,
+    workers: u32,
+) -> Result<Sample, LocalError> {
     let child_err = |reason: String| LocalError::Child { framework, reason };
     let exe = std::env::current_exe().map_err(|e| child_err(format!("no current exe: {e}")))?;
     let mut command = Process::new(exe);
@@ -484,7 +505,9 @@ fn measure_in_child(framework: Framework, test: Test, quick: bool) -> Result<Sam
         .arg("--framework")
         .arg(framework.name())
         .arg("--test")
-        .arg(test.name());
+        .arg(test.name())
+        .arg("--workers")
+        .arg(workers.to_string());
     if quick {
         command.arg("--quick");
     }
@@ -530,6 +553,7 @@ fn summarize(
         payload_bytes: 8,
         messages: 0,
         runs,
+        workers: 2,
         seconds: 0.0,
         msgs_per_sec: 0.0,
         round_trips_per_sec: None,

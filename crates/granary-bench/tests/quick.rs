@@ -61,6 +61,7 @@ fn local_quick_prints_one_sane_row_per_test_and_framework() {
         assert_eq!(row["scenario"], "local");
         assert_eq!(row["mode"], "local");
         assert_eq!(row["nodes"], 1);
+        assert_eq!(row["workers"], 2);
         let test = row["test"].as_str().expect("test").to_string();
         let framework = row["framework"].as_str().expect("framework").to_string();
         let seconds = number(row, "seconds");
@@ -108,6 +109,30 @@ fn local_quick_prints_one_sane_row_per_test_and_framework() {
         .expect("header")
         .starts_with("scenario,test,framework,"));
     assert_eq!(lines.count(), rows.len());
+}
+
+#[test]
+fn local_passes_the_worker_count_to_the_measuring_process() {
+    let output = bench(&[
+        "local",
+        "--quick",
+        "--runs",
+        "1",
+        "--only",
+        "granary",
+        "--tests",
+        "pingpong",
+        "--workers",
+        "1",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let row: Value = serde_json::from_slice(&output.stdout).expect("one JSON row");
+    assert_eq!(row["workers"], 1);
+    assert_eq!(row["test"], "pingpong");
 }
 
 #[test]

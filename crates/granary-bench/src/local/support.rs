@@ -2,7 +2,7 @@
 //! RSS probe, a stop latch and the median.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt;
@@ -11,17 +11,26 @@ use tokio::sync::Notify;
 
 use super::{Framework, LocalError, SpawnSample, Test};
 
+/// Worker threads of the tokio runtime in this process (set once by the child
+/// process from `--workers`; 2 when unset, one per core of the reference machine).
+static WORKERS: OnceLock<usize> = OnceLock::new();
+
+/// Sets the number of tokio worker threads for this process; the first call wins.
+pub(crate) fn set_workers(workers: usize) {
+    let _ = WORKERS.set(workers);
+}
+
 /// The runtime the tokio-based frameworks (granary, ractor, kameo) run on: multi
-/// thread with 2 workers, one per core of the reference machine.
+/// thread, with all drivers enabled as `#[tokio::main]` does.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, LocalError> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(*WORKERS.get().unwrap_or(&2))
         .enable_all()
         .build()
         .map_err(LocalError::Runtime)
 }
 
-/// Runs `body` as a task on a fresh 2-worker runtime, so the whole test (senders
+/// Runs `body` as a task on a fresh runtime, so the whole test (senders
 /// included) runs on the two workers and not on the calling thread.
 pub(crate) fn on_runtime<T, F>(body: F) -> Result<T, LocalError>
 where
