@@ -77,10 +77,15 @@ pub(crate) struct NodeInner {
 
 impl NodeInner {
     fn transport(&self) -> &Transport {
-        // Set right after bind, before the address is known to anyone.
+        // Set right after bind; inbound frames that arrive earlier are dropped before
+        // reaching any code that calls this (see `inbound::on_frame`).
         self.transport
             .get()
-            .unwrap_or_else(|| unreachable!("transport is set before any frame can arrive"))
+            .unwrap_or_else(|| unreachable!("the transport is set when start returns"))
+    }
+
+    fn is_started(&self) -> bool {
+        self.transport.get().is_some()
     }
 
     fn next_correlation(&self) -> u64 {

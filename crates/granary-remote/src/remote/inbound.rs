@@ -15,6 +15,12 @@ use crate::wire::{Frame, FrameHeader, FrameKind};
 
 /// Called on the transport's reader task for every frame.
 pub(crate) fn on_frame(node: &NodeInner, from: NodeId, frame: Frame) {
+    if !node.is_started() {
+        // A peer that knew this address (a restart on the same port) can get a frame in
+        // before `RemoteNode::start` has returned; nothing is exposed yet, so drop it.
+        tracing::debug!(%from, "frame before the node finished starting; dropped");
+        return;
+    }
     match frame.kind {
         FrameKind::Tell => deliver(node, from, frame, false),
         FrameKind::Ask => deliver(node, from, frame, true),
