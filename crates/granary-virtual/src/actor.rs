@@ -1,0 +1,92 @@
+//! The traits a virtual actor implements: [`VirtualActor`] and [`VirtualHandler`].
+
+use std::future::Future;
+
+use granary_core::{BoxError, Message};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::context::VirtualContext;
+use crate::key::Key;
+
+/// A virtual actor kind: a type with a kind name, a key type and a persisted state.
+///
+/// Nobody creates or destroys virtual actors: [`crate::Node::get`] returns a ref
+/// and the first message activates the actor (built by [`VirtualActor::activate`],
+/// state loaded, then [`VirtualActor::on_activate`]). It deactivates when idle, when
+/// asked to ([`VirtualContext::deactivate_on_idle`]), or when its node shuts down
+/// (then [`VirtualActor::on_deactivate`] runs and modified state is written).
+///
+/// Use `type State = ();` for a kind without state.
+///
+/// ```
+/// use granary_core::Message;
+/// use granary_virtual::{VirtualActor, VirtualContext, VirtualHandler};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Default)]
+/// struct Balance { cents: i64 }
+///
+/// struct Account;
+/// impl VirtualActor for Account {
+///     const KIND: &'static str = "Account";
+///     type Key = String;
+///     type State = Balance;
+///     fn activate(_key: &String) -> Self { Account }
+/// }
+///
+/// #[derive(Clone, serde::Serialize, serde::Deserialize)]
+/// struct Deposit(i64);
+/// impl Message for Deposit { type Reply = Result<i64, String>; }
+///
+/// impl VirtualHandler<Deposit> for Account {
+///     async fn handle(&mut self, msg: Deposit, ctx: &mut VirtualContext<'_, Self>) -> Result<i64, String> {
+///         ctx.state_mut().cents += msg.0;
+///         ctx.write_state().await.map_err(|e| e.to_string())?;
+///         Ok(ctx.state().cents)
+///     }
+/// }
+/// ```
+pub trait VirtualActor: Sized + Send + 'static {
+    /// The kind's name: stable across versions and processes (it names stored state
+    /// and directory entries).
+    const KIND: &'static str;
+    /// The key type: `String`, `i64` or `uuid::Uuid`.
+    type Key: Key;
+    /// The persisted state, loaded before `on_activate` (`Default` when none is stored).
+    type State: Serialize + DeserializeOwned + Default + Send + Sync + 'static;
+
+    /// Builds the instance for `key` (state is loaded separately).
+    fn activate(key: &Self::Key) -> Self;
+
+    /// Runs after the state is loaded, before the first message. An `Err` fails the
+    /// activation; the caller sees [`crate::VirtualError::Unavailable`] after retries.
+    fn on_activate(
+        &mut self,
+        ctx: &mut VirtualContext<'_, Self>,
+    ) -> impl Future<Output = Result<(), BoxError>> + Send {
+        let _ = ctx;
+        async { Ok(()) }
+    }
+
+    /// Runs when the activation ends (idle, asked, node shutdown), before modified
+    /// state is written.
+    fn on_deactivate(
+        &mut self,
+        ctx: &mut VirtualContext<'_, Self>,
+    ) -> impl Future<Output = ()> + Send {
+        let _ = ctx;
+        async {}
+    }
+}
+
+/// A virtual actor that accepts messages of type `M` (the virtual counterpart of
+/// `granary_core::Handler`; the context gives state and identity besides the usual
+/// actor context).
+pub trait VirtualHandler<M: Message>: VirtualActor {
+    /// Handles one message and returns the reply.
+    fn handle(
+        &mut self,
+        msg: M,
+        ctx: &mut VirtualContext<'_, Self>,
+    ) -> impl Future<Output = M::Reply> + Send;
+}

@@ -1,0 +1,140 @@
+//! [`Client`]: reaches virtual actors from outside the cluster (Orleans' clients).
+//!
+//! A client is not a member: it hosts nothing, owns no directory partition and takes
+//! no part in gossip. It asks a member for the Up members and their kinds, builds the
+//! same hash ring from them, and sends lookups straight to each identity's directory
+//! owner, then messages straight to the activation. The view is refreshed every
+//! `refresh` interval from any member it knows.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use granary_core::ActorSystem;
+use granary_remote::{RemoteNode, TransportConfig};
+use tokio::task::AbortHandle;
+
+use crate::actor::VirtualActor;
+use crate::error::VirtualError;
+use crate::protocol::{ControlFrame, Reply, Request, CONTROL};
+use crate::runtime::{ControlInbox, Members, Runtime, RuntimeConfig};
+use crate::vref::VirtualRef;
+
+/// An external client of a granary cluster.
+///
+/// ```no_run
+/// // no_run: needs a running cluster; tests/client.rs runs the same flow.
+/// # async fn demo() -> Result<(), granary_virtual::VirtualError> {
+/// # struct Counter;
+/// # impl granary_virtual::VirtualActor for Counter {
+/// #     const KIND: &'static str = "Counter"; type Key = String; type State = ();
+/// #     fn activate(_: &String) -> Self { Counter }
+/// # }
+/// let client = granary_virtual::Client::connect(["127.0.0.1:7000".parse().unwrap()]).await?;
+/// let counter = client.get::<Counter>("user-42".to_string());
+/// # Ok(()) }
+/// ```
+pub struct Client {
+    runtime: Arc<Runtime>,
+    refresh: AbortHandle,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.runtime.me)
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects through `seeds` with the default cluster name and secret.
+    pub async fn connect(
+        seeds: impl IntoIterator<Item = SocketAddr>,
+    ) -> Result<Client, VirtualError> {
+        Self::connect_with(seeds, "granary", b"granary-dev-secret".to_vec()).await
+    }
+
+    /// Connects through `seeds` to the cluster `name` with `secret`.
+    pub async fn connect_with(
+        seeds: impl IntoIterator<Item = SocketAddr>,
+        name: &str,
+        secret: Vec<u8>,
+    ) -> Result<Client, VirtualError> {
+        let seeds: Vec<SocketAddr> = seeds.into_iter().collect();
+        let system = ActorSystem::new();
+        let remote = RemoteNode::start(system.clone(), TransportConfig::new(name, secret))
+            .await
+            .map_err(|e| VirtualError::Setup(e.to_string()))?;
+        let slot = Arc::new(OnceLock::new());
+        let inbox = system.spawn(ControlInbox {
+            runtime: slot.clone(),
+        });
+        remote
+            .expose(CONTROL, &inbox)
+            .and_then(|e| e.accept::<ControlFrame>())
+            .map_err(|e| VirtualError::Setup(e.to_string()))?;
+        let runtime = Arc::new(Runtime::new(
+            remote,
+            Members::Client(Default::default()),
+            Default::default(),
+            RuntimeConfig {
+                ask_timeout: Duration::from_secs(10),
+                max_attempts: 30,
+                rpc_timeout: Duration::from_secs(2),
+            },
+        ));
+        let _ = slot.set(Arc::downgrade(&runtime));
+        if !refresh_view(&runtime, &seeds).await {
+            return Err(VirtualError::Setup(format!(
+                "no member answered among {seeds:?}"
+            )));
+        }
+        let weak = Arc::downgrade(&runtime);
+        let refresh = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(rt) = weak.upgrade() else { return };
+                let mut known = rt.members.client_addrs();
+                known.extend(seeds.iter().copied());
+                refresh_view(&rt, &known).await;
+            }
+        })
+        .abort_handle();
+        Ok(Client { runtime, refresh })
+    }
+
+    /// A ref to the virtual actor `A` with `key`.
+    pub fn get<A: VirtualActor>(&self, key: impl Into<A::Key>) -> VirtualRef<A> {
+        VirtualRef::new(self.runtime.clone(), key.into())
+    }
+
+    /// The members the client currently knows.
+    pub fn members(&self) -> Vec<SocketAddr> {
+        let mut m = self.runtime.members.client_addrs();
+        m.sort();
+        m
+    }
+
+    /// Disconnects.
+    pub async fn close(self) {
+        self.refresh.abort();
+        self.runtime.remote().shutdown();
+        self.runtime.system().shutdown().await;
+    }
+}
+
+/// Asks the given members, in order, for the member list; `true` once one answered.
+async fn refresh_view(rt: &Arc<Runtime>, ask: &[SocketAddr]) -> bool {
+    for addr in ask {
+        if let Ok(Reply::Members(views)) = rt.rpc.call(rt, *addr, Request::Members).await {
+            if !views.is_empty() {
+                rt.members.set_client_view(views);
+                return true;
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,73 @@
+//! Typed errors of the virtual actor layer.
+
+use granary_core::RemoteError;
+use granary_storage::StorageError;
+use thiserror::Error;
+
+/// Why a virtual actor call, an activation or a node operation failed.
+#[non_exhaustive]
+#[derive(Debug, Error)]
+pub enum VirtualError {
+    /// A key's text does not parse as the kind's key type.
+    #[error("key {key:?} is not a valid {expected}")]
+    BadKey {
+        /// The text received.
+        key: String,
+        /// The key type expected.
+        expected: &'static str,
+    },
+    /// No live member hosts this kind (or this node does not know the kind).
+    #[error("no live node hosts kind {0:?}")]
+    NoHost(String),
+    /// The cluster has no Up member to own the identity.
+    #[error("the cluster has no live member")]
+    NoMembers,
+    /// The call was retried the allowed number of times and still failed.
+    #[error("{identity} unavailable after {attempts} attempts: {last}")]
+    Unavailable {
+        /// The `kind/key` identity.
+        identity: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure seen.
+        last: String,
+    },
+    /// No reply within the caller's timeout.
+    #[error("no reply within the timeout")]
+    Timeout,
+    /// The handler panicked while handling the request.
+    #[error("the virtual actor panicked while handling the request")]
+    Panicked,
+    /// A state write lost against a newer version: this activation is stale and is
+    /// being deactivated.
+    #[error("state of {0} was written by a newer activation; this one deactivates")]
+    StateConflict(String),
+    /// The state store failed.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+    /// The stored state does not decode into the kind's state type.
+    #[error("state of {identity} does not decode: {reason}")]
+    BadState {
+        /// The `kind/key` identity.
+        identity: String,
+        /// The decoder's message.
+        reason: String,
+    },
+    /// The actor's `on_activate` failed.
+    #[error("activation of {identity} failed: {reason}")]
+    ActivationFailed {
+        /// The `kind/key` identity.
+        identity: String,
+        /// What `on_activate` returned.
+        reason: String,
+    },
+    /// The node is shutting down (or has stopped) and takes no new work.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The remote layer failed in a way that is not retried.
+    #[error("remote: {0}")]
+    Remote(RemoteError),
+    /// Starting the node failed (transport, registry, cluster or store).
+    #[error("setup: {0}")]
+    Setup(String),
+}

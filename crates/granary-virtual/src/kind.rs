@@ -1,0 +1,215 @@
+//! [`Kind`]: how a node hosts one virtual actor kind (message types, placement,
+//! idle timeout, store).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use granary_core::{ActorRef, Message};
+use granary_remote::{Exposure, RemoteSetupError};
+use granary_storage::{Identity, StateStore};
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::activation::{self, Activation};
+use crate::actor::{VirtualActor, VirtualHandler};
+use crate::error::VirtualError;
+use crate::key::Key;
+use crate::placement::Placement;
+use crate::runtime::{LocalActivation, Runtime};
+use crate::tracked::{Dispatch, Tracked};
+
+/// Idle time after which an activation is passivated unless configured (Orleans'
+/// default).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Per-kind settings.
+#[derive(Clone, Debug)]
+pub struct KindConfig {
+    /// Where new activations go.
+    pub placement: Placement,
+    /// Idle time before passivation (default 15 minutes; seconds or less are fine).
+    pub idle_timeout: Duration,
+    /// A store URL for this kind's state instead of the node's store.
+    pub store_url: Option<String>,
+}
+
+impl Default for KindConfig {
+    fn default() -> Self {
+        Self {
+            placement: Placement::default(),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            store_url: None,
+        }
+    }
+}
+
+type AcceptFn<A> = Arc<
+    dyn Fn(Exposure<Activation<A>>) -> Result<Exposure<Activation<A>>, RemoteSetupError>
+        + Send
+        + Sync,
+>;
+
+/// A kind a node hosts: list the message types it accepts with [`Kind::handles`].
+///
+/// ```
+/// use std::time::Duration;
+/// use granary_virtual::{Kind, Placement};
+/// # struct Counter;
+/// # impl granary_virtual::VirtualActor for Counter {
+/// #     const KIND: &'static str = "Counter"; type Key = String; type State = ();
+/// #     fn activate(_: &String) -> Self { Counter }
+/// # }
+/// let kind = Kind::<Counter>::new()
+///     .placement(Placement::RoundRobin)
+///     .idle_timeout(Duration::from_secs(30));
+/// assert_eq!(kind.config().idle_timeout, Duration::from_secs(30));
+/// ```
+pub struct Kind<A: VirtualActor> {
+    config: KindConfig,
+    dispatch: Dispatch<A>,
+    accepts: Vec<AcceptFn<A>>,
+}
+
+impl<A: VirtualActor> Default for Kind<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: VirtualActor> Kind<A> {
+    /// A kind with default settings and no message types yet.
+    pub fn new() -> Self {
+        Self {
+            config: KindConfig::default(),
+            dispatch: Dispatch::default(),
+            accepts: Vec::new(),
+        }
+    }
+
+    /// Accepts `M` (from this node and over the wire). `M` and `M::Reply` must be
+    /// registered with `granary_remote::register_message!`.
+    pub fn handles<M>(mut self) -> Self
+    where
+        A: VirtualHandler<M>,
+        M: Message + Serialize + DeserializeOwned,
+        M::Reply: Serialize + DeserializeOwned,
+    {
+        self.dispatch.add::<M>();
+        self.accepts.push(Arc::new(|e| e.accept::<M>()));
+        self
+    }
+
+    /// Sets the placement strategy.
+    pub fn placement(mut self, placement: Placement) -> Self {
+        self.config.placement = placement;
+        self
+    }
+
+    /// Sets the idle timeout before passivation.
+    pub fn idle_timeout(mut self, idle: Duration) -> Self {
+        self.config.idle_timeout = idle;
+        self
+    }
+
+    /// Keeps this kind's state in the store at `url` instead of the node's store.
+    pub fn store(mut self, url: impl Into<String>) -> Self {
+        self.config.store_url = Some(url.into());
+        self
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &KindConfig {
+        &self.config
+    }
+}
+
+/// A kind with its type erased, as the node keeps it.
+pub(crate) trait ErasedKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn config(&self) -> &KindConfig;
+    fn start(
+        &self,
+        runtime: Arc<Runtime>,
+        identity: Identity,
+        name: String,
+        store: Arc<dyn StateStore>,
+    ) -> BoxFuture<'static, Result<LocalActivation, VirtualError>>;
+}
+
+pub(crate) struct KindEntry<A: VirtualActor> {
+    config: KindConfig,
+    dispatch: Arc<Dispatch<A>>,
+    accepts: Arc<Vec<AcceptFn<A>>>,
+}
+
+impl<A: VirtualActor> From<Kind<A>> for KindEntry<A> {
+    fn from(k: Kind<A>) -> Self {
+        Self {
+            config: k.config,
+            dispatch: Arc::new(k.dispatch),
+            accepts: Arc::new(k.accepts),
+        }
+    }
+}
+
+impl<A: VirtualActor> ErasedKind for KindEntry<A> {
+    fn name(&self) -> &'static str {
+        A::KIND
+    }
+
+    fn config(&self) -> &KindConfig {
+        &self.config
+    }
+
+    fn start(
+        &self,
+        runtime: Arc<Runtime>,
+        identity: Identity,
+        name: String,
+        store: Arc<dyn StateStore>,
+    ) -> BoxFuture<'static, Result<LocalActivation, VirtualError>> {
+        let dispatch = self.dispatch.clone();
+        let accepts = self.accepts.clone();
+        Box::pin(async move {
+            let key = A::Key::parse_key(identity.key())?;
+            let (local, tracker) =
+                activation::start::<A>(runtime.clone(), key, identity.clone(), name.clone(), store)
+                    .await?;
+            let tracked: ActorRef<Activation<A>> = ActorRef::from_remote(Arc::new(Tracked {
+                local: local.clone(),
+                tracker: tracker.clone(),
+                dispatch,
+                watches: Mutex::new(HashMap::new()),
+            }));
+            let exposed = runtime.remote().expose(&name, &tracked).and_then(|mut e| {
+                for accept in accepts.iter() {
+                    e = accept(e)?;
+                }
+                Ok(e)
+            });
+            if let Err(e) = exposed {
+                tracker.close();
+                local.stop();
+                return Err(VirtualError::Setup(format!(
+                    "cannot expose {identity}: {e}"
+                )));
+            }
+            let stopper = local.clone();
+            Ok(LocalActivation {
+                name,
+                tracker,
+                handle: Box::new(tracked),
+                stop: Box::new(move || stopper.stop()),
+                wait: Box::new(move || {
+                    let local = local.clone();
+                    Box::pin(async move {
+                        local.wait_stopped().await;
+                    })
+                }),
+            })
+        })
+    }
+}

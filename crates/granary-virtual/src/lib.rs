@@ -1,0 +1,65 @@
+//! granary-virtual: virtual actors — identity, single activation, placement,
+//! passivation, persistent state and failover (seed 000 §2.2.1–2.2.2, seed 001 §2–3).
+//!
+//! A virtual actor kind is a type implementing [`VirtualActor`] (kind name, key
+//! type, persisted state) and [`VirtualHandler<M>`] per message. A [`Node`] hosts the
+//! kinds it lists; [`Node::get`] returns a [`VirtualRef`] valid on every node, and the
+//! first message activates the actor. Nobody creates or destroys virtual actors.
+//!
+//! How a call finds its actor: the node's location cache → the identity's
+//! **directory owner** on the hash ring (each node owns one partition of the
+//! directory) → the owner returns the recorded activation, or, holding a per-identity
+//! lock, places a new one ([`Placement`]) among the Up members hosting the kind and
+//! records it. Concurrent first messages from many nodes therefore meet at one lock
+//! and produce one activation. A "not here" answer (passivated, stale cache) or a
+//! dead host drops the cache entry, tells the owner which location failed, and the
+//! call is resent, within its timeout and a bounded number of attempts, then fails
+//! with a typed [`VirtualError`]. After a membership change every host re-registers
+//! its activations with their owners (directory rebuild, see `docs/semantics.md`);
+//! a duplicate found then is deactivated. The state store's ETag is the last line
+//! of defence: a stale activation's write gets a conflict and the activation stops.
+//!
+//! This crate must not know about the wire format or the membership protocol's
+//! internals; it sits on `granary-cluster` (membership, hash ring), `granary-remote`
+//! (exposed actors, remote refs, the transport the membership gossip is carried
+//! over), `granary-storage` (state, ETags) and `granary-core` (the activation is an
+//! ordinary actor). State is JSON (`serde_json`) so stored records stay readable
+//! and tolerant of added fields; `uuid` gives the UUID key type; `rand` random
+//! placement.
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
+
+mod activation;
+mod actor;
+mod client;
+mod context;
+mod error;
+mod gossip;
+mod key;
+mod kind;
+mod node;
+mod placement;
+mod protocol;
+mod runtime;
+mod tracked;
+mod tracker;
+mod vref;
+
+pub use activation::Activation;
+pub use actor::{VirtualActor, VirtualHandler};
+pub use client::Client;
+pub use context::VirtualContext;
+pub use error::VirtualError;
+pub use key::Key;
+pub use kind::{Kind, KindConfig, DEFAULT_IDLE_TIMEOUT};
+pub use node::{Node, NodeBuilder};
+pub use placement::{Placement, PlacementRequest, PlacementStrategy};
+pub use protocol::{ClusterFrame, ControlFrame};
+pub use vref::{VirtualId, VirtualRef};
+
+/// The names most programs need, in one import.
+pub mod prelude {
+    pub use crate::{
+        Client, Kind, Node, Placement, VirtualActor, VirtualContext, VirtualError, VirtualHandler,
+        VirtualRef,
+    };
+}

@@ -1,0 +1,353 @@
+//! [`Node`]: a cluster member that hosts virtual actor kinds (an Orleans silo).
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use granary_cluster::{Cluster, ClusterConfig, ClusterEvent};
+use granary_core::ActorSystem;
+use granary_remote::{RemoteNode, TransportConfig};
+use granary_storage::StateStore;
+use tokio::task::AbortHandle;
+
+use crate::actor::VirtualActor;
+use crate::error::VirtualError;
+use crate::gossip::RemoteClusterTransport;
+use crate::key::Key;
+use crate::kind::{ErasedKind, Kind, KindEntry};
+use crate::protocol::CONTROL;
+use crate::runtime::{ControlInbox, KindSlot, Members, Runtime, RuntimeConfig};
+use crate::vref::{VirtualId, VirtualRef};
+
+/// Builds a [`Node`].
+///
+/// ```no_run
+/// // no_run: binds a socket and writes a store file; tests/ run the same flow.
+/// # async fn demo() -> Result<(), granary_virtual::VirtualError> {
+/// use granary_virtual::{Kind, Node};
+/// # struct Counter;
+/// # impl granary_virtual::VirtualActor for Counter {
+/// #     const KIND: &'static str = "Counter"; type Key = String; type State = ();
+/// #     fn activate(_: &String) -> Self { Counter }
+/// # }
+/// let node = Node::builder()
+///     .bind("127.0.0.1:0".parse().unwrap())
+///     .data_dir("./granary-data")
+///     .host(Kind::<Counter>::new())
+///     .start()
+///     .await?;
+/// let counter = node.get::<Counter>("user-42".to_string());
+/// # Ok(()) }
+/// ```
+pub struct NodeBuilder {
+    bind: SocketAddr,
+    seeds: Vec<SocketAddr>,
+    store_url: Option<String>,
+    data_dir: PathBuf,
+    cluster_name: String,
+    secret: Vec<u8>,
+    kinds: Vec<Arc<dyn ErasedKind>>,
+    cluster: ClusterConfig,
+    ask_timeout: Duration,
+    max_attempts: u32,
+    rpc_timeout: Duration,
+}
+
+impl Default for NodeBuilder {
+    fn default() -> Self {
+        Self {
+            bind: ([127, 0, 0, 1], 0).into(),
+            seeds: Vec::new(),
+            store_url: None,
+            data_dir: PathBuf::from("granary-data"),
+            cluster_name: "granary".into(),
+            secret: b"granary-dev-secret".to_vec(),
+            kinds: Vec::new(),
+            cluster: ClusterConfig::default(),
+            ask_timeout: Duration::from_secs(10),
+            max_attempts: 30,
+            rpc_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// The address to listen on (port 0 picks one). Default `127.0.0.1:0`.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Members to join through (none: form a new cluster).
+    pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.seeds = seeds.into_iter().collect();
+        self
+    }
+
+    /// The state store URL (`memory:`, `file:/path`, `postgres://…`, `redis://…`).
+    /// Default: the embedded file store `file:<data_dir>/state.db`.
+    pub fn store(mut self, url: impl Into<String>) -> Self {
+        self.store_url = Some(url.into());
+        self
+    }
+
+    /// The directory of the default embedded store. Default `./granary-data`.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = dir.into();
+        self
+    }
+
+    /// The cluster name and shared secret of the transport handshake.
+    pub fn cluster_secret(mut self, name: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.cluster_name = name.into();
+        self.secret = secret.into();
+        self
+    }
+
+    /// Hosts a kind on this node.
+    pub fn host<A: VirtualActor>(mut self, kind: Kind<A>) -> Self {
+        self.kinds.push(Arc::new(KindEntry::from(kind)));
+        self
+    }
+
+    /// Membership settings (vnodes, gossip and failure-detector timing). The roles
+    /// are replaced by the hosted kinds.
+    pub fn cluster_config(mut self, config: ClusterConfig) -> Self {
+        self.cluster = config;
+        self
+    }
+
+    /// Default timeout of [`VirtualRef::ask`], retries included. Default 10 s.
+    pub fn ask_timeout(mut self, timeout: Duration) -> Self {
+        self.ask_timeout = timeout;
+        self
+    }
+
+    /// Attempts per call before [`VirtualError::Unavailable`]. Default 30.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Starts the node: opens the stores, binds the transport, joins the cluster
+    /// and starts serving.
+    pub async fn start(self) -> Result<Node, VirtualError> {
+        let url = match &self.store_url {
+            Some(u) => u.clone(),
+            None => {
+                std::fs::create_dir_all(&self.data_dir)
+                    .map_err(|e| VirtualError::Setup(format!("data dir: {e}")))?;
+                format!("file:{}", self.data_dir.join("state.db").display())
+            }
+        };
+        let default_store = granary_storage::open(&url).await?;
+        let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
+        stores.insert(url.clone(), default_store.clone());
+        let mut kinds = HashMap::new();
+        for kind in &self.kinds {
+            let store = match &kind.config().store_url {
+                Some(u) => match stores.get(u) {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = granary_storage::open(u).await?;
+                        stores.insert(u.clone(), s.clone());
+                        s
+                    }
+                },
+                None => default_store.clone(),
+            };
+            kinds.insert(
+                kind.name(),
+                KindSlot {
+                    kind: kind.clone(),
+                    store,
+                },
+            );
+        }
+
+        let system = ActorSystem::new();
+        let transport = TransportConfig::new(self.cluster_name.clone(), self.secret.clone())
+            .with_listen(self.bind);
+        let remote = RemoteNode::start(system.clone(), transport)
+            .await
+            .map_err(|e| VirtualError::Setup(e.to_string()))?;
+        let slot = Arc::new(OnceLock::new());
+        let inbox = system.spawn(ControlInbox {
+            runtime: slot.clone(),
+        });
+        remote
+            .expose(CONTROL, &inbox)
+            .and_then(|e| e.accept::<crate::protocol::ControlFrame>())
+            .map_err(|e| VirtualError::Setup(e.to_string()))?;
+        let cluster_transport = RemoteClusterTransport::start(&remote)
+            .map_err(|e| VirtualError::Setup(e.to_string()))?;
+        let mut cluster_config = self.cluster.clone();
+        cluster_config.roles = kinds.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>();
+        let cluster =
+            Cluster::start_with_seeds(cluster_config, cluster_transport, self.seeds.clone())
+                .await
+                .map_err(|e| VirtualError::Setup(format!("cluster: {e}")))?;
+        let runtime = Arc::new(Runtime::new(
+            remote,
+            Members::Cluster(cluster.clone()),
+            kinds,
+            RuntimeConfig {
+                ask_timeout: self.ask_timeout,
+                max_attempts: self.max_attempts,
+                rpc_timeout: self.rpc_timeout,
+            },
+        ));
+        let _ = slot.set(Arc::downgrade(&runtime));
+        let tasks = start_background(&runtime, &cluster);
+        Ok(Node {
+            runtime,
+            cluster,
+            tasks,
+        })
+    }
+}
+
+fn start_background(runtime: &Arc<Runtime>, cluster: &Cluster) -> Vec<AbortHandle> {
+    let mut tasks = Vec::new();
+    // Membership changes: drop dead locations, rebuild directory partitions from the
+    // hosts' activation lists, stop hosting when this node is Down.
+    let mut events = cluster.subscribe();
+    let weak = Arc::downgrade(runtime);
+    let me = runtime.me;
+    tasks.push(
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let Some(rt) = weak.upgrade() else { return };
+                if let ClusterEvent::Change { event, .. } = &event {
+                    let m = event.member();
+                    if m.id.addr == me && !m.status.is_live() {
+                        tracing::warn!("this node is Down: deactivating every activation");
+                        rt.deactivate_all().await;
+                        continue;
+                    }
+                }
+                rt.on_membership_change().await;
+            }
+        })
+        .abort_handle(),
+    );
+    // Idle passivation.
+    let idle_min = runtime
+        .kinds
+        .values()
+        .map(|s| s.kind.config().idle_timeout)
+        .min()
+        .unwrap_or(Duration::from_secs(60));
+    let period = (idle_min / 4).clamp(Duration::from_millis(10), Duration::from_secs(5));
+    let weak = Arc::downgrade(runtime);
+    tasks.push(
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(rt) = weak.upgrade() else { return };
+                rt.sweep_idle();
+            }
+        })
+        .abort_handle(),
+    );
+    tasks
+}
+
+/// A running node: hosts its kinds, owns a directory partition, and gives out
+/// [`VirtualRef`]s.
+pub struct Node {
+    runtime: Arc<Runtime>,
+    cluster: Cluster,
+    tasks: Vec<AbortHandle>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("addr", &self.runtime.me)
+            .finish()
+    }
+}
+
+impl Node {
+    /// A builder with defaults.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// The address peers and clients reach this node at.
+    pub fn addr(&self) -> SocketAddr {
+        self.runtime.me
+    }
+
+    /// The cluster handle (membership, events).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// The actor system the activations run in.
+    pub fn system(&self) -> &ActorSystem {
+        self.runtime.system()
+    }
+
+    /// A ref to the virtual actor `A` with `key`; valid on every node.
+    pub fn get<A: VirtualActor>(&self, key: impl Into<A::Key>) -> VirtualRef<A> {
+        VirtualRef::new(self.runtime.clone(), key.into())
+    }
+
+    /// Turns a serialized [`VirtualId`] back into a ref.
+    pub fn resolve<A: VirtualActor>(
+        &self,
+        id: &VirtualId<A>,
+    ) -> Result<VirtualRef<A>, VirtualError> {
+        Ok(VirtualRef::new(
+            self.runtime.clone(),
+            A::Key::parse_key(&id.key)?,
+        ))
+    }
+
+    /// Live activations of `kind` on this node.
+    pub fn activations(&self, kind: &str) -> usize {
+        self.runtime.load(kind) as usize
+    }
+
+    /// Entries in the directory partition this node owns.
+    pub fn directory_entries(&self) -> usize {
+        self.runtime.directory.len()
+    }
+
+    /// Graceful shutdown: stop taking activations, deactivate every activation
+    /// (`on_deactivate`, then modified state is written), remove their directory
+    /// entries, leave the cluster, close the transport.
+    pub async fn shutdown(self) {
+        self.runtime.begin_shutdown();
+        self.runtime.deactivate_all().await;
+        if let Err(e) = self.cluster.leave().await {
+            tracing::debug!(error = %e, "leave failed; stopping");
+            self.cluster.stop().await;
+        }
+        self.stop_everything().await;
+    }
+
+    /// Stops the node abruptly, as a crash would: no state is saved, nobody is told;
+    /// the others notice through failure detection. For failover tests and demos.
+    pub async fn kill(self) {
+        self.runtime.mark_crashed();
+        self.cluster.stop().await;
+        self.runtime.remote().shutdown();
+        self.runtime.deactivate_all().await;
+        self.stop_everything().await;
+    }
+
+    async fn stop_everything(&self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.runtime.remote().shutdown();
+        self.runtime.system().shutdown().await;
+    }
+}

@@ -1,0 +1,117 @@
+//! The control messages nodes exchange (directory lookups, activation requests,
+//! re-registration, load queries) and the reply correlation over one-way frames.
+//!
+//! Control requests travel as one-way [`ControlFrame`]s to the `granary.virtual.control`
+//! actor of the peer, which serves each on its own task and answers with another frame,
+//! so a slow activation never holds up the directory's other identities.
+
+use std::net::SocketAddr;
+
+use granary_core::Message;
+use granary_remote::register_message;
+use serde::{Deserialize, Serialize};
+
+use crate::placement::PlacementTag;
+
+/// Where a live activation is: its node and the name it is exposed under.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Location {
+    pub(crate) host: SocketAddr,
+    pub(crate) name: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Request {
+    /// To the directory owner: where is `kind/key`? Activate it if nowhere.
+    Lookup {
+        kind: String,
+        key: String,
+        requester: SocketAddr,
+        placement: PlacementTag,
+        /// A location the requester found dead or empty.
+        stale: Option<Location>,
+    },
+    /// To a host: activate `kind/key` here (or return the live activation).
+    Activate { kind: String, key: String },
+    /// To a host: is this activation alive?
+    Has {
+        kind: String,
+        key: String,
+        name: String,
+    },
+    /// To the directory owner: this host holds this activation (rebuild after a
+    /// membership change).
+    Register {
+        kind: String,
+        key: String,
+        at: Location,
+    },
+    /// To the directory owner: this activation ended.
+    Unregister {
+        kind: String,
+        key: String,
+        at: Location,
+    },
+    /// To a host: how many activations of `kind` live here?
+    Load { kind: String },
+    /// To a member (from a client): the Up members and their kinds.
+    Members,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct MemberView {
+    pub(crate) addr: SocketAddr,
+    pub(crate) incarnation: u64,
+    pub(crate) vnodes: u32,
+    pub(crate) kinds: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Failure {
+    NoHost(String),
+    ShuttingDown,
+    Other(String),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    Located(Location),
+    NotOwner,
+    Failed(Failure),
+    Bool(bool),
+    Count(u64),
+    Members(Vec<MemberView>),
+    Done,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) enum Body {
+    Request(Request),
+    Reply(Reply),
+}
+
+/// One control frame: a request or the reply to request `id` of node `from`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ControlFrame {
+    pub(crate) from: SocketAddr,
+    pub(crate) id: u64,
+    pub(crate) body: Body,
+}
+
+impl Message for ControlFrame {
+    type Reply = ();
+}
+register_message!(ControlFrame, "granary.virtual.ControlFrame");
+
+/// A cluster-protocol envelope carried over granary-remote.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ClusterFrame(pub(crate) granary_cluster::Envelope);
+
+impl Message for ClusterFrame {
+    type Reply = ();
+}
+register_message!(ClusterFrame, "granary.virtual.ClusterFrame");
+
+/// The exposed names of the node-level actors.
+pub(crate) const CONTROL: &str = "granary.virtual.control";
+pub(crate) const GOSSIP: &str = "granary.virtual.gossip";

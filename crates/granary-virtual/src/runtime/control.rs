@@ -1,0 +1,131 @@
+//! Request/reply over one-way control frames, and the actor that receives them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use granary_core::{Actor, ActorRef, Context, Handler};
+use granary_storage::Identity;
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use super::Runtime;
+use crate::error::VirtualError;
+use crate::protocol::{Body, ControlFrame, Reply, Request, CONTROL};
+
+/// Pending requests of this node, by correlation id.
+#[derive(Default)]
+pub(crate) struct Rpc {
+    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    next: AtomicU64,
+}
+
+impl Rpc {
+    /// Sends `req` to `to` and waits for the reply within the RPC timeout.
+    pub(crate) async fn call(
+        &self,
+        rt: &Arc<Runtime>,
+        to: SocketAddr,
+        req: Request,
+    ) -> Result<Reply, VirtualError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(id, tx);
+        let frame = ControlFrame {
+            from: rt.me,
+            id,
+            body: Body::Request(req),
+        };
+        let peer: ActorRef<ControlInbox> = rt.remote().remote_ref(to, CONTROL);
+        if let Err(e) = peer.tell(frame) {
+            self.pending.lock().remove(&id);
+            return Err(VirtualError::Unavailable {
+                identity: to.to_string(),
+                attempts: 1,
+                last: e.to_string(),
+            });
+        }
+        match tokio::time::timeout(rt.config.rpc_timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            _ => {
+                self.pending.lock().remove(&id);
+                Err(VirtualError::Unavailable {
+                    identity: to.to_string(),
+                    attempts: 1,
+                    last: format!("no answer from {to} within {:?}", rt.config.rpc_timeout),
+                })
+            }
+        }
+    }
+
+    fn complete(&self, id: u64, reply: Reply) {
+        if let Some(tx) = self.pending.lock().remove(&id) {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+/// The node actor exposed as `granary.virtual.control`. It never waits: requests are
+/// served on their own tasks.
+pub(crate) struct ControlInbox {
+    pub(crate) runtime: Arc<OnceLock<Weak<Runtime>>>,
+}
+
+impl Actor for ControlInbox {}
+
+impl Handler<ControlFrame> for ControlInbox {
+    async fn handle(&mut self, frame: ControlFrame, _ctx: &mut Context<Self>) {
+        let Some(rt) = self.runtime.get().and_then(Weak::upgrade) else {
+            return;
+        };
+        match frame.body {
+            Body::Reply(reply) => rt.rpc.complete(frame.id, reply),
+            Body::Request(req) => {
+                tokio::spawn(async move {
+                    let reply = rt.serve(req).await;
+                    let back = ControlFrame {
+                        from: rt.me,
+                        id: frame.id,
+                        body: Body::Reply(reply),
+                    };
+                    let peer: ActorRef<ControlInbox> = rt.remote().remote_ref(frame.from, CONTROL);
+                    if let Err(e) = peer.tell(back) {
+                        tracing::debug!(to = %frame.from, error = %e, "control reply not sent");
+                    }
+                });
+            }
+        }
+    }
+}
+
+impl Runtime {
+    /// Serves one control request from a peer.
+    pub(crate) async fn serve(self: &Arc<Self>, req: Request) -> Reply {
+        match req {
+            Request::Lookup {
+                kind,
+                key,
+                requester,
+                placement,
+                stale,
+            } => {
+                self.serve_lookup(&Identity::new(kind, key), requester, placement, stale)
+                    .await
+            }
+            Request::Activate { kind, key } => self.activate_here(&Identity::new(kind, key)).await,
+            Request::Has { kind, key, name } => {
+                Reply::Bool(self.has_local(&Identity::new(kind, key), &name))
+            }
+            Request::Register { kind, key, at } => {
+                self.serve_register(&Identity::new(kind, key), at).await
+            }
+            Request::Unregister { kind, key, at } => {
+                self.directory.unregister(&Identity::new(kind, key), &at);
+                Reply::Done
+            }
+            Request::Load { kind } => Reply::Count(self.load(&kind)),
+            Request::Members => Reply::Members(self.members.views()),
+        }
+    }
+}

@@ -1,0 +1,254 @@
+//! The partition of the identity directory this node owns (Orleans' grain
+//! directory, Proto.Actor's partition identity lookup): identity → location, with one
+//! async lock per identity so concurrent first messages produce one activation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use granary_storage::Identity;
+use parking_lot::Mutex;
+
+use super::Runtime;
+use crate::placement::{self, Placement, PlacementRequest, PlacementTag};
+use crate::protocol::{Failure, Location, Reply, Request};
+
+#[derive(Default)]
+pub(crate) struct Directory {
+    entries: Mutex<HashMap<Identity, Location>>,
+    locks: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Directory {
+    fn lock_of(&self, identity: &Identity) -> Arc<tokio::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .entry(identity.clone())
+            .or_default()
+            .clone()
+    }
+
+    fn release(&self, identity: &Identity, lock: Arc<tokio::sync::Mutex<()>>) {
+        let mut locks = self.locks.lock();
+        if locks
+            .get(identity)
+            .is_some_and(|l| Arc::strong_count(l) == 2)
+        {
+            locks.remove(identity);
+        }
+        drop(lock);
+    }
+
+    pub(crate) fn get(&self, identity: &Identity) -> Option<Location> {
+        self.entries.lock().get(identity).cloned()
+    }
+
+    pub(crate) fn unregister(&self, identity: &Identity, at: &Location) {
+        let mut entries = self.entries.lock();
+        if entries.get(identity) == Some(at) {
+            entries.remove(identity);
+        }
+    }
+
+    pub(crate) fn retain_hosts(&self, alive: impl Fn(&SocketAddr) -> bool) {
+        self.entries.lock().retain(|_, loc| alive(&loc.host));
+    }
+
+    /// Entries of this partition (for tests and inspection).
+    pub(crate) fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+}
+
+impl Runtime {
+    /// Serves a lookup as the owner of `identity`'s partition.
+    pub(crate) async fn serve_lookup(
+        self: &Arc<Self>,
+        identity: &Identity,
+        requester: SocketAddr,
+        tag: PlacementTag,
+        stale: Option<Location>,
+    ) -> Reply {
+        if self.members.owner(identity) != Some(self.me) {
+            return Reply::NotOwner;
+        }
+        let lock = self.directory.lock_of(identity);
+        let reply = {
+            let _guard = lock.lock().await;
+            self.lookup_locked(identity, requester, tag, stale).await
+        };
+        self.directory.release(identity, lock);
+        reply
+    }
+
+    async fn lookup_locked(
+        self: &Arc<Self>,
+        identity: &Identity,
+        requester: SocketAddr,
+        tag: PlacementTag,
+        stale: Option<Location>,
+    ) -> Reply {
+        if let Some(loc) = self.directory.get(identity) {
+            let alive = self.members.is_alive(loc.host);
+            if alive && stale.as_ref() != Some(&loc) {
+                return Reply::Located(loc);
+            }
+            if alive {
+                // The requester found it dead: ask the host before replacing it, so a
+                // transient failure never creates a second activation.
+                match self.host_has(identity, &loc).await {
+                    Some(true) => return Reply::Located(loc),
+                    Some(false) => {}
+                    None => {
+                        return Reply::Failed(Failure::Other(format!(
+                            "host {} of {identity} does not answer",
+                            loc.host
+                        )))
+                    }
+                }
+            }
+            self.directory.unregister(identity, &loc);
+        }
+        let candidates = self.members.hosts_of(identity.kind());
+        if candidates.is_empty() {
+            return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
+        }
+        let host = self.place(identity, &candidates, requester, tag).await;
+        let reply = if host == self.me {
+            self.activate_here(identity).await
+        } else {
+            let req = Request::Activate {
+                kind: identity.kind().to_owned(),
+                key: identity.key().to_owned(),
+            };
+            match self.rpc.call(self, host, req).await {
+                Ok(r) => r,
+                Err(e) => Reply::Failed(Failure::Other(format!("activation on {host}: {e}"))),
+            }
+        };
+        if let Reply::Located(loc) = &reply {
+            self.directory
+                .entries
+                .lock()
+                .insert(identity.clone(), loc.clone());
+        }
+        reply
+    }
+
+    /// `Some(alive?)`, or `None` if the host does not answer.
+    async fn host_has(self: &Arc<Self>, identity: &Identity, loc: &Location) -> Option<bool> {
+        if loc.host == self.me {
+            return Some(self.has_local(identity, &loc.name));
+        }
+        let req = Request::Has {
+            kind: identity.kind().to_owned(),
+            key: identity.key().to_owned(),
+            name: loc.name.clone(),
+        };
+        match self.rpc.call(self, loc.host, req).await {
+            Ok(Reply::Bool(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    async fn place(
+        self: &Arc<Self>,
+        identity: &Identity,
+        candidates: &[SocketAddr],
+        requester: SocketAddr,
+        tag: PlacementTag,
+    ) -> SocketAddr {
+        let placement = match self.kinds.get(identity.kind()) {
+            Some(slot) => slot.kind.config().placement.clone(),
+            None => Placement::from_tag(tag),
+        };
+        let chosen = match placement {
+            Placement::Random => placement::random(candidates),
+            Placement::RoundRobin => {
+                let i = self
+                    .round_robin
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                candidates[i % candidates.len()]
+            }
+            Placement::PreferLocal if candidates.contains(&requester) => requester,
+            Placement::Hash if candidates.contains(&self.me) => self.me,
+            Placement::PreferLocal | Placement::Hash => placement::random(candidates),
+            Placement::LeastLoaded => {
+                let a = placement::random(candidates);
+                let b = placement::random(candidates);
+                if a == b {
+                    a
+                } else {
+                    let (la, lb) = futures::join!(
+                        self.load_of(identity.kind(), a),
+                        self.load_of(identity.kind(), b)
+                    );
+                    if lb < la {
+                        b
+                    } else {
+                        a
+                    }
+                }
+            }
+            Placement::Custom(strategy) => strategy.place(&PlacementRequest {
+                identity,
+                candidates,
+                requester,
+                owner: self.me,
+            }),
+        };
+        if candidates.contains(&chosen) {
+            chosen
+        } else {
+            placement::random(candidates)
+        }
+    }
+
+    async fn load_of(self: &Arc<Self>, kind: &str, host: SocketAddr) -> u64 {
+        if host == self.me {
+            return self.load(kind);
+        }
+        let req = Request::Load {
+            kind: kind.to_owned(),
+        };
+        match self.rpc.call(self, host, req).await {
+            Ok(Reply::Count(n)) => n,
+            _ => u64::MAX,
+        }
+    }
+
+    /// A host says it holds `at`: keep it unless another live activation is
+    /// recorded, in which case `Bool(false)` tells the host to deactivate its copy.
+    pub(crate) async fn serve_register(
+        self: &Arc<Self>,
+        identity: &Identity,
+        at: Location,
+    ) -> Reply {
+        if self.members.owner(identity) != Some(self.me) {
+            return Reply::Done;
+        }
+        let lock = self.directory.lock_of(identity);
+        let reply = {
+            let _guard = lock.lock().await;
+            let current = self.directory.get(identity);
+            match current {
+                Some(loc) if loc == at => Reply::Bool(true),
+                Some(loc) if self.members.is_alive(loc.host) => {
+                    match self.host_has(identity, &loc).await {
+                        Some(false) => {
+                            self.directory.entries.lock().insert(identity.clone(), at);
+                            Reply::Bool(true)
+                        }
+                        _ => Reply::Bool(false),
+                    }
+                }
+                _ => {
+                    self.directory.entries.lock().insert(identity.clone(), at);
+                    Reply::Bool(true)
+                }
+            }
+        };
+        self.directory.release(identity, lock);
+        reply
+    }
+}

@@ -1,0 +1,190 @@
+//! The one door into an activation: a `RemoteTarget` that admits each message
+//! through the activation's [`Tracker`] and then hands it, typed again, to the local
+//! actor. Both local callers and the remote layer's exposure go through it, so an
+//! activation that closed for passivation answers "not here" to everyone.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use granary_core::{
+    ActorId, ActorRef, AskError, ErasedMessage, Message, RemoteError, RemoteTarget, SendError,
+    Terminated,
+};
+use parking_lot::Mutex;
+use tokio::task::AbortHandle;
+
+use crate::activation::Activation;
+use crate::actor::{VirtualActor, VirtualHandler};
+use crate::tracker::Tracker;
+
+type TellFn<A> = Arc<
+    dyn Fn(&ActorRef<Activation<A>>, ErasedMessage) -> Result<(), SendError<ErasedMessage>>
+        + Send
+        + Sync,
+>;
+type AskFn<A> = Arc<
+    dyn Fn(
+            ActorRef<Activation<A>>,
+            ErasedMessage,
+            Duration,
+        ) -> BoxFuture<'static, Result<ErasedMessage, AskError<ErasedMessage>>>
+        + Send
+        + Sync,
+>;
+
+/// The message types one kind accepts, erased, keyed by `type_name::<M>()`.
+pub(crate) struct Dispatch<A: VirtualActor> {
+    by_type: HashMap<&'static str, (TellFn<A>, AskFn<A>)>,
+}
+
+impl<A: VirtualActor> Default for Dispatch<A> {
+    fn default() -> Self {
+        Self {
+            by_type: HashMap::new(),
+        }
+    }
+}
+
+fn mismatch(found: &'static str) -> RemoteError {
+    RemoteError::TypeMismatch {
+        expected: "a message type registered with Kind::handles".into(),
+        found: found.into(),
+    }
+}
+
+fn erase_ask_error<M: Send + 'static>(e: AskError<M>) -> AskError<ErasedMessage> {
+    match e {
+        AskError::Send(s) => AskError::Send(s.map_message(|m| Box::new(m) as ErasedMessage)),
+        AskError::Timeout => AskError::Timeout,
+        AskError::ActorPanicked => AskError::ActorPanicked,
+        AskError::ActorStopped => AskError::ActorStopped,
+        AskError::Remote(r) => AskError::Remote(r),
+        _ => AskError::Remote(RemoteError::Other("ask failed".into())),
+    }
+}
+
+impl<A: VirtualActor> Dispatch<A> {
+    pub(crate) fn add<M>(&mut self)
+    where
+        A: VirtualHandler<M>,
+        M: Message,
+    {
+        let tell: TellFn<A> = Arc::new(|actor, msg| {
+            let msg = msg.downcast::<M>().map_err(|m| SendError::Remote {
+                error: mismatch("another type"),
+                message: Some(m),
+            })?;
+            actor
+                .tell(*msg)
+                .map_err(|e| e.map_message(|m| Box::new(m) as ErasedMessage))
+        });
+        let ask: AskFn<A> = Arc::new(|actor, msg, timeout| {
+            Box::pin(async move {
+                let msg = msg.downcast::<M>().map_err(|m| {
+                    AskError::Send(SendError::Remote {
+                        error: mismatch("another type"),
+                        message: Some(m),
+                    })
+                })?;
+                actor
+                    .ask_timeout(*msg, timeout)
+                    .await
+                    .map(|r| Box::new(r) as ErasedMessage)
+                    .map_err(erase_ask_error)
+            })
+        });
+        self.by_type.insert(std::any::type_name::<M>(), (tell, ask));
+    }
+}
+
+/// The tracked door to one activation.
+pub(crate) struct Tracked<A: VirtualActor> {
+    pub(crate) local: ActorRef<Activation<A>>,
+    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) dispatch: Arc<Dispatch<A>>,
+    pub(crate) watches: Mutex<HashMap<ActorId, AbortHandle>>,
+}
+
+impl<A: VirtualActor> Tracked<A> {
+    fn not_here(&self, msg: ErasedMessage) -> SendError<ErasedMessage> {
+        SendError::Remote {
+            error: RemoteError::NoSuchActor(self.local.id()),
+            message: Some(msg),
+        }
+    }
+}
+
+impl<A: VirtualActor> RemoteTarget for Tracked<A> {
+    fn id(&self) -> ActorId {
+        self.local.id()
+    }
+
+    fn tell_erased(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+    ) -> Result<(), SendError<ErasedMessage>> {
+        let Some((tell, _)) = self.dispatch.by_type.get(type_name) else {
+            return Err(SendError::Remote {
+                error: mismatch(type_name),
+                message: Some(msg),
+            });
+        };
+        if !self.tracker.enter() {
+            return Err(self.not_here(msg));
+        }
+        tell(&self.local, msg).inspect_err(|_| self.tracker.abandon())
+    }
+
+    fn ask_erased(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+        timeout: Duration,
+    ) -> BoxFuture<'static, Result<ErasedMessage, AskError<ErasedMessage>>> {
+        let Some((_, ask)) = self.dispatch.by_type.get(type_name) else {
+            let e = AskError::Send(SendError::Remote {
+                error: mismatch(type_name),
+                message: Some(msg),
+            });
+            return Box::pin(async move { Err(e) });
+        };
+        if !self.tracker.enter() {
+            let e = AskError::Send(self.not_here(msg));
+            return Box::pin(async move { Err(e) });
+        }
+        let tracker = self.tracker.clone();
+        let fut = ask(self.local.clone(), msg, timeout);
+        Box::pin(async move {
+            let r = fut.await;
+            if matches!(r, Err(AskError::Send(_))) {
+                tracker.abandon();
+            }
+            r
+        })
+    }
+
+    fn stop(&self) {
+        self.local.stop();
+    }
+
+    fn watch(&self, watcher: ActorId, notify: Box<dyn FnOnce(Terminated) + Send>) {
+        let local = self.local.clone();
+        let task = tokio::spawn(async move {
+            let reason = local.wait_stopped().await;
+            notify(Terminated {
+                id: local.id(),
+                reason,
+            });
+        });
+        self.watches.lock().insert(watcher, task.abort_handle());
+    }
+
+    fn unwatch(&self, watcher: ActorId) {
+        if let Some(task) = self.watches.lock().remove(&watcher) {
+            task.abort();
+        }
+    }
+}

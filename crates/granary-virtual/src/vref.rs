@@ -1,0 +1,241 @@
+//! [`VirtualRef`]: the typed handle to a virtual actor, valid on every node.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use granary_core::{ActorRef, AskError, Message, RemoteError, SendError};
+use granary_storage::Identity;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::activation::Activation;
+use crate::actor::{VirtualActor, VirtualHandler};
+use crate::error::VirtualError;
+use crate::key::Key;
+use crate::protocol::Location;
+use crate::runtime::Runtime;
+
+/// A typed ref to the virtual actor `A` with one key.
+///
+/// Getting a ref does nothing; the first message activates the actor wherever the
+/// directory places it. A call that finds the activation gone (passivated, node
+/// down) asks the directory again and is resent, within the call's timeout and a
+/// bounded number of attempts; messages are `Clone` so that they can be resent.
+pub struct VirtualRef<A: VirtualActor> {
+    runtime: Arc<Runtime>,
+    key: A::Key,
+    identity: Identity,
+}
+
+/// A virtual actor's identity as data: put it in messages and resolve it on any
+/// node with [`crate::Node::resolve`].
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub struct VirtualId<A> {
+    /// The kind name.
+    pub kind: String,
+    /// The key as text.
+    pub key: String,
+    #[serde(skip)]
+    _actor: PhantomData<fn() -> A>,
+}
+
+impl<A> Clone for VirtualId<A> {
+    fn clone(&self) -> Self {
+        Self {
+            kind: self.kind.clone(),
+            key: self.key.clone(),
+            _actor: PhantomData,
+        }
+    }
+}
+
+impl<A> fmt::Debug for VirtualId<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VirtualId({}/{})", self.kind, self.key)
+    }
+}
+
+impl<A> PartialEq for VirtualId<A> {
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.key == other.key
+    }
+}
+
+impl<A: VirtualActor> VirtualRef<A> {
+    pub(crate) fn new(runtime: Arc<Runtime>, key: A::Key) -> Self {
+        let identity = Identity::new(A::KIND, key.to_key_string());
+        Self {
+            runtime,
+            key,
+            identity,
+        }
+    }
+
+    /// The key.
+    pub fn key(&self) -> &A::Key {
+        &self.key
+    }
+
+    /// The identity (`kind/key`).
+    pub fn identity(&self) -> &Identity {
+        &self.identity
+    }
+
+    /// The serializable form of this ref.
+    pub fn id(&self) -> VirtualId<A> {
+        VirtualId {
+            kind: A::KIND.to_owned(),
+            key: self.key.to_key_string(),
+            _actor: PhantomData,
+        }
+    }
+
+    /// Request/response with the node's default ask timeout.
+    pub async fn ask<M>(&self, msg: M) -> Result<M::Reply, VirtualError>
+    where
+        A: VirtualHandler<M>,
+        M: Message + Clone,
+    {
+        self.ask_timeout(msg, self.runtime.config.ask_timeout).await
+    }
+
+    /// Request/response within `timeout`, retries included.
+    pub async fn ask_timeout<M>(&self, msg: M, timeout: Duration) -> Result<M::Reply, VirtualError>
+    where
+        A: VirtualHandler<M>,
+        M: Message + Clone,
+    {
+        let deadline = Instant::now() + timeout;
+        self.call(deadline, |target, remaining| {
+            let msg = msg.clone();
+            async move { target.ask_timeout(msg, remaining).await }
+        })
+        .await
+    }
+
+    /// Sends without waiting for the handler: resolves the activation (activating it
+    /// if needed) and enqueues the message there. At most once; `Ok` means enqueued.
+    pub async fn tell<M>(&self, msg: M) -> Result<(), VirtualError>
+    where
+        A: VirtualHandler<M>,
+        M: Message + Clone,
+    {
+        let deadline = Instant::now() + self.runtime.config.ask_timeout;
+        self.call(deadline, |target, _| {
+            let msg = msg.clone();
+            async move { target.tell(msg).map_err(AskError::Send) }
+        })
+        .await
+    }
+
+    async fn call<M, R, F, Fut>(&self, deadline: Instant, send: F) -> Result<R, VirtualError>
+    where
+        M: Message,
+        F: Fn(ActorRef<Activation<A>>, Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<R, AskError<M>>>,
+    {
+        let rt = &self.runtime;
+        let tag = rt
+            .kinds
+            .get(A::KIND)
+            .map(|s| s.kind.config().placement.tag())
+            .unwrap_or(crate::placement::PlacementTag::Random);
+        let mut stale: Option<Location> = None;
+        let mut last = String::from("no attempt made");
+        let attempts = rt.config.max_attempts.max(1);
+        for attempt in 1..=attempts {
+            if attempt > 1 {
+                let pause =
+                    Duration::from_millis(10 * u64::from(attempt)).min(Duration::from_millis(250));
+                if Instant::now() + pause >= deadline {
+                    return Err(VirtualError::Timeout);
+                }
+                // Backoff between retries (membership may need a moment to converge).
+                tokio::time::sleep(pause).await;
+            }
+            let located =
+                tokio::time::timeout_at(deadline, rt.locate(&self.identity, stale.take(), tag))
+                    .await;
+            let loc = match located {
+                Err(_) => return Err(VirtualError::Timeout),
+                Ok(Ok(loc)) => loc,
+                Ok(Err(e @ (VirtualError::NoHost(_) | VirtualError::BadKey { .. }))) => {
+                    return Err(e)
+                }
+                Ok(Err(e)) => {
+                    last = e.to_string();
+                    continue;
+                }
+            };
+            let target: ActorRef<Activation<A>> = if loc.host == rt.me {
+                match rt.local_ref::<A>(&self.identity, &loc.name) {
+                    Some(r) => r,
+                    None => {
+                        rt.invalidate(&self.identity);
+                        last = format!("{} no longer here", loc.name);
+                        stale = Some(loc);
+                        continue;
+                    }
+                }
+            } else {
+                rt.remote().remote_ref(loc.host, &loc.name)
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            match send(target, remaining).await {
+                Ok(r) => return Ok(r),
+                Err(AskError::Timeout) => return Err(VirtualError::Timeout),
+                Err(AskError::ActorPanicked) => return Err(VirtualError::Panicked),
+                Err(AskError::ActorStopped)
+                | Err(AskError::Send(SendError::ActorStopped(_)))
+                | Err(AskError::Remote(RemoteError::NoSuchActor(_)))
+                | Err(AskError::Send(SendError::Remote {
+                    error: RemoteError::NoSuchActor(_),
+                    ..
+                }))
+                | Err(AskError::Remote(RemoteError::Unreachable))
+                | Err(AskError::Send(SendError::Remote {
+                    error: RemoteError::Unreachable,
+                    ..
+                })) => {
+                    rt.invalidate(&self.identity);
+                    last = format!("{} at {} gone", loc.name, loc.host);
+                    stale = Some(loc);
+                }
+                Err(AskError::Remote(
+                    e @ (RemoteError::TypeMismatch { .. }
+                    | RemoteError::Decode(_)
+                    | RemoteError::Encode(_)),
+                )) => return Err(VirtualError::Remote(e)),
+                Err(e) => {
+                    rt.invalidate(&self.identity);
+                    last = format!("{e}");
+                    stale = Some(loc);
+                }
+            }
+        }
+        Err(VirtualError::Unavailable {
+            identity: self.identity.to_string(),
+            attempts,
+            last,
+        })
+    }
+}
+
+impl<A: VirtualActor> Clone for VirtualRef<A> {
+    fn clone(&self) -> Self {
+        Self {
+            runtime: self.runtime.clone(),
+            key: self.key.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+}
+
+impl<A: VirtualActor> fmt::Debug for VirtualRef<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "VirtualRef({})", self.identity)
+    }
+}

@@ -1,0 +1,171 @@
+//! An external client, and each placement strategy placing where it says.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::*;
+use granary_virtual::prelude::*;
+use granary_virtual::{PlacementRequest, PlacementStrategy};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_outside_the_cluster_reaches_virtual_actors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let nodes = start_nodes(2, &store, |_, b| b.host(counter_kind())).await;
+    let client = Client::connect([nodes[0].addr()]).await.unwrap();
+    assert_eq!(
+        client.members().len(),
+        2,
+        "learned the members from a member"
+    );
+    let r = client.get::<Counter>("client-1".to_string());
+    assert_eq!(r.ask(Add(3)).await.unwrap(), Ok(3));
+    let (host, _) = r.ask(Where).await.unwrap();
+    assert!(nodes.iter().any(|n| n.addr() == host));
+    assert!(
+        nodes.iter().all(|n| n.cluster().up_members().len() == 2),
+        "the client is no member"
+    );
+    assert_eq!(
+        nodes[1]
+            .get::<Counter>("client-1".to_string())
+            .ask(Add(1))
+            .await
+            .unwrap(),
+        Ok(4)
+    );
+    client.close().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+async fn hosts_for(nodes: &[Node], from: usize, prefix: &str, n: usize) -> Vec<SocketAddr> {
+    let mut hosts = Vec::new();
+    for i in 0..n {
+        let r = nodes[from].get::<Counter>(format!("{prefix}-{i}"));
+        hosts.push(r.ask(Where).await.unwrap().0);
+    }
+    hosts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefer_local_places_on_the_calling_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let nodes = start_nodes(3, &store, |_, b| {
+        b.host(counter_kind().placement(Placement::PreferLocal))
+    })
+    .await;
+    for (i, node) in nodes.iter().enumerate() {
+        let hosts = hosts_for(&nodes, i, &format!("local{i}"), 10).await;
+        assert!(hosts.iter().all(|h| *h == node.addr()), "{hosts:?}");
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hash_places_on_the_directory_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let nodes = start_nodes(3, &store, |_, b| {
+        b.host(counter_kind().placement(Placement::Hash))
+    })
+    .await;
+    let ring = nodes[0].cluster().ring();
+    for i in 0..20 {
+        let key = format!("hash-{i}");
+        let host = nodes[1]
+            .get::<Counter>(key.clone())
+            .ask(Where)
+            .await
+            .unwrap()
+            .0;
+        let owner = ring
+            .owner(format!("test.Counter/{key}").as_bytes())
+            .unwrap()
+            .addr;
+        assert_eq!(host, owner);
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_nodes_hosting_the_kind_are_chosen_and_random_spreads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    // Node 2 does not host the kind.
+    let nodes = start_nodes(
+        3,
+        &store,
+        |i, b| if i < 2 { b.host(counter_kind()) } else { b },
+    )
+    .await;
+    let hosts = hosts_for(&nodes, 2, "rand", 30).await;
+    assert!(hosts.iter().all(|h| *h != nodes[2].addr()));
+    assert!(
+        hosts.contains(&nodes[0].addr()) && hosts.contains(&nodes[1].addr()),
+        "{hosts:?}"
+    );
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_and_least_loaded_balance_activations() {
+    for placement in [Placement::RoundRobin, Placement::LeastLoaded] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_url(&dir);
+        let p = placement.clone();
+        let nodes = start_nodes(3, &store, move |_, b| {
+            b.host(counter_kind().placement(p.clone()))
+        })
+        .await;
+        let name = format!("{placement:?}");
+        hosts_for(&nodes, 0, &name, 60).await;
+        let counts: Vec<usize> = nodes
+            .iter()
+            .map(|n| n.activations("test.Counter"))
+            .collect();
+        assert_eq!(counts.iter().sum::<usize>(), 60);
+        // Each directory owner rotates (or balances) on its own, so the spread is
+        // even within a small margin.
+        assert!(
+            counts.iter().all(|c| (12..=28).contains(c)),
+            "{name}: {counts:?}"
+        );
+        for n in nodes {
+            n.shutdown().await;
+        }
+    }
+}
+
+struct Highest;
+impl PlacementStrategy for Highest {
+    fn place(&self, req: &PlacementRequest<'_>) -> SocketAddr {
+        *req.candidates.iter().max().unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_strategy_decides_placement() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let nodes = start_nodes(3, &store, |_, b| {
+        b.host(counter_kind().placement(Placement::Custom(Arc::new(Highest))))
+    })
+    .await;
+    let highest = nodes.iter().map(|n| n.addr()).max().unwrap();
+    let hosts = hosts_for(&nodes, 0, "custom", 10).await;
+    assert!(hosts.iter().all(|h| *h == highest), "{hosts:?}");
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
