@@ -132,7 +132,15 @@ impl PostgresStore {
     /// Maps a PostgreSQL error by its SQLSTATE class.
     fn map_pg(&self, e: tokio_postgres::Error) -> StorageError {
         let Some(db) = e.as_db_error() else {
-            return StorageError::unavailable(format!("PostgreSQL at {}: {e}", self.endpoint));
+            // The driver's own message is generic ("error connecting to server");
+            // the cause (connection refused, timed out, ...) is in the source chain.
+            let mut text = format!("PostgreSQL at {}: {e}", self.endpoint);
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                text.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            return StorageError::unavailable(text);
         };
         let code = db.code().code();
         let text = format!("PostgreSQL at {} ({code}): {}", self.endpoint, db.message());
