@@ -140,6 +140,14 @@ impl Cluster {
         self.shared.hub.lock().local_member()
     }
 
+    /// This node's own status: `Up` while it is a full member; `Down` after it was
+    /// declared failed or downed itself on a partition's minority side (until it has
+    /// rejoined, when the new incarnation is `Up` again). The virtual-actor layer stops
+    /// hosting whenever this is not `Up` or `Leaving`.
+    pub fn local_status(&self) -> Option<MemberStatus> {
+        self.own_row().map(|m| m.status)
+    }
+
     /// Every known member except Removed tombstones (Down rows included, with status).
     pub fn members(&self) -> Vec<Member> {
         self.shared

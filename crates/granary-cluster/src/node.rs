@@ -169,6 +169,12 @@ impl NodeCore {
 
     /// Merges a row; on change updates the ring, the gossip queue and subscribers.
     fn apply(&mut self, row: Member) -> bool {
+        self.merge_row(row, true)
+    }
+
+    /// Merges a row; `spread` queues it for gossip when it changed something. Rows that
+    /// are old news to the cluster (a joiner's copy of the table) are not re-spread.
+    fn merge_row(&mut self, row: Member, spread: bool) -> bool {
         let addr = row.id.addr;
         let Some(old) = self.table.merge(row) else {
             return false;
@@ -186,7 +192,9 @@ impl NodeCore {
                 ring.insert(m.id, m.vnodes);
             }
         }
-        self.recent.insert(addr, 0);
+        if spread {
+            self.recent.insert(addr, 0);
+        }
         self.peers_dirty = true;
         self.hub.lock().publish(old.as_ref(), &new, &self.ring);
         true

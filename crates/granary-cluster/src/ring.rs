@@ -21,6 +21,10 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use crate::node_id::NodeId;
 
+/// Most vnodes one node may take. Rows arrive from other nodes, so a bad or hostile value
+/// must not make every member build billions of points.
+pub const MAX_VNODES: u32 = 4096;
+
 /// The position of a key on the ring.
 ///
 /// ```
@@ -74,10 +78,11 @@ impl HashRing {
         Self::default()
     }
 
-    /// Adds `node` with `vnodes` points (at least 1), replacing any node at the same address.
+    /// Adds `node` with `vnodes` points (clamped to 1..=[`MAX_VNODES`]), replacing any
+    /// node at the same address.
     pub fn insert(&mut self, node: NodeId, vnodes: u32) {
         self.remove(node.addr);
-        let vnodes = vnodes.max(1);
+        let vnodes = vnodes.clamp(1, MAX_VNODES);
         for i in 0..vnodes {
             let pos = vnode_position(node.addr, i);
             match self.points.get(&pos) {
@@ -276,6 +281,16 @@ mod tests {
         small.insert(node(1), 1);
         small.insert(node(2), 1);
         assert_eq!(small.successors(node(1).addr, 5), vec![node(2)]);
+    }
+
+    #[test]
+    fn absurd_vnode_counts_are_clamped() {
+        let mut ring = HashRing::new();
+        ring.insert(node(1), u32::MAX);
+        assert_eq!(ring.nodes().next().unwrap().1, MAX_VNODES);
+        assert_eq!(ring.vnodes().count(), MAX_VNODES as usize);
+        ring.insert(node(2), 0);
+        assert_eq!(ring.nodes().nth(1).unwrap().1, 1);
     }
 
     #[test]

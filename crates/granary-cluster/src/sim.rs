@@ -248,19 +248,14 @@ async fn simulate(config: SimConfig) -> Result<SimReport, SimError> {
     }
     let bootstrap_time = t0.elapsed();
 
-    // Let the bootstrap's deltas drain: sample 10-round windows until the traffic rate
-    // stops falling, then measure steady-state traffic.
-    let probe = round * 10;
-    let mut previous = f64::INFINITY;
-    for _ in 0..100 {
-        let before = net.total_stats();
-        tokio::time::sleep(probe).await;
-        let (rate, _) = per_node_rate(before, net.total_stats(), n, probe.as_secs_f64());
-        if rate >= previous * 0.95 {
-            break;
-        }
-        previous = rate;
-    }
+    // Let the bootstrap's deltas drain before measuring steady-state traffic: every node
+    // re-sends each of the n new rows `limit` times, `fanout × max_deltas` rows per round.
+    let cfg = &config.cluster;
+    let limit =
+        cfg.retransmit_multiplier.max(1) as usize * (usize::BITS - n.leading_zeros()) as usize;
+    let per_round = (cfg.gossip_fanout.max(1) * cfg.max_deltas_per_message.max(1)).max(1);
+    let drain_rounds = (limit * n).div_ceil(per_round) + 20;
+    tokio::time::sleep(round * drain_rounds as u32).await;
     let before = net.total_stats();
     tokio::time::sleep(config.steady_window).await;
     let (steady_bytes, steady_msgs) = per_node_rate(

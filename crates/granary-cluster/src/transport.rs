@@ -25,5 +25,8 @@ pub trait ClusterTransport: Send + 'static {
     fn send(&self, to: SocketAddr, envelope: Envelope) -> Result<(), TransportError>;
 
     /// The next incoming envelope; `None` once the transport is closed.
+    ///
+    /// Must be cancel-safe: the node's task polls it in a `select!` with its timers, so
+    /// dropping the future before it completes must not lose a message.
     fn recv(&mut self) -> impl Future<Output = Option<Envelope>> + Send;
 }

@@ -62,6 +62,7 @@ async fn minority_downs_itself_majority_stays_and_minority_rejoins_after_heal() 
         assert_eq!(downed, Ok(true), "minority node {me} did not down itself");
         let node = &nodes[3 + i];
         assert!(!node.ring().contains(me.addr));
+        assert_eq!(node.local_status(), Some(MemberStatus::Down));
         for a in majority {
             assert!(!sees(node, a, MemberStatus::Down));
         }
@@ -90,6 +91,7 @@ async fn minority_downs_itself_majority_stays_and_minority_rejoins_after_heal() 
         );
     }
     for (i, node) in nodes.iter().enumerate() {
+        assert_eq!(node.local_status(), Some(MemberStatus::Up));
         if i < 3 {
             assert_eq!(
                 node.local_id(),

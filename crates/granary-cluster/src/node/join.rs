@@ -124,6 +124,9 @@ impl NodeCore {
         // Set when the cluster remembers a life of ours that this join cannot be: a newer
         // incarnation, or our own id already past Joining (a restart that reused it).
         let mut must_outgrow: Option<NodeId> = None;
+        // A joiner's copy of the table is old news to the cluster: merge it quietly. An
+        // active node merging another cluster spreads what it learned.
+        let spread = matches!(self.mode, Mode::Active);
         for row in members {
             if row.id.addr == self.me.addr {
                 let newer = row.id.incarnation > self.me.incarnation;
@@ -134,12 +137,12 @@ impl NodeCore {
                 if matches!(self.mode, Mode::Joining(_)) {
                     // Our own rows are written by us; only remember the newest life seen.
                     if row.id.incarnation < self.me.incarnation {
-                        self.apply(row);
+                        self.merge_row(row, spread);
                     }
                     continue;
                 }
             }
-            self.apply(row);
+            self.merge_row(row, spread);
         }
         self.notices.push(Notice::AcceptedBy(from.addr));
         if matches!(self.mode, Mode::Joining(_)) {
