@@ -179,6 +179,19 @@ impl NodeCore {
         let Some(old) = self.table.merge(row) else {
             return false;
         };
+        self.after_change(addr, old, spread)
+    }
+
+    /// Replaces a row against the merge order. Only for a rejoining node discarding the
+    /// Down verdicts it reached on its own while it was cut off (see `on_join_accept`).
+    fn overwrite_row(&mut self, row: Member) -> bool {
+        let addr = row.id.addr;
+        let old = self.table.overwrite(row);
+        self.after_change(addr, old, false)
+    }
+
+    /// Ring, gossip queue and subscribers after the row at `addr` changed from `old`.
+    fn after_change(&mut self, addr: SocketAddr, old: Option<Member>, spread: bool) -> bool {
         let Some(new) = self.table.get(&addr).cloned() else {
             return false;
         };

@@ -65,6 +65,18 @@ impl MembershipTable {
         }
     }
 
+    /// Replaces the row at the incoming row's address regardless of the merge order;
+    /// returns the row it replaced. Breaks convergence if misused: the protocol uses it
+    /// only to drop verdicts a node reached while it was cut off from the cluster.
+    pub(crate) fn overwrite(&mut self, incoming: Member) -> Option<Member> {
+        self.hash ^= incoming.digest_hash();
+        let old = self.rows.insert(incoming.id.addr, incoming);
+        if let Some(old) = &old {
+            self.hash ^= old.digest_hash();
+        }
+        old
+    }
+
     /// The row for `addr`.
     pub fn get(&self, addr: &SocketAddr) -> Option<&Member> {
         self.rows.get(addr)

@@ -128,6 +128,13 @@ impl NodeCore {
         // active node merging another cluster spreads what it learned.
         let spread = matches!(self.mode, Mode::Active);
         for row in members {
+            if !spread && self.is_own_verdict(&row) {
+                // We were cut off and downed ourselves; a Down we wrote for a member the
+                // cluster still has live (same life) is our partition's view, not the
+                // cluster's. Adopt the cluster's row so it never spreads.
+                self.overwrite_row(row);
+                continue;
+            }
             if row.id.addr == self.me.addr {
                 let newer = row.id.incarnation > self.me.incarnation;
                 let reused = row.id == self.me && row.status != MemberStatus::Joining;
@@ -171,6 +178,16 @@ impl NodeCore {
         } else {
             self.check_self(now);
         }
+    }
+
+    /// True when our table holds `row`'s very life as Down while `row` says it is live.
+    fn is_own_verdict(&self, row: &Member) -> bool {
+        row.status.is_live()
+            && row.id.addr != self.me.addr
+            && self
+                .table
+                .get(&row.id.addr)
+                .is_some_and(|mine| mine.id == row.id && mine.status == MemberStatus::Down)
     }
 
     /// Someone wants in: record its row and hand over the table, if we are Up.

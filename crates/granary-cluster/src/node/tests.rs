@@ -211,3 +211,31 @@ fn gossip_carries_recent_deltas_and_then_only_a_hash() {
     }
     assert!(rounds > 1, "a change is sent more than once");
 }
+
+#[test]
+fn rejoining_node_drops_down_verdicts_of_its_own_partition() {
+    let t0 = Instant::now();
+    let mut core = core_with(5, t0);
+    // Cut off with node 1, node 0 first downs node 2 (its partial view), then itself.
+    let mut verdict = up(2);
+    verdict.status = MemberStatus::Down;
+    verdict.version = 2;
+    core.apply(verdict);
+    core.become_down(t0);
+    assert!(matches!(core.mode, Mode::Joining(_)));
+    // The cluster still has node 2 Up (same life); it accepts node 0 back.
+    let mut accepted: Vec<Member> = (1..5).map(up).collect();
+    accepted[1].version = 1;
+    let from = id(3);
+    core.on_message(
+        t0 + Duration::from_secs(1),
+        Envelope {
+            from,
+            message: ClusterMessage::JoinAccept { members: accepted },
+        },
+    );
+    assert!(matches!(core.mode, Mode::Active));
+    assert_eq!(status(&core, 2), MemberStatus::Up);
+    assert!(core.ring.contains(id(2).addr));
+    assert!(!core.recent.contains_key(&id(2).addr), "never spread");
+}
