@@ -93,6 +93,28 @@ impl<A: VirtualActor> VirtualContext<'_, A> {
         VirtualRef::new(self.cell.runtime.clone(), key)
     }
 
+    /// Registers (or replaces) the durable reminder `name`: first due after
+    /// `due_in`, then every `period` (`None`: once). Kept in the kind's store, it
+    /// wakes this actor even when passivated or after a full cluster restart. The
+    /// kind must be registered with [`crate::Kind::reminders`].
+    pub async fn register_reminder(
+        &self,
+        name: &str,
+        due_in: std::time::Duration,
+        period: Option<std::time::Duration>,
+    ) -> Result<(), VirtualError> {
+        crate::reminder::upsert(&self.cell.store, &self.cell.identity, name, due_in, period).await
+    }
+
+    /// Removes the durable reminder `name`; `true` if it existed.
+    pub async fn unregister_reminder(&self, name: &str) -> Result<bool, VirtualError> {
+        Ok(self
+            .cell
+            .store
+            .delete_reminder(&self.cell.identity, name)
+            .await?)
+    }
+
     /// The address of the node this activation runs on.
     pub fn node_addr(&self) -> std::net::SocketAddr {
         self.cell.runtime.me

@@ -18,6 +18,7 @@ use crate::actor::{VirtualActor, VirtualHandler};
 use crate::error::VirtualError;
 use crate::key::Key;
 use crate::placement::Placement;
+use crate::reminder::{self, FireFn, ReminderFired};
 use crate::runtime::{LocalActivation, Runtime};
 use crate::tracked::{Dispatch, Tracked};
 
@@ -71,6 +72,7 @@ pub struct Kind<A: VirtualActor> {
     config: KindConfig,
     dispatch: Dispatch<A>,
     accepts: Vec<AcceptFn<A>>,
+    fire: Option<FireFn>,
 }
 
 impl<A: VirtualActor> Default for Kind<A> {
@@ -86,7 +88,20 @@ impl<A: VirtualActor> Kind<A> {
             config: KindConfig::default(),
             dispatch: Dispatch::default(),
             accepts: Vec::new(),
+            fire: None,
         }
+    }
+
+    /// Enables durable reminders for this kind: due reminders registered with
+    /// [`crate::VirtualContext::register_reminder`] are delivered as
+    /// [`ReminderFired`] messages, activating the actor if needed.
+    pub fn reminders(mut self) -> Self
+    where
+        A: VirtualHandler<ReminderFired>,
+    {
+        self = self.handles::<ReminderFired>();
+        self.fire = Some(reminder::fire_fn::<A>());
+        self
     }
 
     /// Accepts `M` (from this node and over the wire). `M` and `M::Reply` must be
@@ -130,6 +145,7 @@ impl<A: VirtualActor> Kind<A> {
 pub(crate) trait ErasedKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn config(&self) -> &KindConfig;
+    fn fire(&self) -> Option<FireFn>;
     fn start(
         &self,
         runtime: Arc<Runtime>,
@@ -140,6 +156,7 @@ pub(crate) trait ErasedKind: Send + Sync {
 }
 
 pub(crate) struct KindEntry<A: VirtualActor> {
+    fire: Option<FireFn>,
     config: KindConfig,
     dispatch: Arc<Dispatch<A>>,
     accepts: Arc<Vec<AcceptFn<A>>>,
@@ -148,6 +165,7 @@ pub(crate) struct KindEntry<A: VirtualActor> {
 impl<A: VirtualActor> From<Kind<A>> for KindEntry<A> {
     fn from(k: Kind<A>) -> Self {
         Self {
+            fire: k.fire,
             config: k.config,
             dispatch: Arc::new(k.dispatch),
             accepts: Arc::new(k.accepts),
@@ -162,6 +180,10 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
 
     fn config(&self) -> &KindConfig {
         &self.config
+    }
+
+    fn fire(&self) -> Option<FireFn> {
+        self.fire.clone()
     }
 
     fn start(

@@ -39,6 +39,7 @@ mod kind;
 mod node;
 mod placement;
 mod protocol;
+mod reminder;
 mod runtime;
 mod tracked;
 mod tracker;
@@ -54,6 +55,7 @@ pub use kind::{Kind, KindConfig, DEFAULT_IDLE_TIMEOUT};
 pub use node::{Node, NodeBuilder};
 pub use placement::{Placement, PlacementRequest, PlacementStrategy};
 pub use protocol::{ClusterFrame, ControlFrame};
+pub use reminder::{ReminderFired, PARTITIONS as REMINDER_PARTITIONS};
 pub use vref::{VirtualId, VirtualRef};
 
 /// The names most programs need, in one import.

@@ -53,6 +53,7 @@ pub struct NodeBuilder {
     ask_timeout: Duration,
     max_attempts: u32,
     rpc_timeout: Duration,
+    reminder_interval: Duration,
 }
 
 impl Default for NodeBuilder {
@@ -69,6 +70,7 @@ impl Default for NodeBuilder {
             ask_timeout: Duration::from_secs(10),
             max_attempts: 30,
             rpc_timeout: Duration::from_secs(2),
+            reminder_interval: Duration::from_secs(1),
         }
     }
 }
@@ -131,6 +133,13 @@ impl NodeBuilder {
         self
     }
 
+    /// How often this node scans its reminder partitions for due reminders (the
+    /// delivery precision). Default 1 s.
+    pub fn reminder_interval(mut self, every: Duration) -> Self {
+        self.reminder_interval = every;
+        self
+    }
+
     /// Starts the node: opens the stores, binds the transport, joins the cluster
     /// and starts serving.
     pub async fn start(self) -> Result<Node, VirtualError> {
@@ -163,6 +172,7 @@ impl NodeBuilder {
                 KindSlot {
                     kind: kind.clone(),
                     store,
+                    fire: kind.fire(),
                 },
             );
         }
@@ -200,7 +210,7 @@ impl NodeBuilder {
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));
-        let tasks = start_background(&runtime, &cluster);
+        let tasks = start_background(&runtime, &cluster, self.reminder_interval);
         Ok(Node {
             runtime,
             cluster,
@@ -209,7 +219,11 @@ impl NodeBuilder {
     }
 }
 
-fn start_background(runtime: &Arc<Runtime>, cluster: &Cluster) -> Vec<AbortHandle> {
+fn start_background(
+    runtime: &Arc<Runtime>,
+    cluster: &Cluster,
+    reminder_interval: Duration,
+) -> Vec<AbortHandle> {
     let mut tasks = Vec::new();
     // Membership changes: drop dead locations, rebuild directory partitions from the
     // hosts' activation lists, stop hosting when this node is Down.
@@ -218,21 +232,47 @@ fn start_background(runtime: &Arc<Runtime>, cluster: &Cluster) -> Vec<AbortHandl
     let me = runtime.me;
     tasks.push(
         tokio::spawn(async move {
+            let mut previous = Arc::new(granary_cluster::HashRing::new());
             while let Some(event) = events.recv().await {
                 let Some(rt) = weak.upgrade() else { return };
-                if let ClusterEvent::Change { event, .. } = &event {
-                    let m = event.member();
-                    if m.id.addr == me && !m.status.is_live() {
-                        tracing::warn!("this node is Down: deactivating every activation");
-                        rt.deactivate_all().await;
-                        continue;
+                let ring = match &event {
+                    ClusterEvent::Snapshot(s) => s.ring.clone(),
+                    ClusterEvent::Change { event, ring, .. } => {
+                        let m = event.member();
+                        if m.id.addr == me && !m.status.is_live() {
+                            tracing::warn!("this node is Down: deactivating every activation");
+                            rt.deactivate_all().await;
+                            previous = ring.clone();
+                            continue;
+                        }
+                        ring.clone()
                     }
-                }
-                rt.on_membership_change().await;
+                };
+                rt.on_membership_change(&previous).await;
+                previous = ring;
             }
         })
         .abort_handle(),
     );
+    // Durable reminders of the partitions this node owns.
+    if runtime.kinds.values().any(|s| s.fire.is_some()) {
+        let weak = Arc::downgrade(runtime);
+        tasks.push(
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(reminder_interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(rt) = weak.upgrade() else { return };
+                    if rt.is_shutting_down() {
+                        return;
+                    }
+                    rt.scan_reminders().await;
+                }
+            })
+            .abort_handle(),
+        );
+    }
     // Idle passivation.
     let idle_min = runtime
         .kinds

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use granary_cluster::HashRing;
 use granary_core::{ActorRef, ActorSystem};
 use granary_remote::RemoteNode;
 use granary_storage::{Identity, StateStore};
@@ -43,6 +44,8 @@ pub(crate) struct LocalActivation {
 pub(crate) struct KindSlot {
     pub(crate) kind: Arc<dyn ErasedKind>,
     pub(crate) store: Arc<dyn StateStore>,
+    /// Delivers due reminders (kinds registered with `Kind::reminders`).
+    pub(crate) fire: Option<crate::reminder::FireFn>,
 }
 
 /// Timeouts and retry bounds.
@@ -198,7 +201,8 @@ impl Runtime {
 
     /// Activates `identity` here, or returns the live activation.
     pub(crate) async fn activate_here(self: &Arc<Self>, identity: &Identity) -> Reply {
-        if self.is_shutting_down() {
+        if self.is_shutting_down() || !self.members.is_alive(self.me) {
+            // Shutting down, or Down on the minority side of a partition: host nothing.
             return Reply::Failed(Failure::ShuttingDown);
         }
         let Some(slot) = self.kinds.get(identity.kind()) else {
@@ -349,18 +353,28 @@ impl Runtime {
 
     /// After a membership change: forget locations on nodes that are gone and
     /// re-register every local activation with its (possibly new) directory owner.
-    pub(crate) async fn on_membership_change(self: &Arc<Self>) {
+    ///
+    /// Only activations whose owner (address and incarnation) differs between
+    /// `previous` and the current ring are re-registered: the others' entries are
+    /// where they were.
+    pub(crate) async fn on_membership_change(self: &Arc<Self>, previous: &HashRing) {
         let alive = |host: &SocketAddr| self.members.is_alive(*host);
         self.cache.lock().retain(|_, loc| alive(&loc.host));
         self.directory.retain_hosts(|h| alive(h));
+        let ring = self.members.ring();
         for identity in self.local_identities() {
             let name = match self.local.lock().get(&identity) {
                 Some(a) if !a.tracker.is_closed() => a.name.clone(),
                 _ => continue,
             };
-            let Some(owner) = self.members.owner(&identity) else {
+            let key = members::ring_key(&identity);
+            let Some(owner_id) = ring.owner(&key) else {
                 continue;
             };
+            if previous.owner(&key) == Some(owner_id) {
+                continue;
+            }
+            let owner = owner_id.addr;
             let at = Location {
                 host: self.me,
                 name: name.clone(),

@@ -38,7 +38,7 @@ impl ClientView {
 }
 
 /// The ring position key of an identity.
-fn ring_key(identity: &Identity) -> Vec<u8> {
+pub(crate) fn ring_key(identity: &Identity) -> Vec<u8> {
     identity.to_string().into_bytes()
 }
 
@@ -79,10 +79,7 @@ impl Members {
     /// Whether `addr` is an Up member.
     pub(crate) fn is_alive(&self, addr: SocketAddr) -> bool {
         match self {
-            Members::Cluster(c) => {
-                c.local_id().addr == addr && c.is_running()
-                    || c.up_members().iter().any(|m| m.id.addr == addr)
-            }
+            Members::Cluster(c) => c.up_members().iter().any(|m| m.id.addr == addr),
             Members::Client(v) => v.lock().kinds.contains_key(&addr),
         }
     }
