@@ -26,6 +26,7 @@ mod ractor;
 mod support;
 
 use std::fmt;
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Command as Process, Stdio};
 use std::time::Duration;
@@ -487,6 +488,9 @@ fn measure(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, Lo
     })
 }
 
+/// How long past its own time limit a child may take before it is killed.
+const CHILD_GRACE: Duration = Duration::from_secs(30);
+
 /// Runs one measurement in a fresh process of this same binary, so no
 /// framework runs on a heap, thread pool or allocator state another one left
 /// behind (within one process, the order of frameworks changed their results by
@@ -511,18 +515,42 @@ fn measure_in_child(
     if quick {
         command.arg("--quick");
     }
-    let output = command
+    let sizes = Sizes::for_run(quick);
+    let mut child = command
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
+        .spawn()
         .map_err(|e| child_err(format!("cannot start: {e}")))?;
-    if !output.status.success() {
-        return Err(child_err(format!("exited with {}", output.status)));
+    // The child enforces the time limit itself; this watchdog covers a child
+    // that can't (a framework blocking every thread), so the run never hangs.
+    let deadline = sizes.timeout + CHILD_GRACE;
+    let mut pipe = child
+        .stdout
+        .take()
+        .ok_or_else(|| child_err("no stdout pipe".to_string()))?;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let read = pipe.read_to_string(&mut text);
+        let _ = done_tx.send(read.map(|_| text));
+    });
+    let stdout = match done_rx.recv_timeout(deadline) {
+        Ok(read) => read.map_err(|e| child_err(format!("cannot read its output: {e}")))?,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(child_err(format!("killed after {deadline:?}")));
+        }
+    };
+    let status = child
+        .wait()
+        .map_err(|e| child_err(format!("cannot wait for it: {e}")))?;
+    if !status.success() {
+        return Err(child_err(format!("exited with {status}")));
     }
-    let stdout = String::from_utf8_lossy(&output.stdout);
     let sample: Sample = serde_json::from_str(stdout.trim())
         .map_err(|e| child_err(format!("bad output {stdout:?}: {e}")))?;
-    let sizes = Sizes::for_run(quick);
     match sample {
         Sample::Latency { round_trips, .. } if round_trips != sizes.pingpong => {
             Err(child_err(format!(
