@@ -1,8 +1,9 @@
 //! granary: a distributed virtual actor framework for Rust.
 //!
 //! This is the facade crate users depend on. It re-exports the layers below it:
-//! `granary-core` (the local actor runtime; its items are also at the crate root)
-//! and `granary-storage`. It must not contain runtime logic of its own.
+//! `granary-core` (the local actor runtime; its items are also at the crate root),
+//! `granary-storage` and `granary-virtual` (virtual actors, as [`virtual_actors`];
+//! its prelude is part of [`prelude`]). It must not contain runtime logic of its own.
 //!
 //! ```
 //! use granary::prelude::*;
@@ -31,8 +32,10 @@
 pub use granary_core as core;
 pub use granary_core::*;
 pub use granary_storage as storage;
+pub use granary_virtual as virtual_actors;
 
 /// The names most programs need, in one import.
 pub mod prelude {
     pub use granary_core::prelude::*;
+    pub use granary_virtual::prelude::*;
 }
