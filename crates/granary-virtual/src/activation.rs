@@ -81,6 +81,7 @@ where
             let mut vctx = VirtualContext { core: ctx, cell };
             actor.handle(msg, &mut vctx).await
         };
+        self.cell.tracker.finished();
         if self.cell.deactivate_on_idle && self.cell.tracker.try_close_drained() {
             ctx.stop();
         }

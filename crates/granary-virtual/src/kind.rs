@@ -35,6 +35,9 @@ pub struct KindConfig {
     pub idle_timeout: Duration,
     /// A store URL for this kind's state instead of the node's store.
     pub store_url: Option<String>,
+    /// `Some(pool)`: a stateless worker kind, with up to `pool` activations per
+    /// identity on each node, not in the directory.
+    pub stateless_workers: Option<usize>,
 }
 
 impl Default for KindConfig {
@@ -43,6 +46,7 @@ impl Default for KindConfig {
             placement: Placement::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             store_url: None,
+            stateless_workers: None,
         }
     }
 }
@@ -132,6 +136,15 @@ impl<A: VirtualActor> Kind<A> {
     /// Keeps this kind's state in the store at `url` instead of the node's store.
     pub fn store(mut self, url: impl Into<String>) -> Self {
         self.config.store_url = Some(url.into());
+        self
+    }
+
+    /// Makes this a stateless worker kind: each node hosting it runs up to `pool`
+    /// activations per identity (a new one only when all are busy) and serves its
+    /// own calls locally; nothing is recorded in the directory, so several
+    /// activations per identity are alive at once. Such kinds should not write state.
+    pub fn stateless_worker(mut self, pool: usize) -> Self {
+        self.config.stateless_workers = Some(pool.max(1));
         self
     }
 

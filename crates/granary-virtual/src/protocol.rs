@@ -33,6 +33,8 @@ pub(crate) enum Request {
     },
     /// To a host: activate `kind/key` here (or return the live activation).
     Activate { kind: String, key: String },
+    /// To a host: a stateless worker of `kind/key` there.
+    Worker { kind: String, key: String },
     /// To a host: is this activation alive?
     Has {
         kind: String,

@@ -5,6 +5,7 @@
 mod control;
 mod directory;
 mod members;
+mod workers;
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -63,6 +64,8 @@ pub(crate) struct Runtime {
     pub(crate) members: Members,
     pub(crate) kinds: HashMap<&'static str, KindSlot>,
     local: Mutex<HashMap<Identity, LocalActivation>>,
+    /// Stateless-worker activations: several per identity on this node.
+    workers: Mutex<HashMap<Identity, Vec<LocalActivation>>>,
     activating: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) directory: Directory,
     cache: Mutex<HashMap<Identity, Location>>,
@@ -89,6 +92,7 @@ impl Runtime {
             members,
             kinds,
             local: Mutex::new(HashMap::new()),
+            workers: Mutex::new(HashMap::new()),
             activating: Mutex::new(HashMap::new()),
             directory: Directory::default(),
             cache: Mutex::new(HashMap::new()),
@@ -121,6 +125,14 @@ impl Runtime {
         stale: Option<Location>,
         placement: crate::placement::PlacementTag,
     ) -> Result<Location, VirtualError> {
+        if self.stateless_pool(identity.kind()).is_some() {
+            // A stateless worker kind hosted here: served by a local worker.
+            return match self.worker_here(identity).await {
+                Reply::Located(loc) => Ok(loc),
+                Reply::Failed(f) => Err(failure_error(identity, f)),
+                other => Err(VirtualError::Setup(format!("unexpected reply {other:?}"))),
+            };
+        }
         if stale.is_none() {
             if let Some(loc) = self.cache.lock().get(identity) {
                 return Ok(loc.clone());
@@ -167,15 +179,23 @@ impl Runtime {
         identity: &Identity,
         name: &str,
     ) -> Option<ActorRef<Activation<A>>> {
-        let local = self.local.lock();
-        let entry = local.get(identity)?;
-        if entry.name != name {
-            return None;
+        let found = |entry: &LocalActivation| {
+            entry
+                .handle
+                .downcast_ref::<ActorRef<Activation<A>>>()
+                .cloned()
+        };
+        if let Some(entry) = self.local.lock().get(identity) {
+            if entry.name == name {
+                return found(entry);
+            }
         }
-        entry
-            .handle
-            .downcast_ref::<ActorRef<Activation<A>>>()
-            .cloned()
+        let workers = self.workers.lock();
+        workers
+            .get(identity)?
+            .iter()
+            .find(|w| w.name == name)
+            .and_then(found)
     }
 
     /// Live activations of `kind` here.
@@ -185,6 +205,14 @@ impl Runtime {
             .iter()
             .filter(|(id, a)| id.kind() == kind && !a.tracker.is_closed())
             .count() as u64
+            + self
+                .workers
+                .lock()
+                .iter()
+                .filter(|(id, _)| id.kind() == kind)
+                .flat_map(|(_, ws)| ws.iter())
+                .filter(|w| !w.tracker.is_closed())
+                .count() as u64
     }
 
     /// Every live activation here (kind, key).
@@ -193,10 +221,13 @@ impl Runtime {
     }
 
     pub(crate) fn has_local(&self, identity: &Identity, name: &str) -> bool {
-        self.local
-            .lock()
-            .get(identity)
-            .is_some_and(|a| a.name == name && !a.tracker.is_closed())
+        let alive = |a: &LocalActivation| a.name == name && !a.tracker.is_closed();
+        self.local.lock().get(identity).is_some_and(alive)
+            || self
+                .workers
+                .lock()
+                .get(identity)
+                .is_some_and(|ws| ws.iter().any(alive))
     }
 
     /// Activates `identity` here, or returns the live activation.
@@ -276,6 +307,10 @@ impl Runtime {
                 local.remove(identity);
             }
         }
+        if self.remove_worker(identity, name) {
+            // Workers are not in the directory.
+            return;
+        }
         if self.crashed.load(Ordering::Acquire) {
             return;
         }
@@ -324,21 +359,28 @@ impl Runtime {
                 (a.stop)();
             }
         }
+        drop(local);
+        for (identity, ws) in self.workers.lock().iter() {
+            let Some(slot) = self.kinds.get(identity.kind()) else {
+                continue;
+            };
+            for w in ws {
+                if w.tracker.try_close_idle(slot.kind.config().idle_timeout) {
+                    (w.stop)();
+                }
+            }
+        }
     }
 
     /// Stops every local activation (saving state unless crashed) and waits.
     pub(crate) async fn deactivate_all(&self) {
-        let waits: Vec<BoxFuture<'static, ()>> = {
-            let local = self.local.lock();
-            local
-                .values()
-                .map(|a| {
-                    a.tracker.close();
-                    (a.stop)();
-                    (a.wait)()
-                })
-                .collect()
+        let stop = |a: &LocalActivation| {
+            a.tracker.close();
+            (a.stop)();
+            (a.wait)()
         };
+        let mut waits: Vec<BoxFuture<'static, ()>> = self.local.lock().values().map(stop).collect();
+        waits.extend(self.workers.lock().values().flatten().map(stop));
         futures::future::join_all(waits).await;
     }
 

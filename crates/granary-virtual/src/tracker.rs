@@ -16,6 +16,7 @@ pub(crate) struct Tracker {
 struct TrackState {
     entered: u64,
     started: u64,
+    finished: u64,
     closed: bool,
     last_active: Instant,
 }
@@ -26,6 +27,7 @@ impl Tracker {
             state: Mutex::new(TrackState {
                 entered: 0,
                 started: 0,
+                finished: 0,
                 closed: false,
                 last_active: Instant::now(),
             }),
@@ -79,6 +81,17 @@ impl Tracker {
     /// Closes unconditionally (conflict, shutdown).
     pub(crate) fn close(&self) {
         self.state.lock().closed = true;
+    }
+
+    /// A handler ended.
+    pub(crate) fn finished(&self) {
+        self.state.lock().finished += 1;
+    }
+
+    /// Nothing queued and no handler running.
+    pub(crate) fn is_idle(&self) -> bool {
+        let s = self.state.lock();
+        s.entered <= s.finished
     }
 
     pub(crate) fn is_closed(&self) -> bool {

@@ -114,6 +114,7 @@ impl Runtime {
                     .await
             }
             Request::Activate { kind, key } => self.activate_here(&Identity::new(kind, key)).await,
+            Request::Worker { kind, key } => self.worker_here(&Identity::new(kind, key)).await,
             Request::Has { kind, key, name } => {
                 Reply::Bool(self.has_local(&Identity::new(kind, key), &name))
             }

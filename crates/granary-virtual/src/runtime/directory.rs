@@ -88,6 +88,9 @@ impl Runtime {
         tag: PlacementTag,
         stale: Option<Location>,
     ) -> Reply {
+        if self.stateless_pool(identity.kind()).is_some() {
+            return self.route_to_worker(identity, requester).await;
+        }
         if let Some(loc) = self.directory.get(identity) {
             let alive = self.members.is_alive(loc.host);
             if alive && stale.as_ref() != Some(&loc) {
@@ -133,6 +136,35 @@ impl Runtime {
                 .insert(identity.clone(), loc.clone());
         }
         reply
+    }
+
+    /// A stateless worker on the requester if it hosts the kind, else on a random
+    /// host; not recorded.
+    async fn route_to_worker(
+        self: &Arc<Self>,
+        identity: &Identity,
+        requester: SocketAddr,
+    ) -> Reply {
+        let candidates = self.members.hosts_of(identity.kind());
+        if candidates.is_empty() {
+            return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
+        }
+        let host = if candidates.contains(&requester) {
+            requester
+        } else {
+            placement::random(&candidates)
+        };
+        if host == self.me {
+            return self.worker_here(identity).await;
+        }
+        let req = Request::Worker {
+            kind: identity.kind().to_owned(),
+            key: identity.key().to_owned(),
+        };
+        match self.rpc.call(self, host, req).await {
+            Ok(r) => r,
+            Err(e) => Reply::Failed(Failure::Other(format!("worker on {host}: {e}"))),
+        }
     }
 
     /// `Some(alive?)`, or `None` if the host does not answer.
