@@ -1,6 +1,9 @@
 //! The one-process simulation: a fast N = 100 run by default, N = 1,000 on demand.
 
+use std::time::Duration;
+
 use granary_cluster::sim::{run, SimConfig};
+use granary_cluster::transport::memory::LinkFaults;
 
 #[test]
 fn hundred_nodes_converge_after_join_and_failure() {
@@ -20,4 +23,17 @@ fn thousand_nodes_converge_after_join_within_twenty_rounds() {
     let report = run(SimConfig::new(1000)).expect("simulation");
     println!("{report:#?}");
     assert!(report.join_convergence_rounds <= 20.0, "{report:?}");
+}
+
+#[test]
+fn hundred_nodes_converge_with_five_percent_loss_and_delay() {
+    let mut config = SimConfig::new(100);
+    config.faults = LinkFaults {
+        drop_probability: 0.05,
+        delay: Duration::from_millis(10),
+    };
+    let report = run(config).expect("simulation");
+    println!("{report:#?}");
+    assert!(report.join_convergence_rounds <= 20.0, "{report:?}");
+    assert!(report.failure_convergence_time.as_secs_f64() < 10.0, "{report:?}");
 }
