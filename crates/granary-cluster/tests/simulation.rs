@@ -35,5 +35,8 @@ fn hundred_nodes_converge_with_five_percent_loss_and_delay() {
     let report = run(config).expect("simulation");
     println!("{report:#?}");
     assert!(report.join_convergence_rounds <= 20.0, "{report:?}");
-    assert!(report.failure_convergence_time.as_secs_f64() < 10.0, "{report:?}");
+    assert!(
+        report.failure_convergence_time.as_secs_f64() < 10.0,
+        "{report:?}"
+    );
 }
