@@ -104,13 +104,21 @@ async fn run(parallelism: usize, round_trips: usize, queue: usize) -> (Duration,
             let mut rtts = Vec::with_capacity(round_trips);
             for _ in 0..round_trips {
                 let t0 = Instant::now();
-                a.send(
-                    b_addr,
-                    header(&me, &peer),
-                    Bytes::from_static(&[0; 16]),
-                    SendOptions::data(),
-                )
-                .unwrap();
+                // A ping that shares the bulk pair's connection may meet a full queue:
+                // retrying is part of the latency it pays.
+                let ping = Bytes::from_static(&[0; 16]);
+                loop {
+                    match a.send(
+                        b_addr,
+                        header(&me, &peer),
+                        ping.clone(),
+                        SendOptions::data(),
+                    ) {
+                        Ok(()) => break,
+                        Err(SendError::Backpressure { .. }) => tokio::task::yield_now().await,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
                 tokio::time::timeout(Duration::from_secs(30), rx.recv())
                     .await
                     .unwrap()
