@@ -98,6 +98,9 @@ pub enum SimError {
     /// The runtime could not be built.
     #[error("runtime: {0}")]
     Runtime(#[from] std::io::Error),
+    /// The simulation thread panicked.
+    #[error("the simulation thread panicked")]
+    Panicked,
     /// Fewer than two nodes were asked for.
     #[error("a simulation needs at least 2 nodes")]
     TooSmall,
@@ -105,11 +108,24 @@ pub enum SimError {
 
 /// Runs a simulation on a fresh current-thread runtime with a paused clock.
 ///
-/// Call it from synchronous code (not from inside a tokio runtime).
+/// Blocks the caller. Called from inside a tokio runtime, it runs on a thread of its own
+/// (a runtime cannot be started within another).
 pub fn run(config: SimConfig) -> Result<SimReport, SimError> {
     if config.nodes < 2 {
         return Err(SimError::TooSmall);
     }
+    if tokio::runtime::Handle::try_current().is_ok() {
+        return std::thread::scope(|scope| {
+            scope
+                .spawn(|| run_here(config))
+                .join()
+                .unwrap_or(Err(SimError::Panicked))
+        });
+    }
+    run_here(config)
+}
+
+fn run_here(config: SimConfig) -> Result<SimReport, SimError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)

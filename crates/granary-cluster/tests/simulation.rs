@@ -40,3 +40,13 @@ fn hundred_nodes_converge_with_five_percent_loss_and_delay() {
         "{report:?}"
     );
 }
+
+#[tokio::test]
+async fn run_called_inside_a_runtime_does_not_panic() {
+    let report = run(SimConfig::new(3)).expect("simulation");
+    assert_eq!(report.nodes, 3);
+    assert!(matches!(
+        run(SimConfig::new(1)),
+        Err(granary_cluster::sim::SimError::TooSmall)
+    ));
+}

@@ -77,9 +77,9 @@ impl PostgresProvider {
             .await?;
         rows.iter()
             .map(|r| {
-                let addr: String = r.get(0);
-                let inc: i64 = r.get(1);
-                Ok((parse_addr(&addr)?, inc as u64, r.get(2)))
+                let addr: String = r.try_get(0)?;
+                let inc: i64 = r.try_get(1)?;
+                Ok((parse_addr(&addr)?, inc as u64, r.try_get(2)?))
             })
             .collect()
     }
@@ -117,7 +117,7 @@ impl MembershipProvider for PostgresProvider {
                 &[&self.cluster, &self.ttl.as_secs_f64()],
             )
             .await?;
-        rows.iter().map(|r| parse_addr(r.get(0))).collect()
+        rows.iter().map(|r| parse_addr(r.try_get(0)?)).collect()
     }
 
     async fn register(&self, member: &Member) -> Result<(), ProviderError> {
