@@ -144,6 +144,14 @@ impl Reporter {
     }
 }
 
+impl Drop for Reporter {
+    /// A scenario that fails half way drops its reporter without `finish`: clear
+    /// the bar so the error message that follows stands on a clean line.
+    fn drop(&mut self) {
+        self.progress.finish_and_clear();
+    }
+}
+
 /// Opens `path` for appending, checking or writing the header.
 fn open_csv(path: &Path, columns: &[&str]) -> Result<csv::Writer<File>, ReportError> {
     let io_err = |source| ReportError::CsvIo {
