@@ -4,6 +4,7 @@ mod recipient;
 mod remote;
 
 use std::fmt;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +74,20 @@ fn downcast_message<M: 'static>(e: SendError<ErasedMessage>) -> SendError<M> {
             error: mismatch("another type"),
             message: None,
         },
+    }
+}
+
+/// Pushes into a bounded mailbox, waiting for room until `deadline`; `None`
+/// when the deadline passed first.
+async fn push_within<A: Actor, E: crate::envelope::Envelope<A> + 'static>(
+    mb: &Mailbox<A>,
+    env: Box<E>,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<Result<(), PushError<Box<E>>>> {
+    let wait = mb.push_user_wait(env);
+    match deadline {
+        Some(d) => tokio::time::timeout_at(d, wait).await.ok(),
+        None => Some(wait.await),
     }
 }
 
@@ -168,7 +183,7 @@ impl<A: Actor> ActorRef<A> {
 
     /// Request/response with the system's default ask timeout (5 s unless
     /// configured with [`crate::SystemBuilder::ask_timeout`]).
-    pub async fn ask<M>(&self, msg: M) -> Result<M::Reply, AskError<M>>
+    pub fn ask<M>(&self, msg: M) -> impl Future<Output = Result<M::Reply, AskError<M>>> + Send + '_
     where
         A: Handler<M>,
         M: Message,
@@ -180,7 +195,7 @@ impl<A: Actor> ActorRef<A> {
                 .unwrap_or(DEFAULT_ASK_TIMEOUT),
             Target::Remote(_) => DEFAULT_ASK_TIMEOUT,
         };
-        self.ask_timeout(msg, timeout).await
+        self.ask_timeout(msg, timeout)
     }
 
     /// Request/response that gives up after `timeout` with [`AskError::Timeout`]
@@ -200,31 +215,31 @@ impl<A: Actor> ActorRef<A> {
                 let deadline = tokio::time::Instant::now().checked_add(timeout);
                 let pushed = if mb.is_bounded() {
                     // A request on a full bounded mailbox waits for room, within
-                    // the same timeout.
-                    let wait = mb.push_user_wait(env);
-                    match deadline {
-                        Some(d) => match tokio::time::timeout_at(d, wait).await {
-                            Ok(pushed) => pushed,
-                            Err(_elapsed) => {
-                                mb.dead_letter(
-                                    std::any::type_name::<M>(),
-                                    DeadLetterReason::MailboxFull,
-                                );
-                                return Err(AskError::Timeout);
-                            }
-                        },
-                        None => wait.await,
+                    // the same timeout (boxed: the common unbounded path stays small).
+                    match Box::pin(push_within(mb, env, deadline)).await {
+                        Some(pushed) => pushed,
+                        None => {
+                            mb.dead_letter(
+                                std::any::type_name::<M>(),
+                                DeadLetterReason::MailboxFull,
+                            );
+                            return Err(AskError::Timeout);
+                        }
                     }
                 } else {
                     mb.push_user(env)
                 };
                 pushed.map_err(|e| AskError::Send(local_send_error(e, |env| env.msg)))?;
-                let reply = async {
+                // Waiting for the reply does not take part in tokio's cooperative
+                // budget: the future completes once, when the reply is there, and
+                // a budget-forced `Pending` makes large sets of concurrent asks
+                // (e.g. in a `FuturesUnordered`) re-poll each other quadratically.
+                let reply = tokio::task::unconstrained(async {
                     match deadline {
                         Some(d) => tokio::time::timeout_at(d, rx).await,
                         None => Ok(rx.await),
                     }
-                };
+                });
                 match reply.await {
                     Ok(Ok(Ok(answer))) => Ok(answer),
                     Ok(Ok(Err(AskFailure::Panicked))) => Err(AskError::ActorPanicked),

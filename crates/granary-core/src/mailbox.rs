@@ -28,7 +28,7 @@ use crate::event::{DeadLetter, DeadLetterReason};
 use crate::id::ActorId;
 use crate::system::SystemInner;
 
-pub(crate) use queue::UserQueue;
+pub(crate) use queue::{Batch, UserQueue};
 pub(crate) use system_msg::{ChildDirective, SystemMsg, Watcher};
 
 /// How an actor's mailbox behaves.
@@ -241,11 +241,7 @@ impl<A: Actor> Mailbox<A> {
 
     /// Ready when system messages wait or user messages were moved into `batch`
     /// (which must be empty); otherwise registers the waker.
-    pub(crate) fn poll_fill(
-        &self,
-        batch: &mut VecDeque<Env<A>>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<()> {
+    pub(crate) fn poll_fill(&self, batch: &mut Batch<A>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut st = self.state.lock();
         if !st.system.is_empty() || st.user.take_into(batch) {
             return Poll::Ready(());

@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use crate::actor::Actor;
 use crate::context::Context;
-use crate::envelope::Env;
 use crate::event::DeadLetterReason;
 use crate::lifecycle::{Failure, StopReason, Terminated};
-use crate::mailbox::{ChildDirective, Mailbox, SystemMsg};
+use crate::mailbox::{Batch, ChildDirective, Mailbox, SystemMsg};
 use crate::props::{Factory, Props};
 use crate::supervision::{Decision, RestartStats, Scope};
 
@@ -45,9 +44,10 @@ pub(crate) struct Runner<A: Actor> {
     actor: A,
     ctx: Context<A>,
     factory: Option<Factory<A>>,
-    batch: VecDeque<Env<A>>,
-    /// Restart record used by the root strategy (top-level actors only).
-    root_stats: RestartStats,
+    batch: Batch<A>,
+    /// Restart record used by the root strategy (top-level actors only; boxed
+    /// on first failure so it costs one pointer until then).
+    root_stats: Option<Box<RestartStats>>,
 }
 
 /// Waits for system messages only.
@@ -61,12 +61,19 @@ impl<A: Actor> Runner<A> {
             actor: props.actor,
             ctx,
             factory: props.factory,
-            batch: VecDeque::new(),
-            root_stats: RestartStats::default(),
+            batch: Batch::new(),
+            root_stats: None,
         }
     }
 
-    pub(crate) async fn run(mut self) {
+    /// The actor's task. The runner is captured once and driven by reference:
+    /// an `async fn run(mut self)` would keep a second copy of it in the task.
+    pub(crate) fn run(self) -> impl Future<Output = ()> + Send {
+        let mut runner = self;
+        async move { runner.drive().await }
+    }
+
+    async fn drive(&mut self) {
         let mut phase = Phase::Start;
         let reason = loop {
             phase = match phase {
@@ -80,12 +87,14 @@ impl<A: Actor> Runner<A> {
                     Exit::Failed(f) => Phase::Supervise(f),
                     Exit::Restart { delay, failure } => Phase::Restart { delay, failure },
                 },
-                Phase::Supervise(failure) => self.supervise(failure).await,
-                Phase::Restart { delay, failure } => self.restart(delay, failure).await,
+                // The cold phases run boxed, so their futures do not add to the
+                // size of every idle actor's task.
+                Phase::Supervise(failure) => Box::pin(self.supervise(failure)).await,
+                Phase::Restart { delay, failure } => Box::pin(self.restart(delay, failure)).await,
                 Phase::Stop(reason) => break reason,
             }
         };
-        self.terminate(reason).await;
+        Box::pin(self.terminate(reason)).await;
     }
 
     /// The hot loop: serve the system lane first, then user messages in batches.
@@ -97,7 +106,7 @@ impl<A: Actor> Runner<A> {
                     return exit;
                 }
             }
-            let Some(env) = self.batch.pop_front() else {
+            let Some(env) = self.batch.pop() else {
                 let mailbox = &self.ctx.mailbox;
                 let batch = &mut self.batch;
                 poll_fn(|cx| mailbox.poll_fill(batch, cx)).await;
@@ -232,7 +241,8 @@ impl<A: Actor> Runner<A> {
     async fn supervise(&mut self, failure: Failure) -> Phase {
         let Some(parent) = self.ctx.parent.clone() else {
             let strategy = &self.ctx.system.inner.config.root_strategy;
-            return match strategy.decide(&failure, &mut self.root_stats) {
+            let stats = self.root_stats.get_or_insert_with(Default::default);
+            return match strategy.decide(&failure, stats) {
                 Decision::Resume => self.resumed(),
                 Decision::Restart(delay) => Phase::Restart { delay, failure },
                 Decision::Stop | Decision::Escalate => Phase::Stop(StopReason::Failed(failure)),
@@ -398,7 +408,7 @@ impl<A: Actor> Runner<A> {
         stop
     }
 
-    async fn terminate(mut self, reason: StopReason) {
+    async fn terminate(&mut self, reason: StopReason) {
         let _ = catch_panic(self.actor.stopping(&mut self.ctx)).await;
         let child_reason = match reason {
             StopReason::Shutdown => StopReason::Shutdown,
@@ -407,7 +417,7 @@ impl<A: Actor> Runner<A> {
         let _ = self.stop_children(child_reason).await;
         self.ctx.cancel_timers();
         let (queued, system) = self.ctx.mailbox.close();
-        for env in self.batch.drain(..).chain(queued) {
+        for env in self.batch.drain().chain(queued) {
             self.ctx
                 .mailbox
                 .dead_letter(env.message_type(), DeadLetterReason::ActorStopped);
@@ -432,5 +442,34 @@ impl<A: Actor> Runner<A> {
             let _ = parent.push_system(SystemMsg::ChildTerminated(id));
         }
         self.ctx.system.inner.remove_actor(id);
+    }
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+    use crate::mailbox::MailboxConfig;
+    use crate::system::ActorSystem;
+    use std::sync::Arc;
+
+    struct Empty;
+    impl Actor for Empty {}
+
+    /// The task of an idle actor is most of its memory; cold phases are boxed
+    /// and the runner is stored once. This fails if the task future grows.
+    #[tokio::test]
+    async fn an_idle_actors_task_future_stays_small() {
+        let system = ActorSystem::new();
+        let mb = Arc::new(Mailbox::<Empty>::new(
+            crate::ActorId::new(0, 1),
+            &MailboxConfig::default(),
+            Arc::downgrade(&system.inner),
+        ));
+        let ctx = Context::new(mb, system.clone(), None);
+        let runner = Runner::new(Props::new(Empty), ctx);
+        let task = runner.run();
+        let size = std::mem::size_of_val(&task);
+        assert!(size <= 288, "actor task future is {size} bytes");
+        assert!(std::mem::size_of::<Mailbox<Empty>>() <= 160);
     }
 }

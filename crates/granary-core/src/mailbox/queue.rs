@@ -6,10 +6,46 @@ use std::collections::{BinaryHeap, VecDeque};
 use crate::actor::{Actor, Priority};
 use crate::envelope::Env;
 
+/// The messages the actor has taken from its mailbox and not yet handled.
+///
+/// A lone message (the usual case for an idle actor) travels in `single`, so
+/// neither side allocates a queue buffer for it.
+pub(crate) struct Batch<A: Actor> {
+    single: Option<Env<A>>,
+    many: VecDeque<Env<A>>,
+}
+
+impl<A: Actor> Batch<A> {
+    pub(crate) fn new() -> Self {
+        Self {
+            single: None,
+            many: VecDeque::new(),
+        }
+    }
+
+    /// The next message, in arrival (or rank) order.
+    #[inline]
+    pub(crate) fn pop(&mut self) -> Option<Env<A>> {
+        match self.single.take() {
+            Some(env) => Some(env),
+            None => self.many.pop_front(),
+        }
+    }
+
+    /// Everything left, in order.
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = Env<A>> + '_ {
+        self.single.take().into_iter().chain(self.many.drain(..))
+    }
+}
+
 /// User messages waiting for the actor.
 pub(crate) enum UserQueue<A: Actor> {
-    /// Arrival order; the actor takes the whole queue in one swap.
-    Fifo(VecDeque<Env<A>>),
+    /// Arrival order: `first` is the oldest (`None` only when `rest` is empty
+    /// too); the actor takes everything in one go, `rest` by swapping buffers.
+    Fifo {
+        first: Option<Env<A>>,
+        rest: VecDeque<Env<A>>,
+    },
     /// Highest rank first, arrival order among equals; taken one at a time so a
     /// later, higher-ranked message can overtake the rest.
     Priority(Box<RankedQueue<A>>),
@@ -23,13 +59,22 @@ impl<A: Actor> UserQueue<A> {
                 seq: 0,
             }))
         } else {
-            UserQueue::Fifo(VecDeque::new())
+            UserQueue::Fifo {
+                first: None,
+                rest: VecDeque::new(),
+            }
         }
     }
 
     pub(crate) fn push(&mut self, env: Env<A>) {
         match self {
-            UserQueue::Fifo(q) => q.push_back(env),
+            UserQueue::Fifo { first, rest } => {
+                if first.is_none() {
+                    *first = Some(env);
+                } else {
+                    rest.push_back(env);
+                }
+            }
             UserQueue::Priority(q) => {
                 let priority = env.priority();
                 q.seq += 1;
@@ -40,19 +85,22 @@ impl<A: Actor> UserQueue<A> {
     }
 
     /// Moves the next messages into `batch` (which is empty); false if none.
-    pub(crate) fn take_into(&mut self, batch: &mut VecDeque<Env<A>>) -> bool {
+    pub(crate) fn take_into(&mut self, batch: &mut Batch<A>) -> bool {
         match self {
-            UserQueue::Fifo(q) => {
-                if q.is_empty() {
+            UserQueue::Fifo { first, rest } => {
+                let Some(env) = first.take() else {
                     return false;
+                };
+                batch.single = Some(env);
+                if !rest.is_empty() {
+                    // The buffers trade places: no allocation in steady state.
+                    std::mem::swap(rest, &mut batch.many);
                 }
-                // The buffers trade places: no allocation in steady state.
-                std::mem::swap(q, batch);
                 true
             }
             UserQueue::Priority(q) => match q.heap.pop() {
                 Some(ranked) => {
-                    batch.push_back(ranked.env);
+                    batch.single = Some(ranked.env);
                     true
                 }
                 None => false,
@@ -63,7 +111,11 @@ impl<A: Actor> UserQueue<A> {
     /// Empties the queue, in the order the actor would have served it.
     pub(crate) fn drain_all(&mut self) -> Vec<Env<A>> {
         match self {
-            UserQueue::Fifo(q) => std::mem::take(q).into(),
+            UserQueue::Fifo { first, rest } => first
+                .take()
+                .into_iter()
+                .chain(std::mem::take(rest))
+                .collect(),
             UserQueue::Priority(q) => {
                 let mut out = Vec::with_capacity(q.heap.len());
                 while let Some(r) = q.heap.pop() {
