@@ -32,6 +32,7 @@ type Reply = oneshot::Sender<Result<(), ClusterError>>;
 enum Command {
     Join(SocketAddr, oneshot::Sender<Result<(), ClusterError>>),
     Leave(oneshot::Sender<Result<(), ClusterError>>),
+    Metadata(String, Option<String>),
     Stop,
 }
 
@@ -194,6 +195,19 @@ impl Cluster {
         rx.await.map_err(|_| ClusterError::Stopped)?
     }
 
+    /// Sets (`Some`) or removes (`None`) a key of this node's application metadata. The
+    /// change spreads by gossip; every subscriber sees [`crate::MemberEvent::Updated`].
+    pub fn set_metadata(
+        &self,
+        key: impl Into<String>,
+        value: Option<String>,
+    ) -> Result<(), ClusterError> {
+        self.shared
+            .commands
+            .send(Command::Metadata(key.into(), value))
+            .map_err(|_| ClusterError::Stopped)
+    }
+
     /// Registers the hand-off hook run by [`Cluster::leave`].
     pub fn set_handoff_hook(&self, hook: HandoffHook) {
         *self.shared.handoff.lock() = Some(hook);
@@ -257,6 +271,7 @@ impl<T: ClusterTransport> Runner<T> {
                         self.core.join_via(now(), addr);
                         joins.push((addr, Instant::now() + cfg.join.timeout, reply));
                     }
+                    Some(Command::Metadata(key, value)) => self.core.set_metadata(key, value),
                     Some(Command::Leave(reply)) => {
                         if self.core.begin_leave() {
                             let hook = self.shared.upgrade().and_then(|s| s.handoff.lock().clone());

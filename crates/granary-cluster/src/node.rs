@@ -157,6 +157,27 @@ impl NodeCore {
         row
     }
 
+    /// Changes one key of this node's metadata (kept across rejoins).
+    pub(crate) fn set_metadata(&mut self, key: String, value: Option<String>) {
+        match &value {
+            Some(v) => self.cfg.metadata.insert(key.clone(), v.clone()),
+            None => self.cfg.metadata.remove(&key),
+        };
+        if self
+            .own_row()
+            .is_some_and(|r| r.metadata.get(&key) != value.as_ref())
+        {
+            self.update_own(|row| match value {
+                Some(v) => {
+                    row.metadata.insert(key, v);
+                }
+                None => {
+                    row.metadata.remove(&key);
+                }
+            });
+        }
+    }
+
     /// Writes a new version of this node's own row.
     fn update_own(&mut self, change: impl FnOnce(&mut Member)) {
         if let Some(row) = self.own_row() {

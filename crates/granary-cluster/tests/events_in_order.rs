@@ -95,3 +95,38 @@ async fn late_subscriber_snapshot_contains_current_members_and_ring() {
         "no change happened after the snapshot"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn metadata_change_reaches_every_member_as_updated() {
+    let net = MemoryNetwork::new(7);
+    let nodes = start_cluster(&net, 3).await;
+    let mut events = nodes[2].subscribe();
+    nodes[0]
+        .set_metadata("load", Some("0.7".to_string()))
+        .unwrap();
+    for node in &nodes {
+        assert!(
+            wait_until(node, Duration::from_secs(10), |c| {
+                c.members().iter().any(|m| {
+                    m.id.addr == addr(0)
+                        && m.metadata.get("load").map(String::as_str) == Some("0.7")
+                })
+            })
+            .await
+        );
+    }
+    let updated = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(ev) = events.recv().await {
+            if let ClusterEvent::Change {
+                event: MemberEvent::Updated(m),
+                ..
+            } = ev
+            {
+                return m.id.addr == addr(0);
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(updated, Ok(true));
+}

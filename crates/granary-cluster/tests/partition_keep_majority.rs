@@ -68,6 +68,7 @@ async fn minority_downs_itself_majority_stays_and_minority_rejoins_after_heal() 
         }
     }
 
+    let mut majority_events = nodes[0].subscribe();
     net.heal();
 
     // The minority comes back with new incarnations, seen Up everywhere.
@@ -90,6 +91,21 @@ async fn minority_downs_itself_majority_stays_and_minority_rejoins_after_heal() 
                 .collect::<Vec<_>>()
         );
     }
+    // The majority saw each minority node come back as a new life of the same address.
+    let mut came_back = Vec::new();
+    while let Ok(ev) = majority_events.try_recv() {
+        if let ClusterEvent::Change {
+            event: MemberEvent::IncarnationChanged { previous, member },
+            ..
+        } = ev
+        {
+            assert!(member.id.incarnation > previous.incarnation);
+            came_back.push(member.id.addr);
+        }
+    }
+    came_back.sort();
+    came_back.dedup();
+    assert_eq!(came_back, minority.to_vec());
     for (i, node) in nodes.iter().enumerate() {
         assert_eq!(node.local_status(), Some(MemberStatus::Up));
         if i < 3 {
