@@ -44,7 +44,8 @@ struct Shared {
     running: watch::Receiver<bool>,
 }
 
-/// A running cluster node.
+/// A running cluster node. Clones share the node; dropping every clone stops it the way
+/// [`Cluster::stop`] does (no goodbye), so call [`Cluster::leave`] for a graceful exit.
 ///
 /// ```no_run
 /// # // no_run: shows the calls; the tests run the same flow over the in-memory transport.
