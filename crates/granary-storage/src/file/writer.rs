@@ -8,6 +8,12 @@
 //! SQLite's write lock first, so the version checks inside the transaction see the
 //! latest commits of every process sharing the file, which is what makes
 //! compare-and-set correct across processes.
+//!
+//! Right after a batch is answered its callers are busy sending their next
+//! writes, so the next batch would start with only the few that were already
+//! queued. The writer therefore lingers up to 200 µs, and only while fewer
+//! requests are waiting than the last batch held, for them to arrive: with 16
+//! writers batches hold ~16 instead of ~10, and a lone writer never waits.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,6 +27,8 @@ use crate::{Identity, StorageError, Version};
 
 /// Most operations committed in one transaction.
 const MAX_BATCH: usize = 1024;
+/// Longest a batch waits for callers of the previous batch to come back.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(200);
 /// Most payload bytes committed in one transaction (a batch always takes at least one).
 const MAX_BATCH_BYTES: usize = 64 << 20;
 
@@ -86,7 +94,19 @@ pub(super) fn run(
     path: PathBuf,
     mut queue: mpsc::Receiver<Request>,
 ) {
+    // A one-thread runtime only to wait on the queue with a deadline (see linger).
+    let waiter = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            tracing::warn!("file store writer runs without lingering: {e}");
+            None
+        }
+    };
     let mut batch: Vec<Request> = Vec::with_capacity(MAX_BATCH);
+    let mut last_size = 0usize;
     while let Some(first) = queue.blocking_recv() {
         let mut bytes = first.change.payload_len();
         batch.push(first);
@@ -100,7 +120,28 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
+        // Linger: the callers just answered are usually about to send their next
+        // write. If fewer requests are here than in the last batch, wait a little
+        // (at most LINGER) for them, so one fsync covers them too instead of the
+        // next one. A lone writer (last batch of 1) never waits.
+        if let Some(rt) = &waiter {
+            if batch.len() < last_size {
+                let deadline = tokio::time::Instant::now() + LINGER;
+                while batch.len() < last_size.min(MAX_BATCH) && bytes < MAX_BATCH_BYTES {
+                    let next = rt
+                        .block_on(async { tokio::time::timeout_at(deadline, queue.recv()).await });
+                    match next {
+                        Ok(Some(next)) => {
+                            bytes += next.change.payload_len();
+                            batch.push(next);
+                        }
+                        Ok(None) | Err(_) => break,
+                    }
+                }
+            }
+        }
         let size = batch.len();
+        last_size = size;
         let started = std::time::Instant::now();
         commit(&conn, &sql, &path, &mut batch);
         tracing::trace!(
