@@ -104,7 +104,14 @@ async fn tell(n: u64, senders: u64) -> f64 {
     for t in tasks {
         let _ = t.await;
     }
+    let produced = t0.elapsed();
     let _ = rx.await;
+    if std::env::var_os("CORE_PERF_DETAIL").is_some() {
+        eprintln!(
+            "  producers done after {produced:?}, consumer after {:?}",
+            t0.elapsed()
+        );
+    }
     let r = n as f64 / t0.elapsed().as_secs_f64();
     system.shutdown().await;
     r

@@ -24,7 +24,7 @@ pub(crate) use panic::catch_panic;
 
 /// Messages handled between two voluntary yields to the scheduler, so a busy
 /// actor cannot monopolize a worker thread.
-const YIELD_EVERY: u32 = 128;
+const YIELD_EVERY: u32 = 1024;
 
 enum Phase {
     Start,

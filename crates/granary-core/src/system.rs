@@ -5,7 +5,7 @@ mod builder;
 mod registry;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,16 +54,21 @@ struct LiveEntry {
     top_level: bool,
 }
 
-#[derive(Default)]
-struct Tables {
-    live: HashMap<u64, LiveEntry>,
-    names: HashMap<String, NameEntry>,
-}
+/// Shards of the live-actor table: actors stop on both workers at once, and
+/// one lock for all of them would be contended.
+const SHARDS: usize = 16;
+
+type Shard = Mutex<HashMap<u64, LiveEntry>>;
 
 pub(crate) struct SystemInner {
     next_id: AtomicU64,
     pub(crate) runtime: tokio::runtime::Handle,
-    tables: Mutex<Tables>,
+    live: Box<[Shard]>,
+    live_count: AtomicUsize,
+    names: Mutex<HashMap<String, NameEntry>>,
+    /// Whether any name was ever registered (lets `remove_actor` skip the
+    /// name table).
+    named: AtomicBool,
     all_stopped: Notify,
     shutting_down: AtomicBool,
     pub(crate) events: EventStream,
@@ -141,7 +146,7 @@ impl ActorSystem {
 
     /// How many actors are alive.
     pub fn live_actors(&self) -> usize {
-        self.inner.tables.lock().live.len()
+        self.inner.live_count.load(Ordering::Acquire)
     }
 
     /// A typed ref to the live local actor with this id, if it exists and is an `A`.
@@ -149,7 +154,7 @@ impl ActorSystem {
         if !id.is_local() {
             return None;
         }
-        let lane = self.inner.tables.lock().live.get(&id.local())?.lane.clone();
+        let lane = self.inner.shard(id).lock().get(&id.local())?.lane.clone();
         lane.into_any()
             .downcast::<Mailbox<A>>()
             .ok()
@@ -164,12 +169,16 @@ impl ActorSystem {
         let inner = &self.inner;
         inner.shutting_down.store(true, Ordering::Release);
         let top: Vec<Arc<dyn SystemLane>> = inner
-            .tables
-            .lock()
             .live
-            .values()
-            .filter(|e| e.top_level)
-            .map(|e| e.lane.clone())
+            .iter()
+            .flat_map(|shard| {
+                shard
+                    .lock()
+                    .values()
+                    .filter(|e| e.top_level)
+                    .map(|e| e.lane.clone())
+                    .collect::<Vec<_>>()
+            })
             .collect();
         for lane in top {
             let _ = lane.push_system(SystemMsg::Stop(StopReason::Shutdown));
@@ -179,14 +188,21 @@ impl ActorSystem {
             let notified = inner.all_stopped.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if inner.tables.lock().live.is_empty() {
+            if inner.live_count.load(Ordering::Acquire) == 0 {
                 return ShutdownReport { aborted: 0 };
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 break;
             }
         }
-        let stragglers: Vec<LiveEntry> = inner.tables.lock().live.drain().map(|(_, e)| e).collect();
+        let stragglers: Vec<LiveEntry> = inner
+            .live
+            .iter()
+            .flat_map(|shard| shard.lock().drain().map(|(_, e)| e).collect::<Vec<_>>())
+            .collect();
+        inner
+            .live_count
+            .fetch_sub(stragglers.len(), Ordering::AcqRel);
         for entry in &stragglers {
             entry.abort.abort();
             entry.lane.force_close();
@@ -217,7 +233,10 @@ impl SystemInner {
         Self {
             next_id: AtomicU64::new(1),
             runtime,
-            tables: Mutex::new(Tables::default()),
+            live: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            live_count: AtomicUsize::new(0),
+            names: Mutex::new(HashMap::new()),
+            named: AtomicBool::new(false),
             all_stopped: Notify::new(),
             shutting_down: AtomicBool::new(false),
             events: EventStream::new(config.event_capacity),
@@ -246,11 +265,12 @@ impl SystemInner {
         );
         let runner = Runner::new(props, ctx);
         let lane: Arc<dyn SystemLane> = mailbox.clone();
-        // Spawn under the table lock so the actor cannot remove its entry before
+        // Spawn under the shard lock so the actor cannot remove its entry before
         // it is inserted.
-        let mut tables = self.tables.lock();
+        self.live_count.fetch_add(1, Ordering::AcqRel);
+        let mut shard = self.shard(id).lock();
         let task = self.runtime.spawn(runner.run());
-        tables.live.insert(
+        shard.insert(
             id.local(),
             LiveEntry {
                 lane,
@@ -258,18 +278,21 @@ impl SystemInner {
                 top_level,
             },
         );
-        drop(tables);
+        drop(shard);
         mailbox
+    }
+
+    fn shard(&self, id: ActorId) -> &Shard {
+        &self.live[(id.local() % SHARDS as u64) as usize]
     }
 
     /// Forgets a stopped actor (table entry and names).
     pub(crate) fn remove_actor(&self, id: ActorId) {
-        let mut tables = self.tables.lock();
-        tables.live.remove(&id.local());
-        if !tables.names.is_empty() {
-            tables.names.retain(|_, entry| entry.id != id);
+        let removed = self.shard(id).lock().remove(&id.local()).is_some();
+        if self.named.load(Ordering::Acquire) {
+            self.names.lock().retain(|_, entry| entry.id != id);
         }
-        if tables.live.is_empty() {
+        if removed && self.live_count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_stopped.notify_waiters();
         }
     }

@@ -2,6 +2,7 @@
 //! dropped automatically when their actor stops.
 
 use std::any::Any;
+use std::sync::atomic::Ordering;
 
 use crate::actor::Actor;
 use crate::actor_ref::ActorRef;
@@ -24,28 +25,33 @@ impl ActorSystem {
     ) -> Result<(), RegistryError> {
         let name = name.into();
         let id = actor_ref.id();
-        let mut tables = self.inner.tables.lock();
-        if id.is_local() && actor_ref.is_local() && !tables.live.contains_key(&id.local()) {
+        // Hold the actor's shard while naming it, so a concurrent stop either
+        // comes first (NotAlive) or removes the name after us.
+        let shard = self.inner.shard(id).lock();
+        if id.is_local() && actor_ref.is_local() && !shard.contains_key(&id.local()) {
             return Err(RegistryError::NotAlive(id));
         }
-        if tables.names.contains_key(&name) {
+        let mut names = self.inner.names.lock();
+        if names.contains_key(&name) {
             return Err(RegistryError::NameTaken(name));
         }
-        tables.names.insert(
+        self.inner.named.store(true, Ordering::Release);
+        names.insert(
             name,
             NameEntry {
                 id,
                 actor_ref: Box::new(actor_ref.clone()),
             },
         );
+        drop(names);
+        drop(shard);
         Ok(())
     }
 
     /// The ref registered under `name`, if there is one and it is an `A`.
     pub fn lookup<A: Actor>(&self, name: &str) -> Option<ActorRef<A>> {
-        let tables = self.inner.tables.lock();
-        tables
-            .names
+        let names = self.inner.names.lock();
+        names
             .get(name)?
             .actor_ref
             .downcast_ref::<ActorRef<A>>()
@@ -54,6 +60,6 @@ impl ActorSystem {
 
     /// Removes `name`; returns the id it pointed to.
     pub fn unregister(&self, name: &str) -> Option<ActorId> {
-        self.inner.tables.lock().names.remove(name).map(|e| e.id)
+        self.inner.names.lock().remove(name).map(|e| e.id)
     }
 }
