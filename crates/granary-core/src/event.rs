@@ -75,10 +75,14 @@ impl EventStream {
         let entry = channels
             .entry(TypeId::of::<E>())
             .or_insert_with(|| Box::new(broadcast::channel::<E>(self.capacity).0));
-        match entry.downcast_ref::<broadcast::Sender<E>>() {
-            Some(tx) => tx.clone(),
-            None => unreachable!("event channel stored under the TypeId of another type"),
+        if let Some(tx) = entry.downcast_ref::<broadcast::Sender<E>>() {
+            return tx.clone();
         }
+        // Entries are keyed by their own TypeId, so this is never reached; if it
+        // were, a fresh channel replaces the odd entry instead of panicking.
+        let tx = broadcast::channel::<E>(self.capacity).0;
+        *entry = Box::new(tx.clone());
+        tx
     }
 
     /// Subscribes to events of type `E` published from now on.
