@@ -10,13 +10,14 @@ mod panic;
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::actor::Actor;
 use crate::context::Context;
 use crate::event::DeadLetterReason;
 use crate::lifecycle::{Failure, StopReason, Terminated};
-use crate::mailbox::{Batch, ChildDirective, Mailbox, SystemMsg};
+use crate::mailbox::{Batch, ChildDirective, Mailbox, SystemLane, SystemMsg};
 use crate::props::{Factory, Props};
 use crate::supervision::{Decision, RestartStats, Scope};
 
@@ -48,6 +49,11 @@ pub(crate) struct Runner<A: Actor> {
     /// Restart record used by the root strategy (top-level actors only; boxed
     /// on first failure so it costs one pointer until then).
     root_stats: Option<Box<RestartStats>>,
+}
+
+/// Answers a failed child that nobody will supervise any more: stop.
+fn stop_failed(lane: &Arc<dyn SystemLane>) {
+    let _ = lane.push_system(SystemMsg::Directive(ChildDirective::Stop));
 }
 
 /// Waits for system messages only.
@@ -138,8 +144,12 @@ impl<A: Actor> Runner<A> {
                         exit = Some(Exit::Stop(reason));
                     }
                 }
-                SystemMsg::ChildFailed { child, failure } => {
-                    if let Some(escalated) = self.on_child_failed(child, failure) {
+                SystemMsg::ChildFailed {
+                    child,
+                    failure,
+                    lane,
+                } => {
+                    if let Some(escalated) = self.on_child_failed(child, failure, &lane) {
                         if !matches!(exit, Some(Exit::Stop(_))) {
                             exit = Some(Exit::Failed(escalated));
                         }
@@ -174,24 +184,32 @@ impl<A: Actor> Runner<A> {
                     extras.watchers.retain(|w| w.id() != Some(id));
                 }
             }
+            // A child failure that the current phase cannot supervise.
+            SystemMsg::ChildFailed { lane, .. } => stop_failed(&lane),
             // A directive with no failure pending, or a sibling restart while
             // not running: nothing to do.
-            SystemMsg::Directive(_)
-            | SystemMsg::RestartSibling { .. }
-            | SystemMsg::Stop(_)
-            | SystemMsg::ChildFailed { .. } => {}
+            SystemMsg::Directive(_) | SystemMsg::RestartSibling { .. } | SystemMsg::Stop(_) => {}
         }
     }
 
     /// The parent's side of supervision: apply this actor's strategy to a
     /// failed child. Returns the failure to escalate, if the strategy says so.
-    fn on_child_failed(&mut self, child: crate::ActorId, failure: Failure) -> Option<Failure> {
+    fn on_child_failed(
+        &mut self,
+        child: crate::ActorId,
+        failure: Failure,
+        lane: &Arc<dyn SystemLane>,
+    ) -> Option<Failure> {
         let strategy = self.actor.supervisor_strategy();
         let extras = self.ctx.extras();
-        let entry = extras.children.get_mut(&child)?;
+        let Some(entry) = extras.children.get_mut(&child) else {
+            // Not (or no longer) our child: it must not wait forever.
+            stop_failed(lane);
+            return None;
+        };
         let decision = strategy.decide(&failure, &mut entry.stats);
         let all = strategy.scope() == Scope::AllForOne;
-        let send = |lane: &std::sync::Arc<dyn crate::mailbox::SystemLane>, msg| {
+        let send = |lane: &Arc<dyn SystemLane>, msg| {
             let _ = lane.push_system(msg);
         };
         match decision {
@@ -251,6 +269,7 @@ impl<A: Actor> Runner<A> {
         let report = SystemMsg::ChildFailed {
             child: self.ctx.id(),
             failure: failure.clone(),
+            lane: self.ctx.mailbox.clone(),
         };
         if parent.push_system(report).is_err() {
             // The parent is gone; nobody can decide.
@@ -349,26 +368,13 @@ impl<A: Actor> Runner<A> {
             for msg in msgs {
                 match msg {
                     SystemMsg::Stop(reason) => stop = Some(reason),
-                    SystemMsg::ChildFailed { child, .. } => self.stop_child(child),
+                    SystemMsg::ChildFailed { lane, .. } => stop_failed(&lane),
                     other => self.serve_common(other),
                 }
             }
             if stop.is_some() {
                 return stop;
             }
-        }
-    }
-
-    fn stop_child(&mut self, child: crate::ActorId) {
-        if let Some(entry) = self
-            .ctx
-            .extras
-            .as_ref()
-            .and_then(|e| e.children.get(&child))
-        {
-            let _ = entry
-                .lane
-                .push_system(SystemMsg::Directive(ChildDirective::Stop));
         }
     }
 
@@ -400,7 +406,7 @@ impl<A: Actor> Runner<A> {
                     SystemMsg::Stop(r) => {
                         stop.get_or_insert(r);
                     }
-                    SystemMsg::ChildFailed { child, .. } => self.stop_child(child),
+                    SystemMsg::ChildFailed { lane, .. } => stop_failed(&lane),
                     other => self.serve_common(other),
                 }
             }
@@ -424,8 +430,10 @@ impl<A: Actor> Runner<A> {
             drop(env);
         }
         for msg in system {
-            if let SystemMsg::Watch(w) = msg {
-                self.ctx.extras().watchers.push(w);
+            match msg {
+                SystemMsg::Watch(w) => self.ctx.extras().watchers.push(w),
+                SystemMsg::ChildFailed { lane, .. } => stop_failed(&lane),
+                _ => {}
             }
         }
         let _ = catch_panic(self.actor.stopped(&mut self.ctx)).await;

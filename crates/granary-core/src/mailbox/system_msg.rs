@@ -1,5 +1,6 @@
 //! Messages of the system lane: stop, supervision and watch traffic.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
@@ -7,13 +8,18 @@ use tokio::sync::oneshot;
 use crate::actor_ref::Recipient;
 use crate::id::ActorId;
 use crate::lifecycle::{Failure, StopReason, Terminated};
+use crate::mailbox::SystemLane;
 
 /// A message on the system lane, always served before user messages.
 pub(crate) enum SystemMsg {
     /// Stop after the current message.
     Stop(StopReason),
-    /// (child to parent) the child failed and waits for a directive.
-    ChildFailed { child: ActorId, failure: Failure },
+    /// (child to parent) the child failed and waits for a directive on `lane`.
+    ChildFailed {
+        child: ActorId,
+        failure: Failure,
+        lane: Arc<dyn SystemLane>,
+    },
     /// (child to parent) the child has fully stopped.
     ChildTerminated(ActorId),
     /// (parent to a failed, waiting child) what to do.
