@@ -19,6 +19,7 @@ use crate::node::{NodeCore, Notice};
 use crate::node_id::NodeId;
 use crate::provider::{MembershipProvider, SeedsProvider};
 use crate::ring::HashRing;
+use crate::transport::tcp::{TcpClusterTransport, TransportConfig};
 use crate::transport::ClusterTransport;
 
 /// Work to do before a leaving node exits, given the ring without it (so the hook can
@@ -81,6 +82,19 @@ impl Cluster {
         seeds: Vec<SocketAddr>,
     ) -> Result<Self, ClusterError> {
         Self::start(config, transport, Arc::new(SeedsProvider::new(seeds))).await
+    }
+
+    /// Starts a node on granary-remote's TCP transport (listening on
+    /// `transport.listen`, cluster name and secret checked by its handshake) that joins
+    /// through `seeds`. To read traffic counters or share the port with application
+    /// traffic, bind a [`TcpClusterTransport`] yourself and call [`Cluster::start`].
+    pub async fn start_tcp(
+        config: ClusterConfig,
+        transport: TransportConfig,
+        seeds: Vec<SocketAddr>,
+    ) -> Result<Self, ClusterError> {
+        let transport = TcpClusterTransport::bind(transport).await?;
+        Self::start_with_seeds(config, transport, seeds).await
     }
 
     /// Starts a node: asks `provider` whom to contact, joins (or forms a cluster, or

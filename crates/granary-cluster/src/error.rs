@@ -19,6 +19,14 @@ pub enum TransportError {
     /// The transport is closed.
     #[error("transport closed")]
     Closed,
+    /// The transport could not listen on its address.
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind {
+        /// The configured listen address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Errors of membership providers.

@@ -21,8 +21,9 @@
 //! It must not know about actors, placement or the wire format: the protocol talks to a
 //! [`ClusterTransport`] (fire-and-forget messages to an address, a stream of incoming
 //! ones). [`transport::memory`] is an in-process implementation with per-link drops,
-//! delays and partitions; granary-remote's TCP transport is the crate below this one and
-//! will implement the same trait. The protocol core is a synchronous state machine driven
+//! delays and partitions; [`transport::tcp`] runs the protocol on the control channel of
+//! granary-remote's TCP transport (the crate below this one, whose handshake checks the
+//! cluster name and secret); [`Cluster::start_tcp`] is the short way to use it. The protocol core is a synchronous state machine driven
 //! by one tokio task per node, with no global state, so many nodes share one process.
 //!
 //! Dependencies and why: `imbl` gives the ring O(1) clones (events carry it), `xxhash-rust`
@@ -54,4 +55,5 @@ pub use membership::{Member, MemberStatus, MembershipTable};
 pub use message::{ClusterMessage, Envelope};
 pub use node_id::NodeId;
 pub use ring::HashRing;
+pub use transport::tcp::TcpClusterTransport;
 pub use transport::ClusterTransport;

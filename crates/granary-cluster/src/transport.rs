@@ -1,11 +1,13 @@
-//! The abstract transport the protocol runs over, and an in-memory implementation.
+//! The abstract transport the protocol runs over, an in-memory implementation and one
+//! over granary-remote's TCP transport.
 //!
 //! The protocol only needs fire-and-forget delivery of [`Envelope`]s to an address and a
 //! stream of incoming ones; ordering, connection management, the cluster name/secret
-//! handshake and encryption are the transport's business (granary-remote's TCP transport
-//! will implement this trait).
+//! handshake and encryption are the transport's business ([`tcp`] leaves
+//! them to granary-remote's TCP transport).
 
 pub mod memory;
+pub mod tcp;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,4 +31,17 @@ pub trait ClusterTransport: Send + 'static {
     /// Must be cancel-safe: the node's task polls it in a `select!` with its timers, so
     /// dropping the future before it completes must not lose a message.
     fn recv(&mut self) -> impl Future<Output = Option<Envelope>> + Send;
+}
+
+/// Traffic counters of one endpoint (kept by both transports).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficStats {
+    /// Messages handed to the network by this address.
+    pub sent_messages: u64,
+    /// Encoded bytes handed to the network by this address.
+    pub sent_bytes: u64,
+    /// Messages delivered to this address.
+    pub received_messages: u64,
+    /// Messages from this address that were dropped (faults, cuts, no endpoint).
+    pub dropped_messages: u64,
 }

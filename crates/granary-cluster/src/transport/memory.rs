@@ -28,18 +28,7 @@ pub struct LinkFaults {
     pub delay: Duration,
 }
 
-/// Traffic counters of one address.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TrafficStats {
-    /// Messages handed to the network by this address.
-    pub sent_messages: u64,
-    /// Encoded bytes handed to the network by this address.
-    pub sent_bytes: u64,
-    /// Messages delivered to this address.
-    pub received_messages: u64,
-    /// Messages from this address that were dropped (faults, cuts, no endpoint).
-    pub dropped_messages: u64,
-}
+pub use super::TrafficStats;
 
 #[derive(Default)]
 struct Inner {
