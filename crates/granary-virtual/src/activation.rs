@@ -36,6 +36,8 @@ impl<A: VirtualActor> Actor for Activation<A> {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.cell.tracker.close();
+                // Never activated: skip on_deactivate and the final save.
+                self.cell.conflict = true;
                 ctx.stop();
                 Err(e.to_string())
             }
@@ -48,8 +50,9 @@ impl<A: VirtualActor> Actor for Activation<A> {
 
     async fn stopping(&mut self, ctx: &mut Context<Self>) {
         self.cell.tracker.close();
-        if self.cell.conflict || self.cell.activated.is_some() {
-            // Stale (another activation owns the state) or never activated.
+        if self.cell.conflict || self.cell.activated.is_some() || self.cell.runtime.is_crashed() {
+            // Stale (another activation owns the state), never activated, or the node
+            // is simulating a crash (nothing may be saved).
             return;
         }
         let (actor, cell) = self.split();

@@ -19,6 +19,13 @@
 //! a duplicate found then is deactivated. The state store's ETag is the last line
 //! of defence: a stale activation's write gets a conflict and the activation stops.
 //!
+//! Also here: per-kind idle passivation and `ctx.deactivate_on_idle()`, graceful
+//! node shutdown (save, then stop, then leave), durable reminders kept in the state
+//! store ([`Kind::reminders`], [`ReminderFired`]), stateless workers
+//! ([`Kind::stateless_worker`]) and an external [`Client`] that is not a member.
+//! Timers tied to an activation are the actor context's timers
+//! ([`VirtualContext::actor_context`]); they end with the activation.
+//!
 //! This crate must not know about the wire format or the membership protocol's
 //! internals; it sits on `granary-cluster` (membership, hash ring), `granary-remote`
 //! (exposed actors, remote refs, the transport the membership gossip is carried

@@ -54,6 +54,7 @@ pub struct NodeBuilder {
     max_attempts: u32,
     rpc_timeout: Duration,
     reminder_interval: Duration,
+    faults: Option<Arc<granary_remote::faults::FaultInjector>>,
 }
 
 impl Default for NodeBuilder {
@@ -71,6 +72,7 @@ impl Default for NodeBuilder {
             max_attempts: 30,
             rpc_timeout: Duration::from_secs(2),
             reminder_interval: Duration::from_secs(1),
+            faults: None,
         }
     }
 }
@@ -140,6 +142,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Injects faults (drops, delays, partitions) into this node's transport, for
+    /// tests of failures.
+    pub fn faults(mut self, faults: Arc<granary_remote::faults::FaultInjector>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
     /// Starts the node: opens the stores, binds the transport, joins the cluster
     /// and starts serving.
     pub async fn start(self) -> Result<Node, VirtualError> {
@@ -178,8 +187,9 @@ impl NodeBuilder {
         }
 
         let system = ActorSystem::new();
-        let transport = TransportConfig::new(self.cluster_name.clone(), self.secret.clone())
+        let mut transport = TransportConfig::new(self.cluster_name.clone(), self.secret.clone())
             .with_listen(self.bind);
+        transport.faults = self.faults.clone();
         let remote = RemoteNode::start(system.clone(), transport)
             .await
             .map_err(|e| VirtualError::Setup(e.to_string()))?;

@@ -35,6 +35,9 @@ pub(crate) enum Request {
     Activate { kind: String, key: String },
     /// To a host: a stateless worker of `kind/key` there.
     Worker { kind: String, key: String },
+    /// To a host: do you hold a live activation of `kind/key`? (asked by a new
+    /// directory owner before placing, while re-registrations may still be in flight)
+    Find { kind: String, key: String },
     /// To a host: is this activation alive?
     Has {
         kind: String,

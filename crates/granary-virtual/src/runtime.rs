@@ -76,7 +76,13 @@ pub(crate) struct Runtime {
     /// Set by a simulated crash: activations stop without saving or unregistering.
     crashed: AtomicBool,
     seq: AtomicU64,
+    ring_changed_at: Mutex<tokio::time::Instant>,
 }
+
+/// How long after a membership change a directory owner asks every host of the
+/// kind before placing an identity it has no entry for (the hosts' re-registrations
+/// may not have arrived yet).
+const REBUILD_GRACE: Duration = Duration::from_secs(5);
 
 impl Runtime {
     pub(crate) fn new(
@@ -102,6 +108,7 @@ impl Runtime {
             shutting_down: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
             seq: AtomicU64::new(1),
+            ring_changed_at: Mutex::new(tokio::time::Instant::now()),
         }
     }
 
@@ -228,6 +235,29 @@ impl Runtime {
                 .lock()
                 .get(identity)
                 .is_some_and(|ws| ws.iter().any(alive))
+    }
+
+    /// The live (not closing) activation of `identity` here.
+    pub(crate) fn find_local(&self, identity: &Identity) -> Option<Location> {
+        self.local
+            .lock()
+            .get(identity)
+            .filter(|a| !a.tracker.is_closed())
+            .map(|a| Location {
+                host: self.me,
+                name: a.name.clone(),
+            })
+    }
+
+    /// Notes a membership change (starts the re-registration grace period).
+    pub(crate) fn note_ring_change(&self) {
+        *self.ring_changed_at.lock() = tokio::time::Instant::now();
+    }
+
+    /// Whether re-registrations after the last membership change may still be in
+    /// flight.
+    pub(crate) fn in_rebuild_grace(&self) -> bool {
+        self.ring_changed_at.lock().elapsed() < REBUILD_GRACE
     }
 
     /// Activates `identity` here, or returns the live activation.
@@ -388,6 +418,10 @@ impl Runtime {
         self.shutting_down.store(true, Ordering::Release);
     }
 
+    pub(crate) fn is_crashed(&self) -> bool {
+        self.crashed.load(Ordering::Acquire)
+    }
+
     pub(crate) fn mark_crashed(&self) {
         self.crashed.store(true, Ordering::Release);
         self.shutting_down.store(true, Ordering::Release);
@@ -400,6 +434,7 @@ impl Runtime {
     /// `previous` and the current ring are re-registered: the others' entries are
     /// where they were.
     pub(crate) async fn on_membership_change(self: &Arc<Self>, previous: &HashRing) {
+        self.note_ring_change();
         let alive = |host: &SocketAddr| self.members.is_alive(*host);
         self.cache.lock().retain(|_, loc| alive(&loc.host));
         self.directory.retain_hosts(|h| alive(h));

@@ -115,6 +115,10 @@ impl Runtime {
             }
             Request::Activate { kind, key } => self.activate_here(&Identity::new(kind, key)).await,
             Request::Worker { kind, key } => self.worker_here(&Identity::new(kind, key)).await,
+            Request::Find { kind, key } => match self.find_local(&Identity::new(kind, key)) {
+                Some(loc) => Reply::Located(loc),
+                None => Reply::Bool(false),
+            },
             Request::Has { kind, key, name } => {
                 Reply::Bool(self.has_local(&Identity::new(kind, key), &name))
             }

@@ -116,6 +116,15 @@ impl Runtime {
         if candidates.is_empty() {
             return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
         }
+        if self.in_rebuild_grace() {
+            if let Some(loc) = self.find_on_hosts(identity, &candidates).await {
+                self.directory
+                    .entries
+                    .lock()
+                    .insert(identity.clone(), loc.clone());
+                return Reply::Located(loc);
+            }
+        }
         let host = self.place(identity, &candidates, requester, tag).await;
         let reply = if host == self.me {
             self.activate_here(identity).await
@@ -165,6 +174,33 @@ impl Runtime {
             Ok(r) => r,
             Err(e) => Reply::Failed(Failure::Other(format!("worker on {host}: {e}"))),
         }
+    }
+
+    /// Asks every host of the kind whether it holds `identity` (hosts that do not
+    /// answer are skipped: they are partitioned away or dead).
+    async fn find_on_hosts(
+        self: &Arc<Self>,
+        identity: &Identity,
+        hosts: &[SocketAddr],
+    ) -> Option<Location> {
+        let asks = hosts.iter().map(|&host| async move {
+            if host == self.me {
+                return self.find_local(identity);
+            }
+            let req = Request::Find {
+                kind: identity.kind().to_owned(),
+                key: identity.key().to_owned(),
+            };
+            match self.rpc.call(self, host, req).await {
+                Ok(Reply::Located(loc)) => Some(loc),
+                _ => None,
+            }
+        });
+        futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .next()
     }
 
     /// `Some(alive?)`, or `None` if the host does not answer.
