@@ -172,11 +172,18 @@ fn main() {
     for _ in 0..3 {
         let which = which.clone();
         let want = move |t: &str| which.is_empty() || which.iter().any(|w| w == t);
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = if std::env::var_os("CORE_PERF_SINGLE").is_some() {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime")
+        } else {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+        };
         rt.block_on(async {
             tokio::spawn(async move {
                 if want("tell") {
