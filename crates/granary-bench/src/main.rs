@@ -18,6 +18,7 @@
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
 mod local;
+mod remote;
 mod report;
 mod storage;
 
@@ -47,6 +48,12 @@ enum Command {
     /// StateStore providers: read-modify-write throughput and latency
     /// (`--store URL`, repeatable, or `--store all`).
     Storage(storage::StorageArgs),
+    /// Two processes on 127.0.0.1: granary remote pingpong, oneway and pairs
+    /// against raw TCP and Distributed Erlang.
+    Remote(remote::RemoteArgs),
+    /// Internal: the peer process of `remote`.
+    #[command(hide = true)]
+    RemoteNode(remote::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +62,8 @@ fn main() -> ExitCode {
         Command::Local(args) => local::run(args).map_err(Into::into),
         Command::LocalChild(args) => local::run_child(args).map_err(Into::into),
         Command::Storage(args) => storage::run(args).map_err(Into::into),
+        Command::Remote(args) => remote::run(args).map_err(Into::into),
+        Command::RemoteNode(args) => remote::run_node(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

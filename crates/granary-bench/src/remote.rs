@@ -1,0 +1,566 @@
+//! The `remote` scenario: two OS processes on 127.0.0.1, granary against a raw TCP
+//! baseline, ractor_cluster and Distributed Erlang.
+//!
+//! The measuring process is this one; the peer is this same binary re-executed with
+//! the hidden `remote-node` subcommand ([`peer`] starts it, kills it on drop, on
+//! failure and on Ctrl-C; the peer also exits when its stdin closes, so it never
+//! outlives the parent). The peer prints `listening ADDR`, takes `expect N` on stdin
+//! and prints `done` when its receiving actor has counted N one-way messages, so
+//! one-way throughput is counted at the receiver.
+//!
+//! Tests (full sizes; `--quick` shrinks them to seconds):
+//! - `pingpong`: 20,000 round trips of 0 B, 1 KiB and 64 KiB payloads; an actor here
+//!   asks an echo actor there and records every round trip in an HDR histogram.
+//! - `oneway`: 1,000,000 messages of 16 B and 200,000 of 1 KiB, actor to remote actor
+//!   (tell); timed until the remote actor has counted the last one.
+//! - `pairs`: 64 pairs ping-pong 16 B at once with P = 1, 2, 4 data connections and
+//!   affinity on/off, while one extra pair streams 1 MiB messages: the small pairs'
+//!   p99 shows head-of-line blocking (seed 002 §4, Figs. 2–5).
+//!
+//! Baselines in the same run: `raw-tcp` (tokio TCP echo and a raw one-way stream of
+//! the same length-prefixed frames, no actors: the physical limit) and `erlang`
+//! (two Distributed Erlang nodes, `erlang/remote_bench.erl`; skipped with a printed
+//! reason when `erl` is missing).
+
+mod erlang;
+mod granary;
+mod latency;
+mod node;
+mod peer;
+mod raw;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+
+use crate::report::{ReportError, Reporter};
+pub(crate) use node::{run_node, NodeArgs};
+
+/// Options of `granary-bench remote`.
+#[derive(Debug, Args)]
+pub(crate) struct RemoteArgs {
+    /// Frameworks to measure, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Option<Vec<Framework>>,
+    /// Tests to run, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',')]
+    tests: Option<Vec<Test>>,
+    /// Small sizes (seconds in all), for smoke tests.
+    #[arg(long)]
+    quick: bool,
+    /// Append the rows as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+}
+
+/// The frameworks compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Framework {
+    /// granary-remote.
+    Granary,
+    /// Plain tokio TCP, no actors.
+    RawTcp,
+    /// Distributed Erlang (OTP), two `erl` nodes.
+    Erlang,
+}
+
+impl Framework {
+    const ALL: [Framework; 3] = [Self::Granary, Self::RawTcp, Self::Erlang];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Granary => "granary",
+            Self::RawTcp => "raw-tcp",
+            Self::Erlang => "erlang",
+        }
+    }
+}
+
+impl fmt::Display for Framework {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// The tests of the scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Test {
+    /// Round trips with one echo actor.
+    Pingpong,
+    /// One-way messages counted at the receiver.
+    Oneway,
+    /// 64 small pairs beside one 1 MiB stream (head-of-line blocking).
+    Pairs,
+}
+
+impl fmt::Display for Test {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(match self {
+            Self::Pingpong => "pingpong",
+            Self::Oneway => "oneway",
+            Self::Pairs => "pairs",
+        })
+    }
+}
+
+/// How big each test is.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sizes {
+    /// Round trips per payload in `pingpong`.
+    pub(crate) pingpong: u64,
+    /// Payloads of `pingpong`, in bytes.
+    pub(crate) pingpong_payloads: &'static [usize],
+    /// (messages, payload bytes) runs of `oneway`.
+    pub(crate) oneway: &'static [(u64, usize)],
+    /// Small pairs in `pairs`.
+    pub(crate) pairs: usize,
+    /// Round trips per small pair in `pairs`.
+    pub(crate) pair_round_trips: u64,
+    /// Limit for one measurement before it counts as hung.
+    pub(crate) timeout: Duration,
+}
+
+impl Sizes {
+    const FULL: Sizes = Sizes {
+        pingpong: 20_000,
+        pingpong_payloads: &[0, 1024, 64 * 1024],
+        oneway: &[(1_000_000, 16), (200_000, 1024)],
+        pairs: 64,
+        pair_round_trips: 300,
+        timeout: Duration::from_secs(180),
+    };
+    const QUICK: Sizes = Sizes {
+        pingpong: 500,
+        pingpong_payloads: &[0, 1024, 64 * 1024],
+        oneway: &[(20_000, 16), (4_000, 1024)],
+        pairs: 64,
+        pair_round_trips: 10,
+        timeout: Duration::from_secs(30),
+    };
+
+    fn for_run(quick: bool) -> Sizes {
+        if quick {
+            Sizes::QUICK
+        } else {
+            Sizes::FULL
+        }
+    }
+}
+
+/// The P and affinity settings `pairs` sweeps.
+const PAIRS_CONFIGS: [(usize, bool); 6] = [
+    (1, true),
+    (2, true),
+    (4, true),
+    (1, false),
+    (2, false),
+    (4, false),
+];
+
+/// Size of each message of the bulk pair in `pairs`.
+pub(crate) const BULK_BYTES: usize = 1 << 20;
+
+/// Payload of the small pairs in `pairs`.
+pub(crate) const PAIR_PAYLOAD: usize = 16;
+
+/// Why the `remote` scenario failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RemoteError {
+    /// The async runtime could not be built.
+    #[error("cannot start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A peer process could not be started.
+    #[error("cannot start {what}")]
+    Spawn {
+        /// Which peer.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A peer process ended or closed its output before it answered.
+    #[error("{what} exited while the bench waited for `{waiting_for}`{detail}")]
+    PeerExited {
+        /// Which peer.
+        what: String,
+        /// The line that was expected.
+        waiting_for: String,
+        /// Its exit status, when known.
+        detail: String,
+    },
+    /// A peer did not answer in time: lost messages or a dead node.
+    #[error("{what} did not print `{waiting_for}` within {after:?} (lost message or dead node)")]
+    PeerTimeout {
+        /// Which peer.
+        what: String,
+        /// The line that was expected.
+        waiting_for: String,
+        /// The limit that was hit.
+        after: Duration,
+    },
+    /// A peer printed something the bench does not understand.
+    #[error("{what} printed `{line}`, expected {expected}")]
+    PeerProtocol {
+        /// Which peer.
+        what: String,
+        /// What it printed.
+        line: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// Talking to a peer over its stdin failed.
+    #[error("cannot write to {what}")]
+    PeerStdin {
+        /// Which peer.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A framework refused an operation.
+    #[error("{framework}: {operation} failed: {reason}")]
+    Framework {
+        /// The framework under test.
+        framework: Framework,
+        /// What the harness tried to do.
+        operation: &'static str,
+        /// The framework's error, as text.
+        reason: String,
+    },
+    /// A measurement did not finish in time.
+    #[error("{framework}: `{test}` did not finish within {after:?}")]
+    Timeout {
+        /// The framework under test.
+        framework: Framework,
+        /// The test that hung.
+        test: Test,
+        /// The limit that was hit.
+        after: Duration,
+    },
+    /// The raw TCP baseline failed.
+    #[error("raw-tcp: {operation} failed")]
+    RawIo {
+        /// What the baseline did.
+        operation: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The latency histogram could not be created.
+    #[error("latency histogram: {0}")]
+    Histogram(String),
+    /// Preparing the Erlang side (temp dir, compiling the module) failed.
+    #[error("erlang: {0}")]
+    Erlang(String),
+    /// Writing the results failed.
+    #[error(transparent)]
+    Report(#[from] ReportError),
+}
+
+impl RemoteError {
+    /// A framework error, kept as text.
+    pub(crate) fn framework(
+        framework: Framework,
+        operation: &'static str,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Self::Framework {
+            framework,
+            operation,
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// What one measurement produced.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Measured {
+    /// Seconds from the first send until the last message was received.
+    pub(crate) seconds: f64,
+    /// Messages (one-way) or round trips.
+    pub(crate) messages: u64,
+    /// p50, p99, p99.9, max latency in microseconds, for round-trip tests.
+    pub(crate) latency_us: Option<[f64; 4]>,
+    /// 1 MiB messages the bulk pair got out during `pairs`.
+    pub(crate) bulk_messages: Option<u64>,
+    /// Sends refused for backpressure and retried.
+    pub(crate) retries: Option<u64>,
+}
+
+/// One output row.
+#[derive(Debug, Clone, Serialize)]
+struct RemoteRow {
+    scenario: &'static str,
+    test: Test,
+    framework: Framework,
+    mode: &'static str,
+    nodes: u32,
+    actors: u64,
+    payload_bytes: u64,
+    messages: u64,
+    parallelism: Option<u64>,
+    affinity: Option<bool>,
+    seconds: f64,
+    msgs_per_sec: f64,
+    round_trips_per_sec: Option<f64>,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    p999_us: Option<f64>,
+    max_us: Option<f64>,
+    bulk_mib: Option<u64>,
+    retries: Option<u64>,
+}
+
+const COLUMNS: &[&str] = &[
+    "scenario",
+    "test",
+    "framework",
+    "mode",
+    "nodes",
+    "actors",
+    "payload_bytes",
+    "messages",
+    "parallelism",
+    "affinity",
+    "seconds",
+    "msgs_per_sec",
+    "round_trips_per_sec",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+    "bulk_mib",
+    "retries",
+];
+
+/// One configuration to measure: which framework, which test, which sizes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Job {
+    /// The framework.
+    pub(crate) framework: Framework,
+    /// The test.
+    pub(crate) test: Test,
+    /// Payload of each message (small pairs' payload for `pairs`).
+    pub(crate) payload: usize,
+    /// Messages or round trips (per pair for `pairs`).
+    pub(crate) count: u64,
+    /// `pairs`: data connections and affinity.
+    pub(crate) pairs: Option<(usize, bool)>,
+}
+
+impl Job {
+    fn row(&self, measured: &Measured, sizes: &Sizes) -> RemoteRow {
+        let round_trip = matches!(self.test, Test::Pingpong | Test::Pairs);
+        let per_sec = measured.messages as f64 / measured.seconds.max(f64::MIN_POSITIVE);
+        let latency = measured.latency_us;
+        RemoteRow {
+            scenario: "remote",
+            test: self.test,
+            framework: self.framework,
+            mode: "distributed",
+            nodes: 2,
+            actors: match self.test {
+                Test::Pairs => 2 * (sizes.pairs as u64 + 1),
+                _ => 2,
+            },
+            payload_bytes: self.payload as u64,
+            messages: measured.messages,
+            parallelism: self.pairs.map(|(p, _)| p as u64),
+            affinity: self.pairs.map(|(_, a)| a),
+            seconds: measured.seconds,
+            // A round trip is two messages.
+            msgs_per_sec: if round_trip { 2.0 * per_sec } else { per_sec },
+            round_trips_per_sec: round_trip.then_some(per_sec),
+            p50_us: latency.map(|l| l[0]),
+            p99_us: latency.map(|l| l[1]),
+            p999_us: latency.map(|l| l[2]),
+            max_us: latency.map(|l| l[3]),
+            bulk_mib: measured.bulk_messages,
+            retries: measured.retries,
+        }
+    }
+}
+
+/// The jobs of a run, in order.
+fn jobs(frameworks: &[Framework], tests: &[Test], sizes: &Sizes) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for &test in tests {
+        for &framework in frameworks {
+            match test {
+                Test::Pingpong => jobs.extend(sizes.pingpong_payloads.iter().map(|&payload| Job {
+                    framework,
+                    test,
+                    payload,
+                    count: sizes.pingpong,
+                    pairs: None,
+                })),
+                Test::Oneway => jobs.extend(sizes.oneway.iter().map(|&(count, payload)| Job {
+                    framework,
+                    test,
+                    payload,
+                    count,
+                    pairs: None,
+                })),
+                // Parallel connections and affinity are granary-remote's knobs; the
+                // baselines have no equivalent.
+                Test::Pairs if framework == Framework::Granary => {
+                    jobs.extend(PAIRS_CONFIGS.iter().map(|&config| Job {
+                        framework,
+                        test,
+                        payload: PAIR_PAYLOAD,
+                        count: sizes.pair_round_trips,
+                        pairs: Some(config),
+                    }))
+                }
+                Test::Pairs => {}
+            }
+        }
+    }
+    jobs
+}
+
+/// Runs `granary-bench remote`.
+pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
+    let frameworks = dedup(args.only.unwrap_or_else(|| Framework::ALL.to_vec()));
+    let tests = dedup(
+        args.tests
+            .unwrap_or_else(|| vec![Test::Pingpong, Test::Oneway, Test::Pairs]),
+    );
+    let sizes = Sizes::for_run(args.quick);
+    let jobs = jobs(&frameworks, &tests, &sizes);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RemoteError::Runtime)?;
+    runtime.block_on(async move {
+        peer::kill_children_on_ctrl_c();
+        let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), jobs.len() as u64)?;
+        let mut rows = Vec::new();
+        let mut erlang = if frameworks.contains(&Framework::Erlang) {
+            match erlang::Erlang::prepare() {
+                Ok(erlang) => Some(erlang),
+                Err(reason) => {
+                    reporter
+                        .progress()
+                        .println(format!("erlang: skipped: {reason}"));
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        // One peer process per framework (and per `pairs` configuration), reused by
+        // the jobs that follow while they need the same peer.
+        let mut granary = granary::Session::idle();
+        let mut raw = raw::Session::idle();
+        for job in &jobs {
+            reporter
+                .progress()
+                .set_message(format!("{} {} {} B", job.framework, job.test, job.payload));
+            let measured = match job.framework {
+                Framework::Granary => Some(granary.measure(job, &sizes).await?),
+                Framework::RawTcp => Some(raw.measure(job, &sizes).await?),
+                Framework::Erlang => match &mut erlang {
+                    Some(erlang) => Some(erlang.measure(job, &sizes).await?),
+                    None => None,
+                },
+            };
+            if let Some(measured) = measured {
+                let row = job.row(&measured, &sizes);
+                reporter.emit(&row)?;
+                rows.push(row);
+            }
+            reporter.progress().inc(1);
+        }
+        granary.close();
+        raw.close();
+        reporter.finish();
+        eprint!("{}", ratios(&rows));
+        Ok(())
+    })
+}
+
+fn dedup<T: Ord + Copy>(mut items: Vec<T>) -> Vec<T> {
+    let mut seen = Vec::new();
+    items.retain(|item| {
+        let new = !seen.contains(item);
+        seen.push(*item);
+        new
+    });
+    items
+}
+
+/// The comparisons the bar of issue 3 asks for, as text.
+fn ratios(rows: &[RemoteRow]) -> String {
+    let find = |test: Test, framework: Framework, payload: u64, pairs: Option<(u64, bool)>| {
+        rows.iter().find(|row| {
+            row.test == test
+                && row.framework == framework
+                && row.payload_bytes == payload
+                && pairs.is_none_or(|(p, a)| row.parallelism == Some(p) && row.affinity == Some(a))
+        })
+    };
+    let mut out = String::new();
+    for row in rows
+        .iter()
+        .filter(|row| row.framework == Framework::Granary)
+    {
+        match row.test {
+            Test::Oneway => {
+                for other in [Framework::RawTcp, Framework::Erlang] {
+                    if let Some(base) = find(Test::Oneway, other, row.payload_bytes, None) {
+                        out.push_str(&format!(
+                            "oneway {} B: granary {:.0} msgs/s = {:.2}x {other}\n",
+                            row.payload_bytes,
+                            row.msgs_per_sec,
+                            row.msgs_per_sec / base.msgs_per_sec
+                        ));
+                    }
+                }
+            }
+            Test::Pingpong => {
+                for other in [Framework::RawTcp, Framework::Erlang] {
+                    let Some(base) = find(Test::Pingpong, other, row.payload_bytes, None) else {
+                        continue;
+                    };
+                    if let (Some(p50), Some(base_p50)) = (row.p50_us, base.p50_us) {
+                        out.push_str(&format!(
+                            "pingpong {} B: granary p50 {p50:.1} us = {:.2}x {other} \
+                             ({base_p50:.1} us); round trips/s {:.2}x\n",
+                            row.payload_bytes,
+                            p50 / base_p50,
+                            row.round_trips_per_sec.unwrap_or(0.0)
+                                / base.round_trips_per_sec.unwrap_or(f64::MAX)
+                        ));
+                    }
+                }
+            }
+            Test::Pairs => {}
+        }
+    }
+    for affinity in [true, false] {
+        let p99 = |p| {
+            find(
+                Test::Pairs,
+                Framework::Granary,
+                PAIR_PAYLOAD as u64,
+                Some((p, affinity)),
+            )
+            .and_then(|row| row.p99_us)
+        };
+        if let (Some(one), Some(four)) = (p99(1), p99(4)) {
+            out.push_str(&format!(
+                "pairs (affinity {}): small pairs' p99 with P=4 is {:.2}x P=1 ({four:.0} us vs {one:.0} us)\n",
+                if affinity { "on" } else { "off" },
+                four / one
+            ));
+        }
+    }
+    out
+}

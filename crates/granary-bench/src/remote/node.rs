@@ -1,0 +1,108 @@
+//! The hidden `remote-node` subcommand: the peer side of the `remote` scenario.
+//!
+//! Protocol with the parent (lines): the node prints `listening ADDR` once it
+//! serves; `expect N` on stdin sets how many one-way messages the receiver counts
+//! before it prints `done` (answered with `ready`); when stdin closes (the parent
+//! went away, however it ended) the process exits.
+
+use std::io::BufRead;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{granary, raw, Framework, RemoteError};
+
+/// Options of the hidden `remote-node` subcommand.
+#[derive(Debug, Args)]
+pub(crate) struct NodeArgs {
+    /// What to serve: `granary` or `raw-tcp`.
+    #[arg(long)]
+    framework: Framework,
+    /// granary: parallel data connections per peer.
+    #[arg(long, default_value_t = 2)]
+    parallelism: usize,
+    /// granary: choose the connection by (sender, recipient).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    affinity: bool,
+    /// granary: echo actors exposed as `echo-0` ... for `pairs`.
+    #[arg(long, default_value_t = 64)]
+    pairs: usize,
+}
+
+/// How many one-way messages the receiver waits for before it prints `done`.
+#[derive(Debug, Default)]
+pub(crate) struct Expected(AtomicU64);
+
+impl Expected {
+    /// The count set by the last `expect N`.
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Transport settings of a granary node, the same on both sides.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GranaryConfig {
+    /// Data connections per peer.
+    pub(crate) parallelism: usize,
+    /// Affinity on or off.
+    pub(crate) affinity: bool,
+}
+
+impl GranaryConfig {
+    /// The arguments that start a peer with this configuration.
+    pub(crate) fn args(&self) -> Vec<String> {
+        vec![
+            "--parallelism".into(),
+            self.parallelism.to_string(),
+            "--affinity".into(),
+            self.affinity.to_string(),
+        ]
+    }
+}
+
+/// Runs `granary-bench remote-node`.
+pub(crate) fn run_node(args: NodeArgs) -> Result<(), RemoteError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(RemoteError::Runtime)?;
+    let expected = Arc::new(Expected::default());
+    runtime.block_on(async {
+        let config = GranaryConfig {
+            parallelism: args.parallelism,
+            affinity: args.affinity,
+        };
+        // Keep whatever serves alive until stdin closes (dropping it stops serving).
+        let mut _granary = None;
+        let mut _raw = None;
+        match args.framework {
+            Framework::Granary => {
+                _granary = Some(granary::serve(config, args.pairs, expected.clone()).await?)
+            }
+            Framework::RawTcp => _raw = Some(raw::serve(expected.clone()).await?),
+            Framework::Erlang => {
+                return Err(RemoteError::Erlang(
+                    "the Erlang peer is an `erl` node, not `remote-node`".into(),
+                ))
+            }
+        }
+        let commands = expected.clone();
+        let stdin = tokio::task::spawn_blocking(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if let Some(n) = line
+                    .strip_prefix("expect ")
+                    .and_then(|n| n.trim().parse().ok())
+                {
+                    commands.0.store(n, Ordering::Relaxed);
+                    println!("ready");
+                }
+            }
+        });
+        let _ = stdin.await;
+        Ok(())
+    })
+}

@@ -1,0 +1,70 @@
+//! Runs `granary-bench remote --quick` through the built binary (two real processes
+//! on 127.0.0.1), so the benchmark can't rot: granary and the raw TCP baseline
+//! must produce every row with sane numbers, and no peer process may survive it.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn number(row: &Value, field: &str) -> f64 {
+    row[field]
+        .as_f64()
+        .unwrap_or_else(|| panic!("row has no number `{field}`: {row}"))
+}
+
+#[test]
+fn remote_quick_prints_sane_rows_for_granary_and_raw_tcp() {
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_granary-bench"))
+        .args(["remote", "--quick", "--only", "granary,raw-tcp"])
+        .output()
+        .expect("run granary-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed: {stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 stdout");
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let count = |test: &str, framework: &str| {
+        rows.iter()
+            .filter(|r| r["test"] == test && r["framework"] == framework)
+            .count()
+    };
+    // 3 payloads of pingpong, 2 sizes of oneway each; 6 P/affinity configs of pairs.
+    assert_eq!(count("pingpong", "granary"), 3, "{stdout}");
+    assert_eq!(count("pingpong", "raw-tcp"), 3, "{stdout}");
+    assert_eq!(count("oneway", "granary"), 2, "{stdout}");
+    assert_eq!(count("oneway", "raw-tcp"), 2, "{stdout}");
+    assert_eq!(count("pairs", "granary"), 6, "{stdout}");
+    assert_eq!(rows.len(), 16, "{stdout}");
+
+    for row in &rows {
+        assert_eq!(row["scenario"], "remote");
+        assert_eq!(row["mode"], "distributed");
+        assert_eq!(number(row, "nodes"), 2.0);
+        assert!(number(row, "messages") > 0.0, "{row}");
+        assert!(number(row, "seconds") > 0.0, "{row}");
+        assert!(number(row, "msgs_per_sec") > 0.0, "{row}");
+        if row["test"] != "oneway" {
+            let p50 = number(row, "p50_us");
+            let p99 = number(row, "p99_us");
+            let max = number(row, "max_us");
+            assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{row}");
+        }
+        if row["test"] == "pairs" {
+            assert!(number(row, "bulk_mib") >= 4.0, "bulk pair idle: {row}");
+            assert!(row["affinity"].is_boolean(), "{row}");
+        }
+    }
+    // The comparison lines come after the table.
+    assert!(stderr.contains("oneway 16 B: granary"), "{stderr}");
+    assert!(stderr.contains("pingpong 0 B: granary p50"), "{stderr}");
+}
