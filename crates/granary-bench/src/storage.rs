@@ -472,6 +472,27 @@ mod tests {
         });
     }
 
+    #[derive(Debug, clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: StorageArgs,
+    }
+
+    #[test]
+    fn quick_run_over_memory_and_file_stores_succeeds() {
+        use clap::Parser;
+        let dir =
+            std::env::temp_dir().join(format!("granary-bench-storage-test-{}", std::process::id()));
+        let file = format!("file:{}", dir.join("state.db").display());
+        let cli =
+            Cli::try_parse_from(["storage", "--store", "memory:", "--store", &file, "--quick"])
+                .expect("arguments parse");
+        assert_eq!(cli.args.stores, ["memory:", file.as_str()]);
+        let result = run(cli.args);
+        let _ = std::fs::remove_dir_all(&dir);
+        result.expect("quick storage run");
+    }
+
     #[test]
     fn the_check_catches_a_write_that_went_missing() {
         on_runtime(async {
