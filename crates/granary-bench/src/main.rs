@@ -17,6 +17,7 @@
 //! variant to [`Command`] and one arm to the `match` in `main`.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+mod cluster;
 mod local;
 mod remote;
 mod report;
@@ -54,6 +55,12 @@ enum Command {
     /// Internal: the peer process of `remote`.
     #[command(hide = true)]
     RemoteNode(remote::NodeArgs),
+    /// Cluster membership: node processes on 127.0.0.x (join, kill -9, false Downs,
+    /// gossip bytes) and the one-process simulation at N = 100 and 1,000.
+    Cluster(cluster::ClusterArgs),
+    /// Internal: one node process of `cluster`.
+    #[command(hide = true)]
+    ClusterNode(cluster::NodeArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +71,8 @@ fn main() -> ExitCode {
         Command::Storage(args) => storage::run(args).map_err(Into::into),
         Command::Remote(args) => remote::run(args).map_err(Into::into),
         Command::RemoteNode(args) => remote::run_node(args).map_err(Into::into),
+        Command::Cluster(args) => cluster::run(args).map_err(Into::into),
+        Command::ClusterNode(args) => cluster::run_node(args).map_err(Into::into),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
