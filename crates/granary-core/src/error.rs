@@ -31,6 +31,23 @@ pub enum RemoteError {
     /// A message could not be encoded.
     #[error("encode failed: {0}")]
     Encode(String),
+    /// The encoded message is larger than the transport's maximum frame size; it was
+    /// not sent.
+    #[error("frame too large: {len} bytes, maximum {max}")]
+    FrameTooLarge {
+        /// The encoded size in bytes.
+        len: u64,
+        /// The configured maximum in bytes.
+        max: u32,
+    },
+    /// The peer refused the connection: wrong cluster name, protocol version, shared
+    /// secret or certificate. Carries the logged reason.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The queue towards the peer is full (a slow or stalled peer); the message was
+    /// not sent.
+    #[error("backpressure: the queue to {0} is full")]
+    Backpressure(String),
     /// Anything else the transport reports.
     #[error("remote error: {0}")]
     Other(String),

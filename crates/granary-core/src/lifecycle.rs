@@ -42,6 +42,9 @@ pub enum StopReason {
     NotAlive,
     /// It did not stop within the shutdown timeout and its task was aborted.
     Killed,
+    /// It lived on another node, and that node was lost (unreachable or restarted):
+    /// the actor counts as stopped.
+    NodeLost,
 }
 
 /// Sent to watchers when an actor they watch stops (see

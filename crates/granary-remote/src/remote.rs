@@ -97,10 +97,10 @@ impl NodeInner {
         match e {
             TransportSendError::Unreachable { .. } => self.unreachable(addr),
             TransportSendError::Backpressure { peer } => {
-                RemoteError::Other(format!("backpressure: the queue to {peer} is full"))
+                RemoteError::Backpressure(peer.to_string())
             }
             TransportSendError::FrameTooLarge { len, max } => {
-                RemoteError::Other(format!("frame too large: {len} bytes, maximum {max}"))
+                RemoteError::FrameTooLarge { len, max }
             }
             other => RemoteError::Other(other.to_string()),
         }
@@ -108,7 +108,7 @@ impl NodeInner {
 
     fn unreachable(&self, addr: SocketAddr) -> RemoteError {
         match self.refusals.lock().get(&addr) {
-            Some(reason) => RemoteError::Other(reason.clone()),
+            Some(reason) => RemoteError::Unauthorized(reason.clone()),
             None => RemoteError::Unreachable,
         }
     }

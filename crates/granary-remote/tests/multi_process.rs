@@ -108,7 +108,7 @@ async fn killed_process_is_lost_and_its_restart_is_a_new_incarnation() {
     assert!(futures::poll!(&mut lost).is_pending());
     server.kill();
     let reason = tokio::time::timeout(WAIT, &mut lost).await.unwrap();
-    assert_eq!(reason, StopReason::Killed);
+    assert_eq!(reason, StopReason::NodeLost);
     // The node is already declared unreachable, so the ask fails before leaving.
     let err = counter.ask_timeout(Add(1), WAIT).await.unwrap_err();
     assert!(

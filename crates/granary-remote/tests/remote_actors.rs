@@ -299,10 +299,10 @@ async fn oversized_message_is_refused_at_the_sender() {
     let err = remote.tell(Blob(vec![0; 4096])).unwrap_err();
     match err {
         granary_core::SendError::Remote {
-            error: RemoteError::Other(text),
+            error: RemoteError::FrameTooLarge { len, max },
             message,
         } => {
-            assert!(text.starts_with("frame too large"), "{text}");
+            assert!(len > u64::from(max) && max == 1024, "len {len}, max {max}");
             assert_eq!(message.unwrap().0.len(), 4096, "the message is handed back");
         }
         other => panic!("{other:?}"),
@@ -318,7 +318,7 @@ async fn wrong_secret_fails_the_ask_as_unauthorized() {
     let remote = ActorRef::<Counter>::remote(&client, server.local_addr(), "counter");
     let err = remote.ask_timeout(Add(1), WAIT).await.unwrap_err();
     match err {
-        AskError::Remote(RemoteError::Other(text)) => {
+        AskError::Remote(RemoteError::Unauthorized(text)) => {
             assert!(text.contains("unauthorized"), "{text}")
         }
         other => panic!("{other:?}"),
@@ -366,6 +366,6 @@ async fn remote_watch_reports_a_stop_and_a_lost_node() {
     assert!(futures::poll!(&mut lost).is_pending());
     server.shutdown();
     let reason = tokio::time::timeout(WAIT, lost).await.unwrap();
-    assert_eq!(reason, StopReason::Killed);
+    assert_eq!(reason, StopReason::NodeLost);
     client.shutdown();
 }

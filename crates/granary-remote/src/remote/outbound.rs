@@ -192,7 +192,7 @@ impl RemoteTarget for RemoteActor {
                     &self.node,
                     self.addr,
                     &self.name,
-                    granary_core::StopReason::Killed,
+                    granary_core::StopReason::NodeLost,
                 );
             }
         }

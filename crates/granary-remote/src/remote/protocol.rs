@@ -28,6 +28,7 @@ pub(crate) enum WireStopReason {
     Failed(String),
     NotAlive,
     Killed,
+    NodeLost,
 }
 
 impl From<&StopReason> for WireStopReason {
@@ -38,6 +39,7 @@ impl From<&StopReason> for WireStopReason {
             StopReason::Shutdown => Self::Shutdown,
             StopReason::Failed(f) => Self::Failed(f.to_string()),
             StopReason::NotAlive => Self::NotAlive,
+            StopReason::NodeLost => Self::NodeLost,
             _ => Self::Killed,
         }
     }
@@ -53,6 +55,7 @@ impl From<WireStopReason> for StopReason {
             WireStopReason::Failed(text) => Self::Failed(Failure::Panic(text)),
             WireStopReason::NotAlive => Self::NotAlive,
             WireStopReason::Killed => Self::Killed,
+            WireStopReason::NodeLost => Self::NodeLost,
         }
     }
 }

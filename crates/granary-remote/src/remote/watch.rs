@@ -59,7 +59,7 @@ pub(crate) fn terminated(node: &NodeInner, addr: SocketAddr, name: &str, reason:
     }
 }
 
-/// The node at `addr` is lost: every watched actor there counts as stopped (`Killed`).
+/// The node at `addr` is lost: every watched actor there counts as stopped (`NodeLost`).
 pub(crate) fn node_lost(node: &NodeInner, addr: SocketAddr) {
     let lost: Vec<(WatchKey, Vec<LocalWatch>)> = {
         let mut watches = node.watches.lock();
@@ -76,7 +76,7 @@ pub(crate) fn node_lost(node: &NodeInner, addr: SocketAddr) {
         for w in list {
             (w.notify)(Terminated {
                 id: remote_actor_id(addr, &name),
-                reason: StopReason::Killed,
+                reason: StopReason::NodeLost,
             });
         }
     }
