@@ -80,7 +80,7 @@ impl Client {
             Default::default(),
             RuntimeConfig {
                 ask_timeout: Duration::from_secs(10),
-                max_attempts: 30,
+                max_attempts: 60,
                 rpc_timeout: Duration::from_secs(2),
             },
         ));

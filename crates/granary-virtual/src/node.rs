@@ -69,7 +69,7 @@ impl Default for NodeBuilder {
             kinds: Vec::new(),
             cluster: ClusterConfig::default(),
             ask_timeout: Duration::from_secs(10),
-            max_attempts: 30,
+            max_attempts: 60,
             rpc_timeout: Duration::from_secs(2),
             reminder_interval: Duration::from_secs(1),
             faults: None,
@@ -129,7 +129,9 @@ impl NodeBuilder {
         self
     }
 
-    /// Attempts per call before [`VirtualError::Unavailable`]. Default 30.
+    /// Attempts per call before [`VirtualError::Unavailable`]. Default 60 (with the
+    /// backoff growing to 500 ms, about half a minute: the ask timeout usually ends a
+    /// call first).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.max_attempts = attempts;
         self

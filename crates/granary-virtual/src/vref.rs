@@ -149,7 +149,7 @@ impl<A: VirtualActor> VirtualRef<A> {
         for attempt in 1..=attempts {
             if attempt > 1 {
                 let pause =
-                    Duration::from_millis(10 * u64::from(attempt)).min(Duration::from_millis(250));
+                    Duration::from_millis(10 * u64::from(attempt)).min(Duration::from_millis(500));
                 if Instant::now() + pause >= deadline {
                     return Err(VirtualError::Timeout);
                 }
