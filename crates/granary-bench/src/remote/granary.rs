@@ -196,9 +196,9 @@ impl Handler<RunPingpong> for Driver {
 fn backpressure<M>(err: SendError<M>) -> Result<M, String> {
     match err {
         SendError::Remote {
-            error: WireError::Other(text),
+            error: WireError::Backpressure(_),
             message: Some(back),
-        } if text.starts_with("backpressure") => Ok(back),
+        } => Ok(back),
         other => Err(other.to_string()),
     }
 }
