@@ -2,6 +2,7 @@
 //! registry and the event stream, and shuts everything down.
 
 mod builder;
+mod id_hasher;
 mod registry;
 
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use crate::runner::Runner;
 use crate::supervision::SupervisorStrategy;
 
 pub use builder::SystemBuilder;
+use id_hasher::IdHash;
 use registry::NameEntry;
 
 /// Settings of one actor system (see [`SystemBuilder`]).
@@ -58,7 +60,7 @@ struct LiveEntry {
 /// one lock for all of them would be contended.
 const SHARDS: usize = 16;
 
-type Shard = Mutex<HashMap<u64, LiveEntry>>;
+type Shard = Mutex<HashMap<u64, LiveEntry, IdHash>>;
 
 pub(crate) struct SystemInner {
     next_id: AtomicU64,
@@ -233,7 +235,9 @@ impl SystemInner {
         Self {
             next_id: AtomicU64::new(1),
             runtime,
-            live: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            live: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(IdHash)))
+                .collect(),
             live_count: AtomicUsize::new(0),
             names: Mutex::new(HashMap::new()),
             named: AtomicBool::new(false),
