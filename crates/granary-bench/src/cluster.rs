@@ -33,6 +33,7 @@ pub(crate) use node::{run_node, NodeArgs};
 #[derive(Debug, Args)]
 pub(crate) struct ClusterArgs {
     /// Process counts to measure, comma-separated (default 3,10,25; `--quick`: 3).
+    /// `--nodes 0` skips the process test.
     #[arg(long, value_delimiter = ',')]
     nodes: Option<Vec<usize>>,
     /// Simulated cluster sizes, comma-separated (default 100,1000; `--quick`: 100).
@@ -243,7 +244,7 @@ pub(crate) fn run(args: ClusterArgs) -> Result<(), ClusterBenchError> {
         child::kill_children_on_ctrl_c();
         let steps = (process_sizes.len() + sim_sizes.len()) as u64;
         let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), steps)?;
-        for &n in &process_sizes {
+        for &n in process_sizes.iter().filter(|&&n| n > 0) {
             reporter
                 .progress()
                 .set_message(format!("processes N={n} (idle {idle:?})"));
