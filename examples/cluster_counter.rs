@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use granary::prelude::*;
-use granary_remote::register_message;
+use granary::register_message;
 use serde::{Deserialize, Serialize};
 
 /// The persisted state of one counter.

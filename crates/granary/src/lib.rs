@@ -2,8 +2,10 @@
 //!
 //! This is the facade crate users depend on. It re-exports the layers below it:
 //! `granary-core` (the local actor runtime; its items are also at the crate root),
-//! `granary-storage` and `granary-virtual` (virtual actors, as [`virtual_actors`];
-//! its prelude is part of [`prelude`]). It must not contain runtime logic of its own.
+//! `granary-remote` (wire, transport and remote refs, as [`remote`]; its
+//! [`register_message!`] is re-exported here), `granary-cluster` (membership, as
+//! [`cluster`]), `granary-storage` and `granary-virtual` (virtual actors, as
+//! [`virtual_actors`]; its prelude is part of [`prelude`]). It must not contain runtime logic of its own.
 //!
 //! ```
 //! use granary::prelude::*;
@@ -29,8 +31,11 @@
 //! ```
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+pub use granary_cluster as cluster;
 pub use granary_core as core;
 pub use granary_core::*;
+pub use granary_remote as remote;
+pub use granary_remote::register_message;
 pub use granary_storage as storage;
 pub use granary_virtual as virtual_actors;
 
