@@ -34,8 +34,9 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::latency::{HistogramError, Latencies};
 use crate::report::{ReportError, Reporter};
-use support::{median, Latencies};
+use support::median;
 
 /// Options of `granary-bench local`.
 #[derive(Debug, Args)]
@@ -237,7 +238,7 @@ pub(crate) enum LocalError {
     Task(String),
     /// The latency histogram could not be created.
     #[error("latency histogram: {0}")]
-    Histogram(String),
+    Histogram(#[from] HistogramError),
     /// The spawn child process could not be started or failed.
     #[error("{framework}: spawn child process failed: {reason}")]
     Child {

@@ -18,6 +18,7 @@
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
 mod cluster;
+mod latency;
 mod local;
 mod remote;
 mod report;

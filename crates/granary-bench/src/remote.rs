@@ -24,7 +24,6 @@
 
 mod erlang;
 mod granary;
-mod latency;
 mod node;
 mod peer;
 mod raw;
@@ -36,8 +35,13 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 
+use crate::latency::HistogramError;
 use crate::report::{ReportError, Reporter};
 pub(crate) use node::{run_node, NodeArgs};
+
+/// The largest round trip the `remote` scenario records exactly (one minute);
+/// longer ones are clamped to it.
+const MAX_LATENCY: Duration = Duration::from_secs(60);
 
 /// Options of `granary-bench remote`.
 #[derive(Debug, Args)]
@@ -253,7 +257,7 @@ pub(crate) enum RemoteError {
     },
     /// The latency histogram could not be created.
     #[error("latency histogram: {0}")]
-    Histogram(String),
+    Histogram(#[from] HistogramError),
     /// Preparing the Erlang side (temp dir, compiling the module) failed.
     #[error("erlang: {0}")]
     Erlang(String),

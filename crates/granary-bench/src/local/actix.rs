@@ -11,8 +11,9 @@ use std::time::{Duration, Instant};
 use ::actix::prelude::*;
 use tokio::sync::oneshot;
 
-use super::support::{ask_all, check_sum, share, within, Latch, Latencies, SpawnClock};
+use super::support::{ask_all, check_sum, share, within, Latch, SpawnClock, MAX_LATENCY};
 use super::{Framework, LocalError, SpawnSample, Test};
+use crate::latency::Latencies;
 
 const FRAMEWORK: Framework = Framework::Actix;
 
@@ -212,7 +213,7 @@ pub(crate) fn pingpong(
     round_trips: u64,
     limit: Duration,
 ) -> Result<(Duration, Latencies), LocalError> {
-    let latencies = Latencies::new()?;
+    let latencies = Latencies::new(MAX_LATENCY)?;
     in_system(|_arbiter| async move {
         let (done_tx, done_rx) = oneshot::channel();
         let pinger = Pinger {

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use ::granary::prelude::{Actor, ActorRef, ActorSystem, Context, Handler, Message};
 use tokio::sync::oneshot;
 
-use super::support::{ask_all, check_sum, on_runtime, share, within, Latencies, SpawnClock};
+use super::support::{ask_all, check_sum, on_runtime, share, within, SpawnClock, MAX_LATENCY};
 use super::{Framework, LocalError, SpawnSample, Test};
+use crate::latency::Latencies;
 
 const FRAMEWORK: Framework = Framework::Granary;
 
@@ -207,7 +208,7 @@ pub(crate) fn pingpong(
             partner: None,
             left: round_trips,
             sent_at: Instant::now(),
-            latencies: Latencies::new()?,
+            latencies: Latencies::new(MAX_LATENCY)?,
             done: Some(done_tx),
         });
         let ponger = system.spawn(Ponger {

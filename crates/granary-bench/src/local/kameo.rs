@@ -9,8 +9,9 @@ use ::kameo::message::{Context, Message};
 use ::kameo::Actor;
 use tokio::sync::oneshot;
 
-use super::support::{ask_all, check_sum, on_runtime, share, within, Latencies, SpawnClock};
+use super::support::{ask_all, check_sum, on_runtime, share, within, SpawnClock, MAX_LATENCY};
 use super::{Framework, LocalError, SpawnSample, Test};
+use crate::latency::Latencies;
 
 const FRAMEWORK: Framework = Framework::Kameo;
 
@@ -205,7 +206,7 @@ pub(crate) fn pingpong(
             partner: None,
             left: round_trips,
             sent_at: Instant::now(),
-            latencies: Latencies::new()?,
+            latencies: Latencies::new(MAX_LATENCY)?,
             done: Some(done_tx),
         });
         let ponger = Ponger::spawn(Ponger {

@@ -8,8 +8,9 @@ use ::ractor::rpc::CallResult;
 use ::ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use tokio::sync::oneshot;
 
-use super::support::{ask_all, check_sum, on_runtime, share, within, Latencies, SpawnClock};
+use super::support::{ask_all, check_sum, on_runtime, share, within, SpawnClock, MAX_LATENCY};
 use super::{Framework, LocalError, SpawnSample, Test};
+use crate::latency::Latencies;
 
 const FRAMEWORK: Framework = Framework::Ractor;
 
@@ -240,10 +241,13 @@ pub(crate) fn pingpong(
 ) -> Result<(Duration, Latencies), LocalError> {
     on_runtime(async move {
         let (done_tx, done_rx) = oneshot::channel();
-        let (pinger, ping_handle) =
-            Actor::spawn(None, Pinger, (round_trips, Latencies::new()?, done_tx))
-                .await
-                .map_err(|e| failed("spawn", e))?;
+        let (pinger, ping_handle) = Actor::spawn(
+            None,
+            Pinger,
+            (round_trips, Latencies::new(MAX_LATENCY)?, done_tx),
+        )
+        .await
+        .map_err(|e| failed("spawn", e))?;
         let (ponger, pong_handle) = Actor::spawn(None, Ponger, pinger.clone())
             .await
             .map_err(|e| failed("spawn", e))?;

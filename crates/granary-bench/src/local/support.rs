@@ -1,4 +1,4 @@
-//! What every framework's test code shares: the runtime, the latency record, the
+//! What every framework's test code shares: the runtime, the latency bound, the
 //! RSS probe, a stop latch and the median.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::stream::StreamExt;
-use hdrhistogram::Histogram;
 use tokio::sync::Notify;
 
 use super::{Framework, LocalError, SpawnSample, Test};
@@ -163,45 +162,9 @@ impl SpawnClock {
     }
 }
 
-/// The largest latency the histogram tracks exactly (one hour), in nanoseconds.
-const MAX_LATENCY_NANOS: u64 = 3_600_000_000_000;
-
-/// Latency of every round trip, in nanoseconds, with 3 significant digits.
-#[derive(Debug, Clone)]
-pub(crate) struct Latencies(Histogram<u64>);
-
-impl Latencies {
-    /// An empty record.
-    pub(crate) fn new() -> Result<Self, LocalError> {
-        Histogram::new_with_bounds(1, MAX_LATENCY_NANOS, 3)
-            .map(Self)
-            .map_err(|e| LocalError::Histogram(e.to_string()))
-    }
-
-    /// Records one round trip.
-    pub(crate) fn record(&mut self, latency: Duration) {
-        // Clamps at one hour instead of failing; no round trip takes that long
-        // within a run's time limit.
-        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
-        self.0.saturating_record(nanos.max(1));
-    }
-
-    /// How many round trips were recorded.
-    pub(crate) fn len(&self) -> u64 {
-        self.0.len()
-    }
-
-    /// p50, p99, p99.9 and max, in microseconds.
-    pub(crate) fn summary_us(&self) -> [f64; 4] {
-        let us = |nanos: u64| nanos as f64 / 1000.0;
-        [
-            us(self.0.value_at_quantile(0.5)),
-            us(self.0.value_at_quantile(0.99)),
-            us(self.0.value_at_quantile(0.999)),
-            us(self.0.max()),
-        ]
-    }
-}
+/// The largest latency the `local` scenario records exactly (one hour); no round
+/// trip takes that long within a run's time limit.
+pub(crate) const MAX_LATENCY: Duration = Duration::from_secs(3600);
 
 /// Counts down from a number and wakes a waiter at zero; used where a framework
 /// offers no handle to await an actor's end (actix) or to count answers.
@@ -275,19 +238,6 @@ mod tests {
         assert_eq!(median(vec![5.0, 1.0, 3.0]), 3.0);
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), 2.5);
         assert_eq!(median(Vec::new()), 0.0);
-    }
-
-    #[test]
-    fn latencies_report_percentiles_in_microseconds() {
-        let mut latencies = Latencies::new().expect("histogram");
-        for micros in 1..=1000 {
-            latencies.record(Duration::from_micros(micros));
-        }
-        let [p50, p99, _, max] = latencies.summary_us();
-        assert_eq!(latencies.len(), 1000);
-        assert!((499.0..=501.0).contains(&p50), "p50 {p50}");
-        assert!((989.0..=991.0).contains(&p99), "p99 {p99}");
-        assert!((999.0..=1001.0).contains(&max), "max {max}");
     }
 
     #[test]

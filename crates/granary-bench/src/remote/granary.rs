@@ -17,10 +17,11 @@ use granary_remote::{register_message, ActorRefRemoteExt, RemoteNode, TransportC
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-use super::latency::Latencies;
+use crate::latency::Latencies;
+
 use super::node::{Expected, GranaryConfig};
 use super::peer::Peer;
-use super::{Framework, Job, Measured, RemoteError, Sizes, Test, BULK_BYTES};
+use super::{Framework, Job, Measured, RemoteError, Sizes, Test, BULK_BYTES, MAX_LATENCY};
 
 /// Limit of one remote ask inside a measurement.
 const ASK_TIMEOUT: Duration = Duration::from_secs(30);
@@ -181,7 +182,8 @@ impl Handler<RunPingpong> for Driver {
         for _ in 0..msg.warmup {
             round_trip().await?;
         }
-        let mut latencies = Latencies::new().map_err(|e| e.to_string())?;
+        let mut latencies =
+            Latencies::new(MAX_LATENCY).map_err(|e| RemoteError::from(e).to_string())?;
         let start = Instant::now();
         for _ in 0..msg.count {
             let t0 = Instant::now();
@@ -521,7 +523,7 @@ async fn pairs(
         .map_err(|e| RemoteError::framework(Framework::Granary, "bulk pair", e))?
         .and_then(|r| r)
         .map_err(fail("bulk pair"))?;
-    let mut all = Latencies::new()?;
+    let mut all = Latencies::new(MAX_LATENCY)?;
     for result in results {
         let (latencies, _) = result
             .map_err(|e| e.to_string())

@@ -14,10 +14,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use super::latency::Latencies;
+use crate::latency::Latencies;
+
 use super::node::Expected;
 use super::peer::Peer;
-use super::{Job, Measured, RemoteError, Sizes, Test};
+use super::{Job, Measured, RemoteError, Sizes, Test, MAX_LATENCY};
 
 const ECHO: u8 = b'E';
 const ONEWAY: u8 = b'O';
@@ -203,7 +204,7 @@ async fn pingpong(addr: SocketAddr, job: &Job) -> Result<Measured, RemoteError> 
     for _ in 0..job.count.min(200) {
         round_trip().await?;
     }
-    let mut latencies = Latencies::new()?;
+    let mut latencies = Latencies::new(MAX_LATENCY)?;
     let start = Instant::now();
     for _ in 0..job.count {
         let t0 = Instant::now();
