@@ -17,6 +17,7 @@
 //! variant to [`Command`] and one arm to the `match` in `main`.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+mod child_process;
 mod cluster;
 mod latency;
 mod local;
