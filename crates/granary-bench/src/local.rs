@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::latency::{HistogramError, Latencies};
 use crate::report::{ReportError, Reporter};
+use crate::selection::dedup;
 use support::median;
 
 /// Options of `granary-bench local`.
@@ -412,16 +413,6 @@ pub(crate) fn run_child(args: ChildArgs) -> Result<(), LocalError> {
     Ok(())
 }
 
-fn dedup<T: Ord + Copy>(mut items: Vec<T>) -> Vec<T> {
-    let mut seen = Vec::new();
-    items.retain(|item| {
-        let new = !seen.contains(item);
-        seen.push(*item);
-        new
-    });
-    items
-}
-
 /// One framework's implementation of the four tests.
 struct Suite {
     tell: fn(u64, Duration) -> Result<Duration, LocalError>,
@@ -721,14 +712,6 @@ fn ratios(rows: &[LocalRow]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dedup_keeps_first_occurrence_order() {
-        assert_eq!(
-            dedup(vec![Test::Spawn, Test::Tell, Test::Spawn]),
-            vec![Test::Spawn, Test::Tell]
-        );
-    }
 
     #[test]
     fn summarize_reports_medians_and_derived_rates() {

@@ -23,6 +23,7 @@ mod latency;
 mod local;
 mod remote;
 mod report;
+mod selection;
 mod storage;
 
 use std::process::ExitCode;

@@ -37,6 +37,7 @@ use serde::Serialize;
 
 use crate::latency::HistogramError;
 use crate::report::{ReportError, Reporter};
+use crate::selection::dedup;
 pub(crate) use node::{run_node, NodeArgs};
 
 /// The largest round trip the `remote` scenario records exactly (one minute);
@@ -488,16 +489,6 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
         eprint!("{}", ratios(&rows));
         Ok(())
     })
-}
-
-fn dedup<T: Ord + Copy>(mut items: Vec<T>) -> Vec<T> {
-    let mut seen = Vec::new();
-    items.retain(|item| {
-        let new = !seen.contains(item);
-        seen.push(*item);
-        new
-    });
-    items
 }
 
 /// The comparisons the bar of issue 3 asks for, as text.
