@@ -12,7 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use deadpool_postgres::tokio_postgres::{self, NoTls};
+use deadpool_postgres::tokio_postgres::types::ToSql;
+use deadpool_postgres::tokio_postgres::{self, NoTls, Row};
 use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType,
 };
@@ -112,20 +113,70 @@ impl PostgresStore {
         })
     }
 
+    /// Runs the cached statement `sql`, returning at most one row.
+    async fn query_opt(
+        &self,
+        client: &Object,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StorageError> {
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.map_pg(e))?;
+        client
+            .query_opt(&stmt, params)
+            .await
+            .map_err(|e| self.map_pg(e))
+    }
+
+    /// Runs the cached statement `sql`, returning every row.
+    async fn query(
+        &self,
+        client: &Object,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StorageError> {
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.map_pg(e))?;
+        client
+            .query(&stmt, params)
+            .await
+            .map_err(|e| self.map_pg(e))
+    }
+
+    /// Runs the cached statement `sql`, returning the number of rows it changed.
+    async fn execute(
+        &self,
+        client: &Object,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StorageError> {
+        let stmt = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| self.map_pg(e))?;
+        client
+            .execute(&stmt, params)
+            .await
+            .map_err(|e| self.map_pg(e))
+    }
+
     /// The live version of `identity`, for the `current` of a conflict.
     async fn live_version(
         &self,
         client: &Object,
         identity: &Identity,
     ) -> Result<Option<Version>, StorageError> {
-        let stmt = client
-            .prepare_cached(&self.sql.current)
-            .await
-            .map_err(|e| self.map_pg(e))?;
-        let row = client
-            .query_opt(&stmt, &[&identity.kind(), &identity.key()])
-            .await
-            .map_err(|e| self.map_pg(e))?;
+        let row = self
+            .query_opt(
+                client,
+                &self.sql.current,
+                &[&identity.kind(), &identity.key()],
+            )
+            .await?;
         row.map(|r| version_of(&r)).transpose()
     }
 
@@ -265,14 +316,13 @@ impl StateStore for PostgresStore {
     async fn read(&self, identity: &Identity) -> Result<Option<Stored>, StorageError> {
         within(self.op_timeout, "read", async {
             let client = self.client("read").await?;
-            let stmt = client
-                .prepare_cached(&self.sql.read)
-                .await
-                .map_err(|e| self.map_pg(e))?;
-            let row = client
-                .query_opt(&stmt, &[&identity.kind(), &identity.key()])
-                .await
-                .map_err(|e| self.map_pg(e))?;
+            let row = self
+                .query_opt(
+                    &client,
+                    &self.sql.read,
+                    &[&identity.kind(), &identity.key()],
+                )
+                .await?;
             row.map(|r| {
                 let data: Vec<u8> = r
                     .try_get(1)
@@ -296,30 +346,18 @@ impl StateStore for PostgresStore {
         within(self.op_timeout, "write", async {
             let client = self.client("write").await?;
             let data: &[u8] = &data;
+            let (kind, key) = (identity.kind(), identity.key());
             let row = match expected {
                 None => {
-                    let stmt = client
-                        .prepare_cached(&self.sql.insert)
-                        .await
-                        .map_err(|e| self.map_pg(e))?;
-                    client
-                        .query_opt(&stmt, &[&identity.kind(), &identity.key(), &data])
-                        .await
+                    self.query_opt(&client, &self.sql.insert, &[&kind, &key, &data])
+                        .await?
                 }
                 Some(v) => {
-                    let stmt = client
-                        .prepare_cached(&self.sql.update)
-                        .await
-                        .map_err(|e| self.map_pg(e))?;
-                    client
-                        .query_opt(
-                            &stmt,
-                            &[&identity.kind(), &identity.key(), &data, &v.to_stored()],
-                        )
-                        .await
+                    let v = v.to_stored();
+                    self.query_opt(&client, &self.sql.update, &[&kind, &key, &data, &v])
+                        .await?
                 }
-            }
-            .map_err(|e| self.map_pg(e))?;
+            };
             match row {
                 Some(row) => version_of(&row),
                 None => Err(StorageError::Conflict {
@@ -343,14 +381,13 @@ impl StateStore for PostgresStore {
                     current => Err(StorageError::Conflict { current }),
                 };
             };
-            let stmt = client
-                .prepare_cached(&self.sql.clear)
-                .await
-                .map_err(|e| self.map_pg(e))?;
-            let n = client
-                .execute(&stmt, &[&identity.kind(), &identity.key(), &v.to_stored()])
-                .await
-                .map_err(|e| self.map_pg(e))?;
+            let n = self
+                .execute(
+                    &client,
+                    &self.sql.clear,
+                    &[&identity.kind(), &identity.key(), &v.to_stored()],
+                )
+                .await?;
             if n == 1 {
                 Ok(())
             } else {
@@ -367,24 +404,19 @@ impl StateStore for PostgresStore {
         let period_ms = reminder.period_ms()?;
         within(self.op_timeout, "upsert_reminder", async {
             let client = self.client("upsert_reminder").await?;
-            let stmt = client
-                .prepare_cached(&self.sql.upsert_reminder)
-                .await
-                .map_err(|e| self.map_pg(e))?;
-            client
-                .execute(
-                    &stmt,
-                    &[
-                        &reminder.identity.kind(),
-                        &reminder.identity.key(),
-                        &reminder.name,
-                        &i64::from(reminder.partition),
-                        &due_ms,
-                        &period_ms,
-                    ],
-                )
-                .await
-                .map_err(|e| self.map_pg(e))?;
+            self.execute(
+                &client,
+                &self.sql.upsert_reminder,
+                &[
+                    &reminder.identity.kind(),
+                    &reminder.identity.key(),
+                    &reminder.name,
+                    &i64::from(reminder.partition),
+                    &due_ms,
+                    &period_ms,
+                ],
+            )
+            .await?;
             Ok(())
         })
         .await
@@ -393,14 +425,13 @@ impl StateStore for PostgresStore {
     async fn delete_reminder(&self, identity: &Identity, name: &str) -> Result<bool, StorageError> {
         within(self.op_timeout, "delete_reminder", async {
             let client = self.client("delete_reminder").await?;
-            let stmt = client
-                .prepare_cached(&self.sql.delete_reminder)
-                .await
-                .map_err(|e| self.map_pg(e))?;
-            let n = client
-                .execute(&stmt, &[&identity.kind(), &identity.key(), &name])
-                .await
-                .map_err(|e| self.map_pg(e))?;
+            let n = self
+                .execute(
+                    &client,
+                    &self.sql.delete_reminder,
+                    &[&identity.kind(), &identity.key(), &name],
+                )
+                .await?;
             Ok(n > 0)
         })
         .await
@@ -416,14 +447,13 @@ impl StateStore for PostgresStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         within(self.op_timeout, "due_reminders", async {
             let client = self.client("due_reminders").await?;
-            let stmt = client
-                .prepare_cached(&self.sql.due_reminders)
-                .await
-                .map_err(|e| self.map_pg(e))?;
-            let rows = client
-                .query(&stmt, &[&i64::from(partition), &now_ms, &limit])
-                .await
-                .map_err(|e| self.map_pg(e))?;
+            let rows = self
+                .query(
+                    &client,
+                    &self.sql.due_reminders,
+                    &[&i64::from(partition), &now_ms, &limit],
+                )
+                .await?;
             rows.iter()
                 .map(|r| {
                     let get = |e: tokio_postgres::Error| {
