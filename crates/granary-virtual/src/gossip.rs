@@ -1,7 +1,9 @@
 //! A `ClusterTransport` over granary-remote: cluster envelopes travel as
 //! [`ClusterFrame`] messages to the peer's `granary.virtual.gossip` actor, on the same
-//! port and authenticated connections as everything else. (granary-cluster ships only
-//! an in-memory transport today; this keeps a node to one listening port.)
+//! port and authenticated connections as everything else. granary-cluster's
+//! `TcpClusterTransport` needs a bare `Transport` of its own, while a virtual node's
+//! transport belongs to its `RemoteNode`; riding on the `RemoteNode` keeps a node to
+//! one listening port.
 
 use std::net::SocketAddr;
 
