@@ -6,9 +6,11 @@
 //! - [`wire`]: length-prefixed frames with a versioned header (`docs/wire.md`).
 //! - [`Transport`]: TCP (optionally TLS) connections per peer, with a control channel kept
 //!   apart from the data channels, P parallel data connections, affinity by (sender,
-//!   recipient), user-named channels, batched vectored writes, bounded queues, reconnect
-//!   with backoff and restart detection; every connection starts with an authenticated
-//!   handshake (cluster name, protocol version, HMAC challenge–response; `docs/wire.md`).
+//!   recipient), user-named channels, batched vectored writes, large frames cut into
+//!   chunks that small frames pass, bounded queues, heartbeats on the control channel,
+//!   reconnect with backoff and restart detection; every connection starts with an
+//!   authenticated handshake (cluster name, protocol version, HMAC challenge–response;
+//!   `docs/wire.md`).
 //! - [`faults`]: drop probability, delays and partitions injected at run time, seeded.
 //! - [`RemoteNode`]: remote actors on top of all that. [`RemoteNode::expose`] serves a
 //!   local actor under a name; `ActorRef::<A>::remote(&node, addr, name)`

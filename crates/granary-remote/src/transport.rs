@@ -11,17 +11,21 @@
 //! Connections are one-directional: a node writes on the connections it dialled and reads
 //! on the ones it accepted, so two nodes dialling each other at once need no tie-break.
 //! Each dialled connection has a writer task that takes *every* queued frame at once and
-//! writes them with one vectored write, flushing when the queue is empty. Each accepted
+//! writes them with one vectored write, flushing when the queue is empty; frames above
+//! `chunk_size` go out one chunk per write, between the other frames (`docs/wire.md`,
+//! "Chunks"), so a large message does not hold up the pairs behind it. Each accepted
 //! connection has a reader task that splits frames off its buffer and hands them,
 //! undecoded, to the [`InboundHandler`]: bodies are decoded on the recipient's side.
 //!
 //! Failures: lost connections are redialled with exponential backoff; a peer whose control
-//! connection fails `unreachable_after` times in a row is declared unreachable (queued
-//! frames dropped, sends fail fast); a peer that comes back with a new incarnation is
+//! connection fails `unreachable_after` times in a row, or whose heartbeats stop for
+//! `heartbeat_timeout` (a blackholed or frozen peer whose sockets stay open), is declared
+//! unreachable (queued frames dropped, sends fail fast); a peer that comes back with a new incarnation is
 //! reported as [`PeerEvent::Restarted`]; a peer that sends a malformed or oversized frame
 //! is disconnected and logged while the node keeps running.
 
 mod config;
+mod heartbeat;
 mod lane;
 mod listener;
 mod peer;
@@ -89,8 +93,10 @@ pub enum PeerEvent {
         /// Why.
         reason: String,
     },
-    /// The peer did not answer `unreachable_after` times in a row: frames queued for it
-    /// were dropped and sends fail with [`SendError::Unreachable`] until it answers.
+    /// The peer did not answer `unreachable_after` times in a row, or sent nothing on its
+    /// control connection (not even a heartbeat) for `heartbeat_timeout`: frames queued
+    /// for it were dropped and sends fail with [`SendError::Unreachable`] until it
+    /// answers (then [`PeerEvent::Connected`] follows).
     Unreachable {
         /// The peer's address.
         addr: SocketAddr,
@@ -121,6 +127,7 @@ pub enum PeerEvent {
 pub struct SendOptions {
     channel: u32,
     partition_key: Option<u64>,
+    sender: Option<u64>,
 }
 
 impl Default for SendOptions {
@@ -135,6 +142,7 @@ impl SendOptions {
         Self {
             channel: crate::wire::DATA_CHANNEL,
             partition_key: None,
+            sender: None,
         }
     }
 
@@ -143,6 +151,7 @@ impl SendOptions {
         Self {
             channel: crate::wire::CONTROL_CHANNEL,
             partition_key: None,
+            sender: None,
         }
     }
 
@@ -151,12 +160,28 @@ impl SendOptions {
         Self {
             channel: channel_id(name),
             partition_key: None,
+            sender: None,
         }
     }
 
     /// Pick the connection by `key % P` instead of by affinity (`{partition_key, N}`).
     pub const fn partition_key(mut self, key: u64) -> Self {
         self.partition_key = Some(key);
+        self
+    }
+
+    /// The sending actor's id, for affinity: the connection is chosen by hashing
+    /// (`sender`, recipient) instead of (the header's sender name, recipient), without
+    /// sending the id. [`RemoteNode`](crate::RemoteNode) sets it from
+    /// `granary_core::current_sender`.
+    ///
+    /// ```
+    /// use granary_remote::SendOptions;
+    /// let opts = SendOptions::data().sender(42);
+    /// # let _ = opts;
+    /// ```
+    pub const fn sender(mut self, sender: u64) -> Self {
+        self.sender = Some(sender);
         self
     }
 }
@@ -231,6 +256,89 @@ impl Inner {
 
     pub(crate) fn count_write(&self) {
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The peer at `addr`, started (dialling) on first use.
+    pub(crate) fn peer(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Peer>, SendError> {
+        if let Some(peer) = self.peers.read().get(&addr) {
+            return Ok(peer.clone());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(SendError::Shutdown);
+        }
+        let mut peers = self.peers.write();
+        if let Some(peer) = peers.get(&addr) {
+            return Ok(peer.clone());
+        }
+        let peer = Peer::start(self, addr).ok_or(SendError::Shutdown)?;
+        peers.insert(addr, peer.clone());
+        Ok(peer)
+    }
+
+    /// The peer at `addr` if it was ever dialled.
+    pub(crate) fn existing_peer(&self, addr: SocketAddr) -> Option<Arc<Peer>> {
+        self.peers.read().get(&addr).cloned()
+    }
+
+    /// Queue one frame for `peer` (size and reachability already checked), through
+    /// fault injection.
+    pub(crate) fn send_to(
+        self: &Arc<Self>,
+        peer: &Peer,
+        mut header: FrameHeader<'_>,
+        body: Bytes,
+        opts: SendOptions,
+    ) -> Result<(), SendError> {
+        let to = peer.addr;
+        let (group, spec) = self
+            .channels
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.id == opts.channel)
+            .ok_or_else(|| SendError::UnknownChannel(format!("{:#010x}", opts.channel)))?;
+        header.channel = spec.id;
+        let pair = match opts.sender {
+            Some(sender) => pair_hash(&sender.to_le_bytes(), header.recipient.as_bytes()),
+            None => pair_hash(header.sender.as_bytes(), header.recipient.as_bytes()),
+        };
+        let index = self.lane_index(spec.lanes, pair, opts.partition_key);
+        let lane = peer.lane(group, index);
+        if let Some(faults) = &self.config.faults {
+            match faults.decide(self.node.addr(), to, &spec.name) {
+                Verdict::Deliver => {}
+                Verdict::Drop | Verdict::Blocked => {
+                    self.counters.fault_drops.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
+                Verdict::Delay(delay) => {
+                    let frame = header.encode_with_body(&body, self.config.max_frame)?;
+                    return lane.delay(self, delay, pair, frame).map_err(|()| {
+                        self.counters.backpressure.fetch_add(1, Ordering::Relaxed);
+                        SendError::Backpressure { peer: to }
+                    });
+                }
+            }
+        }
+        lane.queue.push(&header, &body, pair).map_err(|e| match e {
+            PushError::Full => {
+                self.counters.backpressure.fetch_add(1, Ordering::Relaxed);
+                SendError::Backpressure { peer: to }
+            }
+            PushError::Frame(e) => e.into(),
+        })
+    }
+
+    fn lane_index(&self, lanes: usize, pair: u64, key: Option<u64>) -> usize {
+        if lanes <= 1 {
+            return 0;
+        }
+        if let Some(key) = key {
+            return (key % lanes as u64) as usize;
+        }
+        if self.config.affinity {
+            return (pair % lanes as u64) as usize;
+        }
+        self.round_robin.fetch_add(1, Ordering::Relaxed) % lanes
     }
 }
 
@@ -364,7 +472,7 @@ impl Transport {
 
     /// Start dialling `addr` now (sends do this on demand).
     pub fn connect(&self, addr: SocketAddr) -> Result<(), SendError> {
-        self.peer(addr).map(|_| ())
+        self.inner.peer(addr).map(|_| ())
     }
 
     /// Stop dialling `addr` and drop its queues; a later send dials it again.
@@ -384,11 +492,11 @@ impl Transport {
     pub fn send(
         &self,
         to: SocketAddr,
-        mut header: FrameHeader<'_>,
+        header: FrameHeader<'_>,
         body: Bytes,
         opts: SendOptions,
     ) -> Result<(), SendError> {
-        let inner = &*self.inner;
+        let inner = &self.inner;
         let len = header.frame_len(body.len());
         if len > u64::from(inner.config.max_frame) {
             return Err(SendError::FrameTooLarge {
@@ -396,71 +504,11 @@ impl Transport {
                 max: inner.config.max_frame,
             });
         }
-        let peer = self.peer(to)?;
+        let peer = inner.peer(to)?;
         if peer.is_unreachable() {
             return Err(SendError::Unreachable { peer: to });
         }
-        let (group, spec) = inner
-            .channels
-            .iter()
-            .enumerate()
-            .find(|(_, c)| c.id == opts.channel)
-            .ok_or_else(|| SendError::UnknownChannel(format!("{:#010x}", opts.channel)))?;
-        header.channel = spec.id;
-        let index = self.lane_index(spec.lanes, &header, opts.partition_key);
-        let lane = peer.lane(group, index);
-        if let Some(faults) = &inner.config.faults {
-            match faults.decide(inner.node.addr(), to, &spec.name) {
-                Verdict::Deliver => {}
-                Verdict::Drop | Verdict::Blocked => {
-                    inner.counters.fault_drops.fetch_add(1, Ordering::Relaxed);
-                    return Ok(());
-                }
-                Verdict::Delay(delay) => {
-                    let frame = header.encode_with_body(&body, inner.config.max_frame)?;
-                    return lane.delay(&self.inner, delay, frame).map_err(|()| {
-                        inner.counters.backpressure.fetch_add(1, Ordering::Relaxed);
-                        SendError::Backpressure { peer: to }
-                    });
-                }
-            }
-        }
-        lane.queue.push(&header, &body).map_err(|e| match e {
-            PushError::Full => {
-                inner.counters.backpressure.fetch_add(1, Ordering::Relaxed);
-                SendError::Backpressure { peer: to }
-            }
-            PushError::Frame(e) => e.into(),
-        })
-    }
-
-    fn lane_index(&self, lanes: usize, header: &FrameHeader<'_>, key: Option<u64>) -> usize {
-        if lanes <= 1 {
-            return 0;
-        }
-        if let Some(key) = key {
-            return (key % lanes as u64) as usize;
-        }
-        if self.inner.config.affinity {
-            return (pair_hash(header.sender, header.recipient) % lanes as u64) as usize;
-        }
-        self.inner.round_robin.fetch_add(1, Ordering::Relaxed) % lanes
-    }
-
-    fn peer(&self, addr: SocketAddr) -> Result<Arc<Peer>, SendError> {
-        if let Some(peer) = self.inner.peers.read().get(&addr) {
-            return Ok(peer.clone());
-        }
-        if self.inner.closed.load(Ordering::Acquire) {
-            return Err(SendError::Shutdown);
-        }
-        let mut peers = self.inner.peers.write();
-        if let Some(peer) = peers.get(&addr) {
-            return Ok(peer.clone());
-        }
-        let peer = Peer::start(&self.inner, addr).ok_or(SendError::Shutdown)?;
-        peers.insert(addr, peer.clone());
-        Ok(peer)
+        inner.send_to(&peer, header, body, opts)
     }
 
     /// Counters so far.
@@ -497,9 +545,9 @@ impl Transport {
 }
 
 /// FNV-1a over sender, a separator and recipient: cheap and stable.
-fn pair_hash(sender: &str, recipient: &str) -> u64 {
+fn pair_hash(sender: &[u8], recipient: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in sender.bytes().chain([0xff]).chain(recipient.bytes()) {
+    for &b in sender.iter().chain(&[0xff]).chain(recipient) {
         hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }

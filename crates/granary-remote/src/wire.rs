@@ -8,12 +8,18 @@
 
 mod decoder;
 mod frame;
+mod reassembler;
 
 pub use decoder::FrameDecoder;
-pub use frame::{Frame, FrameHeader, FrameKind};
+pub use frame::{Frame, FrameHeader, FrameKind, CHUNK_LAST};
+pub use reassembler::Reassembler;
 
-/// The protocol version this build speaks (byte 4 of every frame).
-pub const PROTOCOL_VERSION: u8 = 1;
+pub(crate) use decoder::parse_unprefixed;
+pub(crate) use frame::encode_chunk_header;
+
+/// The protocol version this build speaks (byte 4 of every frame). Version 2 added
+/// [`FrameKind::Chunk`].
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;

@@ -29,6 +29,8 @@ pub(crate) fn on_frame(node: &NodeInner, from: NodeId, frame: Frame) {
         FrameKind::Handshake => {
             tracing::debug!(%from, "handshake frame after the handshake; ignored")
         }
+        // The transport rebuilds chunked frames before they get here.
+        FrameKind::Chunk => tracing::debug!(%from, "stray chunk; ignored"),
     }
 }
 

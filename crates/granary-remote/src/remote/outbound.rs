@@ -18,6 +18,15 @@ use crate::wire::{FrameHeader, FrameKind};
 
 type AskResult = Result<ErasedMessage, AskError<ErasedMessage>>;
 
+/// The data channel, with the sending actor (if any) for affinity: each (sender,
+/// recipient) pair keeps one connection, so its messages stay in order.
+fn data_options() -> SendOptions {
+    match granary_core::current_sender() {
+        Some(id) => SendOptions::data().sender(id.local() ^ id.node().rotate_left(32)),
+        None => SendOptions::data(),
+    }
+}
+
 /// An ask waiting for its reply.
 pub(crate) struct PendingAsk {
     pub(crate) addr: SocketAddr,
@@ -97,7 +106,7 @@ impl RemoteTarget for RemoteActor {
         let header = self.header(FrameKind::Tell, tag, 0);
         self.node
             .transport()
-            .send(self.addr, header, body, SendOptions::data())
+            .send(self.addr, header, body, data_options())
             .map_err(|e| {
                 let error = self.node.send_error(self.addr, e);
                 self.dead_letter(type_name, DeadLetterReason::Remote(error.clone()));
@@ -139,7 +148,7 @@ impl RemoteTarget for RemoteActor {
         let header = self.header(FrameKind::Ask, tag, correlation);
         if let Err(e) = node
             .transport()
-            .send(self.addr, header, body, SendOptions::data())
+            .send(self.addr, header, body, data_options())
         {
             node.pending.lock().remove(&correlation);
             let error = node.send_error(self.addr, e);

@@ -8,6 +8,9 @@ use crate::faults::FaultInjector;
 use crate::tls::TlsConfig;
 use crate::wire::DEFAULT_MAX_FRAME;
 
+/// Smallest chunk size: below it the 32-byte chunk header costs more than it saves.
+const MIN_CHUNK_SIZE: usize = 1024;
+
 /// A user-named channel: its own connections, so its traffic never queues behind (or in
 /// front of) other channels' traffic (seed 002 §4.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +52,18 @@ pub struct TransportConfig {
     pub channels: Vec<ChannelConfig>,
     /// Largest frame (after the length prefix) sent or accepted. Default 16 MiB.
     pub max_frame: u32,
+    /// Frames longer than this (after the length prefix) are cut into chunks of this
+    /// size, and the connection's writer sends one chunk per write beside every other
+    /// frame queued meanwhile, so small messages of other pairs do not wait behind a
+    /// large one (FIFO per pair holds; `docs/wire.md`, "Chunks"). Default 64 KiB.
+    pub chunk_size: usize,
+    /// About how many bytes of a connection the kernel may hold (unsent at the dialling
+    /// end, `TCP_NOTSENT_LOWAT` on Linux; the receive buffer at the accepting end).
+    /// Frames beyond it wait in the transport's queue, where small frames still pass a
+    /// chunked large one; in kernel buffers (several MiB when left to autotuning) they
+    /// cannot, so this bounds how long a small message waits behind a large one on the
+    /// same connection. `None` leaves the buffers to the OS. Default 128 KiB.
+    pub kernel_backlog: Option<usize>,
     /// Bytes that may wait in one connection's queue before sends fail with
     /// [`SendError::Backpressure`](crate::SendError::Backpressure). A frame is always
     /// accepted into an empty queue. Default 16 MiB.
@@ -64,6 +79,16 @@ pub struct TransportConfig {
     /// [`SendError::Unreachable`](crate::SendError::Unreachable) until it answers again.
     /// Default 3.
     pub unreachable_after: u32,
+    /// How often the control connection sends a heartbeat frame to the peer. Default
+    /// 1 s.
+    pub heartbeat_interval: Duration,
+    /// A peer whose control connection has delivered nothing (no heartbeat, no other
+    /// frame) for this long is treated as lost, as if it had stopped answering: a
+    /// [`PeerEvent::Unreachable`](crate::PeerEvent::Unreachable) is broadcast (so
+    /// watchers of its actors get `Terminated` with `NodeLost` and pending asks fail
+    /// with `Unreachable`), frames queued for it are dropped and sends fail fast, until
+    /// it is heard from again. Default 5 s.
+    pub heartbeat_timeout: Duration,
     /// TCP keepalive idle time on every connection (probes every half of it, 3 probes),
     /// so a peer whose host vanished without closing its sockets is noticed even when
     /// nothing is being written. `None` turns keepalive off. Default 10 s.
@@ -85,11 +110,15 @@ impl TransportConfig {
             affinity: true,
             channels: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
+            chunk_size: 64 * 1024,
+            kernel_backlog: Some(128 * 1024),
             queue_capacity: 16 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(5),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             unreachable_after: 3,
+            heartbeat_interval: Duration::from_secs(1),
+            heartbeat_timeout: Duration::from_secs(5),
             keepalive: Some(Duration::from_secs(10)),
             tls: None,
             faults: None,
@@ -129,9 +158,28 @@ impl TransportConfig {
         self
     }
 
+    /// Set the size above which frames are sent in chunks (and the chunk size).
+    pub fn with_chunk_size(mut self, bytes: usize) -> Self {
+        self.chunk_size = bytes;
+        self
+    }
+
+    /// Set (or with `None` lift) the kernel backlog per connection.
+    pub fn with_kernel_backlog(mut self, bytes: Option<usize>) -> Self {
+        self.kernel_backlog = bytes;
+        self
+    }
+
     /// Set the per-connection queue capacity in bytes.
     pub fn with_queue_capacity(mut self, bytes: usize) -> Self {
         self.queue_capacity = bytes;
+        self
+    }
+
+    /// Send heartbeats every `interval`; a peer silent for `timeout` is lost.
+    pub fn with_heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self.heartbeat_timeout = timeout;
         self
     }
 
@@ -153,6 +201,16 @@ impl TransportConfig {
         }
         if self.max_frame < crate::wire::FIXED_HEADER as u32 {
             return Err("max_frame is smaller than the frame header".into());
+        }
+        if self.chunk_size < MIN_CHUNK_SIZE {
+            return Err(format!(
+                "chunk_size must be at least {MIN_CHUNK_SIZE} bytes"
+            ));
+        }
+        if self.heartbeat_interval.is_zero() || self.heartbeat_timeout <= self.heartbeat_interval {
+            return Err(
+                "heartbeat_interval must be non-zero and shorter than heartbeat_timeout".into(),
+            );
         }
         if self.listen.ip().is_unspecified() {
             return Err("listen address must be a concrete address peers can dial".into());
@@ -193,7 +251,11 @@ impl std::fmt::Debug for TransportConfig {
             .field("affinity", &self.affinity)
             .field("channels", &self.channels)
             .field("max_frame", &self.max_frame)
+            .field("chunk_size", &self.chunk_size)
+            .field("kernel_backlog", &self.kernel_backlog)
             .field("queue_capacity", &self.queue_capacity)
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("tls", &self.tls.is_some())
             .field("faults", &self.faults.is_some())
             .finish_non_exhaustive()
@@ -217,6 +279,13 @@ mod tests {
             .is_err());
         assert!(base().with_channel("bulk", 0).validate().is_err());
         assert!(base().with_max_frame(8).validate().is_err());
+        assert!(base().with_chunk_size(10).validate().is_err());
+        let second = Duration::from_secs(1);
+        assert!(base().with_heartbeat(second, second).validate().is_err());
+        assert!(base()
+            .with_heartbeat(Duration::ZERO, second)
+            .validate()
+            .is_err());
         assert!(base()
             .with_listen("0.0.0.0:0".parse().unwrap())
             .validate()

@@ -32,15 +32,18 @@ pub(crate) struct Lane {
     delay: Mutex<Option<DelayLine>>,
 }
 
+/// A delayed frame: when to queue it, its pair and its bytes.
+type Delayed = (Instant, u64, Bytes);
+
 struct DelayLine {
-    tx: mpsc::Sender<(Instant, Bytes)>,
+    tx: mpsc::Sender<Delayed>,
     last: Instant,
 }
 
 impl Lane {
-    pub(crate) fn new(capacity: usize, max_frame: u32) -> Self {
+    pub(crate) fn new(capacity: usize, max_frame: u32, chunk_size: usize) -> Self {
         Self {
-            queue: Arc::new(OutboundQueue::new(capacity, max_frame)),
+            queue: Arc::new(OutboundQueue::new(capacity, max_frame, chunk_size)),
             delay: Mutex::new(None),
         }
     }
@@ -51,6 +54,7 @@ impl Lane {
         &self,
         inner: &Arc<Inner>,
         delay: Duration,
+        pair: u64,
         frame: Bytes,
     ) -> Result<(), ()> {
         let mut guard = self.delay.lock();
@@ -64,16 +68,16 @@ impl Lane {
         }
         let line = guard.as_mut().ok_or(())?;
         let at = (Instant::now() + delay).max(line.last);
-        line.tx.try_send((at, frame)).map_err(|_| ())?;
+        line.tx.try_send((at, pair, frame)).map_err(|_| ())?;
         line.last = at;
         Ok(())
     }
 }
 
-async fn release(mut rx: mpsc::Receiver<(Instant, Bytes)>, queue: Arc<OutboundQueue>) {
-    while let Some((at, frame)) = rx.recv().await {
+async fn release(mut rx: mpsc::Receiver<Delayed>, queue: Arc<OutboundQueue>) {
+    while let Some((at, pair, frame)) = rx.recv().await {
         tokio::time::sleep_until(at).await;
-        if queue.push_encoded(frame).is_err() {
+        if queue.push_encoded(frame, pair).is_err() {
             tracing::debug!("delayed frame dropped: queue full");
         }
     }
@@ -152,7 +156,13 @@ async fn dial(
     };
     let connect = async {
         let tcp = TcpStream::connect(peer.addr).await?;
-        super::stream::tune(&tcp, inner.config.keepalive)?;
+        let end = super::stream::End::Dialled;
+        super::stream::tune(
+            &tcp,
+            inner.config.keepalive,
+            inner.config.kernel_backlog,
+            end,
+        )?;
         Ok::<_, HandshakeError>(match &inner.tls {
             Some(tls) => Stream::TlsClient(Box::new(
                 tls.connector

@@ -11,7 +11,7 @@ use super::stream::Stream;
 use super::{Inner, PeerEvent};
 use crate::error::HandshakeError;
 use crate::handshake::{self, Params};
-use crate::wire::FrameDecoder;
+use crate::wire::{FrameDecoder, Reassembler};
 
 /// Read buffer growth step: large enough for many small frames per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -32,7 +32,13 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
 }
 
 async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
-    if let Err(e) = super::stream::tune(&tcp, inner.config.keepalive) {
+    let end = super::stream::End::Accepted;
+    if let Err(e) = super::stream::tune(
+        &tcp,
+        inner.config.keepalive,
+        inner.config.kernel_backlog,
+        end,
+    ) {
         tracing::debug!(%remote, error = %e, "could not tune socket");
     }
     let params = Params {
@@ -66,14 +72,30 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
         }
     };
     tracing::debug!(%node, channel = %lane.channel, index = lane.index, "accepted");
+    // The peer's control connection carries its heartbeats: silence on it means the
+    // peer is lost. Dial it back so it hears ours.
+    let heartbeats = lane.channel == "control";
+    if heartbeats {
+        if let Err(e) = inner.peer(node.addr()) {
+            tracing::debug!(%node, error = %e, "cannot dial the peer back");
+        }
+    }
+    let mut lost = false;
     let decoder = FrameDecoder::new(inner.config.max_frame);
+    let mut reassembler = Reassembler::new(inner.config.max_frame);
     loop {
         loop {
-            match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
+            // A chunk is buffered by the reassembler until its frame is whole.
+            let decoded = decoder
+                .decode(&mut buf)
+                .and_then(|f| f.map(|f| reassembler.push(f)).transpose());
+            match decoded {
+                Ok(Some(Some(frame))) if super::heartbeat::is_heartbeat(&frame) => {}
+                Ok(Some(Some(frame))) => {
                     inner.count_received();
                     inner.handler.on_frame(node, frame);
                 }
+                Ok(Some(None)) => {}
                 Ok(None) => break,
                 Err(error) => {
                     tracing::warn!(%node, %error, "peer broke the wire protocol; disconnecting");
@@ -85,7 +107,27 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match stream.read_buf(&mut buf).await {
+        let read = if heartbeats {
+            match tokio::time::timeout(inner.config.heartbeat_timeout, stream.read_buf(&mut buf))
+                .await
+            {
+                Ok(read) => read,
+                Err(_silent) => {
+                    if !lost {
+                        lost = true;
+                        super::heartbeat::lost(&inner, node);
+                    }
+                    continue;
+                }
+            }
+        } else {
+            stream.read_buf(&mut buf).await
+        };
+        if lost && matches!(read, Ok(n) if n > 0) {
+            lost = false;
+            super::heartbeat::back(&inner, node);
+        }
+        match read {
             Ok(0) => {
                 tracing::debug!(%node, "inbound connection closed");
                 return;

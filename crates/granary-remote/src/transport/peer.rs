@@ -32,6 +32,7 @@ impl Peer {
                         Arc::new(Lane::new(
                             inner.config.queue_capacity,
                             inner.config.max_frame,
+                            inner.config.chunk_size,
                         ))
                     })
                     .collect()
@@ -44,7 +45,8 @@ impl Peer {
             unreachable: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
         });
-        let mut handles = Vec::new();
+        let mut handles =
+            vec![inner.spawn(super::heartbeat::send_loop(inner.clone(), peer.clone()))?];
         for (g, spec) in inner.channels.iter().enumerate() {
             for i in 0..spec.lanes {
                 let task = lane::run(inner.clone(), peer.clone(), g, i);

@@ -7,10 +7,39 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// Which end of a connection a socket is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum End {
+    /// The dialling (writing) end.
+    Dialled,
+    /// The accepting (reading) end.
+    Accepted,
+}
+
 /// Low latency and dead-peer detection for every connection: no Nagle delay, and TCP
-/// keepalive probes when `keepalive` is set.
-pub(crate) fn tune(tcp: &TcpStream, keepalive: Option<std::time::Duration>) -> io::Result<()> {
+/// keepalive probes when `keepalive` is set. With `backlog`, the kernel holds at most
+/// about that many bytes of the connection: the dialled end keeps at most `backlog`
+/// unsent bytes (`TCP_NOTSENT_LOWAT`, Linux) and the accepting end receives into a
+/// buffer of `backlog` bytes, so frames wait in the transport's queue, where a small
+/// frame can still pass a chunked large one, instead of in kernel buffers, where it
+/// cannot.
+pub(crate) fn tune(
+    tcp: &TcpStream,
+    keepalive: Option<std::time::Duration>,
+    backlog: Option<usize>,
+    end: End,
+) -> io::Result<()> {
     tcp.set_nodelay(true)?;
+    if let Some(bytes) = backlog {
+        let sock = socket2::SockRef::from(tcp);
+        match end {
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            End::Dialled => sock.set_tcp_notsent_lowat(u32::try_from(bytes).unwrap_or(u32::MAX))?,
+            #[cfg(not(any(target_os = "linux", target_os = "android")))]
+            End::Dialled => sock.set_send_buffer_size(bytes)?,
+            End::Accepted => sock.set_recv_buffer_size(bytes)?,
+        }
+    }
     if let Some(idle) = keepalive {
         let params = socket2::TcpKeepalive::new()
             .with_time(idle)
@@ -96,15 +125,23 @@ mod tests {
         let tcp = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        tune(&tcp, Some(Duration::from_secs(10))).unwrap();
+        tune(
+            &tcp,
+            Some(Duration::from_secs(10)),
+            Some(64 * 1024),
+            End::Dialled,
+        )
+        .unwrap();
         let sock = socket2::SockRef::from(&tcp);
         assert!(tcp.nodelay().unwrap());
         assert!(sock.keepalive().unwrap());
         assert_eq!(sock.tcp_keepalive_time().unwrap(), Duration::from_secs(10));
+        #[cfg(target_os = "linux")]
+        assert_eq!(sock.tcp_notsent_lowat().unwrap(), 64 * 1024);
         let plain = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        tune(&plain, None).unwrap();
+        tune(&plain, None, None, End::Accepted).unwrap();
         assert!(!socket2::SockRef::from(&plain).keepalive().unwrap());
     }
 }

@@ -82,6 +82,14 @@ impl FrameDecoder {
     }
 }
 
+/// Parse one whole frame without its length prefix (a reassembled chunked frame).
+pub(crate) fn parse_unprefixed(frame: Bytes) -> Result<Frame, FrameError> {
+    if frame.len() < FIXED_HEADER {
+        return Err(FrameError::Truncated("frame shorter than the fixed header"));
+    }
+    parse(frame)
+}
+
 /// Parse one frame whose length prefix is already removed; `frame.len() >= FIXED_HEADER`.
 fn parse(mut frame: Bytes) -> Result<Frame, FrameError> {
     let version = frame.get_u8();
@@ -90,7 +98,12 @@ fn parse(mut frame: Bytes) -> Result<Frame, FrameError> {
     }
     let kind = FrameKind::from_u8(frame.get_u8())?;
     let flags = frame.get_u16_le();
-    if flags != 0 {
+    let allowed = if kind == FrameKind::Chunk {
+        super::frame::CHUNK_LAST
+    } else {
+        0
+    };
+    if flags & !allowed != 0 {
         return Err(FrameError::ReservedFlags(flags));
     }
     let channel = frame.get_u32_le();
@@ -116,6 +129,7 @@ fn parse(mut frame: Bytes) -> Result<Frame, FrameError> {
         channel,
         type_tag,
         correlation,
+        flags,
         sender,
         recipient,
         body: frame,

@@ -19,6 +19,11 @@ pub enum FrameKind {
     Reply = 3,
     /// System traffic (watch, terminated, heartbeats, membership).
     System = 4,
+    /// A piece of a larger frame cut up by the sender so that other frames on the
+    /// connection need not wait for all of it (`docs/wire.md`, "Chunks"). Reassembled
+    /// by the receiving transport ([`Reassembler`](super::Reassembler)); the inbound
+    /// handler never sees one.
+    Chunk = 5,
 }
 
 impl FrameKind {
@@ -30,6 +35,7 @@ impl FrameKind {
             2 => Self::Ask,
             3 => Self::Reply,
             4 => Self::System,
+            5 => Self::Chunk,
             other => return Err(FrameError::UnknownKind(other)),
         })
     }
@@ -103,7 +109,7 @@ impl FrameHeader<'_> {
         dst.put_u32_le(len as u32);
         dst.put_u8(PROTOCOL_VERSION);
         dst.put_u8(self.kind as u8);
-        dst.put_u16_le(0);
+        dst.put_u16_le(NO_FLAGS);
         dst.put_u32_le(self.channel);
         dst.put_u64_le(self.type_tag);
         dst.put_u64_le(self.correlation);
@@ -123,6 +129,30 @@ impl FrameHeader<'_> {
     }
 }
 
+/// Flags of every frame except a chunk.
+const NO_FLAGS: u16 = 0;
+
+/// Flag bit of a [`FrameKind::Chunk`]: this piece is the last one of its frame.
+pub const CHUNK_LAST: u16 = 0x0001;
+
+/// Bytes a chunk adds in front of its piece: length prefix and fixed header, no names.
+pub(crate) const CHUNK_OVERHEAD: usize = super::LENGTH_PREFIX + FIXED_HEADER;
+
+/// Append the length prefix and header of a [`FrameKind::Chunk`] carrying `piece_len`
+/// bytes of a larger frame; the caller sends the piece right after.
+pub(crate) fn encode_chunk_header(piece_len: usize, last: bool, dst: &mut BytesMut) {
+    dst.reserve(CHUNK_OVERHEAD);
+    dst.put_u32_le((FIXED_HEADER + piece_len) as u32);
+    dst.put_u8(PROTOCOL_VERSION);
+    dst.put_u8(FrameKind::Chunk as u8);
+    dst.put_u16_le(if last { CHUNK_LAST } else { NO_FLAGS });
+    dst.put_u32_le(0);
+    dst.put_u64_le(0);
+    dst.put_u64_le(0);
+    dst.put_u16_le(0);
+    dst.put_u16_le(0);
+}
+
 /// A decoded frame; sender, recipient and body share the read buffer (no copies).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
@@ -134,6 +164,8 @@ pub struct Frame {
     pub type_tag: u64,
     /// Correlation id (0 if none).
     pub correlation: u64,
+    /// Flag bits: [`CHUNK_LAST`] on the last chunk of a frame, 0 otherwise.
+    pub flags: u16,
     pub(crate) sender: Bytes,
     pub(crate) recipient: Bytes,
     /// The undecoded body.
