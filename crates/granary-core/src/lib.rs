@@ -67,7 +67,10 @@ mod system;
 mod timer;
 
 pub use actor::{Actor, BoxError, Handler, Message, Priority};
-pub use actor_ref::{ActorRef, ErasedMessage, Recipient, RemoteTarget, DEFAULT_ASK_TIMEOUT};
+pub use actor_ref::{
+    as_sender, current_sender, ActorRef, ErasedMessage, Recipient, RemoteTarget,
+    DEFAULT_ASK_TIMEOUT,
+};
 pub use context::Context;
 pub use error::{AskError, RegistryError, RemoteError, SendError};
 pub use event::{

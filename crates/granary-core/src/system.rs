@@ -27,7 +27,7 @@ use crate::supervision::SupervisorStrategy;
 
 pub use builder::SystemBuilder;
 use id_hasher::IdHash;
-use registry::NameEntry;
+use registry::NameTable;
 
 /// Settings of one actor system (see [`SystemBuilder`]).
 #[derive(Clone, Debug)]
@@ -67,7 +67,7 @@ pub(crate) struct SystemInner {
     pub(crate) runtime: tokio::runtime::Handle,
     live: Box<[Shard]>,
     live_count: AtomicUsize,
-    names: Mutex<HashMap<String, NameEntry>>,
+    names: Mutex<NameTable>,
     /// Whether any name was ever registered (lets `remove_actor` skip the
     /// name table).
     named: AtomicBool,
@@ -239,7 +239,7 @@ impl SystemInner {
                 .map(|_| Mutex::new(HashMap::with_hasher(IdHash)))
                 .collect(),
             live_count: AtomicUsize::new(0),
-            names: Mutex::new(HashMap::new()),
+            names: Mutex::new(NameTable::default()),
             named: AtomicBool::new(false),
             all_stopped: Notify::new(),
             shutting_down: AtomicBool::new(false),
@@ -273,7 +273,10 @@ impl SystemInner {
         // it is inserted.
         self.live_count.fetch_add(1, Ordering::AcqRel);
         let mut shard = self.shard(id).lock();
-        let task = self.runtime.spawn(runner.run());
+        // The actor's task sends as the actor (remote affinity by sender, recipient).
+        let task = self
+            .runtime
+            .spawn(crate::actor_ref::as_sender(id, runner.run()));
         shard.insert(
             id.local(),
             LiveEntry {
@@ -294,7 +297,7 @@ impl SystemInner {
     pub(crate) fn remove_actor(&self, id: ActorId) {
         let removed = self.shard(id).lock().remove(&id.local()).is_some();
         if self.named.load(Ordering::Acquire) {
-            self.names.lock().retain(|_, entry| entry.id != id);
+            self.names.lock().remove_actor(id);
         }
         if removed && self.live_count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_stopped.notify_waiters();

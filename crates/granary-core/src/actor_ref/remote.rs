@@ -1,6 +1,7 @@
 //! The seam where the remote layer plugs a remote actor into [`crate::ActorRef`].
 
 use std::any::Any;
+use std::future::Future;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -8,6 +9,34 @@ use futures::future::BoxFuture;
 use crate::error::{AskError, SendError};
 use crate::id::ActorId;
 use crate::lifecycle::Terminated;
+
+tokio::task_local! {
+    /// The actor on whose behalf the current task sends.
+    static SENDER: ActorId;
+}
+
+/// Runs `fut` as the actor `sender`: remote sends made inside it report `sender` in
+/// [`current_sender`]. Every actor's own task already runs this way; use it for tasks
+/// an actor spawns that should keep its (sender, recipient) order on the wire.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use granary_core::{as_sender, current_sender, ActorId};
+/// assert_eq!(current_sender(), None);
+/// let id = ActorId::new(0, 7);
+/// assert_eq!(as_sender(id, async { current_sender() }).await, Some(id));
+/// # }
+/// ```
+pub fn as_sender<F: Future>(sender: ActorId, fut: F) -> impl Future<Output = F::Output> {
+    SENDER.scope(sender, fut)
+}
+
+/// The actor on whose behalf the current task sends: inside an actor's handler that
+/// actor, inside [`as_sender`] its id, elsewhere `None`. A [`RemoteTarget`] reads it to
+/// keep each (sender, recipient) pair's messages in order on one connection (affinity).
+pub fn current_sender() -> Option<ActorId> {
+    SENDER.try_with(|id| *id).ok()
+}
 
 /// A message with its type erased, as handed to a [`RemoteTarget`].
 pub type ErasedMessage = Box<dyn Any + Send>;
@@ -18,7 +47,7 @@ pub type ErasedMessage = Box<dyn Any + Send>;
 /// message and call these methods with `std::any::type_name::<M>()`. Replies must
 /// be the handler's `M::Reply`, boxed; anything else becomes
 /// `RemoteError::TypeMismatch`. Errors carry the boxed message back when it was
-/// not consumed.
+/// not consumed. The sending actor, when there is one, is [`current_sender`].
 pub trait RemoteTarget: Send + Sync + 'static {
     /// The remote actor's id (node part non-zero).
     fn id(&self) -> ActorId;

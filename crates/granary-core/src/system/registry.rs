@@ -2,6 +2,7 @@
 //! dropped automatically when their actor stops.
 
 use std::any::Any;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use crate::actor::Actor;
@@ -10,9 +11,46 @@ use crate::error::RegistryError;
 use crate::id::ActorId;
 use crate::system::ActorSystem;
 
-pub(crate) struct NameEntry {
-    pub(crate) id: ActorId,
+struct NameEntry {
+    id: ActorId,
     actor_ref: Box<dyn Any + Send + Sync>,
+}
+
+/// Names both ways: name → actor for lookups, actor → names so that forgetting a
+/// stopped actor costs its own names, not a scan of every name (a node with many
+/// named actors stops them all at shutdown).
+#[derive(Default)]
+pub(crate) struct NameTable {
+    by_name: HashMap<String, NameEntry>,
+    by_actor: HashMap<ActorId, Vec<String>>,
+}
+
+impl NameTable {
+    fn insert(&mut self, name: String, entry: NameEntry) {
+        self.by_actor
+            .entry(entry.id)
+            .or_default()
+            .push(name.clone());
+        self.by_name.insert(name, entry);
+    }
+
+    fn remove_name(&mut self, name: &str) -> Option<ActorId> {
+        let entry = self.by_name.remove(name)?;
+        if let Some(names) = self.by_actor.get_mut(&entry.id) {
+            names.retain(|n| n != name);
+            if names.is_empty() {
+                self.by_actor.remove(&entry.id);
+            }
+        }
+        Some(entry.id)
+    }
+
+    /// Drops every name of `id`.
+    pub(crate) fn remove_actor(&mut self, id: ActorId) {
+        for name in self.by_actor.remove(&id).unwrap_or_default() {
+            self.by_name.remove(&name);
+        }
+    }
 }
 
 impl ActorSystem {
@@ -32,7 +70,7 @@ impl ActorSystem {
             return Err(RegistryError::NotAlive(id));
         }
         let mut names = self.inner.names.lock();
-        if names.contains_key(&name) {
+        if names.by_name.contains_key(&name) {
             return Err(RegistryError::NameTaken(name));
         }
         self.inner.named.store(true, Ordering::Release);
@@ -52,6 +90,7 @@ impl ActorSystem {
     pub fn lookup<A: Actor>(&self, name: &str) -> Option<ActorRef<A>> {
         let names = self.inner.names.lock();
         names
+            .by_name
             .get(name)?
             .actor_ref
             .downcast_ref::<ActorRef<A>>()
@@ -60,6 +99,6 @@ impl ActorSystem {
 
     /// Removes `name`; returns the id it pointed to.
     pub fn unregister(&self, name: &str) -> Option<ActorId> {
-        self.inner.names.lock().remove(name).map(|e| e.id)
+        self.inner.names.lock().remove_name(name)
     }
 }
