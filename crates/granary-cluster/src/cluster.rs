@@ -19,8 +19,10 @@ use crate::node::{NodeCore, Notice};
 use crate::node_id::NodeId;
 use crate::provider::{MembershipProvider, SeedsProvider};
 use crate::ring::HashRing;
+use crate::transport::remote::RemoteClusterTransport;
 use crate::transport::tcp::{TcpClusterTransport, TransportConfig};
 use crate::transport::ClusterTransport;
+use granary_remote::RemoteNode;
 
 /// Work to do before a leaving node exits, given the ring without it (so the hook can
 /// find the new owners of its ranges).
@@ -43,6 +45,8 @@ struct Shared {
     commands: mpsc::UnboundedSender<Command>,
     task: Mutex<Option<JoinHandle<()>>>,
     running: watch::Receiver<bool>,
+    /// The granary-remote node the cluster rides on, for [`Cluster::forward`].
+    pub(crate) remote: Option<RemoteNode>,
 }
 
 /// A running cluster node. Clones share the node; dropping every clone stops it the way
@@ -97,6 +101,37 @@ impl Cluster {
         Self::start_with_seeds(config, transport, seeds).await
     }
 
+    /// Starts a node on a granary-remote [`RemoteNode`]: the cluster shares the node's
+    /// listening port and authenticated connections (membership traffic on its control
+    /// channel), joins through `seeds` (an empty list forms a new cluster), and can
+    /// [`forward`](Cluster::forward) messages to actors exposed on other members. Use
+    /// [`RemoteClusterTransport`] with [`Cluster::start`] for another membership provider.
+    ///
+    /// ```no_run
+    /// // no_run: opens sockets; tests/remote_transport.rs runs the same flow.
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use granary_cluster::{Cluster, ClusterConfig};
+    /// use granary_core::ActorSystem;
+    /// use granary_remote::{RemoteNode, TransportConfig};
+    ///
+    /// let config = TransportConfig::new("my-cluster", b"secret".to_vec());
+    /// let a = RemoteNode::start(ActorSystem::new(), config.clone()).await?;
+    /// let b = RemoteNode::start(ActorSystem::new(), config).await?;
+    /// let first = Cluster::start_on_remote(ClusterConfig::default(), &a, vec![]).await?;
+    /// let second =
+    ///     Cluster::start_on_remote(ClusterConfig::default(), &b, vec![a.local_addr()]).await?;
+    /// assert_eq!(second.up_members().len(), 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_on_remote(
+        config: ClusterConfig,
+        node: &RemoteNode,
+        seeds: Vec<SocketAddr>,
+    ) -> Result<Self, ClusterError> {
+        let transport = RemoteClusterTransport::start(node)?;
+        Self::start_with_seeds(config, transport, seeds).await
+    }
+
     /// Starts a node: asks `provider` whom to contact, joins (or forms a cluster, or
     /// fails, per [`crate::JoinConfig`]), registers with the provider and returns once
     /// the node is Up.
@@ -107,6 +142,7 @@ impl Cluster {
     ) -> Result<Self, ClusterError> {
         let contacts = discover(&config, provider.as_ref()).await?;
         let addr = transport.local_addr();
+        let remote = transport.remote_node();
         let incarnation = config.incarnation.unwrap_or_else(wall_clock_millis);
         let me = NodeId::new(addr, incarnation);
         let hub = Arc::new(Mutex::new(EventHub::new(me)));
@@ -119,6 +155,7 @@ impl Cluster {
             commands,
             task: Mutex::new(None),
             running,
+            remote,
         });
         let mut core = NodeCore::new(config, me, hub, now());
         core.start_join(now(), contacts);
@@ -173,6 +210,17 @@ impl Cluster {
             .into_iter()
             .filter(|m| m.status != MemberStatus::Removed)
             .collect()
+    }
+
+    /// Every row of the table, Removed tombstones included.
+    pub(crate) fn members_with_tombstones(&self) -> Vec<Member> {
+        self.shared.hub.lock().members()
+    }
+
+    /// The granary-remote node this cluster rides on, when it was started on one
+    /// ([`Cluster::start_on_remote`] or a [`RemoteClusterTransport`]).
+    pub fn remote_node(&self) -> Option<RemoteNode> {
+        self.shared.remote.clone()
     }
 
     /// The members that are Up.

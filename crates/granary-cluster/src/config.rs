@@ -100,6 +100,11 @@ pub struct ClusterConfig {
     pub downing: DowningConfig,
     /// How often the membership provider's registration is refreshed.
     pub provider_refresh_interval: Duration,
+    /// How long a Down or Removed row is kept after this node first saw it; then it is
+    /// pruned (and for as long again, older lives at that address are refused by gossip,
+    /// so a peer that has not pruned yet cannot bring the row back). Keeps the table from
+    /// growing with churn; must be well above the time a change takes to spread.
+    pub tombstone_ttl: Duration,
     /// Seed of the random choice of gossip peers; `None` derives it from the address.
     pub rng_seed: Option<u64>,
 }
@@ -121,6 +126,7 @@ impl Default for ClusterConfig {
             join: JoinConfig::default(),
             downing: DowningConfig::default(),
             provider_refresh_interval: Duration::from_secs(5),
+            tombstone_ttl: Duration::from_secs(60),
             rng_seed: None,
         }
     }

@@ -19,6 +19,10 @@ pub enum TransportError {
     /// The transport is closed.
     #[error("transport closed")]
     Closed,
+    /// The granary-remote node refused to serve the cluster (its inbox name is taken,
+    /// or the message registry has conflicts).
+    #[error("remote node: {0}")]
+    Remote(String),
     /// The transport could not listen on its address.
     #[error("cannot listen on {addr}: {reason}")]
     Bind {

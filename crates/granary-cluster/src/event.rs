@@ -188,6 +188,12 @@ impl EventHub {
         self.local = local;
     }
 
+    /// Drops a pruned tombstone from the view (its Down or Removed event was published
+    /// when it happened; pruning is not a membership change).
+    pub(crate) fn forget(&mut self, addr: &SocketAddr) {
+        self.members.remove(addr);
+    }
+
     /// Records a row change and publishes its events with the ring after it.
     pub(crate) fn publish(&mut self, old: Option<&Member>, new: &Member, ring: &Arc<HashRing>) {
         self.members.insert(new.id.addr, new.clone());

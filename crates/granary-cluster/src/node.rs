@@ -6,13 +6,15 @@
 //!
 //! The rules live in one file each: [`join`] (seeds, accept, rejoin), [`gossip`] (deltas,
 //! peer choice, anti-entropy), [`failure`] (ring-sharded phi-accrual probing and
-//! suspicion votes), [`downing`] (keep-majority) and [`leave`].
+//! suspicion votes), [`downing`] (keep-majority), [`leave`] and [`tombstones`] (pruning
+//! Down and Removed rows).
 
 mod downing;
 mod failure;
 mod gossip;
 mod join;
 mod leave;
+mod tombstones;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -74,6 +76,10 @@ pub(crate) struct NodeCore {
     hb_seq: u64,
     unreachable: BTreeSet<NodeId>,
     unreachable_since: Instant,
+    /// When this node first saw each tombstone it holds (see [`tombstones`]).
+    tombstones: HashMap<SocketAddr, Instant>,
+    /// Pruned lives: address → (incarnation, when pruned).
+    forgotten: HashMap<SocketAddr, (u64, Instant)>,
     neighbour_cursor: usize,
     synced_this_round: bool,
     rng: StdRng,
@@ -105,6 +111,8 @@ impl NodeCore {
             hb_seq: 0,
             unreachable: BTreeSet::new(),
             unreachable_since: now,
+            tombstones: HashMap::new(),
+            forgotten: HashMap::new(),
             neighbour_cursor: 0,
             synced_this_round: false,
             rng: StdRng::seed_from_u64(seed),
@@ -196,6 +204,9 @@ impl NodeCore {
     /// Merges a row; `spread` queues it for gossip when it changed something. Rows that
     /// are old news to the cluster (a joiner's copy of the table) are not re-spread.
     fn merge_row(&mut self, row: Member, spread: bool) -> bool {
+        if self.is_forgotten(&row) {
+            return false;
+        }
         let addr = row.id.addr;
         let Some(old) = self.table.merge(row) else {
             return false;
@@ -244,6 +255,10 @@ impl NodeCore {
         match (&self.mode, message) {
             (Mode::Joining(_), ClusterMessage::JoinAccept { members }) => {
                 self.on_join_accept(now, from, members)
+            }
+            // Monitors watch a Joining node too (see `failure`): answer while joining.
+            (Mode::Joining(_), ClusterMessage::Heartbeat { seq }) => {
+                self.send(from.addr, ClusterMessage::HeartbeatAck { seq })
             }
             (Mode::Active, message) => {
                 self.tell_if_down(from);
@@ -298,6 +313,7 @@ impl NodeCore {
         if matches!(self.mode, Mode::Active) {
             self.probe_successors(now);
             self.evaluate_downing(now);
+            self.sweep_tombstones(now);
         }
     }
 

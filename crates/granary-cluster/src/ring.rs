@@ -191,13 +191,13 @@ impl HashRing {
         after.chain(before).take(k).map(|(_, n)| *n).collect()
     }
 
-    /// The `k` nodes before `addr` in monitoring order (the nodes that watch it).
+    /// The `k` nodes before `addr` in monitoring order (the nodes that watch it). For an
+    /// address not on the ring (a Joining node) these are the nodes before the place it
+    /// will take, which watch it until it is Up.
     pub fn predecessors(&self, addr: SocketAddr, k: usize) -> Vec<NodeId> {
-        if !self.contains(addr) {
-            return Vec::new();
-        }
         let key = (vnode_position(addr, 0), addr);
-        let k = k.min(self.nodes.len() - 1);
+        let others = self.nodes.len() - usize::from(self.contains(addr));
+        let k = k.min(others);
         let before = self.primaries.range(..key).rev();
         let after = self.primaries.range((Excluded(key), Unbounded)).rev();
         before.chain(after).take(k).map(|(_, n)| *n).collect()

@@ -1,16 +1,21 @@
-//! The abstract transport the protocol runs over, an in-memory implementation and one
-//! over granary-remote's TCP transport.
+//! The abstract transport the protocol runs over, an in-memory implementation, one over
+//! granary-remote's TCP transport and one riding on a granary-remote `RemoteNode`.
 //!
 //! The protocol only needs fire-and-forget delivery of [`Envelope`]s to an address and a
 //! stream of incoming ones; ordering, connection management, the cluster name/secret
 //! handshake and encryption are the transport's business ([`tcp`] leaves
-//! them to granary-remote's TCP transport).
+//! them to granary-remote's TCP transport, [`remote`] to a `RemoteNode`'s).
 
 pub mod memory;
+pub mod remote;
 pub mod tcp;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use granary_remote::RemoteNode;
 
 use crate::error::TransportError;
 use crate::message::Envelope;
@@ -31,6 +36,12 @@ pub trait ClusterTransport: Send + 'static {
     /// Must be cancel-safe: the node's task polls it in a `select!` with its timers, so
     /// dropping the future before it completes must not lose a message.
     fn recv(&mut self) -> impl Future<Output = Option<Envelope>> + Send;
+
+    /// The granary-remote node this transport rides on, if any. A [`crate::Cluster`]
+    /// started on one can [`forward`](crate::Cluster::forward) application messages.
+    fn remote_node(&self) -> Option<RemoteNode> {
+        None
+    }
 }
 
 /// Traffic counters of one endpoint (kept by both transports).
@@ -44,4 +55,57 @@ pub struct TrafficStats {
     pub received_messages: u64,
     /// Messages from this address that were dropped (faults, cuts, no endpoint).
     pub dropped_messages: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent_messages: AtomicU64,
+    sent_bytes: AtomicU64,
+    received_messages: AtomicU64,
+    dropped_messages: AtomicU64,
+}
+
+/// Live traffic counters of a network transport ([`tcp`] or [`remote`]); cheap to
+/// clone, readable after the transport moved into a [`crate::Cluster`].
+///
+/// ```
+/// use granary_cluster::transport::{TrafficCounter, TrafficStats};
+/// assert_eq!(TrafficCounter::default().snapshot(), TrafficStats::default());
+/// ```
+#[derive(Clone, Default)]
+pub struct TrafficCounter {
+    counters: Arc<Counters>,
+}
+
+impl TrafficCounter {
+    /// The counters so far. `sent_bytes` counts whole frames (header, names and body)
+    /// as they go on the wire, without the 4-byte length prefix.
+    pub fn snapshot(&self) -> TrafficStats {
+        let c = &self.counters;
+        TrafficStats {
+            sent_messages: c.sent_messages.load(Ordering::Relaxed),
+            sent_bytes: c.sent_bytes.load(Ordering::Relaxed),
+            received_messages: c.received_messages.load(Ordering::Relaxed),
+            dropped_messages: c.dropped_messages.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn record_sent(&self, frame_len: u64) {
+        self.counters.sent_messages.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .sent_bytes
+            .fetch_add(frame_len, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_received(&self) {
+        self.counters
+            .received_messages
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_dropped(&self) {
+        self.counters
+            .dropped_messages
+            .fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -77,6 +77,13 @@ impl MembershipTable {
         old
     }
 
+    /// Removes the row at `addr` (pruning a tombstone); returns it.
+    pub(crate) fn remove(&mut self, addr: &SocketAddr) -> Option<Member> {
+        let old = self.rows.remove(addr)?;
+        self.hash ^= old.digest_hash();
+        Some(old)
+    }
+
     /// The row for `addr`.
     pub fn get(&self, addr: &SocketAddr) -> Option<&Member> {
         self.rows.get(addr)
@@ -202,6 +209,18 @@ mod tests {
         let wanted_ports: Vec<u16> = wanted_by_a.iter().map(|a| a.port()).collect();
         assert_eq!(newer_ports, vec![1]);
         assert_eq!(wanted_ports, vec![2, 3]);
+    }
+
+    #[test]
+    fn removing_a_row_restores_the_hash_without_it() {
+        let mut a = MembershipTable::new();
+        a.merge(row(1, 1, MemberStatus::Up, 3));
+        let before = a.clone();
+        a.merge(row(2, 1, MemberStatus::Down, 2));
+        assert_ne!(a.state_hash(), before.state_hash());
+        assert!(a.remove(&row(2, 0, MemberStatus::Up, 0).id.addr).is_some());
+        assert_eq!(a.state_hash(), before.state_hash());
+        assert_eq!(a.len(), 1);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Failure detection sharded on the ring: every Up node probes its `k` ring successors
-//! and records the ones whose phi crossed the threshold as suspects in its own row, which
+//! (and the Joining nodes whose future place follows it) and records the ones whose phi crossed the threshold as suspects in its own row, which
 //! gossip carries to everyone as the node's votes.
 
 use std::collections::BTreeSet;
@@ -14,8 +14,22 @@ use crate::phi::PhiAccrualDetector;
 impl NodeCore {
     pub(crate) fn probe_successors(&mut self, now: Instant) {
         let targets = if self.own_status() == Some(MemberStatus::Up) {
-            self.ring
-                .successors(self.me.addr, self.cfg.monitored_successors)
+            let k = self.cfg.monitored_successors;
+            let mut targets = self.ring.successors(self.me.addr, k);
+            // A Joining node is not on the ring yet, but it is in the table and counts
+            // as live: the nodes before its future place watch it, so one that crashes
+            // before it is Up still goes Down instead of staying Joining forever.
+            let joining = self.table.iter().filter(|m| {
+                m.status == MemberStatus::Joining
+                    && m.id.addr != self.me.addr
+                    && self
+                        .ring
+                        .predecessors(m.id.addr, k)
+                        .iter()
+                        .any(|p| p.addr == self.me.addr)
+            });
+            targets.extend(joining.map(|m| m.id));
+            targets
         } else {
             Vec::new()
         };

@@ -198,6 +198,9 @@ impl NodeCore {
         if member.id != from {
             return;
         }
+        // The node itself asks again: a pruned life at its address must not keep it out
+        // (the accept below carries the table, from which it learns what it must outgrow).
+        self.forgotten.remove(&member.id.addr);
         self.apply(member);
         let members: Vec<Member> = self.table.iter().cloned().collect();
         self.send(from.addr, ClusterMessage::JoinAccept { members });

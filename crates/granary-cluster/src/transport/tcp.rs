@@ -13,7 +13,6 @@
 //! practice by the peers' gossip rate; the protocol drains it on every turn of its loop.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,7 +20,7 @@ use granary_remote::wire::{Frame, FrameHeader, FrameKind, CONTROL_CHANNEL};
 use granary_remote::{InboundHandler, NodeId as RemoteNodeId, SendOptions, Transport};
 use tokio::sync::mpsc;
 
-use super::{ClusterTransport, TrafficStats};
+use super::{ClusterTransport, TrafficCounter};
 use crate::error::TransportError;
 use crate::message::Envelope;
 
@@ -34,40 +33,15 @@ pub const CLUSTER_RECIPIENT: &str = "granary.cluster";
 /// as well; a constant keeps this crate free of the message registry).
 pub const CLUSTER_TYPE_TAG: u64 = 0x6772_616e_636c_7573; // "granclus"
 
-#[derive(Default)]
-struct Counters {
-    sent_messages: AtomicU64,
-    sent_bytes: AtomicU64,
-    received_messages: AtomicU64,
-    dropped_messages: AtomicU64,
-}
-
-/// Live traffic counters of a [`TcpClusterTransport`]; cheap to clone, readable after
-/// the transport moved into a [`crate::Cluster`].
-#[derive(Clone, Default)]
-pub struct TcpTrafficCounter {
-    counters: Arc<Counters>,
-}
-
-impl TcpTrafficCounter {
-    /// The counters so far. `sent_bytes` counts whole frames (header, names and body)
-    /// as they go on the wire, without the 4-byte length prefix.
-    pub fn snapshot(&self) -> TrafficStats {
-        let c = &self.counters;
-        TrafficStats {
-            sent_messages: c.sent_messages.load(Ordering::Relaxed),
-            sent_bytes: c.sent_bytes.load(Ordering::Relaxed),
-            received_messages: c.received_messages.load(Ordering::Relaxed),
-            dropped_messages: c.dropped_messages.load(Ordering::Relaxed),
-        }
-    }
-}
+/// Live traffic counters of a [`TcpClusterTransport`] (the shared
+/// [`TrafficCounter`] type, under the name this module always had).
+pub type TcpTrafficCounter = TrafficCounter;
 
 /// Routes cluster frames to the protocol and the rest to the inner handler.
 struct Router {
     tx: mpsc::UnboundedSender<Envelope>,
     inner: Option<Arc<dyn InboundHandler>>,
-    counter: TcpTrafficCounter,
+    counter: TrafficCounter,
 }
 
 impl InboundHandler for Router {
@@ -86,10 +60,7 @@ impl InboundHandler for Router {
             // The handshake authenticated `from`; an envelope that claims another
             // address is forged or broken and must not move anyone's membership row.
             Ok(envelope) if envelope.from.addr == from.addr() => {
-                self.counter
-                    .counters
-                    .received_messages
-                    .fetch_add(1, Ordering::Relaxed);
+                self.counter.record_received();
                 // The node's task is gone when this fails: nothing left to deliver to.
                 let _ = self.tx.send(envelope);
             }
@@ -127,7 +98,7 @@ impl InboundHandler for Router {
 pub struct TcpClusterTransport {
     transport: Transport,
     incoming: mpsc::UnboundedReceiver<Envelope>,
-    counter: TcpTrafficCounter,
+    counter: TrafficCounter,
 }
 
 impl std::fmt::Debug for TcpClusterTransport {
@@ -159,7 +130,7 @@ impl TcpClusterTransport {
     ) -> Result<Self, TransportError> {
         let listen = config.listen;
         let (tx, incoming) = mpsc::unbounded_channel();
-        let counter = TcpTrafficCounter::default();
+        let counter = TrafficCounter::default();
         let router = Router {
             tx,
             inner,
@@ -214,24 +185,22 @@ impl ClusterTransport for TcpClusterTransport {
             recipient: CLUSTER_RECIPIENT,
         };
         let len = header.frame_len(body.len());
-        let c = &self.counter.counters;
         match self
             .transport
             .send(to, header, Bytes::from(body), SendOptions::control())
         {
             Ok(()) => {
-                c.sent_messages.fetch_add(1, Ordering::Relaxed);
-                c.sent_bytes.fetch_add(len, Ordering::Relaxed);
+                self.counter.record_sent(len);
                 Ok(())
             }
             Err(granary_remote::SendError::Shutdown) => {
-                c.dropped_messages.fetch_add(1, Ordering::Relaxed);
+                self.counter.record_dropped();
                 Err(TransportError::Closed)
             }
             Err(error) => {
                 // Unreachable peers and full queues are ordinary loss for the protocol
                 // (the failure detector is what decides a node is gone).
-                c.dropped_messages.fetch_add(1, Ordering::Relaxed);
+                self.counter.record_dropped();
                 tracing::trace!(%to, %error, "cluster frame not queued");
                 Err(TransportError::Unreachable(to))
             }

@@ -70,6 +70,19 @@ pub async fn wait_until(c: &Cluster, within: Duration, pred: impl Fn(&Cluster) -
     waited.unwrap_or(false)
 }
 
+/// Polls `pred` every 100 ms until it holds or `within` has passed, for state that
+/// changes without a cluster event (suspicions, pruned tombstones).
+pub async fn poll_until(within: Duration, pred: impl Fn() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        if pred() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    pred()
+}
+
 pub fn status_of(c: &Cluster, a: SocketAddr) -> Option<(NodeId, MemberStatus)> {
     c.members()
         .into_iter()
