@@ -1,6 +1,7 @@
 //! [`Activation`]: the granary-core actor that runs one virtual actor instance,
 //! and the code that loads state and starts it.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use granary_core::{Actor, ActorRef, BoxError, Context, Handler, Message};
@@ -8,8 +9,9 @@ use granary_storage::{Identity, StateStore};
 use tokio::sync::oneshot;
 
 use crate::actor::{VirtualActor, VirtualHandler};
-use crate::context::{write_cell, Cell, VirtualContext};
+use crate::context::{has_no_state, write_cell, Cell, VirtualContext};
 use crate::error::VirtualError;
+use crate::reentrant::{ReentrantContext, ShareFn, Slot};
 use crate::runtime::Runtime;
 use crate::tracker::Tracker;
 
@@ -17,21 +19,20 @@ use crate::tracker::Tracker;
 /// identity, state and bookkeeping. Spawned by the node; user code meets it only as
 /// the actor type of [`VirtualContext::actor_context`].
 pub struct Activation<A: VirtualActor> {
-    actor: A,
+    actor: Slot<A>,
     cell: Cell<A>,
-}
-
-impl<A: VirtualActor> Activation<A> {
-    fn split(&mut self) -> (&mut A, &mut Cell<A>) {
-        (&mut self.actor, &mut self.cell)
-    }
 }
 
 impl<A: VirtualActor> Actor for Activation<A> {
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        let (actor, cell) = self.split();
-        let mut vctx = VirtualContext { core: ctx, cell };
+        let mut guard = None;
+        let actor = self.actor.exclusive(&mut guard).await;
+        let mut vctx = VirtualContext {
+            core: ctx,
+            cell: &mut self.cell,
+        };
         let result = actor.on_activate(&mut vctx).await;
+        drop(guard);
         let answer = match result {
             Ok(()) => Ok(()),
             Err(e) => {
@@ -55,9 +56,15 @@ impl<A: VirtualActor> Actor for Activation<A> {
             // is simulating a crash (nothing may be saved).
             return;
         }
-        let (actor, cell) = self.split();
-        let mut vctx = VirtualContext { core: ctx, cell };
+        // Waits for reentrant handlers still in flight.
+        let mut guard = None;
+        let actor = self.actor.exclusive(&mut guard).await;
+        let mut vctx = VirtualContext {
+            core: ctx,
+            cell: &mut self.cell,
+        };
         actor.on_deactivate(&mut vctx).await;
+        drop(guard);
         if self.cell.dirty {
             if let Err(e) = write_cell(&mut self.cell).await {
                 tracing::warn!(identity = %self.cell.identity, error = %e, "state not saved on deactivation");
@@ -79,9 +86,13 @@ where
 {
     async fn handle(&mut self, msg: M, ctx: &mut Context<Self>) -> M::Reply {
         self.cell.tracker.started();
-        let (actor, cell) = self.split();
         let reply = {
-            let mut vctx = VirtualContext { core: ctx, cell };
+            let mut guard = None;
+            let actor = self.actor.exclusive(&mut guard).await;
+            let mut vctx = VirtualContext {
+                core: ctx,
+                cell: &mut self.cell,
+            };
             actor.handle(msg, &mut vctx).await
         };
         self.cell.tracker.finished();
@@ -92,15 +103,30 @@ where
     }
 }
 
+/// A started activation: its local ref, its tracker and, for a kind with reentrant
+/// message types, the door's half of the shared actor.
+pub(crate) struct Started<A: VirtualActor> {
+    pub(crate) local: ActorRef<Activation<A>>,
+    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) shared: Option<Arc<dyn Any + Send + Sync>>,
+}
+
 /// Loads the state of `key`, spawns the activation and waits for `on_activate`.
+/// `share` is set for kinds with reentrant message types.
 pub(crate) async fn start<A: VirtualActor>(
     runtime: Arc<Runtime>,
     key: A::Key,
     identity: Identity,
     name: String,
     store: Arc<dyn StateStore>,
-) -> Result<(ActorRef<Activation<A>>, Arc<Tracker>), VirtualError> {
-    let (state, version) = match store.read(&identity).await? {
+    share: Option<ShareFn<A>>,
+) -> Result<Started<A>, VirtualError> {
+    let stored = if has_no_state::<A>() {
+        None
+    } else {
+        store.read(&identity).await?
+    };
+    let (state, version) = match stored {
         Some(stored) => {
             let state: A::State =
                 serde_json::from_slice(&stored.data).map_err(|e| VirtualError::BadState {
@@ -113,8 +139,17 @@ pub(crate) async fn start<A: VirtualActor>(
     };
     let tracker = Arc::new(Tracker::new());
     let (tx, rx) = oneshot::channel();
+    let actor = A::activate(&key);
+    let (actor, shared) = match share {
+        Some(share) => {
+            let context = ReentrantContext::new(key.clone(), identity.clone(), runtime.clone());
+            let (slot, door) = share(actor, context);
+            (slot, Some(door))
+        }
+        None => (Slot::Owned(actor), None),
+    };
     let activation = Activation {
-        actor: A::activate(&key),
+        actor,
         cell: Cell {
             key,
             identity: identity.clone(),
@@ -132,7 +167,11 @@ pub(crate) async fn start<A: VirtualActor>(
     };
     let actor_ref = runtime.system().spawn(activation);
     match rx.await {
-        Ok(Ok(())) => Ok((actor_ref, tracker)),
+        Ok(Ok(())) => Ok(Started {
+            local: actor_ref,
+            tracker,
+            shared,
+        }),
         Ok(Err(reason)) => Err(VirtualError::ActivationFailed {
             identity: identity.to_string(),
             reason,

@@ -17,7 +17,8 @@ use crate::key::Key;
 /// asked to ([`VirtualContext::deactivate_on_idle`]), or when its node shuts down
 /// (then [`VirtualActor::on_deactivate`] runs and modified state is written).
 ///
-/// Use `type State = ();` for a kind without state.
+/// Use `type State = ();` for a kind without state: then nothing is read when it
+/// activates and `write_state` writes nothing.
 ///
 /// ```
 /// use granary_core::Message;

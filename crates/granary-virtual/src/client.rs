@@ -82,6 +82,8 @@ impl Client {
                 ask_timeout: Duration::from_secs(10),
                 max_attempts: 60,
                 rpc_timeout: Duration::from_secs(2),
+                // A client owns no directory partition and places nothing.
+                down_margin: Duration::ZERO,
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));
@@ -132,6 +134,7 @@ async fn refresh_view(rt: &Arc<Runtime>, ask: &[SocketAddr]) -> bool {
         if let Ok(Reply::Members(views)) = rt.rpc.call(rt, *addr, Request::Members).await {
             if !views.is_empty() {
                 rt.members.set_client_view(views);
+                rt.view_changed();
                 return true;
             }
         }

@@ -72,7 +72,7 @@ impl<A: VirtualActor> VirtualContext<'_, A> {
     /// deactivates after the current message (it is stale).
     pub async fn write_state(&mut self) -> Result<(), VirtualError> {
         match write_cell(self.cell).await {
-            Ok(_) => Ok(()),
+            Ok(()) => Ok(()),
             Err(e) => {
                 if self.cell.conflict {
                     self.core.stop();
@@ -129,9 +129,11 @@ impl<A: VirtualActor> VirtualContext<'_, A> {
 
 /// Writes the cell's state with its version; on a conflict marks the activation
 /// stale and closes it.
-pub(crate) async fn write_cell<A: VirtualActor>(
-    cell: &mut Cell<A>,
-) -> Result<Version, VirtualError> {
+pub(crate) async fn write_cell<A: VirtualActor>(cell: &mut Cell<A>) -> Result<(), VirtualError> {
+    if has_no_state::<A>() {
+        cell.dirty = false;
+        return Ok(());
+    }
     let data = serde_json::to_vec(&cell.state).map_err(|e| VirtualError::BadState {
         identity: cell.identity.to_string(),
         reason: e.to_string(),
@@ -144,7 +146,7 @@ pub(crate) async fn write_cell<A: VirtualActor>(
         Ok(v) => {
             cell.version = Some(v);
             cell.dirty = false;
-            Ok(v)
+            Ok(())
         }
         Err(StorageError::Conflict { .. }) => {
             cell.conflict = true;
@@ -153,4 +155,10 @@ pub(crate) async fn write_cell<A: VirtualActor>(
         }
         Err(e) => Err(VirtualError::Storage(e)),
     }
+}
+
+/// Whether `A` is a kind without state (`type State = ();`): nothing is read when it
+/// activates and nothing is written, which saves a store round trip per activation.
+pub(crate) fn has_no_state<A: VirtualActor>() -> bool {
+    std::any::TypeId::of::<A::State>() == std::any::TypeId::of::<()>()
 }

@@ -18,6 +18,7 @@ use crate::actor::{VirtualActor, VirtualHandler};
 use crate::error::VirtualError;
 use crate::key::Key;
 use crate::placement::Placement;
+use crate::reentrant::{self, ReentrantHandler, ShareFn};
 use crate::reminder::{self, FireFn, ReminderFired};
 use crate::runtime::{LocalActivation, Runtime};
 use crate::tracked::{Dispatch, Tracked};
@@ -77,6 +78,7 @@ pub struct Kind<A: VirtualActor> {
     dispatch: Dispatch<A>,
     accepts: Vec<AcceptFn<A>>,
     fire: Option<FireFn>,
+    share: Option<ShareFn<A>>,
 }
 
 impl<A: VirtualActor> Default for Kind<A> {
@@ -93,6 +95,7 @@ impl<A: VirtualActor> Kind<A> {
             dispatch: Dispatch::default(),
             accepts: Vec::new(),
             fire: None,
+            share: None,
         }
     }
 
@@ -118,6 +121,43 @@ impl<A: VirtualActor> Kind<A> {
     {
         self.dispatch.add::<M>();
         self.accepts.push(Arc::new(|e| e.accept::<M>()));
+        self
+    }
+
+    /// Accepts `M` as a reentrant message type (Orleans' `[Reentrant]`): its
+    /// handler ([`ReentrantHandler`]) runs on `&self` beside other reentrant handlers
+    /// of the same activation, so they interleave wherever one awaits. Handlers of
+    /// types registered with [`Kind::handles`] still run one at a time and never
+    /// beside a reentrant one. Without any `reentrant` type (the default) an
+    /// activation handles one message at a time, in arrival order.
+    ///
+    /// ```
+    /// # use granary_core::Message;
+    /// # use granary_virtual::{Kind, ReentrantContext, ReentrantHandler, VirtualActor};
+    /// # struct Chat;
+    /// # impl VirtualActor for Chat {
+    /// #     const KIND: &'static str = "Chat"; type Key = String; type State = ();
+    /// #     fn activate(_: &String) -> Self { Chat }
+    /// # }
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    /// # struct Poll;
+    /// # impl Message for Poll { type Reply = (); }
+    /// # granary_remote::register_message!(Poll, "doc.kind.Poll");
+    /// # impl ReentrantHandler<Poll> for Chat {
+    /// #     async fn handle(&self, _: Poll, _: &ReentrantContext<Self>) {}
+    /// # }
+    /// let kind = Kind::<Chat>::new().reentrant::<Poll>();
+    /// # let _ = kind;
+    /// ```
+    pub fn reentrant<M>(mut self) -> Self
+    where
+        A: ReentrantHandler<M>,
+        M: Message + Serialize + DeserializeOwned,
+        M::Reply: Serialize + DeserializeOwned,
+    {
+        self.dispatch.add_reentrant::<M>();
+        self.accepts.push(Arc::new(|e| e.accept::<M>()));
+        self.share = Some(reentrant::share::<A>);
         self
     }
 
@@ -170,6 +210,7 @@ pub(crate) trait ErasedKind: Send + Sync {
 
 pub(crate) struct KindEntry<A: VirtualActor> {
     fire: Option<FireFn>,
+    share: Option<ShareFn<A>>,
     config: KindConfig,
     dispatch: Arc<Dispatch<A>>,
     accepts: Arc<Vec<AcceptFn<A>>>,
@@ -179,6 +220,7 @@ impl<A: VirtualActor> From<Kind<A>> for KindEntry<A> {
     fn from(k: Kind<A>) -> Self {
         Self {
             fire: k.fire,
+            share: k.share,
             config: k.config,
             dispatch: Arc::new(k.dispatch),
             accepts: Arc::new(k.accepts),
@@ -208,15 +250,27 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
     ) -> BoxFuture<'static, Result<LocalActivation, VirtualError>> {
         let dispatch = self.dispatch.clone();
         let accepts = self.accepts.clone();
+        let share = self.share;
         Box::pin(async move {
             let key = A::Key::parse_key(identity.key())?;
-            let (local, tracker) =
-                activation::start::<A>(runtime.clone(), key, identity.clone(), name.clone(), store)
-                    .await?;
+            let activation::Started {
+                local,
+                tracker,
+                shared,
+            } = activation::start::<A>(
+                runtime.clone(),
+                key,
+                identity.clone(),
+                name.clone(),
+                store,
+                share,
+            )
+            .await?;
             let tracked: ActorRef<Activation<A>> = ActorRef::from_remote(Arc::new(Tracked {
                 local: local.clone(),
                 tracker: tracker.clone(),
                 dispatch,
+                shared,
                 watches: Mutex::new(HashMap::new()),
             }));
             let exposed = runtime.remote().expose(&name, &tracked).and_then(|mut e| {

@@ -22,14 +22,16 @@
 //! Also here: per-kind idle passivation and `ctx.deactivate_on_idle()`, graceful
 //! node shutdown (save, then stop, then leave), durable reminders kept in the state
 //! store ([`Kind::reminders`], [`ReminderFired`]), stateless workers
-//! ([`Kind::stateless_worker`]) and an external [`Client`] that is not a member.
+//! ([`Kind::stateless_worker`]), opt-in reentrant message types
+//! ([`Kind::reentrant`], [`ReentrantHandler`]) and an external [`Client`] that is not
+//! a member.
 //! Timers tied to an activation are the actor context's timers
 //! ([`VirtualContext::actor_context`]); they end with the activation.
 //!
 //! This crate must not know about the wire format or the membership protocol's
-//! internals; it sits on `granary-cluster` (membership, hash ring), `granary-remote`
-//! (exposed actors, remote refs, the transport the membership gossip is carried
-//! over), `granary-storage` (state, ETags) and `granary-core` (the activation is an
+//! internals; it sits on `granary-cluster` (membership, hash ring; started with
+//! `Cluster::start_on_remote`, so membership shares the node's one port),
+//! `granary-remote` (exposed actors, remote refs), `granary-storage` (state, ETags) and `granary-core` (the activation is an
 //! ordinary actor). State is JSON (`serde_json`) so stored records stay readable
 //! and tolerant of added fields; `uuid` gives the UUID key type; `rand` random
 //! placement.
@@ -40,12 +42,12 @@ mod actor;
 mod client;
 mod context;
 mod error;
-mod gossip;
 mod key;
 mod kind;
 mod node;
 mod placement;
 mod protocol;
+mod reentrant;
 mod reminder;
 mod runtime;
 mod tracked;
@@ -61,7 +63,8 @@ pub use key::Key;
 pub use kind::{Kind, KindConfig, DEFAULT_IDLE_TIMEOUT};
 pub use node::{Node, NodeBuilder};
 pub use placement::{Placement, PlacementRequest, PlacementStrategy};
-pub use protocol::{ClusterFrame, ControlFrame};
+pub use protocol::ControlFrame;
+pub use reentrant::{ReentrantContext, ReentrantHandler};
 pub use reminder::{ReminderFired, PARTITIONS as REMINDER_PARTITIONS};
 pub use vref::{VirtualId, VirtualRef};
 

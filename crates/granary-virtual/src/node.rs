@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use granary_cluster::{Cluster, ClusterConfig, ClusterEvent};
+use granary_cluster::{Cluster, ClusterConfig, ClusterEvent, MemberEvent};
 use granary_core::ActorSystem;
 use granary_remote::{RemoteNode, TransportConfig};
 use granary_storage::StateStore;
@@ -14,7 +14,6 @@ use tokio::task::AbortHandle;
 
 use crate::actor::VirtualActor;
 use crate::error::VirtualError;
-use crate::gossip::RemoteClusterTransport;
 use crate::key::Key;
 use crate::kind::{ErasedKind, Kind, KindEntry};
 use crate::protocol::CONTROL;
@@ -54,6 +53,7 @@ pub struct NodeBuilder {
     max_attempts: u32,
     rpc_timeout: Duration,
     reminder_interval: Duration,
+    down_margin: Option<Duration>,
     faults: Option<Arc<granary_remote::faults::FaultInjector>>,
 }
 
@@ -72,6 +72,7 @@ impl Default for NodeBuilder {
             max_attempts: 60,
             rpc_timeout: Duration::from_secs(2),
             reminder_interval: Duration::from_secs(1),
+            down_margin: None,
             faults: None,
         }
     }
@@ -144,6 +145,16 @@ impl NodeBuilder {
         self
     }
 
+    /// How long, after a member went Down, the directory waits before placing an
+    /// identity that may have lived on it. A node cut off on the minority side of a
+    /// partition downs itself (and stops hosting) about as late as the majority
+    /// downs it; this margin keeps the two from hosting one identity at once.
+    /// Default: the cluster's `downing.stable_after` (1 s unless configured).
+    pub fn down_margin(mut self, margin: Duration) -> Self {
+        self.down_margin = Some(margin);
+        self
+    }
+
     /// Injects faults (drops, delays, partitions) into this node's transport, for
     /// tests of failures.
     pub fn faults(mut self, faults: Arc<granary_remote::faults::FaultInjector>) -> Self {
@@ -203,22 +214,24 @@ impl NodeBuilder {
             .expose(CONTROL, &inbox)
             .and_then(|e| e.accept::<crate::protocol::ControlFrame>())
             .map_err(|e| VirtualError::Setup(e.to_string()))?;
-        let cluster_transport = RemoteClusterTransport::start(&remote)
-            .map_err(|e| VirtualError::Setup(e.to_string()))?;
         let mut cluster_config = self.cluster.clone();
         cluster_config.roles = kinds.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>();
-        let cluster =
-            Cluster::start_with_seeds(cluster_config, cluster_transport, self.seeds.clone())
-                .await
-                .map_err(|e| VirtualError::Setup(format!("cluster: {e}")))?;
+        // Membership rides on this node's RemoteNode: one port, one authenticated
+        // connection per peer for everything.
+        let cluster = Cluster::start_on_remote(cluster_config, &remote, self.seeds.clone())
+            .await
+            .map_err(|e| VirtualError::Setup(format!("cluster: {e}")))?;
         let runtime = Arc::new(Runtime::new(
             remote,
-            Members::Cluster(cluster.clone()),
+            Members::cluster(cluster.clone()),
             kinds,
             RuntimeConfig {
                 ask_timeout: self.ask_timeout,
                 max_attempts: self.max_attempts,
                 rpc_timeout: self.rpc_timeout,
+                down_margin: self
+                    .down_margin
+                    .unwrap_or(self.cluster.downing.stable_after),
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));
@@ -239,9 +252,31 @@ fn start_background(
     let mut tasks = Vec::new();
     // Membership changes: drop dead locations, rebuild directory partitions from the
     // hosts' activation lists, stop hosting when this node is Down.
-    let mut events = cluster.subscribe();
+    // This node Down (declared failed, or on a partition's minority side): stop
+    // hosting at once, on a subscription of its own so that it never waits behind the
+    // re-registrations of earlier changes (which may wait for unreachable owners).
+    let mut own = cluster.subscribe();
     let weak = Arc::downgrade(runtime);
     let me = runtime.me;
+    tasks.push(
+        tokio::spawn(async move {
+            while let Some(event) = own.recv().await {
+                let ClusterEvent::Change { event, .. } = event else {
+                    continue;
+                };
+                let m = event.member();
+                if m.id.addr == me && !m.status.is_live() {
+                    let Some(rt) = weak.upgrade() else { return };
+                    tracing::warn!("this node is Down: deactivating every activation");
+                    rt.view_changed();
+                    rt.deactivate_all().await;
+                }
+            }
+        })
+        .abort_handle(),
+    );
+    let mut events = cluster.subscribe();
+    let weak = Arc::downgrade(runtime);
     tasks.push(
         tokio::spawn(async move {
             let mut previous = Arc::new(granary_cluster::HashRing::new());
@@ -251,9 +286,11 @@ fn start_background(
                     ClusterEvent::Snapshot(s) => s.ring.clone(),
                     ClusterEvent::Change { event, ring, .. } => {
                         let m = event.member();
+                        if m.id.addr != me && matches!(event, MemberEvent::Down(_)) {
+                            rt.note_down(previous.clone());
+                        }
                         if m.id.addr == me && !m.status.is_live() {
-                            tracing::warn!("this node is Down: deactivating every activation");
-                            rt.deactivate_all().await;
+                            // Handled by the task above; nothing to re-register.
                             previous = ring.clone();
                             continue;
                         }

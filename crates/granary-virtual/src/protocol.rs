@@ -31,8 +31,15 @@ pub(crate) enum Request {
         /// A location the requester found dead or empty.
         stale: Option<Location>,
     },
-    /// To a host: activate `kind/key` here (or return the live activation).
-    Activate { kind: String, key: String },
+    /// From the directory owner `owner` to a host: activate `kind/key` here (or
+    /// return the live activation). Refused (`NotOwner`) if the host's ring names
+    /// another owner, so an owner that has not seen a membership change yet cannot
+    /// place behind the new owner's back.
+    Activate {
+        kind: String,
+        key: String,
+        owner: SocketAddr,
+    },
     /// To a host: a stateless worker of `kind/key` there.
     Worker { kind: String, key: String },
     /// To a host: do you hold a live activation of `kind/key`? (asked by a new
@@ -57,6 +64,9 @@ pub(crate) enum Request {
         key: String,
         at: Location,
     },
+    /// To every member: the sender re-registered its activations for the ring with
+    /// this fingerprint.
+    Rebuilt { ring: u64 },
     /// To a host: how many activations of `kind` live here?
     Load { kind: String },
     /// To a member (from a client): the Up members and their kinds.
@@ -108,15 +118,5 @@ impl Message for ControlFrame {
 }
 register_message!(ControlFrame, "granary.virtual.ControlFrame");
 
-/// A cluster-protocol envelope carried over granary-remote.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ClusterFrame(pub(crate) granary_cluster::Envelope);
-
-impl Message for ClusterFrame {
-    type Reply = ();
-}
-register_message!(ClusterFrame, "granary.virtual.ClusterFrame");
-
-/// The exposed names of the node-level actors.
+/// The exposed name of the node-level control actor.
 pub(crate) const CONTROL: &str = "granary.virtual.control";
-pub(crate) const GOSSIP: &str = "granary.virtual.gossip";

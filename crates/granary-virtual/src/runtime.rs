@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use futures::StreamExt;
 use granary_cluster::HashRing;
 use granary_core::{ActorRef, ActorSystem};
 use granary_remote::RemoteNode;
@@ -55,6 +56,8 @@ pub(crate) struct RuntimeConfig {
     pub(crate) ask_timeout: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) rpc_timeout: Duration,
+    /// How long placements wait after a member went Down (see [`Fence`]).
+    pub(crate) down_margin: Duration,
 }
 
 pub(crate) struct Runtime {
@@ -76,13 +79,44 @@ pub(crate) struct Runtime {
     /// Set by a simulated crash: activations stop without saving or unregistering.
     crashed: AtomicBool,
     seq: AtomicU64,
-    ring_changed_at: Mutex<tokio::time::Instant>,
+    rebuild: Mutex<Rebuild>,
+    fence: Mutex<Fence>,
+    /// Bumped on every membership change this node processed (wakes calls waiting
+    /// on a host that may have gone Down).
+    views: tokio::sync::watch::Sender<u64>,
 }
 
-/// How long after a membership change a directory owner asks every host of the
-/// kind before placing an identity it has no entry for (the hosts' re-registrations
-/// may not have arrived yet).
+/// Placements held back after a member went Down: a node declared Down may be the
+/// minority side of a partition that downs itself only about as late as the
+/// majority downed it, so its activations can be live for a moment longer. Until
+/// `down_margin` after the Down, the owner does not place an identity that was
+/// recorded on the downed node, nor one whose directory owner was the downed node
+/// (its entry is lost, so it may have been anywhere).
+#[derive(Default)]
+struct Fence {
+    /// Identities whose recorded host went Down, and until when they wait.
+    recorded: HashMap<Identity, tokio::time::Instant>,
+    /// The ring before the last Down and until when its downed owners' identities
+    /// wait.
+    owners: Option<(Arc<HashRing>, tokio::time::Instant)>,
+}
+
+/// The longest a directory owner waits after a membership change for a host's
+/// "re-registered" notice; until then (or the notice), before placing an identity
+/// it has no entry for, it asks that host whether it holds the identity.
 const REBUILD_GRACE: Duration = Duration::from_secs(5);
+
+/// Re-registrations in flight at once after a membership change.
+const REREGISTER_CONCURRENCY: usize = 64;
+
+/// Progress of the directory rebuild after the last membership change this node saw.
+struct Rebuild {
+    /// Fingerprint of this node's current ring.
+    ring: u64,
+    changed_at: tokio::time::Instant,
+    /// The latest ring fingerprint each host said it finished re-registering for.
+    done: HashMap<SocketAddr, u64>,
+}
 
 impl Runtime {
     pub(crate) fn new(
@@ -108,7 +142,13 @@ impl Runtime {
             shutting_down: AtomicBool::new(false),
             crashed: AtomicBool::new(false),
             seq: AtomicU64::new(1),
-            ring_changed_at: Mutex::new(tokio::time::Instant::now()),
+            rebuild: Mutex::new(Rebuild {
+                ring: 0,
+                changed_at: tokio::time::Instant::now(),
+                done: HashMap::new(),
+            }),
+            fence: Mutex::new(Fence::default()),
+            views: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -249,15 +289,80 @@ impl Runtime {
             })
     }
 
-    /// Notes a membership change (starts the re-registration grace period).
-    pub(crate) fn note_ring_change(&self) {
-        *self.ring_changed_at.lock() = tokio::time::Instant::now();
+    /// Notes a membership change to `ring` (starts the re-registration grace period).
+    fn note_ring_change(&self, ring: &HashRing) {
+        let mut rebuild = self.rebuild.lock();
+        rebuild.ring = members::fingerprint(ring);
+        rebuild.changed_at = tokio::time::Instant::now();
     }
 
-    /// Whether re-registrations after the last membership change may still be in
-    /// flight.
-    pub(crate) fn in_rebuild_grace(&self) -> bool {
-        self.ring_changed_at.lock().elapsed() < REBUILD_GRACE
+    /// `host` finished re-registering its activations for the ring `ring`.
+    pub(crate) fn note_rebuilt(&self, host: SocketAddr, ring: u64) {
+        self.rebuild.lock().done.insert(host, ring);
+    }
+
+    /// The view of the members changed (a membership event, a client's refresh).
+    pub(crate) fn view_changed(&self) {
+        self.views.send_modify(|n| *n += 1);
+    }
+
+    /// Completes once `host` is no longer an Up member in this node's view: a call
+    /// waiting for a reply from it gives up then instead of at its timeout (a
+    /// partition or a dead process drops packets silently).
+    ///
+    /// Only a member trusts its view for this: its ring is the cluster's own
+    /// decision. A client's view is a copy of whichever member answered last, and a
+    /// member that has not yet seen a join can leave out a live host; giving up on
+    /// that host would resend a request it is handling. A client learns that a host
+    /// is gone from its transport instead (the ask fails with `Unreachable` once the
+    /// connection is lost or heartbeats stop).
+    pub(crate) async fn host_lost(&self, host: SocketAddr) {
+        if matches!(self.members, Members::Client(_)) {
+            return std::future::pending().await;
+        }
+        let mut changes = self.views.subscribe();
+        while self.members.is_alive(host) {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// A member went Down; `before` is the ring before that change.
+    pub(crate) fn note_down(&self, before: Arc<HashRing>) {
+        let until = tokio::time::Instant::now() + self.config.down_margin;
+        self.fence.lock().owners = Some((before, until));
+    }
+
+    /// Until when a new activation of `identity` must wait (see [`Fence`]).
+    pub(crate) fn placement_fence(&self, identity: &Identity) -> Option<tokio::time::Instant> {
+        let now = tokio::time::Instant::now();
+        let mut fence = self.fence.lock();
+        fence.recorded.retain(|_, until| *until > now);
+        if let Some(until) = fence.recorded.get(identity) {
+            return Some(*until);
+        }
+        match &fence.owners {
+            Some((ring, until)) if *until > now => {
+                let owner = ring.owner(&members::ring_key(identity))?;
+                (!self.members.is_alive(owner.addr)).then_some(*until)
+            }
+            _ => None,
+        }
+    }
+
+    /// Hosts among `hosts` whose re-registrations for this node's current ring may
+    /// still be in flight (none once the grace period is over).
+    pub(crate) fn rebuild_pending(&self, hosts: &[SocketAddr]) -> Vec<SocketAddr> {
+        let rebuild = self.rebuild.lock();
+        if rebuild.changed_at.elapsed() >= REBUILD_GRACE {
+            return Vec::new();
+        }
+        hosts
+            .iter()
+            .copied()
+            .filter(|h| rebuild.done.get(h) != Some(&rebuild.ring))
+            .collect()
     }
 
     /// Activates `identity` here, or returns the live activation.
@@ -311,10 +416,17 @@ impl Runtime {
                     {
                         Ok(activation) => {
                             self.local.lock().insert(identity.clone(), activation);
-                            Reply::Located(Location {
-                                host: self.me,
-                                name,
-                            })
+                            if self.is_shutting_down() || !self.members.is_alive(self.me) {
+                                // Went Down (or began shutting down) while this one was
+                                // starting, after `deactivate_all` looked: stop it too.
+                                self.stop_local(identity, &name);
+                                Reply::Failed(Failure::ShuttingDown)
+                            } else {
+                                Reply::Located(Location {
+                                    host: self.me,
+                                    name,
+                                })
+                            }
                         }
                         Err(e) => Reply::Failed(Failure::Other(e.to_string())),
                     }
@@ -434,24 +546,60 @@ impl Runtime {
     /// `previous` and the current ring are re-registered: the others' entries are
     /// where they were.
     pub(crate) async fn on_membership_change(self: &Arc<Self>, previous: &HashRing) {
-        self.note_ring_change();
+        let ring = self.members.ring();
+        self.note_ring_change(&ring);
+        self.view_changed();
         let alive = |host: &SocketAddr| self.members.is_alive(*host);
         self.cache.lock().retain(|_, loc| alive(&loc.host));
-        self.directory.retain_hosts(|h| alive(h));
-        let ring = self.members.ring();
-        for identity in self.local_identities() {
-            let name = match self.local.lock().get(&identity) {
-                Some(a) if !a.tracker.is_closed() => a.name.clone(),
-                _ => continue,
-            };
-            let key = members::ring_key(&identity);
-            let Some(owner_id) = ring.owner(&key) else {
-                continue;
-            };
-            if previous.owner(&key) == Some(owner_id) {
-                continue;
+        let lost = self.directory.retain_hosts(|h| alive(h));
+        if !lost.is_empty() {
+            let until = tokio::time::Instant::now() + self.config.down_margin;
+            let mut fence = self.fence.lock();
+            for identity in lost {
+                fence.recorded.insert(identity, until);
             }
-            let owner = owner_id.addr;
+        }
+        let moved: Vec<(Identity, String, SocketAddr)> = self
+            .local_identities()
+            .into_iter()
+            .filter_map(|identity| {
+                let name = match self.local.lock().get(&identity) {
+                    Some(a) if !a.tracker.is_closed() => a.name.clone(),
+                    _ => return None,
+                };
+                let key = members::ring_key(&identity);
+                let owner = ring.owner(&key)?;
+                (previous.owner(&key) != Some(owner)).then_some((identity, name, owner.addr))
+            })
+            .collect();
+        // Concurrently (bounded), so that one unreachable owner does not hold up the
+        // rest for its RPC timeout each.
+        let failed = futures::stream::iter(moved)
+            .map(|(identity, name, owner)| self.reregister(identity, name, owner))
+            .buffer_unordered(REREGISTER_CONCURRENCY)
+            .filter(|registered| std::future::ready(!registered))
+            .count()
+            .await;
+        if failed > 0 {
+            // Owners keep asking this node before placing, until the grace ends.
+            tracing::debug!(failed, "some activations could not be re-registered");
+            return;
+        }
+        self.announce_rebuilt(&ring);
+    }
+
+    /// Registers the live activation `name` of `identity` with its new owner; stops
+    /// it if the owner already records another live one. Retries while the owner has
+    /// not seen the membership change yet; `false` if the owner never accepted.
+    async fn reregister(
+        self: &Arc<Self>,
+        identity: Identity,
+        name: String,
+        owner: SocketAddr,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + REBUILD_GRACE;
+        let mut pause = Duration::from_millis(5);
+        loop {
             let at = Location {
                 host: self.me,
                 name: name.clone(),
@@ -466,13 +614,47 @@ impl Runtime {
                 };
                 match self.rpc.call(self, owner, req).await {
                     Ok(reply) => reply,
-                    Err(_) => continue,
+                    Err(_) => return false,
                 }
             };
-            if matches!(kept, Reply::Bool(false)) {
-                tracing::info!(%identity, "duplicate activation found on re-registration; deactivating it");
-                self.stop_local(&identity, &name);
+            match kept {
+                Reply::Bool(false) => {
+                    tracing::info!(%identity, "duplicate activation found on re-registration; deactivating it");
+                    self.stop_local(&identity, &name);
+                    return true;
+                }
+                Reply::NotOwner if tokio::time::Instant::now() + pause < deadline => {
+                    if self.members.owner(&identity) != Some(owner) {
+                        // The ring moved on again; the next change re-registers it.
+                        return false;
+                    }
+                    // Backoff while the owner's view catches up with ours.
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Reply::NotOwner => return false,
+                _ => return true,
             }
+        }
+    }
+
+    /// Tells every member that this node's activations are registered with their
+    /// owners on `ring`, so owners stop asking it before placing (ends the grace
+    /// period early; without the notice it ends after [`REBUILD_GRACE`]).
+    fn announce_rebuilt(self: &Arc<Self>, ring: &HashRing) {
+        let print = members::fingerprint(ring);
+        self.note_rebuilt(self.me, print);
+        for (node, _) in ring.nodes() {
+            if node.addr == self.me {
+                continue;
+            }
+            let rt = self.clone();
+            tokio::spawn(async move {
+                let req = Request::Rebuilt { ring: print };
+                if let Err(e) = rt.rpc.call(&rt, node.addr, req).await {
+                    tracing::debug!(to = %node.addr, error = %e, "rebuild notice not acknowledged");
+                }
+            });
         }
     }
 }

@@ -3,6 +3,7 @@
 //! actor. Both local callers and the remote layer's exposure go through it, so an
 //! activation that closed for passivation answers "not here" to everyone.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,16 +18,14 @@ use tokio::task::AbortHandle;
 
 use crate::activation::Activation;
 use crate::actor::{VirtualActor, VirtualHandler};
+use crate::reentrant::{ReentrantHandler, SharedActor};
 use crate::tracker::Tracker;
 
-type TellFn<A> = Arc<
-    dyn Fn(&ActorRef<Activation<A>>, ErasedMessage) -> Result<(), SendError<ErasedMessage>>
-        + Send
-        + Sync,
->;
+type TellFn<A> =
+    Arc<dyn Fn(&Tracked<A>, ErasedMessage) -> Result<(), SendError<ErasedMessage>> + Send + Sync>;
 type AskFn<A> = Arc<
     dyn Fn(
-            ActorRef<Activation<A>>,
+            &Tracked<A>,
             ErasedMessage,
             Duration,
         ) -> BoxFuture<'static, Result<ErasedMessage, AskError<ErasedMessage>>>
@@ -71,16 +70,17 @@ impl<A: VirtualActor> Dispatch<A> {
         A: VirtualHandler<M>,
         M: Message,
     {
-        let tell: TellFn<A> = Arc::new(|actor, msg| {
+        let tell: TellFn<A> = Arc::new(|door, msg| {
             let msg = msg.downcast::<M>().map_err(|m| SendError::Remote {
                 error: mismatch("another type"),
                 message: Some(m),
             })?;
-            actor
+            door.local
                 .tell(*msg)
                 .map_err(|e| e.map_message(|m| Box::new(m) as ErasedMessage))
         });
-        let ask: AskFn<A> = Arc::new(|actor, msg, timeout| {
+        let ask: AskFn<A> = Arc::new(|door, msg, timeout| {
+            let actor = door.local.clone();
             Box::pin(async move {
                 let msg = msg.downcast::<M>().map_err(|m| {
                     AskError::Send(SendError::Remote {
@@ -97,6 +97,70 @@ impl<A: VirtualActor> Dispatch<A> {
         });
         self.by_type.insert(std::any::type_name::<M>(), (tell, ask));
     }
+
+    /// Adds a reentrant message type: its handler runs beside the activation's
+    /// mailbox, under the shared actor's read lock.
+    pub(crate) fn add_reentrant<M>(&mut self)
+    where
+        A: ReentrantHandler<M>,
+        M: Message,
+    {
+        let tell: TellFn<A> = Arc::new(|door, msg| {
+            let Some(shared) = door.shared_actor() else {
+                return Err(SendError::Remote {
+                    error: mismatch("a reentrant type on a kind without a shared actor"),
+                    message: Some(msg),
+                });
+            };
+            let msg = msg.downcast::<M>().map_err(|m| SendError::Remote {
+                error: mismatch("another type"),
+                message: Some(m),
+            })?;
+            tokio::spawn(run_reentrant::<A, M>(shared, *msg, door.tracker.clone()));
+            Ok(())
+        });
+        let ask: AskFn<A> = Arc::new(|door, msg, timeout| {
+            let shared = door.shared_actor();
+            let tracker = door.tracker.clone();
+            Box::pin(async move {
+                let Some(shared) = shared else {
+                    return Err(AskError::Send(SendError::Remote {
+                        error: mismatch("a reentrant type on a kind without a shared actor"),
+                        message: Some(msg),
+                    }));
+                };
+                let msg = msg.downcast::<M>().map_err(|m| {
+                    AskError::Send(SendError::Remote {
+                        error: mismatch("another type"),
+                        message: Some(m),
+                    })
+                })?;
+                // Spawned, so that a caller giving up does not cut a handler short.
+                let run = tokio::spawn(run_reentrant::<A, M>(shared, *msg, tracker));
+                match tokio::time::timeout(timeout, run).await {
+                    Ok(Ok(reply)) => Ok(Box::new(reply) as ErasedMessage),
+                    Ok(Err(_)) => Err(AskError::ActorPanicked),
+                    Err(_) => Err(AskError::Timeout),
+                }
+            })
+        });
+        self.by_type.insert(std::any::type_name::<M>(), (tell, ask));
+    }
+}
+
+/// Runs one reentrant handler under the read lock, counted by the tracker.
+async fn run_reentrant<A, M>(shared: Arc<SharedActor<A>>, msg: M, tracker: Arc<Tracker>) -> M::Reply
+where
+    A: ReentrantHandler<M>,
+    M: Message,
+{
+    tracker.started();
+    let reply = {
+        let actor = shared.actor.read().await;
+        ReentrantHandler::handle(&*actor, msg, &shared.context).await
+    };
+    tracker.finished();
+    reply
 }
 
 /// The tracked door to one activation.
@@ -104,7 +168,16 @@ pub(crate) struct Tracked<A: VirtualActor> {
     pub(crate) local: ActorRef<Activation<A>>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) dispatch: Arc<Dispatch<A>>,
+    /// The shared actor (`SharedActor<A>`) of a kind with reentrant message types.
+    pub(crate) shared: Option<Arc<dyn Any + Send + Sync>>,
     pub(crate) watches: Mutex<HashMap<ActorId, AbortHandle>>,
+}
+
+impl<A: VirtualActor + Sync> Tracked<A> {
+    /// The shared actor, for the reentrant message types of this kind.
+    fn shared_actor(&self) -> Option<Arc<SharedActor<A>>> {
+        self.shared.clone()?.downcast::<SharedActor<A>>().ok()
+    }
 }
 
 impl<A: VirtualActor> Tracked<A> {
@@ -135,7 +208,7 @@ impl<A: VirtualActor> RemoteTarget for Tracked<A> {
         if !self.tracker.enter() {
             return Err(self.not_here(msg));
         }
-        tell(&self.local, msg).inspect_err(|_| self.tracker.abandon())
+        tell(self, msg).inspect_err(|_| self.tracker.abandon())
     }
 
     fn ask_erased(
@@ -156,7 +229,7 @@ impl<A: VirtualActor> RemoteTarget for Tracked<A> {
             return Box::pin(async move { Err(e) });
         }
         let tracker = self.tracker.clone();
-        let fut = ask(self.local.clone(), msg, timeout);
+        let fut = ask(self, msg, timeout);
         Box::pin(async move {
             let r = fut.await;
             if matches!(r, Err(AskError::Send(_))) {

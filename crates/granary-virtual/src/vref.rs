@@ -23,6 +23,16 @@ use crate::runtime::Runtime;
 /// directory places it. A call that finds the activation gone (passivated, node
 /// down) asks the directory again and is resent, within the call's timeout and a
 /// bounded number of attempts; messages are `Clone` so that they can be resent.
+///
+/// Delivery (nothing is deduplicated):
+/// - [`VirtualRef::tell`] is at most once: it is resent only while nothing was
+///   enqueued, never after `Ok`.
+/// - [`VirtualRef::ask`] is at most once while the activation's node stays up and
+///   at least once across its failure: if the host becomes unreachable after the
+///   request went out (or is killed before answering), the handler may have run and
+///   the resent request runs it again on the next activation. A timeout is never
+///   resent. Handlers that must not apply a message twice keep the request ids they
+///   applied in their state. Details: `docs/semantics.md`, "Delivery guarantees".
 pub struct VirtualRef<A: VirtualActor> {
     runtime: Arc<Runtime>,
     key: A::Key,
@@ -184,7 +194,17 @@ impl<A: VirtualActor> VirtualRef<A> {
                 rt.remote().remote_ref(loc.host, &loc.name)
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
-            match send(target, remaining).await {
+            let outcome = if loc.host == rt.me {
+                send(target, remaining).await
+            } else {
+                tokio::select! {
+                    outcome = send(target, remaining) => outcome,
+                    // The host went Down while we waited: the request may or may not
+                    // have been handled there (at least once, see above).
+                    () = rt.host_lost(loc.host) => Err(AskError::Remote(RemoteError::Unreachable)),
+                }
+            };
+            match outcome {
                 Ok(r) => return Ok(r),
                 Err(AskError::Timeout) => return Err(VirtualError::Timeout),
                 Err(AskError::ActorPanicked) => return Err(VirtualError::Panicked),
@@ -204,11 +224,13 @@ impl<A: VirtualActor> VirtualRef<A> {
                     last = format!("{} at {} gone", loc.name, loc.host);
                     stale = Some(loc);
                 }
-                Err(AskError::Remote(
-                    e @ (RemoteError::TypeMismatch { .. }
-                    | RemoteError::Decode(_)
-                    | RemoteError::Encode(_)),
-                )) => return Err(VirtualError::Remote(e)),
+                // Resending cannot help: the same message fails the same way.
+                Err(AskError::Remote(e))
+                | Err(AskError::Send(SendError::Remote { error: e, .. }))
+                    if is_final(&e) =>
+                {
+                    return Err(VirtualError::Remote(e))
+                }
                 Err(e) => {
                     rt.invalidate(&self.identity);
                     last = format!("{e}");
@@ -238,4 +260,16 @@ impl<A: VirtualActor> fmt::Debug for VirtualRef<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "VirtualRef({})", self.identity)
     }
+}
+
+/// Errors that a resend would meet again.
+fn is_final(e: &RemoteError) -> bool {
+    matches!(
+        e,
+        RemoteError::TypeMismatch { .. }
+            | RemoteError::Decode(_)
+            | RemoteError::Encode(_)
+            | RemoteError::FrameTooLarge { .. }
+            | RemoteError::Unauthorized(_)
+    )
 }

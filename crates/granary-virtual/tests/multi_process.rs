@@ -6,10 +6,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
-use granary_core::Message;
-use granary_remote::register_message;
 use granary_virtual::prelude::*;
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -17,39 +14,10 @@ const WAIT: Duration = Duration::from_secs(30);
 
 // The same kind and messages as the `granary-virtual-node` binary (same names on the
 // wire); this process only calls them.
-#[derive(Serialize, Deserialize, Default)]
-struct Count {
-    n: u64,
-}
+#[path = "../src/bin/granary-virtual-node/demo_counter.rs"]
+mod demo_counter;
 
-struct Counter;
-
-impl VirtualActor for Counter {
-    const KIND: &'static str = "demo.Counter";
-    type Key = String;
-    type State = Count;
-    fn activate(_: &String) -> Self {
-        Counter
-    }
-}
-
-#[derive(Clone, Serialize, Deserialize)]
-struct Increment(u64);
-impl Message for Increment {
-    type Reply = Result<(SocketAddr, u64), String>;
-}
-register_message!(Increment, "demo.Increment");
-register_message!(Result<(SocketAddr, u64), String>, "demo.IncrementReply");
-
-impl VirtualHandler<Increment> for Counter {
-    async fn handle(
-        &mut self,
-        _: Increment,
-        _: &mut VirtualContext<'_, Self>,
-    ) -> Result<(SocketAddr, u64), String> {
-        Err("this process hosts nothing".into())
-    }
-}
+use demo_counter::{Counter, Increment};
 
 async fn spawn_node(store: &str, seed: Option<SocketAddr>) -> (Child, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_granary-virtual-node"));

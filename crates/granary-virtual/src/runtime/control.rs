@@ -83,7 +83,7 @@ impl Handler<ControlFrame> for ControlInbox {
             Body::Reply(reply) => rt.rpc.complete(frame.id, reply),
             Body::Request(req) => {
                 tokio::spawn(async move {
-                    let reply = rt.serve(req).await;
+                    let reply = rt.serve(req, frame.from).await;
                     let back = ControlFrame {
                         from: rt.me,
                         id: frame.id,
@@ -100,8 +100,8 @@ impl Handler<ControlFrame> for ControlInbox {
 }
 
 impl Runtime {
-    /// Serves one control request from a peer.
-    pub(crate) async fn serve(self: &Arc<Self>, req: Request) -> Reply {
+    /// Serves one control request from the peer `from`.
+    pub(crate) async fn serve(self: &Arc<Self>, req: Request, from: SocketAddr) -> Reply {
         match req {
             Request::Lookup {
                 kind,
@@ -113,7 +113,17 @@ impl Runtime {
                 self.serve_lookup(&Identity::new(kind, key), requester, placement, stale)
                     .await
             }
-            Request::Activate { kind, key } => self.activate_here(&Identity::new(kind, key)).await,
+            Request::Activate { kind, key, owner } => {
+                let identity = Identity::new(kind, key);
+                if self.members.owner(&identity) != Some(owner) {
+                    return Reply::NotOwner;
+                }
+                self.activate_here(&identity).await
+            }
+            Request::Rebuilt { ring } => {
+                self.note_rebuilt(from, ring);
+                Reply::Done
+            }
             Request::Worker { kind, key } => self.worker_here(&Identity::new(kind, key)).await,
             Request::Find { kind, key } => match self.find_local(&Identity::new(kind, key)) {
                 Some(loc) => Reply::Located(loc),

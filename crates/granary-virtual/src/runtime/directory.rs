@@ -50,8 +50,18 @@ impl Directory {
         }
     }
 
-    pub(crate) fn retain_hosts(&self, alive: impl Fn(&SocketAddr) -> bool) {
-        self.entries.lock().retain(|_, loc| alive(&loc.host));
+    /// Drops the entries on hosts that are no longer alive and returns their
+    /// identities.
+    pub(crate) fn retain_hosts(&self, alive: impl Fn(&SocketAddr) -> bool) -> Vec<Identity> {
+        let mut dropped = Vec::new();
+        self.entries.lock().retain(|identity, loc| {
+            let keep = alive(&loc.host);
+            if !keep {
+                dropped.push(identity.clone());
+            }
+            keep
+        });
+        dropped
     }
 
     /// Entries of this partition (for tests and inspection).
@@ -116,14 +126,23 @@ impl Runtime {
         if candidates.is_empty() {
             return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
         }
-        if self.in_rebuild_grace() {
-            if let Some(loc) = self.find_on_hosts(identity, &candidates).await {
+        let pending = self.rebuild_pending(&candidates);
+        if !pending.is_empty() {
+            if let Some(loc) = self.find_on_hosts(identity, &pending).await {
                 self.directory
                     .entries
                     .lock()
                     .insert(identity.clone(), loc.clone());
                 return Reply::Located(loc);
             }
+        }
+        if let Some(until) = self.placement_fence(identity) {
+            // The identity may still be live on a node that was just declared Down
+            // and has not stopped hosting yet (the minority side of a partition).
+            tokio::time::sleep_until(until).await;
+            // Re-registrations may have arrived meanwhile: look again (the fence
+            // has passed, so this recursion ends at the next level).
+            return Box::pin(self.lookup_locked(identity, requester, tag, None)).await;
         }
         let host = self.place(identity, &candidates, requester, tag).await;
         let reply = if host == self.me {
@@ -132,6 +151,7 @@ impl Runtime {
             let req = Request::Activate {
                 kind: identity.kind().to_owned(),
                 key: identity.key().to_owned(),
+                owner: self.me,
             };
             match self.rpc.call(self, host, req).await {
                 Ok(r) => r,
@@ -293,7 +313,8 @@ impl Runtime {
         at: Location,
     ) -> Reply {
         if self.members.owner(identity) != Some(self.me) {
-            return Reply::Done;
+            // Not (yet) the owner in this node's view: the host tries again.
+            return Reply::NotOwner;
         }
         let lock = self.directory.lock_of(identity);
         let reply = {

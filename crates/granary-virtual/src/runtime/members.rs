@@ -12,8 +12,44 @@ use parking_lot::Mutex;
 use crate::protocol::MemberView;
 
 pub(crate) enum Members {
-    Cluster(Cluster),
+    Cluster {
+        cluster: Cluster,
+        /// Hosts per kind for the ring it was computed from: recomputed only when the
+        /// cluster's ring (the Up members) changes, so the activation path does not
+        /// copy the member table on every call.
+        hosts: Mutex<Option<HostsView>>,
+    },
     Client(Mutex<ClientView>),
+}
+
+/// The Up hosts of each kind, for one ring.
+pub(crate) struct HostsView {
+    ring: Arc<HashRing>,
+    by_kind: HashMap<String, Arc<[SocketAddr]>>,
+}
+
+impl HostsView {
+    fn of(cluster: &Cluster, ring: Arc<HashRing>) -> Self {
+        let mut by_kind: HashMap<String, Vec<SocketAddr>> = HashMap::new();
+        for m in cluster.up_members() {
+            // The ring is the Up set this view stands for; a row that changed since
+            // is picked up on the next ring change.
+            if !ring.contains(m.id.addr) {
+                continue;
+            }
+            for role in m.roles {
+                by_kind.entry(role).or_default().push(m.id.addr);
+            }
+        }
+        let by_kind = by_kind
+            .into_iter()
+            .map(|(kind, mut hosts)| {
+                hosts.sort();
+                (kind, Arc::from(hosts))
+            })
+            .collect();
+        Self { ring, by_kind }
+    }
 }
 
 #[derive(Default)]
@@ -42,10 +78,36 @@ pub(crate) fn ring_key(identity: &Identity) -> Vec<u8> {
     identity.to_string().into_bytes()
 }
 
+/// A 64-bit fingerprint of a ring's members (addresses and incarnations), the same
+/// on every node that sees the same ring (FNV-1a, not the std hasher, whose output
+/// may differ between builds).
+pub(crate) fn fingerprint(ring: &HashRing) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (node, vnodes) in ring.nodes() {
+        feed(node.addr.to_string().as_bytes());
+        feed(&node.incarnation.to_le_bytes());
+        feed(&vnodes.to_le_bytes());
+    }
+    hash
+}
+
 impl Members {
+    pub(crate) fn cluster(cluster: Cluster) -> Self {
+        Members::Cluster {
+            cluster,
+            hosts: Mutex::new(None),
+        }
+    }
+
     pub(crate) fn ring(&self) -> Arc<HashRing> {
         match self {
-            Members::Cluster(c) => c.ring(),
+            Members::Cluster { cluster, .. } => cluster.ring(),
             Members::Client(v) => v.lock().ring.clone(),
         }
     }
@@ -56,30 +118,38 @@ impl Members {
     }
 
     /// Up members hosting `kind`, sorted by address.
-    pub(crate) fn hosts_of(&self, kind: &str) -> Vec<SocketAddr> {
-        let mut hosts: Vec<SocketAddr> = match self {
-            Members::Cluster(c) => c
-                .up_members()
-                .into_iter()
-                .filter(|m| m.roles.contains(kind))
-                .map(|m| m.id.addr)
-                .collect(),
-            Members::Client(v) => v
-                .lock()
-                .kinds
-                .iter()
-                .filter(|(_, k)| k.iter().any(|k| k == kind))
-                .map(|(a, _)| *a)
-                .collect(),
-        };
-        hosts.sort();
-        hosts
+    pub(crate) fn hosts_of(&self, kind: &str) -> Arc<[SocketAddr]> {
+        match self {
+            Members::Cluster { cluster, hosts } => {
+                let ring = cluster.ring();
+                let mut cached = hosts.lock();
+                let fresh = cached.as_ref().is_some_and(|v| Arc::ptr_eq(&v.ring, &ring));
+                if !fresh {
+                    *cached = Some(HostsView::of(cluster, ring));
+                }
+                cached
+                    .as_ref()
+                    .and_then(|v| v.by_kind.get(kind).cloned())
+                    .unwrap_or_else(|| Arc::from(Vec::new()))
+            }
+            Members::Client(v) => {
+                let mut hosts: Vec<SocketAddr> = v
+                    .lock()
+                    .kinds
+                    .iter()
+                    .filter(|(_, k)| k.iter().any(|k| k == kind))
+                    .map(|(a, _)| *a)
+                    .collect();
+                hosts.sort();
+                Arc::from(hosts)
+            }
+        }
     }
 
-    /// Whether `addr` is an Up member.
+    /// Whether `addr` is an Up member (the ring holds exactly the Up members).
     pub(crate) fn is_alive(&self, addr: SocketAddr) -> bool {
         match self {
-            Members::Cluster(c) => c.up_members().iter().any(|m| m.id.addr == addr),
+            Members::Cluster { cluster, .. } => cluster.ring().contains(addr),
             Members::Client(v) => v.lock().kinds.contains_key(&addr),
         }
     }
@@ -87,7 +157,7 @@ impl Members {
     /// The Up members as a client sees them.
     pub(crate) fn views(&self) -> Vec<MemberView> {
         match self {
-            Members::Cluster(c) => c
+            Members::Cluster { cluster, .. } => cluster
                 .up_members()
                 .into_iter()
                 .map(|m| MemberView {
@@ -112,7 +182,7 @@ impl Members {
     pub(crate) fn client_addrs(&self) -> Vec<SocketAddr> {
         match self {
             Members::Client(v) => v.lock().kinds.keys().copied().collect(),
-            Members::Cluster(_) => Vec::new(),
+            Members::Cluster { .. } => Vec::new(),
         }
     }
 }

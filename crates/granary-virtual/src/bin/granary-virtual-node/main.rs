@@ -3,50 +3,13 @@
 //! Prints `listening <addr>` once it is a member, then runs until killed or until
 //! its standard input closes (then it shuts down gracefully).
 
+mod demo_counter;
+
 use std::net::SocketAddr;
 
-use granary_core::Message;
-use granary_remote::register_message;
+use demo_counter::{Counter, Increment};
 use granary_virtual::prelude::*;
-use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
-
-#[derive(Serialize, Deserialize, Default)]
-struct Count {
-    n: u64,
-}
-
-struct Counter;
-
-impl VirtualActor for Counter {
-    const KIND: &'static str = "demo.Counter";
-    type Key = String;
-    type State = Count;
-    fn activate(_: &String) -> Self {
-        Counter
-    }
-}
-
-/// Adds to the counter and writes it; answers (node, new value).
-#[derive(Clone, Serialize, Deserialize)]
-struct Increment(u64);
-impl Message for Increment {
-    type Reply = Result<(SocketAddr, u64), String>;
-}
-register_message!(Increment, "demo.Increment");
-register_message!(Result<(SocketAddr, u64), String>, "demo.IncrementReply");
-
-impl VirtualHandler<Increment> for Counter {
-    async fn handle(
-        &mut self,
-        msg: Increment,
-        ctx: &mut VirtualContext<'_, Self>,
-    ) -> Result<(SocketAddr, u64), String> {
-        ctx.state_mut().n += msg.0;
-        ctx.write_state().await.map_err(|e| e.to_string())?;
-        Ok((ctx.node_addr(), ctx.state().n))
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
