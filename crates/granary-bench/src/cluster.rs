@@ -3,7 +3,8 @@
 //! Two tests:
 //! - `processes`: real node processes on 127.0.0.x (this binary re-executed with the
 //!   hidden `cluster-node` subcommand, granary-cluster over granary-remote's TCP
-//!   transport, default settings), N = 3, 10, 25: time for a joining node to be Up
+//!   transport, or with `--transport remote` on a granary-remote `RemoteNode` as an
+//!   actor application runs it; default settings), N = 3, 10, 25: time for a joining node to be Up
 //!   everywhere, false Downs in an idle window, gossip bytes per node per second, and
 //!   after a `kill -9` the time until every survivor sees the node Down (p50 and max;
 //!   `p50_us`/`max_us` carry the same figures). Children are killed on exit, on
@@ -21,7 +22,7 @@ mod processes;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use granary_cluster::sim::{SimConfig, SimError};
 use granary_cluster::transport::tcp::TransportConfig;
 use serde::Serialize;
@@ -40,6 +41,9 @@ pub(crate) struct ClusterArgs {
     /// `--sim-nodes 0` skips the simulation.
     #[arg(long, value_delimiter = ',')]
     sim_nodes: Option<Vec<usize>>,
+    /// What the node processes run the cluster on (default `tcp`).
+    #[arg(long, value_enum, default_value_t = NodeTransport::Tcp)]
+    transport: NodeTransport,
     /// Idle window in which any Down is a false Down, seconds (default 60; `--quick`: 3).
     #[arg(long)]
     idle_secs: Option<f64>,
@@ -49,6 +53,25 @@ pub(crate) struct ClusterArgs {
     /// Append the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+}
+
+/// The transport the node processes run the cluster protocol on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum NodeTransport {
+    /// `TcpClusterTransport`: a granary-remote `Transport` of its own.
+    Tcp,
+    /// `Cluster::start_on_remote`: on a `RemoteNode`, sharing its port with actors.
+    Remote,
+}
+
+impl NodeTransport {
+    /// The command-line spelling.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Remote => "remote",
+        }
+    }
 }
 
 /// Why the `cluster` scenario failed.
@@ -122,6 +145,7 @@ struct ClusterRow {
     scenario: &'static str,
     test: &'static str,
     mode: &'static str,
+    transport: Option<&'static str>,
     nodes: u64,
     actors: u64,
     payload_bytes: u64,
@@ -149,6 +173,7 @@ const COLUMNS: &[&str] = &[
     "scenario",
     "test",
     "mode",
+    "transport",
     "nodes",
     "actors",
     "payload_bytes",
@@ -172,7 +197,7 @@ const COLUMNS: &[&str] = &[
     "bootstrap_secs",
 ];
 
-fn process_row(r: &processes::ProcessResult) -> ClusterRow {
+fn process_row(r: &processes::ProcessResult, transport: NodeTransport) -> ClusterRow {
     let p50 = r.down_ms.get(r.down_ms.len() / 2).copied();
     let max = r.down_ms.last().copied();
     let msgs_per_sec = r.idle_messages as f64 / r.idle_secs.max(f64::MIN_POSITIVE);
@@ -180,6 +205,7 @@ fn process_row(r: &processes::ProcessResult) -> ClusterRow {
         scenario: "cluster",
         test: "processes",
         mode: "distributed",
+        transport: Some(transport.name()),
         nodes: r.nodes as u64,
         messages: r.idle_messages,
         seconds: r.idle_secs,
@@ -248,8 +274,8 @@ pub(crate) fn run(args: ClusterArgs) -> Result<(), ClusterBenchError> {
             reporter
                 .progress()
                 .set_message(format!("processes N={n} (idle {idle:?})"));
-            let result = processes::measure(n, idle, limit).await?;
-            reporter.emit(&process_row(&result))?;
+            let result = processes::measure(n, args.transport, idle, limit).await?;
+            reporter.emit(&process_row(&result, args.transport))?;
             reporter.progress().inc(1);
         }
         for &n in sim_sizes.iter().filter(|&&n| n > 0) {

@@ -9,6 +9,9 @@
 //! - `fanin`: 8 senders, one receiver, 2,000,000 messages in all.
 //! - `spawn`: spawn 100,000 actors, ask each one question, stop them all; actors/s
 //!   and resident bytes per idle actor (RSS growth while all are idle / count).
+//! - `activate` (granary only, virtual actors): 50,000 new identities activated by
+//!   their first `ask`, on one node and on three in-process nodes; two rows
+//!   (`nodes` 1 and 3), activations/s in `actors_per_sec` (see `local/activate.rs`).
 //!
 //! Every measurement runs in a fresh child process of this binary (the hidden
 //! `local-child` subcommand), so no framework inherits the heap, allocator state
@@ -19,6 +22,7 @@
 //! The tokio-based frameworks run on a multi-thread runtime with 2 workers; actix
 //! runs on its own `System` plus one extra `Arbiter` thread, as actix users do.
 
+mod activate;
 mod actix;
 mod granary;
 mod kameo;
@@ -125,10 +129,18 @@ pub(crate) enum Test {
     Fanin,
     /// Spawn, ask once, stop.
     Spawn,
+    /// New virtual-actor identities activated per second (granary only).
+    Activate,
 }
 
 impl Test {
-    const ALL: [Test; 4] = [Self::Tell, Self::Pingpong, Self::Fanin, Self::Spawn];
+    const ALL: [Test; 5] = [
+        Self::Tell,
+        Self::Pingpong,
+        Self::Fanin,
+        Self::Spawn,
+        Self::Activate,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -136,6 +148,7 @@ impl Test {
             Self::Pingpong => "pingpong",
             Self::Fanin => "fanin",
             Self::Spawn => "spawn",
+            Self::Activate => "activate",
         }
     }
 }
@@ -160,6 +173,8 @@ pub(crate) struct Sizes {
     pub(crate) fanin: u64,
     /// Actors in `spawn`.
     pub(crate) spawn: u64,
+    /// New identities in `activate` (each cluster size).
+    pub(crate) activate: u64,
     /// Limit for one run of one test.
     pub(crate) timeout: Duration,
 }
@@ -180,6 +195,7 @@ impl Sizes {
         fanin_senders: 8,
         fanin: 2_000_000,
         spawn: 100_000,
+        activate: 50_000,
         timeout: Duration::from_secs(300),
     };
     const QUICK: Sizes = Sizes {
@@ -188,6 +204,7 @@ impl Sizes {
         fanin_senders: 8,
         fanin: 20_000,
         spawn: 2_000,
+        activate: 2_000,
         timeout: Duration::from_secs(60),
     };
 }
@@ -310,6 +327,13 @@ pub(crate) enum Sample {
     },
     /// `spawn`.
     Spawn(SpawnSample),
+    /// `activate`: seconds to activate all identities on one node and on three.
+    Activate {
+        /// One node.
+        one_node_seconds: f64,
+        /// Three nodes.
+        three_nodes_seconds: f64,
+    },
 }
 
 /// One output row (the fields of `COLUMNS`).
@@ -375,8 +399,11 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
     let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), steps)?;
     let mut rows = Vec::new();
     for &test in &tests {
-        let mut samples: Vec<(Framework, Vec<Sample>)> =
-            frameworks.iter().map(|&f| (f, Vec::new())).collect();
+        let mut samples: Vec<(Framework, Vec<Sample>)> = frameworks
+            .iter()
+            .filter(|&&f| test != Test::Activate || f == Framework::Granary)
+            .map(|&f| (f, Vec::new()))
+            .collect();
         for run in 1..=args.runs {
             for (framework, runs) in &mut samples {
                 reporter
@@ -392,10 +419,16 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
             }
         }
         for (framework, runs) in samples {
-            let mut row = summarize(framework, test, &sizes, args.runs, runs);
-            row.workers = args.workers;
-            reporter.emit(&row)?;
-            rows.push(row);
+            let summaries = if test == Test::Activate {
+                Vec::from(summarize_activate(&sizes, args.runs, runs))
+            } else {
+                vec![summarize(framework, test, &sizes, args.runs, runs)]
+            };
+            for mut row in summaries {
+                row.workers = args.workers;
+                reporter.emit(&row)?;
+                rows.push(row);
+            }
         }
     }
     reporter.finish();
@@ -477,6 +510,20 @@ fn measure(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, Lo
             seconds: (suite.fanin)(sizes.fanin_senders, sizes.fanin, limit)?.as_secs_f64(),
         },
         Test::Spawn => Sample::Spawn((suite.spawn)(sizes.spawn, limit)?),
+        Test::Activate if framework == Framework::Granary => {
+            let [one, three] = activate::activate(sizes.activate, limit)?;
+            Sample::Activate {
+                one_node_seconds: one.as_secs_f64(),
+                three_nodes_seconds: three.as_secs_f64(),
+            }
+        }
+        Test::Activate => {
+            return Err(LocalError::framework(
+                framework,
+                "activate",
+                "has no virtual actors",
+            ))
+        }
     })
 }
 
@@ -607,6 +654,9 @@ fn summarize(
                     slot.push(value);
                 }
             }
+            Sample::Activate {
+                one_node_seconds, ..
+            } => seconds.push(one_node_seconds),
             Sample::Spawn(spawn) => {
                 seconds.push(spawn.seconds);
                 bytes.push(spawn.rss_growth_bytes as f64);
@@ -644,9 +694,36 @@ fn summarize(
             row.ask_s = Some(ask_s);
             row.stop_s = Some(stop_s);
         }
+        Test::Activate => {
+            row.mode = "virtual";
+            row.actors = sizes.activate;
+            row.messages = sizes.activate;
+            row.actors_per_sec = Some(sizes.activate as f64 / row.seconds);
+        }
     }
     row.msgs_per_sec = row.messages as f64 / row.seconds;
     row
+}
+
+/// The two rows of `activate`: one node, then three nodes.
+fn summarize_activate(sizes: &Sizes, runs: u32, samples: Vec<Sample>) -> [LocalRow; 2] {
+    let three: Vec<Sample> = samples
+        .iter()
+        .map(|sample| match *sample {
+            Sample::Activate {
+                three_nodes_seconds,
+                ..
+            } => Sample::Activate {
+                one_node_seconds: three_nodes_seconds,
+                three_nodes_seconds,
+            },
+            other => other,
+        })
+        .collect();
+    let one = summarize(Framework::Granary, Test::Activate, sizes, runs, samples);
+    let mut three = summarize(Framework::Granary, Test::Activate, sizes, runs, three);
+    three.nodes = 3;
+    [one, three]
 }
 
 /// A metric compared in the ratio lines: label, how to read it from a row, and
@@ -680,6 +757,8 @@ fn ratios(rows: &[LocalRow]) -> String {
                 ("actors/s", |r| r.actors_per_sec, true),
                 ("bytes/actor", |r| r.bytes_per_actor, false),
             ],
+            // No peer has virtual actors.
+            Test::Activate => &[],
         };
         for (label, metric, higher_is_better) in metrics {
             let best = peers
@@ -724,6 +803,38 @@ mod tests {
         assert_eq!(row.messages, Sizes::QUICK.tell);
         assert_eq!(row.msgs_per_sec, Sizes::QUICK.tell as f64 / 2.0);
         assert!(row.p50_us.is_none() && row.actors_per_sec.is_none());
+    }
+
+    #[test]
+    fn activate_gives_one_row_per_cluster_size() {
+        let samples = vec![
+            Sample::Activate {
+                one_node_seconds: 1.0,
+                three_nodes_seconds: 4.0,
+            },
+            Sample::Activate {
+                one_node_seconds: 3.0,
+                three_nodes_seconds: 2.0,
+            },
+            Sample::Activate {
+                one_node_seconds: 2.0,
+                three_nodes_seconds: 8.0,
+            },
+        ];
+        let [one, three] = summarize_activate(&Sizes::QUICK, 3, samples);
+        let identities = Sizes::QUICK.activate as f64;
+        assert_eq!((one.nodes, three.nodes), (1, 3));
+        assert_eq!((one.mode, three.mode), ("virtual", "virtual"));
+        assert_eq!(
+            one.actors_per_sec,
+            Some(identities / 2.0),
+            "median of 1, 3, 2"
+        );
+        assert_eq!(
+            three.actors_per_sec,
+            Some(identities / 4.0),
+            "median of 4, 2, 8"
+        );
     }
 
     #[test]

@@ -17,14 +17,26 @@
 //! variant to [`Command`] and one arm to the `match` in `main`.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+mod big;
 mod child_process;
 mod cluster;
+mod counter;
+mod crdt;
+mod echo;
+mod failover;
+mod iot;
+mod kvs;
 mod latency;
 mod local;
+mod pingpong;
+mod plot;
 mod remote;
 mod report;
 mod selection;
+mod sort;
 mod storage;
+mod suite_node;
+mod suite_report;
 
 use std::process::ExitCode;
 
@@ -64,6 +76,44 @@ enum Command {
     /// Internal: one node process of `cluster`.
     #[command(hide = true)]
     ClusterNode(cluster::NodeArgs),
+    /// Ping actors bouncing a ball with pong actors on 3 node processes,
+    /// `--mode distributed|virtual` (seed 000 §3.3.1–2).
+    Pingpong(pingpong::PingpongArgs),
+    /// Divide-and-conquer merge sort by actors creating actors on 3 node processes,
+    /// `--mode distributed|virtual` (seed 000 §3.3.3–4).
+    Sort(sort::SortArgs),
+    /// Many-to-many pings among N actors on 3 node processes,
+    /// `--mode distributed|virtual` (seed 000 §3.3.5–6).
+    Big(big::BigArgs),
+    /// Persisted virtual counters under load while a node is killed with `kill -9`
+    /// and restarted: lost increments, duplicate activations, recovery time.
+    Failover(failover::FailoverArgs),
+    /// Internal: one node process of `pingpong`, `sort`, `big` and `failover`.
+    #[command(hide = true)]
+    Node(suite_node::NodeArgs),
+    /// Request/response echo across 3 node processes with Partisan's options
+    /// (parallelism, named channels, affinity) on and off, simulated RTT, background
+    /// gossip (seed 002 §6.2.2).
+    Echo(echo::WorkloadArgs),
+    /// Quorum key-value store (3 replicas, answer after 2, last writer wins) on the
+    /// same 3 node processes and options as `echo` (seed 002 §6.2.3).
+    Kvs(echo::WorkloadArgs),
+    /// Internal: one node process of `echo` and `kvs`.
+    #[command(hide = true)]
+    EchoNode(echo::NodeArgs),
+    /// Serverless counter: a virtual actor vs a stateless function on the same store
+    /// (seed 001 §5).
+    Counter(counter::CounterArgs),
+    /// External devices report to servers (1,000 i64 per report), with message drops
+    /// and client/server kills by MTTF (seed 003 §5.3–5.4).
+    Iot(iot::IotArgs),
+    /// Delta-state vs full-state gossip of a replicated ORSet: bytes sent by 5 nodes
+    /// for 10,000 operations on 10,000 elements (seed 003 §2.9).
+    Crdt(crdt::CrdtArgs),
+    /// PNG charts from saved JSON rows (`--rows FILE.jsonl --out DIR`).
+    Plot(plot::PlotArgs),
+    /// Short sweep of every scenario in this build; writes README.md, rows and charts.
+    Report(suite_report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -75,7 +125,27 @@ fn main() -> ExitCode {
         Command::Remote(args) => remote::run(args).map_err(Into::into),
         Command::RemoteNode(args) => remote::run_node(args).map_err(Into::into),
         Command::Cluster(args) => cluster::run(args).map_err(Into::into),
+        Command::Iot(args) => iot::run(args).map_err(Into::into),
         Command::ClusterNode(args) => cluster::run_node(args).map_err(Into::into),
+        Command::Pingpong(args) => pingpong::run(args).map_err(Into::into),
+        Command::Sort(args) => sort::run(args).map_err(Into::into),
+        Command::Big(args) => big::run(args).map_err(Into::into),
+        Command::Failover(args) => failover::run(args).map_err(Into::into),
+        Command::Node(args) => suite_node::run_node(args).map_err(Into::into),
+        Command::Echo(args) => echo::run(args).map_err(Into::into),
+        Command::Kvs(args) => kvs::run(args).map_err(Into::into),
+        Command::EchoNode(args) => echo::run_node(args).map_err(Into::into),
+        Command::Counter(args) => counter::run(args).map_err(Into::into),
+        Command::Crdt(args) => crdt::run(args).map_err(Into::into),
+        Command::Plot(args) => plot::run(args).map_err(Into::into),
+        Command::Report(args) => {
+            let scenarios = <Cli as clap::CommandFactory>::command()
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set())
+                .map(|c| c.get_name().to_string())
+                .collect::<Vec<_>>();
+            suite_report::run(args, &scenarios).map_err(Into::into)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

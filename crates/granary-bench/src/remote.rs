@@ -18,14 +18,16 @@
 //!   p99 shows head-of-line blocking (seed 002 §4, Figs. 2–5).
 //!
 //! Baselines in the same run: `raw-tcp` (tokio TCP echo and a raw one-way stream of
-//! the same length-prefixed frames, no actors: the physical limit) and `erlang`
-//! (two Distributed Erlang nodes, `erlang/remote_bench.erl`; skipped with a printed
-//! reason when `erl` is missing).
+//! the same length-prefixed frames, no actors: the physical limit), `ractor_cluster`
+//! (ractor's cluster layer, `pingpong` and `oneway`) and `erlang` (two Distributed
+//! Erlang nodes, `erlang/remote_bench.erl`; skipped with a printed reason when `erl`
+//! is missing).
 
 mod erlang;
 mod granary;
 mod node;
 mod peer;
+mod ractor_remote;
 mod raw;
 
 use std::fmt;
@@ -69,17 +71,30 @@ pub(crate) enum Framework {
     Granary,
     /// Plain tokio TCP, no actors.
     RawTcp,
+    /// ractor with ractor_cluster, two node servers.
+    #[serde(rename = "ractor_cluster")]
+    #[value(name = "ractor_cluster")]
+    RactorCluster,
     /// Distributed Erlang (OTP), two `erl` nodes.
     Erlang,
 }
 
 impl Framework {
-    const ALL: [Framework; 3] = [Self::Granary, Self::RawTcp, Self::Erlang];
+    const ALL: [Framework; 4] = [
+        Self::Granary,
+        Self::RawTcp,
+        Self::RactorCluster,
+        Self::Erlang,
+    ];
 
-    fn name(self) -> &'static str {
+    /// The peers granary is compared with, in report order.
+    const BASELINES: [Framework; 3] = [Self::RawTcp, Self::RactorCluster, Self::Erlang];
+
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Granary => "granary",
             Self::RawTcp => "raw-tcp",
+            Self::RactorCluster => "ractor_cluster",
             Self::Erlang => "erlang",
         }
     }
@@ -464,6 +479,7 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
         // the jobs that follow while they need the same peer.
         let mut granary = granary::Session::idle();
         let mut raw = raw::Session::idle();
+        let mut ractor = ractor_remote::Session::idle();
         for job in &jobs {
             reporter
                 .progress()
@@ -471,6 +487,7 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
             let measured = match job.framework {
                 Framework::Granary => Some(granary.measure(job, &sizes).await?),
                 Framework::RawTcp => Some(raw.measure(job, &sizes).await?),
+                Framework::RactorCluster => Some(ractor.measure(job, &sizes).await?),
                 Framework::Erlang => match &mut erlang {
                     Some(erlang) => Some(erlang.measure(job, &sizes).await?),
                     None => None,
@@ -485,6 +502,7 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
         }
         granary.close();
         raw.close();
+        ractor.close();
         reporter.finish();
         eprint!("{}", ratios(&rows));
         Ok(())
@@ -508,7 +526,7 @@ fn ratios(rows: &[RemoteRow]) -> String {
     {
         match row.test {
             Test::Oneway => {
-                for other in [Framework::RawTcp, Framework::Erlang] {
+                for other in Framework::BASELINES {
                     if let Some(base) = find(Test::Oneway, other, row.payload_bytes, None) {
                         out.push_str(&format!(
                             "oneway {} B: granary {:.0} msgs/s = {:.2}x {other}\n",
@@ -520,7 +538,7 @@ fn ratios(rows: &[RemoteRow]) -> String {
                 }
             }
             Test::Pingpong => {
-                for other in [Framework::RawTcp, Framework::Erlang] {
+                for other in Framework::BASELINES {
                     let Some(base) = find(Test::Pingpong, other, row.payload_bytes, None) else {
                         continue;
                     };

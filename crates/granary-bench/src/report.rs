@@ -60,10 +60,32 @@ pub(crate) enum ReportError {
     Json(#[from] serde_json::Error),
 }
 
+/// The fields every row of the seeds' scenarios starts with, in this order (the
+/// output contract of `/docs/BENCHMARKS.md`).
+pub(crate) const CONTRACT_COLUMNS: [&str; 12] = [
+    "scenario",
+    "mode",
+    "nodes",
+    "actors",
+    "payload_bytes",
+    "messages",
+    "seconds",
+    "msgs_per_sec",
+    "p50_us",
+    "p99_us",
+    "p999_us",
+    "max_us",
+];
+
+/// [`CONTRACT_COLUMNS`] followed by a scenario's own columns.
+pub(crate) fn contract_columns(own: &[&'static str]) -> Vec<&'static str> {
+    CONTRACT_COLUMNS.iter().chain(own).copied().collect()
+}
+
 /// Writes result rows to stdout (JSON lines), an optional CSV file and, at the end,
 /// a table on stderr.
 pub(crate) struct Reporter {
-    columns: &'static [&'static str],
+    columns: Vec<&'static str>,
     csv: Option<(PathBuf, csv::Writer<File>)>,
     rows: Vec<Map<String, Value>>,
     progress: ProgressBar,
@@ -75,7 +97,7 @@ impl Reporter {
     /// file; a header is written if the file is new or empty, and an existing file
     /// must have exactly this header.
     pub(crate) fn new(
-        columns: &'static [&'static str],
+        columns: &[&'static str],
         csv_path: Option<&Path>,
         steps: u64,
     ) -> Result<Self, ReportError> {
@@ -90,7 +112,7 @@ impl Reporter {
                 .progress_chars("=> "),
         );
         Ok(Self {
-            columns,
+            columns: columns.to_vec(),
             csv,
             rows: Vec::new(),
             progress,
@@ -140,7 +162,7 @@ impl Reporter {
     /// stderr (only the columns that some row has).
     pub(crate) fn finish(self) {
         self.progress.finish_and_clear();
-        eprint!("{}", render_table(self.columns, &self.rows));
+        eprint!("{}", render_table(&self.columns, &self.rows));
     }
 }
 

@@ -2,30 +2,14 @@
 //! on 127.0.0.x join, idle and lose one to `kill -9`, and the N = 100 simulation runs;
 //! every row must be there with sane numbers and no false Down.
 
-use std::process::Command;
+mod common;
 
-use serde_json::Value;
-
-fn number(row: &Value, field: &str) -> f64 {
-    row[field]
-        .as_f64()
-        .unwrap_or_else(|| panic!("row has no number `{field}`: {row}"))
-}
+use common::{number, rows_of};
 
 #[test]
 fn cluster_quick_detects_a_killed_process_and_reports_the_simulation() {
-    let output = Command::new(env!("CARGO_BIN_EXE_granary-bench"))
-        .args(["cluster", "--quick"])
-        .output()
-        .expect("run granary-bench");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "failed: {stderr}");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8 stdout");
-    let rows: Vec<Value> = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
-        .collect();
-    assert_eq!(rows.len(), 2, "{stdout}");
+    let rows = rows_of(&["cluster", "--quick"]);
+    assert_eq!(rows.len(), 2, "{rows:?}");
 
     let processes = &rows[0];
     assert_eq!(processes["scenario"], "cluster");

@@ -43,6 +43,8 @@ fn local_quick_prints_one_sane_row_per_test_and_framework() {
         "1",
         "--only",
         &only,
+        "--tests",
+        &TESTS.join(","),
         "--csv",
         csv.to_str().expect("utf-8 path"),
     ]);
@@ -109,6 +111,33 @@ fn local_quick_prints_one_sane_row_per_test_and_framework() {
         .expect("header")
         .starts_with("scenario,test,framework,"));
     assert_eq!(lines.count(), rows.len());
+}
+
+#[test]
+fn local_activate_gives_a_virtual_row_for_one_node_and_for_three() {
+    let output = bench(&[
+        "local", "--quick", "--runs", "1", "--only", "granary", "--tests", "activate",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 stdout");
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let nodes: Vec<u64> = rows
+        .iter()
+        .map(|row| row["nodes"].as_u64().expect("nodes"))
+        .collect();
+    assert_eq!(nodes, [1, 3], "{stdout}");
+    for row in &rows {
+        assert_eq!(row["test"], "activate", "{row}");
+        assert_eq!(row["mode"], "virtual", "{row}");
+        assert!(number(row, "actors_per_sec") > 0.0, "{row}");
+    }
 }
 
 #[test]

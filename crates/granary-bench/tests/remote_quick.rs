@@ -1,6 +1,7 @@
 //! Runs `granary-bench remote --quick` through the built binary (two real processes
-//! on 127.0.0.1), so the benchmark can't rot: granary and the raw TCP baseline
-//! must produce every row with sane numbers, and no peer process may survive it.
+//! on 127.0.0.1), so the benchmark can't rot: granary, the raw TCP baseline and
+//! ractor_cluster must produce every row with sane numbers, and no peer process may
+//! survive it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,10 +15,15 @@ fn number(row: &Value, field: &str) -> f64 {
 }
 
 #[test]
-fn remote_quick_prints_sane_rows_for_granary_and_raw_tcp() {
+fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_granary-bench"))
-        .args(["remote", "--quick", "--only", "granary,raw-tcp"])
+        .args([
+            "remote",
+            "--quick",
+            "--only",
+            "granary,raw-tcp,ractor_cluster",
+        ])
         .output()
         .expect("run granary-bench");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -43,8 +49,10 @@ fn remote_quick_prints_sane_rows_for_granary_and_raw_tcp() {
     assert_eq!(count("pingpong", "raw-tcp"), 3, "{stdout}");
     assert_eq!(count("oneway", "granary"), 2, "{stdout}");
     assert_eq!(count("oneway", "raw-tcp"), 2, "{stdout}");
+    assert_eq!(count("pingpong", "ractor_cluster"), 3, "{stdout}");
+    assert_eq!(count("oneway", "ractor_cluster"), 2, "{stdout}");
     assert_eq!(count("pairs", "granary"), 6, "{stdout}");
-    assert_eq!(rows.len(), 16, "{stdout}");
+    assert_eq!(rows.len(), 21, "{stdout}");
 
     for row in &rows {
         assert_eq!(row["scenario"], "remote");
@@ -66,5 +74,9 @@ fn remote_quick_prints_sane_rows_for_granary_and_raw_tcp() {
     }
     // The comparison lines come after the table.
     assert!(stderr.contains("oneway 16 B: granary"), "{stderr}");
+    assert!(
+        stderr.contains("x ractor_cluster"),
+        "no comparison with ractor_cluster: {stderr}"
+    );
     assert!(stderr.contains("pingpong 0 B: granary p50"), "{stderr}");
 }

@@ -8,19 +8,22 @@
 //!   change after it (`STATUS` is `Joining`, `Up`, `Down`, ...);
 //! - `stats SENT_BYTES SENT_MESSAGES` in answer to `stats` on stdin.
 //!
-//! The node runs with default cluster settings (the bar is "with default settings")
-//! and exits when its stdin closes.
+//! The node runs with default cluster settings (the bar is "with default settings") on
+//! the chosen transport (`--transport tcp|remote`) and exits when its stdin closes.
 
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Args;
+use granary::core::ActorSystem;
+use granary_cluster::transport::remote::RemoteClusterTransport;
 use granary_cluster::transport::tcp::TcpClusterTransport;
 use granary_cluster::{Cluster, ClusterConfig, ClusterEvent, ClusterTransport, Member};
+use granary_remote::RemoteNode;
 use tokio::sync::mpsc;
 
-use super::{transport_config, ClusterBenchError};
+use super::{transport_config, ClusterBenchError, NodeTransport};
 
 /// Options of the hidden `cluster-node` subcommand.
 #[derive(Debug, Args)]
@@ -31,6 +34,9 @@ pub(crate) struct NodeArgs {
     /// Seed node to join through; none forms a new cluster.
     #[arg(long)]
     seed: Option<SocketAddr>,
+    /// What to run the cluster on.
+    #[arg(long, value_enum, default_value_t = NodeTransport::Tcp)]
+    transport: NodeTransport,
 }
 
 /// Microseconds since the Unix epoch.
@@ -50,6 +56,20 @@ fn print_member(member: &Member) {
     );
 }
 
+fn node_error(error: impl std::fmt::Display) -> ClusterBenchError {
+    ClusterBenchError::Node(error.to_string())
+}
+
+/// Starts the cluster on `transport` with default settings.
+async fn start<T: ClusterTransport>(
+    transport: T,
+    seeds: Vec<SocketAddr>,
+) -> Result<Cluster, ClusterBenchError> {
+    Cluster::start_with_seeds(ClusterConfig::default(), transport, seeds)
+        .await
+        .map_err(node_error)
+}
+
 /// Runs `granary-bench cluster-node`.
 pub(crate) fn run_node(args: NodeArgs) -> Result<(), ClusterBenchError> {
     // One thread: up to 25 of these share two cores, and the protocol is light.
@@ -59,18 +79,25 @@ pub(crate) fn run_node(args: NodeArgs) -> Result<(), ClusterBenchError> {
         .map_err(ClusterBenchError::Runtime)?;
     runtime.block_on(async {
         println!("starting {}", now_micros());
-        let transport = TcpClusterTransport::bind(transport_config(args.listen))
-            .await
-            .map_err(|e| ClusterBenchError::Node(e.to_string()))?;
-        let traffic = transport.traffic();
-        let addr = transport.local_addr();
-        let cluster = Cluster::start_with_seeds(
-            ClusterConfig::default(),
-            transport,
-            args.seed.into_iter().collect(),
-        )
-        .await
-        .map_err(|e| ClusterBenchError::Node(e.to_string()))?;
+        let seeds: Vec<SocketAddr> = args.seed.into_iter().collect();
+        let (cluster, traffic, _remote) = match args.transport {
+            NodeTransport::Tcp => {
+                let transport = TcpClusterTransport::bind(transport_config(args.listen))
+                    .await
+                    .map_err(node_error)?;
+                let traffic = transport.traffic();
+                (start(transport, seeds).await?, traffic, None)
+            }
+            NodeTransport::Remote => {
+                let node = RemoteNode::start(ActorSystem::new(), transport_config(args.listen))
+                    .await
+                    .map_err(node_error)?;
+                let transport = RemoteClusterTransport::start(&node).map_err(node_error)?;
+                let traffic = transport.traffic();
+                (start(transport, seeds).await?, traffic, Some(node))
+            }
+        };
+        let addr = cluster.local_id().addr;
         println!("up {} {addr}", now_micros());
         let mut events = cluster.subscribe();
         let (stdin_tx, mut stdin_rx) = mpsc::unbounded_channel();

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::child::{Child, Line};
 use super::node::now_micros;
-use super::ClusterBenchError;
+use super::{ClusterBenchError, NodeTransport};
 
 /// What one N produced.
 #[derive(Debug, Clone)]
@@ -64,6 +64,7 @@ impl NodeView {
 /// All nodes of one run and the lines they print.
 struct Run {
     exe: std::path::PathBuf,
+    transport: NodeTransport,
     children: Vec<Option<Child>>,
     views: Vec<NodeView>,
     tx: mpsc::UnboundedSender<Line>,
@@ -73,11 +74,12 @@ struct Run {
 }
 
 impl Run {
-    fn new() -> Result<Self, ClusterBenchError> {
+    fn new(transport: NodeTransport) -> Result<Self, ClusterBenchError> {
         let exe = std::env::current_exe().map_err(ClusterBenchError::Runtime)?;
         let (tx, rx) = mpsc::unbounded_channel();
         Ok(Self {
             exe,
+            transport,
             children: Vec::new(),
             views: Vec::new(),
             tx,
@@ -93,7 +95,9 @@ impl Run {
         command
             .arg("cluster-node")
             .arg("--listen")
-            .arg(format!("127.0.0.{ip}:0"));
+            .arg(format!("127.0.0.{ip}:0"))
+            .arg("--transport")
+            .arg(self.transport.name());
         if let Some(seed) = seed {
             command.arg("--seed").arg(seed.to_string());
         }
@@ -202,13 +206,14 @@ impl Run {
 /// Runs one N: see the module docs.
 pub(crate) async fn measure(
     nodes: usize,
+    transport: NodeTransport,
     idle: Duration,
     limit: Duration,
 ) -> Result<ProcessResult, ClusterBenchError> {
     if nodes < 3 {
         return Err(ClusterBenchError::TooFewNodes);
     }
-    let mut run = Run::new()?;
+    let mut run = Run::new(transport)?;
     // 1. N − 1 nodes.
     run.spawn(None)?;
     run.until("node 0 up", limit, |r| r.views[0].up.is_some())

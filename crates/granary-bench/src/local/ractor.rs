@@ -144,6 +144,10 @@ enum PingMsg {
     Pong(u64),
 }
 
+// ractor's `cluster` feature (on for the `remote` scenario's ractor_cluster peer)
+// drops the blanket `Message` impl: local-only messages say so explicitly.
+impl ::ractor::Message for PingMsg {}
+
 /// Bounces a ball `round_trips` times and times every round trip.
 struct Pinger;
 
@@ -270,6 +274,8 @@ pub(crate) fn pingpong(
 
 /// A question for a `spawn` actor: answer with the number plus one.
 struct Question(u64, RpcReplyPort<u64>);
+
+impl ::ractor::Message for Question {}
 
 /// Answers questions; holds no state.
 struct Responder;

@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{granary, raw, Framework, RemoteError};
+use super::{granary, ractor_remote, raw, Framework, RemoteError};
 
 /// Options of the hidden `remote-node` subcommand.
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
-    /// What to serve: `granary` or `raw-tcp`.
+    /// What to serve: `granary`, `raw-tcp` or `ractor_cluster`.
     #[arg(long)]
     framework: Framework,
     /// granary: parallel data connections per peer.
@@ -78,11 +78,15 @@ pub(crate) fn run_node(args: NodeArgs) -> Result<(), RemoteError> {
         // Keep whatever serves alive until stdin closes (dropping it stops serving).
         let mut _granary = None;
         let mut _raw = None;
+        let mut _ractor = None;
         match args.framework {
             Framework::Granary => {
                 _granary = Some(granary::serve(config, args.pairs, expected.clone()).await?)
             }
             Framework::RawTcp => _raw = Some(raw::serve(expected.clone()).await?),
+            Framework::RactorCluster => {
+                _ractor = Some(ractor_remote::serve(expected.clone()).await?)
+            }
             Framework::Erlang => {
                 return Err(RemoteError::Erlang(
                     "the Erlang peer is an `erl` node, not `remote-node`".into(),

@@ -1,0 +1,143 @@
+//! The checks of `failover`: overlapping activations in the activation log, and
+//! acknowledged increments missing from the final counts.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// One activation from the log: where, which, from when to when (microseconds
+/// since the Unix epoch; `u64::MAX` while it is still alive).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Interval {
+    /// The host.
+    pub(crate) node: SocketAddr,
+    /// The activation id on that host.
+    pub(crate) id: u64,
+    /// Start.
+    pub(crate) start: u64,
+    /// End.
+    pub(crate) end: u64,
+}
+
+/// Builds every identity's activations from `act`/`deact` lines. An activation on
+/// `killed` (the node that got `kill -9` at `killed_at`) that never logged its end
+/// ended at the kill.
+pub(crate) fn activations<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+    killed: SocketAddr,
+    killed_at: u64,
+) -> HashMap<String, Vec<Interval>> {
+    let mut open: HashMap<(String, SocketAddr, u64), u64> = HashMap::new();
+    let mut all: HashMap<String, Vec<Interval>> = HashMap::new();
+    for line in lines {
+        let mut words = line.split_whitespace();
+        let (Some(what), Some(key), Some(node), Some(id), Some(t)) = (
+            words.next(),
+            words.next(),
+            words.next().and_then(|n| n.parse::<SocketAddr>().ok()),
+            words.next().and_then(|i| i.parse::<u64>().ok()),
+            words.next().and_then(|t| t.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        match what {
+            "act" => {
+                open.insert((key.to_string(), node, id), t);
+            }
+            "deact" => {
+                let start = open.remove(&(key.to_string(), node, id)).unwrap_or(t);
+                all.entry(key.to_string()).or_default().push(Interval {
+                    node,
+                    id,
+                    start,
+                    end: t,
+                });
+            }
+            _ => {}
+        }
+    }
+    for ((key, node, id), start) in open {
+        let end = if node == killed { killed_at } else { u64::MAX };
+        all.entry(key).or_default().push(Interval {
+            node,
+            id,
+            start,
+            end,
+        });
+    }
+    all
+}
+
+/// Activations that started while another activation of the same identity was
+/// still alive.
+pub(crate) fn duplicates(all: &HashMap<String, Vec<Interval>>) -> Vec<(String, Interval)> {
+    let mut found = Vec::new();
+    for (key, intervals) in all {
+        let mut sorted = intervals.clone();
+        sorted.sort_by_key(|i| i.start);
+        let mut alive_until = 0u64;
+        for interval in sorted {
+            if interval.start < alive_until {
+                found.push((key.clone(), interval.clone()));
+            }
+            alive_until = alive_until.max(interval.end);
+        }
+    }
+    found
+}
+
+/// The final counts against what clients saw: `(lost, unexplained)` where `lost`
+/// sums acknowledged increments missing from the count, and `unexplained` sums
+/// counts above acknowledged plus unacknowledged (possibly applied) increments.
+pub(crate) fn reconcile(acked: &[u64], unacked: &[u64], counts: &[u64]) -> (u64, u64) {
+    let mut lost = 0;
+    let mut unexplained = 0;
+    for ((&a, &u), &c) in acked.iter().zip(unacked).zip(counts) {
+        lost += a.saturating_sub(c);
+        unexplained += c.saturating_sub(a + u);
+    }
+    (lost, unexplained)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn a_failover_after_the_kill_is_not_a_duplicate() {
+        let lines = [
+            "act c1 127.0.0.1:1 0 100",
+            "act c1 127.0.0.1:2 0 600",
+            "listening 127.0.0.1:9",
+        ];
+        let all = activations(lines, addr(1), 500);
+        assert_eq!(all["c1"].len(), 2);
+        assert!(duplicates(&all).is_empty());
+    }
+
+    #[test]
+    fn two_live_activations_of_one_identity_are_a_duplicate() {
+        let lines = [
+            "act c1 127.0.0.1:1 0 100",
+            "act c1 127.0.0.1:2 5 200",
+            "act c2 127.0.0.1:2 6 200",
+            "deact c2 127.0.0.1:2 6 300",
+            "act c2 127.0.0.1:3 0 300",
+        ];
+        let all = activations(lines, addr(9), 1000);
+        let found = duplicates(&all);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "c1");
+        assert_eq!(found[0].1.id, 5);
+    }
+
+    #[test]
+    fn a_counter_below_its_acknowledged_increments_lost_some() {
+        assert_eq!(reconcile(&[5, 3], &[0, 1], &[4, 4]), (1, 0));
+        assert_eq!(reconcile(&[5], &[1], &[7]), (0, 1));
+        assert_eq!(reconcile(&[5], &[2], &[6]), (0, 0));
+    }
+}

@@ -1,0 +1,191 @@
+//! The cluster side of the `iot` scenario: a server is a granary node (a `RemoteNode`,
+//! a `Cluster` on it and a `DeviceServer`) plus the business logic of seed 003 §5.3:
+//! for every device the server is responsible for, ask for a report, sum it, ask again
+//! at once; a request unanswered within the resend time is sent again.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use granary::cluster::{Cluster, ClusterConfig};
+use granary::crdt::{Replicator, ReplicatorConfig};
+use granary::devices::{DeviceId, DeviceServer, ServerConfig, TrackingEvent};
+use granary::remote::faults::FaultInjector;
+use granary::remote::{RemoteNode, TransportConfig};
+use granary::ActorSystem;
+use tokio::task::AbortHandle;
+
+use super::messages::{ReportRequest, Reporter, REPORTER, REPORT_SUM};
+use super::totals::Totals;
+use super::IotBenchError;
+
+/// The cluster name and secret of every node of the scenario.
+pub(super) fn transport(faults: &Arc<FaultInjector>) -> TransportConfig {
+    TransportConfig::new("granary-bench-iot", b"granary-bench-iot".to_vec())
+        .with_faults(faults.clone())
+}
+
+/// One running server.
+pub(super) struct Server {
+    remote: RemoteNode,
+    cluster: Cluster,
+    replicator: Replicator,
+    devices: Arc<DeviceServer>,
+    logic: AbortHandle,
+}
+
+impl Server {
+    /// Starts a server listening on `listen` (port 0: any) that joins through `seeds`.
+    pub(super) async fn start(
+        listen: SocketAddr,
+        seeds: Vec<SocketAddr>,
+        faults: &Arc<FaultInjector>,
+        totals: &Arc<Totals>,
+        resend: Duration,
+    ) -> Result<Self, IotBenchError> {
+        let remote = bind(listen, faults).await?;
+        let cluster = match Cluster::start_on_remote(ClusterConfig::default(), &remote, seeds).await
+        {
+            Ok(cluster) => cluster,
+            Err(e) => {
+                remote.shutdown();
+                return Err(IotBenchError::Server(e.to_string()));
+            }
+        };
+        let replicator = match Replicator::start(&remote, &cluster, ReplicatorConfig::default()) {
+            Ok(replicator) => replicator,
+            Err(e) => {
+                cluster.stop().await;
+                remote.shutdown();
+                return Err(IotBenchError::Server(e.to_string()));
+            }
+        };
+        let devices =
+            match DeviceServer::start(&remote, &cluster, &replicator, ServerConfig::default()) {
+                Ok(devices) => Arc::new(devices),
+                Err(e) => {
+                    replicator.stop();
+                    cluster.stop().await;
+                    remote.shutdown();
+                    return Err(IotBenchError::Server(e.to_string()));
+                }
+            };
+        let logic =
+            tokio::spawn(business_logic(devices.clone(), totals.clone(), resend)).abort_handle();
+        Ok(Self {
+            remote,
+            cluster,
+            replicator,
+            devices,
+            logic,
+        })
+    }
+
+    pub(super) fn addr(&self) -> SocketAddr {
+        self.remote.local_addr()
+    }
+
+    pub(super) fn up_members(&self) -> usize {
+        self.cluster.up_members().len()
+    }
+
+    /// Crashes the server: everything stops at once, nobody is told.
+    pub(super) async fn kill(self) {
+        self.logic.abort();
+        self.devices.shutdown();
+        self.replicator.stop();
+        self.cluster.stop().await;
+        self.remote.shutdown();
+        self.remote.system().shutdown().await;
+    }
+}
+
+/// Binds a node at `listen`; a restarted server takes its old port back, which the
+/// kernel may refuse for a moment, so binding is retried for up to two seconds.
+async fn bind(
+    listen: SocketAddr,
+    faults: &Arc<FaultInjector>,
+) -> Result<RemoteNode, IotBenchError> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match RemoteNode::start(ActorSystem::new(), transport(faults).with_listen(listen)).await {
+            Ok(remote) => return Ok(remote),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(IotBenchError::Server(e.to_string()))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// The report loops of one server, stopped when dropped (the logic task was aborted).
+struct Loops(HashMap<DeviceId, AbortHandle>);
+
+impl Drop for Loops {
+    fn drop(&mut self) {
+        for task in self.0.values() {
+            task.abort();
+        }
+    }
+}
+
+/// Follows the devices this server tracks and runs one report loop per device.
+async fn business_logic(devices: Arc<DeviceServer>, totals: Arc<Totals>, resend: Duration) {
+    let mut events = devices.subscribe();
+    let mut loops = Loops(HashMap::new());
+    while let Some(event) = events.recv().await {
+        match event {
+            TrackingEvent::Assigned { device, .. } => {
+                // A device registering again may have a new address: restart its loop.
+                let task = tokio::spawn(report_loop(
+                    devices.clone(),
+                    device.clone(),
+                    totals.clone(),
+                    resend,
+                ));
+                if let Some(old) = loops.0.insert(device, task.abort_handle()) {
+                    old.abort();
+                }
+            }
+            TrackingEvent::Released { device } | TrackingEvent::Lost { device } => {
+                if let Some(task) = loops.0.remove(&device) {
+                    task.abort();
+                }
+            }
+        }
+    }
+}
+
+/// Asks one device for reports, one at a time, for as long as this server tracks it.
+async fn report_loop(
+    devices: Arc<DeviceServer>,
+    device: DeviceId,
+    totals: Arc<Totals>,
+    resend: Duration,
+) {
+    let Ok(reporter) = devices.device_ref::<Reporter>(&device, REPORTER) else {
+        return;
+    };
+    loop {
+        let asked = Instant::now();
+        match reporter.ask_timeout(ReportRequest, resend).await {
+            Ok(report) => {
+                if report.0.iter().sum::<i64>() == REPORT_SUM {
+                    totals.report(asked.elapsed());
+                } else {
+                    totals.corrupt();
+                }
+            }
+            Err(_) => {
+                totals.resend();
+                // A refused request (the device's node is gone) fails at once: wait out
+                // the resend time anyway, so a dead device is not asked in a busy loop.
+                let waited = asked.elapsed();
+                if waited < resend {
+                    tokio::time::sleep(resend - waited).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,604 @@
+//! Charts of result rows, shaped like the seed papers' figures, for every scenario.
+//!
+//! One shared entry point, [`plot_rows`], takes a scenario's JSON rows (the output
+//! contract of [`crate::report`]) and writes PNG files: scenarios call it for `--plot
+//! DIR`, `granary-bench plot --rows FILE.jsonl --out DIR` calls it on saved rows, and
+//! `granary-bench report` calls it for its charts. What is drawn depends on the
+//! scenario and on which fields its rows carry:
+//!
+//! | scenario | charts (seed figure) |
+//! |---|---|
+//! | `pingpong`, `big` | throughput vs actors per payload, lines per mode; p50/p99 vs actors (000 Figs. 3–4, 7–8) |
+//! | `sort` | time vs list length per mode (000 Figs. 5–6) |
+//! | `iot` | throughput vs drop rate, vs MTTF, vs clients per server (003 §5.4) |
+//! | `echo`, `kvs` | throughput and p50/p99 vs concurrency, options on/off, per payload and RTT (002 Figs. 6–7, 9–10) |
+//! | `counter` | messages per second per K, actor vs function per store (001 Fig. 2) |
+//! | anything else | throughput vs actors when actors vary, else one bar per configuration |
+//!
+//! plotters draws with its bitmap backend (pure Rust PNG encoding) and a system
+//! TrueType font through `ab_glyph`, so nothing native needs to build.
+
+mod chart;
+pub(crate) mod summary;
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde_json::{Map, Value};
+
+use chart::{BarChart, Line, LineChart};
+
+/// One result row, as a JSON object.
+pub(crate) type Row = Map<String, Value>;
+
+/// Why charts could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PlotError {
+    /// No font to draw text with.
+    #[error("{0}")]
+    NoFont(String),
+    /// The output directory could not be created.
+    #[error("cannot create {path}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A rows file could not be read.
+    #[error("cannot read rows from {path}")]
+    Rows {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// plotters failed.
+    #[error("cannot draw {path}: {reason}")]
+    Draw {
+        /// The chart file.
+        path: PathBuf,
+        /// plotters' error, as text.
+        reason: String,
+    },
+}
+
+/// Options of `granary-bench plot`.
+#[derive(Debug, Args)]
+pub(crate) struct PlotArgs {
+    /// JSON-lines files of result rows (a scenario's stdout), repeatable. Lines that
+    /// are not JSON objects are skipped.
+    #[arg(long, required = true)]
+    rows: Vec<PathBuf>,
+    /// Directory the PNG charts are written to.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Runs `granary-bench plot`: charts for every scenario found in the rows.
+pub(crate) fn run(args: PlotArgs) -> Result<(), PlotError> {
+    let mut rows = Vec::new();
+    for path in &args.rows {
+        rows.extend(read_rows(path)?);
+    }
+    let mut by_scenario: BTreeMap<String, Vec<Row>> = BTreeMap::new();
+    for row in rows {
+        let scenario = text(&row, "scenario").unwrap_or_else(|| "unnamed".into());
+        by_scenario.entry(scenario).or_default().push(row);
+    }
+    for (scenario, rows) in &by_scenario {
+        for path in plot_rows(scenario, rows, &args.out)? {
+            println!("{}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// The JSON objects among the lines of `path`.
+pub(crate) fn read_rows(path: &Path) -> Result<Vec<Row>, PlotError> {
+    let file = std::fs::File::open(path).map_err(|source| PlotError::Rows {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut rows = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line.map_err(|source| PlotError::Rows {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Ok(Value::Object(row)) = serde_json::from_str(&line) {
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// A field as a number (numbers, and numeric strings).
+pub(crate) fn num(row: &Row, field: &str) -> Option<f64> {
+    match row.get(field)? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        Value::Bool(b) => Some(f64::from(u8::from(*b))),
+        _ => None,
+    }
+}
+
+/// A field as text.
+pub(crate) fn text(row: &Row, field: &str) -> Option<String> {
+    match row.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    }
+}
+
+/// The first of `candidates` that some row has.
+fn first_field<'a>(rows: &[Row], candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .copied()
+        .find(|field| rows.iter().any(|row| num(row, field).is_some()))
+}
+
+/// Fields of `candidates` whose value differs between rows.
+fn varying<'a>(rows: &[Row], candidates: &[&'a str]) -> Vec<&'a str> {
+    candidates
+        .iter()
+        .copied()
+        .filter(|field| {
+            let first = rows.first().and_then(|r| r.get(*field));
+            rows.iter().any(|row| row.get(*field) != first)
+        })
+        .collect()
+}
+
+/// A readable label of `fields`' values in `row` (`mode=virtual payload=512`).
+fn label(row: &Row, fields: &[&str]) -> String {
+    let parts: Vec<String> = fields
+        .iter()
+        .filter_map(|field| {
+            let value = text(row, field)?;
+            Some(match *field {
+                "payload_bytes" => bytes_label(num(row, field).unwrap_or(0.0)),
+                "rtt_ms" => format!("RTT {value} ms"),
+                "options" => format!("options {value}"),
+                _ => value,
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        "all".to_string()
+    } else {
+        parts.join(" ")
+    }
+}
+
+fn bytes_label(bytes: f64) -> String {
+    if bytes >= 1048576.0 && bytes % 1048576.0 == 0.0 {
+        format!("{} MiB", bytes / 1048576.0)
+    } else if bytes >= 1024.0 && bytes % 1024.0 == 0.0 {
+        format!("{} KiB", bytes / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+/// A file-name-safe form of `text`.
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// A line chart family: one chart per facet value, one line per series value.
+struct Spec<'a> {
+    /// File name part and title.
+    name: &'a str,
+    /// X field.
+    x: &'a str,
+    /// Y field (ignored for latency charts, which draw p50 and p99).
+    y: &'a str,
+    /// Fields whose values make the lines.
+    series: Vec<&'a str>,
+    /// Fields whose values make separate charts.
+    facets: Vec<&'a str>,
+    log_x: bool,
+    log_y: bool,
+    /// Draw p50 (thin) and p99 (thick) instead of `y`.
+    latency: bool,
+}
+
+/// Caption of a field on an axis.
+fn axis_label(field: &str) -> String {
+    match field {
+        "msgs_per_sec" => "messages / s".into(),
+        "seconds" => "seconds".into(),
+        "actors" => "actors".into(),
+        "concurrency" => "concurrent requests".into(),
+        "list_len" => "list length".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// Groups `rows` by the label of `fields`, in first-seen order.
+fn group<'r>(rows: &'r [Row], fields: &[&str]) -> Vec<(String, Vec<&'r Row>)> {
+    let mut groups: Vec<(String, Vec<&Row>)> = Vec::new();
+    for row in rows {
+        let key = label(row, fields);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(row),
+            None => groups.push((key, vec![row])),
+        }
+    }
+    groups
+}
+
+/// The mean `y` at each `x` of `rows` (rows without either are left out).
+fn points(rows: &[&Row], x: &str, y: &str) -> Vec<(f64, f64)> {
+    let mut sums: BTreeMap<u64, (f64, f64, f64)> = BTreeMap::new();
+    for row in rows {
+        if let (Some(xv), Some(yv)) = (num(row, x), num(row, y)) {
+            let entry = sums.entry(xv.to_bits()).or_insert((xv, 0.0, 0.0));
+            entry.1 += yv;
+            entry.2 += 1.0;
+        }
+    }
+    sums.into_values().map(|(x, sum, n)| (x, sum / n)).collect()
+}
+
+fn line_charts(
+    scenario: &str,
+    rows: &[Row],
+    spec: &Spec,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let rows: Vec<Row> = rows
+        .iter()
+        .filter(|row| num(row, spec.x).is_some())
+        .cloned()
+        .collect();
+    let mut written = Vec::new();
+    for (facet, members) in group(&rows, &spec.facets) {
+        let members: Vec<Row> = members.into_iter().cloned().collect();
+        let mut lines = Vec::new();
+        for (colour, (series, rows)) in group(&members, &spec.series).into_iter().enumerate() {
+            if spec.latency {
+                for (percentile, field, width) in [("p50", "p50_us", 1), ("p99", "p99_us", 3)] {
+                    lines.push(Line {
+                        label: format!("{series} {percentile}"),
+                        points: points(&rows, spec.x, field),
+                        colour,
+                        width,
+                    });
+                }
+            } else {
+                lines.push(Line {
+                    label: series,
+                    points: points(&rows, spec.x, spec.y),
+                    colour,
+                    width: 2,
+                });
+            }
+        }
+        if lines.iter().all(|line| line.points.is_empty()) {
+            continue;
+        }
+        let facet_part = if spec.facets.is_empty() {
+            String::new()
+        } else {
+            format!(", {facet}")
+        };
+        let chart = LineChart {
+            title: format!("{scenario}: {}{facet_part}", spec.name),
+            x_label: axis_label(spec.x),
+            y_label: if spec.latency {
+                "latency, µs (thin p50, thick p99)".into()
+            } else {
+                axis_label(spec.y)
+            },
+            log_x: spec.log_x,
+            log_y: spec.log_y,
+            lines,
+        };
+        let file = if spec.facets.is_empty() {
+            format!("{scenario}-{}.png", slug(spec.name))
+        } else {
+            format!("{scenario}-{}-{}.png", slug(spec.name), slug(&facet))
+        };
+        written.push(chart::draw_lines(&dir.join(file), &chart)?);
+    }
+    Ok(written)
+}
+
+/// Writes the charts of `scenario` drawn from `rows` into `dir`; returns the files.
+/// Rows of other scenarios are ignored; no rows, no charts.
+pub(crate) fn plot_rows(
+    scenario: &str,
+    rows: &[Row],
+    dir: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let rows: Vec<Row> = rows
+        .iter()
+        .filter(|row| text(row, "scenario").is_none_or(|s| s == scenario))
+        .cloned()
+        .collect();
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    std::fs::create_dir_all(dir).map_err(|source| PlotError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let has_latency = rows.iter().any(|row| num(row, "p99_us").is_some());
+    let mut specs: Vec<Spec> = Vec::new();
+    match scenario {
+        "pingpong" | "big" => {
+            specs.push(Spec {
+                name: "throughput vs actors",
+                x: "actors",
+                y: "msgs_per_sec",
+                series: vec!["mode"],
+                facets: vec!["payload_bytes"],
+                log_x: false,
+                log_y: false,
+                latency: false,
+            });
+            specs.push(Spec {
+                name: "latency vs actors",
+                x: "actors",
+                y: "p99_us",
+                series: vec!["mode"],
+                facets: vec!["payload_bytes"],
+                log_x: false,
+                log_y: true,
+                latency: true,
+            });
+        }
+        "sort" => specs.push(Spec {
+            name: "time vs list length",
+            x: "list_len",
+            y: "seconds",
+            series: vec!["mode"],
+            facets: vec![],
+            log_x: false,
+            log_y: false,
+            latency: false,
+        }),
+        "echo" | "kvs" => {
+            let x = first_field(&rows, &["concurrency", "actors"]).unwrap_or("actors");
+            specs.push(Spec {
+                name: "throughput vs concurrency",
+                x,
+                y: "msgs_per_sec",
+                series: vec!["options"],
+                facets: vec!["payload_bytes", "rtt_ms"],
+                log_x: false,
+                log_y: false,
+                latency: false,
+            });
+            specs.push(Spec {
+                name: "latency vs concurrency",
+                x,
+                y: "p99_us",
+                series: vec!["options"],
+                facets: vec!["payload_bytes", "rtt_ms"],
+                log_x: false,
+                log_y: true,
+                latency: true,
+            });
+        }
+        "iot" => return iot_charts(&rows, dir),
+        "counter" => return counter_bars(&rows, dir),
+        _ => {
+            let distinct_actors = {
+                let mut seen: Vec<u64> = rows
+                    .iter()
+                    .filter_map(|row| num(row, "actors").map(f64::to_bits))
+                    .collect();
+                seen.sort_unstable();
+                seen.dedup();
+                seen.len()
+            };
+            let fields: Vec<&str> = rows
+                .iter()
+                .flat_map(|row| row.iter())
+                .filter(|(k, v)| (v.is_string() || v.is_boolean()) && k.as_str() != "scenario")
+                .map(|(k, _)| k.as_str())
+                .collect();
+            let mut candidates: Vec<&str> = Vec::new();
+            for field in fields {
+                if !candidates.contains(&field) {
+                    candidates.push(field);
+                }
+            }
+            let mut labels = varying(&rows, &candidates);
+            if distinct_actors >= 2 && rows.iter().any(|r| num(r, "msgs_per_sec").is_some()) {
+                labels.extend(varying(&rows, &["payload_bytes"]));
+                specs.push(Spec {
+                    name: "throughput vs actors",
+                    x: "actors",
+                    y: "msgs_per_sec",
+                    series: labels,
+                    facets: vec![],
+                    log_x: false,
+                    log_y: false,
+                    latency: false,
+                });
+            } else {
+                labels.extend(varying(&rows, &["payload_bytes", "nodes", "actors"]));
+                return generic_bars(scenario, &rows, &labels, dir);
+            }
+        }
+    }
+    let mut written = Vec::new();
+    for spec in &specs {
+        if spec.latency && !has_latency {
+            continue;
+        }
+        written.extend(line_charts(scenario, &rows, spec, dir)?);
+    }
+    Ok(written)
+}
+
+/// Whether a row of `iot` had no failure of `kind` (`drop_probability`, an MTTF):
+/// the field is absent or 0 (an MTTF of 0 means no kills).
+fn without(row: &Row, kind: &str) -> bool {
+    num(row, kind).is_none_or(|v| v == 0.0)
+}
+
+/// `iot`: reports per second vs drop probability (rows without kills) and vs client
+/// and server MTTF (rows without drops, the other MTTF off), one line per clients
+/// per server.
+fn iot_charts(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    let y = first_field(rows, &["reports_per_sec", "msgs_per_sec"]).unwrap_or("msgs_per_sec");
+    let series = varying(rows, &["clients_per_server", "servers", "mode"]);
+    let mut written = Vec::new();
+    let axes: [(&str, &str, &[&str]); 3] = [
+        (
+            "throughput vs drop probability",
+            "drop_probability",
+            &["client_mttf_s", "server_mttf_s"],
+        ),
+        (
+            "throughput vs client MTTF",
+            "client_mttf_s",
+            &["drop_probability", "server_mttf_s"],
+        ),
+        (
+            "throughput vs server MTTF",
+            "server_mttf_s",
+            &["drop_probability", "client_mttf_s"],
+        ),
+    ];
+    for (name, x, others) in axes {
+        let selected: Vec<Row> = rows
+            .iter()
+            .filter(|r| others.iter().all(|o| without(r, o)))
+            // An MTTF of 0 is "no kills", not a point at zero on the MTTF axis.
+            .filter(|r| x == "drop_probability" || num(r, x).is_some_and(|v| v > 0.0))
+            .cloned()
+            .collect();
+        if selected.len() < 2 {
+            continue;
+        }
+        let spec = Spec {
+            name,
+            x,
+            y,
+            series: series.clone(),
+            facets: vec![],
+            log_x: false,
+            log_y: false,
+            latency: false,
+        };
+        written.extend(line_charts("iot", &selected, &spec, dir)?);
+    }
+    Ok(written)
+}
+
+/// `counter`: messages per second for each K, one bar per variant and store.
+fn counter_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    let mut categories: Vec<f64> = rows.iter().filter_map(|r| num(r, "messages")).collect();
+    categories.sort_by(f64::total_cmp);
+    categories.dedup();
+    let series: Vec<(String, Vec<Option<f64>>)> = group(rows, &["variant", "store"])
+        .into_iter()
+        .map(|(name, members)| {
+            let values = categories
+                .iter()
+                .map(|k| {
+                    members
+                        .iter()
+                        .find(|r| num(r, "messages") == Some(*k))
+                        .and_then(|r| num(r, "msgs_per_sec"))
+                })
+                .collect();
+            (name, values)
+        })
+        .collect();
+    let chart = BarChart {
+        title: "counter: increments per second, actor vs function (K messages)".into(),
+        y_label: "messages / s".into(),
+        categories: categories.iter().map(|k| format!("K={k}")).collect(),
+        series,
+    };
+    Ok(vec![chart::draw_bars(
+        &dir.join("counter-throughput.png"),
+        &chart,
+    )?])
+}
+
+/// Any other scenario: one bar of messages per second per configuration.
+fn generic_bars(
+    scenario: &str,
+    rows: &[Row],
+    labels: &[&str],
+    dir: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
+    let y = first_field(rows, &["msgs_per_sec", "ops_per_sec", "seconds"]);
+    let Some(y) = y else {
+        return Ok(Vec::new());
+    };
+    // Too many bars are unreadable: the first 24 configurations.
+    let shown: Vec<&Row> = rows
+        .iter()
+        .filter(|r| num(r, y).is_some())
+        .take(24)
+        .collect();
+    let chart = BarChart {
+        title: format!("{scenario}: {}", axis_label(y)),
+        y_label: axis_label(y),
+        categories: shown.iter().map(|r| label(r, labels)).collect(),
+        series: vec![(axis_label(y), shown.iter().map(|r| num(r, y)).collect())],
+    };
+    Ok(vec![chart::draw_bars(
+        &dir.join(format!("{scenario}-{}.png", slug(y))),
+        &chart,
+    )?])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(value: Value) -> Row {
+        match value {
+            Value::Object(map) => map,
+            other => panic!("not an object: {other}"),
+        }
+    }
+
+    #[test]
+    fn labels_slugs_and_points_are_readable() {
+        let a = row(
+            serde_json::json!({"scenario": "echo", "payload_bytes": 1048576, "rtt_ms": 20.0, "concurrency": 4, "msgs_per_sec": 10.0}),
+        );
+        let b = row(
+            serde_json::json!({"scenario": "echo", "payload_bytes": 1048576, "rtt_ms": 20.0, "concurrency": 4, "msgs_per_sec": 20.0}),
+        );
+        assert_eq!(label(&a, &["payload_bytes", "rtt_ms"]), "1 MiB RTT 20.0 ms");
+        assert_eq!(slug("1 MiB RTT 20.0 ms"), "1-mib-rtt-20-0-ms");
+        // Two rows at one x: their mean.
+        assert_eq!(
+            points(&[&a, &b], "concurrency", "msgs_per_sec"),
+            vec![(4.0, 15.0)]
+        );
+        assert_eq!(
+            varying(&[a.clone(), b], &["msgs_per_sec", "rtt_ms"]),
+            vec!["msgs_per_sec"]
+        );
+        assert!(plot_rows("echo", &[], Path::new("/nonexistent"))
+            .expect("no rows")
+            .is_empty());
+    }
+}

@@ -1,0 +1,352 @@
+//! ractor_cluster as a peer: the same `pingpong` and `oneway` between two OS
+//! processes on 127.0.0.1, with ractor's own cluster layer.
+//!
+//! Each process runs a `ractor_cluster::NodeServer` (plain TCP, one shared cookie,
+//! isolated connection mode) bound to 127.0.0.1. The peer spawns an `echo` and a
+//! `sink` actor and puts them in process groups of those names; ractor_cluster
+//! syncs the groups when the nodes connect, so the measuring process finds them as
+//! remote actors in `ractor::pg` and talks to them with ordinary `call` (pingpong)
+//! and `cast` (oneway). Messages are `#[derive(RactorClusterMessage)]` enums with a
+//! `Vec<u8>` payload, ractor_cluster's own encoding.
+
+use std::net::SocketAddr;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ractor::rpc::CallResult;
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor_cluster::{NodeServer, NodeServerMessage, RactorClusterMessage};
+
+use crate::latency::Latencies;
+
+use super::node::Expected;
+use super::peer::Peer;
+use super::{Framework, Job, Measured, RemoteError, Sizes, Test, MAX_LATENCY};
+
+const FRAMEWORK: Framework = Framework::RactorCluster;
+
+/// Cookie shared by the two nodes.
+const COOKIE: &str = "granary-bench-cookie";
+
+/// Process groups the peer's actors join.
+const ECHO_GROUP: &str = "granary-bench.echo";
+const SINK_GROUP: &str = "granary-bench.sink";
+
+/// Limit of one `call` inside a measurement.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Round trips before a `pingpong` measurement starts, as for granary.
+const WARMUP_ROUND_TRIPS: u64 = 200;
+
+fn failed(operation: &'static str) -> impl Fn(String) -> RemoteError {
+    move |reason| RemoteError::framework(FRAMEWORK, operation, reason)
+}
+
+/// Messages of the echo actor.
+#[derive(RactorClusterMessage)]
+pub(crate) enum EchoMsg {
+    /// Answer with the same payload.
+    #[rpc]
+    Ping(Vec<u8>, RpcReplyPort<Vec<u8>>),
+}
+
+/// Messages of the sink actor.
+#[derive(RactorClusterMessage)]
+pub(crate) enum SinkMsg {
+    /// One one-way message.
+    Data(Vec<u8>),
+}
+
+/// Answers every ping with its payload.
+struct Echo;
+
+impl Actor for Echo {
+    type Msg = EchoMsg;
+    type State = ();
+    type Arguments = ();
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<EchoMsg>,
+        _args: (),
+    ) -> Result<(), ActorProcessingErr> {
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<EchoMsg>,
+        message: EchoMsg,
+        _state: &mut (),
+    ) -> Result<(), ActorProcessingErr> {
+        let EchoMsg::Ping(payload, reply) = message;
+        // The caller may have timed out: nothing to do then.
+        let _ = reply.send(payload);
+        Ok(())
+    }
+}
+
+/// Counts one-way messages and prints `done` when the count the parent expects is
+/// reached (then starts over).
+struct Sink;
+
+impl Actor for Sink {
+    type Msg = SinkMsg;
+    type State = (u64, Arc<Expected>);
+    type Arguments = Arc<Expected>;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<SinkMsg>,
+        expected: Arc<Expected>,
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok((0, expected))
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<SinkMsg>,
+        _message: SinkMsg,
+        (seen, expected): &mut Self::State,
+    ) -> Result<(), ActorProcessingErr> {
+        *seen += 1;
+        if *seen == expected.get() {
+            *seen = 0;
+            println!("done");
+        }
+        Ok(())
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (ractor_cluster's listener does
+/// not report the port it picked for 0).
+fn free_port() -> Result<u16, RemoteError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| RemoteError::framework(FRAMEWORK, "find a free port", e))
+}
+
+/// Starts a node server named `name` on a free port of 127.0.0.1.
+async fn start_node(name: &str) -> Result<(ActorRef<NodeServerMessage>, u16), RemoteError> {
+    let port = free_port()?;
+    let server = NodeServer::new(
+        port,
+        COOKIE.to_string(),
+        format!("{name}_{}", std::process::id()),
+        "127.0.0.1".to_string(),
+        None,
+        None,
+    )
+    .with_listen_addr([127, 0, 0, 1].into());
+    let (node, _) = Actor::spawn(None, server, ())
+        .await
+        .map_err(|e| RemoteError::framework(FRAMEWORK, "start the node server", e))?;
+    Ok((node, port))
+}
+
+/// The peer's node and actors, served until dropped.
+pub(crate) struct Server {
+    cells: Vec<ActorCell>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        for cell in &self.cells {
+            cell.stop(None);
+        }
+    }
+}
+
+/// Starts the peer node with `echo` and `sink`; prints `listening ADDR`.
+pub(crate) async fn serve(expected: Arc<Expected>) -> Result<Server, RemoteError> {
+    let (node, port) = start_node("granary_bench_srv").await?;
+    let (echo, _) = Actor::spawn(None, Echo, ())
+        .await
+        .map_err(|e| RemoteError::framework(FRAMEWORK, "spawn the echo actor", e))?;
+    let (sink, _) = Actor::spawn(None, Sink, expected)
+        .await
+        .map_err(|e| RemoteError::framework(FRAMEWORK, "spawn the sink actor", e))?;
+    ractor::pg::join(ECHO_GROUP.to_string(), vec![echo.get_cell()]);
+    ractor::pg::join(SINK_GROUP.to_string(), vec![sink.get_cell()]);
+    println!("listening 127.0.0.1:{port}");
+    Ok(Server {
+        cells: vec![echo.get_cell(), sink.get_cell(), node.get_cell()],
+    })
+}
+
+/// The measuring side: one peer process and this process's node, connected.
+struct Connected {
+    peer: Peer,
+    node: ActorRef<NodeServerMessage>,
+    echo: ActorRef<EchoMsg>,
+    sink: ActorRef<SinkMsg>,
+}
+
+/// The measuring side of ractor_cluster: one peer for all its jobs.
+pub(crate) struct Session {
+    connected: Option<Connected>,
+}
+
+/// The first member of a process group that lives on another node, polled until
+/// `deadline` (ractor_cluster syncs groups asynchronously after the handshake).
+async fn remote_member(group: &str, deadline: Instant) -> Result<ActorCell, RemoteError> {
+    loop {
+        if let Some(cell) = ractor::pg::get_members(&group.to_string())
+            .into_iter()
+            .find(|c| !c.get_id().is_local())
+        {
+            return Ok(cell);
+        }
+        if Instant::now() >= deadline {
+            return Err(RemoteError::framework(
+                FRAMEWORK,
+                "find the peer's actors",
+                format!("group {group} has no remote member after the nodes connected"),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl Session {
+    /// No peer yet.
+    pub(crate) fn idle() -> Self {
+        Self { connected: None }
+    }
+
+    /// Stops the peer and this side's node.
+    pub(crate) fn close(&mut self) {
+        if let Some(connected) = self.connected.take() {
+            connected.node.stop(None);
+            drop(connected.peer);
+        }
+    }
+
+    async fn connect(&mut self) -> Result<&mut Connected, RemoteError> {
+        if self.connected.is_none() {
+            let exe = std::env::current_exe().map_err(|source| RemoteError::Spawn {
+                what: "the ractor_cluster peer".into(),
+                source,
+            })?;
+            let mut command = Command::new(exe);
+            command.args(["remote-node", "--framework", FRAMEWORK.name()]);
+            let mut peer = Peer::spawn("the ractor_cluster peer", command)?;
+            let line = peer.expect("listening", Duration::from_secs(30)).await?;
+            let addr: SocketAddr = line.parse().map_err(|_| RemoteError::PeerProtocol {
+                what: "the ractor_cluster peer".into(),
+                line: line.clone(),
+                expected: "listening ADDR",
+            })?;
+            let (node, _) = start_node("granary_bench_cli").await?;
+            ractor_cluster::client_connect(&node, addr)
+                .await
+                .map_err(|e| RemoteError::framework(FRAMEWORK, "connect", format!("{e:?}")))?;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let echo = remote_member(ECHO_GROUP, deadline).await?.into();
+            let sink = remote_member(SINK_GROUP, deadline).await?.into();
+            self.connected = Some(Connected {
+                peer,
+                node,
+                echo,
+                sink,
+            });
+        }
+        self.connected
+            .as_mut()
+            .ok_or_else(|| RemoteError::framework(FRAMEWORK, "connect", "no peer"))
+    }
+
+    /// Measures one job (`pairs` is granary's own experiment).
+    pub(crate) async fn measure(
+        &mut self,
+        job: &Job,
+        sizes: &Sizes,
+    ) -> Result<Measured, RemoteError> {
+        let timeout = sizes.timeout;
+        let timed_out = |_| RemoteError::Timeout {
+            framework: FRAMEWORK,
+            test: job.test,
+            after: timeout,
+        };
+        let connected = self.connect().await?;
+        match job.test {
+            Test::Pingpong => tokio::time::timeout(timeout, pingpong(&connected.echo, job))
+                .await
+                .map_err(timed_out)?,
+            Test::Oneway => {
+                // One round trip first: the session is up and warm before the clock.
+                round_trip(&connected.echo, Vec::new()).await?;
+                connected.peer.send(&format!("expect {}", job.count))?;
+                connected.peer.expect("ready", timeout).await?;
+                let start = Instant::now();
+                tokio::time::timeout(timeout, oneway(&connected.sink, job))
+                    .await
+                    .map_err(timed_out)??;
+                connected.peer.expect("done", timeout).await?;
+                Ok(Measured {
+                    seconds: start.elapsed().as_secs_f64(),
+                    messages: job.count,
+                    ..Measured::default()
+                })
+            }
+            Test::Pairs => Err(RemoteError::framework(
+                FRAMEWORK,
+                "pairs",
+                "no ractor_cluster equivalent",
+            )),
+        }
+    }
+}
+
+/// One `call` to the echo actor; checks the payload came back whole.
+async fn round_trip(echo: &ActorRef<EchoMsg>, payload: Vec<u8>) -> Result<(), RemoteError> {
+    let len = payload.len();
+    match echo
+        .call(|port| EchoMsg::Ping(payload, port), Some(CALL_TIMEOUT))
+        .await
+        .map_err(|e| failed("call")(e.to_string()))?
+    {
+        CallResult::Success(back) if back.len() == len => Ok(()),
+        CallResult::Success(back) => Err(failed("call")(format!(
+            "echo of {len} B came back with {} B",
+            back.len()
+        ))),
+        CallResult::Timeout => Err(failed("call")(format!("no reply within {CALL_TIMEOUT:?}"))),
+        CallResult::SenderError => Err(failed("call")("the reply port was dropped".into())),
+    }
+}
+
+async fn pingpong(echo: &ActorRef<EchoMsg>, job: &Job) -> Result<Measured, RemoteError> {
+    let body = vec![0x42u8; job.payload];
+    for _ in 0..WARMUP_ROUND_TRIPS.min(job.count) {
+        round_trip(echo, body.clone()).await?;
+    }
+    let mut latencies = Latencies::new(MAX_LATENCY)?;
+    let start = Instant::now();
+    for _ in 0..job.count {
+        let t0 = Instant::now();
+        round_trip(echo, body.clone()).await?;
+        latencies.record(t0.elapsed());
+    }
+    Ok(Measured {
+        seconds: start.elapsed().as_secs_f64(),
+        messages: latencies.len(),
+        latency_us: Some(latencies.summary_us()),
+        ..Measured::default()
+    })
+}
+
+async fn oneway(sink: &ActorRef<SinkMsg>, job: &Job) -> Result<(), RemoteError> {
+    let body = vec![0x42u8; job.payload];
+    for i in 0..job.count {
+        sink.cast(SinkMsg::Data(body.clone()))
+            .map_err(|e| failed("cast")(e.to_string()))?;
+        // Let the session's writer run on this 2-worker runtime, as granary's driver does.
+        if i % 256 == 255 {
+            tokio::task::yield_now().await;
+        }
+    }
+    Ok(())
+}

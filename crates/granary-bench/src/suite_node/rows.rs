@@ -1,0 +1,132 @@
+//! The result rows of `pingpong`, `big` and `sort` (the output contract's standard
+//! fields plus the list length of `sort`), and the runtime the harness runs on.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Serialize;
+
+use super::harness::SuiteError;
+use super::protocol::Measured;
+use super::Mode;
+use crate::report::{contract_columns, ReportError, Reporter};
+
+/// The sweep flags `pingpong` and `big` share.
+#[derive(Debug, Args)]
+pub(crate) struct SweepArgs {
+    /// Placement modes to run, comma-separated (default both).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    mode: Option<Vec<Mode>>,
+    /// Actors, comma-separated (paper: 3,6,12,24,48,64; `--quick`: 3).
+    #[arg(long, value_delimiter = ',')]
+    actors: Option<Vec<u32>>,
+    /// Payload bytes, comma-separated (paper: 0,512,1024,2048; `--quick`: 0).
+    #[arg(long, value_delimiter = ',')]
+    payload: Option<Vec<usize>>,
+    /// Small sizes, for smoke tests.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Append the rows as CSV to this file.
+    #[arg(long)]
+    pub(crate) csv: Option<PathBuf>,
+}
+
+/// What a sweep covers: the flags given, else the paper's sweep, or one small point
+/// with `--quick`.
+pub(crate) struct Sweep {
+    /// Placement modes.
+    pub(crate) modes: Vec<Mode>,
+    /// Actor counts.
+    pub(crate) actors: Vec<u32>,
+    /// Payload sizes in bytes.
+    pub(crate) payloads: Vec<usize>,
+}
+
+impl SweepArgs {
+    /// The modes, actor counts and payloads this run covers.
+    pub(crate) fn sweep(&self) -> Sweep {
+        let (actors, payloads) = if self.quick {
+            (vec![3], vec![0])
+        } else {
+            (vec![3, 6, 12, 24, 48, 64], vec![0, 512, 1024, 2048])
+        };
+        Sweep {
+            modes: self
+                .mode
+                .clone()
+                .unwrap_or_else(|| vec![Mode::Distributed, Mode::Virtual]),
+            actors: self.actors.clone().unwrap_or(actors),
+            payloads: self.payload.clone().unwrap_or(payloads),
+        }
+    }
+}
+
+/// This scenario's columns after the contract's ([`contract_columns`]).
+const OWN_COLUMNS: &[&str] = &["list_len"];
+
+/// One measured configuration of `pingpong`, `big` or `sort`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SweepRow {
+    scenario: &'static str,
+    mode: &'static str,
+    nodes: u64,
+    actors: u64,
+    payload_bytes: u64,
+    messages: u64,
+    seconds: f64,
+    msgs_per_sec: f64,
+    p50_us: Option<f64>,
+    p99_us: Option<f64>,
+    p999_us: Option<f64>,
+    max_us: Option<f64>,
+    list_len: Option<u64>,
+}
+
+impl SweepRow {
+    /// The row of a run of `scenario` with `actors` actors and `payload` bytes on
+    /// three nodes.
+    pub(crate) fn new(
+        scenario: &'static str,
+        mode: Mode,
+        actors: u32,
+        payload: usize,
+        measured: &Measured,
+    ) -> Self {
+        let [p50, p99, p999, max] = measured.latency_us.map_or([None; 4], |l| l.map(Some));
+        Self {
+            scenario,
+            mode: mode.name(),
+            nodes: 3,
+            actors: u64::from(actors),
+            payload_bytes: payload as u64,
+            messages: measured.messages,
+            seconds: measured.seconds,
+            msgs_per_sec: measured.messages as f64 / measured.seconds.max(f64::MIN_POSITIVE),
+            p50_us: p50,
+            p99_us: p99,
+            p999_us: p999,
+            max_us: max,
+            list_len: None,
+        }
+    }
+
+    /// Adds the list length (`sort`).
+    pub(crate) fn with_list_len(mut self, len: usize) -> Self {
+        self.list_len = Some(len as u64);
+        self
+    }
+}
+
+/// A reporter for sweep rows.
+pub(crate) fn sweep_reporter(csv: Option<&Path>, steps: u64) -> Result<Reporter, ReportError> {
+    Reporter::new(&contract_columns(OWN_COLUMNS), csv, steps)
+}
+
+/// The harness's runtime: two workers, as many as the machine's cores.
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, SuiteError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(SuiteError::Runtime)
+}
