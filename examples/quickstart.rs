@@ -1,103 +1,330 @@
-//! Quick start: a supervised counter.
+//! Quick start: a cluster of three nodes hosting persisted `Counter` virtual actors.
 //!
-//! Run with `cargo run --release --example quickstart`. A counter actor is spawned
-//! under a supervisor; it takes `tell`s and `ask`s, then a message makes it panic.
-//! The supervisor restarts it from its factory (a fresh instance, count back to 0)
-//! and the counter keeps serving.
+//! `cargo run --release --example quickstart` starts three nodes in this process on
+//! 127.0.0.1, sharing the embedded file store in a temporary directory. A `Client`
+//! (not a member) increments five counters and prints which node each one lives on.
+//! Then one node is stopped abruptly (a simulated crash: nothing is saved, nobody is
+//! told), and the client keeps incrementing: the counters the stopped node hosted
+//! reactivate on the survivors from their last written state, and the counts go on
+//! where they were. The demo checks the counts and exits 0 within seconds (non-zero
+//! if a count is wrong; every wait is bounded).
+//!
+//! The same demo with one process per node (stop one with Ctrl-C):
+//!
+//! ```text
+//! cargo run --release --example quickstart -- --node 1
+//! cargo run --release --example quickstart -- --node 2 --seeds 127.0.0.1:7101
+//! cargo run --release --example quickstart -- --node 3 --seeds 127.0.0.1:7101
+//! cargo run --release --example quickstart -- --client --seeds 127.0.0.1:7101,127.0.0.1:7102
+//! ```
+//!
+//! Node N listens on 127.0.0.1:7100+N and keeps state in `./granary-quickstart/`
+//! (shared by the node processes; `--data DIR` to change it). The client increments
+//! the counters once a second for 30 rounds and prints who answered.
+//!
+//! The local-actor (non-cluster) quick start is `examples/local_counter.rs`.
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use granary::prelude::*;
+use granary::register_message;
+use serde::{Deserialize, Serialize};
 
-/// Counts; panics on `Crash`.
-struct Counter {
+/// The persisted state of one counter.
+#[derive(Serialize, Deserialize, Default)]
+struct Count {
     n: u64,
 }
 
-impl Actor for Counter {
-    async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
-        println!("  counter {} started with n = {}", ctx.id(), self.n);
-        Ok(())
-    }
+/// A counter keyed by name; its state lives in the store, not in the node.
+struct Counter;
 
-    async fn restarting(&mut self, failure: &Failure, _ctx: &mut Context<Self>) {
-        println!("  counter restarting after: {failure}");
-    }
-}
+impl VirtualActor for Counter {
+    const KIND: &'static str = "quickstart.Counter";
+    type Key = String;
+    type State = Count;
 
-struct Add(u64);
-impl Message for Add {
-    type Reply = u64;
-}
-impl Handler<Add> for Counter {
-    async fn handle(&mut self, msg: Add, _ctx: &mut Context<Self>) -> u64 {
-        self.n += msg.0;
-        self.n
+    fn activate(_key: &String) -> Self {
+        Counter
     }
 }
 
-struct Crash;
-impl Message for Crash {
-    type Reply = ();
+/// Adds to the counter, writes the state, and answers (hosting node, new value).
+#[derive(Clone, Serialize, Deserialize)]
+struct Increment(u64);
+impl Message for Increment {
+    type Reply = Result<(SocketAddr, u64), String>;
 }
-impl Handler<Crash> for Counter {
-    async fn handle(&mut self, _: Crash, _ctx: &mut Context<Self>) {
-        panic!("the counter was asked to crash");
+register_message!(Increment, "quickstart.Increment");
+register_message!(Result<(SocketAddr, u64), String>, "quickstart.IncrementReply");
+
+impl VirtualHandler<Increment> for Counter {
+    async fn handle(
+        &mut self,
+        msg: Increment,
+        ctx: &mut VirtualContext<'_, Self>,
+    ) -> Result<(SocketAddr, u64), String> {
+        ctx.state_mut().n += msg.0;
+        ctx.write_state().await.map_err(|e| e.to_string())?;
+        Ok((ctx.node_addr(), ctx.state().n))
     }
 }
 
-/// Owns the counter and restarts it (at most 3 times a second, 10 ms apart).
-struct Supervisor;
+const KEYS: usize = 5;
+const BEFORE_STOP: u64 = 4;
+const AFTER_STOP: u64 = 3;
+/// Bound on one request, including a failover's retries.
+const ASK: Duration = Duration::from_secs(20);
+/// Bound on the whole in-process demo: it never hangs.
+const WHOLE_RUN: Duration = Duration::from_secs(90);
+/// Rounds of the `--client` mode, one a second.
+const CLIENT_ROUNDS: u32 = 30;
 
-impl Actor for Supervisor {
-    fn supervisor_strategy(&self) -> SupervisorStrategy {
-        SupervisorStrategy::one_for_one()
-            .with_max_restarts(3, Duration::from_secs(1))
-            .with_backoff(Backoff::Fixed(Duration::from_millis(10)))
+type Error = Box<dyn std::error::Error>;
+
+/// A node hosting `Counter`, on the store `store`.
+async fn start_node(bind: SocketAddr, seeds: Vec<SocketAddr>, store: &str) -> Result<Node, Error> {
+    Ok(Node::builder()
+        .bind(bind)
+        .seeds(seeds)
+        .store(store)
+        .host(Kind::<Counter>::new().handles::<Increment>())
+        .start()
+        .await?)
+}
+
+/// One increment of `key`; answers (host, value).
+async fn increment(client: &Client, key: &str) -> Result<(SocketAddr, u64), Error> {
+    let reply = client
+        .get::<Counter>(key.to_string())
+        .ask_timeout(Increment(1), ASK)
+        .await
+        .map_err(|e| format!("{key}: {e}"))?;
+    Ok(reply.map_err(|e| format!("{key}: {e}"))?)
+}
+
+/// `times` increments of `key`; answers the last (host, value).
+async fn increment_times(
+    client: &Client,
+    key: &str,
+    times: u64,
+) -> Result<(SocketAddr, u64), Error> {
+    let mut last = None;
+    for _ in 0..times {
+        last = Some(increment(client, key).await?);
+    }
+    Ok(last.ok_or("no increments sent")?)
+}
+
+/// The default mode: three nodes in this process, one stopped halfway.
+async fn in_process() -> Result<(), Error> {
+    let dir = tempfile::tempdir()?;
+    let store = format!("file:{}", dir.path().join("counters.db").display());
+    println!("store: {store}");
+
+    let mut nodes: Vec<Node> = Vec::new();
+    for _ in 0..3 {
+        let seeds: Vec<SocketAddr> = nodes.first().map(Node::addr).into_iter().collect();
+        let node = start_node("127.0.0.1:0".parse()?, seeds, &store).await?;
+        println!("node started at {}", node.addr());
+        nodes.push(node);
+    }
+    for node in &nodes {
+        wait_members(node, nodes.len()).await?;
+    }
+    println!("cluster up: {} members", nodes.len());
+
+    let client = Client::connect(nodes.iter().map(Node::addr)).await?;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("counter-{i}")).collect();
+
+    println!("\n-- a client outside the cluster: {BEFORE_STOP} increments per counter --");
+    let mut hosts = Vec::new();
+    for key in &keys {
+        let (host, n) = increment_times(&client, key, BEFORE_STOP).await?;
+        println!("  {key} = {n} on {host}");
+        hosts.push(host);
+    }
+
+    let victim = hosts[0];
+    let lost: Vec<&String> = keys
+        .iter()
+        .zip(&hosts)
+        .filter(|(_, h)| **h == victim)
+        .map(|(k, _)| k)
+        .collect();
+    let idx = nodes
+        .iter()
+        .position(|n| n.addr() == victim)
+        .ok_or("the host of counter-0 is not one of our nodes")?;
+    println!("\n-- stopping {victim} abruptly (it hosted {lost:?}) --");
+    nodes.remove(idx).kill().await;
+
+    println!("\n-- {AFTER_STOP} more increments per counter --");
+    let mut wrong = Vec::new();
+    for key in &keys {
+        let (host, n) = increment_times(&client, key, AFTER_STOP).await?;
+        let moved = if lost.contains(&key) {
+            " (reactivated here from the store)"
+        } else {
+            ""
+        };
+        println!("  {key} = {n} on {host}{moved}");
+        if host == victim {
+            wrong.push(format!("{key} still answered from the stopped node {host}"));
+        }
+        if n != BEFORE_STOP + AFTER_STOP {
+            wrong.push(format!(
+                "{key} = {n}, expected {}",
+                BEFORE_STOP + AFTER_STOP
+            ));
+        }
+    }
+
+    client.close().await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    if !wrong.is_empty() {
+        return Err(format!("wrong counts after the stop: {}", wrong.join("; ")).into());
+    }
+    println!(
+        "\nall {KEYS} counters = {} after the stop: the counts went on from the stored state",
+        BEFORE_STOP + AFTER_STOP
+    );
+    Ok(())
+}
+
+/// Waits (on cluster events) until `node` sees `n` members Up.
+async fn wait_members(node: &Node, n: usize) -> Result<(), Error> {
+    let mut events = node.cluster().subscribe();
+    let converged = tokio::time::timeout(ASK, async {
+        while node.cluster().up_members().len() != n {
+            if events.recv().await.is_none() {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    match converged {
+        Ok(true) => Ok(()),
+        _ => Err(format!("{} did not see {n} members Up", node.addr()).into()),
     }
 }
 
-struct StartCounter;
-impl Message for StartCounter {
-    type Reply = ActorRef<Counter>;
-}
-impl Handler<StartCounter> for Supervisor {
-    async fn handle(&mut self, _: StartCounter, ctx: &mut Context<Self>) -> ActorRef<Counter> {
-        ctx.spawn_child_with(|| Counter { n: 0 })
+/// `--node N`: one node in this process, until the process is stopped.
+async fn node_process(number: u16, seeds: Vec<SocketAddr>, data: PathBuf) -> Result<(), Error> {
+    std::fs::create_dir_all(&data)?;
+    let store = format!("file:{}", data.join("counters.db").display());
+    let bind: SocketAddr = ([127, 0, 0, 1], 7100 + number).into();
+    let node = start_node(bind, seeds, &store).await?;
+    println!(
+        "node {number} up at {} (store {store}); Ctrl-C stops it",
+        node.addr()
+    );
+    let mut events = node.cluster().subscribe();
+    while let Some(event) = events.recv().await {
+        if let granary::cluster::ClusterEvent::Change { event, .. } = event {
+            println!("  membership: {event:?}");
+        }
     }
+    Ok(())
+}
+
+/// `--client`: increments the counters once a second and prints who answered.
+async fn client_process(seeds: Vec<SocketAddr>) -> Result<(), Error> {
+    let client = Client::connect(seeds).await?;
+    println!("client connected; members: {:?}", client.members());
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("counter-{i}")).collect();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    for round in 1..=CLIENT_ROUNDS {
+        tick.tick().await;
+        let mut line = format!("round {round:>2}:");
+        for key in &keys {
+            match increment(&client, key).await {
+                Ok((host, n)) => line.push_str(&format!(" {key}={n}@{}", host.port())),
+                Err(e) => line.push_str(&format!(" {key}=error({e})")),
+            }
+        }
+        println!("{line}");
+    }
+    client.close().await;
+    Ok(())
+}
+
+/// The command line: no flags, `--node N [--seeds A,B] [--data DIR]`, or
+/// `--client --seeds A,B`.
+enum Mode {
+    InProcess,
+    Node {
+        number: u16,
+        seeds: Vec<SocketAddr>,
+        data: PathBuf,
+    },
+    Client {
+        seeds: Vec<SocketAddr>,
+    },
+}
+
+fn parse_args(args: &[String]) -> Result<Mode, Error> {
+    let mut node = None;
+    let mut client = false;
+    let mut seeds = Vec::new();
+    let mut data = PathBuf::from("granary-quickstart");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--node" => node = Some(value()?.parse::<u16>()?),
+            "--client" => client = true,
+            "--seeds" => {
+                for s in value()?.split(',').filter(|s| !s.is_empty()) {
+                    seeds.push(s.parse()?);
+                }
+            }
+            "--data" => data = PathBuf::from(value()?),
+            other => {
+                return Err(format!(
+                    "unknown argument {other}; use --node N [--seeds A,B] [--data DIR] \
+                     or --client --seeds A,B"
+                )
+                .into())
+            }
+        }
+    }
+    Ok(match (node, client) {
+        (Some(_), true) => return Err("--node and --client exclude each other".into()),
+        (Some(number), false) if (1..=99).contains(&number) => Mode::Node {
+            number,
+            seeds,
+            data,
+        },
+        (Some(number), false) => return Err(format!("--node {number}: use 1 to 99").into()),
+        (None, true) if seeds.is_empty() => return Err("--client needs --seeds".into()),
+        (None, true) => Mode::Client { seeds },
+        (None, false) => Mode::InProcess,
+    })
 }
 
 #[tokio::main]
 async fn main() {
-    // Keep the demo output readable: report the caught panic ourselves.
-    std::panic::set_hook(Box::new(|info| {
-        println!("  (panic caught by granary: {info})")
-    }));
-
-    let system = ActorSystem::new();
-    let supervisor = system.spawn(Supervisor);
-    let counter = supervisor
-        .ask(StartCounter)
-        .await
-        .expect("supervisor answers");
-
-    println!("1. tell Add(1) three times, then ask Add(0)");
-    for _ in 0..3 {
-        counter.tell(Add(1)).expect("counter is alive");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match parse_args(&args) {
+        Err(e) => Err(e),
+        Ok(Mode::InProcess) => match tokio::time::timeout(WHOLE_RUN, in_process()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("the demo did not finish within {WHOLE_RUN:?}").into()),
+        },
+        Ok(Mode::Node {
+            number,
+            seeds,
+            data,
+        }) => node_process(number, seeds, data).await,
+        Ok(Mode::Client { seeds }) => client_process(seeds).await,
+    };
+    if let Err(e) = outcome {
+        eprintln!("quickstart FAILED: {e}");
+        std::process::exit(1);
     }
-    println!("   count = {}", counter.ask(Add(0)).await.expect("reply"));
-
-    println!("2. ask Crash: the handler panics");
-    match counter.ask(Crash).await {
-        Err(AskError::ActorPanicked) => println!("   ask returned ActorPanicked (no hang)"),
-        other => println!("   unexpected: {other:?}"),
-    }
-
-    println!("3. the supervisor restarted the counter from its factory");
-    println!(
-        "   count = {} (fresh instance)",
-        counter.ask(Add(5)).await.expect("reply")
-    );
-
-    let report = system.shutdown().await;
-    println!("4. shut down ({} actors aborted)", report.aborted);
 }

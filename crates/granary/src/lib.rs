@@ -34,6 +34,8 @@
 pub use granary_cluster as cluster;
 pub use granary_core as core;
 pub use granary_core::*;
+pub use granary_crdt as crdt;
+pub use granary_devices as devices;
 pub use granary_remote as remote;
 pub use granary_remote::register_message;
 pub use granary_storage as storage;
