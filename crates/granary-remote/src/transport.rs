@@ -24,6 +24,7 @@
 //! reported as [`PeerEvent::Restarted`]; a peer that sends a malformed or oversized frame
 //! is disconnected and logged while the node keeps running.
 
+mod bulk;
 mod config;
 mod heartbeat;
 mod lane;
@@ -50,8 +51,12 @@ use crate::faults::Verdict;
 use crate::node_id::NodeId;
 use crate::tls::Tls;
 use crate::wire::{channel_id, Frame, FrameHeader};
-use peer::Peer;
+use lane::Lane;
+use peer::{Peer, Route};
 use queue::PushError;
+
+/// Index of the default data channel in `Inner::channels` (after control).
+pub(crate) const DATA_GROUP: usize = 1;
 
 /// Receives every frame that arrives on an accepted connection.
 ///
@@ -280,11 +285,15 @@ impl Inner {
         self.peers.read().get(&addr).cloned()
     }
 
+    pub(crate) fn count_backpressure(&self) {
+        self.counters.backpressure.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Queue one frame for `peer` (size and reachability already checked), through
-    /// fault injection.
+    /// fault injection and, for large data frames, the bulk lane.
     pub(crate) fn send_to(
         self: &Arc<Self>,
-        peer: &Peer,
+        peer: &Arc<Peer>,
         mut header: FrameHeader<'_>,
         body: Bytes,
         opts: SendOptions,
@@ -302,26 +311,51 @@ impl Inner {
             None => pair_hash(header.sender.as_bytes(), header.recipient.as_bytes()),
         };
         let index = self.lane_index(spec.lanes, pair, opts.partition_key);
-        let lane = peer.lane(group, index);
-        if let Some(faults) = &self.config.faults {
-            match faults.decide(self.node.addr(), to, &spec.name) {
-                Verdict::Deliver => {}
+        let delay = match &self.config.faults {
+            None => None,
+            Some(faults) => match faults.decide(self.node.addr(), to, &spec.name) {
+                Verdict::Deliver => None,
                 Verdict::Drop | Verdict::Blocked => {
                     self.counters.fault_drops.fetch_add(1, Ordering::Relaxed);
                     return Ok(());
                 }
-                Verdict::Delay(delay) => {
-                    let frame = header.encode_with_body(&body, self.config.max_frame)?;
-                    return lane.delay(self, delay, pair, frame).map_err(|()| {
-                        self.counters.backpressure.fetch_add(1, Ordering::Relaxed);
-                        SendError::Backpressure { peer: to }
-                    });
+                Verdict::Delay(delay) => Some(delay),
+            },
+        };
+        let mut lane = peer.lane(group, index);
+        if self.config.bulk_lane && group == DATA_GROUP && opts.partition_key.is_none() {
+            let large = header.frame_len(body.len()) > self.config.chunk_size as u64;
+            if large || peer.has_bulk_pairs() {
+                match peer.route(self, pair, large, index, &header, &body, delay)? {
+                    Route::Data => {}
+                    Route::Bulk => lane = peer.bulk_lane(self),
+                    Route::Held => return Ok(()),
                 }
             }
         }
-        lane.queue.push(&header, &body, pair).map_err(|e| match e {
+        self.enqueue(to, lane, &header, &body, pair, delay)
+    }
+
+    /// Queue one frame on `lane` of the peer at `to`, now or after `delay`.
+    pub(crate) fn enqueue(
+        self: &Arc<Self>,
+        to: SocketAddr,
+        lane: &Lane,
+        header: &FrameHeader<'_>,
+        body: &Bytes,
+        pair: u64,
+        delay: Option<std::time::Duration>,
+    ) -> Result<(), SendError> {
+        if let Some(delay) = delay {
+            let frame = header.encode_with_body(body, self.config.max_frame)?;
+            return lane.delay(self, delay, pair, frame).map_err(|()| {
+                self.count_backpressure();
+                SendError::Backpressure { peer: to }
+            });
+        }
+        lane.queue.push(header, body, pair).map_err(|e| match e {
             PushError::Full => {
-                self.counters.backpressure.fetch_add(1, Ordering::Relaxed);
+                self.count_backpressure();
                 SendError::Backpressure { peer: to }
             }
             PushError::Frame(e) => e.into(),

@@ -4,6 +4,7 @@ mod transport {
     pub(crate) mod support;
 
     mod backpressure_and_channels;
+    mod bulk_lane;
     mod delivery_and_fifo;
     mod failures_and_restarts;
     mod faults_over_the_wire;

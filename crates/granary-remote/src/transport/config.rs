@@ -48,6 +48,16 @@ pub struct TransportConfig {
     /// Choose the data connection by hashing (sender, recipient), so each pair keeps FIFO
     /// order (seed 002 §4.3). When off, connections are used round robin.
     pub affinity: bool,
+    /// Send data-channel frames above `chunk_size` on a separate per-peer **bulk lane**
+    /// (its own connection, dialled on first use, same handshake, TLS and keepalive as
+    /// the data connections), so no small pair shares a connection with a large stream.
+    /// A pair that sends a large frame moves to the bulk lane for good; with affinity on,
+    /// its FIFO order survives the move by a barrier on its old connection that the peer
+    /// acknowledges before the pair's frames go out on the bulk lane (`docs/wire.md`,
+    /// "Bulk lane"). Frames sent with a `partition_key` and named channels are not
+    /// affected. Default on: in the `pairs` benchmark it took the small pairs' p99 beside
+    /// a 1 MiB stream from milliseconds to hundreds of microseconds (docs/BENCHMARKS.md).
+    pub bulk_lane: bool,
     /// User-named channels.
     pub channels: Vec<ChannelConfig>,
     /// Largest frame (after the length prefix) sent or accepted. Default 16 MiB.
@@ -108,6 +118,7 @@ impl TransportConfig {
             secret: secret.into(),
             parallelism: 2,
             affinity: true,
+            bulk_lane: true,
             channels: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
             chunk_size: 64 * 1024,
@@ -140,6 +151,18 @@ impl TransportConfig {
     /// Turn affinity on or off.
     pub fn with_affinity(mut self, affinity: bool) -> Self {
         self.affinity = affinity;
+        self
+    }
+
+    /// Turn the bulk lane for large data frames on or off.
+    ///
+    /// ```
+    /// use granary_remote::TransportConfig;
+    /// let config = TransportConfig::new("c", "s").with_bulk_lane(false);
+    /// assert!(!config.bulk_lane);
+    /// ```
+    pub fn with_bulk_lane(mut self, bulk_lane: bool) -> Self {
+        self.bulk_lane = bulk_lane;
         self
     }
 
@@ -217,7 +240,7 @@ impl TransportConfig {
         }
         let mut seen = std::collections::HashSet::new();
         for c in &self.channels {
-            if c.name == "control" || c.name == "data" {
+            if c.name == "control" || c.name == "data" || c.name == super::bulk::LANE_NAME {
                 return Err(format!("channel name {:?} is reserved", c.name));
             }
             if c.parallelism == 0 || c.parallelism > usize::from(u16::MAX) {
@@ -249,6 +272,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("cluster", &self.cluster)
             .field("parallelism", &self.parallelism)
             .field("affinity", &self.affinity)
+            .field("bulk_lane", &self.bulk_lane)
             .field("channels", &self.channels)
             .field("max_frame", &self.max_frame)
             .field("chunk_size", &self.chunk_size)
@@ -272,6 +296,7 @@ mod tests {
         assert!(base().validate().is_ok());
         assert!(base().with_parallelism(0).validate().is_err());
         assert!(base().with_channel("data", 1).validate().is_err());
+        assert!(base().with_channel("data.bulk", 1).validate().is_err());
         assert!(base()
             .with_channel("bulk", 1)
             .with_channel("bulk", 2)

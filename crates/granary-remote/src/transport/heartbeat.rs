@@ -32,6 +32,9 @@ pub(crate) async fn send_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if !peer.is_unreachable() {
+            peer.resend_barriers(&inner, inner.config.heartbeat_interval);
+        }
         if peer.node().is_none() || !peer.lane(0, 0).queue.is_empty() {
             continue;
         }

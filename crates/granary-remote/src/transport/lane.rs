@@ -83,26 +83,29 @@ async fn release(mut rx: mpsc::Receiver<Delayed>, queue: Arc<OutboundQueue>) {
     }
 }
 
-/// The lane's task: forever connect, serve, and back off.
-pub(crate) async fn run(inner: Arc<Inner>, peer: Arc<Peer>, group: usize, index: usize) {
-    let spec = &inner.channels[group];
-    let is_control = group == 0;
-    let lane_id = handshake::Lane {
-        channel: spec.name.to_string(),
-        index: index as u16,
-    };
-    let queue = peer.lane(group, index).queue.clone();
+/// The lane's task: forever connect, serve, and back off. `id` names the connection in
+/// the handshake (channel and index, or the bulk lane).
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    peer: Arc<Peer>,
+    lane: Arc<Lane>,
+    lane_id: handshake::Lane,
+) {
+    let is_control = lane_id.channel == "control";
+    let name = lane_id.channel.clone();
+    let index = lane_id.index;
+    let queue = lane.queue.clone();
     let mut failures: u32 = 0;
     loop {
         match dial(&inner, &peer, lane_id.clone()).await {
             Ok((stream, node)) => {
                 failures = 0;
-                tracing::debug!(%node, channel = %spec.name, index, "connected");
+                tracing::debug!(%node, channel = %name, index, "connected");
                 if is_control {
                     peer.on_connected(&inner, node);
                 }
                 let reason = serve(&inner, stream, &queue).await;
-                tracing::debug!(%node, channel = %spec.name, index, %reason, "connection lost");
+                tracing::debug!(%node, channel = %name, index, %reason, "connection lost");
                 if is_control {
                     peer.on_disconnected(&inner, node, reason.to_string());
                 }

@@ -91,6 +91,13 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
                 .and_then(|f| f.map(|f| reassembler.push(f)).transpose());
             match decoded {
                 Ok(Some(Some(frame))) if super::heartbeat::is_heartbeat(&frame) => {}
+                Ok(Some(Some(frame))) if super::bulk::is_barrier(&frame) => {
+                    // Every earlier frame of this connection was handed on above.
+                    super::bulk::acknowledge(&inner, node, &frame);
+                }
+                Ok(Some(Some(frame))) if super::bulk::is_barrier_ack(&frame) => {
+                    super::bulk::acknowledged(&inner, node, &frame);
+                }
                 Ok(Some(Some(frame))) => {
                     inner.count_received();
                     inner.handler.on_frame(node, frame);

@@ -3,18 +3,41 @@
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
 
+use super::bulk::{self, Held, PairLane, Switches};
 use super::lane::{self, Lane};
 use super::{Inner, PeerEvent};
+use crate::error::SendError;
+use crate::handshake;
 use crate::node_id::NodeId;
+use crate::wire::FrameHeader;
+
+/// Where [`Peer::route`] sent a data frame.
+pub(crate) enum Route {
+    /// Its pair is not bulk-affine: the data connection chosen by affinity.
+    Data,
+    /// The bulk lane.
+    Bulk,
+    /// Held until its pair's barrier is acknowledged (already queued there).
+    Held,
+}
 
 pub(crate) struct Peer {
     pub(crate) addr: SocketAddr,
     /// `groups[channel][index]`, in the order of `Inner::channels`.
     groups: Vec<Vec<Arc<Lane>>>,
+    /// The bulk lane (`TransportConfig::bulk_lane`); its task is spawned on first use.
+    bulk: Arc<Lane>,
+    bulk_started: AtomicBool,
+    /// Whether any pair is bulk-affine (so small frames need a look at `switches`).
+    any_bulk: AtomicBool,
+    switches: Mutex<Switches>,
     node: Mutex<Option<NodeId>>,
     unreachable: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -41,6 +64,14 @@ impl Peer {
         let peer = Arc::new(Self {
             addr,
             groups,
+            bulk: Arc::new(Lane::new(
+                inner.config.queue_capacity,
+                inner.config.max_frame,
+                inner.config.chunk_size,
+            )),
+            bulk_started: AtomicBool::new(false),
+            any_bulk: AtomicBool::new(false),
+            switches: Mutex::new(Switches::default()),
             node: Mutex::new(None),
             unreachable: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
@@ -49,7 +80,11 @@ impl Peer {
             vec![inner.spawn(super::heartbeat::send_loop(inner.clone(), peer.clone()))?];
         for (g, spec) in inner.channels.iter().enumerate() {
             for i in 0..spec.lanes {
-                let task = lane::run(inner.clone(), peer.clone(), g, i);
+                let id = handshake::Lane {
+                    channel: spec.name.to_string(),
+                    index: i as u16,
+                };
+                let task = lane::run(inner.clone(), peer.clone(), peer.lane(g, i).clone(), id);
                 handles.push(inner.spawn(task)?);
             }
         }
@@ -59,6 +94,149 @@ impl Peer {
 
     pub(crate) fn lane(&self, group: usize, index: usize) -> &Arc<Lane> {
         &self.groups[group][index]
+    }
+
+    /// Whether some pair of this peer uses the bulk lane (then every data frame must be
+    /// [`routed`](Peer::route)).
+    pub(crate) fn has_bulk_pairs(&self) -> bool {
+        self.any_bulk.load(Ordering::Acquire)
+    }
+
+    /// The bulk lane, its connection dialled on first use.
+    pub(crate) fn bulk_lane(self: &Arc<Self>, inner: &Arc<Inner>) -> &Arc<Lane> {
+        if !self.bulk_started.swap(true, Ordering::AcqRel) {
+            let id = handshake::Lane {
+                channel: bulk::LANE_NAME.to_owned(),
+                index: 0,
+            };
+            let task = lane::run(inner.clone(), self.clone(), self.bulk.clone(), id);
+            if let Some(handle) = inner.spawn(task) {
+                self.tasks.lock().push(handle);
+            }
+        }
+        &self.bulk
+    }
+
+    /// Choose the lane of a data frame of `pair` when the bulk lane is on and affinity
+    /// put the pair on data connection `index`. A large frame of a pair that is not
+    /// bulk-affine yet starts its switch: a barrier on `index`, and the frame is held.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn route(
+        self: &Arc<Self>,
+        inner: &Arc<Inner>,
+        pair: u64,
+        large: bool,
+        index: usize,
+        header: &FrameHeader<'_>,
+        body: &Bytes,
+        delay: Option<Duration>,
+    ) -> Result<Route, SendError> {
+        let mut s = self.switches.lock();
+        let encode = || {
+            header
+                .encode_with_body(body, inner.config.max_frame)
+                .map_err(SendError::from)
+        };
+        match s.pairs.get(&pair) {
+            Some(PairLane::Bulk) => Ok(Route::Bulk),
+            Some(PairLane::Switching { .. }) => {
+                let held = Held {
+                    frame: encode()?,
+                    delay,
+                };
+                s.hold(pair, held, inner.config.queue_capacity)
+                    .map_err(|()| bulk::backpressure(inner, self.addr))?;
+                Ok(Route::Held)
+            }
+            None if !large => Ok(Route::Data),
+            None if !inner.config.affinity => {
+                // Without affinity a pair's frames are spread over every connection and
+                // keep no order to protect: large frames just take the bulk lane.
+                Ok(Route::Bulk)
+            }
+            None => {
+                let frame = encode()?;
+                let id = s.last_id + 1;
+                let lane = self.lane(super::DATA_GROUP, index);
+                inner.enqueue(
+                    self.addr,
+                    lane,
+                    &bulk::barrier_header(id),
+                    &bulk::barrier_body(inner.node),
+                    pair,
+                    delay,
+                )?;
+                s.last_id = id;
+                s.barriers.insert(id, pair);
+                s.pairs.insert(
+                    pair,
+                    PairLane::Switching {
+                        id,
+                        lane: index,
+                        held: Vec::new(),
+                        sent: Instant::now(),
+                    },
+                );
+                // The first frame is always held, whatever the bound.
+                s.held_bytes += frame.len();
+                if let Some(PairLane::Switching { held, .. }) = s.pairs.get_mut(&pair) {
+                    held.push(Held { frame, delay });
+                }
+                self.any_bulk.store(true, Ordering::Release);
+                drop(s);
+                // Dial the bulk lane now, so its handshake overlaps the barrier's trip.
+                self.bulk_lane(inner);
+                Ok(Route::Held)
+            }
+        }
+    }
+
+    /// The peer acknowledged barrier `id`: queue its pair's held frames on the bulk lane,
+    /// in order, and send the pair's later frames there.
+    pub(crate) fn on_barrier_ack(self: &Arc<Self>, inner: &Arc<Inner>, id: u64) {
+        let bulk = self.bulk_lane(inner).clone();
+        let mut s = self.switches.lock();
+        let Some(pair) = s.barriers.remove(&id) else {
+            return; // A second ack of a resent barrier.
+        };
+        let Some(PairLane::Switching { held, .. }) = s.pairs.insert(pair, PairLane::Bulk) else {
+            return;
+        };
+        let bytes: usize = held.iter().map(|h| h.frame.len()).sum();
+        s.held_bytes -= bytes;
+        // Released under the lock, so a frame sent now cannot pass a held one.
+        for Held { frame, delay } in held {
+            match delay {
+                Some(delay) => {
+                    if bulk.delay(inner, delay, pair, frame).is_err() {
+                        tracing::debug!(addr = %self.addr, "held frame dropped: delay line full");
+                    }
+                }
+                // Held frames were accepted already (and bounded while held).
+                None => bulk.queue.push_encoded_unbounded(frame, pair),
+            }
+        }
+    }
+
+    /// Send again every barrier that got no ack for `after` (lost with its connection,
+    /// dropped by fault injection, or its ack lost); the receiver acks each copy and
+    /// the second ack releases nothing.
+    pub(crate) fn resend_barriers(&self, inner: &Arc<Inner>, after: Duration) {
+        let mut s = self.switches.lock();
+        for (&pair, state) in s.pairs.iter_mut() {
+            if let PairLane::Switching { id, lane, sent, .. } = state {
+                if sent.elapsed() < after {
+                    continue;
+                }
+                *sent = Instant::now();
+                let lane = self.lane(super::DATA_GROUP, *lane);
+                let header = bulk::barrier_header(*id);
+                let body = bulk::barrier_body(inner.node);
+                if let Err(error) = inner.enqueue(self.addr, lane, &header, &body, pair, None) {
+                    tracing::debug!(addr = %self.addr, %error, "barrier not resent");
+                }
+            }
+        }
     }
 
     pub(crate) fn node(&self) -> Option<NodeId> {
@@ -73,6 +251,7 @@ impl Peer {
         self.groups
             .iter()
             .flatten()
+            .chain([&self.bulk])
             .map(|l| l.queue.frames_queued())
             .sum()
     }
@@ -98,7 +277,14 @@ impl Peer {
         if self.unreachable.swap(true, Ordering::AcqRel) {
             return;
         }
-        let dropped_bytes = self.groups.iter().flatten().map(|l| l.queue.clear()).sum();
+        let queued: usize = self
+            .groups
+            .iter()
+            .flatten()
+            .chain([&self.bulk])
+            .map(|l| l.queue.clear())
+            .sum();
+        let dropped_bytes = queued + self.switches.lock().drop_held();
         let node = self.node();
         tracing::warn!(addr = %self.addr, ?node, dropped_bytes, "peer unreachable");
         inner.emit(PeerEvent::Unreachable {
@@ -113,8 +299,9 @@ impl Peer {
         for task in self.tasks.lock().drain(..) {
             task.abort();
         }
-        for lane in self.groups.iter().flatten() {
+        for lane in self.groups.iter().flatten().chain([&self.bulk]) {
             lane.queue.clear();
         }
+        self.switches.lock().drop_held();
     }
 }

@@ -231,9 +231,19 @@ impl OutboundQueue {
     /// Queue an already encoded frame of the pair hashed to `pair` (used by the fault
     /// injector's delay line).
     pub(crate) fn push_encoded(&self, frame: Bytes, pair: u64) -> Result<(), PushError> {
+        self.push_encoded_inner(frame, pair, true)
+    }
+
+    /// [`push_encoded`](Self::push_encoded) without the capacity check: for frames that
+    /// were accepted, and bounded, elsewhere (held while their pair switched lanes).
+    pub(crate) fn push_encoded_unbounded(&self, frame: Bytes, pair: u64) {
+        let _always_ok = self.push_encoded_inner(frame, pair, false);
+    }
+
+    fn push_encoded_inner(&self, frame: Bytes, pair: u64, bounded: bool) -> Result<(), PushError> {
         let was_empty = {
             let mut p = self.pending.lock();
-            if p.bytes > 0 && p.bytes + frame.len() > self.capacity {
+            if bounded && p.bytes > 0 && p.bytes + frame.len() > self.capacity {
                 return Err(PushError::Full);
             }
             let was_empty = p.bytes == 0;
