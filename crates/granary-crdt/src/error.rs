@@ -50,6 +50,15 @@ pub enum ReplicatorError {
     /// replicator already runs there) or the message registry has conflicts.
     #[error("replicator setup failed: {0}")]
     Setup(String),
+    /// A synchronous local update on a node that does not hold the CRDT (it is
+    /// replicated to a subset of the members that excludes this node). Use
+    /// `CrdtHandle::update_with`, which reads the state from a holder, applies the change
+    /// and sends it to the holders.
+    #[error("this node does not hold CRDT {name:?}; update it with update_with")]
+    NotHolder {
+        /// The CRDT's name.
+        name: String,
+    },
     /// The replicator has been stopped.
     #[error("the replicator has stopped")]
     Stopped,

@@ -31,6 +31,7 @@ mod config;
 mod entry;
 mod handle;
 mod peer;
+mod placement;
 mod stats;
 mod wire;
 
@@ -55,6 +56,7 @@ use crate::error::ReplicatorError;
 use crate::replica::ReplicaId;
 use entry::{digest, Entry, ErasedEntry};
 use peer::Peer;
+use placement::Placement;
 use stats::{bump, Counters};
 use wire::{CrdtFrame, FrameBody, Inbox, Payload, Update, INBOX};
 
@@ -115,10 +117,14 @@ struct Core {
     /// Payloads for names not opened on this node yet (applied when opened).
     unopened: HashMap<String, Vec<Payload>>,
     peers: HashMap<SocketAddr, Peer>,
+    /// CRDTs held by a subset of the members (the others are held by every member).
+    placements: HashMap<String, Placement>,
     reads: HashMap<u64, PendingRead>,
     next_read: u64,
     /// Round-robin position of the anti-entropy rounds.
     next_digest_peer: usize,
+    /// Round-robin position among the peers that relay pushes to unreachable ones.
+    next_relay: usize,
     stopped: bool,
 }
 
@@ -131,8 +137,29 @@ fn settled(entry: &dyn ErasedEntry, peer: &Peer, key: &str) -> bool {
 struct PendingRead {
     key: String,
     needed: usize,
+    /// This node holds the CRDT, so it counts as one of the replicas read.
+    counts_self: bool,
     answered: BTreeSet<SocketAddr>,
+    /// A node that does not hold the CRDT collects the holders' states here instead of
+    /// merging them into its own entry.
+    states: Option<Vec<Vec<u8>>>,
     done: Option<oneshot::Sender<()>>,
+}
+
+/// Who holds one CRDT, as this node sees it now.
+pub(crate) struct Replicas {
+    /// The peers that hold it.
+    pub(crate) peers: Vec<SocketAddr>,
+    /// Whether this node holds it.
+    pub(crate) here: bool,
+}
+
+impl Replicas {
+    /// How many replicas `consistency` needs, and whether this node is one of them.
+    pub(crate) fn needed(&self, consistency: Consistency) -> usize {
+        let total = self.peers.len() + usize::from(self.here);
+        consistency.needed(total).max(1)
+    }
 }
 
 impl Replicator {
@@ -180,10 +207,44 @@ impl Replicator {
     }
 
     /// Opens the CRDT named `name` as a `C` (creating it empty if new here), with any
-    /// state peers already sent for it merged in.
+    /// state peers already sent for it merged in, held by as many members as
+    /// [`ReplicatorConfig::replicas`] says.
     ///
     /// Fails with [`ReplicatorError::TypeMismatch`] if `name` is open with another type.
     pub fn crdt<C: Replicated>(&self, name: &str) -> Result<CrdtHandle<C>, ReplicatorError> {
+        self.crdt_with_replicas(name, self.shared.config.replicas)
+    }
+
+    /// Opens the CRDT named `name` as [`crdt`](Self::crdt) does, held by `replicas`
+    /// members: `None` every member, `Some(n)` the first `n` of the ring's preference
+    /// list for `name` over the Up members. Every node must open a name with the same
+    /// `replicas`; the first opening on a node decides.
+    ///
+    /// On a node outside the list the CRDT keeps no state: [`CrdtHandle::read`] asks the
+    /// holders, [`CrdtHandle::update_with`] reads from them, applies the change and sends
+    /// it to them (and [`CrdtHandle::update`] refuses with
+    /// [`ReplicatorError::NotHolder`]). When the list changes, holders hand their full
+    /// state to new holders, and a node that stops holding drops the state once every
+    /// holder has acknowledged it.
+    ///
+    /// ```no_run
+    /// // no_run: needs a running replicator; tests/subset_replication.rs runs the flow.
+    /// # async fn demo(replicator: granary_crdt::Replicator) -> Result<(), granary_crdt::ReplicatorError> {
+    /// use std::time::Duration;
+    /// use granary_crdt::{Consistency, GCounter};
+    /// let clicks = replicator.crdt_with_replicas::<GCounter>("clicks", Some(2))?;
+    /// clicks
+    ///     .update_with(Consistency::Local, |c, me| c.increment(me, 1))
+    ///     .await?;
+    /// let total = clicks.read(Consistency::All(Duration::from_secs(1))).await?;
+    /// assert!(total >= 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn crdt_with_replicas<C: Replicated>(
+        &self,
+        name: &str,
+        replicas: Option<usize>,
+    ) -> Result<CrdtHandle<C>, ReplicatorError> {
         let mut core = self.shared.core.lock();
         if core.stopped {
             return Err(ReplicatorError::Stopped);
@@ -205,6 +266,10 @@ impl Replicator {
                 }
             }
             core.entries.insert(name.to_owned(), Box::new(entry));
+            if let Some(n) = replicas {
+                core.placements.insert(name.to_owned(), Placement::new(n));
+                self.shared.place(&mut core);
+            }
         }
         Ok(CrdtHandle::new(self.shared.clone(), name.to_owned()))
     }
@@ -260,6 +325,44 @@ impl Shared {
         }
     }
 
+    /// Recomputes the holders of the CRDTs replicated to a subset.
+    fn place(&self, core: &mut Core) {
+        if core.placements.is_empty() {
+            return;
+        }
+        let ring = self.cluster.ring();
+        let Core {
+            entries,
+            placements,
+            ..
+        } = core;
+        for (key, placement) in placements.iter_mut() {
+            let has_state = entries.get(key).is_some_and(|e| !e.is_blank());
+            placement.refresh(key, &ring, self.me, has_state);
+        }
+    }
+
+    /// Who holds `key` now: every peer and this node, or its placement's holders.
+    fn replicas_of(&self, core: &mut Core, key: &str) -> Replicas {
+        self.refresh_peers(core);
+        self.place(core);
+        match core.placements.get(key) {
+            Some(placement) => Replicas {
+                peers: placement
+                    .holders
+                    .iter()
+                    .copied()
+                    .filter(|addr| *addr != self.me)
+                    .collect(),
+                here: placement.holding,
+            },
+            None => Replicas {
+                peers: core.peers.keys().copied().collect(),
+                here: true,
+            },
+        }
+    }
+
     /// Numbers the local changes and pushes to every peer that is behind. `forced`
     /// names a CRDT to push now even if a push of it is still unanswered.
     fn flush(&self, forced: Option<&str>) {
@@ -272,14 +375,31 @@ impl Shared {
                 return;
             }
             self.refresh_peers(&mut core);
-            let Core { entries, peers, .. } = &mut *core;
+            self.place(&mut core);
+            let Core {
+                entries,
+                peers,
+                placements,
+                next_relay,
+                ..
+            } = &mut *core;
             for entry in entries.values_mut() {
                 entry.seal();
             }
+            // Peers that answer: they relay pushes to peers that do not.
+            let mut helpers: Vec<SocketAddr> = peers
+                .iter()
+                .filter(|(_, p)| p.timeouts == 0 && p.session.is_some())
+                .map(|(addr, _)| *addr)
+                .collect();
+            helpers.sort();
             for (addr, peer) in peers.iter_mut() {
                 let mut updates = Vec::new();
                 let mut timed_out = false;
                 for (key, entry) in entries.iter() {
+                    if placements.get(key).is_some_and(|p| !p.holds(addr)) {
+                        continue;
+                    }
                     let seq = entry.seq();
                     let acked = peer.acked(key);
                     if acked >= seq {
@@ -310,14 +430,96 @@ impl Shared {
                 if timed_out {
                     peer.timeouts = peer.timeouts.saturating_add(1);
                 }
-                if !updates.is_empty() {
-                    out.push((*addr, FrameBody::Push(updates)));
+                if updates.is_empty() {
+                    continue;
                 }
+                // A push that went unanswered is sent again directly (the link may be
+                // back) and through one peer that answers (it may reach `addr` when
+                // we do not): a partial partition then costs one retransmission delay,
+                // not an anti-entropy round.
+                let relay = helpers.iter().filter(|h| *h != addr).count();
+                if timed_out && relay > 0 {
+                    *next_relay = next_relay.wrapping_add(1);
+                    let helper = helpers
+                        .iter()
+                        .filter(|h| *h != addr)
+                        .nth(*next_relay % relay)
+                        .copied();
+                    if let Some(helper) = helper {
+                        out.push((
+                            helper,
+                            FrameBody::Relay {
+                                to: *addr,
+                                body: Box::new(FrameBody::Push(updates.clone())),
+                            },
+                        ));
+                    }
+                }
+                out.push((*addr, FrameBody::Push(updates)));
             }
+            self.hand_over(entries, peers, placements, now, &mut out);
         }
         for (addr, body) in out {
             self.send(addr, body);
         }
+    }
+
+    /// Sends owed full states to new holders (again after `retransmit_after` without an
+    /// acknowledgement), and drops the state of CRDTs this node no longer holds once
+    /// every holder has acknowledged it and all of this node's own changes.
+    fn hand_over(
+        &self,
+        entries: &mut HashMap<String, Box<dyn ErasedEntry>>,
+        peers: &HashMap<SocketAddr, Peer>,
+        placements: &mut HashMap<String, Placement>,
+        now: Instant,
+        out: &mut Vec<(SocketAddr, FrameBody)>,
+    ) {
+        let mut owed: HashMap<SocketAddr, Vec<(String, Vec<u8>)>> = HashMap::new();
+        for (key, placement) in placements.iter_mut() {
+            let Some(entry) = entries.get_mut(key) else {
+                continue;
+            };
+            let mut state: Option<Vec<u8>> = None;
+            for (addr, sent) in placement.handoff.iter_mut() {
+                let waited = sent.map(|at| now.saturating_duration_since(at));
+                if waited.is_some_and(|w| w < self.config.retransmit_after) {
+                    continue;
+                }
+                if state.is_none() {
+                    match entry.encode_state() {
+                        Ok(bytes) => state = Some(bytes),
+                        Err(error) => {
+                            tracing::warn!(key, %error, "state not handed over");
+                            break;
+                        }
+                    }
+                }
+                if let Some(bytes) = &state {
+                    owed.entry(*addr)
+                        .or_default()
+                        .push((key.clone(), bytes.clone()));
+                    *sent = Some(now);
+                }
+            }
+            let handed_over = !placement.holding
+                && placement.handoff.is_empty()
+                && !entry.is_blank()
+                && !entry.has_unsealed()
+                && placement.holders.iter().all(|addr| {
+                    peers
+                        .get(addr)
+                        .is_some_and(|p| p.acked(key) >= entry.seq())
+                });
+            if handed_over {
+                tracing::debug!(key, "not a holder any more: state dropped");
+                entry.reset_state();
+            }
+        }
+        out.extend(
+            owed.into_iter()
+                .map(|(addr, states)| (addr, FrameBody::Handoff(states))),
+        );
     }
 
     /// One anti-entropy round: digests of the quiet, settled CRDTs to the next peer.
@@ -339,9 +541,15 @@ impl Shared {
             let Some(peer) = core.peers.get(&to) else {
                 return;
             };
+            let placements = &core.placements;
             let digests: Vec<(String, u64)> = core
                 .entries
                 .iter()
+                .filter(|(key, _)| {
+                    placements
+                        .get(*key)
+                        .is_none_or(|p| p.holding && p.holds(&to))
+                })
                 .filter(|(key, entry)| {
                     settled(entry.as_ref(), peer, key)
                         && now.saturating_duration_since(entry.last_change()) >= quiet_for
@@ -361,7 +569,27 @@ impl Shared {
     /// Handles one frame from a peer.
     fn on_frame(&self, frame: CrdtFrame) {
         bump(&self.counters.frames_received, 1);
-        let from = frame.from;
+        let CrdtFrame {
+            from,
+            session,
+            via,
+            body,
+        } = frame;
+        if let FrameBody::Relay { to, body } = body {
+            // Relay once: never a relayed frame, never a relay inside a relay.
+            if via.is_none() && !matches!(*body, FrameBody::Relay { .. }) {
+                self.send_frame(
+                    to,
+                    CrdtFrame {
+                        from,
+                        session,
+                        via: Some(self.me),
+                        body: *body,
+                    },
+                );
+            }
+            return;
+        }
         let mut replies = Vec::new();
         let mut acked = false;
         {
@@ -373,22 +601,21 @@ impl Shared {
                 entries,
                 unopened,
                 peers,
+                placements,
                 reads,
                 ..
             } = &mut *core;
+            let not_held = |key: &str| placements.get(key).is_some_and(|p| !p.holding);
             let peer = peers.entry(from).or_default();
-            peer.heard(frame.session);
-            match frame.body {
+            peer.heard(session);
+            match body {
                 FrameBody::Push(updates) => {
                     let mut acks = Vec::with_capacity(updates.len());
                     for update in updates {
                         let held = self.merge_update(entries, unopened, peer, &update);
                         acks.push((update.key, held));
                     }
-                    replies.push(FrameBody::Ack {
-                        of: frame.session,
-                        acks,
-                    });
+                    replies.push(FrameBody::Ack { of: session, acks });
                 }
                 FrameBody::Ack { of, acks } => {
                     if of == self.session {
@@ -405,6 +632,9 @@ impl Shared {
                         acked = true;
                     }
                 }
+                // A node that does not hold the key stays silent: the reader counts
+                // holders only.
+                FrameBody::Read { key, .. } if not_held(&key) => {}
                 FrameBody::Read { id, key } => {
                     let state = match entries.get(&key).map(|e| e.encode_state()) {
                         Some(Ok(bytes)) => Some(bytes),
@@ -421,7 +651,7 @@ impl Shared {
                     let now = Instant::now();
                     let mut states = Vec::new();
                     for (key, theirs) in digests {
-                        let Some(entry) = entries.get(&key) else {
+                        let Some(entry) = entries.get(&key).filter(|_| !not_held(&key)) else {
                             continue;
                         };
                         let quiet = now.saturating_duration_since(entry.last_change()) >= quiet_for;
@@ -444,6 +674,9 @@ impl Shared {
                 FrameBody::Repair { states, answer } => {
                     let mut back = Vec::new();
                     for (key, bytes) in states {
+                        if not_held(&key) {
+                            continue;
+                        }
                         let Some(entry) = entries.get_mut(&key) else {
                             continue;
                         };
@@ -468,27 +701,81 @@ impl Shared {
                 }
                 FrameBody::ReadReply { id, state } => {
                     if let Some(read) = reads.get_mut(&id) {
-                        if let (Some(bytes), Some(entry)) = (state, entries.get_mut(&read.key)) {
-                            if let Err(error) = entry.apply(&Payload::Full(bytes)) {
-                                bump(&self.counters.decode_errors, 1);
-                                tracing::warn!(key = read.key, %error, "read reply dropped");
+                        match (&mut read.states, state) {
+                            (Some(states), Some(bytes)) => states.push(bytes),
+                            (None, Some(bytes)) => {
+                                if let Some(entry) = entries.get_mut(&read.key) {
+                                    if let Err(error) = entry.apply(&Payload::Full(bytes)) {
+                                        bump(&self.counters.decode_errors, 1);
+                                        tracing::warn!(key = read.key, %error, "read reply dropped");
+                                    }
+                                }
                             }
+                            (_, None) => {}
                         }
                         read.answered.insert(from);
-                        if read.answered.len() + 1 >= read.needed {
+                        if read.answered.len() + usize::from(read.counts_self) >= read.needed {
                             if let Some(done) = read.done.take() {
                                 let _ = done.send(());
                             }
                         }
                     }
                 }
+                FrameBody::Handoff(states) => {
+                    let mut merged = Vec::with_capacity(states.len());
+                    for (key, bytes) in states {
+                        if not_held(&key) {
+                            // Our view of the ring lags or leads the sender's: no
+                            // acknowledgement, so it keeps the state and sends again.
+                            continue;
+                        }
+                        match entries.get_mut(&key) {
+                            Some(entry) => {
+                                if let Err(error) = entry.apply(&Payload::Full(bytes)) {
+                                    bump(&self.counters.decode_errors, 1);
+                                    tracing::warn!(key, %error, "handed-over state dropped");
+                                    continue;
+                                }
+                            }
+                            None => {
+                                let pending = unopened.entry(key.clone()).or_default();
+                                if pending.len() >= self.config.delta_buffer {
+                                    continue;
+                                }
+                                pending.push(Payload::Full(bytes));
+                            }
+                        }
+                        merged.push(key);
+                    }
+                    if !merged.is_empty() {
+                        replies.push(FrameBody::HandoffAck(merged));
+                    }
+                }
+                FrameBody::HandoffAck(keys) => {
+                    for key in keys {
+                        if let Some(placement) = placements.get_mut(&key) {
+                            placement.handoff.remove(&from);
+                        }
+                    }
+                }
+                FrameBody::Relay { .. } => {}
             }
         }
         if acked {
             self.acks.send_modify(|generation| *generation += 1);
         }
         for body in replies {
-            self.send(from, body);
+            match via {
+                // `from` does not reach us directly: answer the way it came.
+                Some(relay) => self.send(
+                    relay,
+                    FrameBody::Relay {
+                        to: from,
+                        body: Box::new(body),
+                    },
+                ),
+                None => self.send(from, body),
+            }
         }
     }
 
@@ -559,8 +846,15 @@ impl Shared {
         let frame = CrdtFrame {
             from: self.me,
             session: self.session,
+            via: None,
             body,
         };
+        self.send_frame(to, frame);
+    }
+
+    /// Encodes and sends one frame as it is (`from` may be another node's, when
+    /// relaying); counts its bytes.
+    fn send_frame(&self, to: SocketAddr, frame: CrdtFrame) {
         let encoded = Registry::global()
             .map_err(|e| e.to_string())
             .and_then(|registry| registry.encode(&frame).map_err(|e| e.to_string()));

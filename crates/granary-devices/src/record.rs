@@ -13,6 +13,28 @@ pub enum DeviceStatus {
     /// Its server's phi-accrual detector suspected it; nobody tracks it until it
     /// registers again.
     Down,
+    /// Its server went Down in the cluster: nobody has heard from the device since.
+    /// Shown by every server as soon as it sees `lost_server` Down, and written into
+    /// the registry by the device's new owner on the ring; cleared (back to `Up`) when
+    /// the device answers its new server or registers again.
+    Orphaned {
+        /// The server that tracked the device when it was lost.
+        lost_server: SocketAddr,
+    },
+}
+
+impl DeviceStatus {
+    /// True for `Up`: a server hears from the device.
+    ///
+    /// ```
+    /// use granary_devices::DeviceStatus;
+    /// assert!(DeviceStatus::Up.is_up());
+    /// let lost = DeviceStatus::Orphaned { lost_server: "127.0.0.1:7000".parse().unwrap() };
+    /// assert!(!lost.is_up());
+    /// ```
+    pub fn is_up(self) -> bool {
+        self == DeviceStatus::Up
+    }
 }
 
 /// One device's row in the cluster-wide registry.
@@ -33,9 +55,10 @@ pub enum DeviceStatus {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct DeviceRecord {
-    /// Up or Down.
+    /// Up, Down or Orphaned.
     pub status: DeviceStatus,
-    /// The server that tracks the device (for a Down device: the one that saw it fail).
+    /// The server that tracks the device (for a Down device: the one that saw it fail;
+    /// for an Orphaned one: the server that was lost).
     pub server: SocketAddr,
     /// Where the device's node listens (its actors are reached there).
     pub device_addr: SocketAddr,

@@ -39,7 +39,8 @@ use crate::id::DeviceId;
 use crate::protocol::{device_app_name, Heartbeat, Register, StopIfNotDesignated, SERVER};
 use crate::record::DeviceRecord;
 use crate::registry::DeviceRegistry;
-use actor::queue_reconcile;
+use actor::{lost_servers, queue_reconcile};
+use crate::record::DeviceStatus;
 use events::Tracked;
 
 /// Settings of a [`DeviceServer`].
@@ -97,6 +98,7 @@ impl Default for ServerConfig {
 /// ```
 pub struct DeviceServer {
     remote: RemoteNode,
+    cluster: Cluster,
     registry: DeviceRegistry,
     actor: ActorRef<ServerActor>,
     tracked: Arc<Tracked>,
@@ -175,6 +177,7 @@ impl DeviceServer {
         );
         Ok(Self {
             remote: remote.clone(),
+            cluster: cluster.clone(),
             registry,
             actor,
             tracked,
@@ -188,14 +191,25 @@ impl DeviceServer {
     }
 
     /// Every device the cluster knows, with its status and server (this server's
-    /// replica of the registry).
+    /// replica of the registry, as this server's membership view makes it true now: a
+    /// device recorded Up at a server this member sees Down is shown
+    /// [`DeviceStatus::Orphaned`](crate::DeviceStatus::Orphaned) at once, before its new
+    /// owner's write arrives).
     pub fn devices(&self) -> BTreeMap<DeviceId, DeviceRecord> {
-        self.registry.snapshot()
+        let lost = lost_servers(&self.cluster);
+        let mut devices = self.registry.snapshot();
+        for record in devices.values_mut() {
+            orphan_if_lost(record, &lost);
+        }
+        devices
     }
 
-    /// One device's record in this server's replica of the registry.
+    /// One device's record in this server's replica of the registry (shown as
+    /// [`devices`](Self::devices) shows it).
     pub fn device(&self, device: &DeviceId) -> Option<DeviceRecord> {
-        self.registry.get(device)
+        let mut record = self.registry.get(device)?;
+        orphan_if_lost(&mut record, &lost_servers(&self.cluster));
+        Some(record)
     }
 
     /// The devices this server heartbeats now, with their addresses.
@@ -240,5 +254,14 @@ impl DeviceServer {
 impl Drop for DeviceServer {
     fn drop(&mut self) {
         self.shutdown();
+    }
+}
+
+/// Shows a device recorded Up at a server in `lost` as Orphaned by that server.
+fn orphan_if_lost(record: &mut DeviceRecord, lost: &std::collections::BTreeSet<SocketAddr>) {
+    if record.status.is_up() && lost.contains(&record.server) {
+        record.status = DeviceStatus::Orphaned {
+            lost_server: record.server,
+        };
     }
 }

@@ -50,6 +50,12 @@ pub struct ReplicatorConfig {
     /// on the node's transport with `TransportConfig::with_channel`); `None` uses the
     /// data channel.
     pub channel: Option<String>,
+    /// How many members hold each CRDT opened with [`Replicator::crdt`](crate::Replicator::crdt):
+    /// `None` every member; `Some(n)` the first `n` members of the ring's preference
+    /// list for the CRDT's name, over the Up members (as Riak's n_val). Per CRDT:
+    /// [`Replicator::crdt_with_replicas`](crate::Replicator::crdt_with_replicas).
+    /// Default `None`.
+    pub replicas: Option<usize>,
 }
 
 impl Default for ReplicatorConfig {
@@ -61,6 +67,7 @@ impl Default for ReplicatorConfig {
             dissemination: Dissemination::Deltas,
             anti_entropy_interval: Some(Duration::from_secs(2)),
             channel: None,
+            replicas: None,
         }
     }
 }
@@ -69,7 +76,9 @@ impl Default for ReplicatorConfig {
 ///
 /// `Majority` and `All` count this node plus the peers the cluster lists (members
 /// that are Down count too until the cluster prunes them, so a partitioned minority
-/// cannot reach a majority). They fail with
+/// cannot reach a majority). For a CRDT held by a subset of the members they count
+/// the holders only, and `Local` on a node that does not hold it means one holder.
+/// They fail with
 /// [`ReplicatorError::Timeout`](crate::ReplicatorError::Timeout) when the timeout runs
 /// out first.
 ///

@@ -54,6 +54,11 @@ pub(crate) trait ErasedEntry: Send {
     fn last_change(&self) -> Instant;
     /// True while local changes wait for the next round.
     fn has_unsealed(&self) -> bool;
+    /// True when nothing was changed or merged since the entry was made or reset.
+    fn is_blank(&self) -> bool;
+    /// Forgets the state (a node that no longer holds the CRDT, after handing it over);
+    /// the numbered local changes stay, since peers' acknowledgements refer to them.
+    fn reset_state(&mut self);
 }
 
 /// A digest of an encoded state (FNV-1a, 64 bit): equal on every node and build for
@@ -75,6 +80,7 @@ pub(crate) struct Entry<C: Replicated> {
     buffer: usize,
     value: watch::Sender<C::Value>,
     last_change: Instant,
+    blank: bool,
 }
 
 impl<C: Replicated> Entry<C> {
@@ -89,6 +95,7 @@ impl<C: Replicated> Entry<C> {
             buffer: buffer.max(1),
             value,
             last_change: Instant::now(),
+            blank: true,
         }
     }
 
@@ -100,6 +107,7 @@ impl<C: Replicated> Entry<C> {
             None => self.unsealed = Some(delta),
         }
         self.last_change = Instant::now();
+        self.blank = false;
         self.publish();
     }
 
@@ -131,7 +139,7 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, ReplicatorError> {
     postcard::to_stdvec(value).map_err(|e| ReplicatorError::Encode(e.to_string()))
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ReplicatorError> {
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ReplicatorError> {
     postcard::from_bytes(bytes).map_err(|e| ReplicatorError::Decode {
         type_name: std::any::type_name::<T>(),
         reason: e.to_string(),
@@ -187,6 +195,7 @@ impl<C: Replicated> ErasedEntry for Entry<C> {
             Payload::Full(bytes) => self.state.merge(&decode::<C>(bytes)?),
         }
         self.last_change = Instant::now();
+        self.blank = false;
         self.publish();
         Ok(())
     }
@@ -201,5 +210,16 @@ impl<C: Replicated> ErasedEntry for Entry<C> {
 
     fn has_unsealed(&self) -> bool {
         self.unsealed.is_some()
+    }
+
+    fn is_blank(&self) -> bool {
+        self.blank
+    }
+
+    fn reset_state(&mut self) {
+        self.state = C::default();
+        self.blank = true;
+        self.last_change = Instant::now();
+        self.publish();
     }
 }

@@ -23,6 +23,9 @@ pub(crate) struct CrdtFrame {
     /// The sender's session (its node's incarnation): a new session means the sender
     /// restarted with empty state, so what was acknowledged with it no longer counts.
     pub(crate) session: u64,
+    /// The peer that relayed this frame (`from` could not reach us directly); answers
+    /// go back the same way.
+    pub(crate) via: Option<SocketAddr>,
     pub(crate) body: FrameBody,
 }
 
@@ -50,6 +53,14 @@ pub(crate) enum FrameBody {
         states: Vec<(String, Vec<u8>)>,
         answer: bool,
     },
+    /// Full states handed to a new holder of CRDTs replicated to a subset (its old
+    /// holders send them when the ring's preference list changes).
+    Handoff(Vec<(String, Vec<u8>)>),
+    /// The receiver of a `Handoff` merged these keys.
+    HandoffAck(Vec<String>),
+    /// Asks the receiver to pass `body` on to `to` as if it came from the sender
+    /// (pushes the sender could not get through directly, and the answers to them).
+    Relay { to: SocketAddr, body: Box<FrameBody> },
 }
 
 /// The changes of one key, made at the sender, numbered `first..=last` in the sender's

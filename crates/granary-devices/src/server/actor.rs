@@ -83,6 +83,11 @@ impl ServerActor {
         self.cluster.local_status() == Some(MemberStatus::Up)
     }
 
+    /// Servers this member's view has lost: Down, or gone from the table.
+    fn lost_servers(&self) -> std::collections::BTreeSet<SocketAddr> {
+        lost_servers(&self.cluster)
+    }
+
     fn owner(&self, device: &DeviceId) -> Option<SocketAddr> {
         self.cluster.ring().owner(device.ring_key()).map(|n| n.addr)
     }
@@ -100,13 +105,17 @@ impl ServerActor {
         );
     }
 
-    /// Starts heartbeating `device` (replacing an older life of it) and records it Up.
+    /// Starts heartbeating `device` (replacing an older life of it). A device that
+    /// registered (`taken_over` is `None`) is recorded Up at once; one taken over from
+    /// another server is recorded Up only when it answers, and Orphaned until then if
+    /// its server was lost (`Some(Some(lost))`).
     fn track(
         &mut self,
         device: DeviceId,
         device_addr: SocketAddr,
         incarnation: u64,
         interval: Duration,
+        taken_over: Option<Option<SocketAddr>>,
         ctx: &mut Context<Self>,
     ) {
         let interval = interval.clamp(
@@ -121,7 +130,7 @@ impl ServerActor {
         // The first request goes at once: the device learns its server without waiting
         // one interval.
         let _ = device_ref.tell(HeartbeatRequest { server: self.me });
-        let tracking = Tracking::new(
+        let mut tracking = Tracking::new(
             device_ref,
             device_addr,
             incarnation,
@@ -130,7 +139,23 @@ impl ServerActor {
             timer,
             Instant::now(),
         );
-        self.write(&device, &tracking, DeviceStatus::Up);
+        tracking.confirmed = taken_over.is_none();
+        match taken_over {
+            None => self.write(&device, &tracking, DeviceStatus::Up),
+            Some(Some(lost_server)) => self.registry.put(
+                &device,
+                DeviceRecord {
+                    status: DeviceStatus::Orphaned { lost_server },
+                    server: lost_server,
+                    device_addr,
+                    incarnation,
+                    heartbeat_interval_ms: tracking.interval.as_millis() as u64,
+                },
+            ),
+            // The old server is alive (the ring moved): its record stands until the
+            // device answers here.
+            Some(None) => {}
+        }
         let replaced = self.devices.insert(device.clone(), tracking).is_some();
         if !replaced {
             tracing::debug!(%device, server = %self.me, "tracking device");
@@ -139,6 +164,20 @@ impl ServerActor {
             device,
             device_addr,
         });
+    }
+
+    /// The device answered (or registered again): the first time after a take-over,
+    /// record it Up here, which clears an Orphaned record.
+    fn confirm(&mut self, device: &DeviceId) {
+        let Some(tracking) = self.devices.get_mut(device) else {
+            return;
+        };
+        if tracking.confirmed {
+            return;
+        }
+        tracking.confirmed = true;
+        let tracking = &self.devices[device];
+        self.write(device, tracking, DeviceStatus::Up);
     }
 
     fn release(&mut self, device: &DeviceId) {
@@ -187,8 +226,10 @@ impl Handler<Register> for ServerActor {
                 return; // a late registration of an older life
             }
             if current.incarnation == msg.incarnation && current.device_addr == msg.device_addr {
-                // A repeat (the device registered with several seeds): proof of life.
+                // A repeat (the device registered with several seeds, or again after
+                // losing its server): proof of life.
                 current.detector.heartbeat(now);
+                self.confirm(&msg.device);
                 return;
             }
         }
@@ -197,6 +238,7 @@ impl Handler<Register> for ServerActor {
             msg.device_addr,
             msg.incarnation,
             Duration::from_millis(msg.heartbeat_interval_ms),
+            None,
             ctx,
         );
     }
@@ -224,6 +266,7 @@ impl Handler<Heartbeat> for ServerActor {
         if let Some(tracking) = self.devices.get_mut(&msg.device) {
             if tracking.incarnation == msg.incarnation {
                 tracking.detector.heartbeat(Instant::now());
+                self.confirm(&msg.device);
             }
         }
     }
@@ -248,23 +291,41 @@ impl Handler<Reconcile> for ServerActor {
             return;
         }
         let ring = self.cluster.ring();
+        let lost = self.lost_servers();
         for (device, record) in self.registry.snapshot() {
-            if record.status != DeviceStatus::Up || self.devices.contains_key(&device) {
+            let orphaned = matches!(record.status, DeviceStatus::Orphaned { .. });
+            if !(record.status.is_up() || orphaned) || self.devices.contains_key(&device) {
                 continue;
             }
             if ring.owner(device.ring_key()).map(|n| n.addr) != Some(self.me) {
                 continue;
             }
+            let lost_server = match record.status {
+                DeviceStatus::Orphaned { lost_server } => Some(lost_server),
+                _ => lost.contains(&record.server).then_some(record.server),
+            };
             tracing::debug!(%device, from = %record.server, to = %self.me, "taking device over");
             self.track(
                 device,
                 record.device_addr,
                 record.incarnation,
                 record.heartbeat_interval(),
+                Some(lost_server),
                 ctx,
             );
         }
     }
+}
+
+/// The servers `cluster` has lost: the members it sees Down. (A member it does not
+/// list yet is not counted: it may be a server that joined moments ago.)
+pub(crate) fn lost_servers(cluster: &Cluster) -> std::collections::BTreeSet<SocketAddr> {
+    cluster
+        .members()
+        .into_iter()
+        .filter(|m| m.status == MemberStatus::Down)
+        .map(|m| m.id.addr)
+        .collect()
 }
 
 /// Queues one [`Reconcile`] unless one is already queued.

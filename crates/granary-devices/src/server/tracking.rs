@@ -18,6 +18,9 @@ pub(crate) struct Tracking {
     pub(crate) device: ActorRef<DeviceActor>,
     /// Cancelled when the device is released; the timer also ends with the actor.
     pub(crate) timer: TimerHandle,
+    /// The device has answered this server (or registered with it): the registry says
+    /// `Up` here. False after a take-over until the first answer.
+    pub(crate) confirmed: bool,
 }
 
 impl Tracking {
@@ -37,6 +40,7 @@ impl Tracking {
             detector: PhiAccrualDetector::new(detector_config(interval, threshold), now),
             device,
             timer,
+            confirmed: true,
         }
     }
 }
