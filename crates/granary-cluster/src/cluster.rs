@@ -13,7 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::config::ClusterConfig;
 use crate::error::ClusterError;
 use crate::event::{ClusterEvent, EventHub};
-use crate::membership::{Member, MemberStatus};
+use crate::membership::{Member, MemberStatus, Reachability};
 use crate::message::Envelope;
 use crate::node::{NodeCore, Notice};
 use crate::node_id::NodeId;
@@ -210,6 +210,21 @@ impl Cluster {
             .into_iter()
             .filter(|m| m.status != MemberStatus::Removed)
             .collect()
+    }
+
+    /// The unreachability observations this node knows of: which live member suspects
+    /// which (each member's suspicions, spread by gossip). Empty while every member
+    /// reaches every member it watches.
+    ///
+    /// ```no_run
+    /// # async fn demo(cluster: granary_cluster::Cluster) {
+    /// for (observer, subject) in cluster.reachability().edges() {
+    ///     println!("{observer} cannot reach {subject}");
+    /// }
+    /// # }
+    /// ```
+    pub fn reachability(&self) -> Reachability {
+        Reachability::from_members(&self.shared.hub.lock().members())
     }
 
     /// Every row of the table, Removed tombstones included.

@@ -64,7 +64,7 @@ pub use config::{ClusterConfig, DowningConfig, JoinConfig, NoSeedPolicy};
 pub use error::{ClusterError, ProviderError, TransportError};
 pub use event::{ClusterEvent, ClusterSnapshot, MemberEvent};
 pub use forward::{ForwardError, ForwardOptions, ForwardRoute};
-pub use membership::{Member, MemberStatus, MembershipTable};
+pub use membership::{Member, MemberStatus, MembershipTable, Reachability};
 pub use message::{ClusterMessage, Envelope};
 pub use node_id::NodeId;
 pub use ring::HashRing;

@@ -6,7 +6,8 @@
 //!
 //! The rules live in one file each: [`join`] (seeds, accept, rejoin), [`gossip`] (deltas,
 //! peer choice, anti-entropy), [`failure`] (ring-sharded phi-accrual probing and
-//! suspicion votes), [`downing`] (keep-majority), [`leave`] and [`tombstones`] (pruning
+//! suspicion votes, probing back whoever suspects this node), [`downing`] (keep-majority
+//! and indirectly connected nodes), [`leave`] and [`tombstones`] (pruning
 //! Down and Removed rows).
 
 mod downing;
@@ -74,8 +75,13 @@ pub(crate) struct NodeCore {
     recent: BTreeMap<SocketAddr, u32>,
     detectors: HashMap<SocketAddr, (NodeId, PhiAccrualDetector)>,
     hb_seq: u64,
+    /// What downing waits to see stable (see [`downing`]): the unreachable members and,
+    /// when some are indirectly connected, every observation.
     unreachable: BTreeSet<NodeId>,
+    unreachable_edges: BTreeSet<(NodeId, NodeId)>,
     unreachable_since: Instant,
+    /// A resolution that would down a majority was refused (logged once per picture).
+    downing_refused: bool,
     /// When this node first saw each tombstone it holds (see [`tombstones`]).
     tombstones: HashMap<SocketAddr, Instant>,
     /// Pruned lives: address → (incarnation, when pruned).
@@ -110,7 +116,9 @@ impl NodeCore {
             detectors: HashMap::new(),
             hb_seq: 0,
             unreachable: BTreeSet::new(),
+            unreachable_edges: BTreeSet::new(),
             unreachable_since: now,
+            downing_refused: false,
             tombstones: HashMap::new(),
             forgotten: HashMap::new(),
             neighbour_cursor: 0,

@@ -38,8 +38,9 @@ impl Handler<Note> for Collector {
 
 fn cluster_config() -> ClusterConfig {
     ClusterConfig {
-        // A-C cut while both reach B is a partial partition; this test is about
-        // forwarding, so downing waits far longer than the test runs.
+        // A-C cut while both reach B is a partial partition, which downing resolves by
+        // downing one end (tests/partial_partition.rs); this test is about forwarding
+        // between both ends, so downing waits far longer than the test runs.
         downing: DowningConfig {
             stable_after: Duration::from_secs(600),
             ..DowningConfig::default()

@@ -1,16 +1,31 @@
-//! Keep-majority downing (Akka's split-brain resolver strategy).
+//! Downing: keep-majority (Akka's split-brain resolver strategy), with Akka's handling
+//! of indirectly connected nodes.
 //!
-//! A member is *unreachable* in this node's view when at least one live member suspects
-//! it. Once that set has not changed for `stable_after`, the side that can still see a
-//! majority of the live members (on a tie: the side holding the lowest address) marks
-//! each unreachable member Down if a quorum of its monitors suspects it; a node on the
-//! minority side marks itself Down and stops taking part.
+//! The input is the [`Reachability`] table, every live member's suspicions as gossip
+//! spread them. A member is *unreachable* in this node's view when at least one live
+//! member suspects it. Nothing is decided until the picture has held still for
+//! `stable_after`: the set of unreachable members (this node excepted: it knows it is
+//! alive) and, when some members are indirectly connected, every single observation.
+//! Then, in this order:
+//!
+//! 1. **Indirectly connected** members (observed as unreachable while observing others
+//!    as unreachable: a cut link between nodes that still reach the rest) are resolved
+//!    by downing the fewest of them that leave the rest clean
+//!    ([`Reachability::resolve_indirectly_connected`]: most edges first, ties to the
+//!    highest address), never a majority of the live members (exactly half only when
+//!    the lowest address stays). A node that finds itself among them downs itself; the
+//!    others mark them Down. Every node with the same table picks the same ones.
+//! 2. **Keep-majority** on the observations that remain: the side that can still see a
+//!    majority of the live members (on a tie: the side holding the lowest address; the
+//!    members downed in step 1 count on this side) marks each unreachable member Down if
+//!    a quorum of observers suspects it; a node on the minority side marks itself Down
+//!    and stops taking part.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::NodeCore;
-use crate::membership::{Member, MemberStatus};
+use crate::membership::{MemberStatus, Reachability};
 use crate::node_id::NodeId;
 
 impl NodeCore {
@@ -18,32 +33,71 @@ impl NodeCore {
         if !self.own_status().is_some_and(|s| s.is_live()) {
             return;
         }
-        let live: Vec<&Member> = self.table.iter().filter(|m| m.status.is_live()).collect();
-        let mut votes: BTreeMap<NodeId, usize> = BTreeMap::new();
-        for voter in &live {
-            for suspect in &voter.suspects {
-                if *suspect == voter.id || *suspect == self.me {
-                    continue;
-                }
-                if live.iter().any(|m| m.id == *suspect) {
-                    *votes.entry(*suspect).or_default() += 1;
-                }
-            }
-        }
-        let unreachable: BTreeSet<NodeId> = votes.keys().copied().collect();
-        if unreachable != self.unreachable {
+        let reach = Reachability::from_table(&self.table);
+        let unreachable: BTreeSet<NodeId> = reach
+            .subjects()
+            .into_iter()
+            .filter(|s| *s != self.me)
+            .collect();
+        // A crash or a clean split settles once the unreachable set holds still (monitors
+        // adding their votes does not restart the clock); indirectly connected members
+        // are decided on the whole graph, so every edge must hold still.
+        let edges = if reach.is_clean() {
+            BTreeSet::new()
+        } else {
+            reach.edges().clone()
+        };
+        if unreachable != self.unreachable || edges != self.unreachable_edges {
             self.unreachable = unreachable;
+            self.unreachable_edges = edges;
             self.unreachable_since = now;
+            self.downing_refused = false;
         }
-        if self.unreachable.is_empty()
+        if (self.unreachable.is_empty() && self.unreachable_edges.is_empty())
             || now.saturating_duration_since(self.unreachable_since) < self.cfg.downing.stable_after
         {
             return;
         }
+        let live: Vec<NodeId> = self
+            .table
+            .iter()
+            .filter(|m| m.status.is_live())
+            .map(|m| m.id)
+            .collect();
         let total = live.len();
-        let reachable = total - self.unreachable.len();
-        let lowest = live.iter().map(|m| m.id).min();
-        let lowest_reachable = lowest.is_some_and(|l| !self.unreachable.contains(&l));
+        let lowest = live.iter().min().copied();
+
+        let (sacrificed, rest) = reach.resolve_indirectly_connected();
+        if !sacrificed.is_empty() {
+            let kept = total.saturating_sub(sacrificed.len());
+            let keeps_lowest = lowest.is_some_and(|l| !sacrificed.contains(&l));
+            if !(2 * kept > total || (2 * kept == total && keeps_lowest)) {
+                if !self.downing_refused {
+                    self.downing_refused = true;
+                    tracing::warn!(
+                        node = %self.me, ?sacrificed, total,
+                        "indirectly connected members: resolving would down a majority; waiting"
+                    );
+                }
+                return;
+            }
+            if sacrificed.contains(&self.me) {
+                tracing::warn!(
+                    node = %self.me, ?sacrificed,
+                    "indirectly connected (a link to a member is cut): downing myself"
+                );
+                self.become_down(now);
+                return;
+            }
+        }
+
+        let unreachable: BTreeSet<NodeId> = rest
+            .subjects()
+            .into_iter()
+            .filter(|s| *s != self.me)
+            .collect();
+        let reachable = total - unreachable.len();
+        let lowest_reachable = lowest.is_some_and(|l| !unreachable.contains(&l));
         let majority = 2 * reachable > total || (2 * reachable == total && lowest_reachable);
         if !majority {
             tracing::warn!(
@@ -55,17 +109,20 @@ impl NodeCore {
         }
         let k = self.cfg.monitored_successors;
         let quorum = self.cfg.downing.quorum.max(1);
-        let to_down: Vec<Member> = self
-            .unreachable
-            .iter()
-            .filter(|id| {
-                let monitors = self.ring.predecessors(id.addr, k).len();
-                votes[*id] >= quorum.min(monitors).max(1)
-            })
-            .filter_map(|id| self.table.get(&id.addr).cloned())
-            .collect();
-        for mut row in to_down {
-            tracing::info!(node = %self.me, down = %row.id, "marking unreachable member Down");
+        let confirmed = unreachable.into_iter().filter(|id| {
+            let monitors = self.ring.predecessors(id.addr, k).len();
+            rest.votes(*id) >= quorum.min(monitors).max(1)
+        });
+        let to_down: Vec<NodeId> = sacrificed.iter().copied().chain(confirmed).collect();
+        for id in to_down {
+            let Some(mut row) = self.table.get(&id.addr).filter(|m| m.id == id).cloned() else {
+                continue;
+            };
+            if sacrificed.contains(&id) {
+                tracing::info!(node = %self.me, down = %row.id, "marking indirectly connected member Down");
+            } else {
+                tracing::info!(node = %self.me, down = %row.id, "marking unreachable member Down");
+            }
             row.status = MemberStatus::Down;
             row.version += 1;
             self.apply(row);

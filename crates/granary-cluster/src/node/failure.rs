@@ -1,6 +1,8 @@
 //! Failure detection sharded on the ring: every Up node probes its `k` ring successors
-//! (and the Joining nodes whose future place follows it) and records the ones whose phi crossed the threshold as suspects in its own row, which
-//! gossip carries to everyone as the node's votes.
+//! (and the Joining nodes whose future place follows it, and the members that suspect it)
+//! and records the ones whose phi crossed the threshold as suspects in its own row, which
+//! gossip carries to everyone as the node's votes and observations (the
+//! [`crate::Reachability`] table).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -29,6 +31,20 @@ impl NodeCore {
                         .any(|p| p.addr == self.me.addr)
             });
             targets.extend(joining.map(|m| m.id));
+            // A live member that suspects this node is probed back. A cut link then shows
+            // from both ends even where the ring has only one end watch the other, so the
+            // downing rule sees the two nodes as indirectly connected instead of counting
+            // one lone vote. A crashed node suspects no one new, and across a clean split
+            // the suspicions never arrive, so neither case gets extra probes.
+            let me = self.me;
+            let suspecters: Vec<NodeId> = self
+                .table
+                .iter()
+                .filter(|m| m.status.is_live() && m.id != me && m.suspects.contains(&me))
+                .map(|m| m.id)
+                .filter(|id| !targets.contains(id))
+                .collect();
+            targets.extend(suspecters);
             targets
         } else {
             Vec::new()

@@ -213,6 +213,7 @@ impl NodeCore {
         }
         self.detectors.clear();
         self.unreachable.clear();
+        self.unreachable_edges.clear();
         self.recent.clear();
         if !self.cfg.downing.auto_rejoin {
             self.mode = Mode::Stopped;

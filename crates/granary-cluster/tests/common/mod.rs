@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use granary_cluster::transport::memory::MemoryNetwork;
-use granary_cluster::{Cluster, ClusterConfig, MemberStatus, NodeId};
+use granary_cluster::{Cluster, ClusterConfig, ClusterEvent, MemberEvent, MemberStatus, NodeId};
 
 pub fn addr(i: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 7000 + i))
@@ -36,21 +36,7 @@ pub async fn start_with(net: &MemoryNetwork, i: u16, cfg: ClusterConfig) -> Clus
 
 /// Starts `n` nodes and waits until every node sees all `n` Up.
 pub async fn start_cluster(net: &MemoryNetwork, n: u16) -> Vec<Cluster> {
-    let mut nodes = Vec::new();
-    for i in 0..n {
-        nodes.push(start(net, i).await);
-    }
-    for node in &nodes {
-        assert!(
-            wait_until(node, Duration::from_secs(30), |c| c.up_members().len()
-                == n as usize)
-            .await,
-            "{} sees {} Up of {n}",
-            node.local_id(),
-            node.up_members().len()
-        );
-    }
-    nodes
+    start_cluster_with(net, n, config).await
 }
 
 /// Waits (in virtual time) until `pred` holds, re-checking after every cluster event.
@@ -92,4 +78,43 @@ pub fn status_of(c: &Cluster, a: SocketAddr) -> Option<(NodeId, MemberStatus)> {
 
 pub fn sees(c: &Cluster, a: SocketAddr, status: MemberStatus) -> bool {
     status_of(c, a).is_some_and(|(_, s)| s == status)
+}
+
+/// Starts `n` nodes with the configurations `cfg(i)` and waits until every node sees all
+/// `n` Up.
+pub async fn start_cluster_with(
+    net: &MemoryNetwork,
+    n: u16,
+    cfg: impl Fn(u16) -> ClusterConfig,
+) -> Vec<Cluster> {
+    let mut nodes = Vec::new();
+    for i in 0..n {
+        nodes.push(start_with(net, i, cfg(i)).await);
+    }
+    for node in &nodes {
+        assert!(
+            wait_until(node, Duration::from_secs(30), |c| c.up_members().len()
+                == n as usize)
+            .await,
+            "{} sees {} Up of {n}",
+            node.local_id(),
+            node.up_members().len()
+        );
+    }
+    nodes
+}
+
+/// The members a subscriber has seen go Down so far (drains what is queued).
+pub fn downs_seen(events: &mut tokio::sync::mpsc::UnboundedReceiver<ClusterEvent>) -> Vec<NodeId> {
+    let mut downs = Vec::new();
+    while let Ok(ev) = events.try_recv() {
+        if let ClusterEvent::Change {
+            event: MemberEvent::Down(m),
+            ..
+        } = ev
+        {
+            downs.push(m.id);
+        }
+    }
+    downs
 }
