@@ -1,47 +1,50 @@
 //! The `iot` scenario (seed 003 §5.3–5.4): external devices report to a cluster.
 //!
 //! Servers are cluster members running granary-devices' `DeviceServer`; clients are
-//! devices, each on a node of its own, registered through every server as a seed. For
+//! devices, registered through every server as a seed. Every server and every client
+//! is an OS process of its own: this binary's hidden `iot-node` subcommand, started
+//! by the harness on 127.0.0.1 (so a killed member frees nothing but its own process,
+//! and a restart pays for a real process start, connection and registration). For
 //! each device it tracks, a server asks for a report (1,000 `i64` values), sums it and
-//! asks again at once; a request without an answer within `--resend-ms` is sent again.
-//! The collector counts reports over every server; a row gives reports per second and
-//! the report round trip (request sent → report summed) percentiles.
+//! asks again at once; a request unanswered within its resend timeout is sent again.
+//! The harness adds up the servers' counts (they print them as `counts` lines, see
+//! `harness`); a row gives reports per second and the report round trip (request
+//! sent → report summed) percentiles.
+//!
+//! Resend timeout, adaptive as in TCP (RFC 6298, `rto`): per device, `SRTT + 4·RTTVAR`
+//! of the measured report round trips, at least 1 ms (tokio's timer tick; a loopback
+//! round trip is ~0.1 ms), doubled per consecutive loss, capped by `--resend-ms`. The
+//! paper's fixed 3 ms (seed 003 §5.4) is the timeout before the first sample. A fixed
+//! timeout costs a drop hundreds of round trips when the round trip is ~0.1 ms, and
+//! resends answers that are merely queued when the machine is busy; a timeout that
+//! follows the round trip costs a drop about one timeout, so throughput falls with
+//! the delivery probability instead of off a cliff.
 //!
 //! Failure injection, as in the paper: `--drop` drops that fraction of the messages
-//! between clients and servers (never between servers); `--client-mttf` and
-//! `--server-mttf` kill members after a lifetime drawn uniformly from
+//! between clients and servers, each way (never between servers); `--client-mttf` and
+//! `--server-mttf` kill members with SIGKILL after a lifetime drawn uniformly from
 //! [0.25, 1.75] × MTTF and restart them `--restart-delay` later (a server on its old
-//! address, a client on a new node with a new incarnation).
-//!
-//! Everything runs in this one process on 127.0.0.1 over real TCP: a kill shuts a
-//! member's node (its sockets close at once, nobody is told), as a crashed process
-//! would. One row per combination of `--clients-per-server`, `--drop`,
-//! `--client-mttf` and `--server-mttf`.
+//! address, a client as a new process with a new node). One row per combination of
+//! `--clients-per-server`, `--drop`, `--client-mttf` and `--server-mttf`.
 
 mod chaos;
 mod clients;
+mod harness;
 mod messages;
+mod node;
+mod rto;
 mod servers;
 mod totals;
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Args;
-use granary::devices::DeviceId;
-use granary::remote::faults::{FaultInjector, LinkFaults, Scope};
 use serde::Serialize;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::latency::HistogramError;
 use crate::report::{contract_columns, ReportError, Reporter};
-use chaos::{live, ChaosCounts, Lifetimes, Member};
-use clients::{Client, ClientSetup};
-use servers::Server;
-use totals::Totals;
+use harness::Harness;
+pub(crate) use node::{run_node, NodeArgs};
 
 /// Options of `granary-bench iot`.
 #[derive(Debug, Args)]
@@ -75,9 +78,10 @@ pub(crate) struct IotArgs {
     /// The devices' heartbeat interval, milliseconds. Default 500.
     #[arg(long, default_value_t = 500)]
     heartbeat_ms: u64,
-    /// A report request unanswered for this long is sent again, milliseconds
-    /// (paper: 3). Default 50: on a shared 2-core machine a 3 ms limit resends
-    /// answers that are merely queued.
+    /// Cap of the adaptive resend timeout, milliseconds (the timeout follows each
+    /// device's round trip, from 1 ms up; the paper's fixed 3 ms is where it starts).
+    /// Default 50: on a shared 2-core machine a round trip can exceed 3 ms while
+    /// answers merely queue.
     #[arg(long, default_value_t = 50)]
     resend_ms: u64,
     /// Seed of the drop decisions and lifetimes.
@@ -106,8 +110,26 @@ pub(crate) enum IotBenchError {
     /// The options make no sense.
     #[error("{0}")]
     Options(String),
+    /// A member process could not be started.
+    #[error("cannot start a member process")]
+    Spawn(#[source] std::io::Error),
+    /// A member process exited while the harness waited for it to start.
+    #[error(
+        "member process {member} exited ({status}) while the harness waited for {waiting_for}"
+    )]
+    Exited {
+        /// Which member (servers first, then clients).
+        member: usize,
+        /// Its exit status.
+        status: String,
+        /// What was awaited.
+        waiting_for: String,
+    },
+    /// Something did not happen in time.
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
     /// The servers did not form one cluster.
-    #[error("the servers did not form one cluster within 30 s")]
+    #[error("the servers did not form one cluster within 60 s")]
     NoCluster,
     /// A report arrived with wrong values.
     #[error("{0} reports arrived corrupted")]
@@ -118,9 +140,6 @@ pub(crate) enum IotBenchError {
         /// The measured window.
         seconds: f64,
     },
-    /// The latency histogram failed.
-    #[error("latency histogram: {0}")]
-    Histogram(#[from] HistogramError),
     /// Writing a row failed.
     #[error(transparent)]
     Report(#[from] ReportError),
@@ -164,11 +183,17 @@ struct IotRow {
     restart_delay_s: f64,
     heartbeat_ms: u64,
     resend_ms: u64,
+    rto_initial_ms: f64,
+    rto_floor_ms: f64,
+    processes: usize,
     reports_per_sec: f64,
+    delivery_probability: f64,
     resends: u64,
+    resends_per_report: f64,
     client_kills: u64,
     server_kills: u64,
     failed_restarts: u64,
+    client_uptime: f64,
 }
 
 /// This scenario's columns after the contract's ([`contract_columns`]).
@@ -181,11 +206,17 @@ const OWN_COLUMNS: &[&str] = &[
     "restart_delay_s",
     "heartbeat_ms",
     "resend_ms",
+    "rto_initial_ms",
+    "rto_floor_ms",
+    "processes",
     "reports_per_sec",
+    "delivery_probability",
     "resends",
+    "resends_per_report",
     "client_kills",
     "server_kills",
     "failed_restarts",
+    "client_uptime",
 ];
 
 /// Runs `granary-bench iot`.
@@ -196,6 +227,10 @@ pub(crate) fn run(args: IotArgs) -> Result<(), IotBenchError> {
         .enable_all()
         .build()
         .map_err(IotBenchError::Runtime)?;
+    {
+        let _runtime = runtime.enter();
+        crate::child_process::kill_children_on_ctrl_c("iot member processes");
+    }
     let mut reporter = Reporter::new(
         &contract_columns(OWN_COLUMNS),
         args.csv.as_deref(),
@@ -280,143 +315,33 @@ fn configs(args: &IotArgs) -> Result<Vec<Config>, IotBenchError> {
     Ok(configs)
 }
 
-/// Sets up servers and clients, measures one window, tears everything down.
+/// Starts the member processes, measures one window, kills them all.
 async fn measure(config: Config) -> Result<IotRow, IotBenchError> {
-    let totals = Arc::new(Totals::new()?);
-    let server_faults = FaultInjector::new(config.seed);
-    let client_faults = FaultInjector::new(config.seed.wrapping_add(1));
-    if config.drop > 0.0 {
-        client_faults.set(
-            Scope::all(),
-            LinkFaults {
-                drop_probability: config.drop,
-                delay: None,
-            },
-        );
-    }
+    let mut harness = Harness::start(config).await?;
+    let window = harness.measure().await;
+    // Every member process is killed here (also when measuring failed).
+    drop(harness);
+    let window = window?;
 
-    // Servers: the first forms the cluster, the others join it.
-    let mut servers: Vec<Server> = Vec::new();
-    let any_port = ([127, 0, 0, 1], 0).into();
-    for _ in 0..config.servers {
-        let seeds = servers.first().map(|s| vec![s.addr()]).unwrap_or_default();
-        servers.push(Server::start(any_port, seeds, &server_faults, &totals, config.resend).await?);
-    }
-    let formed = Instant::now() + Duration::from_secs(30);
-    while servers.iter().any(|s| s.up_members() != config.servers) {
-        if Instant::now() > formed {
-            return Err(IotBenchError::NoCluster);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let addrs: Vec<_> = servers.iter().map(|s| s.addr()).collect();
-
-    // Clients: all connected before the window opens.
-    let setup = ClientSetup {
-        seeds: addrs.clone(),
-        heartbeat: config.heartbeat,
-        client_faults: client_faults.clone(),
-        server_faults: server_faults.clone(),
-        drop_probability: config.drop,
-    };
-    let devices = config.servers * config.clients_per_server;
-    let mut clients = Vec::new();
-    for i in 0..devices {
-        let id = DeviceId::new(format!("device-{i}"))
-            .map_err(|e| IotBenchError::Client(e.to_string()))?;
-        let client = Client::start(&id, &setup).await?;
-        clients.push((id, client));
-    }
-
-    // Every member lives under a supervisor from now on (killing it by MTTF if asked).
-    let (stop, stopped) = watch::channel(false);
-    let client_counts = Arc::new(ChaosCounts::default());
-    let server_counts = Arc::new(ChaosCounts::default());
-    let mut lives: Vec<JoinHandle<()>> = Vec::new();
-    let restart_delay = Duration::from_secs_f64(config.restart_delay);
-    for (i, (id, client)) in clients.into_iter().enumerate() {
-        let lifetimes = (config.client_mttf > 0.0).then(|| {
-            Lifetimes::new(
-                Duration::from_secs_f64(config.client_mttf),
-                config.seed ^ ((i as u64) << 8),
-            )
-        });
-        let member = Member::Client {
-            id,
-            setup: setup.clone(),
-            running: Some(client),
-        };
-        lives.push(tokio::spawn(live(
-            member,
-            lifetimes,
-            restart_delay,
-            client_counts.clone(),
-            stopped.clone(),
-        )));
-    }
-    for (i, server) in servers.into_iter().enumerate() {
-        let lifetimes = (config.server_mttf > 0.0).then(|| {
-            Lifetimes::new(
-                Duration::from_secs_f64(config.server_mttf),
-                !config.seed ^ ((i as u64) << 8),
-            )
-        });
-        let addr = server.addr();
-        let seeds: Vec<_> = addrs.iter().copied().filter(|a| *a != addr).collect();
-        let (faults, totals, resend) = (server_faults.clone(), totals.clone(), config.resend);
-        let member = Member::Server {
-            restart: Box::new(move || {
-                let (seeds, faults, totals) = (seeds.clone(), faults.clone(), totals.clone());
-                Box::pin(async move { Server::start(addr, seeds, &faults, &totals, resend).await })
-            }),
-            running: Some(server),
-        };
-        lives.push(tokio::spawn(live(
-            member,
-            lifetimes,
-            restart_delay,
-            server_counts.clone(),
-            stopped.clone(),
-        )));
-    }
-
-    tokio::time::sleep(Duration::from_secs_f64(config.warmup)).await;
-    let before = totals.counts();
-    totals.take_latencies()?;
-    let opened = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(config.seconds)).await;
-    let after = totals.counts();
-    let seconds = opened.elapsed().as_secs_f64();
-    let latencies = totals.take_latencies()?;
-
-    let _ = stop.send(true);
-    for life in lives {
-        // Each supervisor kills its member and ends; a stuck one is abandoned.
-        if tokio::time::timeout(Duration::from_secs(15), life)
-            .await
-            .is_err()
-        {
-            eprintln!("iot: a member did not stop within 15 s");
-        }
-    }
-
-    let reports = after.reports - before.reports;
-    if after.corrupt > 0 {
-        return Err(IotBenchError::Corrupt(after.corrupt));
+    let (counts, seconds) = (window.counts, window.seconds);
+    if counts.corrupt > 0 {
+        return Err(IotBenchError::Corrupt(counts.corrupt));
     }
     let failures = config.drop > 0.0 || config.client_mttf > 0.0 || config.server_mttf > 0.0;
-    if reports == 0 && !failures {
+    if counts.reports == 0 && !failures {
         return Err(IotBenchError::NoReports { seconds });
     }
-    let [p50_us, p99_us, p999_us, max_us] = latencies.summary_us();
-    let rate = reports as f64 / seconds;
+    let devices = config.servers * config.clients_per_server;
+    let [p50_us, p99_us, p999_us, max_us] = window.round_trips.summary_us();
+    let rate = counts.reports as f64 / seconds;
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     Ok(IotRow {
         scenario: "iot",
         mode: "distributed",
         nodes: config.servers,
         actors: devices,
         payload_bytes: (messages::REPORT_LEN as usize) * std::mem::size_of::<i64>(),
-        messages: reports,
+        messages: counts.reports,
         seconds,
         msgs_per_sec: rate,
         p50_us,
@@ -431,11 +356,17 @@ async fn measure(config: Config) -> Result<IotRow, IotBenchError> {
         restart_delay_s: config.restart_delay,
         heartbeat_ms: config.heartbeat.as_millis() as u64,
         resend_ms: config.resend.as_millis() as u64,
+        rto_initial_ms: ms(rto::RTO_INITIAL.min(config.resend)),
+        rto_floor_ms: ms(rto::RTO_FLOOR.min(config.resend)),
+        processes: config.servers + devices,
         reports_per_sec: rate,
-        resends: after.resends - before.resends,
-        client_kills: client_counts.kills.load(Ordering::Relaxed),
-        server_kills: server_counts.kills.load(Ordering::Relaxed),
-        failed_restarts: client_counts.failed_restarts.load(Ordering::Relaxed)
-            + server_counts.failed_restarts.load(Ordering::Relaxed),
+        // A report needs its request and its answer through.
+        delivery_probability: (1.0 - config.drop).powi(2),
+        resends: counts.resends,
+        resends_per_report: counts.resends as f64 / counts.reports.max(1) as f64,
+        client_kills: window.chaos.client_kills,
+        server_kills: window.chaos.server_kills,
+        failed_restarts: window.chaos.failed_restarts,
+        client_uptime: window.chaos.client_alive_secs / (devices as f64 * seconds),
     })
 }

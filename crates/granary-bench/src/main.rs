@@ -107,6 +107,9 @@ enum Command {
     /// External devices report to servers (1,000 i64 per report), with message drops
     /// and client/server kills by MTTF (seed 003 §5.3–5.4).
     Iot(iot::IotArgs),
+    /// Internal: one server or client process of `iot`.
+    #[command(hide = true)]
+    IotNode(iot::NodeArgs),
     /// Delta-state vs full-state gossip of a replicated ORSet: bytes sent by 5 nodes
     /// for 10,000 operations on 10,000 elements (seed 003 §2.9).
     Crdt(crdt::CrdtArgs),
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         Command::RemoteNode(args) => remote::run_node(args).map_err(Into::into),
         Command::Cluster(args) => cluster::run(args).map_err(Into::into),
         Command::Iot(args) => iot::run(args).map_err(Into::into),
+        Command::IotNode(args) => iot::run_node(args).map_err(Into::into),
         Command::ClusterNode(args) => cluster::run_node(args).map_err(Into::into),
         Command::Pingpong(args) => pingpong::run(args).map_err(Into::into),
         Command::Sort(args) => sort::run(args).map_err(Into::into),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use granary::devices::{Device, DeviceConfig, DeviceId};
-use granary::remote::faults::{FaultInjector, LinkFaults, Scope};
+use granary::remote::faults::FaultInjector;
 use granary::remote::RemoteNode;
 use granary::ActorSystem;
 
@@ -20,46 +20,33 @@ use super::IotBenchError;
 pub(super) struct ClientSetup {
     pub(super) seeds: Vec<SocketAddr>,
     pub(super) heartbeat: Duration,
-    /// Faults of the clients' own sends (every one goes to a server).
-    pub(super) client_faults: Arc<FaultInjector>,
-    /// Faults of the servers' sends; a rule per client address drops server → client
-    /// traffic only, never server ↔ server.
-    pub(super) server_faults: Arc<FaultInjector>,
-    pub(super) drop_probability: f64,
+    /// Faults of the client's own sends (every one goes to a server).
+    pub(super) faults: Arc<FaultInjector>,
 }
 
-/// One running client.
+/// One running client (it runs until its process is killed).
 pub(super) struct Client {
-    remote: RemoteNode,
-    device: Device,
+    _remote: RemoteNode,
+    _device: Device,
 }
 
 impl Client {
     /// Starts the device `id` on a new node and waits until a server tracks it.
     pub(super) async fn start(id: &DeviceId, setup: &ClientSetup) -> Result<Self, IotBenchError> {
-        let remote = RemoteNode::start(ActorSystem::new(), transport(&setup.client_faults))
+        let remote = RemoteNode::start(ActorSystem::new(), transport(&setup.faults))
             .await
             .map_err(|e| IotBenchError::Client(e.to_string()))?;
-        if setup.drop_probability > 0.0 {
-            setup.server_faults.set(
-                Scope::to(remote.local_addr()),
-                LinkFaults {
-                    drop_probability: setup.drop_probability,
-                    delay: None,
-                },
-            );
-        }
         let config = DeviceConfig {
             heartbeat_interval: setup.heartbeat,
             registration_retry: setup.heartbeat,
             connect_timeout: Duration::from_secs(10),
-            transport: transport(&setup.client_faults),
+            transport: transport(&setup.faults),
             ..DeviceConfig::new(id.clone())
         };
         let device = match Device::connect_on(&remote, setup.seeds.iter().copied(), config).await {
             Ok(device) => device,
             Err(e) => {
-                shut(&remote, setup).await;
+                shut(&remote).await;
                 return Err(IotBenchError::Client(e.to_string()));
             }
         };
@@ -69,21 +56,17 @@ impl Client {
             .and_then(|e| e.accept::<ReportRequest>())
         {
             device.shutdown().await;
-            shut(&remote, setup).await;
+            shut(&remote).await;
             return Err(IotBenchError::Client(e.to_string()));
         }
-        Ok(Self { remote, device })
-    }
-
-    /// Crashes the client: its node closes every connection at once.
-    pub(super) async fn kill(self, setup: &ClientSetup) {
-        self.device.shutdown().await;
-        shut(&self.remote, setup).await;
+        Ok(Self {
+            _remote: remote,
+            _device: device,
+        })
     }
 }
 
-async fn shut(remote: &RemoteNode, setup: &ClientSetup) {
-    setup.server_faults.remove(&Scope::to(remote.local_addr()));
+async fn shut(remote: &RemoteNode) {
     remote.shutdown();
     remote.system().shutdown().await;
 }

@@ -1,7 +1,8 @@
 //! The cluster side of the `iot` scenario: a server is a granary node (a `RemoteNode`,
 //! a `Cluster` on it and a `DeviceServer`) plus the business logic of seed 003 §5.3:
 //! for every device the server is responsible for, ask for a report, sum it, ask again
-//! at once; a request unanswered within the resend time is sent again.
+//! at once; a request unanswered within the device's resend timeout ([`Rto`]) is sent
+//! again. Each server runs in a process of its own (see `node`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,12 +12,13 @@ use std::time::{Duration, Instant};
 use granary::cluster::{Cluster, ClusterConfig};
 use granary::crdt::{Replicator, ReplicatorConfig};
 use granary::devices::{DeviceId, DeviceServer, ServerConfig, TrackingEvent};
-use granary::remote::faults::FaultInjector;
+use granary::remote::faults::{FaultInjector, LinkFaults, Scope};
 use granary::remote::{RemoteNode, TransportConfig};
 use granary::ActorSystem;
 use tokio::task::AbortHandle;
 
 use super::messages::{ReportRequest, Reporter, REPORTER, REPORT_SUM};
+use super::rto::Rto;
 use super::totals::Totals;
 use super::IotBenchError;
 
@@ -30,9 +32,8 @@ pub(super) fn transport(faults: &Arc<FaultInjector>) -> TransportConfig {
 pub(super) struct Server {
     remote: RemoteNode,
     cluster: Cluster,
-    replicator: Replicator,
-    devices: Arc<DeviceServer>,
-    logic: AbortHandle,
+    _replicator: Replicator,
+    _devices: Arc<DeviceServer>,
 }
 
 impl Server {
@@ -42,7 +43,7 @@ impl Server {
         seeds: Vec<SocketAddr>,
         faults: &Arc<FaultInjector>,
         totals: &Arc<Totals>,
-        resend: Duration,
+        resend_cap: Duration,
     ) -> Result<Self, IotBenchError> {
         let remote = bind(listen, faults).await?;
         let cluster = match Cluster::start_on_remote(ClusterConfig::default(), &remote, seeds).await
@@ -71,14 +72,12 @@ impl Server {
                     return Err(IotBenchError::Server(e.to_string()));
                 }
             };
-        let logic =
-            tokio::spawn(business_logic(devices.clone(), totals.clone(), resend)).abort_handle();
+        tokio::spawn(business_logic(devices.clone(), totals.clone(), resend_cap));
         Ok(Self {
             remote,
             cluster,
-            replicator,
-            devices,
-            logic,
+            _replicator: replicator,
+            _devices: devices,
         })
     }
 
@@ -89,15 +88,26 @@ impl Server {
     pub(super) fn up_members(&self) -> usize {
         self.cluster.up_members().len()
     }
+}
 
-    /// Crashes the server: everything stops at once, nobody is told.
-    pub(super) async fn kill(self) {
-        self.logic.abort();
-        self.devices.shutdown();
-        self.replicator.stop();
-        self.cluster.stop().await;
-        self.remote.shutdown();
-        self.remote.system().shutdown().await;
+/// Drops `probability` of this server's messages to clients: every peer but the
+/// `servers` (server ↔ server traffic is never dropped, as in the paper).
+pub(super) fn drop_client_traffic(
+    faults: &FaultInjector,
+    servers: &[SocketAddr],
+    probability: f64,
+) {
+    for &server in servers {
+        faults.set(Scope::to(server), LinkFaults::default());
+    }
+    if probability > 0.0 {
+        faults.set(
+            Scope::all(),
+            LinkFaults {
+                drop_probability: probability,
+                delay: None,
+            },
+        );
     }
 }
 
@@ -131,7 +141,7 @@ impl Drop for Loops {
 }
 
 /// Follows the devices this server tracks and runs one report loop per device.
-async fn business_logic(devices: Arc<DeviceServer>, totals: Arc<Totals>, resend: Duration) {
+async fn business_logic(devices: Arc<DeviceServer>, totals: Arc<Totals>, resend_cap: Duration) {
     let mut events = devices.subscribe();
     let mut loops = Loops(HashMap::new());
     while let Some(event) = events.recv().await {
@@ -142,7 +152,7 @@ async fn business_logic(devices: Arc<DeviceServer>, totals: Arc<Totals>, resend:
                     devices.clone(),
                     device.clone(),
                     totals.clone(),
-                    resend,
+                    resend_cap,
                 ));
                 if let Some(old) = loops.0.insert(device, task.abort_handle()) {
                     old.abort();
@@ -157,33 +167,39 @@ async fn business_logic(devices: Arc<DeviceServer>, totals: Arc<Totals>, resend:
     }
 }
 
-/// Asks one device for reports, one at a time, for as long as this server tracks it.
+/// Asks one device for reports, one at a time, for as long as this server tracks it;
+/// the resend timeout follows the device's measured round trip ([`Rto`]).
 async fn report_loop(
     devices: Arc<DeviceServer>,
     device: DeviceId,
     totals: Arc<Totals>,
-    resend: Duration,
+    resend_cap: Duration,
 ) {
     let Ok(reporter) = devices.device_ref::<Reporter>(&device, REPORTER) else {
         return;
     };
+    let mut rto = Rto::new(resend_cap);
     loop {
+        let timeout = rto.timeout();
         let asked = Instant::now();
-        match reporter.ask_timeout(ReportRequest, resend).await {
+        match reporter.ask_timeout(ReportRequest, timeout).await {
             Ok(report) => {
+                let round_trip = asked.elapsed();
+                rto.answered(round_trip);
                 if report.0.iter().sum::<i64>() == REPORT_SUM {
-                    totals.report(asked.elapsed());
+                    totals.report(round_trip);
                 } else {
                     totals.corrupt();
                 }
             }
             Err(_) => {
+                rto.lost();
                 totals.resend();
                 // A refused request (the device's node is gone) fails at once: wait out
-                // the resend time anyway, so a dead device is not asked in a busy loop.
+                // the timeout anyway, so a dead device is not asked in a busy loop.
                 let waited = asked.elapsed();
-                if waited < resend {
-                    tokio::time::sleep(resend - waited).await;
+                if waited < timeout {
+                    tokio::time::sleep(timeout - waited).await;
                 }
             }
         }
