@@ -8,7 +8,10 @@
 //!   anti-entropy when tables still differ ([`membership`], [`message`]);
 //! - **phi-accrual failure detection** sharded on the ring: each node probes its `k`
 //!   ring successors, and a member is Down only after a quorum of its monitors suspect
-//!   it and the keep-majority **downing** rule agrees ([`phi`], docs/cluster.md);
+//!   it and the keep-majority **downing** rule agrees; the suspicions form a gossiped
+//!   [`Reachability`] table from which nodes that are only *indirectly connected* (a cut
+//!   link between members that still reach the rest) are told apart from clean
+//!   partitions and the fewest of them are downed ([`phi`], docs/cluster.md);
 //! - a **consistent hash ring** with per-node vnodes ([`HashRing`]);
 //! - **cluster events** for subscribers: a snapshot first, then every change in order
 //!   ([`ClusterEvent`]);
