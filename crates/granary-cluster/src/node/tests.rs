@@ -239,3 +239,100 @@ fn rejoining_node_drops_down_verdicts_of_its_own_partition() {
     assert!(core.ring.contains(id(2).addr));
     assert!(!core.recent.contains_key(&id(2).addr), "never spread");
 }
+
+#[test]
+fn a_cut_link_between_two_others_downs_its_higher_end_after_stable_after() {
+    let t0 = Instant::now();
+    let mut core = core_with(3, t0);
+    // 1 and 2 cannot reach each other; node 0 reaches both. The old rule saw two
+    // unreachable members of three and downed node 0 as a "minority".
+    core.apply(suspecting(1, 2, &[2]));
+    core.evaluate_downing(t0);
+    core.apply(suspecting(2, 2, &[1]));
+    let t1 = t0 + Duration::from_millis(300);
+    core.evaluate_downing(t1);
+    core.evaluate_downing(t1 + Duration::from_millis(999));
+    for i in 0..3 {
+        assert_eq!(
+            status(&core, i),
+            MemberStatus::Up,
+            "decided before stable_after"
+        );
+    }
+    core.evaluate_downing(t1 + Duration::from_secs(1));
+    assert!(matches!(core.mode, Mode::Active));
+    assert_eq!(status(&core, 0), MemberStatus::Up);
+    assert_eq!(status(&core, 1), MemberStatus::Up);
+    assert_eq!(
+        status(&core, 2),
+        MemberStatus::Down,
+        "ties go to the highest address"
+    );
+}
+
+#[test]
+fn a_node_cut_from_both_others_downs_itself() {
+    let t0 = Instant::now();
+    let mut core = core_with(3, t0);
+    core.update_own(|row| row.suspects = [id(1), id(2)].into());
+    core.apply(suspecting(1, 2, &[0]));
+    core.apply(suspecting(2, 2, &[0]));
+    core.evaluate_downing(t0);
+    core.evaluate_downing(t0 + Duration::from_secs(1));
+    assert!(matches!(core.mode, Mode::Joining(_)));
+    assert_eq!(status(&core, 0), MemberStatus::Down);
+    assert_eq!(status(&core, 1), MemberStatus::Up);
+    assert_eq!(status(&core, 2), MemberStatus::Up);
+}
+
+#[test]
+fn a_resolution_that_would_down_a_majority_waits() {
+    let t0 = Instant::now();
+    let mut core = core_with(4, t0);
+    // Nobody reaches anybody, yet gossip got through: resolving would down three of four.
+    core.update_own(|row| row.suspects = [id(1), id(2), id(3)].into());
+    core.apply(suspecting(1, 2, &[0, 2, 3]));
+    core.apply(suspecting(2, 2, &[0, 1, 3]));
+    core.apply(suspecting(3, 2, &[0, 1, 2]));
+    core.evaluate_downing(t0);
+    core.evaluate_downing(t0 + Duration::from_secs(5));
+    assert!(matches!(core.mode, Mode::Active));
+    assert!(core.downing_refused);
+    for i in 0..4 {
+        assert_eq!(status(&core, i), MemberStatus::Up);
+    }
+}
+
+#[test]
+fn a_suspected_node_probes_its_suspecter_back() {
+    let t0 = Instant::now();
+    let mut core = core_with(8, t0);
+    let k = core.cfg.monitored_successors;
+    let watched: Vec<NodeId> = core.ring.successors(id(0).addr, k);
+    let stranger = (1..8)
+        .map(id)
+        .find(|n| !watched.contains(n))
+        .expect("with 8 nodes and k = 3, node 0 does not watch everyone");
+    core.take_outgoing();
+    core.probe_successors(t0);
+    let probed = |out: &[(SocketAddr, ClusterMessage)]| {
+        out.iter()
+            .any(|(to, m)| *to == stranger.addr && matches!(m, ClusterMessage::Heartbeat { .. }))
+    };
+    assert!(!probed(&core.take_outgoing()));
+    core.apply(suspecting(stranger.addr.port() - 9000, 2, &[0]));
+    core.probe_successors(t0 + Duration::from_millis(250));
+    assert!(
+        probed(&core.take_outgoing()),
+        "the suspecter is probed back"
+    );
+    // Unanswered, the probe-back turns into a suspicion of the suspecter.
+    core.probe_successors(t0 + Duration::from_secs(5));
+    assert!(core.own_row().unwrap().suspects.contains(&stranger));
+    // Once the suspicion is withdrawn, so are the probes and the counter-suspicion.
+    core.apply(suspecting(stranger.addr.port() - 9000, 3, &[]));
+    core.take_outgoing();
+    core.probe_successors(t0 + Duration::from_secs(6));
+    assert!(!probed(&core.take_outgoing()));
+    assert!(!core.own_row().unwrap().suspects.contains(&stranger));
+}
