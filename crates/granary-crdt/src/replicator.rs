@@ -506,11 +506,10 @@ impl Shared {
                 && placement.handoff.is_empty()
                 && !entry.is_blank()
                 && !entry.has_unsealed()
-                && placement.holders.iter().all(|addr| {
-                    peers
-                        .get(addr)
-                        .is_some_and(|p| p.acked(key) >= entry.seq())
-                });
+                && placement
+                    .holders
+                    .iter()
+                    .all(|addr| peers.get(addr).is_some_and(|p| p.acked(key) >= entry.seq()));
             if handed_over {
                 tracing::debug!(key, "not a holder any more: state dropped");
                 entry.reset_state();

@@ -38,9 +38,9 @@ use crate::error::DeviceError;
 use crate::id::DeviceId;
 use crate::protocol::{device_app_name, Heartbeat, Register, StopIfNotDesignated, SERVER};
 use crate::record::DeviceRecord;
+use crate::record::DeviceStatus;
 use crate::registry::DeviceRegistry;
 use actor::{lost_servers, queue_reconcile};
-use crate::record::DeviceStatus;
 use events::Tracked;
 
 /// Settings of a [`DeviceServer`].

@@ -202,17 +202,14 @@ impl<C: Replicated> CrdtHandle<C> {
             return Err(ReplicatorError::Stopped);
         }
         let replicas = self.shared.replicas_of(&mut core, &self.name);
-        Ok(core
-            .placements
-            .get(&self.name)
-            .map(|_| {
-                let mut all = replicas.peers;
-                if replicas.here {
-                    all.push(self.shared.me);
-                }
-                all.sort();
-                all
-            }))
+        Ok(core.placements.get(&self.name).map(|_| {
+            let mut all = replicas.peers;
+            if replicas.here {
+                all.push(self.shared.me);
+            }
+            all.sort();
+            all
+        }))
     }
 
     /// Reads the value: at `Local` the local one; at `Majority` or `All` after merging

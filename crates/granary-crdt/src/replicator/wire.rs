@@ -60,7 +60,10 @@ pub(crate) enum FrameBody {
     HandoffAck(Vec<String>),
     /// Asks the receiver to pass `body` on to `to` as if it came from the sender
     /// (pushes the sender could not get through directly, and the answers to them).
-    Relay { to: SocketAddr, body: Box<FrameBody> },
+    Relay {
+        to: SocketAddr,
+        body: Box<FrameBody>,
+    },
 }
 
 /// The changes of one key, made at the sender, numbered `first..=last` in the sender's

@@ -25,7 +25,18 @@ impl TestNode {
     pub fn addr(&self) -> SocketAddr {
         self.remote.local_addr()
     }
+
+    /// Crash: replication, membership and sockets stop at once, nobody is told.
+    pub async fn kill(self) {
+        self.replicator.stop();
+        self.cluster.stop().await;
+        self.remote.shutdown();
+        self.remote.system().shutdown().await;
+    }
 }
+
+/// The channel replication runs on in [`start_nodes_on_channel`].
+pub const CRDT_CHANNEL: &str = "crdt";
 
 /// Membership tuned for a shared test machine: quick gossip, a crashed member Down in
 /// about a second and a half.
@@ -71,21 +82,8 @@ pub async fn start_nodes_with(
 ) -> Vec<TestNode> {
     let mut nodes: Vec<TestNode> = Vec::new();
     for _ in 0..n {
-        let transport = TransportConfig::new("crdt-test", b"crdt-test-secret".to_vec())
-            .with_faults(faults.clone());
-        let remote = RemoteNode::start(ActorSystem::new(), transport)
-            .await
-            .expect("remote node");
         let seeds = nodes.first().map(|s| vec![s.addr()]).unwrap_or_default();
-        let cluster = Cluster::start_on_remote(cluster_config(), &remote, seeds)
-            .await
-            .expect("cluster");
-        let replicator = Replicator::start(&remote, &cluster, config.clone()).expect("replicator");
-        nodes.push(TestNode {
-            remote,
-            cluster,
-            replicator,
-        });
+        nodes.push(start_node(faults, &config, seeds).await);
     }
     wait_until(
         "every node sees every member Up",
@@ -94,6 +92,31 @@ pub async fn start_nodes_with(
     )
     .await;
     nodes
+}
+
+/// Starts one node joining through `seeds` (none: it forms a cluster).
+pub async fn start_node(
+    faults: &Arc<FaultInjector>,
+    config: &ReplicatorConfig,
+    seeds: Vec<SocketAddr>,
+) -> TestNode {
+    let mut transport =
+        TransportConfig::new("crdt-test", b"crdt-test-secret".to_vec()).with_faults(faults.clone());
+    if let Some(channel) = &config.channel {
+        transport = transport.with_channel(channel.clone(), 1);
+    }
+    let remote = RemoteNode::start(ActorSystem::new(), transport)
+        .await
+        .expect("remote node");
+    let cluster = Cluster::start_on_remote(cluster_config(), &remote, seeds)
+        .await
+        .expect("cluster");
+    let replicator = Replicator::start(&remote, &cluster, config.clone()).expect("replicator");
+    TestNode {
+        remote,
+        cluster,
+        replicator,
+    }
 }
 
 /// Polls `condition` every 10 ms until it holds; panics naming `what` after `limit`.
