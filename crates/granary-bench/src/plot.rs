@@ -8,8 +8,8 @@
 //!
 //! | scenario | charts (seed figure) |
 //! |---|---|
-//! | `pingpong`, `big` | throughput vs actors per payload, lines per mode; p50/p99 vs actors (000 Figs. 3–4, 7–8) |
-//! | `sort` | time vs list length per mode (000 Figs. 5–6) |
+//! | `pingpong`, `big` | throughput vs actors per payload, lines per mode (and virtual placement); p50/p99 vs actors (000 Figs. 3–4, 7–8) |
+//! | `sort` | time vs list length per mode and placement (000 Figs. 5–6) |
 //! | `iot` | throughput vs drop rate, vs MTTF, vs clients per server (003 §5.4) |
 //! | `echo`, `kvs` | throughput and p50/p99 vs concurrency, options on/off, per payload and RTT (002 Figs. 6–7, 9–10) |
 //! | `counter` | messages per second per K, actor vs function per store (001 Fig. 2) |
@@ -347,7 +347,7 @@ pub(crate) fn plot_rows(
                 name: "throughput vs actors",
                 x: "actors",
                 y: "msgs_per_sec",
-                series: vec!["mode"],
+                series: vec!["mode", "placement"],
                 facets: vec!["payload_bytes"],
                 log_x: false,
                 log_y: false,
@@ -357,7 +357,7 @@ pub(crate) fn plot_rows(
                 name: "latency vs actors",
                 x: "actors",
                 y: "p99_us",
-                series: vec!["mode"],
+                series: vec!["mode", "placement"],
                 facets: vec!["payload_bytes"],
                 log_x: false,
                 log_y: true,
@@ -368,7 +368,7 @@ pub(crate) fn plot_rows(
             name: "time vs list length",
             x: "list_len",
             y: "seconds",
-            series: vec!["mode"],
+            series: vec!["mode", "placement"],
             facets: vec![],
             log_x: false,
             log_y: false,

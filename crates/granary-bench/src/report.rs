@@ -158,6 +158,13 @@ impl Reporter {
         Ok(())
     }
 
+    /// [`Self::finish`], handing back every row emitted, in order (for `--plot`).
+    pub(crate) fn finish_rows(self) -> Vec<Map<String, Value>> {
+        let rows = self.rows.clone();
+        self.finish();
+        rows
+    }
+
     /// Clears the progress bar and prints every row emitted so far as a table on
     /// stderr (only the columns that some row has).
     pub(crate) fn finish(self) {

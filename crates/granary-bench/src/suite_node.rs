@@ -15,9 +15,11 @@
 //! covers a harness killed with SIGKILL.
 
 pub(crate) mod collect;
+pub(crate) mod drive;
 pub(crate) mod harness;
 pub(crate) mod protocol;
 pub(crate) mod rows;
+pub(crate) mod sweep;
 
 use std::io::BufRead;
 use std::net::SocketAddr;
@@ -63,6 +65,48 @@ impl Mode {
     }
 }
 
+/// How a virtual node places new activations of the suite's scenario kinds
+/// (`pingpong`, `sort`, `big`); the collector stays `PreferLocal`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum PlacementArg {
+    /// A random Up member hosting the kind (Orleans' default, the paper's setting).
+    #[default]
+    Random,
+    /// Members in turn, per directory owner (Proto.Actor's default).
+    RoundRobin,
+    /// The node whose call caused the activation.
+    PreferLocal,
+    /// The identity's directory owner: the lookup and the activation are one hop.
+    Hash,
+    /// The less loaded of two random members.
+    LeastLoaded,
+}
+
+impl PlacementArg {
+    /// The name in result rows and on the command line.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            PlacementArg::Random => "random",
+            PlacementArg::RoundRobin => "round-robin",
+            PlacementArg::PreferLocal => "prefer-local",
+            PlacementArg::Hash => "hash",
+            PlacementArg::LeastLoaded => "least-loaded",
+        }
+    }
+
+    /// granary-virtual's placement of this name.
+    pub(crate) fn placement(self) -> Placement {
+        match self {
+            PlacementArg::Random => Placement::Random,
+            PlacementArg::RoundRobin => Placement::RoundRobin,
+            PlacementArg::PreferLocal => Placement::PreferLocal,
+            PlacementArg::Hash => Placement::Hash,
+            PlacementArg::LeastLoaded => Placement::LeastLoaded,
+        }
+    }
+}
+
 /// Options of the hidden `node` subcommand.
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
@@ -81,6 +125,9 @@ pub(crate) struct NodeArgs {
     /// Virtual mode: directory of the node's own files.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Virtual mode: placement of the `pingpong`, `sort` and `big` kinds.
+    #[arg(long, value_enum, default_value_t = PlacementArg::Random)]
+    placement: PlacementArg,
 }
 
 /// Why a node process could not run.
@@ -166,9 +213,10 @@ async fn start_virtual(args: &NodeArgs) -> Result<Node, NodeError> {
     if let Some(dir) = &args.data_dir {
         builder = builder.data_dir(dir);
     }
-    builder = crate::pingpong::actors::kinds(builder);
-    builder = crate::sort::actors::kinds(builder);
-    builder = crate::big::actors::kinds(builder);
+    let placement = args.placement.placement();
+    builder = crate::pingpong::actors::kinds(builder, &placement);
+    builder = crate::sort::actors::kinds(builder, &placement);
+    builder = crate::big::actors::kinds(builder, &placement);
     builder = crate::failover::counter::kinds(builder);
     builder
         .start()

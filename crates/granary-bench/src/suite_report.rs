@@ -79,28 +79,35 @@ pub(crate) const PLAN: &[Planned] = &[
         seed: "000 §3.3.1–2",
         args: &[
             "--actors",
-            "3,12,48",
+            "3,6,12,24,48,64",
             "--payload",
             "0,2048",
             "--messages",
-            "30000",
+            "150000",
         ],
     },
     Planned {
         name: "sort",
         seed: "000 §3.3.3–4",
-        args: &["--len", "1000,2000,4000,8000"],
+        args: &[
+            "--len",
+            "1000,2000,4000,8000,12000",
+            "--placement",
+            "random,hash",
+            "--repeat",
+            "5",
+        ],
     },
     Planned {
         name: "big",
         seed: "000 §3.3.5–6",
         args: &[
             "--actors",
-            "3,6,12,24",
+            "3,6,12,24,48,64",
             "--payload",
-            "0",
+            "0,2048",
             "--messages",
-            "20000",
+            "200000",
         ],
     },
     Planned {
@@ -189,11 +196,11 @@ pub(crate) const PLAN: &[Planned] = &[
 ];
 
 /// `--quick` plus the planned arguments a scenario cannot run without (`storage`
-/// needs its `--store`).
+/// needs its `--store`) or that choose what is compared (`--placement`).
 fn quick_args(planned: &[&str]) -> Vec<String> {
     let mut args = vec!["--quick".to_string()];
     for pair in planned.windows(2) {
-        if pair[0] == "--store" {
+        if pair[0] == "--store" || pair[0] == "--placement" {
             args.extend([pair[0].to_string(), pair[1].to_string()]);
         }
     }
@@ -461,6 +468,10 @@ mod tests {
             ["--quick", "--store", "all"]
         );
         assert_eq!(quick_args(&["--messages", "30000"]), ["--quick"]);
+        assert_eq!(
+            quick_args(&["--len", "1000", "--placement", "random,hash"]),
+            ["--quick", "--placement", "random,hash"]
+        );
     }
 
     #[test]

@@ -343,10 +343,11 @@ impl VirtualHandler<BigPong> for VirtualBig {
     }
 }
 
-/// The kind a virtual node hosts for `big`.
-pub(crate) fn kinds(builder: NodeBuilder) -> NodeBuilder {
+/// The kind a virtual node hosts for `big`, placed by `placement`.
+pub(crate) fn kinds(builder: NodeBuilder, placement: &Placement) -> NodeBuilder {
     builder.host(
         Kind::<VirtualBig>::new()
+            .placement(placement.clone())
             .handles::<VirtualBigGo>()
             .handles::<BigPing>()
             .handles::<BigPong>(),

@@ -4,14 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use futures::future::try_join_all;
 use granary::prelude::*;
 use granary::virtual_actors::Node;
 use granary_remote::{RemoteNode, RemoteRef};
 use tokio::sync::oneshot;
 
 use super::actors::{big_key, BigActor, BigGo, BigPing, BigPong, Peers, VirtualBig, VirtualBigGo};
-use crate::suite_node::collect::{expect_virtual, Collector, Done, Open, VirtualCollector};
+use crate::suite_node::collect::{Collector, Done};
+use crate::suite_node::drive::{virtual_round, warm_then_measure};
 use crate::suite_node::protocol::{Measured, Reply};
 use crate::suite_node::{measured, within_run_limit};
 
@@ -94,8 +94,7 @@ pub(crate) async fn run_distributed(
         collector.stop();
         Ok::<Measured, String>(measured(latencies, started.elapsed().as_secs_f64()))
     };
-    round("warmup", 1).await?;
-    round("measured", per_peer).await
+    warm_then_measure(1, per_peer, round).await
 }
 
 /// Virtual mode: the framework places the big actors of `run`; this node starts
@@ -107,40 +106,16 @@ pub(crate) async fn run_virtual(
     payload: usize,
     per_peer: u32,
 ) -> Reply {
-    let round = |phase: &'static str, per_peer: u32| async move {
+    warm_then_measure(1, per_peer, |phase, per_peer| {
         let collector = format!("big-{run}-{phase}");
-        let wait = expect_virtual(&collector);
-        let here = node
-            .get::<VirtualCollector>(collector.clone())
-            .ask(Open)
-            .await
-            .map_err(|e| format!("collector: {e}"))?;
-        if !here {
-            return Err("the collector was not placed on the driving node".to_string());
-        }
         let go = VirtualBigGo {
             actors,
             per_peer,
             payload_bytes: payload,
-            collector,
+            collector: collector.clone(),
         };
-        let started = Instant::now();
-        let starts = (0..actors).map(|index| {
-            let actor = node.get::<VirtualBig>(big_key(run, index));
-            let go = go.clone();
-            async move {
-                actor
-                    .tell(go)
-                    .await
-                    .map_err(|e| format!("big actor {index}: {e}"))
-            }
-        });
-        try_join_all(starts).await?;
-        let latencies = within_run_limit(wait)
-            .await?
-            .map_err(|_| "the collector went away".to_string())?;
-        Ok::<Measured, String>(measured(latencies, started.elapsed().as_secs_f64()))
-    };
-    round("warmup", 1).await?;
-    round("measured", per_peer).await
+        let keys = (0..actors).map(move |index| big_key(run, index));
+        async move { virtual_round::<VirtualBig, _>(node, &collector, keys, go).await }
+    })
+    .await
 }

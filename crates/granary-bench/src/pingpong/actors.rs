@@ -257,15 +257,20 @@ impl VirtualHandler<Ball> for VirtualPonger {
     }
 }
 
-/// The kinds a virtual node hosts for `pingpong`.
-pub(crate) fn kinds(builder: NodeBuilder) -> NodeBuilder {
+/// The kinds a virtual node hosts for `pingpong`, placed by `placement`.
+pub(crate) fn kinds(builder: NodeBuilder, placement: &Placement) -> NodeBuilder {
     builder
         .host(
             Kind::<VirtualPinger>::new()
+                .placement(placement.clone())
                 .handles::<VirtualGo>()
                 .handles::<Ball>(),
         )
-        .host(Kind::<VirtualPonger>::new().handles::<Ball>())
+        .host(
+            Kind::<VirtualPonger>::new()
+                .placement(placement.clone())
+                .handles::<Ball>(),
+        )
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use granary_remote::RemoteNode;
 use tokio::sync::oneshot;
 
 use super::actors::{Ball, Go, Pinger, Ponger, VirtualGo, VirtualPinger};
-use crate::suite_node::collect::{expect_virtual, Open, VirtualCollector};
-use crate::suite_node::protocol::{Measured, Reply};
+use crate::suite_node::drive::{virtual_round, warm_then_measure};
+use crate::suite_node::protocol::Reply;
 use crate::suite_node::{measured, within_run_limit};
 
 /// Round trips per ping actor in the warm-up rally (connections, caches,
@@ -86,14 +86,19 @@ pub(crate) async fn run_distributed(
             within_run_limit(try_join_all(waits)).await?
         }
     };
-    rally(WARMUP_ROUNDS.min(rounds)).await?;
-    let started = Instant::now();
-    let latencies: Vec<u32> = rally(rounds).await?.into_iter().flatten().collect();
-    let seconds = started.elapsed().as_secs_f64();
+    let result = warm_then_measure(WARMUP_ROUNDS.min(rounds), rounds, |_, rounds| {
+        let rally = &rally;
+        async move {
+            let started = Instant::now();
+            let latencies: Vec<u32> = rally(rounds).await?.into_iter().flatten().collect();
+            Ok(measured(latencies, started.elapsed().as_secs_f64()))
+        }
+    })
+    .await;
     for ping in &pings {
         ping.stop();
     }
-    Ok(measured(latencies, seconds))
+    result
 }
 
 /// Virtual mode: the framework places the ping and pong actors of `run`; this node
@@ -105,39 +110,16 @@ pub(crate) async fn run_virtual(
     payload: usize,
     rounds: u32,
 ) -> Reply {
-    let rally = |phase: &'static str, rounds: u32| async move {
+    warm_then_measure(WARMUP_ROUNDS.min(rounds), rounds, |phase, rounds| {
         let collector = format!("pingpong-{run}-{phase}");
-        let wait = expect_virtual(&collector);
-        let here = node
-            .get::<VirtualCollector>(collector.clone())
-            .ask(Open)
-            .await
-            .map_err(|e| format!("collector: {e}"))?;
-        if !here {
-            return Err("the collector was not placed on the driving node".to_string());
-        }
         let go = VirtualGo {
             rounds,
             payload_bytes: payload,
-            collector,
+            collector: collector.clone(),
             expected: actors,
         };
-        let started = Instant::now();
-        let starts = (0..actors).map(|i| {
-            let ping = node.get::<VirtualPinger>(format!("pingpong-{run}-{i}"));
-            let go = go.clone();
-            async move {
-                ping.tell(go)
-                    .await
-                    .map_err(|e| format!("ping actor {i}: {e}"))
-            }
-        });
-        try_join_all(starts).await?;
-        let latencies = within_run_limit(wait)
-            .await?
-            .map_err(|_| "the collector went away".to_string())?;
-        Ok::<Measured, String>(measured(latencies, started.elapsed().as_secs_f64()))
-    };
-    rally("warmup", WARMUP_ROUNDS.min(rounds)).await?;
-    rally("measured", rounds).await
+        let keys = (0..actors).map(move |i| format!("pingpong-{run}-{i}"));
+        async move { virtual_round::<VirtualPinger, _>(node, &collector, keys, go).await }
+    })
+    .await
 }

@@ -222,9 +222,13 @@ impl VirtualHandler<SortList> for VirtualSorter {
     }
 }
 
-/// The kind a virtual node hosts for `sort`.
-pub(crate) fn kinds(builder: NodeBuilder) -> NodeBuilder {
-    builder.host(Kind::<VirtualSorter>::new().handles::<SortList>())
+/// The kind a virtual node hosts for `sort`, placed by `placement`.
+pub(crate) fn kinds(builder: NodeBuilder, placement: &Placement) -> NodeBuilder {
+    builder.host(
+        Kind::<VirtualSorter>::new()
+            .placement(placement.clone())
+            .handles::<SortList>(),
+    )
 }
 
 /// `len` pseudo-random integers (xorshift seeded by `run`, so runs differ but are

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::protocol::{parse_reply, Command, Measured, Request};
-use super::Mode;
+use super::{Mode, PlacementArg};
 use crate::child_process::ChildProcess;
 use crate::report::ReportError;
 
@@ -81,6 +81,9 @@ pub(crate) enum SuiteError {
     /// Writing the results failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// Drawing the charts (`--plot`) failed.
+    #[error(transparent)]
+    Plot(#[from] crate::plot::PlotError),
 }
 
 /// A line a node printed, tagged with the node's slot.
@@ -90,6 +93,7 @@ pub(crate) type Line = (usize, String);
 pub(crate) struct SuiteCluster {
     mode: Mode,
     store: String,
+    placement: PlacementArg,
     exe: PathBuf,
     nodes: Vec<Option<ChildProcess>>,
     addrs: Vec<SocketAddr>,
@@ -104,12 +108,23 @@ impl SuiteCluster {
     /// Starts `count` node processes in `mode` with the state store `store` (virtual
     /// mode) and waits until they serve (virtual mode: until each sees all Up).
     pub(crate) async fn start(mode: Mode, count: usize, store: &str) -> Result<Self, SuiteError> {
+        Self::start_placed(mode, count, store, PlacementArg::default()).await
+    }
+
+    /// [`Self::start`] with the scenario kinds placed by `placement` (virtual mode).
+    pub(crate) async fn start_placed(
+        mode: Mode,
+        count: usize,
+        store: &str,
+        placement: PlacementArg,
+    ) -> Result<Self, SuiteError> {
         crate::child_process::kill_children_on_ctrl_c("node processes");
         let exe = std::env::current_exe().map_err(SuiteError::Runtime)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let mut cluster = Self {
             mode,
             store: store.to_string(),
+            placement,
             exe,
             nodes: Vec::new(),
             addrs: Vec::new(),
@@ -145,6 +160,9 @@ impl SuiteCluster {
             .arg(self.mode.name())
             .arg("--store")
             .arg(&self.store);
+        if self.mode == Mode::Virtual {
+            command.arg("--placement").arg(self.placement.name());
+        }
         if let (Mode::Virtual, Some(seed)) = (self.mode, seed) {
             command.arg("--seed").arg(seed.to_string());
         }

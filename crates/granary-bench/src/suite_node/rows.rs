@@ -1,5 +1,6 @@
 //! The result rows of `pingpong`, `big` and `sort` (the output contract's standard
-//! fields plus the list length of `sort`), and the runtime the harness runs on.
+//! fields plus the virtual placement, and the list length and repeats of `sort`),
+//! the sweep flags, and the runtime the harness runs on.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,7 @@ use serde::Serialize;
 
 use super::harness::SuiteError;
 use super::protocol::Measured;
-use super::Mode;
+use super::{Mode, PlacementArg};
 use crate::report::{contract_columns, ReportError, Reporter};
 
 /// The sweep flags `pingpong` and `big` share.
@@ -17,6 +18,10 @@ pub(crate) struct SweepArgs {
     /// Placement modes to run, comma-separated (default both).
     #[arg(long, value_enum, value_delimiter = ',')]
     mode: Option<Vec<Mode>>,
+    /// Virtual mode: placements of the actors, comma-separated, one virtual run each
+    /// (default random, as in the paper's Orleans runs).
+    #[command(flatten)]
+    pub(crate) placement: PlacementArgs,
     /// Actors, comma-separated (paper: 3,6,12,24,48,64; `--quick`: 3).
     #[arg(long, value_delimiter = ',')]
     actors: Option<Vec<u32>>,
@@ -29,6 +34,37 @@ pub(crate) struct SweepArgs {
     /// Append the rows as CSV to this file.
     #[arg(long)]
     pub(crate) csv: Option<PathBuf>,
+    /// Draw PNG charts of the rows into this directory.
+    #[arg(long)]
+    pub(crate) plot: Option<PathBuf>,
+}
+
+/// The `--placement` flag of `pingpong`, `sort` and `big`.
+#[derive(Debug, Args)]
+pub(crate) struct PlacementArgs {
+    /// Virtual mode: placements of the scenario's actors, comma-separated; the
+    /// virtual runs are repeated for each (default random, the paper's Orleans
+    /// setting; `hash` activates on the directory owner, saving a hop).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    placement: Option<Vec<PlacementArg>>,
+}
+
+impl PlacementArgs {
+    /// The clusters a sweep of `modes` starts, in order: one distributed, one
+    /// virtual per placement.
+    pub(crate) fn clusters(&self, modes: &[Mode]) -> Vec<(Mode, PlacementArg)> {
+        let placements = self
+            .placement
+            .clone()
+            .unwrap_or_else(|| vec![PlacementArg::default()]);
+        modes
+            .iter()
+            .flat_map(|&mode| match mode {
+                Mode::Distributed => vec![(mode, PlacementArg::default())],
+                Mode::Virtual => placements.iter().map(|&p| (mode, p)).collect(),
+            })
+            .collect()
+    }
 }
 
 /// What a sweep covers: the flags given, else the paper's sweep, or one small point
@@ -62,7 +98,7 @@ impl SweepArgs {
 }
 
 /// This scenario's columns after the contract's ([`contract_columns`]).
-const OWN_COLUMNS: &[&str] = &["list_len"];
+const OWN_COLUMNS: &[&str] = &["placement", "list_len", "repeats"];
 
 /// One measured configuration of `pingpong`, `big` or `sort`.
 #[derive(Debug, Clone, Serialize)]
@@ -79,15 +115,17 @@ pub(crate) struct SweepRow {
     p99_us: Option<f64>,
     p999_us: Option<f64>,
     max_us: Option<f64>,
+    placement: Option<&'static str>,
     list_len: Option<u64>,
+    repeats: Option<u32>,
 }
 
 impl SweepRow {
     /// The row of a run of `scenario` with `actors` actors and `payload` bytes on
-    /// three nodes.
+    /// three nodes; virtual rows name their `placement`.
     pub(crate) fn new(
         scenario: &'static str,
-        mode: Mode,
+        (mode, placement): (Mode, PlacementArg),
         actors: u32,
         payload: usize,
         measured: &Measured,
@@ -106,13 +144,21 @@ impl SweepRow {
             p99_us: p99,
             p999_us: p999,
             max_us: max,
+            placement: (mode == Mode::Virtual).then(|| placement.name()),
             list_len: None,
+            repeats: None,
         }
     }
 
     /// Adds the list length (`sort`).
     pub(crate) fn with_list_len(mut self, len: usize) -> Self {
         self.list_len = Some(len as u64);
+        self
+    }
+
+    /// Adds how many runs the row's figures are the mean of (`sort`).
+    pub(crate) fn with_repeats(mut self, repeats: u32) -> Self {
+        self.repeats = Some(repeats);
         self
     }
 }
