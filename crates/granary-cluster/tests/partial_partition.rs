@@ -31,6 +31,7 @@ async fn three_nodes_with_a_cut(net: MemoryNetwork, both_ways: bool) {
     if both_ways {
         net.cut(c.addr, a.addr);
     }
+    let cut_at = tokio::time::Instant::now();
 
     // B resolves the cut: one of A and C is Down in its view.
     assert!(
@@ -44,6 +45,10 @@ async fn three_nodes_with_a_cut(net: MemoryNetwork, both_ways: bool) {
             .map(|m| (m.id, m.status))
             .collect::<Vec<_>>(),
         nodes[1].reachability()
+    );
+    eprintln!(
+        "cut A-C (both ways: {both_ways}) resolved by B after {:?} (virtual)",
+        cut_at.elapsed()
     );
     let (loser, survivor) = if holds_down(&nodes[1], a) {
         (0, 2)
@@ -118,6 +123,7 @@ async fn a_node_cut_from_two_others_is_the_only_one_downed() {
     for far in [3, 4] {
         net.partition(&[&[ids[cut_off].addr], &[ids[far].addr]]);
     }
+    let cut_at = tokio::time::Instant::now();
 
     for (i, node) in nodes.iter().enumerate() {
         if i == cut_off {
@@ -135,6 +141,10 @@ async fn a_node_cut_from_two_others_is_the_only_one_downed() {
             node.reachability()
         );
     }
+    eprintln!(
+        "node cut from two of five seen Down by all others after {:?} (virtual)",
+        cut_at.elapsed()
+    );
     tokio::time::sleep(Duration::from_secs(15)).await;
     for (i, node) in nodes.iter().enumerate() {
         if i == cut_off {
