@@ -94,12 +94,22 @@ impl<C: Replicated> CrdtHandle<C> {
         mutate: impl FnOnce(&mut C, ReplicaId) -> C::Delta,
     ) -> Result<(), ReplicatorError> {
         let replica = self.shared.replica;
-        if !self.is_holder()? {
+        if !self.held_here()? {
             return Err(ReplicatorError::NotHolder {
                 name: self.name.clone(),
             });
         }
         self.with_entry(|entry| entry.mutate(|state| mutate(state, replica)))
+    }
+
+    /// Whether this node held the CRDT at the last push round (cheap: no look at the
+    /// membership; every CRDT held by all members is held here).
+    fn held_here(&self) -> Result<bool, ReplicatorError> {
+        let core = self.shared.core.lock();
+        if core.stopped {
+            return Err(ReplicatorError::Stopped);
+        }
+        Ok(core.placements.get(&self.name).is_none_or(|p| p.holding))
     }
 
     /// Applies `mutate`, pushes it to the replicas at once and waits until as many of
@@ -217,6 +227,9 @@ impl<C: Replicated> CrdtHandle<C> {
     /// the CRDT, the value merged from as many holders as `consistency` needs (one for
     /// `Local`, waiting up to four times `retransmit_after`).
     pub async fn read(&self, consistency: Consistency) -> Result<C::Value, ReplicatorError> {
+        if consistency == Consistency::Local && self.held_here()? {
+            return self.value();
+        }
         let replicas = self.replicas()?;
         if replicas.here {
             if consistency == Consistency::Local || replicas.needed(consistency) <= 1 {
