@@ -1,31 +1,39 @@
 //! Replication of named CRDTs across the members of a cluster (seed 003 §2.9).
 //!
 //! A [`Replicator`] runs on every node, on the node's [`RemoteNode`] (its port and
-//! authenticated connections) and [`Cluster`] (who the peers are). Every member holds
-//! every named CRDT. [`Replicator::crdt`] opens one by name and type and returns a typed
-//! [`CrdtHandle`]; updates apply locally at once, and their deltas spread in the
-//! background:
+//! authenticated connections) and [`Cluster`] (who the peers are). By default every
+//! member holds every named CRDT; [`Replicator::crdt_with_replicas`] (or
+//! [`ReplicatorConfig::replicas`]) puts one on the first `n` members of the ring's
+//! preference list for its name instead. [`Replicator::crdt`] opens one by name and type
+//! and returns a typed [`CrdtHandle`]; updates apply locally at once, and their deltas
+//! spread in the background:
 //!
 //! - every `delta_interval` the local changes of each CRDT since the last round are
 //!   numbered (one number per CRDT and round) and kept in a bounded buffer;
-//! - each peer that has not acknowledged our latest number gets one frame with, per
-//!   CRDT, the join of the buffered deltas after its acknowledged number — or the full
-//!   state when the buffer no longer reaches back that far (a new peer, or one that was
-//!   away too long);
+//! - each peer (each holder, for a CRDT on a subset) that has not acknowledged our
+//!   latest number gets one frame with, per CRDT, the join of the buffered deltas after
+//!   its acknowledged number — or the full state when the buffer no longer reaches back
+//!   that far (a new peer, or one that was away too long);
 //! - the peer merges, answers with the numbers it now holds, and we push again only
 //!   after that answer or after `retransmit_after` without one (doubling while the peer
-//!   stays silent), so a dropped push or answer costs one retransmission.
+//!   stays silent), so a dropped push or answer costs one retransmission. The
+//!   retransmission also goes through one peer that answers, which relays it (and the
+//!   answer back): a link cut while a third peer reaches both ends costs one
+//!   retransmission delay, not an anti-entropy round.
 //!
-//! Merge is idempotent, so a retransmitted delta does no harm; and since each node sends
-//! its own changes to every peer directly, a change reaches everyone its author can
-//! reach. Anti-entropy covers an author that crashed half way: every
-//! `anti_entropy_interval` a node sends one peer digests of its quiet CRDTs, and where
-//! they differ the two exchange full states. Frames carry the sender's session (its node's incarnation): a restarted peer
-//! starts from zero and is sent full states.
+//! Merge is idempotent, so a retransmitted or relayed delta does no harm; and since each
+//! node sends its own changes to every peer, a change reaches everyone its author can
+//! reach directly or through one relay. Anti-entropy covers an author that crashed half
+//! way: every `anti_entropy_interval` a node sends one peer digests of its quiet CRDTs,
+//! and where they differ the two exchange full states. Frames carry the sender's
+//! session (its node's incarnation): a restarted peer starts from zero and is sent full
+//! states. When the holders of a CRDT on a subset change, nodes that have its state hand
+//! it to the new holders, and a node that stops holding it drops it once handed over.
 //!
 //! Reads and writes take a [`Consistency`]: `Local`, `Majority` or `All`, the latter two
 //! with a timeout and [`ReplicatorError::Timeout`] when it runs out (a write stays
-//! applied locally and keeps spreading, as in Akka Distributed Data).
+//! applied locally and keeps spreading, as in Akka Distributed Data). For a CRDT on a
+//! subset they count holders, and a non-holder's reads and updates go to the holders.
 
 mod config;
 mod entry;
@@ -60,7 +68,7 @@ use placement::Placement;
 use stats::{bump, Counters};
 use wire::{CrdtFrame, FrameBody, Inbox, Payload, Update, INBOX};
 
-/// Replicates named CRDTs to every member of a cluster.
+/// Replicates named CRDTs to the members of a cluster (every member, or a subset by ring).
 ///
 /// ```no_run
 /// // no_run: opens sockets; tests/replication_converges.rs runs the same flow.
