@@ -397,7 +397,7 @@ impl Shared {
             // Peers that answer: they relay pushes to peers that do not.
             let mut helpers: Vec<SocketAddr> = peers
                 .iter()
-                .filter(|(_, p)| p.timeouts == 0 && p.session.is_some())
+                .filter(|(_, p)| p.timeouts == 0 && p.session.is_some() && !p.relayed)
                 .map(|(addr, _)| *addr)
                 .collect();
             helpers.sort();
@@ -615,6 +615,9 @@ impl Shared {
             let not_held = |key: &str| placements.get(key).is_some_and(|p| !p.holding);
             let peer = peers.entry(from).or_default();
             peer.heard(session);
+            // Heard through a relay, the direct link may still be cut: the peer is not
+            // picked to relay for us until it is heard from directly.
+            peer.relayed = via.is_some();
             match body {
                 FrameBody::Push(updates) => {
                     let mut acks = Vec::with_capacity(updates.len());

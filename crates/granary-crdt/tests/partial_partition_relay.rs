@@ -64,4 +64,34 @@ async fn an_update_crosses_a_cut_link_through_a_third_peer() {
         "took {elapsed:?}, anti-entropy is 20 s"
     );
     assert!(faults.stats().dropped > 0, "the cut dropped nothing");
+
+    // The cut stays: later updates keep crossing it as promptly (the back-off toward
+    // the cut peer must not slow the relay down round after round).
+    for round in 0..5 {
+        let written = Instant::now();
+        let (ours, theirs) = (format!("a-{round}"), format!("c-{round}"));
+        sets[0]
+            .update(|s, me| s.add(me, ours.clone()))
+            .expect("add");
+        sets[2]
+            .update(|s, me| s.add(me, theirs.clone()))
+            .expect("add");
+        wait_until(
+            "this round's items everywhere",
+            Duration::from_secs(5),
+            || {
+                sets.iter().all(|s| {
+                    let v = s.value().expect("value");
+                    v.contains(&ours) && v.contains(&theirs)
+                })
+            },
+        )
+        .await;
+        let elapsed = written.elapsed();
+        println!("round {round} crossed the cut in {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "round {round}: {elapsed:?}"
+        );
+    }
 }

@@ -16,6 +16,8 @@ pub(crate) struct Peer {
     pub(crate) in_flight: HashMap<String, (u64, Instant)>,
     /// Pushes that timed out since the peer was last heard from.
     pub(crate) timeouts: u32,
+    /// The peer was last heard from through a relay (the direct link may be cut).
+    pub(crate) relayed: bool,
 }
 
 impl Peer {
