@@ -1,9 +1,11 @@
-//! Fuzz the frame decoder: any byte stream, fed in arbitrary pieces, must decode to frames
-//! or a typed error, never panic, and never buffer past the configured maximum.
+//! Fuzz the frame decoder and the chunk reassembler: any byte stream, fed in arbitrary
+//! pieces, must decode to frames (chunks rebuilt into whole frames, as the transport's
+//! reader does) or a typed error, never panic, and never buffer past the configured
+//! maximum.
 #![no_main]
 
 use bytes::BytesMut;
-use granary_remote::wire::FrameDecoder;
+use granary_remote::wire::{FrameDecoder, Reassembler};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -13,14 +15,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let decoder = FrameDecoder::new(64 * 1024);
     let _ = decoder.decode_exact(rest);
+    let mut reassembler = Reassembler::new(64 * 1024);
     let mut buf = BytesMut::new();
     for piece in rest.chunks(usize::from(split).max(1)) {
         buf.extend_from_slice(piece);
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    let _ = (frame.sender(), frame.recipient(), frame.body.len());
-                }
+                Ok(Some(frame)) => match reassembler.push(frame) {
+                    Ok(Some(frame)) => {
+                        let _ = (frame.sender(), frame.recipient(), frame.body.len());
+                    }
+                    Ok(None) => {}
+                    Err(_) => return,
+                },
                 Ok(None) => break,
                 Err(_) => return,
             }

@@ -14,7 +14,7 @@
 //! - `oneway`: 1,000,000 messages of 16 B and 200,000 of 1 KiB, actor to remote actor
 //!   (tell); timed until the remote actor has counted the last one.
 //! - `pairs`: 64 pairs ping-pong 16 B at once with P = 1, 2, 4 data connections and
-//!   affinity on/off, while one extra pair streams 1 MiB messages: the small pairs'
+//!   affinity on/off (bulk lane on; P = 1 and 4 with affinity also with it off), while one extra pair streams 1 MiB messages: the small pairs'
 //!   p99 shows head-of-line blocking (seed 002 §4, Figs. 2–5).
 //!
 //! Baselines in the same run: `raw-tcp` (tokio TCP echo and a raw one-way stream of
@@ -172,15 +172,21 @@ impl Sizes {
     }
 }
 
-/// The P and affinity settings `pairs` sweeps.
-const PAIRS_CONFIGS: [(usize, bool); 6] = [
-    (1, true),
-    (2, true),
-    (4, true),
-    (1, false),
-    (2, false),
-    (4, false),
+/// The (P, affinity, bulk lane) settings `pairs` sweeps.
+const PAIRS_CONFIGS: [(usize, bool, bool); 8] = [
+    (1, true, true),
+    (2, true, true),
+    (4, true, true),
+    (1, false, true),
+    (2, false, true),
+    (4, false, true),
+    (1, true, false),
+    (4, true, false),
 ];
+
+/// Issue 3's bar for `pairs`: the small pairs' p99 with P=4 + affinity at most this
+/// fraction of P=1's.
+const PAIRS_BAR: f64 = 0.5;
 
 /// Size of each message of the bulk pair in `pairs`.
 pub(crate) const BULK_BYTES: usize = 1 << 20;
@@ -325,6 +331,7 @@ struct RemoteRow {
     messages: u64,
     parallelism: Option<u64>,
     affinity: Option<bool>,
+    bulk_lane: Option<bool>,
     seconds: f64,
     msgs_per_sec: f64,
     round_trips_per_sec: Option<f64>,
@@ -347,6 +354,7 @@ const COLUMNS: &[&str] = &[
     "messages",
     "parallelism",
     "affinity",
+    "bulk_lane",
     "seconds",
     "msgs_per_sec",
     "round_trips_per_sec",
@@ -369,8 +377,8 @@ pub(crate) struct Job {
     pub(crate) payload: usize,
     /// Messages or round trips (per pair for `pairs`).
     pub(crate) count: u64,
-    /// `pairs`: data connections and affinity.
-    pub(crate) pairs: Option<(usize, bool)>,
+    /// `pairs`: data connections, affinity and bulk lane.
+    pub(crate) pairs: Option<(usize, bool, bool)>,
 }
 
 impl Job {
@@ -390,8 +398,9 @@ impl Job {
             },
             payload_bytes: self.payload as u64,
             messages: measured.messages,
-            parallelism: self.pairs.map(|(p, _)| p as u64),
-            affinity: self.pairs.map(|(_, a)| a),
+            parallelism: self.pairs.map(|(p, _, _)| p as u64),
+            affinity: self.pairs.map(|(_, a, _)| a),
+            bulk_lane: self.pairs.map(|(_, _, b)| b),
             seconds: measured.seconds,
             // A round trip is two messages.
             msgs_per_sec: if round_trip { 2.0 * per_sec } else { per_sec },
@@ -511,14 +520,19 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
 
 /// The comparisons the bar of issue 3 asks for, as text.
 fn ratios(rows: &[RemoteRow]) -> String {
-    let find = |test: Test, framework: Framework, payload: u64, pairs: Option<(u64, bool)>| {
-        rows.iter().find(|row| {
-            row.test == test
-                && row.framework == framework
-                && row.payload_bytes == payload
-                && pairs.is_none_or(|(p, a)| row.parallelism == Some(p) && row.affinity == Some(a))
-        })
-    };
+    let find =
+        |test: Test, framework: Framework, payload: u64, pairs: Option<(u64, bool, bool)>| {
+            rows.iter().find(|row| {
+                row.test == test
+                    && row.framework == framework
+                    && row.payload_bytes == payload
+                    && pairs.is_none_or(|(p, a, b)| {
+                        row.parallelism == Some(p)
+                            && row.affinity == Some(a)
+                            && row.bulk_lane == Some(b)
+                    })
+            })
+        };
     let mut out = String::new();
     for row in rows
         .iter()
@@ -557,23 +571,49 @@ fn ratios(rows: &[RemoteRow]) -> String {
             Test::Pairs => {}
         }
     }
-    for affinity in [true, false] {
-        let p99 = |p| {
-            find(
-                Test::Pairs,
-                Framework::Granary,
-                PAIR_PAYLOAD as u64,
-                Some((p, affinity)),
-            )
-            .and_then(|row| row.p99_us)
-        };
-        if let (Some(one), Some(four)) = (p99(1), p99(4)) {
-            out.push_str(&format!(
-                "pairs (affinity {}): small pairs' p99 with P=4 is {:.2}x P=1 ({four:.0} us vs {one:.0} us)\n",
-                if affinity { "on" } else { "off" },
-                four / one
-            ));
+    let p99 = |p, affinity, bulk| {
+        find(
+            Test::Pairs,
+            Framework::Granary,
+            PAIR_PAYLOAD as u64,
+            Some((p, affinity, bulk)),
+        )
+        .and_then(|row| row.p99_us)
+    };
+    let on_off = |b: bool| if b { "on" } else { "off" };
+    let verdict = |ratio: f64| {
+        if ratio <= PAIRS_BAR {
+            "bar met"
+        } else {
+            "bar missed"
         }
+    };
+    for bulk in [true, false] {
+        for affinity in [true, false] {
+            if let (Some(one), Some(four)) = (p99(1, affinity, bulk), p99(4, affinity, bulk)) {
+                let ratio = four / one;
+                out.push_str(&format!(
+                    "pairs (affinity {}, bulk lane {}): small pairs' p99 with P=4 is {ratio:.2}x P=1 \
+                     ({four:.0} us vs {one:.0} us){}\n",
+                    on_off(affinity),
+                    on_off(bulk),
+                    if affinity {
+                        format!("; {} (<= {PAIRS_BAR:.2}x)", verdict(ratio))
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        }
+    }
+    // The bulk lane gives P=1 a second connection too: against one shared connection.
+    if let (Some(one), Some(four)) = (p99(1, true, false), p99(4, true, true)) {
+        let ratio = four / one;
+        out.push_str(&format!(
+            "pairs: P=4 + affinity + bulk lane is {ratio:.2}x P=1 with one shared connection \
+             (bulk lane off) ({four:.0} us vs {one:.0} us); {} (<= {PAIRS_BAR:.2}x)\n",
+            verdict(ratio)
+        ));
     }
     out
 }

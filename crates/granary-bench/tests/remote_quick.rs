@@ -44,15 +44,15 @@ fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
             .filter(|r| r["test"] == test && r["framework"] == framework)
             .count()
     };
-    // 3 payloads of pingpong, 2 sizes of oneway each; 6 P/affinity configs of pairs.
+    // 3 payloads of pingpong, 2 sizes of oneway each; 8 P/affinity/bulk configs of pairs.
     assert_eq!(count("pingpong", "granary"), 3, "{stdout}");
     assert_eq!(count("pingpong", "raw-tcp"), 3, "{stdout}");
     assert_eq!(count("oneway", "granary"), 2, "{stdout}");
     assert_eq!(count("oneway", "raw-tcp"), 2, "{stdout}");
     assert_eq!(count("pingpong", "ractor_cluster"), 3, "{stdout}");
     assert_eq!(count("oneway", "ractor_cluster"), 2, "{stdout}");
-    assert_eq!(count("pairs", "granary"), 6, "{stdout}");
-    assert_eq!(rows.len(), 21, "{stdout}");
+    assert_eq!(count("pairs", "granary"), 8, "{stdout}");
+    assert_eq!(rows.len(), 23, "{stdout}");
 
     for row in &rows {
         assert_eq!(row["scenario"], "remote");
@@ -70,6 +70,7 @@ fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
         if row["test"] == "pairs" {
             assert!(number(row, "bulk_mib") >= 4.0, "bulk pair idle: {row}");
             assert!(row["affinity"].is_boolean(), "{row}");
+            assert!(row["bulk_lane"].is_boolean(), "{row}");
         }
     }
     // The comparison lines come after the table.
@@ -79,4 +80,8 @@ fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
         "no comparison with ractor_cluster: {stderr}"
     );
     assert!(stderr.contains("pingpong 0 B: granary p50"), "{stderr}");
+    assert!(
+        stderr.contains("pairs (affinity on, bulk lane on)") && stderr.contains("bar "),
+        "no pairs verdict: {stderr}"
+    );
 }

@@ -6,7 +6,10 @@
 //! - `P` **data** connections; a frame's connection is chosen by hashing its (sender,
 //!   recipient) pair (**affinity**), so a pair keeps FIFO order while other pairs do not
 //!   queue behind it, or by an explicit `partition_key`;
-//! - the connections of every user-named **channel**.
+//! - the connections of every user-named **channel**;
+//! - with `bulk_lane`, one **bulk** connection, dialled on first use, for data frames
+//!   above `chunk_size` and the later frames of their pairs, moved there in order by a
+//!   barrier the peer acknowledges (`docs/wire.md`, "Bulk lane").
 //!
 //! Connections are one-directional: a node writes on the connections it dialled and reads
 //! on the ones it accepted, so two nodes dialling each other at once need no tie-break.

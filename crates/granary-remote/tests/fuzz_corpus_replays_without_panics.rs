@@ -1,10 +1,11 @@
 //! Replays the frame decoder's fuzz corpus (`fuzz/corpus/frame_decoder`) in the normal test
-//! suite, plus seeded mutations of it, through the same steps as the fuzz target.
+//! suite, plus seeded mutations of it, through the same steps as the fuzz target: the
+//! decoder, then the chunk reassembler (chunk pieces count once their frame is whole).
 
 use std::path::PathBuf;
 
 use bytes::BytesMut;
-use granary_remote::wire::FrameDecoder;
+use granary_remote::wire::{FrameDecoder, Reassembler};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -22,22 +23,27 @@ fn run(data: &[u8]) -> Outcome {
     };
     let decoder = FrameDecoder::new(64 * 1024);
     let _ = decoder.decode_exact(rest);
+    let mut reassembler = Reassembler::new(64 * 1024);
     let mut buf = BytesMut::new();
     let mut frames = 0;
     for piece in rest.chunks(usize::from(split).max(1)) {
         buf.extend_from_slice(piece);
         loop {
             match decoder.decode(&mut buf) {
-                Ok(Some(frame)) => {
-                    let _ = (frame.sender(), frame.recipient(), frame.body.len());
-                    frames += 1;
-                }
+                Ok(Some(frame)) => match reassembler.push(frame) {
+                    Ok(Some(frame)) => {
+                        let _ = (frame.sender(), frame.recipient(), frame.body.len());
+                        frames += 1;
+                    }
+                    Ok(None) => {}
+                    Err(_) => return Outcome::Error,
+                },
                 Ok(None) => break,
                 Err(_) => return Outcome::Error,
             }
         }
     }
-    if buf.is_empty() {
+    if buf.is_empty() && !reassembler.in_progress() {
         Outcome::Frames(frames)
     } else {
         Outcome::Incomplete(frames)
@@ -78,14 +84,21 @@ fn committed_corpus_decodes_to_frames_or_typed_errors() {
             );
         }
     }
-    assert_eq!(
-        run(&files
-            .iter()
-            .find(|(n, _)| n == "valid-three-frames")
-            .unwrap()
-            .1),
-        Outcome::Frames(3)
-    );
+    let outcome = |name: &str| run(&files.iter().find(|(n, _)| n == name).unwrap().1);
+    assert_eq!(outcome("valid-three-frames"), Outcome::Frames(3));
+    // Chunks are rebuilt: one frame out of three pieces, and a whole frame between
+    // the pieces of another comes out first.
+    assert_eq!(outcome("valid-chunk"), Outcome::Frames(1));
+    assert_eq!(outcome("valid-chunk-interleaved"), Outcome::Frames(2));
+    assert_eq!(outcome("valid-chunk-split-3"), Outcome::Frames(1));
+    for bad in [
+        "bad-chunk-rebuilt-short",
+        "bad-chunk-inside-chunk",
+        "bad-chunk-rebuilt-too-large",
+        "bad-chunk-rebuilt-bad-kind",
+    ] {
+        assert_eq!(outcome(bad), Outcome::Error, "{bad}");
+    }
 }
 
 #[test]

@@ -91,6 +91,7 @@ fn transport_config(config: GranaryConfig) -> TransportConfig {
     TransportConfig::new(CLUSTER, SECRET.to_vec())
         .with_parallelism(config.parallelism)
         .with_affinity(config.affinity)
+        .with_bulk_lane(config.bulk_lane)
 }
 
 fn setup_error(
@@ -301,7 +302,9 @@ impl Session {
         sizes: &Sizes,
     ) -> Result<&mut Connected, RemoteError> {
         if self.connected.as_ref().is_some_and(|c| {
-            c.config.parallelism != config.parallelism || c.config.affinity != config.affinity
+            c.config.parallelism != config.parallelism
+                || c.config.affinity != config.affinity
+                || c.config.bulk_lane != config.bulk_lane
         }) {
             self.close();
         }
@@ -345,13 +348,18 @@ impl Session {
     ) -> Result<Measured, RemoteError> {
         let config = job
             .pairs
-            .map(|(parallelism, affinity)| GranaryConfig {
+            .map(|(parallelism, affinity, bulk_lane)| GranaryConfig {
                 parallelism,
                 affinity,
+                bulk_lane,
             })
-            .unwrap_or(GranaryConfig {
-                parallelism: TransportConfig::new(CLUSTER, SECRET.to_vec()).parallelism,
-                affinity: true,
+            .unwrap_or_else(|| {
+                let defaults = TransportConfig::new(CLUSTER, SECRET.to_vec());
+                GranaryConfig {
+                    parallelism: defaults.parallelism,
+                    affinity: defaults.affinity,
+                    bulk_lane: defaults.bulk_lane,
+                }
             });
         let connected = self.connect(config, sizes).await?;
         let timeout = sizes.timeout;

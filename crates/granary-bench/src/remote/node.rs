@@ -25,6 +25,9 @@ pub(crate) struct NodeArgs {
     /// granary: choose the connection by (sender, recipient).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     affinity: bool,
+    /// granary: large frames on a separate per-peer bulk lane.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    bulk_lane: bool,
     /// granary: echo actors exposed as `echo-0` ... for `pairs`.
     #[arg(long, default_value_t = 64)]
     pairs: usize,
@@ -48,6 +51,8 @@ pub(crate) struct GranaryConfig {
     pub(crate) parallelism: usize,
     /// Affinity on or off.
     pub(crate) affinity: bool,
+    /// Bulk lane on or off.
+    pub(crate) bulk_lane: bool,
 }
 
 impl GranaryConfig {
@@ -58,6 +63,8 @@ impl GranaryConfig {
             self.parallelism.to_string(),
             "--affinity".into(),
             self.affinity.to_string(),
+            "--bulk-lane".into(),
+            self.bulk_lane.to_string(),
         ]
     }
 }
@@ -74,6 +81,7 @@ pub(crate) fn run_node(args: NodeArgs) -> Result<(), RemoteError> {
         let config = GranaryConfig {
             parallelism: args.parallelism,
             affinity: args.affinity,
+            bulk_lane: args.bulk_lane,
         };
         // Keep whatever serves alive until stdin closes (dropping it stops serving).
         let mut _granary = None;
