@@ -20,8 +20,9 @@
 //! follows the round trip costs a drop about one timeout, so throughput falls with
 //! the delivery probability instead of off a cliff.
 //!
-//! Failure injection, as in the paper: `--drop` drops that fraction of the messages
-//! between clients and servers, each way (never between servers); `--client-mttf` and
+//! Failure injection, as in the paper: `--drop` drops that fraction of the actor
+//! messages between clients and servers, each way (never between servers; the
+//! transport's own handshakes and connection heartbeats are not dropped); `--client-mttf` and
 //! `--server-mttf` kill members with SIGKILL after a lifetime drawn uniformly from
 //! [0.25, 1.75] × MTTF and restart them `--restart-delay` later (a server on its old
 //! address, a client as a new process with a new node). One row per combination of
@@ -190,6 +191,7 @@ struct IotRow {
     delivery_probability: f64,
     resends: u64,
     resends_per_report: f64,
+    untracked: u64,
     client_kills: u64,
     server_kills: u64,
     failed_restarts: u64,
@@ -213,6 +215,7 @@ const OWN_COLUMNS: &[&str] = &[
     "delivery_probability",
     "resends",
     "resends_per_report",
+    "untracked",
     "client_kills",
     "server_kills",
     "failed_restarts",
@@ -364,6 +367,7 @@ async fn measure(config: Config) -> Result<IotRow, IotBenchError> {
         delivery_probability: (1.0 - config.drop).powi(2),
         resends: counts.resends,
         resends_per_report: counts.resends as f64 / counts.reports.max(1) as f64,
+        untracked: counts.untracked,
         client_kills: window.chaos.client_kills,
         server_kills: window.chaos.server_kills,
         failed_restarts: window.chaos.failed_restarts,

@@ -3,7 +3,7 @@
 //!
 //! What a member prints on stdout, one line each:
 //! - a server: `listening ADDR` once it serves; `up N` whenever the number of Up
-//!   cluster members it sees changes; `counts ID REPORTS CORRUPT RESENDS ROUND_TRIPS`
+//!   cluster members it sees changes; `counts ID REPORTS CORRUPT RESENDS UNTRACKED RT`
 //!   every `--report-every-ms` (ID 0) and in answer to `flush ID`
 //!   ([`super::totals::Totals::line`]);
 //! - a client: `ready` once a server tracks its device.
@@ -24,7 +24,7 @@ use granary::remote::faults::{FaultInjector, LinkFaults, Scope};
 use tokio::sync::mpsc;
 
 use super::clients::{Client, ClientSetup};
-use super::servers::{drop_client_traffic, Server};
+use super::servers::{drop_client_traffic, Server, DROPPED_CHANNEL};
 use super::totals::Totals;
 use super::IotBenchError;
 
@@ -188,7 +188,7 @@ async fn report(
     if args.drop > 0.0 {
         // A client talks to servers only.
         faults.set(
-            Scope::all(),
+            Scope::all().on_channel(DROPPED_CHANNEL),
             LinkFaults {
                 drop_probability: args.drop,
                 delay: None,

@@ -90,6 +90,11 @@ impl Server {
     }
 }
 
+/// The channel whose frames `--drop` drops: the one actor messages travel on. The
+/// transport's own frames (handshakes, its connection heartbeats on "control") are
+/// left alone, as the paper dropped actor messages, not its transport's keepalives.
+pub(super) const DROPPED_CHANNEL: &str = "data";
+
 /// Drops `probability` of this server's messages to clients: every peer but the
 /// `servers` (server ↔ server traffic is never dropped, as in the paper).
 pub(super) fn drop_client_traffic(
@@ -97,12 +102,16 @@ pub(super) fn drop_client_traffic(
     servers: &[SocketAddr],
     probability: f64,
 ) {
+    // More specific than the rule for everyone, so it wins.
     for &server in servers {
-        faults.set(Scope::to(server), LinkFaults::default());
+        faults.set(
+            Scope::to(server).on_channel(DROPPED_CHANNEL),
+            LinkFaults::default(),
+        );
     }
     if probability > 0.0 {
         faults.set(
-            Scope::all(),
+            Scope::all().on_channel(DROPPED_CHANNEL),
             LinkFaults {
                 drop_probability: probability,
                 delay: None,
@@ -161,6 +170,7 @@ async fn business_logic(devices: Arc<DeviceServer>, totals: Arc<Totals>, resend_
             TrackingEvent::Released { device } | TrackingEvent::Lost { device } => {
                 if let Some(task) = loops.0.remove(&device) {
                     task.abort();
+                    totals.untracked();
                 }
             }
         }

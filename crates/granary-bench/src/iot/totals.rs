@@ -78,6 +78,9 @@ pub(super) struct Totals {
     corrupt: AtomicU64,
     /// Requests that got no report in time (or failed) and were sent again.
     resends: AtomicU64,
+    /// Devices this server stopped tracking (declared Down by the failure detector, or
+    /// handed to another server).
+    untracked: AtomicU64,
     /// Round trips since the last [`Self::line`].
     round_trips: Mutex<RoundTrips>,
 }
@@ -88,6 +91,7 @@ pub(super) struct Counts {
     pub(super) reports: u64,
     pub(super) corrupt: u64,
     pub(super) resends: u64,
+    pub(super) untracked: u64,
 }
 
 impl Counts {
@@ -96,6 +100,7 @@ impl Counts {
             reports: self.reports + other.reports,
             corrupt: self.corrupt + other.corrupt,
             resends: self.resends + other.resends,
+            untracked: self.untracked + other.untracked,
         }
     }
 
@@ -105,6 +110,7 @@ impl Counts {
             reports: self.reports.max(other.reports),
             corrupt: self.corrupt.max(other.corrupt),
             resends: self.resends.max(other.resends),
+            untracked: self.untracked.max(other.untracked),
         }
     }
 
@@ -113,6 +119,7 @@ impl Counts {
             reports: self.reports.saturating_sub(earlier.reports),
             corrupt: self.corrupt.saturating_sub(earlier.corrupt),
             resends: self.resends.saturating_sub(earlier.resends),
+            untracked: self.untracked.saturating_sub(earlier.untracked),
         }
     }
 }
@@ -123,6 +130,7 @@ impl Totals {
             reports: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
             resends: AtomicU64::new(0),
+            untracked: AtomicU64::new(0),
             round_trips: Mutex::new(RoundTrips::new()),
         }
     }
@@ -141,20 +149,24 @@ impl Totals {
         self.resends.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// `counts ID REPORTS CORRUPT RESENDS ROUND_TRIPS`: the cumulative counts and the
+    pub(super) fn untracked(&self) {
+        self.untracked.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `counts ID REPORTS CORRUPT RESENDS UNTRACKED ROUND_TRIPS`: the cumulative counts and the
     /// round trips recorded since the previous line (which this line takes).
     pub(super) fn line(&self, id: u64) -> String {
         let mut round_trips = self.round_trips();
         let taken = std::mem::replace(&mut *round_trips, RoundTrips::new());
         // Read under the lock: no report is counted here but recorded in the next line.
-        let (reports, corrupt, resends) = (
+        let (reports, corrupt, resends, untracked) = (
             self.reports.load(Ordering::Relaxed),
             self.corrupt.load(Ordering::Relaxed),
             self.resends.load(Ordering::Relaxed),
+            self.untracked.load(Ordering::Relaxed),
         );
         drop(round_trips);
-        format!(
-            "counts {id} {reports} {corrupt} {resends} {}",
+        format!("counts {id} {reports} {corrupt} {resends} {untracked} {}",
             taken.encode()
         )
     }
@@ -177,7 +189,8 @@ impl<'a> CountsLine<'a> {
     pub(super) fn parse(line: &'a str) -> Option<Self> {
         let mut fields = line.strip_prefix("counts ")?.split(' ');
         let mut number = || fields.next()?.parse::<u64>().ok();
-        let (id, reports, corrupt, resends) = (number()?, number()?, number()?, number()?);
+        let (id, reports, corrupt, resends, untracked) =
+            (number()?, number()?, number()?, number()?, number()?);
         let round_trips = fields.next()?;
         Some(Self {
             id,
@@ -185,6 +198,7 @@ impl<'a> CountsLine<'a> {
                 reports,
                 corrupt,
                 resends,
+                untracked,
             },
             round_trips,
         })
@@ -210,7 +224,8 @@ mod tests {
             Counts {
                 reports: 3,
                 corrupt: 0,
-                resends: 1
+                resends: 1,
+                untracked: 0,
             }
         );
         let mut merged = RoundTrips::new();
