@@ -166,7 +166,8 @@ impl Totals {
             self.untracked.load(Ordering::Relaxed),
         );
         drop(round_trips);
-        format!("counts {id} {reports} {corrupt} {resends} {untracked} {}",
+        format!(
+            "counts {id} {reports} {corrupt} {resends} {untracked} {}",
             taken.encode()
         )
     }
