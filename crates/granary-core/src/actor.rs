@@ -77,6 +77,36 @@ pub trait Actor: Sized + Send + 'static {
     fn supervisor_strategy(&self) -> SupervisorStrategy {
         SupervisorStrategy::default()
     }
+
+    /// Whether the actor takes its next message now; asked before each message's
+    /// handler runs (default: always). A refused message is not handled: an `ask`
+    /// ends with [`AskError::ActorStopped`](crate::AskError::ActorStopped) at once, and
+    /// every refused message is published as a [`DeadLetter`](crate::DeadLetter) with
+    /// reason [`Refused`](crate::DeadLetterReason::Refused). The actor keeps running.
+    /// granary-virtual uses it to fence activations whose node lost its host lease.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use granary_core::prelude::*;
+    /// struct Gate { open: bool }
+    /// impl Actor for Gate {
+    ///     fn admits(&mut self, _ctx: &mut Context<Self>) -> bool { self.open }
+    /// }
+    /// struct Ping;
+    /// impl Message for Ping { type Reply = (); }
+    /// impl Handler<Ping> for Gate {
+    ///     async fn handle(&mut self, _: Ping, _: &mut Context<Self>) {}
+    /// }
+    /// let system = ActorSystem::new();
+    /// let gate = system.spawn(Gate { open: false });
+    /// assert!(matches!(gate.ask(Ping).await, Err(AskError::ActorStopped)));
+    /// system.shutdown().await;
+    /// # }
+    /// ```
+    fn admits(&mut self, ctx: &mut Context<Self>) -> bool {
+        let _ = ctx;
+        true
+    }
 }
 
 /// The rank of a message in a priority mailbox; higher is served first.

@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Actor, Handler, Message, Priority};
 use crate::context::Context;
+use crate::event::DeadLetterReason;
 
 thread_local! {
     /// Set while the runner drops a handler future that panicked, so a pending
@@ -47,6 +48,11 @@ where
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
         let msg = self.0;
         Box::pin(async move {
+            if !actor.admits(ctx) {
+                ctx.mailbox
+                    .dead_letter(std::any::type_name::<M>(), DeadLetterReason::Refused);
+                return;
+            }
             actor.handle(msg, ctx).await;
         })
     }
@@ -109,6 +115,12 @@ where
         let AskEnvelope { msg, reply } = *self;
         Box::pin(async move {
             let guard = ReplyGuard(Some(reply));
+            if !actor.admits(ctx) {
+                ctx.mailbox
+                    .dead_letter(std::any::type_name::<M>(), DeadLetterReason::Refused);
+                // The guard drops unsent: the asker sees "actor stopped".
+                return;
+            }
             let answer = actor.handle(msg, ctx).await;
             guard.send(answer);
         })

@@ -133,7 +133,8 @@ pub enum AskError<M> {
     Timeout,
     /// The handler panicked while handling this request.
     ActorPanicked,
-    /// The actor stopped before replying (the request was dead-lettered or dropped).
+    /// The actor stopped before replying (the request was dead-lettered or dropped),
+    /// or refused the request without handling it ([`crate::Actor::admits`]).
     ActorStopped,
     /// The remote layer failed after the request left.
     Remote(RemoteError),
@@ -178,7 +179,9 @@ impl<M> fmt::Display for AskError<M> {
             AskError::Send(e) => write!(f, "request not sent: {e}"),
             AskError::Timeout => f.write_str("no reply within the timeout"),
             AskError::ActorPanicked => f.write_str("the actor panicked while handling the request"),
-            AskError::ActorStopped => f.write_str("the actor stopped before replying"),
+            AskError::ActorStopped => {
+                f.write_str("the actor stopped or refused the request before replying")
+            }
             AskError::Remote(e) => write!(f, "remote ask failed: {e}"),
         }
     }

@@ -31,6 +31,8 @@ pub enum DeadLetterReason {
     Timeout,
     /// The remote layer could not deliver it.
     Remote(RemoteError),
+    /// The recipient refused it without handling it ([`crate::Actor::admits`]).
+    Refused,
 }
 
 /// A message that was not delivered (or not answered in time).
