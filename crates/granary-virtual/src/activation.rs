@@ -24,6 +24,12 @@ pub struct Activation<A: VirtualActor> {
 }
 
 impl<A: VirtualActor> Actor for Activation<A> {
+    /// Handles a message only while the node holds its host lease (stateless
+    /// workers excepted: several of them may live at once anyway).
+    fn admits(&mut self, _ctx: &mut Context<Self>) -> bool {
+        !self.cell.needs_lease || self.cell.runtime.lease.is_valid()
+    }
+
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
         let mut guard = None;
         let actor = self.actor.exclusive(&mut guard).await;
@@ -51,9 +57,15 @@ impl<A: VirtualActor> Actor for Activation<A> {
 
     async fn stopping(&mut self, ctx: &mut Context<Self>) {
         self.cell.tracker.close();
-        if self.cell.conflict || self.cell.activated.is_some() || self.cell.runtime.is_crashed() {
-            // Stale (another activation owns the state), never activated, or the node
-            // is simulating a crash (nothing may be saved).
+        let fenced = self.cell.needs_lease && !self.cell.runtime.lease.is_valid();
+        if self.cell.conflict
+            || self.cell.activated.is_some()
+            || self.cell.runtime.is_crashed()
+            || fenced
+        {
+            // Stale (another activation owns the state), never activated, the node
+            // is simulating a crash, or the node lost its host lease (the identity
+            // may already live elsewhere): nothing may be saved.
             return;
         }
         // Waits for reentrant handlers still in flight.
@@ -162,6 +174,7 @@ pub(crate) async fn start<A: VirtualActor>(
             name,
             deactivate_on_idle: false,
             conflict: false,
+            needs_lease: runtime.stateless_pool(identity.kind()).is_none(),
             activated: Some(tx),
         },
     };

@@ -84,6 +84,8 @@ impl Client {
                 rpc_timeout: Duration::from_secs(2),
                 // A client owns no directory partition and places nothing.
                 down_margin: Duration::ZERO,
+                // Hosts nothing, so holds no lease.
+                host_lease: Duration::ZERO,
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));

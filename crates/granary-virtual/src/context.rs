@@ -26,6 +26,8 @@ pub(crate) struct Cell<A: VirtualActor> {
     pub(crate) name: String,
     pub(crate) deactivate_on_idle: bool,
     pub(crate) conflict: bool,
+    /// Whether messages wait for the node's host lease (all but stateless workers).
+    pub(crate) needs_lease: bool,
     pub(crate) activated: Option<oneshot::Sender<Result<(), String>>>,
 }
 

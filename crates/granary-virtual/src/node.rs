@@ -149,6 +149,9 @@ impl NodeBuilder {
     /// identity that may have lived on it. A node cut off on the minority side of a
     /// partition downs itself (and stops hosting) about as late as the majority
     /// downs it; this margin keeps the two from hosting one identity at once.
+    /// It also sizes the host lease (`stable_after + down_margin`): a node whose
+    /// lease a majority has not renewed for that long handles no messages, however
+    /// late it notices the partition (docs/semantics.md, "Single activation").
     /// Default: the cluster's `downing.stable_after` (1 s unless configured).
     pub fn down_margin(mut self, margin: Duration) -> Self {
         self.down_margin = Some(margin);
@@ -221,6 +224,9 @@ impl NodeBuilder {
         let cluster = Cluster::start_on_remote(cluster_config, &remote, self.seeds.clone())
             .await
             .map_err(|e| VirtualError::Setup(format!("cluster: {e}")))?;
+        let down_margin = self
+            .down_margin
+            .unwrap_or(self.cluster.downing.stable_after);
         let runtime = Arc::new(Runtime::new(
             remote,
             Members::cluster(cluster.clone()),
@@ -229,13 +235,20 @@ impl NodeBuilder {
                 ask_timeout: self.ask_timeout,
                 max_attempts: self.max_attempts,
                 rpc_timeout: self.rpc_timeout,
-                down_margin: self
-                    .down_margin
-                    .unwrap_or(self.cluster.downing.stable_after),
+                down_margin,
+                // A partition's majority places no sooner than failure detection +
+                // stable_after + down_margin after it; the lease lapses sooner.
+                host_lease: self.cluster.downing.stable_after + down_margin,
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));
-        let tasks = start_background(&runtime, &cluster, self.reminder_interval);
+        let mut tasks = start_background(&runtime, &cluster, self.reminder_interval);
+        // The first renewal before this node hosts anything (a lone first node
+        // confirms itself), then one every quarter of the lease.
+        runtime.renew_lease().await;
+        tasks.push(
+            tokio::spawn(crate::runtime::renew_loop(Arc::downgrade(&runtime))).abort_handle(),
+        );
         Ok(Node {
             runtime,
             cluster,

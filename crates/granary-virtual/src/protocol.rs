@@ -71,6 +71,9 @@ pub(crate) enum Request {
     Load { kind: String },
     /// To a member (from a client): the Up members and their kinds.
     Members,
+    /// To every Up member: do you still count the sender as Up? (the host lease,
+    /// see `runtime/lease.rs`)
+    Lease,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

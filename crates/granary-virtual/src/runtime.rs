@@ -4,6 +4,7 @@
 
 mod control;
 mod directory;
+mod lease;
 mod members;
 mod workers;
 
@@ -31,6 +32,7 @@ use crate::tracker::Tracker;
 
 pub(crate) use control::{ControlInbox, Rpc};
 pub(crate) use directory::Directory;
+pub(crate) use lease::{renew_loop, HostLease};
 pub(crate) use members::Members;
 
 /// One live activation on this node, type-erased.
@@ -58,6 +60,9 @@ pub(crate) struct RuntimeConfig {
     pub(crate) rpc_timeout: Duration,
     /// How long placements wait after a member went Down (see [`Fence`]).
     pub(crate) down_margin: Duration,
+    /// How long a host-lease renewal stays valid (see `runtime/lease.rs`): at most
+    /// the time from a partition to the majority's first placement.
+    pub(crate) host_lease: Duration,
 }
 
 pub(crate) struct Runtime {
@@ -84,6 +89,8 @@ pub(crate) struct Runtime {
     /// Bumped on every membership change this node processed (wakes calls waiting
     /// on a host that may have gone Down).
     views: tokio::sync::watch::Sender<u64>,
+    /// Whether this node's activations may handle messages (see `lease.rs`).
+    pub(crate) lease: HostLease,
 }
 
 /// Placements held back after a member went Down: a node declared Down may be the
@@ -125,6 +132,7 @@ impl Runtime {
         kinds: HashMap<&'static str, KindSlot>,
         config: RuntimeConfig,
     ) -> Self {
+        let lease = HostLease::new(config.host_lease);
         Self {
             me: remote.local_addr(),
             system: remote.system().clone(),
@@ -149,6 +157,7 @@ impl Runtime {
             }),
             fence: Mutex::new(Fence::default()),
             views: tokio::sync::watch::channel(0).0,
+            lease,
         }
     }
 

@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
 
 use granary_core::{Actor, ActorRef, Context, Handler};
 use granary_storage::Identity;
@@ -29,6 +30,17 @@ impl Rpc {
         to: SocketAddr,
         req: Request,
     ) -> Result<Reply, VirtualError> {
+        self.call_within(rt, to, req, rt.config.rpc_timeout).await
+    }
+
+    /// [`Rpc::call`] with its own timeout.
+    pub(crate) async fn call_within(
+        &self,
+        rt: &Arc<Runtime>,
+        to: SocketAddr,
+        req: Request,
+        timeout: Duration,
+    ) -> Result<Reply, VirtualError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         self.pending.lock().insert(id, tx);
@@ -46,14 +58,14 @@ impl Rpc {
                 last: e.to_string(),
             });
         }
-        match tokio::time::timeout(rt.config.rpc_timeout, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             _ => {
                 self.pending.lock().remove(&id);
                 Err(VirtualError::Unavailable {
                     identity: to.to_string(),
                     attempts: 1,
-                    last: format!("no answer from {to} within {:?}", rt.config.rpc_timeout),
+                    last: format!("no answer from {to} within {timeout:?}"),
                 })
             }
         }
@@ -141,6 +153,7 @@ impl Runtime {
             }
             Request::Load { kind } => Reply::Count(self.load(&kind)),
             Request::Members => Reply::Members(self.members.views()),
+            Request::Lease => self.grant_lease(from),
         }
     }
 }

@@ -31,6 +31,21 @@ pub fn log() -> &'static Mutex<HashMap<String, Log>> {
     LOG.get_or_init(Default::default)
 }
 
+/// Every message a `Counter` handled: (identity, node, when).
+pub fn handled() -> &'static Mutex<Vec<(String, SocketAddr, std::time::Instant)>> {
+    static HANDLED: OnceLock<Mutex<Vec<(String, SocketAddr, std::time::Instant)>>> =
+        OnceLock::new();
+    HANDLED.get_or_init(Default::default)
+}
+
+fn note_handled(ctx: &VirtualContext<'_, Counter>) {
+    handled().lock().unwrap().push((
+        ctx.identity().to_string(),
+        ctx.node_addr(),
+        std::time::Instant::now(),
+    ));
+}
+
 pub fn log_of(identity: &str) -> Log {
     log()
         .lock()
@@ -90,6 +105,7 @@ impl VirtualHandler<Add> for Counter {
         msg: Add,
         ctx: &mut VirtualContext<'_, Self>,
     ) -> Result<u64, String> {
+        note_handled(ctx);
         ctx.state_mut().n += msg.0;
         ctx.write_state().await.map_err(|e| e.to_string())?;
         Ok(ctx.state().n)
@@ -107,6 +123,7 @@ register_message!((SocketAddr, u64), "test.virtual.WhereReply");
 
 impl VirtualHandler<Where> for Counter {
     async fn handle(&mut self, _: Where, ctx: &mut VirtualContext<'_, Self>) -> (SocketAddr, u64) {
+        note_handled(ctx);
         (ctx.node_addr(), ctx.state().n)
     }
 }
