@@ -412,30 +412,34 @@ fn iot_trend(rows: &[Row], runs: &[ScenarioRun]) -> (String, Verdict) {
     let mut parts = Vec::new();
     let mut monotone = true;
     let without = |r: &Row, field: &str| num(r, field).is_none_or(|v| v == 0.0);
-    for (axis, x, others, falling_when) in [
+    // Beside each point what explains it: resends per report along the drop axis, the
+    // fraction of time the clients were up along the MTTF axis.
+    for (axis, x, others, falling_when, note) in [
         (
             "drop probability",
             "drop_probability",
             ["client_mttf_s", "server_mttf_s"],
             1.0,
+            "resends_per_report",
         ),
         (
             "client MTTF",
             "client_mttf_s",
             ["drop_probability", "server_mttf_s"],
             -1.0,
+            "client_uptime",
         ),
     ] {
-        let mut points: Vec<(f64, f64)> = rows
+        let mut points: Vec<(f64, f64, Option<f64>)> = rows
             .iter()
             .filter(|r| others.iter().all(|o| without(r, o)))
-            .filter_map(|r| Some((num(r, x)?, num(r, y)?)))
+            .filter_map(|r| Some((num(r, x)?, num(r, y)?, num(r, note))))
             // An MTTF of 0 means no kills: the mildest point, as if infinite.
-            .map(|(x, y)| {
+            .map(|(x, y, n)| {
                 if falling_when < 0.0 && x == 0.0 {
-                    (f64::INFINITY, y)
+                    (f64::INFINITY, y, n)
                 } else {
-                    (x, y)
+                    (x, y, n)
                 }
             })
             .collect();
@@ -450,13 +454,19 @@ fn iot_trend(rows: &[Row], runs: &[ScenarioRun]) -> (String, Verdict) {
             "{axis}: {}",
             points
                 .iter()
-                .map(|(x, y)| {
+                .map(|(x, y, n)| {
                     let x = if x.is_infinite() {
                         "none".to_string()
                     } else {
                         x.to_string()
                     };
-                    format!("{x} → {y:.0}/s")
+                    match n {
+                        Some(n) if note == "client_uptime" => {
+                            format!("{x} → {y:.0}/s (clients up {:.0} %)", n * 100.0)
+                        }
+                        Some(n) => format!("{x} → {y:.0}/s ({n:.2} resends/report)"),
+                        None => format!("{x} → {y:.0}/s"),
+                    }
                 })
                 .collect::<Vec<_>>()
                 .join(", ")
