@@ -55,8 +55,9 @@ pub struct TransportConfig {
     /// its FIFO order survives the move by a barrier on its old connection that the peer
     /// acknowledges before the pair's frames go out on the bulk lane (`docs/wire.md`,
     /// "Bulk lane"). Frames sent with a `partition_key` and named channels are not
-    /// affected. Default on: in the `pairs` benchmark it took the small pairs' p99 beside
-    /// a 1 MiB stream from milliseconds to hundreds of microseconds (docs/BENCHMARKS.md).
+    /// affected. Default on: with P = 1 it lowered the small pairs' p99 beside a 1 MiB
+    /// stream in each of three (heavily loaded) runs of the `pairs` benchmark; with
+    /// P = 4 the runs were inconclusive (docs/BENCHMARKS.md, "Remote").
     pub bulk_lane: bool,
     /// User-named channels.
     pub channels: Vec<ChannelConfig>,
