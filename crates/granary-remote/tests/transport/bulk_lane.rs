@@ -157,10 +157,8 @@ async fn frames_held_for_a_lost_peer_are_dropped_with_its_queues() {
     send(&a, to, "r", b"1");
     recv(&mut rx).await;
     b.shutdown();
-    event(&mut events, "disconnected", |e| {
-        matches!(e, PeerEvent::Disconnected { .. })
-    })
-    .await;
+    // Sent before the peer can have been declared unreachable (that takes several
+    // failed dials): the frame is held, since no ack can come.
     let large = 8 * CHUNK;
     send(&a, to, "r", &vec![0u8; large]);
     let e = event(&mut events, "unreachable", |e| {
