@@ -249,9 +249,11 @@ fn sort_ratio(rows: &[Row]) -> (String, Verdict) {
             ),
             Some((h, _, _)) => format!(
                 "virtual sorting takes {random:.2}× as long: {hop}. Hash placement \
-                 (activate on the directory owner) saves that second round trip but still \
-                 takes {h:.2}×: the directory's bookkeeping per activation (entry, \
-                 registration, deactivation) remains"
+                 (activate on the directory owner) removes that second round trip, so a new \
+                 identity costs as many round trips as a distributed child, yet still takes \
+                 {h:.2}×: what remains is the virtual runtime's work per activation \
+                 (directory entry, activation, then deactivating and unregistering every \
+                 finished sorter), not a hop"
             ),
             None => format!("virtual sorting takes {random:.2}× as long: {hop}"),
         })
