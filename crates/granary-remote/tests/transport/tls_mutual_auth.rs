@@ -42,6 +42,13 @@ async fn tls_nodes_with_certificates_from_the_cluster_ca_exchange_frames() {
     send(&a, b.local_addr(), "r", b"over tls");
     let (from, frame) = recv(&mut rx).await;
     assert_eq!((from, &frame.body[..]), (a.node_id(), &b"over tls"[..]));
+    // A large frame moves the pair to the bulk lane, dialled with the same TLS; the
+    // barrier's ack comes back over TLS too, and the pair's order holds.
+    let big = vec![7u8; 200_000];
+    send(&a, b.local_addr(), "r", &big);
+    send(&a, b.local_addr(), "r", b"after");
+    assert_eq!(recv(&mut rx).await.1.body.len(), big.len());
+    assert_eq!(&recv(&mut rx).await.1.body[..], b"after");
     a.shutdown();
     b.shutdown();
 }
