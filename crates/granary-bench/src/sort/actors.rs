@@ -7,7 +7,8 @@
 //!   k has its two children created explicitly on the two other nodes (each node
 //!   with its own sort actors, as the paper's three pods with "sort A/B/C").
 //! - Virtual: the children are fresh identities of the sort kind; the framework
-//!   activates them wherever its placement says (random, Orleans' default). Each
+//!   activates them wherever the kind's placement says (`--placement`, default
+//!   random as Orleans'; `hash` activates on the identity's directory owner). Each
 //!   deactivates once it has answered.
 
 use std::net::SocketAddr;
