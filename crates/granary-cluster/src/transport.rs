@@ -108,4 +108,33 @@ impl TrafficCounter {
             .dropped_messages
             .fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Queues one cluster frame for `to` on `transport`'s control channel and counts
+    /// it as sent or dropped. A full queue or an unreachable peer is ordinary loss
+    /// for the protocol (the failure detector decides who is gone), so it is only
+    /// traced and reported as [`TransportError::Unreachable`].
+    pub(crate) fn send_control(
+        &self,
+        transport: &granary_remote::Transport,
+        to: SocketAddr,
+        header: granary_remote::wire::FrameHeader<'_>,
+        body: bytes::Bytes,
+    ) -> Result<(), TransportError> {
+        let len = header.frame_len(body.len());
+        match transport.send(to, header, body, granary_remote::SendOptions::control()) {
+            Ok(()) => {
+                self.record_sent(len);
+                Ok(())
+            }
+            Err(granary_remote::SendError::Shutdown) => {
+                self.record_dropped();
+                Err(TransportError::Closed)
+            }
+            Err(error) => {
+                self.record_dropped();
+                tracing::trace!(%to, %error, "cluster frame not queued");
+                Err(TransportError::Unreachable(to))
+            }
+        }
+    }
 }

@@ -233,27 +233,8 @@ impl ClusterTransport for RemoteClusterTransport {
             sender: "",
             recipient: CLUSTER_INBOX,
         };
-        let len = header.frame_len(body.len());
-        match self
-            .node
-            .transport()
-            .send(to, header, body, SendOptions::control())
-        {
-            Ok(()) => {
-                self.counter.record_sent(len);
-                Ok(())
-            }
-            Err(granary_remote::SendError::Shutdown) => {
-                self.counter.record_dropped();
-                Err(TransportError::Closed)
-            }
-            Err(error) => {
-                // Loss is ordinary for the protocol; the failure detector decides who is gone.
-                self.counter.record_dropped();
-                tracing::trace!(%to, %error, "cluster frame not queued");
-                Err(TransportError::Unreachable(to))
-            }
-        }
+        self.counter
+            .send_control(self.node.transport(), to, header, body)
     }
 
     async fn recv(&mut self) -> Option<Envelope> {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use granary_remote::wire::{Frame, FrameHeader, FrameKind, CONTROL_CHANNEL};
-use granary_remote::{InboundHandler, NodeId as RemoteNodeId, SendOptions, Transport};
+use granary_remote::{InboundHandler, NodeId as RemoteNodeId, Transport};
 use tokio::sync::mpsc;
 
 use super::{ClusterTransport, TrafficCounter};
@@ -184,27 +184,8 @@ impl ClusterTransport for TcpClusterTransport {
             sender: "",
             recipient: CLUSTER_RECIPIENT,
         };
-        let len = header.frame_len(body.len());
-        match self
-            .transport
-            .send(to, header, Bytes::from(body), SendOptions::control())
-        {
-            Ok(()) => {
-                self.counter.record_sent(len);
-                Ok(())
-            }
-            Err(granary_remote::SendError::Shutdown) => {
-                self.counter.record_dropped();
-                Err(TransportError::Closed)
-            }
-            Err(error) => {
-                // Unreachable peers and full queues are ordinary loss for the protocol
-                // (the failure detector is what decides a node is gone).
-                self.counter.record_dropped();
-                tracing::trace!(%to, %error, "cluster frame not queued");
-                Err(TransportError::Unreachable(to))
-            }
-        }
+        self.counter
+            .send_control(&self.transport, to, header, Bytes::from(body))
     }
 
     async fn recv(&mut self) -> Option<Envelope> {
