@@ -238,6 +238,9 @@ impl Harness {
         let mut command = Process::new(&self.exe);
         command.arg("iot-node").arg("--seed").arg(seed.to_string());
         command.arg("--drop").arg(config.drop.to_string());
+        command
+            .arg("--delay-us")
+            .arg(config.delay.as_micros().to_string());
         let server_list = self.server_list();
         let member = &self.members[i];
         match member.kind {

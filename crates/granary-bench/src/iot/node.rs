@@ -9,7 +9,8 @@
 //! - a client: `ready` once a server tracks its device.
 //!
 //! What a server reads on stdin: `flush ID`, and `servers ADDR,ADDR,…` (every server's
-//! address: from then on `--drop` drops messages to every other peer, the clients).
+//! address: from then on `--drop` and `--delay-us` apply to messages to every other
+//! peer, the clients).
 //! Either member exits when its stdin closes, which also covers a harness killed with
 //! SIGKILL; the harness kills members with SIGKILL to inject failures.
 
@@ -20,11 +21,11 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use granary::devices::DeviceId;
-use granary::remote::faults::{FaultInjector, LinkFaults, Scope};
+use granary::remote::faults::{FaultInjector, Scope};
 use tokio::sync::mpsc;
 
 use super::clients::{Client, ClientSetup};
-use super::servers::{drop_client_traffic, Server, DROPPED_CHANNEL};
+use super::servers::{client_link, fault_client_traffic, Server, DROPPED_CHANNEL};
 use super::totals::Totals;
 use super::IotBenchError;
 
@@ -56,6 +57,9 @@ pub(crate) struct NodeArgs {
     /// on the other side.
     #[arg(long, default_value_t = 0.0)]
     drop: f64,
+    /// One-way delay of each message between a client and a server, microseconds.
+    #[arg(long, default_value_t = 0)]
+    delay_us: u64,
     /// A server: the cap of the resend timeout, milliseconds.
     #[arg(long, default_value_t = 50)]
     resend_ms: u64,
@@ -125,6 +129,7 @@ async fn serve(
         return Err(IotBenchError::Options("--drop must be in [0, 1)".into()));
     }
     let faults = FaultInjector::new(args.seed);
+    let link = client_link(args.drop, Duration::from_micros(args.delay_us));
     let totals = Arc::new(Totals::new());
     let server = Server::start(
         args.listen,
@@ -135,7 +140,7 @@ async fn serve(
     )
     .await?;
     if !args.servers.is_empty() {
-        drop_client_traffic(&faults, &args.servers, args.drop);
+        fault_client_traffic(&faults, &args.servers, link.clone());
     }
     if !say(&format!("listening {}", server.addr())) {
         return Ok(());
@@ -152,7 +157,7 @@ async fn serve(
                 } else if let Some(list) = line.strip_prefix("servers ") {
                     let servers: Vec<SocketAddr> =
                         list.split(',').filter_map(|a| a.parse().ok()).collect();
-                    drop_client_traffic(&faults, &servers, args.drop);
+                    fault_client_traffic(&faults, &servers, link.clone());
                     true
                 } else {
                     eprintln!("iot-node: unknown command {line:?}");
@@ -185,15 +190,9 @@ async fn report(
         .ok_or_else(|| IotBenchError::Options("a client needs --device".into()))?;
     let id = DeviceId::new(device).map_err(|e| IotBenchError::Client(e.to_string()))?;
     let faults = FaultInjector::new(args.seed);
-    if args.drop > 0.0 {
+    if let Some(link) = client_link(args.drop, Duration::from_micros(args.delay_us)) {
         // A client talks to servers only.
-        faults.set(
-            Scope::all().on_channel(DROPPED_CHANNEL),
-            LinkFaults {
-                drop_probability: args.drop,
-                delay: None,
-            },
-        );
+        faults.set(Scope::all().on_channel(DROPPED_CHANNEL), link);
     }
     let setup = ClientSetup {
         seeds: args.seeds,

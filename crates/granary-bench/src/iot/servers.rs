@@ -95,12 +95,21 @@ impl Server {
 /// left alone, as the paper dropped actor messages, not its transport's keepalives.
 pub(super) const DROPPED_CHANNEL: &str = "data";
 
-/// Drops `probability` of this server's messages to clients: every peer but the
-/// `servers` (server ↔ server traffic is never dropped, as in the paper).
-pub(super) fn drop_client_traffic(
+/// The faults of the actor messages between a client and a server: `drop` of them
+/// dropped, each delayed by `delay` (a simulated one-way network latency).
+pub(super) fn client_link(drop: f64, delay: Duration) -> Option<LinkFaults> {
+    (drop > 0.0 || !delay.is_zero()).then(|| LinkFaults {
+        drop_probability: drop,
+        delay: (!delay.is_zero()).then_some(delay..delay),
+    })
+}
+
+/// Applies `faults` to this server's messages to clients: every peer but the
+/// `servers` (server ↔ server traffic is never dropped nor delayed, as in the paper).
+pub(super) fn fault_client_traffic(
     faults: &FaultInjector,
     servers: &[SocketAddr],
-    probability: f64,
+    link: Option<LinkFaults>,
 ) {
     // More specific than the rule for everyone, so it wins.
     for &server in servers {
@@ -109,14 +118,8 @@ pub(super) fn drop_client_traffic(
             LinkFaults::default(),
         );
     }
-    if probability > 0.0 {
-        faults.set(
-            Scope::all().on_channel(DROPPED_CHANNEL),
-            LinkFaults {
-                drop_probability: probability,
-                delay: None,
-            },
-        );
+    if let Some(link) = link {
+        faults.set(Scope::all().on_channel(DROPPED_CHANNEL), link);
     }
 }
 
