@@ -75,6 +75,11 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
     // The peer's control connection carries its heartbeats: silence on it means the
     // peer is lost. Dial it back so it hears ours.
     let heartbeats = lane.channel == "control";
+    // A bulk lane's socket is almost always readable, so its reads would never wait
+    // and the task would keep a worker thread for its whole coop budget (128 reads of
+    // 64 KiB, copied twice: milliseconds) while small frames of other connections
+    // wait for that worker. It yields after every read instead.
+    let bulk = lane.channel == super::bulk::LANE_NAME;
     if heartbeats {
         if let Err(e) = inner.peer(node.addr()) {
             tracing::debug!(%node, error = %e, "cannot dial the peer back");
@@ -139,6 +144,7 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
                 tracing::debug!(%node, "inbound connection closed");
                 return;
             }
+            Ok(_) if bulk => tokio::task::yield_now().await,
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(%node, error = %e, "inbound connection failed");
