@@ -20,7 +20,7 @@ use crate::lifecycle::{StopReason, Terminated};
 use crate::mailbox::{Mailbox, PushError, SystemMsg, Watcher};
 
 pub use recipient::Recipient;
-pub use remote::{as_sender, current_sender, ErasedMessage, RemoteTarget};
+pub use remote::{as_sender, current_sender, AsSender, ErasedMessage, RemoteTarget};
 
 /// The ask timeout used when no actor system is at hand (remote refs).
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);

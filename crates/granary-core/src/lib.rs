@@ -68,7 +68,7 @@ mod timer;
 
 pub use actor::{Actor, BoxError, Handler, Message, Priority};
 pub use actor_ref::{
-    as_sender, current_sender, ActorRef, ErasedMessage, Recipient, RemoteTarget,
+    as_sender, current_sender, ActorRef, AsSender, ErasedMessage, Recipient, RemoteTarget,
     DEFAULT_ASK_TIMEOUT,
 };
 pub use context::Context;

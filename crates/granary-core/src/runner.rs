@@ -30,8 +30,12 @@ const YIELD_EVERY: u32 = 1024;
 enum Phase {
     Start,
     Run,
-    Supervise(Failure),
-    Restart { delay: Duration, failure: Failure },
+    // Boxed: a failure is rare, and the phase is part of every idle actor's task.
+    Supervise(Box<Failure>),
+    Restart {
+        delay: Duration,
+        failure: Box<Failure>,
+    },
     Stop(StopReason),
 }
 
@@ -85,18 +89,21 @@ impl<A: Actor> Runner<A> {
             phase = match phase {
                 Phase::Start => match catch_panic(self.actor.started(&mut self.ctx)).await {
                     Ok(Ok(())) => Phase::Run,
-                    Ok(Err(e)) => Phase::Supervise(Failure::Start(e.to_string())),
-                    Err(p) => Phase::Supervise(Failure::Panic(p)),
+                    Ok(Err(e)) => Phase::Supervise(Box::new(Failure::Start(e.to_string()))),
+                    Err(p) => Phase::Supervise(Box::new(Failure::Panic(p))),
                 },
                 Phase::Run => match self.run_messages().await {
                     Exit::Stop(r) => Phase::Stop(r),
-                    Exit::Failed(f) => Phase::Supervise(f),
-                    Exit::Restart { delay, failure } => Phase::Restart { delay, failure },
+                    Exit::Failed(f) => Phase::Supervise(Box::new(f)),
+                    Exit::Restart { delay, failure } => Phase::Restart {
+                        delay,
+                        failure: Box::new(failure),
+                    },
                 },
                 // The cold phases run boxed, so their futures do not add to the
                 // size of every idle actor's task.
-                Phase::Supervise(failure) => Box::pin(self.supervise(failure)).await,
-                Phase::Restart { delay, failure } => Box::pin(self.restart(delay, failure)).await,
+                Phase::Supervise(failure) => Box::pin(self.supervise(*failure)).await,
+                Phase::Restart { delay, failure } => Box::pin(self.restart(delay, *failure)).await,
                 Phase::Stop(reason) => break reason,
             }
         };
@@ -262,7 +269,10 @@ impl<A: Actor> Runner<A> {
             let stats = self.root_stats.get_or_insert_with(Default::default);
             return match strategy.decide(&failure, stats) {
                 Decision::Resume => self.resumed(),
-                Decision::Restart(delay) => Phase::Restart { delay, failure },
+                Decision::Restart(delay) => Phase::Restart {
+                    delay,
+                    failure: Box::new(failure),
+                },
                 Decision::Stop | Decision::Escalate => Phase::Stop(StopReason::Failed(failure)),
             };
         };
@@ -286,7 +296,7 @@ impl<A: Actor> Runner<A> {
                             ChildDirective::Resume => Phase::Run,
                             ChildDirective::Restart(delay) => Phase::Restart {
                                 delay,
-                                failure: failure.clone(),
+                                failure: Box::new(failure.clone()),
                             },
                             ChildDirective::Stop => {
                                 Phase::Stop(StopReason::Failed(failure.clone()))

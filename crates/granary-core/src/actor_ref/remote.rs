@@ -1,7 +1,10 @@
 //! The seam where the remote layer plugs a remote actor into [`crate::ActorRef`].
 
 use std::any::Any;
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -10,9 +13,43 @@ use crate::error::{AskError, SendError};
 use crate::id::ActorId;
 use crate::lifecycle::Terminated;
 
-tokio::task_local! {
-    /// The actor on whose behalf the current task sends.
-    static SENDER: ActorId;
+thread_local! {
+    /// The actor on whose behalf the future being polled on this thread sends; set
+    /// only while an [`AsSender`] polls its future.
+    static SENDER: Cell<Option<ActorId>> = const { Cell::new(None) };
+}
+
+pin_project_lite::pin_project! {
+    /// A future that runs as an actor: see [`as_sender`].
+    ///
+    /// It holds only the id beside the future (a `tokio::task_local!` scope around
+    /// every actor's task made each idle actor 131 bytes bigger).
+    pub struct AsSender<F> {
+        sender: ActorId,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F: Future> Future for AsSender<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let previous = SENDER.with(|s| s.replace(Some(*this.sender)));
+        // Restored on the way out, also when the inner future panics.
+        let _restore = Restore(previous);
+        this.fut.poll(cx)
+    }
+}
+
+/// Puts back the sender that was current before an [`AsSender`] poll.
+struct Restore(Option<ActorId>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        SENDER.with(|s| s.set(self.0));
+    }
 }
 
 /// Runs `fut` as the actor `sender`: remote sends made inside it report `sender` in
@@ -25,17 +62,18 @@ tokio::task_local! {
 /// assert_eq!(current_sender(), None);
 /// let id = ActorId::new(0, 7);
 /// assert_eq!(as_sender(id, async { current_sender() }).await, Some(id));
+/// assert_eq!(current_sender(), None);
 /// # }
 /// ```
-pub fn as_sender<F: Future>(sender: ActorId, fut: F) -> impl Future<Output = F::Output> {
-    SENDER.scope(sender, fut)
+pub fn as_sender<F: Future>(sender: ActorId, fut: F) -> AsSender<F> {
+    AsSender { sender, fut }
 }
 
 /// The actor on whose behalf the current task sends: inside an actor's handler that
 /// actor, inside [`as_sender`] its id, elsewhere `None`. A [`RemoteTarget`] reads it to
 /// keep each (sender, recipient) pair's messages in order on one connection (affinity).
 pub fn current_sender() -> Option<ActorId> {
-    SENDER.try_with(|id| *id).ok()
+    SENDER.with(Cell::get)
 }
 
 /// A message with its type erased, as handed to a [`RemoteTarget`].
