@@ -57,15 +57,9 @@ impl<A: VirtualActor> Actor for Activation<A> {
 
     async fn stopping(&mut self, ctx: &mut Context<Self>) {
         self.cell.tracker.close();
-        let fenced = self.cell.needs_lease && !self.cell.runtime.lease.is_valid();
-        if self.cell.conflict
-            || self.cell.activated.is_some()
-            || self.cell.runtime.is_crashed()
-            || fenced
-        {
-            // Stale (another activation owns the state), never activated, the node
-            // is simulating a crash, or the node lost its host lease (the identity
-            // may already live elsewhere): nothing may be saved.
+        if self.cell.conflict || self.cell.activated.is_some() || self.cell.runtime.is_crashed() {
+            // Stale (another activation owns the state), never activated, or the node
+            // is simulating a crash (nothing may be saved).
             return;
         }
         // Waits for reentrant handlers still in flight.
@@ -77,7 +71,10 @@ impl<A: VirtualActor> Actor for Activation<A> {
         };
         actor.on_deactivate(&mut vctx).await;
         drop(guard);
-        if self.cell.dirty {
+        // A node without its host lease saves nothing: the identity may already live
+        // elsewhere (every write a handler made was durable when it returned).
+        let fenced = self.cell.needs_lease && !self.cell.runtime.lease.is_valid();
+        if self.cell.dirty && !fenced {
             if let Err(e) = write_cell(&mut self.cell).await {
                 tracing::warn!(identity = %self.cell.identity, error = %e, "state not saved on deactivation");
             }

@@ -376,8 +376,9 @@ impl Runtime {
 
     /// Activates `identity` here, or returns the live activation.
     pub(crate) async fn activate_here(self: &Arc<Self>, identity: &Identity) -> Reply {
-        if self.is_shutting_down() || !self.members.is_alive(self.me) {
-            // Shutting down, or Down on the minority side of a partition: host nothing.
+        if self.is_shutting_down() || !self.members.is_alive(self.me) || !self.lease.is_valid() {
+            // Shutting down, Down on the minority side of a partition, or without a
+            // host lease (its activation would refuse every message): host nothing.
             return Reply::Failed(Failure::ShuttingDown);
         }
         let Some(slot) = self.kinds.get(identity.kind()) else {

@@ -169,12 +169,6 @@ async fn the_minority_side_of_a_partition_stops_hosting() {
             "{k} was handled on both sides at once: minority until {:?} after the majority began",
             last_minority - first_majority
         );
-        let log = log_of(&identity);
-        assert_eq!(log.activations, 2, "{k}: one activation per side: {log:?}");
-    }
-    for k in &keys {
-        let log = log_of(&format!("test.Counter/{k}"));
-        assert!(log.activations <= 2, "{k} activated too often: {log:?}");
     }
     for n in minority {
         n.kill().await;
