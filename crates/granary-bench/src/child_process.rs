@@ -17,6 +17,30 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// A numbered node process of a multi-process scenario could not be started or
+/// fed (the scenarios' own error types wrap it).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NodeProcessError {
+    /// A node process could not be started.
+    #[error("cannot start node process {index}")]
+    Spawn {
+        /// Which node.
+        index: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Writing to a node's stdin failed (it died).
+    #[error("cannot write to node process {index}")]
+    Stdin {
+        /// Which node.
+        index: usize,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// On Ctrl-C, kill every child process still alive, say so naming them `what`
 /// (for example "node processes"), and exit with status 130.
 pub(crate) fn kill_children_on_ctrl_c(what: &'static str) {

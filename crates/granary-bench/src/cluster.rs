@@ -80,24 +80,9 @@ pub(crate) enum ClusterBenchError {
     /// The async runtime (or the path of this binary) could not be had.
     #[error("cannot start the runtime")]
     Runtime(#[source] std::io::Error),
-    /// A node process could not be started.
-    #[error("cannot start node process {index}")]
-    Spawn {
-        /// Which node.
-        index: usize,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Writing to a node's stdin failed (it died).
-    #[error("cannot write to node process {index}")]
-    Stdin {
-        /// Which node.
-        index: usize,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A node process could not be started or fed.
+    #[error(transparent)]
+    NodeProcess(#[from] crate::child_process::NodeProcessError),
     /// A node printed something the bench does not understand.
     #[error("node process {index} printed `{line}`")]
     Protocol {

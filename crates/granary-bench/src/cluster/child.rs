@@ -31,17 +31,19 @@ impl Child {
         command: Command,
         lines: mpsc::UnboundedSender<Line>,
     ) -> Result<Child, ClusterBenchError> {
-        let process = ChildProcess::spawn(command, move |line| lines.send((index, line)).is_ok())
-            .map_err(|source| ClusterBenchError::Spawn { index, source })?;
+        let process =
+            ChildProcess::spawn(command, move |line| lines.send((index, line)).is_ok()).map_err(
+                |source| crate::child_process::NodeProcessError::Spawn { index, source },
+            )?;
         Ok(Child { index, process })
     }
 
     /// Writes one command line to the child's stdin.
     pub(crate) fn send(&mut self, line: &str) -> Result<(), ClusterBenchError> {
         let index = self.index;
-        self.process
-            .send(line)
-            .map_err(|source| ClusterBenchError::Stdin { index, source })
+        self.process.send(line).map_err(|source| {
+            crate::child_process::NodeProcessError::Stdin { index, source }.into()
+        })
     }
 
     /// `kill -9`: the node gets no chance to say goodbye.

@@ -28,24 +28,9 @@ pub(crate) enum SuiteError {
     /// The async runtime (or the path of this binary) could not be had.
     #[error("cannot start the runtime")]
     Runtime(#[source] std::io::Error),
-    /// A node process could not be started.
-    #[error("cannot start node process {index}")]
-    Spawn {
-        /// Which node.
-        index: usize,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Writing to a node's stdin failed (it died).
-    #[error("cannot write to node process {index}")]
-    Stdin {
-        /// Which node.
-        index: usize,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
+    /// A node process could not be started or fed.
+    #[error(transparent)]
+    NodeProcess(#[from] crate::child_process::NodeProcessError),
     /// A node process exited while the harness waited for it.
     #[error("node process {index} exited ({status}) while the harness waited for {waiting_for}")]
     NodeExited {
@@ -168,7 +153,7 @@ impl SuiteCluster {
         }
         let tx = self.tx.clone();
         let child = ChildProcess::spawn(command, move |line| tx.send((index, line)).is_ok())
-            .map_err(|source| SuiteError::Spawn { index, source })?;
+            .map_err(|source| crate::child_process::NodeProcessError::Spawn { index, source })?;
         self.nodes[index] = Some(child);
         let what = format!("node process {index} to listen");
         let addr = self
@@ -209,7 +194,7 @@ impl SuiteCluster {
             .ok_or_else(|| SuiteError::Usage(format!("node {index} is not running")))?;
         child
             .send(&line)
-            .map_err(|source| SuiteError::Stdin { index, source })?;
+            .map_err(|source| crate::child_process::NodeProcessError::Stdin { index, source })?;
         let (from, reply) = self
             .wait_for(&what, limit, |cluster| cluster.replies.remove(&id))
             .await?;
