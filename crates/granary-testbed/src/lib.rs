@@ -1,0 +1,20 @@
+//! granary-testbed: the chaos test bed and the history checker.
+//!
+//! Every guarantee granary states (single activation, no lost or doubled writes,
+//! fencing, failover) is proven here where it can break: several **hosts**, each a
+//! Linux network namespace with its own address on a bridge; **faults as the kernel
+//! sees them** (nft partitions, tbf bandwidth limits, `kill -9` and restart on the same
+//! address, `SIGSTOP`/`SIGCONT` pauses); **real node processes**; and a **checker**
+//! over the histories those processes record.
+//!
+//! - [`history`]: the events node and client processes append (activation start and
+//!   end, handled operations, client invocations and completions), one JSON line each.
+//! - [`checker`]: reads histories and reports double activations, lost acknowledged
+//!   writes, operations applied twice, stale reads and recovery times.
+//!
+//! This crate sits beside the framework, not under it: it depends on `granary` (the
+//! facade) only to run workloads, never the other way round.
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
+
+pub mod checker;
+pub mod history;
