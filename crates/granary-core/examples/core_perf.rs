@@ -1,7 +1,7 @@
 //! A quick release-mode check of the runtime's hot paths (granary only; the
 //! comparison with other frameworks is `granary-bench local`).
 //!
-//! `cargo run --release -p granary-core --example core_perf`
+//! `cargo run --release -p granary-actors --example core_perf`
 use std::time::Instant;
 
 use granary_core::prelude::*;

@@ -111,7 +111,7 @@ pub trait Actor: Sized + Send + 'static {
 
 /// The rank of a message in a priority mailbox; higher is served first.
 ///
-/// Ranks apply only to actors spawned with [`crate::MailboxConfig::priority`]; the
+/// Ranks apply only to actors spawned with [`crate::MailboxConfig::with_priority`]; the
 /// actor ranks each message type (or each message) in [`Handler::priority`].
 /// Messages of equal rank keep their arrival order.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]

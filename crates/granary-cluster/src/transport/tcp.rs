@@ -1,7 +1,7 @@
 //! The cluster protocol over granary-remote's TCP [`Transport`], on its control channel.
 //!
 //! Every [`Envelope`] becomes one `System` frame addressed to [`CLUSTER_RECIPIENT`] with a
-//! postcard body, sent with [`SendOptions::control()`]: membership traffic never queues
+//! postcard body, sent with [`granary_remote::SendOptions::control()`]: membership traffic never queues
 //! behind user messages on the data connections, and the cluster name and secret are
 //! checked by the transport's handshake before any frame is read. Frames for the cluster
 //! are picked out on the reader task and queued for the node's task; everything else goes

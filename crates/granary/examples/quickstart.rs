@@ -22,7 +22,7 @@
 //! (shared by the node processes; `--data DIR` to change it). The client increments
 //! the counters once a second for 30 rounds and prints who answered.
 //!
-//! The local-actor (non-cluster) quick start is `examples/local_counter.rs`.
+//! The local-actor (non-cluster) quick start is `crates/granary/examples/local_counter.rs`.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! A local actor: a supervised counter (no cluster; the cluster quick start is
-//! `examples/quickstart.rs`).
+//! `crates/granary/examples/quickstart.rs`).
 //!
 //! Run with `cargo run --release --example local_counter`. A counter actor is spawned
 //! under a supervisor; it takes `tell`s and `ask`s, then a message makes it panic.
