@@ -18,3 +18,4 @@
 
 pub mod checker;
 pub mod history;
+pub mod workload;
