@@ -24,6 +24,7 @@ mod cmd;
 pub mod history;
 pub mod netfault;
 pub mod process;
+pub mod workload;
 
 pub use bed::{
     available, available_or_skip, sweep_dead_runs, sweep_this_process, Host, HostId, Testbed,
