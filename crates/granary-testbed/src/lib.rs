@@ -24,6 +24,8 @@ mod cmd;
 pub mod history;
 pub mod netfault;
 pub mod process;
+pub mod run;
+pub mod schedule;
 pub mod workload;
 
 pub use bed::{
