@@ -177,7 +177,8 @@ async fn run_node(
 
 async fn run_client(options: driver::ClientOptions) -> Result<(), Box<dyn std::error::Error>> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let run = tokio::spawn(driver::run(options, stop_rx));
+    let driver = driver::connect(options).await?;
+    let run = tokio::spawn(driver.run(stop_rx));
     println!("started");
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -189,7 +190,7 @@ async fn run_client(options: driver::ClientOptions) -> Result<(), Box<dyn std::e
         }
     }
     let _ = stop_tx.send(true);
-    let summary = run.await??;
+    let summary = run.await?;
     println!("{}", serde_json::to_string(&summary)?);
     Ok(())
 }

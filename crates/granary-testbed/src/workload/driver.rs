@@ -160,12 +160,22 @@ impl Shared {
     }
 }
 
-/// Runs the client: load until `stop` turns `true` (or its sender is dropped), then
-/// drain, re-drive unfinished transfers, read final states.
-pub async fn run(
+/// A connected client, ready to load ([`Driver::run`]).
+pub struct Driver {
+    shared: Arc<Shared>,
     options: ClientOptions,
-    mut stop: watch::Receiver<bool>,
-) -> Result<Summary, DriverError> {
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("name", &self.options.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the history and connects to the cluster.
+pub async fn connect(options: ClientOptions) -> Result<Driver, DriverError> {
     if options.keys == 0 || options.concurrency == 0 {
         return Err(DriverError::BadOptions(
             "keys and concurrency must be at least 1".into(),
@@ -205,6 +215,31 @@ pub async fn run(
             at: Stamp::now(),
         });
     }
+    Ok(Driver { shared, options })
+}
+
+impl Driver {
+    /// Loads until `stop` turns `true` (or its sender is dropped), then drains,
+    /// re-drives unfinished transfers and reads final states.
+    pub async fn run(self, stop: watch::Receiver<bool>) -> Summary {
+        let Driver { shared, options } = self;
+        load(&shared, &options, stop).await;
+        let deadline = Instant::now() + FINISH_DEADLINE;
+        if options.workload == Workload::Saga {
+            redrive_transfers(&shared, deadline).await;
+        }
+        read_finals(&shared, options.workload, options.keys, deadline).await;
+        let summary = shared.summary();
+        match Arc::try_unwrap(shared) {
+            Ok(shared) => shared.client.close().await,
+            Err(_) => eprintln!("a task still holds the client; not closing it"),
+        }
+        summary
+    }
+}
+
+/// Runs the load tasks until `stop`, then waits (bounded) for the in-flight ones.
+async fn load(shared: &Arc<Shared>, options: &ClientOptions, mut stop: watch::Receiver<bool>) {
     let period = (options.rate > 0.0)
         .then(|| Duration::from_secs_f64(options.concurrency as f64 / options.rate));
     let mut tasks = tokio::task::JoinSet::new();
@@ -245,17 +280,6 @@ pub async fn run(
         eprintln!("in-flight operations did not finish within {DRAIN_DEADLINE:?}");
         tasks.abort_all();
     }
-    let deadline = Instant::now() + FINISH_DEADLINE;
-    if options.workload == Workload::Saga {
-        redrive_transfers(&shared, deadline).await;
-    }
-    read_finals(&shared, options.workload, options.keys, deadline).await;
-    let summary = shared.summary();
-    match Arc::try_unwrap(shared) {
-        Ok(shared) => shared.client.close().await,
-        Err(_) => eprintln!("a task still holds the client; not closing it"),
-    }
-    Ok(summary)
 }
 
 fn counter_key(i: usize) -> String {
