@@ -151,10 +151,18 @@ struct NodeSlot {
 /// directory is kept and named in the error's log line on stderr.
 pub fn run_chaos(config: &ChaosConfig) -> Result<RunOutcome, BedError> {
     if config.nodes < 2 {
-        return Err(BedError::Invalid("a chaos run needs at least 2 node hosts".into()));
+        return Err(BedError::Invalid(
+            "a chaos run needs at least 2 node hosts".into(),
+        ));
     }
     let started = Instant::now();
-    let schedule = draw(config.seed, config.nodes, config.mix, config.faults, config.times);
+    let schedule = draw(
+        config.seed,
+        config.nodes,
+        config.mix,
+        config.faults,
+        config.times,
+    );
     let bed = Testbed::new_in(config.nodes + 1, &config.parent_dir)?;
     let result = drive(&bed, config, &schedule);
     let (faults, client) = match result {
@@ -222,7 +230,11 @@ fn drive(
     // The seed node first, then the others join it.
     let mut nodes: Vec<NodeSlot> = Vec::with_capacity(config.nodes);
     for &host in &node_hosts {
-        let seeds = if host == node_hosts[0] { vec![] } else { vec![addr(node_hosts[0])?] };
+        let seeds = if host == node_hosts[0] {
+            vec![]
+        } else {
+            vec![addr(node_hosts[0])?]
+        };
         let mut slot = NodeSlot {
             host,
             incarnation: 0,
@@ -248,7 +260,9 @@ fn drive(
         "--rate".into(),
         config.rate.to_string(),
         "--history".into(),
-        dir.join(format!("{client_name}-0.jsonl")).display().to_string(),
+        dir.join(format!("{client_name}-0.jsonl"))
+            .display()
+            .to_string(),
     ];
     for &host in &node_hosts {
         client_args.push("--seed".into());
@@ -256,7 +270,11 @@ fn drive(
     }
     let mut client = bed.spawn(
         client_host,
-        &Launch::new(format!("{client_name}-0"), &config.node_program, client_args),
+        &Launch::new(
+            format!("{client_name}-0"),
+            &config.node_program,
+            client_args,
+        ),
     )?;
     client.wait_for_line("started", STARTED_DEADLINE)?;
     std::thread::sleep(config.warmup);
@@ -267,15 +285,29 @@ fn drive(
             std::thread::sleep(config.gap);
         }
         eprintln!("chaos seed {}: fault {}: {fault}", config.seed, index + 1);
-        apply(bed, config, fault, &mut nodes, &node_hosts, client_host, &store, &record, &addr)?;
+        apply(
+            bed,
+            config,
+            fault,
+            &mut nodes,
+            &node_hosts,
+            client_host,
+            &store,
+            &record,
+            &addr,
+        )?;
         applied.push(fault.to_string());
     }
     std::thread::sleep(config.settle);
 
     client.send_line("stop")?;
     let summary_line = client.wait_for_line("{", SUMMARY_DEADLINE)?;
-    let summary: ClientSummary = serde_json::from_str(&format!("{{{summary_line}"))
-        .map_err(|e| BedError::Invalid(format!("the client's summary `{{{summary_line}` is not valid: {e}")))?;
+    let summary: ClientSummary =
+        serde_json::from_str(&format!("{{{summary_line}")).map_err(|e| {
+            BedError::Invalid(format!(
+                "the client's summary `{{{summary_line}` is not valid: {e}"
+            ))
+        })?;
     client.wait(SHUTDOWN_DEADLINE)?;
     for slot in &mut nodes {
         if let Some(process) = slot.process.as_mut() {
@@ -315,7 +347,10 @@ fn start_node(
         "--store".into(),
         store.to_string(),
         "--history".into(),
-        bed.run_dir().join(format!("{name}.jsonl")).display().to_string(),
+        bed.run_dir()
+            .join(format!("{name}.jsonl"))
+            .display()
+            .to_string(),
     ];
     for seed in seeds {
         args.push("--seed".into());
@@ -356,7 +391,11 @@ fn apply(
             }
             std::thread::sleep(*down_for);
             slot.incarnation += 1;
-            record(format!("restart {} incarnation {}", name(*host), slot.incarnation))?;
+            record(format!(
+                "restart {} incarnation {}",
+                name(*host),
+                slot.incarnation
+            ))?;
             let seeds = node_hosts
                 .iter()
                 .filter(|h| *h != host)

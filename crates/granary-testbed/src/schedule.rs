@@ -76,13 +76,24 @@ impl fmt::Display for Fault {
             ),
             Fault::Partition { minority, hold } => {
                 let names: Vec<String> = minority.iter().map(h).collect();
-                write!(f, "partition {}|rest for {:.1} s", names.join(","), hold.as_secs_f64())
+                write!(
+                    f,
+                    "partition {}|rest for {:.1} s",
+                    names.join(","),
+                    hold.as_secs_f64()
+                )
             }
             Fault::PartialCut { a, c, hold } => {
                 write!(f, "cut {}-{} for {:.1} s", h(a), h(c), hold.as_secs_f64())
             }
             Fault::OneWay { from, to, hold } => {
-                write!(f, "one-way cut {}->{} for {:.1} s", h(from), h(to), hold.as_secs_f64())
+                write!(
+                    f,
+                    "one-way cut {}->{} for {:.1} s",
+                    h(from),
+                    h(to),
+                    hold.as_secs_f64()
+                )
             }
             Fault::Pause { host, hold } => {
                 write!(f, "pause {} for {:.1} s", h(host), hold.as_secs_f64())
@@ -164,7 +175,8 @@ pub fn draw(seed: u64, nodes: usize, mix: FaultMix, count: usize, times: FaultTi
     }
     let mut order: Vec<u8> = Vec::new();
     let mut faults = Vec::with_capacity(count);
-    let fraction = |rng: &mut ChaCha8Rng, max: Duration, low: f64| max.mul_f64(rng.random_range(low..=1.0));
+    let fraction =
+        |rng: &mut ChaCha8Rng, max: Duration, low: f64| max.mul_f64(rng.random_range(low..=1.0));
     for _ in 0..count {
         if order.is_empty() {
             order = kinds.to_vec();
@@ -225,8 +237,12 @@ mod tests {
     #[test]
     fn a_mixed_schedule_of_five_has_every_kind_and_partitions_are_two_of_five() {
         let faults = draw(1, 5, FaultMix::Mixed, 5, FaultTimes::default());
-        assert!(faults.iter().any(|f| matches!(f, Fault::KillRestart { .. })));
-        assert!(faults.iter().any(|f| matches!(f, Fault::PartialCut { a, c, .. } if a != c)));
+        assert!(faults
+            .iter()
+            .any(|f| matches!(f, Fault::KillRestart { .. })));
+        assert!(faults
+            .iter()
+            .any(|f| matches!(f, Fault::PartialCut { a, c, .. } if a != c)));
         assert!(faults.iter().any(|f| matches!(f, Fault::Pause { .. })));
         assert!(faults.iter().any(|f| matches!(f, Fault::OneWay { .. })));
         for f in &faults {
