@@ -220,13 +220,20 @@ struct ActivationLife<'a> {
     handled_to: Option<Stamp>,
 }
 
+/// An identity's final state, as recorded.
+struct FinalSeen<'a> {
+    value: u64,
+    applied: &'a [u64],
+    at: Stamp,
+}
+
 /// The history indexed for the checks.
 struct Run<'a> {
     invokes: HashMap<u64, Invoked<'a>>,
     /// op → (outcome, completion time); the last completion wins.
     completes: HashMap<u64, (&'a Outcome, Stamp)>,
-    /// identity → its last final (value, applied, version).
-    finals: HashMap<&'a str, (u64, &'a [u64], Option<u64>, Stamp)>,
+    /// identity → its last final.
+    finals: HashMap<&'a str, FinalSeen<'a>>,
     /// activation id → life, in order of first appearance.
     activations: BTreeMap<&'a str, ActivationLife<'a>>,
     /// (identity, op) → times handled with `applied: true`, with the activation.
@@ -270,11 +277,15 @@ impl<'a> Run<'a> {
                     identity,
                     value,
                     applied,
-                    version,
                     at,
+                    ..
                 } => {
-                    run.finals
-                        .insert(identity, (*value, applied.as_slice(), *version, *at));
+                    let seen = FinalSeen {
+                        value: *value,
+                        applied,
+                        at: *at,
+                    };
+                    run.finals.insert(identity, seen);
                 }
                 Event::ActivationStart {
                     node,
@@ -409,12 +420,12 @@ fn lost_writes(run: &Run<'_>, found: &mut Vec<Found>) {
         for side in sides {
             let detail = match run.finals.get(side) {
                 None => format!("op {op} acknowledged, but no final state of {side} was read"),
-                Some((_, applied, _, _)) if !applied.contains(op) => format!(
+                Some(f) if !f.applied.contains(op) => format!(
                     "op {op} ({:?}) acknowledged at {} µs, missing from the final applied list \
                      ({} ops)",
                     inv.operation,
                     acked_at.mono_us,
-                    applied.len()
+                    f.applied.len()
                 ),
                 Some(_) => continue,
             };
@@ -432,9 +443,9 @@ fn lost_writes(run: &Run<'_>, found: &mut Vec<Found>) {
 fn applied_twice(run: &Run<'_>, found: &mut Vec<Found>) {
     let mut finals: Vec<_> = run.finals.iter().collect();
     finals.sort_by_key(|(id, _)| **id);
-    for (identity, (_, applied, _, at)) in finals {
+    for (identity, f) in finals {
         let mut seen: HashMap<u64, usize> = HashMap::new();
-        for op in applied.iter() {
+        for op in f.applied {
             *seen.entry(*op).or_default() += 1;
         }
         let mut twice: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
@@ -444,7 +455,7 @@ fn applied_twice(run: &Run<'_>, found: &mut Vec<Found>) {
                 kind: AnomalyKind::AppliedTwice,
                 identity: (*identity).to_owned(),
                 detail: format!("op {op} appears {n} times in the final applied list"),
-                around: *at,
+                around: f.at,
             });
         }
     }
@@ -527,9 +538,9 @@ fn saga_invariants(run: &Run<'_>, found: &mut Vec<Found>) {
         .collect();
     transfers.sort_by_key(|(op, _)| **op);
     let on = |account: &str, op: u64| -> usize {
-        run.finals.get(account).map_or(0, |(_, applied, _, _)| {
-            applied.iter().filter(|o| **o == op).count()
-        })
+        run.finals
+            .get(account)
+            .map_or(0, |f| f.applied.iter().filter(|o| **o == op).count())
     };
     for (op, inv) in transfers {
         let Operation::Transfer { from, to, amount } = inv.operation else {
@@ -564,7 +575,10 @@ fn saga_invariants(run: &Run<'_>, found: &mut Vec<Found>) {
     }
     let mut total: u128 = 0;
     for account in accounts {
-        let Some((balance, _, _, at)) = run.finals.get(account.as_str()) else {
+        let Some(FinalSeen {
+            value: balance, at, ..
+        }) = run.finals.get(account.as_str())
+        else {
             found.push(Found {
                 kind: AnomalyKind::Invariant,
                 identity: account.clone(),

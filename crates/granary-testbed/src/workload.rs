@@ -174,3 +174,6 @@ where
 {
     kind.handles::<ReadFinal>()
 }
+
+// `Result<u64, String>` is the reply of both `Increment` and `Write`: one wire name.
+granary::register_message!(Result<u64, String>, "tb.NumberReply");

@@ -60,7 +60,6 @@ impl granary::Message for Increment {
     type Reply = IncrementReply;
 }
 granary::register_message!(Increment, "tb.Increment");
-granary::register_message!(IncrementReply, "tb.IncrementReply");
 
 impl VirtualHandler<Increment> for Counter {
     async fn handle(

@@ -66,7 +66,6 @@ impl granary::Message for Write {
     type Reply = WriteReply;
 }
 granary::register_message!(Write, "tb.Write");
-granary::register_message!(WriteReply, "tb.WriteReply");
 
 /// Reads the register.
 #[derive(Debug, Clone, Serialize, Deserialize)]
