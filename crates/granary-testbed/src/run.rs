@@ -411,21 +411,21 @@ fn apply(
                 .filter(|h| !minority.contains(h))
                 .chain([client_host])
                 .collect();
-            record(format!("partition {fault}"))?;
+            record(fault.to_string())?;
             bed.partition(&[minority.clone(), majority])?;
             std::thread::sleep(*hold);
             bed.heal()?;
             record("heal".into())?;
         }
         Fault::PartialCut { a, c, hold } => {
-            record(format!("{fault}"))?;
+            record(fault.to_string())?;
             bed.cut(*a, *c)?;
             std::thread::sleep(*hold);
             bed.heal()?;
             record("heal".into())?;
         }
         Fault::OneWay { from, to, hold } => {
-            record(format!("{fault}"))?;
+            record(fault.to_string())?;
             bed.cut_one_way(*from, *to)?;
             std::thread::sleep(*hold);
             bed.heal()?;
