@@ -18,6 +18,7 @@
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
 mod big;
+mod chaos;
 mod child_process;
 mod cluster;
 mod counter;
@@ -113,6 +114,10 @@ enum Command {
     /// Delta-state vs full-state gossip of a replicated ORSet: bytes sent by 5 nodes
     /// for 10,000 operations on 10,000 elements (seed 003 §2.9).
     Crdt(crdt::CrdtArgs),
+    /// Multi-host chaos runs on network namespaces (kill -9 + restart, partitions,
+    /// cuts, pauses) with the history checker: lost writes, duplicates, stale reads,
+    /// double activations, recovery times. Needs root.
+    Chaos(chaos::ChaosArgs),
     /// PNG charts from saved JSON rows (`--rows FILE.jsonl --out DIR`).
     Plot(plot::PlotArgs),
     /// Short sweep of every scenario in this build; writes README.md, rows and charts.
@@ -141,6 +146,7 @@ fn main() -> ExitCode {
         Command::EchoNode(args) => echo::run_node(args).map_err(Into::into),
         Command::Counter(args) => counter::run(args).map_err(Into::into),
         Command::Crdt(args) => crdt::run(args).map_err(Into::into),
+        Command::Chaos(args) => chaos::run(args).map_err(Into::into),
         Command::Plot(args) => plot::run(args).map_err(Into::into),
         Command::Report(args) => {
             let scenarios = <Cli as clap::CommandFactory>::command()

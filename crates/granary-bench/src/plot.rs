@@ -397,6 +397,28 @@ pub(crate) fn plot_rows(
                 latency: true,
             });
         }
+        "chaos" => {
+            specs.push(Spec {
+                name: "recovery p99 per run",
+                x: "seed",
+                y: "recover_p99_ms",
+                series: vec!["workload", "fault_mix"],
+                facets: vec!["nodes"],
+                log_x: false,
+                log_y: false,
+                latency: false,
+            });
+            specs.push(Spec {
+                name: "acknowledged operations per run",
+                x: "seed",
+                y: "acked",
+                series: vec!["workload", "fault_mix"],
+                facets: vec!["nodes"],
+                log_x: false,
+                log_y: false,
+                latency: false,
+            });
+        }
         "iot" => return iot_charts(&rows, dir),
         "counter" => return counter_bars(&rows, dir),
         _ => {

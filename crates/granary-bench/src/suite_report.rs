@@ -176,6 +176,11 @@ pub(crate) const PLAN: &[Planned] = &[
         args: &["--quick"],
     },
     Planned {
+        name: "chaos",
+        seed: "— (issue 12)",
+        args: &["--quick", "--runs", "1"],
+    },
+    Planned {
         name: "crdt",
         seed: "003 §3",
         args: &["--quick"],

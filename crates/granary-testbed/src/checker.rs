@@ -1,2 +1,690 @@
 //! The history checker: reads a run's merged history ([`crate::history::read_run`])
-//! and reports every anomaly it finds. (Filled in by the checker's own change.)
+//! and reports every anomaly it finds ([`check`] → [`Report`]).
+//!
+//! What it looks for (definitions in `docs/semantics.md`, "What the checker calls a
+//! double activation", and below):
+//! - **double activation**: two activations of one identity whose *handling
+//!   intervals* overlap. An activation's handling interval runs from the start of the
+//!   first operation it handled to the end of the last one. An activation that lives
+//!   on without handling (fenced by its host lease, or waiting for `on_deactivate`)
+//!   is not a second activation in this sense: the fence's promise is that it handles
+//!   nothing, and handling is what the checker sees.
+//! - **lost acknowledged write**: an increment, register write or transfer
+//!   acknowledged ([`Outcome::Ok`]) whose op id is missing from the identity's
+//!   [`Event::Final`] (a transfer: from both accounts' finals).
+//! - **applied twice**: an op id twice in one final's applied list, or handled with
+//!   `applied: true` more than once for one identity.
+//! - **stale read**: a register read acknowledged with a version older than a write
+//!   acknowledged before the read was invoked.
+//! - **invariant**: the saga's (final balances sum to the initial total; every
+//!   transfer on both sides or neither, on both if acknowledged, on neither if
+//!   refused; each balance equals its initial balance plus its credits minus its
+//!   debits) and a missing final state for an identity with acknowledged writes.
+//! - **recovery time**: per [`Event::Fault`] and identity, the longest gap between
+//!   acknowledgements from the fault until the next fault (or the last
+//!   acknowledgement of the run).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{Event, Operation, Outcome, Stamp};
+
+/// How many events an anomaly's excerpt shows at most.
+const EXCERPT_EVENTS: usize = 12;
+
+/// What kind of anomaly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnomalyKind {
+    /// One identity handled by two activations in overlapping intervals.
+    DoubleActivation,
+    /// An acknowledged write missing from the final state.
+    LostWrite,
+    /// An operation applied more than once.
+    AppliedTwice,
+    /// A read older than a write acknowledged before it.
+    StaleRead,
+    /// A workload invariant broken (saga sums, one-sidedness, missing finals).
+    Invariant,
+}
+
+/// One anomaly found, with the events around it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anomaly {
+    /// What kind.
+    pub kind: AnomalyKind,
+    /// The identity it concerns.
+    pub identity: String,
+    /// What exactly, in one sentence.
+    pub detail: String,
+    /// The history's events about the identity around the anomaly, one JSON line each.
+    pub excerpt: Vec<String>,
+}
+
+/// Recovery times over every (fault, identity) pair, in milliseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// How many (fault, identity) pairs were measured.
+    pub samples: usize,
+    /// Median longest gap.
+    pub p50_ms: f64,
+    /// 99th percentile longest gap.
+    pub p99_ms: f64,
+    /// Largest longest gap.
+    pub max_ms: f64,
+}
+
+/// The checker's verdict on one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Events read.
+    pub events: usize,
+    /// Operations invoked by clients.
+    pub invoked: usize,
+    /// Operations acknowledged.
+    pub acked: usize,
+    /// Faults recorded.
+    pub faults: usize,
+    /// Every anomaly found, in the order of the checks.
+    pub anomalies: Vec<Anomaly>,
+    /// Recovery times after faults.
+    pub recovery: Recovery,
+}
+
+impl Report {
+    /// No anomaly of any kind.
+    pub fn is_clean(&self) -> bool {
+        self.anomalies.is_empty()
+    }
+
+    /// How many anomalies of `kind` were found.
+    pub fn count(&self, kind: AnomalyKind) -> usize {
+        self.anomalies.iter().filter(|a| a.kind == kind).count()
+    }
+
+    /// Double activations found.
+    pub fn double_activations(&self) -> usize {
+        self.count(AnomalyKind::DoubleActivation)
+    }
+
+    /// Acknowledged writes lost.
+    pub fn lost_writes(&self) -> usize {
+        self.count(AnomalyKind::LostWrite)
+    }
+
+    /// Operations applied twice.
+    pub fn applied_twice(&self) -> usize {
+        self.count(AnomalyKind::AppliedTwice)
+    }
+
+    /// Stale reads.
+    pub fn stale_reads(&self) -> usize {
+        self.count(AnomalyKind::StaleRead)
+    }
+
+    /// Workload invariants broken.
+    pub fn invariant_violations(&self) -> usize {
+        self.count(AnomalyKind::Invariant)
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} events, {} invoked, {} acked, {} faults: {} double activations, {} lost writes, \
+             {} applied twice, {} stale reads, {} invariant violations; recovery p50 {:.0} ms, \
+             p99 {:.0} ms, max {:.0} ms over {} samples",
+            self.events,
+            self.invoked,
+            self.acked,
+            self.faults,
+            self.double_activations(),
+            self.lost_writes(),
+            self.applied_twice(),
+            self.stale_reads(),
+            self.invariant_violations(),
+            self.recovery.p50_ms,
+            self.recovery.p99_ms,
+            self.recovery.max_ms,
+            self.recovery.samples,
+        )?;
+        for a in &self.anomalies {
+            writeln!(f, "{:?} on {}: {}", a.kind, a.identity, a.detail)?;
+            for line in &a.excerpt {
+                writeln!(f, "    {line}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a run's history (events in any order; they are sorted by time here).
+pub fn check(events: &[Event]) -> Report {
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| e.time());
+    let run = Run::index(&sorted);
+    let mut report = Report {
+        events: events.len(),
+        invoked: run.invokes.len(),
+        acked: run
+            .completes
+            .values()
+            .filter(|c| matches!(c.0, Outcome::Ok { .. }))
+            .count(),
+        faults: run.faults.len(),
+        ..Report::default()
+    };
+    let mut found = Vec::new();
+    double_activations(&run, &mut found);
+    lost_writes(&run, &mut found);
+    applied_twice(&run, &mut found);
+    stale_reads(&run, &mut found);
+    saga_invariants(&run, &mut found);
+    report.anomalies = found
+        .into_iter()
+        .map(|f| Anomaly {
+            excerpt: excerpt(&sorted, &run, &f.identity, f.around),
+            kind: f.kind,
+            identity: f.identity,
+            detail: f.detail,
+        })
+        .collect();
+    report.recovery = recovery(&run);
+    report
+}
+
+/// An anomaly before its excerpt is cut.
+struct Found {
+    kind: AnomalyKind,
+    identity: String,
+    detail: String,
+    /// The time the excerpt centres on.
+    around: Stamp,
+}
+
+/// One invocation, as indexed.
+struct Invoked<'a> {
+    identity: &'a str,
+    operation: &'a Operation,
+    at: Stamp,
+}
+
+/// One activation's observed life.
+struct ActivationLife<'a> {
+    identity: &'a str,
+    process: (&'a str, u64),
+    handled_from: Option<Stamp>,
+    handled_to: Option<Stamp>,
+}
+
+/// An identity's final state, as recorded.
+struct FinalSeen<'a> {
+    value: u64,
+    applied: &'a [u64],
+    at: Stamp,
+}
+
+/// The history indexed for the checks.
+struct Run<'a> {
+    invokes: HashMap<u64, Invoked<'a>>,
+    /// op → (outcome, completion time); the last completion wins.
+    completes: HashMap<u64, (&'a Outcome, Stamp)>,
+    /// identity → its last final.
+    finals: HashMap<&'a str, FinalSeen<'a>>,
+    /// activation id → life, in order of first appearance.
+    activations: BTreeMap<&'a str, ActivationLife<'a>>,
+    /// (identity, op) → times handled with `applied: true`, with the activation.
+    applied: HashMap<(&'a str, u64), Vec<(&'a str, Stamp)>>,
+    accounts: Option<(&'a [String], u64, Stamp)>,
+    faults: Vec<(&'a str, Stamp)>,
+}
+
+impl<'a> Run<'a> {
+    fn index(sorted: &[&'a Event]) -> Run<'a> {
+        let mut run = Run {
+            invokes: HashMap::new(),
+            completes: HashMap::new(),
+            finals: HashMap::new(),
+            activations: BTreeMap::new(),
+            applied: HashMap::new(),
+            accounts: None,
+            faults: Vec::new(),
+        };
+        for e in sorted {
+            match e {
+                Event::Invoke {
+                    op,
+                    identity,
+                    operation,
+                    at,
+                    ..
+                } => {
+                    run.invokes.entry(*op).or_insert(Invoked {
+                        identity,
+                        operation,
+                        at: *at,
+                    });
+                }
+                Event::Complete {
+                    op, outcome, at, ..
+                } => {
+                    run.completes.insert(*op, (outcome, *at));
+                }
+                Event::Final {
+                    identity,
+                    value,
+                    applied,
+                    at,
+                    ..
+                } => {
+                    let seen = FinalSeen {
+                        value: *value,
+                        applied,
+                        at: *at,
+                    };
+                    run.finals.insert(identity, seen);
+                }
+                Event::ActivationStart {
+                    node,
+                    incarnation,
+                    identity,
+                    activation,
+                    ..
+                } => {
+                    run.life(activation, identity, (node, *incarnation));
+                }
+                Event::ActivationEnd { .. } => {}
+                Event::Handled {
+                    node,
+                    incarnation,
+                    identity,
+                    activation,
+                    op,
+                    applied,
+                    start,
+                    end,
+                } => {
+                    let life = run.life(activation, identity, (node, *incarnation));
+                    life.handled_from = Some(life.handled_from.map_or(*start, |s| s.min(*start)));
+                    life.handled_to = Some(life.handled_to.map_or(*end, |t| t.max(*end)));
+                    if *applied {
+                        run.applied
+                            .entry((identity, *op))
+                            .or_default()
+                            .push((activation, *start));
+                    }
+                }
+                Event::Accounts {
+                    accounts,
+                    initial_balance,
+                    at,
+                    ..
+                } => run.accounts = Some((accounts, *initial_balance, *at)),
+                Event::Fault { what, at } => run.faults.push((what, *at)),
+            }
+        }
+        run
+    }
+
+    fn life(
+        &mut self,
+        activation: &'a str,
+        identity: &'a str,
+        process: (&'a str, u64),
+    ) -> &mut ActivationLife<'a> {
+        self.activations
+            .entry(activation)
+            .or_insert(ActivationLife {
+                identity,
+                process,
+                handled_from: None,
+                handled_to: None,
+            })
+    }
+
+    fn acked(&self, op: u64) -> Option<(Option<u64>, Option<u64>, Stamp)> {
+        match self.completes.get(&op) {
+            Some((Outcome::Ok { value, version }, at)) => Some((*value, *version, *at)),
+            _ => None,
+        }
+    }
+
+    fn refused(&self, op: u64) -> bool {
+        matches!(self.completes.get(&op), Some((Outcome::Failed { .. }, _)))
+    }
+}
+
+/// Pairs of activations of one identity whose handling intervals overlap.
+fn double_activations(run: &Run<'_>, found: &mut Vec<Found>) {
+    let mut by_identity: BTreeMap<&str, Vec<(&str, &ActivationLife<'_>)>> = BTreeMap::new();
+    for (id, life) in &run.activations {
+        if life.handled_from.is_some() {
+            by_identity
+                .entry(life.identity)
+                .or_default()
+                .push((id, life));
+        }
+    }
+    for (identity, mut lives) in by_identity {
+        lives.sort_by_key(|(_, l)| l.handled_from);
+        for (i, (a_id, a)) in lives.iter().enumerate() {
+            for (b_id, b) in &lives[i + 1..] {
+                let (Some(a_from), Some(a_to), Some(b_from), Some(b_to)) =
+                    (a.handled_from, a.handled_to, b.handled_from, b.handled_to)
+                else {
+                    continue;
+                };
+                if b_from >= a_to {
+                    // Sorted by start: no later activation overlaps `a` either.
+                    break;
+                }
+                let overlap_ms = (a_to.min(b_to).mono_us - b_from.mono_us) as f64 / 1000.0;
+                found.push(Found {
+                    kind: AnomalyKind::DoubleActivation,
+                    identity: identity.to_owned(),
+                    detail: format!(
+                        "activation {a_id} ({}#{}) handled from {} to {} µs and activation \
+                         {b_id} ({}#{}) from {} to {} µs: {overlap_ms:.1} ms both handling",
+                        a.process.0,
+                        a.process.1,
+                        a_from.mono_us,
+                        a_to.mono_us,
+                        b.process.0,
+                        b.process.1,
+                        b_from.mono_us,
+                        b_to.mono_us,
+                    ),
+                    around: b_from,
+                });
+            }
+        }
+    }
+}
+
+/// Acknowledged increments, writes and transfers missing from a final state.
+fn lost_writes(run: &Run<'_>, found: &mut Vec<Found>) {
+    let mut ops: Vec<(&u64, &Invoked<'_>)> = run.invokes.iter().collect();
+    ops.sort_by_key(|(op, _)| **op);
+    for (op, inv) in ops {
+        let Some((_, _, acked_at)) = run.acked(*op) else {
+            continue;
+        };
+        let sides: Vec<&str> = match inv.operation {
+            Operation::Increment | Operation::Write { .. } => vec![inv.identity],
+            Operation::Transfer { from, to, .. } => vec![from, to],
+            Operation::Read => continue,
+        };
+        for side in sides {
+            let detail = match run.finals.get(side) {
+                None => format!("op {op} acknowledged, but no final state of {side} was read"),
+                Some(f) if !f.applied.contains(op) => format!(
+                    "op {op} ({:?}) acknowledged at {} µs, missing from the final applied list \
+                     ({} ops)",
+                    inv.operation,
+                    acked_at.mono_us,
+                    f.applied.len()
+                ),
+                Some(_) => continue,
+            };
+            found.push(Found {
+                kind: AnomalyKind::LostWrite,
+                identity: side.to_owned(),
+                detail,
+                around: acked_at,
+            });
+        }
+    }
+}
+
+/// Op ids twice in one final, or applied by more than one handling.
+fn applied_twice(run: &Run<'_>, found: &mut Vec<Found>) {
+    let mut finals: Vec<_> = run.finals.iter().collect();
+    finals.sort_by_key(|(id, _)| **id);
+    for (identity, f) in finals {
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        for op in f.applied {
+            *seen.entry(*op).or_default() += 1;
+        }
+        let mut twice: Vec<_> = seen.into_iter().filter(|(_, n)| *n > 1).collect();
+        twice.sort();
+        for (op, n) in twice {
+            found.push(Found {
+                kind: AnomalyKind::AppliedTwice,
+                identity: (*identity).to_owned(),
+                detail: format!("op {op} appears {n} times in the final applied list"),
+                around: f.at,
+            });
+        }
+    }
+    let mut handled: Vec<_> = run.applied.iter().filter(|(_, v)| v.len() > 1).collect();
+    handled.sort_by_key(|((id, op), _)| (*id, *op));
+    for ((identity, op), times) in handled {
+        let by: Vec<&str> = times.iter().map(|(a, _)| *a).collect();
+        found.push(Found {
+            kind: AnomalyKind::AppliedTwice,
+            identity: (*identity).to_owned(),
+            detail: format!(
+                "op {op} handled with applied=true {} times, by {by:?}",
+                times.len()
+            ),
+            around: times[1].1,
+        });
+    }
+}
+
+/// Register reads older than a write acknowledged before the read was invoked.
+fn stale_reads(run: &Run<'_>, found: &mut Vec<Found>) {
+    // identity → acknowledged writes (ack time, version, op), sorted by ack time.
+    let mut writes: HashMap<&str, Vec<(Stamp, u64, u64)>> = HashMap::new();
+    let mut reads = Vec::new();
+    for (op, inv) in &run.invokes {
+        let Some((_, version, acked_at)) = run.acked(*op) else {
+            continue;
+        };
+        match (inv.operation, version) {
+            (Operation::Write { .. }, Some(v)) => writes
+                .entry(inv.identity)
+                .or_default()
+                .push((acked_at, v, *op)),
+            (Operation::Read, Some(v)) => reads.push((*op, inv, v)),
+            _ => {}
+        }
+    }
+    for w in writes.values_mut() {
+        w.sort();
+    }
+    reads.sort_by_key(|(op, _, _)| *op);
+    for (op, inv, read_version) in reads {
+        let Some(ws) = writes.get(inv.identity) else {
+            continue;
+        };
+        let newest = ws
+            .iter()
+            .take_while(|(acked_at, _, _)| *acked_at < inv.at)
+            .max_by_key(|(_, v, _)| *v);
+        if let Some((acked_at, v, write_op)) = newest {
+            if *v > read_version {
+                found.push(Found {
+                    kind: AnomalyKind::StaleRead,
+                    identity: inv.identity.to_owned(),
+                    detail: format!(
+                        "read {op} invoked at {} µs returned version {read_version}, but write \
+                         {write_op} was acknowledged at version {v} at {} µs",
+                        inv.at.mono_us, acked_at.mono_us
+                    ),
+                    around: inv.at,
+                });
+            }
+        }
+    }
+}
+
+/// The saga's invariants, when the history has an [`Event::Accounts`].
+fn saga_invariants(run: &Run<'_>, found: &mut Vec<Found>) {
+    let Some((accounts, initial, setup_at)) = run.accounts else {
+        return;
+    };
+    let mut expected: HashMap<&str, i128> = accounts
+        .iter()
+        .map(|a| (a.as_str(), initial as i128))
+        .collect();
+    let mut transfers: Vec<(&u64, &Invoked<'_>)> = run
+        .invokes
+        .iter()
+        .filter(|(_, i)| matches!(i.operation, Operation::Transfer { .. }))
+        .collect();
+    transfers.sort_by_key(|(op, _)| **op);
+    let on = |account: &str, op: u64| -> usize {
+        run.finals
+            .get(account)
+            .map_or(0, |f| f.applied.iter().filter(|o| **o == op).count())
+    };
+    for (op, inv) in transfers {
+        let Operation::Transfer { from, to, amount } = inv.operation else {
+            continue;
+        };
+        let (debited, credited) = (on(from, *op), on(to, *op));
+        let problem = if debited != credited {
+            Some(format!(
+                "transfer {op} is on {from} {debited} time(s) and on {to} {credited} time(s)"
+            ))
+        } else if debited == 1 && run.refused(*op) {
+            Some(format!(
+                "transfer {op} was refused yet applied on both sides"
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = problem {
+            found.push(Found {
+                kind: AnomalyKind::Invariant,
+                identity: inv.identity.to_owned(),
+                detail,
+                around: inv.at,
+            });
+        }
+        if let Some(b) = expected.get_mut(from.as_str()) {
+            *b -= (debited as i128) * (*amount as i128);
+        }
+        if let Some(b) = expected.get_mut(to.as_str()) {
+            *b += (credited as i128) * (*amount as i128);
+        }
+    }
+    let mut total: u128 = 0;
+    for account in accounts {
+        let Some(FinalSeen {
+            value: balance, at, ..
+        }) = run.finals.get(account.as_str())
+        else {
+            found.push(Found {
+                kind: AnomalyKind::Invariant,
+                identity: account.clone(),
+                detail: "no final balance was read".into(),
+                around: setup_at,
+            });
+            continue;
+        };
+        total += *balance as u128;
+        let want = expected[account.as_str()];
+        if *balance as i128 != want {
+            found.push(Found {
+                kind: AnomalyKind::Invariant,
+                identity: account.clone(),
+                detail: format!(
+                    "final balance {balance}, but the initial {initial} plus its applied \
+                     credits minus its applied debits is {want}"
+                ),
+                around: *at,
+            });
+        }
+    }
+    let want_total = accounts.len() as u128 * initial as u128;
+    if total != want_total {
+        found.push(Found {
+            kind: AnomalyKind::Invariant,
+            identity: "tb.Account/*".into(),
+            detail: format!("final balances sum to {total}, the initial total was {want_total}"),
+            around: setup_at,
+        });
+    }
+}
+
+/// The longest acknowledgement gap per (fault, identity), as percentiles.
+fn recovery(run: &Run<'_>) -> Recovery {
+    let mut acks: HashMap<&str, Vec<u64>> = HashMap::new();
+    for (op, inv) in &run.invokes {
+        if let Some((_, _, at)) = run.acked(*op) {
+            acks.entry(inv.identity).or_default().push(at.mono_us);
+        }
+    }
+    let Some(last_ack) = acks.values().flatten().max().copied() else {
+        return Recovery::default();
+    };
+    for a in acks.values_mut() {
+        a.sort_unstable();
+    }
+    let mut gaps = Vec::new();
+    for (i, (_, fault_at)) in run.faults.iter().enumerate() {
+        let from = fault_at.mono_us;
+        let until = run
+            .faults
+            .get(i + 1)
+            .map_or(last_ack, |(_, next)| next.mono_us.min(last_ack));
+        if until <= from {
+            continue;
+        }
+        for times in acks.values() {
+            let mut previous = from;
+            let mut longest = 0;
+            for t in times.iter().filter(|t| **t > from && **t <= until) {
+                longest = longest.max(t - previous);
+                previous = *t;
+            }
+            longest = longest.max(until - previous);
+            gaps.push(longest as f64 / 1000.0);
+        }
+    }
+    if gaps.is_empty() {
+        return Recovery::default();
+    }
+    gaps.sort_by(f64::total_cmp);
+    let at = |q: f64| gaps[((gaps.len() - 1) as f64 * q).round() as usize];
+    Recovery {
+        samples: gaps.len(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: gaps[gaps.len() - 1],
+    }
+}
+
+/// The events about `identity` (its operations' completions and the faults included)
+/// nearest `around`, at most
+/// [`EXCERPT_EVENTS`], as JSON lines in time order.
+fn excerpt(sorted: &[&Event], run: &Run<'_>, identity: &str, around: Stamp) -> Vec<String> {
+    let about = |e: &Event| match e {
+        Event::Fault { .. } => true,
+        Event::Complete { op, .. } => run.invokes.get(op).is_some_and(|i| i.identity == identity),
+        Event::Accounts { .. } => false,
+        other => other.identity() == Some(identity),
+    };
+    let mut near: Vec<(u64, usize)> = sorted
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| about(e))
+        .map(|(i, e)| (e.time().mono_us.abs_diff(around.mono_us), i))
+        .collect();
+    near.sort_unstable();
+    let mut picked: Vec<usize> = near
+        .into_iter()
+        .take(EXCERPT_EVENTS)
+        .map(|(_, i)| i)
+        .collect();
+    picked.sort_unstable();
+    picked
+        .into_iter()
+        .filter_map(|i| serde_json::to_string(sorted[i]).ok())
+        .collect()
+}

@@ -69,9 +69,9 @@ pub enum Operation {
     },
     /// Move `amount` from one account to another through a coordinator identity.
     Transfer {
-        /// The account debited.
+        /// The account debited (its identity, `tb.Account/<key>`).
         from: String,
-        /// The account credited.
+        /// The account credited (its identity, `tb.Account/<key>`).
         to: String,
         /// How much.
         amount: u64,
@@ -87,6 +87,10 @@ pub enum Outcome {
     Ok {
         /// The reply's value.
         value: Option<u64>,
+        /// The register's version after a write, or the version a read saw (a
+        /// register's state counts its applied writes); `None` for other kinds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
     },
     /// Refused before it could take effect (a typed error that says so).
     Failed {
@@ -188,6 +192,22 @@ pub enum Event {
         value: u64,
         /// The operation ids the state says it applied, in order.
         applied: Vec<u64>,
+        /// A register's version (its count of applied writes); `None` for other kinds.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<u64>,
+        /// When.
+        at: Stamp,
+    },
+    /// The saga workload's accounts and the balance each starts with, recorded by
+    /// the client before its first transfer (the checker's invariant: the final
+    /// balances sum to `accounts.len() * initial_balance`).
+    Accounts {
+        /// The client process.
+        client: String,
+        /// The accounts' identities (`tb.Account/<key>`).
+        accounts: Vec<String>,
+        /// Every account's balance before the first transfer.
+        initial_balance: u64,
         /// When.
         at: Stamp,
     },
@@ -264,8 +284,38 @@ impl Event {
             | Event::Invoke { at, .. }
             | Event::Complete { at, .. }
             | Event::Final { at, .. }
+            | Event::Accounts { at, .. }
             | Event::Fault { at, .. } => *at,
             Event::Handled { start, .. } => *start,
+        }
+    }
+
+    /// The identity the event is about, if it is about one.
+    pub fn identity(&self) -> Option<&str> {
+        match self {
+            Event::ActivationStart { identity, .. }
+            | Event::ActivationEnd { identity, .. }
+            | Event::Handled { identity, .. }
+            | Event::Invoke { identity, .. }
+            | Event::Final { identity, .. } => Some(identity),
+            Event::Complete { .. } | Event::Accounts { .. } | Event::Fault { .. } => None,
+        }
+    }
+
+    /// The node process (host and incarnation) that recorded the event, for events
+    /// recorded by node processes.
+    pub fn process(&self) -> Option<(&str, u64)> {
+        match self {
+            Event::ActivationStart {
+                node, incarnation, ..
+            }
+            | Event::ActivationEnd {
+                node, incarnation, ..
+            }
+            | Event::Handled {
+                node, incarnation, ..
+            } => Some((node, *incarnation)),
+            _ => None,
         }
     }
 }

@@ -9,6 +9,8 @@
 //!
 //! - [`history`]: the events node and client processes append (activation start and
 //!   end, handled operations, client invocations and completions), one JSON line each.
+//! - [`Testbed`]: the hosts (network namespaces on a bridge), kernel-level faults
+//!   between them ([`netfault`]) and processes on them ([`process`]).
 //! - [`checker`]: reads histories and reports double activations, lost acknowledged
 //!   writes, operations applied twice, stale reads and recovery times.
 //!
@@ -16,5 +18,18 @@
 //! facade) only to run workloads, never the other way round.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+mod bed;
 pub mod checker;
+mod cmd;
 pub mod history;
+pub mod netfault;
+pub mod process;
+pub mod run;
+pub mod schedule;
+pub mod workload;
+
+pub use bed::{
+    available, available_or_skip, sweep_dead_runs, sweep_this_process, Host, HostId, Testbed,
+    MAX_HOSTS,
+};
+pub use cmd::BedError;

@@ -61,9 +61,29 @@ impl Client {
         name: &str,
         secret: Vec<u8>,
     ) -> Result<Client, VirtualError> {
-        let seeds: Vec<SocketAddr> = seeds.into_iter().collect();
+        Client::builder()
+            .seeds(seeds)
+            .cluster_secret(name, secret)
+            .connect()
+            .await
+    }
+
+    /// A builder, for a client that needs more than seeds, name and secret (its
+    /// own bind address).
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    async fn start(builder: ClientBuilder) -> Result<Client, VirtualError> {
+        let ClientBuilder {
+            seeds,
+            cluster_name,
+            secret,
+            bind,
+        } = builder;
         let system = ActorSystem::new();
-        let remote = RemoteNode::start(system.clone(), TransportConfig::new(name, secret))
+        let transport = TransportConfig::new(cluster_name, secret).with_listen(bind);
+        let remote = RemoteNode::start(system.clone(), transport)
             .await
             .map_err(|e| VirtualError::Setup(e.to_string()))?;
         let slot = Arc::new(OnceLock::new());
@@ -115,6 +135,11 @@ impl Client {
         VirtualRef::new(self.runtime.clone(), key.into())
     }
 
+    /// The address members reach this client at.
+    pub fn addr(&self) -> SocketAddr {
+        self.runtime.me
+    }
+
     /// The members the client currently knows.
     pub fn members(&self) -> Vec<SocketAddr> {
         let mut m = self.runtime.members.client_addrs();
@@ -127,6 +152,79 @@ impl Client {
         self.refresh.abort();
         self.runtime.remote().shutdown();
         self.runtime.system().shutdown().await;
+    }
+}
+
+/// Builds a [`Client`]: seeds, cluster name and secret, and the address it listens
+/// on (members dial the client back at that address with replies, so it must be one
+/// they can reach).
+///
+/// ```no_run
+/// // no_run: needs a running cluster; tests/client_and_placement.rs runs the same flow.
+/// # async fn demo() -> Result<(), granary_virtual::VirtualError> {
+/// let client = granary_virtual::Client::builder()
+///     .seeds(["10.0.0.2:7100".parse().unwrap()])
+///     .cluster_secret("granary", b"granary-dev-secret".to_vec())
+///     .bind("10.0.0.9:0".parse().unwrap())
+///     .connect()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientBuilder {
+    seeds: Vec<SocketAddr>,
+    cluster_name: String,
+    secret: Vec<u8>,
+    bind: SocketAddr,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret stays out of logs.
+        f.debug_struct("ClientBuilder")
+            .field("seeds", &self.seeds)
+            .field("cluster_name", &self.cluster_name)
+            .field("bind", &self.bind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        Self {
+            seeds: Vec::new(),
+            cluster_name: "granary".into(),
+            secret: b"granary-dev-secret".to_vec(),
+            bind: ([127, 0, 0, 1], 0).into(),
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// Members to learn the cluster from (at least one must answer).
+    pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.seeds = seeds.into_iter().collect();
+        self
+    }
+
+    /// The cluster name and shared secret of the transport handshake. Default:
+    /// `granary` and the development secret, as [`Client::connect`].
+    pub fn cluster_secret(mut self, name: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        self.cluster_name = name.into();
+        self.secret = secret.into();
+        self
+    }
+
+    /// The address the client listens on (port 0 picks one); members send replies
+    /// there. Default `127.0.0.1:0`.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Connects: binds, asks the seeds for the members, starts refreshing the view.
+    pub async fn connect(self) -> Result<Client, VirtualError> {
+        Client::start(self).await
     }
 }
 

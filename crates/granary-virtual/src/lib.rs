@@ -56,7 +56,7 @@ mod vref;
 
 pub use activation::Activation;
 pub use actor::{VirtualActor, VirtualHandler};
-pub use client::Client;
+pub use client::{Client, ClientBuilder};
 pub use context::VirtualContext;
 pub use error::VirtualError;
 pub use key::Key;

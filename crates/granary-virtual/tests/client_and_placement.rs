@@ -42,6 +42,36 @@ async fn a_client_outside_the_cluster_reaches_virtual_actors() {
     }
 }
 
+/// A client told to listen on another loopback address listens there, and members
+/// reach it there with their replies (the test bed's clients bind to their network
+/// namespace's address this way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_binds_to_the_address_it_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let nodes = start_nodes(2, &store, |_, b| b.host(counter_kind())).await;
+    let bind: SocketAddr = "127.0.0.2:0".parse().unwrap();
+    let client = Client::builder()
+        .seeds([nodes[0].addr()])
+        .cluster_secret("granary", b"granary-dev-secret".to_vec())
+        .bind(bind)
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(client.addr().ip(), bind.ip(), "listens where it was told");
+    assert_ne!(client.addr().port(), 0, "port 0 picked a port");
+    let r = client.get::<Counter>("bound-client".to_string());
+    assert_eq!(
+        r.ask(Add(2)).await.unwrap(),
+        Ok(2),
+        "replies reach it there"
+    );
+    client.close().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 async fn hosts_for(nodes: &[Node], from: usize, prefix: &str, n: usize) -> Vec<SocketAddr> {
     let mut hosts = Vec::new();
     for i in 0..n {

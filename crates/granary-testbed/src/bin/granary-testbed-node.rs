@@ -1,0 +1,196 @@
+//! The test bed's process: a granary node hosting the workload kinds, or the
+//! workload client. The test bed launches it inside each host's network namespace.
+//!
+//! ```text
+//! granary-testbed-node node --name h1 --incarnation 0 --bind 10.x.y.2:7100 [--seed ADDR]... \
+//!     --store URL --history FILE [--idle-timeout-ms N]
+//!   prints `ready ADDR` once the node is Up; runs until killed, or until stdin
+//!   closes (then shuts down gracefully)
+//! granary-testbed-node client --name c1 --bind 10.x.y.9:0 --seed ADDR [--seed ADDR]... \
+//!     --workload counters|register|saga --keys N --concurrency N --rate OPS_PER_SEC --history FILE
+//!   prints `started`; loads until a line `stop` on stdin (or stdin closes); then
+//!   finishes, reads every final state and prints one JSON summary line
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use granary::virtual_actors::Node;
+use granary_testbed::history::HistoryWriter;
+use granary_testbed::workload::{self, driver, Workload};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+#[derive(Parser)]
+#[command(about = "a granary test bed node or workload client")]
+struct Cli {
+    /// The cluster's name (transport handshake).
+    #[arg(long, global = true, default_value = "granary-testbed")]
+    cluster: String,
+    /// The cluster's shared secret.
+    #[arg(long, global = true, default_value = "granary-testbed-secret")]
+    secret: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// A cluster member hosting every workload kind.
+    Node {
+        /// The host's name (in the history).
+        #[arg(long)]
+        name: String,
+        /// Distinct across restarts of one host.
+        #[arg(long)]
+        incarnation: u64,
+        /// The address to listen on.
+        #[arg(long)]
+        bind: SocketAddr,
+        /// Members to join through (none: form a new cluster).
+        #[arg(long = "seed")]
+        seeds: Vec<SocketAddr>,
+        /// The state store URL (shared by every node of the run).
+        #[arg(long)]
+        store: String,
+        /// The history file to append to.
+        #[arg(long)]
+        history: PathBuf,
+        /// Idle passivation of every kind, in milliseconds.
+        #[arg(long, default_value_t = 60_000)]
+        idle_timeout_ms: u64,
+    },
+    /// The workload client.
+    Client {
+        /// The client's name (in the history and op ids).
+        #[arg(long)]
+        name: String,
+        /// The address to listen on (port 0 picks one).
+        #[arg(long)]
+        bind: SocketAddr,
+        /// Members to learn the cluster from.
+        #[arg(long = "seed", required = true)]
+        seeds: Vec<SocketAddr>,
+        /// Which workload.
+        #[arg(long, value_enum)]
+        workload: Workload,
+        /// Identities per kind.
+        #[arg(long, default_value_t = 16)]
+        keys: usize,
+        /// Concurrent tasks.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Target operations per second (0: unpaced).
+        #[arg(long, default_value_t = 100.0)]
+        rate: f64,
+        /// The history file to append to.
+        #[arg(long)]
+        history: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Node {
+            name,
+            incarnation,
+            bind,
+            seeds,
+            store,
+            history,
+            idle_timeout_ms,
+        } => {
+            run_node(
+                (cli.cluster, cli.secret),
+                name,
+                incarnation,
+                bind,
+                seeds,
+                store,
+                history,
+                Duration::from_millis(idle_timeout_ms),
+            )
+            .await
+        }
+        Command::Client {
+            name,
+            bind,
+            seeds,
+            workload,
+            keys,
+            concurrency,
+            rate,
+            history,
+        } => {
+            let options = driver::ClientOptions {
+                name,
+                bind,
+                seeds,
+                cluster: (cli.cluster, cli.secret.into_bytes()),
+                workload,
+                keys,
+                concurrency,
+                rate,
+                history,
+            };
+            run_client(options).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("granary-testbed-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_node(
+    (cluster, secret): (String, String),
+    name: String,
+    incarnation: u64,
+    bind: SocketAddr,
+    seeds: Vec<SocketAddr>,
+    store: String,
+    history: PathBuf,
+    idle: Duration,
+) -> Result<(), Box<dyn std::error::Error>> {
+    workload::install_recorder(name, incarnation, HistoryWriter::open(&history)?);
+    let builder = Node::builder()
+        .bind(bind)
+        .seeds(seeds)
+        .store(store)
+        .cluster_secret(cluster, secret.into_bytes());
+    let node = workload::host_all(builder, idle).start().await?;
+    println!("ready {}", node.addr());
+    // Runs until killed, or until stdin closes: then a graceful shutdown.
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Ok(Some(_)) = lines.next_line().await {}
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn run_client(options: driver::ClientOptions) -> Result<(), Box<dyn std::error::Error>> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let driver = driver::connect(options).await?;
+    let run = tokio::spawn(driver.run(stop_rx));
+    println!("started");
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) if line.trim() == "stop" => break,
+            Ok(Some(_)) => continue,
+            // Stdin closed (or unreadable): stop as well.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let _ = stop_tx.send(true);
+    let summary = run.await?;
+    println!("{}", serde_json::to_string(&summary)?);
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The workloads: virtual actor kinds that record what they handle, and the client
+//! driver that loads them and records what it asked and learnt.
+//!
+//! - [`counter`]: `tb.Counter`, persisted increments, idempotent by op id.
+//! - [`register`]: `tb.Register`, versioned writes and reads.
+//! - [`saga`]: `tb.Account` and the coordinator `tb.Teller` (a transfer touches two
+//!   accounts through a third identity).
+//! - [`driver`]: the client: concurrent tasks at a target rate, every ask with a
+//!   deadline, then re-driven transfers and final states.
+//!
+//! Node processes install a [`Recorder`] ([`install_recorder`]) before they start;
+//! every kind records its activations and handled operations through it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+use granary::virtual_actors::{Kind, NodeBuilder};
+
+use crate::history::{Event, HistoryWriter, Stamp};
+
+pub mod counter;
+pub mod driver;
+pub mod register;
+pub mod saga;
+
+/// Which workload a client runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Workload {
+    /// Persisted counters ([`counter`]).
+    Counters,
+    /// A versioned register with reads ([`register`]).
+    Register,
+    /// Transfers between accounts through a coordinator ([`saga`]).
+    Saga,
+}
+
+/// Hosts every workload kind on a node.
+pub fn host_all(builder: NodeBuilder, idle_timeout: std::time::Duration) -> NodeBuilder {
+    builder
+        .host(counter::kind().idle_timeout(idle_timeout))
+        .host(register::kind().idle_timeout(idle_timeout))
+        .host(saga::account_kind().idle_timeout(idle_timeout))
+        .host(saga::teller_kind().idle_timeout(idle_timeout))
+}
+
+/// The history recorder of a node process: who the process is and where it writes.
+#[derive(Debug)]
+pub struct Recorder {
+    node: String,
+    incarnation: u64,
+    next_activation: AtomicU64,
+    out: HistoryWriter,
+}
+
+static RECORDER: OnceLock<Recorder> = OnceLock::new();
+
+/// Installs the process's recorder (once; `false` if one was already installed).
+/// Kinds record nothing until it is installed.
+pub fn install_recorder(node: String, incarnation: u64, out: HistoryWriter) -> bool {
+    RECORDER
+        .set(Recorder {
+            node,
+            incarnation,
+            next_activation: AtomicU64::new(0),
+            out,
+        })
+        .is_ok()
+}
+
+/// One activation's handle on the recorder: its id and identity.
+#[derive(Debug, Clone)]
+pub(crate) struct ActivationLog {
+    identity: String,
+    activation: String,
+}
+
+impl ActivationLog {
+    /// A new activation of `identity` (records nothing yet).
+    pub(crate) fn new(kind: &str, key: &str) -> ActivationLog {
+        let activation = match RECORDER.get() {
+            Some(r) => format!(
+                "{}:{}:{}",
+                r.node,
+                r.incarnation,
+                r.next_activation.fetch_add(1, Ordering::Relaxed)
+            ),
+            None => "unrecorded".into(),
+        };
+        ActivationLog {
+            identity: format!("{kind}/{key}"),
+            activation,
+        }
+    }
+
+    /// Records [`Event::ActivationStart`].
+    pub(crate) fn started(&self) {
+        record(|r| Event::ActivationStart {
+            node: r.node.clone(),
+            incarnation: r.incarnation,
+            identity: self.identity.clone(),
+            activation: self.activation.clone(),
+            at: Stamp::now(),
+        });
+    }
+
+    /// Records [`Event::ActivationEnd`].
+    pub(crate) fn ended(&self, reason: &str) {
+        record(|r| Event::ActivationEnd {
+            node: r.node.clone(),
+            incarnation: r.incarnation,
+            identity: self.identity.clone(),
+            activation: self.activation.clone(),
+            reason: reason.into(),
+            at: Stamp::now(),
+        });
+    }
+
+    /// Records [`Event::Handled`] for `op`, handled from `start` until now.
+    pub(crate) fn handled(&self, op: u64, applied: bool, start: Stamp) {
+        record(|r| Event::Handled {
+            node: r.node.clone(),
+            incarnation: r.incarnation,
+            identity: self.identity.clone(),
+            activation: self.activation.clone(),
+            op,
+            applied,
+            start,
+            end: Stamp::now(),
+        });
+    }
+}
+
+/// Records an event built from the installed recorder, if there is one. A failed
+/// write is reported on stderr (the process's log) and the run goes on: the
+/// checker then sees a gap, never an invented event.
+fn record(event: impl FnOnce(&Recorder) -> Event) {
+    if let Some(r) = RECORDER.get() {
+        if let Err(e) = r.out.record(&event(r)) {
+            eprintln!("history write failed: {e}");
+        }
+    }
+}
+
+/// What an identity's state says at the end of a run (the reply of every kind's
+/// `ReadFinal`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FinalState {
+    /// The count, register value or balance.
+    pub value: u64,
+    /// The op ids applied, in order.
+    pub applied: Vec<u64>,
+    /// A register's version.
+    pub version: Option<u64>,
+}
+
+/// Reads the final state of an identity (recorded as a handled op with
+/// `applied: false`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReadFinal {
+    /// The client's op id for this read.
+    pub op: u64,
+}
+
+impl granary::Message for ReadFinal {
+    type Reply = FinalState;
+}
+granary::register_message!(ReadFinal, "tb.ReadFinal");
+granary::register_message!(FinalState, "tb.FinalState");
+
+/// A kind whose every message is registered: the workload kinds' common setup.
+pub(crate) fn with_final<A>(kind: Kind<A>) -> Kind<A>
+where
+    A: granary::virtual_actors::VirtualHandler<ReadFinal>,
+{
+    kind.handles::<ReadFinal>()
+}
+
+// `Result<u64, String>` is the reply of both `Increment` and `Write`: one wire name.
+granary::register_message!(Result<u64, String>, "tb.NumberReply");

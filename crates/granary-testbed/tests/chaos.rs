@@ -1,0 +1,54 @@
+//! The short chaos test CI runs (with `CI=true`): three seeds of a short run on the
+//! test bed — 3 node processes, a client host, two faults each drawn from the seed
+//! (kill -9 + restart, partition, A–C cut, one-way cut, pause) — and the checker's
+//! report must be clean. Well under 3 minutes in total.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use granary_testbed::available_or_skip;
+use granary_testbed::run::{run_chaos, ChaosConfig};
+
+/// The seeds CI runs (printed with each run; `--seed` of `granary-bench chaos`
+/// replays one).
+const SEEDS: [u64; 3] = [1, 2, 3];
+/// The whole test's budget.
+const BUDGET: Duration = Duration::from_secs(180);
+
+#[test]
+fn short_chaos_runs_are_clean() {
+    if !available_or_skip("short_chaos_runs_are_clean") {
+        return;
+    }
+    let program = PathBuf::from(env!("CARGO_BIN_EXE_granary-testbed-node"));
+    let started = Instant::now();
+    let mut failures = Vec::new();
+    for seed in SEEDS {
+        let config = ChaosConfig::short(program.clone(), seed);
+        let outcome = run_chaos(&config).unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+        eprintln!(
+            "seed {seed}: {:.1} s, faults {:?}, client {:?}\n{}",
+            outcome.elapsed.as_secs_f64(),
+            outcome.faults,
+            outcome.client,
+            outcome.report
+        );
+        assert_eq!(
+            outcome.faults.len(),
+            config.faults,
+            "seed {seed}: every fault applied"
+        );
+        assert!(
+            outcome.client.acked > 0,
+            "seed {seed}: the workload made progress"
+        );
+        if !outcome.report.is_clean() {
+            failures.push(format!(
+                "seed {seed} (run directory kept: {:?}):\n{}",
+                outcome.kept_run_dir, outcome.report
+            ));
+        }
+    }
+    assert!(started.elapsed() <= BUDGET, "took {:?}", started.elapsed());
+    assert!(failures.is_empty(), "anomalies:\n{}", failures.join("\n"));
+}

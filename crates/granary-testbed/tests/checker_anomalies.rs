@@ -1,0 +1,309 @@
+//! The checker on hand-written histories: one clean history passes, and each anomaly
+//! (double activation, lost acknowledged write, applied twice, stale read, a broken
+//! saga invariant) is detected in a history that contains exactly it.
+
+use granary_testbed::checker::{check, AnomalyKind};
+use granary_testbed::history::{Event, Operation, Outcome, Stamp};
+
+const C: &str = "tb.Counter/k1";
+const R: &str = "tb.Register/k1";
+
+fn start(node: &str, act: &str, id: &str, at: u64) -> Event {
+    Event::ActivationStart {
+        node: node.into(),
+        incarnation: 0,
+        identity: id.into(),
+        activation: act.into(),
+        at: Stamp::at(at),
+    }
+}
+
+fn end(node: &str, act: &str, id: &str, at: u64) -> Event {
+    Event::ActivationEnd {
+        node: node.into(),
+        incarnation: 0,
+        identity: id.into(),
+        activation: act.into(),
+        reason: "deactivate".into(),
+        at: Stamp::at(at),
+    }
+}
+
+fn handled(node: &str, act: &str, id: &str, op: u64, applied: bool, from: u64, to: u64) -> Event {
+    Event::Handled {
+        node: node.into(),
+        incarnation: 0,
+        identity: id.into(),
+        activation: act.into(),
+        op,
+        applied,
+        start: Stamp::at(from),
+        end: Stamp::at(to),
+    }
+}
+
+fn invoke(op: u64, id: &str, operation: Operation, at: u64) -> Event {
+    Event::Invoke {
+        client: "c1".into(),
+        op,
+        identity: id.into(),
+        operation,
+        at: Stamp::at(at),
+    }
+}
+
+fn ok(op: u64, value: Option<u64>, version: Option<u64>, at: u64) -> Event {
+    Event::Complete {
+        client: "c1".into(),
+        op,
+        outcome: Outcome::Ok { value, version },
+        at: Stamp::at(at),
+    }
+}
+
+fn fin(id: &str, value: u64, applied: &[u64], version: Option<u64>, at: u64) -> Event {
+    Event::Final {
+        identity: id.into(),
+        value,
+        applied: applied.to_vec(),
+        version,
+        at: Stamp::at(at),
+    }
+}
+
+/// Two increments on one activation, a kill (fault), a failover to another
+/// activation, one more increment, the final state: everything in order.
+fn clean_counter_history() -> Vec<Event> {
+    vec![
+        invoke(1, C, Operation::Increment, 100),
+        start("h1", "h1:0:0", C, 110),
+        handled("h1", "h1:0:0", C, 1, true, 120, 150),
+        ok(1, Some(1), None, 160),
+        invoke(2, C, Operation::Increment, 200),
+        handled("h1", "h1:0:0", C, 2, true, 210, 240),
+        ok(2, Some(2), None, 250),
+        Event::Fault {
+            what: "kill h1".into(),
+            at: Stamp::at(300),
+        },
+        invoke(3, C, Operation::Increment, 400),
+        start("h2", "h2:0:0", C, 2_000),
+        handled("h2", "h2:0:0", C, 3, true, 2_010, 2_050),
+        ok(3, Some(3), None, 2_060),
+        handled("h2", "h2:0:0", C, 4, false, 3_000, 3_010),
+        fin(C, 3, &[1, 2, 3], None, 3_020),
+    ]
+}
+
+#[test]
+fn a_clean_history_passes() {
+    let report = check(&clean_counter_history());
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.acked, 3);
+    assert_eq!(report.invoked, 3);
+    assert_eq!(report.faults, 1);
+    // After the kill at 300 µs the next ack is at 2 060 µs: a 1.76 ms gap.
+    assert_eq!(report.recovery.samples, 1);
+    assert!((report.recovery.max_ms - 1.76).abs() < 1e-9, "{report}");
+}
+
+#[test]
+fn two_activations_handling_at_once_are_a_double_activation() {
+    let mut h = clean_counter_history();
+    // h1's activation was never told: it handles op 5 while h2's activation handles.
+    h.push(invoke(5, C, Operation::Increment, 2_020));
+    h.push(handled("h1", "h1:0:0", C, 5, true, 2_030, 2_040));
+    h.push(ok(5, Some(3), None, 2_045));
+    // (op 5's effect is in neither final: add it so only the double activation shows.)
+    let Some(Event::Final { applied, .. }) =
+        h.iter_mut().find(|e| matches!(e, Event::Final { .. }))
+    else {
+        unreachable!()
+    };
+    applied.push(5);
+    let report = check(&h);
+    assert_eq!(report.double_activations(), 1, "{report}");
+    assert_eq!(report.anomalies.len(), 1, "{report}");
+    let a = &report.anomalies[0];
+    assert_eq!(a.identity, C);
+    assert!(
+        a.detail.contains("h1:0:0") && a.detail.contains("h2:0:0"),
+        "{}",
+        a.detail
+    );
+    assert!(!a.excerpt.is_empty());
+    assert!(report
+        .to_string()
+        .contains("DoubleActivation on tb.Counter/k1"));
+}
+
+#[test]
+fn a_fenced_activation_that_lives_on_without_handling_is_no_double_activation() {
+    let mut h = clean_counter_history();
+    // h1's activation only ends (fenced, then deactivated) long after h2's started.
+    h.push(end("h1", "h1:0:0", C, 5_000));
+    let report = check(&h);
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn an_acknowledged_increment_missing_from_the_final_is_a_lost_write() {
+    let mut h = clean_counter_history();
+    h.retain(|e| !matches!(e, Event::Final { .. }));
+    h.push(fin(C, 2, &[1, 3], None, 3_020));
+    let report = check(&h);
+    assert_eq!(report.lost_writes(), 1, "{report}");
+    assert_eq!(report.anomalies.len(), 1, "{report}");
+    assert!(report.anomalies[0].detail.contains("op 2"));
+}
+
+#[test]
+fn no_final_state_at_all_loses_every_acknowledged_write() {
+    let mut h = clean_counter_history();
+    h.retain(|e| !matches!(e, Event::Final { .. }));
+    let report = check(&h);
+    assert_eq!(report.lost_writes(), 3, "{report}");
+}
+
+#[test]
+fn an_op_twice_in_the_final_is_applied_twice() {
+    let mut h = clean_counter_history();
+    h.retain(|e| !matches!(e, Event::Final { .. }));
+    h.push(fin(C, 4, &[1, 2, 2, 3], None, 3_020));
+    let report = check(&h);
+    assert_eq!(report.applied_twice(), 1, "{report}");
+    assert_eq!(report.anomalies.len(), 1, "{report}");
+}
+
+#[test]
+fn an_op_applied_by_two_handlings_is_applied_twice() {
+    let mut h = clean_counter_history();
+    // The retried op 2 is applied again by h2's activation, after h1's.
+    h.push(handled("h2", "h2:0:0", C, 2, true, 2_100, 2_120));
+    let report = check(&h);
+    assert_eq!(report.applied_twice(), 1, "{report}");
+    assert_eq!(report.anomalies.len(), 1, "{report}");
+    assert!(report.anomalies[0].detail.contains("h1:0:0"));
+}
+
+fn register_history(read_version: u64) -> Vec<Event> {
+    vec![
+        invoke(1, R, Operation::Write { value: 11 }, 100),
+        start("h1", "h1:0:0", R, 105),
+        handled("h1", "h1:0:0", R, 1, true, 110, 120),
+        ok(1, None, Some(1), 130),
+        invoke(2, R, Operation::Write { value: 22 }, 200),
+        handled("h1", "h1:0:0", R, 2, true, 210, 220),
+        ok(2, None, Some(2), 230),
+        // Invoked after write 2 was acknowledged: must see version 2 or later.
+        invoke(3, R, Operation::Read, 300),
+        handled("h1", "h1:0:0", R, 3, false, 310, 315),
+        ok(
+            3,
+            Some(if read_version == 2 { 22 } else { 11 }),
+            Some(read_version),
+            320,
+        ),
+        fin(R, 22, &[1, 2], Some(2), 400),
+    ]
+}
+
+#[test]
+fn a_register_history_with_fresh_reads_passes() {
+    let report = check(&register_history(2));
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn a_read_older_than_an_acknowledged_write_is_stale() {
+    let report = check(&register_history(1));
+    assert_eq!(report.stale_reads(), 1, "{report}");
+    assert_eq!(report.anomalies.len(), 1, "{report}");
+    assert!(report.anomalies[0].detail.contains("write 2"));
+}
+
+#[test]
+fn a_read_invoked_before_the_write_was_acknowledged_may_be_old() {
+    let mut h = register_history(1);
+    // The read now starts before write 2's acknowledgement: concurrent, not stale.
+    for e in &mut h {
+        if let Event::Invoke { op: 3, at, .. } = e {
+            *at = Stamp::at(225);
+        }
+    }
+    let report = check(&h);
+    assert!(report.is_clean(), "{report}");
+}
+
+const A: &str = "tb.Account/a0";
+const B: &str = "tb.Account/a1";
+const T: &str = "tb.Teller/t0";
+
+fn transfer(op: u64, amount: u64, at: u64) -> Event {
+    invoke(
+        op,
+        T,
+        Operation::Transfer {
+            from: A.into(),
+            to: B.into(),
+            amount,
+        },
+        at,
+    )
+}
+
+fn saga_history(a_applied: &[u64], a_balance: u64) -> Vec<Event> {
+    vec![
+        Event::Accounts {
+            client: "c1".into(),
+            accounts: vec![A.into(), B.into()],
+            initial_balance: 100,
+            at: Stamp::at(1),
+        },
+        transfer(1, 30, 100),
+        ok(1, None, None, 200),
+        transfer(2, 500, 300),
+        Event::Complete {
+            client: "c1".into(),
+            op: 2,
+            outcome: Outcome::Failed {
+                reason: "refused".into(),
+            },
+            at: Stamp::at(400),
+        },
+        fin(A, a_balance, a_applied, None, 500),
+        fin(B, 130, &[1], None, 510),
+        fin(T, 0, &[1, 2], None, 520),
+    ]
+}
+
+#[test]
+fn a_saga_whose_transfers_balance_passes() {
+    let report = check(&saga_history(&[1], 70));
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn a_transfer_applied_on_one_side_breaks_the_saga_invariant() {
+    // The debit of transfer 1 is missing from a0: lost, one-sided, and the sum is off.
+    let report = check(&saga_history(&[], 100));
+    assert_eq!(report.lost_writes(), 1, "{report}");
+    assert!(report.invariant_violations() >= 2, "{report}");
+    assert!(report.to_string().contains("sum to 230"), "{report}");
+}
+
+#[test]
+fn a_balance_that_disagrees_with_its_applied_ops_breaks_the_saga_invariant() {
+    let report = check(&saga_history(&[1], 60));
+    assert_eq!(report.invariant_violations(), 2, "{report}");
+    assert_eq!(report.anomalies.len(), 2, "{report}");
+}
+
+#[test]
+fn a_report_round_trips_through_json() {
+    let report = check(&register_history(1));
+    let json = serde_json::to_string(&report).unwrap();
+    let back: granary_testbed::checker::Report = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report);
+    assert_eq!(back.count(AnomalyKind::StaleRead), 1);
+}
