@@ -310,7 +310,7 @@ fn start_background(
                         ring.clone()
                     }
                 };
-                rt.on_membership_change(&previous).await;
+                rt.on_membership_change().await;
                 previous = ring;
             }
         })

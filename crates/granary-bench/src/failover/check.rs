@@ -85,6 +85,68 @@ pub(crate) fn duplicates(all: &HashMap<String, Vec<Interval>>) -> Vec<(String, I
     found
 }
 
+/// The window in which one activation handled messages (from `hdl` lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Handling {
+    /// The host.
+    pub(crate) node: SocketAddr,
+    /// The activation id on that host.
+    pub(crate) id: u64,
+    /// The first handled message (microseconds since the Unix epoch).
+    pub(crate) first: u64,
+    /// The last handled message.
+    pub(crate) last: u64,
+}
+
+/// Every activation's handling window, by identity, from `hdl` lines.
+pub(crate) fn handling<'a>(lines: impl IntoIterator<Item = &'a str>) -> HashMap<String, Vec<Handling>> {
+    let mut windows: HashMap<(String, SocketAddr, u64), (u64, u64)> = HashMap::new();
+    for line in lines {
+        let mut words = line.split_whitespace();
+        let (Some("hdl"), Some(key), Some(node), Some(id), Some(t)) = (
+            words.next(),
+            words.next(),
+            words.next().and_then(|n| n.parse::<SocketAddr>().ok()),
+            words.next().and_then(|i| i.parse::<u64>().ok()),
+            words.next().and_then(|t| t.parse::<u64>().ok()),
+        ) else {
+            continue;
+        };
+        let window = windows.entry((key.to_string(), node, id)).or_insert((t, t));
+        window.0 = window.0.min(t);
+        window.1 = window.1.max(t);
+    }
+    let mut all: HashMap<String, Vec<Handling>> = HashMap::new();
+    for ((key, node, id), (first, last)) in windows {
+        all.entry(key).or_default().push(Handling {
+            node,
+            id,
+            first,
+            last,
+        });
+    }
+    all
+}
+
+/// Pairs of activations of one identity whose handling windows overlap: both
+/// handled messages while the other was handling too (the window of each is from
+/// its first to its last handled message).
+pub(crate) fn handling_overlaps(all: &HashMap<String, Vec<Handling>>) -> Vec<(String, Handling, Handling)> {
+    let mut found = Vec::new();
+    for (key, windows) in all {
+        let mut sorted = windows.clone();
+        sorted.sort_by_key(|w| w.first);
+        for (i, a) in sorted.iter().enumerate() {
+            for b in &sorted[i + 1..] {
+                if b.first <= a.last {
+                    found.push((key.clone(), a.clone(), b.clone()));
+                }
+            }
+        }
+    }
+    found
+}
+
 /// The final counts against what clients saw: `(lost, unexplained)` where `lost`
 /// sums acknowledged increments missing from the count, and `unexplained` sums
 /// counts above acknowledged plus unacknowledged (possibly applied) increments.
@@ -132,6 +194,22 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "c1");
         assert_eq!(found[0].1.id, 5);
+    }
+
+    #[test]
+    fn two_activations_handling_at_once_overlap() {
+        let lines = [
+            "hdl c1 127.0.0.1:1 0 100",
+            "hdl c1 127.0.0.1:1 0 900",
+            "hdl c1 127.0.0.1:2 7 500",
+            "hdl c2 127.0.0.1:1 1 100",
+            "hdl c2 127.0.0.1:1 1 200",
+            "hdl c2 127.0.0.1:2 8 300",
+        ];
+        let found = handling_overlaps(&handling(lines));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "c1");
+        assert_eq!((found[0].1.id, found[0].2.id), (0, 7));
     }
 
     #[test]
