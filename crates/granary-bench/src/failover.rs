@@ -58,6 +58,15 @@ pub(crate) struct FailoverArgs {
     /// activation after a rejoin may appear only seconds later: use 30 to look for it.
     #[arg(long)]
     after_restart: Option<f64>,
+    /// Also increment this many more counters ("spread" keys, not read back),
+    /// every other increment, so that identities keep being activated (looked up
+    /// through the directory) while a node rejoins. Default 0.
+    #[arg(long, default_value_t = 0)]
+    spread: u32,
+    /// External client connections the client tasks share round-robin (each has
+    /// its own location cache, as separate front ends would). Default 1.
+    #[arg(long, default_value_t = 1)]
+    frontends: u32,
     /// Small sizes, for smoke tests.
     #[arg(long)]
     quick: bool,
@@ -122,6 +131,8 @@ struct Sizes {
     counters: u32,
     before_kill: Duration,
     after_restart: Duration,
+    spread: u32,
+    frontends: u32,
 }
 
 /// What the client tasks counted, per counter.
@@ -169,6 +180,8 @@ pub(crate) fn run(args: FailoverArgs) -> Result<(), SuiteError> {
                 .unwrap_or(if args.quick { 1.0 } else { 3.0 })
                 .max(0.0),
         ),
+        spread: args.spread,
+        frontends: args.frontends.max(1),
     };
     runtime()?.block_on(async move {
         let mut reporter = Reporter::new(&contract_columns(OWN_COLUMNS), args.csv.as_deref(), u64::from(args.runs))?;
@@ -212,11 +225,15 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
     let store = format!("file:{}", dir.0.join("state.db").display());
     progress.set_message(format!("failover run {run}: starting 3 node processes"));
     let mut cluster = SuiteCluster::start(Mode::Virtual, 3, &store).await?;
-    let client = Arc::new(
-        Client::connect_with(cluster.addrs().to_vec(), CLUSTER, SECRET.to_vec())
-            .await
-            .map_err(|e| SuiteError::Check(format!("client cannot connect: {e}")))?,
-    );
+    let mut frontends = Vec::new();
+    for _ in 0..sizes.frontends {
+        frontends.push(Arc::new(
+            Client::connect_with(cluster.addrs().to_vec(), CLUSTER, SECRET.to_vec())
+                .await
+                .map_err(|e| SuiteError::Check(format!("client cannot connect: {e}")))?,
+        ));
+    }
+    let client = frontends[0].clone();
 
     // Load.
     progress.set_message(format!(
@@ -232,8 +249,8 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
         .map(|task| {
             tokio::spawn(increment_loop(
                 task,
-                sizes.counters,
-                client.clone(),
+                sizes,
+                frontends[task as usize % frontends.len()].clone(),
                 counts.clone(),
                 stop.clone(),
                 empty.clone(),
@@ -304,8 +321,11 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
             "two activations of {key} handled at once (killed at {killed_at}, restarted at {restarted_at}): {a:?} and {b:?}"
         ));
     }
-    if let Ok(client) = Arc::try_unwrap(client) {
-        client.close().await;
+    drop(client);
+    for frontend in frontends {
+        if let Ok(frontend) = Arc::try_unwrap(frontend) {
+            frontend.close().await;
+        }
     }
     drop(cluster);
 
@@ -348,7 +368,7 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
 /// latencies of its acknowledged increments.
 async fn increment_loop(
     task: u32,
-    counters: u32,
+    sizes: Sizes,
     client: Arc<Client>,
     counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
@@ -360,8 +380,17 @@ async fn increment_loop(
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let index = (x % u64::from(counters)) as usize;
         seq += 1;
+        if sizes.spread > 0 && seq % 2 == 0 {
+            // A spread key: not counted, only there to keep activations coming.
+            let key = format!("spread-{}", x % u64::from(sizes.spread));
+            let _ = client
+                .get::<FailoverCounter>(key)
+                .ask_timeout(Increment { client: task, seq }, INCREMENT_TIMEOUT)
+                .await;
+            continue;
+        }
+        let index = (x % u64::from(sizes.counters)) as usize;
         let counter = client.get::<FailoverCounter>(counter_key(index as u32));
         let sent = Instant::now();
         match counter
