@@ -67,6 +67,10 @@ pub(crate) struct FailoverArgs {
     /// its own location cache, as separate front ends would). Default 1.
     #[arg(long, default_value_t = 1)]
     frontends: u32,
+    /// Restart the killed node this many seconds after the kill, while the
+    /// survivors may still be recovering (default: once every counter answered).
+    #[arg(long)]
+    restart_after: Option<f64>,
     /// Small sizes, for smoke tests.
     #[arg(long)]
     quick: bool,
@@ -133,6 +137,7 @@ struct Sizes {
     after_restart: Duration,
     spread: u32,
     frontends: u32,
+    restart_after: Option<Duration>,
 }
 
 /// What the client tasks counted, per counter.
@@ -182,6 +187,9 @@ pub(crate) fn run(args: FailoverArgs) -> Result<(), SuiteError> {
         ),
         spread: args.spread,
         frontends: args.frontends.max(1),
+        restart_after: args
+            .restart_after
+            .map(|s| Duration::from_secs_f64(s.max(0.0))),
     };
     runtime()?.block_on(async move {
         let mut reporter = Reporter::new(&contract_columns(OWN_COLUMNS), args.csv.as_deref(), u64::from(args.runs))?;
@@ -270,12 +278,28 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
     let killed_at = now_micros();
     let kill_instant = Instant::now();
     cluster.kill(victim);
-    let mut recovered_ms = recover(&client, sizes.counters, kill_instant).await?;
+    // Restart: once every counter answered again, or `--restart-after` seconds
+    // after the kill, whichever the options ask for (the restart may then overlap
+    // the recovery, as an operator's quick restart does).
+    let restart = async {
+        if let Some(after) = sizes.restart_after {
+            tokio::time::sleep_until((kill_instant + after).into()).await;
+            progress.set_message(format!("failover run {run}: restarting node {victim}"));
+            cluster.restart(victim, 3).await?;
+        }
+        Ok::<_, SuiteError>(())
+    };
+    let (recovered, restarted) =
+        tokio::join!(recover(&client, sizes.counters, kill_instant), restart);
+    let mut recovered_ms = recovered?;
+    restarted?;
     recovered_ms.sort_by(f64::total_cmp);
 
-    // Restart, more load, stop.
-    progress.set_message(format!("failover run {run}: restarting node {victim}"));
-    cluster.restart(victim, 3).await?;
+    // Restart (unless done above), more load, stop.
+    if sizes.restart_after.is_none() {
+        progress.set_message(format!("failover run {run}: restarting node {victim}"));
+        cluster.restart(victim, 3).await?;
+    }
     let restarted_at = now_micros();
     tokio::time::sleep(sizes.after_restart).await;
     stop.store(true, Ordering::Relaxed);
