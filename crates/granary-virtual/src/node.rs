@@ -20,6 +20,10 @@ use crate::protocol::CONTROL;
 use crate::runtime::{ControlInbox, KindSlot, Members, Runtime, RuntimeConfig};
 use crate::vref::{VirtualId, VirtualRef};
 
+/// The most identity locations a node or client caches by default
+/// ([`NodeBuilder::location_cache`]).
+pub const DEFAULT_LOCATION_CACHE: usize = 100_000;
+
 /// Builds a [`Node`].
 ///
 /// ```no_run
@@ -54,6 +58,7 @@ pub struct NodeBuilder {
     rpc_timeout: Duration,
     reminder_interval: Duration,
     down_margin: Option<Duration>,
+    location_cache: usize,
     faults: Option<Arc<granary_remote::faults::FaultInjector>>,
 }
 
@@ -73,6 +78,7 @@ impl Default for NodeBuilder {
             rpc_timeout: Duration::from_secs(2),
             reminder_interval: Duration::from_secs(1),
             down_margin: None,
+            location_cache: DEFAULT_LOCATION_CACHE,
             faults: None,
         }
     }
@@ -158,6 +164,15 @@ impl NodeBuilder {
         self
     }
 
+    /// The most identity locations this node caches (least recently used out
+    /// first; an identity whose activation here ends is forgotten at once). A call
+    /// to an identity not cached asks its directory owner. 0 caches nothing.
+    /// Default [`DEFAULT_LOCATION_CACHE`].
+    pub fn location_cache(mut self, entries: usize) -> Self {
+        self.location_cache = entries;
+        self
+    }
+
     /// Injects faults (drops, delays, partitions) into this node's transport, for
     /// tests of failures.
     pub fn faults(mut self, faults: Arc<granary_remote::faults::FaultInjector>) -> Self {
@@ -239,6 +254,7 @@ impl NodeBuilder {
                 // A partition's majority places no sooner than failure detection +
                 // stable_after + down_margin after it; the lease lapses sooner.
                 host_lease: self.cluster.downing.stable_after + down_margin,
+                location_cache: self.location_cache,
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));
@@ -415,6 +431,12 @@ impl Node {
     /// Live activations of `kind` on this node.
     pub fn activations(&self, kind: &str) -> usize {
         self.runtime.load(kind) as usize
+    }
+
+    /// Identity locations in this node's cache (bounded by
+    /// [`NodeBuilder::location_cache`]).
+    pub fn cached_locations(&self) -> usize {
+        self.runtime.cached_locations()
     }
 
     /// Entries in the directory partition this node owns.

@@ -5,6 +5,7 @@
 mod control;
 mod directory;
 mod lease;
+mod locations;
 mod members;
 mod workers;
 
@@ -33,6 +34,7 @@ use crate::tracker::Tracker;
 pub(crate) use control::{ControlInbox, Rpc};
 pub(crate) use directory::Directory;
 pub(crate) use lease::{renew_loop, HostLease};
+use locations::LocationCache;
 pub(crate) use members::Members;
 
 /// One live activation on this node, type-erased.
@@ -68,6 +70,8 @@ pub(crate) struct RuntimeConfig {
     /// How long a host-lease renewal stays valid (see `runtime/lease.rs`): at most
     /// the time from a partition to the majority's first placement.
     pub(crate) host_lease: Duration,
+    /// The most locations the cache keeps (0: none).
+    pub(crate) location_cache: usize,
 }
 
 pub(crate) struct Runtime {
@@ -81,7 +85,8 @@ pub(crate) struct Runtime {
     workers: Mutex<HashMap<Identity, Vec<LocalActivation>>>,
     activating: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) directory: Directory,
-    cache: Mutex<HashMap<Identity, Location>>,
+    /// Where identities were last found (bounded, see [`LocationCache`]).
+    cache: LocationCache,
     pub(crate) rpc: Rpc,
     pub(crate) round_robin: AtomicUsize,
     pub(crate) config: RuntimeConfig,
@@ -150,7 +155,7 @@ impl Runtime {
             workers: Mutex::new(HashMap::new()),
             activating: Mutex::new(HashMap::new()),
             directory: Directory::default(),
-            cache: Mutex::new(HashMap::new()),
+            cache: LocationCache::new(config.location_cache),
             rpc: Rpc::default(),
             round_robin: AtomicUsize::new(0),
             config,
@@ -196,8 +201,8 @@ impl Runtime {
             };
         }
         if stale.is_none() {
-            if let Some(loc) = self.cache.lock().get(identity) {
-                return Ok(loc.clone());
+            if let Some(loc) = self.cache.get(identity) {
+                return Ok(loc);
             }
         }
         let owner = self
@@ -218,7 +223,7 @@ impl Runtime {
         };
         match reply {
             Reply::Located(loc) => {
-                self.cache.lock().insert(identity.clone(), loc.clone());
+                self.cache.insert(identity.clone(), loc.clone());
                 Ok(loc)
             }
             Reply::NotOwner => Err(VirtualError::Unavailable {
@@ -232,7 +237,7 @@ impl Runtime {
     }
 
     pub(crate) fn invalidate(&self, identity: &Identity) {
-        self.cache.lock().remove(identity);
+        self.cache.remove(identity);
     }
 
     /// The tracked local ref of an activation here, if it is the one named.
@@ -258,6 +263,11 @@ impl Runtime {
             .iter()
             .find(|w| w.name == name)
             .and_then(found)
+    }
+
+    /// Locations in this node's cache.
+    pub(crate) fn cached_locations(&self) -> usize {
+        self.cache.len()
     }
 
     /// Live activations of `kind` here.
@@ -503,6 +513,12 @@ impl Runtime {
                 local.remove(identity);
             }
         }
+        let at = Location {
+            host: self.me,
+            name: name.to_owned(),
+        };
+        // A passivated identity leaves nothing behind in the cache.
+        self.cache.forget_at(identity, &at);
         if self.remove_worker(identity, name) {
             // Workers are not in the directory.
             return;
@@ -510,10 +526,6 @@ impl Runtime {
         if self.crashed.load(Ordering::Acquire) {
             return;
         }
-        let at = Location {
-            host: self.me,
-            name: name.to_owned(),
-        };
         let rt = self.clone();
         let identity = identity.clone();
         tokio::spawn(async move {
@@ -604,7 +616,7 @@ impl Runtime {
         self.note_ring_change(&ring);
         self.view_changed();
         let alive = |host: &SocketAddr| self.members.is_alive(*host);
-        self.cache.lock().retain(|_, loc| alive(&loc.host));
+        self.cache.retain_hosts(|h| alive(h));
         let lost = self.directory.retain_hosts(|h| alive(h));
         if !lost.is_empty() {
             let until = tokio::time::Instant::now() + self.config.down_margin;
