@@ -337,11 +337,13 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
     );
     let duplicates = check::duplicates(&all);
     for (key, interval) in &duplicates {
-        progress.println(format!("duplicate activation of {key}: {interval:?}"));
+        // On stderr even without a terminal (the bar's own println is hidden then).
+        progress.suspend(|| eprintln!("duplicate activation of {key}: {interval:?}"));
     }
-    let overlaps = check::handling_overlaps(&check::handling(log.iter().map(|(_, line)| line.as_str())));
+    let overlaps =
+        check::handling_overlaps(&check::handling(log.iter().map(|(_, line)| line.as_str())));
     for (key, a, b) in &overlaps {
-        progress.println(format!(
+        progress.suspend(|| eprintln!(
             "two activations of {key} handled at once (killed at {killed_at}, restarted at {restarted_at}): {a:?} and {b:?}"
         ));
     }
@@ -405,7 +407,7 @@ async fn increment_loop(
         x ^= x >> 7;
         x ^= x << 17;
         seq += 1;
-        if sizes.spread > 0 && seq % 2 == 0 {
+        if sizes.spread > 0 && seq.is_multiple_of(2) {
             // A spread key: not counted, only there to keep activations coming.
             let key = format!("spread-{}", x % u64::from(sizes.spread));
             let _ = client

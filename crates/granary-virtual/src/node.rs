@@ -268,7 +268,7 @@ impl NodeBuilder {
         Ok(Node {
             runtime,
             cluster,
-            tasks,
+            tasks: Arc::from(tasks),
         })
     }
 }
@@ -377,10 +377,14 @@ fn start_background(
 
 /// A running node: hosts its kinds, owns a directory partition, and gives out
 /// [`VirtualRef`]s.
+///
+/// Cheap to clone: every clone is a handle on the same node, usable from any task;
+/// [`Node::shutdown`] through any of them stops it for all.
+#[derive(Clone)]
 pub struct Node {
     runtime: Arc<Runtime>,
     cluster: Cluster,
-    tasks: Vec<AbortHandle>,
+    tasks: Arc<[AbortHandle]>,
 }
 
 impl std::fmt::Debug for Node {
@@ -439,6 +443,23 @@ impl Node {
         self.runtime.cached_locations()
     }
 
+    /// Completes once this node has joined and is ready to host: it is Up in its
+    /// own view of the cluster and holds a host lease (docs/semantics.md). `start`
+    /// returns before that on a node joining an existing cluster.
+    /// `Err(VirtualError::Timeout)` if it is not ready within `timeout`.
+    pub async fn ready(&self, timeout: Duration) -> Result<(), VirtualError> {
+        self.runtime.ready(timeout).await
+    }
+
+    /// Completes once no activation of `kind` is left on this node: every one has
+    /// run `on_deactivate` (and saved) and its directory entry is removed (its
+    /// owner acknowledged, or did not answer within the RPC timeout).
+    /// `Err(VirtualError::Timeout)` if activations remain after `timeout`.
+    /// [`Node::activations`] counts only activations still taking messages.
+    pub async fn passivated(&self, kind: &str, timeout: Duration) -> Result<(), VirtualError> {
+        self.runtime.settled(kind, timeout).await
+    }
+
     /// Entries in the directory partition this node owns.
     pub fn directory_entries(&self) -> usize {
         self.runtime.directory.len()
@@ -446,8 +467,9 @@ impl Node {
 
     /// Graceful shutdown: stop taking activations, deactivate every activation
     /// (`on_deactivate`, then modified state is written), remove their directory
-    /// entries, leave the cluster, close the transport.
-    pub async fn shutdown(self) {
+    /// entries, leave the cluster, close the transport. Stops the node for every
+    /// clone of this handle.
+    pub async fn shutdown(&self) {
         self.runtime.begin_shutdown();
         self.runtime.deactivate_all().await;
         if let Err(e) = self.cluster.leave().await {
@@ -459,7 +481,7 @@ impl Node {
 
     /// Stops the node abruptly, as a crash would: no state is saved, nobody is told;
     /// the others notice through failure detection. For failover tests and demos.
-    pub async fn kill(self) {
+    pub async fn kill(&self) {
         self.runtime.mark_crashed();
         self.cluster.stop().await;
         self.runtime.remote().shutdown();
@@ -468,7 +490,7 @@ impl Node {
     }
 
     async fn stop_everything(&self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter() {
             t.abort();
         }
         self.runtime.remote().shutdown();

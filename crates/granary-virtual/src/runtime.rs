@@ -101,6 +101,11 @@ pub(crate) struct Runtime {
     views: tokio::sync::watch::Sender<u64>,
     /// Whether this node's activations may handle messages (see `lease.rs`).
     pub(crate) lease: HostLease,
+    /// Unregistrations of ended activations not yet acknowledged by their owner.
+    unregistering: AtomicUsize,
+    /// Bumped whenever an activation ended or its unregistration finished (wakes
+    /// [`Runtime::settled`]).
+    ends: tokio::sync::watch::Sender<u64>,
 }
 
 /// Placements held back after a member went Down: a node declared Down may be the
@@ -169,6 +174,8 @@ impl Runtime {
             fence: Mutex::new(Fence::default()),
             views: tokio::sync::watch::channel(0).0,
             lease,
+            unregistering: AtomicUsize::new(0),
+            ends: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -287,7 +294,6 @@ impl Runtime {
                 .count() as u64
     }
 
-
     pub(crate) fn has_local(&self, identity: &Identity, name: &str) -> bool {
         let alive = |a: &LocalActivation| a.name == name && !a.tracker.is_closed();
         self.local.lock().get(identity).is_some_and(alive)
@@ -397,7 +403,11 @@ impl Runtime {
     /// change, so it is re-registered with the new owner; one that started for an
     /// old owner after that would be registered with nobody (the duplicate
     /// activation after a rejoin, issue 13).
-    pub(crate) async fn activate_here(self: &Arc<Self>, identity: &Identity, owner: SocketAddr) -> Reply {
+    pub(crate) async fn activate_here(
+        self: &Arc<Self>,
+        identity: &Identity,
+        owner: SocketAddr,
+    ) -> Reply {
         if self.members.owner(identity) != Some(owner) {
             return Reply::NotOwner;
         }
@@ -519,6 +529,7 @@ impl Runtime {
         };
         // A passivated identity leaves nothing behind in the cache.
         self.cache.forget_at(identity, &at);
+        self.ends.send_modify(|n| *n += 1);
         if self.remove_worker(identity, name) {
             // Workers are not in the directory.
             return;
@@ -528,22 +539,78 @@ impl Runtime {
         }
         let rt = self.clone();
         let identity = identity.clone();
+        self.unregistering.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
-            if let Some(owner) = rt.members.owner(&identity) {
-                if owner == rt.me {
-                    rt.directory.unregister(&identity, &at);
-                } else {
-                    let req = Request::Unregister {
-                        kind: identity.kind().to_owned(),
-                        key: identity.key().to_owned(),
-                        at,
-                    };
-                    if let Err(e) = rt.rpc.call(&rt, owner, req).await {
-                        tracing::debug!(%identity, error = %e, "unregister not acknowledged");
-                    }
+            rt.unregister(&identity, at).await;
+            rt.unregistering.fetch_sub(1, Ordering::AcqRel);
+            rt.ends.send_modify(|n| *n += 1);
+        });
+    }
+
+    /// Removes the directory entry of the ended activation `at` of `identity`.
+    async fn unregister(self: &Arc<Self>, identity: &Identity, at: Location) {
+        let Some(owner) = self.members.owner(identity) else {
+            return;
+        };
+        if owner == self.me {
+            self.directory.unregister(identity, &at);
+            return;
+        }
+        let req = Request::Unregister {
+            kind: identity.kind().to_owned(),
+            key: identity.key().to_owned(),
+            at,
+        };
+        if let Err(e) = self.rpc.call(self, owner, req).await {
+            tracing::debug!(%identity, error = %e, "unregister not acknowledged");
+        }
+    }
+
+    /// Whether no activation of `kind` is in this node's table (live or still
+    /// deactivating) and every ended activation's unregistration has finished.
+    fn is_settled(&self, kind: &str) -> bool {
+        self.unregistering.load(Ordering::Acquire) == 0
+            && !self.local.lock().keys().any(|id| id.kind() == kind)
+            && !self.workers.lock().keys().any(|id| id.kind() == kind)
+    }
+
+    /// Completes once no activation of `kind` is left on this node: each one's
+    /// `on_deactivate` has run and its directory entry is gone (or its owner did not
+    /// answer the unregistration). `Err(Timeout)` if that is not so by `timeout`.
+    pub(crate) async fn settled(&self, kind: &str, timeout: Duration) -> Result<(), VirtualError> {
+        let mut ends = self.ends.subscribe();
+        let wait = async {
+            while !self.is_settled(kind) {
+                if ends.changed().await.is_err() {
+                    return;
                 }
             }
-        });
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| VirtualError::Timeout)
+    }
+
+    /// Whether this node is Up in its own view and holds a host lease: it can host
+    /// activations.
+    pub(crate) fn can_host(&self) -> bool {
+        !self.is_shutting_down() && self.members.is_alive(self.me) && self.lease.is_valid()
+    }
+
+    /// Completes once [`Self::can_host`]; `Err(Timeout)` if not by `timeout`.
+    pub(crate) async fn ready(&self, timeout: Duration) -> Result<(), VirtualError> {
+        let mut views = self.views.subscribe();
+        // The lease is renewed every quarter of its length without a membership
+        // event: look again at that pace too.
+        let recheck = (self.config.host_lease / 4).max(Duration::from_millis(10));
+        let wait = async {
+            while !self.can_host() {
+                let _ = tokio::time::timeout(recheck, views.changed()).await;
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| VirtualError::Timeout)
     }
 
     /// Stops the activation of `identity` if it is the one named.
@@ -627,8 +694,9 @@ impl Runtime {
         }
         // Entries of ranges that moved away: their new owner rebuilds them from the
         // hosts; kept here they would be served again, stale, if the range came back.
-        self.directory
-            .retain_identities(|identity| ring.owner(&members::ring_key(identity)).map(|n| n.addr) == Some(self.me));
+        self.directory.retain_identities(|identity| {
+            ring.owner(&members::ring_key(identity)).map(|n| n.addr) == Some(self.me)
+        });
         let moved: Vec<(Identity, String, NodeId)> = self
             .local
             .lock()
@@ -636,14 +704,17 @@ impl Runtime {
             .filter(|(_, a)| !a.tracker.is_closed())
             .filter_map(|(identity, a)| {
                 let owner = ring.owner(&members::ring_key(identity))?;
-                (a.registered_with != Some(owner)).then(|| (identity.clone(), a.name.clone(), owner))
+                (a.registered_with != Some(owner))
+                    .then(|| (identity.clone(), a.name.clone(), owner))
             })
             .collect();
         // Concurrently (bounded), so that one unreachable owner does not hold up the
         // rest for its RPC timeout each.
         let unregistered: Vec<(Identity, String)> = futures::stream::iter(moved)
             .map(|(identity, name, owner)| async move {
-                let registered = self.reregister(identity.clone(), name.clone(), owner.addr).await;
+                let registered = self
+                    .reregister(identity.clone(), name.clone(), owner.addr)
+                    .await;
                 let still_owner = self.members.owner(&identity) == Some(owner.addr);
                 if registered && still_owner {
                     if let Some(a) = self.local.lock().get_mut(&identity) {

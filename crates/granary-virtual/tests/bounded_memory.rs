@@ -35,7 +35,10 @@ async fn passivated_identities_leave_no_cached_location() {
             .unwrap()
             .unwrap();
     }
-    assert!(node.cached_locations() > 0, "locations are cached while active");
+    assert!(
+        node.cached_locations() > 0,
+        "locations are cached while active"
+    );
     assert!(
         eventually(|| node.activations(Counter::KIND) == 0 && node.cached_locations() == 0).await,
         "after passivation: {} activations, {} cached locations",
@@ -62,6 +65,10 @@ async fn the_location_cache_stays_within_its_bound() {
     }
     assert_eq!(node.cached_locations(), 50);
     // Evicted identities are found again through the directory.
-    let (_, n) = node.get::<Counter>("bound-0".to_string()).ask(Where).await.unwrap();
+    let (_, n) = node
+        .get::<Counter>("bound-0".to_string())
+        .ask(Where)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
 }

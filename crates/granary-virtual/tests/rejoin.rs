@@ -70,13 +70,19 @@ async fn an_activation_placed_by_the_old_owner_during_a_rejoin_is_never_doubled(
         .store(&store)
         .seeds([nodes[0].addr()])
         .cluster_config(cluster_config());
-    let restarted = configure(2, restarted).start().await.expect("victim restarts");
+    let restarted = configure(2, restarted)
+        .start()
+        .await
+        .expect("victim restarts");
     nodes.push(restarted);
     for node in &nodes {
         assert!(wait_members(node, 3).await, "the victim rejoined");
     }
     assert_eq!(
-        first.await.unwrap().expect("the first increment is acknowledged"),
+        first
+            .await
+            .unwrap()
+            .expect("the first increment is acknowledged"),
         Ok(1)
     );
 

@@ -99,7 +99,9 @@ pub(crate) struct Handling {
 }
 
 /// Every activation's handling window, by identity, from `hdl` lines.
-pub(crate) fn handling<'a>(lines: impl IntoIterator<Item = &'a str>) -> HashMap<String, Vec<Handling>> {
+pub(crate) fn handling<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> HashMap<String, Vec<Handling>> {
     let mut windows: HashMap<(String, SocketAddr, u64), (u64, u64)> = HashMap::new();
     for line in lines {
         let mut words = line.split_whitespace();
@@ -131,7 +133,9 @@ pub(crate) fn handling<'a>(lines: impl IntoIterator<Item = &'a str>) -> HashMap<
 /// Pairs of activations of one identity whose handling windows overlap: both
 /// handled messages while the other was handling too (the window of each is from
 /// its first to its last handled message).
-pub(crate) fn handling_overlaps(all: &HashMap<String, Vec<Handling>>) -> Vec<(String, Handling, Handling)> {
+pub(crate) fn handling_overlaps(
+    all: &HashMap<String, Vec<Handling>>,
+) -> Vec<(String, Handling, Handling)> {
     let mut found = Vec::new();
     for (key, windows) in all {
         let mut sorted = windows.clone();

@@ -110,7 +110,10 @@ mod tests {
         assert!(cache.get(&id("a")).is_some(), "a is now the most recent");
         cache.insert(id("c"), at(1, "c"));
         assert_eq!(cache.len(), 2);
-        assert!(cache.get(&id("b")).is_none(), "b was the least recently used");
+        assert!(
+            cache.get(&id("b")).is_none(),
+            "b was the least recently used"
+        );
         assert!(cache.get(&id("a")).is_some());
         assert!(cache.get(&id("c")).is_some());
     }
