@@ -18,6 +18,29 @@ pub(crate) struct Interval {
     pub(crate) end: u64,
 }
 
+/// One `WHAT KEY NODE ID T` line of the activation log.
+struct LogLine<'a> {
+    what: &'a str,
+    key: &'a str,
+    node: SocketAddr,
+    id: u64,
+    t: u64,
+}
+
+impl<'a> LogLine<'a> {
+    /// The line's fields, if it is one.
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut words = line.split_whitespace();
+        Some(Self {
+            what: words.next()?,
+            key: words.next()?,
+            node: words.next()?.parse().ok()?,
+            id: words.next()?.parse().ok()?,
+            t: words.next()?.parse().ok()?,
+        })
+    }
+}
+
 /// Builds every identity's activations from `act`/`deact` lines. An activation on
 /// `killed` (the node that got `kill -9` at `killed_at`) that never logged its end
 /// ended at the kill.
@@ -29,14 +52,14 @@ pub(crate) fn activations<'a>(
     let mut open: HashMap<(String, SocketAddr, u64), u64> = HashMap::new();
     let mut all: HashMap<String, Vec<Interval>> = HashMap::new();
     for line in lines {
-        let mut words = line.split_whitespace();
-        let (Some(what), Some(key), Some(node), Some(id), Some(t)) = (
-            words.next(),
-            words.next(),
-            words.next().and_then(|n| n.parse::<SocketAddr>().ok()),
-            words.next().and_then(|i| i.parse::<u64>().ok()),
-            words.next().and_then(|t| t.parse::<u64>().ok()),
-        ) else {
+        let Some(LogLine {
+            what,
+            key,
+            node,
+            id,
+            t,
+        }) = LogLine::parse(line)
+        else {
             continue;
         };
         match what {
@@ -104,14 +127,14 @@ pub(crate) fn handling<'a>(
 ) -> HashMap<String, Vec<Handling>> {
     let mut windows: HashMap<(String, SocketAddr, u64), (u64, u64)> = HashMap::new();
     for line in lines {
-        let mut words = line.split_whitespace();
-        let (Some("hdl"), Some(key), Some(node), Some(id), Some(t)) = (
-            words.next(),
-            words.next(),
-            words.next().and_then(|n| n.parse::<SocketAddr>().ok()),
-            words.next().and_then(|i| i.parse::<u64>().ok()),
-            words.next().and_then(|t| t.parse::<u64>().ok()),
-        ) else {
+        let Some(LogLine {
+            what: "hdl",
+            key,
+            node,
+            id,
+            t,
+        }) = LogLine::parse(line)
+        else {
             continue;
         };
         let window = windows.entry((key.to_string(), node, id)).or_insert((t, t));
