@@ -54,9 +54,23 @@ pub(crate) struct FailoverArgs {
     /// Seconds of load before the kill (default 3; `--quick`: 1.5).
     #[arg(long)]
     before_kill: Option<f64>,
-    /// Seconds of load after the restart (default 3; `--quick`: 1).
+    /// Seconds of load after the restart (default 3; `--quick`: 1). A duplicate
+    /// activation after a rejoin may appear only seconds later: use 30 to look for it.
     #[arg(long)]
     after_restart: Option<f64>,
+    /// Also increment this many more counters ("spread" keys, not read back),
+    /// every other increment, so that identities keep being activated (looked up
+    /// through the directory) while a node rejoins. Default 0.
+    #[arg(long, default_value_t = 0)]
+    spread: u32,
+    /// External client connections the client tasks share round-robin (each has
+    /// its own location cache, as separate front ends would). Default 1.
+    #[arg(long, default_value_t = 1)]
+    frontends: u32,
+    /// Restart the killed node this many seconds after the kill, while the
+    /// survivors may still be recovering (default: once every counter answered).
+    #[arg(long)]
+    restart_after: Option<f64>,
     /// Small sizes, for smoke tests.
     #[arg(long)]
     quick: bool,
@@ -76,6 +90,7 @@ const OWN_COLUMNS: &[&str] = &[
     "unexplained",
     "activations",
     "duplicates",
+    "handling_overlaps",
     "recover_p50_ms",
     "recover_p99_ms",
     "recover_max_ms",
@@ -105,6 +120,9 @@ struct FailoverRow {
     unexplained: u64,
     activations: u64,
     duplicates: u64,
+    /// Pairs of activations of one counter that both handled messages in
+    /// overlapping windows (two live copies serving requests).
+    handling_overlaps: u64,
     recover_p50_ms: f64,
     recover_p99_ms: f64,
     recover_max_ms: f64,
@@ -117,6 +135,9 @@ struct Sizes {
     counters: u32,
     before_kill: Duration,
     after_restart: Duration,
+    spread: u32,
+    frontends: u32,
+    restart_after: Option<Duration>,
 }
 
 /// What the client tasks counted, per counter.
@@ -164,16 +185,21 @@ pub(crate) fn run(args: FailoverArgs) -> Result<(), SuiteError> {
                 .unwrap_or(if args.quick { 1.0 } else { 3.0 })
                 .max(0.0),
         ),
+        spread: args.spread,
+        frontends: args.frontends.max(1),
+        restart_after: args
+            .restart_after
+            .map(|s| Duration::from_secs_f64(s.max(0.0))),
     };
     runtime()?.block_on(async move {
         let mut reporter = Reporter::new(&contract_columns(OWN_COLUMNS), args.csv.as_deref(), u64::from(args.runs))?;
         let mut failures = Vec::new();
         for run in 1..=args.runs {
             let row = run_once(run, sizes, &reporter).await?;
-            if row.lost > 0 || row.unexplained > 0 || row.duplicates > 0 {
+            if row.lost > 0 || row.unexplained > 0 || row.duplicates > 0 || row.handling_overlaps > 0 {
                 failures.push(format!(
-                    "run {run}: {} lost acknowledged increments, {} unexplained, {} duplicate activations",
-                    row.lost, row.unexplained, row.duplicates
+                    "run {run}: {} lost acknowledged increments, {} unexplained, {} duplicate activations, {} overlapping handling",
+                    row.lost, row.unexplained, row.duplicates, row.handling_overlaps
                 ));
             }
             reporter.emit(&row)?;
@@ -207,11 +233,15 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
     let store = format!("file:{}", dir.0.join("state.db").display());
     progress.set_message(format!("failover run {run}: starting 3 node processes"));
     let mut cluster = SuiteCluster::start(Mode::Virtual, 3, &store).await?;
-    let client = Arc::new(
-        Client::connect_with(cluster.addrs().to_vec(), CLUSTER, SECRET.to_vec())
-            .await
-            .map_err(|e| SuiteError::Check(format!("client cannot connect: {e}")))?,
-    );
+    let mut frontends = Vec::new();
+    for _ in 0..sizes.frontends {
+        frontends.push(Arc::new(
+            Client::connect_with(cluster.addrs().to_vec(), CLUSTER, SECRET.to_vec())
+                .await
+                .map_err(|e| SuiteError::Check(format!("client cannot connect: {e}")))?,
+        ));
+    }
+    let client = frontends[0].clone();
 
     // Load.
     progress.set_message(format!(
@@ -227,8 +257,8 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
         .map(|task| {
             tokio::spawn(increment_loop(
                 task,
-                sizes.counters,
-                client.clone(),
+                sizes,
+                frontends[task as usize % frontends.len()].clone(),
                 counts.clone(),
                 stop.clone(),
                 empty.clone(),
@@ -248,12 +278,29 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
     let killed_at = now_micros();
     let kill_instant = Instant::now();
     cluster.kill(victim);
-    let mut recovered_ms = recover(&client, sizes.counters, kill_instant).await?;
+    // Restart: once every counter answered again, or `--restart-after` seconds
+    // after the kill, whichever the options ask for (the restart may then overlap
+    // the recovery, as an operator's quick restart does).
+    let restart = async {
+        if let Some(after) = sizes.restart_after {
+            tokio::time::sleep_until((kill_instant + after).into()).await;
+            progress.set_message(format!("failover run {run}: restarting node {victim}"));
+            cluster.restart(victim, 3).await?;
+        }
+        Ok::<_, SuiteError>(())
+    };
+    let (recovered, restarted) =
+        tokio::join!(recover(&client, sizes.counters, kill_instant), restart);
+    let mut recovered_ms = recovered?;
+    restarted?;
     recovered_ms.sort_by(f64::total_cmp);
 
-    // Restart, more load, stop.
-    progress.set_message(format!("failover run {run}: restarting node {victim}"));
-    cluster.restart(victim, 3).await?;
+    // Restart (unless done above), more load, stop.
+    if sizes.restart_after.is_none() {
+        progress.set_message(format!("failover run {run}: restarting node {victim}"));
+        cluster.restart(victim, 3).await?;
+    }
+    let restarted_at = now_micros();
     tokio::time::sleep(sizes.after_restart).await;
     stop.store(true, Ordering::Relaxed);
     let mut latencies = empty;
@@ -290,10 +337,21 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
     );
     let duplicates = check::duplicates(&all);
     for (key, interval) in &duplicates {
-        progress.println(format!("duplicate activation of {key}: {interval:?}"));
+        // On stderr even without a terminal (the bar's own println is hidden then).
+        progress.suspend(|| eprintln!("duplicate activation of {key}: {interval:?}"));
     }
-    if let Ok(client) = Arc::try_unwrap(client) {
-        client.close().await;
+    let overlaps =
+        check::handling_overlaps(&check::handling(log.iter().map(|(_, line)| line.as_str())));
+    for (key, a, b) in &overlaps {
+        progress.suspend(|| eprintln!(
+            "two activations of {key} handled at once (killed at {killed_at}, restarted at {restarted_at}): {a:?} and {b:?}"
+        ));
+    }
+    drop(client);
+    for frontend in frontends {
+        if let Ok(frontend) = Arc::try_unwrap(frontend) {
+            frontend.close().await;
+        }
     }
     drop(cluster);
 
@@ -325,6 +383,7 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
         unexplained,
         activations: all.values().map(|v| v.len() as u64).sum(),
         duplicates: duplicates.len() as u64,
+        handling_overlaps: overlaps.len() as u64,
         recover_p50_ms: quantile(0.5),
         recover_p99_ms: quantile(0.99),
         recover_max_ms: recovered_ms.last().copied().unwrap_or(0.0),
@@ -335,7 +394,7 @@ async fn run_once(run: u32, sizes: Sizes, reporter: &Reporter) -> Result<Failove
 /// latencies of its acknowledged increments.
 async fn increment_loop(
     task: u32,
-    counters: u32,
+    sizes: Sizes,
     client: Arc<Client>,
     counts: Arc<Counts>,
     stop: Arc<AtomicBool>,
@@ -347,8 +406,17 @@ async fn increment_loop(
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        let index = (x % u64::from(counters)) as usize;
         seq += 1;
+        if sizes.spread > 0 && seq.is_multiple_of(2) {
+            // A spread key: not counted, only there to keep activations coming.
+            let key = format!("spread-{}", x % u64::from(sizes.spread));
+            let _ = client
+                .get::<FailoverCounter>(key)
+                .ask_timeout(Increment { client: task, seq }, INCREMENT_TIMEOUT)
+                .await;
+            continue;
+        }
+        let index = (x % u64::from(sizes.counters)) as usize;
         let counter = client.get::<FailoverCounter>(counter_key(index as u32));
         let sent = Instant::now();
         match counter

@@ -106,6 +106,7 @@ impl Client {
                 down_margin: Duration::ZERO,
                 // Hosts nothing, so holds no lease.
                 host_lease: Duration::ZERO,
+                location_cache: crate::node::DEFAULT_LOCATION_CACHE,
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));

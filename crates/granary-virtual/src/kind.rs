@@ -290,6 +290,7 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
             Ok(LocalActivation {
                 name,
                 tracker,
+                registered_with: None,
                 handle: Box::new(tracked),
                 stop: Box::new(move || stopper.stop()),
                 wait: Box::new(move || {

@@ -61,7 +61,7 @@ pub use context::VirtualContext;
 pub use error::VirtualError;
 pub use key::Key;
 pub use kind::{Kind, KindConfig, DEFAULT_IDLE_TIMEOUT};
-pub use node::{Node, NodeBuilder};
+pub use node::{Node, NodeBuilder, DEFAULT_LOCATION_CACHE};
 pub use placement::{Placement, PlacementRequest, PlacementStrategy};
 pub use protocol::ControlFrame;
 pub use reentrant::{ReentrantContext, ReentrantHandler};

@@ -20,6 +20,10 @@ use crate::protocol::CONTROL;
 use crate::runtime::{ControlInbox, KindSlot, Members, Runtime, RuntimeConfig};
 use crate::vref::{VirtualId, VirtualRef};
 
+/// The most identity locations a node or client caches by default
+/// ([`NodeBuilder::location_cache`]).
+pub const DEFAULT_LOCATION_CACHE: usize = 100_000;
+
 /// Builds a [`Node`].
 ///
 /// ```no_run
@@ -54,6 +58,7 @@ pub struct NodeBuilder {
     rpc_timeout: Duration,
     reminder_interval: Duration,
     down_margin: Option<Duration>,
+    location_cache: usize,
     faults: Option<Arc<granary_remote::faults::FaultInjector>>,
 }
 
@@ -73,6 +78,7 @@ impl Default for NodeBuilder {
             rpc_timeout: Duration::from_secs(2),
             reminder_interval: Duration::from_secs(1),
             down_margin: None,
+            location_cache: DEFAULT_LOCATION_CACHE,
             faults: None,
         }
     }
@@ -158,6 +164,15 @@ impl NodeBuilder {
         self
     }
 
+    /// The most identity locations this node caches (least recently used out
+    /// first; an identity whose activation here ends is forgotten at once). A call
+    /// to an identity not cached asks its directory owner. 0 caches nothing.
+    /// Default [`DEFAULT_LOCATION_CACHE`].
+    pub fn location_cache(mut self, entries: usize) -> Self {
+        self.location_cache = entries;
+        self
+    }
+
     /// Injects faults (drops, delays, partitions) into this node's transport, for
     /// tests of failures.
     pub fn faults(mut self, faults: Arc<granary_remote::faults::FaultInjector>) -> Self {
@@ -239,6 +254,7 @@ impl NodeBuilder {
                 // A partition's majority places no sooner than failure detection +
                 // stable_after + down_margin after it; the lease lapses sooner.
                 host_lease: self.cluster.downing.stable_after + down_margin,
+                location_cache: self.location_cache,
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));
@@ -252,7 +268,7 @@ impl NodeBuilder {
         Ok(Node {
             runtime,
             cluster,
-            tasks,
+            tasks: Arc::from(tasks),
         })
     }
 }
@@ -310,7 +326,7 @@ fn start_background(
                         ring.clone()
                     }
                 };
-                rt.on_membership_change(&previous).await;
+                rt.on_membership_change().await;
                 previous = ring;
             }
         })
@@ -361,10 +377,14 @@ fn start_background(
 
 /// A running node: hosts its kinds, owns a directory partition, and gives out
 /// [`VirtualRef`]s.
+///
+/// Cheap to clone: every clone is a handle on the same node, usable from any task;
+/// [`Node::shutdown`] through any of them stops it for all.
+#[derive(Clone)]
 pub struct Node {
     runtime: Arc<Runtime>,
     cluster: Cluster,
-    tasks: Vec<AbortHandle>,
+    tasks: Arc<[AbortHandle]>,
 }
 
 impl std::fmt::Debug for Node {
@@ -417,6 +437,29 @@ impl Node {
         self.runtime.load(kind) as usize
     }
 
+    /// Identity locations in this node's cache (bounded by
+    /// [`NodeBuilder::location_cache`]).
+    pub fn cached_locations(&self) -> usize {
+        self.runtime.cached_locations()
+    }
+
+    /// Completes once this node has joined and is ready to host: it is Up in its
+    /// own view of the cluster and holds a host lease (docs/semantics.md). `start`
+    /// returns before that on a node joining an existing cluster.
+    /// `Err(VirtualError::Timeout)` if it is not ready within `timeout`.
+    pub async fn ready(&self, timeout: Duration) -> Result<(), VirtualError> {
+        self.runtime.ready(timeout).await
+    }
+
+    /// Completes once no activation of `kind` is left on this node: every one has
+    /// run `on_deactivate` (and saved) and its directory entry is removed (its
+    /// owner acknowledged, or did not answer within the RPC timeout).
+    /// `Err(VirtualError::Timeout)` if activations remain after `timeout`.
+    /// [`Node::activations`] counts only activations still taking messages.
+    pub async fn passivated(&self, kind: &str, timeout: Duration) -> Result<(), VirtualError> {
+        self.runtime.settled(kind, timeout).await
+    }
+
     /// Entries in the directory partition this node owns.
     pub fn directory_entries(&self) -> usize {
         self.runtime.directory.len()
@@ -424,8 +467,9 @@ impl Node {
 
     /// Graceful shutdown: stop taking activations, deactivate every activation
     /// (`on_deactivate`, then modified state is written), remove their directory
-    /// entries, leave the cluster, close the transport.
-    pub async fn shutdown(self) {
+    /// entries, leave the cluster, close the transport. Stops the node for every
+    /// clone of this handle.
+    pub async fn shutdown(&self) {
         self.runtime.begin_shutdown();
         self.runtime.deactivate_all().await;
         if let Err(e) = self.cluster.leave().await {
@@ -437,7 +481,7 @@ impl Node {
 
     /// Stops the node abruptly, as a crash would: no state is saved, nobody is told;
     /// the others notice through failure detection. For failover tests and demos.
-    pub async fn kill(self) {
+    pub async fn kill(&self) {
         self.runtime.mark_crashed();
         self.cluster.stop().await;
         self.runtime.remote().shutdown();
@@ -446,7 +490,7 @@ impl Node {
     }
 
     async fn stop_everything(&self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter() {
             t.abort();
         }
         self.runtime.remote().shutdown();

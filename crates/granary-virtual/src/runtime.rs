@@ -5,6 +5,7 @@
 mod control;
 mod directory;
 mod lease;
+mod locations;
 mod members;
 mod workers;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::StreamExt;
-use granary_cluster::HashRing;
+use granary_cluster::{HashRing, NodeId};
 use granary_core::{ActorRef, ActorSystem};
 use granary_remote::RemoteNode;
 use granary_storage::{Identity, StateStore};
@@ -33,6 +34,7 @@ use crate::tracker::Tracker;
 pub(crate) use control::{ControlInbox, Rpc};
 pub(crate) use directory::Directory;
 pub(crate) use lease::{renew_loop, HostLease};
+use locations::LocationCache;
 pub(crate) use members::Members;
 
 /// One live activation on this node, type-erased.
@@ -43,6 +45,11 @@ pub(crate) struct LocalActivation {
     pub(crate) handle: Box<dyn Any + Send + Sync>,
     pub(crate) stop: Box<dyn Fn() + Send + Sync>,
     pub(crate) wait: Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
+    /// The directory owner (address and incarnation) that records this activation;
+    /// `None` until one does. After a membership change every activation whose
+    /// owner on the new ring differs is re-registered (see
+    /// [`Runtime::on_membership_change`]).
+    pub(crate) registered_with: Option<NodeId>,
 }
 
 pub(crate) struct KindSlot {
@@ -63,6 +70,8 @@ pub(crate) struct RuntimeConfig {
     /// How long a host-lease renewal stays valid (see `runtime/lease.rs`): at most
     /// the time from a partition to the majority's first placement.
     pub(crate) host_lease: Duration,
+    /// The most locations the cache keeps (0: none).
+    pub(crate) location_cache: usize,
 }
 
 pub(crate) struct Runtime {
@@ -76,7 +85,8 @@ pub(crate) struct Runtime {
     workers: Mutex<HashMap<Identity, Vec<LocalActivation>>>,
     activating: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) directory: Directory,
-    cache: Mutex<HashMap<Identity, Location>>,
+    /// Where identities were last found (bounded, see [`LocationCache`]).
+    cache: LocationCache,
     pub(crate) rpc: Rpc,
     pub(crate) round_robin: AtomicUsize,
     pub(crate) config: RuntimeConfig,
@@ -91,6 +101,11 @@ pub(crate) struct Runtime {
     views: tokio::sync::watch::Sender<u64>,
     /// Whether this node's activations may handle messages (see `lease.rs`).
     pub(crate) lease: HostLease,
+    /// Unregistrations of ended activations not yet acknowledged by their owner.
+    unregistering: AtomicUsize,
+    /// Bumped whenever an activation ended or its unregistration finished (wakes
+    /// [`Runtime::settled`]).
+    ends: tokio::sync::watch::Sender<u64>,
 }
 
 /// Placements held back after a member went Down: a node declared Down may be the
@@ -108,10 +123,13 @@ struct Fence {
     owners: Option<(Arc<HashRing>, tokio::time::Instant)>,
 }
 
-/// The longest a directory owner waits after a membership change for a host's
-/// "re-registered" notice; until then (or the notice), before placing an identity
-/// it has no entry for, it asks that host whether it holds the identity.
+/// How long a host keeps retrying the re-registration of an activation with an
+/// owner that has not seen the membership change yet (answers `NotOwner`); after
+/// that the activation is deactivated rather than left unrecorded.
 const REBUILD_GRACE: Duration = Duration::from_secs(5);
+
+/// Attempts at delivering a "re-registered" notice to one member.
+const REBUILT_NOTICE_ATTEMPTS: u32 = 3;
 
 /// Re-registrations in flight at once after a membership change.
 const REREGISTER_CONCURRENCY: usize = 64;
@@ -120,7 +138,6 @@ const REREGISTER_CONCURRENCY: usize = 64;
 struct Rebuild {
     /// Fingerprint of this node's current ring.
     ring: u64,
-    changed_at: tokio::time::Instant,
     /// The latest ring fingerprint each host said it finished re-registering for.
     done: HashMap<SocketAddr, u64>,
 }
@@ -143,7 +160,7 @@ impl Runtime {
             workers: Mutex::new(HashMap::new()),
             activating: Mutex::new(HashMap::new()),
             directory: Directory::default(),
-            cache: Mutex::new(HashMap::new()),
+            cache: LocationCache::new(config.location_cache),
             rpc: Rpc::default(),
             round_robin: AtomicUsize::new(0),
             config,
@@ -152,12 +169,13 @@ impl Runtime {
             seq: AtomicU64::new(1),
             rebuild: Mutex::new(Rebuild {
                 ring: 0,
-                changed_at: tokio::time::Instant::now(),
                 done: HashMap::new(),
             }),
             fence: Mutex::new(Fence::default()),
             views: tokio::sync::watch::channel(0).0,
             lease,
+            unregistering: AtomicUsize::new(0),
+            ends: tokio::sync::watch::channel(0).0,
         }
     }
 
@@ -190,8 +208,8 @@ impl Runtime {
             };
         }
         if stale.is_none() {
-            if let Some(loc) = self.cache.lock().get(identity) {
-                return Ok(loc.clone());
+            if let Some(loc) = self.cache.get(identity) {
+                return Ok(loc);
             }
         }
         let owner = self
@@ -212,7 +230,7 @@ impl Runtime {
         };
         match reply {
             Reply::Located(loc) => {
-                self.cache.lock().insert(identity.clone(), loc.clone());
+                self.cache.insert(identity.clone(), loc.clone());
                 Ok(loc)
             }
             Reply::NotOwner => Err(VirtualError::Unavailable {
@@ -226,7 +244,7 @@ impl Runtime {
     }
 
     pub(crate) fn invalidate(&self, identity: &Identity) {
-        self.cache.lock().remove(identity);
+        self.cache.remove(identity);
     }
 
     /// The tracked local ref of an activation here, if it is the one named.
@@ -254,6 +272,11 @@ impl Runtime {
             .and_then(found)
     }
 
+    /// Locations in this node's cache.
+    pub(crate) fn cached_locations(&self) -> usize {
+        self.cache.len()
+    }
+
     /// Live activations of `kind` here.
     pub(crate) fn load(&self, kind: &str) -> u64 {
         self.local
@@ -269,11 +292,6 @@ impl Runtime {
                 .flat_map(|(_, ws)| ws.iter())
                 .filter(|w| !w.tracker.is_closed())
                 .count() as u64
-    }
-
-    /// Every live activation here (kind, key).
-    pub(crate) fn local_identities(&self) -> Vec<Identity> {
-        self.local.lock().keys().cloned().collect()
     }
 
     pub(crate) fn has_local(&self, identity: &Identity, name: &str) -> bool {
@@ -298,11 +316,10 @@ impl Runtime {
             })
     }
 
-    /// Notes a membership change to `ring` (starts the re-registration grace period).
+    /// Notes a membership change to `ring`: until each host says it re-registered
+    /// for this ring, this node asks it before placing (see [`Self::rebuild_pending`]).
     fn note_ring_change(&self, ring: &HashRing) {
-        let mut rebuild = self.rebuild.lock();
-        rebuild.ring = members::fingerprint(ring);
-        rebuild.changed_at = tokio::time::Instant::now();
+        self.rebuild.lock().ring = members::fingerprint(ring);
     }
 
     /// `host` finished re-registering its activations for the ring `ring`.
@@ -360,13 +377,14 @@ impl Runtime {
         }
     }
 
-    /// Hosts among `hosts` whose re-registrations for this node's current ring may
-    /// still be in flight (none once the grace period is over).
+    /// Hosts among `hosts` that have not said they re-registered their activations
+    /// for this node's current ring: one of them may hold an activation this node
+    /// has no entry for yet, so a placement asks them first. Every host says so once
+    /// it handled the change (it deactivates what it could not register), so the
+    /// set empties as the views converge; there is no time limit after which an
+    /// owner places without asking.
     pub(crate) fn rebuild_pending(&self, hosts: &[SocketAddr]) -> Vec<SocketAddr> {
         let rebuild = self.rebuild.lock();
-        if rebuild.changed_at.elapsed() >= REBUILD_GRACE {
-            return Vec::new();
-        }
         hosts
             .iter()
             .copied()
@@ -374,8 +392,25 @@ impl Runtime {
             .collect()
     }
 
-    /// Activates `identity` here, or returns the live activation.
-    pub(crate) async fn activate_here(self: &Arc<Self>, identity: &Identity) -> Reply {
+    /// Activates `identity` here for the directory owner `owner`, or returns the
+    /// live activation.
+    ///
+    /// `owner` must be the identity's owner in this node's view both before the
+    /// activation starts and once it is in the local table: if the ring moved in
+    /// between, the activation is stopped and the owner told `NotOwner` (its caller
+    /// retries with the new owner). An activation that entered the table while
+    /// `owner` was still the owner is in the table when this node handles the ring
+    /// change, so it is re-registered with the new owner; one that started for an
+    /// old owner after that would be registered with nobody (the duplicate
+    /// activation after a rejoin, issue 13).
+    pub(crate) async fn activate_here(
+        self: &Arc<Self>,
+        identity: &Identity,
+        owner: SocketAddr,
+    ) -> Reply {
+        if self.members.owner(identity) != Some(owner) {
+            return Reply::NotOwner;
+        }
         if self.is_shutting_down() || !self.members.is_alive(self.me) || !self.lease.is_valid() {
             // Shutting down, Down on the minority side of a partition, or without a
             // host lease (its activation would refuse every message): host nothing.
@@ -431,6 +466,12 @@ impl Runtime {
                                 // starting, after `deactivate_all` looked: stop it too.
                                 self.stop_local(identity, &name);
                                 Reply::Failed(Failure::ShuttingDown)
+                            } else if !self.note_registered(identity, &name, owner) {
+                                // The ring moved while it started: `owner` no longer
+                                // owns it, and the new owner has no entry for it.
+                                tracing::debug!(%identity, %owner, "owner changed during activation; stopping it");
+                                self.stop_local(identity, &name);
+                                Reply::NotOwner
                             } else {
                                 Reply::Located(Location {
                                     host: self.me,
@@ -451,6 +492,29 @@ impl Runtime {
         reply
     }
 
+    /// Records that the owner at `owner` (its incarnation on this node's current
+    /// ring) holds the entry of the activation `name` of `identity`; `false` if
+    /// `owner` does not own the identity on the current ring.
+    ///
+    /// Read after the activation is in the local table: if the ring changes later,
+    /// the membership task sees the activation and its recorded owner and
+    /// re-registers it.
+    fn note_registered(&self, identity: &Identity, name: &str, owner: SocketAddr) -> bool {
+        let ring = self.members.ring();
+        let Some(current) = ring.owner(&members::ring_key(identity)) else {
+            return false;
+        };
+        if current.addr != owner {
+            return false;
+        }
+        if let Some(a) = self.local.lock().get_mut(identity) {
+            if a.name == name {
+                a.registered_with = Some(current);
+            }
+        }
+        true
+    }
+
     /// Called by an activation once it stopped.
     pub(crate) fn activation_ended(self: &Arc<Self>, identity: &Identity, name: &str) {
         {
@@ -459,6 +523,13 @@ impl Runtime {
                 local.remove(identity);
             }
         }
+        let at = Location {
+            host: self.me,
+            name: name.to_owned(),
+        };
+        // A passivated identity leaves nothing behind in the cache.
+        self.cache.forget_at(identity, &at);
+        self.ends.send_modify(|n| *n += 1);
         if self.remove_worker(identity, name) {
             // Workers are not in the directory.
             return;
@@ -466,28 +537,80 @@ impl Runtime {
         if self.crashed.load(Ordering::Acquire) {
             return;
         }
-        let at = Location {
-            host: self.me,
-            name: name.to_owned(),
-        };
         let rt = self.clone();
         let identity = identity.clone();
+        self.unregistering.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
-            if let Some(owner) = rt.members.owner(&identity) {
-                if owner == rt.me {
-                    rt.directory.unregister(&identity, &at);
-                } else {
-                    let req = Request::Unregister {
-                        kind: identity.kind().to_owned(),
-                        key: identity.key().to_owned(),
-                        at,
-                    };
-                    if let Err(e) = rt.rpc.call(&rt, owner, req).await {
-                        tracing::debug!(%identity, error = %e, "unregister not acknowledged");
-                    }
+            rt.unregister(&identity, at).await;
+            rt.unregistering.fetch_sub(1, Ordering::AcqRel);
+            rt.ends.send_modify(|n| *n += 1);
+        });
+    }
+
+    /// Removes the directory entry of the ended activation `at` of `identity`.
+    async fn unregister(self: &Arc<Self>, identity: &Identity, at: Location) {
+        let Some(owner) = self.members.owner(identity) else {
+            return;
+        };
+        if owner == self.me {
+            self.directory.unregister(identity, &at);
+            return;
+        }
+        let req = Request::Unregister {
+            kind: identity.kind().to_owned(),
+            key: identity.key().to_owned(),
+            at,
+        };
+        if let Err(e) = self.rpc.call(self, owner, req).await {
+            tracing::debug!(%identity, error = %e, "unregister not acknowledged");
+        }
+    }
+
+    /// Whether no activation of `kind` is in this node's table (live or still
+    /// deactivating) and every ended activation's unregistration has finished.
+    fn is_settled(&self, kind: &str) -> bool {
+        self.unregistering.load(Ordering::Acquire) == 0
+            && !self.local.lock().keys().any(|id| id.kind() == kind)
+            && !self.workers.lock().keys().any(|id| id.kind() == kind)
+    }
+
+    /// Completes once no activation of `kind` is left on this node: each one's
+    /// `on_deactivate` has run and its directory entry is gone (or its owner did not
+    /// answer the unregistration). `Err(Timeout)` if that is not so by `timeout`.
+    pub(crate) async fn settled(&self, kind: &str, timeout: Duration) -> Result<(), VirtualError> {
+        let mut ends = self.ends.subscribe();
+        let wait = async {
+            while !self.is_settled(kind) {
+                if ends.changed().await.is_err() {
+                    return;
                 }
             }
-        });
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| VirtualError::Timeout)
+    }
+
+    /// Whether this node is Up in its own view and holds a host lease: it can host
+    /// activations.
+    pub(crate) fn can_host(&self) -> bool {
+        !self.is_shutting_down() && self.members.is_alive(self.me) && self.lease.is_valid()
+    }
+
+    /// Completes once [`Self::can_host`]; `Err(Timeout)` if not by `timeout`.
+    pub(crate) async fn ready(&self, timeout: Duration) -> Result<(), VirtualError> {
+        let mut views = self.views.subscribe();
+        // The lease is renewed every quarter of its length without a membership
+        // event: look again at that pace too.
+        let recheck = (self.config.host_lease / 4).max(Duration::from_millis(10));
+        let wait = async {
+            while !self.can_host() {
+                let _ = tokio::time::timeout(recheck, views.changed()).await;
+            }
+        };
+        tokio::time::timeout(timeout, wait)
+            .await
+            .map_err(|_| VirtualError::Timeout)
     }
 
     /// Stops the activation of `identity` if it is the one named.
@@ -549,18 +672,18 @@ impl Runtime {
         self.shutting_down.store(true, Ordering::Release);
     }
 
-    /// After a membership change: forget locations on nodes that are gone and
-    /// re-register every local activation with its (possibly new) directory owner.
-    ///
-    /// Only activations whose owner (address and incarnation) differs between
-    /// `previous` and the current ring are re-registered: the others' entries are
-    /// where they were.
-    pub(crate) async fn on_membership_change(self: &Arc<Self>, previous: &HashRing) {
+    /// After a membership change: forget locations on nodes that are gone, drop
+    /// directory entries this node no longer owns, and register every local
+    /// activation whose recorded owner (address and incarnation) is not its owner on
+    /// the current ring. An activation that cannot be registered is stopped (and
+    /// waited for): a live activation no owner records is how a second one gets
+    /// placed. Then tells every member this node is done for the ring.
+    pub(crate) async fn on_membership_change(self: &Arc<Self>) {
         let ring = self.members.ring();
         self.note_ring_change(&ring);
         self.view_changed();
         let alive = |host: &SocketAddr| self.members.is_alive(*host);
-        self.cache.lock().retain(|_, loc| alive(&loc.host));
+        self.cache.retain_hosts(|h| alive(h));
         let lost = self.directory.retain_hosts(|h| alive(h));
         if !lost.is_empty() {
             let until = tokio::time::Instant::now() + self.config.down_margin;
@@ -569,38 +692,70 @@ impl Runtime {
                 fence.recorded.insert(identity, until);
             }
         }
-        let moved: Vec<(Identity, String, SocketAddr)> = self
-            .local_identities()
-            .into_iter()
-            .filter_map(|identity| {
-                let name = match self.local.lock().get(&identity) {
-                    Some(a) if !a.tracker.is_closed() => a.name.clone(),
-                    _ => return None,
-                };
-                let key = members::ring_key(&identity);
-                let owner = ring.owner(&key)?;
-                (previous.owner(&key) != Some(owner)).then_some((identity, name, owner.addr))
+        // Entries of ranges that moved away: their new owner rebuilds them from the
+        // hosts; kept here they would be served again, stale, if the range came back.
+        self.directory.retain_identities(|identity| {
+            ring.owner(&members::ring_key(identity)).map(|n| n.addr) == Some(self.me)
+        });
+        let moved: Vec<(Identity, String, NodeId)> = self
+            .local
+            .lock()
+            .iter()
+            .filter(|(_, a)| !a.tracker.is_closed())
+            .filter_map(|(identity, a)| {
+                let owner = ring.owner(&members::ring_key(identity))?;
+                (a.registered_with != Some(owner))
+                    .then(|| (identity.clone(), a.name.clone(), owner))
             })
             .collect();
         // Concurrently (bounded), so that one unreachable owner does not hold up the
         // rest for its RPC timeout each.
-        let failed = futures::stream::iter(moved)
-            .map(|(identity, name, owner)| self.reregister(identity, name, owner))
+        let unregistered: Vec<(Identity, String)> = futures::stream::iter(moved)
+            .map(|(identity, name, owner)| async move {
+                let registered = self
+                    .reregister(identity.clone(), name.clone(), owner.addr)
+                    .await;
+                let still_owner = self.members.owner(&identity) == Some(owner.addr);
+                if registered && still_owner {
+                    if let Some(a) = self.local.lock().get_mut(&identity) {
+                        if a.name == name {
+                            a.registered_with = Some(owner);
+                        }
+                    }
+                }
+                (!registered).then_some((identity, name))
+            })
             .buffer_unordered(REREGISTER_CONCURRENCY)
-            .filter(|registered| std::future::ready(!registered))
-            .count()
+            .filter_map(std::future::ready)
+            .collect()
             .await;
-        if failed > 0 {
-            // Owners keep asking this node before placing, until the grace ends.
-            tracing::debug!(failed, "some activations could not be re-registered");
-            return;
+        if !unregistered.is_empty() {
+            tracing::info!(
+                count = unregistered.len(),
+                "activations could not be registered with their new owner; deactivating them"
+            );
+            let waits: Vec<_> = unregistered
+                .iter()
+                .filter_map(|(identity, name)| {
+                    let wait = self
+                        .local
+                        .lock()
+                        .get(identity)
+                        .filter(|a| a.name == *name)
+                        .map(LocalActivation::wait_fn)?;
+                    self.stop_local(identity, name);
+                    Some(wait)
+                })
+                .collect();
+            futures::future::join_all(waits).await;
         }
         self.announce_rebuilt(&ring);
     }
 
     /// Registers the live activation `name` of `identity` with its new owner; stops
     /// it if the owner already records another live one. Retries while the owner has
-    /// not seen the membership change yet; `false` if the owner never accepted.
+    /// not seen the membership change yet; `false` if the owner never accepted and
+    /// the ring did not move on (a later change registers it again otherwise).
     async fn reregister(
         self: &Arc<Self>,
         identity: Identity,
@@ -633,11 +788,12 @@ impl Runtime {
                     self.stop_local(&identity, &name);
                     return true;
                 }
+                Reply::NotOwner if self.members.owner(&identity) != Some(owner) => {
+                    // The ring moved on again: the next change registers it with
+                    // the owner then (its recorded owner stays the old one).
+                    return true;
+                }
                 Reply::NotOwner if tokio::time::Instant::now() + pause < deadline => {
-                    if self.members.owner(&identity) != Some(owner) {
-                        // The ring moved on again; the next change re-registers it.
-                        return false;
-                    }
                     // Backoff while the owner's view catches up with ours.
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_millis(200));
@@ -649,8 +805,7 @@ impl Runtime {
     }
 
     /// Tells every member that this node's activations are registered with their
-    /// owners on `ring`, so owners stop asking it before placing (ends the grace
-    /// period early; without the notice it ends after [`REBUILD_GRACE`]).
+    /// owners on `ring` (or deactivated), so owners stop asking it before placing.
     fn announce_rebuilt(self: &Arc<Self>, ring: &HashRing) {
         let print = members::fingerprint(ring);
         self.note_rebuilt(self.me, print);
@@ -660,9 +815,17 @@ impl Runtime {
             }
             let rt = self.clone();
             tokio::spawn(async move {
-                let req = Request::Rebuilt { ring: print };
-                if let Err(e) = rt.rpc.call(&rt, node.addr, req).await {
-                    tracing::debug!(to = %node.addr, error = %e, "rebuild notice not acknowledged");
+                for attempt in 1..=REBUILT_NOTICE_ATTEMPTS {
+                    let req = Request::Rebuilt { ring: print };
+                    match rt.rpc.call(&rt, node.addr, req).await {
+                        Ok(_) => return,
+                        Err(e) => {
+                            tracing::debug!(to = %node.addr, attempt, error = %e, "rebuild notice not acknowledged");
+                        }
+                    }
+                    if !rt.members.is_alive(node.addr) {
+                        return;
+                    }
                 }
             });
         }

@@ -18,6 +18,29 @@ pub(crate) struct Interval {
     pub(crate) end: u64,
 }
 
+/// One `WHAT KEY NODE ID T` line of the activation log.
+struct LogLine<'a> {
+    what: &'a str,
+    key: &'a str,
+    node: SocketAddr,
+    id: u64,
+    t: u64,
+}
+
+impl<'a> LogLine<'a> {
+    /// The line's fields, if it is one.
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut words = line.split_whitespace();
+        Some(Self {
+            what: words.next()?,
+            key: words.next()?,
+            node: words.next()?.parse().ok()?,
+            id: words.next()?.parse().ok()?,
+            t: words.next()?.parse().ok()?,
+        })
+    }
+}
+
 /// Builds every identity's activations from `act`/`deact` lines. An activation on
 /// `killed` (the node that got `kill -9` at `killed_at`) that never logged its end
 /// ended at the kill.
@@ -29,14 +52,14 @@ pub(crate) fn activations<'a>(
     let mut open: HashMap<(String, SocketAddr, u64), u64> = HashMap::new();
     let mut all: HashMap<String, Vec<Interval>> = HashMap::new();
     for line in lines {
-        let mut words = line.split_whitespace();
-        let (Some(what), Some(key), Some(node), Some(id), Some(t)) = (
-            words.next(),
-            words.next(),
-            words.next().and_then(|n| n.parse::<SocketAddr>().ok()),
-            words.next().and_then(|i| i.parse::<u64>().ok()),
-            words.next().and_then(|t| t.parse::<u64>().ok()),
-        ) else {
+        let Some(LogLine {
+            what,
+            key,
+            node,
+            id,
+            t,
+        }) = LogLine::parse(line)
+        else {
             continue;
         };
         match what {
@@ -80,6 +103,72 @@ pub(crate) fn duplicates(all: &HashMap<String, Vec<Interval>>) -> Vec<(String, I
                 found.push((key.clone(), interval.clone()));
             }
             alive_until = alive_until.max(interval.end);
+        }
+    }
+    found
+}
+
+/// The window in which one activation handled messages (from `hdl` lines).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Handling {
+    /// The host.
+    pub(crate) node: SocketAddr,
+    /// The activation id on that host.
+    pub(crate) id: u64,
+    /// The first handled message (microseconds since the Unix epoch).
+    pub(crate) first: u64,
+    /// The last handled message.
+    pub(crate) last: u64,
+}
+
+/// Every activation's handling window, by identity, from `hdl` lines.
+pub(crate) fn handling<'a>(
+    lines: impl IntoIterator<Item = &'a str>,
+) -> HashMap<String, Vec<Handling>> {
+    let mut windows: HashMap<(String, SocketAddr, u64), (u64, u64)> = HashMap::new();
+    for line in lines {
+        let Some(LogLine {
+            what: "hdl",
+            key,
+            node,
+            id,
+            t,
+        }) = LogLine::parse(line)
+        else {
+            continue;
+        };
+        let window = windows.entry((key.to_string(), node, id)).or_insert((t, t));
+        window.0 = window.0.min(t);
+        window.1 = window.1.max(t);
+    }
+    let mut all: HashMap<String, Vec<Handling>> = HashMap::new();
+    for ((key, node, id), (first, last)) in windows {
+        all.entry(key).or_default().push(Handling {
+            node,
+            id,
+            first,
+            last,
+        });
+    }
+    all
+}
+
+/// Pairs of activations of one identity whose handling windows overlap: both
+/// handled messages while the other was handling too (the window of each is from
+/// its first to its last handled message).
+pub(crate) fn handling_overlaps(
+    all: &HashMap<String, Vec<Handling>>,
+) -> Vec<(String, Handling, Handling)> {
+    let mut found = Vec::new();
+    for (key, windows) in all {
+        let mut sorted = windows.clone();
+        sorted.sort_by_key(|w| w.first);
+        for (i, a) in sorted.iter().enumerate() {
+            for b in &sorted[i + 1..] {
+                if b.first <= a.last {
+                    found.push((key.clone(), a.clone(), b.clone()));
+                }
+            }
         }
     }
     found
@@ -132,6 +221,22 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].0, "c1");
         assert_eq!(found[0].1.id, 5);
+    }
+
+    #[test]
+    fn two_activations_handling_at_once_overlap() {
+        let lines = [
+            "hdl c1 127.0.0.1:1 0 100",
+            "hdl c1 127.0.0.1:1 0 900",
+            "hdl c1 127.0.0.1:2 7 500",
+            "hdl c2 127.0.0.1:1 1 100",
+            "hdl c2 127.0.0.1:1 1 200",
+            "hdl c2 127.0.0.1:2 8 300",
+        ];
+        let found = handling_overlaps(&handling(lines));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "c1");
+        assert_eq!((found[0].1.id, found[0].2.id), (0, 7));
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! applied twice, and every extra count in the final sum is a real double
 //! application. Each activation prints `act KEY NODE ID T` when it starts (after
 //! its state is loaded) and `deact KEY NODE ID T` when it is dropped (`T` in
-//! microseconds since the Unix epoch); the harness checks that no two activations of
-//! one identity overlap.
+//! microseconds since the Unix epoch), and `hdl KEY NODE ID T` when it handles a
+//! message (the first one, then at most every [`HANDLED_EVERY_US`], and the last
+//! one when it is dropped); the harness checks that no two activations of one
+//! identity overlap, and that no two handled messages in overlapping windows.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -75,10 +77,33 @@ register_message!(ReadCount, "granary-bench.failover.ReadCount");
 /// Activations started in this process (the activation id's second half).
 static ACTIVATIONS: AtomicU64 = AtomicU64::new(0);
 
+/// The least time between two `hdl` lines of one activation (microseconds).
+pub(crate) const HANDLED_EVERY_US: u64 = 50_000;
+
 /// The counter kind.
 pub(crate) struct FailoverCounter {
     key: String,
     logged: Option<(SocketAddr, u64)>,
+    /// When the last increment was handled, and whether that was logged.
+    handled: Option<(u64, bool)>,
+    /// When the last `hdl` line was printed.
+    handled_logged: u64,
+}
+
+impl FailoverCounter {
+    /// Notes a handled increment; prints `hdl` if the last line is old enough.
+    fn note_handled(&mut self) {
+        let Some((node, id)) = self.logged else {
+            return;
+        };
+        let now = now_micros();
+        let print = self.handled.is_none() || now >= self.handled_logged + HANDLED_EVERY_US;
+        if print {
+            println!("hdl {} {node} {id} {now}", self.key);
+            self.handled_logged = now;
+        }
+        self.handled = Some((now, print));
+    }
 }
 
 impl VirtualActor for FailoverCounter {
@@ -89,6 +114,8 @@ impl VirtualActor for FailoverCounter {
         Self {
             key: key.clone(),
             logged: None,
+            handled: None,
+            handled_logged: 0,
         }
     }
 
@@ -104,6 +131,9 @@ impl VirtualActor for FailoverCounter {
 impl Drop for FailoverCounter {
     fn drop(&mut self) {
         if let Some((node, id)) = self.logged {
+            if let Some((last, false)) = self.handled {
+                println!("hdl {} {node} {id} {last}", self.key);
+            }
             println!("deact {} {node} {id} {}", self.key, now_micros());
         }
     }
@@ -119,12 +149,14 @@ impl VirtualHandler<Increment> for FailoverCounter {
         // failed to write, and the reply promises durability.
         ctx.state_mut().apply(msg.client, msg.seq);
         ctx.write_state().await.map_err(|e| e.to_string())?;
+        self.note_handled();
         Ok(ctx.state().n)
     }
 }
 
 impl VirtualHandler<ReadCount> for FailoverCounter {
     async fn handle(&mut self, _msg: ReadCount, ctx: &mut VirtualContext<'_, Self>) -> u64 {
+        self.note_handled();
         ctx.state().n
     }
 }

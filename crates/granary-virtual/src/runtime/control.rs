@@ -126,11 +126,7 @@ impl Runtime {
                     .await
             }
             Request::Activate { kind, key, owner } => {
-                let identity = Identity::new(kind, key);
-                if self.members.owner(&identity) != Some(owner) {
-                    return Reply::NotOwner;
-                }
-                self.activate_here(&identity).await
+                self.activate_here(&Identity::new(kind, key), owner).await
             }
             Request::Rebuilt { ring } => {
                 self.note_rebuilt(from, ring);

@@ -64,6 +64,11 @@ impl Directory {
         dropped
     }
 
+    /// Keeps only the entries of identities `owned` accepts.
+    pub(crate) fn retain_identities(&self, owned: impl Fn(&Identity) -> bool) {
+        self.entries.lock().retain(|identity, _| owned(identity));
+    }
+
     /// Entries of this partition (for tests and inspection).
     pub(crate) fn len(&self) -> usize {
         self.entries.lock().len()
@@ -146,7 +151,7 @@ impl Runtime {
         }
         let host = self.place(identity, &candidates, requester, tag).await;
         let reply = if host == self.me {
-            self.activate_here(identity).await
+            self.activate_here(identity, self.me).await
         } else {
             let req = Request::Activate {
                 kind: identity.kind().to_owned(),
