@@ -81,14 +81,13 @@ struct TallyState {
 }
 
 /// (key, reason, incarnation) of every `on_deactivate`, with a condition to wait on.
-fn ends() -> &'static (
+type Ends = (
     Mutex<Vec<(String, DeactivationReason, u64)>>,
     tokio::sync::Notify,
-) {
-    static ENDS: OnceLock<(
-        Mutex<Vec<(String, DeactivationReason, u64)>>,
-        tokio::sync::Notify,
-    )> = OnceLock::new();
+);
+
+fn ends() -> &'static Ends {
+    static ENDS: OnceLock<Ends> = OnceLock::new();
     ENDS.get_or_init(Default::default)
 }
 
