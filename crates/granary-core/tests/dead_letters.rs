@@ -95,6 +95,29 @@ async fn produce(
     }
 }
 
+/// `TOTAL` dead letters from `PRODUCERS` tasks at once.
+async fn produce_concurrently(
+    stuck: &ActorRef<Stuck>,
+    gone: &ActorRef<Gone>,
+    received: Option<watch::Receiver<u64>>,
+) {
+    let produced = Arc::new(AtomicU64::new(0));
+    let producers: Vec<_> = (0..PRODUCERS)
+        .map(|_| {
+            tokio::spawn(produce(
+                stuck.clone(),
+                gone.clone(),
+                TOTAL / PRODUCERS,
+                produced.clone(),
+                received.clone(),
+            ))
+        })
+        .collect();
+    for p in producers {
+        within(p).await.unwrap();
+    }
+}
+
 fn expected_counts(before: DeadLetterCounts) -> (u64, u64) {
     (
         before.mailbox_full + TOTAL / 2,
@@ -123,21 +146,7 @@ async fn a_hundred_thousand_dead_letters_are_counted_exactly_and_a_subscriber_th
         }
         (full, stopped, sub.missed())
     });
-    let produced = Arc::new(AtomicU64::new(0));
-    let producers: Vec<_> = (0..PRODUCERS)
-        .map(|_| {
-            tokio::spawn(produce(
-                stuck.clone(),
-                gone.clone(),
-                TOTAL / PRODUCERS,
-                produced.clone(),
-                Some(count_rx.clone()),
-            ))
-        })
-        .collect();
-    for p in producers {
-        within(p).await.unwrap();
-    }
+    produce_concurrently(&stuck, &gone, Some(count_rx)).await;
     let (full, stopped, missed) = within(subscriber).await.unwrap();
     assert_eq!((full, stopped, missed), (TOTAL / 2, TOTAL / 2, 0));
     let counts = system.dead_letters();
@@ -157,21 +166,7 @@ async fn a_subscriber_that_lags_is_told_exactly_how_many_it_missed_and_the_count
     let (stuck, gone, gate) = targets(&system).await;
     let before = system.dead_letters();
     let mut sub = system.events().subscribe::<DeadLetter>();
-    let produced = Arc::new(AtomicU64::new(0));
-    let producers: Vec<_> = (0..PRODUCERS)
-        .map(|_| {
-            tokio::spawn(produce(
-                stuck.clone(),
-                gone.clone(),
-                TOTAL / PRODUCERS,
-                produced.clone(),
-                None,
-            ))
-        })
-        .collect();
-    for p in producers {
-        within(p).await.unwrap();
-    }
+    produce_concurrently(&stuck, &gone, None).await;
     // Read only now: most were overwritten.
     let (mut received, mut lagged) = (0u64, 0u64);
     while received + lagged < TOTAL {
