@@ -90,8 +90,9 @@ impl<A: Actor> Context<A> {
             .unwrap_or_default()
     }
 
-    /// Stops this actor once the current message is handled; queued user
-    /// messages become dead letters.
+    /// Stops this actor once the current message is handled (called in
+    /// [`Actor::started`]: before any message); queued user messages become dead
+    /// letters.
     pub fn stop(&mut self) {
         self.stop_requested = true;
     }

@@ -3,9 +3,19 @@
 //!
 //! Each event type has its own `tokio::sync::broadcast` channel, created on first
 //! subscription; publishing a type nobody subscribed to costs one map lookup.
+//!
+//! What is guaranteed: every [`DeadLetter`] is counted, per reason, in
+//! [`DeadLetterCounts`] ([`crate::ActorSystem::dead_letters`]) whether or not anyone
+//! subscribed and however far subscribers lag; a subscriber that stays fewer than
+//! the stream's capacity events behind (`SystemBuilder::event_capacity`, default
+//! 1,024 per event type) receives every event of its type published after it
+//! subscribed, in publication order; one that falls further behind is told exactly
+//! how many it missed ([`EventRecvError::Lagged`], [`EventSubscriber::missed`]) and
+//! goes on with the oldest event still held.
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -46,7 +56,71 @@ pub struct DeadLetter {
     pub reason: DeadLetterReason,
 }
 
+/// How many dead letters a system published, per reason, since it started
+/// ([`crate::ActorSystem::dead_letters`]). Exact: counted when published, whether
+/// or not anyone subscribed and however far subscribers lag.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeadLetterCounts {
+    /// [`DeadLetterReason::ActorStopped`].
+    pub actor_stopped: u64,
+    /// [`DeadLetterReason::MailboxFull`].
+    pub mailbox_full: u64,
+    /// [`DeadLetterReason::Timeout`].
+    pub timeout: u64,
+    /// [`DeadLetterReason::Remote`], whatever the remote error.
+    pub remote: u64,
+    /// [`DeadLetterReason::Refused`].
+    pub refused: u64,
+}
+
+impl DeadLetterCounts {
+    /// All dead letters, whatever the reason.
+    pub fn total(&self) -> u64 {
+        self.actor_stopped + self.mailbox_full + self.timeout + self.remote + self.refused
+    }
+}
+
+/// The live counters behind [`DeadLetterCounts`]: one atomic per reason.
+#[derive(Default)]
+struct DeadLetterCounters {
+    actor_stopped: AtomicU64,
+    mailbox_full: AtomicU64,
+    timeout: AtomicU64,
+    remote: AtomicU64,
+    refused: AtomicU64,
+}
+
+impl DeadLetterCounters {
+    fn count(&self, reason: &DeadLetterReason) {
+        let counter = match reason {
+            DeadLetterReason::ActorStopped => &self.actor_stopped,
+            DeadLetterReason::MailboxFull => &self.mailbox_full,
+            DeadLetterReason::Timeout => &self.timeout,
+            DeadLetterReason::Remote(_) => &self.remote,
+            DeadLetterReason::Refused => &self.refused,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> DeadLetterCounts {
+        DeadLetterCounts {
+            actor_stopped: self.actor_stopped.load(Ordering::Relaxed),
+            mailbox_full: self.mailbox_full.load(Ordering::Relaxed),
+            timeout: self.timeout.load(Ordering::Relaxed),
+            remote: self.remote.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+}
+
 /// Typed publish/subscribe for one actor system ([`crate::ActorSystem::events`]).
+///
+/// Every [`DeadLetter`] is counted per reason ([`EventStream::dead_letters`]),
+/// exactly, whether or not anyone subscribed. A subscriber that stays fewer than
+/// the capacity (`SystemBuilder::event_capacity`, default 1,024 per event type)
+/// events behind receives every event of its type published after it subscribed,
+/// in order; one that falls further behind is told exactly how many it missed.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -62,6 +136,7 @@ pub struct DeadLetter {
 pub struct EventStream {
     channels: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
     capacity: usize,
+    dead_letters: DeadLetterCounters,
 }
 
 impl EventStream {
@@ -69,7 +144,13 @@ impl EventStream {
         Self {
             channels: Mutex::new(HashMap::new()),
             capacity: capacity.max(1),
+            dead_letters: DeadLetterCounters::default(),
         }
+    }
+
+    /// How many dead letters were published so far, per reason (exact).
+    pub fn dead_letters(&self) -> DeadLetterCounts {
+        self.dead_letters.snapshot()
     }
 
     fn sender<E: Event>(&self) -> broadcast::Sender<E> {
@@ -91,6 +172,7 @@ impl EventStream {
     pub fn subscribe<E: Event>(&self) -> EventSubscriber<E> {
         EventSubscriber {
             rx: self.sender::<E>().subscribe(),
+            missed: 0,
         }
     }
 
@@ -101,6 +183,8 @@ impl EventStream {
         E: Event + Message,
     {
         let mut sub = self.subscribe::<E>();
+        // Events the actor missed are counted by `EventSubscriber::missed` only (the
+        // actor is not told); dead letters stay counted in `dead_letters()`.
         tokio::spawn(async move {
             loop {
                 match sub.recv().await {
@@ -116,8 +200,12 @@ impl EventStream {
         });
     }
 
-    /// Publishes `event` to current subscribers; returns how many received it.
+    /// Publishes `event` to current subscribers; returns how many received it. A
+    /// [`DeadLetter`] is also counted (see [`EventStream::dead_letters`]).
     pub fn publish<E: Event>(&self, event: E) -> usize {
+        if let Some(dead_letter) = (&event as &dyn Any).downcast_ref::<DeadLetter>() {
+            self.dead_letters.count(&dead_letter.reason);
+        }
         let channels = self.channels.lock();
         let Some(entry) = channels.get(&TypeId::of::<E>()) else {
             return 0;
@@ -132,13 +220,16 @@ impl EventStream {
 /// Receives events of one type; see [`EventStream::subscribe`].
 pub struct EventSubscriber<E> {
     rx: broadcast::Receiver<E>,
+    /// Events skipped because this subscriber lagged, in total.
+    missed: u64,
 }
 
 /// A subscriber could not receive.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum EventRecvError {
-    /// The subscriber fell behind and this many events were skipped.
+    /// The subscriber fell more than the stream's capacity behind and exactly this
+    /// many events were skipped (the next `recv` returns the oldest still held).
     #[error("lagged behind by {0} events")]
     Lagged(u64),
     /// The event stream is gone.
@@ -150,19 +241,30 @@ impl<E: Event> EventSubscriber<E> {
     /// Waits for the next event.
     pub async fn recv(&mut self) -> Result<E, EventRecvError> {
         self.rx.recv().await.map_err(|e| match e {
-            broadcast::error::RecvError::Lagged(n) => EventRecvError::Lagged(n),
+            broadcast::error::RecvError::Lagged(n) => {
+                self.missed += n;
+                EventRecvError::Lagged(n)
+            }
             broadcast::error::RecvError::Closed => EventRecvError::Closed,
         })
     }
 
-    /// The next event if one is waiting.
+    /// The next event if one is waiting. Events skipped because this subscriber
+    /// lagged are added to [`EventSubscriber::missed`].
     pub fn try_recv(&mut self) -> Option<E> {
         loop {
             match self.rx.try_recv() {
                 Ok(e) => return Some(e),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(broadcast::error::TryRecvError::Lagged(n)) => self.missed += n,
                 Err(_) => return None,
             }
         }
+    }
+
+    /// How many events this subscriber missed in total because it lagged (the sum
+    /// of every [`EventRecvError::Lagged`] and what `try_recv` skipped). Events
+    /// received plus `missed` is every event published since it subscribed.
+    pub fn missed(&self) -> u64 {
+        self.missed
     }
 }

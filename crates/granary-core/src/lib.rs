@@ -74,7 +74,8 @@ pub use actor_ref::{
 pub use context::Context;
 pub use error::{AskError, RegistryError, RemoteError, SendError};
 pub use event::{
-    DeadLetter, DeadLetterReason, Event, EventRecvError, EventStream, EventSubscriber,
+    DeadLetter, DeadLetterCounts, DeadLetterReason, Event, EventRecvError, EventStream,
+    EventSubscriber,
 };
 pub use id::ActorId;
 pub use lifecycle::{Failure, StopReason, Terminated};

@@ -88,6 +88,8 @@ impl<A: Actor> Runner<A> {
         let reason = loop {
             phase = match phase {
                 Phase::Start => match catch_panic(self.actor.started(&mut self.ctx)).await {
+                    // `Context::stop` in `started`: no message is coming to end it.
+                    Ok(Ok(())) if self.ctx.stop_requested => Phase::Stop(StopReason::Normal),
                     Ok(Ok(())) => Phase::Run,
                     Ok(Err(e)) => Phase::Supervise(Box::new(Failure::Start(e.to_string()))),
                     Err(p) => Phase::Supervise(Box::new(Failure::Panic(p))),

@@ -17,7 +17,7 @@ use tokio::task::AbortHandle;
 use crate::actor::Actor;
 use crate::actor_ref::ActorRef;
 use crate::context::Context;
-use crate::event::EventStream;
+use crate::event::{DeadLetterCounts, EventStream};
 use crate::id::ActorId;
 use crate::lifecycle::StopReason;
 use crate::mailbox::{Mailbox, SystemLane, SystemMsg};
@@ -144,6 +144,12 @@ impl ActorSystem {
     /// The event stream (dead letters and any events you publish).
     pub fn events(&self) -> &EventStream {
         &self.inner.events
+    }
+
+    /// How many dead letters this system published so far, per reason. Exact, even
+    /// when no one subscribed or subscribers lag (see [`EventStream`]).
+    pub fn dead_letters(&self) -> DeadLetterCounts {
+        self.inner.events.dead_letters()
     }
 
     /// How many actors are alive.

@@ -9,10 +9,10 @@ use granary_storage::{Identity, StateStore};
 use tokio::sync::oneshot;
 
 use crate::actor::{VirtualActor, VirtualHandler};
-use crate::context::{has_no_state, write_cell, Cell, VirtualContext};
+use crate::context::{has_no_state, write_cell, Cell, DeactivationReason, VirtualContext};
 use crate::error::VirtualError;
 use crate::reentrant::{ReentrantContext, ShareFn, Slot};
-use crate::runtime::Runtime;
+use crate::runtime::{Members, Runtime};
 use crate::tracker::Tracker;
 
 /// One live activation of the virtual actor `A`: the user's instance plus its
@@ -31,6 +31,14 @@ impl<A: VirtualActor> Actor for Activation<A> {
     }
 
     async fn started(&mut self, ctx: &mut Context<Self>) -> Result<(), BoxError> {
+        if let Some(reason) = self.cell.discarded {
+            // Restarted after a panic (see `restarting`): end instead of running on.
+            ctx.stop();
+            if let Some(tx) = self.cell.activated.take() {
+                let _ = tx.send(Err(format!("on_activate did not finish: {reason:?}")));
+            }
+            return Ok(());
+        }
         let mut guard = None;
         let actor = self.actor.exclusive(&mut guard).await;
         let mut vctx = VirtualContext {
@@ -40,11 +48,13 @@ impl<A: VirtualActor> Actor for Activation<A> {
         let result = actor.on_activate(&mut vctx).await;
         drop(guard);
         let answer = match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.cell.activated_ok = true;
+                Ok(())
+            }
             Err(e) => {
+                // Never activated: no on_deactivate and no final save.
                 self.cell.tracker.close();
-                // Never activated: skip on_deactivate and the final save.
-                self.cell.conflict = true;
                 ctx.stop();
                 Err(e.to_string())
             }
@@ -55,12 +65,31 @@ impl<A: VirtualActor> Actor for Activation<A> {
         Ok(())
     }
 
+    async fn restarting(&mut self, _failure: &granary_core::Failure, _ctx: &mut Context<Self>) {
+        // A handler or `on_activate` panicked: whatever it changed in the state is
+        // not to be trusted, so the state is discarded and the activation ends
+        // (`started` stops it); the next message loads what is stored.
+        self.cell.discard(DeactivationReason::HandlerPanicked);
+    }
+
     async fn stopping(&mut self, ctx: &mut Context<Self>) {
+        let closed_by_runtime = self.cell.tracker.is_closed();
         self.cell.tracker.close();
-        if self.cell.conflict || self.cell.activated.is_some() || self.cell.runtime.is_crashed() {
-            // Stale (another activation owns the state), never activated, or the node
-            // is simulating a crash (nothing may be saved).
+        if self.cell.handling {
+            // A handler began and never finished: it panicked (the supervisor
+            // stopped the activation instead of restarting it).
+            self.cell.discard(DeactivationReason::HandlerPanicked);
+        }
+        if !self.cell.activated_ok || self.cell.runtime.is_crashed() {
+            // Never activated, or the node is simulating a crash (nothing may run or
+            // be saved, as in a real crash).
             return;
+        }
+        let reason = self.ending_reason(closed_by_runtime);
+        self.cell.ending = Some(reason);
+        if !reason.saves_state() {
+            // Also refuses `write_state` inside on_deactivate.
+            self.cell.discarded.get_or_insert(reason);
         }
         // Waits for reentrant handlers still in flight.
         let mut guard = None;
@@ -71,10 +100,7 @@ impl<A: VirtualActor> Actor for Activation<A> {
         };
         actor.on_deactivate(&mut vctx).await;
         drop(guard);
-        // A node without its host lease saves nothing: the identity may already live
-        // elsewhere (every write a handler made was durable when it returned).
-        let fenced = self.cell.needs_lease && !self.cell.runtime.lease.is_valid();
-        if self.cell.dirty && !fenced {
+        if self.cell.dirty && self.cell.discarded.is_none() {
             if let Err(e) = write_cell(&mut self.cell).await {
                 tracing::warn!(identity = %self.cell.identity, error = %e, "state not saved on deactivation");
             }
@@ -88,6 +114,34 @@ impl<A: VirtualActor> Actor for Activation<A> {
     }
 }
 
+impl<A: VirtualActor> Activation<A> {
+    /// Why this activation is ending. `closed_by_runtime`: its tracker was closed
+    /// before `stopping` (by the node, not by a stop the actor asked for).
+    fn ending_reason(&self, closed_by_runtime: bool) -> DeactivationReason {
+        if let Some(reason) = self.cell.discarded {
+            return reason;
+        }
+        let runtime = &self.cell.runtime;
+        if self.cell.needs_lease && !runtime.lease.is_valid() {
+            // The identity may already live elsewhere: fenced.
+            return DeactivationReason::HostLeaseLost;
+        }
+        if runtime.is_shutting_down() {
+            return DeactivationReason::NodeShutdown;
+        }
+        if !runtime.members.is_alive(runtime.me) {
+            return DeactivationReason::NodeDown;
+        }
+        if self.cell.deactivate_on_idle || !closed_by_runtime {
+            return DeactivationReason::Requested;
+        }
+        if self.cell.tracker.closed_for_idle() {
+            return DeactivationReason::Idle;
+        }
+        DeactivationReason::Superseded
+    }
+}
+
 impl<A, M> Handler<M> for Activation<A>
 where
     A: VirtualHandler<M>,
@@ -95,6 +149,7 @@ where
 {
     async fn handle(&mut self, msg: M, ctx: &mut Context<Self>) -> M::Reply {
         self.cell.tracker.started();
+        self.cell.handling = true;
         let reply = {
             let mut guard = None;
             let actor = self.actor.exclusive(&mut guard).await;
@@ -104,6 +159,7 @@ where
             };
             actor.handle(msg, &mut vctx).await
         };
+        self.cell.handling = false;
         self.cell.tracker.finished();
         if self.cell.deactivate_on_idle && self.cell.tracker.try_close_drained() {
             ctx.stop();
@@ -170,7 +226,11 @@ pub(crate) async fn start<A: VirtualActor>(
             tracker: tracker.clone(),
             name,
             deactivate_on_idle: false,
-            conflict: false,
+            handling: false,
+            discarded: None,
+            activated_ok: false,
+            ending: None,
+            incarnation: node_incarnation(&runtime),
             needs_lease: runtime.stateless_pool(identity.kind()).is_none(),
             activated: Some(tx),
         },
@@ -190,5 +250,14 @@ pub(crate) async fn start<A: VirtualActor>(
             identity: identity.to_string(),
             reason: "the activation stopped before on_activate finished".into(),
         }),
+    }
+}
+
+/// The incarnation of this node's current life (0 on an external client, which
+/// hosts nothing).
+fn node_incarnation(runtime: &Runtime) -> u64 {
+    match &runtime.members {
+        Members::Cluster { cluster, .. } => cluster.local_id().incarnation,
+        Members::Client(_) => 0,
     }
 }

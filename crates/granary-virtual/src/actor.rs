@@ -14,8 +14,9 @@ use crate::key::Key;
 /// Nobody creates or destroys virtual actors: [`crate::Node::get`] returns a ref
 /// and the first message activates the actor (built by [`VirtualActor::activate`],
 /// state loaded, then [`VirtualActor::on_activate`]). It deactivates when idle, when
-/// asked to ([`VirtualContext::deactivate_on_idle`]), or when its node shuts down
-/// (then [`VirtualActor::on_deactivate`] runs and modified state is written).
+/// asked to ([`VirtualContext::deactivate_on_idle`]), when its node shuts down, and
+/// after a failed state write or a panic; [`VirtualActor::on_deactivate`] then runs
+/// with the [`crate::DeactivationReason`].
 ///
 /// Use `type State = ();` for a kind without state: then nothing is read when it
 /// activates and `write_state` writes nothing.
@@ -69,8 +70,14 @@ pub trait VirtualActor: Sized + Send + 'static {
         async { Ok(()) }
     }
 
-    /// Runs when the activation ends (idle, asked, node shutdown), before modified
-    /// state is written.
+    /// Runs on every end of an activation that activated, with the reason in
+    /// [`VirtualContext::deactivation_reason`]: idle, requested, node shutdown, node
+    /// Down, host lease lost, state conflict, storage failure, handler panic,
+    /// superseded by another activation. Modified, unwritten state is written after
+    /// it returns only when [`crate::DeactivationReason::saves_state`] holds;
+    /// otherwise the in-memory state is not the truth and `write_state` is refused
+    /// here. It does not run when `on_activate` failed, nor when the process dies or
+    /// the node is killed (`Node::kill` models a crash).
     fn on_deactivate(
         &mut self,
         ctx: &mut VirtualContext<'_, Self>,

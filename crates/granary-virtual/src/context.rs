@@ -25,10 +25,71 @@ pub(crate) struct Cell<A: VirtualActor> {
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) name: String,
     pub(crate) deactivate_on_idle: bool,
-    pub(crate) conflict: bool,
+    /// Whether a handler is running (still set in `stopping` or `restarting` if
+    /// it panicked).
+    pub(crate) handling: bool,
+    /// Set when this activation's state no longer stands for the stored state (a
+    /// conflict, a failed write, a handler that panicked): it is never written again
+    /// and the activation ends after the current message, for this reason.
+    pub(crate) discarded: Option<DeactivationReason>,
+    /// Whether `on_activate` succeeded (only then does `on_deactivate` run).
+    pub(crate) activated_ok: bool,
+    /// Why the activation is ending; set just before `on_deactivate` runs.
+    pub(crate) ending: Option<DeactivationReason>,
+    /// The incarnation of this node's life in which the activation started.
+    pub(crate) incarnation: u64,
     /// Whether messages wait for the node's host lease (all but stateless workers).
     pub(crate) needs_lease: bool,
     pub(crate) activated: Option<oneshot::Sender<Result<(), String>>>,
+}
+
+/// Why an activation ended, as [`VirtualContext::deactivation_reason`] tells
+/// [`crate::VirtualActor::on_deactivate`].
+///
+/// After [`DeactivationReason::Idle`], [`DeactivationReason::Requested`],
+/// [`DeactivationReason::NodeShutdown`], [`DeactivationReason::NodeDown`] and
+/// [`DeactivationReason::Superseded`] modified state is written after
+/// `on_deactivate`; after the others nothing is written (and `write_state` inside
+/// `on_deactivate` is refused), because the in-memory state may not be the truth.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeactivationReason {
+    /// Passivated: idle for the kind's `idle_timeout`.
+    Idle,
+    /// Asked for by the actor: [`VirtualContext::deactivate_on_idle`] or a stop on
+    /// its actor context.
+    Requested,
+    /// The node is shutting down gracefully (`Node::shutdown`).
+    NodeShutdown,
+    /// This node was declared Down (failed, or the minority side of a partition):
+    /// it stops hosting until it rejoins.
+    NodeDown,
+    /// This node no longer holds its host lease (it may be cut off from the
+    /// majority, which may already host the identity): fenced, nothing is written.
+    HostLeaseLost,
+    /// A state write lost against a newer version ([`VirtualError::StateConflict`]):
+    /// this activation is stale; nothing is written.
+    StateConflict,
+    /// A state write failed with a storage error ([`VirtualError::Storage`]): the
+    /// in-memory state is discarded (the next activation loads what is stored);
+    /// nothing is written.
+    StorageFailure,
+    /// A handler (or `on_activate` after a restart) panicked: its changes to the
+    /// state are discarded; nothing is written.
+    HandlerPanicked,
+    /// Another activation of the identity was found after a membership change and
+    /// kept; this one gives way.
+    Superseded,
+}
+
+impl DeactivationReason {
+    /// Whether modified state is written after `on_deactivate` for this reason.
+    pub fn saves_state(self) -> bool {
+        matches!(
+            self,
+            Self::Idle | Self::Requested | Self::NodeShutdown | Self::NodeDown | Self::Superseded
+        )
+    }
 }
 
 /// A running virtual actor's view of its identity, state and node.
@@ -56,7 +117,8 @@ impl<A: VirtualActor> VirtualContext<'_, A> {
     }
 
     /// Mutable state. Changes are written by [`VirtualContext::write_state`], and on
-    /// deactivation if still unwritten.
+    /// deactivation if still unwritten (for the reasons whose
+    /// [`DeactivationReason::saves_state`] holds).
     pub fn state_mut(&mut self) -> &mut A::State {
         self.cell.dirty = true;
         &mut self.cell.state
@@ -68,20 +130,43 @@ impl<A: VirtualActor> VirtualContext<'_, A> {
         self.cell.version
     }
 
-    /// Writes the state; durable when this returns `Ok`. The write carries the
-    /// version this activation last saw: if another activation wrote since, the
-    /// write is rejected with [`VirtualError::StateConflict`] and this activation
-    /// deactivates after the current message (it is stale).
+    /// Writes the state; durable when this returns `Ok`.
+    ///
+    /// The write carries the version this activation last saw: if another
+    /// activation wrote since, the write is rejected with
+    /// [`VirtualError::StateConflict`] and this activation deactivates after the
+    /// current message (it is stale).
+    ///
+    /// **A failed write is never stored later.** On any other error
+    /// ([`VirtualError::Storage`], e.g. `Unavailable`) the activation's state is
+    /// discarded: it is not written by a later `write_state` (which fails with
+    /// [`VirtualError::StateDiscarded`]) nor on deactivation, and the activation
+    /// deactivates after the current message
+    /// ([`DeactivationReason::StorageFailure`]); the next message activates a fresh
+    /// one that loads what is stored. So a caller that saw the error may retry
+    /// without the change being applied twice. (For a store whose error can follow
+    /// a commit, such as a lost connection to PostgreSQL, the change may still be
+    /// stored once: the error then means "unknown", never "will be stored later".)
     pub async fn write_state(&mut self) -> Result<(), VirtualError> {
-        match write_cell(self.cell).await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                if self.cell.conflict {
-                    self.core.stop();
-                }
-                Err(e)
-            }
+        let result = write_cell(self.cell).await;
+        if self.cell.discarded.is_some() {
+            self.core.stop();
         }
+        result
+    }
+
+    /// Why this activation is ending: `Some` inside
+    /// [`crate::VirtualActor::on_deactivate`], `None` before.
+    pub fn deactivation_reason(&self) -> Option<DeactivationReason> {
+        self.cell.ending
+    }
+
+    /// The incarnation of this node's life in which this activation started (the
+    /// node's cluster id is its address plus this number; it changes when the node
+    /// restarts or rejoins). Together with [`VirtualContext::node_addr`] it tells two
+    /// lives of one node apart.
+    pub fn node_incarnation(&self) -> u64 {
+        self.cell.incarnation
     }
 
     /// Deactivates this activation as soon as no message is queued for it (after
@@ -129,9 +214,18 @@ impl<A: VirtualActor> VirtualContext<'_, A> {
     }
 }
 
-/// Writes the cell's state with its version; on a conflict marks the activation
-/// stale and closes it.
+/// Writes the cell's state with its version. On a conflict or a storage error
+/// marks the state discarded (never written again) and closes the activation's
+/// tracker; a discarded state is refused.
 pub(crate) async fn write_cell<A: VirtualActor>(cell: &mut Cell<A>) -> Result<(), VirtualError> {
+    if let Some(reason) = cell.discarded {
+        return Err(match reason {
+            DeactivationReason::StateConflict => {
+                VirtualError::StateConflict(cell.identity.to_string())
+            }
+            _ => VirtualError::StateDiscarded(cell.identity.to_string()),
+        });
+    }
     if has_no_state::<A>() {
         cell.dirty = false;
         return Ok(());
@@ -151,11 +245,24 @@ pub(crate) async fn write_cell<A: VirtualActor>(cell: &mut Cell<A>) -> Result<()
             Ok(())
         }
         Err(StorageError::Conflict { .. }) => {
-            cell.conflict = true;
-            cell.tracker.close();
+            cell.discard(DeactivationReason::StateConflict);
             Err(VirtualError::StateConflict(cell.identity.to_string()))
         }
-        Err(e) => Err(VirtualError::Storage(e)),
+        Err(e) => {
+            // The change may or may not have reached the store; either way this copy
+            // is no longer the truth and must never be written later.
+            cell.discard(DeactivationReason::StorageFailure);
+            Err(VirtualError::Storage(e))
+        }
+    }
+}
+
+impl<A: VirtualActor> Cell<A> {
+    /// Marks the state as no longer standing for the stored one and closes the
+    /// tracker (no new message enters; the activation ends after the current one).
+    pub(crate) fn discard(&mut self, reason: DeactivationReason) {
+        self.discarded.get_or_insert(reason);
+        self.tracker.close();
     }
 }
 

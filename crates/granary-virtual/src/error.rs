@@ -42,6 +42,14 @@ pub enum VirtualError {
     /// being deactivated.
     #[error("state of {0} was written by a newer activation; this one deactivates")]
     StateConflict(String),
+    /// This activation's in-memory state was discarded — an earlier write failed, a
+    /// handler panicked, or it is ending for a reason that saves nothing (see
+    /// `DeactivationReason::saves_state`) — so it is never written; the activation
+    /// deactivates after the current message.
+    #[error(
+        "state of {0} was discarded after a failed write or a panic; this activation deactivates"
+    )]
+    StateDiscarded(String),
     /// The state store failed.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),

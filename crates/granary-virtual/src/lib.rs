@@ -57,7 +57,7 @@ mod vref;
 pub use activation::Activation;
 pub use actor::{VirtualActor, VirtualHandler};
 pub use client::{Client, ClientBuilder};
-pub use context::VirtualContext;
+pub use context::{DeactivationReason, VirtualContext};
 pub use error::VirtualError;
 pub use key::Key;
 pub use kind::{Kind, KindConfig, DEFAULT_IDLE_TIMEOUT};

@@ -48,6 +48,7 @@ pub struct NodeBuilder {
     bind: SocketAddr,
     seeds: Vec<SocketAddr>,
     store_url: Option<String>,
+    store: Option<Arc<dyn StateStore>>,
     data_dir: PathBuf,
     cluster_name: String,
     secret: Vec<u8>,
@@ -68,6 +69,7 @@ impl Default for NodeBuilder {
             bind: ([127, 0, 0, 1], 0).into(),
             seeds: Vec::new(),
             store_url: None,
+            store: None,
             data_dir: PathBuf::from("granary-data"),
             cluster_name: "granary".into(),
             secret: b"granary-dev-secret".to_vec(),
@@ -101,6 +103,13 @@ impl NodeBuilder {
     /// Default: the embedded file store `file:<data_dir>/state.db`.
     pub fn store(mut self, url: impl Into<String>) -> Self {
         self.store_url = Some(url.into());
+        self
+    }
+
+    /// An already opened state store as the default store (instead of a URL): a
+    /// store of your own, or a wrapper around one (metrics, fault injection).
+    pub fn store_instance(mut self, store: Arc<dyn StateStore>) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -191,7 +200,10 @@ impl NodeBuilder {
                 format!("file:{}", self.data_dir.join("state.db").display())
             }
         };
-        let default_store = granary_storage::open(&url).await?;
+        let default_store = match &self.store {
+            Some(store) => store.clone(),
+            None => granary_storage::open(&url).await?,
+        };
         let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
         stores.insert(url.clone(), default_store.clone());
         let mut kinds = HashMap::new();

@@ -18,6 +18,8 @@ struct TrackState {
     started: u64,
     finished: u64,
     closed: bool,
+    /// Whether it was closed for being idle (passivation).
+    closed_idle: bool,
     last_active: Instant,
 }
 
@@ -29,6 +31,7 @@ impl Tracker {
                 started: 0,
                 finished: 0,
                 closed: false,
+                closed_idle: false,
                 last_active: Instant::now(),
             }),
         }
@@ -63,6 +66,7 @@ impl Tracker {
         let mut s = self.state.lock();
         if !s.closed && s.entered <= s.started && s.last_active.elapsed() >= idle {
             s.closed = true;
+            s.closed_idle = true;
             return true;
         }
         false
@@ -92,6 +96,11 @@ impl Tracker {
     pub(crate) fn is_idle(&self) -> bool {
         let s = self.state.lock();
         s.entered <= s.finished
+    }
+
+    /// Whether it closed because the activation was idle (passivation).
+    pub(crate) fn closed_for_idle(&self) -> bool {
+        self.state.lock().closed_idle
     }
 
     pub(crate) fn is_closed(&self) -> bool {
