@@ -288,6 +288,12 @@ impl RemoteNode {
         ActorRef::from_remote(Arc::new(RemoteActor::new(self.inner.clone(), addr, name)))
     }
 
+    /// Remote asks sent from this node still waiting for their reply. An ask leaves this
+    /// count when it is answered, times out, fails, or its future is dropped.
+    pub fn pending_asks(&self) -> usize {
+        self.inner.pending.lock().len()
+    }
+
     /// Close every connection and stop serving.
     pub fn shutdown(&self) {
         if let Some(task) = self.inner.events_task.lock().take() {
