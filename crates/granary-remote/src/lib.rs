@@ -72,6 +72,24 @@ macro_rules! register_message {
     };
 }
 
+/// Entry points for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    use crate::HandshakeError;
+
+    /// Run the acceptor's side of a handshake (cluster "fuzz", secret "fuzz") against
+    /// `input` as everything the dialer sends.
+    pub fn handshake_accept(input: &[u8]) -> Result<(), HandshakeError> {
+        crate::handshake::run_against(input, false)
+    }
+
+    /// Run the dialer's side of a handshake against `input` as everything the acceptor
+    /// sends.
+    pub fn handshake_dial(input: &[u8]) -> Result<(), HandshakeError> {
+        crate::handshake::run_against(input, true)
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;

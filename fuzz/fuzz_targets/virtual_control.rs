@@ -1,0 +1,11 @@
+//! Fuzz the virtual-actor control protocol: a `ControlFrame` body as a node decodes it
+//! off the wire. Any bytes decode or give a typed error, never a panic.
+#![no_main]
+
+use granary_remote::{type_tag, Registry};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let registry = Registry::global().expect("registry");
+    let _ = registry.decode(type_tag("granary.virtual.ControlFrame"), data);
+});
