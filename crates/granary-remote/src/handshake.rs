@@ -351,6 +351,34 @@ async fn read_step<S: AsyncRead + Unpin>(
     }
 }
 
+/// A complete Hello frame for `cluster`, as a dialer sends it (no frame size limit, so
+/// tests and fuzz seeds can build oversized ones).
+pub(crate) fn hello_frame(cluster: &str) -> Vec<u8> {
+    let step = Step::Hello {
+        cluster: cluster.to_owned(),
+        version: PROTOCOL_VERSION,
+        node: NodeId::new(([127, 0, 0, 1], 1).into()),
+        lane: Lane {
+            channel: "control".into(),
+            index: 0,
+        },
+        nonce: [7; 32],
+    };
+    let body = postcard::to_allocvec(&step).unwrap_or_default();
+    let header = FrameHeader {
+        kind: FrameKind::Handshake,
+        channel: CONTROL_CHANNEL,
+        type_tag: 0,
+        correlation: 0,
+        sender: "",
+        recipient: "",
+    };
+    header
+        .encode_with_body(&body, u32::MAX)
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
+}
+
 /// Run one side of the handshake against `input`, everything the other side sends, with
 /// its writes discarded: the fuzz targets' entry (see `crate::__fuzz`). Reading a byte
 /// slice never waits, so a single poll runs it to the end.

@@ -83,6 +83,12 @@ pub mod __fuzz {
         crate::handshake::run_against(input, false)
     }
 
+    /// A complete handshake Hello frame (length prefix included) naming `cluster`, of any
+    /// size: what an attacker or a fuzz seed sends first.
+    pub fn hello_frame(cluster: &str) -> Vec<u8> {
+        crate::handshake::hello_frame(cluster)
+    }
+
     /// Run the dialer's side of a handshake against `input` as everything the acceptor
     /// sends.
     pub fn handshake_dial(input: &[u8]) -> Result<(), HandshakeError> {
