@@ -4,13 +4,14 @@
 //! asking. Afterwards the node's resident memory is back within 20 MB of where it started,
 //! and the peer's asks were answered throughout with p99 under 50 ms.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::NodeProcess;
 use granary_core::prelude::*;
 use granary_remote::{register_message, ActorRefRemoteExt, RemoteNode, TransportConfig};
 use serde::{Deserialize, Serialize};
@@ -38,50 +39,15 @@ const REFUSED_HANDSHAKES: usize = 10_000;
 const HALF_OPEN: usize = 5_000;
 const RSS_SLACK_KB: u64 = 20 * 1024;
 
-struct NodeProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NodeProcess {
-    fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_granary-remote-node"))
-            .args(["127.0.0.1:0", "bounds-test", "cookie"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn node process");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("node prints its address");
-        let addr = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        Self { child, addr }
-    }
-
-    /// Resident set size in KiB, from /proc/PID/status.
-    fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("node process status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS line")
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Resident set size of `node` in KiB, from /proc/PID/status.
+fn rss_kb(node: &NodeProcess) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", node.child.id()))
+        .expect("node process status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line")
 }
 
 /// Raise this process's soft open-file limit to the hard limit: the attack holds
@@ -124,7 +90,7 @@ async fn refused_handshake(addr: SocketAddr, hello: &[u8]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unauthenticated_attack_leaves_memory_bounded_and_peers_served() {
     raise_fd_limit(HALF_OPEN as u64 + 1_000);
-    let node = NodeProcess::start();
+    let node = NodeProcess::start("127.0.0.1:0", "bounds-test");
     let peer = RemoteNode::start(
         ActorSystem::new(),
         TransportConfig::new("bounds-test", b"cookie".to_vec()),
@@ -138,7 +104,7 @@ async fn unauthenticated_attack_leaves_memory_bounded_and_peers_served() {
             .await
             .unwrap_or_else(|e| panic!("warm-up ask {i}: {e:?}"));
     }
-    let rss_before = node.rss_kb();
+    let rss_before = rss_kb(&node);
 
     // The real peer asks every 5 ms for the whole attack.
     let stop = Arc::new(AtomicBool::new(false));
@@ -175,7 +141,7 @@ async fn unauthenticated_attack_leaves_memory_bounded_and_peers_served() {
         });
     }
     while attackers.join_next().await.is_some() {}
-    let rss_after_refusals = node.rss_kb();
+    let rss_after_refusals = rss_kb(&node);
 
     // 2. Half-open connections, each with the first half of a frame, held open together.
     let partial = &largest[..largest.len() / 2];
@@ -192,7 +158,7 @@ async fn unauthenticated_attack_leaves_memory_bounded_and_peers_served() {
         half_open.len()
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss_peak = node.rss_kb();
+    let rss_peak = rss_kb(&node);
     drop(half_open);
 
     stop.store(true, Ordering::Relaxed);
@@ -203,7 +169,7 @@ async fn unauthenticated_attack_leaves_memory_bounded_and_peers_served() {
     // Memory back within bounds after the connections closed (bounded wait).
     let deadline = Instant::now() + Duration::from_secs(15);
     let rss_after = loop {
-        let rss = node.rss_kb();
+        let rss = rss_kb(&node);
         if rss <= rss_before + RSS_SLACK_KB || Instant::now() > deadline {
             break rss;
         }
