@@ -129,6 +129,22 @@ pub enum FrameError {
     FieldTooLong(&'static str),
 }
 
+/// Longest reason kept or logged for a refused connection (bytes); longer ones are cut.
+pub(crate) const MAX_REASON: usize = 256;
+
+/// `reason` cut to at most [`MAX_REASON`] bytes (on a character boundary) plus a marker,
+/// so no peer-supplied string of unbounded length is kept or logged.
+pub(crate) fn bounded_reason(reason: &str) -> String {
+    if reason.len() <= MAX_REASON {
+        return reason.to_owned();
+    }
+    let mut end = MAX_REASON;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &reason[..end])
+}
+
 /// The connection handshake failed.
 #[derive(Debug, Error)]
 pub enum HandshakeError {

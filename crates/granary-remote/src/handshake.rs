@@ -28,8 +28,13 @@ use crate::error::{FrameError, HandshakeError};
 use crate::node_id::NodeId;
 use crate::wire::{FrameDecoder, FrameHeader, FrameKind, CONTROL_CHANNEL, PROTOCOL_VERSION};
 
-/// Largest handshake frame accepted (they are a few hundred bytes).
-const HANDSHAKE_MAX_FRAME: u32 = 64 * 1024;
+/// Longest cluster or channel name a handshake carries (bytes).
+pub(crate) const MAX_NAME: usize = 255;
+
+/// Largest handshake frame accepted: a Hello with two names of [`MAX_NAME`] bytes, a node
+/// id and a nonce fits with room to spare. This (plus one read) is all an unauthenticated
+/// peer can make the node buffer per connection.
+const HANDSHAKE_MAX_FRAME: u32 = 1024;
 
 /// Which outbound connection of a peer this is: a channel name and an index in it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -344,6 +349,62 @@ async fn read_step<S: AsyncRead + Unpin>(
             ));
         }
     }
+}
+
+/// A complete Hello frame for `cluster`, as a dialer sends it (no frame size limit, so
+/// tests and fuzz seeds can build oversized ones).
+pub(crate) fn hello_frame(cluster: &str) -> Vec<u8> {
+    let step = Step::Hello {
+        cluster: cluster.to_owned(),
+        version: PROTOCOL_VERSION,
+        node: NodeId::new(([127, 0, 0, 1], 1).into()),
+        lane: Lane {
+            channel: "control".into(),
+            index: 0,
+        },
+        nonce: [7; 32],
+    };
+    let body = postcard::to_allocvec(&step).unwrap_or_default();
+    let header = FrameHeader {
+        kind: FrameKind::Handshake,
+        channel: CONTROL_CHANNEL,
+        type_tag: 0,
+        correlation: 0,
+        sender: "",
+        recipient: "",
+    };
+    header
+        .encode_with_body(&body, u32::MAX)
+        .map(|b| b.to_vec())
+        .unwrap_or_default()
+}
+
+/// Run one side of the handshake against `input`, everything the other side sends, with
+/// its writes discarded: the fuzz targets' entry (see `crate::__fuzz`). Reading a byte
+/// slice never waits, so a single poll runs it to the end.
+pub(crate) fn run_against(input: &[u8], dialer: bool) -> Result<(), HandshakeError> {
+    use futures::FutureExt;
+    let mut stream = tokio::io::join(input, tokio::io::sink());
+    let p = Params {
+        cluster: "fuzz",
+        secret: b"fuzz",
+        local: NodeId::new(([127, 0, 0, 1], 1).into()),
+        timeout: Duration::from_secs(1),
+    };
+    let lane = Lane {
+        channel: "data".into(),
+        index: 0,
+    };
+    let outcome = if dialer {
+        dial_inner(&mut stream, &p, lane)
+            .now_or_never()
+            .map(|r| r.map(drop))
+    } else {
+        accept_inner(&mut stream, &p)
+            .now_or_never()
+            .map(|r| r.map(drop))
+    };
+    outcome.unwrap_or(Err(HandshakeError::Timeout))
 }
 
 #[cfg(test)]

@@ -72,6 +72,30 @@ macro_rules! register_message {
     };
 }
 
+/// Entry points for the fuzz targets in `fuzz/`; not a stable API.
+#[doc(hidden)]
+pub mod __fuzz {
+    use crate::HandshakeError;
+
+    /// Run the acceptor's side of a handshake (cluster "fuzz", secret "fuzz") against
+    /// `input` as everything the dialer sends.
+    pub fn handshake_accept(input: &[u8]) -> Result<(), HandshakeError> {
+        crate::handshake::run_against(input, false)
+    }
+
+    /// A complete handshake Hello frame (length prefix included) naming `cluster`, of any
+    /// size: what an attacker or a fuzz seed sends first.
+    pub fn hello_frame(cluster: &str) -> Vec<u8> {
+        crate::handshake::hello_frame(cluster)
+    }
+
+    /// Run the dialer's side of a handshake against `input` as everything the acceptor
+    /// sends.
+    pub fn handshake_dial(input: &[u8]) -> Result<(), HandshakeError> {
+        crate::handshake::run_against(input, true)
+    }
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use inventory;

@@ -19,6 +19,7 @@ mod exposed;
 mod inbound;
 mod outbound;
 mod protocol;
+mod refusals;
 mod remote_ref;
 mod watch;
 
@@ -41,6 +42,7 @@ use crate::registry::{type_tag, Registry};
 use crate::transport::{PeerEvent, Transport, TransportConfig};
 use exposed::Exposed;
 use outbound::{PendingAsk, RemoteActor};
+use refusals::RefusalBook;
 use watch::WatchTable;
 
 /// Setting up the remote layer failed.
@@ -68,9 +70,9 @@ pub(crate) struct NodeInner {
     pending: Mutex<HashMap<u64, PendingAsk>>,
     next_correlation: AtomicU64,
     watches: Mutex<WatchTable>,
-    /// Why the last handshake with a peer was refused (reported instead of a bare
-    /// "unreachable" while it stays unreachable).
-    refusals: Mutex<HashMap<SocketAddr, String>>,
+    /// Why the last handshake with a peer we dialled was refused (reported instead of a
+    /// bare "unreachable" while it stays unreachable).
+    refusals: Mutex<RefusalBook>,
     serve_timeout: Duration,
     events_task: Mutex<Option<AbortHandle>>,
 }
@@ -107,8 +109,8 @@ impl NodeInner {
     }
 
     fn unreachable(&self, addr: SocketAddr) -> RemoteError {
-        match self.refusals.lock().get(&addr) {
-            Some(reason) => RemoteError::Unauthorized(reason.clone()),
+        match self.refusals.lock().get(addr) {
+            Some(reason) => RemoteError::Unauthorized(reason.to_owned()),
             None => RemoteError::Unreachable,
         }
     }
@@ -116,11 +118,18 @@ impl NodeInner {
     fn on_peer_event(&self, event: PeerEvent) {
         match event {
             PeerEvent::Connected { node } => {
-                self.refusals.lock().remove(&node.addr());
+                self.refusals.lock().remove(node.addr());
             }
-            PeerEvent::Refused { addr, reason } => {
-                self.refusals.lock().insert(addr, reason);
+            // An inbound refusal is keyed by the other side's ephemeral port and explains
+            // nothing about our sends: only refusals of our own dials are kept.
+            PeerEvent::Refused {
+                addr,
+                reason,
+                inbound: false,
+            } => {
+                self.refusals.lock().insert(addr, &reason);
             }
+            PeerEvent::Refused { inbound: true, .. } => {}
             PeerEvent::Unreachable { addr, .. } => {
                 // Its queues were dropped, so no pending ask can be answered any more.
                 self.fail_pending(addr);
@@ -219,7 +228,7 @@ impl RemoteNode {
             pending: Mutex::new(HashMap::new()),
             next_correlation: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
-            refusals: Mutex::new(HashMap::new()),
+            refusals: Mutex::new(RefusalBook::new()),
             serve_timeout: Duration::from_secs(30),
             events_task: Mutex::new(None),
         });
@@ -286,6 +295,12 @@ impl RemoteNode {
     /// Forge a typed ref to the actor exposed under `name` on the node at `addr`.
     pub fn remote_ref<A: Actor>(&self, addr: SocketAddr, name: &str) -> ActorRef<A> {
         ActorRef::from_remote(Arc::new(RemoteActor::new(self.inner.clone(), addr, name)))
+    }
+
+    /// Remote asks sent from this node still waiting for their reply. An ask leaves this
+    /// count when it is answered, times out, fails, or its future is dropped.
+    pub fn pending_asks(&self) -> usize {
+        self.inner.pending.lock().len()
     }
 
     /// Close every connection and stop serving.

@@ -32,6 +32,7 @@ mod config;
 mod heartbeat;
 mod lane;
 mod listener;
+mod log_limit;
 mod peer;
 mod queue;
 mod stream;
@@ -115,10 +116,13 @@ pub enum PeerEvent {
     },
     /// A connection was refused during TLS or the handshake (either direction).
     Refused {
-        /// The remote socket address.
+        /// The remote socket address (for an inbound connection, the dialler's ephemeral
+        /// port).
         addr: SocketAddr,
-        /// The logged reason.
+        /// The reason, cut to at most 256 bytes.
         reason: String,
+        /// Whether the refused connection was dialled by the other side.
+        inbound: bool,
     },
     /// A peer sent a frame that broke the protocol (malformed, oversized); it was
     /// disconnected.
@@ -236,6 +240,11 @@ pub(crate) struct Inner {
     closed: AtomicBool,
     round_robin: AtomicUsize,
     counters: Counters,
+    /// One permit per inbound connection still in TLS or the handshake
+    /// (`TransportConfig::max_unauthenticated`).
+    pub(crate) unauthenticated: Arc<tokio::sync::Semaphore>,
+    /// Limits the warn lines for refused inbound connections (anyone can cause those).
+    pub(crate) refusal_log: log_limit::LogLimit,
 }
 
 impl Inner {
@@ -464,6 +473,7 @@ impl Transport {
             lanes: c.parallelism,
         }));
         let (events, _) = broadcast::channel(1024);
+        let max_unauthenticated = config.max_unauthenticated;
         let inner = Arc::new(Inner {
             node: NodeId::new(addr),
             config,
@@ -476,6 +486,8 @@ impl Transport {
             closed: AtomicBool::new(false),
             round_robin: AtomicUsize::new(0),
             counters: Counters::default(),
+            unauthenticated: Arc::new(tokio::sync::Semaphore::new(max_unauthenticated)),
+            refusal_log: log_limit::LogLimit::new(10, std::time::Duration::from_secs(10)),
         });
         inner.spawn(listener::accept_loop(inner.clone(), listener));
         tracing::info!(node = %inner.node, "transport listening");

@@ -125,3 +125,35 @@ fn seeded_mutations_of_the_corpus_never_panic_the_decoder() {
         let _ = run(&data);
     }
 }
+
+/// Every input of the handshake target's corpus (`fuzz/corpus/handshake`), through the
+/// target's body: the first byte picks the side, the rest is what the other side sends.
+#[test]
+fn handshake_corpus_ends_in_typed_errors() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/handshake");
+    let mut inputs: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus at {}: {e}", dir.display()))
+        .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(!inputs.is_empty(), "empty corpus at {}", dir.display());
+    // Seeds built here too, so the replay covers a whole Hello even with a thin corpus.
+    for name in ["fuzz", "other", &"n".repeat(60_000)] {
+        for side in [0u8, 1] {
+            let mut input = vec![side];
+            input.extend(granary_remote::__fuzz::hello_frame(name));
+            inputs.push(input);
+        }
+    }
+    for input in &inputs {
+        let Some((&side, rest)) = input.split_first() else {
+            continue;
+        };
+        let outcome = if side & 1 == 0 {
+            granary_remote::__fuzz::handshake_accept(rest)
+        } else {
+            granary_remote::__fuzz::handshake_dial(rest)
+        };
+        // No input finishes a handshake: it would need the secret's proof.
+        assert!(outcome.is_err(), "{outcome:?}");
+    }
+}

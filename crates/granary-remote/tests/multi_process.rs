@@ -2,11 +2,11 @@
 //! Killing the process produces real failures (unreachable, node lost); restarting it on
 //! the same address is detected as a new incarnation.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::time::Duration;
 
+use common::NodeProcess;
 use granary_core::prelude::*;
 use granary_core::RemoteError;
 use granary_remote::{register_message, ActorRefRemoteExt, PeerEvent, RemoteNode, TransportConfig};
@@ -31,44 +31,6 @@ impl Handler<Add> for Counter {
     }
 }
 
-struct NodeProcess {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl NodeProcess {
-    fn start(listen: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_granary-remote-node"))
-            .args([listen, "mp-test", "cookie"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn node process");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("node prints its address");
-        let addr = line
-            .split_whitespace()
-            .nth(1)
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        Self { child, addr }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 async fn event(
     events: &mut tokio::sync::broadcast::Receiver<PeerEvent>,
     pred: impl Fn(&PeerEvent) -> bool,
@@ -88,7 +50,7 @@ async fn event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_process_is_lost_and_its_restart_is_a_new_incarnation() {
-    let mut server = NodeProcess::start("127.0.0.1:0");
+    let mut server = NodeProcess::start("127.0.0.1:0", "mp-test");
     let addr = server.addr;
     let client = RemoteNode::start(
         ActorSystem::new(),
@@ -123,7 +85,7 @@ async fn killed_process_is_lost_and_its_restart_is_a_new_incarnation() {
     );
 
     // Restart on the same address: a new incarnation with fresh state answers.
-    let _server2 = NodeProcess::start(&addr.to_string());
+    let _server2 = NodeProcess::start(&addr.to_string(), "mp-test");
     let e = event(&mut events, |e| matches!(e, PeerEvent::Restarted { .. })).await;
     let PeerEvent::Restarted { old, new } = e else {
         unreachable!()

@@ -233,6 +233,32 @@ async fn ask_without_a_reply_times_out() {
 }
 
 #[tokio::test]
+async fn dropped_asks_leave_no_pending_entry_behind() {
+    use futures::FutureExt;
+    let (server, _counter) = server().await;
+    let client = node(config()).await;
+    let remote = ActorRef::<Counter>::remote(&client, server.local_addr(), "counter");
+    // The first ask opens the connection; the actor hangs on it and answers nothing.
+    let mut first = remote.ask_timeout(Hang, Duration::from_secs(3600)).boxed();
+    assert!(futures::poll!(&mut first).is_pending());
+    assert_eq!(client.pending_asks(), 1);
+    for _ in 0..10_000 {
+        // One poll sends the ask, then the future is dropped unanswered.
+        let ask = remote.ask_timeout(Hang, Duration::from_secs(3600));
+        assert!(ask.now_or_never().is_none());
+    }
+    assert_eq!(
+        client.pending_asks(),
+        1,
+        "only the ask still awaited is pending"
+    );
+    drop(first);
+    assert_eq!(client.pending_asks(), 0);
+    client.shutdown();
+    server.shutdown();
+}
+
+#[tokio::test]
 async fn ask_to_a_dead_node_fails_with_unreachable() {
     let (server, _counter) = server().await;
     let addr = server.local_addr();

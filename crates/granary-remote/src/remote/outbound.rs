@@ -44,6 +44,20 @@ impl PendingAsk {
     }
 }
 
+/// Removes an ask's pending entry when its future ends or is dropped, so an abandoned
+/// ask to a peer that never answers leaves nothing behind. The entry is normally gone
+/// already (the reply or the peer's loss took it); removing it again costs one lock.
+struct PendingGuard {
+    node: Arc<NodeInner>,
+    correlation: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.node.pending.lock().remove(&self.correlation);
+    }
+}
+
 /// The actor exposed under `name` on the node at `addr`.
 pub(crate) struct RemoteActor {
     node: Arc<NodeInner>,
@@ -161,14 +175,20 @@ impl RemoteTarget for RemoteActor {
         }
         drop(msg);
         let id = self.id;
+        let pending = PendingGuard {
+            node: node.clone(),
+            correlation,
+        };
         Box::pin(async move {
+            // Dropping this future (a `select!` that lost, a cancelled task) drops the
+            // guard, which removes the pending entry: nothing waits for it any more.
+            let _pending = pending;
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(_dropped)) => Err(AskError::Remote(RemoteError::Other(
                     "remote node shut down".into(),
                 ))),
                 Err(_elapsed) => {
-                    node.pending.lock().remove(&correlation);
                     node.system.events().publish(DeadLetter {
                         recipient: id,
                         message_type: type_name,

@@ -79,8 +79,12 @@ pub struct TransportConfig {
     /// [`SendError::Backpressure`](crate::SendError::Backpressure). A frame is always
     /// accepted into an empty queue. Default 16 MiB.
     pub queue_capacity: usize,
-    /// Limit for connecting plus TLS plus the handshake. Default 5 s.
+    /// One deadline for connecting plus TLS plus the handshake, on both ends. Default 5 s.
     pub handshake_timeout: Duration,
+    /// Inbound connections that may be in TLS or the handshake at once; one more is
+    /// closed as soon as it is accepted. With the handshake's 1 KiB frame limit this
+    /// bounds what unauthenticated peers can make the node hold. Default 256.
+    pub max_unauthenticated: usize,
     /// First reconnect delay; doubles per failed attempt up to `backoff_max`. Default 50 ms.
     pub backoff_min: Duration,
     /// Largest reconnect delay. Default 2 s.
@@ -126,6 +130,7 @@ impl TransportConfig {
             kernel_backlog: Some(128 * 1024),
             queue_capacity: 16 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(5),
+            max_unauthenticated: 256,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(2),
             unreachable_after: 3,
@@ -194,6 +199,12 @@ impl TransportConfig {
         self
     }
 
+    /// Set how many inbound connections may be in TLS or the handshake at once.
+    pub fn with_max_unauthenticated(mut self, connections: usize) -> Self {
+        self.max_unauthenticated = connections;
+        self
+    }
+
     /// Set the per-connection queue capacity in bytes.
     pub fn with_queue_capacity(mut self, bytes: usize) -> Self {
         self.queue_capacity = bytes;
@@ -236,6 +247,15 @@ impl TransportConfig {
                 "heartbeat_interval must be non-zero and shorter than heartbeat_timeout".into(),
             );
         }
+        if self.cluster.len() > crate::handshake::MAX_NAME {
+            return Err(format!(
+                "cluster name is longer than {} bytes",
+                crate::handshake::MAX_NAME
+            ));
+        }
+        if self.max_unauthenticated == 0 {
+            return Err("max_unauthenticated must be at least 1".into());
+        }
         if self.listen.ip().is_unspecified() {
             return Err("listen address must be a concrete address peers can dial".into());
         }
@@ -243,6 +263,13 @@ impl TransportConfig {
         for c in &self.channels {
             if c.name == "control" || c.name == "data" || c.name == super::bulk::LANE_NAME {
                 return Err(format!("channel name {:?} is reserved", c.name));
+            }
+            if c.name.len() > crate::handshake::MAX_NAME {
+                return Err(format!(
+                    "channel name {:?} is longer than {} bytes",
+                    crate::error::bounded_reason(&c.name),
+                    crate::handshake::MAX_NAME
+                ));
             }
             if c.parallelism == 0 || c.parallelism > usize::from(u16::MAX) {
                 return Err(format!(

@@ -117,11 +117,19 @@ pub(crate) async fn run(
                         tracing::debug!(addr = %peer.addr, error = %e, "dial failed")
                     }
                     _ => {
-                        tracing::warn!(addr = %peer.addr, error = %e, "peer refused");
+                        let reason = crate::error::bounded_reason(&e.to_string());
+                        // Once per streak of refusals: redials every backoff would
+                        // repeat the same line.
+                        if failures == 1 {
+                            tracing::warn!(addr = %peer.addr, error = %reason, "peer refused");
+                        } else {
+                            tracing::debug!(addr = %peer.addr, error = %reason, "peer refused");
+                        }
                         if is_control {
                             inner.emit(super::PeerEvent::Refused {
                                 addr: peer.addr,
-                                reason: e.to_string(),
+                                reason,
+                                inbound: false,
                             });
                         }
                     }
@@ -176,15 +184,35 @@ async fn dial(
             None => Stream::Plain(tcp),
         })
     };
-    let mut stream = tokio::time::timeout(inner.config.handshake_timeout, connect)
+    // One deadline for connecting, TLS and the handshake together.
+    let tls = inner.tls.is_some();
+    let dialled = async {
+        let mut stream = connect.await?;
+        // The acceptor never writes after Welcome, so leftover bytes cannot occur here.
+        let (node, _leftover) = handshake::dial(&mut stream, &params, lane)
+            .await
+            .map_err(|e| tls_failure(tls, e))?;
+        Ok::<_, HandshakeError>((stream, node))
+    };
+    let (stream, node) = tokio::time::timeout(inner.config.handshake_timeout, dialled)
         .await
         .map_err(|_| HandshakeError::Timeout)??;
-    // The acceptor never writes after Welcome, so leftover bytes cannot occur here.
-    let (node, _leftover) = handshake::dial(&mut stream, &params, lane).await?;
     if node.addr() != peer.addr {
         tracing::debug!(dialled = %peer.addr, node = %node, "peer advertises another address");
     }
     Ok((stream, node))
+}
+
+/// With TLS 1.3 the acceptor checks our certificate after our side of the TLS handshake
+/// finished, so its rejection (a TLS alert) surfaces on the first read of our handshake:
+/// that is a TLS failure, not a broken socket.
+fn tls_failure(tls: bool, e: HandshakeError) -> HandshakeError {
+    match e {
+        HandshakeError::Io(io) if tls && io.kind() == io::ErrorKind::InvalidData => {
+            HandshakeError::Tls(io)
+        }
+        other => other,
+    }
 }
 
 /// Write batches until the connection fails; returns why it ended.

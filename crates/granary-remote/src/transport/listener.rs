@@ -1,4 +1,9 @@
 //! Accepting connections: TLS, handshake, then a reader that hands frames to the handler.
+//!
+//! Until a connection is authenticated it holds one of `max_unauthenticated` permits and
+//! at most a handshake frame (1 KiB) plus one read; TLS and the handshake share one
+//! deadline. Refusals are logged at most 10 lines per 10 s (the rest are counted in the
+//! next line's `held_back`), with reasons cut to 256 bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +25,21 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok((tcp, remote)) => {
-                inner.spawn(serve(inner.clone(), tcp, remote));
+                // Over the limit of connections still authenticating: close it at once,
+                // holding nothing for it.
+                let Ok(permit) = inner.unauthenticated.clone().try_acquire_owned() else {
+                    drop(tcp);
+                    if let Some(held_back) = inner.refusal_log.admit() {
+                        tracing::warn!(
+                            %remote,
+                            held_back,
+                            limit = inner.config.max_unauthenticated,
+                            "too many unauthenticated connections; closed a new one"
+                        );
+                    }
+                    continue;
+                };
+                inner.spawn(serve(inner.clone(), tcp, remote, permit));
             }
             Err(e) => {
                 // Out of file descriptors and similar: pause instead of spinning.
@@ -31,7 +50,12 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
-async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
+async fn serve(
+    inner: Arc<Inner>,
+    tcp: TcpStream,
+    remote: SocketAddr,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
     let end = super::stream::End::Accepted;
     if let Err(e) = super::stream::tune(
         &tcp,
@@ -47,12 +71,13 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
         local: inner.node,
         timeout: inner.config.handshake_timeout,
     };
+    // One deadline for TLS and the handshake together.
     let accepted = async {
         let mut stream = match &inner.tls {
             Some(tls) => Stream::TlsServer(Box::new(
-                tokio::time::timeout(inner.config.handshake_timeout, tls.acceptor.accept(tcp))
+                tls.acceptor
+                    .accept(tcp)
                     .await
-                    .map_err(|_| HandshakeError::Timeout)?
                     .map_err(HandshakeError::Tls)?,
             )),
             None => Stream::Plain(tcp),
@@ -60,13 +85,22 @@ async fn serve(inner: Arc<Inner>, tcp: TcpStream, remote: SocketAddr) {
         let (node, lane, leftover) = handshake::accept(&mut stream, &params).await?;
         Ok::<_, HandshakeError>((stream, node, lane, leftover))
     };
-    let (mut stream, node, lane, mut buf) = match accepted.await {
+    let accepted = tokio::time::timeout(inner.config.handshake_timeout, accepted)
+        .await
+        .unwrap_or(Err(HandshakeError::Timeout));
+    // Authenticated (or gone): the connection no longer counts against the limit.
+    drop(permit);
+    let (mut stream, node, lane, mut buf) = match accepted {
         Ok(ok) => ok,
         Err(e) => {
-            tracing::warn!(%remote, error = %e, "refused inbound connection");
+            let reason = crate::error::bounded_reason(&e.to_string());
+            if let Some(held_back) = inner.refusal_log.admit() {
+                tracing::warn!(%remote, error = %reason, held_back, "refused inbound connection");
+            }
             inner.emit(PeerEvent::Refused {
                 addr: remote,
-                reason: e.to_string(),
+                reason,
+                inbound: true,
             });
             return;
         }

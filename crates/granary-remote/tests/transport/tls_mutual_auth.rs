@@ -69,6 +69,12 @@ async fn peer_with_a_certificate_from_another_ca_cannot_deliver() {
         matches!(e, PeerEvent::Refused { .. })
     })
     .await;
+    // The dialling side learns it was refused (reported as `Unauthorized` to senders),
+    // not just that the peer is unreachable.
+    event(&mut rogue_events, "refused", |e| {
+        matches!(e, PeerEvent::Refused { inbound: false, reason, .. } if reason.contains("TLS"))
+    })
+    .await;
     event(&mut rogue_events, "unreachable", |e| {
         matches!(e, PeerEvent::Unreachable { .. })
     })
@@ -88,6 +94,10 @@ async fn plain_tcp_peer_cannot_deliver_to_a_tls_node() {
     send(&plain, b.local_addr(), "r", b"must not arrive");
     event(&mut b_events, "refused", |e| {
         matches!(e, PeerEvent::Refused { .. })
+    })
+    .await;
+    event(&mut plain_events, "refused", |e| {
+        matches!(e, PeerEvent::Refused { inbound: false, .. })
     })
     .await;
     event(&mut plain_events, "unreachable", |e| {
