@@ -213,11 +213,6 @@ async fn dashboard_in_headless_chromium_shows_members_rates_and_a_killed_node_do
         .await
         .unwrap();
     assert_eq!(arcs, 3);
-    let shot = browser.screenshot().await.unwrap();
-    assert!(shot.starts_with(b"\x89PNG"), "not a PNG");
-    if let Ok(path) = std::env::var("GRANARY_DASHBOARD_SCREENSHOT") {
-        std::fs::write(&path, &shot).unwrap();
-    }
 
     // Kill the third node: the page shows it Down within 10 s.
     let victim = members.pop().unwrap();
@@ -235,6 +230,12 @@ async fn dashboard_in_headless_chromium_shows_members_rates_and_a_killed_node_do
     }
     assert_eq!(status, "Down", "after {:?}: {shown:?}", killed.elapsed());
     println!("killed node shown Down after {:?}", killed.elapsed());
+    // A screenshot of the page in this state (docs/admin-dashboard.png is one).
+    let shot = browser.screenshot().await.unwrap();
+    assert!(shot.starts_with(b"\x89PNG"), "not a PNG");
+    if let Ok(path) = std::env::var("GRANARY_DASHBOARD_SCREENSHOT") {
+        std::fs::write(&path, &shot).unwrap();
+    }
 
     // The overview the page reads agrees.
     let ov: Overview = get_json(&members[0].endpoint(), "/api/overview", T).await.unwrap();
