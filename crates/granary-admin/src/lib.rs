@@ -24,6 +24,11 @@
 //! println!("dashboard on http://{}/", admin.local_addr());
 //! # Ok(()) }
 //! ```
+//!
+//! It sits on granary-virtual (a node's [`granary_virtual::NodeProbe`]) and
+//! granary-cluster (membership and the ring); nothing below it knows it exists.
+
+#![deny(missing_docs, unreachable_pub, unsafe_code)]
 
 mod client;
 mod collector;

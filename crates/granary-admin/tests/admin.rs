@@ -28,7 +28,7 @@ fn sample(text: &str, family: &str, labels: &[&str]) -> Option<f64> {
 async fn metrics_text(endpoint: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // /metrics is text, not JSON: read it through a raw HTTP/1.0 exchange.
-        let mut s = tokio::net::TcpStream::connect(endpoint).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(endpoint).await.unwrap();
     s.write_all(format!("GET /metrics HTTP/1.0\r\nHost: {endpoint}\r\n\r\n").as_bytes())
         .await
         .unwrap();
@@ -37,7 +37,10 @@ async fn metrics_text(endpoint: &str) -> String {
         .await
         .expect("metrics answered in time")
         .unwrap();
-    assert!(body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "{body}"
+    );
     body
 }
 
@@ -62,13 +65,23 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
     let cluster: ClusterInfo = get_json(&endpoint, "/cluster", T).await.unwrap();
     assert_eq!(cluster.local, members[0].node.addr());
     assert_eq!(cluster.members.len(), 3);
-    assert!(cluster.members.iter().all(|m| m.status == "Up"), "{cluster:?}");
+    assert!(
+        cluster.members.iter().all(|m| m.status == "Up"),
+        "{cluster:?}"
+    );
     let shares: f64 = cluster.members.iter().map(|m| m.ring_share).sum();
     assert!((shares - 1.0).abs() < 1e-6, "ring shares sum to {shares}");
     for m in &members {
-        let info = cluster.members.iter().find(|x| x.addr == m.node.addr()).unwrap();
+        let info = cluster
+            .members
+            .iter()
+            .find(|x| x.addr == m.node.addr())
+            .unwrap();
         assert_eq!(info.admin.as_deref(), Some(m.endpoint().as_str()));
-        assert_eq!(info.roles, vec![<Visits as granary_virtual::VirtualActor>::KIND]);
+        assert_eq!(
+            info.roles,
+            vec![<Visits as granary_virtual::VirtualActor>::KIND]
+        );
     }
 
     // Activations per kind on each node add up to the 64 keys.
@@ -82,7 +95,12 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
 
     // Where one key lives, asked of a node that neither owns nor hosts it (when
     // there is one): the answer is the host that handled the key.
-    let (host, _) = members[0].node.get::<Visits>("key-7").ask(Visit).await.unwrap();
+    let (host, _) = members[0]
+        .node
+        .get::<Visits>("key-7")
+        .ask(Visit)
+        .await
+        .unwrap();
     for m in &members {
         let found: Lookup = get_json(&m.endpoint(), "/activations?kind=admin.Visits&key=key-7", T)
             .await
@@ -91,13 +109,19 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
         assert!(found.directory_owner.is_some());
     }
     // An identity never activated has an owner but no host, and is not activated.
-    let before: usize = members.iter().map(|m| m.node.activations("admin.Visits")).sum();
+    let before: usize = members
+        .iter()
+        .map(|m| m.node.activations("admin.Visits"))
+        .sum();
     let absent: Lookup = get_json(&endpoint, "/activations?kind=admin.Visits&key=nobody", T)
         .await
         .unwrap();
     assert_eq!(absent.host, None);
     assert!(absent.directory_owner.is_some());
-    let after: usize = members.iter().map(|m| m.node.activations("admin.Visits")).sum();
+    let after: usize = members
+        .iter()
+        .map(|m| m.node.activations("admin.Visits"))
+        .sum();
     assert_eq!(before, after, "a lookup activated something");
 
     // Half a lookup is a typed 400, not a guess.
@@ -126,12 +150,26 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
         let v = sample(&text, family, &[&node_label]).unwrap_or(0.0);
         assert!(v > 0.0, "{family} for {node} is {v}:\n{text}");
     }
-    let up = sample(&text, "granary_cluster_members", &[&node_label, "status=\"Up\""]);
+    let up = sample(
+        &text,
+        "granary_cluster_members",
+        &[&node_label, "status=\"Up\""],
+    );
     assert_eq!(up, Some(3.0), "{text}");
-    let acts = sample(&text, "granary_activations", &[&node_label, "kind=\"admin.Visits\""]);
+    let acts = sample(
+        &text,
+        "granary_activations",
+        &[&node_label, "kind=\"admin.Visits\""],
+    );
     assert!(acts.is_some_and(|v| v > 0.0), "{text}");
-    assert!(sample(&text, "granary_lease_held", &[&node_label]) == Some(1.0), "{text}");
-    assert!(sample(&text, "granary_directory_entries", &[&node_label]).is_some(), "{text}");
+    assert!(
+        sample(&text, "granary_lease_held", &[&node_label]) == Some(1.0),
+        "{text}"
+    );
+    assert!(
+        sample(&text, "granary_directory_entries", &[&node_label]).is_some(),
+        "{text}"
+    );
 
     // The CLI prints the members and where the key lives.
     let cli = env!("CARGO_BIN_EXE_granary");
@@ -140,7 +178,11 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8(out.stdout).unwrap();
     for m in &members {
         assert!(printed.contains(&m.node.addr().to_string()), "{printed}");
@@ -151,9 +193,16 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
         .output()
         .await
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let printed = String::from_utf8(out.stdout).unwrap();
-    assert!(printed.contains(&format!("host             {host}")), "{printed}");
+    assert!(
+        printed.contains(&format!("host             {host}")),
+        "{printed}"
+    );
     // A malformed identity is a usage error with a clear message.
     let out = tokio::process::Command::new(cli)
         .args(["--endpoint", &endpoint, "where", "no-slash"])
@@ -177,8 +226,10 @@ async fn shown_members(browser: &mut Browser) -> BTreeMap<String, (String, f64)>
         )
         .await
         .unwrap_or(Value::Null);
-    let rows: Vec<(String, String, f64)> =
-        rows.as_str().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+    let rows: Vec<(String, String, f64)> = rows
+        .as_str()
+        .and_then(|s| serde_json::from_str(s).ok())
+        .unwrap_or_default();
     rows.into_iter().map(|(a, s, r)| (a, (s, r))).collect()
 }
 
@@ -201,13 +252,19 @@ async fn dashboard_in_headless_chromium_shows_members_rates_and_a_killed_node_do
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(shown.len(), 3, "{shown:?}");
-    assert!(shown.values().all(|(s, r)| s == "Up" && *r > 0.0), "{shown:?}");
+    assert!(
+        shown.values().all(|(s, r)| s == "Up" && *r > 0.0),
+        "{shown:?}"
+    );
     // The other panels are filled from the same data.
     let kinds = browser
         .eval("document.querySelector('#activations tbody').textContent")
         .await
         .unwrap();
-    assert!(kinds.as_str().unwrap_or("").contains("admin.Visits"), "{kinds}");
+    assert!(
+        kinds.as_str().unwrap_or("").contains("admin.Visits"),
+        "{kinds}"
+    );
     let arcs = browser
         .eval("document.querySelectorAll('#ring path').length")
         .await
@@ -222,7 +279,10 @@ async fn dashboard_in_headless_chromium_shows_members_rates_and_a_killed_node_do
     let mut status = String::new();
     while killed.elapsed() < Duration::from_secs(10) {
         shown = shown_members(&mut browser).await;
-        status = shown.get(&victim_addr).map(|(s, _)| s.clone()).unwrap_or_default();
+        status = shown
+            .get(&victim_addr)
+            .map(|(s, _)| s.clone())
+            .unwrap_or_default();
         if status == "Down" {
             break;
         }
@@ -238,8 +298,14 @@ async fn dashboard_in_headless_chromium_shows_members_rates_and_a_killed_node_do
     }
 
     // The overview the page reads agrees.
-    let ov: Overview = get_json(&members[0].endpoint(), "/api/overview", T).await.unwrap();
-    let entry = ov.nodes.iter().find(|n| n.addr.to_string() == victim_addr).unwrap();
+    let ov: Overview = get_json(&members[0].endpoint(), "/api/overview", T)
+        .await
+        .unwrap();
+    let entry = ov
+        .nodes
+        .iter()
+        .find(|n| n.addr.to_string() == victim_addr)
+        .unwrap();
     assert!(entry.report.is_none());
 
     browser.close().await;

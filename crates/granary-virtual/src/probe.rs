@@ -109,7 +109,9 @@ impl NodeProbe {
             rt.directory.get(&identity).map(|loc| loc.host)
         } else {
             let hosts = rt.members.hosts_of(kind);
-            rt.find_on_hosts(&identity, &hosts).await.map(|loc| loc.host)
+            rt.find_on_hosts(&identity, &hosts)
+                .await
+                .map(|loc| loc.host)
         };
         Whereabouts {
             directory_owner,

@@ -52,7 +52,8 @@ impl Browser {
     /// Starts Chromium headless on `url`, with a fresh profile, and connects to the
     /// page over the DevTools protocol.
     pub async fn open(url: &str) -> Result<Browser, String> {
-        let binary = chromium_path().ok_or("chromium is not installed (apt-get install chromium)")?;
+        let binary =
+            chromium_path().ok_or("chromium is not installed (apt-get install chromium)")?;
         let profile = tempfile::tempdir().map_err(|e| e.to_string())?;
         let mut child = Command::new(binary)
             .args([

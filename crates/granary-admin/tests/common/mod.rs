@@ -125,7 +125,11 @@ pub async fn start_cluster(n: usize, dir: &tempfile::TempDir) -> Vec<Member> {
                 == n
         })
         .await;
-        assert!(ready, "{} does not see {n} members Up with endpoints", m.node.addr());
+        assert!(
+            ready,
+            "{} does not see {n} members Up with endpoints",
+            m.node.addr()
+        );
     }
     members
 }
