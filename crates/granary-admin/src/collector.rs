@@ -26,11 +26,16 @@ struct Gathered {
     last: Option<(Instant, TransportCounters, u64)>,
 }
 
+/// Counters another part of the application keeps (a replicator, a device), read at
+/// every sample as `(metric name, value since start)`.
+pub(crate) type CounterSource = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+
 /// Samples one node; shared by the endpoint's handlers.
 pub(crate) struct Collector {
     probe: NodeProbe,
     node_label: String,
     history_len: usize,
+    sources: Vec<CounterSource>,
     gathered: Mutex<Gathered>,
 }
 
@@ -81,11 +86,16 @@ const STATUSES: [MemberStatus; 6] = [
 ];
 
 impl Collector {
-    pub(crate) fn new(probe: NodeProbe, history_len: usize) -> Arc<Self> {
+    pub(crate) fn new(
+        probe: NodeProbe,
+        history_len: usize,
+        sources: Vec<CounterSource>,
+    ) -> Arc<Self> {
         Arc::new(Collector {
             node_label: probe.addr().to_string(),
             probe,
             history_len: history_len.max(2),
+            sources,
             gathered: Mutex::new(Gathered::default()),
         })
     }
@@ -202,6 +212,11 @@ impl Collector {
             .absolute(transport.writes);
         metrics::counter!("granary_transport_backpressure_total", "node" => node.clone())
             .absolute(transport.backpressure);
+        for source in &self.sources {
+            for (name, value) in source() {
+                metrics::counter!(name, "node" => node.clone()).absolute(value);
+            }
+        }
         let members = self.probe.cluster().members();
         for status in STATUSES {
             let n = members.iter().filter(|m| m.status == status).count();

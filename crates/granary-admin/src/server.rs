@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::collector::{status_name, Collector};
+use crate::collector::{status_name, Collector, CounterSource};
 use crate::error::AdminError;
 use crate::views::{Activations, ClusterInfo, Lookup, MemberInfo, MemberReport, Overview};
 
@@ -43,16 +43,42 @@ fn prometheus() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// A replicator's counters as metric names and values.
+pub(crate) fn replicator_counters(s: &granary_crdt::ReplicatorStats) -> Vec<(&'static str, u64)> {
+    vec![
+        ("granary_crdt_frames_sent_total", s.frames_sent),
+        ("granary_crdt_bytes_sent_total", s.bytes_sent),
+        ("granary_crdt_deltas_sent_total", s.deltas_sent),
+        ("granary_crdt_delta_bytes_total", s.delta_bytes),
+        ("granary_crdt_full_states_sent_total", s.full_states_sent),
+        ("granary_crdt_full_state_bytes_total", s.full_state_bytes),
+        ("granary_crdt_repairs_sent_total", s.repairs_sent),
+        ("granary_crdt_frames_received_total", s.frames_received),
+        ("granary_crdt_send_failures_total", s.send_failures),
+        ("granary_crdt_decode_errors_total", s.decode_errors),
+    ]
+}
+
 /// Configures and starts a node's management endpoint ([`Admin::builder`]).
-#[derive(Debug)]
 pub struct AdminBuilder {
     probe: NodeProbe,
+    sources: Vec<CounterSource>,
     bind: SocketAddr,
     advertise: Option<String>,
     sample_every: Duration,
     history: usize,
     prometheus: bool,
     peer_timeout: Duration,
+}
+
+impl std::fmt::Debug for AdminBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminBuilder")
+            .field("node", &self.probe.addr())
+            .field("bind", &self.bind)
+            .field("counter_sources", &self.sources.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl AdminBuilder {
@@ -87,6 +113,25 @@ impl AdminBuilder {
     /// application installed, and `/metrics` answers 404.
     pub fn prometheus(mut self, install: bool) -> Self {
         self.prometheus = install;
+        self
+    }
+
+    /// Exports `replicator`'s counters ([`granary_crdt::ReplicatorStats`]) at every
+    /// sample, as `granary_crdt_*_total`.
+    pub fn replicator(self, replicator: &granary_crdt::Replicator) -> Self {
+        let replicator = replicator.clone();
+        self.counters(move || replicator_counters(&replicator.stats()))
+    }
+
+    /// Exports counters kept elsewhere in the application (for example a
+    /// a device's `granary_devices::DeviceStats`) at every sample: `source` returns
+    /// `(metric name, value since start)` pairs, recorded as counters with this
+    /// node's `node` label.
+    pub fn counters(
+        mut self,
+        source: impl Fn() -> Vec<(&'static str, u64)> + Send + Sync + 'static,
+    ) -> Self {
+        self.sources.push(Box::new(source));
         self
     }
 
@@ -135,7 +180,7 @@ impl AdminBuilder {
             tracing::warn!(error = %e, "cannot advertise the management endpoint");
         }
 
-        let collector = Collector::new(self.probe, self.history);
+        let collector = Collector::new(self.probe, self.history, self.sources);
         collector.sample();
         let mut tasks = collector.start(self.sample_every);
         let shared = Arc::new(Shared {
@@ -179,6 +224,7 @@ impl Admin {
     pub fn builder(probe: NodeProbe) -> AdminBuilder {
         AdminBuilder {
             probe,
+            sources: Vec::new(),
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             advertise: None,
             sample_every: Duration::from_secs(1),
@@ -389,4 +435,33 @@ async fn overview(State(shared): AppState) -> Json<Overview> {
     });
     let nodes = futures::future::join_all(fetches).await;
     Json(Overview { cluster, nodes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_replicator_counter_has_its_own_metric() {
+        let stats = granary_crdt::ReplicatorStats {
+            frames_sent: 1,
+            bytes_sent: 2,
+            deltas_sent: 3,
+            delta_bytes: 4,
+            full_states_sent: 5,
+            full_state_bytes: 6,
+            repairs_sent: 7,
+            frames_received: 8,
+            send_failures: 9,
+            decode_errors: 10,
+        };
+        let pairs = replicator_counters(&stats);
+        let names: std::collections::BTreeSet<_> = pairs.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names.len(), pairs.len(), "a name is used twice");
+        let values: Vec<u64> = pairs.iter().map(|(_, v)| *v).collect();
+        assert_eq!(values, (1..=10).collect::<Vec<_>>());
+        assert!(names
+            .iter()
+            .all(|n| n.starts_with("granary_crdt_") && n.ends_with("_total")));
+    }
 }

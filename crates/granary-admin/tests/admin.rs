@@ -314,3 +314,42 @@ async fn dashboard_in_headless_chromium_shows_members_rates_and_a_killed_node_do
         m.kill().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_of_other_parts_of_the_application_reach_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = granary_virtual::Node::builder()
+        .data_dir(dir.path())
+        .host(granary_virtual::Kind::<Visits>::new().handles::<Visit>())
+        .start()
+        .await
+        .unwrap();
+    let kept = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(41));
+    let read = kept.clone();
+    let admin = granary_admin::Admin::builder(node.probe())
+        .sample_every(Duration::from_millis(50))
+        .counters(move || vec![("granary_test_widgets_total", read.load(Ordering::Relaxed))])
+        .start()
+        .await
+        .unwrap();
+    let endpoint = admin.local_addr().to_string();
+    let label = format!("node=\"{}\"", node.addr());
+    for want in [41.0, 42.0] {
+        if want == 42.0 {
+            kept.store(42, Ordering::Relaxed);
+        }
+        let deadline = Instant::now() + WAIT;
+        let mut seen = None;
+        while Instant::now() < deadline {
+            let text = metrics_text(&endpoint).await;
+            seen = sample(&text, "granary_test_widgets_total", &[&label]);
+            if seen == Some(want) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(seen, Some(want));
+    }
+    admin.shutdown(T).await;
+    node.kill().await;
+}
