@@ -172,48 +172,41 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
     );
 
     // The CLI prints the members and where the key lives.
-    let cli = env!("CARGO_BIN_EXE_granary");
-    let out = tokio::process::Command::new(cli)
-        .args(["--endpoint", &endpoint, "members"])
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8(out.stdout).unwrap();
+    let printed = granary_cli(&endpoint, &["members"]).await.unwrap();
     for m in &members {
         assert!(printed.contains(&m.node.addr().to_string()), "{printed}");
     }
     assert_eq!(printed.matches(" Up ").count(), 3, "{printed}");
-    let out = tokio::process::Command::new(cli)
-        .args(["--endpoint", &endpoint, "where", "admin.Visits/key-7"])
-        .output()
+    let printed = granary_cli(&endpoint, &["where", "admin.Visits/key-7"])
         .await
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed = String::from_utf8(out.stdout).unwrap();
     assert!(
         printed.contains(&format!("host             {host}")),
         "{printed}"
     );
     // A malformed identity is a usage error with a clear message.
-    let out = tokio::process::Command::new(cli)
-        .args(["--endpoint", &endpoint, "where", "no-slash"])
-        .output()
+    let error = granary_cli(&endpoint, &["where", "no-slash"])
         .await
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("kind/key"));
+        .unwrap_err();
+    assert!(error.contains("kind/key"), "{error}");
 
     for m in members {
         m.kill().await;
+    }
+}
+
+/// Runs the `granary` CLI against `endpoint`: its stdout on success, else its stderr.
+async fn granary_cli(endpoint: &str, args: &[&str]) -> Result<String, String> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_granary"))
+        .args(["--endpoint", endpoint])
+        .args(args)
+        .output()
+        .await
+        .expect("the granary binary runs");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
 
