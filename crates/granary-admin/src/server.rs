@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use futures::StreamExt;
 use granary_virtual::NodeProbe;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,9 @@ use crate::views::{Activations, ClusterInfo, Lookup, MemberInfo, MemberReport, O
 /// The member metadata key under which a node advertises its management endpoint
 /// (`host:port`), so that one node's dashboard can gather the others' reports.
 pub const ADMIN_METADATA_KEY: &str = "granary.admin";
+
+/// Members' endpoints the overview asks at once.
+const OVERVIEW_CONCURRENCY: usize = 32;
 
 /// The dashboard page: plain HTML, CSS, JavaScript and SVG, no external resources.
 const DASHBOARD: &str = include_str!("../assets/dashboard.html");
@@ -410,9 +414,8 @@ async fn node_report(State(shared): AppState) -> Json<crate::views::NodeReport> 
 async fn overview(State(shared): AppState) -> Json<Overview> {
     let cluster = cluster_info(shared.collector.probe());
     let local = cluster.local;
-    let fetches = cluster.members.iter().map(|m| {
+    let fetches = cluster.members.clone().into_iter().map(|member| {
         let shared = shared.clone();
-        let member = m.clone();
         async move {
             let (report, error) = if member.addr == local {
                 (Some(shared.collector.report()), None)
@@ -433,7 +436,11 @@ async fn overview(State(shared): AppState) -> Json<Overview> {
             }
         }
     });
-    let nodes = futures::future::join_all(fetches).await;
+    // A bounded number of member requests at once, answers in member order.
+    let nodes = futures::stream::iter(fetches)
+        .buffered(OVERVIEW_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
     Json(Overview { cluster, nodes })
 }
 
