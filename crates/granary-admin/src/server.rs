@@ -127,7 +127,7 @@ impl AdminBuilder {
         self.counters(move || replicator_counters(&replicator.stats()))
     }
 
-    /// Exports counters kept elsewhere in the application (for example a
+    /// Exports counters kept elsewhere in the application (for example
     /// a device's `granary_devices::DeviceStats`) at every sample: `source` returns
     /// `(metric name, value since start)` pairs, recorded as counters with this
     /// node's `node` label.
