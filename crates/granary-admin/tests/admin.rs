@@ -184,6 +184,20 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
         printed.contains(&format!("host             {host}")),
         "{printed}"
     );
+    // A key with a slash, a space and a non-ASCII letter survives the trip.
+    let odd = "odd key/é";
+    let (odd_host, _) = members[1].node.get::<Visits>(odd).ask(Visit).await.unwrap();
+    let printed = granary_cli(&endpoint, &["where", &format!("admin.Visits/{odd}")])
+        .await
+        .unwrap();
+    assert!(
+        printed.starts_with(&format!("admin.Visits/{odd}\n")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("host             {odd_host}")),
+        "{printed}"
+    );
     // A malformed identity is a usage error with a clear message.
     let error = granary_cli(&endpoint, &["where", "no-slash"])
         .await
