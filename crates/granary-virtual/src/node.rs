@@ -477,6 +477,12 @@ impl Node {
         self.runtime.directory.len()
     }
 
+    /// A cloneable read-only handle for management tools (health, metrics, where an
+    /// identity lives).
+    pub fn probe(&self) -> crate::NodeProbe {
+        crate::NodeProbe::new(self.runtime.clone(), self.cluster.clone())
+    }
+
     /// Graceful shutdown: stop taking activations, deactivate every activation
     /// (`on_deactivate`, then modified state is written), remove their directory
     /// entries, leave the cluster, close the transport. Stops the node for every

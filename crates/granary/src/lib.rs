@@ -31,6 +31,9 @@
 //! ```
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+/// The management endpoint and its views (feature `admin`, off by default).
+#[cfg(feature = "admin")]
+pub use granary_admin as admin;
 pub use granary_cluster as cluster;
 pub use granary_core as core;
 pub use granary_core::*;

@@ -203,7 +203,7 @@ impl Runtime {
 
     /// Asks every host of the kind whether it holds `identity` (hosts that do not
     /// answer are skipped: they are partitioned away or dead).
-    async fn find_on_hosts(
+    pub(crate) async fn find_on_hosts(
         self: &Arc<Self>,
         identity: &Identity,
         hosts: &[SocketAddr],
