@@ -64,7 +64,9 @@ impl Message for Increment {
     type Reply = Result<u64, String>;
 }
 register_message!(Increment, "granary-bench.failover.Increment");
-register_message!(Result<u64, String>, "granary-bench.failover.IncrementReply");
+// The reply type `Result<u64, String>` is registered once per binary, and this binary
+// links granary-testbed (for `chaos`), which registers it as "tb.NumberReply" (a type
+// registered under two names makes `Node::start` fail; see issue 17).
 
 /// Reads the count.
 #[derive(Debug, Clone, Serialize, Deserialize)]
