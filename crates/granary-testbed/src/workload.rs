@@ -103,14 +103,16 @@ impl ActivationLog {
         });
     }
 
-    /// Records [`Event::ActivationEnd`].
-    pub(crate) fn ended(&self, reason: &str) {
+    /// Records [`Event::ActivationEnd`] with the runtime's reason (`Idle`,
+    /// `StateConflict`, `HostLeaseLost`, ...; `unknown` if it gave none).
+    pub(crate) fn ended(&self, reason: Option<granary::virtual_actors::DeactivationReason>) {
+        let reason = reason.map_or_else(|| "unknown".to_owned(), |r| format!("{r:?}"));
         record(|r| Event::ActivationEnd {
             node: r.node.clone(),
             incarnation: r.incarnation,
             identity: self.identity.clone(),
             activation: self.activation.clone(),
-            reason: reason.into(),
+            reason,
             at: Stamp::now(),
         });
     }

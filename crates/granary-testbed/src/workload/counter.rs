@@ -40,8 +40,8 @@ impl VirtualActor for Counter {
         Ok(())
     }
 
-    async fn on_deactivate(&mut self, _ctx: &mut VirtualContext<'_, Self>) {
-        self.log.ended("deactivate");
+    async fn on_deactivate(&mut self, ctx: &mut VirtualContext<'_, Self>) {
+        self.log.ended(ctx.deactivation_reason());
     }
 }
 

@@ -44,8 +44,8 @@ impl VirtualActor for Register {
         Ok(())
     }
 
-    async fn on_deactivate(&mut self, _ctx: &mut VirtualContext<'_, Self>) {
-        self.log.ended("deactivate");
+    async fn on_deactivate(&mut self, ctx: &mut VirtualContext<'_, Self>) {
+        self.log.ended(ctx.deactivation_reason());
     }
 }
 

@@ -71,8 +71,8 @@ impl VirtualActor for Account {
         Ok(())
     }
 
-    async fn on_deactivate(&mut self, _ctx: &mut VirtualContext<'_, Self>) {
-        self.log.ended("deactivate");
+    async fn on_deactivate(&mut self, ctx: &mut VirtualContext<'_, Self>) {
+        self.log.ended(ctx.deactivation_reason());
     }
 }
 
@@ -272,8 +272,8 @@ impl VirtualActor for Teller {
         Ok(())
     }
 
-    async fn on_deactivate(&mut self, _ctx: &mut VirtualContext<'_, Self>) {
-        self.log.ended("deactivate");
+    async fn on_deactivate(&mut self, ctx: &mut VirtualContext<'_, Self>) {
+        self.log.ended(ctx.deactivation_reason());
     }
 }
 
