@@ -299,6 +299,12 @@ pub(crate) struct SpawnSample {
     pub(crate) stop_seconds: f64,
     /// RSS once all actors were spawned and had answered, minus RSS before.
     pub(crate) rss_growth_bytes: i64,
+    /// RSS before the first spawn.
+    pub(crate) rss_before_bytes: u64,
+    /// RSS once every actor has stopped.
+    pub(crate) rss_stopped_bytes: u64,
+    /// The same after `malloc_trim(0)`.
+    pub(crate) rss_trimmed_bytes: u64,
 }
 
 /// One measured run of one test, as the child process prints it.
@@ -327,13 +333,8 @@ pub(crate) enum Sample {
     },
     /// `spawn`.
     Spawn(SpawnSample),
-    /// `activate`: seconds to activate all identities on one node and on three.
-    Activate {
-        /// One node.
-        one_node_seconds: f64,
-        /// Three nodes.
-        three_nodes_seconds: f64,
-    },
+    /// `activate`: rates on one and three nodes and with the file store, and memory.
+    Activate(activate::ActivateSample),
 }
 
 /// One output row (the fields of `COLUMNS`).
@@ -362,6 +363,16 @@ struct LocalRow {
     spawn_s: Option<f64>,
     ask_s: Option<f64>,
     stop_s: Option<f64>,
+    /// `activate`: RSS growth per active virtual actor (state excluded).
+    bytes_per_activation: Option<f64>,
+    /// `spawn` / `activate` (one node, memory store): RSS before, in MB.
+    rss_before_mb: Option<f64>,
+    /// RSS with every actor or identity active.
+    rss_active_mb: Option<f64>,
+    /// RSS after every actor stopped / every identity passivated.
+    rss_after_mb: Option<f64>,
+    /// The same after `malloc_trim(0)`.
+    rss_after_trim_mb: Option<f64>,
 }
 
 const COLUMNS: &[&str] = &[
@@ -388,6 +399,11 @@ const COLUMNS: &[&str] = &[
     "spawn_s",
     "ask_s",
     "stop_s",
+    "bytes_per_activation",
+    "rss_before_mb",
+    "rss_active_mb",
+    "rss_after_mb",
+    "rss_after_trim_mb",
 ];
 
 /// Runs `granary-bench local`.
@@ -511,11 +527,7 @@ fn measure(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, Lo
         },
         Test::Spawn => Sample::Spawn((suite.spawn)(sizes.spawn, limit)?),
         Test::Activate if framework == Framework::Granary => {
-            let [one, three] = activate::activate(sizes.activate, limit)?;
-            Sample::Activate {
-                one_node_seconds: one.as_secs_f64(),
-                three_nodes_seconds: three.as_secs_f64(),
-            }
+            Sample::Activate(activate::activate(sizes.activate, limit)?)
         }
         Test::Activate => {
             return Err(LocalError::framework(
@@ -633,11 +645,17 @@ fn summarize(
         spawn_s: None,
         ask_s: None,
         stop_s: None,
+        bytes_per_activation: None,
+        rss_before_mb: None,
+        rss_active_mb: None,
+        rss_after_mb: None,
+        rss_after_trim_mb: None,
     };
     let mut seconds = Vec::new();
     let mut latency = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     let mut bytes = Vec::new();
     let mut phases = [Vec::new(), Vec::new(), Vec::new()];
+    let mut memory = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     for sample in samples {
         match sample {
             Sample::Throughput { seconds: s } => seconds.push(s),
@@ -654,12 +672,19 @@ fn summarize(
                     slot.push(value);
                 }
             }
-            Sample::Activate {
-                one_node_seconds, ..
-            } => seconds.push(one_node_seconds),
+            Sample::Activate(activate) => seconds.push(activate.one_node_seconds),
             Sample::Spawn(spawn) => {
                 seconds.push(spawn.seconds);
                 bytes.push(spawn.rss_growth_bytes as f64);
+                let rss = [
+                    spawn.rss_before_bytes as f64,
+                    spawn.rss_before_bytes as f64 + spawn.rss_growth_bytes as f64,
+                    spawn.rss_stopped_bytes as f64,
+                    spawn.rss_trimmed_bytes as f64,
+                ];
+                for (slot, value) in memory.iter_mut().zip(rss) {
+                    slot.push(value);
+                }
                 let times = [spawn.spawn_seconds, spawn.ask_seconds, spawn.stop_seconds];
                 for (slot, value) in phases.iter_mut().zip(times) {
                     slot.push(value);
@@ -689,6 +714,11 @@ fn summarize(
             row.messages = sizes.spawn;
             row.actors_per_sec = Some(sizes.spawn as f64 / row.seconds);
             row.bytes_per_actor = Some(median(bytes) / sizes.spawn as f64);
+            let [before, active, after, trimmed] = memory.map(|bytes| Some(median(bytes) / MB));
+            row.rss_before_mb = before;
+            row.rss_active_mb = active;
+            row.rss_after_mb = after;
+            row.rss_after_trim_mb = trimmed;
             let [spawn_s, ask_s, stop_s] = phases.map(median);
             row.spawn_s = Some(spawn_s);
             row.ask_s = Some(ask_s);
@@ -705,25 +735,48 @@ fn summarize(
     row
 }
 
-/// The two rows of `activate`: one node, then three nodes.
-fn summarize_activate(sizes: &Sizes, runs: u32, samples: Vec<Sample>) -> [LocalRow; 2] {
-    let three: Vec<Sample> = samples
-        .iter()
-        .map(|sample| match *sample {
-            Sample::Activate {
-                three_nodes_seconds,
-                ..
-            } => Sample::Activate {
-                one_node_seconds: three_nodes_seconds,
-                three_nodes_seconds,
-            },
-            other => other,
+/// Bytes in a megabyte (10^6, as the report's other memory figures).
+const MB: f64 = 1e6;
+
+/// The three rows of `activate`: one node and three nodes with the memory store,
+/// one node with the file store. The one-node memory row carries the memory figures.
+fn summarize_activate(sizes: &Sizes, runs: u32, samples: Vec<Sample>) -> [LocalRow; 3] {
+    let measured: Vec<activate::ActivateSample> = samples
+        .into_iter()
+        .filter_map(|sample| match sample {
+            Sample::Activate(activate) => Some(activate),
+            _ => None,
         })
         .collect();
-    let one = summarize(Framework::Granary, Test::Activate, sizes, runs, samples);
-    let mut three = summarize(Framework::Granary, Test::Activate, sizes, runs, three);
-    three.nodes = 3;
-    [one, three]
+    let row = |nodes: u32, mode: &'static str, seconds: fn(&activate::ActivateSample) -> f64| {
+        let times = measured
+            .iter()
+            .map(|run| Sample::Throughput {
+                seconds: seconds(run),
+            })
+            .collect();
+        let mut row = summarize(Framework::Granary, Test::Activate, sizes, runs, times);
+        row.nodes = nodes;
+        row.mode = mode;
+        row
+    };
+    let mut one = row(1, "virtual", |run| run.one_node_seconds);
+    let of_runs = |figure: fn(&activate::ActivateSample) -> f64| {
+        Some(median(measured.iter().map(figure).collect()))
+    };
+    one.bytes_per_activation = Some(median(
+        measured
+            .iter()
+            .map(|run| run.bytes_per_activation(sizes.activate))
+            .collect(),
+    ));
+    one.rss_before_mb = of_runs(|run| run.rss_before_bytes as f64 / MB);
+    one.rss_active_mb = of_runs(|run| run.rss_active_bytes as f64 / MB);
+    one.rss_after_mb = of_runs(|run| run.rss_passivated_bytes as f64 / MB);
+    one.rss_after_trim_mb = of_runs(|run| run.rss_trimmed_bytes as f64 / MB);
+    let three = row(3, "virtual", |run| run.three_nodes_seconds);
+    let file = row(1, "virtual-file-store", |run| run.file_one_node_seconds);
+    [one, three, file]
 }
 
 /// A metric compared in the ratio lines: label, how to read it from a row, and
@@ -806,25 +859,31 @@ mod tests {
     }
 
     #[test]
-    fn activate_gives_one_row_per_cluster_size() {
+    fn activate_gives_a_row_per_cluster_size_and_store() {
+        let identities = Sizes::QUICK.activate;
+        let run = |one: f64, three: f64, file: f64, active_growth: u64| {
+            Sample::Activate(activate::ActivateSample {
+                one_node_seconds: one,
+                three_nodes_seconds: three,
+                file_one_node_seconds: file,
+                rss_before_bytes: 10_000_000,
+                rss_active_bytes: 10_000_000 + active_growth,
+                rss_passivated_bytes: 12_000_000,
+                rss_trimmed_bytes: 11_000_000,
+            })
+        };
         let samples = vec![
-            Sample::Activate {
-                one_node_seconds: 1.0,
-                three_nodes_seconds: 4.0,
-            },
-            Sample::Activate {
-                one_node_seconds: 3.0,
-                three_nodes_seconds: 2.0,
-            },
-            Sample::Activate {
-                one_node_seconds: 2.0,
-                three_nodes_seconds: 8.0,
-            },
+            run(1.0, 4.0, 5.0, 1000 * identities),
+            run(3.0, 2.0, 6.0, 3000 * identities),
+            run(2.0, 8.0, 7.0, 2000 * identities),
         ];
-        let [one, three] = summarize_activate(&Sizes::QUICK, 3, samples);
-        let identities = Sizes::QUICK.activate as f64;
-        assert_eq!((one.nodes, three.nodes), (1, 3));
-        assert_eq!((one.mode, three.mode), ("virtual", "virtual"));
+        let [one, three, file] = summarize_activate(&Sizes::QUICK, 3, samples);
+        let identities = identities as f64;
+        assert_eq!((one.nodes, three.nodes, file.nodes), (1, 3, 1));
+        assert_eq!(
+            (one.mode, three.mode, file.mode),
+            ("virtual", "virtual", "virtual-file-store")
+        );
         assert_eq!(
             one.actors_per_sec,
             Some(identities / 2.0),
@@ -835,6 +894,12 @@ mod tests {
             Some(identities / 4.0),
             "median of 4, 2, 8"
         );
+        assert_eq!(file.actors_per_sec, Some(identities / 6.0));
+        assert_eq!(one.bytes_per_activation, Some(2000.0));
+        assert_eq!(one.rss_before_mb, Some(10.0));
+        assert_eq!(one.rss_after_mb, Some(12.0));
+        assert_eq!(one.rss_after_trim_mb, Some(11.0));
+        assert_eq!(three.bytes_per_activation, None);
     }
 
     #[test]
@@ -853,6 +918,9 @@ mod tests {
                     ask_seconds: 0.25,
                     stop_seconds: 0.25,
                     rss_growth_bytes: 0,
+                    rss_before_bytes: 0,
+                    rss_stopped_bytes: 0,
+                    rss_trimmed_bytes: 0,
                 })],
             )
         };

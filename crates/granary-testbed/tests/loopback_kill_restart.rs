@@ -208,6 +208,11 @@ async fn kill_and_restart_of_a_node_process_leaves_a_clean_history() {
     let events = read_run(dir).unwrap();
     let report = check(&events);
     println!("{summaries:?}\n{report}");
+    if !report.is_clean() {
+        // Keep the histories of a failing run for its report.
+        let kept = tmp.keep();
+        println!("histories kept in {}", kept.display());
+    }
     assert!(report.acked > 300, "{report}");
     assert!(report.recovery.samples > 0, "{report}");
     assert!(report.is_clean(), "{report}");

@@ -6,23 +6,61 @@
 //! On three nodes the callers are spread over all three nodes, each activating its
 //! own identities, so the figure is the cluster's rate with directory owners and
 //! hosts on different nodes (about two thirds of the lookups cross the network).
+//!
+//! The one-node run with the memory store also measures memory: RSS before the
+//! first activation, with every identity active (so the bytes each active virtual
+//! actor costs, state excluded: the kind has none), and once every identity has
+//! passivated (idle timeout [`IDLE`]), before and after `malloc_trim(0)` hands free
+//! heap pages back. A third run repeats the one-node rate with the embedded file
+//! store (`file:` in a temporary directory), where each activation reads its state.
 
 use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
 
 use ::granary::register_message;
 use ::granary::virtual_actors::{
     Kind, Node, VirtualActor, VirtualContext, VirtualError, VirtualHandler,
 };
 use ::granary::Message;
-use serde::{Deserialize, Serialize};
 
-use super::support::{on_runtime, within};
+use super::support::{on_runtime, rss_bytes, trim_heap, within};
 use super::{Framework, LocalError, Test};
 
 const FRAMEWORK: Framework = Framework::Granary;
 
 /// Concurrent callers per node.
 const CALLERS_PER_NODE: u64 = 128;
+
+/// Idle timeout of the memory run's identities: long enough that none passivates
+/// before the last one is activated, so "all active" is a real state.
+const IDLE: Duration = Duration::from_secs(10);
+
+/// What one `activate` run measured (the child prints this as JSON).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) struct ActivateSample {
+    /// Seconds to activate every identity on one node, memory store.
+    pub(crate) one_node_seconds: f64,
+    /// The same on three nodes.
+    pub(crate) three_nodes_seconds: f64,
+    /// The same on one node with the embedded file store.
+    pub(crate) file_one_node_seconds: f64,
+    /// RSS of the process with the one node started, before the first activation.
+    pub(crate) rss_before_bytes: u64,
+    /// RSS with every identity active.
+    pub(crate) rss_active_bytes: u64,
+    /// RSS once every identity has passivated.
+    pub(crate) rss_passivated_bytes: u64,
+    /// The same after `malloc_trim(0)`.
+    pub(crate) rss_trimmed_bytes: u64,
+}
+
+impl ActivateSample {
+    /// RSS growth per active identity, in bytes.
+    pub(crate) fn bytes_per_activation(&self, identities: u64) -> f64 {
+        (self.rss_active_bytes as f64 - self.rss_before_bytes as f64) / identities as f64
+    }
+}
 
 fn failed(operation: &'static str, reason: impl std::fmt::Display) -> LocalError {
     LocalError::framework(FRAMEWORK, operation, reason)
@@ -57,14 +95,23 @@ impl VirtualHandler<Hello> for Greeter {
 }
 
 /// Starts `count` nodes joined into one cluster and waits until each sees all Up.
-async fn start_nodes(count: usize, limit: Duration) -> Result<Vec<Node>, LocalError> {
+async fn start_nodes(
+    count: usize,
+    store: &str,
+    idle: Option<Duration>,
+    limit: Duration,
+) -> Result<Vec<Node>, LocalError> {
     let mut nodes: Vec<Node> = Vec::new();
     for _ in 0..count {
         let seeds: Vec<_> = nodes.first().map(Node::addr).into_iter().collect();
+        let mut kind = Kind::<Greeter>::new().handles::<Hello>();
+        if let Some(idle) = idle {
+            kind = kind.idle_timeout(idle);
+        }
         let node = Node::builder()
-            .store("memory:")
+            .store(store)
             .seeds(seeds)
-            .host(Kind::<Greeter>::new().handles::<Hello>())
+            .host(kind)
             .start()
             .await
             .map_err(|e| failed("start a node", e))?;
@@ -144,29 +191,73 @@ fn process_cpu() -> Option<Duration> {
     Some(Duration::from_millis((user + system) * 10))
 }
 
-/// `activate`: `identities` new identities on one node, then on three; the two
-/// durations. Also prints (to stderr) the activations per CPU-second of this
-/// process, a figure that other load on a shared machine does not shrink.
-pub(crate) fn activate(identities: u64, limit: Duration) -> Result<[Duration; 2], LocalError> {
+/// One timed run: `count` nodes on `store`, every identity activated once, the
+/// activations per CPU-second printed to stderr (a figure that other load on a
+/// shared machine does not shrink). Returns the nodes, still running.
+async fn timed_run(
+    count: usize,
+    store: &str,
+    idle: Option<Duration>,
+    identities: u64,
+    limit: Duration,
+    label: &str,
+) -> Result<(Vec<Node>, Duration, u64), LocalError> {
+    let nodes = start_nodes(count, store, idle, limit).await?;
+    let rss_before = rss_bytes()?;
+    let cpu_before = process_cpu();
+    let elapsed = activate_all(&nodes, identities, limit).await?;
+    if let (Some(before), Some(after)) = (cpu_before, process_cpu()) {
+        let cpu = after.saturating_sub(before).as_secs_f64();
+        eprintln!(
+            "activate, {count} node(s), {label}: {identities} in {:.3} s wall, {cpu:.2} CPU-s: \
+             {:.0} activations per CPU-second",
+            elapsed.as_secs_f64(),
+            identities as f64 / cpu.max(0.01)
+        );
+    }
+    Ok((nodes, elapsed, rss_before))
+}
+
+/// `activate`: `identities` new identities on one node (memory store, with the
+/// memory figures), on three nodes, and on one node with the file store.
+pub(crate) fn activate(identities: u64, limit: Duration) -> Result<ActivateSample, LocalError> {
     on_runtime(async move {
-        let mut out = [Duration::ZERO; 2];
-        for (slot, count) in out.iter_mut().zip([1, 3]) {
-            let nodes = start_nodes(count, limit).await?;
-            let cpu_before = process_cpu();
-            *slot = activate_all(&nodes, identities, limit).await?;
-            if let (Some(before), Some(after)) = (cpu_before, process_cpu()) {
-                let cpu = after.saturating_sub(before).as_secs_f64();
-                eprintln!(
-                    "activate, {count} node(s): {identities} in {:.3} s wall, {cpu:.2} CPU-s: \
-                     {:.0} activations per CPU-second",
-                    slot.as_secs_f64(),
-                    identities as f64 / cpu.max(0.01)
-                );
-            }
-            for node in nodes {
-                node.shutdown().await;
-            }
+        // One node, memory store: rate and memory.
+        let (nodes, one, rss_before) =
+            timed_run(1, "memory:", Some(IDLE), identities, limit, "memory store").await?;
+        let rss_active = rss_bytes()?;
+        nodes[0]
+            .passivated(Greeter::KIND, limit)
+            .await
+            .map_err(|e| failed("wait for passivation", e))?;
+        let rss_passivated = rss_bytes()?;
+        trim_heap();
+        let rss_trimmed = rss_bytes()?;
+        for node in nodes {
+            node.shutdown().await;
         }
-        Ok(out)
+
+        let (nodes, three, _) =
+            timed_run(3, "memory:", None, identities, limit, "memory store").await?;
+        for node in nodes {
+            node.shutdown().await;
+        }
+
+        let dir = tempfile::tempdir().map_err(|e| failed("create a store directory", e))?;
+        let store = format!("file:{}", dir.path().join("state.db").display());
+        let (nodes, file, _) = timed_run(1, &store, None, identities, limit, "file store").await?;
+        for node in nodes {
+            node.shutdown().await;
+        }
+
+        Ok(ActivateSample {
+            one_node_seconds: one.as_secs_f64(),
+            three_nodes_seconds: three.as_secs_f64(),
+            file_one_node_seconds: file.as_secs_f64(),
+            rss_before_bytes: rss_before,
+            rss_active_bytes: rss_active,
+            rss_passivated_bytes: rss_passivated,
+            rss_trimmed_bytes: rss_trimmed,
+        })
     })
 }

@@ -276,7 +276,7 @@ pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalEr
             for actor in &refs {
                 actor.wait_stopped().await;
             }
-            let sample = clock.stopped();
+            let sample = clock.stopped()?;
             system.shutdown().await;
             Ok(sample)
         })

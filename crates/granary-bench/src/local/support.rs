@@ -149,16 +149,22 @@ impl SpawnClock {
         Ok(())
     }
 
-    /// All actors have stopped.
-    pub(crate) fn stopped(self) -> SpawnSample {
+    /// All actors have stopped: reads RSS, then again after trimming the heap.
+    pub(crate) fn stopped(self) -> Result<SpawnSample, LocalError> {
         let total = self.started.elapsed();
-        SpawnSample {
+        let rss_stopped = rss_bytes()?;
+        trim_heap();
+        let rss_trimmed = rss_bytes()?;
+        Ok(SpawnSample {
             seconds: total.as_secs_f64(),
             spawn_seconds: self.spawned.as_secs_f64(),
             ask_seconds: (self.answered - self.spawned).as_secs_f64(),
             stop_seconds: (total - self.answered).as_secs_f64(),
             rss_growth_bytes: self.rss_idle as i64 - self.rss_before as i64,
-        }
+            rss_before_bytes: self.rss_before,
+            rss_stopped_bytes: rss_stopped,
+            rss_trimmed_bytes: rss_trimmed,
+        })
     }
 }
 
@@ -201,6 +207,18 @@ impl Latch {
             }
             notified.await;
         }
+    }
+}
+
+/// Gives free heap pages back to the system (glibc's `malloc_trim(0)`), so RSS
+/// shows what is still held rather than what the allocator keeps cached. The one
+/// `unsafe` of the bench: a C call with no arguments to check.
+#[allow(unsafe_code)]
+pub(crate) fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim takes no pointers; it only walks the allocator's free lists.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
