@@ -132,6 +132,16 @@ impl ActivationLog {
     }
 }
 
+/// Records [`Event::Lease`]: the node process's host lease is now `held` (or not).
+pub fn record_lease(held: bool) {
+    record(|r| Event::Lease {
+        node: r.node.clone(),
+        incarnation: r.incarnation,
+        held,
+        at: Stamp::now(),
+    });
+}
+
 /// Records an event built from the installed recorder, if there is one. A failed
 /// write is reported on stderr (the process's log) and the run goes on: the
 /// checker then sees a gap, never an invented event.

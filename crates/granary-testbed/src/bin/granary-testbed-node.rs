@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use granary::virtual_actors::Node;
-use granary_testbed::history::HistoryWriter;
+use granary_testbed::history::{HistoryWriter, LEASE_POLL};
 use granary_testbed::workload::{self, driver, Workload};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -88,6 +88,10 @@ enum Command {
         /// The history file to append to.
         #[arg(long)]
         history: PathBuf,
+        /// Prepended to every key (clients with different prefixes load disjoint
+        /// identities).
+        #[arg(long, default_value = "")]
+        key_prefix: String,
     },
 }
 
@@ -125,6 +129,7 @@ async fn main() -> ExitCode {
             concurrency,
             rate,
             history,
+            key_prefix,
         } => {
             let options = driver::ClientOptions {
                 name,
@@ -136,6 +141,7 @@ async fn main() -> ExitCode {
                 concurrency,
                 rate,
                 history,
+                key_prefix,
             };
             run_client(options).await
         }
@@ -167,10 +173,25 @@ async fn run_node(
         .store(store)
         .cluster_secret(cluster, secret.into_bytes());
     let node = workload::host_all(builder, idle).start().await?;
+    // Lease transitions into the history (the bed's host-lease proof reads them):
+    // polled, since the lease is a clock the runtime reads before each message.
+    let probe = node.probe();
+    let watcher = tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let held = probe.lease_held();
+            if last != Some(held) {
+                workload::record_lease(held);
+                last = Some(held);
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    });
     println!("ready {}", node.addr());
     // Runs until killed, or until stdin closes: then a graceful shutdown.
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(_)) = lines.next_line().await {}
+    watcher.abort();
     node.shutdown().await;
     Ok(())
 }
