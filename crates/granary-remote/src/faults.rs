@@ -15,8 +15,8 @@
 //!
 //! Decisions come from one `StdRng` seeded at construction, so a run that makes the same
 //! sequence of sends makes the same decisions. One injector can be shared by several
-//! in-process nodes (rules name nodes by listen address), which is how a both-ways
-//! partition is expressed for a test cluster.
+//! in-process nodes (rules name nodes by listen address), so one injector can describe
+//! a whole test cluster's network; a partition also works set on one node alone.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
