@@ -68,6 +68,9 @@ pub struct ChaosConfig {
     /// keys (prefix `c2-`, ...) with the same workload, keys, concurrency and rate.
     /// Empty by default: one client, on a host of its own.
     pub clients_on: Vec<HostId>,
+    /// How long each counter increment waits before its state write on every node
+    /// (slow handlers, so a pause or kill catches some in flight). Zero by default.
+    pub handler_delay: Duration,
 }
 
 impl ChaosConfig {
@@ -90,6 +93,7 @@ impl ChaosConfig {
             rate: 200.0,
             parent_dir: std::env::temp_dir().join("granary-testbed"),
             clients_on: Vec::new(),
+            handler_delay: Duration::ZERO,
         }
     }
 
@@ -410,6 +414,10 @@ fn start_node(
         args.push("--seed".into());
         args.push(seed.to_string());
     }
+    if !config.handler_delay.is_zero() {
+        args.push("--handler-delay-ms".into());
+        args.push(config.handler_delay.as_millis().to_string());
+    }
     let launch = Launch::new(name, &config.node_program, args).delayed(slow_start);
     let mut process = bed.spawn(slot.host, &launch)?;
     process.wait_for_line("ready", READY_DEADLINE + slow_start)?;
@@ -465,22 +473,24 @@ fn apply(
                 .filter(|h| !minority.contains(h))
                 .chain([client_host])
                 .collect();
-            record(fault.to_string())?;
+            // Recorded once the rules are in place (one `nft` per host takes a
+            // while): a fence measured from the record is measured from the cut.
             bed.partition(&[minority.clone(), majority])?;
+            record(fault.to_string())?;
             std::thread::sleep(*hold);
             bed.heal()?;
             record("heal".into())?;
         }
         Fault::PartialCut { a, c, hold } => {
-            record(fault.to_string())?;
             bed.cut(*a, *c)?;
+            record(fault.to_string())?;
             std::thread::sleep(*hold);
             bed.heal()?;
             record("heal".into())?;
         }
         Fault::OneWay { from, to, hold } => {
-            record(fault.to_string())?;
             bed.cut_one_way(*from, *to)?;
+            record(fault.to_string())?;
             std::thread::sleep(*hold);
             bed.heal()?;
             record("heal".into())?;
@@ -494,8 +504,10 @@ fn apply(
             record(format!("pause {}", name(*host)))?;
             process.pause()?;
             std::thread::sleep(*hold);
-            process.resume()?;
+            // Recorded before `SIGCONT`: whatever the woken process records comes
+            // after it.
             record(format!("resume {}", name(*host)))?;
+            process.resume()?;
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! granary-testbed-node node --name h1 --incarnation 0 --bind 10.x.y.2:7100 [--seed ADDR]... \
-//!     --store URL --history FILE [--idle-timeout-ms N]
+//!     --store URL --history FILE [--idle-timeout-ms N] [--handler-delay-ms N]
 //!   prints `ready ADDR` once the node is Up; runs until killed, or until stdin
 //!   closes (then shuts down gracefully)
 //! granary-testbed-node client --name c1 --bind 10.x.y.9:0 --seed ADDR [--seed ADDR]... \
@@ -61,6 +61,10 @@ enum Command {
         /// Idle passivation of every kind, in milliseconds.
         #[arg(long, default_value_t = 60_000)]
         idle_timeout_ms: u64,
+        /// How long each counter increment waits before its state write, in
+        /// milliseconds (slow handlers; 0: none).
+        #[arg(long, default_value_t = 0)]
+        handler_delay_ms: u64,
     },
     /// The workload client.
     Client {
@@ -107,7 +111,9 @@ async fn main() -> ExitCode {
             store,
             history,
             idle_timeout_ms,
+            handler_delay_ms,
         } => {
+            workload::set_handler_delay(Duration::from_millis(handler_delay_ms));
             run_node(
                 (cli.cluster, cli.secret),
                 name,
