@@ -1,8 +1,8 @@
 //! The history format: what node and client processes record, one JSON object per
 //! line, appended to one file per process (`<run dir>/<host>-<incarnation>.jsonl`).
 //!
-//! Node processes record [`Event::ActivationStart`], [`Event::Handled`] and
-//! [`Event::ActivationEnd`]; the workload client records [`Event::Invoke`] before it
+//! Node processes record [`Event::ActivationStart`], [`Event::Handled`],
+//! [`Event::ActivationEnd`] and their host lease's transitions ([`Event::Lease`]); the workload client records [`Event::Invoke`] before it
 //! sends an operation and [`Event::Complete`] when it knows the outcome (or gives up).
 //! Times are taken from the same kernel by every process, so they compare across
 //! namespaces: [`Stamp::mono_us`] (`CLOCK_MONOTONIC`, for ordering and intervals) and
