@@ -5,12 +5,18 @@
 //!
 //! - per link ([`Scope`]: source node, destination node, channel, each optional) a drop
 //!   probability and a delay range ([`LinkFaults`]);
-//! - partitions that block traffic between two sets of nodes, one way or both ways.
+//! - partitions that block traffic between two sets of nodes, one way or both ways;
+//!   the transport's reader also drops frames that *arrive* over a blocked link
+//!   ([`FaultInjector::blocks_arrival`]), so a partition set on one node's injector
+//!   cuts both directions of its links without repeating it on the peer.
+//!
+//! The user's guide, with the bed of real processes for comparison, is
+//! `docs/faults.md`.
 //!
 //! Decisions come from one `StdRng` seeded at construction, so a run that makes the same
 //! sequence of sends makes the same decisions. One injector can be shared by several
-//! in-process nodes (rules name nodes by listen address), which is how a both-ways
-//! partition is expressed for a test cluster.
+//! in-process nodes (rules name nodes by listen address), so one injector can describe
+//! a whole test cluster's network; a partition also works set on one node alone.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -106,8 +112,11 @@ pub struct FaultStats {
     pub examined: u64,
     /// Frames dropped at random.
     pub dropped: u64,
-    /// Frames dropped by a partition.
+    /// Frames dropped by a partition when sent.
     pub blocked: u64,
+    /// Frames dropped by a partition when they arrived
+    /// ([`FaultInjector::blocks_arrival`]).
+    pub blocked_on_arrival: u64,
     /// Frames delayed.
     pub delayed: u64,
 }
@@ -135,6 +144,7 @@ pub struct FaultInjector {
     examined: AtomicU64,
     dropped: AtomicU64,
     blocked: AtomicU64,
+    blocked_on_arrival: AtomicU64,
     delayed: AtomicU64,
 }
 
@@ -159,6 +169,7 @@ impl FaultInjector {
             examined: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             blocked: AtomicU64::new(0),
+            blocked_on_arrival: AtomicU64::new(0),
             delayed: AtomicU64::new(0),
         })
     }
@@ -251,12 +262,30 @@ impl FaultInjector {
         }
     }
 
+    /// Whether a frame that arrived at `to` from `from` must be dropped: a partition
+    /// that blocks `from → to` (set with [`FaultInjector::partition`]) cuts what
+    /// arrives as well as what is sent, so `partition(a, b, BothWays)` on node `a`'s
+    /// injector alone also silences what `b` sends to `a`, and a `OneWay` partition
+    /// stays one way. Drop probabilities and delays ([`FaultInjector::set`]) act on
+    /// sends only. Counted as [`FaultStats::blocked_on_arrival`].
+    pub fn blocks_arrival(&self, from: SocketAddr, to: SocketAddr) -> bool {
+        if !self.active.load(Ordering::Acquire) {
+            return false;
+        }
+        let blocked = self.state.lock().blocked.contains(&(from, to));
+        if blocked {
+            self.blocked_on_arrival.fetch_add(1, Ordering::Relaxed);
+        }
+        blocked
+    }
+
     /// What the injector has done so far.
     pub fn stats(&self) -> FaultStats {
         FaultStats {
             examined: self.examined.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
             blocked: self.blocked.load(Ordering::Relaxed),
+            blocked_on_arrival: self.blocked_on_arrival.load(Ordering::Relaxed),
             delayed: self.delayed.load(Ordering::Relaxed),
         }
     }
@@ -339,5 +368,20 @@ mod tests {
         f.heal();
         assert_eq!(f.decide(addr(1), addr(3), "data"), Verdict::Deliver);
         assert_eq!(f.stats().blocked, 2);
+    }
+
+    #[test]
+    fn arrivals_over_a_blocked_link_are_dropped_one_way_stays_one_way() {
+        let f = FaultInjector::new(1);
+        assert!(!f.blocks_arrival(addr(2), addr(1)));
+        f.partition(&[addr(1)], &[addr(2)], Direction::OneWay);
+        assert!(f.blocks_arrival(addr(1), addr(2)));
+        assert!(!f.blocks_arrival(addr(2), addr(1)));
+        f.partition(&[addr(1)], &[addr(2)], Direction::BothWays);
+        assert!(f.blocks_arrival(addr(2), addr(1)));
+        f.heal();
+        assert!(!f.blocks_arrival(addr(2), addr(1)));
+        assert_eq!(f.stats().blocked_on_arrival, 2);
+        assert_eq!(f.stats().blocked, 0);
     }
 }

@@ -296,7 +296,7 @@ impl<'a> Run<'a> {
                 } => {
                     run.life(activation, identity, (node, *incarnation));
                 }
-                Event::ActivationEnd { .. } => {}
+                Event::ActivationEnd { .. } | Event::Lease { .. } => {}
                 Event::Handled {
                     node,
                     incarnation,
@@ -667,7 +667,7 @@ fn excerpt(sorted: &[&Event], run: &Run<'_>, identity: &str, around: Stamp) -> V
     let about = |e: &Event| match e {
         Event::Fault { .. } => true,
         Event::Complete { op, .. } => run.invokes.get(op).is_some_and(|i| i.identity == identity),
-        Event::Accounts { .. } => false,
+        Event::Accounts { .. } | Event::Lease { .. } => false,
         other => other.identity() == Some(identity),
     };
     let mut near: Vec<(u64, usize)> = sorted

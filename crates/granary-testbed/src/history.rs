@@ -1,8 +1,8 @@
 //! The history format: what node and client processes record, one JSON object per
 //! line, appended to one file per process (`<run dir>/<host>-<incarnation>.jsonl`).
 //!
-//! Node processes record [`Event::ActivationStart`], [`Event::Handled`] and
-//! [`Event::ActivationEnd`]; the workload client records [`Event::Invoke`] before it
+//! Node processes record [`Event::ActivationStart`], [`Event::Handled`],
+//! [`Event::ActivationEnd`] and their host lease's transitions ([`Event::Lease`]); the workload client records [`Event::Invoke`] before it
 //! sends an operation and [`Event::Complete`] when it knows the outcome (or gives up).
 //! Times are taken from the same kernel by every process, so they compare across
 //! namespaces: [`Stamp::mono_us`] (`CLOCK_MONOTONIC`, for ordering and intervals) and
@@ -45,6 +45,10 @@ impl Stamp {
         }
     }
 }
+
+/// How often a node process polls its host lease for [`Event::Lease`]: a recorded
+/// transition is at most this late.
+pub const LEASE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Microseconds of `CLOCK_MONOTONIC`: one clock for every process and namespace
 /// of the machine (namespaces do not virtualize it), so stamps compare across hosts
@@ -211,6 +215,20 @@ pub enum Event {
         /// When.
         at: Stamp,
     },
+    /// A node process saw its host lease change (granary's `NodeProbe::lease_held`,
+    /// polled every [`LEASE_POLL`]): `held` is the new state. The first event of a
+    /// process is its first observation. A transition is recorded up to one poll
+    /// after it happened.
+    Lease {
+        /// The host (test bed name) the process runs on.
+        node: String,
+        /// The process's incarnation.
+        incarnation: u64,
+        /// Whether the lease is held now.
+        held: bool,
+        /// When it was observed.
+        at: Stamp,
+    },
     /// The test bed applied or healed a fault (for recovery times and reports).
     Fault {
         /// What (`kill h2`, `restart h2`, `partition h1,h2|h3,h4,h5`, `heal`, ...).
@@ -285,6 +303,7 @@ impl Event {
             | Event::Complete { at, .. }
             | Event::Final { at, .. }
             | Event::Accounts { at, .. }
+            | Event::Lease { at, .. }
             | Event::Fault { at, .. } => *at,
             Event::Handled { start, .. } => *start,
         }
@@ -298,7 +317,10 @@ impl Event {
             | Event::Handled { identity, .. }
             | Event::Invoke { identity, .. }
             | Event::Final { identity, .. } => Some(identity),
-            Event::Complete { .. } | Event::Accounts { .. } | Event::Fault { .. } => None,
+            Event::Complete { .. }
+            | Event::Accounts { .. }
+            | Event::Lease { .. }
+            | Event::Fault { .. } => None,
         }
     }
 
@@ -313,6 +335,9 @@ impl Event {
                 node, incarnation, ..
             }
             | Event::Handled {
+                node, incarnation, ..
+            }
+            | Event::Lease {
                 node, incarnation, ..
             } => Some((node, *incarnation)),
             _ => None,

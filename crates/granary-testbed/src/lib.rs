@@ -13,6 +13,10 @@
 //!   between them ([`netfault`]) and processes on them ([`process`]).
 //! - [`checker`]: reads histories and reports double activations, lost acknowledged
 //!   writes, operations applied twice, stale reads and recovery times.
+//! - [`run`]: whole runs — node processes, a load client, faults drawn from a seed
+//!   ([`run::run_chaos`], [`schedule`]) or named by a test ([`run::run_schedule`]) —
+//!   and the checker's verdict. `examples/partition_and_check.rs` drives the bed
+//!   step by step, as a user's own test would.
 //!
 //! This crate sits beside the framework, not under it: it depends on `granary` (the
 //! facade) only to run workloads, never the other way round.

@@ -63,6 +63,14 @@ pub struct ChaosConfig {
     pub rate: f64,
     /// Where run directories are created.
     pub parent_dir: PathBuf,
+    /// More clients, one on each of these node hosts (in that host's namespace, so
+    /// on its side of a partition), each named `c2`, `c3`, ... and loading its own
+    /// keys (prefix `c2-`, ...) with the same workload, keys, concurrency and rate.
+    /// Empty by default: one client, on a host of its own.
+    pub clients_on: Vec<HostId>,
+    /// How long each counter increment waits before its state write on every node
+    /// (slow handlers, so a pause or kill catches some in flight). Zero by default.
+    pub handler_delay: Duration,
 }
 
 impl ChaosConfig {
@@ -84,6 +92,8 @@ impl ChaosConfig {
             concurrency: 8,
             rate: 200.0,
             parent_dir: std::env::temp_dir().join("granary-testbed"),
+            clients_on: Vec::new(),
+            handler_delay: Duration::ZERO,
         }
     }
 
@@ -129,14 +139,19 @@ pub struct RunOutcome {
     pub seed: u64,
     /// The faults applied, in order, as text.
     pub faults: Vec<String>,
-    /// The client's summary.
+    /// The client's summary (`c1`, on its own host).
     pub client: ClientSummary,
+    /// The summaries of the clients of [`ChaosConfig::clients_on`], in that order.
+    pub other_clients: Vec<ClientSummary>,
     /// The checker's report.
     pub report: Report,
     /// Wall time of the run.
     pub elapsed: Duration,
     /// The run directory, kept because the report is not clean (`None`: removed).
     pub kept_run_dir: Option<PathBuf>,
+    /// Every process's history and the faults, merged in time order: for a test's
+    /// own checks beyond the checker's (who handled what while a fault held).
+    pub events: Vec<Event>,
 }
 
 /// A node of the run: its host, incarnation and process.
@@ -150,12 +165,6 @@ struct NodeSlot {
 /// a tool that failed); anomalies are in the outcome's report. On an error the run
 /// directory is kept and named in the error's log line on stderr.
 pub fn run_chaos(config: &ChaosConfig) -> Result<RunOutcome, BedError> {
-    if config.nodes < 2 {
-        return Err(BedError::Invalid(
-            "a chaos run needs at least 2 node hosts".into(),
-        ));
-    }
-    let started = Instant::now();
     let schedule = draw(
         config.seed,
         config.nodes,
@@ -163,9 +172,29 @@ pub fn run_chaos(config: &ChaosConfig) -> Result<RunOutcome, BedError> {
         config.faults,
         config.times,
     );
+    run_schedule(config, &schedule)
+}
+
+/// Runs one chaos run with a fixed `schedule` instead of one drawn from the seed
+/// (`config.seed`, `mix`, `faults` and `times` are not read): a test that proves one
+/// behaviour names its faults. Node hosts are `HostId(0)..HostId(config.nodes)`.
+pub fn run_schedule(config: &ChaosConfig, schedule: &[Fault]) -> Result<RunOutcome, BedError> {
+    if config.nodes < 2 {
+        return Err(BedError::Invalid(
+            "a chaos run needs at least 2 node hosts".into(),
+        ));
+    }
+    if let Some(bad) = config.clients_on.iter().find(|h| h.0 >= config.nodes) {
+        return Err(BedError::Invalid(format!(
+            "clients_on names h{}, not a node host (h1..h{})",
+            bad.0 + 1,
+            config.nodes
+        )));
+    }
+    let started = Instant::now();
     let bed = Testbed::new_in(config.nodes + 1, &config.parent_dir)?;
-    let result = drive(&bed, config, &schedule);
-    let (faults, client) = match result {
+    let result = drive(&bed, config, schedule);
+    let (faults, client, other_clients) = match result {
         Ok(done) => done,
         Err(err) => {
             bed.keep_run_dir();
@@ -192,9 +221,11 @@ pub fn run_chaos(config: &ChaosConfig) -> Result<RunOutcome, BedError> {
         seed: config.seed,
         faults,
         client,
+        other_clients,
         report,
         elapsed: started.elapsed(),
         kept_run_dir,
+        events,
     })
 }
 
@@ -202,7 +233,7 @@ fn drive(
     bed: &Testbed,
     config: &ChaosConfig,
     schedule: &[Fault],
-) -> Result<(Vec<String>, ClientSummary), BedError> {
+) -> Result<(Vec<String>, ClientSummary, Vec<ClientSummary>), BedError> {
     let dir = bed.run_dir();
     let fault_log_path = dir.join("faults.jsonl");
     let fault_log = HistoryWriter::open(&fault_log_path).map_err(|source| BedError::File {
@@ -244,39 +275,52 @@ fn drive(
         nodes.push(slot);
     }
 
-    let client_name = "c1";
-    let mut client_args = vec![
-        "client".to_string(),
-        "--name".into(),
-        client_name.into(),
-        "--bind".into(),
-        SocketAddr::new(bed.host(client_host)?.addr.into(), 0).to_string(),
-        "--workload".into(),
-        config.workload.clone(),
-        "--keys".into(),
-        config.keys.to_string(),
-        "--concurrency".into(),
-        config.concurrency.to_string(),
-        "--rate".into(),
-        config.rate.to_string(),
-        "--history".into(),
-        dir.join(format!("{client_name}-0.jsonl"))
-            .display()
-            .to_string(),
-    ];
-    for &host in &node_hosts {
-        client_args.push("--seed".into());
-        client_args.push(addr(host)?.to_string());
+    let launch_client =
+        |host: HostId, client_name: &str, key_prefix: &str| -> Result<Process, BedError> {
+            let mut client_args = vec![
+                "client".to_string(),
+                "--name".into(),
+                client_name.into(),
+                "--bind".into(),
+                SocketAddr::new(bed.host(host)?.addr.into(), 0).to_string(),
+                "--workload".into(),
+                config.workload.clone(),
+                "--keys".into(),
+                config.keys.to_string(),
+                "--concurrency".into(),
+                config.concurrency.to_string(),
+                "--rate".into(),
+                config.rate.to_string(),
+                "--history".into(),
+                dir.join(format!("{client_name}-0.jsonl"))
+                    .display()
+                    .to_string(),
+            ];
+            for &node in &node_hosts {
+                client_args.push("--seed".into());
+                client_args.push(addr(node)?.to_string());
+            }
+            if !key_prefix.is_empty() {
+                client_args.push("--key-prefix".into());
+                client_args.push(key_prefix.into());
+            }
+            let mut client = bed.spawn(
+                host,
+                &Launch::new(
+                    format!("{client_name}-0"),
+                    &config.node_program,
+                    client_args,
+                ),
+            )?;
+            client.wait_for_line("started", STARTED_DEADLINE)?;
+            Ok(client)
+        };
+    let mut client = launch_client(client_host, "c1", "")?;
+    let mut others = Vec::with_capacity(config.clients_on.len());
+    for (i, host) in config.clients_on.iter().enumerate() {
+        let name = format!("c{}", i + 2);
+        others.push(launch_client(*host, &name, &format!("{name}-"))?);
     }
-    let mut client = bed.spawn(
-        client_host,
-        &Launch::new(
-            format!("{client_name}-0"),
-            &config.node_program,
-            client_args,
-        ),
-    )?;
-    client.wait_for_line("started", STARTED_DEADLINE)?;
     std::thread::sleep(config.warmup);
 
     let mut applied = Vec::with_capacity(schedule.len());
@@ -300,15 +344,16 @@ fn drive(
     }
     std::thread::sleep(config.settle);
 
+    // Every client stops its load first, then each finishes and reads its finals.
     client.send_line("stop")?;
-    let summary_line = client.wait_for_line("{", SUMMARY_DEADLINE)?;
-    let summary: ClientSummary =
-        serde_json::from_str(&format!("{{{summary_line}")).map_err(|e| {
-            BedError::Invalid(format!(
-                "the client's summary `{{{summary_line}` is not valid: {e}"
-            ))
-        })?;
-    client.wait(SHUTDOWN_DEADLINE)?;
+    for other in &mut others {
+        other.send_line("stop")?;
+    }
+    let summary = finish_client(&mut client)?;
+    let mut other_summaries = Vec::with_capacity(others.len());
+    for other in &mut others {
+        other_summaries.push(finish_client(other)?);
+    }
     for slot in &mut nodes {
         if let Some(process) = slot.process.as_mut() {
             process.close_stdin();
@@ -321,7 +366,20 @@ fn drive(
             }
         }
     }
-    Ok((applied, summary))
+    Ok((applied, summary, other_summaries))
+}
+
+/// Waits for a stopped client's summary line and its exit.
+fn finish_client(client: &mut Process) -> Result<ClientSummary, BedError> {
+    let summary_line = client.wait_for_line("{", SUMMARY_DEADLINE)?;
+    let summary: ClientSummary =
+        serde_json::from_str(&format!("{{{summary_line}")).map_err(|e| {
+            BedError::Invalid(format!(
+                "the client's summary `{{{summary_line}` is not valid: {e}"
+            ))
+        })?;
+    client.wait(SHUTDOWN_DEADLINE)?;
+    Ok(summary)
 }
 
 /// Starts (or restarts) the node of `slot` at its current incarnation and waits
@@ -355,6 +413,10 @@ fn start_node(
     for seed in seeds {
         args.push("--seed".into());
         args.push(seed.to_string());
+    }
+    if !config.handler_delay.is_zero() {
+        args.push("--handler-delay-ms".into());
+        args.push(config.handler_delay.as_millis().to_string());
     }
     let launch = Launch::new(name, &config.node_program, args).delayed(slow_start);
     let mut process = bed.spawn(slot.host, &launch)?;
@@ -411,22 +473,24 @@ fn apply(
                 .filter(|h| !minority.contains(h))
                 .chain([client_host])
                 .collect();
-            record(fault.to_string())?;
+            // Recorded once the rules are in place (one `nft` per host takes a
+            // while): a fence measured from the record is measured from the cut.
             bed.partition(&[minority.clone(), majority])?;
+            record(fault.to_string())?;
             std::thread::sleep(*hold);
             bed.heal()?;
             record("heal".into())?;
         }
         Fault::PartialCut { a, c, hold } => {
-            record(fault.to_string())?;
             bed.cut(*a, *c)?;
+            record(fault.to_string())?;
             std::thread::sleep(*hold);
             bed.heal()?;
             record("heal".into())?;
         }
         Fault::OneWay { from, to, hold } => {
-            record(fault.to_string())?;
             bed.cut_one_way(*from, *to)?;
+            record(fault.to_string())?;
             std::thread::sleep(*hold);
             bed.heal()?;
             record("heal".into())?;
@@ -440,8 +504,10 @@ fn apply(
             record(format!("pause {}", name(*host)))?;
             process.pause()?;
             std::thread::sleep(*hold);
-            process.resume()?;
+            // Recorded before `SIGCONT`: whatever the woken process records comes
+            // after it.
             record(format!("resume {}", name(*host)))?;
+            process.resume()?;
         }
     }
     Ok(())

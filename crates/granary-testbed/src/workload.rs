@@ -54,6 +54,20 @@ pub struct Recorder {
 
 static RECORDER: OnceLock<Recorder> = OnceLock::new();
 
+static HANDLER_DELAY: OnceLock<std::time::Duration> = OnceLock::new();
+
+/// Makes every counter increment of this process wait `delay` between updating its
+/// state in memory and writing it (a slow handler: a pause or a kill then catches
+/// handlers in flight). Set once, before the node starts; `false` if already set.
+pub fn set_handler_delay(delay: std::time::Duration) -> bool {
+    HANDLER_DELAY.set(delay).is_ok()
+}
+
+/// The delay of [`set_handler_delay`] (zero unless set).
+pub(crate) fn handler_delay() -> std::time::Duration {
+    HANDLER_DELAY.get().copied().unwrap_or_default()
+}
+
 /// Installs the process's recorder (once; `false` if one was already installed).
 /// Kinds record nothing until it is installed.
 pub fn install_recorder(node: String, incarnation: u64, out: HistoryWriter) -> bool {
@@ -130,6 +144,16 @@ impl ActivationLog {
             end: Stamp::now(),
         });
     }
+}
+
+/// Records [`Event::Lease`]: the node process's host lease is now `held` (or not).
+pub fn record_lease(held: bool) {
+    record(|r| Event::Lease {
+        node: r.node.clone(),
+        incarnation: r.incarnation,
+        held,
+        at: Stamp::now(),
+    });
 }
 
 /// Records an event built from the installed recorder, if there is one. A failed

@@ -16,6 +16,7 @@ use super::stream::Stream;
 use super::{Inner, PeerEvent};
 use crate::error::HandshakeError;
 use crate::handshake::{self, Params};
+use crate::node_id::NodeId;
 use crate::wire::{FrameDecoder, Reassembler};
 
 /// Read buffer growth step: large enough for many small frames per read.
@@ -129,6 +130,8 @@ async fn serve(
                 .decode(&mut buf)
                 .and_then(|f| f.map(|f| reassembler.push(f)).transpose());
             match decoded {
+                // Fault injection (faults.rs): a partition drops what arrives too.
+                Ok(Some(Some(_))) if inbound_blocked(&inner, node) => {}
                 Ok(Some(Some(frame))) if super::heartbeat::is_heartbeat(&frame) => {}
                 Ok(Some(Some(frame))) if super::bulk::is_barrier(&frame) => {
                     // Every earlier frame of this connection was handed on above.
@@ -186,4 +189,13 @@ async fn serve(
             }
         }
     }
+}
+
+/// Whether the fault injector's partitions drop frames from `from` arriving here.
+fn inbound_blocked(inner: &Inner, from: NodeId) -> bool {
+    inner
+        .config
+        .faults
+        .as_ref()
+        .is_some_and(|f| f.blocks_arrival(from.addr(), inner.node.addr()))
 }

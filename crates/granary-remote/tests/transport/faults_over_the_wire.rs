@@ -130,3 +130,52 @@ async fn one_way_partition_blocks_only_one_direction() {
     a.shutdown();
     b.shutdown();
 }
+
+/// A both-ways partition set on one node's injector only (the peer has its own
+/// injector, with no rule) cuts both directions of the link: what the node sends is
+/// dropped on sending, what the peer sends is dropped on arrival. Healing restores
+/// both. Heartbeats are off (an hour apart), so the injector's counters count only
+/// this test's frames.
+#[tokio::test]
+async fn a_both_ways_partition_set_on_one_side_cuts_both_directions() {
+    let quiet = || config().with_heartbeat(Duration::from_secs(3600), Duration::from_secs(7200));
+    let faults_a = FaultInjector::new(1);
+    let faults_b = FaultInjector::new(2);
+    let (a, mut rx_a) = collecting(quiet().with_faults(faults_a.clone())).await;
+    let (b, mut rx_b) = collecting(quiet().with_faults(faults_b.clone())).await;
+    // Both connections up before the partition, so a frame's silence is the rule's.
+    send(&a, b.local_addr(), "r", b"warm a->b");
+    send(&b, a.local_addr(), "r", b"warm b->a");
+    assert_eq!(&recv(&mut rx_b).await.1.body[..], b"warm a->b");
+    assert_eq!(&recv(&mut rx_a).await.1.body[..], b"warm b->a");
+
+    faults_a.partition(&[a.local_addr()], &[b.local_addr()], Direction::BothWays);
+    send(&a, b.local_addr(), "r", b"a->b blocked");
+    assert_eq!(faults_a.stats().blocked, 1, "dropped on sending");
+    send(&b, a.local_addr(), "r", b"b->a blocked");
+    // The frame leaves b (b has no rule) and is dropped when it arrives at a.
+    let deadline = Instant::now() + WAIT;
+    while faults_a.stats().blocked_on_arrival < 1 {
+        assert!(
+            Instant::now() < deadline,
+            "b's frame was not dropped on arrival at a within {WAIT:?} (stats {:?})",
+            faults_a.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_silent(&mut rx_a, Duration::from_millis(100)).await;
+    assert_silent(&mut rx_b, Duration::from_millis(100)).await;
+    assert_eq!(faults_a.stats().blocked_on_arrival, 1);
+    assert_eq!(
+        faults_b.stats().blocked + faults_b.stats().blocked_on_arrival,
+        0
+    );
+
+    faults_a.heal();
+    send(&a, b.local_addr(), "r", b"a->b healed");
+    send(&b, a.local_addr(), "r", b"b->a healed");
+    assert_eq!(&recv(&mut rx_b).await.1.body[..], b"a->b healed");
+    assert_eq!(&recv(&mut rx_a).await.1.body[..], b"b->a healed");
+    a.shutdown();
+    b.shutdown();
+}

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! granary-testbed-node node --name h1 --incarnation 0 --bind 10.x.y.2:7100 [--seed ADDR]... \
-//!     --store URL --history FILE [--idle-timeout-ms N]
+//!     --store URL --history FILE [--idle-timeout-ms N] [--handler-delay-ms N]
 //!   prints `ready ADDR` once the node is Up; runs until killed, or until stdin
 //!   closes (then shuts down gracefully)
 //! granary-testbed-node client --name c1 --bind 10.x.y.9:0 --seed ADDR [--seed ADDR]... \
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use granary::virtual_actors::Node;
-use granary_testbed::history::HistoryWriter;
+use granary_testbed::history::{HistoryWriter, LEASE_POLL};
 use granary_testbed::workload::{self, driver, Workload};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -61,6 +61,10 @@ enum Command {
         /// Idle passivation of every kind, in milliseconds.
         #[arg(long, default_value_t = 60_000)]
         idle_timeout_ms: u64,
+        /// How long each counter increment waits before its state write, in
+        /// milliseconds (slow handlers; 0: none).
+        #[arg(long, default_value_t = 0)]
+        handler_delay_ms: u64,
     },
     /// The workload client.
     Client {
@@ -88,6 +92,10 @@ enum Command {
         /// The history file to append to.
         #[arg(long)]
         history: PathBuf,
+        /// Prepended to every key (clients with different prefixes load disjoint
+        /// identities).
+        #[arg(long, default_value = "")]
+        key_prefix: String,
     },
 }
 
@@ -103,7 +111,9 @@ async fn main() -> ExitCode {
             store,
             history,
             idle_timeout_ms,
+            handler_delay_ms,
         } => {
+            workload::set_handler_delay(Duration::from_millis(handler_delay_ms));
             run_node(
                 (cli.cluster, cli.secret),
                 name,
@@ -125,6 +135,7 @@ async fn main() -> ExitCode {
             concurrency,
             rate,
             history,
+            key_prefix,
         } => {
             let options = driver::ClientOptions {
                 name,
@@ -136,6 +147,7 @@ async fn main() -> ExitCode {
                 concurrency,
                 rate,
                 history,
+                key_prefix,
             };
             run_client(options).await
         }
@@ -167,10 +179,25 @@ async fn run_node(
         .store(store)
         .cluster_secret(cluster, secret.into_bytes());
     let node = workload::host_all(builder, idle).start().await?;
+    // Lease transitions into the history (the bed's host-lease proof reads them):
+    // polled, since the lease is a clock the runtime reads before each message.
+    let probe = node.probe();
+    let watcher = tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            let held = probe.lease_held();
+            if last != Some(held) {
+                workload::record_lease(held);
+                last = Some(held);
+            }
+            tokio::time::sleep(LEASE_POLL).await;
+        }
+    });
     println!("ready {}", node.addr());
     // Runs until killed, or until stdin closes: then a graceful shutdown.
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(_)) = lines.next_line().await {}
+    watcher.abort();
     node.shutdown().await;
     Ok(())
 }

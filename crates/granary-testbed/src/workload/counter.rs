@@ -73,6 +73,10 @@ impl VirtualHandler<Increment> for Counter {
             return Ok(ctx.state().applied.len() as u64);
         }
         ctx.state_mut().applied.push(msg.op);
+        let delay = super::handler_delay();
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let written = ctx.write_state().await;
         if let Err(e) = written {
             // Not acknowledged: drop it from memory too, so that a retry applies it

@@ -66,6 +66,10 @@ pub struct ClientOptions {
     pub rate: f64,
     /// The history file.
     pub history: PathBuf,
+    /// Prepended to every key (`k3` becomes `<prefix>k3`): clients with different
+    /// prefixes load disjoint identities, so each one's final reads see only its
+    /// own writes (empty: the keys of the other clients without a prefix).
+    pub key_prefix: String,
 }
 
 /// What the client did, printed as one JSON line at the end.
@@ -100,6 +104,7 @@ struct Shared {
     client: Client,
     history: HistoryWriter,
     name: String,
+    key_prefix: String,
     op_base: u64,
     seq: AtomicU64,
     counts: [AtomicU64; 4],
@@ -200,6 +205,7 @@ pub async fn connect(options: ClientOptions) -> Result<Driver, DriverError> {
         client,
         history,
         name: options.name.clone(),
+        key_prefix: options.key_prefix.clone(),
         op_base: (hasher.finish() & 0xff_ffff) << 40,
         seq: AtomicU64::new(1),
         counts: Default::default(),
@@ -209,7 +215,7 @@ pub async fn connect(options: ClientOptions) -> Result<Driver, DriverError> {
         shared.record(&Event::Accounts {
             client: options.name.clone(),
             accounts: (0..options.keys)
-                .map(|i| format!("tb.Account/{}", account_key(i)))
+                .map(|i| format!("tb.Account/{}", shared.account_key(i)))
                 .collect(),
             initial_balance: INITIAL_BALANCE,
             at: Stamp::now(),
@@ -282,16 +288,18 @@ async fn load(shared: &Arc<Shared>, options: &ClientOptions, mut stop: watch::Re
     }
 }
 
-fn counter_key(i: usize) -> String {
-    format!("k{i}")
-}
+impl Shared {
+    fn counter_key(&self, i: usize) -> String {
+        format!("{}k{i}", self.key_prefix)
+    }
 
-fn account_key(i: usize) -> String {
-    format!("a{i}")
-}
+    fn account_key(&self, i: usize) -> String {
+        format!("{}a{i}", self.key_prefix)
+    }
 
-fn teller_key(i: usize) -> String {
-    format!("t{i}")
+    fn teller_key(&self, i: usize) -> String {
+        format!("{}t{i}", self.key_prefix)
+    }
 }
 
 /// Sends one random operation of the workload and records it.
@@ -299,7 +307,7 @@ async fn one_op(shared: &Shared, workload: Workload, keys: usize, rng: &mut StdR
     let op = shared.next_op();
     match workload {
         Workload::Counters => {
-            let key = counter_key(rng.random_range(0..keys));
+            let key = shared.counter_key(rng.random_range(0..keys));
             shared.invoke(op, format!("tb.Counter/{key}"), Operation::Increment);
             let reply = shared
                 .client
@@ -309,7 +317,7 @@ async fn one_op(shared: &Shared, workload: Workload, keys: usize, rng: &mut StdR
             shared.complete(op, classify(reply, |n| (Some(n), None)));
         }
         Workload::Register => {
-            let key = counter_key(rng.random_range(0..keys));
+            let key = shared.counter_key(rng.random_range(0..keys));
             let identity = format!("tb.Register/{key}");
             let register = shared.client.get::<Register>(key);
             if rng.random_bool(0.5) {
@@ -334,11 +342,11 @@ async fn one_op(shared: &Shared, workload: Workload, keys: usize, rng: &mut StdR
         Workload::Saga => {
             let from = rng.random_range(0..keys);
             let to = (from + rng.random_range(1..keys)) % keys;
-            let teller = teller_key(rng.random_range(0..keys));
+            let teller = shared.teller_key(rng.random_range(0..keys));
             let transfer = Transfer {
                 op,
-                from: account_key(from),
-                to: account_key(to),
+                from: shared.account_key(from),
+                to: shared.account_key(to),
                 amount: rng.random_range(1..=100),
             };
             if !drive_transfer(shared, &teller, &transfer).await {
@@ -411,11 +419,11 @@ async fn read_finals(shared: &Shared, workload: Workload, keys: usize, deadline:
     let mut identities: Vec<(&str, String)> = Vec::new();
     for i in 0..keys {
         match workload {
-            Workload::Counters => identities.push((Counter::KIND, counter_key(i))),
-            Workload::Register => identities.push((Register::KIND, counter_key(i))),
+            Workload::Counters => identities.push((Counter::KIND, shared.counter_key(i))),
+            Workload::Register => identities.push((Register::KIND, shared.counter_key(i))),
             Workload::Saga => {
-                identities.push((Account::KIND, account_key(i)));
-                identities.push((Teller::KIND, teller_key(i)));
+                identities.push((Account::KIND, shared.account_key(i)));
+                identities.push((Teller::KIND, shared.teller_key(i)));
             }
         }
     }
