@@ -8,7 +8,10 @@
 //!   first operation it handled to the end of the last one. An activation that lives
 //!   on without handling (fenced by its host lease, or waiting for `on_deactivate`)
 //!   is not a second activation in this sense: the fence's promise is that it handles
-//!   nothing, and handling is what the checker sees.
+//!   nothing, and handling is what the checker sees. A handler already running when
+//!   its process paused past its lease is *fenced* when the store refuses its write
+//!   (it applied nothing and its activation ended with `StateConflict` at once): it
+//!   is left out of the interval. A handler that applied anything is never left out.
 //! - **lost acknowledged write**: an increment, register write or transfer
 //!   acknowledged ([`Outcome::Ok`]) whose op id is missing from the identity's
 //!   [`Event::Final`] (a transfer: from both accounts' finals).
@@ -218,6 +221,38 @@ struct ActivationLife<'a> {
     process: (&'a str, u64),
     handled_from: Option<Stamp>,
     handled_to: Option<Stamp>,
+    /// Every handling: start, end, applied.
+    handlings: Vec<(Stamp, Stamp, bool)>,
+    /// How and when it ended, if it was recorded.
+    ended: Option<(&'a str, Stamp)>,
+}
+
+/// How soon after a refused handler's end its activation must end for the handler
+/// to count as fenced: the refusal ends the activation at once (microseconds).
+const FENCE_END_WITHIN_US: u64 = 100_000;
+
+impl ActivationLife<'_> {
+    /// Sets the handling interval from the handlings, leaving out a *fenced* one:
+    /// the last handler of an activation that ended with `StateConflict` right
+    /// after it returned, having applied nothing. The store refused its write (its
+    /// version check: a successor had written), so it changed no state and its
+    /// caller got an error. This is the in-flight case of the host lease (a
+    /// process paused mid-handler past its lease): the lease fences *admission*,
+    /// the store's version check fences the write of a handler already running.
+    fn settle_interval(&mut self) {
+        self.handlings.sort_by_key(|(start, _, _)| *start);
+        if let (Some(("StateConflict", ended_at)), Some(&(_, end, false))) =
+            (self.ended, self.handlings.last())
+        {
+            if ended_at.mono_us >= end.mono_us
+                && ended_at.mono_us - end.mono_us <= FENCE_END_WITHIN_US
+            {
+                self.handlings.pop();
+            }
+        }
+        self.handled_from = self.handlings.iter().map(|(start, _, _)| *start).min();
+        self.handled_to = self.handlings.iter().map(|(_, end, _)| *end).max();
+    }
 }
 
 /// An identity's final state, as recorded.
@@ -296,7 +331,18 @@ impl<'a> Run<'a> {
                 } => {
                     run.life(activation, identity, (node, *incarnation));
                 }
-                Event::ActivationEnd { .. } | Event::Lease { .. } => {}
+                Event::ActivationEnd {
+                    node,
+                    incarnation,
+                    identity,
+                    activation,
+                    reason,
+                    at,
+                } => {
+                    run.life(activation, identity, (node, *incarnation)).ended =
+                        Some((reason.as_str(), *at));
+                }
+                Event::Lease { .. } => {}
                 Event::Handled {
                     node,
                     incarnation,
@@ -308,8 +354,7 @@ impl<'a> Run<'a> {
                     end,
                 } => {
                     let life = run.life(activation, identity, (node, *incarnation));
-                    life.handled_from = Some(life.handled_from.map_or(*start, |s| s.min(*start)));
-                    life.handled_to = Some(life.handled_to.map_or(*end, |t| t.max(*end)));
+                    life.handlings.push((*start, *end, *applied));
                     if *applied {
                         run.applied
                             .entry((identity, *op))
@@ -325,6 +370,9 @@ impl<'a> Run<'a> {
                 } => run.accounts = Some((accounts, *initial_balance, *at)),
                 Event::Fault { what, at } => run.faults.push((what, *at)),
             }
+        }
+        for life in run.activations.values_mut() {
+            life.settle_interval();
         }
         run
     }
@@ -342,6 +390,8 @@ impl<'a> Run<'a> {
                 process,
                 handled_from: None,
                 handled_to: None,
+                handlings: Vec::new(),
+                ended: None,
             })
     }
 

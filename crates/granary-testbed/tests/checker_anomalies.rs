@@ -29,6 +29,17 @@ fn end(node: &str, act: &str, id: &str, at: u64) -> Event {
     }
 }
 
+fn end_because(node: &str, act: &str, id: &str, reason: &str, at: u64) -> Event {
+    Event::ActivationEnd {
+        node: node.into(),
+        incarnation: 0,
+        identity: id.into(),
+        activation: act.into(),
+        reason: reason.into(),
+        at: Stamp::at(at),
+    }
+}
+
 fn handled(node: &str, act: &str, id: &str, op: u64, applied: bool, from: u64, to: u64) -> Event {
     Event::Handled {
         node: node.into(),
@@ -144,6 +155,52 @@ fn a_fenced_activation_that_lives_on_without_handling_is_no_double_activation() 
     h.push(end("h1", "h1:0:0", C, 5_000));
     let report = check(&h);
     assert!(report.is_clean(), "{report}");
+}
+
+/// h1 was paused in the middle of handling op 5 (admitted at 290 µs, before the
+/// kill-like fault), h2 took over; h1 woke and its handler returned at 2 040 µs.
+fn paused_mid_handler(applied: bool, reason: &str, ended_after_us: u64) -> Vec<Event> {
+    let mut h = clean_counter_history();
+    h.push(invoke(5, C, Operation::Increment, 280));
+    h.push(handled("h1", "h1:0:0", C, 5, applied, 290, 2_040));
+    h.push(end_because(
+        "h1",
+        "h1:0:0",
+        C,
+        reason,
+        2_040 + ended_after_us,
+    ));
+    if applied {
+        let Some(Event::Final { applied, .. }) =
+            h.iter_mut().find(|e| matches!(e, Event::Final { .. }))
+        else {
+            unreachable!()
+        };
+        applied.push(5);
+    }
+    h
+}
+
+#[test]
+fn a_handler_in_flight_whose_write_the_store_refused_is_fenced() {
+    let report = check(&paused_mid_handler(false, "StateConflict", 90));
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn a_handler_in_flight_that_applied_is_a_double_activation() {
+    let report = check(&paused_mid_handler(true, "StateConflict", 90));
+    assert_eq!(report.double_activations(), 1, "{report}");
+}
+
+#[test]
+fn a_refused_handler_is_fenced_only_if_its_activation_ended_for_it() {
+    // Ended for another reason, or long after the handler returned: not the store's
+    // refusal of this handler's write, so the overlap counts.
+    let report = check(&paused_mid_handler(false, "Idle", 90));
+    assert_eq!(report.double_activations(), 1, "{report}");
+    let report = check(&paused_mid_handler(false, "StateConflict", 500_000));
+    assert_eq!(report.double_activations(), 1, "{report}");
 }
 
 #[test]

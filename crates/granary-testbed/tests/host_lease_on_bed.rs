@@ -16,13 +16,14 @@
 //! Two tests. The first proves the lease's promise about what a woken node *starts*
 //! to handle, and that nothing acknowledged is lost or applied twice. The second asks
 //! the checker's full question (no identity handled by two activations at once) under
-//! a heavier load, and fails today: a handler admitted just before the `SIGSTOP` is
-//! still running when the majority's activation of the same identity begins, and it
-//! finishes after waking (its `write_state` is refused by the ETag: `applied: false`,
-//! the activation ends with `StateConflict`). The lease fences admission, not a
-//! handler already running; docs/semantics.md promises that handling does not
-//! overlap. Kept `#[ignore]`d as the reproduction until the runtime fences in-flight
-//! handlers (or the semantics say otherwise).
+//! a heavier load, with handlers slow enough that the stop catches some in flight: a
+//! handler admitted just before the `SIGSTOP` finishes after waking, when the
+//! majority's activation of its identity may already be handling. The lease fences
+//! admission; the store's version check fences such a handler's write (`applied:
+//! false`, the activation ends with `StateConflict`), and the checker leaves a handler
+//! fenced that way out of the handling interval (docs/semantics.md, "A handler in
+//! flight when its process stops is fenced by the store"). Any handler that *applied*
+//! after a successor began is still a double activation.
 
 mod proofs;
 
@@ -149,9 +150,9 @@ fn a_paused_node_handles_nothing_after_waking_until_its_lease_is_renewed() {
 }
 
 /// The checker's full question across a pause, with handlers slow enough (200 ms
-/// before their state write, 16 client tasks) that the stop catches some of h2's in flight. Fails today (see the module docs).
+/// before their state write, 16 client tasks) that the stop catches some of h2's in
+/// flight (see the module docs).
 #[test]
-#[ignore = "fails until the runtime fences handlers in flight across a pause: run with --ignored"]
 fn no_identity_is_handled_by_two_activations_across_a_pause() {
     let test = "host_lease_on_bed (overlap)";
     if !available_or_skip(test) {

@@ -10,6 +10,9 @@
 //!     --workload counters|register|saga --keys N --concurrency N --rate OPS_PER_SEC --history FILE
 //!   prints `started`; loads until a line `stop` on stdin (or stdin closes); then
 //!   finishes, reads every final state and prints one JSON summary line
+//! granary-testbed-node check DIR
+//!   runs the history checker over a run directory (every `*.jsonl` in it, as a
+//!   failing run keeps it) and prints the report; exits 1 when it is not clean
 //! ```
 
 use std::net::SocketAddr;
@@ -97,12 +100,34 @@ enum Command {
         #[arg(long, default_value = "")]
         key_prefix: String,
     },
+    /// Checks a run directory's histories and prints the report.
+    Check {
+        /// The run directory (holds the `*.jsonl` histories).
+        dir: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Check { dir } => {
+            return match granary_testbed::history::read_run(&dir) {
+                Ok(events) => {
+                    let report = granary_testbed::checker::check(&events);
+                    println!("{report}");
+                    if report.is_clean() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(e) => {
+                    eprintln!("granary-testbed-node: reading {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Node {
             name,
             incarnation,
