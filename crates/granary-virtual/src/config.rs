@@ -367,8 +367,20 @@ impl MembershipSettings {
         Ok(())
     }
 
-    /// Checks that the chosen provider has what it needs.
+    /// Checks that the chosen provider has what it needs (and is in this build).
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.provider == ProviderKind::Dns && cfg!(not(feature = "dns")) {
+            return Err(ConfigError::FeatureDisabled {
+                what: "the dns membership provider",
+                feature: "dns",
+            });
+        }
+        if self.provider == ProviderKind::Postgres && cfg!(not(feature = "postgres")) {
+            return Err(ConfigError::FeatureDisabled {
+                what: "the postgres membership provider",
+                feature: "postgres",
+            });
+        }
         match self.provider {
             ProviderKind::Static if self.seeds.is_empty() => Err(ConfigError::Invalid {
                 field: "membership.seeds",

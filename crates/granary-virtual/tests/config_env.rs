@@ -195,3 +195,112 @@ async fn a_wildcard_bind_advertises_the_configured_name() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// Writes a CA and a certificate for 127.0.0.1 (issued by it) as PEM files; returns the
+/// TLS settings naming them.
+#[cfg(feature = "tls")]
+fn tls_files(dir: &std::path::Path, tag: &str) -> granary_virtual::TlsSettings {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("{tag} CA"));
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = params.self_signed(&ca_key).unwrap();
+    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let write = |name: &str, text: String| {
+        let path = dir.join(format!("{tag}-{name}"));
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    granary_virtual::TlsSettings {
+        ca_file: Some(write("ca.pem", ca.pem())),
+        cert_file: Some(write("cert.pem", cert.pem())),
+        key_file: Some(write("key.pem", key.serialize_pem())),
+        ..Default::default()
+    }
+}
+
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_from_certificate_files_in_the_config() {
+    use granary_virtual::{ClientBuilder, ClientConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let tls = tls_files(dir.path(), "cluster");
+    let text = format!(
+        "cluster_secret = \"tls-secret\"\n[store]\nurl = \"memory:\"\n{}",
+        toml_tls(&tls)
+    );
+    let config = NodeConfig::from_toml_str(&text).unwrap();
+    assert!(config.tls.enabled());
+    let a = NodeBuilder::from_config(config.clone())
+        .host(Kind::<Counter>::new().handles::<Increment>())
+        .start()
+        .await
+        .unwrap();
+    let mut joining = config.clone();
+    joining.membership.seeds = vec![a.addr().to_string()];
+    let b = NodeBuilder::from_config(joining)
+        .host(Kind::<Counter>::new().handles::<Increment>())
+        .start()
+        .await
+        .unwrap();
+    b.ready(WAIT).await.unwrap();
+
+    let client_config = ClientConfig {
+        seeds: vec![a.addr().to_string()],
+        cluster_secret: granary_virtual::Secret::new("tls-secret"),
+        tls: tls.clone(),
+        ..ClientConfig::default()
+    };
+    let client = ClientBuilder::from_config(client_config.clone())
+        .connect()
+        .await
+        .unwrap();
+    for i in 0..10 {
+        let (_, n) = client
+            .get::<Counter>(format!("tls-{i}"))
+            .ask(Increment(1))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    client.close().await;
+
+    // A client with a certificate from another CA is not let in.
+    let rogue = ClientConfig {
+        tls: tls_files(dir.path(), "rogue"),
+        ..client_config
+    };
+    let err = ClientBuilder::from_config(rogue)
+        .ask_timeout(Duration::from_secs(2))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VirtualError::Setup(_)), "{err:?}");
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+#[cfg(feature = "tls")]
+fn toml_tls(tls: &granary_virtual::TlsSettings) -> String {
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().unwrap().display().to_string();
+    format!(
+        "[tls]\nca_file = {:?}\ncert_file = {:?}\nkey_file = {:?}\n",
+        path(&tls.ca_file),
+        path(&tls.cert_file),
+        path(&tls.key_file)
+    )
+}
+
+#[tokio::test]
+async fn incomplete_tls_settings_are_refused_before_binding() {
+    let mut config = NodeConfig::default();
+    config.tls.ca_pem = Some("x".into());
+    let err = NodeBuilder::from_config(config).start().await.unwrap_err();
+    assert!(matches!(err, VirtualError::Config(_)), "{err:?}");
+}
