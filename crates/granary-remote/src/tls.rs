@@ -192,6 +192,9 @@ mod disabled {
         }
     }
 
+    /// Stands in for a TLS server name.
+    pub(crate) struct NoName;
+
     /// Stands in for the acceptor and connector; never constructed.
     #[derive(Clone)]
     pub(crate) struct Never(NoTls);
@@ -200,7 +203,7 @@ mod disabled {
         pub(crate) async fn accept(&self, _: TcpStream) -> io::Result<NoTls> {
             match self.0 {}
         }
-        pub(crate) async fn connect(&self, _: (), _: TcpStream) -> io::Result<NoTls> {
+        pub(crate) async fn connect(&self, _: NoName, _: TcpStream) -> io::Result<NoTls> {
             match self.0 {}
         }
     }
@@ -223,6 +226,8 @@ mod disabled {
             Err(TlsConfigError::Disabled)
         }
 
-        pub(crate) fn server_name_for(&self, _: SocketAddr) {}
+        pub(crate) fn server_name_for(&self, _: SocketAddr) -> NoName {
+            NoName
+        }
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use granary::prelude::*;
 use granary::register_message;
-use granary::virtual_actors::{ConfigError, NodeBuilder, NodeConfig};
+use granary::virtual_actors::{NodeBuilder, NodeConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Default)]
@@ -64,6 +64,10 @@ async fn a_node_keeps_state_in_the_embedded_store_across_restarts() {
     }
 }
 
+#[cfg_attr(
+    all(feature = "tls", feature = "dns", feature = "postgres"),
+    allow(dead_code)
+)]
 fn config(vars: &[(&str, &str)]) -> NodeConfig {
     let mut c = NodeConfig::default();
     c.apply_env(|name| {
@@ -76,6 +80,10 @@ fn config(vars: &[(&str, &str)]) -> NodeConfig {
     c
 }
 
+#[cfg_attr(
+    all(feature = "tls", feature = "dns", feature = "postgres"),
+    allow(dead_code)
+)]
 async fn start(c: NodeConfig) -> Result<Node, VirtualError> {
     NodeBuilder::from_config(c)
         .host(Kind::<Tally>::new().handles::<Bump>())
@@ -95,7 +103,10 @@ async fn tls_settings_are_refused_without_the_tls_feature() {
     assert!(
         matches!(
             err,
-            VirtualError::Config(ConfigError::FeatureDisabled { feature: "tls", .. })
+            VirtualError::Config(granary::virtual_actors::ConfigError::FeatureDisabled {
+                feature: "tls",
+                ..
+            })
         ),
         "{err:?}"
     );
@@ -112,7 +123,10 @@ async fn dns_membership_is_refused_without_the_dns_feature() {
     assert!(
         matches!(
             err,
-            VirtualError::Config(ConfigError::FeatureDisabled { feature: "dns", .. })
+            VirtualError::Config(granary::virtual_actors::ConfigError::FeatureDisabled {
+                feature: "dns",
+                ..
+            })
         ),
         "{err:?}"
     );

@@ -177,7 +177,8 @@ async fn signal_ready(program: &Program) -> Result<Option<tokio::task::AbortHand
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| VirtualError::Setup(format!("GRANARY_READY_ADDR {addr}: {e}")))?;
-    tracing::info!(%addr, "ready: readiness port open");
+    let open = listener.local_addr().unwrap_or(addr);
+    tracing::info!(addr = %open, "ready: readiness port open");
     // Accept and close at once: a TCP probe only needs the connection to succeed.
     Ok(Some(
         tokio::spawn(async move {
