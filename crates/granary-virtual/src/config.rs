@@ -1203,7 +1203,14 @@ mod tests {
         assert!(!c.transport.bulk_lane);
         assert_eq!(c.store.options().namespace(), "app1");
         assert_eq!(c.idle_timeouts_ms["demo.Counter"], 500);
-        assert!(c.validate().is_ok());
+        if cfg!(feature = "dns") {
+            assert!(c.validate().is_ok());
+        } else {
+            assert!(matches!(
+                c.validate(),
+                Err(ConfigError::FeatureDisabled { feature: "dns", .. })
+            ));
+        }
     }
 
     #[test]
