@@ -1258,6 +1258,18 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_in_the_reference_parses() {
+        let doc = include_str!("../../../docs/config.md");
+        let start = doc.find("```toml\n").expect("an example file") + "```toml\n".len();
+        let len = doc[start..].find("```").unwrap();
+        let config = NodeConfig::from_toml_str(&doc[start..start + len]).unwrap();
+        assert_eq!(config.membership.provider, ProviderKind::Dns);
+        assert_eq!(config.transport.channels.len(), 1);
+        assert!(config.tls.enabled());
+        assert_eq!(config.idle_timeouts_ms["shop.Cart"], 600_000);
+    }
+
+    #[test]
     fn the_config_reference_documents_every_variable() {
         let doc = include_str!("../../../docs/config.md");
         for var in NODE_ENV.iter().chain(CLIENT_ENV) {
