@@ -46,6 +46,7 @@ pub enum ProviderError {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A PostgreSQL operation failed.
+    #[cfg(feature = "postgres")]
     #[error("postgres membership table: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     /// A stored or configured value could not be parsed.

@@ -40,8 +40,9 @@
 //! Dependencies and why: `imbl` gives the ring O(1) clones (events carry it), `xxhash-rust`
 //! a hash that is identical on every platform, `postcard` the in-memory transport's
 //! byte-accurate encoding, `hickory-resolver` and `tokio-postgres` the DNS and PostgreSQL
-//! providers, `granary-core` the remote transport's inbox actor and the `Message` bound of
-//! `forward`. The simulation uses tokio's paused clock so 1,000 nodes run in virtual time,
+//! providers (features `dns` and `postgres`, on by default), `granary-core` the remote
+//! transport's inbox actor and the `Message` bound of `forward`. The simulation uses
+//! tokio's paused clock so 1,000 nodes run in virtual time,
 //! deterministic and faster than real time; that needs tokio's `test-util`, so it sits
 //! behind the `sim` feature and applications that only run a cluster do not get it.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]

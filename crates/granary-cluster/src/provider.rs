@@ -6,17 +6,22 @@
 //!
 //! - [`SeedsProvider`]: a few well-known seed addresses (the default, zero set-up);
 //! - [`StaticProvider`]: the full, fixed list of members;
-//! - [`DnsProvider`]: A or SRV records, e.g. of a Kubernetes headless Service;
-//! - [`PostgresProvider`]: an Orleans-style membership table.
+//! - `DnsProvider`: A or SRV records, e.g. of a Kubernetes headless Service (feature
+//!   `dns`);
+//! - `PostgresProvider`: an Orleans-style membership table (feature `postgres`).
 
+#[cfg(feature = "dns")]
 mod dns;
+#[cfg(feature = "postgres")]
 mod postgres;
 
 use std::net::SocketAddr;
 
 use async_trait::async_trait;
 
+#[cfg(feature = "dns")]
 pub use dns::{DnsProvider, DnsRecordKind};
+#[cfg(feature = "postgres")]
 pub use postgres::PostgresProvider;
 
 use crate::error::ProviderError;

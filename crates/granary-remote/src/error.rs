@@ -193,8 +193,12 @@ pub enum TlsConfigError {
         reason: String,
     },
     /// rustls rejected the configuration.
+    #[cfg(feature = "tls")]
     #[error("rustls: {0}")]
     Rustls(#[from] rustls::Error),
+    /// TLS was configured, but this build has no TLS (the `tls` feature is off).
+    #[error("TLS is configured but this build lacks the `tls` feature")]
+    Disabled,
     /// The client certificate verifier could not be built.
     #[error("client verifier: {0}")]
     Verifier(String),

@@ -24,7 +24,8 @@
 //!
 //! Well-kept crates do the infrastructure: `tokio` for I/O, `bytes` for zero-copy buffers,
 //! `postcard` for bodies (compact, maintained; bincode is not), `inventory` for link-time
-//! registration, `hmac`/`sha2` for the challenge–response, `rustls`/`tokio-rustls` for TLS,
+//! registration, `hmac`/`sha2` for the challenge–response, `rustls`/`tokio-rustls` for TLS
+//! (feature `tls`, on by default),
 //! `rand` for seeded fault injection.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 

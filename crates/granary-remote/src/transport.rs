@@ -449,12 +449,18 @@ impl Transport {
                     addr: config.listen,
                     source,
                 })?;
-        let addr = listener
+        let bound = listener
             .local_addr()
             .map_err(|source| TransportError::Bind {
                 addr: config.listen,
                 source,
             })?;
+        // The node's identity is the address peers dial: the advertised one if set.
+        let addr = match config.advertise {
+            Some(a) if a.port() == 0 => SocketAddr::new(a.ip(), bound.port()),
+            Some(a) => a,
+            None => bound,
+        };
         let mut channels = vec![
             ChannelSpec {
                 id: crate::wire::CONTROL_CHANNEL,
@@ -490,7 +496,7 @@ impl Transport {
             refusal_log: log_limit::LogLimit::new(10, std::time::Duration::from_secs(10)),
         });
         inner.spawn(listener::accept_loop(inner.clone(), listener));
-        tracing::info!(node = %inner.node, "transport listening");
+        tracing::info!(node = %inner.node, %bound, "transport listening");
         Ok(Self { inner })
     }
 
@@ -499,7 +505,8 @@ impl Transport {
         self.inner.node
     }
 
-    /// The address this node listens on.
+    /// The address peers reach this node at: the advertised address if one is set,
+    /// otherwise the one it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.inner.node.addr()
     }

@@ -15,6 +15,7 @@ use granary_remote::{RemoteNode, TransportConfig};
 use tokio::task::AbortHandle;
 
 use crate::actor::VirtualActor;
+use crate::config::{ClientConfig, Secret};
 use crate::error::VirtualError;
 use crate::protocol::{ControlFrame, Reply, Request, CONTROL};
 use crate::runtime::{ControlInbox, Members, Runtime, RuntimeConfig};
@@ -52,7 +53,7 @@ impl Client {
     pub async fn connect(
         seeds: impl IntoIterator<Item = SocketAddr>,
     ) -> Result<Client, VirtualError> {
-        Self::connect_with(seeds, "granary", b"granary-dev-secret".to_vec()).await
+        Self::connect_with(seeds, "granary", crate::DEFAULT_SECRET.as_bytes().to_vec()).await
     }
 
     /// Connects through `seeds` to the cluster `name` with `secret`.
@@ -75,14 +76,20 @@ impl Client {
     }
 
     async fn start(builder: ClientBuilder) -> Result<Client, VirtualError> {
-        let ClientBuilder {
-            seeds,
-            cluster_name,
-            secret,
-            bind,
-        } = builder;
+        let ClientBuilder { settings, tls } = builder;
+        settings.validate()?;
+        let tls = match tls {
+            Some(tls) => Some(tls),
+            None => crate::node::load_tls(&settings.tls)?,
+        };
+        let seeds = crate::node::resolve_seeds(&settings.seeds).await?;
         let system = ActorSystem::new();
-        let transport = TransportConfig::new(cluster_name, secret).with_listen(bind);
+        let mut transport = TransportConfig::new(
+            settings.cluster_name.clone(),
+            settings.cluster_secret.expose().to_vec(),
+        )
+        .with_listen(settings.bind);
+        transport.tls = tls;
         let remote = RemoteNode::start(system.clone(), transport)
             .await
             .map_err(|e| VirtualError::Setup(e.to_string()))?;
@@ -99,7 +106,7 @@ impl Client {
             Members::Client(Default::default()),
             Default::default(),
             RuntimeConfig {
-                ask_timeout: Duration::from_secs(10),
+                ask_timeout: Duration::from_millis(settings.ask_timeout_ms),
                 max_attempts: 60,
                 rpc_timeout: Duration::from_secs(2),
                 // A client owns no directory partition and places nothing.
@@ -165,65 +172,73 @@ impl Client {
 /// # async fn demo() -> Result<(), granary_virtual::VirtualError> {
 /// let client = granary_virtual::Client::builder()
 ///     .seeds(["10.0.0.2:7100".parse().unwrap()])
-///     .cluster_secret("granary", b"granary-dev-secret".to_vec())
+///     .cluster_secret("granary", b"our-cluster-secret".to_vec())
 ///     .bind("10.0.0.9:0".parse().unwrap())
 ///     .connect()
 ///     .await?;
 /// # Ok(()) }
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct ClientBuilder {
-    seeds: Vec<SocketAddr>,
-    cluster_name: String,
-    secret: Vec<u8>,
-    bind: SocketAddr,
+    settings: ClientConfig,
+    tls: Option<granary_remote::TlsConfig>,
 }
 
 impl std::fmt::Debug for ClientBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The secret stays out of logs.
+        // The secret and keys stay out of logs (ClientConfig's Debug redacts them).
         f.debug_struct("ClientBuilder")
-            .field("seeds", &self.seeds)
-            .field("cluster_name", &self.cluster_name)
-            .field("bind", &self.bind)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        Self {
-            seeds: Vec::new(),
-            cluster_name: "granary".into(),
-            secret: b"granary-dev-secret".to_vec(),
-            bind: ([127, 0, 0, 1], 0).into(),
-        }
+            .field("settings", &self.settings)
+            .field("tls", &self.tls.is_some())
+            .finish()
     }
 }
 
 impl ClientBuilder {
+    /// A builder with every setting taken from `config` (see `docs/config.md`).
+    pub fn from_config(config: ClientConfig) -> Self {
+        Self {
+            settings: config,
+            tls: None,
+        }
+    }
+
     /// Members to learn the cluster from (at least one must answer).
     pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
-        self.seeds = seeds.into_iter().collect();
+        self.settings.seeds = seeds.into_iter().map(|a| a.to_string()).collect();
         self
     }
 
     /// The cluster name and shared secret of the transport handshake. Default:
-    /// `granary` and the development secret, as [`Client::connect`].
+    /// `granary` and the development secret, as [`Client::connect`] (refused on a
+    /// non-loopback bind).
     pub fn cluster_secret(mut self, name: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
-        self.cluster_name = name.into();
-        self.secret = secret.into();
+        self.settings.cluster_name = name.into();
+        self.settings.cluster_secret = Secret::new(secret);
         self
     }
 
     /// The address the client listens on (port 0 picks one); members send replies
     /// there. Default `127.0.0.1:0`.
     pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.bind = addr;
+        self.settings.bind = addr;
         self
     }
 
-    /// Connects: binds, asks the seeds for the members, starts refreshing the view.
+    /// Mutual TLS from PEM text already in memory (instead of the config's files).
+    pub fn tls(mut self, tls: granary_remote::TlsConfig) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Default timeout of a call, retries included. Default 10 s.
+    pub fn ask_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.ask_timeout_ms = timeout.as_millis() as u64;
+        self
+    }
+
+    /// Connects: checks the settings, binds, asks the seeds for the members, starts
+    /// refreshing the view.
     pub async fn connect(self) -> Result<Client, VirtualError> {
         Client::start(self).await
     }

@@ -75,6 +75,9 @@ pub enum VirtualError {
     /// The remote layer failed in a way that is not retried.
     #[error("remote: {0}")]
     Remote(RemoteError),
+    /// A setting is wrong or cannot be used (a node or client refuses to start).
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
     /// Starting the node failed (transport, registry, cluster or store).
     #[error("setup: {0}")]
     Setup(String),

@@ -40,6 +40,7 @@
 mod activation;
 mod actor;
 mod client;
+mod config;
 mod context;
 mod error;
 mod key;
@@ -58,6 +59,11 @@ mod vref;
 pub use activation::Activation;
 pub use actor::{VirtualActor, VirtualHandler};
 pub use client::{Client, ClientBuilder};
+pub use config::{
+    ChannelSetting, ClientConfig, ConfigError, DnsRecord, MembershipSettings, NodeConfig,
+    ProviderKind, Secret, StoreSettings, TlsSettings, TransportSettings, CLIENT_ENV,
+    DEFAULT_SECRET, NODE_ENV,
+};
 pub use context::{DeactivationReason, VirtualContext};
 pub use error::VirtualError;
 pub use key::Key;

@@ -6,13 +6,18 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use granary_cluster::{Cluster, ClusterConfig, ClusterEvent, MemberEvent};
+use granary_cluster::provider::{MembershipProvider, SeedsProvider, StaticProvider};
+use granary_cluster::{Cluster, ClusterConfig, ClusterEvent, MemberEvent, RemoteClusterTransport};
 use granary_core::ActorSystem;
 use granary_remote::{RemoteNode, TransportConfig};
 use granary_storage::StateStore;
 use tokio::task::AbortHandle;
 
 use crate::actor::VirtualActor;
+use crate::config::{
+    resolve, ConfigError, MembershipSettings, NodeConfig, ProviderKind, Secret, StoreSettings,
+    TransportSettings,
+};
 use crate::error::VirtualError;
 use crate::key::Key;
 use crate::kind::{ErasedKind, Kind, KindEntry};
@@ -25,6 +30,10 @@ use crate::vref::{VirtualId, VirtualRef};
 pub const DEFAULT_LOCATION_CACHE: usize = 100_000;
 
 /// Builds a [`Node`].
+///
+/// Settings a deployment changes live in a [`NodeConfig`] (file, environment:
+/// [`NodeBuilder::from_config`]); the methods here set single settings on top, and
+/// add what only code can give (the hosted kinds, a store instance, fault injection).
 ///
 /// ```no_run
 /// // no_run: binds a socket and writes a store file; tests/ run the same flow.
@@ -45,64 +54,112 @@ pub const DEFAULT_LOCATION_CACHE: usize = 100_000;
 /// # Ok(()) }
 /// ```
 pub struct NodeBuilder {
-    bind: SocketAddr,
-    seeds: Vec<SocketAddr>,
-    store_url: Option<String>,
+    settings: NodeConfig,
     store: Option<Arc<dyn StateStore>>,
-    data_dir: PathBuf,
-    cluster_name: String,
-    secret: Vec<u8>,
-    kinds: Vec<Arc<dyn ErasedKind>>,
+    kinds: Vec<(&'static str, KindMaker)>,
     cluster: ClusterConfig,
-    ask_timeout: Duration,
-    max_attempts: u32,
     rpc_timeout: Duration,
-    reminder_interval: Duration,
     down_margin: Option<Duration>,
-    location_cache: usize,
+    tls: Option<granary_remote::TlsConfig>,
     faults: Option<Arc<granary_remote::faults::FaultInjector>>,
 }
 
+/// Erases a hosted kind once the idle timeout overrides are known (at start).
+type KindMaker = Box<dyn FnOnce(Option<Duration>) -> Arc<dyn ErasedKind> + Send>;
+
 impl Default for NodeBuilder {
     fn default() -> Self {
-        Self {
-            bind: ([127, 0, 0, 1], 0).into(),
-            seeds: Vec::new(),
-            store_url: None,
-            store: None,
-            data_dir: PathBuf::from("granary-data"),
-            cluster_name: "granary".into(),
-            secret: b"granary-dev-secret".to_vec(),
-            kinds: Vec::new(),
-            cluster: ClusterConfig::default(),
-            ask_timeout: Duration::from_secs(10),
-            max_attempts: 60,
-            rpc_timeout: Duration::from_secs(2),
-            reminder_interval: Duration::from_secs(1),
-            down_margin: None,
-            location_cache: DEFAULT_LOCATION_CACHE,
-            faults: None,
-        }
+        Self::from_config(NodeConfig::default())
     }
 }
 
 impl NodeBuilder {
-    /// The address to listen on (port 0 picks one). Default `127.0.0.1:0`.
-    pub fn bind(mut self, addr: SocketAddr) -> Self {
-        self.bind = addr;
+    /// A builder with every setting taken from `config` (see `docs/config.md`).
+    ///
+    /// ```
+    /// let config = granary_virtual::NodeConfig::default();
+    /// let builder = granary_virtual::NodeBuilder::from_config(config);
+    /// # let _ = builder;
+    /// ```
+    pub fn from_config(config: NodeConfig) -> Self {
+        Self {
+            settings: config,
+            store: None,
+            kinds: Vec::new(),
+            cluster: ClusterConfig::default(),
+            rpc_timeout: Duration::from_secs(2),
+            down_margin: None,
+            tls: None,
+            faults: None,
+        }
+    }
+
+    /// Replaces every setting with `config`, keeping the hosted kinds and what was
+    /// given as code (store instance, cluster config, TLS config, faults).
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.settings = config;
         self
     }
 
-    /// Members to join through (none: form a new cluster).
+    /// The settings as they stand.
+    pub fn settings(&self) -> &NodeConfig {
+        &self.settings
+    }
+
+    /// The address to listen on (port 0 picks one). Default `127.0.0.1:0`. A
+    /// wildcard address (`0.0.0.0`) needs [`NodeBuilder::advertise`].
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.settings.bind = addr;
+        self
+    }
+
+    /// The `host[:port]` members and clients dial this node at (a DNS name is resolved
+    /// at start; no port: the bound port). Default: the bind address.
+    pub fn advertise(mut self, hostport: impl Into<String>) -> Self {
+        self.settings.advertise = Some(hostport.into());
+        self
+    }
+
+    /// Members to join through (none: form a new cluster); the `seeds` provider.
     pub fn seeds(mut self, seeds: impl IntoIterator<Item = SocketAddr>) -> Self {
-        self.seeds = seeds.into_iter().collect();
+        self.settings.membership.provider = ProviderKind::Seeds;
+        self.settings.membership.seeds = seeds.into_iter().map(|a| a.to_string()).collect();
+        self
+    }
+
+    /// The membership provider and its settings (seeds, static, DNS, PostgreSQL).
+    pub fn membership(mut self, membership: MembershipSettings) -> Self {
+        self.settings.membership = membership;
+        self
+    }
+
+    /// Transport settings (channels, parallelism, affinity, bulk lane, queues,
+    /// heartbeats).
+    pub fn transport(mut self, transport: TransportSettings) -> Self {
+        self.settings.transport = transport;
+        self
+    }
+
+    /// Mutual TLS from PEM text already in memory (instead of the config's files).
+    pub fn tls(mut self, tls: granary_remote::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
     /// The state store URL (`memory:`, `file:/path`, `postgres://…`, `redis://…`).
     /// Default: the embedded file store `file:<data_dir>/state.db`.
     pub fn store(mut self, url: impl Into<String>) -> Self {
-        self.store_url = Some(url.into());
+        self.settings.store.url = Some(url.into());
+        self
+    }
+
+    /// How the default store is opened: namespace, timeouts, pool size.
+    pub fn store_options(mut self, store: StoreSettings) -> Self {
+        let url = self.settings.store.url.take();
+        self.settings.store = store;
+        if self.settings.store.url.is_none() {
+            self.settings.store.url = url;
+        }
         self
     }
 
@@ -115,20 +172,30 @@ impl NodeBuilder {
 
     /// The directory of the default embedded store. Default `./granary-data`.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.data_dir = dir.into();
+        self.settings.store.data_dir = dir.into();
         self
     }
 
     /// The cluster name and shared secret of the transport handshake.
     pub fn cluster_secret(mut self, name: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
-        self.cluster_name = name.into();
-        self.secret = secret.into();
+        self.settings.cluster_name = name.into();
+        self.settings.cluster_secret = Secret::new(secret);
         self
     }
 
-    /// Hosts a kind on this node.
+    /// Hosts a kind on this node. An idle timeout for its name in the settings
+    /// (`idle_timeouts_ms`) replaces the kind's own.
     pub fn host<A: VirtualActor>(mut self, kind: Kind<A>) -> Self {
-        self.kinds.push(Arc::new(KindEntry::from(kind)));
+        self.kinds.push((
+            A::KIND,
+            Box::new(move |idle| {
+                let kind = match idle {
+                    Some(idle) => kind.idle_timeout(idle),
+                    None => kind,
+                };
+                Arc::new(KindEntry::from(kind)) as Arc<dyn ErasedKind>
+            }),
+        ));
         self
     }
 
@@ -141,7 +208,7 @@ impl NodeBuilder {
 
     /// Default timeout of [`VirtualRef::ask`], retries included. Default 10 s.
     pub fn ask_timeout(mut self, timeout: Duration) -> Self {
-        self.ask_timeout = timeout;
+        self.settings.ask_timeout_ms = timeout.as_millis() as u64;
         self
     }
 
@@ -149,14 +216,14 @@ impl NodeBuilder {
     /// backoff growing to 500 ms, about half a minute: the ask timeout usually ends a
     /// call first).
     pub fn max_attempts(mut self, attempts: u32) -> Self {
-        self.max_attempts = attempts;
+        self.settings.max_attempts = attempts;
         self
     }
 
     /// How often this node scans its reminder partitions for due reminders (the
     /// delivery precision). Default 1 s.
     pub fn reminder_interval(mut self, every: Duration) -> Self {
-        self.reminder_interval = every;
+        self.settings.reminder_interval_ms = every.as_millis() as u64;
         self
     }
 
@@ -178,7 +245,7 @@ impl NodeBuilder {
     /// to an identity not cached asks its directory owner. 0 caches nothing.
     /// Default [`DEFAULT_LOCATION_CACHE`].
     pub fn location_cache(mut self, entries: usize) -> Self {
-        self.location_cache = entries;
+        self.settings.location_cache = entries;
         self
     }
 
@@ -189,53 +256,95 @@ impl NodeBuilder {
         self
     }
 
-    /// Starts the node: opens the stores, binds the transport, joins the cluster
-    /// and starts serving.
+    /// Starts the node: checks the settings, opens the stores, binds the transport,
+    /// joins the cluster and starts serving. A bad setting is a
+    /// [`VirtualError::Config`].
     pub async fn start(self) -> Result<Node, VirtualError> {
-        let url = match &self.store_url {
-            Some(u) => u.clone(),
+        let s = &self.settings;
+        s.validate()?;
+        let tls = match &self.tls {
+            Some(tls) => Some(tls.clone()),
+            None => load_tls(&s.tls)?,
+        };
+        // The advertised address, resolved now (a DNS name in a pod's manifest
+        // resolves once the pod has its address); port 0 means "the bound port".
+        let advertise = match &s.advertise {
+            Some(a) => Some(resolve("advertise", a, 0).await?),
+            None => None,
+        };
+        if let Some(a) = advertise {
+            crate::config::refuse_default_secret(&s.cluster_secret, a.ip())?;
+        }
+        let (url, fallback) = match &s.store.url {
+            Some(u) => (u.clone(), false),
             None => {
-                std::fs::create_dir_all(&self.data_dir)
+                std::fs::create_dir_all(&s.store.data_dir)
                     .map_err(|e| VirtualError::Setup(format!("data dir: {e}")))?;
-                format!("file:{}", self.data_dir.join("state.db").display())
+                (
+                    format!("file:{}", s.store.data_dir.join("state.db").display()),
+                    self.store.is_none(),
+                )
             }
         };
+        let options = s.store.options();
         let default_store = match &self.store {
             Some(store) => store.clone(),
-            None => granary_storage::open(&url).await?,
+            None => granary_storage::open_with(&url, options.clone()).await?,
         };
         let mut stores: HashMap<String, Arc<dyn StateStore>> = HashMap::new();
         stores.insert(url.clone(), default_store.clone());
         let mut kinds = HashMap::new();
-        for kind in &self.kinds {
+        for (name, make) in self.kinds {
+            let idle = s
+                .idle_timeouts_ms
+                .get(name)
+                .map(|ms| Duration::from_millis(*ms));
+            let kind = make(idle);
             let store = match &kind.config().store_url {
                 Some(u) => match stores.get(u) {
                     Some(s) => s.clone(),
                     None => {
-                        let s = granary_storage::open(u).await?;
+                        let s = granary_storage::open_with(u, options.clone()).await?;
                         stores.insert(u.clone(), s.clone());
                         s
                     }
                 },
                 None => default_store.clone(),
             };
-            kinds.insert(
-                kind.name(),
-                KindSlot {
-                    kind: kind.clone(),
-                    store,
-                    fire: kind.fire(),
-                },
-            );
+            let fire = kind.fire();
+            kinds.insert(kind.name(), KindSlot { kind, store, fire });
         }
 
         let system = ActorSystem::new();
-        let mut transport = TransportConfig::new(self.cluster_name.clone(), self.secret.clone())
-            .with_listen(self.bind);
+        let mut transport = s.transport.apply(
+            TransportConfig::new(s.cluster_name.clone(), s.cluster_secret.expose().to_vec())
+                .with_listen(s.bind),
+        );
+        transport.advertise = advertise;
+        transport.tls = tls;
         transport.faults = self.faults.clone();
+        let tls_on = transport.tls.is_some();
         let remote = RemoteNode::start(system.clone(), transport)
             .await
             .map_err(|e| VirtualError::Setup(e.to_string()))?;
+        tracing::info!(
+            bind = %s.bind,
+            advertise = %remote.local_addr(),
+            store = %crate::config::redact(&url),
+            namespace = %s.store.namespace,
+            provider = %s.membership.describe(),
+            tls = if tls_on { "on" } else { "off" },
+            cluster = %s.cluster_name,
+            "granary node starting"
+        );
+        if fallback {
+            tracing::warn!(
+                store = %url,
+                "no store configured: using the embedded file store on this host; state \
+                 does not survive losing this host (set GRANARY_STORE_URL)"
+            );
+        }
+        let provider = membership_provider(s, remote.local_addr().port()).await?;
         let slot = Arc::new(OnceLock::new());
         let inbox = system.spawn(ControlInbox {
             runtime: slot.clone(),
@@ -248,7 +357,9 @@ impl NodeBuilder {
         cluster_config.roles = kinds.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>();
         // Membership rides on this node's RemoteNode: one port, one authenticated
         // connection per peer for everything.
-        let cluster = Cluster::start_on_remote(cluster_config, &remote, self.seeds.clone())
+        let cluster_transport = RemoteClusterTransport::start(&remote)
+            .map_err(|e| VirtualError::Setup(format!("cluster: {e}")))?;
+        let cluster = Cluster::start(cluster_config, cluster_transport, provider)
             .await
             .map_err(|e| VirtualError::Setup(format!("cluster: {e}")))?;
         let down_margin = self
@@ -259,18 +370,22 @@ impl NodeBuilder {
             Members::cluster(cluster.clone()),
             kinds,
             RuntimeConfig {
-                ask_timeout: self.ask_timeout,
-                max_attempts: self.max_attempts,
+                ask_timeout: Duration::from_millis(s.ask_timeout_ms),
+                max_attempts: s.max_attempts,
                 rpc_timeout: self.rpc_timeout,
                 down_margin,
                 // A partition's majority places no sooner than failure detection +
                 // stable_after + down_margin after it; the lease lapses sooner.
                 host_lease: self.cluster.downing.stable_after + down_margin,
-                location_cache: self.location_cache,
+                location_cache: s.location_cache,
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));
-        let mut tasks = start_background(&runtime, &cluster, self.reminder_interval);
+        let mut tasks = start_background(
+            &runtime,
+            &cluster,
+            Duration::from_millis(s.reminder_interval_ms),
+        );
         // The first renewal before this node hosts anything (a lone first node
         // confirms itself), then one every quarter of the lease.
         runtime.renew_lease().await;
@@ -283,6 +398,105 @@ impl NodeBuilder {
             tasks: Arc::from(tasks),
         })
     }
+}
+
+/// Reads the TLS files of the settings (`None`: TLS off).
+pub(crate) fn load_tls(
+    tls: &crate::config::TlsSettings,
+) -> Result<Option<granary_remote::TlsConfig>, ConfigError> {
+    #[cfg(feature = "tls")]
+    {
+        tls.load()
+    }
+    #[cfg(not(feature = "tls"))]
+    {
+        if tls.enabled() {
+            return Err(ConfigError::FeatureDisabled {
+                what: "tls",
+                feature: "tls",
+            });
+        }
+        Ok(None)
+    }
+}
+
+/// Resolves seed names (`host:port`); fails when none of a non-empty list resolves
+/// (joining nobody would form a second cluster).
+pub(crate) async fn resolve_seeds(seeds: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    let mut out = Vec::new();
+    let mut last = None;
+    for seed in seeds {
+        match resolve("seed", seed, 0).await {
+            Ok(a) if a.port() != 0 => out.push(a),
+            Ok(_) => {
+                last = Some(ConfigError::Invalid {
+                    field: "membership.seeds",
+                    reason: format!("{seed:?} has no port"),
+                })
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "seed skipped");
+                last = Some(e);
+            }
+        }
+    }
+    match (out.is_empty(), last) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(out),
+    }
+}
+
+async fn membership_provider(
+    s: &NodeConfig,
+    own_port: u16,
+) -> Result<Arc<dyn MembershipProvider>, VirtualError> {
+    let m = &s.membership;
+    Ok(match m.provider {
+        ProviderKind::Seeds => Arc::new(SeedsProvider::new(resolve_seeds(&m.seeds).await?)),
+        ProviderKind::Static => Arc::new(StaticProvider::new(resolve_seeds(&m.seeds).await?)),
+        #[cfg(feature = "dns")]
+        ProviderKind::Dns => {
+            use granary_cluster::provider::{DnsProvider, DnsRecordKind};
+            let kind = match m.dns_record {
+                crate::config::DnsRecord::A => DnsRecordKind::A {
+                    port: m.dns_port.unwrap_or(own_port),
+                },
+                crate::config::DnsRecord::Srv => DnsRecordKind::Srv,
+            };
+            let name = m.dns_name.clone().unwrap_or_default();
+            Arc::new(
+                DnsProvider::new(name, kind, m.dns_server)
+                    .map_err(|e| VirtualError::Setup(format!("dns provider: {e}")))?,
+            )
+        }
+        #[cfg(feature = "postgres")]
+        ProviderKind::Postgres => Arc::new(
+            granary_cluster::provider::PostgresProvider::connect(
+                m.postgres.as_deref().unwrap_or_default(),
+                s.cluster_name.clone(),
+                Duration::from_millis(m.postgres_ttl_ms),
+            )
+            .await
+            .map_err(|e| VirtualError::Setup(format!("postgres provider: {e}")))?,
+        ),
+        #[allow(unreachable_patterns)]
+        other => {
+            let _ = own_port;
+            return Err(ConfigError::FeatureDisabled {
+                what: if other == ProviderKind::Dns {
+                    "the dns membership provider"
+                } else {
+                    "the postgres membership provider"
+                },
+                feature: if other == ProviderKind::Dns {
+                    "dns"
+                } else {
+                    "postgres"
+                },
+            }
+            .into());
+        }
+    })
 }
 
 fn start_background(

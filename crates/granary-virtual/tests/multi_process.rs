@@ -21,7 +21,7 @@ use demo_counter::{Counter, Increment};
 
 async fn spawn_node(store: &str, seed: Option<SocketAddr>) -> (Child, SocketAddr) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_granary-virtual-node"));
-    cmd.arg("--store").arg(store);
+    cmd.arg("--store").arg(store).arg("--watch-stdin");
     if let Some(seed) = seed {
         cmd.arg("--seed").arg(seed.to_string());
     }

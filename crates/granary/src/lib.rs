@@ -7,6 +7,14 @@
 //! [`cluster`]), `granary-storage` and `granary-virtual` (virtual actors, as
 //! [`virtual_actors`]; its prelude is part of [`prelude`]). It must not contain runtime logic of its own.
 //!
+//! Cargo features (all but `admin` on by default): `postgres` (PostgreSQL store and
+//! membership table), `redis` (Redis store), `tls` (mutual TLS), `dns` (DNS
+//! membership), `crdt` (`granary::crdt`), `devices` (`granary::devices`), `admin` (the
+//! management endpoint). `default-features = false` is the smallest build: virtual
+//! actors, the embedded file and memory stores, seeds or a static member list, plain
+//! TCP with the shared-secret handshake. A setting that needs a missing feature is
+//! refused at start with `ConfigError::FeatureDisabled`.
+//!
 //! ```
 //! use granary::prelude::*;
 //!
@@ -37,7 +45,11 @@ pub use granary_admin as admin;
 pub use granary_cluster as cluster;
 pub use granary_core as core;
 pub use granary_core::*;
+/// Replicated CRDTs (feature `crdt`, default).
+#[cfg(feature = "crdt")]
 pub use granary_crdt as crdt;
+/// Device twins (feature `devices`, default).
+#[cfg(feature = "devices")]
 pub use granary_devices as devices;
 pub use granary_remote as remote;
 pub use granary_remote::register_message;

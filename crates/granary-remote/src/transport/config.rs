@@ -35,6 +35,11 @@ pub struct TransportConfig {
     /// Address to listen on (port 0 picks a free port). It is also the node's address in
     /// its [`NodeId`](crate::NodeId), so it must be reachable by peers (not 0.0.0.0).
     pub listen: SocketAddr,
+    /// The address peers and clients dial this node at, when it differs from `listen`
+    /// (a wildcard bind such as `0.0.0.0`, NAT, a container). It becomes the node's
+    /// address in its [`NodeId`](crate::NodeId); port 0 means the port actually bound.
+    /// `None`: the bound address. Default `None`.
+    pub advertise: Option<SocketAddr>,
     /// Cluster name; peers of another cluster are refused.
     pub cluster: String,
     /// Shared secret for the challenge–response (never sent).
@@ -119,6 +124,7 @@ impl TransportConfig {
     pub fn new(cluster: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
         Self {
             listen: ([127, 0, 0, 1], 0).into(),
+            advertise: None,
             cluster: cluster.into(),
             secret: secret.into(),
             parallelism: 2,
@@ -145,6 +151,20 @@ impl TransportConfig {
     /// Set the listen address.
     pub fn with_listen(mut self, listen: SocketAddr) -> Self {
         self.listen = listen;
+        self
+    }
+
+    /// Set the address peers dial this node at (port 0: the bound port).
+    ///
+    /// ```
+    /// use granary_remote::TransportConfig;
+    /// let config = TransportConfig::new("c", "s")
+    ///     .with_listen("0.0.0.0:7100".parse().unwrap())
+    ///     .with_advertise("10.0.0.5:7100".parse().unwrap());
+    /// assert_eq!(config.advertise.unwrap().port(), 7100);
+    /// ```
+    pub fn with_advertise(mut self, advertise: SocketAddr) -> Self {
+        self.advertise = Some(advertise);
         self
     }
 
@@ -256,8 +276,17 @@ impl TransportConfig {
         if self.max_unauthenticated == 0 {
             return Err("max_unauthenticated must be at least 1".into());
         }
-        if self.listen.ip().is_unspecified() {
-            return Err("listen address must be a concrete address peers can dial".into());
+        match self.advertise {
+            Some(a) if a.ip().is_unspecified() => {
+                return Err("advertise address must be a concrete address peers can dial".into());
+            }
+            None if self.listen.ip().is_unspecified() => {
+                return Err(
+                    "listen address must be a concrete address peers can dial (or set advertise)"
+                        .into(),
+                );
+            }
+            _ => {}
         }
         let mut seen = std::collections::HashSet::new();
         for c in &self.channels {
@@ -297,6 +326,7 @@ impl std::fmt::Debug for TransportConfig {
         // The secret is never printed.
         f.debug_struct("TransportConfig")
             .field("listen", &self.listen)
+            .field("advertise", &self.advertise)
             .field("cluster", &self.cluster)
             .field("parallelism", &self.parallelism)
             .field("affinity", &self.affinity)
@@ -341,6 +371,15 @@ mod tests {
             .is_err());
         assert!(base()
             .with_listen("0.0.0.0:0".parse().unwrap())
+            .validate()
+            .is_err());
+        assert!(base()
+            .with_listen("0.0.0.0:0".parse().unwrap())
+            .with_advertise("10.0.0.5:0".parse().unwrap())
+            .validate()
+            .is_ok());
+        assert!(base()
+            .with_advertise("0.0.0.0:7100".parse().unwrap())
             .validate()
             .is_err());
     }

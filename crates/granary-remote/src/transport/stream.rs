@@ -56,8 +56,8 @@ pub(crate) fn tune(
 /// every variant is `Unpin`, so delegation needs no pin projection.
 pub(crate) enum Stream {
     Plain(TcpStream),
-    TlsClient(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-    TlsServer(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    TlsClient(Box<crate::tls::ClientStream>),
+    TlsServer(Box<crate::tls::ServerStream>),
 }
 
 macro_rules! delegate {
