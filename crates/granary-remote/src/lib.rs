@@ -35,6 +35,7 @@ mod node_id;
 mod registry;
 mod remote;
 mod tls;
+pub mod trace;
 mod transport;
 pub mod wire;
 
@@ -49,7 +50,7 @@ pub use registry::{
 pub use remote::{ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError};
 pub use tls::TlsConfig;
 pub use transport::{
-    ChannelConfig, InboundHandler, PeerEvent, SendOptions, Transport, TransportConfig,
+    ChannelConfig, InboundHandler, PeerEvent, QueueDepth, SendOptions, Transport, TransportConfig,
     TransportStats,
 };
 
