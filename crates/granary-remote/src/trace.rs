@@ -14,6 +14,13 @@
 //! [`tracing_subscriber::Registry`]. Without it (or with INFO spans filtered out)
 //! frames go untraced and cost nothing extra.
 //!
+//! With the `otel` feature, install `tracing_opentelemetry::layer()` (with the tracer
+//! of your OpenTelemetry pipeline) on the registry: [`current`] then reads the
+//! OpenTelemetry span context (the ids the exported spans have), frames carry it, and
+//! `granary.receive` takes the frame's context as its OpenTelemetry remote parent, so
+//! the exported trace joins up across nodes. [`TraceLayer`] is then not needed (with
+//! both, frames carry the OpenTelemetry ids).
+//!
 //! ```
 //! use tracing_subscriber::layer::SubscriberExt;
 //!
@@ -59,7 +66,7 @@ where
                 .and_then(|p| p.extensions().get::<TraceContext>().copied())
         });
         let cx = TraceContext {
-            trace_id: inherited.map_or_else(|| random_nonzero::<16>(), |p| p.trace_id),
+            trace_id: inherited.map_or_else(random_nonzero::<16>, |p| p.trace_id),
             parent_id: random_nonzero::<8>(),
             flags: inherited.map_or(1, |p| p.flags),
         };
@@ -103,8 +110,13 @@ pub fn current() -> Option<TraceContext> {
     context_of(&tracing::Span::current())
 }
 
-/// The trace context [`TraceLayer`] gave `span`, if any.
+/// The trace context of `span`: with the `otel` feature its OpenTelemetry span
+/// context when that is valid, else the one [`TraceLayer`] gave it, if any.
 pub fn context_of(span: &tracing::Span) -> Option<TraceContext> {
+    #[cfg(feature = "otel")]
+    if let Some(cx) = otel::context_of(span) {
+        return Some(cx);
+    }
     span.with_subscriber(|(id, dispatch)| {
         let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
         let data = registry.span(id)?;
@@ -123,14 +135,59 @@ pub(crate) fn receive_span(
     trace: Option<TraceContext>,
 ) -> tracing::Span {
     match trace {
-        Some(cx) => tracing::info_span!(
-            "granary.receive",
-            node = %node,
-            from = %from,
-            recipient,
-            traceparent = %cx,
-        ),
+        Some(cx) => {
+            let span = tracing::info_span!(
+                "granary.receive",
+                node = %node,
+                from = %from,
+                recipient,
+                traceparent = %cx,
+            );
+            #[cfg(feature = "otel")]
+            otel::set_remote_parent(&span, cx);
+            span
+        }
         None => tracing::info_span!("granary.receive", node = %node, from = %from, recipient),
+    }
+}
+
+/// The OpenTelemetry side (`otel` feature): span contexts in and out of frames.
+#[cfg(feature = "otel")]
+mod otel {
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    use super::TraceContext;
+
+    /// `span`'s OpenTelemetry span context, when a tracing-opentelemetry layer gave it
+    /// a valid one.
+    pub(super) fn context_of(span: &tracing::Span) -> Option<TraceContext> {
+        if span.is_none() {
+            return None;
+        }
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        sc.is_valid().then(|| TraceContext {
+            trace_id: sc.trace_id().to_bytes(),
+            parent_id: sc.span_id().to_bytes(),
+            flags: sc.trace_flags().to_u8(),
+        })
+    }
+
+    /// Make the frame's context `span`'s OpenTelemetry remote parent.
+    pub(super) fn set_remote_parent(span: &tracing::Span, cx: TraceContext) {
+        let remote = SpanContext::new(
+            TraceId::from_bytes(cx.trace_id),
+            SpanId::from_bytes(cx.parent_id),
+            TraceFlags::new(cx.flags),
+            true,
+            TraceState::default(),
+        );
+        let parent = opentelemetry::Context::new().with_remote_span_context(remote);
+        // Only fails when no OpenTelemetry layer is installed: nothing to join then.
+        let _ = span.set_parent(parent);
     }
 }
 
