@@ -2,8 +2,9 @@
 //!
 //! Metrics go through the [`metrics`] facade (the application picks the exporter);
 //! spans through [`tracing`]. Per message the runner only bumps a local count; it adds
-//! the count to the kind's counter when it waits for mail, yields or stops, and it
-//! times one message per run (the first after a wait or a yield). A span is captured
+//! the count to the kind's counter when it waits for mail, yields or stops. One
+//! wake-up in 16 (per thread) records the mailbox depth and times the next message, and
+//! so does every yield (after 1,024 messages in a row). A span is captured
 //! for a message only while INFO spans are enabled somewhere, so with tracing filtered
 //! out a send pays one relaxed atomic load.
 
@@ -52,8 +53,30 @@ pub(crate) struct KindMeter {
 }
 
 impl KindMeter {
-    /// The meter of kind `kind`, registered on first use.
+    /// The meter of kind `kind`, registered on first use. Each thread keeps the meters
+    /// it used last at hand, so a wake-up takes no lock.
     pub(crate) fn of(kind: &'static str) -> Arc<KindMeter> {
+        thread_local! {
+            static NEAR: std::cell::RefCell<Vec<(usize, usize, Arc<KindMeter>)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        // A type name is a static string: its address and length identify the kind.
+        let key = (kind.as_ptr() as usize, kind.len());
+        NEAR.with(|near| {
+            let mut near = near.borrow_mut();
+            if let Some((_, _, meter)) = near.iter().find(|(p, l, _)| (*p, *l) == key) {
+                return meter.clone();
+            }
+            let meter = Self::registered(kind);
+            if near.len() == NEAR_KINDS {
+                near.remove(0);
+            }
+            near.push((key.0, key.1, meter.clone()));
+            meter
+        })
+    }
+
+    fn registered(kind: &'static str) -> Arc<KindMeter> {
         static KINDS: OnceLock<RwLock<HashMap<&'static str, Arc<KindMeter>>>> = OnceLock::new();
         let kinds = KINDS.get_or_init(Default::default);
         if let Some(meter) = kinds.read().get(kind) {
@@ -73,22 +96,52 @@ impl KindMeter {
     }
 }
 
+/// Kinds whose meters a thread keeps at hand.
+const NEAR_KINDS: usize = 8;
+
+/// One wake-up in this many (per thread) samples the mailbox depth and times the
+/// next message.
+const SAMPLE_EVERY: u32 = 16;
+
+/// A run this long before a flush is a yield's: the next message is timed.
+const YIELD_RUN: u32 = 1024;
+
+/// Whether this wake-up is sampled.
+fn sample_wake() -> bool {
+    thread_local! {
+        static WAKES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    WAKES.with(|w| {
+        let n = w.get().wrapping_add(1);
+        w.set(n);
+        n % SAMPLE_EVERY == 1
+    })
+}
+
 /// One actor's local count between flushes (`kind` is passed in, not kept, so an idle
-/// actor's task stays small). The first message after a flush is timed.
+/// actor's task stays small) and whether its next message is timed.
 pub(crate) struct Tally {
     handled: u32,
+    timed: bool,
 }
 
 impl Tally {
     pub(crate) fn new() -> Self {
-        Self { handled: 0 }
+        Self {
+            handled: 0,
+            timed: false,
+        }
     }
 
-    /// The handler future of the next message, timed when it is the first since a
-    /// flush.
+    /// The handler future of the next message, timed after a sampled wake-up or a
+    /// yield.
     #[inline]
-    pub(crate) fn wrap<'a>(&self, kind: &'static str, fut: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
-        if self.handled != 0 {
+    pub(crate) fn wrap<'a>(
+        &mut self,
+        kind: &'static str,
+        fut: BoxFuture<'a, ()>,
+    ) -> BoxFuture<'a, ()> {
+        if !std::mem::take(&mut self.timed) {
             return fut;
         }
         Box::pin(async move {
@@ -106,9 +159,22 @@ impl Tally {
         self.handled += 1;
     }
 
-    /// Add the local count to the kind's counter (on a wait, a yield or a stop) and
-    /// record the mailbox `depth` the actor just took in, if given.
+    /// Add the local count to the kind's counter (on a wait, a yield or a stop). With
+    /// `depth` (the actor just woke up to that many messages), one wake-up in
+    /// [`SAMPLE_EVERY`] records it and times the next message; a flush after a full
+    /// run (a yield) times the next message too.
     pub(crate) fn flush(&mut self, kind: &'static str, depth: Option<usize>) {
+        let depth = match depth {
+            Some(d) if sample_wake() => {
+                self.timed = true;
+                Some(d)
+            }
+            Some(_) => None,
+            None => {
+                self.timed = self.handled >= YIELD_RUN;
+                None
+            }
+        };
         if self.handled == 0 && depth.is_none() {
             return;
         }
