@@ -53,9 +53,10 @@ pub(crate) struct KindMeter {
 }
 
 impl KindMeter {
-    /// The meter of kind `kind`, registered on first use. Each thread keeps the meters
-    /// it used last at hand, so a wake-up takes no lock.
-    pub(crate) fn of(kind: &'static str) -> Arc<KindMeter> {
+    /// Runs `f` on the meter of kind `kind`, registered on first use. Each thread
+    /// keeps the meters it used last at hand, so a wake-up takes no lock and no
+    /// reference count.
+    pub(crate) fn with<R>(kind: &'static str, f: impl FnOnce(&KindMeter) -> R) -> R {
         thread_local! {
             static NEAR: std::cell::RefCell<Vec<(usize, usize, Arc<KindMeter>)>> =
                 const { std::cell::RefCell::new(Vec::new()) };
@@ -65,14 +66,14 @@ impl KindMeter {
         NEAR.with(|near| {
             let mut near = near.borrow_mut();
             if let Some((_, _, meter)) = near.iter().find(|(p, l, _)| (*p, *l) == key) {
-                return meter.clone();
+                return f(meter);
             }
             let meter = Self::registered(kind);
             if near.len() == NEAR_KINDS {
                 near.remove(0);
             }
             near.push((key.0, key.1, meter.clone()));
-            meter
+            f(&meter)
         })
     }
 
@@ -147,9 +148,8 @@ impl Tally {
         Box::pin(async move {
             let start = Instant::now();
             fut.await;
-            KindMeter::of(kind)
-                .latency
-                .record(start.elapsed().as_secs_f64());
+            let elapsed = start.elapsed().as_secs_f64();
+            KindMeter::with(kind, |m| m.latency.record(elapsed));
         })
     }
 
@@ -178,15 +178,15 @@ impl Tally {
         if self.handled == 0 && depth.is_none() {
             return;
         }
-        let meter = KindMeter::of(kind);
-        if self.handled > 0 {
-            meter
-                .handled
-                .increment(u64::from(std::mem::take(&mut self.handled)));
-        }
-        if let Some(depth) = depth {
-            meter.depth.record(depth as f64);
-        }
+        let handled = std::mem::take(&mut self.handled);
+        KindMeter::with(kind, |meter| {
+            if handled > 0 {
+                meter.handled.increment(u64::from(handled));
+            }
+            if let Some(depth) = depth {
+                meter.depth.record(depth as f64);
+            }
+        });
     }
 }
 
