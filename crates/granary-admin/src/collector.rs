@@ -172,6 +172,10 @@ impl Collector {
         let Some(remote) = self.probe.cluster().remote_node() else {
             return TransportCounters::default();
         };
+        for q in remote.transport().queue_depths() {
+            metrics::gauge!("granary_peer_queue_bytes", "node" => self.node_label.clone(), "peer" => q.peer.to_string(), "channel" => q.channel.to_string())
+                .set(q.bytes as f64);
+        }
         let s = remote.transport().stats();
         TransportCounters {
             frames_out: s.frames_queued,

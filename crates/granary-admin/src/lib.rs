@@ -38,4 +38,4 @@ pub mod views;
 
 pub use client::get_json;
 pub use error::AdminError;
-pub use server::{Admin, AdminBuilder, ADMIN_METADATA_KEY};
+pub use server::{install_prometheus, Admin, AdminBuilder, ADMIN_METADATA_KEY};

@@ -37,6 +37,17 @@ enum Export {
     Unavailable(&'static str),
 }
 
+/// Installs the Prometheus exporter as the process's `metrics` recorder, if no
+/// recorder is installed yet; `false` when the application installed its own.
+///
+/// The crates under a node register their in-path metric handles (per kind, per peer,
+/// per node) when the actor, peer or node starts, so call this **before** starting
+/// nodes; an [`Admin`] started later serves the same recorder on `/metrics`. Calling
+/// it again (or starting an [`Admin`]) is harmless.
+pub fn install_prometheus() -> bool {
+    prometheus().is_some()
+}
+
 /// The process-wide Prometheus recorder this crate installed, if it could (the
 /// `metrics` facade has one global recorder; an application that installed its own
 /// keeps it).

@@ -65,6 +65,11 @@ pub(crate) struct LocalArgs {
     /// Append the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Also measure granary with metrics and tracing on (a Prometheus recorder, a
+    /// tracing registry with INFO spans filtered out): rows with mode `observe`
+    /// beside granary's `local` rows, and their ratio.
+    #[arg(long)]
+    observe: bool,
 }
 
 /// Options of the hidden `local-child` subcommand: one measurement.
@@ -82,6 +87,9 @@ pub(crate) struct ChildArgs {
     /// Worker threads of the tokio runtime.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
     workers: u32,
+    /// Metrics and tracing on ([`crate::observe`]).
+    #[arg(long)]
+    observe: bool,
 }
 
 /// The actor frameworks compared.
@@ -411,36 +419,49 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
     let frameworks = dedup(args.only.unwrap_or_else(|| Framework::ALL.to_vec()));
     let tests = dedup(args.tests.unwrap_or_else(|| Test::ALL.to_vec()));
     let sizes = Sizes::for_run(args.quick);
-    let steps = (frameworks.len() * tests.len()) as u64 * u64::from(args.runs);
+    let observed = usize::from(args.observe && frameworks.contains(&Framework::Granary));
+    let steps = ((frameworks.len() + observed) * tests.len()) as u64 * u64::from(args.runs);
     let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), steps)?;
     let mut rows = Vec::new();
     for &test in &tests {
-        let mut samples: Vec<(Framework, Vec<Sample>)> = frameworks
+        // (framework, observe on, samples); granary's observed runs interleave with
+        // every other run, so machine noise spreads over both.
+        let mut samples: Vec<(Framework, bool, Vec<Sample>)> = frameworks
             .iter()
             .filter(|&&f| test != Test::Activate || f == Framework::Granary)
-            .map(|&f| (f, Vec::new()))
+            .flat_map(|&f| {
+                let observe = args.observe && f == Framework::Granary && test != Test::Activate;
+                [(f, false, Vec::new())]
+                    .into_iter()
+                    .chain(observe.then(|| (f, true, Vec::new())))
+            })
             .collect();
         for run in 1..=args.runs {
-            for (framework, runs) in &mut samples {
+            for (framework, observe, runs) in &mut samples {
+                let label = if *observe { "+observe" } else { "" };
                 reporter
                     .progress()
-                    .set_message(format!("{test} {framework} run {run}/{}", args.runs));
+                    .set_message(format!("{test} {framework}{label} run {run}/{}", args.runs));
                 runs.push(measure_in_child(
                     *framework,
                     test,
                     args.quick,
                     args.workers,
+                    *observe,
                 )?);
                 reporter.progress().inc(1);
             }
         }
-        for (framework, runs) in samples {
+        for (framework, observe, runs) in samples {
             let summaries = if test == Test::Activate {
                 Vec::from(summarize_activate(&sizes, args.runs, runs))
             } else {
                 vec![summarize(framework, test, &sizes, args.runs, runs)]
             };
             for mut row in summaries {
+                if observe {
+                    row.mode = "observe";
+                }
                 row.workers = args.workers;
                 reporter.emit(&row)?;
                 rows.push(row);
@@ -449,13 +470,37 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
     }
     reporter.finish();
     eprint!("{}", ratios(&rows));
+    eprint!("{}", observe_ratios(&rows));
     Ok(())
+}
+
+/// granary with metrics and tracing on, against off, per test (`--observe`).
+fn observe_ratios(rows: &[LocalRow]) -> String {
+    let mut out = String::new();
+    for on in rows.iter().filter(|r| r.mode == "observe") {
+        let off = rows
+            .iter()
+            .find(|r| r.mode == "local" && r.framework == on.framework && r.test == on.test);
+        if let Some(off) = off.filter(|off| off.msgs_per_sec > 0.0) {
+            out.push_str(&format!(
+                "{} observe/off: {:.0} / {:.0} msgs/s = {:.3}\n",
+                on.test,
+                on.msgs_per_sec,
+                off.msgs_per_sec,
+                on.msgs_per_sec / off.msgs_per_sec
+            ));
+        }
+    }
+    out
 }
 
 /// Runs `granary-bench local-child`: one measurement in this process, printed
 /// as one JSON line for the parent.
 pub(crate) fn run_child(args: ChildArgs) -> Result<(), LocalError> {
     support::set_workers(args.workers as usize);
+    if args.observe {
+        crate::observe::install();
+    }
     let sample = measure(args.framework, args.test, &Sizes::for_run(args.quick))?;
     let line = serde_json::to_string(&sample).map_err(ReportError::from)?;
     println!("{line}");
@@ -551,6 +596,7 @@ fn measure_in_child(
     test: Test,
     quick: bool,
     workers: u32,
+    observe: bool,
 ) -> Result<Sample, LocalError> {
     let child_err = |reason: String| LocalError::Child { framework, reason };
     let exe = std::env::current_exe().map_err(|e| child_err(format!("no current exe: {e}")))?;
@@ -565,6 +611,9 @@ fn measure_in_child(
         .arg(workers.to_string());
     if quick {
         command.arg("--quick");
+    }
+    if observe {
+        command.arg("--observe");
     }
     let sizes = Sizes::for_run(quick);
     let mut child = command

@@ -29,6 +29,7 @@ mod iot;
 mod kvs;
 mod latency;
 mod local;
+mod observe;
 mod pingpong;
 mod plot;
 mod remote;

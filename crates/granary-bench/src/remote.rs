@@ -61,6 +61,11 @@ pub(crate) struct RemoteArgs {
     /// Append the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// After the other jobs, measure granary's `oneway` again with metrics and tracing
+    /// on in both processes (a Prometheus recorder, a tracing registry with INFO spans
+    /// filtered out): rows with mode `observe`, and their ratio to the first rows.
+    #[arg(long)]
+    observe: bool,
 }
 
 /// The frameworks compared.
@@ -512,8 +517,46 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
         granary.close();
         raw.close();
         ractor.close();
+        if args.observe {
+            // A recorder and a subscriber cannot be taken back: the observed runs come
+            // last, on a fresh peer started with `--observe`.
+            crate::observe::install();
+            let mut observed = granary::Session::observing();
+            for job in jobs
+                .iter()
+                .filter(|j| j.framework == Framework::Granary && j.test == Test::Oneway)
+            {
+                reporter.progress().set_message(format!(
+                    "{} {} {} B (observe)",
+                    job.framework, job.test, job.payload
+                ));
+                let measured = observed.measure(job, &sizes).await?;
+                let mut row = job.row(&measured, &sizes);
+                row.mode = "observe";
+                reporter.emit(&row)?;
+                rows.push(row);
+            }
+            observed.close();
+        }
         reporter.finish();
         eprint!("{}", ratios(&rows));
+        for on in rows.iter().filter(|r| r.mode == "observe") {
+            let off = rows.iter().find(|r| {
+                r.mode != "observe"
+                    && r.framework == on.framework
+                    && r.test == on.test
+                    && r.payload_bytes == on.payload_bytes
+            });
+            if let Some(off) = off.filter(|off| off.msgs_per_sec > 0.0) {
+                eprintln!(
+                    "oneway {} B observe/off: {:.0} / {:.0} msgs/s = {:.3}",
+                    on.payload_bytes,
+                    on.msgs_per_sec,
+                    off.msgs_per_sec,
+                    on.msgs_per_sec / off.msgs_per_sec
+                );
+            }
+        }
         Ok(())
     })
 }

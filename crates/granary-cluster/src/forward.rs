@@ -170,6 +170,7 @@ impl Cluster {
                 correlation: 0,
                 sender: "",
                 recipient: actor,
+                trace: None,
             };
             let options_here = send_options(options.channel.as_deref(), options.partition_key);
             match remote
@@ -245,6 +246,7 @@ fn send_relay(
         correlation: 0,
         sender: "",
         recipient: CLUSTER_INBOX,
+        trace: None,
     };
     remote
         .transport()

@@ -145,7 +145,7 @@ impl<A: Actor> ActorRef<A> {
     {
         match &self.target {
             Target::Local(mb) => mb
-                .push_user(Box::new(TellEnvelope(msg)))
+                .push_user(Box::new(TellEnvelope(msg, crate::observe::capture())))
                 .map_err(|e| local_send_error(e, |env| env.0)),
             Target::Remote(t) => t
                 .tell_erased(Box::new(msg), std::any::type_name::<M>())
@@ -172,7 +172,7 @@ impl<A: Actor> ActorRef<A> {
     {
         match &self.target {
             Target::Local(mb) => mb
-                .push_user_wait(Box::new(TellEnvelope(msg)))
+                .push_user_wait(Box::new(TellEnvelope(msg, crate::observe::capture())))
                 .await
                 .map_err(|e| local_send_error(e, |env| env.0)),
             Target::Remote(t) => t
@@ -208,10 +208,26 @@ impl<A: Actor> ActorRef<A> {
         A: Handler<M>,
         M: Message,
     {
+        let start = std::time::Instant::now();
+        let result = self.ask_untimed(msg, timeout).await;
+        crate::observe::ask_done(start, ask_outcome(&result));
+        result
+    }
+
+    /// [`ActorRef::ask_timeout`] without its metrics.
+    async fn ask_untimed<M>(&self, msg: M, timeout: Duration) -> Result<M::Reply, AskError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
         match &self.target {
             Target::Local(mb) => {
                 let (reply, rx) = oneshot::channel();
-                let env = Box::new(AskEnvelope { msg, reply });
+                let env = Box::new(AskEnvelope {
+                    msg,
+                    reply,
+                    parent: crate::observe::capture(),
+                });
                 let deadline = tokio::time::Instant::now().checked_add(timeout);
                 let pushed = if mb.is_bounded() {
                     // A request on a full bounded mailbox waits for room, within
@@ -355,5 +371,17 @@ impl<A: Actor> Hash for ActorRef<A> {
 impl<A: Actor> fmt::Debug for ActorRef<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ActorRef<{}>({})", std::any::type_name::<A>(), self.id())
+    }
+}
+
+/// The `outcome` label of `granary_asks_total`.
+fn ask_outcome<R, M>(result: &Result<R, AskError<M>>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(AskError::Timeout) => "timeout",
+        Err(AskError::ActorPanicked) => "panicked",
+        Err(AskError::ActorStopped) => "stopped",
+        Err(AskError::Remote(_)) => "remote",
+        Err(AskError::Send(_)) => "send",
     }
 }

@@ -37,8 +37,8 @@ pub(crate) trait Envelope<A: Actor>: Send {
 /// A boxed envelope as stored in the queue.
 pub(crate) type Env<A> = Box<dyn Envelope<A>>;
 
-/// A fire-and-forget message.
-pub(crate) struct TellEnvelope<M>(pub(crate) M);
+/// A fire-and-forget message, with the span it was sent from when tracing is on.
+pub(crate) struct TellEnvelope<M>(pub(crate) M, pub(crate) crate::observe::Parent);
 
 impl<A, M> Envelope<A> for TellEnvelope<M>
 where
@@ -46,15 +46,16 @@ where
     M: Message,
 {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let msg = self.0;
-        Box::pin(async move {
+        let TellEnvelope(msg, parent) = *self;
+        let fut = async move {
             if !actor.admits(ctx) {
                 ctx.mailbox
                     .dead_letter(std::any::type_name::<M>(), DeadLetterReason::Refused);
                 return;
             }
             actor.handle(msg, ctx).await;
-        })
+        };
+        crate::observe::handled(parent, std::any::type_name::<M>(), fut)
     }
 
     fn priority(&self) -> Priority {
@@ -79,6 +80,8 @@ pub(crate) type ReplySender<R> = oneshot::Sender<Result<R, AskFailure>>;
 pub(crate) struct AskEnvelope<M: Message> {
     pub(crate) msg: M,
     pub(crate) reply: ReplySender<M::Reply>,
+    /// The span the request was sent from, when tracing is on.
+    pub(crate) parent: crate::observe::Parent,
 }
 
 /// Sends the reply, or on drop during a caught panic tells the asker so.
@@ -112,8 +115,8 @@ where
     M: Message,
 {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let AskEnvelope { msg, reply } = *self;
-        Box::pin(async move {
+        let AskEnvelope { msg, reply, parent } = *self;
+        let fut = async move {
             let guard = ReplyGuard(Some(reply));
             if !actor.admits(ctx) {
                 ctx.mailbox
@@ -123,7 +126,8 @@ where
             }
             let answer = actor.handle(msg, ctx).await;
             guard.send(answer);
-        })
+        };
+        crate::observe::handled(parent, std::any::type_name::<M>(), fut)
     }
 
     fn priority(&self) -> Priority {

@@ -60,6 +60,7 @@ mod event;
 mod id;
 mod lifecycle;
 mod mailbox;
+mod observe;
 mod props;
 mod runner;
 mod supervision;

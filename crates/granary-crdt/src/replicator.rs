@@ -883,6 +883,7 @@ impl Shared {
             correlation: 0,
             sender: "",
             recipient: INBOX,
+            trace: None,
         };
         let len = header.frame_len(body.len());
         match self

@@ -23,6 +23,7 @@ fn header<'a>(sender: &'a str, recipient: &'a str) -> FrameHeader<'a> {
         correlation: 0,
         sender,
         recipient,
+        trace: None,
     }
 }
 

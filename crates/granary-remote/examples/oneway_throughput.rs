@@ -44,6 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         correlation: 0,
         sender: "src",
         recipient: "sink",
+        trace: None,
     };
 
     // Warm-up: connect and handshake outside the measurement.

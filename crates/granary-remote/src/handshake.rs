@@ -308,6 +308,7 @@ async fn write_step<S: AsyncWrite + Unpin>(
         correlation: 0,
         sender: "",
         recipient: "",
+        trace: None,
     };
     let frame = header
         .encode_with_body(&body, HANDSHAKE_MAX_FRAME)
@@ -372,6 +373,7 @@ pub(crate) fn hello_frame(cluster: &str) -> Vec<u8> {
         correlation: 0,
         sender: "",
         recipient: "",
+        trace: None,
     };
     header
         .encode_with_body(&body, u32::MAX)

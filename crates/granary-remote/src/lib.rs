@@ -36,6 +36,7 @@ mod node_id;
 mod registry;
 mod remote;
 mod tls;
+pub mod trace;
 mod transport;
 pub mod wire;
 
@@ -50,7 +51,7 @@ pub use registry::{
 pub use remote::{ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError};
 pub use tls::TlsConfig;
 pub use transport::{
-    ChannelConfig, InboundHandler, PeerEvent, SendOptions, Transport, TransportConfig,
+    ChannelConfig, InboundHandler, PeerEvent, QueueDepth, SendOptions, Transport, TransportConfig,
     TransportStats,
 };
 

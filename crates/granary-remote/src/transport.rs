@@ -33,6 +33,7 @@ mod heartbeat;
 mod lane;
 mod listener;
 mod log_limit;
+mod meter;
 mod peer;
 mod queue;
 mod stream;
@@ -198,6 +199,18 @@ impl SendOptions {
     }
 }
 
+/// Bytes waiting to be written to one peer on one channel
+/// ([`Transport::queue_depths`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// The peer's address.
+    pub peer: SocketAddr,
+    /// The channel's name.
+    pub channel: Arc<str>,
+    /// Bytes queued and not yet written.
+    pub bytes: usize,
+}
+
 /// Counters of a transport.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransportStats {
@@ -345,7 +358,10 @@ impl Inner {
                 }
             }
         }
-        self.enqueue(to, lane, &header, &body, pair, delay)
+        let len = header.frame_len(body.len());
+        let queued = self.enqueue(to, lane, &header, &body, pair, delay);
+        peer.meter(group).sent(len, &queued);
+        queued
     }
 
     /// Queue one frame on `lane` of the peer at `to`, now or after `delay`.
@@ -408,7 +424,7 @@ impl Inner {
 /// let a = Transport::bind(TransportConfig::new("c", "s"), |_, _| {}).await?;
 /// let header = FrameHeader {
 ///     kind: FrameKind::Tell, channel: 0, type_tag: 1, correlation: 0,
-///     sender: "alice", recipient: "bob",
+///     sender: "alice", recipient: "bob", trace: None,
 /// };
 /// a.send(b.local_addr(), header, Bytes::from_static(b"hi"), SendOptions::data())?;
 /// # Ok(()) }
@@ -565,6 +581,23 @@ impl Transport {
             return Err(SendError::Unreachable { peer: to });
         }
         inner.send_to(&peer, header, body, opts)
+    }
+
+    /// Bytes queued per peer and channel right now (one lock per connection queue);
+    /// the management endpoint samples it as `granary_peer_queue_bytes`.
+    pub fn queue_depths(&self) -> Vec<QueueDepth> {
+        let peers: Vec<Arc<Peer>> = self.inner.peers.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for peer in peers {
+            for (spec, bytes) in self.inner.channels.iter().zip(peer.bytes_pending()) {
+                out.push(QueueDepth {
+                    peer: peer.addr,
+                    channel: spec.name.clone(),
+                    bytes,
+                });
+            }
+        }
+        out
     }
 
     /// Counters so far.

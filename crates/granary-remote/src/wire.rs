@@ -9,17 +9,19 @@
 mod decoder;
 mod frame;
 mod reassembler;
+mod trace_context;
 
 pub use decoder::FrameDecoder;
-pub use frame::{Frame, FrameHeader, FrameKind, CHUNK_LAST};
+pub use frame::{Frame, FrameHeader, FrameKind, CHUNK_LAST, TRACED};
 pub use reassembler::Reassembler;
+pub use trace_context::{TraceContext, TRACE_CONTEXT_LEN};
 
 pub(crate) use decoder::parse_unprefixed;
 pub(crate) use frame::encode_chunk_header;
 
 /// The protocol version this build speaks (byte 4 of every frame). Version 2 added
-/// [`FrameKind::Chunk`].
-pub const PROTOCOL_VERSION: u8 = 2;
+/// [`FrameKind::Chunk`]; version 3 added the optional trace context ([`TRACED`]).
+pub const PROTOCOL_VERSION: u8 = 3;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;

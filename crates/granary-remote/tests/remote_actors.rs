@@ -295,6 +295,7 @@ async fn undecodable_body_becomes_a_decode_dead_letter() {
         correlation: 0,
         sender: "",
         recipient: "counter",
+        trace: None,
     };
     client
         .transport()

@@ -189,7 +189,10 @@ pub(crate) async fn start<A: VirtualActor>(
     let stored = if has_no_state::<A>() {
         None
     } else {
-        store.read(&identity).await?
+        let start = std::time::Instant::now();
+        let read = store.read(&identity).await;
+        crate::observe::store(identity.kind(), "read", start, &read);
+        read?
     };
     let (state, version) = match stored {
         Some(stored) => {
@@ -236,7 +239,13 @@ pub(crate) async fn start<A: VirtualActor>(
         },
     };
     let actor_ref = runtime.system().spawn(activation);
-    match rx.await {
+    let started = rx.await;
+    let event = match &started {
+        Ok(Ok(())) => crate::observe::Activation::Activated,
+        _ => crate::observe::Activation::Failed,
+    };
+    crate::observe::activation(runtime.me, identity.kind(), event);
+    match started {
         Ok(Ok(())) => Ok(Started {
             local: actor_ref,
             tracker,

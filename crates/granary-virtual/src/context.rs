@@ -5,6 +5,7 @@ use std::sync::Arc;
 use granary_core::Context;
 use granary_storage::{Identity, StateStore, StorageError, Version};
 use tokio::sync::oneshot;
+use tracing::Instrument;
 
 use crate::activation::Activation;
 use crate::actor::VirtualActor;
@@ -234,11 +235,14 @@ pub(crate) async fn write_cell<A: VirtualActor>(cell: &mut Cell<A>) -> Result<()
         identity: cell.identity.to_string(),
         reason: e.to_string(),
     })?;
-    match cell
+    let start = std::time::Instant::now();
+    let written = cell
         .store
         .write(&cell.identity, data.into(), cell.version)
-        .await
-    {
+        .instrument(tracing::info_span!("granary.store_write", node = %cell.runtime.me, identity = %cell.identity))
+        .await;
+    crate::observe::store(cell.identity.kind(), "write", start, &written);
+    match written {
         Ok(v) => {
             cell.version = Some(v);
             cell.dirty = false;

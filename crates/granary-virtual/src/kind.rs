@@ -12,6 +12,7 @@ use granary_storage::{Identity, StateStore};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::activation::{self, Activation};
 use crate::actor::{VirtualActor, VirtualHandler};
@@ -264,6 +265,9 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
                 name.clone(),
                 store,
                 share,
+            )
+            .instrument(
+                tracing::info_span!("granary.activate", node = %runtime.me, identity = %identity),
             )
             .await?;
             let tracked: ActorRef<Activation<A>> = ActorRef::from_remote(Arc::new(Tracked {

@@ -46,6 +46,7 @@ mod error;
 mod key;
 mod kind;
 mod node;
+mod observe;
 mod placement;
 mod probe;
 mod protocol;

@@ -85,6 +85,7 @@ pub(crate) struct Runtime {
     workers: Mutex<HashMap<Identity, Vec<LocalActivation>>>,
     activating: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
     pub(crate) directory: Directory,
+    meters: crate::observe::DirectoryMeters,
     /// Where identities were last found (bounded, see [`LocationCache`]).
     cache: LocationCache,
     pub(crate) rpc: Rpc,
@@ -150,6 +151,7 @@ impl Runtime {
         config: RuntimeConfig,
     ) -> Self {
         let lease = HostLease::new(config.host_lease);
+        let meters = crate::observe::DirectoryMeters::new(remote.local_addr());
         Self {
             me: remote.local_addr(),
             system: remote.system().clone(),
@@ -160,6 +162,7 @@ impl Runtime {
             workers: Mutex::new(HashMap::new()),
             activating: Mutex::new(HashMap::new()),
             directory: Directory::default(),
+            meters,
             cache: LocationCache::new(config.location_cache),
             rpc: Rpc::default(),
             round_robin: AtomicUsize::new(0),
@@ -209,6 +212,7 @@ impl Runtime {
         }
         if stale.is_none() {
             if let Some(loc) = self.cache.get(identity) {
+                self.meters.cache_hit();
                 return Ok(loc);
             }
         }
@@ -216,6 +220,7 @@ impl Runtime {
             .members
             .owner(identity)
             .ok_or(VirtualError::NoMembers)?;
+        self.meters.lookup();
         let reply = if owner == self.me {
             self.serve_lookup(identity, self.me, placement, stale).await
         } else {
@@ -517,6 +522,11 @@ impl Runtime {
 
     /// Called by an activation once it stopped.
     pub(crate) fn activation_ended(self: &Arc<Self>, identity: &Identity, name: &str) {
+        crate::observe::activation(
+            self.me,
+            identity.kind(),
+            crate::observe::Activation::Passivated,
+        );
         {
             let mut local = self.local.lock();
             if local.get(identity).is_some_and(|a| a.name == name) {
@@ -762,6 +772,7 @@ impl Runtime {
         name: String,
         owner: SocketAddr,
     ) -> bool {
+        self.meters.handoff();
         let deadline = tokio::time::Instant::now() + REBUILD_GRACE;
         let mut pause = Duration::from_millis(5);
         loop {

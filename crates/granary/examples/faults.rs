@@ -50,6 +50,7 @@ fn send(from: &Transport, to: SocketAddr, body: &str) -> Result<(), Box<dyn std:
         correlation: 0,
         sender: "example",
         recipient: "inbox",
+        trace: None,
     };
     from.send(
         to,

@@ -157,6 +157,7 @@ impl Wire {
             correlation,
             sender: &sender,
             recipient,
+            trace: None,
         };
         let result = async {
             loop {
@@ -192,6 +193,7 @@ impl Wire {
                 correlation: 0,
                 sender: ANTI_ENTROPY,
                 recipient: ANTI_ENTROPY,
+                trace: None,
             };
             let _ = transport.send(to, header, body, self.options.background());
         }
@@ -210,6 +212,7 @@ impl Wire {
             correlation: frame.correlation,
             sender: frame.recipient(),
             recipient: frame.sender(),
+            trace: None,
         };
         // A lost reply shows as the requester's timeout, which fails the run.
         let _ = transport.send(to, header, body, self.options.request(partition));

@@ -280,12 +280,25 @@ struct Connected {
 /// The measuring side: one peer at a time, restarted when the configuration changes.
 pub(crate) struct Session {
     connected: Option<Connected>,
+    /// Start peers with `--observe` (metrics and tracing on).
+    observe: bool,
 }
 
 impl Session {
     /// No peer yet.
     pub(crate) fn idle() -> Self {
-        Self { connected: None }
+        Self {
+            connected: None,
+            observe: false,
+        }
+    }
+
+    /// No peer yet; peers start with metrics and tracing on.
+    pub(crate) fn observing() -> Self {
+        Self {
+            connected: None,
+            observe: true,
+        }
     }
 
     /// Stops the peer and this side's node.
@@ -318,6 +331,9 @@ impl Session {
                 .args(["remote-node", "--framework", "granary", "--pairs"])
                 .arg(sizes.pairs.to_string())
                 .args(config.args());
+            if self.observe {
+                command.arg("--observe");
+            }
             let mut peer = Peer::spawn("the granary peer", command)?;
             let addr = peer.expect("listening", Duration::from_secs(30)).await?;
             let peer_addr = addr.parse().map_err(|_| RemoteError::PeerProtocol {

@@ -31,6 +31,9 @@ pub(crate) struct NodeArgs {
     /// granary: echo actors exposed as `echo-0` ... for `pairs`.
     #[arg(long, default_value_t = 64)]
     pairs: usize,
+    /// granary: metrics and tracing on ([`crate::observe`]).
+    #[arg(long)]
+    observe: bool,
 }
 
 /// How many one-way messages the receiver waits for before it prints `done`.
@@ -71,6 +74,9 @@ impl GranaryConfig {
 
 /// Runs `granary-bench remote-node`.
 pub(crate) fn run_node(args: NodeArgs) -> Result<(), RemoteError> {
+    if args.observe {
+        crate::observe::install();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

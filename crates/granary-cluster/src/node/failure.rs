@@ -71,6 +71,10 @@ impl NodeCore {
             if !suspects.is_empty() {
                 tracing::debug!(node = %self.me, ?suspects, "suspicions changed");
             }
+            let new = self
+                .own_row()
+                .map_or(0, |r| suspects.difference(&r.suspects).count());
+            metrics::counter!("granary_cluster_suspicions_total", "node" => self.me.addr.to_string()).increment(new as u64);
             self.update_own(|row| row.suspects = suspects);
         }
     }

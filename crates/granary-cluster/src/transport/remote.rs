@@ -83,6 +83,7 @@ impl RelayFrame {
             correlation: 0,
             sender: "",
             recipient: &self.actor,
+            trace: None,
         }
     }
 }
@@ -232,6 +233,7 @@ impl ClusterTransport for RemoteClusterTransport {
             correlation: 0,
             sender: "",
             recipient: CLUSTER_INBOX,
+            trace: None,
         };
         self.counter
             .send_control(self.node.transport(), to, header, body)

@@ -183,6 +183,7 @@ impl ClusterTransport for TcpClusterTransport {
             correlation: 0,
             sender: "",
             recipient: CLUSTER_RECIPIENT,
+            trace: None,
         };
         self.counter
             .send_control(&self.transport, to, header, Bytes::from(body))

@@ -32,6 +32,11 @@ impl<A: Actor> Batch<A> {
         }
     }
 
+    /// Messages in the batch.
+    pub(crate) fn len(&self) -> usize {
+        usize::from(self.single.is_some()) + self.many.len()
+    }
+
     /// Everything left, in order.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = Env<A>> + '_ {
         self.single.take().into_iter().chain(self.many.drain(..))

@@ -122,12 +122,14 @@ impl<A: Actor> Exposure<A> {
                 None => drop(actor.tell(*msg)),
                 Some(reply) => {
                     let actor = actor.clone();
-                    tokio::spawn(async move {
+                    let serve = async move {
                         match actor.ask_timeout(*msg, timeout).await {
                             Ok(answer) => reply.answer(&answer),
                             Err(e) => reply.fail(failure_of(e)),
                         }
-                    });
+                    };
+                    // The ask continues the `granary.receive` span (and its trace).
+                    tokio::spawn(tracing::Instrument::in_current_span(serve));
                 }
             }
         });
@@ -268,6 +270,7 @@ impl ReplyTo {
             correlation: self.correlation,
             sender: &self.responder,
             recipient: "",
+            trace: None,
         };
         self.transport
             .send(self.to, header, body, SendOptions::data())

@@ -74,6 +74,8 @@ fn deliver(node: &NodeInner, from: NodeId, frame: Frame, is_ask: bool) {
         );
     };
     // Decoding happens here, on the recipient's side of the wire.
+    let span = crate::trace::receive_span(node.transport().local_addr(), from, name, frame.trace);
+    let _entered = span.enter();
     match node.registry.decode(tag, &frame.body) {
         Ok(msg) => handler(msg, reply),
         Err(e) => fail(exposed.id, RemoteError::Decode(e.to_string())),
@@ -166,6 +168,7 @@ pub(crate) fn send_system(
         correlation: 0,
         sender: "",
         recipient: "",
+        trace: None,
     };
     node.transport()
         .send(to, header, Bytes::from(body), SendOptions::control())

@@ -78,6 +78,7 @@ impl RemoteActor {
 
     fn header(&self, kind: FrameKind, tag: u64, correlation: u64) -> FrameHeader<'_> {
         FrameHeader {
+            trace: crate::trace::current(),
             kind,
             channel: 0,
             type_tag: tag,
@@ -85,6 +86,18 @@ impl RemoteActor {
             sender: "",
             recipient: &self.name,
         }
+    }
+
+    /// The `granary.send` span of one message to this actor (disabled unless INFO spans
+    /// are on).
+    fn span(&self, message: &'static str) -> tracing::Span {
+        tracing::info_span!(
+            "granary.send",
+            node = %self.node.transport().local_addr(),
+            to = %self.addr,
+            recipient = &*self.name,
+            message,
+        )
     }
 
     fn dead_letter(&self, type_name: &'static str, reason: DeadLetterReason) {
@@ -117,6 +130,8 @@ impl RemoteTarget for RemoteActor {
                 });
             }
         };
+        let span = self.span(type_name);
+        let _entered = span.enter();
         let header = self.header(FrameKind::Tell, tag, 0);
         self.node
             .transport()
@@ -159,7 +174,10 @@ impl RemoteTarget for RemoteActor {
                 tx,
             },
         );
+        let span = self.span(type_name);
+        let entered = span.enter();
         let header = self.header(FrameKind::Ask, tag, correlation);
+        drop(entered);
         if let Err(e) = node
             .transport()
             .send(self.addr, header, body, data_options())
@@ -179,25 +197,28 @@ impl RemoteTarget for RemoteActor {
             node: node.clone(),
             correlation,
         };
-        Box::pin(async move {
-            // Dropping this future (a `select!` that lost, a cancelled task) drops the
-            // guard, which removes the pending entry: nothing waits for it any more.
-            let _pending = pending;
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(result)) => result,
-                Ok(Err(_dropped)) => Err(AskError::Remote(RemoteError::Other(
-                    "remote node shut down".into(),
-                ))),
-                Err(_elapsed) => {
-                    node.system.events().publish(DeadLetter {
-                        recipient: id,
-                        message_type: type_name,
-                        reason: DeadLetterReason::Timeout,
-                    });
-                    Err(AskError::Timeout)
+        Box::pin(tracing::Instrument::instrument(
+            async move {
+                // Dropping this future (a `select!` that lost, a cancelled task) drops the
+                // guard, which removes the pending entry: nothing waits for it any more.
+                let _pending = pending;
+                match tokio::time::timeout(timeout, rx).await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_dropped)) => Err(AskError::Remote(RemoteError::Other(
+                        "remote node shut down".into(),
+                    ))),
+                    Err(_elapsed) => {
+                        node.system.events().publish(DeadLetter {
+                            recipient: id,
+                            message_type: type_name,
+                            reason: DeadLetterReason::Timeout,
+                        });
+                        Err(AskError::Timeout)
+                    }
                 }
-            }
-        })
+            },
+            span,
+        ))
     }
 
     fn stop(&self) {

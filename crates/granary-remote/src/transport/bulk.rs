@@ -66,6 +66,7 @@ pub(crate) fn barrier_header(id: u64) -> FrameHeader<'static> {
         correlation: id,
         sender: "",
         recipient: "",
+        trace: None,
     }
 }
 
@@ -84,6 +85,7 @@ pub(crate) fn acknowledge(inner: &Arc<Inner>, from: NodeId, barrier: &Frame) {
         correlation: barrier.correlation,
         sender: "",
         recipient: "",
+        trace: None,
     };
     let sent = inner.peer(from.addr()).and_then(|peer| {
         inner.send_to(&peer, header, barrier.body.clone(), SendOptions::control())

@@ -45,6 +45,7 @@ pub(crate) async fn send_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
             correlation: 0,
             sender: "",
             recipient: "",
+            trace: None,
         };
         if let Err(e) = inner.send_to(&peer, header, Bytes::new(), SendOptions::control()) {
             tracing::debug!(addr = %peer.addr, error = %e, "heartbeat not queued");

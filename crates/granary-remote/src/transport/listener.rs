@@ -121,6 +121,7 @@ async fn serve(
         }
     }
     let mut lost = false;
+    let meter = super::meter::InboundMeter::new(inner.node.addr(), node.addr(), &lane.channel);
     let decoder = FrameDecoder::new(inner.config.max_frame);
     let mut reassembler = Reassembler::new(inner.config.max_frame);
     loop {
@@ -142,6 +143,7 @@ async fn serve(
                 }
                 Ok(Some(Some(frame))) => {
                     inner.count_received();
+                    meter.received(frame.header().frame_len(frame.body.len()));
                     inner.handler.on_frame(node, frame);
                 }
                 Ok(Some(None)) => {}

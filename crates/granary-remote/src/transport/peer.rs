@@ -41,6 +41,8 @@ pub(crate) struct Peer {
     node: Mutex<Option<NodeId>>,
     unreachable: AtomicBool,
     tasks: Mutex<Vec<AbortHandle>>,
+    /// Per-channel counters, in the order of `Inner::channels`.
+    meters: Vec<super::meter::OutboundMeter>,
 }
 
 impl Peer {
@@ -75,6 +77,9 @@ impl Peer {
             node: Mutex::new(None),
             unreachable: AtomicBool::new(false),
             tasks: Mutex::new(Vec::new()),
+            meters: (inner.channels.iter())
+                .map(|c| super::meter::OutboundMeter::new(inner.node.addr(), addr, &c.name))
+                .collect(),
         });
         let mut handles =
             vec![inner.spawn(super::heartbeat::send_loop(inner.clone(), peer.clone()))?];
@@ -90,6 +95,11 @@ impl Peer {
         }
         *peer.tasks.lock() = handles;
         Some(peer)
+    }
+
+    /// The counters of channel group `group`.
+    pub(crate) fn meter(&self, group: usize) -> &super::meter::OutboundMeter {
+        &self.meters[group]
     }
 
     pub(crate) fn lane(&self, group: usize, index: usize) -> &Arc<Lane> {
@@ -247,6 +257,17 @@ impl Peer {
         self.unreachable.load(Ordering::Acquire)
     }
 
+    /// Bytes waiting in each channel group's queues (the bulk lane counts as data).
+    pub(crate) fn bytes_pending(&self) -> Vec<usize> {
+        let mut pending: Vec<usize> = (self.groups.iter())
+            .map(|g| g.iter().map(|l| l.queue.bytes_pending()).sum())
+            .collect();
+        if let Some(data) = pending.get_mut(super::DATA_GROUP) {
+            *data += self.bulk.queue.bytes_pending();
+        }
+        pending
+    }
+
     pub(crate) fn frames_queued(&self) -> u64 {
         self.groups
             .iter()
@@ -259,6 +280,9 @@ impl Peer {
     /// The control connection came up with `node`.
     pub(crate) fn on_connected(&self, inner: &Inner, node: NodeId) {
         let old = self.node.lock().replace(node);
+        if old.is_some() {
+            self.meters[0].reconnected(); // channel 0 is control
+        }
         self.unreachable.store(false, Ordering::Release);
         if let Some(old) = old.filter(|old| *old != node) {
             tracing::info!(%old, new = %node, "peer restarted with a new incarnation");

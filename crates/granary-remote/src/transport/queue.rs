@@ -323,6 +323,11 @@ impl OutboundQueue {
         dropped
     }
 
+    /// Bytes waiting to be written.
+    pub(crate) fn bytes_pending(&self) -> usize {
+        self.pending.lock().bytes
+    }
+
     /// Frames accepted so far.
     pub(crate) fn frames_queued(&self) -> u64 {
         self.frames.load(Ordering::Relaxed)
@@ -342,6 +347,7 @@ mod tests {
             correlation: 0,
             sender: "",
             recipient,
+            trace: None,
         }
     }
 

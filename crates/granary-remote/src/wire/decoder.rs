@@ -3,7 +3,10 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use super::frame::{Frame, FrameKind};
-use super::{DEFAULT_MAX_FRAME, FIXED_HEADER, LENGTH_PREFIX, PROTOCOL_VERSION};
+use super::{
+    TraceContext, DEFAULT_MAX_FRAME, FIXED_HEADER, LENGTH_PREFIX, PROTOCOL_VERSION,
+    TRACE_CONTEXT_LEN,
+};
 use crate::error::FrameError;
 
 /// Decodes frames from a growing read buffer.
@@ -101,7 +104,7 @@ fn parse(mut frame: Bytes) -> Result<Frame, FrameError> {
     let allowed = if kind == FrameKind::Chunk {
         super::frame::CHUNK_LAST
     } else {
-        0
+        super::frame::TRACED
     };
     if flags & !allowed != 0 {
         return Err(FrameError::ReservedFlags(flags));
@@ -124,12 +127,23 @@ fn parse(mut frame: Bytes) -> Result<Frame, FrameError> {
     if std::str::from_utf8(&recipient).is_err() {
         return Err(FrameError::InvalidUtf8("recipient"));
     }
+    let trace = if flags & super::frame::TRACED != 0 && kind != FrameKind::Chunk {
+        if frame.len() < TRACE_CONTEXT_LEN {
+            return Err(FrameError::Truncated("trace context longer than the frame"));
+        }
+        let raw = frame.split_to(TRACE_CONTEXT_LEN);
+        // An all-zero id is an invalid context: the frame is delivered untraced.
+        TraceContext::read(&raw)
+    } else {
+        None
+    };
     Ok(Frame {
         kind,
         channel,
         type_tag,
         correlation,
         flags,
+        trace,
         sender,
         recipient,
         body: frame,
@@ -149,7 +163,37 @@ mod tests {
             correlation: 42,
             sender,
             recipient,
+            trace: None,
         }
+    }
+
+    #[test]
+    fn a_trace_context_travels_and_untraced_frames_pay_nothing() {
+        let cx = TraceContext::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let plain = header("s", "rcpt").encode_with_body(b"body", 1024).unwrap();
+        let traced = FrameHeader {
+            trace: cx,
+            ..header("s", "rcpt")
+        }
+        .encode_with_body(b"body", 1024)
+        .unwrap();
+        assert_eq!(traced.len(), plain.len() + TRACE_CONTEXT_LEN);
+        let frame = FrameDecoder::new(1024).decode_exact(&traced).unwrap();
+        assert_eq!(frame.trace, cx);
+        assert_eq!(frame.flags, crate::wire::TRACED);
+        assert_eq!(&frame.body[..], b"body");
+        assert_eq!(frame.recipient(), "rcpt");
+        assert_eq!(
+            FrameDecoder::new(1024).decode_exact(&plain).unwrap().trace,
+            None
+        );
+        // The flag set but no room for the context: a typed error, no panic.
+        let mut cut = plain.to_vec();
+        cut[6] = crate::wire::TRACED as u8;
+        assert!(matches!(
+            FrameDecoder::new(1024).decode_exact(&cut),
+            Err(FrameError::Truncated(_))
+        ));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{FIXED_HEADER, PROTOCOL_VERSION};
+use super::{TraceContext, FIXED_HEADER, PROTOCOL_VERSION, TRACE_CONTEXT_LEN};
 use crate::error::FrameError;
 
 /// What a frame carries.
@@ -54,6 +54,7 @@ impl FrameKind {
 ///     correlation: 0,
 ///     sender: "a",
 ///     recipient: "b",
+///     trace: None,
 /// };
 /// let mut buf = BytesMut::new();
 /// header.encode(3, 1024, &mut buf).unwrap();
@@ -76,12 +77,24 @@ pub struct FrameHeader<'a> {
     pub sender: &'a str,
     /// Recipient actor's name on the receiving node ("" for node-level traffic).
     pub recipient: &'a str,
+    /// The sender's trace context, if it was inside a traced span: 25 more bytes and the
+    /// [`TRACED`] flag; `None` costs nothing.
+    pub trace: Option<TraceContext>,
 }
 
 impl FrameHeader<'_> {
     /// Size of the frame after the length prefix for a body of `body_len` bytes.
     pub fn frame_len(&self, body_len: usize) -> u64 {
-        (FIXED_HEADER + self.sender.len() + self.recipient.len()) as u64 + body_len as u64
+        (FIXED_HEADER + self.sender.len() + self.recipient.len() + self.trace_len()) as u64
+            + body_len as u64
+    }
+
+    fn trace_len(&self) -> usize {
+        if self.trace.is_some() {
+            TRACE_CONTEXT_LEN
+        } else {
+            0
+        }
     }
 
     /// Append the length prefix and header for a body of `body_len` bytes to `dst`.
@@ -105,11 +118,15 @@ impl FrameHeader<'_> {
                 max: max_frame,
             });
         }
-        dst.reserve(4 + FIXED_HEADER + self.sender.len() + self.recipient.len());
+        dst.reserve(4 + FIXED_HEADER + self.sender.len() + self.recipient.len() + self.trace_len());
         dst.put_u32_le(len as u32);
         dst.put_u8(PROTOCOL_VERSION);
         dst.put_u8(self.kind as u8);
-        dst.put_u16_le(NO_FLAGS);
+        dst.put_u16_le(if self.trace.is_some() {
+            TRACED
+        } else {
+            NO_FLAGS
+        });
         dst.put_u32_le(self.channel);
         dst.put_u64_le(self.type_tag);
         dst.put_u64_le(self.correlation);
@@ -117,6 +134,9 @@ impl FrameHeader<'_> {
         dst.put_u16_le(recipient_len);
         dst.put_slice(self.sender.as_bytes());
         dst.put_slice(self.recipient.as_bytes());
+        if let Some(trace) = &self.trace {
+            trace.write(dst);
+        }
         Ok(())
     }
 
@@ -134,6 +154,10 @@ const NO_FLAGS: u16 = 0;
 
 /// Flag bit of a [`FrameKind::Chunk`]: this piece is the last one of its frame.
 pub const CHUNK_LAST: u16 = 0x0001;
+
+/// Flag bit of any frame but a chunk: a [`TraceContext`] follows the recipient's name
+/// (since protocol version 3; `docs/wire.md`, "Trace context").
+pub const TRACED: u16 = 0x0002;
 
 /// Bytes a chunk adds in front of its piece: length prefix and fixed header, no names.
 pub(crate) const CHUNK_OVERHEAD: usize = super::LENGTH_PREFIX + FIXED_HEADER;
@@ -164,8 +188,11 @@ pub struct Frame {
     pub type_tag: u64,
     /// Correlation id (0 if none).
     pub correlation: u64,
-    /// Flag bits: [`CHUNK_LAST`] on the last chunk of a frame, 0 otherwise.
+    /// Flag bits: [`CHUNK_LAST`] on the last chunk of a frame, [`TRACED`] when the frame
+    /// carries a trace context, 0 otherwise.
     pub flags: u16,
+    /// The sender's trace context, when the frame carries one.
+    pub trace: Option<TraceContext>,
     pub(crate) sender: Bytes,
     pub(crate) recipient: Bytes,
     /// The undecoded body.
@@ -192,6 +219,7 @@ impl Frame {
             correlation: self.correlation,
             sender: self.sender(),
             recipient: self.recipient(),
+            trace: self.trace,
         }
     }
 }

@@ -114,6 +114,7 @@ mod tests {
             correlation: 3,
             sender: "s",
             recipient: "r",
+            trace: None,
         };
         let whole = header.encode_with_body(&vec![9u8; body_len], max).unwrap();
         let rest = &whole[4..];

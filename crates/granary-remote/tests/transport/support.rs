@@ -39,6 +39,7 @@ pub(crate) fn tell<'a>(sender: &'a str, recipient: &'a str) -> FrameHeader<'a> {
         correlation: 0,
         sender,
         recipient,
+        trace: None,
     }
 }
 
