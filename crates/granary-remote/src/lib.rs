@@ -49,7 +49,7 @@ pub use registry::{
 pub use remote::{ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError};
 pub use tls::TlsConfig;
 pub use transport::{
-    ChannelConfig, InboundHandler, PeerEvent, SendOptions, Transport, TransportConfig,
+    ChannelConfig, InboundHandler, PeerEvent, SendOptions, Stall, Transport, TransportConfig,
     TransportStats,
 };
 

@@ -62,6 +62,11 @@ use queue::PushError;
 /// Index of the default data channel in `Inner::channels` (after control).
 pub(crate) const DATA_GROUP: usize = 1;
 
+/// Something the connection's reader awaits before it reads on (flow control): while it
+/// is pending, nothing more is read from that one connection, so TCP pushes back on the
+/// sender (`docs/wire.md`, "Flow control").
+pub type Stall = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
 /// Receives every frame that arrives on an accepted connection.
 ///
 /// Called on the connection's reader task, in arrival order per connection: keep it short
@@ -69,6 +74,16 @@ pub(crate) const DATA_GROUP: usize = 1;
 pub trait InboundHandler: Send + Sync + 'static {
     /// One frame from the authenticated node `from`.
     fn on_frame(&self, from: NodeId, frame: Frame);
+
+    /// One frame, with the option to hold back the connection it came on: the reader
+    /// awaits the returned [`Stall`] before it reads the next frame of that connection
+    /// (other connections go on). The transport calls this; the default hands the frame
+    /// to [`InboundHandler::on_frame`] and never stalls. A handler that wraps another
+    /// should forward this method so the inner one's flow control keeps working.
+    fn on_frame_paced(&self, from: NodeId, frame: Frame) -> Option<Stall> {
+        self.on_frame(from, frame);
+        None
+    }
 }
 
 impl<F> InboundHandler for F

@@ -139,7 +139,11 @@ async fn serve(
                 }
                 Ok(Some(Some(frame))) => {
                     inner.count_received();
-                    inner.handler.on_frame(node, frame);
+                    // Flow control: the handler may hold this connection back until
+                    // the recipient has room; TCP then pushes back on the sender.
+                    if let Some(stall) = inner.handler.on_frame_paced(node, frame) {
+                        stall.await;
+                    }
                 }
                 Ok(Some(None)) => {}
                 Ok(None) => break,
