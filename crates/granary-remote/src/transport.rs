@@ -27,6 +27,7 @@
 //! reported as [`PeerEvent::Restarted`]; a peer that sends a malformed or oversized frame
 //! is disconnected and logged while the node keeps running.
 
+mod budget;
 mod bulk;
 mod config;
 mod heartbeat;
@@ -260,6 +261,9 @@ pub(crate) struct Inner {
     pub(crate) unauthenticated: Arc<tokio::sync::Semaphore>,
     /// Limits the warn lines for refused inbound connections (anyone can cause those).
     pub(crate) refusal_log: log_limit::LogLimit,
+    /// Bytes held in partial and chunked frames across all connections
+    /// (`TransportConfig::max_reassembly_bytes`).
+    pub(crate) reassembly: Arc<budget::ReassemblyBudget>,
 }
 
 impl Inner {
@@ -489,6 +493,7 @@ impl Transport {
         }));
         let (events, _) = broadcast::channel(1024);
         let max_unauthenticated = config.max_unauthenticated;
+        let max_reassembly_bytes = config.max_reassembly_bytes;
         let inner = Arc::new(Inner {
             node: NodeId::new(addr),
             config,
@@ -503,6 +508,7 @@ impl Transport {
             counters: Counters::default(),
             unauthenticated: Arc::new(tokio::sync::Semaphore::new(max_unauthenticated)),
             refusal_log: log_limit::LogLimit::new(10, std::time::Duration::from_secs(10)),
+            reassembly: budget::ReassemblyBudget::new(max_reassembly_bytes),
         });
         inner.spawn(listener::accept_loop(inner.clone(), listener));
         tracing::info!(node = %inner.node, "transport listening");

@@ -122,11 +122,15 @@ async fn serve(
     let mut lost = false;
     let decoder = FrameDecoder::new(inner.config.max_frame);
     let mut reassembler = Reassembler::new(inner.config.max_frame);
+    // This connection's share of the node's budget for partial frames; counted before
+    // the decoder reserves room for a frame, given back when the connection ends.
+    let mut held = super::budget::Held::new(inner.reassembly.clone());
     loop {
         loop {
             // A chunk is buffered by the reassembler until its frame is whole.
-            let decoded = decoder
-                .decode(&mut buf)
+            let decoded = held
+                .set(decoder.pending(&buf) + reassembler.buffered())
+                .and_then(|()| decoder.decode(&mut buf))
                 .and_then(|f| f.map(|f| reassembler.push(f)).transpose());
             match decoded {
                 Ok(Some(Some(frame))) if super::heartbeat::is_heartbeat(&frame) => {}
