@@ -87,7 +87,7 @@ async fn a_fast_sender_gets_backpressure_while_the_slow_actors_mailbox_stays_bou
             Ok(()) => sent += 1,
             Err(e) => break e,
         }
-        if sent % 64 == 0 {
+        if sent.is_multiple_of(64) {
             peak_backlog = peak_backlog.max(b.inbound_backlog("slow").unwrap());
             tokio::task::yield_now().await;
         }
@@ -210,7 +210,7 @@ async fn a_held_back_connection_stalls_only_the_pairs_on_it() {
             Ok(()) => sent += 1,
             Err(e) => break e,
         }
-        if sent % 16 == 0 {
+        if sent.is_multiple_of(16) {
             tokio::task::yield_now().await;
         }
         assert!(sent < 1_000_000, "no backpressure after {sent} sends");
