@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use crate::actor::{Handler, Message, Priority};
 use crate::context::Context;
 use crate::envelope::{Envelope, TellEnvelope};
+use crate::event::DeadLetterReason;
 
 /// A fire-and-forget message and the token that goes with it.
 ///
@@ -26,10 +27,21 @@ where
     T: Send + 'static,
 {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let HeldTellEnvelope { tell, token } = *self;
+        let HeldTellEnvelope {
+            tell: TellEnvelope(msg),
+            token,
+        } = *self;
         // Taken out of the mailbox: the token's job is done.
         drop(token);
-        Box::new(tell).handle(actor, ctx)
+        // The same steps as `TellEnvelope::handle`, without boxing the message again.
+        Box::pin(async move {
+            if !actor.admits(ctx) {
+                ctx.mailbox
+                    .dead_letter(std::any::type_name::<M>(), DeadLetterReason::Refused);
+                return;
+            }
+            actor.handle(msg, ctx).await;
+        })
     }
 
     fn priority(&self) -> Priority {
