@@ -65,7 +65,11 @@ fn seeds() -> Vec<Vec<u8>> {
 #[test]
 fn gossip_corpus_and_real_gossip_decode_or_fail_typed() {
     let files = corpus();
-    assert!(files.len() >= 4, "gossip corpus has {} inputs", files.len());
+    assert!(
+        files.len() >= 100,
+        "gossip corpus has {} inputs",
+        files.len()
+    );
     for data in &files {
         run(data);
     }

@@ -63,7 +63,7 @@ fn seeds() -> Vec<Vec<u8>> {
 fn crdt_corpus_and_real_deltas_decode_and_merge_or_fail_typed() {
     let files = corpus();
     assert!(
-        files.len() >= 4,
+        files.len() >= 100,
         "crdt_delta corpus has {} inputs",
         files.len()
     );
