@@ -31,6 +31,10 @@ fuzz_target!(|data: &[u8]| {
                 Ok(None) => break,
                 Err(_) => return,
             }
+            // What the transport counts against the node's reassembly budget: never
+            // less than what is buffered, never a rebuilt frame past the maximum.
+            assert!(decoder.pending(&buf) >= buf.len());
+            assert!(reassembler.buffered() <= 64 * 1024);
         }
     }
 });

@@ -17,7 +17,7 @@ use crate::error::{AskError, RemoteError, SendError};
 use crate::event::DeadLetterReason;
 use crate::id::ActorId;
 use crate::lifecycle::{StopReason, Terminated};
-use crate::mailbox::{Mailbox, PushError, SystemMsg, Watcher};
+use crate::mailbox::{HeldTellEnvelope, Mailbox, PushError, SystemMsg, Watcher};
 
 pub use recipient::Recipient;
 pub use remote::{as_sender, current_sender, AsSender, ErasedMessage, RemoteTarget};
@@ -150,6 +150,32 @@ impl<A: Actor> ActorRef<A> {
             Target::Remote(t) => t
                 .tell_erased(Box::new(msg), std::any::type_name::<M>())
                 .map_err(downcast_message),
+        }
+    }
+
+    /// Like [`ActorRef::tell`], with a `token` that is dropped once the actor has taken
+    /// the message out of its mailbox (or the message became a dead letter, or the send
+    /// failed). Whoever holds the other end of the token learns how many of its messages
+    /// still wait in the mailbox; granary-remote uses it to bound the messages from the
+    /// wire waiting for an exposed actor (flow control). For a remote ref the token is
+    /// dropped as soon as the message is handed to the transport.
+    pub fn tell_holding<M, T>(&self, msg: M, token: T) -> Result<(), SendError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+        T: Send + 'static,
+    {
+        match &self.target {
+            Target::Local(mb) => mb
+                .push_user(Box::new(HeldTellEnvelope {
+                    tell: TellEnvelope(msg, crate::observe::capture()),
+                    token,
+                }))
+                .map_err(|e| local_send_error(e, |env| env.tell.0)),
+            Target::Remote(_) => {
+                drop(token);
+                self.tell(msg)
+            }
         }
     }
 

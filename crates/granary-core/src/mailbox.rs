@@ -11,6 +11,7 @@
 //! the lock; an atomic flag lets the actor check it between user messages without
 //! locking.
 
+mod held;
 mod queue;
 mod system_msg;
 
@@ -28,6 +29,7 @@ use crate::event::{DeadLetter, DeadLetterReason};
 use crate::id::ActorId;
 use crate::system::SystemInner;
 
+pub(crate) use held::HeldTellEnvelope;
 pub(crate) use queue::{Batch, UserQueue};
 pub(crate) use system_msg::{ChildDirective, SystemMsg, Watcher};
 

@@ -127,6 +127,15 @@ pub enum FrameError {
     /// Sender or recipient is longer than 65535 bytes.
     #[error("{0} is longer than 65535 bytes")]
     FieldTooLong(&'static str),
+    /// Holding this connection's partial frame would take the bytes held in partial and
+    /// chunked frames across all connections over `TransportConfig::max_reassembly_bytes`.
+    #[error("partial frames would hold {wanted} bytes on this connection; the node's budget of {budget} bytes for all connections is used up")]
+    ReassemblyBudget {
+        /// Bytes this connection would hold.
+        wanted: u64,
+        /// The node-wide budget.
+        budget: u64,
+    },
 }
 
 /// Longest reason kept or logged for a refused connection (bytes); longer ones are cut.

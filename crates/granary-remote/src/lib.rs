@@ -51,8 +51,8 @@ pub use registry::{
 pub use remote::{ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError};
 pub use tls::TlsConfig;
 pub use transport::{
-    ChannelConfig, InboundHandler, PeerEvent, QueueDepth, SendOptions, Transport, TransportConfig,
-    TransportStats,
+    ChannelConfig, InboundHandler, PeerEvent, QueueDepth, SendOptions, Stall, Transport,
+    TransportConfig, TransportStats,
 };
 
 /// Register a message type under a stable wire name, collected at link time.

@@ -234,12 +234,7 @@ impl RemoteNode {
         });
         // Weak: the transport's handler must not keep the node alive forever.
         let weak: Weak<NodeInner> = Arc::downgrade(&inner);
-        let transport = Transport::bind(config, move |from, frame| {
-            if let Some(inner) = weak.upgrade() {
-                inbound::on_frame(&inner, from, frame);
-            }
-        })
-        .await?;
+        let transport = Transport::bind(config, inbound::Inbound { node: weak }).await?;
         let mut events = transport.subscribe();
         let _ = inner.transport.set(transport);
         let weak = Arc::downgrade(&inner);
@@ -285,6 +280,13 @@ impl RemoteNode {
         actor: &ActorRef<A>,
     ) -> Result<Exposure<A>, RemoteSetupError> {
         exposed::expose(&self.inner, name, actor)
+    }
+
+    /// Messages from the wire that wait for the actor exposed as `name` (queued in its
+    /// mailbox, or asks being served): at most `TransportConfig::inbound_capacity`
+    /// (`docs/wire.md`, "Flow control"). `None` when nothing is exposed under `name`.
+    pub fn inbound_backlog(&self, name: &str) -> Option<usize> {
+        self.inner.exposed.read().get(name).map(|e| e.backlog())
     }
 
     /// A serializable ref to the actor exposed here under `name`.

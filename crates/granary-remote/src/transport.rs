@@ -27,6 +27,7 @@
 //! reported as [`PeerEvent::Restarted`]; a peer that sends a malformed or oversized frame
 //! is disconnected and logged while the node keeps running.
 
+mod budget;
 mod bulk;
 mod config;
 mod heartbeat;
@@ -63,6 +64,11 @@ use queue::PushError;
 /// Index of the default data channel in `Inner::channels` (after control).
 pub(crate) const DATA_GROUP: usize = 1;
 
+/// Something the connection's reader awaits before it reads on (flow control): while it
+/// is pending, nothing more is read from that one connection, so TCP pushes back on the
+/// sender (`docs/wire.md`, "Flow control").
+pub type Stall = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>>;
+
 /// Receives every frame that arrives on an accepted connection.
 ///
 /// Called on the connection's reader task, in arrival order per connection: keep it short
@@ -70,6 +76,16 @@ pub(crate) const DATA_GROUP: usize = 1;
 pub trait InboundHandler: Send + Sync + 'static {
     /// One frame from the authenticated node `from`.
     fn on_frame(&self, from: NodeId, frame: Frame);
+
+    /// One frame, with the option to hold back the connection it came on: the reader
+    /// awaits the returned [`Stall`] before it reads the next frame of that connection
+    /// (other connections go on). The transport calls this; the default hands the frame
+    /// to [`InboundHandler::on_frame`] and never stalls. A handler that wraps another
+    /// should forward this method so the inner one's flow control keeps working.
+    fn on_frame_paced(&self, from: NodeId, frame: Frame) -> Option<Stall> {
+        self.on_frame(from, frame);
+        None
+    }
 }
 
 impl<F> InboundHandler for F
@@ -258,6 +274,9 @@ pub(crate) struct Inner {
     pub(crate) unauthenticated: Arc<tokio::sync::Semaphore>,
     /// Limits the warn lines for refused inbound connections (anyone can cause those).
     pub(crate) refusal_log: log_limit::LogLimit,
+    /// Bytes held in partial and chunked frames across all connections
+    /// (`TransportConfig::max_reassembly_bytes`).
+    pub(crate) reassembly: Arc<budget::ReassemblyBudget>,
 }
 
 impl Inner {
@@ -496,6 +515,7 @@ impl Transport {
         }));
         let (events, _) = broadcast::channel(1024);
         let max_unauthenticated = config.max_unauthenticated;
+        let max_reassembly_bytes = config.max_reassembly_bytes;
         let inner = Arc::new(Inner {
             node: NodeId::new(addr),
             config,
@@ -510,6 +530,7 @@ impl Transport {
             counters: Counters::default(),
             unauthenticated: Arc::new(tokio::sync::Semaphore::new(max_unauthenticated)),
             refusal_log: log_limit::LogLimit::new(10, std::time::Duration::from_secs(10)),
+            reassembly: budget::ReassemblyBudget::new(max_reassembly_bytes),
         });
         inner.spawn(listener::accept_loop(inner.clone(), listener));
         tracing::info!(node = %inner.node, %bound, "transport listening");

@@ -41,6 +41,8 @@ fn run(data: &[u8]) -> Outcome {
                 Ok(None) => break,
                 Err(_) => return Outcome::Error,
             }
+            assert!(decoder.pending(&buf) >= buf.len());
+            assert!(reassembler.buffered() <= 64 * 1024);
         }
     }
     if buf.is_empty() && !reassembler.in_progress() {

@@ -18,8 +18,12 @@ use crate::registry::{ErasedMessage, Registry};
 use crate::transport::{SendOptions, Transport};
 use crate::wire::{FrameHeader, FrameKind};
 
-/// Delivers one decoded message to the exposed actor; `reply` is set for an ask.
-type DeliverFn = Arc<dyn Fn(ErasedMessage, Option<ReplyTo>) + Send + Sync>;
+/// Delivers one decoded message to the exposed actor; `reply` is set for an ask. The
+/// credit (flow control) is given back once the actor took the tell, or answered the ask.
+type DeliverFn = Arc<dyn Fn(ErasedMessage, Option<ReplyTo>, Option<Credit>) + Send + Sync>;
+
+/// One of an exposed actor's `TransportConfig::inbound_capacity` credits.
+pub(crate) type Credit = tokio::sync::OwnedSemaphorePermit;
 
 /// One exposed actor.
 pub(crate) struct Exposed {
@@ -27,6 +31,9 @@ pub(crate) struct Exposed {
     handlers: RwLock<HashMap<u64, (&'static str, DeliverFn)>>,
     stop: Box<dyn Fn() + Send + Sync>,
     watchers: Mutex<Watchers>,
+    /// Free places for messages from the wire (`TransportConfig::inbound_capacity`).
+    pub(crate) credits: Arc<tokio::sync::Semaphore>,
+    capacity: usize,
 }
 
 #[derive(Default)]
@@ -39,6 +46,11 @@ struct Watchers {
 impl Exposed {
     pub(crate) fn handler(&self, tag: u64) -> Option<DeliverFn> {
         self.handlers.read().get(&tag).map(|(_, f)| f.clone())
+    }
+
+    /// Messages from the wire that wait for the actor or are being served.
+    pub(crate) fn backlog(&self) -> usize {
+        self.capacity - self.credits.available_permits()
     }
 
     pub(crate) fn accepted(&self) -> String {
@@ -106,33 +118,41 @@ impl<A: Actor> Exposure<A> {
             >()))?;
         let actor = self.actor.clone();
         let timeout = self.node.serve_timeout;
-        let deliver: DeliverFn = Arc::new(move |msg: ErasedMessage, reply: Option<ReplyTo>| {
-            let Ok(msg) = msg.downcast::<M>() else {
-                // The registry decoded this tag to M, so this cannot happen; answer anyway.
-                if let Some(reply) = reply {
-                    reply.fail(ReplyFailure::Remote(RemoteError::TypeMismatch {
-                        expected: std::any::type_name::<M>().into(),
-                        found: "another type".into(),
-                    }));
+        let deliver: DeliverFn = Arc::new(
+            move |msg: ErasedMessage, reply: Option<ReplyTo>, credit: Option<Credit>| {
+                let Ok(msg) = msg.downcast::<M>() else {
+                    // The registry decoded this tag to M, so this cannot happen; answer anyway.
+                    if let Some(reply) = reply {
+                        reply.fail(ReplyFailure::Remote(RemoteError::TypeMismatch {
+                            expected: std::any::type_name::<M>().into(),
+                            found: "another type".into(),
+                        }));
+                    }
+                    return;
+                };
+                match reply {
+                    // A failed local tell publishes its own dead letter in granary-core.
+                    // The credit comes back when the actor takes the message.
+                    None => match credit {
+                        Some(credit) => drop(actor.tell_holding(*msg, credit)),
+                        None => drop(actor.tell(*msg)),
+                    },
+                    Some(reply) => {
+                        let actor = actor.clone();
+                        let serve = async move {
+                            match actor.ask_timeout(*msg, timeout).await {
+                                Ok(answer) => reply.answer(&answer),
+                                Err(e) => reply.fail(failure_of(e)),
+                            }
+                            // Served: the credit comes back.
+                            drop(credit);
+                        };
+                        // The ask continues the `granary.receive` span (and its trace).
+                        tokio::spawn(tracing::Instrument::in_current_span(serve));
+                    }
                 }
-                return;
-            };
-            match reply {
-                // A failed local tell publishes its own dead letter in granary-core.
-                None => drop(actor.tell(*msg)),
-                Some(reply) => {
-                    let actor = actor.clone();
-                    let serve = async move {
-                        match actor.ask_timeout(*msg, timeout).await {
-                            Ok(answer) => reply.answer(&answer),
-                            Err(e) => reply.fail(failure_of(e)),
-                        }
-                    };
-                    // The ask continues the `granary.receive` span (and its trace).
-                    tokio::spawn(tracing::Instrument::in_current_span(serve));
-                }
-            }
-        });
+            },
+        );
         self.entry
             .handlers
             .write()
@@ -173,11 +193,14 @@ pub(crate) fn expose<A: Actor>(
         Err(_) => return Err(RemoteSetupError::NameTaken(name.to_owned())),
     }
     let stopper = actor.clone();
+    let capacity = node.transport().config().inbound_capacity;
     let entry = Arc::new(Exposed {
         id: actor.id(),
         handlers: RwLock::new(HashMap::new()),
         stop: Box::new(move || stopper.stop()),
         watchers: Mutex::new(Watchers::default()),
+        credits: Arc::new(tokio::sync::Semaphore::new(capacity)),
+        capacity,
     });
     exposed.insert(name.to_owned(), entry.clone());
     drop(exposed);

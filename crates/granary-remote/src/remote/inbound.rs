@@ -5,25 +5,50 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use granary_core::{ActorId, AskError, DeadLetter, DeadLetterReason, RemoteError};
 
+use std::sync::Weak;
+
 use super::exposed::ReplyTo;
 use super::protocol::{ReplyFailure, SystemMessage, REPLY_FAILURE};
 use super::{remote_actor_id, watch, NodeInner};
 use crate::node_id::NodeId;
 use crate::registry::type_tag;
-use crate::transport::SendOptions;
-use crate::wire::{Frame, FrameHeader, FrameKind};
+use crate::transport::{InboundHandler, SendOptions, Stall};
+use crate::wire::{Frame, FrameHeader, FrameKind, CONTROL_CHANNEL};
 
-/// Called on the transport's reader task for every frame.
-pub(crate) fn on_frame(node: &NodeInner, from: NodeId, frame: Frame) {
+/// The remote layer's handler on the transport's reader tasks.
+pub(crate) struct Inbound {
+    /// Weak: the transport's handler must not keep the node alive forever.
+    pub(crate) node: Weak<NodeInner>,
+}
+
+impl InboundHandler for Inbound {
+    /// Without a connection to hold back, a message finding no free credit is
+    /// delivered anyway (order matters more than the bound here); the transport always
+    /// calls [`Inbound::on_frame_paced`].
+    fn on_frame(&self, from: NodeId, frame: Frame) {
+        if let Some(node) = self.node.upgrade() {
+            on_frame(&node, from, frame, false);
+        }
+    }
+
+    fn on_frame_paced(&self, from: NodeId, frame: Frame) -> Option<Stall> {
+        let node = self.node.upgrade()?;
+        on_frame(&node, from, frame, true)
+    }
+}
+
+/// Called on the transport's reader task for every frame; `Some` holds the connection
+/// back until the recipient has a free credit (`docs/wire.md`, "Flow control").
+pub(crate) fn on_frame(node: &NodeInner, from: NodeId, frame: Frame, paced: bool) -> Option<Stall> {
     if !node.is_started() {
         // A peer that knew this address (a restart on the same port) can get a frame in
         // before `RemoteNode::start` has returned; nothing is exposed yet, so drop it.
         tracing::debug!(%from, "frame before the node finished starting; dropped");
-        return;
+        return None;
     }
     match frame.kind {
-        FrameKind::Tell => deliver(node, from, frame, false),
-        FrameKind::Ask => deliver(node, from, frame, true),
+        FrameKind::Tell => return deliver(node, from, frame, false, paced),
+        FrameKind::Ask => return deliver(node, from, frame, true, paced),
         FrameKind::Reply => complete(node, frame),
         FrameKind::System => system(node, from, frame),
         FrameKind::Handshake => {
@@ -32,10 +57,23 @@ pub(crate) fn on_frame(node: &NodeInner, from: NodeId, frame: Frame) {
         // The transport rebuilds chunked frames before they get here.
         FrameKind::Chunk => tracing::debug!(%from, "stray chunk; ignored"),
     }
+    None
 }
 
 /// Decode and deliver a tell or ask to the exposed recipient, or report why not.
-fn deliver(node: &NodeInner, from: NodeId, frame: Frame, is_ask: bool) {
+///
+/// Each delivery takes one of the recipient's credits. With none free, the delivery
+/// waits in the returned [`Stall`] and the reader holds the connection back meanwhile,
+/// except on the control channel, whose reader also watches heartbeats and must never
+/// wait: a message there is delivered without a credit (so is one that came without
+/// `paced`, from a caller that cannot hold a connection back).
+fn deliver(
+    node: &NodeInner,
+    from: NodeId,
+    frame: Frame,
+    is_ask: bool,
+    paced: bool,
+) -> Option<Stall> {
     let name = frame.recipient();
     let tag = frame.type_tag;
     let reply = is_ask.then(|| ReplyTo {
@@ -62,23 +100,54 @@ fn deliver(node: &NodeInner, from: NodeId, frame: Frame, is_ask: bool) {
     let exposed = node.exposed.read().get(name).cloned();
     let Some(exposed) = exposed else {
         let id = remote_actor_id(node.transport().local_addr(), name);
-        return fail(id, RemoteError::NoSuchActor(id));
+        fail(id, RemoteError::NoSuchActor(id));
+        return None;
     };
     let Some(handler) = exposed.handler(tag) else {
-        return fail(
+        fail(
             exposed.id,
             RemoteError::TypeMismatch {
                 expected: exposed.accepted(),
                 found: message_type(node, tag).to_owned(),
             },
         );
+        return None;
     };
     // Decoding happens here, on the recipient's side of the wire.
     let span = crate::trace::receive_span(node.transport().local_addr(), from, name, frame.trace);
     let _entered = span.enter();
-    match node.registry.decode(tag, &frame.body) {
-        Ok(msg) => handler(msg, reply),
-        Err(e) => fail(exposed.id, RemoteError::Decode(e.to_string())),
+    let msg = match node.registry.decode(tag, &frame.body) {
+        Ok(msg) => msg,
+        Err(e) => {
+            fail(exposed.id, RemoteError::Decode(e.to_string()));
+            return None;
+        }
+    };
+    if frame.channel == CONTROL_CHANNEL {
+        handler(msg, reply, None);
+        return None;
+    }
+    match exposed.credits.clone().try_acquire_owned() {
+        Ok(credit) => {
+            handler(msg, reply, Some(credit));
+            None
+        }
+        Err(_) if !paced => {
+            handler(msg, reply, None);
+            None
+        }
+        Err(_) => {
+            let credits = exposed.credits.clone();
+            let waiting = async move {
+                // The semaphore is never closed.
+                let credit = credits.acquire_owned().await.ok();
+                handler(msg, reply, credit);
+            };
+            Some(Box::pin(tracing::Instrument::instrument(
+                waiting,
+                span.clone(),
+            )))
+        }
     }
 }
 

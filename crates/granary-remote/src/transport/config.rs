@@ -84,6 +84,19 @@ pub struct TransportConfig {
     /// [`SendError::Backpressure`](crate::SendError::Backpressure). A frame is always
     /// accepted into an empty queue. Default 16 MiB.
     pub queue_capacity: usize,
+    /// Messages from the wire that may wait for one exposed actor of a
+    /// [`RemoteNode`](crate::RemoteNode) (in its mailbox, or as asks being served) before
+    /// the connection that brings the next one is held back until the actor takes one,
+    /// so TCP pushes back and the sender's queue fills up to
+    /// [`SendError::Backpressure`](crate::SendError::Backpressure) (`docs/wire.md`,
+    /// "Flow control"). At least 1. Default 1024.
+    pub inbound_capacity: usize,
+    /// Bytes all connections together may hold in partly received frames and in chunked
+    /// frames being reassembled. A connection whose next frame would take the node over
+    /// it gets [`FrameError::ReassemblyBudget`](crate::FrameError::ReassemblyBudget) and
+    /// is closed; the other connections are served on. At least `max_frame` is
+    /// sensible, so one largest frame always fits. Default 256 MiB.
+    pub max_reassembly_bytes: usize,
     /// One deadline for connecting plus TLS plus the handshake, on both ends. Default 5 s.
     pub handshake_timeout: Duration,
     /// Inbound connections that may be in TLS or the handshake at once; one more is
@@ -135,6 +148,8 @@ impl TransportConfig {
             chunk_size: 64 * 1024,
             kernel_backlog: Some(128 * 1024),
             queue_capacity: 16 * 1024 * 1024,
+            inbound_capacity: 1024,
+            max_reassembly_bytes: 256 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(5),
             max_unauthenticated: 256,
             backoff_min: Duration::from_millis(50),
@@ -231,6 +246,24 @@ impl TransportConfig {
         self
     }
 
+    /// Set how many messages from the wire may wait for one exposed actor.
+    ///
+    /// ```
+    /// use granary_remote::TransportConfig;
+    /// let config = TransportConfig::new("c", "s").with_inbound_capacity(64);
+    /// assert_eq!(config.inbound_capacity, 64);
+    /// ```
+    pub fn with_inbound_capacity(mut self, messages: usize) -> Self {
+        self.inbound_capacity = messages;
+        self
+    }
+
+    /// Set how many bytes all connections together may hold in partial and chunked frames.
+    pub fn with_max_reassembly_bytes(mut self, bytes: usize) -> Self {
+        self.max_reassembly_bytes = bytes;
+        self
+    }
+
     /// Send heartbeats every `interval`; a peer silent for `timeout` is lost.
     pub fn with_heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
         self.heartbeat_interval = interval;
@@ -272,6 +305,10 @@ impl TransportConfig {
                 "cluster name is longer than {} bytes",
                 crate::handshake::MAX_NAME
             ));
+        }
+        if self.inbound_capacity == 0 || self.inbound_capacity > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return Err("inbound_capacity must be at least 1".into());
         }
         if self.max_unauthenticated == 0 {
             return Err("max_unauthenticated must be at least 1".into());
@@ -336,6 +373,8 @@ impl std::fmt::Debug for TransportConfig {
             .field("chunk_size", &self.chunk_size)
             .field("kernel_backlog", &self.kernel_backlog)
             .field("queue_capacity", &self.queue_capacity)
+            .field("inbound_capacity", &self.inbound_capacity)
+            .field("max_reassembly_bytes", &self.max_reassembly_bytes)
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("tls", &self.tls.is_some())
@@ -363,6 +402,7 @@ mod tests {
         assert!(base().with_channel("bulk", 0).validate().is_err());
         assert!(base().with_max_frame(8).validate().is_err());
         assert!(base().with_chunk_size(10).validate().is_err());
+        assert!(base().with_inbound_capacity(0).validate().is_err());
         let second = Duration::from_secs(1);
         assert!(base().with_heartbeat(second, second).validate().is_err());
         assert!(base()

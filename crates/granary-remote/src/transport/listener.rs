@@ -124,11 +124,15 @@ async fn serve(
     let meter = super::meter::InboundMeter::new(inner.node.addr(), node.addr(), &lane.channel);
     let decoder = FrameDecoder::new(inner.config.max_frame);
     let mut reassembler = Reassembler::new(inner.config.max_frame);
+    // This connection's share of the node's budget for partial frames; counted before
+    // the decoder reserves room for a frame, given back when the connection ends.
+    let mut held = super::budget::Held::new(inner.reassembly.clone());
     loop {
         loop {
             // A chunk is buffered by the reassembler until its frame is whole.
-            let decoded = decoder
-                .decode(&mut buf)
+            let decoded = held
+                .set(decoder.pending(&buf) + reassembler.buffered())
+                .and_then(|()| decoder.decode(&mut buf))
                 .and_then(|f| f.map(|f| reassembler.push(f)).transpose());
             match decoded {
                 // Fault injection (faults.rs): a partition drops what arrives too.
@@ -144,7 +148,11 @@ async fn serve(
                 Ok(Some(Some(frame))) => {
                     inner.count_received();
                     meter.received(frame.header().frame_len(frame.body.len()));
-                    inner.handler.on_frame(node, frame);
+                    // Flow control: the handler may hold this connection back until
+                    // the recipient has room; TCP then pushes back on the sender.
+                    if let Some(stall) = inner.handler.on_frame_paced(node, frame) {
+                        stall.await;
+                    }
                 }
                 Ok(Some(None)) => {}
                 Ok(None) => break,

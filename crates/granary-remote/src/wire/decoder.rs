@@ -46,6 +46,23 @@ impl FrameDecoder {
         (LENGTH_PREFIX + len).saturating_sub(buf.len())
     }
 
+    /// Bytes `buf` holds for frames not yet split off, counting the room [`decode`]
+    /// reserves for a frame whose length prefix has arrived but not the rest: what a
+    /// connection's read buffer will occupy. A length above the maximum is not counted
+    /// (decoding it fails at once).
+    ///
+    /// [`decode`]: FrameDecoder::decode
+    pub fn pending(&self, buf: &[u8]) -> usize {
+        if buf.len() < LENGTH_PREFIX {
+            return buf.len();
+        }
+        let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+        if len > self.max_frame {
+            return buf.len();
+        }
+        buf.len().max(LENGTH_PREFIX + len as usize)
+    }
+
     /// Split the next complete frame off `buf`, if one is there.
     ///
     /// On error the buffer's contents are unspecified and the connection must be closed.
@@ -225,6 +242,21 @@ mod tests {
             }
         }
         assert_eq!(got, (0..10).map(|i| i * 100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn pending_counts_the_room_a_partial_frame_will_take() {
+        let dec = FrameDecoder::new(4096);
+        assert_eq!(dec.pending(&[1, 0]), 2);
+        let mut partial = 1000u32.to_le_bytes().to_vec();
+        partial.extend_from_slice(&[0; 10]);
+        assert_eq!(dec.pending(&partial), 1004);
+        assert_eq!(dec.pending(&u32::MAX.to_le_bytes()), 4);
+        let two = header("a", "b")
+            .encode_with_body(b"x", 4096)
+            .unwrap()
+            .repeat(2);
+        assert_eq!(dec.pending(&two), two.len());
     }
 
     #[test]

@@ -62,6 +62,11 @@ impl Reassembler {
         self.in_progress
     }
 
+    /// Bytes of the chunked frame being rebuilt.
+    pub fn buffered(&self) -> usize {
+        self.partial.len()
+    }
+
     /// Take one decoded frame: a whole frame comes back as is, a chunk is buffered and
     /// the last chunk of a frame gives back the rebuilt frame.
     ///
