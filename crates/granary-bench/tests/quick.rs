@@ -114,7 +114,7 @@ fn local_quick_prints_one_sane_row_per_test_and_framework() {
 }
 
 #[test]
-fn local_activate_gives_a_virtual_row_for_one_node_and_for_three() {
+fn local_activate_gives_rows_for_one_and_three_nodes_and_the_file_store() {
     let output = bench(&[
         "local", "--quick", "--runs", "1", "--only", "granary", "--tests", "activate",
     ]);
@@ -132,11 +132,33 @@ fn local_activate_gives_a_virtual_row_for_one_node_and_for_three() {
         .iter()
         .map(|row| row["nodes"].as_u64().expect("nodes"))
         .collect();
-    assert_eq!(nodes, [1, 3], "{stdout}");
+    assert_eq!(nodes, [1, 3, 1], "{stdout}");
+    let modes: Vec<&str> = rows
+        .iter()
+        .map(|row| row["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        modes,
+        ["virtual", "virtual", "virtual-file-store"],
+        "{stdout}"
+    );
     for row in &rows {
         assert_eq!(row["test"], "activate", "{row}");
-        assert_eq!(row["mode"], "virtual", "{row}");
         assert!(number(row, "actors_per_sec") > 0.0, "{row}");
+    }
+    // The one-node memory-store row carries the memory figures.
+    assert!(
+        number(&rows[0], "bytes_per_activation") > 0.0,
+        "{}",
+        rows[0]
+    );
+    for field in [
+        "rss_before_mb",
+        "rss_active_mb",
+        "rss_after_mb",
+        "rss_after_trim_mb",
+    ] {
+        assert!(number(&rows[0], field) > 0.0, "{field}: {}", rows[0]);
     }
 }
 

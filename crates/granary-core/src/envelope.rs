@@ -47,15 +47,7 @@ where
 {
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
         let TellEnvelope(msg, parent) = *self;
-        let fut = async move {
-            if !actor.admits(ctx) {
-                ctx.mailbox
-                    .dead_letter(std::any::type_name::<M>(), DeadLetterReason::Refused);
-                return;
-            }
-            actor.handle(msg, ctx).await;
-        };
-        crate::observe::handled(parent, std::any::type_name::<M>(), fut)
+        handle_tell(msg, parent, actor, ctx)
     }
 
     fn priority(&self) -> Priority {
@@ -65,6 +57,29 @@ where
     fn message_type(&self) -> &'static str {
         std::any::type_name::<M>()
     }
+}
+
+/// Handles a told message: refused (a dead letter) unless the actor admits it, and
+/// inside a `granary.handle` span when the sender's span came with it.
+pub(crate) fn handle_tell<'a, A, M>(
+    msg: M,
+    parent: crate::observe::Parent,
+    actor: &'a mut A,
+    ctx: &'a mut Context<A>,
+) -> BoxFuture<'a, ()>
+where
+    A: Handler<M>,
+    M: Message,
+{
+    let fut = async move {
+        if !actor.admits(ctx) {
+            ctx.mailbox
+                .dead_letter(std::any::type_name::<M>(), DeadLetterReason::Refused);
+            return;
+        }
+        actor.handle(msg, ctx).await;
+    };
+    crate::observe::handled(parent, std::any::type_name::<M>(), fut)
 }
 
 /// Why an ask got no reply, as sent back on the reply channel.

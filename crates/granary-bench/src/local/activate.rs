@@ -10,7 +10,7 @@
 //! The one-node run with the memory store also measures memory: RSS before the
 //! first activation, with every identity active (so the bytes each active virtual
 //! actor costs, state excluded: the kind has none), and once every identity has
-//! passivated (idle timeout [`IDLE`]), before and after `malloc_trim(0)` hands free
+//! passivated (idle timeout 10 s; 2 s for `--quick`), before and after `malloc_trim(0)` hands free
 //! heap pages back. A third run repeats the one-node rate with the embedded file
 //! store (`file:` in a temporary directory), where each activation reads its state.
 
@@ -33,8 +33,15 @@ const FRAMEWORK: Framework = Framework::Granary;
 const CALLERS_PER_NODE: u64 = 128;
 
 /// Idle timeout of the memory run's identities: long enough that none passivates
-/// before the last one is activated, so "all active" is a real state.
-const IDLE: Duration = Duration::from_secs(10);
+/// before the last one is activated, so "all active" is a real state (50,000 take
+/// 1–4 s on a loaded 2-core machine; `--quick`'s 2,000 well under a second).
+fn idle_for(identities: u64) -> Duration {
+    if identities <= 10_000 {
+        Duration::from_secs(2)
+    } else {
+        Duration::from_secs(10)
+    }
+}
 
 /// What one `activate` run measured (the child prints this as JSON).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
@@ -223,8 +230,15 @@ async fn timed_run(
 pub(crate) fn activate(identities: u64, limit: Duration) -> Result<ActivateSample, LocalError> {
     on_runtime(async move {
         // One node, memory store: rate and memory.
-        let (nodes, one, rss_before) =
-            timed_run(1, "memory:", Some(IDLE), identities, limit, "memory store").await?;
+        let (nodes, one, rss_before) = timed_run(
+            1,
+            "memory:",
+            Some(idle_for(identities)),
+            identities,
+            limit,
+            "memory store",
+        )
+        .await?;
         let rss_active = rss_bytes()?;
         nodes[0]
             .passivated(Greeter::KIND, limit)

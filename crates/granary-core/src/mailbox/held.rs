@@ -9,7 +9,6 @@ use futures::future::BoxFuture;
 use crate::actor::{Handler, Message, Priority};
 use crate::context::Context;
 use crate::envelope::{Envelope, TellEnvelope};
-use crate::event::DeadLetterReason;
 
 /// A fire-and-forget message and the token that goes with it.
 ///
@@ -33,16 +32,7 @@ where
         } = *self;
         // Taken out of the mailbox: the token's job is done.
         drop(token);
-        // The same steps as `TellEnvelope::handle`, without boxing the message again.
-        let fut = async move {
-            if !actor.admits(ctx) {
-                ctx.mailbox
-                    .dead_letter(std::any::type_name::<M>(), DeadLetterReason::Refused);
-                return;
-            }
-            actor.handle(msg, ctx).await;
-        };
-        crate::observe::handled(parent, std::any::type_name::<M>(), fut)
+        crate::envelope::handle_tell(msg, parent, actor, ctx)
     }
 
     fn priority(&self) -> Priority {

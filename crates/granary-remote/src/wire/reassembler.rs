@@ -19,15 +19,16 @@ use crate::error::FrameError;
 ///
 /// let header = FrameHeader {
 ///     kind: FrameKind::Tell, channel: 0, type_tag: 7, correlation: 0,
-///     sender: "", recipient: "big",
+///     sender: "", recipient: "big", trace: None,
 /// };
 /// let whole = header.encode_with_body(&[1u8; 100], 1024).unwrap();
 /// // The sender's cut: two chunks of the frame after its 4-byte length prefix.
 /// let (a, b) = whole[4..].split_at(60);
+/// let version = whole[4];
 /// let mut wire = BytesMut::new();
 /// for (piece, last) in [(a, false), (b, true)] {
 ///     wire.extend_from_slice(&((28 + piece.len()) as u32).to_le_bytes());
-///     wire.extend_from_slice(&[2, 5]); // version 2, kind Chunk
+///     wire.extend_from_slice(&[version, 5]); // this wire version, kind Chunk
 ///     wire.extend_from_slice(&u16::from(last).to_le_bytes());
 ///     wire.extend_from_slice(&[0u8; 24]); // channel, type tag, correlation, name lengths
 ///     wire.extend_from_slice(piece);
