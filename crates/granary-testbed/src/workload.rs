@@ -18,6 +18,40 @@ use granary::virtual_actors::{Kind, NodeBuilder};
 
 use crate::history::{Event, HistoryWriter, Stamp};
 
+/// The `VirtualActor` impl of a workload kind (`String` keys) whose activations only
+/// record their start and end: `$actor` is a struct with one field, `log`.
+macro_rules! recorded_kind {
+    ($actor:ident, $kind:literal, $state:ty) => {
+        impl granary::virtual_actors::VirtualActor for $actor {
+            const KIND: &'static str = $kind;
+            type Key = String;
+            type State = $state;
+
+            fn activate(key: &String) -> Self {
+                $actor {
+                    log: $crate::workload::ActivationLog::new(Self::KIND, key),
+                }
+            }
+
+            async fn on_activate(
+                &mut self,
+                _ctx: &mut granary::virtual_actors::VirtualContext<'_, Self>,
+            ) -> Result<(), granary::BoxError> {
+                self.log.started();
+                Ok(())
+            }
+
+            async fn on_deactivate(
+                &mut self,
+                ctx: &mut granary::virtual_actors::VirtualContext<'_, Self>,
+            ) {
+                self.log.ended(ctx.deactivation_reason());
+            }
+        }
+    };
+}
+pub(crate) use recorded_kind;
+
 pub mod counter;
 pub mod driver;
 pub mod register;

@@ -4,8 +4,7 @@
 //! the state and replies the count only after the write returned: an acknowledged
 //! increment is durable.
 
-use granary::virtual_actors::{Kind, VirtualActor, VirtualContext, VirtualHandler};
-use granary::BoxError;
+use granary::virtual_actors::{Kind, VirtualContext, VirtualHandler};
 use serde::{Deserialize, Serialize};
 
 use super::{with_final, ActivationLog, FinalState, ReadFinal};
@@ -24,26 +23,7 @@ pub struct Counter {
     log: ActivationLog,
 }
 
-impl VirtualActor for Counter {
-    const KIND: &'static str = "tb.Counter";
-    type Key = String;
-    type State = CounterState;
-
-    fn activate(key: &String) -> Self {
-        Counter {
-            log: ActivationLog::new(Self::KIND, key),
-        }
-    }
-
-    async fn on_activate(&mut self, _ctx: &mut VirtualContext<'_, Self>) -> Result<(), BoxError> {
-        self.log.started();
-        Ok(())
-    }
-
-    async fn on_deactivate(&mut self, ctx: &mut VirtualContext<'_, Self>) {
-        self.log.ended(ctx.deactivation_reason());
-    }
-}
+super::recorded_kind!(Counter, "tb.Counter", CounterState);
 
 /// Adds one, once per `op`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

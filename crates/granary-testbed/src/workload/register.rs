@@ -4,8 +4,7 @@
 //! replies the current version); [`Read`] replies the value and the version. The
 //! checker's stale-read rule compares these versions.
 
-use granary::virtual_actors::{Kind, VirtualActor, VirtualContext, VirtualHandler};
-use granary::BoxError;
+use granary::virtual_actors::{Kind, VirtualContext, VirtualHandler};
 use serde::{Deserialize, Serialize};
 
 use super::{with_final, ActivationLog, FinalState, ReadFinal};
@@ -28,26 +27,7 @@ pub struct Register {
     log: ActivationLog,
 }
 
-impl VirtualActor for Register {
-    const KIND: &'static str = "tb.Register";
-    type Key = String;
-    type State = RegisterState;
-
-    fn activate(key: &String) -> Self {
-        Register {
-            log: ActivationLog::new(Self::KIND, key),
-        }
-    }
-
-    async fn on_activate(&mut self, _ctx: &mut VirtualContext<'_, Self>) -> Result<(), BoxError> {
-        self.log.started();
-        Ok(())
-    }
-
-    async fn on_deactivate(&mut self, ctx: &mut VirtualContext<'_, Self>) {
-        self.log.ended(ctx.deactivation_reason());
-    }
-}
+super::recorded_kind!(Register, "tb.Register", RegisterState);
 
 /// Sets the register to `value`, once per `op`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

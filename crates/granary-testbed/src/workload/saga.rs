@@ -55,26 +55,7 @@ pub struct Account {
     log: ActivationLog,
 }
 
-impl VirtualActor for Account {
-    const KIND: &'static str = "tb.Account";
-    type Key = String;
-    type State = AccountState;
-
-    fn activate(key: &String) -> Self {
-        Account {
-            log: ActivationLog::new(Self::KIND, key),
-        }
-    }
-
-    async fn on_activate(&mut self, _ctx: &mut VirtualContext<'_, Self>) -> Result<(), BoxError> {
-        self.log.started();
-        Ok(())
-    }
-
-    async fn on_deactivate(&mut self, ctx: &mut VirtualContext<'_, Self>) {
-        self.log.ended(ctx.deactivation_reason());
-    }
-}
+super::recorded_kind!(Account, "tb.Account", AccountState);
 
 /// Takes `amount` for transfer `op`, once.
 #[derive(Debug, Clone, Serialize, Deserialize)]
