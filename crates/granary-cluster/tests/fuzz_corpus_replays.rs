@@ -9,8 +9,6 @@ use std::path::PathBuf;
 use granary_cluster::transport::remote::{ClusterFrame, RelayFrame};
 use granary_cluster::{ClusterMessage, Envelope, NodeId};
 use granary_remote::{type_tag, Registry};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// The fuzz target's body; whether any of the three decodes succeeded.
 fn run(data: &[u8]) -> bool {
@@ -23,13 +21,9 @@ fn run(data: &[u8]) -> bool {
 }
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/gossip");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    granary_remote::__fuzz::corpus(&root, "gossip")
+        .unwrap_or_else(|e| panic!("the gossip corpus under {}: {e}", root.display()))
 }
 
 /// Real gossip, encoded as the wire carries it.
@@ -82,19 +76,7 @@ fn gossip_corpus_and_real_gossip_decode_or_fail_typed() {
 fn seeded_mutations_of_gossip_never_panic() {
     let mut inputs = corpus();
     inputs.extend(seeds());
-    let mut rng = StdRng::seed_from_u64(0x676f_7373);
-    for _ in 0..20_000 {
-        let mut data = inputs[rng.random_range(0..inputs.len())].clone();
-        for _ in 0..rng.random_range(1..5) {
-            match rng.random_range(0..3) {
-                0 if !data.is_empty() => {
-                    let i = rng.random_range(0..data.len());
-                    data[i] = rng.random();
-                }
-                1 if !data.is_empty() => data.truncate(rng.random_range(0..data.len())),
-                _ => data.extend((0..rng.random_range(0..16)).map(|_| rng.random::<u8>())),
-            }
-        }
-        run(&data);
-    }
+    granary_remote::__fuzz::mutations(&inputs, 0x676f_7373, 20_000, |data| {
+        run(data);
+    });
 }

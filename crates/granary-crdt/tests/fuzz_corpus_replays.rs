@@ -8,8 +8,6 @@ use std::path::PathBuf;
 
 use granary_crdt::{Crdt, GCounter, ORSet, PNCounter, ReplicaId};
 use granary_remote::{type_tag, Registry};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 /// The fuzz target's body; how many of the deltas decoded (and were merged).
 fn run(data: &[u8]) -> usize {
@@ -32,13 +30,9 @@ fn run(data: &[u8]) -> usize {
 }
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/crdt_delta");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    granary_remote::__fuzz::corpus(&root, "crdt_delta")
+        .unwrap_or_else(|e| panic!("the crdt_delta corpus under {}: {e}", root.display()))
 }
 
 /// Real deltas, encoded as replication sends them.
@@ -79,19 +73,7 @@ fn crdt_corpus_and_real_deltas_decode_and_merge_or_fail_typed() {
 fn seeded_mutations_of_deltas_never_panic() {
     let mut inputs = corpus();
     inputs.extend(seeds());
-    let mut rng = StdRng::seed_from_u64(0x6372_6474);
-    for _ in 0..20_000 {
-        let mut data = inputs[rng.random_range(0..inputs.len())].clone();
-        for _ in 0..rng.random_range(1..5) {
-            match rng.random_range(0..3) {
-                0 if !data.is_empty() => {
-                    let i = rng.random_range(0..data.len());
-                    data[i] = rng.random();
-                }
-                1 if !data.is_empty() => data.truncate(rng.random_range(0..data.len())),
-                _ => data.extend((0..rng.random_range(0..16)).map(|_| rng.random::<u8>())),
-            }
-        }
-        run(&data);
-    }
+    granary_remote::__fuzz::mutations(&inputs, 0x6372_6474, 20_000, |data| {
+        run(data);
+    });
 }

@@ -96,6 +96,40 @@ pub mod __fuzz {
     pub fn handshake_dial(input: &[u8]) -> Result<(), HandshakeError> {
         crate::handshake::run_against(input, true)
     }
+
+    /// The committed corpus of fuzz target `target` (`fuzz/corpus/<target>` below the
+    /// workspace root `root`), one input per file, sorted by file name; what the corpus
+    /// replay tests of every crate feed their decoders.
+    pub fn corpus(root: &std::path::Path, target: &str) -> std::io::Result<Vec<Vec<u8>>> {
+        let dir = root.join("fuzz/corpus").join(target);
+        let mut files = std::fs::read_dir(&dir)?
+            .map(|entry| entry.map(|e| e.path()))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        files.sort();
+        files.iter().map(std::fs::read).collect()
+    }
+
+    /// Feeds `count` seeded mutations of `inputs` to `run`: each a random input with
+    /// one to four random byte changes, truncations or random tails, the same for a
+    /// given `seed` on every run. `inputs` must not be empty.
+    pub fn mutations(inputs: &[Vec<u8>], seed: u64, count: usize, mut run: impl FnMut(&[u8])) {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        for _ in 0..count {
+            let mut data = inputs[rng.random_range(0..inputs.len())].clone();
+            for _ in 0..rng.random_range(1..5) {
+                match rng.random_range(0..3) {
+                    0 if !data.is_empty() => {
+                        let i = rng.random_range(0..data.len());
+                        data[i] = rng.random();
+                    }
+                    1 if !data.is_empty() => data.truncate(rng.random_range(0..data.len())),
+                    _ => data.extend((0..rng.random_range(0..16)).map(|_| rng.random::<u8>())),
+                }
+            }
+            run(&data);
+        }
+    }
 }
 
 #[doc(hidden)]

@@ -7,8 +7,6 @@
 use std::path::PathBuf;
 
 use granary_remote::{type_tag, Registry};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 
 const CONTROL_FRAME: &str = "granary.virtual.ControlFrame";
 
@@ -18,13 +16,9 @@ fn run(data: &[u8]) -> bool {
 }
 
 fn corpus() -> Vec<Vec<u8>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/virtual_control");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("corpus at {}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    granary_remote::__fuzz::corpus(&root, "virtual_control")
+        .unwrap_or_else(|e| panic!("the virtual_control corpus under {}: {e}", root.display()))
 }
 
 #[test]
@@ -51,19 +45,7 @@ fn control_corpus_decodes_or_fails_typed() {
 #[test]
 fn seeded_mutations_of_control_frames_never_panic() {
     let inputs = corpus();
-    let mut rng = StdRng::seed_from_u64(0x7669_7274);
-    for _ in 0..20_000 {
-        let mut data = inputs[rng.random_range(0..inputs.len())].clone();
-        for _ in 0..rng.random_range(1..5) {
-            match rng.random_range(0..3) {
-                0 if !data.is_empty() => {
-                    let i = rng.random_range(0..data.len());
-                    data[i] = rng.random();
-                }
-                1 if !data.is_empty() => data.truncate(rng.random_range(0..data.len())),
-                _ => data.extend((0..rng.random_range(0..16)).map(|_| rng.random::<u8>())),
-            }
-        }
-        run(&data);
-    }
+    granary_remote::__fuzz::mutations(&inputs, 0x7669_7274, 20_000, |data| {
+        run(data);
+    });
 }
