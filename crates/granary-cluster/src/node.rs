@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -88,7 +88,7 @@ pub(crate) struct NodeCore {
     forgotten: HashMap<SocketAddr, (u64, Instant)>,
     neighbour_cursor: usize,
     synced_this_round: bool,
-    rng: StdRng,
+    rng: SmallRng,
     hub: Arc<Mutex<EventHub>>,
     out: Vec<(SocketAddr, ClusterMessage)>,
     notices: Vec<Notice>,
@@ -123,7 +123,7 @@ impl NodeCore {
             forgotten: HashMap::new(),
             neighbour_cursor: 0,
             synced_this_round: false,
-            rng: StdRng::seed_from_u64(seed),
+            rng: SmallRng::seed_from_u64(seed),
             hub,
             out: Vec::new(),
             notices: Vec::new(),

@@ -13,7 +13,7 @@
 //! The user's guide, with the bed of real processes for comparison, is
 //! `docs/faults.md`.
 //!
-//! Decisions come from one `StdRng` seeded at construction, so a run that makes the same
+//! Decisions come from one `SmallRng` seeded at construction, so a run that makes the same
 //! sequence of sends makes the same decisions. One injector can be shared by several
 //! in-process nodes (rules name nodes by listen address), so one injector can describe
 //! a whole test cluster's network; a partition also works set on one node alone.
@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 /// Which traffic a rule applies to; `None` fields match anything.
@@ -122,7 +122,7 @@ pub struct FaultStats {
 }
 
 struct State {
-    rng: StdRng,
+    rng: SmallRng,
     rules: Vec<(Scope, LinkFaults)>,
     blocked: HashSet<(SocketAddr, SocketAddr)>,
 }
@@ -162,7 +162,7 @@ impl FaultInjector {
         Arc::new(Self {
             active: AtomicBool::new(false),
             state: Mutex::new(State {
-                rng: StdRng::seed_from_u64(seed),
+                rng: SmallRng::seed_from_u64(seed),
                 rules: Vec::new(),
                 blocked: HashSet::new(),
             }),

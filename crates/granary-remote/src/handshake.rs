@@ -97,7 +97,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::new();
-    let nonce_d: [u8; 32] = rand::random();
+    let nonce_d = crate::random::nonce()?;
     write_step(
         stream,
         &Step::Hello {
@@ -203,7 +203,7 @@ where
         }
         other => return Err(unexpected("Hello", &other)),
     };
-    let nonce_a: [u8; 32] = rand::random();
+    let nonce_a = crate::random::nonce()?;
     let t = Transcript {
         cluster: p.cluster,
         dialer,

@@ -33,6 +33,7 @@ mod error;
 pub mod faults;
 mod handshake;
 mod node_id;
+mod random;
 mod registry;
 mod remote;
 mod tls;
@@ -114,7 +115,7 @@ pub mod __fuzz {
     /// given `seed` on every run. `inputs` must not be empty.
     pub fn mutations(inputs: &[Vec<u8>], seed: u64, count: usize, mut run: impl FnMut(&[u8])) {
         use rand::{Rng, SeedableRng};
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(seed);
         for _ in 0..count {
             let mut data = inputs[rng.random_range(0..inputs.len())].clone();
             for _ in 0..rng.random_range(1..5) {

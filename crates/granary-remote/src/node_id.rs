@@ -66,7 +66,7 @@ fn fresh_incarnation() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    let noise: u64 = rand::random();
+    let noise: u64 = crate::random::random();
     // Never zero, so 0 can mean "unknown" in logs and tests.
     (nanos ^ noise.rotate_left(17)).max(1)
 }

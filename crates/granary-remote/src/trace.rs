@@ -93,7 +93,7 @@ impl Visit for RemoteParent {
 
 fn random_nonzero<const N: usize>() -> [u8; N] {
     loop {
-        let bytes: [u8; N] = rand::random();
+        let bytes: [u8; N] = crate::random::random();
         if bytes != [0; N] {
             return bytes;
         }

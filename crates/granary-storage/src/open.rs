@@ -39,43 +39,13 @@ pub async fn open_with(
     match StoreUrl::parse(url)? {
         StoreUrl::Memory => Ok(Arc::new(crate::MemoryStore::new())),
         StoreUrl::File(path) => Ok(Arc::new(crate::FileStore::open(&path, options).await?)),
-        StoreUrl::Postgres(url) => open_postgres(url, options).await,
-        StoreUrl::Redis(url) => open_redis(url, options).await,
+        #[cfg(feature = "postgres")]
+        StoreUrl::Postgres(url) => Ok(Arc::new(
+            crate::PostgresStore::connect_url(&url, options).await?,
+        )),
+        #[cfg(feature = "redis")]
+        StoreUrl::Redis(url) => Ok(Arc::new(
+            crate::RedisStore::connect_url(&url, options).await?,
+        )),
     }
-}
-
-#[cfg(feature = "postgres")]
-async fn open_postgres(
-    url: url::Url,
-    options: StoreOptions,
-) -> Result<Arc<dyn StateStore>, StorageError> {
-    Ok(Arc::new(
-        crate::PostgresStore::connect_url(&url, options).await?,
-    ))
-}
-
-#[cfg(not(feature = "postgres"))]
-async fn open_postgres(_: url::Url, _: StoreOptions) -> Result<Arc<dyn StateStore>, StorageError> {
-    Err(StorageError::url(
-        crate::UrlPart::Scheme,
-        "postgres:// needs granary-storage built with the `postgres` feature",
-    ))
-}
-
-#[cfg(feature = "redis")]
-async fn open_redis(
-    url: url::Url,
-    options: StoreOptions,
-) -> Result<Arc<dyn StateStore>, StorageError> {
-    Ok(Arc::new(
-        crate::RedisStore::connect_url(&url, options).await?,
-    ))
-}
-
-#[cfg(not(feature = "redis"))]
-async fn open_redis(_: url::Url, _: StoreOptions) -> Result<Arc<dyn StateStore>, StorageError> {
-    Err(StorageError::url(
-        crate::UrlPart::Scheme,
-        "redis:// needs granary-storage built with the `redis` feature",
-    ))
 }

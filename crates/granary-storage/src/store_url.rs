@@ -12,8 +12,10 @@ pub(crate) enum StoreUrl {
     /// `file:/path/to/db`, `file:///path`, `file:relative/path`
     File(PathBuf),
     /// `postgres://` or `postgresql://`
+    #[cfg(feature = "postgres")]
     Postgres(url::Url),
     /// `redis://`
+    #[cfg(feature = "redis")]
     Redis(url::Url),
 }
 
@@ -40,7 +42,19 @@ impl StoreUrl {
                 }
             }
             "file" => parse_file(rest).map(StoreUrl::File),
+            #[cfg(feature = "postgres")]
             "postgres" | "postgresql" => parse_network(text, 5432).map(StoreUrl::Postgres),
+            #[cfg(not(feature = "postgres"))]
+            "postgres" | "postgresql" => Err(StorageError::url(
+                UrlPart::Scheme,
+                "postgres:// needs granary-storage built with the `postgres` feature",
+            )),
+            #[cfg(not(feature = "redis"))]
+            "redis" => Err(StorageError::url(
+                UrlPart::Scheme,
+                "redis:// needs granary-storage built with the `redis` feature",
+            )),
+            #[cfg(feature = "redis")]
             "redis" => {
                 let url = parse_network(text, 6379)?;
                 let db = url.path().trim_start_matches('/');
@@ -99,6 +113,7 @@ fn parse_file(rest: &str) -> Result<PathBuf, StorageError> {
 }
 
 /// Parses a `scheme://user:pass@host:port/path` URL and requires a host.
+#[cfg(any(feature = "postgres", feature = "redis"))]
 fn parse_network(text: &str, default_port: u16) -> Result<url::Url, StorageError> {
     let url = url::Url::parse(text).map_err(|e| {
         use url::ParseError as P;
@@ -163,14 +178,39 @@ mod tests {
             StoreUrl::parse("file:data/x.db").unwrap(),
             StoreUrl::File("data/x.db".into())
         );
+        #[cfg(feature = "postgres")]
         assert!(matches!(
             StoreUrl::parse("postgres://postgres@127.0.0.1:5432/test").unwrap(),
             StoreUrl::Postgres(_)
         ));
+        #[cfg(feature = "redis")]
         assert!(matches!(
             StoreUrl::parse("redis://127.0.0.1:6379/2").unwrap(),
             StoreUrl::Redis(_)
         ));
+    }
+
+    #[cfg(not(all(feature = "postgres", feature = "redis")))]
+    fn assert_needs_feature(text: &str) {
+        match StoreUrl::parse(text) {
+            Err(StorageError::InvalidUrl { part, reason }) => {
+                assert_eq!(part, UrlPart::Scheme);
+                assert!(reason.contains("feature"), "{reason}");
+            }
+            other => panic!("{text:?} parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    #[cfg(not(feature = "postgres"))]
+    fn postgres_urls_name_the_missing_feature() {
+        assert_needs_feature("postgres://127.0.0.1/test");
+    }
+
+    #[test]
+    #[cfg(not(feature = "redis"))]
+    fn redis_urls_name_the_missing_feature() {
+        assert_needs_feature("redis://127.0.0.1:6379/0");
     }
 
     #[test]
@@ -181,10 +221,20 @@ mod tests {
         assert_eq!(part("file:"), UrlPart::Path);
         assert_eq!(part("file://example.com/x.db"), UrlPart::Host);
         assert_eq!(part("file:/x.db?mode=ro"), UrlPart::Query);
+    }
+
+    #[test]
+    #[cfg(feature = "postgres")]
+    fn malformed_postgres_urls_name_the_wrong_part() {
         assert_eq!(part("postgres://127.0.0.1:99999/test"), UrlPart::Port);
         assert_eq!(part("postgres://127.0.0.1:0/test"), UrlPart::Port);
         assert_eq!(part("postgres:///test"), UrlPart::Host);
         assert_eq!(part("postgres://[::1/test"), UrlPart::Host);
+    }
+
+    #[test]
+    #[cfg(feature = "redis")]
+    fn malformed_redis_urls_name_the_wrong_part() {
         assert_eq!(part("redis://127.0.0.1:6379/abc"), UrlPart::Path);
         assert_eq!(part("redis://127.0.0.1:6379/0?tls=1"), UrlPart::Query);
     }

@@ -104,6 +104,15 @@ impl Placement {
     }
 }
 
+thread_local! {
+    /// Random placement's generator: xoshiro, seeded once per thread from the operating
+    /// system (a placement needs no cryptographic generator).
+    static PLACEMENT_RNG: std::cell::RefCell<rand::rngs::SmallRng> =
+        std::cell::RefCell::new(rand::SeedableRng::from_os_rng());
+}
+
 pub(crate) fn random(candidates: &[SocketAddr]) -> SocketAddr {
-    candidates[rand::random_range(0..candidates.len())]
+    use rand::Rng;
+    let index = PLACEMENT_RNG.with(|rng| rng.borrow_mut().random_range(0..candidates.len()));
+    candidates[index]
 }

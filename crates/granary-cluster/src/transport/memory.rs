@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use rand::rngs::StdRng;
+use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::mpsc;
 
@@ -52,7 +52,7 @@ struct Inner {
 #[derive(Clone)]
 pub struct MemoryNetwork {
     inner: Arc<Mutex<Inner>>,
-    rng: Arc<Mutex<StdRng>>,
+    rng: Arc<Mutex<SmallRng>>,
 }
 
 impl MemoryNetwork {
@@ -60,7 +60,7 @@ impl MemoryNetwork {
     pub fn new(seed: u64) -> Self {
         Self {
             inner: Arc::new(Mutex::new(Inner::default())),
-            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+            rng: Arc::new(Mutex::new(SmallRng::seed_from_u64(seed))),
         }
     }
 

@@ -150,7 +150,7 @@ fn backoff(inner: &Inner, failures: u32) -> Duration {
     let base = min
         .saturating_mul(1u32 << failures.min(16))
         .min(inner.config.backoff_max);
-    let jitter: f64 = rand::random_range(0.75..1.25);
+    let jitter: f64 = crate::random::random_range(0.75..1.25);
     base.mul_f64(jitter)
 }
 
