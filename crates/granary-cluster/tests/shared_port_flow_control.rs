@@ -72,7 +72,9 @@ async fn a_held_back_application_frame_stops_the_reader_and_the_sender_sees_back
         .expect("cluster on the shared port");
 
     let sender = Transport::bind(
-        config().with_parallelism(1).with_queue_capacity(1024 * 1024),
+        config()
+            .with_parallelism(1)
+            .with_queue_capacity(1024 * 1024),
         |_: NodeId, _: Frame| {},
     )
     .await
