@@ -47,13 +47,13 @@ struct Router {
 impl Router {
     /// Takes a cluster frame for the protocol; gives back any other frame, for the
     /// inner handler.
-    fn take_cluster(&self, from: RemoteNodeId, frame: Frame) -> Result<(), Frame> {
+    fn take_cluster(&self, from: RemoteNodeId, frame: Frame) -> Option<Frame> {
         let is_cluster = frame.kind == FrameKind::System
             && frame.channel == CONTROL_CHANNEL
             && frame.type_tag == CLUSTER_TYPE_TAG
             && frame.recipient() == CLUSTER_RECIPIENT;
         if !is_cluster {
-            return Err(frame);
+            return Some(frame);
         }
         match postcard::from_bytes::<Envelope>(&frame.body) {
             // The handshake authenticated `from`; an envelope that claims another
@@ -70,13 +70,13 @@ impl Router {
                 tracing::warn!(peer = %from, %error, "undecodable cluster envelope dropped");
             }
         }
-        Ok(())
+        None
     }
 }
 
 impl InboundHandler for Router {
     fn on_frame(&self, from: RemoteNodeId, frame: Frame) {
-        if let (Err(frame), Some(inner)) = (self.take_cluster(from, frame), &self.inner) {
+        if let (Some(frame), Some(inner)) = (self.take_cluster(from, frame), &self.inner) {
             inner.on_frame(from, frame);
         }
     }
@@ -87,7 +87,7 @@ impl InboundHandler for Router {
     /// (`docs/wire.md`, "Flow control").
     fn on_frame_paced(&self, from: RemoteNodeId, frame: Frame) -> Option<granary_remote::Stall> {
         match (self.take_cluster(from, frame), &self.inner) {
-            (Err(frame), Some(inner)) => inner.on_frame_paced(from, frame),
+            (Some(frame), Some(inner)) => inner.on_frame_paced(from, frame),
             _ => None,
         }
     }
