@@ -47,7 +47,9 @@ cargo "${toolchain[@]}" metadata --locked --format-version 1 >/dev/null
 prebuilt="${FUZZ_PREBUILT:-0}"
 case "${FUZZ_PROFILE:-release}" in
     release) profile=(--release); dir=release ;;
-    dev) profile=(--dev); dir=debug ;;
+    # Line tables are enough for file:line in a crash's stack trace and cost less to
+    # build than full debug info.
+    dev) profile=(--dev); dir=debug; export CARGO_PROFILE_DEV_DEBUG=line-tables-only ;;
     *) echo "error: FUZZ_PROFILE must be release or dev, not '$FUZZ_PROFILE'" >&2; exit 2 ;;
 esac
 if [ "$prebuilt" != 1 ]; then
