@@ -2,7 +2,8 @@
 //! on another node cannot grow a slow activation's mailbox beyond the transport's
 //! `inbound_capacity`. The message's credit stays with it in the activation's mailbox,
 //! so the host's reader holds the connection back, TCP pushes back, and the sender's
-//! tells are refused (retried, then failed) instead of piling up on the host. While
+//! tells are refused (retried, then failed with `Backpressure`) instead of piling up
+//! on the host. While
 //! that data connection is held back, the host keeps its host lease (the virtual
 //! control protocol goes on the control channel): every accepted tell is handled once
 //! the activation speeds up, none is refused by a fenced activation.
@@ -14,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
-use granary_core::Message;
+use granary_core::{Message, RemoteError};
 use granary_remote::register_message;
 use granary_virtual::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -124,10 +125,7 @@ async fn a_fast_remote_sender_cannot_grow_a_slow_activations_mailbox() {
         assert!(sent < 100_000, "no refusal after {sent} tells");
     };
     assert!(
-        matches!(
-            &refused,
-            VirtualError::Timeout | VirtualError::Unavailable { .. }
-        ),
+        matches!(&refused, VirtualError::Remote(RemoteError::Backpressure(_))),
         "{refused:?}"
     );
     assert!(sent > CAPACITY, "only {sent} tells went out");
