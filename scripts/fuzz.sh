@@ -6,12 +6,16 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]
 #   FUZZ_PREBUILT=1 scripts/fuzz.sh [SECONDS] [TARGET...]   # run what was built last time
-#   FUZZ_PROFILE=dev scripts/fuzz.sh [SECONDS] [TARGET...]  # unoptimized build (CI's pass)
+#   FUZZ_PROFILE=dev scripts/fuzz.sh [SECONDS] [TARGET...]  # unoptimized build
+#   FUZZ_SANITIZER=none ...   # no AddressSanitizer (CI's pass: FUZZ_PROFILE=dev FUZZ_SANITIZER=none)
 #
 # One build serves every target (they share one package, so its dependencies are compiled
 # once); then each target's binary runs directly. FUZZ_PROFILE=dev builds without
-# optimizations (AddressSanitizer and coverage stay on): a cold build costs far less, each
-# input runs slower, which suits a short pass; docs/fuzzing.md has the figures.
+# optimizations: a cold build costs far less, each input runs slower, which suits a short
+# pass. FUZZ_SANITIZER=none builds without AddressSanitizer (default: address), another
+# large part of a cold build; the fuzzed crates deny unsafe code, so what it would check
+# there is the dependencies' unsafe code, which the long runs keep covering.
+# docs/fuzzing.md has the figures.
 #
 # Each target starts from its committed corpus (fuzz/corpus/<target>, replayed by the normal
 # tests) and writes new inputs to fuzz/corpus/<target>.new, so a run never dirties the
@@ -52,8 +56,13 @@ case "${FUZZ_PROFILE:-release}" in
     dev) profile=(--dev); dir=debug; export CARGO_PROFILE_DEV_DEBUG=line-tables-only ;;
     *) echo "error: FUZZ_PROFILE must be release or dev, not '$FUZZ_PROFILE'" >&2; exit 2 ;;
 esac
+sanitizer="${FUZZ_SANITIZER:-address}"
+case "$sanitizer" in
+    address | none) ;;
+    *) echo "error: FUZZ_SANITIZER must be address or none, not '$sanitizer'" >&2; exit 2 ;;
+esac
 if [ "$prebuilt" != 1 ]; then
-    nice -n 19 cargo "${toolchain[@]}" fuzz build "${profile[@]}"
+    nice -n 19 cargo "${toolchain[@]}" fuzz build "${profile[@]}" --sanitizer "$sanitizer"
 fi
 # The bundled SQLite (linked through granary-storage into targets that name granary-virtual)
 # has two file-level statics called `aiOff`; AddressSanitizer's ODR check reports that at
@@ -66,7 +75,7 @@ for target in "${targets[@]}"; do
     echo "== $target: ${seconds}s"
     binary="target/$triple/$dir/$target"
     if [ ! -x "$binary" ]; then
-        echo "error: $binary was not built (FUZZ_PREBUILT=1 needs an earlier build with the same FUZZ_PROFILE)" >&2
+        echo "error: $binary was not built (FUZZ_PREBUILT=1 needs an earlier build with the same FUZZ_PROFILE and FUZZ_SANITIZER)" >&2
         exit 2
     fi
     # libFuzzer exits non-zero on a crash, a leak, an out-of-memory or a timeout, which
