@@ -14,7 +14,8 @@
 # optimizations: a cold build costs far less, each input runs slower, which suits a short
 # pass. FUZZ_SANITIZER=none builds without AddressSanitizer (default: address), another
 # large part of a cold build; the fuzzed crates deny unsafe code, so what it would check
-# there is the dependencies' unsafe code, which the long runs keep covering.
+# there is the dependencies' unsafe code and the bundled SQLite, which the long runs (with
+# AddressSanitizer) keep covering.
 # docs/fuzzing.md has the figures.
 #
 # Each target starts from its committed corpus (fuzz/corpus/<target>, replayed by the normal
