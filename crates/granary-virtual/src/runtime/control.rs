@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use granary_core::{Actor, Context, Handler};
+use granary_core::{Actor, Context, DeadLetter, DeadLetterReason, Handler, RemoteError};
 use granary_remote::wire::{FrameHeader, FrameKind, CONTROL_CHANNEL};
-use granary_remote::{Registry, SendOptions};
+use granary_remote::{Registry, SendError as TransportSendError, SendOptions};
 use granary_storage::Identity;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -83,7 +83,9 @@ impl Rpc {
 /// channel. Never on a data connection: a data connection's reader can be held back by
 /// flow control (a slow activation's full mailbox, `docs/wire.md`), and directory
 /// lookups and host-lease renewals must not wait behind it, or a node with one slow
-/// activation would lose its lease and fence every activation it hosts.
+/// activation would lose its lease and fence every activation it hosts. Otherwise it
+/// goes as a remote ref's tell would: with the current trace context, and a frame that
+/// cannot be sent is published as a dead letter.
 fn send_control(rt: &Runtime, to: SocketAddr, frame: &ControlFrame) -> Result<(), String> {
     let registry = Registry::global().map_err(|e| e.to_string())?;
     let (type_tag, body) = registry.encode(frame).map_err(|e| e.to_string())?;
@@ -94,12 +96,31 @@ fn send_control(rt: &Runtime, to: SocketAddr, frame: &ControlFrame) -> Result<()
         correlation: 0,
         sender: "",
         recipient: CONTROL,
-        trace: None,
+        trace: granary_remote::trace::current(),
     };
-    rt.remote()
+    let remote = rt.remote();
+    remote
         .transport()
         .send(to, header, body, SendOptions::control())
-        .map_err(|e| e.to_string())
+        .map_err(|e| {
+            let error = match &e {
+                TransportSendError::Unreachable { .. } => RemoteError::Unreachable,
+                TransportSendError::Backpressure { peer } => {
+                    RemoteError::Backpressure(peer.to_string())
+                }
+                TransportSendError::FrameTooLarge { len, max } => RemoteError::FrameTooLarge {
+                    len: *len,
+                    max: *max,
+                },
+                other => RemoteError::Other(other.to_string()),
+            };
+            remote.system().events().publish(DeadLetter {
+                recipient: remote.remote_ref::<ControlInbox>(to, CONTROL).id(),
+                message_type: std::any::type_name::<ControlFrame>(),
+                reason: DeadLetterReason::Remote(error),
+            });
+            e.to_string()
+        })
 }
 
 /// The node actor exposed as `granary.virtual.control`. It never waits: requests are
