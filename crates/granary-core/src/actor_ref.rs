@@ -157,8 +157,10 @@ impl<A: Actor> ActorRef<A> {
     /// the message out of its mailbox (or the message became a dead letter, or the send
     /// failed). Whoever holds the other end of the token learns how many of its messages
     /// still wait in the mailbox; granary-remote uses it to bound the messages from the
-    /// wire waiting for an exposed actor (flow control). For a remote ref the token is
-    /// dropped as soon as the message is handed to the transport.
+    /// wire waiting for an exposed actor (flow control). For a ref built with
+    /// [`ActorRef::from_remote`] the target decides
+    /// ([`crate::RemoteTarget::tell_erased_holding`]): a ref to another node drops the
+    /// token as soon as the message is handed to the transport.
     pub fn tell_holding<M, T>(&self, msg: M, token: T) -> Result<(), SendError<M>>
     where
         A: Handler<M>,
@@ -172,10 +174,9 @@ impl<A: Actor> ActorRef<A> {
                     token,
                 }))
                 .map_err(|e| local_send_error(e, |env| env.tell.0)),
-            Target::Remote(_) => {
-                drop(token);
-                self.tell(msg)
-            }
+            Target::Remote(t) => t
+                .tell_erased_holding(Box::new(msg), std::any::type_name::<M>(), Box::new(token))
+                .map_err(downcast_message),
         }
     }
 

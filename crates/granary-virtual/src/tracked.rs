@@ -21,8 +21,15 @@ use crate::actor::{VirtualActor, VirtualHandler};
 use crate::reentrant::{ReentrantHandler, SharedActor};
 use crate::tracker::Tracker;
 
-type TellFn<A> =
-    Arc<dyn Fn(&Tracked<A>, ErasedMessage) -> Result<(), SendError<ErasedMessage>> + Send + Sync>;
+/// A token the remote layer's flow control keeps with a message until the activation
+/// takes it (one of the exposed activation's credits).
+type Token = Box<dyn Any + Send>;
+
+type TellFn<A> = Arc<
+    dyn Fn(&Tracked<A>, ErasedMessage, Option<Token>) -> Result<(), SendError<ErasedMessage>>
+        + Send
+        + Sync,
+>;
 type AskFn<A> = Arc<
     dyn Fn(
             &Tracked<A>,
@@ -70,14 +77,18 @@ impl<A: VirtualActor> Dispatch<A> {
         A: VirtualHandler<M>,
         M: Message,
     {
-        let tell: TellFn<A> = Arc::new(|door, msg| {
+        let tell: TellFn<A> = Arc::new(|door, msg, token| {
             let msg = msg.downcast::<M>().map_err(|m| SendError::Remote {
                 error: mismatch("another type"),
                 message: Some(m),
             })?;
-            door.local
-                .tell(*msg)
-                .map_err(|e| e.map_message(|m| Box::new(m) as ErasedMessage))
+            // The token waits in the activation's mailbox with the message, so a
+            // remote sender's credit comes back only when the activation takes it.
+            match token {
+                Some(token) => door.local.tell_holding(*msg, token),
+                None => door.local.tell(*msg),
+            }
+            .map_err(|e| e.map_message(|m| Box::new(m) as ErasedMessage))
         });
         let ask: AskFn<A> = Arc::new(|door, msg, timeout| {
             let actor = door.local.clone();
@@ -105,7 +116,7 @@ impl<A: VirtualActor> Dispatch<A> {
         A: ReentrantHandler<M>,
         M: Message,
     {
-        let tell: TellFn<A> = Arc::new(|door, msg| {
+        let tell: TellFn<A> = Arc::new(|door, msg, token| {
             let Some(shared) = door.shared_actor() else {
                 return Err(SendError::Remote {
                     error: mismatch("a reentrant type on a kind without a shared actor"),
@@ -116,7 +127,12 @@ impl<A: VirtualActor> Dispatch<A> {
                 error: mismatch("another type"),
                 message: Some(m),
             })?;
-            tokio::spawn(run_reentrant::<A, M>(shared, *msg, door.tracker.clone()));
+            let tracker = door.tracker.clone();
+            // A reentrant handler has no mailbox: the token is held while it runs.
+            tokio::spawn(async move {
+                run_reentrant::<A, M>(shared, *msg, tracker).await;
+                drop(token);
+            });
             Ok(())
         });
         let ask: AskFn<A> = Arc::new(|door, msg, timeout| {
@@ -189,15 +205,14 @@ impl<A: VirtualActor> Tracked<A> {
     }
 }
 
-impl<A: VirtualActor> RemoteTarget for Tracked<A> {
-    fn id(&self) -> ActorId {
-        self.local.id()
-    }
-
-    fn tell_erased(
+impl<A: VirtualActor> Tracked<A> {
+    /// Admits a tell through the tracker and hands it to the activation, with the
+    /// flow-control token when the remote layer gave one.
+    fn tell_with(
         &self,
         msg: ErasedMessage,
         type_name: &'static str,
+        token: Option<Token>,
     ) -> Result<(), SendError<ErasedMessage>> {
         let Some((tell, _)) = self.dispatch.by_type.get(type_name) else {
             return Err(SendError::Remote {
@@ -208,7 +223,30 @@ impl<A: VirtualActor> RemoteTarget for Tracked<A> {
         if !self.tracker.enter() {
             return Err(self.not_here(msg));
         }
-        tell(self, msg).inspect_err(|_| self.tracker.abandon())
+        tell(self, msg, token).inspect_err(|_| self.tracker.abandon())
+    }
+}
+
+impl<A: VirtualActor> RemoteTarget for Tracked<A> {
+    fn id(&self) -> ActorId {
+        self.local.id()
+    }
+
+    fn tell_erased(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+    ) -> Result<(), SendError<ErasedMessage>> {
+        self.tell_with(msg, type_name, None)
+    }
+
+    fn tell_erased_holding(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+        token: Token,
+    ) -> Result<(), SendError<ErasedMessage>> {
+        self.tell_with(msg, type_name, Some(token))
     }
 
     fn ask_erased(

@@ -155,13 +155,16 @@ impl<A: VirtualActor> VirtualRef<A> {
             .unwrap_or(crate::placement::PlacementTag::Random);
         let mut stale: Option<Location> = None;
         let mut last = String::from("no attempt made");
+        // The last attempt was refused by flow control (`Backpressure`): nothing was
+        // sent, so running out of time or attempts is reported as that, not as a timeout.
+        let mut refused: Option<RemoteError> = None;
         let attempts = rt.config.max_attempts.max(1);
         for attempt in 1..=attempts {
             if attempt > 1 {
                 let pause =
                     Duration::from_millis(10 * u64::from(attempt)).min(Duration::from_millis(500));
                 if Instant::now() + pause >= deadline {
-                    return Err(VirtualError::Timeout);
+                    return Err(refused.map_or(VirtualError::Timeout, VirtualError::Remote));
                 }
                 // Backoff between retries (membership may need a moment to converge).
                 tokio::time::sleep(pause).await;
@@ -204,6 +207,7 @@ impl<A: VirtualActor> VirtualRef<A> {
                     () = rt.host_lost(loc.host) => Err(AskError::Remote(RemoteError::Unreachable)),
                 }
             };
+            refused = None;
             match outcome {
                 Ok(r) => return Ok(r),
                 Err(AskError::Timeout) => return Err(VirtualError::Timeout),
@@ -224,6 +228,17 @@ impl<A: VirtualActor> VirtualRef<A> {
                     last = format!("{} at {} gone", loc.name, loc.host);
                     stale = Some(loc);
                 }
+                // The host's connection is full (flow control, `docs/wire.md`): nothing
+                // was sent and the location is still right, so resend there after the
+                // back-off without looking it up again.
+                Err(AskError::Remote(e @ RemoteError::Backpressure(_)))
+                | Err(AskError::Send(SendError::Remote {
+                    error: e @ RemoteError::Backpressure(_),
+                    ..
+                })) => {
+                    last = e.to_string();
+                    refused = Some(e);
+                }
                 // Resending cannot help: the same message fails the same way.
                 Err(AskError::Remote(e))
                 | Err(AskError::Send(SendError::Remote { error: e, .. }))
@@ -237,6 +252,9 @@ impl<A: VirtualActor> VirtualRef<A> {
                     stale = Some(loc);
                 }
             }
+        }
+        if let Some(e) = refused {
+            return Err(VirtualError::Remote(e));
         }
         Err(VirtualError::Unavailable {
             identity: self.identity.to_string(),

@@ -44,17 +44,16 @@ struct Router {
     counter: TrafficCounter,
 }
 
-impl InboundHandler for Router {
-    fn on_frame(&self, from: RemoteNodeId, frame: Frame) {
+impl Router {
+    /// Takes a cluster frame for the protocol; gives back any other frame, for the
+    /// inner handler.
+    fn take_cluster(&self, from: RemoteNodeId, frame: Frame) -> Option<Frame> {
         let is_cluster = frame.kind == FrameKind::System
             && frame.channel == CONTROL_CHANNEL
             && frame.type_tag == CLUSTER_TYPE_TAG
             && frame.recipient() == CLUSTER_RECIPIENT;
         if !is_cluster {
-            if let Some(inner) = &self.inner {
-                inner.on_frame(from, frame);
-            }
-            return;
+            return Some(frame);
         }
         match postcard::from_bytes::<Envelope>(&frame.body) {
             // The handshake authenticated `from`; an envelope that claims another
@@ -70,6 +69,26 @@ impl InboundHandler for Router {
             Err(error) => {
                 tracing::warn!(peer = %from, %error, "undecodable cluster envelope dropped");
             }
+        }
+        None
+    }
+}
+
+impl InboundHandler for Router {
+    fn on_frame(&self, from: RemoteNodeId, frame: Frame) {
+        if let (Some(frame), Some(inner)) = (self.take_cluster(from, frame), &self.inner) {
+            inner.on_frame(from, frame);
+        }
+    }
+
+    /// Cluster frames never hold the connection back (they come on the control
+    /// channel, whose reader must not wait); the inner handler's frames keep its flow
+    /// control: its [`Stall`](granary_remote::Stall) goes back to the reader
+    /// (`docs/wire.md`, "Flow control").
+    fn on_frame_paced(&self, from: RemoteNodeId, frame: Frame) -> Option<granary_remote::Stall> {
+        match (self.take_cluster(from, frame), &self.inner) {
+            (Some(frame), Some(inner)) => inner.on_frame_paced(from, frame),
+            _ => None,
         }
     }
 }
@@ -116,7 +135,10 @@ impl TcpClusterTransport {
     }
 
     /// Listens on `config.listen`; frames that are not cluster traffic go to `other`,
-    /// so the application's own messages can share the port.
+    /// so the application's own messages can share the port. `other` keeps its flow
+    /// control: the transport calls its [`InboundHandler::on_frame_paced`], and a
+    /// [`Stall`](granary_remote::Stall) it returns holds back that connection's reader
+    /// (tests/shared_port_flow_control.rs).
     pub async fn bind_with(
         config: TransportConfig,
         other: Arc<dyn InboundHandler>,

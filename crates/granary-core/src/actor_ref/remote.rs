@@ -97,6 +97,25 @@ pub trait RemoteTarget: Send + Sync + 'static {
         type_name: &'static str,
     ) -> Result<(), SendError<ErasedMessage>>;
 
+    /// Like [`RemoteTarget::tell_erased`], with a `token` to drop once the recipient
+    /// has taken the message (see [`crate::ActorRef::tell_holding`]: granary-remote's
+    /// flow control holds one of the recipient's credits in it). The default drops the
+    /// token as soon as `tell_erased` returns, which is right for an actor on another
+    /// node (its transport has flow control of its own). A target that hands the
+    /// message to a mailbox in this process (such as granary-virtual's door to an
+    /// activation) overrides it and keeps the token with the message, so the credit
+    /// comes back only when the actor takes it.
+    fn tell_erased_holding(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+        token: Box<dyn std::any::Any + Send>,
+    ) -> Result<(), SendError<ErasedMessage>> {
+        let sent = self.tell_erased(msg, type_name);
+        drop(token);
+        sent
+    }
+
     /// Sends a request and waits at most `timeout` for the boxed reply.
     fn ask_erased(
         &self,

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use granary_core::{Actor, ActorRef, Context, Handler};
+use granary_core::{Actor, Context, DeadLetter, DeadLetterReason, Handler, RemoteError};
+use granary_remote::wire::{FrameHeader, FrameKind, CONTROL_CHANNEL};
+use granary_remote::{Registry, SendError as TransportSendError, SendOptions};
 use granary_storage::Identity;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -49,13 +51,12 @@ impl Rpc {
             id,
             body: Body::Request(req),
         };
-        let peer: ActorRef<ControlInbox> = rt.remote().remote_ref(to, CONTROL);
-        if let Err(e) = peer.tell(frame) {
+        if let Err(e) = send_control(rt, to, &frame) {
             self.pending.lock().remove(&id);
             return Err(VirtualError::Unavailable {
                 identity: to.to_string(),
                 attempts: 1,
-                last: e.to_string(),
+                last: e,
             });
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -76,6 +77,50 @@ impl Rpc {
             let _ = tx.send(reply);
         }
     }
+}
+
+/// Sends one control frame to the control inbox at `to` on the transport's control
+/// channel. Never on a data connection: a data connection's reader can be held back by
+/// flow control (a slow activation's full mailbox, `docs/wire.md`), and directory
+/// lookups and host-lease renewals must not wait behind it, or a node with one slow
+/// activation would lose its lease and fence every activation it hosts. Otherwise it
+/// goes as a remote ref's tell would: with the current trace context, and a frame that
+/// cannot be sent is published as a dead letter.
+fn send_control(rt: &Runtime, to: SocketAddr, frame: &ControlFrame) -> Result<(), String> {
+    let registry = Registry::global().map_err(|e| e.to_string())?;
+    let (type_tag, body) = registry.encode(frame).map_err(|e| e.to_string())?;
+    let header = FrameHeader {
+        kind: FrameKind::Tell,
+        channel: CONTROL_CHANNEL,
+        type_tag,
+        correlation: 0,
+        sender: "",
+        recipient: CONTROL,
+        trace: granary_remote::trace::current(),
+    };
+    let remote = rt.remote();
+    remote
+        .transport()
+        .send(to, header, body, SendOptions::control())
+        .map_err(|e| {
+            let error = match &e {
+                TransportSendError::Unreachable { .. } => RemoteError::Unreachable,
+                TransportSendError::Backpressure { peer } => {
+                    RemoteError::Backpressure(peer.to_string())
+                }
+                TransportSendError::FrameTooLarge { len, max } => RemoteError::FrameTooLarge {
+                    len: *len,
+                    max: *max,
+                },
+                other => RemoteError::Other(other.to_string()),
+            };
+            remote.system().events().publish(DeadLetter {
+                recipient: remote.remote_ref::<ControlInbox>(to, CONTROL).id(),
+                message_type: std::any::type_name::<ControlFrame>(),
+                reason: DeadLetterReason::Remote(error),
+            });
+            e.to_string()
+        })
 }
 
 /// The node actor exposed as `granary.virtual.control`. It never waits: requests are
@@ -101,8 +146,7 @@ impl Handler<ControlFrame> for ControlInbox {
                         id: frame.id,
                         body: Body::Reply(reply),
                     };
-                    let peer: ActorRef<ControlInbox> = rt.remote().remote_ref(frame.from, CONTROL);
-                    if let Err(e) = peer.tell(back) {
+                    if let Err(e) = send_control(&rt, frame.from, &back) {
                         tracing::debug!(to = %frame.from, error = %e, "control reply not sent");
                     }
                 });
