@@ -36,11 +36,18 @@ pub(crate) const MAX_NAME: usize = 255;
 /// peer can make the node buffer per connection.
 const HANDSHAKE_MAX_FRAME: u32 = 1024;
 
-/// Which outbound connection of a peer this is: a channel name and an index in it.
+/// Which outbound connection of a peer this is: a channel name and an index in it, and
+/// whether the acceptor should send on it too.
+///
+/// `reply_here` (since version 4) marks a peer that dials out only (an external client
+/// with no listening socket): the acceptor writes its frames for that peer on the
+/// connections the peer opened instead of dialling it. It is part of the transcript
+/// both proofs cover, so it cannot be flipped on the way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Lane {
     pub(crate) channel: String,
     pub(crate) index: u16,
+    pub(crate) reply_here: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -362,6 +369,7 @@ pub(crate) fn hello_frame(cluster: &str) -> Vec<u8> {
         lane: Lane {
             channel: "control".into(),
             index: 0,
+            reply_here: false,
         },
         nonce: [7; 32],
     };
@@ -396,6 +404,7 @@ pub(crate) fn run_against(input: &[u8], dialer: bool) -> Result<(), HandshakeErr
     let lane = Lane {
         channel: "data".into(),
         index: 0,
+        reply_here: false,
     };
     let outcome = if dialer {
         dial_inner(&mut stream, &p, lane)
@@ -426,6 +435,7 @@ mod tests {
         Lane {
             channel: "data".into(),
             index: 0,
+            reply_here: false,
         }
     }
 
