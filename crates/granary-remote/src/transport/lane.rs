@@ -97,6 +97,12 @@ pub(crate) async fn run(
     let queue = lane.queue.clone();
     let mut failures: u32 = 0;
     loop {
+        if inner.dial_out && !is_control {
+            // A client's other lanes wait for its control connection: a peer that
+            // refuses it (wrong secret, another CA) is dialled, and refuses, once per
+            // attempt instead of once per lane.
+            peer.control_up().await;
+        }
         match dial(&inner, &peer, lane_id.clone()).await {
             Ok((stream, node, leftover)) => {
                 failures = 0;
@@ -122,9 +128,9 @@ pub(crate) async fn run(
                     }
                     _ => {
                         let reason = crate::error::bounded_reason(&e.to_string());
-                        // Once per streak of refusals: redials every backoff would
-                        // repeat the same line.
-                        if failures == 1 {
+                        // Once per streak of refusals, on the control lane: redials
+                        // every backoff and the other lanes would repeat the line.
+                        if failures == 1 && is_control {
                             tracing::warn!(addr = %peer.addr, error = %reason, "peer refused");
                         } else {
                             tracing::debug!(addr = %peer.addr, error = %reason, "peer refused");

@@ -48,7 +48,7 @@ pub(crate) struct Peer {
     /// Per-channel counters, in the order of `Inner::channels`.
     meters: Vec<super::meter::OutboundMeter>,
     /// Whether the control connection is up.
-    connected: AtomicBool,
+    connected: tokio::sync::watch::Sender<bool>,
     /// Set for a dial-out peer: its lanes are the connections it opened.
     reverse: Option<Reverse>,
 }
@@ -114,7 +114,7 @@ impl Peer {
             meters: (inner.channels.iter())
                 .map(|c| super::meter::OutboundMeter::new(inner.node.addr(), addr, &c.name))
                 .collect(),
-            connected: AtomicBool::new(false),
+            connected: tokio::sync::watch::channel(false).0,
             reverse: reverse.then(|| Reverse {
                 attached: (inner.channels.iter())
                     .map(|c| (0..c.lanes).map(|_| AtomicUsize::new(0)).collect())
@@ -374,7 +374,14 @@ impl Peer {
     }
 
     pub(crate) fn is_connected(&self) -> bool {
-        self.connected.load(Ordering::Acquire)
+        *self.connected.borrow()
+    }
+
+    /// Resolves once the control connection is up.
+    pub(crate) async fn control_up(&self) {
+        let mut rx = self.connected.subscribe();
+        // The sender lives as long as the peer: an error cannot happen here.
+        let _ = rx.wait_for(|up| *up).await;
     }
 
     pub(crate) fn node(&self) -> Option<NodeId> {
@@ -412,7 +419,7 @@ impl Peer {
             self.meters[0].reconnected(); // channel 0 is control
         }
         self.unreachable.store(false, Ordering::Release);
-        self.connected.store(true, Ordering::Release);
+        self.connected.send_replace(true);
         if let Some(old) = old.filter(|old| *old != node) {
             tracing::info!(%old, new = %node, "peer restarted with a new incarnation");
             inner.emit(PeerEvent::Restarted { old, new: node });
@@ -422,13 +429,13 @@ impl Peer {
 
     /// The control connection to `node` was lost.
     pub(crate) fn on_disconnected(&self, inner: &Inner, node: NodeId, reason: String) {
-        self.connected.store(false, Ordering::Release);
+        self.connected.send_replace(false);
         inner.emit(PeerEvent::Disconnected { node, reason });
     }
 
     /// The control connection failed too often: drop queued frames, fail sends fast.
     pub(crate) fn on_unreachable(&self, inner: &Inner) {
-        self.connected.store(false, Ordering::Release);
+        self.connected.send_replace(false);
         if self.unreachable.swap(true, Ordering::AcqRel) {
             return;
         }
