@@ -330,7 +330,8 @@ async fn first_view(
                 }
             }
             reason = refusal => {
-                tracing::warn!(%seed, %reason, "seed refused the client");
+                // The transport logged the refusal once already.
+                tracing::debug!(%seed, %reason, "seed refused the client");
                 rt.remote().transport().disconnect(seed);
                 refused = Some(format!("{seed}: {reason}"));
             }
