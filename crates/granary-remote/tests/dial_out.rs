@@ -71,7 +71,8 @@ async fn a_dial_out_node_is_answered_on_its_own_connections_directly_and_relayed
         .expect("client");
     assert!(client.transport().is_dial_out());
     let direct: ActorRef<Counter> = client.remote_ref(a.local_addr(), "counter");
-    let relayed: ActorRef<Counter> = client.remote_ref_via(a.local_addr(), b.local_addr(), "counter");
+    let relayed: ActorRef<Counter> =
+        client.remote_ref_via(a.local_addr(), b.local_addr(), "counter");
     let mut expected = 0;
     for i in 1..=100u64 {
         expected += i;
@@ -140,7 +141,14 @@ async fn frames_for_a_gone_dial_out_node_fail_fast_and_nothing_dials_it() {
         ),
         "{err:?}"
     );
-    assert!(started.elapsed() < Duration::from_secs(1), "did not fail fast");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "did not fail fast"
+    );
     assert!(back.tell(Add(1)).is_err());
-    assert_eq!(a.transport().stats().dials, dials, "a dialled the gone client");
+    assert_eq!(
+        a.transport().stats().dials,
+        dials,
+        "a dialled the gone client"
+    );
 }

@@ -319,7 +319,12 @@ async fn increments(
 
 /// The client's whole run, on the client host: 1,000 asks, the kill, more asks, the
 /// final reads.
-async fn client_run(bed_client_ns: String, seeds: Vec<SocketAddr>, tls: TlsSettings, pids: Vec<(SocketAddr, i32)>) -> Seen {
+async fn client_run(
+    bed_client_ns: String,
+    seeds: Vec<SocketAddr>,
+    tls: TlsSettings,
+    pids: Vec<(SocketAddr, i32)>,
+) -> Seen {
     let config = ClientConfig {
         seeds: seeds.iter().map(|s| s.to_string()).collect(),
         cluster_name: "bed".into(),
@@ -328,7 +333,12 @@ async fn client_run(bed_client_ns: String, seeds: Vec<SocketAddr>, tls: TlsSetti
         gateways: 2,
         ..ClientConfig::default()
     };
-    let client = Arc::new(ClientBuilder::from_config(config).connect().await.expect("client connects"));
+    let client = Arc::new(
+        ClientBuilder::from_config(config)
+            .connect()
+            .await
+            .expect("client connects"),
+    );
     let keys: Vec<String> = (0..IDENTITIES).map(|i| format!("bed-{i}")).collect();
     let dropped_before = dropped_inbound(&bed_client_ns);
 
@@ -369,7 +379,11 @@ async fn client_run(bed_client_ns: String, seeds: Vec<SocketAddr>, tls: TlsSetti
         let (n, host) = result.unwrap_or_else(|e| panic!("{TEST}: after the kill: {e}"));
         assert_ne!(host, killed, "{key} answered by the killed node");
         *acked.get_mut(&key).unwrap() += AFTER_KILL;
-        assert!(n >= acked[&key], "{key}: {n} after {} acknowledged", acked[&key]);
+        assert!(
+            n >= acked[&key],
+            "{key}: {n} after {} acknowledged",
+            acked[&key]
+        );
     }
     let after_kill = started.elapsed();
     let mut finals = HashMap::new();
@@ -417,7 +431,10 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
     let whole = Instant::now();
     let bed = Testbed::new(NODES + 2).unwrap();
     let tls = certificates(bed.run_dir(), &bed);
-    let store_ns = bed.prefix().trim_end_matches('-').replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    let store_ns = bed
+        .prefix()
+        .trim_end_matches('-')
+        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
 
     // PostgreSQL relays, one per node host.
     let relays = tokio::runtime::Runtime::new().unwrap();
@@ -443,7 +460,9 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
     // The first node forms the cluster; the others find it by the SRV records.
     let mut nodes = Vec::new();
     for i in 0..NODES {
-        let mut process = bed.spawn(HostId(i), &node_launch(&node, &bed, i, &tls, &store_ns)).unwrap();
+        let mut process = bed
+            .spawn(HostId(i), &node_launch(&node, &bed, i, &tls, &store_ns))
+            .unwrap();
         if i == 0 {
             process.wait_for_line("ready", READY).unwrap();
         }
@@ -455,7 +474,11 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
     let addrs: Vec<SocketAddr> = (0..NODES)
         .map(|i| SocketAddr::from((bed.hosts()[i].addr, PORT)))
         .collect();
-    let pids: Vec<(SocketAddr, i32)> = addrs.iter().copied().zip(nodes.iter().map(|p| p.pid())).collect();
+    let pids: Vec<(SocketAddr, i32)> = addrs
+        .iter()
+        .copied()
+        .zip(nodes.iter().map(|p| p.pid()))
+        .collect();
     let ready_after = whole.elapsed();
 
     let seeds = addrs[..2].to_vec();
@@ -507,7 +530,17 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
     // Clean up: the run's tables (the namespaces and relays go with `bed` and `relays`).
     let drop_tables = format!("DROP TABLE IF EXISTS {store_ns}_state, {store_ns}_reminders");
     let _ = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "test", "-q", "-c", &drop_tables])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-q",
+            "-c",
+            &drop_tables,
+        ])
         .output();
     drop(nodes);
     drop(dns);

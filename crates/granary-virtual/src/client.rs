@@ -383,10 +383,9 @@ fn pick_gateways(rt: &Arc<Runtime>, count: usize, seeds: &[SocketAddr]) {
 
 /// FNV-1a of the client's and the member's addresses.
 fn rendezvous(client: &str, member: &str) -> u64 {
-    (client.bytes().chain([0xff]).chain(member.bytes()))
-        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
+    (client.bytes().chain([0xff]).chain(member.bytes())).fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Asks the given members, in order, for the member list; `true` once one answered.

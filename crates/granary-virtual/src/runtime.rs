@@ -217,7 +217,9 @@ impl Runtime {
             }
         }
         if let Members::Client(_) = self.members {
-            return self.locate_through_gateway(identity, stale, placement).await;
+            return self
+                .locate_through_gateway(identity, stale, placement)
+                .await;
         }
         let owner = self
             .members

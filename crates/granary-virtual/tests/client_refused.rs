@@ -98,9 +98,11 @@ async fn bad_credentials_are_unauthorized_logged_once_and_the_node_keeps_serving
     tracing::subscriber::set_global_default(RefusalLines(lines.clone())).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tls = tls_files(dir.path(), "cluster");
-    let mut config = NodeConfig::default();
-    config.cluster_secret = Secret::new("right-secret");
-    config.tls = tls.clone();
+    let mut config = NodeConfig {
+        cluster_secret: Secret::new("right-secret"),
+        tls: tls.clone(),
+        ..NodeConfig::default()
+    };
     config.store.url = Some("memory:".into());
     let node = NodeBuilder::from_config(config)
         .host(Kind::<Counter>::new().handles::<Increment>())
@@ -146,12 +148,18 @@ async fn bad_credentials_are_unauthorized_logged_once_and_the_node_keeps_serving
             matches!(err, VirtualError::Remote(RemoteError::Unauthorized(_))),
             "{what}: {err:?}"
         );
-        assert!(started.elapsed() < Duration::from_secs(2), "{what}: not at once");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{what}: not at once"
+        );
         // One line at the client (its control connection refused) and one at the
         // node (the inbound connection refused); the client's other lanes never dial.
         reaches(&lines, 2 * (round + 1)).await;
         // The node goes on serving a client with the right credentials.
-        let client = ClientBuilder::from_config(good.clone()).connect().await.unwrap();
+        let client = ClientBuilder::from_config(good.clone())
+            .connect()
+            .await
+            .unwrap();
         let (_, n) = client
             .get::<Counter>(format!("after-{round}"))
             .ask(Increment(1))
@@ -160,7 +168,11 @@ async fn bad_credentials_are_unauthorized_logged_once_and_the_node_keeps_serving
             .unwrap();
         assert_eq!(n, 1, "{what}");
         client.close().await;
-        assert_eq!(lines.load(Ordering::SeqCst), 2 * (round + 1), "{what}: logged once");
+        assert_eq!(
+            lines.load(Ordering::SeqCst),
+            2 * (round + 1),
+            "{what}: logged once"
+        );
     }
     node.shutdown().await;
 }

@@ -98,7 +98,10 @@ async fn the_client_fails_over_when_a_gateway_is_killed() {
             let r = client.get::<Counter>(format!("failover-{i}"));
             let n = r.ask(Add(1)).await.unwrap().unwrap();
             *count += 1;
-            assert_eq!(n, *count, "identity {i}, round {round}: every acknowledged increment kept");
+            assert_eq!(
+                n, *count,
+                "identity {i}, round {round}: every acknowledged increment kept"
+            );
         }
     }
     // The dead gateway is replaced by the member that was not one.

@@ -316,10 +316,15 @@ impl Peer {
     /// one if a connection of the peer is attached to it, else another of the group,
     /// else a data lane, else the control lane; `Some(None)` when none is attached.
     /// `None` for a dialled peer (every lane has its connection).
-    pub(crate) fn reverse_lane(&self, group: usize, index: usize) -> Option<Option<(usize, usize)>> {
+    pub(crate) fn reverse_lane(
+        &self,
+        group: usize,
+        index: usize,
+    ) -> Option<Option<(usize, usize)>> {
         let rev = self.reverse.as_ref()?;
         let up = |g: usize, i: usize| {
-            (rev.attached.get(g).and_then(|l| l.get(i))).is_some_and(|n| n.load(Ordering::Acquire) > 0)
+            (rev.attached.get(g).and_then(|l| l.get(i)))
+                .is_some_and(|n| n.load(Ordering::Acquire) > 0)
         };
         let any_in = |g: usize| {
             let lanes = rev.attached.get(g).map_or(0, Vec::len);

@@ -154,7 +154,10 @@ impl Runtime {
                 key,
                 placement,
                 stale,
-            } => match self.locate(&Identity::new(kind, key), stale, placement).await {
+            } => match self
+                .locate(&Identity::new(kind, key), stale, placement)
+                .await
+            {
                 Ok(loc) => Reply::Located(loc),
                 Err(VirtualError::NoHost(kind)) => Reply::Failed(Failure::NoHost(kind)),
                 Err(VirtualError::ShuttingDown) => Reply::Failed(Failure::ShuttingDown),
