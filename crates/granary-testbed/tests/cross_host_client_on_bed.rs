@@ -1,16 +1,17 @@
 //! A client across hosts, on the test bed (issue 19's bar): three server hosts run the
 //! `granary-virtual-node` program with mutual TLS, find each other by DNS SRV records
-//! that dnsmasq serves from a fourth host, and keep their state in PostgreSQL; a client
-//! on a fifth host, whose inbound traffic nft drops (only packets of connections it
-//! opened get in), asks 100 identities 1,000 times; then the host of some of them is
-//! killed with `SIGKILL`, and every increment the client saw acknowledged survives.
+//! that dnsmasq serves from a fifth host (or, in the second test, through the
+//! PostgreSQL membership table), and keep their state in PostgreSQL; a client on a
+//! fourth host, whose inbound traffic nft drops (only packets of connections it opened
+//! get in), asks 100 identities 1,000 times; then the host of some of them is killed
+//! with `SIGKILL`, and every increment the client saw acknowledged survives.
 //!
 //! Layout: `h1..h3` nodes (`10.213.0.11..13:7100`), `h4` the client, `h5` dnsmasq.
 //! PostgreSQL listens on 127.0.0.1 in the root namespace, which the hosts cannot reach:
 //! each node host gets a relay, a socket listening on its own `127.0.0.1:15432` (created
 //! inside the namespace) whose connections this test process forwards to the root
 //! namespace's `127.0.0.1:5432`. Everything goes with the test bed's namespaces and this
-//! process; the run's tables are dropped at the end.
+//! process; the run's tables and membership rows are removed at the end.
 //!
 //! Needs root, the test bed's tools, dnsmasq, PostgreSQL on 127.0.0.1:5432 and the
 //! `granary-virtual-node` program built next to this test (`cargo build -p
@@ -31,7 +32,14 @@ use granary_testbed::process::Launch;
 use granary_testbed::{available_or_skip, HostId, Testbed};
 use serde::{Deserialize, Serialize};
 
-const TEST: &str = "cross_host_client_on_bed";
+/// How the nodes find each other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Discovery {
+    /// SRV records served by dnsmasq on `h5`.
+    DnsSrv,
+    /// The PostgreSQL membership table.
+    Postgres,
+}
 const NODES: usize = 3;
 const CLIENT: HostId = HostId(3);
 const DNS: HostId = HostId(4);
@@ -205,32 +213,42 @@ async fn relay(listener: std::net::TcpListener) {
     }
 }
 
-/// Starts the node program on host `index`, configured by environment alone.
+/// Starts the node program on host `index`, configured by environment alone; `run`
+/// names the run's cluster and store namespace.
 fn node_launch(
     node: &Path,
     bed: &Testbed,
     index: usize,
     tls: &TlsSettings,
-    namespace: &str,
+    run: &str,
+    discovery: Discovery,
 ) -> Launch {
     let addr = bed.hosts()[index].addr;
     let dns = bed.hosts()[DNS.0].addr;
     let path = |p: &Option<PathBuf>| p.as_ref().unwrap().display().to_string();
-    let env = [
+    let pg = format!("postgres://postgres@{PG_RELAY}/test");
+    let mut args = vec![
         format!("GRANARY_BIND={addr}:{PORT}"),
-        "GRANARY_CLUSTER_NAME=bed".into(),
+        format!("GRANARY_CLUSTER_NAME={run}"),
         format!("GRANARY_CLUSTER_SECRET={SECRET}"),
         format!("GRANARY_TLS_CA_FILE={}", path(&tls.ca_file)),
         format!("GRANARY_TLS_CERT_FILE={}", path(&tls.cert_file)),
         format!("GRANARY_TLS_KEY_FILE={}", path(&tls.key_file)),
-        "GRANARY_MEMBERSHIP=dns".into(),
-        format!("GRANARY_DNS_NAME={SRV_NAME}"),
-        "GRANARY_DNS_RECORD=srv".into(),
-        format!("GRANARY_DNS_SERVER={dns}:53"),
-        format!("GRANARY_STORE_URL=postgres://postgres@{PG_RELAY}/test"),
-        format!("GRANARY_STORE_NAMESPACE={namespace}"),
+        format!("GRANARY_STORE_URL={pg}"),
+        format!("GRANARY_STORE_NAMESPACE={run}"),
     ];
-    let mut args: Vec<String> = env.into_iter().collect();
+    match discovery {
+        Discovery::DnsSrv => args.extend([
+            "GRANARY_MEMBERSHIP=dns".into(),
+            format!("GRANARY_DNS_NAME={SRV_NAME}"),
+            "GRANARY_DNS_RECORD=srv".into(),
+            format!("GRANARY_DNS_SERVER={dns}:53"),
+        ]),
+        Discovery::Postgres => args.extend([
+            "GRANARY_MEMBERSHIP=postgres".into(),
+            format!("GRANARY_MEMBERSHIP_POSTGRES={pg}"),
+        ]),
+    }
     args.push(node.display().to_string());
     Launch::new(format!("n{}", index + 1), "env", args)
 }
@@ -320,6 +338,8 @@ async fn increments(
 /// The client's whole run, on the client host: 1,000 asks, the kill, more asks, the
 /// final reads.
 async fn client_run(
+    test: &str,
+    run: String,
     bed_client_ns: String,
     seeds: Vec<SocketAddr>,
     tls: TlsSettings,
@@ -327,7 +347,7 @@ async fn client_run(
 ) -> Seen {
     let config = ClientConfig {
         seeds: seeds.iter().map(|s| s.to_string()).collect(),
-        cluster_name: "bed".into(),
+        cluster_name: run,
         cluster_secret: Secret::new(SECRET),
         tls,
         gateways: 2,
@@ -352,7 +372,7 @@ async fn client_run(
     let mut hosts = HashMap::new();
     while let Some(done) = tasks.join_next().await {
         let (key, result) = done.unwrap();
-        let (n, host) = result.unwrap_or_else(|e| panic!("{TEST}: before the kill: {e}"));
+        let (n, host) = result.unwrap_or_else(|e| panic!("{test}: before the kill: {e}"));
         assert_eq!(n, BEFORE_KILL, "{key}");
         acked.insert(key.clone(), n);
         hosts.insert(key, host);
@@ -376,7 +396,7 @@ async fn client_run(
     }
     while let Some(done) = tasks.join_next().await {
         let (key, result) = done.unwrap();
-        let (n, host) = result.unwrap_or_else(|e| panic!("{TEST}: after the kill: {e}"));
+        let (n, host) = result.unwrap_or_else(|e| panic!("{test}: after the kill: {e}"));
         assert_ne!(host, killed, "{key} answered by the killed node");
         *acked.get_mut(&key).unwrap() += AFTER_KILL;
         assert!(
@@ -415,26 +435,36 @@ async fn client_run(
 
 #[test]
 fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_kill() {
-    if !available_or_skip(TEST) {
+    run("cross_host_client_on_bed (dns srv)", Discovery::DnsSrv);
+}
+
+#[test]
+fn the_same_with_nodes_found_through_the_postgres_membership_table() {
+    run(
+        "cross_host_client_on_bed (postgres membership)",
+        Discovery::Postgres,
+    );
+}
+
+fn run(test: &str, discovery: Discovery) {
+    if !available_or_skip(test) {
         return;
     }
     let (dnsmasq, node) = match prerequisites() {
         Ok(found) => found,
         Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("{TEST}: required with CI=true: {reason}")
+            panic!("{test}: required with CI=true: {reason}")
         }
         Err(reason) => {
-            eprintln!("{TEST}: skipped: {reason}");
+            eprintln!("{test}: skipped: {reason}");
             return;
         }
     };
     let whole = Instant::now();
     let bed = Testbed::new(NODES + 2).unwrap();
     let tls = certificates(bed.run_dir(), &bed);
-    let store_ns = bed
-        .prefix()
-        .trim_end_matches('-')
-        .replace(|c: char| !c.is_ascii_alphanumeric(), "_");
+    // Names this run's cluster, tables and membership rows (`[a-z][a-z0-9_]*`).
+    let run = bed.prefix().trim_end_matches('-').to_ascii_lowercase();
 
     // PostgreSQL relays, one per node host.
     let relays = tokio::runtime::Runtime::new().unwrap();
@@ -454,15 +484,20 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
         "nft lets a new connection in"
     );
 
-    let mut dns = bed.spawn(DNS, &dns_launch(&dnsmasq, &bed)).unwrap();
-    dns.wait_for_line("dnsmasq: started", READY).unwrap();
+    let dns = match discovery {
+        Discovery::DnsSrv => {
+            let mut dns = bed.spawn(DNS, &dns_launch(&dnsmasq, &bed)).unwrap();
+            dns.wait_for_line("dnsmasq: started", READY).unwrap();
+            Some(dns)
+        }
+        Discovery::Postgres => None,
+    };
 
-    // The first node forms the cluster; the others find it by the SRV records.
+    // The first node forms the cluster; the others find it (SRV records, or its row).
     let mut nodes = Vec::new();
     for i in 0..NODES {
-        let mut process = bed
-            .spawn(HostId(i), &node_launch(&node, &bed, i, &tls, &store_ns))
-            .unwrap();
+        let launch = node_launch(&node, &bed, i, &tls, &run, discovery);
+        let mut process = bed.spawn(HostId(i), &launch).unwrap();
         if i == 0 {
             process.wait_for_line("ready", READY).unwrap();
         }
@@ -484,14 +519,14 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
     let seeds = addrs[..2].to_vec();
     let seen = bed
         .in_host(CLIENT, {
-            let (ns, tls) = (client_ns.clone(), tls.clone());
+            let (ns, tls, run) = (client_ns.clone(), tls.clone(), run.clone());
             move || {
                 tokio::runtime::Builder::new_multi_thread()
                     .worker_threads(2)
                     .enable_all()
                     .build()
                     .unwrap()
-                    .block_on(client_run(ns, seeds, tls, pids))
+                    .block_on(client_run(test, run, ns, seeds, tls, pids))
             }
         })
         .unwrap();
@@ -501,7 +536,7 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
         *hosted.entry(*host).or_default() += 1;
     }
     eprintln!(
-        "{TEST}: nodes ready after {ready_after:?}; {} asks to {IDENTITIES} identities in {:?} \
+        "{test}: nodes ready after {ready_after:?}; {} asks to {IDENTITIES} identities in {:?} \
          (identities per host {hosted:?}, gateways {:?}); killed {} ({} identities), \
          {} more asks in {:?}; whole test {:?}",
         seen.asks_before_kill,
@@ -527,8 +562,13 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
     );
     assert_eq!(seen.gateways.len(), 2);
 
-    // Clean up: the run's tables (the namespaces and relays go with `bed` and `relays`).
-    let drop_tables = format!("DROP TABLE IF EXISTS {store_ns}_state, {store_ns}_reminders");
+    // Clean up: the run's tables and membership rows (the namespaces and relays go with
+    // `bed` and `relays`).
+    let cleanup = format!(
+        "DROP TABLE IF EXISTS {run}_state, {run}_reminders; \
+         DO $$ BEGIN IF to_regclass('granary_membership') IS NOT NULL THEN \
+         DELETE FROM granary_membership WHERE cluster = '{run}'; END IF; END $$;"
+    );
     let _ = Command::new("psql")
         .args([
             "-h",
@@ -539,7 +579,7 @@ fn a_dial_out_client_behind_a_firewall_reaches_tls_nodes_found_by_dns_across_a_k
             "test",
             "-q",
             "-c",
-            &drop_tables,
+            &cleanup,
         ])
         .output();
     drop(nodes);
