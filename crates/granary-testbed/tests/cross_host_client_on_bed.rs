@@ -199,6 +199,34 @@ fn dropped_inbound(namespace: &str) -> u64 {
         .expect("the drop counter")
 }
 
+/// Removes the run's tables and membership rows when dropped (also when the test
+/// fails; the namespaces and relays go with the test bed and the relay runtime).
+struct PgCleanup(String);
+
+impl Drop for PgCleanup {
+    fn drop(&mut self) {
+        let run = &self.0;
+        let cleanup = format!(
+            "DROP TABLE IF EXISTS {run}_state, {run}_reminders; \
+             DO $$ BEGIN IF to_regclass('granary_membership') IS NOT NULL THEN \
+             DELETE FROM granary_membership WHERE cluster = '{run}'; END IF; END $$;"
+        );
+        let args = [
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-q",
+            "-c",
+        ];
+        if let Err(e) = Command::new("psql").args(args).arg(&cleanup).output() {
+            eprintln!("tables {run}_*: not removed ({e})");
+        }
+    }
+}
+
 /// Forwards every connection accepted on `listener` (a socket of a host's namespace)
 /// to PostgreSQL in the root namespace (this process's other threads are there).
 async fn relay(listener: std::net::TcpListener) {
@@ -465,6 +493,7 @@ fn run(test: &str, discovery: Discovery) {
     let tls = certificates(bed.run_dir(), &bed);
     // Names this run's cluster, tables and membership rows (`[a-z][a-z0-9_]*`).
     let run = bed.prefix().trim_end_matches('-').to_ascii_lowercase();
+    let _cleanup = PgCleanup(run.clone());
 
     // PostgreSQL relays, one per node host.
     let relays = tokio::runtime::Runtime::new().unwrap();
@@ -562,26 +591,6 @@ fn run(test: &str, discovery: Discovery) {
     );
     assert_eq!(seen.gateways.len(), 2);
 
-    // Clean up: the run's tables and membership rows (the namespaces and relays go with
-    // `bed` and `relays`).
-    let cleanup = format!(
-        "DROP TABLE IF EXISTS {run}_state, {run}_reminders; \
-         DO $$ BEGIN IF to_regclass('granary_membership') IS NOT NULL THEN \
-         DELETE FROM granary_membership WHERE cluster = '{run}'; END IF; END $$;"
-    );
-    let _ = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            "test",
-            "-q",
-            "-c",
-            &cleanup,
-        ])
-        .output();
     drop(nodes);
     drop(dns);
     relays.shutdown_background();
