@@ -567,7 +567,8 @@ fn run(test: &str, discovery: Discovery) {
     eprintln!(
         "{test}: nodes ready after {ready_after:?}; {} asks to {IDENTITIES} identities in {:?} \
          (identities per host {hosted:?}, gateways {:?}); killed {} ({} identities), \
-         {} more asks in {:?}; whole test {:?}",
+         {} more asks in {:?}; {} increments applied beyond those acknowledged; \
+         whole test {:?}",
         seen.asks_before_kill,
         seen.first_phase,
         seen.gateways,
@@ -575,6 +576,9 @@ fn run(test: &str, discovery: Discovery) {
         hosted[&seen.killed],
         IDENTITIES * AFTER_KILL as usize,
         seen.after_kill,
+        (seen.acked.iter())
+            .map(|(key, acked)| seen.finals[key].saturating_sub(*acked))
+            .sum::<u64>(),
         whole.elapsed()
     );
     assert_eq!(hosted.len(), NODES, "identities on every node: {hosted:?}");
