@@ -25,12 +25,26 @@ impl Message for Bump {
 }
 register_message!(Bump, "dialout.Bump");
 
+/// A large body: above the chunk size, so it takes the bulk lane.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+struct Blob(Vec<u8>);
+impl Message for Blob {
+    type Reply = Vec<u8>;
+}
+register_message!(Blob, "dialout.Blob");
+
 struct Counter(u64);
 impl Actor for Counter {}
 impl Handler<Add> for Counter {
     async fn handle(&mut self, msg: Add, _ctx: &mut Context<Self>) -> u64 {
         self.0 += msg.0;
         self.0
+    }
+}
+impl Handler<Blob> for Counter {
+    /// Answers with the body reversed, as large as it came.
+    async fn handle(&mut self, msg: Blob, _ctx: &mut Context<Self>) -> Vec<u8> {
+        msg.0.into_iter().rev().collect()
     }
 }
 impl Handler<Bump> for Counter {
@@ -54,6 +68,8 @@ async fn server() -> RemoteNode {
         .accept::<Add>()
         .unwrap()
         .accept::<Bump>()
+        .unwrap()
+        .accept::<Blob>()
         .unwrap();
     node
 }
@@ -64,6 +80,8 @@ async fn a_dial_out_node_is_answered_on_its_own_connections_directly_and_relayed
     // a and b know each other before the client comes, so relaying dials nothing new.
     let b_from_a: ActorRef<Counter> = a.remote_ref(b.local_addr(), "counter");
     assert_eq!(b_from_a.ask(Add(0)).await.unwrap(), 0);
+    // A large ask and reply: their bulk lanes are dialled now too.
+    b_from_a.ask(Blob(vec![7; 300_000])).await.unwrap();
     let dials = (a.transport().stats().dials, b.transport().stats().dials);
 
     let client = RemoteNode::start_dial_out(ActorSystem::new(), config())
@@ -83,6 +101,18 @@ async fn a_dial_out_node_is_answered_on_its_own_connections_directly_and_relayed
     // Tells are relayed too, in order behind the asks.
     relayed.tell(Bump).unwrap();
     assert_eq!(relayed.ask(Add(0)).await.unwrap(), expected + 1);
+    // Large bodies both ways (chunked, and the client's on its bulk lane), direct and
+    // relayed.
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let reversed: Vec<u8> = blob.iter().rev().copied().collect();
+    for _ in 0..3 {
+        let (x, y) = tokio::join!(
+            direct.ask(Blob(blob.clone())),
+            relayed.ask(Blob(blob.clone()))
+        );
+        assert!(x.unwrap() == reversed, "direct large reply");
+        assert!(y.unwrap() == reversed, "relayed large reply");
+    }
     // A relayed ref is the same actor as a direct one.
     let direct_b: ActorRef<Counter> = client.remote_ref(b.local_addr(), "counter");
     assert_eq!(relayed.id(), direct_b.id());
