@@ -8,10 +8,13 @@ import os
 import random
 import struct
 
+# The protocol version (`PROTOCOL_VERSION`, docs/wire.md).
+VERSION = 4
+
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "frame_decoder")
 
 
-def frame(kind=1, sender=b"alice", recipient=b"bob", body=b"hello", version=2, flags=0,
+def frame(kind=1, sender=b"alice", recipient=b"bob", body=b"hello", version=VERSION, flags=0,
           channel=0x5D1B6E9E, tag=0x1234, corr=0, length=None, sender_len=None):
     rest = struct.pack("<BBHIQQHH", version, kind, flags, channel, tag, corr,
                        len(sender) if sender_len is None else sender_len, len(recipient))
@@ -23,7 +26,7 @@ def chunks(whole, piece):
     """The Chunk frames (kind 5, flag 1 on the last) that carry `whole` after its prefix."""
     rest = whole[4:]
     parts = [rest[i:i + piece] for i in range(0, len(rest), piece)]
-    return [struct.pack("<IBBHIQQHH", 28 + len(p), 2, 5, int(i + 1 == len(parts)), 0, 0, 0, 0, 0) + p
+    return [struct.pack("<IBBHIQQHH", 28 + len(p), VERSION, 5, int(i + 1 == len(parts)), 0, 0, 0, 0, 0) + p
             for i, p in enumerate(parts)]
 
 
@@ -45,7 +48,7 @@ write("bad-utf8-sender", frame(sender=b"\xff\xfe"))
 write("bad-utf8-recipient", frame(recipient=b"\xc3"))
 write("bad-sender-length", frame(sender_len=60000))
 write("bad-short-length", frame(length=3))
-write("bad-huge-length", struct.pack("<I", 0xFFFFFFFF) + b"\x02\x01")
+write("bad-huge-length", struct.pack("<I", 0xFFFFFFFF) + bytes([VERSION, 1]))
 write("bad-truncated", frame()[:20])
 write("edge-empty", b"")
 # Chunks (version 2): the reassembler rebuilds the frame; whole frames may sit between.

@@ -36,11 +36,18 @@ pub(crate) const MAX_NAME: usize = 255;
 /// peer can make the node buffer per connection.
 const HANDSHAKE_MAX_FRAME: u32 = 1024;
 
-/// Which outbound connection of a peer this is: a channel name and an index in it.
+/// Which outbound connection of a peer this is: a channel name and an index in it, and
+/// whether the acceptor should send on it too.
+///
+/// `reply_here` (since version 4) marks a peer that dials out only (an external client
+/// with no listening socket): the acceptor writes its frames for that peer on the
+/// connections the peer opened instead of dialling it. It is part of the transcript
+/// both proofs cover, so it cannot be flipped on the way.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Lane {
     pub(crate) channel: String,
     pub(crate) index: u16,
+    pub(crate) reply_here: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -163,7 +170,17 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut buf = BytesMut::new();
-    let (dialer, lane, nonce_d) = match read_step(stream, &mut buf).await? {
+    let hello = match read_step(stream, &mut buf).await {
+        // A Hello of another protocol version: say so (in our version, which that
+        // dialler refuses as a version mismatch too) rather than only closing.
+        Err(err @ HandshakeError::VersionMismatch { .. }) => {
+            let reason = err.to_string();
+            let _ = write_step(stream, &Step::Refused { reason }).await;
+            return Err(err);
+        }
+        other => other?,
+    };
+    let (dialer, lane, nonce_d) = match hello {
         Step::Hello {
             cluster,
             version,
@@ -362,6 +379,7 @@ pub(crate) fn hello_frame(cluster: &str) -> Vec<u8> {
         lane: Lane {
             channel: "control".into(),
             index: 0,
+            reply_here: false,
         },
         nonce: [7; 32],
     };
@@ -396,6 +414,7 @@ pub(crate) fn run_against(input: &[u8], dialer: bool) -> Result<(), HandshakeErr
     let lane = Lane {
         channel: "data".into(),
         index: 0,
+        reply_here: false,
     };
     let outcome = if dialer {
         dial_inner(&mut stream, &p, lane)
@@ -426,6 +445,7 @@ mod tests {
         Lane {
             channel: "data".into(),
             index: 0,
+            reply_here: false,
         }
     }
 
@@ -463,6 +483,28 @@ mod tests {
         let (dr, ar) = run(params("c1", b"s", 1), params("c2", b"s", 2)).await;
         assert!(matches!(ar, Err(HandshakeError::ClusterMismatch { .. })));
         assert!(matches!(dr, Err(HandshakeError::Unauthorized(_))));
+    }
+
+    #[tokio::test]
+    async fn a_hello_of_another_version_is_refused_with_a_version_mismatch_both_ways() {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        let mut hello = hello_frame("c");
+        hello[4] = PROTOCOL_VERSION - 1; // the version byte of a version-3 peer
+        a.write_all(&hello).await.unwrap();
+        let r = accept(&mut b, &params("c", b"s", 2)).await;
+        assert!(
+            matches!(r, Err(HandshakeError::VersionMismatch { theirs, .. }) if theirs == PROTOCOL_VERSION - 1),
+            "{r:?}"
+        );
+        // The dialler gets a Refused frame saying why, in our version: an older
+        // dialler's decoder refuses that version byte, a mismatch to it too.
+        let mut buf = BytesMut::new();
+        a.read_buf(&mut buf).await.unwrap();
+        assert_eq!(buf[4], PROTOCOL_VERSION);
+        match read_step(&mut a, &mut buf).await {
+            Ok(Step::Refused { reason }) => assert!(reason.contains("version"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[tokio::test]

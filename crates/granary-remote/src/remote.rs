@@ -20,6 +20,7 @@ mod inbound;
 mod outbound;
 mod protocol;
 mod refusals;
+mod relay;
 mod remote_ref;
 mod watch;
 
@@ -73,6 +74,8 @@ pub(crate) struct NodeInner {
     /// Why the last handshake with a peer we dialled was refused (reported instead of a
     /// bare "unreachable" while it stays unreachable).
     refusals: Mutex<RefusalBook>,
+    /// Asks relayed for dial-out peers, waiting for their host's reply.
+    relays: Mutex<relay::Relays>,
     serve_timeout: Duration,
     events_task: Mutex<Option<AbortHandle>>,
 }
@@ -134,6 +137,14 @@ impl NodeInner {
                 // Its queues were dropped, so no pending ask can be answered any more.
                 self.fail_pending(addr);
                 self.node_lost(addr);
+                relay::node_lost(self, addr);
+            }
+            // A dial-out transport's replies come back on the connections it opened:
+            // once the control connection is gone, those queued at the peer for us are
+            // lost with it, so the asks waiting for them fail now (and are resent by
+            // callers that resend) instead of at their timeout.
+            PeerEvent::Disconnected { node, .. } if self.transport().is_dial_out() => {
+                self.fail_pending(node.addr());
             }
             // The old incarnation's actors are gone. Pending asks are left alone: those
             // still queued when it restarted go to the new incarnation and may be
@@ -219,6 +230,25 @@ impl RemoteNode {
         system: ActorSystem,
         config: TransportConfig,
     ) -> Result<Self, RemoteSetupError> {
+        Self::start_with(system, config, false).await
+    }
+
+    /// [`RemoteNode::start`] on a transport that listens nowhere and only dials out
+    /// ([`Transport::dial_out`]): the nodes it reaches answer on the connections it
+    /// opened. Reach actors on hosts it has no connection to through a gateway with
+    /// [`RemoteNode::remote_ref_via`].
+    pub async fn start_dial_out(
+        system: ActorSystem,
+        config: TransportConfig,
+    ) -> Result<Self, RemoteSetupError> {
+        Self::start_with(system, config, true).await
+    }
+
+    async fn start_with(
+        system: ActorSystem,
+        config: TransportConfig,
+        dial_out: bool,
+    ) -> Result<Self, RemoteSetupError> {
         let registry = Registry::global().map_err(|e| RemoteSetupError::Registry(e.clone()))?;
         let inner = Arc::new(NodeInner {
             system,
@@ -229,12 +259,18 @@ impl RemoteNode {
             next_correlation: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
             refusals: Mutex::new(RefusalBook::new()),
+            relays: Mutex::new(relay::Relays::default()),
             serve_timeout: Duration::from_secs(30),
             events_task: Mutex::new(None),
         });
         // Weak: the transport's handler must not keep the node alive forever.
         let weak: Weak<NodeInner> = Arc::downgrade(&inner);
-        let transport = Transport::bind(config, inbound::Inbound { node: weak }).await?;
+        let handler = Arc::new(inbound::Inbound { node: weak });
+        let transport = if dial_out {
+            Transport::dial_out(config, handler).await?
+        } else {
+            Transport::bind_arc(config, handler).await?
+        };
         let mut events = transport.subscribe();
         let _ = inner.transport.set(transport);
         let weak = Arc::downgrade(&inner);
@@ -297,6 +333,29 @@ impl RemoteNode {
     /// Forge a typed ref to the actor exposed under `name` on the node at `addr`.
     pub fn remote_ref<A: Actor>(&self, addr: SocketAddr, name: &str) -> ActorRef<A> {
         ActorRef::from_remote(Arc::new(RemoteActor::new(self.inner.clone(), addr, name)))
+    }
+
+    /// Forge a typed ref to the actor exposed under `name` on the node at `host`,
+    /// reached through the node at `via`: frames go to `via`, which relays them to
+    /// `host` and the replies back (`docs/wire.md`, "Dial-out peers"). For a dial-out
+    /// client that keeps connections to a few gateways instead of every host. The ref's
+    /// id is the one [`RemoteNode::remote_ref`] gives the same actor; `stop`, `watch`
+    /// and `unwatch` are not relayed (the gateway knows no actor by the relayed name).
+    pub fn remote_ref_via<A: Actor>(
+        &self,
+        via: SocketAddr,
+        host: SocketAddr,
+        name: &str,
+    ) -> ActorRef<A> {
+        if via == host {
+            return self.remote_ref(host, name);
+        }
+        ActorRef::from_remote(Arc::new(RemoteActor::relayed(
+            self.inner.clone(),
+            via,
+            host,
+            name,
+        )))
     }
 
     /// Remote asks sent from this node still waiting for their reply. An ask leaves this

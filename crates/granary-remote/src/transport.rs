@@ -11,8 +11,12 @@
 //!   above `chunk_size` and the later frames of their pairs, moved there in order by a
 //!   barrier the peer acknowledges (`docs/wire.md`, "Bulk lane").
 //!
-//! Connections are one-directional: a node writes on the connections it dialled and reads
-//! on the ones it accepted, so two nodes dialling each other at once need no tie-break.
+//! Connections are one-directional between nodes: a node writes on the connections it
+//! dialled and reads on the ones it accepted, so two nodes dialling each other at once
+//! need no tie-break. A transport started with [`Transport::dial_out`] (an external
+//! client) has no listener: its connections carry frames both ways, and the node that
+//! accepted them writes its frames for that peer on them instead of dialling it
+//! (`docs/wire.md`, "Dial-out peers").
 //! Each dialled connection has a writer task that takes *every* queued frame at once and
 //! writes them with one vectored write, flushing when the queue is empty; frames above
 //! `chunk_size` go out one chunk per write, between the other frames (`docs/wire.md`,
@@ -40,7 +44,7 @@ mod queue;
 mod stream;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -240,6 +244,8 @@ pub struct TransportStats {
     pub backpressure: u64,
     /// Frames dropped or blocked by fault injection.
     pub fault_drops: u64,
+    /// Connection attempts this node started (every dial, redials included).
+    pub dials: u64,
 }
 
 #[derive(Default)]
@@ -248,6 +254,7 @@ struct Counters {
     writes: AtomicU64,
     backpressure: AtomicU64,
     fault_drops: AtomicU64,
+    dials: AtomicU64,
 }
 
 /// A channel and its connection count, shared by every peer.
@@ -260,6 +267,9 @@ pub(crate) struct ChannelSpec {
 pub(crate) struct Inner {
     pub(crate) config: TransportConfig,
     pub(crate) node: NodeId,
+    /// Started with [`Transport::dial_out`]: no listener, and every dialled connection
+    /// also carries the peer's frames back.
+    pub(crate) dial_out: bool,
     pub(crate) tls: Option<Tls>,
     pub(crate) handler: Arc<dyn InboundHandler>,
     pub(crate) channels: Vec<ChannelSpec>,
@@ -307,13 +317,22 @@ impl Inner {
         self.counters.writes.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The peer at `addr`, started (dialling) on first use.
+    pub(crate) fn count_dial(&self) {
+        self.counters.dials.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The peer at `addr`, started (dialling) on first use. A dial-out peer's address
+    /// is never dialled: without a connection it opened, it is
+    /// [`SendError::Unreachable`].
     pub(crate) fn peer(self: &Arc<Self>, addr: SocketAddr) -> Result<Arc<Peer>, SendError> {
         if let Some(peer) = self.peers.read().get(&addr) {
             return Ok(peer.clone());
         }
         if self.closed.load(Ordering::Acquire) {
             return Err(SendError::Shutdown);
+        }
+        if is_dial_out_addr(addr) {
+            return Err(SendError::Unreachable { peer: addr });
         }
         let mut peers = self.peers.write();
         if let Some(peer) = peers.get(&addr) {
@@ -322,6 +341,36 @@ impl Inner {
         let peer = Peer::start(self, addr).ok_or(SendError::Shutdown)?;
         peers.insert(addr, peer.clone());
         Ok(peer)
+    }
+
+    /// The peer of a dial-out node that opened a connection here, created on its first
+    /// connection. `None` after shutdown, or if a dialled peer holds that address.
+    pub(crate) fn reverse_peer(self: &Arc<Self>, node: NodeId) -> Option<Arc<Peer>> {
+        let addr = node.addr();
+        if let Some(peer) = self.peers.read().get(&addr) {
+            return peer.is_reverse().then(|| peer.clone());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut peers = self.peers.write();
+        if let Some(peer) = peers.get(&addr) {
+            return peer.is_reverse().then(|| peer.clone());
+        }
+        let peer = Peer::start_reverse(self, addr)?;
+        peers.insert(addr, peer.clone());
+        Some(peer)
+    }
+
+    /// Forget the dial-out peer `peer` (its control connection ended): later sends to
+    /// its address fail fast, and its other connections are closed.
+    pub(crate) fn remove_reverse_peer(&self, peer: &Arc<Peer>) {
+        let mut peers = self.peers.write();
+        if peers.get(&peer.addr).is_some_and(|p| Arc::ptr_eq(p, peer)) {
+            peers.remove(&peer.addr);
+        }
+        drop(peers);
+        peer.stop();
     }
 
     /// The peer at `addr` if it was ever dialled.
@@ -366,8 +415,17 @@ impl Inner {
                 Verdict::Delay(delay) => Some(delay),
             },
         };
-        let mut lane = peer.lane(group, index);
-        if self.config.bulk_lane && group == DATA_GROUP && opts.partition_key.is_none() {
+        let mut lane = match peer.reverse_lane(group, index) {
+            Some(Some((group, index))) => peer.lane(group, index),
+            // A dial-out peer with no connection open here.
+            Some(None) => return Err(SendError::Unreachable { peer: to }),
+            None => peer.lane(group, index),
+        };
+        if self.config.bulk_lane
+            && group == DATA_GROUP
+            && opts.partition_key.is_none()
+            && !peer.is_reverse()
+        {
             let large = header.frame_len(body.len()) > self.config.chunk_size as u64;
             if large || peer.has_bulk_pairs() {
                 match peer.route(self, pair, large, index, &header, &body, delay)? {
@@ -496,6 +554,41 @@ impl Transport {
             Some(a) => a,
             None => bound,
         };
+        let transport = Self::start(config, handler, tls, addr, false);
+        transport
+            .inner
+            .spawn(listener::accept_loop(transport.inner.clone(), listener));
+        tracing::info!(node = %transport.inner.node, %bound, "transport listening");
+        Ok(transport)
+    }
+
+    /// A transport that listens nowhere and only dials out (an external client behind a
+    /// firewall that drops inbound connections): every connection it opens carries
+    /// frames both ways, and the nodes it reaches write their frames for it (replies,
+    /// control requests) on those connections (`docs/wire.md`, "Dial-out peers").
+    ///
+    /// Its [`NodeId`] address is a made-up one in `0.0.0.0/8`, which no host can be
+    /// dialled at: it only names this transport to its peers. A peer never dials it;
+    /// frames for it while none of its connections is open fail with
+    /// [`SendError::Unreachable`]. `listen` and `advertise` in `config` are not used.
+    pub async fn dial_out(
+        config: TransportConfig,
+        handler: Arc<dyn InboundHandler>,
+    ) -> Result<Self, TransportError> {
+        config.validate().map_err(TransportError::Config)?;
+        let tls = config.tls.as_ref().map(Tls::new).transpose()?;
+        let transport = Self::start(config, handler, tls, dial_out_addr(), true);
+        tracing::info!(node = %transport.inner.node, "transport started, dialling out only");
+        Ok(transport)
+    }
+
+    fn start(
+        config: TransportConfig,
+        handler: Arc<dyn InboundHandler>,
+        tls: Option<Tls>,
+        addr: SocketAddr,
+        dial_out: bool,
+    ) -> Self {
         let mut channels = vec![
             ChannelSpec {
                 id: crate::wire::CONTROL_CHANNEL,
@@ -518,6 +611,7 @@ impl Transport {
         let max_reassembly_bytes = config.max_reassembly_bytes;
         let inner = Arc::new(Inner {
             node: NodeId::new(addr),
+            dial_out,
             config,
             tls,
             handler,
@@ -532,9 +626,7 @@ impl Transport {
             refusal_log: log_limit::LogLimit::new(10, std::time::Duration::from_secs(10)),
             reassembly: budget::ReassemblyBudget::new(max_reassembly_bytes),
         });
-        inner.spawn(listener::accept_loop(inner.clone(), listener));
-        tracing::info!(node = %inner.node, %bound, "transport listening");
-        Ok(Self { inner })
+        Self { inner }
     }
 
     /// This node's identity.
@@ -561,6 +653,22 @@ impl Transport {
     /// The incarnation last seen at `addr`, if its control connection ever came up.
     pub fn peer_node(&self, addr: SocketAddr) -> Option<NodeId> {
         self.inner.peers.read().get(&addr).and_then(|p| p.node())
+    }
+
+    /// Whether the control connection with `addr` is up right now (dialled by this
+    /// node, or, for a dial-out peer, opened by it).
+    pub fn is_connected(&self, addr: SocketAddr) -> bool {
+        (self.inner.peers.read().get(&addr)).is_some_and(|p| p.is_connected())
+    }
+
+    /// Whether `addr` was declared unreachable and has not answered since.
+    pub fn is_unreachable(&self, addr: SocketAddr) -> bool {
+        (self.inner.peers.read().get(&addr)).is_some_and(|p| p.is_unreachable())
+    }
+
+    /// Whether this transport was started with [`Transport::dial_out`].
+    pub fn is_dial_out(&self) -> bool {
+        self.inner.dial_out
     }
 
     /// Start dialling `addr` now (sends do this on demand).
@@ -637,6 +745,7 @@ impl Transport {
             writes: c.writes.load(Ordering::Relaxed),
             backpressure: c.backpressure.load(Ordering::Relaxed),
             fault_drops: c.fault_drops.load(Ordering::Relaxed),
+            dials: c.dials.load(Ordering::Relaxed),
         }
     }
 
@@ -652,6 +761,23 @@ impl Transport {
         self.inner.peers.write().clear();
         tracing::info!(node = %self.inner.node, "transport shut down");
     }
+}
+
+/// Whether `addr` names a dial-out transport ([`Transport::dial_out`]): an IPv4 address
+/// in `0.0.0.0/8` other than `0.0.0.0` itself, which no host can be dialled at.
+pub(crate) fn is_dial_out_addr(addr: SocketAddr) -> bool {
+    match addr.ip() {
+        IpAddr::V4(ip) => ip.octets()[0] == 0 && !ip.is_unspecified(),
+        IpAddr::V6(_) => false,
+    }
+}
+
+/// A fresh random dial-out address (24 random bits of host and a random non-zero
+/// port: two clients picking the same one is about one chance in 2^40).
+fn dial_out_addr() -> SocketAddr {
+    let [_, a, b, c] = rand::random::<u32>().to_be_bytes();
+    let ip = Ipv4Addr::new(0, a, b, c.max(1));
+    SocketAddr::new(IpAddr::V4(ip), rand::random_range(1..=u16::MAX))
 }
 
 /// FNV-1a over sender, a separator and recipient: cheap and stable.

@@ -20,8 +20,10 @@ pub(crate) use decoder::parse_unprefixed;
 pub(crate) use frame::encode_chunk_header;
 
 /// The protocol version this build speaks (byte 4 of every frame). Version 2 added
-/// [`FrameKind::Chunk`]; version 3 added the optional trace context ([`TRACED`]).
-pub const PROTOCOL_VERSION: u8 = 3;
+/// [`FrameKind::Chunk`]; version 3 added the optional trace context ([`TRACED`]);
+/// version 4 added the handshake's `reply_here` flag (peers that only dial out,
+/// `docs/wire.md`, "Dial-out peers").
+pub const PROTOCOL_VERSION: u8 = 4;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;

@@ -834,12 +834,16 @@ pub struct ClientConfig {
     pub seeds: Vec<String>,
     /// Cluster name. Default `granary`.
     pub cluster_name: String,
-    /// The shared secret. Default [`DEFAULT_SECRET`] (refused on a non-loopback
-    /// bind).
+    /// The shared secret. Default [`DEFAULT_SECRET`] (refused with a non-loopback
+    /// seed or bind).
     pub cluster_secret: Secret,
-    /// The address the client listens on (members send replies there). Default
-    /// `127.0.0.1:0`.
-    pub bind: SocketAddr,
+    /// Opt-in: an address to listen on, members then dial the client back there.
+    /// Default none: the client only dials out, and members answer on the
+    /// connections it opened (it needs no reachable address and no open port).
+    pub bind: Option<SocketAddr>,
+    /// How many members the client keeps connections to and sends through (its
+    /// gateways; they locate identities and relay messages for it). Default 2.
+    pub gateways: usize,
     /// Mutual TLS. Default off.
     pub tls: TlsSettings,
     /// Default timeout of a call. Default 10 000 ms.
@@ -852,7 +856,8 @@ impl Default for ClientConfig {
             seeds: Vec::new(),
             cluster_name: "granary".into(),
             cluster_secret: Secret::default(),
-            bind: ([127, 0, 0, 1], 0).into(),
+            bind: None,
+            gateways: 2,
             tls: TlsSettings::default(),
             ask_timeout_ms: 10_000,
         }
@@ -866,6 +871,7 @@ pub const CLIENT_ENV: &[&str] = &[
     "GRANARY_CLUSTER_NAME",
     "GRANARY_CLUSTER_SECRET",
     "GRANARY_CLIENT_BIND",
+    "GRANARY_CLIENT_GATEWAYS",
     "GRANARY_TLS_CA_FILE",
     "GRANARY_TLS_CERT_FILE",
     "GRANARY_TLS_KEY_FILE",
@@ -905,7 +911,8 @@ impl ClientConfig {
         if let Some(secret) = env.get("GRANARY_CLUSTER_SECRET") {
             self.cluster_secret = Secret::new(secret);
         }
-        env.parse("GRANARY_CLIENT_BIND", &mut self.bind)?;
+        env.opt("GRANARY_CLIENT_BIND", &mut self.bind)?;
+        env.parse("GRANARY_CLIENT_GATEWAYS", &mut self.gateways)?;
         self.tls.apply_env(&env)?;
         env.parse("GRANARY_ASK_TIMEOUT_MS", &mut self.ask_timeout_ms)?;
         Ok(())
@@ -922,7 +929,21 @@ impl ClientConfig {
 
     /// The default secret on a non-loopback bind, incomplete TLS.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        refuse_default_secret(&self.cluster_secret, self.bind.ip())?;
+        if let Some(bind) = self.bind {
+            refuse_default_secret(&self.cluster_secret, bind.ip())?;
+        }
+        // Seeds written as addresses: a client of a cluster on other hosts.
+        for seed in &self.seeds {
+            if let Ok(ip) = host_part(seed).parse::<IpAddr>() {
+                refuse_default_secret(&self.cluster_secret, ip)?;
+            }
+        }
+        if self.gateways == 0 {
+            return Err(ConfigError::Invalid {
+                field: "gateways",
+                reason: "a client needs at least one gateway".into(),
+            });
+        }
         check_tls(&self.tls)
     }
 }
@@ -1226,13 +1247,26 @@ mod tests {
         ));
         assert!(NodeConfig::default().validate().is_ok());
         let client = ClientConfig {
-            bind: "10.0.0.9:0".parse().unwrap(),
+            bind: Some("10.0.0.9:0".parse().unwrap()),
             ..ClientConfig::default()
         };
         assert!(matches!(
             client.validate(),
             Err(ConfigError::DefaultSecret { .. })
         ));
+        let client = ClientConfig {
+            seeds: vec!["10.0.0.2:7100".into()],
+            ..ClientConfig::default()
+        };
+        assert!(matches!(
+            client.validate(),
+            Err(ConfigError::DefaultSecret { .. })
+        ));
+        let client = ClientConfig {
+            seeds: vec!["127.0.0.1:7100".into()],
+            ..ClientConfig::default()
+        };
+        client.validate().unwrap();
     }
 
     #[test]

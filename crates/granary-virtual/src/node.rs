@@ -691,6 +691,11 @@ impl Node {
         self.runtime.directory.len()
     }
 
+    /// The counters of the node's transport (frames, writes, backpressure, dials).
+    pub fn transport_stats(&self) -> granary_remote::TransportStats {
+        self.runtime.remote().transport().stats()
+    }
+
     /// A cloneable read-only handle for management tools (health, metrics, where an
     /// identity lives).
     pub fn probe(&self) -> crate::NodeProbe {

@@ -71,6 +71,16 @@ pub(crate) enum Request {
     Load { kind: String },
     /// To a member (from a client): the Up members and their kinds.
     Members,
+    /// To a member (from a client, its gateway): where is `kind/key`? The member
+    /// locates it as for its own calls (its cache, else the directory owner, which
+    /// activates it if needed); the client then sends through the same member.
+    Locate {
+        kind: String,
+        key: String,
+        placement: PlacementTag,
+        /// A location the client found dead or empty.
+        stale: Option<Location>,
+    },
     /// To every Up member: do you still count the sender as Up? (the host lease,
     /// see `runtime/lease.rs`)
     Lease,

@@ -216,6 +216,11 @@ impl Runtime {
                 return Ok(loc);
             }
         }
+        if let Members::Client(_) = self.members {
+            return self
+                .locate_through_gateway(identity, stale, placement)
+                .await;
+        }
         let owner = self
             .members
             .owner(identity)
@@ -245,6 +250,60 @@ impl Runtime {
             }),
             Reply::Failed(f) => Err(failure_error(identity, f)),
             other => Err(VirtualError::Setup(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// A client's lookup: its gateway locates the identity (a client has no
+    /// connection to the directory owners, only to its gateways).
+    async fn locate_through_gateway(
+        self: &Arc<Self>,
+        identity: &Identity,
+        stale: Option<Location>,
+        placement: crate::placement::PlacementTag,
+    ) -> Result<Location, VirtualError> {
+        let gateway = (self.gateway(&identity.to_string())).ok_or(VirtualError::NoMembers)?;
+        self.meters.lookup();
+        let req = Request::Locate {
+            kind: identity.kind().to_owned(),
+            key: identity.key().to_owned(),
+            placement,
+            stale,
+        };
+        match self.rpc.call(self, gateway, req).await? {
+            Reply::Located(loc) => {
+                self.cache.insert(identity.clone(), loc.clone());
+                Ok(loc)
+            }
+            Reply::Failed(f) => Err(failure_error(identity, f)),
+            other => Err(VirtualError::Setup(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The gateway a client sends `target`'s calls through now: one whose connection
+    /// is up, chosen by a hash of `target` (so the calls spread over the gateways while
+    /// one target's messages keep one path, and their order), else the first it has.
+    /// `None` on a member.
+    pub(crate) fn gateway(&self, target: &str) -> Option<SocketAddr> {
+        let gateways = self.members.gateways();
+        let transport = self.remote.transport();
+        let up: Vec<SocketAddr> = (gateways.iter().copied())
+            .filter(|g| transport.is_connected(*g))
+            .collect();
+        if up.is_empty() {
+            return gateways.first().copied();
+        }
+        let hash = (target.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Some(up[(hash % up.len() as u64) as usize])
+    }
+
+    /// A ref to the activation at `loc`: straight to its host from a member, through
+    /// a gateway from a client.
+    pub(crate) fn activation_ref<A: granary_core::Actor>(&self, loc: &Location) -> ActorRef<A> {
+        match self.gateway(&loc.name) {
+            Some(gateway) => self.remote.remote_ref_via(gateway, loc.host, &loc.name),
+            None => self.remote.remote_ref(loc.host, &loc.name),
         }
     }
 

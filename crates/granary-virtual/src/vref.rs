@@ -194,7 +194,7 @@ impl<A: VirtualActor> VirtualRef<A> {
                     }
                 }
             } else {
-                rt.remote().remote_ref(loc.host, &loc.name)
+                rt.activation_ref(&loc)
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = if loc.host == rt.me {

@@ -281,7 +281,13 @@ async fn tls_from_certificate_files_in_the_config() {
         .connect()
         .await
         .unwrap_err();
-    assert!(matches!(err, VirtualError::Setup(_)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            VirtualError::Remote(granary_core::RemoteError::Unauthorized(_))
+        ),
+        "{err:?}"
+    );
     b.shutdown().await;
     a.shutdown().await;
 }

@@ -46,6 +46,23 @@ pub(crate) fn on_frame(node: &NodeInner, from: NodeId, frame: Frame, paced: bool
         tracing::debug!(%from, "frame before the node finished starting; dropped");
         return None;
     }
+    if matches!(frame.kind, FrameKind::Tell | FrameKind::Ask) {
+        if let Some((host, name)) = super::relay::parse(frame.recipient()) {
+            if host != node.transport().local_addr() {
+                let name = name.to_owned();
+                super::relay::forward(node, from, &frame, host, &name);
+                return None;
+            }
+            // Relayed to this very node: deliver under the plain name.
+            let name = bytes::Bytes::copy_from_slice(name.as_bytes());
+            let frame = Frame {
+                recipient: name,
+                ..frame
+            };
+            let is_ask = frame.kind == FrameKind::Ask;
+            return deliver(node, from, frame, is_ask, paced);
+        }
+    }
     match frame.kind {
         FrameKind::Tell => return deliver(node, from, frame, false, paced),
         FrameKind::Ask => return deliver(node, from, frame, true, paced),
@@ -158,9 +175,13 @@ fn message_type(node: &NodeInner, tag: u64) -> &'static str {
         .map_or("<unknown type tag>", |t| t.name())
 }
 
-/// Route a reply to the ask waiting for it.
+/// Route a reply to the ask waiting for it (here, or at the client it was relayed for).
 fn complete(node: &NodeInner, frame: Frame) {
-    let Some(pending) = node.pending.lock().remove(&frame.correlation) else {
+    let pending = node.pending.lock().remove(&frame.correlation);
+    let Some(pending) = pending else {
+        if super::relay::reply(node, &frame) {
+            return;
+        }
         tracing::debug!(
             correlation = frame.correlation,
             "late or unknown reply dropped"

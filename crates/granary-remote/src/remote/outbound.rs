@@ -76,6 +76,21 @@ impl RemoteActor {
         }
     }
 
+    /// The actor `name` on `host`, with frames sent to the gateway `via`.
+    pub(crate) fn relayed(
+        node: Arc<NodeInner>,
+        via: SocketAddr,
+        host: SocketAddr,
+        name: &str,
+    ) -> Self {
+        Self {
+            node,
+            addr: via,
+            name: super::relay::via_name(host, name).into(),
+            id: remote_actor_id(host, name),
+        }
+    }
+
     fn header(&self, kind: FrameKind, tag: u64, correlation: u64) -> FrameHeader<'_> {
         FrameHeader {
             trace: crate::trace::current(),

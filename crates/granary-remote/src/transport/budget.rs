@@ -121,6 +121,7 @@ mod tests {
         let lane = Lane {
             channel: "data".into(),
             index: 0,
+            reply_here: false,
         };
         handshake::dial(&mut tcp, &params, lane).await.unwrap();
         tcp

@@ -97,14 +97,24 @@ pub(crate) async fn run(
     let queue = lane.queue.clone();
     let mut failures: u32 = 0;
     loop {
+        if inner.dial_out && !is_control {
+            // A client's other lanes wait for its control connection: a peer that
+            // refuses it (wrong secret, another CA) is dialled, and refuses, once per
+            // attempt instead of once per lane.
+            peer.control_up().await;
+        }
         match dial(&inner, &peer, lane_id.clone()).await {
-            Ok((stream, node)) => {
+            Ok((stream, node, leftover)) => {
                 failures = 0;
                 tracing::debug!(%node, channel = %name, index, "connected");
                 if is_control {
                     peer.on_connected(&inner, node);
                 }
-                let reason = serve(&inner, stream, &queue).await;
+                let reason = if inner.dial_out {
+                    serve_both_ways(&inner, stream, &queue, node, &lane_id, leftover).await
+                } else {
+                    serve(&inner, stream, &queue).await
+                };
                 tracing::debug!(%node, channel = %name, index, %reason, "connection lost");
                 if is_control {
                     peer.on_disconnected(&inner, node, reason.to_string());
@@ -118,9 +128,9 @@ pub(crate) async fn run(
                     }
                     _ => {
                         let reason = crate::error::bounded_reason(&e.to_string());
-                        // Once per streak of refusals: redials every backoff would
-                        // repeat the same line.
-                        if failures == 1 {
+                        // Once per streak of refusals, on the control lane: redials
+                        // every backoff and the other lanes would repeat the line.
+                        if failures == 1 && is_control {
                             tracing::warn!(addr = %peer.addr, error = %reason, "peer refused");
                         } else {
                             tracing::debug!(addr = %peer.addr, error = %reason, "peer refused");
@@ -158,7 +168,8 @@ async fn dial(
     inner: &Inner,
     peer: &Peer,
     lane: handshake::Lane,
-) -> Result<(Stream, NodeId), HandshakeError> {
+) -> Result<(Stream, NodeId, bytes::BytesMut), HandshakeError> {
+    inner.count_dial();
     let params = Params {
         cluster: &inner.config.cluster,
         secret: &inner.config.secret,
@@ -188,19 +199,20 @@ async fn dial(
     let tls = inner.tls.is_some();
     let dialled = async {
         let mut stream = connect.await?;
-        // The acceptor never writes after Welcome, so leftover bytes cannot occur here.
-        let (node, _leftover) = handshake::dial(&mut stream, &params, lane)
+        // Between nodes the acceptor never writes after Welcome; to a dial-out peer it
+        // may (a heartbeat, a reply), and those bytes are the start of its frames.
+        let (node, leftover) = handshake::dial(&mut stream, &params, lane)
             .await
             .map_err(|e| tls_failure(tls, e))?;
-        Ok::<_, HandshakeError>((stream, node))
+        Ok::<_, HandshakeError>((stream, node, leftover))
     };
-    let (stream, node) = tokio::time::timeout(inner.config.handshake_timeout, dialled)
+    let (stream, node, leftover) = tokio::time::timeout(inner.config.handshake_timeout, dialled)
         .await
         .map_err(|_| HandshakeError::Timeout)??;
     if node.addr() != peer.addr {
         tracing::debug!(dialled = %peer.addr, node = %node, "peer advertises another address");
     }
-    Ok((stream, node))
+    Ok((stream, node, leftover))
 }
 
 /// With TLS 1.3 the acceptor checks our certificate after our side of the TLS handshake
@@ -224,8 +236,27 @@ async fn serve(inner: &Inner, stream: Stream, queue: &OutboundQueue) -> io::Erro
     }
 }
 
+/// A dial-out transport's connection: write our frames and read the peer's (replies,
+/// heartbeats, requests) on the same connection, until either side fails.
+async fn serve_both_ways(
+    inner: &Arc<Inner>,
+    stream: Stream,
+    queue: &OutboundQueue,
+    node: NodeId,
+    lane: &handshake::Lane,
+    leftover: bytes::BytesMut,
+) -> io::Error {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    tokio::select! {
+        e = write_loop(inner, &mut wr, queue) => e,
+        () = super::listener::read_frames(inner, &mut rd, node, lane, leftover) => {
+            io::Error::new(io::ErrorKind::UnexpectedEof, "peer closed or broke the protocol")
+        }
+    }
+}
+
 /// Take every queued frame, write it, flush once the queue is empty; repeat.
-async fn write_loop<W: AsyncWrite + Unpin>(
+pub(crate) async fn write_loop<W: AsyncWrite + Unpin>(
     inner: &Inner,
     wr: &mut W,
     queue: &OutboundQueue,

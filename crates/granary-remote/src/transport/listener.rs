@@ -4,12 +4,17 @@
 //! at most a handshake frame (1 KiB) plus one read; TLS and the handshake share one
 //! deadline. Refusals are logged at most 10 lines per 10 s (the rest are counted in the
 //! next line's `held_back`), with reasons cut to 256 bytes.
+//!
+//! A connection whose handshake says `reply_here` (a dial-out peer, `docs/wire.md`,
+//! "Dial-out peers") is also written on: it is attached to that peer's lane, and a writer
+//! takes the lane's frames while the reader goes on reading.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::stream::Stream;
@@ -91,7 +96,7 @@ async fn serve(
         .unwrap_or(Err(HandshakeError::Timeout));
     // Authenticated (or gone): the connection no longer counts against the limit.
     drop(permit);
-    let (mut stream, node, lane, mut buf) = match accepted {
+    let (stream, node, lane, buf) = match accepted {
         Ok(ok) => ok,
         Err(e) => {
             let reason = crate::error::bounded_reason(&e.to_string());
@@ -107,19 +112,98 @@ async fn serve(
         }
     };
     tracing::debug!(%node, channel = %lane.channel, index = lane.index, "accepted");
+    if lane.reply_here {
+        return serve_dial_out(&inner, stream, remote, node, lane, buf).await;
+    }
     // The peer's control connection carries its heartbeats: silence on it means the
     // peer is lost. Dial it back so it hears ours.
+    if lane.channel == "control" {
+        if let Err(e) = inner.peer(node.addr()) {
+            tracing::debug!(%node, error = %e, "cannot dial the peer back");
+        }
+    }
+    let mut stream = stream;
+    read_frames(&inner, &mut stream, node, &lane, buf).await;
+}
+
+/// A connection of a dial-out peer: read its frames and write ours on it, until either
+/// side fails or the peer is forgotten (its control connection ended).
+async fn serve_dial_out(
+    inner: &Arc<Inner>,
+    stream: Stream,
+    remote: SocketAddr,
+    node: NodeId,
+    lane: handshake::Lane,
+    buf: BytesMut,
+) {
+    // Only a made-up address can be a dial-out peer's: one that a real node listens at
+    // would let this connection stand in for that node.
+    if !super::is_dial_out_addr(node.addr()) {
+        let reason = format!("{node} asked for replies on its connection from a dialable address");
+        if let Some(held_back) = inner.refusal_log.admit() {
+            tracing::warn!(%remote, error = %reason, held_back, "refused inbound connection");
+        }
+        inner.emit(PeerEvent::Refused {
+            addr: remote,
+            reason,
+            inbound: true,
+        });
+        return;
+    }
+    let Some(peer) = inner.reverse_peer(node) else {
+        return; // Shut down, or the address is taken by a dialled peer.
+    };
+    let is_control = lane.channel == "control";
+    let control = is_control.then(|| peer.next_control());
+    let attached = peer.attach(inner, &lane.channel, lane.index);
+    if is_control {
+        peer.on_connected(inner, node);
+    }
+    let queue = (inner.channels.iter())
+        .position(|c| *c.name == *lane.channel)
+        .filter(|&g| usize::from(lane.index) < inner.channels[g].lanes)
+        .map(|g| peer.lane(g, usize::from(lane.index)).queue.clone());
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let writing = async {
+        match &queue {
+            Some(queue) => super::lane::write_loop(inner, &mut wr, queue).await,
+            // A lane this node does not have: frames only come in on it.
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = read_frames(inner, &mut rd, node, &lane, buf) => {}
+        e = writing => tracing::debug!(%node, error = %e, "dial-out connection failed"),
+        () = peer.closed() => {}
+    }
+    drop(attached);
+    if let Some(n) = control {
+        if peer.is_current_control(n) {
+            // Its replies have no way back any more: fail them fast, never dial.
+            peer.on_disconnected(inner, node, "dial-out control connection closed".into());
+            peer.on_unreachable(inner);
+            inner.remove_reverse_peer(&peer);
+        }
+    }
+}
+
+/// Read frames from one authenticated connection of `node` and hand them on until it
+/// closes, fails or breaks the protocol. `buf` holds bytes read past the handshake.
+pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
+    inner: &Arc<Inner>,
+    stream: &mut R,
+    node: NodeId,
+    lane: &handshake::Lane,
+    mut buf: BytesMut,
+) {
+    // The peer's control connection carries its heartbeats: silence on it means the
+    // peer is lost.
     let heartbeats = lane.channel == "control";
     // A bulk lane's socket is almost always readable, so its reads would never wait
     // and the task would keep a worker thread for its whole coop budget (128 reads of
     // 64 KiB, copied twice: milliseconds) while small frames of other connections
     // wait for that worker. It yields after every read instead.
     let bulk = lane.channel == super::bulk::LANE_NAME;
-    if heartbeats {
-        if let Err(e) = inner.peer(node.addr()) {
-            tracing::debug!(%node, error = %e, "cannot dial the peer back");
-        }
-    }
     let mut lost = false;
     let meter = super::meter::InboundMeter::new(inner.node.addr(), node.addr(), &lane.channel);
     let decoder = FrameDecoder::new(inner.config.max_frame);
@@ -136,14 +220,14 @@ async fn serve(
                 .and_then(|f| f.map(|f| reassembler.push(f)).transpose());
             match decoded {
                 // Fault injection (faults.rs): a partition drops what arrives too.
-                Ok(Some(Some(_))) if inbound_blocked(&inner, node) => {}
+                Ok(Some(Some(_))) if inbound_blocked(inner, node) => {}
                 Ok(Some(Some(frame))) if super::heartbeat::is_heartbeat(&frame) => {}
                 Ok(Some(Some(frame))) if super::bulk::is_barrier(&frame) => {
                     // Every earlier frame of this connection was handed on above.
-                    super::bulk::acknowledge(&inner, node, &frame);
+                    super::bulk::acknowledge(inner, node, &frame);
                 }
                 Ok(Some(Some(frame))) if super::bulk::is_barrier_ack(&frame) => {
-                    super::bulk::acknowledged(&inner, node, &frame);
+                    super::bulk::acknowledged(inner, node, &frame);
                 }
                 Ok(Some(Some(frame))) => {
                     inner.count_received();
@@ -174,7 +258,7 @@ async fn serve(
                 Err(_silent) => {
                     if !lost {
                         lost = true;
-                        super::heartbeat::lost(&inner, node);
+                        super::heartbeat::lost(inner, node);
                     }
                     continue;
                 }
@@ -184,7 +268,7 @@ async fn serve(
         };
         if lost && matches!(read, Ok(n) if n > 0) {
             lost = false;
-            super::heartbeat::back(&inner, node);
+            super::heartbeat::back(inner, node);
         }
         match read {
             Ok(0) => {

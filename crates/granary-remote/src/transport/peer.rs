@@ -1,7 +1,11 @@
 //! One remote node as seen by the dialling side: its lanes and its liveness.
+//!
+//! A dial-out peer (an external client, `docs/wire.md`, "Dial-out peers") is a peer too,
+//! but a *reverse* one: nothing dials it; each connection it opened here gets a writer
+//! that takes from the matching lane's queue, and sends pick a lane that has one.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,12 +47,42 @@ pub(crate) struct Peer {
     tasks: Mutex<Vec<AbortHandle>>,
     /// Per-channel counters, in the order of `Inner::channels`.
     meters: Vec<super::meter::OutboundMeter>,
+    /// Whether the control connection is up.
+    connected: tokio::sync::watch::Sender<bool>,
+    /// Set for a dial-out peer: its lanes are the connections it opened.
+    reverse: Option<Reverse>,
+}
+
+/// The lanes of a dial-out peer: which have a connection it opened (that connection's
+/// writer takes from the lane's queue), and a signal that closes them all.
+struct Reverse {
+    /// Connections attached per lane, `[group][index]` as `Peer::groups`.
+    attached: Vec<Vec<AtomicUsize>>,
+    /// Bumped by every control connection, so that a replaced one, ending late, does
+    /// not forget the peer.
+    control: AtomicU64,
+    /// Flips to `true` when the peer is forgotten: its connections close.
+    closed: tokio::sync::watch::Sender<bool>,
+}
+
+/// One connection of a dial-out peer attached to lane `[group][index]`; detached when
+/// dropped.
+pub(crate) struct Attached {
+    peer: Arc<Peer>,
+    slot: Option<(usize, usize)>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        if let (Some(rev), Some((g, i))) = (&self.peer.reverse, self.slot) {
+            rev.attached[g][i].fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 impl Peer {
-    /// Create the peer and spawn one dialling task per lane; `None` after shutdown.
-    pub(crate) fn start(inner: &Arc<Inner>, addr: SocketAddr) -> Option<Arc<Self>> {
-        let groups = inner
+    fn new(inner: &Arc<Inner>, addr: SocketAddr, reverse: bool) -> Arc<Self> {
+        let groups: Vec<Vec<Arc<Lane>>> = inner
             .channels
             .iter()
             .map(|c| {
@@ -63,7 +97,7 @@ impl Peer {
                     .collect()
             })
             .collect();
-        let peer = Arc::new(Self {
+        Arc::new(Self {
             addr,
             groups,
             bulk: Arc::new(Lane::new(
@@ -80,7 +114,29 @@ impl Peer {
             meters: (inner.channels.iter())
                 .map(|c| super::meter::OutboundMeter::new(inner.node.addr(), addr, &c.name))
                 .collect(),
-        });
+            connected: tokio::sync::watch::channel(false).0,
+            reverse: reverse.then(|| Reverse {
+                attached: (inner.channels.iter())
+                    .map(|c| (0..c.lanes).map(|_| AtomicUsize::new(0)).collect())
+                    .collect(),
+                control: AtomicU64::new(0),
+                closed: tokio::sync::watch::channel(false).0,
+            }),
+        })
+    }
+
+    /// The peer of a dial-out node: no dialling task, only its heartbeats (written on
+    /// its control connection once it is attached); `None` after shutdown.
+    pub(crate) fn start_reverse(inner: &Arc<Inner>, addr: SocketAddr) -> Option<Arc<Self>> {
+        let peer = Self::new(inner, addr, true);
+        let heartbeats = inner.spawn(super::heartbeat::send_loop(inner.clone(), peer.clone()))?;
+        peer.tasks.lock().push(heartbeats);
+        Some(peer)
+    }
+
+    /// Create the peer and spawn one dialling task per lane; `None` after shutdown.
+    pub(crate) fn start(inner: &Arc<Inner>, addr: SocketAddr) -> Option<Arc<Self>> {
+        let peer = Self::new(inner, addr, false);
         let mut handles =
             vec![inner.spawn(super::heartbeat::send_loop(inner.clone(), peer.clone()))?];
         for (g, spec) in inner.channels.iter().enumerate() {
@@ -88,6 +144,7 @@ impl Peer {
                 let id = handshake::Lane {
                     channel: spec.name.to_string(),
                     index: i as u16,
+                    reply_here: inner.dial_out,
                 };
                 let task = lane::run(inner.clone(), peer.clone(), peer.lane(g, i).clone(), id);
                 handles.push(inner.spawn(task)?);
@@ -118,6 +175,7 @@ impl Peer {
             let id = handshake::Lane {
                 channel: bulk::LANE_NAME.to_owned(),
                 index: 0,
+                reply_here: inner.dial_out,
             };
             let task = lane::run(inner.clone(), self.clone(), self.bulk.clone(), id);
             if let Some(handle) = inner.spawn(task) {
@@ -249,6 +307,88 @@ impl Peer {
         }
     }
 
+    /// Whether this is a dial-out peer (nothing dials it).
+    pub(crate) fn is_reverse(&self) -> bool {
+        self.reverse.is_some()
+    }
+
+    /// For a dial-out peer, the lane a frame chosen for `[group][index]` goes to: that
+    /// one if a connection of the peer is attached to it, else another of the group,
+    /// else a data lane, else the control lane; `Some(None)` when none is attached.
+    /// `None` for a dialled peer (every lane has its connection).
+    pub(crate) fn reverse_lane(
+        &self,
+        group: usize,
+        index: usize,
+    ) -> Option<Option<(usize, usize)>> {
+        let rev = self.reverse.as_ref()?;
+        let up = |g: usize, i: usize| {
+            (rev.attached.get(g).and_then(|l| l.get(i)))
+                .is_some_and(|n| n.load(Ordering::Acquire) > 0)
+        };
+        let any_in = |g: usize| {
+            let lanes = rev.attached.get(g).map_or(0, Vec::len);
+            (0..lanes).find(|&i| up(g, i)).map(|i| (g, i))
+        };
+        Some(if up(group, index) {
+            Some((group, index))
+        } else {
+            any_in(group)
+                .or_else(|| any_in(super::DATA_GROUP))
+                .or_else(|| any_in(0))
+        })
+    }
+
+    /// Attach a connection the dial-out peer opened for `channel`'s lane `index`: frames
+    /// for that lane may go out on it while the returned guard lives. A lane this node
+    /// does not have (another channel set, the bulk lane) attaches nothing.
+    pub(crate) fn attach(self: &Arc<Self>, inner: &Inner, channel: &str, index: u16) -> Attached {
+        let slot = (self.reverse.as_ref()).and_then(|rev| {
+            let g = inner.channels.iter().position(|c| *c.name == *channel)?;
+            let n = rev.attached.get(g)?.get(usize::from(index))?;
+            n.fetch_add(1, Ordering::AcqRel);
+            Some((g, usize::from(index)))
+        });
+        Attached {
+            peer: self.clone(),
+            slot,
+        }
+    }
+
+    /// A new control connection of this dial-out peer: its number, for
+    /// [`Peer::is_current_control`].
+    pub(crate) fn next_control(&self) -> u64 {
+        (self.reverse.as_ref()).map_or(0, |r| r.control.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    /// Whether control connection `n` is still the latest one.
+    pub(crate) fn is_current_control(&self, n: u64) -> bool {
+        (self.reverse.as_ref()).is_some_and(|r| r.control.load(Ordering::Acquire) == n)
+    }
+
+    /// Resolves once this dial-out peer is forgotten (never for a dialled peer).
+    pub(crate) async fn closed(&self) {
+        match &self.reverse {
+            Some(rev) => {
+                let mut rx = rev.closed.subscribe();
+                // The sender lives as long as the peer: an error cannot happen here.
+                let _ = rx.wait_for(|closed| *closed).await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        *self.connected.borrow()
+    }
+
+    /// Resolves once the control connection is up.
+    pub(crate) async fn control_up(&self) {
+        let mut rx = self.connected.subscribe();
+        // The sender lives as long as the peer: an error cannot happen here.
+        let _ = rx.wait_for(|up| *up).await;
+    }
+
     pub(crate) fn node(&self) -> Option<NodeId> {
         *self.node.lock()
     }
@@ -284,6 +424,7 @@ impl Peer {
             self.meters[0].reconnected(); // channel 0 is control
         }
         self.unreachable.store(false, Ordering::Release);
+        self.connected.send_replace(true);
         if let Some(old) = old.filter(|old| *old != node) {
             tracing::info!(%old, new = %node, "peer restarted with a new incarnation");
             inner.emit(PeerEvent::Restarted { old, new: node });
@@ -293,11 +434,13 @@ impl Peer {
 
     /// The control connection to `node` was lost.
     pub(crate) fn on_disconnected(&self, inner: &Inner, node: NodeId, reason: String) {
+        self.connected.send_replace(false);
         inner.emit(PeerEvent::Disconnected { node, reason });
     }
 
     /// The control connection failed too often: drop queued frames, fail sends fast.
     pub(crate) fn on_unreachable(&self, inner: &Inner) {
+        self.connected.send_replace(false);
         if self.unreachable.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -310,7 +453,12 @@ impl Peer {
             .sum();
         let dropped_bytes = queued + self.switches.lock().drop_held();
         let node = self.node();
-        tracing::warn!(addr = %self.addr, ?node, dropped_bytes, "peer unreachable");
+        if self.is_reverse() {
+            // A client that went away: nothing wrong with this node.
+            tracing::info!(addr = %self.addr, ?node, dropped_bytes, "dial-out peer gone");
+        } else {
+            tracing::warn!(addr = %self.addr, ?node, dropped_bytes, "peer unreachable");
+        }
         inner.emit(PeerEvent::Unreachable {
             addr: self.addr,
             node,
@@ -322,6 +470,9 @@ impl Peer {
     pub(crate) fn stop(&self) {
         for task in self.tasks.lock().drain(..) {
             task.abort();
+        }
+        if let Some(rev) = &self.reverse {
+            rev.closed.send_replace(true);
         }
         for lane in self.groups.iter().flatten().chain([&self.bulk]) {
             lane.queue.clear();

@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use super::Runtime;
 use crate::error::VirtualError;
-use crate::protocol::{Body, ControlFrame, Reply, Request, CONTROL};
+use crate::protocol::{Body, ControlFrame, Failure, Reply, Request, CONTROL};
 
 /// Pending requests of this node, by correlation id.
 #[derive(Default)]
@@ -193,6 +193,20 @@ impl Runtime {
             }
             Request::Load { kind } => Reply::Count(self.load(&kind)),
             Request::Members => Reply::Members(self.members.views()),
+            Request::Locate {
+                kind,
+                key,
+                placement,
+                stale,
+            } => match self
+                .locate(&Identity::new(kind, key), stale, placement)
+                .await
+            {
+                Ok(loc) => Reply::Located(loc),
+                Err(VirtualError::NoHost(kind)) => Reply::Failed(Failure::NoHost(kind)),
+                Err(VirtualError::ShuttingDown) => Reply::Failed(Failure::ShuttingDown),
+                Err(e) => Reply::Failed(Failure::Other(e.to_string())),
+            },
             Request::Lease => self.grant_lease(from),
         }
     }

@@ -56,6 +56,8 @@ impl HostsView {
 pub(crate) struct ClientView {
     ring: Arc<HashRing>,
     kinds: HashMap<SocketAddr, Vec<String>>,
+    /// The members the client talks to (its gateways), chosen by the client.
+    gateways: Vec<SocketAddr>,
 }
 
 impl ClientView {
@@ -69,6 +71,7 @@ impl ClientView {
         Self {
             ring: Arc::new(ring),
             kinds,
+            gateways: Vec::new(),
         }
     }
 }
@@ -174,7 +177,25 @@ impl Members {
     /// Replaces a client's view.
     pub(crate) fn set_client_view(&self, views: Vec<MemberView>) {
         if let Members::Client(v) = self {
-            *v.lock() = ClientView::from_views(views);
+            let mut v = v.lock();
+            let gateways = std::mem::take(&mut v.gateways);
+            *v = ClientView::from_views(views);
+            v.gateways = gateways;
+        }
+    }
+
+    /// A client's gateways, in order of preference.
+    pub(crate) fn gateways(&self) -> Vec<SocketAddr> {
+        match self {
+            Members::Client(v) => v.lock().gateways.clone(),
+            Members::Cluster { .. } => Vec::new(),
+        }
+    }
+
+    /// Replaces a client's gateways.
+    pub(crate) fn set_gateways(&self, gateways: Vec<SocketAddr>) {
+        if let Members::Client(v) = self {
+            v.lock().gateways = gateways;
         }
     }
 

@@ -1,0 +1,192 @@
+//! Relaying: a node passes tells and asks from a peer it cannot be dialled by (a dial-out
+//! client, `docs/wire.md`, "Dial-out peers") on to the node that hosts the recipient, and
+//! the replies back.
+//!
+//! The client addresses the frame to the gateway with the recipient name
+//! `via/<host>/<name>` ([`RemoteNode::remote_ref_via`](crate::RemoteNode::remote_ref_via)).
+//! The gateway sends it on to `<host>` as `<name>`, body untouched (it is decoded once, on
+//! the host); an ask gets a correlation of the gateway's own, remembered with the
+//! client's, so the host's reply (or failure) goes back to the client on the connection
+//! it opened. The host never learns of the client and never dials it.
+//!
+//! An ask whose host becomes unreachable is answered at once with
+//! `RemoteError::Unreachable`; one never answered is forgotten after the serve timeout.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use granary_core::RemoteError;
+use tokio::time::Instant;
+
+use super::exposed::ReplyTo;
+use super::protocol::ReplyFailure;
+use super::NodeInner;
+use crate::node_id::NodeId;
+use crate::transport::SendOptions;
+use crate::wire::{Frame, FrameHeader, FrameKind};
+
+/// The recipient prefix of a relayed frame.
+pub(crate) const VIA: &str = "via/";
+
+/// The recipient name that makes a gateway relay to `name` on `host`.
+pub(crate) fn via_name(host: SocketAddr, name: &str) -> String {
+    format!("{VIA}{host}/{name}")
+}
+
+/// `(host, name)` of a relayed recipient, `None` for any other name.
+pub(crate) fn parse(recipient: &str) -> Option<(SocketAddr, &str)> {
+    let rest = recipient.strip_prefix(VIA)?;
+    let (host, name) = rest.split_once('/')?;
+    Some((host.parse().ok()?, name))
+}
+
+/// One relayed ask waiting for its host's reply.
+pub(crate) struct Relay {
+    /// The client and its correlation.
+    client: SocketAddr,
+    correlation: u64,
+    /// The host asked.
+    host: SocketAddr,
+    responder: String,
+    since: Instant,
+}
+
+/// Relayed asks by the gateway's correlation.
+#[derive(Default)]
+pub(crate) struct Relays {
+    asks: HashMap<u64, Relay>,
+    last_sweep: Option<Instant>,
+}
+
+impl Relays {
+    /// Forget asks older than `ttl` (their client gave up long ago), at most once a
+    /// second.
+    fn sweep(&mut self, ttl: Duration) {
+        let now = Instant::now();
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        self.asks.retain(|_, r| now.duration_since(r.since) < ttl);
+    }
+}
+
+/// The failure reply to the client's ask `correlation`.
+fn reply_to(node: &NodeInner, client: SocketAddr, correlation: u64, responder: &str) -> ReplyTo {
+    ReplyTo {
+        transport: node.transport().clone(),
+        registry: node.registry,
+        to: client,
+        correlation,
+        responder: responder.to_owned(),
+    }
+}
+
+/// Relay a tell or ask that `from` sent to `name` on `host` (`host` is not this node).
+pub(crate) fn forward(node: &NodeInner, from: NodeId, frame: &Frame, host: SocketAddr, name: &str) {
+    let is_ask = frame.kind == FrameKind::Ask;
+    let correlation = if is_ask {
+        let ours = node.next_correlation();
+        let mut relays = node.relays.lock();
+        relays.sweep(node.serve_timeout);
+        relays.asks.insert(
+            ours,
+            Relay {
+                client: from.addr(),
+                correlation: frame.correlation,
+                host,
+                responder: name.to_owned(),
+                since: Instant::now(),
+            },
+        );
+        ours
+    } else {
+        0
+    };
+    let header = FrameHeader {
+        kind: frame.kind,
+        channel: 0,
+        type_tag: frame.type_tag,
+        correlation,
+        sender: frame.sender(),
+        recipient: name,
+        trace: frame.trace,
+    };
+    if let Err(e) = node
+        .transport()
+        .send(host, header, frame.body.clone(), SendOptions::data())
+    {
+        let error = node.send_error(host, e);
+        tracing::debug!(%from, %host, recipient = name, %error, "not relayed");
+        if is_ask {
+            node.relays.lock().asks.remove(&correlation);
+            reply_to(node, from.addr(), frame.correlation, name).fail(ReplyFailure::Remote(error));
+        }
+    }
+}
+
+/// A reply to a relayed ask: send it back to its client. `false` if `frame` answers
+/// no relayed ask.
+pub(crate) fn reply(node: &NodeInner, frame: &Frame) -> bool {
+    let Some(relay) = node.relays.lock().asks.remove(&frame.correlation) else {
+        return false;
+    };
+    let header = FrameHeader {
+        kind: FrameKind::Reply,
+        channel: 0,
+        type_tag: frame.type_tag,
+        correlation: relay.correlation,
+        sender: frame.sender(),
+        recipient: "",
+        trace: None,
+    };
+    let body: Bytes = frame.body.clone();
+    if let Err(e) = node
+        .transport()
+        .send(relay.client, header, body, SendOptions::data())
+    {
+        tracing::debug!(client = %relay.client, error = %e, "relayed reply not sent");
+    }
+    true
+}
+
+/// The node at `addr` is gone: answer the asks relayed to it with `Unreachable`, and
+/// forget those of a client at `addr`.
+pub(crate) fn node_lost(node: &NodeInner, addr: SocketAddr) {
+    let lost: Vec<Relay> = {
+        let mut relays = node.relays.lock();
+        let ids: Vec<u64> = (relays.asks.iter())
+            .filter(|(_, r)| r.host == addr || r.client == addr)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.into_iter()
+            .filter_map(|id| relays.asks.remove(&id))
+            .collect()
+    };
+    for r in lost.into_iter().filter(|r| r.client != addr) {
+        reply_to(node, r.client, r.correlation, &r.responder)
+            .fail(ReplyFailure::Remote(RemoteError::Unreachable));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_names_round_trip_and_others_are_not_relayed() {
+        let host: SocketAddr = "10.0.0.2:7100".parse().unwrap();
+        let name = via_name(host, "Counter/a/b");
+        assert_eq!(parse(&name), Some((host, "Counter/a/b")));
+        let v6: SocketAddr = "[::1]:7100".parse().unwrap();
+        assert_eq!(parse(&via_name(v6, "x")), Some((v6, "x")));
+        assert_eq!(parse("Counter/a"), None);
+        assert_eq!(parse("via/not-an-addr/x"), None);
+        assert_eq!(parse("via/10.0.0.2:7100"), None);
+    }
+}
