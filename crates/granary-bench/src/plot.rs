@@ -341,6 +341,7 @@ pub(crate) fn plot_rows(
     })?;
     let has_latency = rows.iter().any(|row| num(row, "p99_us").is_some());
     let mut specs: Vec<Spec> = Vec::new();
+    let mut written_first: Vec<PathBuf> = Vec::new();
     match scenario {
         "pingpong" | "big" => {
             specs.push(Spec {
@@ -418,6 +419,7 @@ pub(crate) fn plot_rows(
                 log_y: false,
                 latency: false,
             });
+            written_first.extend(chaos_bars(&rows, dir)?);
         }
         "iot" => return iot_charts(&rows, dir),
         "counter" => return counter_bars(&rows, dir),
@@ -462,7 +464,7 @@ pub(crate) fn plot_rows(
             }
         }
     }
-    let mut written = Vec::new();
+    let mut written = written_first;
     for spec in &specs {
         if spec.latency && !has_latency {
             continue;
@@ -558,6 +560,68 @@ fn counter_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
         &dir.join("counter-throughput.png"),
         &chart,
     )?])
+}
+
+/// `chaos`: per run (seed), the longest acknowledgement gap after each kind of fault
+/// (0 = none of that kind in the run), and the anomalies the checker counted.
+fn chaos_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    // Too many bars are unreadable: the first 24 runs.
+    let shown: Vec<&Row> = rows.iter().take(24).collect();
+    let categories: Vec<String> = shown
+        .iter()
+        .map(|r| {
+            let seed = num(r, "seed").unwrap_or(0.0);
+            match text(r, "workload") {
+                Some(w) if w != "counters" => format!("{w} {seed}"),
+                _ => format!("seed {seed}"),
+            }
+        })
+        .collect();
+    let per_kind = [
+        ("kill -9 + restart", "recover_kill_ms"),
+        ("partition", "recover_partition_ms"),
+        ("A-C cut", "recover_cut_ms"),
+        ("one-way cut", "recover_one_way_ms"),
+        ("pause", "recover_pause_ms"),
+    ];
+    let recovery = BarChart {
+        title: "chaos: longest gap without an acknowledgement after each fault kind (s)".into(),
+        y_label: "seconds".into(),
+        categories: categories.clone(),
+        series: per_kind
+            .iter()
+            .map(|(name, field)| {
+                let values = shown
+                    .iter()
+                    .map(|r| num(r, field).filter(|v| *v > 0.0).map(|v| v / 1000.0))
+                    .collect();
+                (name.to_string(), values)
+            })
+            .collect(),
+    };
+    let kinds = [
+        ("lost writes", "lost"),
+        ("applied twice", "duplicates"),
+        ("stale reads", "stale_reads"),
+        ("double activations", "double_handled"),
+        ("invariants broken", "invariant_violations"),
+    ];
+    let anomalies = BarChart {
+        title: "chaos: anomalies per run (the bar: none)".into(),
+        y_label: "count".into(),
+        categories,
+        series: kinds
+            .iter()
+            .map(|(name, field)| {
+                let values = shown.iter().map(|r| Some(num(r, field).unwrap_or(0.0))).collect();
+                (name.to_string(), values)
+            })
+            .collect(),
+    };
+    Ok(vec![
+        chart::draw_bars(&dir.join("chaos-recovery-per-fault-kind.png"), &recovery)?,
+        chart::draw_bars(&dir.join("chaos-anomalies.png"), &anomalies)?,
+    ])
 }
 
 /// Any other scenario: one bar of messages per second per configuration.

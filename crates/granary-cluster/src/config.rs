@@ -46,6 +46,15 @@ pub struct DowningConfig {
     /// After being marked Down (or downing itself), keep trying to join again with a new
     /// incarnation. When false, the node stops for good.
     pub auto_rejoin: bool,
+    /// How long a node that was downed *while it suspected a live member* (one end of
+    /// a cut link, the minority side of a partition, a node waking from a long pause)
+    /// waits before it asks to rejoin; doubled for each such Down less than a minute
+    /// after the previous one, up to 8 times this. While a link stays cut, a node
+    /// that rejoins at once is resolved again a few seconds later, and its identities
+    /// move to it and away each time; waiting keeps them on the fully connected
+    /// members. Zero (the default): rejoin at once. A node downed while it suspected
+    /// no one (a false suspicion) always rejoins at once.
+    pub rejoin_backoff: Duration,
 }
 
 impl Default for DowningConfig {
@@ -54,6 +63,7 @@ impl Default for DowningConfig {
             stable_after: Duration::from_millis(1000),
             quorum: 2,
             auto_rejoin: true,
+            rejoin_backoff: Duration::ZERO,
         }
     }
 }
@@ -120,7 +130,9 @@ impl ClusterConfig {
     /// Changed from [`ClusterConfig::default`]: heartbeats every 200 ms (not 250),
     /// an acceptable heartbeat pause of 200 ms (not 300) and a first estimate of
     /// 200 ms in [`PhiConfig`], and `downing.stable_after` 500 ms (not 1 s). Every
-    /// other setting is the default's.
+    /// other setting is the default's, except `downing.rejoin_backoff` = 4 s: a node
+    /// downed while it suspected a live member waits before rejoining (see
+    /// [`DowningConfig::rejoin_backoff`]).
     ///
     /// What it trades: a node that stops answering for ~1 s (a stop-the-world pause,
     /// CPU starvation on an overloaded host, a saturated link) is downed — it rejoins
@@ -150,6 +162,7 @@ impl ClusterConfig {
             },
             downing: DowningConfig {
                 stable_after: Duration::from_millis(500),
+                rejoin_backoff: Duration::from_secs(4),
                 ..default.downing
             },
             ..default
