@@ -341,7 +341,6 @@ pub(crate) fn plot_rows(
     })?;
     let has_latency = rows.iter().any(|row| num(row, "p99_us").is_some());
     let mut specs: Vec<Spec> = Vec::new();
-    let mut written_first: Vec<PathBuf> = Vec::new();
     match scenario {
         "pingpong" | "big" => {
             specs.push(Spec {
@@ -398,29 +397,7 @@ pub(crate) fn plot_rows(
                 latency: true,
             });
         }
-        "chaos" => {
-            specs.push(Spec {
-                name: "recovery p99 per run",
-                x: "seed",
-                y: "recover_p99_ms",
-                series: vec!["workload", "fault_mix"],
-                facets: vec!["nodes"],
-                log_x: false,
-                log_y: false,
-                latency: false,
-            });
-            specs.push(Spec {
-                name: "acknowledged operations per run",
-                x: "seed",
-                y: "acked",
-                series: vec!["workload", "fault_mix"],
-                facets: vec!["nodes"],
-                log_x: false,
-                log_y: false,
-                latency: false,
-            });
-            written_first.extend(chaos_bars(&rows, dir)?);
-        }
+        "chaos" => return chaos_bars(&rows, dir),
         "iot" => return iot_charts(&rows, dir),
         "counter" => return counter_bars(&rows, dir),
         _ => {
@@ -464,7 +441,7 @@ pub(crate) fn plot_rows(
             }
         }
     }
-    let mut written = written_first;
+    let mut written = Vec::new();
     for spec in &specs {
         if spec.latency && !has_latency {
             continue;
