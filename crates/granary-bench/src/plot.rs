@@ -590,7 +590,10 @@ fn chaos_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
         series: kinds
             .iter()
             .map(|(name, field)| {
-                let values = shown.iter().map(|r| Some(num(r, field).unwrap_or(0.0))).collect();
+                let values = shown
+                    .iter()
+                    .map(|r| Some(num(r, field).unwrap_or(0.0)))
+                    .collect();
                 (name.to_string(), values)
             })
             .collect(),

@@ -59,7 +59,10 @@ fn an_a_c_cut_downs_one_end_keeps_the_middle_and_the_identities_are_served() {
             .collect()
     };
     for node in ["h1", "h2", "h3"] {
-        eprintln!("{test}: {node} saw itself Down at {:?} ms after the cut", during(node));
+        eprintln!(
+            "{test}: {node} saw itself Down at {:?} ms after the cut",
+            during(node)
+        );
     }
     let downed: Vec<&str> = ["h1", "h3"]
         .into_iter()

@@ -251,7 +251,11 @@ impl NodeCore {
             let recent = self
                 .last_cut_down
                 .is_some_and(|at| now.saturating_duration_since(at) < CUT_DOWN_MEMORY);
-            self.cut_downs = if recent { (self.cut_downs + 1).min(3) } else { 0 };
+            self.cut_downs = if recent {
+                (self.cut_downs + 1).min(3)
+            } else {
+                0
+            };
             self.last_cut_down = Some(now);
             backoff * (1 << self.cut_downs)
         } else {

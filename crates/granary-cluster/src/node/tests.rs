@@ -357,8 +357,15 @@ fn a_node_downed_while_cut_off_waits_its_backoff_before_rejoining() {
             .filter(|(_, m)| matches!(m, ClusterMessage::JoinRequest { .. }))
             .count()
     };
-    assert_eq!(asks(&mut core, t0 + Duration::from_secs(4)), 0, "still backing off");
-    assert!(asks(&mut core, t0 + Duration::from_millis(5_100)) > 0, "rejoins after it");
+    assert_eq!(
+        asks(&mut core, t0 + Duration::from_secs(4)),
+        0,
+        "still backing off"
+    );
+    assert!(
+        asks(&mut core, t0 + Duration::from_millis(5_100)) > 0,
+        "rejoins after it"
+    );
 }
 
 #[test]
