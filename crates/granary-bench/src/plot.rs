@@ -550,7 +550,7 @@ fn chaos_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
             let seed = num(r, "seed").unwrap_or(0.0);
             match text(r, "workload") {
                 Some(w) if w != "counters" => format!("{w} {seed}"),
-                _ => format!("seed {seed}"),
+                _ => format!("{seed}"),
             }
         })
         .collect();
@@ -562,7 +562,8 @@ fn chaos_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
         ("pause", "recover_pause_ms"),
     ];
     let recovery = BarChart {
-        title: "chaos: longest gap without an acknowledgement after each fault kind (s)".into(),
+        title: "chaos: longest gap without an acknowledgement per fault kind, per run (seed)"
+            .into(),
         y_label: "seconds".into(),
         categories: categories.clone(),
         series: per_kind
@@ -584,7 +585,7 @@ fn chaos_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
         ("invariants broken", "invariant_violations"),
     ];
     let anomalies = BarChart {
-        title: "chaos: anomalies per run (the bar: none)".into(),
+        title: "chaos: anomalies per run (seed); the bar: none".into(),
         y_label: "count".into(),
         categories,
         series: kinds
