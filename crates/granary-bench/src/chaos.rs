@@ -3,7 +3,9 @@
 //! host of its own, faults drawn from a seed (kill -9 + restart, 2|3 partition, A–C
 //! cut, one-way cut, 5 s pause), ≥ 30 s of load after the last fault, then the
 //! history checker. One row per run: faults applied, acknowledged operations, lost
-//! writes, duplicates, stale reads, double-handled identities, recovery p50/p99/max.
+//! writes, duplicates, stale reads, double-handled identities, recovery p50/p99/max
+//! and the longest gap per fault kind, and how many Down verdicts the nodes saw.
+//! The nodes run the fast-failover detector unless `--detector default`.
 //!
 //! Needs root and the `ip`, `nft`, `tc` tools, and the node binary
 //! (`cargo build --release -p granary-testbed`, found next to this binary or by
@@ -15,7 +17,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use granary_testbed::run::{find_node_program, run_chaos, ChaosConfig};
+use granary_testbed::history::Event;
+use granary_testbed::run::{find_node_program, run_chaos, ChaosConfig, Detector, RunOutcome};
 use granary_testbed::schedule::FaultMix;
 use granary_testbed::BedError;
 use serde::Serialize;
@@ -49,6 +52,10 @@ pub(crate) struct ChaosArgs {
     /// Short runs (3 hosts, 2 short faults, 5 s settle), for smoke tests and the report.
     #[arg(long)]
     quick: bool,
+    /// The nodes' failure-detection profile: `fast-failover`
+    /// (`ClusterConfig::fast_failover`, the default here) or `default`.
+    #[arg(long, value_enum, default_value_t = Detector::FastFailover)]
+    detector: Detector,
     /// Append the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -101,6 +108,13 @@ const OWN_COLUMNS: &[&str] = &[
     "recover_p50_ms",
     "recover_p99_ms",
     "recover_max_ms",
+    "recover_kill_ms",
+    "recover_partition_ms",
+    "recover_cut_ms",
+    "recover_one_way_ms",
+    "recover_pause_ms",
+    "downs",
+    "detector",
     "clean",
     "run_dir",
 ];
@@ -132,6 +146,15 @@ struct ChaosRow {
     recover_p50_ms: f64,
     recover_p99_ms: f64,
     recover_max_ms: f64,
+    /// The longest gap after each kind of fault (0: none of that kind in the run).
+    recover_kill_ms: f64,
+    recover_partition_ms: f64,
+    recover_cut_ms: f64,
+    recover_one_way_ms: f64,
+    recover_pause_ms: f64,
+    /// Down verdicts: the most Down events any one node process recorded.
+    downs: u64,
+    detector: &'static str,
     clean: bool,
     run_dir: Option<String>,
 }
@@ -162,6 +185,7 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
         };
         config.workload = args.workload.clone();
         config.mix = args.faults;
+        config.detector = args.detector;
         reporter
             .progress()
             .set_message(format!("seed {seed} ({} hosts)", config.nodes));
@@ -202,6 +226,13 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
             recover_p50_ms: report.recovery.p50_ms,
             recover_p99_ms: report.recovery.p99_ms,
             recover_max_ms: report.recovery.max_ms,
+            recover_kill_ms: worst(report, "kill"),
+            recover_partition_ms: worst(report, "partition"),
+            recover_cut_ms: worst(report, "cut"),
+            recover_one_way_ms: worst(report, "one-way"),
+            recover_pause_ms: worst(report, "pause"),
+            downs: downs(&outcome),
+            detector: config.detector.as_str(),
             clean: report.is_clean(),
             run_dir: outcome.kept_run_dir.map(|d| d.display().to_string()),
         })?;
@@ -217,6 +248,38 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
         return Err(ChaosError::Anomalies(unclean, args.runs));
     }
     Ok(())
+}
+
+/// The longest gap after any fault of `kind` in the run (0 when there is none).
+fn worst(report: &granary_testbed::checker::Report, kind: &str) -> f64 {
+    report
+        .recovery
+        .faults
+        .iter()
+        .filter(|f| f.kind == kind)
+        .map(|f| f.max_ms)
+        .fold(0.0, f64::max)
+}
+
+/// How many Down verdicts the run had: the most `down` member events one node
+/// process recorded (each process records each Down it learns once; a run without
+/// faults must have none).
+fn downs(outcome: &RunOutcome) -> u64 {
+    let mut per_process: std::collections::HashMap<(&str, u64), u64> = Default::default();
+    for e in &outcome.events {
+        if let Event::Member {
+            node,
+            incarnation,
+            status,
+            ..
+        } = e
+        {
+            if status == "down" {
+                *per_process.entry((node, *incarnation)).or_default() += 1;
+            }
+        }
+    }
+    per_process.values().copied().max().unwrap_or(0)
 }
 
 /// On SIGINT or SIGTERM: remove every namespace this process created (killing the

@@ -397,28 +397,7 @@ pub(crate) fn plot_rows(
                 latency: true,
             });
         }
-        "chaos" => {
-            specs.push(Spec {
-                name: "recovery p99 per run",
-                x: "seed",
-                y: "recover_p99_ms",
-                series: vec!["workload", "fault_mix"],
-                facets: vec!["nodes"],
-                log_x: false,
-                log_y: false,
-                latency: false,
-            });
-            specs.push(Spec {
-                name: "acknowledged operations per run",
-                x: "seed",
-                y: "acked",
-                series: vec!["workload", "fault_mix"],
-                facets: vec!["nodes"],
-                log_x: false,
-                log_y: false,
-                latency: false,
-            });
-        }
+        "chaos" => return chaos_bars(&rows, dir),
         "iot" => return iot_charts(&rows, dir),
         "counter" => return counter_bars(&rows, dir),
         _ => {
@@ -558,6 +537,72 @@ fn counter_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
         &dir.join("counter-throughput.png"),
         &chart,
     )?])
+}
+
+/// `chaos`: per run (seed), the longest acknowledgement gap after each kind of fault
+/// (0 = none of that kind in the run), and the anomalies the checker counted.
+fn chaos_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    // Too many bars are unreadable: the first 24 runs.
+    let shown: Vec<&Row> = rows.iter().take(24).collect();
+    let categories: Vec<String> = shown
+        .iter()
+        .map(|r| {
+            let seed = num(r, "seed").unwrap_or(0.0);
+            match text(r, "workload") {
+                Some(w) if w != "counters" => format!("{w} {seed}"),
+                _ => format!("{seed}"),
+            }
+        })
+        .collect();
+    let per_kind = [
+        ("kill -9 + restart", "recover_kill_ms"),
+        ("partition", "recover_partition_ms"),
+        ("A-C cut", "recover_cut_ms"),
+        ("one-way cut", "recover_one_way_ms"),
+        ("pause", "recover_pause_ms"),
+    ];
+    let recovery = BarChart {
+        title: "chaos: longest gap without an acknowledgement per fault kind, per run (seed)"
+            .into(),
+        y_label: "seconds".into(),
+        categories: categories.clone(),
+        series: per_kind
+            .iter()
+            .map(|(name, field)| {
+                let values = shown
+                    .iter()
+                    .map(|r| num(r, field).filter(|v| *v > 0.0).map(|v| v / 1000.0))
+                    .collect();
+                (name.to_string(), values)
+            })
+            .collect(),
+    };
+    let kinds = [
+        ("lost writes", "lost"),
+        ("applied twice", "duplicates"),
+        ("stale reads", "stale_reads"),
+        ("double activations", "double_handled"),
+        ("invariants broken", "invariant_violations"),
+    ];
+    let anomalies = BarChart {
+        title: "chaos: anomalies per run (seed); the bar: none".into(),
+        y_label: "count".into(),
+        categories,
+        series: kinds
+            .iter()
+            .map(|(name, field)| {
+                let values = shown
+                    .iter()
+                    .map(|r| Some(num(r, field).unwrap_or(0.0)))
+                    .collect();
+                (name.to_string(), values)
+            })
+            .collect(),
+    };
+    Ok(vec![
+        chart::draw_bars(&dir.join("chaos-recovery-per-fault-kind.png"), &recovery)?,
+        chart::draw_bars(&dir.join("chaos-anomalies.png"), &anomalies)?,
+    ])
 }
 
 /// Any other scenario: one bar of messages per second per configuration.

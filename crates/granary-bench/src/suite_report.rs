@@ -178,7 +178,18 @@ pub(crate) const PLAN: &[Planned] = &[
     Planned {
         name: "chaos",
         seed: "— (issue 12)",
-        args: &["--quick", "--runs", "1"],
+        // Two 5-host runs of five mixed faults each (every kind appears), 10 s of
+        // load after the last: ~2.5 min, needs root (else the row says why).
+        args: &[
+            "--hosts",
+            "5",
+            "--runs",
+            "2",
+            "--fault-count",
+            "5",
+            "--settle",
+            "10",
+        ],
     },
     Planned {
         name: "crdt",

@@ -82,6 +82,10 @@ pub(crate) struct NodeCore {
     unreachable_since: Instant,
     /// A resolution that would down a majority was refused (logged once per picture).
     downing_refused: bool,
+    /// Downs while cut off in a row (each less than `join::CUT_DOWN_MEMORY` after the
+    /// previous one), and when the last was: `DowningConfig::rejoin_backoff` doubles.
+    cut_downs: u32,
+    last_cut_down: Option<Instant>,
     /// When this node first saw each tombstone it holds (see [`tombstones`]).
     tombstones: HashMap<SocketAddr, Instant>,
     /// Pruned lives: address → (incarnation, when pruned).
@@ -119,6 +123,8 @@ impl NodeCore {
             unreachable_edges: BTreeSet::new(),
             unreachable_since: now,
             downing_refused: false,
+            cut_downs: 0,
+            last_cut_down: None,
             tombstones: HashMap::new(),
             forgotten: HashMap::new(),
             neighbour_cursor: 0,

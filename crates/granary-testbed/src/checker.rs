@@ -67,6 +67,12 @@ pub struct Anomaly {
 }
 
 /// Recovery times over every (fault, identity) pair, in milliseconds.
+///
+/// A fault's window runs from the record that applied it (`kill`, `partition`,
+/// `cut`, `one-way cut`, `pause`) until the next fault was applied (or the run's last
+/// acknowledgement): its heal, resume or restart is inside the window, so a gap that
+/// lasts across the heal counts whole. Within the window, each identity's longest
+/// time without an acknowledgement is one sample.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recovery {
     /// How many (fault, identity) pairs were measured.
@@ -77,6 +83,39 @@ pub struct Recovery {
     pub p99_ms: f64,
     /// Largest longest gap.
     pub max_ms: f64,
+    /// Per fault, in the order applied.
+    #[serde(default)]
+    pub faults: Vec<FaultRecovery>,
+}
+
+/// The recovery of one fault: its identities' longest acknowledgement gaps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FaultRecovery {
+    /// The fault record (`kill h2`, `pause h3`, `cut h1-h3 for 6.2 s`, ...).
+    pub fault: String,
+    /// Its kind: `kill`, `partition`, `cut`, `one-way`, `pause` (or `other`).
+    pub kind: String,
+    /// When it was applied (monotonic µs).
+    pub at_us: u64,
+    /// The largest of its identities' longest gaps.
+    pub max_ms: f64,
+    /// The identity with that gap.
+    pub slowest: String,
+}
+
+/// The kind of a fault record that applies a fault, `None` for records that heal or
+/// follow one (`heal`, `resume`, `restart`, `ready`).
+pub fn fault_kind(what: &str) -> Option<&'static str> {
+    let first = what.split_whitespace().next().unwrap_or("");
+    match first {
+        "kill" => Some("kill"),
+        "partition" => Some("partition"),
+        "cut" => Some("cut"),
+        "one-way" => Some("one-way"),
+        "pause" => Some("pause"),
+        "heal" | "resume" | "restart" | "ready" => None,
+        _ => Some("other"),
+    }
 }
 
 /// The checker's verdict on one run.
@@ -154,6 +193,13 @@ impl fmt::Display for Report {
             self.recovery.max_ms,
             self.recovery.samples,
         )?;
+        for fault in &self.recovery.faults {
+            writeln!(
+                f,
+                "recovery after `{}`: longest gap {:.0} ms ({})",
+                fault.fault, fault.max_ms, fault.slowest
+            )?;
+        }
         for a in &self.anomalies {
             writeln!(f, "{:?} on {}: {}", a.kind, a.identity, a.detail)?;
             for line in &a.excerpt {
@@ -342,7 +388,7 @@ impl<'a> Run<'a> {
                     run.life(activation, identity, (node, *incarnation)).ended =
                         Some((reason.as_str(), *at));
                 }
-                Event::Lease { .. } => {}
+                Event::Lease { .. } | Event::Member { .. } => {}
                 Event::Handled {
                     node,
                     incarnation,
@@ -662,7 +708,8 @@ fn saga_invariants(run: &Run<'_>, found: &mut Vec<Found>) {
     }
 }
 
-/// The longest acknowledgement gap per (fault, identity), as percentiles.
+/// The longest acknowledgement gap per (fault, identity), as percentiles, and the
+/// largest per fault (see [`Recovery`] for the windows).
 fn recovery(run: &Run<'_>) -> Recovery {
     let mut acks: HashMap<&str, Vec<u64>> = HashMap::new();
     for (op, inv) in &run.invokes {
@@ -676,17 +723,23 @@ fn recovery(run: &Run<'_>) -> Recovery {
     for a in acks.values_mut() {
         a.sort_unstable();
     }
+    let applied: Vec<(&str, &'static str, Stamp)> = run
+        .faults
+        .iter()
+        .filter_map(|(what, at)| fault_kind(what).map(|kind| (*what, kind, *at)))
+        .collect();
     let mut gaps = Vec::new();
-    for (i, (_, fault_at)) in run.faults.iter().enumerate() {
+    let mut per_fault = Vec::new();
+    for (i, (what, kind, fault_at)) in applied.iter().enumerate() {
         let from = fault_at.mono_us;
-        let until = run
-            .faults
+        let until = applied
             .get(i + 1)
-            .map_or(last_ack, |(_, next)| next.mono_us.min(last_ack));
+            .map_or(last_ack, |(_, _, next)| next.mono_us.min(last_ack));
         if until <= from {
             continue;
         }
-        for times in acks.values() {
+        let mut slowest = (0, "");
+        for (identity, times) in &acks {
             let mut previous = from;
             let mut longest = 0;
             for t in times.iter().filter(|t| **t > from && **t <= until) {
@@ -695,7 +748,17 @@ fn recovery(run: &Run<'_>) -> Recovery {
             }
             longest = longest.max(until - previous);
             gaps.push(longest as f64 / 1000.0);
+            if longest > slowest.0 || (longest == slowest.0 && *identity < slowest.1) {
+                slowest = (longest, identity);
+            }
         }
+        per_fault.push(FaultRecovery {
+            fault: what.to_string(),
+            kind: kind.to_string(),
+            at_us: from,
+            max_ms: slowest.0 as f64 / 1000.0,
+            slowest: slowest.1.to_string(),
+        });
     }
     if gaps.is_empty() {
         return Recovery::default();
@@ -707,6 +770,7 @@ fn recovery(run: &Run<'_>) -> Recovery {
         p50_ms: at(0.5),
         p99_ms: at(0.99),
         max_ms: gaps[gaps.len() - 1],
+        faults: per_fault,
     }
 }
 
@@ -717,7 +781,7 @@ fn excerpt(sorted: &[&Event], run: &Run<'_>, identity: &str, around: Stamp) -> V
     let about = |e: &Event| match e {
         Event::Fault { .. } => true,
         Event::Complete { op, .. } => run.invokes.get(op).is_some_and(|i| i.identity == identity),
-        Event::Accounts { .. } | Event::Lease { .. } => false,
+        Event::Accounts { .. } | Event::Lease { .. } | Event::Member { .. } => false,
         other => other.identity() == Some(identity),
     };
     let mut near: Vec<(u64, usize)> = sorted

@@ -229,6 +229,25 @@ pub enum Event {
         /// When it was observed.
         at: Stamp,
     },
+    /// A node process saw a member go Down or Up in its cluster view (granary's
+    /// membership events): when a fault was detected and resolved, and which side
+    /// of a cut went Down. `member` is the member's address; `own` is true when it
+    /// is this process's own address (the process itself was downed, or is Up again
+    /// in a new cluster incarnation after a rejoin).
+    Member {
+        /// The host (test bed name) of the observing process.
+        node: String,
+        /// The observing process's incarnation.
+        incarnation: u64,
+        /// The member's address (`ip:port`).
+        member: String,
+        /// Whether the member is the observing process itself.
+        own: bool,
+        /// `down` or `up`.
+        status: String,
+        /// When it was observed.
+        at: Stamp,
+    },
     /// The test bed applied or healed a fault (for recovery times and reports).
     Fault {
         /// What (`kill h2`, `restart h2`, `partition h1,h2|h3,h4,h5`, `heal`, ...).
@@ -304,6 +323,7 @@ impl Event {
             | Event::Final { at, .. }
             | Event::Accounts { at, .. }
             | Event::Lease { at, .. }
+            | Event::Member { at, .. }
             | Event::Fault { at, .. } => *at,
             Event::Handled { start, .. } => *start,
         }
@@ -320,6 +340,7 @@ impl Event {
             Event::Complete { .. }
             | Event::Accounts { .. }
             | Event::Lease { .. }
+            | Event::Member { .. }
             | Event::Fault { .. } => None,
         }
     }
@@ -338,6 +359,9 @@ impl Event {
                 node, incarnation, ..
             }
             | Event::Lease {
+                node, incarnation, ..
+            }
+            | Event::Member {
                 node, incarnation, ..
             } => Some((node, *incarnation)),
             _ => None,

@@ -31,6 +31,36 @@ const SUMMARY_DEADLINE: Duration = Duration::from_secs(180);
 /// How long a node may take to exit after its stdin closed.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(15);
 
+/// The failure-detection profile of a run's nodes (`--detector` of the node binary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Detector {
+    /// `ClusterConfig::default()`: a silent node is Down ~2.2 s after its last
+    /// answer, its identities placed elsewhere ~1 s later (`down_margin`).
+    #[default]
+    Default,
+    /// `ClusterConfig::fast_failover()`: Down after ~1.5 s, placed ~0.5 s later;
+    /// a node silent for ~1 s under load may be downed (and rejoins).
+    FastFailover,
+}
+
+impl Detector {
+    /// The cluster settings of this profile.
+    pub fn cluster_config(self) -> granary::cluster::ClusterConfig {
+        match self {
+            Detector::Default => granary::cluster::ClusterConfig::default(),
+            Detector::FastFailover => granary::cluster::ClusterConfig::fast_failover(),
+        }
+    }
+
+    /// The node binary's spelling (`default`, `fast-failover`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Detector::Default => "default",
+            Detector::FastFailover => "fast-failover",
+        }
+    }
+}
+
 /// What a chaos run does.
 #[derive(Debug, Clone)]
 pub struct ChaosConfig {
@@ -71,11 +101,14 @@ pub struct ChaosConfig {
     /// How long each counter increment waits before its state write on every node
     /// (slow handlers, so a pause or kill catches some in flight). Zero by default.
     pub handler_delay: Duration,
+    /// The nodes' failure-detection profile: [`Detector::FastFailover`] for the
+    /// issue's run ([`ChaosConfig::new`]), [`Detector::Default`] for short runs.
+    pub detector: Detector,
 }
 
 impl ChaosConfig {
     /// The run: `nodes` node hosts, counters, mixed faults (4), 5 s
-    /// pauses, 30 s of load after the last fault.
+    /// pauses, 30 s of load after the last fault, the fast-failover detector.
     pub fn new(node_program: PathBuf, nodes: usize, seed: u64) -> ChaosConfig {
         ChaosConfig {
             node_program,
@@ -94,10 +127,12 @@ impl ChaosConfig {
             parent_dir: std::env::temp_dir().join("granary-testbed"),
             clients_on: Vec::new(),
             handler_delay: Duration::ZERO,
+            detector: Detector::FastFailover,
         }
     }
 
-    /// A short run for CI: 3 nodes, 2 faults of ~2 s, 5 s of load after.
+    /// A short run for CI: 3 nodes, 2 faults of ~2 s, 5 s of load after, the
+    /// default detector.
     pub fn short(node_program: PathBuf, seed: u64) -> ChaosConfig {
         ChaosConfig {
             nodes: 3,
@@ -114,6 +149,7 @@ impl ChaosConfig {
             keys: 8,
             concurrency: 4,
             rate: 100.0,
+            detector: Detector::Default,
             ..ChaosConfig::new(node_program, 3, seed)
         }
     }
@@ -413,6 +449,10 @@ fn start_node(
     for seed in seeds {
         args.push("--seed".into());
         args.push(seed.to_string());
+    }
+    if config.detector != Detector::Default {
+        args.push("--detector".into());
+        args.push(config.detector.as_str().into());
     }
     if !config.handler_delay.is_zero() {
         args.push("--handler-delay-ms".into());

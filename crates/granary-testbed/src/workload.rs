@@ -190,6 +190,19 @@ pub fn record_lease(held: bool) {
     });
 }
 
+/// Records [`Event::Member`]: the process saw `member` go `status` (`down` or
+/// `up`) in its cluster view; `own` when `member` is the process itself.
+pub fn record_member(member: String, own: bool, status: &str) {
+    record(|r| Event::Member {
+        node: r.node.clone(),
+        incarnation: r.incarnation,
+        member,
+        own,
+        status: status.to_owned(),
+        at: Stamp::now(),
+    });
+}
+
 /// Records an event built from the installed recorder, if there is one. A failed
 /// write is reported on stderr (the process's log) and the run goes on: the
 /// checker then sees a gap, never an invented event.

@@ -364,3 +364,28 @@ fn a_report_round_trips_through_json() {
     assert_eq!(back, report);
     assert_eq!(back.count(AnomalyKind::StaleRead), 1);
 }
+
+#[test]
+fn a_gap_across_a_fault_heal_counts_whole_and_is_named_per_fault() {
+    // The clean history with the kill replaced by a pause that resumes in the
+    // middle of the gap: the gap from the pause to the next ack is one sample.
+    let mut events = clean_counter_history();
+    for e in &mut events {
+        if let Event::Fault { what, .. } = e {
+            *what = "pause h1".into();
+        }
+    }
+    events.push(Event::Fault {
+        what: "resume h1".into(),
+        at: Stamp::at(1_000),
+    });
+    let report = check(&events);
+    assert!(report.is_clean(), "{report}");
+    assert_eq!(report.recovery.samples, 1, "{report}");
+    assert!((report.recovery.max_ms - 1.76).abs() < 1e-9, "{report}");
+    let per_fault = &report.recovery.faults;
+    assert_eq!(per_fault.len(), 1, "{report}");
+    assert_eq!(per_fault[0].kind, "pause");
+    assert_eq!(per_fault[0].slowest, C);
+    assert!((per_fault[0].max_ms - 1.76).abs() < 1e-9, "{report}");
+}

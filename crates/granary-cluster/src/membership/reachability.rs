@@ -144,8 +144,10 @@ impl Reachability {
     /// Picks the members to down so that the rest is clean, and returns them with the
     /// observations that remain among the others. Greedy and deterministic: while some
     /// member is indirectly connected, the indirectly connected member with the most
-    /// unreachability edges (observed and observing) is taken, ties going to the highest
-    /// address; its edges are dropped. Every node that holds the same table picks the same
+    /// unreachability edges (observed and observing) is taken, ties going to the
+    /// highest address, and its edges are dropped. Edges to a member that two or more
+    /// observers suspect and that is not indirectly connected itself (crashed, or
+    /// across a clean split) do not count. Every node that holds the same table picks the same
     /// members.
     pub fn resolve_indirectly_connected(&self) -> (BTreeSet<NodeId>, Reachability) {
         let mut edges = self.edges.clone();
@@ -158,10 +160,19 @@ impl Reachability {
             if candidates.is_empty() {
                 return (downed, rest);
             }
+            // A member that several observers suspect and that observes no one (a
+            // crash, the far side of a clean split) is left to keep-majority: edges
+            // to it say nothing about which end of a cut link to give up (counting
+            // them downed a majority-side node, cut from one member, during a 2 | 3
+            // split: it observed the minority too). An edge to a member only its
+            // observer suspects still counts (the other end of a cut link whose own
+            // observation has not arrived yet).
             let mut degree: BTreeMap<NodeId, usize> = BTreeMap::new();
             for (o, s) in &rest.edges {
-                *degree.entry(*o).or_default() += 1;
-                *degree.entry(*s).or_default() += 1;
+                if candidates.contains(s) || rest.votes(*s) == 1 {
+                    *degree.entry(*o).or_default() += 1;
+                    *degree.entry(*s).or_default() += 1;
+                }
             }
             let pick = candidates
                 .iter()
@@ -245,6 +256,23 @@ mod tests {
         assert!(rest.is_clean());
         assert_eq!(ports(&rest.subjects()), vec![3]);
         assert_eq!(rest.votes(n(3)), 2);
+    }
+
+    #[test]
+    fn observations_of_a_clean_split_do_not_make_a_node_the_one_downed() {
+        // 0 | 1 cut (both ways) during a 2 | 3 split: 0 and 2 observe 3 and 4 (whose
+        // own observations do not arrive); 1 has not noticed the split yet. 0 has
+        // more edges, but those to 3 and 4 do not count: the tie on the cut link
+        // goes to the highest address, 1.
+        let mut edges = vec![(n(0), n(1)), (n(1), n(0))];
+        for o in [0, 2] {
+            edges.extend([(n(o), n(3)), (n(o), n(4))]);
+        }
+        let r = Reachability::from_edges(edges);
+        let (down, rest) = r.resolve_indirectly_connected();
+        assert_eq!(ports(&down), vec![1]);
+        assert!(rest.is_clean());
+        assert_eq!(ports(&rest.subjects()), vec![3, 4]);
     }
 
     #[test]

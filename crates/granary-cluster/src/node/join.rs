@@ -1,13 +1,17 @@
 //! Joining through contacts (seeds), accepting joiners, and rejoining after Down.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Mode, NodeCore, Notice};
 use crate::config::NoSeedPolicy;
 use crate::membership::{Member, MemberStatus};
 use crate::message::ClusterMessage;
 use crate::node_id::NodeId;
+
+/// A Down while cut off less than this after the previous one doubles the wait
+/// before rejoining (`DowningConfig::rejoin_backoff`).
+pub(crate) const CUT_DOWN_MEMORY: Duration = Duration::from_secs(60);
 
 /// Progress of a join.
 #[derive(Debug)]
@@ -208,6 +212,15 @@ impl NodeCore {
 
     /// We are Down (declared by others, or by ourselves on the minority side).
     pub(crate) fn become_down(&mut self, now: Instant) {
+        // Did this life suspect a member that is still live? Then it is cut off from
+        // part of the cluster (see `DowningConfig::rejoin_backoff`).
+        let cut_off = self.own_row().is_some_and(|r| {
+            r.suspects.iter().any(|s| {
+                self.table
+                    .get(&s.addr)
+                    .is_some_and(|m| m.id == *s && m.status.is_live())
+            })
+        });
         if self.own_row().is_some_and(|r| r.status.is_live()) {
             self.update_own(|row| row.status = MemberStatus::Down);
         }
@@ -233,11 +246,26 @@ impl NodeCore {
             .filter(|m| m.id.addr != self.me.addr && m.status != MemberStatus::Removed)
             .map(|m| m.id.addr)
             .collect();
-        tracing::info!(node = %self.me, "downed; rejoining with a new incarnation");
+        let backoff = self.cfg.downing.rejoin_backoff;
+        let wait = if cut_off && !backoff.is_zero() {
+            let recent = self
+                .last_cut_down
+                .is_some_and(|at| now.saturating_duration_since(at) < CUT_DOWN_MEMORY);
+            self.cut_downs = if recent {
+                (self.cut_downs + 1).min(3)
+            } else {
+                0
+            };
+            self.last_cut_down = Some(now);
+            backoff * (1 << self.cut_downs)
+        } else {
+            self.cfg.join.retry_interval
+        };
+        tracing::info!(node = %self.me, ?wait, cut_off, "downed; rejoining with a new incarnation");
         self.mode = Mode::Joining(JoinState {
             contacts,
             deadline: None,
-            next_try: now + self.cfg.join.retry_interval,
+            next_try: now + wait,
             extended: false,
         });
     }

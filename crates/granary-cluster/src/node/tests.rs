@@ -336,3 +336,61 @@ fn a_suspected_node_probes_its_suspecter_back() {
     assert!(!probed(&core.take_outgoing()));
     assert!(!core.own_row().unwrap().suspects.contains(&stranger));
 }
+
+#[test]
+fn a_node_downed_while_cut_off_waits_its_backoff_before_rejoining() {
+    let t0 = Instant::now();
+    let mut core = core_with(3, t0);
+    core.cfg.downing.rejoin_backoff = Duration::from_secs(4);
+    // Node 0 is cut from both others: it downs itself while suspecting live members.
+    core.update_own(|row| row.suspects = [id(1), id(2)].into());
+    core.apply(suspecting(1, 2, &[0]));
+    core.apply(suspecting(2, 2, &[0]));
+    core.evaluate_downing(t0);
+    core.evaluate_downing(t0 + Duration::from_secs(1));
+    assert!(matches!(core.mode, Mode::Joining(_)));
+    core.take_outgoing();
+    let asks = |core: &mut NodeCore, at: Instant| {
+        core.on_gossip_tick(at);
+        core.take_outgoing()
+            .iter()
+            .filter(|(_, m)| matches!(m, ClusterMessage::JoinRequest { .. }))
+            .count()
+    };
+    assert_eq!(
+        asks(&mut core, t0 + Duration::from_secs(4)),
+        0,
+        "still backing off"
+    );
+    assert!(
+        asks(&mut core, t0 + Duration::from_millis(5_100)) > 0,
+        "rejoins after it"
+    );
+}
+
+#[test]
+fn a_node_downed_while_suspecting_no_one_rejoins_at_once_despite_the_backoff() {
+    let t0 = Instant::now();
+    let mut core = core_with(3, t0);
+    core.cfg.downing.rejoin_backoff = Duration::from_secs(4);
+    let mut downed = core.table.get(&id(0).addr).unwrap().clone();
+    downed.status = MemberStatus::Down;
+    downed.version += 1;
+    core.on_message(
+        t0,
+        Envelope {
+            from: id(1),
+            message: ClusterMessage::Gossip {
+                state_hash: 0,
+                deltas: vec![downed],
+            },
+        },
+    );
+    assert!(matches!(core.mode, Mode::Joining(_)));
+    core.take_outgoing();
+    core.on_gossip_tick(t0 + Duration::from_millis(400));
+    assert!(core
+        .take_outgoing()
+        .iter()
+        .any(|(_, m)| matches!(m, ClusterMessage::JoinRequest { .. })));
+}

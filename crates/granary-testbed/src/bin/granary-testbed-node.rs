@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! granary-testbed-node node --name h1 --incarnation 0 --bind 10.x.y.2:7100 [--seed ADDR]... \
-//!     --store URL --history FILE [--idle-timeout-ms N] [--handler-delay-ms N]
+//!     --store URL --history FILE [--idle-timeout-ms N] [--handler-delay-ms N] \
+//!     [--detector default|fast-failover]
 //!   prints `ready ADDR` once the node is Up; runs until killed, or until stdin
-//!   closes (then shuts down gracefully)
+//!   closes (then shuts down gracefully); records its lease transitions and the
+//!   members it sees go Down or Up
 //! granary-testbed-node client --name c1 --bind 10.x.y.9:0 --seed ADDR [--seed ADDR]... \
 //!     --workload counters|register|saga --keys N --concurrency N --rate OPS_PER_SEC --history FILE
 //!   prints `started`; loads until a line `stop` on stdin (or stdin closes); then
@@ -21,8 +23,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use granary::cluster::{ClusterEvent, MemberEvent};
 use granary::virtual_actors::Node;
 use granary_testbed::history::{HistoryWriter, LEASE_POLL};
+use granary_testbed::run::Detector;
 use granary_testbed::workload::{self, driver, Workload};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -68,6 +72,10 @@ enum Command {
         /// milliseconds (slow handlers; 0: none).
         #[arg(long, default_value_t = 0)]
         handler_delay_ms: u64,
+        /// The failure-detection profile: `default` (`ClusterConfig::default`) or
+        /// `fast-failover` (`ClusterConfig::fast_failover`).
+        #[arg(long, value_enum, default_value_t = Detector::Default)]
+        detector: Detector,
     },
     /// The workload client.
     Client {
@@ -137,10 +145,12 @@ async fn main() -> ExitCode {
             history,
             idle_timeout_ms,
             handler_delay_ms,
+            detector,
         } => {
             workload::set_handler_delay(Duration::from_millis(handler_delay_ms));
             run_node(
                 (cli.cluster, cli.secret),
+                detector,
                 name,
                 incarnation,
                 bind,
@@ -189,6 +199,7 @@ async fn main() -> ExitCode {
 #[allow(clippy::too_many_arguments)]
 async fn run_node(
     (cluster, secret): (String, String),
+    detector: Detector,
     name: String,
     incarnation: u64,
     bind: SocketAddr,
@@ -202,8 +213,25 @@ async fn run_node(
         .bind(bind)
         .seeds(seeds)
         .store(store)
-        .cluster_secret(cluster, secret.into_bytes());
+        .cluster_secret(cluster, secret.into_bytes())
+        .cluster_config(detector.cluster_config());
     let node = workload::host_all(builder, idle).start().await?;
+    // Members seen going Down or Up (when a fault was detected and resolved).
+    let mut events = node.cluster().subscribe();
+    let me = node.addr();
+    let members = tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let ClusterEvent::Change { event, .. } = event else {
+                continue;
+            };
+            let (member, status) = match &event {
+                MemberEvent::Down(m) => (m, "down"),
+                MemberEvent::Up(m) => (m, "up"),
+                _ => continue,
+            };
+            workload::record_member(member.id.addr.to_string(), member.id.addr == me, status);
+        }
+    });
     // Lease transitions into the history (the bed's host-lease proof reads them):
     // polled, since the lease is a clock the runtime reads before each message.
     let probe = node.probe();
@@ -223,6 +251,7 @@ async fn run_node(
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Ok(Some(_)) = lines.next_line().await {}
     watcher.abort();
+    members.abort();
     node.shutdown().await;
     Ok(())
 }

@@ -1,5 +1,11 @@
-//! The client driver: loads one workload with N concurrent tasks at a target rate
+//! The client driver: loads one workload with concurrent tasks at a target rate
 //! until told to stop, then finishes what it started and reads every final state.
+//!
+//! Each task calls one identity of its own (a counter, a register, or the teller of
+//! a transfer; [`lanes`]), one call at a time: a call stuck on a failed host holds up
+//! that identity only, as with independent callers of a real application. (With
+//! tasks drawing any key, a few calls stuck on a paused host stalled every task, and
+//! the checker's recovery times measured the client's queue instead of the cluster.)
 //!
 //! Every operation gets an op id unique in the run (`hash(client name) << 40 | seq`),
 //! an [`Event::Invoke`] before it is sent and an [`Event::Complete`] when the client
@@ -60,7 +66,7 @@ pub struct ClientOptions {
     pub workload: Workload,
     /// Identities per kind of the workload.
     pub keys: usize,
-    /// Concurrent tasks.
+    /// Concurrent tasks, at least (there is one per key, see [`lanes`]).
     pub concurrency: usize,
     /// Target operations per second over all tasks (0: as fast as they go).
     pub rate: f64,
@@ -246,10 +252,10 @@ impl Driver {
 
 /// Runs the load tasks until `stop`, then waits (bounded) for the in-flight ones.
 async fn load(shared: &Arc<Shared>, options: &ClientOptions, mut stop: watch::Receiver<bool>) {
-    let period = (options.rate > 0.0)
-        .then(|| Duration::from_secs_f64(options.concurrency as f64 / options.rate));
+    let lanes = lanes(options);
+    let period = (options.rate > 0.0).then(|| Duration::from_secs_f64(lanes as f64 / options.rate));
     let mut tasks = tokio::task::JoinSet::new();
-    for task in 0..options.concurrency {
+    for task in 0..lanes {
         let shared = shared.clone();
         let mut stop = stop.clone();
         let (workload, keys) = (options.workload, options.keys);
@@ -267,7 +273,7 @@ async fn load(shared: &Arc<Shared>, options: &ClientOptions, mut stop: watch::Re
                         _ = stop.changed() => continue,
                     }
                 }
-                one_op(&shared, workload, keys, &mut rng).await;
+                one_op(&shared, workload, keys, task % keys, &mut rng).await;
             }
         });
     }
@@ -302,12 +308,20 @@ impl Shared {
     }
 }
 
-/// Sends one random operation of the workload and records it.
-async fn one_op(shared: &Shared, workload: Workload, keys: usize, rng: &mut StdRng) {
+/// How many load tasks run: one per identity a task calls (`keys`), and at least
+/// `concurrency`.
+pub fn lanes(options: &ClientOptions) -> usize {
+    options.keys.max(options.concurrency)
+}
+
+/// Sends one random operation of the workload to the identity of `lane` (the
+/// counter or register `lane`, or the teller `lane` for a transfer between two
+/// random accounts) and records it.
+async fn one_op(shared: &Shared, workload: Workload, keys: usize, lane: usize, rng: &mut StdRng) {
     let op = shared.next_op();
     match workload {
         Workload::Counters => {
-            let key = shared.counter_key(rng.random_range(0..keys));
+            let key = shared.counter_key(lane);
             shared.invoke(op, format!("tb.Counter/{key}"), Operation::Increment);
             let reply = shared
                 .client
@@ -317,7 +331,7 @@ async fn one_op(shared: &Shared, workload: Workload, keys: usize, rng: &mut StdR
             shared.complete(op, classify(reply, |n| (Some(n), None)));
         }
         Workload::Register => {
-            let key = shared.counter_key(rng.random_range(0..keys));
+            let key = shared.counter_key(lane);
             let identity = format!("tb.Register/{key}");
             let register = shared.client.get::<Register>(key);
             if rng.random_bool(0.5) {
@@ -342,7 +356,7 @@ async fn one_op(shared: &Shared, workload: Workload, keys: usize, rng: &mut StdR
         Workload::Saga => {
             let from = rng.random_range(0..keys);
             let to = (from + rng.random_range(1..keys)) % keys;
-            let teller = shared.teller_key(rng.random_range(0..keys));
+            let teller = shared.teller_key(lane);
             let transfer = Transfer {
                 op,
                 from: shared.account_key(from),

@@ -122,3 +122,22 @@ pub fn assert_clean(test: &str, outcome: &RunOutcome) {
         outcome.report
     );
 }
+
+/// The times the processes of `node` (any incarnation) saw themselves go Down (a
+/// `Member` event about their own address).
+pub fn own_downs(outcome: &RunOutcome, node: &str) -> Vec<Stamp> {
+    outcome
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Member {
+                node: n,
+                own: true,
+                status,
+                at,
+                ..
+            } if n == node && status == "down" => Some(*at),
+            _ => None,
+        })
+        .collect()
+}
