@@ -396,9 +396,14 @@ struct ReadOnly {
 
 impl ReadOnly {
     fn set(dir: &std::path::Path) -> Self {
+        // SQLite's `-shm` index is shared memory mapped from a file: were it immutable,
+        // a page the kernel cannot back kills the process with SIGBUS (seen in 1 of 4
+        // runs). A disk gone read-only keeps mapped pages; the fault under test is that
+        // the database and its write-ahead log take no writes.
         let mut paths: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| !p.to_string_lossy().ends_with("-shm"))
             .collect();
         paths.push(dir.to_path_buf());
         let this = ReadOnly { paths };
