@@ -105,6 +105,8 @@ impl Client {
             settings.cluster_secret.expose().to_vec(),
         );
         transport.tls = tls;
+        transport.heartbeat_interval = Duration::from_millis(settings.heartbeat_interval_ms);
+        transport.heartbeat_timeout = Duration::from_millis(settings.heartbeat_timeout_ms);
         let remote = match settings.bind {
             Some(bind) => RemoteNode::start(system.clone(), transport.with_listen(bind)).await,
             None => RemoteNode::start_dial_out(system.clone(), transport).await,
@@ -279,6 +281,16 @@ impl ClientBuilder {
     /// Default timeout of a call, retries included. Default 10 s.
     pub fn ask_timeout(mut self, timeout: Duration) -> Self {
         self.settings.ask_timeout_ms = timeout.as_millis() as u64;
+        self
+    }
+
+    /// How often the client sends heartbeats, and how long a silent gateway may stay
+    /// before the client drops it and sends through another. Default 1 s and 5 s; the
+    /// timeout must be longer than the interval. A shorter timeout moves calls off a
+    /// paused or cut-off member sooner (and drops a gateway on a shorter stall).
+    pub fn heartbeat(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.settings.heartbeat_interval_ms = interval.as_millis() as u64;
+        self.settings.heartbeat_timeout_ms = timeout.as_millis() as u64;
         self
     }
 

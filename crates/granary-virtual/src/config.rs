@@ -848,10 +848,17 @@ pub struct ClientConfig {
     pub tls: TlsSettings,
     /// Default timeout of a call. Default 10 000 ms.
     pub ask_timeout_ms: u64,
+    /// Heartbeat period on the client's connections. Default 1 000 ms.
+    pub heartbeat_interval_ms: u64,
+    /// A gateway silent this long is lost: the client stops sending through it and
+    /// picks another. Default 5 000 ms; shorter moves calls off a paused or cut-off
+    /// gateway sooner.
+    pub heartbeat_timeout_ms: u64,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
+        let t = granary_remote::TransportConfig::new("", "");
         Self {
             seeds: Vec::new(),
             cluster_name: "granary".into(),
@@ -860,6 +867,8 @@ impl Default for ClientConfig {
             gateways: 2,
             tls: TlsSettings::default(),
             ask_timeout_ms: 10_000,
+            heartbeat_interval_ms: t.heartbeat_interval.as_millis() as u64,
+            heartbeat_timeout_ms: t.heartbeat_timeout.as_millis() as u64,
         }
     }
 }
@@ -880,6 +889,8 @@ pub const CLIENT_ENV: &[&str] = &[
     "GRANARY_TLS_KEY_PEM",
     "GRANARY_TLS_SERVER_NAME",
     "GRANARY_ASK_TIMEOUT_MS",
+    "GRANARY_HEARTBEAT_INTERVAL_MS",
+    "GRANARY_HEARTBEAT_TIMEOUT_MS",
 ];
 
 impl ClientConfig {
@@ -915,6 +926,14 @@ impl ClientConfig {
         env.parse("GRANARY_CLIENT_GATEWAYS", &mut self.gateways)?;
         self.tls.apply_env(&env)?;
         env.parse("GRANARY_ASK_TIMEOUT_MS", &mut self.ask_timeout_ms)?;
+        env.parse(
+            "GRANARY_HEARTBEAT_INTERVAL_MS",
+            &mut self.heartbeat_interval_ms,
+        )?;
+        env.parse(
+            "GRANARY_HEARTBEAT_TIMEOUT_MS",
+            &mut self.heartbeat_timeout_ms,
+        )?;
         Ok(())
     }
 
@@ -942,6 +961,17 @@ impl ClientConfig {
             return Err(ConfigError::Invalid {
                 field: "gateways",
                 reason: "a client needs at least one gateway".into(),
+            });
+        }
+        if self.heartbeat_interval_ms == 0
+            || self.heartbeat_timeout_ms <= self.heartbeat_interval_ms
+        {
+            return Err(ConfigError::Invalid {
+                field: "heartbeat_interval_ms",
+                reason: format!(
+                    "must be non-zero and shorter than heartbeat_timeout_ms ({} ms, {} ms)",
+                    self.heartbeat_interval_ms, self.heartbeat_timeout_ms
+                ),
             });
         }
         check_tls(&self.tls)
@@ -1267,6 +1297,31 @@ mod tests {
             ..ClientConfig::default()
         };
         client.validate().unwrap();
+    }
+
+    #[test]
+    fn client_heartbeats_come_from_the_environment_and_are_checked() {
+        let mut client = ClientConfig::default();
+        client
+            .apply_env(|name| match name {
+                "GRANARY_HEARTBEAT_INTERVAL_MS" => Some("500".into()),
+                "GRANARY_HEARTBEAT_TIMEOUT_MS" => Some("2000".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(
+            (client.heartbeat_interval_ms, client.heartbeat_timeout_ms),
+            (500, 2000)
+        );
+        client.validate().unwrap();
+        client.heartbeat_timeout_ms = 500;
+        assert!(matches!(
+            client.validate(),
+            Err(ConfigError::Invalid {
+                field: "heartbeat_interval_ms",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -9,7 +9,8 @@
 //!   closes (then shuts down gracefully); records its lease transitions and the
 //!   members it sees go Down or Up
 //! granary-testbed-node client --name c1 --bind 10.x.y.9:0 --seed ADDR [--seed ADDR]... \
-//!     --workload counters|register|saga --keys N --concurrency N --rate OPS_PER_SEC --history FILE
+//!     --workload counters|register|saga --keys N --concurrency N --rate OPS_PER_SEC --history FILE \
+//!     [--key-prefix P] [--detector default|fast-failover]
 //!   prints `started`; loads until a line `stop` on stdin (or stdin closes); then
 //!   finishes, reads every final state and prints one JSON summary line
 //! granary-testbed-node check DIR
@@ -107,6 +108,10 @@ enum Command {
         /// identities).
         #[arg(long, default_value = "")]
         key_prefix: String,
+        /// The nodes' failure-detection profile: `fast-failover` also shortens the
+        /// client's heartbeat timeout (see `Detector::client_heartbeat`).
+        #[arg(long, value_enum, default_value_t = Detector::Default)]
+        detector: Detector,
     },
     /// Checks a run directory's histories and prints the report.
     Check {
@@ -171,6 +176,7 @@ async fn main() -> ExitCode {
             rate,
             history,
             key_prefix,
+            detector,
         } => {
             let options = driver::ClientOptions {
                 name,
@@ -183,6 +189,7 @@ async fn main() -> ExitCode {
                 rate,
                 history,
                 key_prefix,
+                heartbeat: detector.client_heartbeat(),
             };
             run_client(options).await
         }

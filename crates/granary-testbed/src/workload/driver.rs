@@ -76,6 +76,9 @@ pub struct ClientOptions {
     /// prefixes load disjoint identities, so each one's final reads see only its
     /// own writes (empty: the keys of the other clients without a prefix).
     pub key_prefix: String,
+    /// The client's heartbeat interval and timeout (`ClientBuilder::heartbeat`): how
+    /// soon it stops sending through a paused or cut-off gateway.
+    pub heartbeat: (Duration, Duration),
 }
 
 /// What the client did, printed as one JSON line at the end.
@@ -202,6 +205,7 @@ pub async fn connect(options: ClientOptions) -> Result<Driver, DriverError> {
         .seeds(options.seeds.iter().copied())
         .cluster_secret(options.cluster.0.clone(), options.cluster.1.clone())
         .bind(options.bind)
+        .heartbeat(options.heartbeat.0, options.heartbeat.1)
         .connect()
         .await
         .map_err(DriverError::Connect)?;
