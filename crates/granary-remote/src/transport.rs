@@ -775,9 +775,9 @@ pub(crate) fn is_dial_out_addr(addr: SocketAddr) -> bool {
 /// A fresh random dial-out address (24 random bits of host and a random non-zero
 /// port: two clients picking the same one is about one chance in 2^40).
 fn dial_out_addr() -> SocketAddr {
-    let [_, a, b, c] = rand::random::<u32>().to_be_bytes();
+    let [_, a, b, c] = crate::random::random::<u32>().to_be_bytes();
     let ip = Ipv4Addr::new(0, a, b, c.max(1));
-    SocketAddr::new(IpAddr::V4(ip), rand::random_range(1..=u16::MAX))
+    SocketAddr::new(IpAddr::V4(ip), crate::random::random::<u16>().max(1))
 }
 
 /// FNV-1a over sender, a separator and recipient: cheap and stable.
