@@ -99,16 +99,7 @@ async fn serve(
     let (stream, node, lane, buf) = match accepted {
         Ok(ok) => ok,
         Err(e) => {
-            let reason = crate::error::bounded_reason(&e.to_string());
-            if let Some(held_back) = inner.refusal_log.admit() {
-                tracing::warn!(%remote, error = %reason, held_back, "refused inbound connection");
-            }
-            inner.emit(PeerEvent::Refused {
-                addr: remote,
-                reason,
-                inbound: true,
-            });
-            return;
+            return refuse(&inner, remote, crate::error::bounded_reason(&e.to_string()));
         }
     };
     tracing::debug!(%node, channel = %lane.channel, index = lane.index, "accepted");
@@ -126,6 +117,18 @@ async fn serve(
     read_frames(&inner, &mut stream, node, &lane, buf).await;
 }
 
+/// Log a refused inbound connection (rate-limited) and tell subscribers.
+fn refuse(inner: &Inner, remote: SocketAddr, reason: String) {
+    if let Some(held_back) = inner.refusal_log.admit() {
+        tracing::warn!(%remote, error = %reason, held_back, "refused inbound connection");
+    }
+    inner.emit(PeerEvent::Refused {
+        addr: remote,
+        reason,
+        inbound: true,
+    });
+}
+
 /// A connection of a dial-out peer: read its frames and write ours on it, until either
 /// side fails or the peer is forgotten (its control connection ended).
 async fn serve_dial_out(
@@ -140,15 +143,7 @@ async fn serve_dial_out(
     // would let this connection stand in for that node.
     if !super::is_dial_out_addr(node.addr()) {
         let reason = format!("{node} asked for replies on its connection from a dialable address");
-        if let Some(held_back) = inner.refusal_log.admit() {
-            tracing::warn!(%remote, error = %reason, held_back, "refused inbound connection");
-        }
-        inner.emit(PeerEvent::Refused {
-            addr: remote,
-            reason,
-            inbound: true,
-        });
-        return;
+        return refuse(inner, remote, reason);
     }
     let Some(peer) = inner.reverse_peer(node) else {
         return; // Shut down, or the address is taken by a dialled peer.
