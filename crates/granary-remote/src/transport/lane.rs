@@ -149,7 +149,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        tokio::time::sleep(backoff(&inner, failures)).await;
+        peer.backoff(backoff(&inner, failures)).await;
     }
 }
 

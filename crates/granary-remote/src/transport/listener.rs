@@ -109,8 +109,9 @@ async fn serve(
     // The peer's control connection carries its heartbeats: silence on it means the
     // peer is lost. Dial it back so it hears ours.
     if lane.channel == "control" {
-        if let Err(e) = inner.peer(node.addr()) {
-            tracing::debug!(%node, error = %e, "cannot dial the peer back");
+        match inner.peer(node.addr()) {
+            Ok(peer) => peer.redial_now(),
+            Err(e) => tracing::debug!(%node, error = %e, "cannot dial the peer back"),
         }
     }
     let mut stream = stream;

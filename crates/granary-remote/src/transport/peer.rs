@@ -49,6 +49,8 @@ pub(crate) struct Peer {
     meters: Vec<super::meter::OutboundMeter>,
     /// Whether the control connection is up.
     connected: tokio::sync::watch::Sender<bool>,
+    /// Wakes lanes waiting out a redial backoff (the peer just connected to us).
+    redial: tokio::sync::Notify,
     /// Set for a dial-out peer: its lanes are the connections it opened.
     reverse: Option<Reverse>,
 }
@@ -110,6 +112,7 @@ impl Peer {
             switches: Mutex::new(Switches::default()),
             node: Mutex::new(None),
             unreachable: AtomicBool::new(false),
+            redial: tokio::sync::Notify::new(),
             tasks: Mutex::new(Vec::new()),
             meters: (inner.channels.iter())
                 .map(|c| super::meter::OutboundMeter::new(inner.node.addr(), addr, &c.name))
@@ -430,6 +433,27 @@ impl Peer {
             inner.emit(PeerEvent::Restarted { old, new: node });
         }
         inner.emit(PeerEvent::Connected { node });
+    }
+
+    /// The peer opened a control connection here, so it is up and listening: it is no
+    /// longer unreachable (frames to it queue again instead of failing), and lanes that
+    /// are waiting out a backoff after failed dials (it was not up yet, or restarting)
+    /// dial at once. Without this, a peer marked unreachable while it started stayed so
+    /// for up to the backoff (seconds) after it joined, and every frame to it, replies
+    /// to its own asks included, was dropped meanwhile.
+    pub(crate) fn redial_now(&self) {
+        if !*self.connected.borrow() {
+            self.unreachable.store(false, Ordering::Release);
+            self.redial.notify_waiters();
+        }
+    }
+
+    /// Waits out `backoff`, or less if [`Peer::redial_now`] is called meanwhile.
+    pub(crate) async fn backoff(&self, backoff: std::time::Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = self.redial.notified() => {}
+        }
     }
 
     /// The control connection to `node` was lost.
