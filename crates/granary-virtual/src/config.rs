@@ -1276,22 +1276,21 @@ mod tests {
             Err(ConfigError::DefaultSecret { .. })
         ));
         assert!(NodeConfig::default().validate().is_ok());
-        let client = ClientConfig {
-            bind: Some("10.0.0.9:0".parse().unwrap()),
-            ..ClientConfig::default()
-        };
-        assert!(matches!(
-            client.validate(),
-            Err(ConfigError::DefaultSecret { .. })
-        ));
-        let client = ClientConfig {
-            seeds: vec!["10.0.0.2:7100".into()],
-            ..ClientConfig::default()
-        };
-        assert!(matches!(
-            client.validate(),
-            Err(ConfigError::DefaultSecret { .. })
-        ));
+        for client in [
+            ClientConfig {
+                bind: Some("10.0.0.9:0".parse().unwrap()),
+                ..ClientConfig::default()
+            },
+            ClientConfig {
+                seeds: vec!["10.0.0.2:7100".into()],
+                ..ClientConfig::default()
+            },
+        ] {
+            assert!(matches!(
+                client.validate(),
+                Err(ConfigError::DefaultSecret { .. })
+            ));
+        }
         let client = ClientConfig {
             seeds: vec!["127.0.0.1:7100".into()],
             ..ClientConfig::default()
