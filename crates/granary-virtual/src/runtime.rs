@@ -586,6 +586,9 @@ impl Runtime {
             identity.kind(),
             crate::observe::Activation::Passivated,
         );
+        // Counted as unregistering before it leaves the local table, so `settled`
+        // never sees it in neither place.
+        self.unregistering.fetch_add(1, Ordering::AcqRel);
         {
             let mut local = self.local.lock();
             if local.get(identity).is_some_and(|a| a.name == name) {
@@ -598,17 +601,15 @@ impl Runtime {
         };
         // A passivated identity leaves nothing behind in the cache.
         self.cache.forget_at(identity, &at);
+        // Workers are not in the directory; a crashed node unregisters nothing.
+        if self.remove_worker(identity, name) || self.crashed.load(Ordering::Acquire) {
+            self.unregistering.fetch_sub(1, Ordering::AcqRel);
+            self.ends.send_modify(|n| *n += 1);
+            return;
+        }
         self.ends.send_modify(|n| *n += 1);
-        if self.remove_worker(identity, name) {
-            // Workers are not in the directory.
-            return;
-        }
-        if self.crashed.load(Ordering::Acquire) {
-            return;
-        }
         let rt = self.clone();
         let identity = identity.clone();
-        self.unregistering.fetch_add(1, Ordering::AcqRel);
         tokio::spawn(async move {
             rt.unregister(&identity, at).await;
             rt.unregistering.fetch_sub(1, Ordering::AcqRel);
