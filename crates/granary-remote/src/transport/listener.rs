@@ -180,6 +180,10 @@ async fn serve_dial_out(
             peer.on_unreachable(inner);
             inner.remove_reverse_peer(&peer);
         }
+    } else if peer.is_abandoned() {
+        // A peer that opened only data connections, all closed now: nothing would
+        // ever forget it, and every such peer would stay in the table.
+        inner.remove_reverse_peer(&peer);
     }
 }
 
@@ -288,4 +292,67 @@ fn inbound_blocked(inner: &Inner, from: NodeId) -> bool {
         .faults
         .as_ref()
         .is_some_and(|f| f.blocks_arrival(from.addr(), inner.node.addr()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio::net::TcpStream;
+
+    use crate::handshake::{self, Params};
+    use crate::node_id::NodeId;
+    use crate::transport::{dial_out_addr, InboundHandler, Transport, TransportConfig};
+    use crate::wire::Frame;
+
+    struct Ignore;
+    impl InboundHandler for Ignore {
+        fn on_frame(&self, _: NodeId, _: Frame) {}
+    }
+
+    /// Waits until `done` holds; `false` if it did not within five seconds.
+    async fn eventually(mut done: impl FnMut() -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
+    }
+
+    /// An authenticated dial-out peer that opens a data connection and never a
+    /// control one is forgotten once that connection closes: otherwise every such
+    /// peer (a new made-up address each time) stays in the table for good.
+    #[tokio::test]
+    async fn a_dial_out_peer_with_only_data_connections_is_forgotten_when_they_close() {
+        let config = TransportConfig::new("reverse-test", b"secret".to_vec());
+        let transport = Transport::bind(config.clone(), Ignore).await.unwrap();
+        let me = NodeId::new(dial_out_addr());
+        let params = Params {
+            cluster: &config.cluster,
+            secret: &config.secret,
+            local: me,
+            timeout: Duration::from_secs(5),
+        };
+        let lane = handshake::Lane {
+            channel: "data".to_owned(),
+            index: 0,
+            reply_here: true,
+        };
+        let mut tcp = TcpStream::connect(transport.local_addr()).await.unwrap();
+        handshake::dial(&mut tcp, &params, lane).await.unwrap();
+        let inner = transport.inner.clone();
+        assert!(
+            eventually(|| inner.existing_peer(me.addr()).is_some()).await,
+            "the data connection made a peer"
+        );
+        drop(tcp);
+        assert!(
+            eventually(|| inner.existing_peer(me.addr()).is_none()).await,
+            "the peer is forgotten once its only connection closed"
+        );
+        transport.shutdown();
+    }
 }

@@ -60,6 +60,9 @@ pub(crate) struct Peer {
 struct Reverse {
     /// Connections attached per lane, `[group][index]` as `Peer::groups`.
     attached: Vec<Vec<AtomicUsize>>,
+    /// Every open connection of the peer, on any lane (the bulk lane, a lane this
+    /// node does not have, the control lane).
+    connections: AtomicUsize,
     /// Bumped by every control connection, so that a replaced one, ending late, does
     /// not forget the peer.
     control: AtomicU64,
@@ -76,8 +79,11 @@ pub(crate) struct Attached {
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        if let (Some(rev), Some((g, i))) = (&self.peer.reverse, self.slot) {
-            rev.attached[g][i].fetch_sub(1, Ordering::AcqRel);
+        if let Some(rev) = &self.peer.reverse {
+            if let Some((g, i)) = self.slot {
+                rev.attached[g][i].fetch_sub(1, Ordering::AcqRel);
+            }
+            rev.connections.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -122,6 +128,7 @@ impl Peer {
                 attached: (inner.channels.iter())
                     .map(|c| (0..c.lanes).map(|_| AtomicUsize::new(0)).collect())
                     .collect(),
+                connections: AtomicUsize::new(0),
                 control: AtomicU64::new(0),
                 closed: tokio::sync::watch::channel(false).0,
             }),
@@ -346,6 +353,9 @@ impl Peer {
     /// for that lane may go out on it while the returned guard lives. A lane this node
     /// does not have (another channel set, the bulk lane) attaches nothing.
     pub(crate) fn attach(self: &Arc<Self>, inner: &Inner, channel: &str, index: u16) -> Attached {
+        if let Some(rev) = &self.reverse {
+            rev.connections.fetch_add(1, Ordering::AcqRel);
+        }
         let slot = (self.reverse.as_ref()).and_then(|rev| {
             let g = inner.channels.iter().position(|c| *c.name == *channel)?;
             let n = rev.attached.get(g)?.get(usize::from(index))?;
@@ -362,6 +372,13 @@ impl Peer {
     /// [`Peer::is_current_control`].
     pub(crate) fn next_control(&self) -> u64 {
         (self.reverse.as_ref()).map_or(0, |r| r.control.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    /// Whether this dial-out peer has no connection open and no control connection
+    /// up: nothing can reach it, so it can be forgotten. `false` for a dialled peer.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        (self.reverse.as_ref())
+            .is_some_and(|r| r.connections.load(Ordering::Acquire) == 0 && !self.is_connected())
     }
 
     /// Whether control connection `n` is still the latest one.
