@@ -182,6 +182,7 @@ impl Collector {
             frames_in: s.frames_received,
             writes: s.writes,
             backpressure: s.backpressure,
+            dials: s.dials,
         }
     }
 
@@ -216,6 +217,8 @@ impl Collector {
             .absolute(transport.writes);
         metrics::counter!("granary_transport_backpressure_total", "node" => node.clone())
             .absolute(transport.backpressure);
+        metrics::counter!("granary_transport_dials_total", "node" => node.clone())
+            .absolute(transport.dials);
         for source in &self.sources {
             for (name, value) in source() {
                 metrics::counter!(name, "node" => node.clone()).absolute(value);

@@ -66,6 +66,9 @@ pub struct TransportCounters {
     pub writes: u64,
     /// Sends refused because a queue was full.
     pub backpressure: u64,
+    /// Connection attempts this node started (every dial, redials included): a
+    /// figure that keeps climbing means a peer keeps refusing or dropping us.
+    pub dials: u64,
 }
 
 /// One collector sample: rates over the interval before `at_ms`.

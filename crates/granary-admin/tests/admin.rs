@@ -146,6 +146,7 @@ async fn endpoint_serves_health_cluster_activations_metrics_and_the_cli_reads_it
         "granary_transport_frames_in_total",
         "granary_transport_frames_out_total",
         "granary_transport_writes_total",
+        "granary_transport_dials_total",
     ] {
         let v = sample(&text, family, &[&node_label]).unwrap_or(0.0);
         assert!(v > 0.0, "{family} for {node} is {v}:\n{text}");
