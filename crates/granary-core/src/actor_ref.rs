@@ -17,7 +17,7 @@ use crate::error::{AskError, RemoteError, SendError};
 use crate::event::DeadLetterReason;
 use crate::id::ActorId;
 use crate::lifecycle::{StopReason, Terminated};
-use crate::mailbox::{HeldTellEnvelope, Mailbox, PushError, SystemMsg, Watcher};
+use crate::mailbox::{HeldTellEnvelope, Mailbox, PushError, StopCallback, SystemMsg, Watcher};
 
 pub use recipient::Recipient;
 pub use remote::{as_sender, current_sender, AsSender, ErasedMessage, RemoteTarget};
@@ -332,6 +332,16 @@ impl<A: Actor> ActorRef<A> {
         let (tx, rx) = oneshot::channel();
         self.add_watcher(Watcher::Waiter(tx));
         rx.await.unwrap_or(StopReason::Killed)
+    }
+
+    /// Runs `f` once the actor has stopped, with why: at once with
+    /// [`StopReason::NotAlive`] for an actor that had already stopped, and with
+    /// [`StopReason::Killed`] if its task was aborted. Unlike
+    /// [`ActorRef::wait_stopped`] no task waits, so it costs one small allocation per
+    /// watched actor. `f` runs on the stopping actor's task (or the caller's, if the
+    /// actor had stopped): keep it short, and never block in it.
+    pub fn on_stopped(&self, f: impl FnOnce(StopReason) + Send + 'static) {
+        self.add_watcher(Watcher::Callback(StopCallback::new(f)));
     }
 
     /// A ref that accepts only `M` (see [`Recipient`]).

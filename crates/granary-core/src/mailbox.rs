@@ -31,7 +31,7 @@ use crate::system::SystemInner;
 
 pub(crate) use held::HeldTellEnvelope;
 pub(crate) use queue::{Batch, UserQueue};
-pub(crate) use system_msg::{ChildDirective, SystemMsg, Watcher};
+pub(crate) use system_msg::{ChildDirective, StopCallback, SystemMsg, Watcher};
 
 /// How an actor's mailbox behaves.
 ///

@@ -117,8 +117,14 @@ async fn shutdown_is_bounded_in_time_and_dead_letters_what_a_stuck_actor_still_h
     stuck.tell(block).unwrap();
     within(entered).await.unwrap();
     stuck.tell(Later).unwrap();
+    let (told, mut stopped) = tokio::sync::mpsc::unbounded_channel();
+    stuck.on_stopped(move |reason| {
+        let _ = told.send(reason);
+    });
     let report = within(system.shutdown()).await;
     assert_eq!(report.aborted, 1);
+    // Its task was aborted: the stop callback still runs, with `Killed`.
+    assert_eq!(within(stopped.recv()).await, Some(StopReason::Killed));
     assert_eq!(system.live_actors(), 0);
     let letter = within(dead.recv()).await.unwrap();
     assert_eq!(letter.reason, DeadLetterReason::ActorStopped);

@@ -119,3 +119,25 @@ async fn after_unwatch_no_terminated_arrives() {
     assert_eq!(t.id, other.id(), "got a Terminated for the unwatched actor");
     within(system.shutdown()).await;
 }
+
+#[tokio::test]
+async fn on_stopped_runs_once_with_the_reason_and_at_once_for_a_stopped_actor() {
+    let system = ActorSystem::new();
+    let target = system.spawn(Target);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let first = tx.clone();
+    target.on_stopped(move |reason| {
+        let _ = first.send(reason);
+    });
+    target.stop();
+    assert_eq!(within(rx.recv()).await, Some(StopReason::Normal));
+    within(target.wait_stopped()).await;
+    // Already stopped: the callback runs on the caller's side, before on_stopped returns.
+    let later = tx.clone();
+    target.on_stopped(move |reason| {
+        let _ = later.send(reason);
+    });
+    assert_eq!(rx.try_recv().ok(), Some(StopReason::NotAlive));
+    drop(tx);
+    assert_eq!(within(rx.recv()).await, None, "each callback ran once");
+}

@@ -49,7 +49,9 @@ pub use node_id::NodeId;
 pub use registry::{
     type_tag, ErasedMessage, MessageRegistration, MessageType, Registry, RegistryBuilder,
 };
-pub use remote::{ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError};
+pub use remote::{
+    Acceptance, ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError,
+};
 pub use tls::TlsConfig;
 pub use transport::{
     ChannelConfig, InboundHandler, PeerEvent, QueueDepth, SendOptions, Stall, Transport,

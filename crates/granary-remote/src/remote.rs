@@ -35,7 +35,7 @@ use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::task::AbortHandle;
 
-pub use exposed::Exposure;
+pub use exposed::{Acceptance, Exposure};
 pub use remote_ref::{ActorRefRemoteExt, RemoteRef};
 
 use crate::error::{RegistryError, SendError as TransportSendError, TransportError};
@@ -316,6 +316,26 @@ impl RemoteNode {
         actor: &ActorRef<A>,
     ) -> Result<Exposure<A>, RemoteSetupError> {
         exposed::expose(&self.inner, name, actor)
+    }
+
+    /// A table of accepted message types for many actors of type `A`, built once:
+    /// list them with [`Acceptance::accept`], then expose each actor with
+    /// [`RemoteNode::expose_accepting`]. For many short-lived actors of one type (one
+    /// per identity, say), cheaper than an [`Exposure`] each.
+    pub fn acceptance<A: Actor>(&self) -> Acceptance<A> {
+        Acceptance::new(&self.inner)
+    }
+
+    /// [`RemoteNode::expose`] with the message types of `acceptance` (shared, not
+    /// copied).
+    pub fn expose_accepting<A: Actor>(
+        &self,
+        name: &str,
+        actor: &ActorRef<A>,
+        acceptance: &Acceptance<A>,
+    ) -> Result<(), RemoteSetupError> {
+        exposed::expose(&self.inner, name, actor)?.share(acceptance);
+        Ok(())
     }
 
     /// Messages from the wire that wait for the actor exposed as `name` (queued in its

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use granary_core::{ActorRef, Message};
-use granary_remote::{Exposure, RemoteSetupError};
+use granary_remote::{Acceptance, RemoteNode, RemoteSetupError};
 use granary_storage::{Identity, StateStore};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -54,7 +54,7 @@ impl Default for KindConfig {
 }
 
 type AcceptFn<A> = Arc<
-    dyn Fn(Exposure<Activation<A>>) -> Result<Exposure<Activation<A>>, RemoteSetupError>
+    dyn Fn(Acceptance<Activation<A>>) -> Result<Acceptance<Activation<A>>, RemoteSetupError>
         + Send
         + Sync,
 >;
@@ -215,6 +215,26 @@ pub(crate) struct KindEntry<A: VirtualActor> {
     config: KindConfig,
     dispatch: Arc<Dispatch<A>>,
     accepts: Arc<Vec<AcceptFn<A>>>,
+    /// The accepted message types, built at the first activation and shared by every
+    /// activation's exposure after it.
+    acceptance: std::sync::OnceLock<Acceptance<Activation<A>>>,
+}
+
+impl<A: VirtualActor> KindEntry<A> {
+    /// The kind's table of accepted message types (built once).
+    fn acceptance(
+        &self,
+        remote: &RemoteNode,
+    ) -> Result<Acceptance<Activation<A>>, RemoteSetupError> {
+        if let Some(built) = self.acceptance.get() {
+            return Ok(built.clone());
+        }
+        let mut acceptance = remote.acceptance::<Activation<A>>();
+        for accept in self.accepts.iter() {
+            acceptance = accept(acceptance)?;
+        }
+        Ok(self.acceptance.get_or_init(|| acceptance).clone())
+    }
 }
 
 impl<A: VirtualActor> From<Kind<A>> for KindEntry<A> {
@@ -225,6 +245,7 @@ impl<A: VirtualActor> From<Kind<A>> for KindEntry<A> {
             config: k.config,
             dispatch: Arc::new(k.dispatch),
             accepts: Arc::new(k.accepts),
+            acceptance: std::sync::OnceLock::new(),
         }
     }
 }
@@ -250,7 +271,7 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
         store: Arc<dyn StateStore>,
     ) -> BoxFuture<'static, Result<LocalActivation, VirtualError>> {
         let dispatch = self.dispatch.clone();
-        let accepts = self.accepts.clone();
+        let acceptance = self.acceptance(runtime.remote());
         let share = self.share;
         Box::pin(async move {
             let key = A::Key::parse_key(identity.key())?;
@@ -277,11 +298,10 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
                 shared,
                 watches: Mutex::new(HashMap::new()),
             }));
-            let exposed = runtime.remote().expose(&name, &tracked).and_then(|mut e| {
-                for accept in accepts.iter() {
-                    e = accept(e)?;
-                }
-                Ok(e)
+            let exposed = acceptance.and_then(|acceptance| {
+                runtime
+                    .remote()
+                    .expose_accepting(&name, &tracked, &acceptance)
             });
             if let Err(e) = exposed {
                 tracker.close();

@@ -5,6 +5,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,7 +15,6 @@ use granary_core::{
     Terminated,
 };
 use parking_lot::Mutex;
-use tokio::task::AbortHandle;
 
 use crate::activation::Activation;
 use crate::actor::{VirtualActor, VirtualHandler};
@@ -186,7 +186,8 @@ pub(crate) struct Tracked<A: VirtualActor> {
     pub(crate) dispatch: Arc<Dispatch<A>>,
     /// The shared actor (`SharedActor<A>`) of a kind with reentrant message types.
     pub(crate) shared: Option<Arc<dyn Any + Send + Sync>>,
-    pub(crate) watches: Mutex<HashMap<ActorId, AbortHandle>>,
+    /// Actor watchers, each with the flag that [`RemoteTarget::unwatch`] sets.
+    pub(crate) watches: Mutex<HashMap<ActorId, Arc<AtomicBool>>>,
 }
 
 impl<A: VirtualActor + Sync> Tracked<A> {
@@ -282,20 +283,22 @@ impl<A: VirtualActor> RemoteTarget for Tracked<A> {
     }
 
     fn watch(&self, watcher: ActorId, notify: Box<dyn FnOnce(Terminated) + Send>) {
-        let local = self.local.clone();
-        let task = tokio::spawn(async move {
-            let reason = local.wait_stopped().await;
-            notify(Terminated {
-                id: local.id(),
-                reason,
-            });
+        let id = self.local.id();
+        // Only an actor watcher can unwatch; a waiter (id 0) needs no entry.
+        let cancelled = Arc::new(AtomicBool::new(false));
+        if watcher != ActorId::new(0, 0) {
+            self.watches.lock().insert(watcher, cancelled.clone());
+        }
+        self.local.on_stopped(move |reason| {
+            if !cancelled.load(Ordering::Acquire) {
+                notify(Terminated { id, reason });
+            }
         });
-        self.watches.lock().insert(watcher, task.abort_handle());
     }
 
     fn unwatch(&self, watcher: ActorId) {
-        if let Some(task) = self.watches.lock().remove(&watcher) {
-            task.abort();
+        if let Some(cancelled) = self.watches.lock().remove(&watcher) {
+            cancelled.store(true, Ordering::Release);
         }
     }
 }

@@ -46,6 +46,34 @@ pub(crate) enum Watcher {
     Actor(Recipient<Terminated>),
     /// A one-shot waiter (`ActorRef::wait_stopped`).
     Waiter(oneshot::Sender<StopReason>),
+    /// A callback (`ActorRef::on_stopped`).
+    Callback(StopCallback),
+}
+
+/// A function run once when an actor stops; dropped without having run (the actor's
+/// task was aborted), it runs with [`StopReason::Killed`], as a dropped waiter reads.
+/// The mutex only makes it `Sync` (an actor's context, which holds its watchers, is
+/// shared across awaits); it is never contended.
+pub(crate) struct StopCallback(parking_lot::Mutex<Option<Box<dyn FnOnce(StopReason) + Send>>>);
+
+impl StopCallback {
+    pub(crate) fn new(f: impl FnOnce(StopReason) + Send + 'static) -> Self {
+        Self(parking_lot::Mutex::new(Some(Box::new(f))))
+    }
+
+    fn run(self, reason: StopReason) {
+        if let Some(f) = self.0.lock().take() {
+            f(reason);
+        }
+    }
+}
+
+impl Drop for StopCallback {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.get_mut().take() {
+            f(StopReason::Killed);
+        }
+    }
 }
 
 impl Watcher {
@@ -53,7 +81,7 @@ impl Watcher {
     pub(crate) fn id(&self) -> Option<ActorId> {
         match self {
             Watcher::Actor(r) => Some(r.id()),
-            Watcher::Waiter(_) => None,
+            Watcher::Waiter(_) | Watcher::Callback(_) => None,
         }
     }
 
@@ -67,6 +95,17 @@ impl Watcher {
             Watcher::Waiter(tx) => {
                 let _ = tx.send(terminated.reason);
             }
+            Watcher::Callback(f) => f.run(terminated.reason),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A context holds its watchers across awaits, so every watcher must be `Sync`.
+    #[test]
+    fn a_watcher_is_send_and_sync() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<super::Watcher>();
     }
 }

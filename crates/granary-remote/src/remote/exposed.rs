@@ -18,9 +18,16 @@ use crate::registry::{ErasedMessage, Registry};
 use crate::transport::{SendOptions, Transport};
 use crate::wire::{FrameHeader, FrameKind};
 
-/// Delivers one decoded message to the exposed actor; `reply` is set for an ask. The
-/// credit (flow control) is given back once the actor took the tell, or answered the ask.
-type DeliverFn = Arc<dyn Fn(ErasedMessage, Option<ReplyTo>, Option<Credit>) + Send + Sync>;
+/// Delivers one decoded message to the exposed actor (its `ActorRef<A>`, erased);
+/// `reply` is set for an ask. The credit (flow control) is given back once the actor
+/// took the tell, or answered the ask.
+pub(crate) type DeliverFn = Arc<
+    dyn Fn(&(dyn Any + Send + Sync), ErasedMessage, Option<ReplyTo>, Option<Credit>) + Send + Sync,
+>;
+
+/// The accepted message types by tag: the name and how to deliver. Shared by every
+/// actor exposed with one [`Acceptance`], copied on write by [`Exposure::accept`].
+type HandlerTable = HashMap<u64, (&'static str, DeliverFn)>;
 
 /// One of an exposed actor's `TransportConfig::inbound_capacity` credits.
 pub(crate) type Credit = tokio::sync::OwnedSemaphorePermit;
@@ -28,7 +35,9 @@ pub(crate) type Credit = tokio::sync::OwnedSemaphorePermit;
 /// One exposed actor.
 pub(crate) struct Exposed {
     pub(crate) id: ActorId,
-    handlers: RwLock<HashMap<u64, (&'static str, DeliverFn)>>,
+    /// The exposed actor's `ActorRef<A>`, which the handlers take.
+    actor: Box<dyn Any + Send + Sync>,
+    handlers: RwLock<Arc<HandlerTable>>,
     stop: Box<dyn Fn() + Send + Sync>,
     watchers: Mutex<Watchers>,
     /// Free places for messages from the wire (`TransportConfig::inbound_capacity`).
@@ -46,6 +55,18 @@ struct Watchers {
 impl Exposed {
     pub(crate) fn handler(&self, tag: u64) -> Option<DeliverFn> {
         self.handlers.read().get(&tag).map(|(_, f)| f.clone())
+    }
+
+    /// Hands one decoded message to the actor through `handler` (from
+    /// [`Exposed::handler`]).
+    pub(crate) fn deliver(
+        &self,
+        handler: &DeliverFn,
+        msg: ErasedMessage,
+        reply: Option<ReplyTo>,
+        credit: Option<Credit>,
+    ) {
+        handler(&*self.actor, msg, reply, credit)
     }
 
     /// Messages from the wire that wait for the actor or are being served.
@@ -99,6 +120,11 @@ impl<A: Actor> std::fmt::Debug for Exposure<A> {
 }
 
 impl<A: Actor> Exposure<A> {
+    /// Takes the message types of `acceptance`, instead of those listed so far.
+    pub(crate) fn share(self, acceptance: &Acceptance<A>) {
+        *self.entry.handlers.write() = acceptance.table.clone();
+    }
+
     /// Accept `M` from the wire. `M` and `M::Reply` must be registered with
     /// [`register_message!`](crate::register_message).
     pub fn accept<M>(self) -> Result<Self, RemoteSetupError>
@@ -107,58 +133,137 @@ impl<A: Actor> Exposure<A> {
         M: Message + Serialize + DeserializeOwned,
         M::Reply: Serialize + DeserializeOwned,
     {
-        let registry = self.node.registry;
-        let msg_type = registry
-            .by_type::<M>()
-            .ok_or(RemoteSetupError::Unregistered(std::any::type_name::<M>()))?;
-        registry
-            .by_type::<M::Reply>()
-            .ok_or(RemoteSetupError::Unregistered(std::any::type_name::<
-                M::Reply,
-            >()))?;
-        let actor = self.actor.clone();
-        let timeout = self.node.serve_timeout;
-        let deliver: DeliverFn = Arc::new(
-            move |msg: ErasedMessage, reply: Option<ReplyTo>, credit: Option<Credit>| {
-                let Ok(msg) = msg.downcast::<M>() else {
-                    // The registry decoded this tag to M, so this cannot happen; answer anyway.
-                    if let Some(reply) = reply {
-                        reply.fail(ReplyFailure::Remote(RemoteError::TypeMismatch {
-                            expected: std::any::type_name::<M>().into(),
-                            found: "another type".into(),
-                        }));
-                    }
-                    return;
-                };
-                match reply {
-                    // A failed local tell publishes its own dead letter in granary-core.
-                    // The credit comes back when the actor takes the message.
-                    None => match credit {
-                        Some(credit) => drop(actor.tell_holding(*msg, credit)),
-                        None => drop(actor.tell(*msg)),
-                    },
-                    Some(reply) => {
-                        let actor = actor.clone();
-                        let serve = async move {
-                            match actor.ask_timeout(*msg, timeout).await {
-                                Ok(answer) => reply.answer(&answer),
-                                Err(e) => reply.fail(failure_of(e)),
-                            }
-                            // Served: the credit comes back.
-                            drop(credit);
-                        };
-                        // The ask continues the `granary.receive` span (and its trace).
-                        tokio::spawn(tracing::Instrument::in_current_span(serve));
-                    }
-                }
-            },
-        );
-        self.entry
-            .handlers
-            .write()
-            .insert(msg_type.tag(), (msg_type.name(), deliver));
+        let (tag, handler) = handler_of::<A, M>(self.node.registry, self.node.serve_timeout)?;
+        Arc::make_mut(&mut *self.entry.handlers.write()).insert(tag, handler);
         Ok(self)
     }
+}
+
+/// The message types that a family of actors accept from the wire, checked and built
+/// once and shared by every actor exposed with it
+/// ([`RemoteNode::expose_accepting`](super::RemoteNode::expose_accepting)): exposing
+/// one more actor then copies no table. Start one with
+/// [`RemoteNode::acceptance`](super::RemoteNode::acceptance).
+pub struct Acceptance<A: Actor> {
+    registry: &'static Registry,
+    serve_timeout: std::time::Duration,
+    table: Arc<HandlerTable>,
+    _actor: PhantomData<fn() -> A>,
+}
+
+impl<A: Actor> std::fmt::Debug for Acceptance<A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<&str> = self.table.values().map(|(n, _)| *n).collect();
+        names.sort_unstable();
+        f.debug_struct("Acceptance")
+            .field("accepts", &names.join(" | "))
+            .finish()
+    }
+}
+
+impl<A: Actor> Clone for Acceptance<A> {
+    fn clone(&self) -> Self {
+        Self {
+            registry: self.registry,
+            serve_timeout: self.serve_timeout,
+            table: self.table.clone(),
+            _actor: PhantomData,
+        }
+    }
+}
+
+impl<A: Actor> Acceptance<A> {
+    pub(crate) fn new(node: &NodeInner) -> Self {
+        Self {
+            registry: node.registry,
+            serve_timeout: node.serve_timeout,
+            table: Arc::new(HashMap::new()),
+            _actor: PhantomData,
+        }
+    }
+
+    /// Accept `M` from the wire, as [`Exposure::accept`] does for one actor. `M` and
+    /// `M::Reply` must be registered with [`register_message!`](crate::register_message).
+    pub fn accept<M>(mut self) -> Result<Self, RemoteSetupError>
+    where
+        A: Handler<M>,
+        M: Message + Serialize + DeserializeOwned,
+        M::Reply: Serialize + DeserializeOwned,
+    {
+        let (tag, handler) = handler_of::<A, M>(self.registry, self.serve_timeout)?;
+        Arc::make_mut(&mut self.table).insert(tag, handler);
+        Ok(self)
+    }
+}
+
+/// The table row for `M` sent to an `A`: its tag, its name and how to deliver it;
+/// `Err` if `M` or its reply is not registered.
+fn handler_of<A, M>(
+    registry: &'static Registry,
+    timeout: std::time::Duration,
+) -> Result<(u64, (&'static str, DeliverFn)), RemoteSetupError>
+where
+    A: Actor + Handler<M>,
+    M: Message + Serialize + DeserializeOwned,
+    M::Reply: Serialize + DeserializeOwned,
+{
+    let msg_type = registry
+        .by_type::<M>()
+        .ok_or(RemoteSetupError::Unregistered(std::any::type_name::<M>()))?;
+    registry
+        .by_type::<M::Reply>()
+        .ok_or(RemoteSetupError::Unregistered(std::any::type_name::<
+            M::Reply,
+        >()))?;
+    let deliver: DeliverFn = Arc::new(
+        move |actor: &(dyn Any + Send + Sync),
+              msg: ErasedMessage,
+              reply: Option<ReplyTo>,
+              credit: Option<Credit>| {
+            let mismatch = |found: &str| {
+                ReplyFailure::Remote(RemoteError::TypeMismatch {
+                    expected: std::any::type_name::<M>().into(),
+                    found: found.into(),
+                })
+            };
+            // The table is built for `A` and the registry decoded this tag to `M`, so
+            // neither can fail; answer anyway.
+            let Some(actor) = actor.downcast_ref::<ActorRef<A>>() else {
+                if let Some(reply) = reply {
+                    reply.fail(mismatch("an actor of another type"));
+                }
+                return;
+            };
+            let Ok(msg) = msg.downcast::<M>() else {
+                if let Some(reply) = reply {
+                    reply.fail(mismatch("another type"));
+                }
+                return;
+            };
+            match reply {
+                // A failed local tell publishes its own dead letter in granary-core.
+                // The credit comes back when the actor takes the message.
+                None => match credit {
+                    Some(credit) => drop(actor.tell_holding(*msg, credit)),
+                    None => drop(actor.tell(*msg)),
+                },
+                Some(reply) => {
+                    let actor = actor.clone();
+                    let serve = async move {
+                        match actor.ask_timeout(*msg, timeout).await {
+                            Ok(answer) => reply.answer(&answer),
+                            Err(e) => reply.fail(failure_of(e)),
+                        }
+                        // Served: the credit comes back.
+                        drop(credit);
+                    };
+                    // The ask continues the `granary.receive` span (and its trace).
+                    tokio::spawn(tracing::Instrument::in_current_span(serve));
+                }
+            }
+        },
+    );
+    Ok((msg_type.tag(), (msg_type.name(), deliver)))
 }
 
 fn failure_of<M>(e: AskError<M>) -> ReplyFailure {
@@ -196,7 +301,8 @@ pub(crate) fn expose<A: Actor>(
     let capacity = node.transport().config().inbound_capacity;
     let entry = Arc::new(Exposed {
         id: actor.id(),
-        handlers: RwLock::new(HashMap::new()),
+        actor: Box::new(actor.clone()),
+        handlers: RwLock::new(Arc::default()),
         stop: Box::new(move || stopper.stop()),
         watchers: Mutex::new(Watchers::default()),
         credits: Arc::new(tokio::sync::Semaphore::new(capacity)),
@@ -210,8 +316,9 @@ pub(crate) fn expose<A: Actor>(
     let watched = actor.clone();
     let name = name.to_owned();
     let stopped_entry = entry.clone();
-    tokio::spawn(async move {
-        let reason = WireStopReason::from(&watched.wait_stopped().await);
+    // A callback, not a task awaiting the stop: an exposed actor costs no task.
+    watched.on_stopped(move |reason| {
+        let reason = WireStopReason::from(&reason);
         let nodes: Vec<SocketAddr> = {
             let mut w = stopped_entry.watchers.lock();
             w.stopped = Some(reason.clone());

@@ -141,16 +141,16 @@ fn deliver(
         }
     };
     if frame.channel == CONTROL_CHANNEL {
-        handler(msg, reply, None);
+        exposed.deliver(&handler, msg, reply, None);
         return None;
     }
     match exposed.credits.clone().try_acquire_owned() {
         Ok(credit) => {
-            handler(msg, reply, Some(credit));
+            exposed.deliver(&handler, msg, reply, Some(credit));
             None
         }
         Err(_) if !paced => {
-            handler(msg, reply, None);
+            exposed.deliver(&handler, msg, reply, None);
             None
         }
         Err(_) => {
@@ -158,7 +158,7 @@ fn deliver(
             let waiting = async move {
                 // The semaphore is never closed.
                 let credit = credits.acquire_owned().await.ok();
-                handler(msg, reply, credit);
+                exposed.deliver(&handler, msg, reply, credit);
             };
             Some(Box::pin(tracing::Instrument::instrument(
                 waiting,
