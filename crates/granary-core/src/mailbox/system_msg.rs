@@ -54,7 +54,10 @@ pub(crate) enum Watcher {
 /// task was aborted), it runs with [`StopReason::Killed`], as a dropped waiter reads.
 /// The mutex only makes it `Sync` (an actor's context, which holds its watchers, is
 /// shared across awaits); it is never contended.
-pub(crate) struct StopCallback(parking_lot::Mutex<Option<Box<dyn FnOnce(StopReason) + Send>>>);
+pub(crate) struct StopCallback(parking_lot::Mutex<Option<OnStop>>);
+
+/// What [`StopCallback`] runs.
+type OnStop = Box<dyn FnOnce(StopReason) + Send>;
 
 impl StopCallback {
     pub(crate) fn new(f: impl FnOnce(StopReason) + Send + 'static) -> Self {
