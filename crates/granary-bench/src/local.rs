@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use crate::latency::{HistogramError, Latencies};
 use crate::report::{ReportError, Reporter};
 use crate::selection::dedup;
-use support::median;
+pub(crate) use support::median;
 
 /// Options of `granary-bench local`.
 #[derive(Debug, Args)]

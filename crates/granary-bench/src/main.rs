@@ -72,6 +72,10 @@ enum Command {
     /// Internal: the peer process of `remote`.
     #[command(hide = true)]
     RemoteNode(remote::NodeArgs),
+    /// Internal: one `remote --observe` measurement (granary `oneway`) in a fresh
+    /// driver process against a fresh peer process.
+    #[command(hide = true)]
+    RemoteChild(remote::ChildArgs),
     /// Cluster membership: node processes on 127.0.0.x (join, kill -9, false Downs,
     /// gossip bytes) and the one-process simulation at N = 100 and 1,000.
     Cluster(cluster::ClusterArgs),
@@ -133,6 +137,7 @@ fn main() -> ExitCode {
         Command::Storage(args) => storage::run(args).map_err(Into::into),
         Command::Remote(args) => remote::run(args).map_err(Into::into),
         Command::RemoteNode(args) => remote::run_node(args).map_err(Into::into),
+        Command::RemoteChild(args) => remote::run_child(args).map_err(Into::into),
         Command::Cluster(args) => cluster::run(args).map_err(Into::into),
         Command::Iot(args) => iot::run(args).map_err(Into::into),
         Command::IotNode(args) => iot::run_node(args).map_err(Into::into),

@@ -22,7 +22,12 @@
 //! (ractor's cluster layer, `pingpong` and `oneway`) and `erlang` (two Distributed
 //! Erlang nodes, `erlang/remote_bench.erl`; skipped with a printed reason when `erl`
 //! is missing).
+//!
+//! `--observe` (issue 15) then measures granary's `oneway` sizes with metrics and
+//! tracing off and on, alternately for `--rounds` rounds, each measurement in a new
+//! driver process and a new peer ([`child`]).
 
+mod child;
 mod erlang;
 mod granary;
 mod node;
@@ -35,11 +40,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::latency::HistogramError;
 use crate::report::{ReportError, Reporter};
 use crate::selection::dedup;
+pub(crate) use child::{run_child, ChildArgs};
 pub(crate) use node::{run_node, NodeArgs};
 
 /// The largest round trip the `remote` scenario records exactly (one minute);
@@ -61,11 +67,17 @@ pub(crate) struct RemoteArgs {
     /// Append the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// After the other jobs, measure granary's `oneway` again with metrics and tracing
-    /// on in both processes (a Prometheus recorder, a tracing registry with INFO spans
-    /// filtered out): rows with mode `observe`, and their ratio to the first rows.
+    /// After the other jobs, measure granary's `oneway` off and on alternately with
+    /// metrics and tracing on in both processes (a Prometheus recorder, a tracing
+    /// registry with INFO spans filtered out), each measurement in a new driver
+    /// process and a new peer: rows with mode `observe-off` and `observe`, and per
+    /// size the medians, their ratio and every value.
     #[arg(long)]
     observe: bool,
+    /// With `--observe`: rounds of off/on measurements per `oneway` size.
+    #[arg(long, default_value_t = 5, requires = "observe",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    rounds: u32,
 }
 
 /// The frameworks compared.
@@ -309,7 +321,7 @@ impl RemoteError {
 }
 
 /// What one measurement produced.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub(crate) struct Measured {
     /// Seconds from the first send until the last message was received.
     pub(crate) seconds: f64,
@@ -467,6 +479,13 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
     );
     let sizes = Sizes::for_run(args.quick);
     let jobs = jobs(&frameworks, &tests, &sizes);
+    // `--observe`: granary's `oneway` jobs again, off and on, in fresh processes.
+    let observed: Vec<Job> = jobs
+        .iter()
+        .filter(|j| args.observe && j.framework == Framework::Granary && j.test == Test::Oneway)
+        .copied()
+        .collect();
+    let steps = jobs.len() + 2 * observed.len() * args.rounds as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -474,7 +493,7 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
         .map_err(RemoteError::Runtime)?;
     runtime.block_on(async move {
         peer::kill_children_on_ctrl_c();
-        let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), jobs.len() as u64)?;
+        let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), steps as u64)?;
         let mut rows = Vec::new();
         let mut erlang = if frameworks.contains(&Framework::Erlang) {
             match erlang::Erlang::prepare() {
@@ -517,46 +536,46 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
         granary.close();
         raw.close();
         ractor.close();
-        if args.observe {
-            // A recorder and a subscriber cannot be taken back: the observed runs come
-            // last, on a fresh peer started with `--observe`.
-            crate::observe::install();
-            let mut observed = granary::Session::observing();
-            for job in jobs
-                .iter()
-                .filter(|j| j.framework == Framework::Granary && j.test == Test::Oneway)
-            {
-                reporter.progress().set_message(format!(
-                    "{} {} {} B (observe)",
-                    job.framework, job.test, job.payload
-                ));
-                let measured = observed.measure(job, &sizes).await?;
-                let mut row = job.row(&measured, &sizes);
-                row.mode = "observe";
-                reporter.emit(&row)?;
-                rows.push(row);
+        if args.observe && observed.is_empty() {
+            reporter
+                .progress()
+                .println("observe: skipped: needs granary and the oneway test");
+        }
+        // Off, on, off, on...: every size in every round, each measurement in a new
+        // driver process and a new peer (a recorder cannot be uninstalled).
+        let mut on_off: Vec<child::OnOff> = observed
+            .iter()
+            .map(|job| child::OnOff {
+                payload: job.payload,
+                ..child::OnOff::default()
+            })
+            .collect();
+        for round in 1..=args.rounds {
+            for (job, values) in observed.iter().zip(&mut on_off) {
+                for observe in [false, true] {
+                    let (mode, values) = if observe {
+                        ("observe", &mut values.on)
+                    } else {
+                        ("observe-off", &mut values.off)
+                    };
+                    reporter.progress().set_message(format!(
+                        "{} {} {} B {mode} round {round}/{}",
+                        job.framework, job.test, job.payload, args.rounds
+                    ));
+                    let measured =
+                        child::measure_in_child(job, &sizes, args.quick, observe).await?;
+                    let mut row = job.row(&measured, &sizes);
+                    row.mode = mode;
+                    values.push(row.msgs_per_sec);
+                    reporter.emit(&row)?;
+                    rows.push(row);
+                    reporter.progress().inc(1);
+                }
             }
-            observed.close();
         }
         reporter.finish();
         eprint!("{}", ratios(&rows));
-        for on in rows.iter().filter(|r| r.mode == "observe") {
-            let off = rows.iter().find(|r| {
-                r.mode != "observe"
-                    && r.framework == on.framework
-                    && r.test == on.test
-                    && r.payload_bytes == on.payload_bytes
-            });
-            if let Some(off) = off.filter(|off| off.msgs_per_sec > 0.0) {
-                eprintln!(
-                    "oneway {} B observe/off: {:.0} / {:.0} msgs/s = {:.3}",
-                    on.payload_bytes,
-                    on.msgs_per_sec,
-                    off.msgs_per_sec,
-                    on.msgs_per_sec / off.msgs_per_sec
-                );
-            }
-        }
+        eprint!("{}", child::summary(&on_off));
         Ok(())
     })
 }
@@ -577,9 +596,10 @@ fn ratios(rows: &[RemoteRow]) -> String {
             })
         };
     let mut out = String::new();
+    // The `--observe` rows have their own summary.
     for row in rows
         .iter()
-        .filter(|row| row.framework == Framework::Granary)
+        .filter(|row| row.framework == Framework::Granary && row.mode == "distributed")
     {
         match row.test {
             Test::Oneway => {

@@ -85,3 +85,87 @@ fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
         "no pairs verdict: {stderr}"
     );
 }
+
+#[test]
+fn remote_observe_alternates_off_and_on_in_fresh_processes_and_sums_them_up() {
+    let output = Command::new(env!("CARGO_BIN_EXE_granary-bench"))
+        .args([
+            "remote",
+            "--quick",
+            "--only",
+            "granary",
+            "--tests",
+            "oneway",
+            "--observe",
+            "--rounds",
+            "2",
+        ])
+        .output()
+        .expect("run granary-bench");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed: {stderr}");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 stdout");
+    let rows: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    // The plain jobs first, then per round each size off, then on.
+    let order: Vec<(String, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["mode"].as_str().unwrap_or_default().to_string(),
+                number(r, "payload_bytes"),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, f64)> = [
+        ("distributed", 16.0),
+        ("distributed", 1024.0),
+        ("observe-off", 16.0),
+        ("observe", 16.0),
+        ("observe-off", 1024.0),
+        ("observe", 1024.0),
+        ("observe-off", 16.0),
+        ("observe", 16.0),
+        ("observe-off", 1024.0),
+        ("observe", 1024.0),
+    ]
+    .into_iter()
+    .map(|(mode, payload)| (mode.to_string(), payload))
+    .collect();
+    assert_eq!(order, expected, "{stdout}");
+    for row in &rows {
+        assert_eq!(row["test"], "oneway", "{row}");
+        assert_eq!(row["framework"], "granary", "{row}");
+        // The quick sizes: 20,000 of 16 B, 4,000 of 1 KiB, every one counted.
+        let messages = if number(row, "payload_bytes") == 16.0 {
+            20_000.0
+        } else {
+            4_000.0
+        };
+        assert_eq!(number(row, "messages"), messages, "{row}");
+        assert!(number(row, "msgs_per_sec") > 0.0, "{row}");
+    }
+    // Per size: the medians, their ratio, and every value in measurement order.
+    for payload in [16.0, 1024.0] {
+        let values = |mode: &str| {
+            rows.iter()
+                .filter(|r| r["mode"] == mode && number(r, "payload_bytes") == payload)
+                .map(|r| format!("{:.0}", number(r, "msgs_per_sec")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let line = stderr
+            .lines()
+            .find(|l| l.starts_with(&format!("oneway {payload} B observe/off: median ")))
+            .unwrap_or_else(|| panic!("no observe summary for {payload} B: {stderr}"));
+        let all = format!(
+            "(2 rounds; off {}; on {})",
+            values("observe-off"),
+            values("observe")
+        );
+        assert!(line.ends_with(&all), "{line} should end with {all}");
+        assert!(line.contains(" msgs/s = "), "{line}");
+    }
+}
