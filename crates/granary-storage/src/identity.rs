@@ -1,6 +1,7 @@
 //! The identity state is stored under.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Who a piece of state belongs to: an actor kind (type name) and a key within it.
 ///
@@ -14,18 +15,21 @@ use std::fmt;
 /// assert_eq!(id.to_string(), "Counter/user-42");
 /// assert_eq!(id.kind(), "Counter");
 /// ```
+///
+/// Cloning is cheap (two reference counts, no copy): one identity is held by the
+/// directory, the local table, the location cache and every message on its way.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identity {
-    kind: String,
-    key: String,
+    kind: Arc<str>,
+    key: Arc<str>,
 }
 
 impl Identity {
     /// An identity from its kind and key.
     pub fn new(kind: impl Into<String>, key: impl Into<String>) -> Self {
         Identity {
-            kind: kind.into(),
-            key: key.into(),
+            kind: Arc::from(kind.into()),
+            key: Arc::from(key.into()),
         }
     }
 
