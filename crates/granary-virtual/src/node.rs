@@ -543,6 +543,13 @@ fn start_background(
                         let m = event.member();
                         if m.id.addr != me && matches!(event, MemberEvent::Down(_)) {
                             rt.note_down(previous.clone());
+                            // A client's asks relayed through this node to the downed
+                            // host would wait for the transport's heartbeat timeout;
+                            // their clients resend them to the next activation now.
+                            let failed = rt.remote().fail_relayed_to(m.id.addr);
+                            if failed > 0 {
+                                tracing::debug!(host = %m.id.addr, failed, "relayed asks to a Down host failed");
+                            }
                         }
                         if m.id.addr == me && !m.status.is_live() {
                             // Handled by the task above; nothing to re-register.
