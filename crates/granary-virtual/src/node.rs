@@ -220,6 +220,15 @@ impl NodeBuilder {
         self
     }
 
+    /// How long a control request to another member (a directory lookup, an
+    /// activation, a registration) waits for its answer. Default 2 s. A request to a
+    /// member that goes Down meanwhile does not wait that long where the caller can
+    /// ask another (a lookup is sent to the new directory owner at once).
+    pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc_timeout = timeout;
+        self
+    }
+
     /// How often this node scans its reminder partitions for due reminders (the
     /// delivery precision). Default 1 s.
     pub fn reminder_interval(mut self, every: Duration) -> Self {
