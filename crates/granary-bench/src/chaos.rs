@@ -62,6 +62,10 @@ pub(crate) struct ChaosArgs {
     /// Write charts (PNG) into this directory.
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Keep every run's directory (logs, histories, faults), clean or not; its row
+    /// names it.
+    #[arg(long)]
+    keep_run_dirs: bool,
 }
 
 /// Why `chaos` failed.
@@ -186,6 +190,7 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
         config.workload = args.workload.clone();
         config.mix = args.faults;
         config.detector = args.detector;
+        config.keep_run_dir = args.keep_run_dirs;
         reporter
             .progress()
             .set_message(format!("seed {seed} ({} hosts)", config.nodes));

@@ -378,6 +378,19 @@ impl RemoteNode {
         )))
     }
 
+    /// Answers every ask this node relays to `host` (for a client, see
+    /// [`RemoteNode::remote_ref_via`]) with `RemoteError::Unreachable` now, as it does
+    /// by itself once the transport declares `host` unreachable; returns how many.
+    ///
+    /// For the owner of a failure detector that decides sooner than the transport's
+    /// heartbeat timeout (a cluster member that saw `host` go Down): a relayed ask to a
+    /// host that is paused or cut off otherwise waits for that timeout, although its
+    /// client would resend it elsewhere at once. Like any `Unreachable`, the host may
+    /// have handled the ask; a later reply from it is dropped.
+    pub fn fail_relayed_to(&self, host: SocketAddr) -> usize {
+        relay::host_down(&self.inner, host)
+    }
+
     /// Remote asks sent from this node still waiting for their reply. An ask leaves this
     /// count when it is answered, times out, fails, or its future is dropped.
     pub fn pending_asks(&self) -> usize {

@@ -5,7 +5,8 @@
 //! The run directory keeps every process's log (`<host>-<incarnation>.log`) and
 //! history (`<host>-<incarnation>.jsonl`), the client's (`c1-0.*`), the faults
 //! applied (`faults.jsonl`), and the shared store (`state.db`). A run with an
-//! anomaly keeps it ([`RunOutcome::kept_run_dir`]); a clean run removes it.
+//! anomaly keeps it ([`RunOutcome::kept_run_dir`]); a clean run removes it unless
+//! [`ChaosConfig::keep_run_dir`] is set.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -115,6 +116,9 @@ pub struct ChaosConfig {
     /// The nodes' failure-detection profile: [`Detector::FastFailover`] for the
     /// issue's run ([`ChaosConfig::new`]), [`Detector::Default`] for short runs.
     pub detector: Detector,
+    /// Keep the run directory even when the report is clean (logs and histories for
+    /// analysis of a clean run's recovery times). `false` by default.
+    pub keep_run_dir: bool,
 }
 
 impl ChaosConfig {
@@ -139,6 +143,7 @@ impl ChaosConfig {
             clients_on: Vec::new(),
             handler_delay: Duration::ZERO,
             detector: Detector::FastFailover,
+            keep_run_dir: false,
         }
     }
 
@@ -194,7 +199,8 @@ pub struct RunOutcome {
     pub report: Report,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// The run directory, kept because the report is not clean (`None`: removed).
+    /// The run directory, kept because the report is not clean or
+    /// [`ChaosConfig::keep_run_dir`] asked for it (`None`: removed).
     pub kept_run_dir: Option<PathBuf>,
     /// Every process's history and the faults, merged in time order: for a test's
     /// own checks beyond the checker's (who handled what while a fault held).
@@ -258,7 +264,7 @@ pub fn run_schedule(config: &ChaosConfig, schedule: &[Fault]) -> Result<RunOutco
         source,
     })?;
     let report = check(&events);
-    let kept_run_dir = if report.is_clean() {
+    let kept_run_dir = if report.is_clean() && !config.keep_run_dir {
         None
     } else {
         bed.keep_run_dir();

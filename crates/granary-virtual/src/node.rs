@@ -220,6 +220,15 @@ impl NodeBuilder {
         self
     }
 
+    /// How long a control request to another member (a directory lookup, an
+    /// activation, a registration) waits for its answer. Default 2 s. A request to a
+    /// member that goes Down meanwhile does not wait that long where the caller can
+    /// ask another (a lookup is sent to the new directory owner at once).
+    pub fn rpc_timeout(mut self, timeout: Duration) -> Self {
+        self.rpc_timeout = timeout;
+        self
+    }
+
     /// How often this node scans its reminder partitions for due reminders (the
     /// delivery precision). Default 1 s.
     pub fn reminder_interval(mut self, every: Duration) -> Self {
@@ -543,6 +552,13 @@ fn start_background(
                         let m = event.member();
                         if m.id.addr != me && matches!(event, MemberEvent::Down(_)) {
                             rt.note_down(previous.clone());
+                            // A client's asks relayed through this node to the downed
+                            // host would wait for the transport's heartbeat timeout;
+                            // their clients resend them to the next activation now.
+                            let failed = rt.remote().fail_relayed_to(m.id.addr);
+                            if failed > 0 {
+                                tracing::debug!(host = %m.id.addr, failed, "relayed asks to a Down host failed");
+                            }
                         }
                         if m.id.addr == me && !m.status.is_live() {
                             // Handled by the task above; nothing to re-register.

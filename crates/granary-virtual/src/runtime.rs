@@ -236,7 +236,18 @@ impl Runtime {
                 placement,
                 stale,
             };
-            self.rpc.call(self, owner, req).await?
+            tokio::select! {
+                reply = self.rpc.call(self, owner, req) => reply?,
+                // The owner went Down while we waited (paused, cut off): its answer
+                // would come at the RPC timeout at best; the caller asks the new owner.
+                () = self.host_lost(owner) => {
+                    return Err(VirtualError::Unavailable {
+                        identity: identity.to_string(),
+                        attempts: 1,
+                        last: format!("directory owner {owner} went Down during the lookup"),
+                    })
+                }
+            }
         };
         match reply {
             Reply::Located(loc) => {

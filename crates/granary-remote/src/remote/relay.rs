@@ -10,7 +10,10 @@
 //! it opened. The host never learns of the client and never dials it.
 //!
 //! An ask whose host becomes unreachable is answered at once with
-//! `RemoteError::Unreachable`; one never answered is forgotten after the serve timeout.
+//! `RemoteError::Unreachable`, as is one whose host the gateway's owner declares gone
+//! ([`RemoteNode::fail_relayed_to`](crate::RemoteNode::fail_relayed_to): a cluster's
+//! Down verdict, usually much sooner than the transport's heartbeat timeout); one never
+//! answered is forgotten after the serve timeout.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -158,17 +161,35 @@ pub(crate) fn reply(node: &NodeInner, frame: &Frame) -> bool {
 /// The node at `addr` is gone: answer the asks relayed to it with `Unreachable`, and
 /// forget those of a client at `addr`.
 pub(crate) fn node_lost(node: &NodeInner, addr: SocketAddr) {
-    let lost: Vec<Relay> = {
-        let mut relays = node.relays.lock();
-        let ids: Vec<u64> = (relays.asks.iter())
-            .filter(|(_, r)| r.host == addr || r.client == addr)
-            .map(|(id, _)| *id)
-            .collect();
-        ids.into_iter()
-            .filter_map(|id| relays.asks.remove(&id))
-            .collect()
-    };
-    for r in lost.into_iter().filter(|r| r.client != addr) {
+    let lost = take(node, |r| r.host == addr || r.client == addr);
+    fail_all(node, lost.into_iter().filter(|r| r.client != addr));
+}
+
+/// The host at `host` is considered gone by someone who knows better than the
+/// transport (a cluster's Down verdict): answer the asks relayed to it with
+/// `Unreachable` now; returns how many.
+pub(crate) fn host_down(node: &NodeInner, host: SocketAddr) -> usize {
+    let lost = take(node, |r| r.host == host);
+    let n = lost.len();
+    fail_all(node, lost);
+    n
+}
+
+/// Removes and returns the relayed asks `which` selects.
+fn take(node: &NodeInner, which: impl Fn(&Relay) -> bool) -> Vec<Relay> {
+    let mut relays = node.relays.lock();
+    let ids: Vec<u64> = (relays.asks.iter())
+        .filter(|(_, r)| which(r))
+        .map(|(id, _)| *id)
+        .collect();
+    ids.into_iter()
+        .filter_map(|id| relays.asks.remove(&id))
+        .collect()
+}
+
+/// Answers each of `lost` to its client with `Unreachable`.
+fn fail_all(node: &NodeInner, lost: impl IntoIterator<Item = Relay>) {
+    for r in lost {
         reply_to(node, r.client, r.correlation, &r.responder)
             .fail(ReplyFailure::Remote(RemoteError::Unreachable));
     }
