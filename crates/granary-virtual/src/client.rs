@@ -54,6 +54,9 @@ use crate::vref::VirtualRef;
 pub struct Client {
     runtime: Arc<Runtime>,
     refresh: AbortHandle,
+    /// Fails requests to a gateway the transport lost (see
+    /// `runtime::fail_requests_to_lost_peers`).
+    lost_peers: AbortHandle,
 }
 
 impl std::fmt::Debug for Client {
@@ -168,7 +171,12 @@ impl Client {
             }
         })
         .abort_handle();
-        Ok(Client { runtime, refresh })
+        let lost_peers = crate::runtime::fail_requests_to_lost_peers(&runtime);
+        Ok(Client {
+            runtime,
+            refresh,
+            lost_peers,
+        })
     }
 
     /// A ref to the virtual actor `A` with `key`.
@@ -199,6 +207,7 @@ impl Client {
     /// Disconnects.
     pub async fn close(self) {
         self.refresh.abort();
+        self.lost_peers.abort();
         self.runtime.remote().shutdown();
         self.runtime.system().shutdown().await;
     }

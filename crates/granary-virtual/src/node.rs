@@ -513,7 +513,7 @@ fn start_background(
     cluster: &Cluster,
     reminder_interval: Duration,
 ) -> Vec<AbortHandle> {
-    let mut tasks = Vec::new();
+    let mut tasks = vec![crate::runtime::fail_requests_to_lost_peers(runtime)];
     // Membership changes: drop dead locations, rebuild directory partitions from the
     // hosts' activation lists, stop hosting when this node is Down.
     // This node Down (declared failed, or on a partition's minority side): stop

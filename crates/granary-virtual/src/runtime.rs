@@ -31,7 +31,7 @@ use crate::kind::ErasedKind;
 use crate::protocol::{Failure, Location, Reply, Request};
 use crate::tracker::Tracker;
 
-pub(crate) use control::{ControlInbox, Rpc};
+pub(crate) use control::{fail_requests_to_lost_peers, ControlInbox, Rpc};
 pub(crate) use directory::Directory;
 pub(crate) use lease::{renew_loop, HostLease};
 use locations::LocationCache;

@@ -140,3 +140,58 @@ async fn a_lookup_waiting_on_an_owner_that_goes_down_asks_the_new_owner() {
         n.shutdown().await;
     }
 }
+
+/// A client's lookup sent to a gateway that falls silent towards it (sockets open, its
+/// frames to the client vanish; the cluster sees nothing wrong) moves on to the other
+/// gateway when the client's transport loses the silent one (here 500 ms of
+/// heartbeats), not after the client's 2 s RPC timeout. In the chaos bed the client's
+/// retries after a pause asked the paused gateway and waited those 2 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_lookup_to_a_silent_gateway_moves_on_when_the_transport_loses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let faults = FaultInjector::new(13);
+    let f = faults.clone();
+    let nodes = start_nodes(3, &store, move |_, b| {
+        b.host(counter_kind()).faults(f.clone())
+    })
+    .await;
+    let client = Client::builder()
+        .seeds(nodes.iter().map(|n| n.addr()))
+        .cluster_secret("granary", b"granary-dev-secret".to_vec())
+        .gateways(2)
+        .heartbeat(Duration::from_millis(100), Duration::from_millis(500))
+        .connect()
+        .await
+        .unwrap();
+    let gateways = client.gateways();
+    assert_eq!(gateways.len(), 2, "two gateways: {gateways:?}");
+    // Both connected: calls spread over them by target.
+    for i in 0..8 {
+        let r = client.get::<Counter>(format!("warm-{i}"));
+        r.ask(Add(1)).await.unwrap().unwrap();
+    }
+
+    faults.partition(&[gateways[0]], &[client.addr()], Direction::BothWays);
+    // Eight new identities: their lookups spread over both gateways (all eight on the
+    // live one has odds of 1 in 256); those sent to the silent one wait for it.
+    let started = std::time::Instant::now();
+    let asks = (0..8).map(|i| {
+        let r = client.get::<Counter>(format!("fresh-{i}"));
+        async move { r.ask_timeout(Add(1), Duration::from_secs(20)).await }
+    });
+    for outcome in futures::future::join_all(asks).await {
+        assert_eq!(outcome.expect("answered through the live gateway"), Ok(1));
+    }
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1_800),
+        "the lookups sent to the silent gateway failed when the transport lost it \
+         (heartbeat timeout 500 ms), not at the 2 s RPC timeout: took {took:?}"
+    );
+
+    client.close().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}

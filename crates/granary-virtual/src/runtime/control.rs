@@ -17,10 +17,10 @@ use super::Runtime;
 use crate::error::VirtualError;
 use crate::protocol::{Body, ControlFrame, Failure, Reply, Request, CONTROL};
 
-/// Pending requests of this node, by correlation id.
+/// Pending requests of this node, by correlation id, with the address each went to.
 #[derive(Default)]
 pub(crate) struct Rpc {
-    pending: Mutex<HashMap<u64, oneshot::Sender<Reply>>>,
+    pending: Mutex<HashMap<u64, (SocketAddr, oneshot::Sender<Reply>)>>,
     next: AtomicU64,
 }
 
@@ -45,7 +45,7 @@ impl Rpc {
     ) -> Result<Reply, VirtualError> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().insert(id, tx);
+        self.pending.lock().insert(id, (to, tx));
         let frame = ControlFrame {
             from: rt.me,
             id,
@@ -61,7 +61,12 @@ impl Rpc {
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
-            _ => {
+            Ok(Err(_)) => Err(VirtualError::Unavailable {
+                identity: to.to_string(),
+                attempts: 1,
+                last: format!("the connection to {to} was lost"),
+            }),
+            Err(_) => {
                 self.pending.lock().remove(&id);
                 Err(VirtualError::Unavailable {
                     identity: to.to_string(),
@@ -73,10 +78,47 @@ impl Rpc {
     }
 
     fn complete(&self, id: u64, reply: Reply) {
-        if let Some(tx) = self.pending.lock().remove(&id) {
+        if let Some((_, tx)) = self.pending.lock().remove(&id) {
             let _ = tx.send(reply);
         }
     }
+
+    /// Fails every request waiting for `peer` at once (its caller may retry elsewhere);
+    /// how many.
+    fn fail_to(&self, peer: SocketAddr) -> usize {
+        let mut pending = self.pending.lock();
+        let before = pending.len();
+        pending.retain(|_, (to, _)| *to != peer);
+        before - pending.len()
+    }
+}
+
+/// Fails this node's requests to a peer as soon as its transport reports the peer
+/// lost (control connection closed, or silent past the heartbeat timeout), instead of
+/// leaving each to the RPC timeout: a client's lookup sent to a gateway that was just
+/// paused moves on to another gateway at the heartbeat timeout, not 2 s later. Ends
+/// with the transport or the runtime.
+pub(crate) fn fail_requests_to_lost_peers(rt: &Arc<Runtime>) -> tokio::task::AbortHandle {
+    use granary_remote::PeerEvent;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = rt.remote().transport().subscribe();
+    let weak = Arc::downgrade(rt);
+    tokio::spawn(async move {
+        loop {
+            let lost = match events.recv().await {
+                Ok(PeerEvent::Disconnected { node, .. }) => node.addr(),
+                Ok(PeerEvent::Unreachable { addr, .. }) => addr,
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            let Some(rt) = weak.upgrade() else { return };
+            let failed = rt.rpc.fail_to(lost);
+            if failed > 0 {
+                tracing::debug!(peer = %lost, failed, "requests to a lost peer failed");
+            }
+        }
+    })
+    .abort_handle()
 }
 
 /// Sends one control frame to the control inbox at `to` on the transport's control
