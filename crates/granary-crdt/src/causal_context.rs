@@ -52,7 +52,12 @@ impl CausalContext {
             .range(Dot::new(replica, 0)..=Dot::new(replica, u64::MAX))
             .next_back()
             .map_or(0, |d| d.counter());
-        Dot::new(replica, self.seen_up_to(replica).max(in_cloud) + 1)
+        // A counter at `u64::MAX` can only come from a peer's bad delta; stay there
+        // rather than overflow.
+        Dot::new(
+            replica,
+            self.seen_up_to(replica).max(in_cloud).saturating_add(1),
+        )
     }
 
     /// Records that `dot` has been seen.
@@ -97,8 +102,12 @@ impl CausalContext {
         for dot in covered {
             self.cloud.remove(&dot);
         }
-        while self.cloud.remove(&Dot::new(replica, n + 1)) {
-            n += 1;
+        // `n` may be `u64::MAX` (a peer's delta says so): nothing can continue it.
+        while let Some(next) = n.checked_add(1) {
+            if !self.cloud.remove(&Dot::new(replica, next)) {
+                break;
+            }
+            n = next;
         }
         self.clock.insert(replica, n);
     }
@@ -117,6 +126,20 @@ impl CausalContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer's delta may carry any counter; the fuzzer found a clock at `u64::MAX`
+    /// with the dot before it loose, which overflowed while compacting.
+    #[test]
+    fn counters_at_the_top_of_the_range_neither_overflow_nor_panic() {
+        let r = ReplicaId::new(1);
+        let mut theirs = CausalContext::default();
+        theirs.clock.insert(r, u64::MAX);
+        let mut ours = CausalContext::from_dots([Dot::new(r, u64::MAX - 1)]);
+        ours.cloud.insert(Dot::new(r, u64::MAX));
+        ours.join(&theirs);
+        assert!(ours.contains(Dot::new(r, u64::MAX)));
+        assert_eq!(ours.next_dot(r), Dot::new(r, u64::MAX));
+    }
 
     #[test]
     fn same_dots_give_equal_contexts_whatever_the_order() {

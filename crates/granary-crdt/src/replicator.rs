@@ -425,7 +425,7 @@ impl Shared {
                         Ok(Some(payload)) => {
                             updates.push(Update {
                                 key: key.clone(),
-                                first: acked + 1,
+                                first: acked.saturating_add(1),
                                 last: seq,
                                 payload,
                             });
@@ -823,7 +823,8 @@ impl Shared {
         };
         // A full state holds everything up to `last`; a delta only extends what we hold
         // if it starts right after it (merging is safe either way).
-        let extends = matches!(update.payload, Payload::Full(_)) || update.first <= held + 1;
+        let extends =
+            matches!(update.payload, Payload::Full(_)) || update.first <= held.saturating_add(1);
         let held = if merged && extends {
             held.max(update.last)
         } else {
