@@ -122,6 +122,10 @@ struct Fence {
     /// The ring before the last Down and until when its downed owners' identities
     /// wait.
     owners: Option<(Arc<HashRing>, tokio::time::Instant)>,
+    /// The ring the last placement saw. The ring changes as soon as the cluster's
+    /// view does, before the membership task gets to [`Runtime::note_down`]; a
+    /// placement that finds members gone from it since fences their identities itself.
+    seen: Option<Arc<HashRing>>,
 }
 
 /// How long a host keeps retrying the re-registration of an activation with an
@@ -435,8 +439,45 @@ impl Runtime {
         self.fence.lock().owners = Some((before, until));
     }
 
+    /// `identity`'s entry names a host this node no longer counts alive, and the
+    /// entry was still here: the membership task has not handled that Down yet (it
+    /// would have dropped the entry and fenced the identity). Fence it now, for the
+    /// whole margin: the host may be the minority side of a partition that stops
+    /// hosting only about as late as it was downed.
+    pub(crate) fn fence_entry_of_dead_host(&self, identity: &Identity) {
+        let until = tokio::time::Instant::now() + self.config.down_margin;
+        self.fence
+            .lock()
+            .recorded
+            .entry(identity.clone())
+            .or_insert(until);
+    }
+
+    /// Notes the current ring for [`Fence::seen`] (every lookup does, so a placement
+    /// compares with a recent one): members gone since the last look fence the
+    /// identities they owned, from now (later than the Down itself, so never too
+    /// short), even before the membership task gets to [`Runtime::note_down`].
+    pub(crate) fn note_ring_seen(&self) {
+        let ring = self.members.ring();
+        let mut fence = self.fence.lock();
+        if fence
+            .seen
+            .as_ref()
+            .is_some_and(|seen| Arc::ptr_eq(seen, &ring))
+        {
+            return;
+        }
+        if let Some(seen) = fence.seen.replace(ring.clone()) {
+            if seen.nodes().any(|(node, _)| !ring.contains(node.addr)) {
+                let until = tokio::time::Instant::now() + self.config.down_margin;
+                fence.owners = Some((seen, until));
+            }
+        }
+    }
+
     /// Until when a new activation of `identity` must wait (see [`Fence`]).
     pub(crate) fn placement_fence(&self, identity: &Identity) -> Option<tokio::time::Instant> {
+        self.note_ring_seen();
         let now = tokio::time::Instant::now();
         let mut fence = self.fence.lock();
         fence.recorded.retain(|_, until| *until > now);

@@ -106,6 +106,7 @@ impl Runtime {
         if self.stateless_pool(identity.kind()).is_some() {
             return self.route_to_worker(identity, requester).await;
         }
+        self.note_ring_seen();
         if let Some(loc) = self.directory.get(identity) {
             let alive = self.members.is_alive(loc.host);
             if alive && stale.as_ref() != Some(&loc) {
@@ -124,6 +125,8 @@ impl Runtime {
                         )))
                     }
                 }
+            } else {
+                self.fence_entry_of_dead_host(identity);
             }
             self.directory.unregister(identity, &loc);
         }

@@ -203,6 +203,13 @@ pub async fn start_nodes(
             node.cluster().up_members().len()
         );
     }
+    // Up is not yet able to host: a node takes activations once it holds a lease, so
+    // a test that counts where placement put identities waits for that too.
+    for node in &nodes {
+        node.ready(WAIT)
+            .await
+            .expect("every node holds a host lease");
+    }
     nodes
 }
 
