@@ -119,13 +119,47 @@ pub(crate) struct Runtime {
 struct Fence {
     /// Identities whose recorded host went Down, and until when they wait.
     recorded: HashMap<Identity, tokio::time::Instant>,
-    /// The ring before the last Down and until when its downed owners' identities
-    /// wait.
-    owners: Option<(Arc<HashRing>, tokio::time::Instant)>,
+    /// Rings from before a member went missing, each with until when the identities
+    /// its missing owners held wait. Every such ring is kept until its margin passes:
+    /// two members of a minority may be downed one after the other, and the ring
+    /// before the second Down no longer names the first one's identities' owner.
+    owners: Vec<(Arc<HashRing>, tokio::time::Instant)>,
     /// The ring the last placement saw. The ring changes as soon as the cluster's
     /// view does, before the membership task gets to [`Runtime::note_down`]; a
     /// placement that finds members gone from it since fences their identities itself.
     seen: Option<Arc<HashRing>>,
+}
+
+impl Fence {
+    /// Fences, until `until`, the identities whose owner on `ring` is no longer alive.
+    fn fence_owners_of(&mut self, ring: Arc<HashRing>, until: tokio::time::Instant) {
+        let now = tokio::time::Instant::now();
+        self.owners.retain(|(_, until)| *until > now);
+        self.owners.push((ring, until));
+    }
+
+    /// Until when `identity` waits at `now` (forgetting what has passed), if at all:
+    /// its recorded host went Down, or its owner on a ring kept here is not alive.
+    fn until(
+        &mut self,
+        identity: &Identity,
+        now: tokio::time::Instant,
+        is_alive: impl Fn(SocketAddr) -> bool,
+    ) -> Option<tokio::time::Instant> {
+        self.recorded.retain(|_, until| *until > now);
+        self.owners.retain(|(_, until)| *until > now);
+        let recorded = self.recorded.get(identity).copied();
+        let owned = self
+            .owners
+            .iter()
+            .filter(|(ring, _)| {
+                ring.owner(&members::ring_key(identity))
+                    .is_some_and(|owner| !is_alive(owner.addr))
+            })
+            .map(|(_, until)| *until)
+            .max();
+        recorded.max(owned)
+    }
 }
 
 /// How long a host keeps retrying the re-registration of an activation with an
@@ -436,7 +470,7 @@ impl Runtime {
     /// A member went Down; `before` is the ring before that change.
     pub(crate) fn note_down(&self, before: Arc<HashRing>) {
         let until = tokio::time::Instant::now() + self.config.down_margin;
-        self.fence.lock().owners = Some((before, until));
+        self.fence.lock().fence_owners_of(before, until);
     }
 
     /// `identity`'s entry names a host this node no longer counts alive, and the
@@ -470,7 +504,7 @@ impl Runtime {
         if let Some(seen) = fence.seen.replace(ring.clone()) {
             if seen.nodes().any(|(node, _)| !ring.contains(node.addr)) {
                 let until = tokio::time::Instant::now() + self.config.down_margin;
-                fence.owners = Some((seen, until));
+                fence.fence_owners_of(seen, until);
             }
         }
     }
@@ -480,17 +514,7 @@ impl Runtime {
         self.note_ring_seen();
         let now = tokio::time::Instant::now();
         let mut fence = self.fence.lock();
-        fence.recorded.retain(|_, until| *until > now);
-        if let Some(until) = fence.recorded.get(identity) {
-            return Some(*until);
-        }
-        match &fence.owners {
-            Some((ring, until)) if *until > now => {
-                let owner = ring.owner(&members::ring_key(identity))?;
-                (!self.members.is_alive(owner.addr)).then_some(*until)
-            }
-            _ => None,
-        }
+        fence.until(identity, now, |host| self.members.is_alive(host))
     }
 
     /// Hosts among `hosts` that have not said they re-registered their activations
@@ -974,5 +998,48 @@ pub(crate) fn failure_error(identity: &Identity, f: Failure) -> VirtualError {
             attempts: 1,
             last: reason,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(addrs: &[SocketAddr]) -> Arc<HashRing> {
+        let mut ring = HashRing::new();
+        for addr in addrs {
+            ring.insert(NodeId::new(*addr, 1), 64);
+        }
+        Arc::new(ring)
+    }
+
+    /// Two minority members downed one after the other: the ring before the second
+    /// Down no longer names the first one, yet the identities the first one owned
+    /// stay fenced for the first Down's whole margin.
+    #[test]
+    fn a_second_down_keeps_the_fence_of_the_first() {
+        let addrs: Vec<SocketAddr> = (1..=5)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 7000 + i)))
+            .collect();
+        let (first, second) = (addrs[3], addrs[4]);
+        let before_first = ring(&addrs);
+        let before_second = ring(&[addrs[0], addrs[1], addrs[2], second]);
+        let identity = (0..1000)
+            .map(|i| Identity::new("test.Counter", format!("k{i}")))
+            .find(|id| {
+                let key = members::ring_key(id);
+                before_first.owner(&key).map(|n| n.addr) == Some(first)
+                    && before_second.owner(&key).map(|n| n.addr) != Some(second)
+            })
+            .expect("some key the first downed member owned");
+        let now = tokio::time::Instant::now();
+        let first_until = now + Duration::from_secs(1);
+        let second_until = now + Duration::from_millis(1200);
+        let mut fence = Fence::default();
+        fence.fence_owners_of(before_first, first_until);
+        fence.fence_owners_of(before_second, second_until);
+        let alive = |host: SocketAddr| host != first && host != second;
+        assert_eq!(fence.until(&identity, now, alive), Some(first_until));
+        assert_eq!(fence.until(&identity, first_until, alive), None);
     }
 }
