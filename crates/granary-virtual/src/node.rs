@@ -531,7 +531,12 @@ fn start_background(
                 let m = event.member();
                 if m.id.addr == me && !m.status.is_live() {
                     let Some(rt) = weak.upgrade() else { return };
-                    tracing::warn!("this node is Down: deactivating every activation");
+                    if rt.is_shutting_down() {
+                        // Leaving on purpose (shutdown): the Down is expected.
+                        tracing::info!("this node left: deactivating every activation");
+                    } else {
+                        tracing::warn!("this node is Down: deactivating every activation");
+                    }
                     rt.view_changed();
                     rt.deactivate_all().await;
                 }
