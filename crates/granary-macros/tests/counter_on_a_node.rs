@@ -167,3 +167,35 @@ async fn a_macro_built_counter_answers_asks_on_a_node() {
     assert_eq!(echo.ask(Shout("hi".into())).await.unwrap(), "HI");
     node.shutdown().await;
 }
+
+/// A client is not a member: each of its asks crosses the wire and each reply comes
+/// back encoded under its canonical name, derived (`Result<u64, String>`) or chosen by
+/// hand (`u64` is `granary.u64`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_cross_the_wire_to_a_client() {
+    let node = Node::builder()
+        .store("memory:")
+        .host(Counter::kind())
+        .start()
+        .await
+        .expect("the node starts");
+    node.ready(Duration::from_secs(10))
+        .await
+        .expect("the node holds a host lease");
+    let client = Client::builder()
+        .seeds([node.addr()])
+        .connect()
+        .await
+        .expect("the client connects");
+    let c = client.get::<Counter>("remote".to_string());
+    assert_eq!(c.ask(Add(4)).await.unwrap(), 4);
+    assert_eq!(c.ask(WhoAmI).await.unwrap(), "remote");
+    assert_eq!(c.ask(other::AddAtMost(1, 10)).await.unwrap(), Ok(5));
+    assert_eq!(
+        c.ask(other::AddAtMost(9, 10)).await.unwrap(),
+        Err("14 is over 10".to_string())
+    );
+    assert_eq!(c.ask(other::Halve).await.unwrap(), Ok(2));
+    client.close().await;
+    node.shutdown().await;
+}
