@@ -15,7 +15,10 @@ pub enum Conflict {
         /// Rust type names of every registration under it.
         types: Vec<String>,
     },
-    /// One Rust type is registered under several names (its encoding would be ambiguous).
+    /// One Rust type is registered under several names. No longer reported: the
+    /// registry accepts it and encodes the type under a canonical name
+    /// (`Registry`, "One type, several names"); the variant stays so that code
+    /// matching on it still compiles.
     TypeUnderSeveralNames {
         /// The Rust type name.
         type_name: String,

@@ -1,15 +1,36 @@
 //! Message type registry: stable names ↔ Rust types, collected at link time.
 //!
-//! Every type that crosses the wire is registered once under a stable name with
-//! [`register_message!`](crate::register_message). The registrations are gathered at link
-//! time by the [`inventory`] crate (chosen over `linkme` because it needs no linker-section
-//! tricks per platform and is widely used), so libraries and applications add message types
-//! without editing a central enum. [`Registry::build`] checks the collected entries and
-//! reports every conflict (two types under one name, one type under two names, two names
-//! hashing to one tag) as a typed [`RegistryError`].
+//! Every type that crosses the wire is registered under a stable name, by hand with
+//! [`register_message!`](crate::register_message) or by `#[derive(Message)]`
+//! (`granary-macros`). The registrations are gathered at link time by the [`inventory`]
+//! crate (chosen over `linkme` because it needs no linker-section tricks per platform
+//! and is widely used), so libraries and applications add message types without
+//! editing a central enum. [`Registry::build`] checks the collected entries and reports
+//! every conflict (two types under one name, two names hashing to one tag) as a typed
+//! [`RegistryError`].
 //!
 //! On the wire a type is named by its *tag*: the 64-bit FNV-1a hash of its stable name
 //! ([`type_tag`]). Bodies are encoded with `postcard`.
+//!
+//! # One type, several names
+//!
+//! A type may be registered more than once: the same (type, name) twice counts once,
+//! and one type under several names is accepted (two crates that both register
+//! `Result<u64, String>`, under names of their own, link together). Every name decodes
+//! to the type; the type is *encoded* under one canonical name, chosen
+//! deterministically:
+//!
+//! 1. a name chosen by hand ([`register_message!`](crate::register_message), a derive's
+//!    `name`, [`RegistryBuilder::register`]) before a name derived from the type
+//!    ([`MessageRegistration::reply`], what `#[derive(Message)]` registers for a reply
+//!    type: its `std::any::type_name`);
+//! 2. among names of the same origin, the smallest in byte order.
+//!
+//! A peer decodes a frame only if it knows the name the sender encoded it under, so
+//! binaries that talk to each other should link the same registrations of a type that
+//! has several names. Reply types registered by the derive alone need no care: their
+//! one name depends on the type only (and on the compiler's `type_name`, so the
+//! binaries of a cluster are built by one toolchain).
 
 mod entry;
 
@@ -20,6 +41,8 @@ use std::sync::OnceLock;
 use bytes::Bytes;
 
 pub use entry::{type_tag, ErasedMessage, MessageRegistration, MessageType};
+
+use entry::Origin;
 
 use crate::error::{CodecError, Conflict, RegistryError};
 
@@ -63,7 +86,8 @@ impl Registry {
         RegistryBuilder::default()
     }
 
-    /// Number of registered types.
+    /// Number of registered names (a type registered under several names counts once
+    /// per name).
     pub fn len(&self) -> usize {
         self.by_tag.len()
     }
@@ -73,7 +97,8 @@ impl Registry {
         self.by_tag.is_empty()
     }
 
-    /// The entry for a Rust type.
+    /// The entry for a Rust type, under its canonical name (the one it is encoded
+    /// under; see [the rule](Registry#one-type-several-names)).
     pub fn by_type_id(&self, type_id: TypeId) -> Option<&MessageType> {
         self.by_type.get(&type_id)
     }
@@ -83,7 +108,7 @@ impl Registry {
         self.by_type_id(TypeId::of::<T>())
     }
 
-    /// The entry for a wire tag.
+    /// The entry for a wire tag (any of a type's names).
     pub fn by_tag(&self, tag: u64) -> Option<&MessageType> {
         self.by_tag.get(&tag)
     }
@@ -117,7 +142,7 @@ impl Registry {
 /// Collects registrations and checks them into a [`Registry`].
 #[derive(Default)]
 pub struct RegistryBuilder {
-    entries: Vec<MessageType>,
+    entries: Vec<(MessageType, Origin)>,
 }
 
 impl RegistryBuilder {
@@ -131,40 +156,54 @@ impl RegistryBuilder {
     }
 
     /// Register `T` under `name` explicitly.
-    pub fn register<T>(mut self, name: &'static str) -> Self
+    pub fn register<T>(self, name: &'static str) -> Self
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.entries
-            .push(MessageRegistration::new::<T>(name).entry());
+        self.add(MessageRegistration::new::<T>(name))
+    }
+
+    /// Register `T` as a reply type under the name derived from it, as
+    /// `#[derive(Message)]` does ([`MessageRegistration::reply`]).
+    pub fn register_reply<T>(self) -> Self
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    {
+        self.add(MessageRegistration::reply::<T>())
+    }
+
+    fn add(mut self, registration: MessageRegistration) -> Self {
+        self.entries.push(registration.entry());
         self
     }
 
     /// Check for conflicts and build the registry; every conflict found is reported.
+    ///
+    /// A conflict is two types under one name, or two names with one tag. One type
+    /// under several names is not: see [the rule](Registry#one-type-several-names).
     pub fn build(self) -> Result<Registry, RegistryError> {
         let mut conflicts = Vec::new();
+        // The same (name, type) registered twice (a reply type shared by several
+        // messages) is one registration; a hand-chosen origin wins.
+        let mut unique: HashMap<(&'static str, TypeId), (MessageType, Origin)> = HashMap::new();
+        for (e, origin) in &self.entries {
+            let slot = unique
+                .entry((e.name(), e.type_id()))
+                .or_insert((*e, *origin));
+            slot.1 = slot.1.min(*origin);
+        }
         let mut names: HashMap<&'static str, Vec<&MessageType>> = HashMap::new();
-        let mut types: HashMap<TypeId, Vec<&MessageType>> = HashMap::new();
-        for e in &self.entries {
+        for (e, _) in unique.values() {
             names.entry(e.name()).or_default().push(e);
-            types.entry(e.type_id()).or_default().push(e);
         }
         for (name, list) in &names {
             if list.len() > 1 {
+                let mut types: Vec<String> =
+                    list.iter().map(|e| e.type_name().to_owned()).collect();
+                types.sort_unstable();
                 conflicts.push(Conflict::DuplicateName {
                     name: (*name).to_owned(),
-                    types: list.iter().map(|e| e.type_name().to_owned()).collect(),
-                });
-            }
-        }
-        for list in types.values() {
-            let mut distinct: Vec<&str> = list.iter().map(|e| e.name()).collect();
-            distinct.sort_unstable();
-            distinct.dedup();
-            if distinct.len() > 1 {
-                conflicts.push(Conflict::TypeUnderSeveralNames {
-                    type_name: list[0].type_name().to_owned(),
-                    names: distinct.into_iter().map(str::to_owned).collect(),
+                    types,
                 });
             }
         }
@@ -172,8 +211,9 @@ impl RegistryBuilder {
         for name in names.keys() {
             tags.entry(type_tag(name)).or_default().push(name);
         }
-        for (tag, list) in tags {
+        for (tag, mut list) in tags {
             if list.len() > 1 {
+                list.sort_unstable();
                 conflicts.push(Conflict::TagCollision {
                     tag,
                     names: list.into_iter().map(str::to_owned).collect(),
@@ -184,8 +224,21 @@ impl RegistryBuilder {
             conflicts.sort_by_key(|c| c.to_string());
             return Err(RegistryError { conflicts });
         }
-        let by_type = self.entries.iter().map(|e| (e.type_id(), *e)).collect();
-        let by_tag = self.entries.iter().map(|e| (e.tag(), *e)).collect();
+        // The canonical name of each type: hand-chosen first, then the smallest.
+        let mut by_type: HashMap<TypeId, (Origin, MessageType)> = HashMap::new();
+        for (e, origin) in unique.values() {
+            let candidate = (*origin, *e);
+            by_type
+                .entry(e.type_id())
+                .and_modify(|best| {
+                    if (candidate.0, candidate.1.name()) < (best.0, best.1.name()) {
+                        *best = candidate;
+                    }
+                })
+                .or_insert(candidate);
+        }
+        let by_type = by_type.into_iter().map(|(id, (_, e))| (id, e)).collect();
+        let by_tag = unique.values().map(|(e, _)| (e.tag(), *e)).collect();
         Ok(Registry { by_type, by_tag })
     }
 }
@@ -232,16 +285,48 @@ mod tests {
     }
 
     #[test]
-    fn one_type_under_two_names_is_reported() {
-        let err = Registry::builder()
-            .register::<A>("t.One")
+    fn one_type_under_two_names_decodes_under_both_and_encodes_under_the_smallest() {
+        let reg = Registry::builder()
             .register::<A>("t.Two")
+            .register::<A>("t.One")
             .build()
-            .unwrap_err();
-        assert!(matches!(
-            &err.conflicts[..],
-            [Conflict::TypeUnderSeveralNames { names, .. }] if names.len() == 2
-        ));
+            .expect("one type under two names is no conflict");
+        assert_eq!(reg.by_type::<A>().unwrap().name(), "t.One");
+        let (tag, body) = reg.encode(&A(3)).unwrap();
+        assert_eq!(tag, type_tag("t.One"));
+        for name in ["t.One", "t.Two"] {
+            let back = reg.decode(type_tag(name), &body).unwrap();
+            assert_eq!(back.downcast_ref::<A>(), Some(&A(3)));
+        }
+    }
+
+    #[test]
+    fn a_reply_type_shared_by_several_messages_is_registered_once() {
+        // What two `#[derive(Message)]`s with `reply = u64` (in any crates) submit.
+        let reg = Registry::builder()
+            .register::<A>("t.Add")
+            .register::<B>("t.Sub")
+            .register_reply::<u64>()
+            .register_reply::<u64>()
+            .build()
+            .expect("the same reply registration twice is one");
+        let name = std::any::type_name::<u64>();
+        assert_eq!(reg.by_type::<u64>().unwrap().name(), name);
+        assert_eq!(reg.len(), 3);
+        let (tag, body) = reg.encode(&7u64).unwrap();
+        assert_eq!(tag, type_tag(name));
+        assert_eq!(reg.decode(tag, &body).unwrap().downcast_ref(), Some(&7u64));
+    }
+
+    #[test]
+    fn a_hand_chosen_name_is_canonical_over_a_derived_one() {
+        let reg = Registry::builder()
+            .register_reply::<A>()
+            .register::<A>("z.A")
+            .build()
+            .unwrap();
+        assert_eq!(reg.by_type::<A>().unwrap().name(), "z.A");
+        assert!(reg.by_name(std::any::type_name::<A>()).is_some());
     }
 
     #[test]

@@ -90,6 +90,11 @@ pub trait VirtualActor: Sized + Send + 'static {
 /// A virtual actor that accepts messages of type `M` (the virtual counterpart of
 /// `granary_core::Handler`; the context gives state and identity besides the usual
 /// actor context).
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no handler for `{M}`",
+    label = "`{Self}` does not handle `{M}`",
+    note = "add `async fn name(&mut self, msg: {M}, ctx: &mut VirtualContext<'_, Self>) -> Reply` to its #[virtual_actor] block, or `impl VirtualHandler<{M}> for {Self}`"
+)]
 pub trait VirtualHandler<M: Message>: VirtualActor {
     /// Handles one message and returns the reply.
     fn handle(

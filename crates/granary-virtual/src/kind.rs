@@ -195,6 +195,41 @@ impl<A: VirtualActor> Kind<A> {
     }
 }
 
+/// A virtual actor that knows every message type it handles, so a node hosts it with
+/// all of them: `Node::builder().host(Counter::kind())`.
+///
+/// `#[virtual_actor]` (crate `granary-macros`, re-exported by the facade) implements
+/// it from the actor's handlers, so a handler can no longer be left out of the
+/// [`Kind::handles`] list. By hand:
+///
+/// ```
+/// # use granary_core::Message;
+/// # use granary_virtual::{Hosted, Kind, VirtualActor, VirtualContext, VirtualHandler};
+/// # struct Counter;
+/// # impl VirtualActor for Counter {
+/// #     const KIND: &'static str = "doc.hosted.Counter"; type Key = String; type State = ();
+/// #     fn activate(_: &String) -> Self { Counter }
+/// # }
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Add(u64);
+/// # impl Message for Add { type Reply = u64; }
+/// # impl VirtualHandler<Add> for Counter {
+/// #     async fn handle(&mut self, m: Add, _: &mut VirtualContext<'_, Self>) -> u64 { m.0 }
+/// # }
+/// impl Hosted for Counter {
+///     fn kind() -> Kind<Self> {
+///         Kind::new().handles::<Add>()
+///     }
+/// }
+/// let kind = Counter::kind().idle_timeout(std::time::Duration::from_secs(30));
+/// # let _ = kind;
+/// ```
+pub trait Hosted: VirtualActor {
+    /// The kind with every message type the actor handles, and default settings
+    /// (chain [`Kind`]'s setters to change them).
+    fn kind() -> Kind<Self>;
+}
+
 /// A kind with its type erased, as the node keeps it.
 pub(crate) trait ErasedKind: Send + Sync {
     fn name(&self) -> &'static str;

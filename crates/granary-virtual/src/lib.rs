@@ -68,7 +68,7 @@ pub use config::{
 pub use context::{DeactivationReason, VirtualContext};
 pub use error::VirtualError;
 pub use key::Key;
-pub use kind::{Kind, KindConfig, DEFAULT_IDLE_TIMEOUT};
+pub use kind::{Hosted, Kind, KindConfig, DEFAULT_IDLE_TIMEOUT};
 pub use node::{Node, NodeBuilder, DEFAULT_LOCATION_CACHE};
 pub use placement::{Placement, PlacementRequest, PlacementStrategy};
 pub use probe::{NodeProbe, Whereabouts};
@@ -80,7 +80,7 @@ pub use vref::{VirtualId, VirtualRef};
 /// The names most programs need, in one import.
 pub mod prelude {
     pub use crate::{
-        Client, Kind, Node, Placement, VirtualActor, VirtualContext, VirtualError, VirtualHandler,
-        VirtualRef,
+        Client, Hosted, Kind, Node, Placement, VirtualActor, VirtualContext, VirtualError,
+        VirtualHandler, VirtualRef,
     };
 }

@@ -62,6 +62,10 @@ use crate::vref::VirtualRef;
 /// let kind = Kind::<Catalog>::new().reentrant::<Lookup>();
 /// # let _ = kind;
 /// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` has no handler for `{M}`",
+    label = "`{Self}` does not handle `{M}`"
+)]
 pub trait ReentrantHandler<M: Message>: VirtualActor + Sync {
     /// Handles one message; other messages may be handled while this one awaits.
     fn handle(&self, msg: M, ctx: &ReentrantContext<Self>)

@@ -27,9 +27,22 @@ pub const fn type_tag(name: &str) -> u64 {
     hash
 }
 
-/// A link-time registration, created by [`register_message!`](crate::register_message).
+/// A link-time registration, created by [`register_message!`](crate::register_message)
+/// (a name chosen by hand) or by `#[derive(Message)]` for a reply type
+/// ([`MessageRegistration::reply`], a name derived from the type).
 pub struct MessageRegistration {
     entry: MessageType,
+    origin: Origin,
+}
+
+/// Where a registration's name comes from; it decides which name a type with several
+/// names is encoded under (see the [registry's rule](crate::Registry#one-type-several-names)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Origin {
+    /// Chosen by hand: `register_message!`, a derive's `name`, `RegistryBuilder::register`.
+    Named,
+    /// Derived from the type (`std::any::type_name`): a reply type registered by a derive.
+    Derived,
 }
 
 impl MessageRegistration {
@@ -47,11 +60,32 @@ impl MessageRegistration {
                 encode: encode_erased::<T>,
                 decode: decode_erased::<T>,
             },
+            origin: Origin::Named,
         }
     }
 
-    pub(crate) fn entry(&self) -> MessageType {
-        self.entry
+    /// Register `T` as a reply type under a name derived from the type alone: its
+    /// `std::any::type_name` (e.g. `core::result::Result<u64, alloc::string::String>`).
+    /// Every crate that registers `T` this way registers the same name, so any number
+    /// of messages may share one reply type. Used by `#[derive(Message)]`.
+    pub const fn reply<T>() -> Self
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let mut registration = Self::new::<T>("");
+        registration.origin = Origin::Derived;
+        registration
+    }
+
+    /// The entry and the origin of its name (a derived name is computed here: the
+    /// type's name is not available in a `const fn`).
+    pub(crate) fn entry(&self) -> (MessageType, Origin) {
+        let mut entry = self.entry;
+        if self.origin == Origin::Derived {
+            entry.name = (entry.type_name)();
+            entry.tag = type_tag(entry.name);
+        }
+        (entry, self.origin)
     }
 }
 
