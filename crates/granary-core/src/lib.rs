@@ -86,6 +86,27 @@ pub use supervision::{Backoff, Directive, Scope, SupervisorStrategy};
 pub use system::{ActorSystem, ShutdownReport, SystemBuilder};
 pub use timer::TimerHandle;
 
+/// Table upkeep shared by the granary crates; not a stable API.
+#[doc(hidden)]
+pub mod __tables {
+    use std::collections::HashMap;
+    use std::hash::{BuildHasher, Hash};
+
+    /// Tables at least this large give their memory back when they become mostly
+    /// empty.
+    pub const SHRINK_FROM: usize = 1024;
+
+    /// Gives a mostly empty table's memory back: a map keeps the capacity of its
+    /// largest size, so once 50,000 actors or activations have ended, the tables that
+    /// held them would otherwise keep their buckets for good. Shrinks only below a
+    /// quarter of the capacity, so each rehash is paid for by the removals before it.
+    pub fn shrink_if_sparse<K: Hash + Eq, V, S: BuildHasher>(map: &mut HashMap<K, V, S>) {
+        if map.capacity() >= SHRINK_FROM && map.len() * 4 < map.capacity() {
+            map.shrink_to_fit();
+        }
+    }
+}
+
 /// The names most programs need, in one import.
 pub mod prelude {
     pub use crate::{

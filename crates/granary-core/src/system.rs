@@ -301,12 +301,58 @@ impl SystemInner {
 
     /// Forgets a stopped actor (table entry and names).
     pub(crate) fn remove_actor(&self, id: ActorId) {
-        let removed = self.shard(id).lock().remove(&id.local()).is_some();
+        let removed = {
+            let mut shard = self.shard(id).lock();
+            let removed = shard.remove(&id.local()).is_some();
+            crate::__tables::shrink_if_sparse(&mut shard);
+            removed
+        };
         if self.named.load(Ordering::Acquire) {
             self.names.lock().remove_actor(id);
         }
         if removed && self.live_count.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.all_stopped.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::actor::Actor;
+
+    struct Idle;
+    impl Actor for Idle {}
+
+    fn capacity(system: &ActorSystem) -> usize {
+        system.inner.live.iter().map(|s| s.lock().capacity()).sum()
+    }
+
+    /// The live-actor table gives its memory back once most of its actors stopped,
+    /// instead of keeping the buckets of its largest size.
+    #[tokio::test]
+    async fn the_actor_table_shrinks_after_most_actors_stopped() {
+        let system = ActorSystem::new();
+        let refs: Vec<_> = (0..40_000).map(|_| system.spawn(Idle)).collect();
+        let full = capacity(&system);
+        assert!(full >= 40_000, "capacity {full} for 40,000 actors");
+        for r in &refs {
+            r.stop();
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while system.live_actors() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "actors did not stop"
+            );
+            tokio::task::yield_now().await;
+        }
+        let empty = capacity(&system);
+        // Each shard keeps at most the size below which tables are left alone.
+        assert!(
+            empty <= SHARDS * crate::__tables::SHRINK_FROM,
+            "the table kept {empty} buckets of {full} with no actor left"
+        );
+        system.shutdown().await;
     }
 }

@@ -162,6 +162,8 @@ impl Fence {
     }
 }
 
+pub(crate) use granary_core::__tables::{shrink_if_sparse, SHRINK_FROM};
+
 /// How long a host keeps retrying the re-registration of an activation with an
 /// owner that has not seen the membership change yet (answers `NotOwner`); after
 /// that the activation is deactivated rather than left unrecorded.
@@ -627,6 +629,7 @@ impl Runtime {
         let mut map = self.activating.lock();
         if map.get(identity).is_some_and(|l| Arc::strong_count(l) == 2) {
             map.remove(identity);
+            shrink_if_sparse(&mut map);
         }
         drop(lock);
         reply
@@ -669,6 +672,7 @@ impl Runtime {
             let mut local = self.local.lock();
             if local.get(identity).is_some_and(|a| a.name == name) {
                 local.remove(identity);
+                shrink_if_sparse(&mut local);
             }
         }
         let at = Location {

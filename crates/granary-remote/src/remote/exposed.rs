@@ -332,6 +332,7 @@ pub(crate) fn expose<A: Actor>(
                 .is_some_and(|e| Arc::ptr_eq(e, &stopped_entry))
             {
                 exposed.remove(&name);
+                granary_core::__tables::shrink_if_sparse(&mut exposed);
             }
         }
         for addr in nodes {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use granary_storage::Identity;
 use parking_lot::Mutex;
 
-use super::Runtime;
+use super::{shrink_if_sparse, Runtime};
 use crate::placement::{self, Placement, PlacementRequest, PlacementTag};
 use crate::protocol::{Failure, Location, Reply, Request};
 
@@ -35,6 +35,7 @@ impl Directory {
             .is_some_and(|l| Arc::strong_count(l) == 2)
         {
             locks.remove(identity);
+            shrink_if_sparse(&mut locks);
         }
         drop(lock);
     }
@@ -47,6 +48,7 @@ impl Directory {
         let mut entries = self.entries.lock();
         if entries.get(identity) == Some(at) {
             entries.remove(identity);
+            shrink_if_sparse(&mut entries);
         }
     }
 
@@ -54,19 +56,23 @@ impl Directory {
     /// identities.
     pub(crate) fn retain_hosts(&self, alive: impl Fn(&SocketAddr) -> bool) -> Vec<Identity> {
         let mut dropped = Vec::new();
-        self.entries.lock().retain(|identity, loc| {
+        let mut entries = self.entries.lock();
+        entries.retain(|identity, loc| {
             let keep = alive(&loc.host);
             if !keep {
                 dropped.push(identity.clone());
             }
             keep
         });
+        shrink_if_sparse(&mut entries);
         dropped
     }
 
     /// Keeps only the entries of identities `owned` accepts.
     pub(crate) fn retain_identities(&self, owned: impl Fn(&Identity) -> bool) {
-        self.entries.lock().retain(|identity, _| owned(identity));
+        let mut entries = self.entries.lock();
+        entries.retain(|identity, _| owned(identity));
+        shrink_if_sparse(&mut entries);
     }
 
     /// Entries of this partition (for tests and inspection).

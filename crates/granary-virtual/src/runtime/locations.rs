@@ -7,10 +7,8 @@ use granary_storage::Identity;
 use hashlink::LinkedHashMap;
 use parking_lot::Mutex;
 
+use super::SHRINK_FROM;
 use crate::protocol::Location;
-
-/// Tables at least this large give their memory back when they become mostly empty.
-const SHRINK_FROM: usize = 1024;
 
 /// Identity → last known location, at most `capacity` entries (the least recently
 /// used one goes first). Forgets an identity when its local activation ends, and
