@@ -355,4 +355,33 @@ mod tests {
         );
         system.shutdown().await;
     }
+
+    /// The name registry gives its memory back once the named actors stopped.
+    #[tokio::test]
+    async fn the_name_table_shrinks_after_its_actors_stopped() {
+        let system = ActorSystem::new();
+        let refs: Vec<_> = (0..20_000).map(|_| system.spawn(Idle)).collect();
+        for (i, r) in refs.iter().enumerate() {
+            system.register(format!("idle-{i}"), r).unwrap();
+        }
+        let full = system.inner.names.lock().capacity();
+        assert!(full >= 40_000, "capacity {full} for 20,000 names");
+        for r in &refs {
+            r.stop();
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while system.live_actors() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "actors did not stop"
+            );
+            tokio::task::yield_now().await;
+        }
+        let empty = system.inner.names.lock().capacity();
+        assert!(
+            empty <= 2 * crate::__tables::SHRINK_FROM,
+            "the name table kept {empty} buckets of {full} with no name left"
+        );
+        system.shutdown().await;
+    }
 }

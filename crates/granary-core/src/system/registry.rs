@@ -42,6 +42,7 @@ impl NameTable {
                 self.by_actor.remove(&entry.id);
             }
         }
+        self.shrink_if_sparse();
         Some(entry.id)
     }
 
@@ -50,6 +51,20 @@ impl NameTable {
         for name in self.by_actor.remove(&id).unwrap_or_default() {
             self.by_name.remove(&name);
         }
+        self.shrink_if_sparse();
+    }
+
+    /// Buckets held by the two maps (for tests).
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.by_name.capacity() + self.by_actor.capacity()
+    }
+
+    /// Gives the memory of many forgotten names back (a node's activations are
+    /// named while they live).
+    fn shrink_if_sparse(&mut self) {
+        crate::__tables::shrink_if_sparse(&mut self.by_name);
+        crate::__tables::shrink_if_sparse(&mut self.by_actor);
     }
 }
 
