@@ -187,6 +187,8 @@ struct Connected {
 /// The measuring side of ractor_cluster: one peer for all its jobs.
 pub(crate) struct Session {
     connected: Option<Connected>,
+    /// Start the peer on a current-thread runtime.
+    current_thread: bool,
 }
 
 /// The first member of a process group that lives on another node, polled until
@@ -213,7 +215,15 @@ async fn remote_member(group: &str, deadline: Instant) -> Result<ActorCell, Remo
 impl Session {
     /// No peer yet.
     pub(crate) fn idle() -> Self {
-        Self { connected: None }
+        Self::idle_with(false)
+    }
+
+    /// No peer yet; the peer will run on a current-thread runtime if asked.
+    pub(crate) fn idle_with(current_thread: bool) -> Self {
+        Self {
+            connected: None,
+            current_thread,
+        }
     }
 
     /// Stops the peer and this side's node.
@@ -232,6 +242,9 @@ impl Session {
             })?;
             let mut command = Command::new(exe);
             command.args(["remote-node", "--framework", FRAMEWORK.name()]);
+            if self.current_thread {
+                command.arg("--current-thread");
+            }
             let mut peer = Peer::spawn("the ractor_cluster peer", command)?;
             let line = peer.expect("listening", Duration::from_secs(30)).await?;
             let addr: SocketAddr = line.parse().map_err(|_| RemoteError::PeerProtocol {
