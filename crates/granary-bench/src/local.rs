@@ -984,7 +984,7 @@ fn ratios(rows: &[LocalRow]) -> String {
             if let (Some(value), Some((peer, best))) = (metric(ours), best) {
                 let goal = if *higher_is_better { ">= 1" } else { "<= 1" };
                 out.push_str(&format!(
-                    "ratio {test:<8} {label:<14} granary/{} = {:.2} (goal {goal})\n",
+                    "ratio {test:<8} {label:<14} granary/{} = {:.3} (goal {goal})\n",
                     peer_label(peer),
                     value / best
                 ));
@@ -1000,7 +1000,7 @@ fn ratios(rows: &[LocalRow]) -> String {
                 (ours.p99_us, best_of(&actix, |r| r.p99_us, false))
             {
                 out.push_str(&format!(
-                    "ratio {test:<8} {:<14} granary/{} = {:.2} (goal <= 2)\n",
+                    "ratio {test:<8} {:<14} granary/{} = {:.3} (goal <= 2)\n",
                     "p99 latency",
                     peer_label(peer),
                     value / best
@@ -1127,11 +1127,11 @@ mod tests {
         ];
         let text = ratios(&rows);
         assert!(
-            text.contains("actors/s       granary/ractor (multi-thread) = 0.50"),
+            text.contains("actors/s       granary/ractor (multi-thread) = 0.500"),
             "{text}"
         );
         assert!(
-            text.contains("bytes/actor    granary/ractor (multi-thread) = 0.75"),
+            text.contains("bytes/actor    granary/ractor (multi-thread) = 0.750"),
             "{text}"
         );
     }
@@ -1165,15 +1165,15 @@ mod tests {
         ];
         let text = ratios(&rows);
         assert!(
-            text.contains("round trips/s  granary/ractor (current-thread) = 0.25"),
+            text.contains("round trips/s  granary/ractor (current-thread) = 0.250"),
             "{text}"
         );
         assert!(
-            text.contains("p99 latency    granary/actix (same-arbiter) = 3.00 (goal <= 1)"),
+            text.contains("p99 latency    granary/actix (same-arbiter) = 3.000 (goal <= 1)"),
             "{text}"
         );
         assert!(
-            text.contains("p99 latency    granary/actix (same-arbiter) = 3.00 (goal <= 2)"),
+            text.contains("p99 latency    granary/actix (same-arbiter) = 3.000 (goal <= 2)"),
             "{text}"
         );
     }

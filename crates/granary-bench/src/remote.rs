@@ -333,8 +333,8 @@ pub(crate) enum RemoteError {
         /// The limit that was hit.
         after: Duration,
     },
-    /// The raw TCP baseline failed.
-    #[error("raw-tcp: {operation} failed")]
+    /// A raw TCP baseline (`raw-tcp`, `std-tcp`) failed.
+    #[error("raw TCP baseline: {operation} failed")]
     RawIo {
         /// What the baseline did.
         operation: &'static str,

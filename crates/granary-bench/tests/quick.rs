@@ -195,7 +195,7 @@ fn local_runs_the_peers_fastest_setups_and_compares_with_the_best() {
         .find(|l| l.starts_with("ratio tell"))
         .unwrap_or_else(|| panic!("no ratio line: {stderr}"));
     assert!(
-        line.contains(&format!("granary/{best} = {:.2}", ours / best_rate)),
+        line.contains(&format!("granary/{best} = {:.3}", ours / best_rate)),
         "{line} should compare with {best}"
     );
 }
