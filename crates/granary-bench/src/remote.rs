@@ -25,7 +25,8 @@
 //! is missing). `raw-tcp` and `ractor_cluster` run twice: on 2-worker multi-thread
 //! runtimes like granary, and with both processes on tokio current-thread runtimes
 //! (each such measurement in a new driver process, [`child`], and a new peer), the
-//! row's `setup`.
+//! row's `setup`; ractor_cluster's `pingpong` also as two actors casting to each other
+//! on current-thread runtimes (`current-thread-cast`, no `call`).
 //!
 //! `--observe` (issue 15) then measures granary's `oneway` sizes with metrics and
 //! tracing off and on, alternately for `--rounds` rounds, each measurement in a new
@@ -116,7 +117,12 @@ impl Framework {
     /// `ractor_cluster` also with both processes on current-thread runtimes.
     fn setups(self) -> &'static [Setup] {
         match self {
-            Self::RawTcp | Self::RactorCluster => &[Setup::MultiThread, Setup::CurrentThread],
+            Self::RawTcp => &[Setup::MultiThread, Setup::CurrentThread],
+            Self::RactorCluster => &[
+                Setup::MultiThread,
+                Setup::CurrentThread,
+                Setup::CurrentThreadCast,
+            ],
             Self::StdTcp => &[Setup::Blocking],
             Self::Granary => &[Setup::MultiThread],
             Self::Erlang => &[Setup::Beam],
@@ -148,6 +154,9 @@ pub(crate) enum Setup {
     MultiThread,
     /// tokio current-thread runtimes: each process does its work on one thread.
     CurrentThread,
+    /// ractor_cluster's `pingpong` as two actors casting to each other (no `call`,
+    /// no reply port), on current-thread runtimes. `pingpong` only.
+    CurrentThreadCast,
     /// Blocking sockets, a thread per connection, no runtime (`std-tcp`).
     Blocking,
     /// The Erlang VM's own schedulers.
@@ -159,9 +168,17 @@ impl Setup {
         match self {
             Self::MultiThread => "multi-thread",
             Self::CurrentThread => "current-thread",
+            Self::CurrentThreadCast => "current-thread-cast",
             Self::Blocking => "blocking",
             Self::Beam => "beam",
         }
+    }
+}
+
+impl Setup {
+    /// Whether both processes run on current-thread runtimes.
+    pub(crate) fn current_thread(self) -> bool {
+        matches!(self, Self::CurrentThread | Self::CurrentThreadCast)
     }
 }
 
@@ -525,6 +542,8 @@ fn jobs(frameworks: &[Framework], tests: &[Test], sizes: &Sizes) -> Vec<Job> {
                     pairs: None,
                     setup,
                 })),
+                // A one-way message is a cast in every setup.
+                Test::Oneway if setup == Setup::CurrentThreadCast => {}
                 Test::Oneway => jobs.extend(sizes.oneway.iter().map(|&(count, payload)| Job {
                     framework,
                     test,
@@ -606,7 +625,7 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
             let measured = match job.framework {
                 // Both processes on current-thread runtimes: a new driver process
                 // (this one runs on a multi-thread runtime) and a new peer.
-                _ if job.setup == Setup::CurrentThread => {
+                _ if job.setup.current_thread() => {
                     Some(child::measure_in_child(job, &sizes, args.quick, false).await?)
                 }
                 Framework::Granary => Some(granary.measure(job, &sizes).await?),

@@ -1,8 +1,8 @@
 //! Runs `granary-bench remote --quick` through the built binary (two real processes
 //! on 127.0.0.1), so the benchmark can't rot: granary, the blocking and tokio TCP
 //! floors and ractor_cluster (the last two on multi-thread and current-thread
-//! runtimes) must produce every row with sane numbers, and no peer process may
-//! survive it.
+//! runtimes, ractor_cluster also as a cast ping-pong) must produce every row with
+//! sane numbers, and no peer process may survive it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -57,8 +57,19 @@ fn remote_quick_prints_sane_rows_for_granary_the_floors_and_ractor_cluster() {
         assert_eq!(count("pingpong", framework, setup), 3, "{stdout}");
         assert_eq!(count("oneway", framework, setup), 2, "{stdout}");
     }
+    // ractor_cluster's cast ping-pong: pingpong only (a one-way message is a cast anyway).
+    assert_eq!(
+        count("pingpong", "ractor_cluster", "current-thread-cast"),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(
+        count("oneway", "ractor_cluster", "current-thread-cast"),
+        0,
+        "{stdout}"
+    );
     assert_eq!(count("pairs", "granary", "multi-thread"), 8, "{stdout}");
-    assert_eq!(rows.len(), 38, "{stdout}");
+    assert_eq!(rows.len(), 41, "{stdout}");
 
     for row in &rows {
         assert_eq!(row["scenario"], "remote");

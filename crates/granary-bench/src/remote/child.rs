@@ -52,6 +52,9 @@ pub(crate) struct ChildArgs {
     /// Run this process and the peer on tokio current-thread runtimes.
     #[arg(long)]
     current_thread: bool,
+    /// ractor_cluster `pingpong`: two actors casting to each other instead of `call`.
+    #[arg(long, requires = "current_thread")]
+    cast: bool,
     /// One-way messages to send.
     #[arg(long)]
     messages: u64,
@@ -89,7 +92,9 @@ pub(crate) fn run_child(args: ChildArgs) -> Result<(), RemoteError> {
         payload: args.payload,
         count: args.messages,
         pairs: None,
-        setup: if args.current_thread {
+        setup: if args.cast {
+            Setup::CurrentThreadCast
+        } else if args.current_thread {
             Setup::CurrentThread
         } else {
             Setup::MultiThread
@@ -181,8 +186,11 @@ pub(crate) async fn measure_in_child(
     if observe {
         command.arg("--observe");
     }
-    if job.setup == Setup::CurrentThread {
+    if job.setup.current_thread() {
         command.arg("--current-thread");
+    }
+    if job.setup == Setup::CurrentThreadCast {
+        command.arg("--cast");
     }
     let mut child = Peer::spawn(what, command)?;
     let json = child
