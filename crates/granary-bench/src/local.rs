@@ -21,6 +21,12 @@
 //! frameworks so machine noise is spread evenly; each row reports per-field medians.
 //! The tokio-based frameworks run on a multi-thread runtime with 2 workers; actix
 //! runs on its own `System` plus one extra `Arbiter` thread, as actix users do.
+//!
+//! Each peer is also measured in its fastest idiomatic configuration ([`Setup`]),
+//! as extra rows beside those: ractor and kameo on a tokio current-thread runtime,
+//! actix's `tell` and `fanin` with senders and receiver on the System arbiter (its
+//! `pingpong` and `spawn` run there already). The ratio lines compare granary with
+//! the best peer row of each test, whichever setup it came from.
 
 mod activate;
 mod actix;
@@ -90,6 +96,49 @@ pub(crate) struct ChildArgs {
     /// Metrics and tracing on ([`crate::observe`]).
     #[arg(long)]
     observe: bool,
+    /// How the framework is run (default: its first setup, as before setups existed).
+    #[arg(long)]
+    setup: Option<Setup>,
+}
+
+/// How a framework is run in one row: its runtime and thread placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Setup {
+    /// A tokio multi-thread runtime with `--workers` workers (granary, ractor, kameo).
+    MultiThread,
+    /// A tokio current-thread runtime: the whole test on one thread (ractor, kameo).
+    CurrentThread,
+    /// actix: senders on the System arbiter, the receiver on a second `Arbiter`
+    /// thread (`tell`, `fanin`).
+    CrossArbiter,
+    /// actix: senders and receivers all on the System arbiter, one thread.
+    SameArbiter,
+}
+
+impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Self::MultiThread => "multi-thread",
+            Self::CurrentThread => "current-thread",
+            Self::CrossArbiter => "cross-arbiter",
+            Self::SameArbiter => "same-arbiter",
+        }
+    }
+
+    /// Threads doing the work, for the row's `workers` field.
+    fn threads(self, workers: u32) -> u32 {
+        match self {
+            Self::MultiThread | Self::CrossArbiter => workers,
+            Self::CurrentThread | Self::SameArbiter => 1,
+        }
+    }
+}
+
+impl fmt::Display for Setup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
 }
 
 /// The actor frameworks compared.
@@ -108,6 +157,18 @@ pub(crate) enum Framework {
 
 impl Framework {
     const ALL: [Framework; 4] = [Self::Granary, Self::Ractor, Self::Actix, Self::Kameo];
+
+    /// The setups `test` runs this framework in: today's first, then the peer's
+    /// fastest idiomatic one. actix's `pingpong` and `spawn` always ran on the
+    /// System arbiter, so they have that one setup only.
+    fn setups(self, test: Test) -> &'static [Setup] {
+        match (self, test) {
+            (Self::Granary, _) => &[Setup::MultiThread],
+            (Self::Ractor | Self::Kameo, _) => &[Setup::MultiThread, Setup::CurrentThread],
+            (Self::Actix, Test::Tell | Test::Fanin) => &[Setup::CrossArbiter, Setup::SameArbiter],
+            (Self::Actix, _) => &[Setup::SameArbiter],
+        }
+    }
 
     fn name(self) -> &'static str {
         match self {
@@ -351,6 +412,8 @@ struct LocalRow {
     scenario: &'static str,
     test: Test,
     framework: Framework,
+    /// How the framework ran (runtime flavor, actix arbiters).
+    setup: Setup,
     mode: &'static str,
     nodes: u32,
     actors: u64,
@@ -387,6 +450,7 @@ const COLUMNS: &[&str] = &[
     "scenario",
     "test",
     "framework",
+    "setup",
     "mode",
     "nodes",
     "actors",
@@ -420,30 +484,44 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
     let tests = dedup(args.tests.unwrap_or_else(|| Test::ALL.to_vec()));
     let sizes = Sizes::for_run(args.quick);
     let observed = usize::from(args.observe && frameworks.contains(&Framework::Granary));
-    let steps = ((frameworks.len() + observed) * tests.len()) as u64 * u64::from(args.runs);
+    let setups: usize = tests
+        .iter()
+        .map(|&test| {
+            frameworks
+                .iter()
+                .map(|f| f.setups(test).len())
+                .sum::<usize>()
+                + observed
+        })
+        .sum();
+    let steps = setups as u64 * u64::from(args.runs);
     let mut reporter = Reporter::new(COLUMNS, args.csv.as_deref(), steps)?;
     let mut rows = Vec::new();
     for &test in &tests {
-        // (framework, observe on, samples); granary's observed runs interleave with
-        // every other run, so machine noise spreads over both.
-        let mut samples: Vec<(Framework, bool, Vec<Sample>)> = frameworks
+        // (framework, setup, observe on, samples); granary's observed runs and the
+        // peers' other setups interleave with every other run, so machine noise
+        // spreads over all of them.
+        let mut samples: Vec<(Framework, Setup, bool, Vec<Sample>)> = frameworks
             .iter()
             .filter(|&&f| test != Test::Activate || f == Framework::Granary)
             .flat_map(|&f| {
                 let observe = args.observe && f == Framework::Granary && test != Test::Activate;
-                [(f, false, Vec::new())]
-                    .into_iter()
-                    .chain(observe.then(|| (f, true, Vec::new())))
+                f.setups(test)
+                    .iter()
+                    .map(move |&setup| (f, setup, false, Vec::new()))
+                    .chain(observe.then(|| (f, Setup::MultiThread, true, Vec::new())))
             })
             .collect();
         for run in 1..=args.runs {
-            for (framework, observe, runs) in &mut samples {
+            for (framework, setup, observe, runs) in &mut samples {
                 let label = if *observe { "+observe" } else { "" };
-                reporter
-                    .progress()
-                    .set_message(format!("{test} {framework}{label} run {run}/{}", args.runs));
+                reporter.progress().set_message(format!(
+                    "{test} {framework} ({setup}){label} run {run}/{}",
+                    args.runs
+                ));
                 runs.push(measure_in_child(
                     *framework,
+                    *setup,
                     test,
                     args.quick,
                     args.workers,
@@ -452,7 +530,7 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
                 reporter.progress().inc(1);
             }
         }
-        for (framework, observe, runs) in samples {
+        for (framework, setup, observe, runs) in samples {
             let summaries = if test == Test::Activate {
                 Vec::from(summarize_activate(&sizes, args.runs, runs))
             } else {
@@ -462,7 +540,8 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
                 if observe {
                     row.mode = "observe";
                 }
-                row.workers = args.workers;
+                row.setup = setup;
+                row.workers = setup.threads(args.workers);
                 reporter.emit(&row)?;
                 rows.push(row);
             }
@@ -498,10 +577,26 @@ fn observe_ratios(rows: &[LocalRow]) -> String {
 /// as one JSON line for the parent.
 pub(crate) fn run_child(args: ChildArgs) -> Result<(), LocalError> {
     support::set_workers(args.workers as usize);
+    let setup = args
+        .setup
+        .unwrap_or_else(|| args.framework.setups(args.test)[0]);
+    if !args.framework.setups(args.test).contains(&setup) {
+        return Err(LocalError::framework(
+            args.framework,
+            "setup",
+            format!("`{}` has no {setup} setup", args.test),
+        ));
+    }
+    support::set_current_thread(setup == Setup::CurrentThread);
     if args.observe {
         crate::observe::install();
     }
-    let sample = measure(args.framework, args.test, &Sizes::for_run(args.quick))?;
+    let sample = measure(
+        args.framework,
+        setup,
+        args.test,
+        &Sizes::for_run(args.quick),
+    )?;
     let line = serde_json::to_string(&sample).map_err(ReportError::from)?;
     println!("{line}");
     Ok(())
@@ -516,9 +611,17 @@ struct Suite {
 }
 
 impl Framework {
-    /// The test code written with this framework.
-    fn suite(self) -> Suite {
+    /// The test code written with this framework, for `setup` (the runtime flavor
+    /// is set for the whole process by [`run_child`]; actix's arbiters are chosen
+    /// here).
+    fn suite(self, setup: Setup) -> Suite {
         match self {
+            Self::Actix if setup == Setup::SameArbiter => Suite {
+                tell: actix::tell_same_arbiter,
+                pingpong: actix::pingpong,
+                fanin: actix::fanin_same_arbiter,
+                spawn: actix::spawn,
+            },
             Self::Granary => Suite {
                 tell: granary::tell,
                 pingpong: granary::pingpong,
@@ -548,8 +651,13 @@ impl Framework {
 }
 
 /// Runs one test of one framework in this process.
-fn measure(framework: Framework, test: Test, sizes: &Sizes) -> Result<Sample, LocalError> {
-    let suite = framework.suite();
+fn measure(
+    framework: Framework,
+    setup: Setup,
+    test: Test,
+    sizes: &Sizes,
+) -> Result<Sample, LocalError> {
+    let suite = framework.suite(setup);
     let limit = sizes.timeout;
     Ok(match test {
         Test::Tell => Sample::Throughput {
@@ -593,6 +701,7 @@ const CHILD_GRACE: Duration = Duration::from_secs(30);
 /// up to 1.5x).
 fn measure_in_child(
     framework: Framework,
+    setup: Setup,
     test: Test,
     quick: bool,
     workers: u32,
@@ -605,6 +714,8 @@ fn measure_in_child(
         .arg("local-child")
         .arg("--framework")
         .arg(framework.name())
+        .arg("--setup")
+        .arg(setup.name())
         .arg("--test")
         .arg(test.name())
         .arg("--workers")
@@ -674,6 +785,7 @@ fn summarize(
         scenario: "local",
         test,
         framework,
+        setup: framework.setups(test)[0],
         mode: "local",
         nodes: 1,
         actors: 1,
@@ -832,12 +944,17 @@ fn summarize_activate(sizes: &Sizes, runs: u32, samples: Vec<Sample>) -> [LocalR
 /// whether higher is better.
 type Metric = (&'static str, fn(&LocalRow) -> Option<f64>, bool);
 
-/// The "granary / best peer" lines printed after the table.
+/// The "granary / best peer" lines printed after the table: per test and metric,
+/// granary against the best row of any peer in any setup (named in the line).
+/// `pingpong` also gets issue 18's bar on p99: granary's at most 2× actix's best.
 fn ratios(rows: &[LocalRow]) -> String {
     let mut out = String::new();
     let tests = dedup(rows.iter().map(|row| row.test).collect());
     for test in tests {
-        let of_test: Vec<&LocalRow> = rows.iter().filter(|row| row.test == test).collect();
+        let of_test: Vec<&LocalRow> = rows
+            .iter()
+            .filter(|row| row.test == test && row.mode == "local")
+            .collect();
         let Some(ours) = of_test
             .iter()
             .find(|row| row.framework == Framework::Granary)
@@ -863,31 +980,62 @@ fn ratios(rows: &[LocalRow]) -> String {
             Test::Activate => &[],
         };
         for (label, metric, higher_is_better) in metrics {
-            let best = peers
-                .iter()
-                .filter_map(|row| metric(row).map(|value| (row.framework, value)))
-                .reduce(|a, b| {
-                    let b_wins = if *higher_is_better {
-                        b.1 > a.1
-                    } else {
-                        b.1 < a.1
-                    };
-                    if b_wins {
-                        b
-                    } else {
-                        a
-                    }
-                });
+            let best = best_of(&peers, *metric, *higher_is_better);
             if let (Some(value), Some((peer, best))) = (metric(ours), best) {
                 let goal = if *higher_is_better { ">= 1" } else { "<= 1" };
                 out.push_str(&format!(
-                    "ratio {test:<8} {label:<14} granary/{peer:<6} = {:.2} (goal {goal})\n",
+                    "ratio {test:<8} {label:<14} granary/{} = {:.3} (goal {goal})\n",
+                    peer_label(peer),
+                    value / best
+                ));
+            }
+        }
+        if test == Test::Pingpong {
+            let actix: Vec<&&LocalRow> = peers
+                .iter()
+                .copied()
+                .filter(|row| row.framework == Framework::Actix)
+                .collect();
+            if let (Some(value), Some((peer, best))) =
+                (ours.p99_us, best_of(&actix, |r| r.p99_us, false))
+            {
+                out.push_str(&format!(
+                    "ratio {test:<8} {:<14} granary/{} = {:.3} (goal <= 2)\n",
+                    "p99 latency",
+                    peer_label(peer),
                     value / best
                 ));
             }
         }
     }
     out
+}
+
+/// "framework (setup)", as the ratio lines name a peer row.
+fn peer_label(row: &LocalRow) -> String {
+    format!("{} ({})", row.framework, row.setup)
+}
+
+/// The row with the best value of `metric` among `rows`, and that value.
+fn best_of<'a>(
+    rows: &[&&'a LocalRow],
+    metric: fn(&LocalRow) -> Option<f64>,
+    higher_is_better: bool,
+) -> Option<(&'a LocalRow, f64)> {
+    rows.iter()
+        .filter_map(|row| metric(row).map(|value| (**row, value)))
+        .reduce(|a, b| {
+            let b_wins = if higher_is_better {
+                b.1 > a.1
+            } else {
+                b.1 < a.1
+            };
+            if b_wins {
+                b
+            } else {
+                a
+            }
+        })
 }
 
 #[cfg(test)]
@@ -979,11 +1127,53 @@ mod tests {
         ];
         let text = ratios(&rows);
         assert!(
-            text.contains("actors/s       granary/ractor = 0.50"),
+            text.contains("actors/s       granary/ractor (multi-thread) = 0.500"),
             "{text}"
         );
         assert!(
-            text.contains("bytes/actor    granary/ractor = 0.75"),
+            text.contains("bytes/actor    granary/ractor (multi-thread) = 0.750"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn ratio_takes_the_best_setup_of_any_peer_and_bars_p99_against_actix() {
+        let pingpong = |framework, setup, rate: f64, p99: f64| {
+            let mut row = summarize(
+                framework,
+                Test::Pingpong,
+                &Sizes::QUICK,
+                1,
+                vec![Sample::Latency {
+                    seconds: 1.0,
+                    round_trips: Sizes::QUICK.pingpong,
+                    p50_us: 1.0,
+                    p99_us: p99,
+                    p999_us: p99,
+                    max_us: p99,
+                }],
+            );
+            row.setup = setup;
+            row.round_trips_per_sec = Some(rate);
+            row
+        };
+        let rows = [
+            pingpong(Framework::Granary, Setup::MultiThread, 100.0, 6.0),
+            pingpong(Framework::Ractor, Setup::MultiThread, 50.0, 9.0),
+            pingpong(Framework::Ractor, Setup::CurrentThread, 400.0, 4.0),
+            pingpong(Framework::Actix, Setup::SameArbiter, 200.0, 2.0),
+        ];
+        let text = ratios(&rows);
+        assert!(
+            text.contains("round trips/s  granary/ractor (current-thread) = 0.250"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p99 latency    granary/actix (same-arbiter) = 3.000 (goal <= 1)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("p99 latency    granary/actix (same-arbiter) = 3.000 (goal <= 2)"),
             "{text}"
         );
     }

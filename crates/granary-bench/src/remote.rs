@@ -17,11 +17,16 @@
 //!   affinity on/off (bulk lane on; P = 1 and 4 with affinity also with it off), while one extra pair streams 1 MiB messages: the small pairs'
 //!   p99 shows head-of-line blocking (seed 002 §4, Figs. 2–5).
 //!
-//! Baselines in the same run: `raw-tcp` (tokio TCP echo and a raw one-way stream of
-//! the same length-prefixed frames, no actors: the physical limit), `ractor_cluster`
+//! Baselines in the same run: `std-tcp` (blocking `std::net` echo and one-way
+//! stream, a thread per connection, no runtime: the floor issue 18 measures against),
+//! `raw-tcp` (the same frames over tokio TCP, no actors), `ractor_cluster`
 //! (ractor's cluster layer, `pingpong` and `oneway`) and `erlang` (two Distributed
 //! Erlang nodes, `erlang/remote_bench.erl`; skipped with a printed reason when `erl`
-//! is missing).
+//! is missing). `raw-tcp` and `ractor_cluster` run twice: on 2-worker multi-thread
+//! runtimes like granary, and with both processes on tokio current-thread runtimes
+//! (each such measurement in a new driver process, [`child`], and a new peer), the
+//! row's `setup`; ractor_cluster's `pingpong` also as two actors casting to each other
+//! on current-thread runtimes (`current-thread-cast`, no `call`).
 //!
 //! `--observe` (issue 15) then measures granary's `oneway` sizes with metrics and
 //! tracing off and on, alternately for `--rounds` rounds, each measurement in a new
@@ -34,6 +39,7 @@ mod node;
 mod peer;
 mod ractor_remote;
 mod raw;
+mod std_tcp;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -88,6 +94,8 @@ pub(crate) enum Framework {
     Granary,
     /// Plain tokio TCP, no actors.
     RawTcp,
+    /// Blocking `std::net` TCP, a thread per connection: no runtime, no actors.
+    StdTcp,
     /// ractor with ractor_cluster, two node servers.
     #[serde(rename = "ractor_cluster")]
     #[value(name = "ractor_cluster")]
@@ -97,20 +105,35 @@ pub(crate) enum Framework {
 }
 
 impl Framework {
-    const ALL: [Framework; 4] = [
+    const ALL: [Framework; 5] = [
         Self::Granary,
+        Self::StdTcp,
         Self::RawTcp,
         Self::RactorCluster,
         Self::Erlang,
     ];
 
-    /// The peers granary is compared with, in report order.
-    const BASELINES: [Framework; 3] = [Self::RawTcp, Self::RactorCluster, Self::Erlang];
+    /// The setups this framework is measured in by default: `raw-tcp` and
+    /// `ractor_cluster` also with both processes on current-thread runtimes.
+    fn setups(self) -> &'static [Setup] {
+        match self {
+            Self::RawTcp => &[Setup::MultiThread, Setup::CurrentThread],
+            Self::RactorCluster => &[
+                Setup::MultiThread,
+                Setup::CurrentThread,
+                Setup::CurrentThreadCast,
+            ],
+            Self::StdTcp => &[Setup::Blocking],
+            Self::Granary => &[Setup::MultiThread],
+            Self::Erlang => &[Setup::Beam],
+        }
+    }
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Granary => "granary",
             Self::RawTcp => "raw-tcp",
+            Self::StdTcp => "std-tcp",
             Self::RactorCluster => "ractor_cluster",
             Self::Erlang => "erlang",
         }
@@ -118,6 +141,48 @@ impl Framework {
 }
 
 impl fmt::Display for Framework {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+/// How a framework runs in both processes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Setup {
+    /// tokio multi-thread runtimes with 2 workers.
+    MultiThread,
+    /// tokio current-thread runtimes: each process does its work on one thread.
+    CurrentThread,
+    /// ractor_cluster's `pingpong` as two actors casting to each other (no `call`,
+    /// no reply port), on current-thread runtimes. `pingpong` only.
+    CurrentThreadCast,
+    /// Blocking sockets, a thread per connection, no runtime (`std-tcp`).
+    Blocking,
+    /// The Erlang VM's own schedulers.
+    Beam,
+}
+
+impl Setup {
+    fn name(self) -> &'static str {
+        match self {
+            Self::MultiThread => "multi-thread",
+            Self::CurrentThread => "current-thread",
+            Self::CurrentThreadCast => "current-thread-cast",
+            Self::Blocking => "blocking",
+            Self::Beam => "beam",
+        }
+    }
+}
+
+impl Setup {
+    /// Whether both processes run on current-thread runtimes.
+    pub(crate) fn current_thread(self) -> bool {
+        matches!(self, Self::CurrentThread | Self::CurrentThreadCast)
+    }
+}
+
+impl fmt::Display for Setup {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.name())
     }
@@ -285,8 +350,8 @@ pub(crate) enum RemoteError {
         /// The limit that was hit.
         after: Duration,
     },
-    /// The raw TCP baseline failed.
-    #[error("raw-tcp: {operation} failed")]
+    /// A raw TCP baseline (`raw-tcp`, `std-tcp`) failed.
+    #[error("raw TCP baseline: {operation} failed")]
     RawIo {
         /// What the baseline did.
         operation: &'static str,
@@ -341,6 +406,8 @@ struct RemoteRow {
     scenario: &'static str,
     test: Test,
     framework: Framework,
+    /// How the framework ran in both processes.
+    setup: Setup,
     mode: &'static str,
     nodes: u32,
     actors: u64,
@@ -364,6 +431,7 @@ const COLUMNS: &[&str] = &[
     "scenario",
     "test",
     "framework",
+    "setup",
     "mode",
     "nodes",
     "actors",
@@ -396,6 +464,30 @@ pub(crate) struct Job {
     pub(crate) count: u64,
     /// `pairs`: data connections, affinity and bulk lane.
     pub(crate) pairs: Option<(usize, bool, bool)>,
+    /// How the framework runs in both processes.
+    pub(crate) setup: Setup,
+}
+
+impl Job {
+    /// "framework" or "framework (setup)" when the framework has several setups.
+    fn label(&self) -> String {
+        if self.framework.setups().len() > 1 {
+            format!("{} ({})", self.framework, self.setup)
+        } else {
+            self.framework.to_string()
+        }
+    }
+}
+
+impl RemoteRow {
+    /// "framework" or "framework (setup)" when the framework has several setups.
+    fn label(&self) -> String {
+        if self.framework.setups().len() > 1 {
+            format!("{} ({})", self.framework, self.setup)
+        } else {
+            self.framework.to_string()
+        }
+    }
 }
 
 impl Job {
@@ -407,6 +499,7 @@ impl Job {
             scenario: "remote",
             test: self.test,
             framework: self.framework,
+            setup: self.setup,
             mode: "distributed",
             nodes: 2,
             actors: match self.test {
@@ -436,7 +529,10 @@ impl Job {
 fn jobs(frameworks: &[Framework], tests: &[Test], sizes: &Sizes) -> Vec<Job> {
     let mut jobs = Vec::new();
     for &test in tests {
-        for &framework in frameworks {
+        for (framework, setup) in frameworks
+            .iter()
+            .flat_map(|&f| f.setups().iter().map(move |&s| (f, s)))
+        {
             match test {
                 Test::Pingpong => jobs.extend(sizes.pingpong_payloads.iter().map(|&payload| Job {
                     framework,
@@ -444,13 +540,17 @@ fn jobs(frameworks: &[Framework], tests: &[Test], sizes: &Sizes) -> Vec<Job> {
                     payload,
                     count: sizes.pingpong,
                     pairs: None,
+                    setup,
                 })),
+                // A one-way message is a cast in every setup.
+                Test::Oneway if setup == Setup::CurrentThreadCast => {}
                 Test::Oneway => jobs.extend(sizes.oneway.iter().map(|&(count, payload)| Job {
                     framework,
                     test,
                     payload,
                     count,
                     pairs: None,
+                    setup,
                 })),
                 // Parallel connections and affinity are granary-remote's knobs; the
                 // baselines have no equivalent.
@@ -461,6 +561,7 @@ fn jobs(frameworks: &[Framework], tests: &[Test], sizes: &Sizes) -> Vec<Job> {
                         payload: PAIR_PAYLOAD,
                         count: sizes.pair_round_trips,
                         pairs: Some(config),
+                        setup,
                     }))
                 }
                 Test::Pairs => {}
@@ -512,14 +613,24 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
         // the jobs that follow while they need the same peer.
         let mut granary = granary::Session::idle();
         let mut raw = raw::Session::idle();
+        let mut std_tcp = std_tcp::Session::idle();
         let mut ractor = ractor_remote::Session::idle();
         for job in &jobs {
-            reporter
-                .progress()
-                .set_message(format!("{} {} {} B", job.framework, job.test, job.payload));
+            reporter.progress().set_message(format!(
+                "{} {} {} B",
+                job.label(),
+                job.test,
+                job.payload
+            ));
             let measured = match job.framework {
+                // Both processes on current-thread runtimes: a new driver process
+                // (this one runs on a multi-thread runtime) and a new peer.
+                _ if job.setup.current_thread() => {
+                    Some(child::measure_in_child(job, &sizes, args.quick, false).await?)
+                }
                 Framework::Granary => Some(granary.measure(job, &sizes).await?),
                 Framework::RawTcp => Some(raw.measure(job, &sizes).await?),
+                Framework::StdTcp => Some(std_tcp.measure(job, &sizes).await?),
                 Framework::RactorCluster => Some(ractor.measure(job, &sizes).await?),
                 Framework::Erlang => match &mut erlang {
                     Some(erlang) => Some(erlang.measure(job, &sizes).await?),
@@ -535,6 +646,7 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
         }
         granary.close();
         raw.close();
+        std_tcp.close();
         ractor.close();
         if args.observe && observed.is_empty() {
             reporter
@@ -580,6 +692,70 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
     })
 }
 
+/// Issue 18's bar: granary's 0 B round trip p50 at most this multiple of the
+/// blocking-socket floor's, measured in the same run.
+const FLOOR_BAR: f64 = 2.0;
+
+/// Issue 18's bar: granary's one-way rate of 16 B messages, msgs/s.
+const ONEWAY_BAR: f64 = 2_000_000.0;
+
+/// The verdict lines of issue 18's remote bar (only for what this run measured).
+fn floor_bars(rows: &[RemoteRow]) -> String {
+    let distributed = |framework: Framework, test: Test, payload: u64| {
+        rows.iter().find(|row| {
+            row.framework == framework
+                && row.test == test
+                && row.payload_bytes == payload
+                && row.mode == "distributed"
+        })
+    };
+    let verdict = |met: bool| if met { "bar met" } else { "bar missed" };
+    let mut out = String::new();
+    for payload in [0, 1024, 64 * 1024] {
+        let ours = distributed(Framework::Granary, Test::Pingpong, payload);
+        let floor = distributed(Framework::StdTcp, Test::Pingpong, payload);
+        if let (Some(ours), Some(floor)) = (ours, floor) {
+            for (label, value, base) in [
+                ("p50", ours.p50_us, floor.p50_us),
+                ("p99", ours.p99_us, floor.p99_us),
+            ] {
+                if let (Some(value), Some(base)) = (value, base) {
+                    let ratio = value / base;
+                    let bar = if payload == 0 && label == "p50" {
+                        format!("; {} (<= {FLOOR_BAR:.1}x)", verdict(ratio <= FLOOR_BAR))
+                    } else {
+                        String::new()
+                    };
+                    out.push_str(&format!(
+                        "floor: pingpong {payload} B {label} granary/std-tcp = {ratio:.2} \
+                         ({value:.1} us vs {base:.1} us){bar}\n"
+                    ));
+                }
+            }
+        }
+    }
+    for payload in [16, 1024] {
+        let ours = distributed(Framework::Granary, Test::Oneway, payload);
+        let floor = distributed(Framework::StdTcp, Test::Oneway, payload);
+        if let (Some(ours), Some(floor)) = (ours, floor) {
+            out.push_str(&format!(
+                "floor: oneway {payload} B granary/std-tcp = {:.3} ({:.0} vs {:.0} msgs/s)\n",
+                ours.msgs_per_sec / floor.msgs_per_sec,
+                ours.msgs_per_sec,
+                floor.msgs_per_sec
+            ));
+        }
+    }
+    if let Some(ours) = distributed(Framework::Granary, Test::Oneway, 16) {
+        out.push_str(&format!(
+            "bar: oneway 16 B granary {:.0} msgs/s; {} (>= {ONEWAY_BAR:.0})\n",
+            ours.msgs_per_sec,
+            verdict(ours.msgs_per_sec >= ONEWAY_BAR)
+        ));
+    }
+    out
+}
+
 /// The comparisons the bar of issue 3 asks for, as text.
 fn ratios(rows: &[RemoteRow]) -> String {
     let find =
@@ -601,30 +777,34 @@ fn ratios(rows: &[RemoteRow]) -> String {
         .iter()
         .filter(|row| row.framework == Framework::Granary && row.mode == "distributed")
     {
+        // Every baseline row of the same test and payload, in run order.
+        let baselines = rows.iter().filter(|base| {
+            base.framework != Framework::Granary
+                && base.mode == "distributed"
+                && base.test == row.test
+                && base.payload_bytes == row.payload_bytes
+        });
         match row.test {
             Test::Oneway => {
-                for other in Framework::BASELINES {
-                    if let Some(base) = find(Test::Oneway, other, row.payload_bytes, None) {
-                        out.push_str(&format!(
-                            "oneway {} B: granary {:.0} msgs/s = {:.2}x {other}\n",
-                            row.payload_bytes,
-                            row.msgs_per_sec,
-                            row.msgs_per_sec / base.msgs_per_sec
-                        ));
-                    }
+                for base in baselines {
+                    out.push_str(&format!(
+                        "oneway {} B: granary {:.0} msgs/s = {:.2}x {}\n",
+                        row.payload_bytes,
+                        row.msgs_per_sec,
+                        row.msgs_per_sec / base.msgs_per_sec,
+                        base.label()
+                    ));
                 }
             }
             Test::Pingpong => {
-                for other in Framework::BASELINES {
-                    let Some(base) = find(Test::Pingpong, other, row.payload_bytes, None) else {
-                        continue;
-                    };
+                for base in baselines {
                     if let (Some(p50), Some(base_p50)) = (row.p50_us, base.p50_us) {
                         out.push_str(&format!(
-                            "pingpong {} B: granary p50 {p50:.1} us = {:.2}x {other} \
+                            "pingpong {} B: granary p50 {p50:.1} us = {:.2}x {} \
                              ({base_p50:.1} us); round trips/s {:.2}x\n",
                             row.payload_bytes,
                             p50 / base_p50,
+                            base.label(),
                             row.round_trips_per_sec.unwrap_or(0.0)
                                 / base.round_trips_per_sec.unwrap_or(f64::MAX)
                         ));
@@ -634,6 +814,7 @@ fn ratios(rows: &[RemoteRow]) -> String {
             Test::Pairs => {}
         }
     }
+    out.push_str(&floor_bars(rows));
     let p99 = |p, affinity, bulk| {
         find(
             Test::Pairs,

@@ -1,5 +1,6 @@
 //! Runs `granary-bench local --quick` through the built binary, so the benchmark
-//! can't rot: every framework must produce every row, with sane numbers, on
+//! can't rot: every framework must produce every row, in each of its setups (the
+//! peers' fastest idiomatic configurations beside today's), with sane numbers, on
 //! stdout as JSON lines and in the CSV file.
 
 use std::collections::BTreeSet;
@@ -10,6 +11,17 @@ use serde_json::Value;
 
 const FRAMEWORKS: [&str; 4] = ["granary", "ractor", "actix", "kameo"];
 const TESTS: [&str; 4] = ["tell", "pingpong", "fanin", "spawn"];
+
+/// The setups each framework runs `test` in, and the threads each one uses.
+fn setups(framework: &str, test: &str) -> &'static [(&'static str, u64)] {
+    match (framework, test) {
+        ("granary", _) => &[("multi-thread", 2)],
+        ("ractor" | "kameo", _) => &[("multi-thread", 2), ("current-thread", 1)],
+        ("actix", "tell" | "fanin") => &[("cross-arbiter", 2), ("same-arbiter", 1)],
+        ("actix", _) => &[("same-arbiter", 1)],
+        _ => panic!("unknown framework {framework}"),
+    }
+}
 
 fn bench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_granary-bench"))
@@ -56,16 +68,26 @@ fn local_quick_prints_one_sane_row_per_test_and_framework() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
-    assert_eq!(rows.len(), FRAMEWORKS.len() * TESTS.len(), "{stdout}");
+    let expected: usize = TESTS
+        .iter()
+        .flat_map(|test| FRAMEWORKS.iter().map(|f| setups(f, test).len()))
+        .sum();
+    assert_eq!(rows.len(), expected, "{stdout}");
 
     let mut seen = BTreeSet::new();
     for row in &rows {
         assert_eq!(row["scenario"], "local");
         assert_eq!(row["mode"], "local");
         assert_eq!(row["nodes"], 1);
-        assert_eq!(row["workers"], 2);
         let test = row["test"].as_str().expect("test").to_string();
         let framework = row["framework"].as_str().expect("framework").to_string();
+        let setup = row["setup"].as_str().expect("setup").to_string();
+        let threads = setups(&framework, &test)
+            .iter()
+            .find(|(name, _)| *name == setup)
+            .map(|(_, threads)| *threads)
+            .unwrap_or_else(|| panic!("unexpected setup: {row}"));
+        assert_eq!(row["workers"], threads, "{row}");
         let seconds = number(row, "seconds");
         let messages = number(row, "messages");
         assert!(seconds > 0.0 && messages > 0.0, "{row}");
@@ -89,16 +111,32 @@ fn local_quick_prints_one_sane_row_per_test_and_framework() {
             "fanin" => assert_eq!(row["senders"], 8, "{row}"),
             _ => assert!(row.get("p50_us").is_none(), "{row}"),
         }
-        assert!(seen.insert((test, framework)), "duplicate row {row}");
+        assert!(rate.is_finite(), "{row}");
+        assert!(seen.insert((test, framework, setup)), "duplicate row {row}");
     }
     for test in TESTS {
         for framework in FRAMEWORKS {
-            assert!(
-                seen.contains(&(test.to_string(), framework.to_string())),
-                "no row for {test}/{framework}"
-            );
+            for (setup, _) in setups(framework, test) {
+                assert!(
+                    seen.contains(&(test.to_string(), framework.to_string(), setup.to_string())),
+                    "no row for {test}/{framework} ({setup})"
+                );
+            }
         }
     }
+    // Each test's ratio lines name the best peer row, setup included.
+    for test in TESTS {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("ratio {test:<8}")) && l.contains(") = ")),
+            "no ratio line for {test}: {stderr}"
+        );
+    }
+    assert!(
+        stderr.contains("(goal <= 2)"),
+        "no p99 bar against actix: {stderr}"
+    );
     assert!(
         stderr.contains("msgs_per_sec"),
         "no table on stderr: {stderr}"
@@ -111,6 +149,55 @@ fn local_quick_prints_one_sane_row_per_test_and_framework() {
         .expect("header")
         .starts_with("scenario,test,framework,"));
     assert_eq!(lines.count(), rows.len());
+}
+
+#[test]
+fn local_runs_the_peers_fastest_setups_and_compares_with_the_best() {
+    let output = bench(&[
+        "local",
+        "--quick",
+        "--runs",
+        "1",
+        "--only",
+        "granary,actix,kameo",
+        "--tests",
+        "tell",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "failed: {stderr}");
+    let rows: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let rate = |framework: &str, setup: &str| {
+        let row = rows
+            .iter()
+            .find(|r| r["framework"] == framework && r["setup"] == setup)
+            .unwrap_or_else(|| panic!("no {framework} ({setup}) row: {rows:?}"));
+        let rate = number(row, "msgs_per_sec");
+        assert!(rate.is_finite() && rate > 0.0, "{row}");
+        rate
+    };
+    let peers = [
+        ("actix", "cross-arbiter"),
+        ("actix", "same-arbiter"),
+        ("kameo", "multi-thread"),
+        ("kameo", "current-thread"),
+    ];
+    let (best, best_rate) = peers
+        .iter()
+        .map(|&(f, s)| (format!("{f} ({s})"), rate(f, s)))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("peers");
+    let ours = rate("granary", "multi-thread");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("ratio tell"))
+        .unwrap_or_else(|| panic!("no ratio line: {stderr}"));
+    assert!(
+        line.contains(&format!("granary/{best} = {:.3}", ours / best_rate)),
+        "{line} should compare with {best}"
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Runs `granary-bench remote --quick` through the built binary (two real processes
-//! on 127.0.0.1), so the benchmark can't rot: granary, the raw TCP baseline and
-//! ractor_cluster must produce every row with sane numbers, and no peer process may
-//! survive it.
+//! on 127.0.0.1), so the benchmark can't rot: granary, the blocking and tokio TCP
+//! floors and ractor_cluster (the last two on multi-thread and current-thread
+//! runtimes, ractor_cluster also as a cast ping-pong) must produce every row with
+//! sane numbers, and no peer process may survive it.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -15,14 +16,14 @@ fn number(row: &Value, field: &str) -> f64 {
 }
 
 #[test]
-fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
+fn remote_quick_prints_sane_rows_for_granary_the_floors_and_ractor_cluster() {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_granary-bench"))
         .args([
             "remote",
             "--quick",
             "--only",
-            "granary,raw-tcp,ractor_cluster",
+            "granary,std-tcp,raw-tcp,ractor_cluster",
         ])
         .output()
         .expect("run granary-bench");
@@ -39,20 +40,36 @@ fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
         .lines()
         .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
         .collect();
-    let count = |test: &str, framework: &str| {
+    let count = |test: &str, framework: &str, setup: &str| {
         rows.iter()
-            .filter(|r| r["test"] == test && r["framework"] == framework)
+            .filter(|r| r["test"] == test && r["framework"] == framework && r["setup"] == setup)
             .count()
     };
     // 3 payloads of pingpong, 2 sizes of oneway each; 8 P/affinity/bulk configs of pairs.
-    assert_eq!(count("pingpong", "granary"), 3, "{stdout}");
-    assert_eq!(count("pingpong", "raw-tcp"), 3, "{stdout}");
-    assert_eq!(count("oneway", "granary"), 2, "{stdout}");
-    assert_eq!(count("oneway", "raw-tcp"), 2, "{stdout}");
-    assert_eq!(count("pingpong", "ractor_cluster"), 3, "{stdout}");
-    assert_eq!(count("oneway", "ractor_cluster"), 2, "{stdout}");
-    assert_eq!(count("pairs", "granary"), 8, "{stdout}");
-    assert_eq!(rows.len(), 23, "{stdout}");
+    for (framework, setup) in [
+        ("granary", "multi-thread"),
+        ("std-tcp", "blocking"),
+        ("raw-tcp", "multi-thread"),
+        ("raw-tcp", "current-thread"),
+        ("ractor_cluster", "multi-thread"),
+        ("ractor_cluster", "current-thread"),
+    ] {
+        assert_eq!(count("pingpong", framework, setup), 3, "{stdout}");
+        assert_eq!(count("oneway", framework, setup), 2, "{stdout}");
+    }
+    // ractor_cluster's cast ping-pong: pingpong only (a one-way message is a cast anyway).
+    assert_eq!(
+        count("pingpong", "ractor_cluster", "current-thread-cast"),
+        3,
+        "{stdout}"
+    );
+    assert_eq!(
+        count("oneway", "ractor_cluster", "current-thread-cast"),
+        0,
+        "{stdout}"
+    );
+    assert_eq!(count("pairs", "granary", "multi-thread"), 8, "{stdout}");
+    assert_eq!(rows.len(), 41, "{stdout}");
 
     for row in &rows {
         assert_eq!(row["scenario"], "remote");
@@ -61,6 +78,7 @@ fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
         assert!(number(row, "messages") > 0.0, "{row}");
         assert!(number(row, "seconds") > 0.0, "{row}");
         assert!(number(row, "msgs_per_sec") > 0.0, "{row}");
+        assert!(number(row, "msgs_per_sec").is_finite(), "{row}");
         if row["test"] != "oneway" {
             let p50 = number(row, "p50_us");
             let p99 = number(row, "p99_us");
@@ -80,6 +98,21 @@ fn remote_quick_prints_sane_rows_for_granary_raw_tcp_and_ractor_cluster() {
         "no comparison with ractor_cluster: {stderr}"
     );
     assert!(stderr.contains("pingpong 0 B: granary p50"), "{stderr}");
+    assert!(
+        stderr.contains("x ractor_cluster (current-thread)"),
+        "no comparison with ractor_cluster on current-thread runtimes: {stderr}"
+    );
+    // Issue 18's bars against the blocking floor, measured in the same run.
+    assert!(
+        stderr.contains("floor: pingpong 0 B p50 granary/std-tcp = ")
+            && stderr.contains("(<= 2.0x)"),
+        "no verdict against the blocking floor: {stderr}"
+    );
+    assert!(
+        stderr.contains("floor: oneway 16 B granary/std-tcp = "),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bar: oneway 16 B granary "), "{stderr}");
     assert!(
         stderr.contains("pairs (affinity on, bulk lane on)") && stderr.contains("bar "),
         "no pairs verdict: {stderr}"

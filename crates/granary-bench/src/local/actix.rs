@@ -1,9 +1,12 @@
 //! The `local` tests written with actix, run the way actix users run it: a
 //! `System` (one thread with its own runtime) plus, where a test has a receiver
 //! that should run beside its senders, one extra `Arbiter` thread, so actix also
-//! gets two threads on this two-core machine. Tell is `do_send`, ask is
-//! `send(..).await`, stop is `ctx.stop()`; actix's default mailbox
-//! (`Context::new`) is used throughout.
+//! gets two threads on this two-core machine. `tell` and `fanin` also come in a
+//! same-arbiter form (`*_same_arbiter`): senders and receiver all on the System
+//! arbiter, one thread, actix's fastest idiomatic configuration (no cross-thread
+//! wake-up per message). `pingpong` and `spawn` always run on the System arbiter.
+//! Tell is `do_send`, ask is `send(..).await`, stop is `ctx.stop()`; actix's
+//! default mailbox (`Context::new`) is used throughout.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,10 +88,37 @@ fn counter(arbiter: &ArbiterHandle, expected: u64) -> (Addr<Counter>, oneshot::R
     (addr, done_rx)
 }
 
+/// Where the counter of `tell` and `fanin` runs.
+#[derive(Debug, Clone, Copy)]
+enum Receiver {
+    /// On the extra `Arbiter` thread: every message crosses threads.
+    OwnArbiter,
+    /// On the System arbiter, beside its senders: one thread.
+    SystemArbiter,
+}
+
+impl Receiver {
+    fn arbiter(self, extra: &ArbiterHandle) -> ArbiterHandle {
+        match self {
+            Self::OwnArbiter => extra.clone(),
+            Self::SystemArbiter => Arbiter::current(),
+        }
+    }
+}
+
 /// `tell`: the system thread sends `messages` to a counter on the arbiter.
 pub(crate) fn tell(messages: u64, limit: Duration) -> Result<Duration, LocalError> {
+    tell_to(Receiver::OwnArbiter, messages, limit)
+}
+
+/// `tell` with sender and counter on the System arbiter.
+pub(crate) fn tell_same_arbiter(messages: u64, limit: Duration) -> Result<Duration, LocalError> {
+    tell_to(Receiver::SystemArbiter, messages, limit)
+}
+
+fn tell_to(receiver: Receiver, messages: u64, limit: Duration) -> Result<Duration, LocalError> {
     in_system(|arbiter| async move {
-        let (addr, done) = counter(&arbiter, messages);
+        let (addr, done) = counter(&receiver.arbiter(&arbiter), messages);
         let started = Instant::now();
         for i in 0..messages {
             addr.do_send(Count(i));
@@ -104,8 +134,26 @@ pub(crate) fn tell(messages: u64, limit: Duration) -> Result<Duration, LocalErro
 
 /// `fanin`: `senders` tasks on the system thread, one counter on the arbiter.
 pub(crate) fn fanin(senders: u64, messages: u64, limit: Duration) -> Result<Duration, LocalError> {
+    fanin_to(Receiver::OwnArbiter, senders, messages, limit)
+}
+
+/// `fanin` with the sender tasks and the counter on the System arbiter.
+pub(crate) fn fanin_same_arbiter(
+    senders: u64,
+    messages: u64,
+    limit: Duration,
+) -> Result<Duration, LocalError> {
+    fanin_to(Receiver::SystemArbiter, senders, messages, limit)
+}
+
+fn fanin_to(
+    receiver: Receiver,
+    senders: u64,
+    messages: u64,
+    limit: Duration,
+) -> Result<Duration, LocalError> {
     in_system(|arbiter| async move {
-        let (addr, done) = counter(&arbiter, messages);
+        let (addr, done) = counter(&receiver.arbiter(&arbiter), messages);
         let started = Instant::now();
         for index in 0..senders {
             let addr = addr.clone();

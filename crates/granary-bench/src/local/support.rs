@@ -14,23 +14,39 @@ use super::{Framework, LocalError, SpawnSample, Test};
 /// process from `--workers`; 2 when unset, one per core of the reference machine).
 static WORKERS: OnceLock<usize> = OnceLock::new();
 
+/// Whether the tokio runtime of this process is a current-thread one (set once by
+/// the child process from `--setup current-thread`; multi-thread when unset).
+static CURRENT_THREAD: OnceLock<bool> = OnceLock::new();
+
 /// Sets the number of tokio worker threads for this process; the first call wins.
 pub(crate) fn set_workers(workers: usize) {
     let _ = WORKERS.set(workers);
 }
 
+/// Makes [`runtime`] build a current-thread runtime in this process; the first
+/// call wins.
+pub(crate) fn set_current_thread(current_thread: bool) {
+    let _ = CURRENT_THREAD.set(current_thread);
+}
+
 /// The runtime the tokio-based frameworks (granary, ractor, kameo) run on: multi
-/// thread, with all drivers enabled as `#[tokio::main]` does.
+/// thread, with all drivers enabled as `#[tokio::main]` does; or, with
+/// [`set_current_thread`], everything on the calling thread, as
+/// `#[tokio::main(flavor = "current_thread")]` does.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, LocalError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(*WORKERS.get().unwrap_or(&2))
-        .enable_all()
-        .build()
-        .map_err(LocalError::Runtime)
+    let mut builder = if *CURRENT_THREAD.get().unwrap_or(&false) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(*WORKERS.get().unwrap_or(&2));
+        builder
+    };
+    builder.enable_all().build().map_err(LocalError::Runtime)
 }
 
 /// Runs `body` as a task on a fresh runtime, so the whole test (senders
-/// included) runs on the two workers and not on the calling thread.
+/// included) runs on the two workers and not on the calling thread (on a
+/// current-thread runtime, the task runs on the calling thread inside `block_on`).
 pub(crate) fn on_runtime<T, F>(body: F) -> Result<T, LocalError>
 where
     F: std::future::Future<Output = Result<T, LocalError>> + Send + 'static,

@@ -10,6 +10,10 @@
 //! machine noise falls on both sides alike, and [`summary`] reports per size the
 //! median off and on, their ratio and every value.
 //!
+//! The same driver process measures the `current-thread` setups of `raw-tcp` and
+//! `ractor_cluster` (any test but `pairs`): a fresh process whose runtime is a
+//! current-thread one, against a new peer started with `--current-thread`.
+//!
 //! Protocol: the driver process prints one line `measured JSON` (a [`Measured`])
 //! once its peer is gone, then exits; it exits at once if its stdin closes (the
 //! parent went away), and its peer then exits too.
@@ -20,9 +24,10 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::granary::Session;
 use super::peer::Peer;
-use super::{Framework, Job, Measured, RemoteError, Sizes, Test};
+use super::{
+    granary, ractor_remote, raw, Framework, Job, Measured, RemoteError, Setup, Sizes, Test,
+};
 use crate::local::median;
 use crate::report::ReportError;
 
@@ -34,10 +39,22 @@ const CHILD_GRACE: Duration = Duration::from_secs(60);
 /// were on).
 const OBSERVED_METRIC: &str = "granary_peer_frames_out_total";
 
-/// Options of the hidden `remote-child` subcommand: one granary `oneway`
-/// measurement against a new peer process.
+/// Options of the hidden `remote-child` subcommand: one measurement (by default
+/// granary's `oneway`) against a new peer process.
 #[derive(Debug, Args)]
 pub(crate) struct ChildArgs {
+    /// The framework to measure: `granary`, `raw-tcp` or `ractor_cluster`.
+    #[arg(long, default_value = "granary")]
+    framework: Framework,
+    /// The test: `pingpong` or `oneway`.
+    #[arg(long, default_value = "oneway")]
+    test: Test,
+    /// Run this process and the peer on tokio current-thread runtimes.
+    #[arg(long)]
+    current_thread: bool,
+    /// ractor_cluster `pingpong`: two actors casting to each other instead of `call`.
+    #[arg(long, requires = "current_thread")]
+    cast: bool,
     /// One-way messages to send.
     #[arg(long)]
     messages: u64,
@@ -68,29 +85,58 @@ pub(crate) fn run_child(args: ChildArgs) -> Result<(), RemoteError> {
         }
         std::process::exit(1);
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(RemoteError::Runtime)?;
+    let runtime = super::node::runtime(args.current_thread)?;
     let job = Job {
-        framework: Framework::Granary,
-        test: Test::Oneway,
+        framework: args.framework,
+        test: args.test,
         payload: args.payload,
         count: args.messages,
         pairs: None,
+        setup: if args.cast {
+            Setup::CurrentThreadCast
+        } else if args.current_thread {
+            Setup::CurrentThread
+        } else {
+            Setup::MultiThread
+        },
     };
     let sizes = Sizes::for_run(args.quick);
     let measured = runtime.block_on(async {
-        let mut session = if args.observe {
-            Session::observing()
-        } else {
-            Session::idle()
-        };
-        let measured = session.measure(&job, &sizes).await;
-        // Stops (and waits for) the peer before the parent hears back.
-        session.close();
-        measured
+        // Each session stops (and waits for) its peer before the parent hears back.
+        match (args.framework, args.test) {
+            (_, Test::Pairs) => Err(RemoteError::framework(
+                args.framework,
+                "measure in a driver process",
+                "`pairs` runs in the main process",
+            )),
+            (Framework::Granary, _) => {
+                let mut session = if args.observe {
+                    granary::Session::observing()
+                } else {
+                    granary::Session::idle()
+                };
+                let measured = session.measure(&job, &sizes).await;
+                session.close();
+                measured
+            }
+            (Framework::RawTcp, _) => {
+                let mut session = raw::Session::idle_with(args.current_thread);
+                let measured = session.measure(&job, &sizes).await;
+                session.close();
+                measured
+            }
+            (Framework::RactorCluster, _) => {
+                let mut session = ractor_remote::Session::idle_with(args.current_thread);
+                let measured = session.measure(&job, &sizes).await;
+                session.close();
+                measured
+            }
+            (other, _) => Err(RemoteError::framework(
+                other,
+                "measure in a driver process",
+                "not supported",
+            )),
+        }
     })?;
     if args.observe && !recorder.is_some_and(|r| r.render().contains(OBSERVED_METRIC)) {
         return Err(RemoteError::framework(
@@ -104,19 +150,21 @@ pub(crate) fn run_child(args: ChildArgs) -> Result<(), RemoteError> {
     Ok(())
 }
 
-/// Measures granary's `oneway` `job` in a new driver process against a new peer
-/// process, both with metrics and tracing on if `observe`; waits until both exited.
+/// Measures `job` in a new driver process against a new peer process, both with
+/// metrics and tracing on if `observe` (granary), both on current-thread runtimes
+/// if the job's setup says so; waits until both exited.
 pub(crate) async fn measure_in_child(
     job: &Job,
     sizes: &Sizes,
     quick: bool,
     observe: bool,
 ) -> Result<Measured, RemoteError> {
-    let what = if observe {
-        "the observed granary driver process"
-    } else {
-        "the granary driver process"
-    };
+    let what = format!(
+        "the {}{} driver process",
+        if observe { "observed " } else { "" },
+        job.label()
+    );
+    let what = what.as_str();
     let exe = std::env::current_exe().map_err(|source| RemoteError::Spawn {
         what: what.into(),
         source,
@@ -124,6 +172,10 @@ pub(crate) async fn measure_in_child(
     let mut command = Command::new(exe);
     command
         .arg("remote-child")
+        .arg("--framework")
+        .arg(job.framework.name())
+        .arg("--test")
+        .arg(job.test.to_string())
         .arg("--messages")
         .arg(job.count.to_string())
         .arg("--payload")
@@ -133,6 +185,12 @@ pub(crate) async fn measure_in_child(
     }
     if observe {
         command.arg("--observe");
+    }
+    if job.setup.current_thread() {
+        command.arg("--current-thread");
+    }
+    if job.setup == Setup::CurrentThreadCast {
+        command.arg("--cast");
     }
     let mut child = Peer::spawn(what, command)?;
     let json = child

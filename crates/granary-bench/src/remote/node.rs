@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{granary, ractor_remote, raw, Framework, RemoteError};
+use super::{granary, ractor_remote, raw, std_tcp, Framework, RemoteError};
 
 /// Options of the hidden `remote-node` subcommand.
 #[derive(Debug, Args)]
 pub(crate) struct NodeArgs {
-    /// What to serve: `granary`, `raw-tcp` or `ractor_cluster`.
+    /// What to serve: `granary`, `raw-tcp`, `std-tcp` or `ractor_cluster`.
     #[arg(long)]
     framework: Framework,
     /// granary: parallel data connections per peer.
@@ -34,6 +34,22 @@ pub(crate) struct NodeArgs {
     /// granary: metrics and tracing on ([`crate::observe`]).
     #[arg(long)]
     observe: bool,
+    /// Serve on a tokio current-thread runtime (`raw-tcp`, `ractor_cluster`).
+    #[arg(long)]
+    current_thread: bool,
+}
+
+/// The runtime of a process of the `remote` scenario: multi-thread with 2
+/// workers, or everything on the calling thread.
+pub(crate) fn runtime(current_thread: bool) -> Result<tokio::runtime::Runtime, RemoteError> {
+    let mut builder = if current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(2);
+        builder
+    };
+    builder.enable_all().build().map_err(RemoteError::Runtime)
 }
 
 /// How many one-way messages the receiver waits for before it prints `done`.
@@ -77,11 +93,7 @@ pub(crate) fn run_node(args: NodeArgs) -> Result<(), RemoteError> {
     if args.observe {
         crate::observe::install();
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(RemoteError::Runtime)?;
+    let runtime = runtime(args.current_thread)?;
     let expected = Arc::new(Expected::default());
     runtime.block_on(async {
         let config = GranaryConfig {
@@ -98,6 +110,7 @@ pub(crate) fn run_node(args: NodeArgs) -> Result<(), RemoteError> {
                 _granary = Some(granary::serve(config, args.pairs, expected.clone()).await?)
             }
             Framework::RawTcp => _raw = Some(raw::serve(expected.clone()).await?),
+            Framework::StdTcp => std_tcp::serve(expected.clone())?,
             Framework::RactorCluster => {
                 _ractor = Some(ractor_remote::serve(expected.clone()).await?)
             }

@@ -8,6 +8,11 @@
 //! remote actors in `ractor::pg` and talks to them with ordinary `call` (pingpong)
 //! and `cast` (oneway). Messages are `#[derive(RactorClusterMessage)]` enums with a
 //! `Vec<u8>` payload, ractor_cluster's own encoding.
+//!
+//! The `current-thread-cast` setup measures `pingpong` without `call`: a [`Pinger`]
+//! actor here casts `Bounce` to the echo actor, which casts the payload back to the
+//! pinger (found through a process group named after the job), and the pinger casts
+//! the next one. No reply port, no task per call on the serving node.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -49,6 +54,31 @@ pub(crate) enum EchoMsg {
     /// Answer with the same payload.
     #[rpc]
     Ping(Vec<u8>, RpcReplyPort<Vec<u8>>),
+    /// Whether the pinger of cast ping-pong `id` is known here yet.
+    #[rpc]
+    Knows(u64, RpcReplyPort<bool>),
+    /// Cast the payload back to the pinger of cast ping-pong `id`.
+    Bounce(u64, Vec<u8>),
+}
+
+/// Messages of the pinger of cast ping-pong.
+#[derive(RactorClusterMessage)]
+pub(crate) enum PongMsg {
+    /// The payload, bounced back by the echo actor.
+    Pong(Vec<u8>),
+}
+
+/// The process group the pinger of cast ping-pong `id` joins.
+fn pinger_group(id: u64) -> String {
+    format!("granary-bench.pinger.{id}")
+}
+
+/// The remote member of the pinger group of `id`, if the groups have synced.
+fn find_pinger(id: u64) -> Option<ActorRef<PongMsg>> {
+    ractor::pg::get_members(&pinger_group(id))
+        .into_iter()
+        .find(|c| !c.get_id().is_local())
+        .map(ActorRef::from)
 }
 
 /// Messages of the sink actor.
@@ -63,26 +93,133 @@ struct Echo;
 
 impl Actor for Echo {
     type Msg = EchoMsg;
-    type State = ();
+    /// The pinger of the current cast ping-pong, looked up once per job.
+    type State = Option<(u64, ActorRef<PongMsg>)>;
     type Arguments = ();
 
     async fn pre_start(
         &self,
         _myself: ActorRef<EchoMsg>,
         _args: (),
-    ) -> Result<(), ActorProcessingErr> {
-        Ok(())
+    ) -> Result<Self::State, ActorProcessingErr> {
+        Ok(None)
     }
 
     async fn handle(
         &self,
         _myself: ActorRef<EchoMsg>,
         message: EchoMsg,
-        _state: &mut (),
+        pinger: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
-        let EchoMsg::Ping(payload, reply) = message;
-        // The caller may have timed out: nothing to do then.
-        let _ = reply.send(payload);
+        match message {
+            EchoMsg::Ping(payload, reply) => {
+                // The caller may have timed out: nothing to do then.
+                let _ = reply.send(payload);
+            }
+            EchoMsg::Knows(id, reply) => {
+                if pinger.as_ref().is_none_or(|(known, _)| *known != id) {
+                    *pinger = find_pinger(id).map(|actor| (id, actor));
+                }
+                let _ = reply.send(pinger.is_some());
+            }
+            EchoMsg::Bounce(id, payload) => match pinger {
+                Some((known, actor)) if *known == id => actor.cast(PongMsg::Pong(payload))?,
+                // Never asked `Knows` for this id: the pinger's time limit reports it.
+                _ => eprintln!("ractor_cluster peer: bounce for unknown pinger {id}"),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// Cast ping-pong, the measuring side: warms up, then times `count` round trips,
+/// each started by casting the next `Bounce` when the last `Pong` arrived.
+struct Pinger;
+
+struct PingerState {
+    echo: ActorRef<EchoMsg>,
+    id: u64,
+    body: Vec<u8>,
+    warmup: u64,
+    left: u64,
+    sent_at: Instant,
+    started: Instant,
+    latencies: Latencies,
+    done: Option<tokio::sync::oneshot::Sender<Result<Measured, String>>>,
+}
+
+/// What a pinger is started with.
+type PingerArgs = (
+    ActorRef<EchoMsg>,
+    u64,
+    Job,
+    Latencies,
+    tokio::sync::oneshot::Sender<Result<Measured, String>>,
+);
+
+impl Actor for Pinger {
+    type Msg = PongMsg;
+    type State = PingerState;
+    type Arguments = PingerArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<PongMsg>,
+        (echo, id, job, latencies, done): PingerArgs,
+    ) -> Result<PingerState, ActorProcessingErr> {
+        Ok(PingerState {
+            echo,
+            id,
+            body: vec![0x42u8; job.payload],
+            warmup: WARMUP_ROUND_TRIPS.min(job.count),
+            left: job.count,
+            sent_at: Instant::now(),
+            started: Instant::now(),
+            latencies,
+            done: Some(done),
+        })
+    }
+
+    async fn handle(
+        &self,
+        _myself: ActorRef<PongMsg>,
+        PongMsg::Pong(payload): PongMsg,
+        state: &mut PingerState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = Instant::now();
+        if payload.len() != state.body.len() {
+            if let Some(done) = state.done.take() {
+                let _ = done.send(Err(format!(
+                    "echo of {} B came back with {} B",
+                    state.body.len(),
+                    payload.len()
+                )));
+            }
+            return Ok(());
+        }
+        if state.warmup > 0 {
+            state.warmup -= 1;
+            if state.warmup == 0 {
+                state.started = now;
+            }
+        } else {
+            state.latencies.record(now - state.sent_at);
+            state.left -= 1;
+            if state.left == 0 {
+                if let Some(done) = state.done.take() {
+                    let _ = done.send(Ok(Measured {
+                        seconds: state.started.elapsed().as_secs_f64(),
+                        messages: state.latencies.len(),
+                        latency_us: Some(state.latencies.summary_us()),
+                        ..Measured::default()
+                    }));
+                }
+                return Ok(());
+            }
+        }
+        state.sent_at = Instant::now();
+        // The payload goes out again, as the echo sent it.
+        state.echo.cast(EchoMsg::Bounce(state.id, payload))?;
         Ok(())
     }
 }
@@ -187,6 +324,10 @@ struct Connected {
 /// The measuring side of ractor_cluster: one peer for all its jobs.
 pub(crate) struct Session {
     connected: Option<Connected>,
+    /// Start the peer on a current-thread runtime.
+    current_thread: bool,
+    /// Jobs of cast ping-pong so far (each gets its own pinger group).
+    cast_jobs: u64,
 }
 
 /// The first member of a process group that lives on another node, polled until
@@ -213,7 +354,16 @@ async fn remote_member(group: &str, deadline: Instant) -> Result<ActorCell, Remo
 impl Session {
     /// No peer yet.
     pub(crate) fn idle() -> Self {
-        Self { connected: None }
+        Self::idle_with(false)
+    }
+
+    /// No peer yet; the peer will run on a current-thread runtime if asked.
+    pub(crate) fn idle_with(current_thread: bool) -> Self {
+        Self {
+            connected: None,
+            current_thread,
+            cast_jobs: 0,
+        }
     }
 
     /// Stops the peer and this side's node.
@@ -232,6 +382,9 @@ impl Session {
             })?;
             let mut command = Command::new(exe);
             command.args(["remote-node", "--framework", FRAMEWORK.name()]);
+            if self.current_thread {
+                command.arg("--current-thread");
+            }
             let mut peer = Peer::spawn("the ractor_cluster peer", command)?;
             let line = peer.expect("listening", Duration::from_secs(30)).await?;
             let addr: SocketAddr = line.parse().map_err(|_| RemoteError::PeerProtocol {
@@ -270,8 +423,15 @@ impl Session {
             test: job.test,
             after: timeout,
         };
+        self.cast_jobs += 1;
+        let id = self.cast_jobs;
         let connected = self.connect().await?;
         match job.test {
+            Test::Pingpong if job.setup == super::Setup::CurrentThreadCast => {
+                tokio::time::timeout(timeout, cast_pingpong(&connected.echo, id, job))
+                    .await
+                    .map_err(timed_out)?
+            }
             Test::Pingpong => tokio::time::timeout(timeout, pingpong(&connected.echo, job))
                 .await
                 .map_err(timed_out)?,
@@ -336,6 +496,51 @@ async fn pingpong(echo: &ActorRef<EchoMsg>, job: &Job) -> Result<Measured, Remot
         latency_us: Some(latencies.summary_us()),
         ..Measured::default()
     })
+}
+
+/// Cast ping-pong: spawns a pinger in its own group, waits until the echo actor
+/// knows it, bounces the first payload and waits for the pinger's result.
+async fn cast_pingpong(
+    echo: &ActorRef<EchoMsg>,
+    id: u64,
+    job: &Job,
+) -> Result<Measured, RemoteError> {
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    let latencies = Latencies::new(MAX_LATENCY)?;
+    let (pinger, handle) = Actor::spawn(None, Pinger, (echo.clone(), id, *job, latencies, done_tx))
+        .await
+        .map_err(|e| failed("spawn the pinger")(e.to_string()))?;
+    ractor::pg::join(pinger_group(id), vec![pinger.get_cell()]);
+    let result = async {
+        // ractor_cluster syncs the group to the peer asynchronously.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let known = echo
+                .call(|port| EchoMsg::Knows(id, port), Some(CALL_TIMEOUT))
+                .await
+                .map_err(|e| failed("call")(e.to_string()))?;
+            match known {
+                CallResult::Success(true) => break,
+                _ if Instant::now() >= deadline => {
+                    return Err(failed("find the pinger")(format!(
+                        "the peer never saw group {}",
+                        pinger_group(id)
+                    )))
+                }
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+        echo.cast(EchoMsg::Bounce(id, vec![0x42u8; job.payload]))
+            .map_err(|e| failed("cast")(e.to_string()))?;
+        done_rx
+            .await
+            .map_err(|e| failed("pinger")(e.to_string()))?
+            .map_err(failed("pinger"))
+    }
+    .await;
+    pinger.stop(None);
+    let _ = handle.await;
+    result
 }
 
 async fn oneway(sink: &ActorRef<SinkMsg>, job: &Job) -> Result<(), RemoteError> {

@@ -95,12 +95,22 @@ async fn serve_connection(stream: TcpStream, expected: Arc<Expected>) -> std::io
 /// The measuring side: one raw peer process for all raw jobs.
 pub(crate) struct Session {
     peer: Option<(Peer, SocketAddr)>,
+    /// Start the peer on a current-thread runtime.
+    current_thread: bool,
 }
 
 impl Session {
     /// No peer yet.
     pub(crate) fn idle() -> Self {
-        Self { peer: None }
+        Self::idle_with(false)
+    }
+
+    /// No peer yet; the peer will run on a current-thread runtime if asked.
+    pub(crate) fn idle_with(current_thread: bool) -> Self {
+        Self {
+            peer: None,
+            current_thread,
+        }
     }
 
     /// Stops the peer.
@@ -121,6 +131,9 @@ impl Session {
             })?;
             let mut command = Command::new(exe);
             command.args(["remote-node", "--framework", "raw-tcp"]);
+            if self.current_thread {
+                command.arg("--current-thread");
+            }
             let mut peer = Peer::spawn("the raw-tcp peer", command)?;
             let addr = peer.expect("listening", Duration::from_secs(30)).await?;
             let addr = addr.parse().map_err(|_| RemoteError::PeerProtocol {
