@@ -13,12 +13,18 @@
 //! | `iot` | throughput vs drop rate, vs MTTF, vs clients per server (003 §5.4) |
 //! | `echo`, `kvs` | throughput and p50/p99 vs concurrency, options on/off, per payload and RTT (002 Figs. 6–7, 9–10) |
 //! | `counter` | messages per second per K, actor vs function per store (001 Fig. 2) |
+//! | `local`, `remote`, `storage` | one panel per test, one colour per framework (or store), grouped bars, log y where a panel spans decades |
+//! | `crdt` | bytes sent with delta vs full-state gossip, beside bytes per op, convergence and ops/s |
+//! | `cluster` | kill → Down per survivor (p50/max the rows carry), join, gossip cost |
+//! | `failover` | kill → first answer per identity and request latency, p50/p99/p99.9/max |
 //! | anything else | throughput vs actors when actors vary, else one bar per configuration |
 //!
 //! plotters draws with its bitmap backend (pure Rust PNG encoding) and a system
 //! TrueType font through `ab_glyph`, so nothing native needs to build.
 
 mod chart;
+mod compare;
+mod panels;
 pub(crate) mod summary;
 
 use std::collections::BTreeMap;
@@ -400,6 +406,10 @@ pub(crate) fn plot_rows(
         "chaos" => return chaos_bars(&rows, dir),
         "iot" => return iot_charts(&rows, dir),
         "counter" => return counter_bars(&rows, dir),
+        "local" | "remote" | "storage" => return compare::comparison(scenario, &rows, dir),
+        "crdt" => return compare::crdt(&rows, dir),
+        "cluster" => return compare::cluster(&rows, dir),
+        "failover" => return compare::failover(&rows, dir),
         _ => {
             let distinct_actors = {
                 let mut seen: Vec<u64> = rows
@@ -667,5 +677,38 @@ mod tests {
         assert!(plot_rows("echo", &[], Path::new("/nonexistent"))
             .expect("no rows")
             .is_empty());
+    }
+
+    #[test]
+    fn comparison_draws_unknown_labels_and_decade_spanning_panels() {
+        let rows: Vec<Row> = [
+            serde_json::json!({"scenario": "local", "test": "tell", "framework": "granary", "msgs_per_sec": 8.0e6}),
+            serde_json::json!({"scenario": "local", "test": "tell", "framework": "actix (same arbiter)", "msgs_per_sec": 2.0e4}),
+            serde_json::json!({"scenario": "local", "test": "tell", "framework": "ractor", "setup": "current-thread", "msgs_per_sec": 3.0e5}),
+            serde_json::json!({"scenario": "local", "test": "tell", "framework": "ractor", "setup": "multi-thread", "msgs_per_sec": 2.0e6}),
+            serde_json::json!({"scenario": "local", "test": "spawn", "framework": "blocking std socket", "payload_bytes": 16, "msgs_per_sec": 9.0}),
+            serde_json::json!({"scenario": "local", "test": "spawn", "framework": "blocking std socket", "payload_bytes": 1024, "msgs_per_sec": 900.0}),
+        ]
+        .into_iter()
+        .map(row)
+        .collect();
+        let names: Vec<String> = rows
+            .iter()
+            .map(|r| compare::series_name(&rows, r, Some("framework")))
+            .collect();
+        assert_eq!(names[1], "actix (same arbiter)");
+        assert_eq!(names[2], "ractor (current-thread)");
+        assert_eq!(names[3], "ractor (multi-thread)");
+        let dir = std::env::temp_dir().join(format!("granary-plot-test-{}", std::process::id()));
+        let written = match plot_rows("local", &rows, &dir) {
+            Err(PlotError::NoFont(why)) => {
+                eprintln!("skipped: {why}");
+                return;
+            }
+            other => other.expect("drawn"),
+        };
+        assert_eq!(written, vec![dir.join("local-throughput-per-test.png")]);
+        assert!(std::fs::metadata(&written[0]).expect("written").len() > 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -24,7 +24,7 @@ const FONT_CANDIDATES: &[&str] = &[
 ];
 
 /// Registers a system font as plotters' "sans-serif" once per process.
-fn ensure_font() -> Result<(), PlotError> {
+pub(super) fn ensure_font() -> Result<(), PlotError> {
     static FONT: OnceLock<Result<(), String>> = OnceLock::new();
     FONT.get_or_init(|| {
         let from_env = std::env::var("GRANARY_BENCH_FONT").ok();
@@ -95,7 +95,9 @@ pub(crate) struct BarChart {
     pub(crate) series: Vec<(String, Vec<Option<f64>>)>,
 }
 
-fn colour(index: usize) -> RGBColor {
+/// The colour of series `index`: ten well-separated colours first, then hues a golden
+/// angle apart, so a chart with any number of series never repeats a colour.
+pub(super) fn colour(index: usize) -> RGBColor {
     const PALETTE: [RGBColor; 10] = [
         RGBColor(31, 119, 180),
         RGBColor(255, 127, 14),
@@ -108,10 +110,17 @@ fn colour(index: usize) -> RGBColor {
         RGBColor(188, 189, 34),
         RGBColor(23, 190, 207),
     ];
-    PALETTE[index % PALETTE.len()]
+    if let Some(colour) = PALETTE.get(index) {
+        return *colour;
+    }
+    let n = (index - PALETTE.len()) as f64;
+    // Alternate lightness too, so neighbouring extra hues differ twice over.
+    let lightness = if index.is_multiple_of(2) { 0.38 } else { 0.55 };
+    let (r, g, b) = HSLColor((0.05 + n * 0.618_034) % 1.0, 0.7, lightness).rgb();
+    RGBColor(r, g, b)
 }
 
-fn draw_error(path: &Path) -> impl Fn(String) -> PlotError + '_ {
+pub(super) fn draw_error(path: &Path) -> impl Fn(String) -> PlotError + '_ {
     move |reason| PlotError::Draw {
         path: path.to_path_buf(),
         reason,
@@ -119,7 +128,7 @@ fn draw_error(path: &Path) -> impl Fn(String) -> PlotError + '_ {
 }
 
 /// Axis value: log10 on a log axis (non-positive values are dropped there).
-fn scaled(value: f64, log: bool) -> Option<f64> {
+pub(super) fn scaled(value: f64, log: bool) -> Option<f64> {
     match (log, value.is_finite()) {
         (_, false) => None,
         (true, _) if value <= 0.0 => None,
@@ -129,7 +138,7 @@ fn scaled(value: f64, log: bool) -> Option<f64> {
 }
 
 /// Tick text for an axis value.
-fn tick(value: f64, log: bool) -> String {
+pub(super) fn tick(value: f64, log: bool) -> String {
     let real = if log { 10f64.powf(value) } else { value };
     let magnitude = real.abs();
     if magnitude >= 1e6 {
