@@ -324,6 +324,21 @@ mod tests {
     struct Idle;
     impl Actor for Idle {}
 
+    /// Stops every actor of `refs` and waits until the system has forgotten them all.
+    async fn stop_all(system: &ActorSystem, refs: &[crate::ActorRef<Idle>]) {
+        for r in refs {
+            r.stop();
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        while system.live_actors() > 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "actors did not stop"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
     fn capacity(system: &ActorSystem) -> usize {
         system.inner.live.iter().map(|s| s.lock().capacity()).sum()
     }
@@ -336,17 +351,7 @@ mod tests {
         let refs: Vec<_> = (0..40_000).map(|_| system.spawn(Idle)).collect();
         let full = capacity(&system);
         assert!(full >= 40_000, "capacity {full} for 40,000 actors");
-        for r in &refs {
-            r.stop();
-        }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while system.live_actors() > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "actors did not stop"
-            );
-            tokio::task::yield_now().await;
-        }
+        stop_all(&system, &refs).await;
         let empty = capacity(&system);
         // Each shard keeps at most the size below which tables are left alone.
         assert!(
@@ -366,17 +371,7 @@ mod tests {
         }
         let full = system.inner.names.lock().capacity();
         assert!(full >= 40_000, "capacity {full} for 20,000 names");
-        for r in &refs {
-            r.stop();
-        }
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-        while system.live_actors() > 0 {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "actors did not stop"
-            );
-            tokio::task::yield_now().await;
-        }
+        stop_all(&system, &refs).await;
         let empty = system.inner.names.lock().capacity();
         assert!(
             empty <= 2 * crate::__tables::SHRINK_FROM,

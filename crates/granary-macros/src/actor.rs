@@ -196,14 +196,11 @@ fn parse_args(args: TokenStream) -> syn::Result<Args> {
             }
             parsed.state = Some(meta.value()?.parse()?);
         } else {
-            let key = meta
-                .path
-                .get_ident()
-                .map_or_else(|| "?".to_owned(), ToString::to_string);
-            return Err(meta.error(format!(
-                "unknown key `{key}` in #[virtual_actor(...)]: expected `kind = \"...\"`, \
-                 `key = Type` or `state = Type`"
-            )));
+            return Err(crate::unknown_key(
+                &meta,
+                "virtual_actor",
+                "`kind = \"...\"`, `key = Type` or `state = Type`",
+            ));
         }
         Ok(())
     });

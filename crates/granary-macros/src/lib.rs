@@ -49,6 +49,22 @@ mod message;
 
 use proc_macro::TokenStream;
 
+/// The error for a key `meta` that attribute `attribute` does not know; `expected`
+/// lists the keys it takes.
+fn unknown_key(
+    meta: &syn::meta::ParseNestedMeta<'_>,
+    attribute: &str,
+    expected: &str,
+) -> syn::Error {
+    let key = meta
+        .path
+        .get_ident()
+        .map_or_else(|| "?".to_owned(), ToString::to_string);
+    meta.error(format!(
+        "unknown key `{key}` in #[{attribute}(...)]: expected {expected}"
+    ))
+}
+
 /// Implements `Message` for a struct or enum and registers it, and its reply type,
 /// for the wire.
 ///

@@ -80,13 +80,11 @@ fn parse_args(input: &DeriveInput) -> syn::Result<Args> {
                 }
                 args.name = Some(name);
             } else {
-                let key = meta
-                    .path
-                    .get_ident()
-                    .map_or_else(|| "?".to_owned(), ToString::to_string);
-                return Err(meta.error(format!(
-                    "unknown key `{key}` in #[message(...)]: expected `reply = Type` or `name = \"...\"`"
-                )));
+                return Err(crate::unknown_key(
+                    &meta,
+                    "message",
+                    "`reply = Type` or `name = \"...\"`",
+                ));
             }
             Ok(())
         })?;

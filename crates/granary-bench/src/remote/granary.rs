@@ -5,7 +5,6 @@
 //! tells an actor exposed on the peer, through a forged `ActorRef::remote`.
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -322,25 +321,17 @@ impl Session {
             self.close();
         }
         if self.connected.is_none() {
-            let exe = std::env::current_exe().map_err(|source| RemoteError::Spawn {
-                what: "the granary peer".into(),
-                source,
-            })?;
-            let mut command = Command::new(exe);
-            command
-                .args(["remote-node", "--framework", "granary", "--pairs"])
-                .arg(sizes.pairs.to_string())
-                .args(config.args());
+            let mut args: Vec<String> = ["--framework", "granary", "--pairs"]
+                .into_iter()
+                .map(String::from)
+                .collect();
+            args.push(sizes.pairs.to_string());
+            args.extend(config.args());
             if self.observe {
-                command.arg("--observe");
+                args.push("--observe".into());
             }
-            let mut peer = Peer::spawn("the granary peer", command)?;
-            let addr = peer.expect("listening", Duration::from_secs(30)).await?;
-            let peer_addr = addr.parse().map_err(|_| RemoteError::PeerProtocol {
-                what: "the granary peer".into(),
-                line: addr.clone(),
-                expected: "listening ADDR",
-            })?;
+            let (peer, peer_addr) =
+                super::peer::start_remote_node("the granary peer", args).await?;
             let node = RemoteNode::start(ActorSystem::new(), transport_config(config))
                 .await
                 .map_err(setup_error("start this node"))?;

@@ -3,6 +3,8 @@
 //! The process handling (Ctrl-C registry, kill on drop) is the shared
 //! [`ChildProcess`]; this module adds the line protocol with timeouts.
 
+use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,6 +16,28 @@ use crate::child_process::ChildProcess;
 /// On Ctrl-C, kill every peer process still alive and exit with status 130.
 pub(crate) fn kill_children_on_ctrl_c() {
     crate::child_process::kill_children_on_ctrl_c("peer processes");
+}
+
+/// Starts this program's `remote-node` subcommand with `args` as the peer `what` and
+/// waits for its `listening ADDR` line: the peer and the address it listens on.
+pub(crate) async fn start_remote_node(
+    what: &str,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+) -> Result<(Peer, SocketAddr), RemoteError> {
+    let exe = std::env::current_exe().map_err(|source| RemoteError::Spawn {
+        what: what.into(),
+        source,
+    })?;
+    let mut command = Command::new(exe);
+    command.arg("remote-node").args(args);
+    let mut peer = Peer::spawn(what, command)?;
+    let line = peer.expect("listening", Duration::from_secs(30)).await?;
+    let addr = line.parse().map_err(|_| RemoteError::PeerProtocol {
+        what: what.into(),
+        line: line.clone(),
+        expected: "listening ADDR",
+    })?;
+    Ok((peer, addr))
 }
 
 /// A running peer process.

@@ -6,9 +6,8 @@
 //! the count the parent expects is reached (oneway).
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -125,23 +124,11 @@ impl Session {
         sizes: &Sizes,
     ) -> Result<Measured, RemoteError> {
         if self.peer.is_none() {
-            let exe = std::env::current_exe().map_err(|source| RemoteError::Spawn {
-                what: "the raw-tcp peer".into(),
-                source,
-            })?;
-            let mut command = Command::new(exe);
-            command.args(["remote-node", "--framework", "raw-tcp"]);
+            let mut args = vec!["--framework", "raw-tcp"];
             if self.current_thread {
-                command.arg("--current-thread");
+                args.push("--current-thread");
             }
-            let mut peer = Peer::spawn("the raw-tcp peer", command)?;
-            let addr = peer.expect("listening", Duration::from_secs(30)).await?;
-            let addr = addr.parse().map_err(|_| RemoteError::PeerProtocol {
-                what: "the raw-tcp peer".into(),
-                line: addr.clone(),
-                expected: "listening ADDR",
-            })?;
-            self.peer = Some((peer, addr));
+            self.peer = Some(super::peer::start_remote_node("the raw-tcp peer", args).await?);
         }
         let Some((peer, addr)) = self.peer.as_mut() else {
             return Err(RemoteError::framework(

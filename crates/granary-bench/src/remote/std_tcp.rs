@@ -15,7 +15,6 @@
 
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,21 +120,8 @@ impl Session {
         sizes: &Sizes,
     ) -> Result<Measured, RemoteError> {
         if self.peer.is_none() {
-            let what = "the std-tcp peer";
-            let exe = std::env::current_exe().map_err(|source| RemoteError::Spawn {
-                what: what.into(),
-                source,
-            })?;
-            let mut command = Command::new(exe);
-            command.args(["remote-node", "--framework", FRAMEWORK.name()]);
-            let mut peer = Peer::spawn(what, command)?;
-            let addr = peer.expect("listening", Duration::from_secs(30)).await?;
-            let addr = addr.parse().map_err(|_| RemoteError::PeerProtocol {
-                what: what.into(),
-                line: addr.clone(),
-                expected: "listening ADDR",
-            })?;
-            self.peer = Some((peer, addr));
+            let args = ["--framework", FRAMEWORK.name()];
+            self.peer = Some(super::peer::start_remote_node("the std-tcp peer", args).await?);
         }
         let Some((peer, addr)) = self.peer.as_mut() else {
             return Err(RemoteError::framework(
