@@ -53,11 +53,12 @@ impl Detector {
         }
     }
 
-    /// The heartbeat interval and timeout of the run's clients: the transport's
-    /// defaults (1 s, 5 s), or 500 ms and 2 s with the fast-failover profile, so
-    /// that a client drops a paused or cut-off gateway about as soon as the members
-    /// down its node.
-    pub fn client_heartbeat(self) -> (Duration, Duration) {
+    /// The transport heartbeat interval and timeout of the run's nodes and clients:
+    /// the transport's defaults (1 s, 5 s), or 500 ms and 2 s with the fast-failover
+    /// profile, so that a client drops a paused or cut-off gateway about as soon as the
+    /// members down its node, and a gateway fails the asks it relays over a link that
+    /// went silent (an A–C or one-way cut, where nobody is downed) after 2 s, not 5 s.
+    pub fn transport_heartbeat(self) -> (Duration, Duration) {
         match self {
             Detector::Default => (Duration::from_secs(1), Duration::from_secs(5)),
             Detector::FastFailover => (Duration::from_millis(500), Duration::from_secs(2)),

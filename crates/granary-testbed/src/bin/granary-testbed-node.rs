@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use granary::cluster::{ClusterEvent, MemberEvent};
-use granary::virtual_actors::Node;
+use granary::virtual_actors::{Node, TransportSettings};
 use granary_testbed::history::{HistoryWriter, LEASE_POLL};
 use granary_testbed::run::Detector;
 use granary_testbed::workload::{self, driver, Workload};
@@ -109,7 +109,7 @@ enum Command {
         #[arg(long, default_value = "")]
         key_prefix: String,
         /// The nodes' failure-detection profile: `fast-failover` also shortens the
-        /// client's heartbeat timeout (see `Detector::client_heartbeat`).
+        /// client's heartbeat timeout (see `Detector::transport_heartbeat`).
         #[arg(long, value_enum, default_value_t = Detector::Default)]
         detector: Detector,
     },
@@ -189,7 +189,7 @@ async fn main() -> ExitCode {
                 rate,
                 history,
                 key_prefix,
-                heartbeat: detector.client_heartbeat(),
+                heartbeat: detector.transport_heartbeat(),
             };
             run_client(options).await
         }
@@ -200,6 +200,17 @@ async fn main() -> ExitCode {
             eprintln!("granary-testbed-node: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The nodes' transport settings: the defaults with the detector's heartbeats.
+fn transport_settings(detector: Detector) -> TransportSettings {
+    let (interval, timeout) = detector.transport_heartbeat();
+    let millis = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    TransportSettings {
+        heartbeat_interval_ms: millis(interval),
+        heartbeat_timeout_ms: millis(timeout),
+        ..TransportSettings::default()
     }
 }
 
@@ -221,7 +232,8 @@ async fn run_node(
         .seeds(seeds)
         .store(store)
         .cluster_secret(cluster, secret.into_bytes())
-        .cluster_config(detector.cluster_config());
+        .cluster_config(detector.cluster_config())
+        .transport(transport_settings(detector));
     let node = workload::host_all(builder, idle).start().await?;
     // Members seen going Down or Up (when a fault was detected and resolved).
     let mut events = node.cluster().subscribe();
