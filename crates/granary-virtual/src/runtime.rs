@@ -119,6 +119,9 @@ pub(crate) struct Runtime {
 struct Fence {
     /// Identities whose recorded host went Down, and until when they wait.
     recorded: HashMap<Identity, tokio::time::Instant>,
+    /// The earliest wait in `recorded`: expired entries are dropped once it passes,
+    /// not on every placement (a Down can fence every identity its host had).
+    recorded_earliest: Option<tokio::time::Instant>,
     /// Rings from before a member went missing, each with until when the identities
     /// its missing owners held wait. Every such ring is kept until its margin passes:
     /// two members of a minority may be downed one after the other, and the ring
@@ -138,6 +141,13 @@ impl Fence {
         self.owners.push((ring, until));
     }
 
+    /// `identity` waits until at least `until` (its recorded host went Down).
+    fn record(&mut self, identity: Identity, until: tokio::time::Instant) {
+        let entry = self.recorded.entry(identity).or_insert(until);
+        *entry = (*entry).max(until);
+        self.recorded_earliest = Some(self.recorded_earliest.map_or(until, |e| e.min(until)));
+    }
+
     /// Until when `identity` waits at `now` (forgetting what has passed), if at all:
     /// its recorded host went Down, or its owner on a ring kept here is not alive.
     fn until(
@@ -146,7 +156,14 @@ impl Fence {
         now: tokio::time::Instant,
         is_alive: impl Fn(SocketAddr) -> bool,
     ) -> Option<tokio::time::Instant> {
-        self.recorded.retain(|_, until| *until > now);
+        if self
+            .recorded_earliest
+            .is_some_and(|earliest| earliest <= now)
+        {
+            self.recorded.retain(|_, until| *until > now);
+            self.recorded_earliest = self.recorded.values().min().copied();
+            crate::runtime::shrink_if_sparse(&mut self.recorded);
+        }
         self.owners.retain(|(_, until)| *until > now);
         let recorded = self.recorded.get(identity).copied();
         let owned = self
@@ -482,11 +499,10 @@ impl Runtime {
     /// hosting only about as late as it was downed.
     pub(crate) fn fence_entry_of_dead_host(&self, identity: &Identity) {
         let until = tokio::time::Instant::now() + self.config.down_margin;
-        self.fence
-            .lock()
-            .recorded
-            .entry(identity.clone())
-            .or_insert(until);
+        let mut fence = self.fence.lock();
+        if !fence.recorded.contains_key(identity) {
+            fence.record(identity.clone(), until);
+        }
     }
 
     /// Notes the current ring for [`Fence::seen`] (every lookup does, so a placement
@@ -839,7 +855,7 @@ impl Runtime {
             let until = tokio::time::Instant::now() + self.config.down_margin;
             let mut fence = self.fence.lock();
             for identity in lost {
-                fence.recorded.insert(identity, until);
+                fence.record(identity, until);
             }
         }
         // Entries of ranges that moved away: their new owner rebuilds them from the
@@ -1045,5 +1061,22 @@ mod tests {
         let alive = |host: SocketAddr| host != first && host != second;
         assert_eq!(fence.until(&identity, now, alive), Some(first_until));
         assert_eq!(fence.until(&identity, first_until, alive), None);
+    }
+
+    /// A recorded identity waits until its deadline and is forgotten after it; the
+    /// later of two deadlines counts.
+    #[test]
+    fn a_recorded_identity_waits_for_its_latest_deadline_then_is_forgotten() {
+        let identity = Identity::new("test.Counter", "k");
+        let now = tokio::time::Instant::now();
+        let (early, late) = (now + Duration::from_secs(1), now + Duration::from_secs(2));
+        let mut fence = Fence::default();
+        fence.record(identity.clone(), early);
+        fence.record(identity.clone(), late);
+        let alive = |_: SocketAddr| true;
+        assert_eq!(fence.until(&identity, now, alive), Some(late));
+        assert_eq!(fence.until(&identity, early, alive), Some(late));
+        assert_eq!(fence.until(&identity, late, alive), None);
+        assert!(fence.recorded.is_empty());
     }
 }
