@@ -19,7 +19,16 @@
 //! Simulated link latency: every frame is held back RTT/2 by the sending node's fault
 //! injector (granary-remote's delay injection), on every channel.
 //!
-//! Example: `granary-bench echo --payload 1048576,8388608 --rtt-ms 1,20`.
+//! Real links (`--bed`): the three nodes run one on each host of a three-host chaos
+//! test bed (granary-testbed: network namespaces on a bridge; needs root, `ip` and
+//! `tc`), and `--bandwidth-mbit` puts a tbf limit on every host's link, so a large
+//! object really queues on the wire and what shares a connection with it waits behind
+//! it in the kernel, not in an injector. The kernel here has no netem, so latency stays
+//! the in-process delay (`--rtt-ms`, which may be 0). Rows carry `link` (`loopback` or
+//! `bed`) and `bandwidth_mbit` (null when unlimited).
+//!
+//! Example: `granary-bench echo --payload 1048576,8388608 --rtt-ms 1,20`;
+//! on real links: `granary-bench kvs --bed --bandwidth-mbit 1000,100 --rtt-ms 1`.
 
 pub(crate) mod driver;
 pub(crate) mod node;
@@ -60,6 +69,14 @@ pub(crate) struct WorkloadArgs {
     /// Small sizes (seconds in all), for smoke tests.
     #[arg(long)]
     quick: bool,
+    /// Run the nodes on a three-host chaos test bed (network namespaces on a bridge,
+    /// one node per host; needs root, `ip`, `nft` and `tc`) instead of 127.0.0.1.
+    #[arg(long)]
+    bed: bool,
+    /// With `--bed`: bandwidth limits in Mbit/s for every host's link (a tbf qdisc),
+    /// comma-separated, 0 for none (default 1000,100; `--quick`: 100).
+    #[arg(long, value_delimiter = ',', requires = "bed")]
+    bandwidth_mbit: Option<Vec<u32>>,
     /// Append the rows as CSV to this file.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -181,6 +198,12 @@ pub(crate) enum EchoError {
     /// Drawing the charts failed.
     #[error(transparent)]
     Plot(#[from] crate::plot::PlotError),
+    /// The chaos test bed could not be made, or a bandwidth limit set.
+    #[error("test bed: {0}")]
+    Bed(#[from] granary_testbed::BedError),
+    /// `--bed` was asked for on a machine where the test bed cannot run.
+    #[error("the test bed cannot run here: {0}")]
+    BedUnavailable(String),
 }
 
 /// One output row.
@@ -204,6 +227,10 @@ struct WorkloadRow {
     affinity: bool,
     rtt_ms: f64,
     concurrency: usize,
+    /// `loopback` (127.0.0.1) or `bed` (one test bed host per node).
+    link: &'static str,
+    /// The tbf limit on every host's link, Mbit/s; `None` when unlimited.
+    bandwidth_mbit: Option<u32>,
 }
 
 /// This scenario's columns after the contract's ([`contract_columns`]).
@@ -214,6 +241,8 @@ const OWN_COLUMNS: &[&str] = &[
     "affinity",
     "rtt_ms",
     "concurrency",
+    "link",
+    "bandwidth_mbit",
 ];
 
 /// Node processes per run (the paper's 3-node Riak Core cluster).
@@ -252,13 +281,37 @@ pub(crate) fn run_workload(workload: Workload, args: WorkloadArgs) -> Result<(),
         }
     }));
     let seconds = args.seconds.unwrap_or(if quick { 0.4 } else { 5.0 });
+    // `None`: no limit (and, without `--bed`, the only value).
+    let bandwidths: Vec<Option<u32>> =
+        if args.bed {
+            dedup(args.bandwidth_mbit.unwrap_or_else(|| {
+                if quick {
+                    vec![100]
+                } else {
+                    vec![1000, 100]
+                }
+            }))
+            .into_iter()
+            .map(|mbit| (mbit > 0).then_some(mbit))
+            .collect()
+        } else {
+            vec![None]
+        };
+    let bed = if args.bed {
+        granary_testbed::available().map_err(EchoError::BedUnavailable)?;
+        Some(granary_testbed::Testbed::new(NODES)?)
+    } else {
+        None
+    };
+    let link = if bed.is_some() { "bed" } else { "loopback" };
     if let Some(&big) = payloads.iter().find(|p| **p > node::MAX_PAYLOAD) {
         return Err(EchoError::Node(format!(
             "payload {big} B is above the largest supported {} B",
             node::MAX_PAYLOAD
         )));
     }
-    let steps = option_sets.len() * rtts.len() * payloads.len() * concurrency.len();
+    let steps =
+        option_sets.len() * bandwidths.len() * rtts.len() * payloads.len() * concurrency.len();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -278,7 +331,7 @@ pub(crate) fn run_workload(workload: Workload, args: WorkloadArgs) -> Result<(),
                 "{} {set:?}: starting {NODES} nodes",
                 workload.name()
             ));
-            let mut nodes = Nodes::start(NODES, options).await?;
+            let mut nodes = Nodes::start(NODES, options, bed.as_ref()).await?;
             reporter.progress().println(format!(
                 "{} {set:?}: nodes listening on {}",
                 workload.name(),
@@ -289,29 +342,51 @@ pub(crate) fn run_workload(workload: Workload, args: WorkloadArgs) -> Result<(),
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            for &rtt in &rtts {
-                nodes
-                    .all(&format!("rtt {rtt}"), "ok", Duration::from_secs(10))
-                    .await?;
-                for &payload in &payloads {
-                    for &requesters in &concurrency {
-                        reporter.progress().set_message(format!(
-                            "{} {set:?} rtt {rtt} ms {payload} B x{requesters}",
-                            workload.name()
-                        ));
-                        let line = format!("{} {payload} {requesters} {seconds}", workload.name());
-                        let limit = Duration::from_secs_f64(seconds) + Duration::from_secs(120);
-                        let result = nodes.drive(&line, limit).await?;
-                        let row = parse_result(workload, set, rtt, payload, requesters, &result)
-                            .ok_or_else(|| EchoError::NodeAnswer {
-                                what: "echo node 0".into(),
-                                line: format!("result {result}"),
-                            })?;
-                        reporter.emit(&row)?;
-                        if let Ok(Value::Object(map)) = serde_json::to_value(&row) {
-                            rows.push(map);
+            for &bandwidth in &bandwidths {
+                if let Some(bed) = &bed {
+                    for host in bed.host_ids() {
+                        match bandwidth {
+                            Some(mbit) => bed.limit_bandwidth(host, mbit.saturating_mul(1000))?,
+                            None => bed.clear_bandwidth(host)?,
                         }
-                        reporter.progress().inc(1);
+                    }
+                }
+                for &rtt in &rtts {
+                    nodes
+                        .all(&format!("rtt {rtt}"), "ok", Duration::from_secs(10))
+                        .await?;
+                    for &payload in &payloads {
+                        for &requesters in &concurrency {
+                            reporter.progress().set_message(format!(
+                                "{} {set:?} {} rtt {rtt} ms {payload} B x{requesters}",
+                                workload.name(),
+                                bandwidth
+                                    .map_or("unlimited".to_string(), |m| format!("{m} Mbit/s")),
+                            ));
+                            let line =
+                                format!("{} {payload} {requesters} {seconds}", workload.name());
+                            let limit = Duration::from_secs_f64(seconds) + Duration::from_secs(120);
+                            let result = nodes.drive(&line, limit).await?;
+                            let point = Point {
+                                set,
+                                rtt_ms: rtt,
+                                payload,
+                                concurrency: requesters,
+                                link,
+                                bandwidth_mbit: bandwidth,
+                            };
+                            let row = parse_result(workload, point, &result).ok_or_else(|| {
+                                EchoError::NodeAnswer {
+                                    what: "echo node 0".into(),
+                                    line: format!("result {result}"),
+                                }
+                            })?;
+                            reporter.emit(&row)?;
+                            if let Ok(Value::Object(map)) = serde_json::to_value(&row) {
+                                rows.push(map);
+                            }
+                            reporter.progress().inc(1);
+                        }
                     }
                 }
             }
@@ -328,15 +403,27 @@ pub(crate) fn run_workload(workload: Workload, args: WorkloadArgs) -> Result<(),
     Ok(())
 }
 
-/// The row of a `result REQUESTS SECONDS P50 P99 P999 MAX` answer.
-fn parse_result(
-    workload: Workload,
+/// One sweep point: what a row was measured with.
+#[derive(Debug, Clone, Copy)]
+struct Point {
     set: OptionSet,
     rtt_ms: f64,
     payload: usize,
     concurrency: usize,
-    result: &str,
-) -> Option<WorkloadRow> {
+    link: &'static str,
+    bandwidth_mbit: Option<u32>,
+}
+
+/// The row of a `result REQUESTS SECONDS P50 P99 P999 MAX` answer.
+fn parse_result(workload: Workload, point: Point, result: &str) -> Option<WorkloadRow> {
+    let Point {
+        set,
+        rtt_ms,
+        payload,
+        concurrency,
+        link,
+        bandwidth_mbit,
+    } = point;
     let fields: Vec<f64> = result
         .split_whitespace()
         .map(str::parse)
@@ -365,6 +452,8 @@ fn parse_result(
         affinity: options.affinity,
         rtt_ms,
         concurrency,
+        link,
+        bandwidth_mbit,
     })
 }
 
@@ -374,12 +463,17 @@ mod tests {
 
     #[test]
     fn a_result_line_becomes_a_row_and_garbage_does_not() {
+        let point = |set, rtt_ms, payload, concurrency| Point {
+            set,
+            rtt_ms,
+            payload,
+            concurrency,
+            link: "loopback",
+            bandwidth_mbit: None,
+        };
         let row = parse_result(
             Workload::Kvs,
-            OptionSet::On,
-            20.0,
-            1024,
-            4,
+            point(OptionSet::On, 20.0, 1024, 4),
             "100 2 10 20 30 40",
         )
         .expect("row");
@@ -387,7 +481,8 @@ mod tests {
         assert_eq!(row.msgs_per_sec, 50.0);
         assert_eq!(row.parallelism, 4);
         assert!(row.channels && row.affinity);
-        assert!(parse_result(Workload::Echo, OptionSet::Off, 1.0, 1, 1, "1 2 3").is_none());
-        assert!(parse_result(Workload::Echo, OptionSet::Off, 1.0, 1, 1, "a b c d e f").is_none());
+        let off = point(OptionSet::Off, 1.0, 1, 1);
+        assert!(parse_result(Workload::Echo, off, "1 2 3").is_none());
+        assert!(parse_result(Workload::Echo, off, "a b c d e f").is_none());
     }
 }

@@ -171,6 +171,7 @@ fn label(row: &Row, fields: &[&str]) -> String {
             Some(match *field {
                 "payload_bytes" => bytes_label(num(row, field).unwrap_or(0.0)),
                 "rtt_ms" => format!("RTT {value} ms"),
+                "bandwidth_mbit" => format!("link {value} Mbit/s"),
                 "options" => format!("options {value}"),
                 _ => value,
             })
@@ -387,7 +388,7 @@ pub(crate) fn plot_rows(
                 x,
                 y: "msgs_per_sec",
                 series: vec!["options"],
-                facets: vec!["payload_bytes", "rtt_ms"],
+                facets: vec!["payload_bytes", "rtt_ms", "bandwidth_mbit"],
                 log_x: false,
                 log_y: false,
                 latency: false,
@@ -397,7 +398,7 @@ pub(crate) fn plot_rows(
                 x,
                 y: "p99_us",
                 series: vec!["options"],
-                facets: vec!["payload_bytes", "rtt_ms"],
+                facets: vec!["payload_bytes", "rtt_ms", "bandwidth_mbit"],
                 log_x: false,
                 log_y: true,
                 latency: true,

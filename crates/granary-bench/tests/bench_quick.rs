@@ -63,11 +63,14 @@ fn pngs(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Checks the rows of a quick `echo` or `kvs` run: both option sets, both
-/// concurrencies, sane numbers, no lost request (a lost one fails the run).
-fn check_workload(scenario: &str) {
+/// Checks the rows of a quick `echo` or `kvs` run (with `extra` arguments): both
+/// option sets, both concurrencies, sane numbers, no lost request (a lost one fails
+/// the run). Returns the rows.
+fn check_workload(scenario: &str, extra: &[&str]) -> Vec<Value> {
     let plot = temp_dir(scenario);
-    let output = bench(&[scenario, "--quick", "--plot", plot.to_str().expect("utf-8")]);
+    let mut args = vec![scenario, "--quick", "--plot", plot.to_str().expect("utf-8")];
+    args.extend_from_slice(extra);
+    let output = bench(&args);
     let rows = rows(&output);
     assert_eq!(rows.len(), 4, "{rows:?}");
     for row in &rows {
@@ -92,16 +95,38 @@ fn check_workload(scenario: &str) {
     // Throughput and latency charts for the one payload/RTT facet.
     assert_eq!(pngs(&plot).len(), 2, "charts in {}", plot.display());
     let _ = std::fs::remove_dir_all(&plot);
+    rows
 }
 
 #[test]
 fn echo_quick_runs_both_option_sets_and_plots() {
-    check_workload("echo");
+    let rows = check_workload("echo", &[]);
+    assert!(rows
+        .iter()
+        .all(|r| r["link"] == "loopback" && r["bandwidth_mbit"].is_null()));
 }
 
 #[test]
 fn kvs_quick_runs_both_option_sets_and_plots() {
-    check_workload("kvs");
+    check_workload("kvs", &[]);
+}
+
+/// `echo` with one node on each host of a chaos test bed and a real 100 Mbit/s limit
+/// (tbf) on every host's link: a 1 MiB request and its reply cross two limited links,
+/// so a remote round trip takes at least 2 x 8 Mbit / 100 Mbit/s = 168 ms on the wire.
+/// On loopback it takes a few milliseconds, so the slowest request of each row shows
+/// whether the limit really applied.
+#[test]
+fn echo_on_the_test_bed_queues_on_a_limited_link() {
+    if !granary_testbed::available_or_skip("echo_on_the_test_bed_queues_on_a_limited_link") {
+        return;
+    }
+    let rows = check_workload("echo", &["--bed", "--bandwidth-mbit", "100"]);
+    for row in &rows {
+        assert_eq!(row["link"], "bed", "{row}");
+        assert_eq!(number(row, "bandwidth_mbit"), 100.0, "{row}");
+        assert!(number(row, "max_us") >= 160_000.0, "no queueing on the wire: {row}");
+    }
 }
 
 #[test]

@@ -59,6 +59,10 @@ pub(crate) struct NodeArgs {
     /// A member to join through; none forms the cluster.
     #[arg(long)]
     seed: Option<SocketAddr>,
+    /// The address to listen on (port 0: any free port); a test bed host's address
+    /// when the nodes run on the chaos test bed (`--bed`).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
     /// Bytes of each background anti-entropy frame.
     #[arg(long, default_value_t = 256 * 1024)]
     background_bytes: usize,
@@ -71,10 +75,17 @@ pub(crate) struct NodeArgs {
 }
 
 impl NodeArgs {
-    /// The arguments that start a node with `options`, joining through `seed`.
-    pub(crate) fn command_line(options: Options, seed: Option<SocketAddr>) -> Vec<String> {
+    /// The arguments that start a node with `options` listening on `listen`, joining
+    /// through `seed`.
+    pub(crate) fn command_line(
+        options: Options,
+        listen: SocketAddr,
+        seed: Option<SocketAddr>,
+    ) -> Vec<String> {
         let mut args = vec![
             "echo-node".to_string(),
+            "--listen".into(),
+            listen.to_string(),
             "--parallelism".into(),
             options.parallelism.to_string(),
             "--channels".into(),
@@ -89,8 +100,13 @@ impl NodeArgs {
     }
 }
 
-fn transport_config(options: Options, faults: Arc<FaultInjector>) -> TransportConfig {
+fn transport_config(
+    options: Options,
+    listen: SocketAddr,
+    faults: Arc<FaultInjector>,
+) -> TransportConfig {
     let mut config = TransportConfig::new(CLUSTER, SECRET.to_vec())
+        .with_listen(listen)
         .with_parallelism(options.parallelism)
         .with_affinity(options.affinity)
         .with_max_frame((MAX_PAYLOAD + 64 * 1024) as u32)
@@ -125,7 +141,7 @@ pub(crate) fn run_node(args: NodeArgs) -> Result<(), EchoError> {
         let wire = Wire::new(options, replica);
         let faults = FaultInjector::new(u64::from(std::process::id()));
         let transport = TcpClusterTransport::bind_with(
-            transport_config(options, faults.clone()),
+            transport_config(options, args.listen, faults.clone()),
             Arc::new(Inbound(wire.clone())),
         )
         .await

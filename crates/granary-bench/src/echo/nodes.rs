@@ -1,11 +1,13 @@
 //! The parent's side of the three `echo-node` processes: start them (the first forms
-//! the cluster, the others join through it), talk to them line by line with a time
-//! limit on every answer, kill them when dropped.
+//! the cluster, the others join through it), on 127.0.0.1 or one on each host of a
+//! chaos test bed, talk to them line by line with a time limit on every answer, kill
+//! them when dropped.
 
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
 
+use granary_testbed::{HostId, Testbed};
 use tokio::sync::mpsc;
 
 use super::node::NodeArgs;
@@ -21,9 +23,18 @@ struct NodeProcess {
 }
 
 impl NodeProcess {
-    fn spawn(name: String, args: Vec<String>) -> Result<Self, EchoError> {
+    /// This binary with `args`, inside network namespace `namespace` when given
+    /// (`ip netns exec` execs it, so killing the child kills the node).
+    fn spawn(name: String, args: Vec<String>, namespace: Option<&str>) -> Result<Self, EchoError> {
         let exe = std::env::current_exe().map_err(EchoError::Runtime)?;
-        let mut command = Command::new(exe);
+        let mut command = match namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace]).arg(exe);
+                command
+            }
+            None => Command::new(exe),
+        };
         command.args(args);
         let (tx, lines) = mpsc::unbounded_channel();
         let process =
@@ -91,15 +102,33 @@ pub(crate) struct Nodes {
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Nodes {
-    /// Starts `count` nodes with `options` and waits until all are Up everywhere.
-    pub(crate) async fn start(count: usize, options: Options) -> Result<Self, EchoError> {
+    /// Starts `count` nodes with `options` and waits until all are Up everywhere: on
+    /// 127.0.0.1, or node `i` on host `i` of `bed` (which needs `count` hosts).
+    pub(crate) async fn start(
+        count: usize,
+        options: Options,
+        bed: Option<&Testbed>,
+    ) -> Result<Self, EchoError> {
         let mut nodes = Vec::with_capacity(count);
         let mut addrs: Vec<SocketAddr> = Vec::with_capacity(count);
         for i in 0..count {
             let seed = addrs.first().copied();
+            let (listen, namespace) = match bed {
+                Some(bed) => {
+                    let host = bed
+                        .host(HostId(i))
+                        .map_err(|e| EchoError::Node(format!("test bed: {e}")))?;
+                    (
+                        SocketAddr::from((host.addr, 0)),
+                        Some(host.namespace.as_str()),
+                    )
+                }
+                None => (SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), None),
+            };
             let mut node = NodeProcess::spawn(
                 format!("echo node {i}"),
-                NodeArgs::command_line(options, seed),
+                NodeArgs::command_line(options, listen, seed),
+                namespace,
             )?;
             let addr = node.expect("listening", START_TIMEOUT).await?;
             addrs.push(addr.parse().map_err(|_| EchoError::NodeAnswer {

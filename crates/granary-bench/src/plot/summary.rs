@@ -13,6 +13,8 @@ pub(crate) struct OptionsEffect {
     pub(crate) payload_bytes: f64,
     /// Simulated round trip, ms.
     pub(crate) rtt_ms: f64,
+    /// The tbf limit on the test bed's links, Mbit/s (`None`: unlimited or loopback).
+    pub(crate) bandwidth_mbit: Option<f64>,
     /// Concurrency compared.
     pub(crate) concurrency: f64,
     /// p99 latency with options off and on, µs.
@@ -24,50 +26,53 @@ pub(crate) struct OptionsEffect {
 /// The comparisons [`OptionsEffect`] of `rows`.
 pub(crate) fn options_effects(rows: &[Row]) -> Vec<OptionsEffect> {
     let mut out = Vec::new();
-    let find = |scenario: &str, options: &str, payload: f64, rtt: f64, concurrency: f64| {
+    let find = |key: &Key, options: &str, concurrency: f64| {
         rows.iter().find(|r| {
-            text(r, "scenario").as_deref() == Some(scenario)
+            text(r, "scenario").as_deref() == Some(key.0.as_str())
                 && text(r, "options").as_deref() == Some(options)
-                && num(r, "payload_bytes") == Some(payload)
-                && num(r, "rtt_ms") == Some(rtt)
+                && num(r, "payload_bytes") == Some(key.1)
+                && num(r, "rtt_ms") == Some(key.2)
+                && num(r, "bandwidth_mbit") == key.3
                 && num(r, "concurrency") == Some(concurrency)
         })
     };
-    let mut keys: Vec<(String, f64, f64)> = Vec::new();
+    // Scenario, payload, RTT, bandwidth.
+    type Key = (String, f64, f64, Option<f64>);
+    let mut keys: Vec<Key> = Vec::new();
     for r in rows {
         if let (Some(s), Some(p), Some(t)) = (
             text(r, "scenario"),
             num(r, "payload_bytes"),
             num(r, "rtt_ms"),
         ) {
-            if !keys.contains(&(s.clone(), p, t)) {
-                keys.push((s, p, t));
+            let key = (s, p, t, num(r, "bandwidth_mbit"));
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
     }
-    for (scenario, payload, rtt) in keys {
+    for key in keys {
         let best = rows
             .iter()
             .filter_map(|r| num(r, "concurrency"))
-            .filter(|&c| {
-                find(&scenario, "off", payload, rtt, c).is_some()
-                    && find(&scenario, "on", payload, rtt, c).is_some()
-            })
+            .filter(|&c| find(&key, "off", c).is_some() && find(&key, "on", c).is_some())
             .fold(None, |acc: Option<f64>, c| {
                 Some(acc.map_or(c, |a| a.max(c)))
             });
         let Some(concurrency) = best else { continue };
         let (Some(off), Some(on)) = (
-            find(&scenario, "off", payload, rtt, concurrency),
-            find(&scenario, "on", payload, rtt, concurrency),
+            find(&key, "off", concurrency),
+            find(&key, "on", concurrency),
         ) else {
             continue;
         };
         let get = |r: &Row, f| num(r, f).unwrap_or(f64::NAN);
+        let (scenario, payload_bytes, rtt_ms, bandwidth_mbit) = key;
         out.push(OptionsEffect {
             scenario,
-            payload_bytes: payload,
-            rtt_ms: rtt,
+            payload_bytes,
+            rtt_ms,
+            bandwidth_mbit,
             concurrency,
             p99_off_on: (get(off, "p99_us"), get(on, "p99_us")),
             rate_off_on: (get(off, "msgs_per_sec"), get(on, "msgs_per_sec")),
@@ -82,11 +87,13 @@ pub(crate) fn options_effect(rows: &[Row]) -> String {
         .iter()
         .map(|e| {
             format!(
-                "{} {} RTT {} ms x{}: p99 options on {:.0} us vs off {:.0} us ({:.2}x); \
+                "{} {} RTT {} ms{} x{}: p99 options on {:.0} us vs off {:.0} us ({:.2}x); \
                  requests/s on {:.1} vs off {:.1} ({:.2}x)\n",
                 e.scenario,
                 bytes_label(e.payload_bytes),
                 e.rtt_ms,
+                e.bandwidth_mbit
+                    .map_or(String::new(), |m| format!(" link {m} Mbit/s")),
                 e.concurrency,
                 e.p99_off_on.1,
                 e.p99_off_on.0,
