@@ -162,6 +162,31 @@ impl<A: VirtualActor> Kind<A> {
     /// let kind = Kind::<Pinger>::new().fulfilling::<PingApi>();
     /// # let _ = kind;
     /// ```
+    ///
+    /// A kind named otherwise than its contract does not build (error E0080, the
+    /// failed assertion):
+    ///
+    /// ```compile_fail,E0080
+    /// # use granary_core::Message;
+    /// # use granary_virtual::{contract, Kind, VirtualActor, VirtualContext, VirtualHandler};
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] pub struct Ping;
+    /// # impl Message for Ping { type Reply = (); }
+    /// # contract! {
+    /// #     pub contract PingApi { kind = "doc.fulfilling.Pinger"; key = i64; accepts = [Ping]; }
+    /// # }
+    /// struct Pinger;
+    /// impl VirtualActor for Pinger {
+    ///     const KIND: &'static str = "doc.fulfilling.Other";
+    ///     // ...
+    /// #   type Key = i64;
+    /// #   type State = ();
+    /// #   fn activate(_: &i64) -> Self { Pinger }
+    /// }
+    /// # impl VirtualHandler<Ping> for Pinger {
+    /// #     async fn handle(&mut self, _: Ping, _: &mut VirtualContext<'_, Self>) {}
+    /// # }
+    /// let kind = Kind::<Pinger>::new().fulfilling::<PingApi>();
+    /// ```
     pub fn fulfilling<C: FulfilledBy<A>>(self) -> Self {
         const {
             assert!(
