@@ -49,7 +49,7 @@ pub trait Accepts<M: Message>: Contract {}
 /// Rust's orphan rules allow because the contract is the local `Self` type:
 ///
 /// ```
-/// use granary_core::{Actor, Message};
+/// use granary_core::{Actor, Handler, Message};
 /// use granary_remote::{Acceptance, Accepts, Contract, RemoteSetupError, ServedBy};
 ///
 /// #[derive(Clone, serde::Serialize, serde::Deserialize)]
