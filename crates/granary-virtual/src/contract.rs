@@ -220,7 +220,8 @@ impl<C: VirtualContract> fmt::Debug for ContractRef<C> {
 /// actor kind) and the messages a kind or an actor accepts, and the impls of
 /// [`Contract`], [`Accepts`] per message, [`VirtualContract`] and [`FulfilledBy`] (for
 /// a kind) and [`ServedBy`](granary_remote::ServedBy) (for plain remote actors).
-/// Doc comments and attributes on the contract pass through to the type.
+/// Doc comments and attributes on the contract pass through to the type, which
+/// derives `Clone`, `Copy` and `Debug`.
 ///
 /// A virtual actor kind's contract, for [`ContractRef`] and [`Kind::fulfilling`]:
 ///
@@ -291,7 +292,8 @@ macro_rules! contract {
                 $crate::__private::Acceptance<A>,
                 $crate::__private::RemoteSetupError,
             > {
-                ::core::result::Result::Ok(acceptance $(.accept::<$msg>()?)+)
+                $(let acceptance = acceptance.accept::<$msg>()?;)+
+                ::core::result::Result::Ok(acceptance)
             }
         }
     };
