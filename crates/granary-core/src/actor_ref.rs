@@ -13,14 +13,16 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Actor, Handler, Message};
 use crate::envelope::{AskEnvelope, AskFailure, TellEnvelope};
-use crate::error::{AskError, RemoteError, SendError};
+use crate::error::{AskError, SendError};
 use crate::event::DeadLetterReason;
 use crate::id::ActorId;
 use crate::lifecycle::{StopReason, Terminated};
 use crate::mailbox::{HeldTellEnvelope, Mailbox, PushError, StopCallback, SystemMsg, Watcher};
 
 pub use recipient::Recipient;
-pub use remote::{as_sender, current_sender, AsSender, ErasedMessage, RemoteTarget};
+pub use remote::{
+    as_sender, ask_target, current_sender, tell_target, AsSender, ErasedMessage, RemoteTarget,
+};
 
 /// The ask timeout used when no actor system is at hand (remote refs).
 pub const DEFAULT_ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -56,25 +58,6 @@ enum Target<A: Actor> {
 /// ```
 pub struct ActorRef<A: Actor> {
     target: Target<A>,
-}
-
-fn downcast_message<M: 'static>(e: SendError<ErasedMessage>) -> SendError<M> {
-    let mismatch = |found: &'static str| RemoteError::TypeMismatch {
-        expected: std::any::type_name::<M>().to_string(),
-        found: found.to_string(),
-    };
-    match e.map_message(|b| b.downcast::<M>().map(|m| *m)) {
-        SendError::ActorStopped(Ok(m)) => SendError::ActorStopped(m),
-        SendError::MailboxFull(Ok(m)) => SendError::MailboxFull(m),
-        SendError::Remote { error, message } => SendError::Remote {
-            error,
-            message: message.and_then(Result::ok),
-        },
-        _ => SendError::Remote {
-            error: mismatch("another type"),
-            message: None,
-        },
-    }
 }
 
 /// Pushes into a bounded mailbox, waiting for room until `deadline`; `None`
@@ -147,9 +130,7 @@ impl<A: Actor> ActorRef<A> {
             Target::Local(mb) => mb
                 .push_user(Box::new(TellEnvelope(msg, crate::observe::capture())))
                 .map_err(|e| local_send_error(e, |env| env.0)),
-            Target::Remote(t) => t
-                .tell_erased(Box::new(msg), std::any::type_name::<M>())
-                .map_err(downcast_message),
+            Target::Remote(t) => tell_target(&**t, msg),
         }
     }
 
@@ -176,7 +157,7 @@ impl<A: Actor> ActorRef<A> {
                 .map_err(|e| local_send_error(e, |env| env.tell.0)),
             Target::Remote(t) => t
                 .tell_erased_holding(Box::new(msg), std::any::type_name::<M>(), Box::new(token))
-                .map_err(downcast_message),
+                .map_err(remote::downcast_message),
         }
     }
 
@@ -202,9 +183,7 @@ impl<A: Actor> ActorRef<A> {
                 .push_user_wait(Box::new(TellEnvelope(msg, crate::observe::capture())))
                 .await
                 .map_err(|e| local_send_error(e, |env| env.0)),
-            Target::Remote(t) => t
-                .tell_erased(Box::new(msg), std::any::type_name::<M>())
-                .map_err(downcast_message),
+            Target::Remote(t) => tell_target(&**t, msg),
         }
     }
 
@@ -293,24 +272,7 @@ impl<A: Actor> ActorRef<A> {
                     }
                 }
             }
-            Target::Remote(t) => {
-                let answer = t
-                    .ask_erased(Box::new(msg), std::any::type_name::<M>(), timeout)
-                    .await;
-                match answer {
-                    Ok(boxed) => boxed.downcast::<M::Reply>().map(|b| *b).map_err(|_| {
-                        AskError::Remote(RemoteError::TypeMismatch {
-                            expected: std::any::type_name::<M::Reply>().to_string(),
-                            found: "another type".to_string(),
-                        })
-                    }),
-                    Err(AskError::Send(e)) => Err(AskError::Send(downcast_message(e))),
-                    Err(AskError::Timeout) => Err(AskError::Timeout),
-                    Err(AskError::ActorPanicked) => Err(AskError::ActorPanicked),
-                    Err(AskError::ActorStopped) => Err(AskError::ActorStopped),
-                    Err(AskError::Remote(e)) => Err(AskError::Remote(e)),
-                }
-            }
+            Target::Remote(t) => remote::ask_target_untimed(&**t, msg, timeout).await,
         }
     }
 
@@ -412,7 +374,7 @@ impl<A: Actor> fmt::Debug for ActorRef<A> {
 }
 
 /// The `outcome` label of `granary_asks_total`.
-fn ask_outcome<R, M>(result: &Result<R, AskError<M>>) -> &'static str {
+pub(crate) fn ask_outcome<R, M>(result: &Result<R, AskError<M>>) -> &'static str {
     match result {
         Ok(_) => "ok",
         Err(AskError::Timeout) => "timeout",

@@ -69,8 +69,8 @@ mod timer;
 
 pub use actor::{Actor, BoxError, Handler, Message, Priority};
 pub use actor_ref::{
-    as_sender, current_sender, ActorRef, AsSender, ErasedMessage, Recipient, RemoteTarget,
-    DEFAULT_ASK_TIMEOUT,
+    as_sender, ask_target, current_sender, tell_target, ActorRef, AsSender, ErasedMessage,
+    Recipient, RemoteTarget, DEFAULT_ASK_TIMEOUT,
 };
 pub use context::Context;
 pub use error::{AskError, RegistryError, RemoteError, SendError};

@@ -12,6 +12,8 @@ struct Args {
     kind: Option<LitStr>,
     key: Option<Type>,
     state: Option<Type>,
+    /// The contract the kind fulfils: it gives the kind's name and key type.
+    contract: Option<syn::Path>,
 }
 
 /// One handler: the inherent method `name` handles messages of type `msg`.
@@ -29,12 +31,43 @@ const HANDLER_SHAPE: &str =
 
 pub(crate) fn expand(args: TokenStream, item: ItemImpl) -> syn::Result<TokenStream> {
     let args = parse_args(args)?;
-    let Some(kind) = args.kind else {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "#[virtual_actor] needs the kind's name: `#[virtual_actor(kind = \"app.Counter\")]` \
-             (it names stored state, so it is never derived from the module path)",
-        ));
+    // The kind's name and key type: from the contract, or given here.
+    let (kind, key, proof) = match (&args.contract, args.kind) {
+        (Some(contract), None) => {
+            if let Some(key) = &args.key {
+                return Err(syn::Error::new(
+                    key.span(),
+                    "`key` comes from the contract: remove it (the contract's `key = ...` is the kind's key type)",
+                ));
+            }
+            let span = contract.span();
+            (
+                quote_spanned!(span=> <#contract as ::granary::__macros::Contract>::NAME),
+                quote_spanned!(span=> <#contract as ::granary::__macros::VirtualContract>::Key),
+                // Spanned on the contract, so that a missing handler is reported there.
+                quote_spanned!(span=> .fulfilling::<#contract>()),
+            )
+        }
+        (Some(_), Some(kind)) => {
+            return Err(syn::Error::new(
+                kind.span(),
+                "`kind` comes from the contract: remove it (the contract's `kind = \"...\"` names the kind)",
+            ));
+        }
+        (None, Some(kind)) => {
+            let key = args
+                .key
+                .map_or_else(|| quote!(::std::string::String), |k| k.to_token_stream());
+            (quote!(#kind), key, quote!())
+        }
+        (None, None) => {
+            return Err(syn::Error::new(
+                Span::call_site(),
+                "#[virtual_actor] needs the kind's name: `#[virtual_actor(kind = \"app.Counter\")]` \
+                 (it names stored state, so it is never derived from the module path), \
+                 or the contract it fulfils: `#[virtual_actor(contract = CounterApi)]`",
+            ));
+        }
     };
     if let Some((_, path, _)) = &item.trait_ {
         return Err(syn::Error::new(
@@ -48,9 +81,6 @@ pub(crate) fn expand(args: TokenStream, item: ItemImpl) -> syn::Result<TokenStre
             "#[virtual_actor] does not take generic actors: a kind name names one type",
         ));
     }
-    let key = args
-        .key
-        .map_or_else(|| quote!(::std::string::String), |k| k.to_token_stream());
     let state = args
         .state
         .map_or_else(|| quote!(()), |s| s.to_token_stream());
@@ -162,7 +192,7 @@ pub(crate) fn expand(args: TokenStream, item: ItemImpl) -> syn::Result<TokenStre
 
         impl ::granary::__macros::Hosted for #self_ty {
             fn kind() -> ::granary::__macros::Kind<Self> {
-                ::granary::__macros::Kind::new() #(#accepts)*
+                ::granary::__macros::Kind::new() #(#accepts)* #proof
             }
         }
     })
@@ -173,6 +203,7 @@ fn parse_args(args: TokenStream) -> syn::Result<Args> {
         kind: None,
         key: None,
         state: None,
+        contract: None,
     };
     let parser = syn::meta::parser(|meta| {
         let twice = |name: &str| meta.error(format!("`{name}` is given twice"));
@@ -195,11 +226,16 @@ fn parse_args(args: TokenStream) -> syn::Result<Args> {
                 return Err(twice("state"));
             }
             parsed.state = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("contract") {
+            if parsed.contract.is_some() {
+                return Err(twice("contract"));
+            }
+            parsed.contract = Some(meta.value()?.parse()?);
         } else {
             return Err(crate::unknown_key(
                 &meta,
                 "virtual_actor",
-                "`kind = \"...\"`, `key = Type` or `state = Type`",
+                "`kind = \"...\"`, `key = Type`, `state = Type` or `contract = Contract`",
             ));
         }
         Ok(())

@@ -104,9 +104,14 @@ pub fn derive_message(input: TokenStream) -> TokenStream {
 /// // On every node: Node::builder().host(Counter::kind())...
 /// ```
 ///
-/// - `kind = "..."` (required): `VirtualActor::KIND`. It names stored state and
-///   directory entries, so it has no default derived from the module path.
+/// - `kind = "..."` (required unless `contract` is given): `VirtualActor::KIND`. It
+///   names stored state and directory entries, so it has no default derived from the
+///   module path.
 /// - `key = Type` (default `String`), `state = Type` (default `()`).
+/// - `contract = Contract` (instead of `kind` and `key`): the contract the kind
+///   fulfils (declared with `granary::contract!`). Its name and key type become the
+///   kind's, and the generated `Hosted::kind()` calls `Kind::fulfilling`, so a
+///   message of the contract without a handler here is a compile error naming it.
 ///
 /// In the block, `fn activate(key: &Key) -> Self`, `async fn on_activate(&mut self, ctx)`
 /// and `async fn on_deactivate(&mut self, ctx)` become the `VirtualActor` hooks (without

@@ -17,6 +17,10 @@
 //!   ([`ActorRefRemoteExt`]) forges a typed ref that plugs into `granary-core`'s
 //!   `RemoteTarget` hook, so `tell`/`ask`/`stop`/`watch` work as locally; [`RemoteRef`]
 //!   carries a ref inside messages.
+//! - Contracts ([`Contract`], [`Accepts`], [`ServedBy`]): an actor's public face apart
+//!   from its code; [`RemoteNode::contract_ref`] gives a [`ContractActorRef`] that sends
+//!   exactly the contract's messages, [`RemoteNode::expose_contract`] proves the actor
+//!   serves them (`docs/contracts.md`).
 //!
 //! This crate must not know about clustering, membership, placement or virtual actors
 //! (those live in `granary-cluster` and `granary-virtual`, above it). It sits on
@@ -29,6 +33,7 @@
 //! `rand` for seeded fault injection.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
+mod contract;
 mod error;
 pub mod faults;
 mod handshake;
@@ -41,6 +46,7 @@ pub mod trace;
 mod transport;
 pub mod wire;
 
+pub use contract::{Accepts, Contract, ServedBy};
 pub use error::{
     CodecError, Conflict, FrameError, HandshakeError, RegistryError, SendError, TlsConfigError,
     TransportError,
@@ -50,7 +56,8 @@ pub use registry::{
     type_tag, ErasedMessage, MessageRegistration, MessageType, Registry, RegistryBuilder,
 };
 pub use remote::{
-    Acceptance, ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError,
+    Acceptance, ActorRefRemoteExt, ContractActorRef, Exposure, RemoteNode, RemoteRef,
+    RemoteSetupError,
 };
 pub use tls::TlsConfig;
 pub use transport::{

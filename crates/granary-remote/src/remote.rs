@@ -15,6 +15,7 @@
 //! serving node's event stream (or a `SendError::Remote` at the caller when it cannot
 //! even leave).
 
+mod contract_ref;
 mod exposed;
 mod inbound;
 mod outbound;
@@ -30,14 +31,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
-use granary_core::{Actor, ActorId, ActorRef, ActorSystem, RemoteError};
+use granary_core::{Actor, ActorId, ActorRef, ActorSystem, RemoteError, RemoteTarget};
 use parking_lot::{Mutex, RwLock};
 use thiserror::Error;
 use tokio::task::AbortHandle;
 
+pub use contract_ref::ContractActorRef;
 pub use exposed::{Acceptance, Exposure};
 pub use remote_ref::{ActorRefRemoteExt, RemoteRef};
 
+use crate::contract::{Contract, ServedBy};
 use crate::error::{RegistryError, SendError as TransportSendError, TransportError};
 use crate::registry::{type_tag, Registry};
 use crate::transport::{PeerEvent, Transport, TransportConfig};
@@ -352,7 +355,7 @@ impl RemoteNode {
 
     /// Forge a typed ref to the actor exposed under `name` on the node at `addr`.
     pub fn remote_ref<A: Actor>(&self, addr: SocketAddr, name: &str) -> ActorRef<A> {
-        ActorRef::from_remote(Arc::new(RemoteActor::new(self.inner.clone(), addr, name)))
+        ActorRef::from_remote(self.remote_target(addr, name))
     }
 
     /// Forge a typed ref to the actor exposed under `name` on the node at `host`,
@@ -367,15 +370,49 @@ impl RemoteNode {
         host: SocketAddr,
         name: &str,
     ) -> ActorRef<A> {
+        ActorRef::from_remote(self.remote_target_via(via, host, name))
+    }
+
+    /// The actor exposed under `name` at `addr` with its type erased: what
+    /// [`RemoteNode::remote_ref`] wraps. For refs typed by something other than the
+    /// actor type ([`ContractActorRef`], granary-virtual's contract refs); send to it
+    /// with `granary_core::ask_target` and `granary_core::tell_target`.
+    pub fn remote_target(&self, addr: SocketAddr, name: &str) -> Arc<dyn RemoteTarget> {
+        Arc::new(RemoteActor::new(self.inner.clone(), addr, name))
+    }
+
+    /// [`RemoteNode::remote_target`] through the gateway `via`, as
+    /// [`RemoteNode::remote_ref_via`].
+    pub fn remote_target_via(
+        &self,
+        via: SocketAddr,
+        host: SocketAddr,
+        name: &str,
+    ) -> Arc<dyn RemoteTarget> {
         if via == host {
-            return self.remote_ref(host, name);
+            return self.remote_target(host, name);
         }
-        ActorRef::from_remote(Arc::new(RemoteActor::relayed(
-            self.inner.clone(),
-            via,
-            host,
-            name,
-        )))
+        Arc::new(RemoteActor::relayed(self.inner.clone(), via, host, name))
+    }
+
+    /// Forge a ref to the actor exposed under `name` on the node at `addr`, typed by the
+    /// contract `C` it serves: the caller needs the contract's crate, not the actor's
+    /// (see [`ContractActorRef`]).
+    pub fn contract_ref<C: Contract>(&self, addr: SocketAddr, name: &str) -> ContractActorRef<C> {
+        ContractActorRef::new(self.remote_target(addr, name), addr, name)
+    }
+
+    /// Make `actor` reachable from other nodes under `name`, accepting every message of
+    /// the contract `C` (and no other). Compiles only when `A` has a handler for each
+    /// of them (`C: ServedBy<A>`). `Err` if a message or reply type is not registered
+    /// for the wire or the name is taken; nothing is exposed then.
+    pub fn expose_contract<C: ServedBy<A>, A: Actor>(
+        &self,
+        name: &str,
+        actor: &ActorRef<A>,
+    ) -> Result<(), RemoteSetupError> {
+        let acceptance = C::accept_messages(self.acceptance())?;
+        self.expose_accepting(name, actor, &acceptance)
     }
 
     /// Answers every ask this node relays to `host` (for a client, see

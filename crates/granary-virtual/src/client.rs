@@ -32,6 +32,7 @@ use tokio::task::AbortHandle;
 
 use crate::actor::VirtualActor;
 use crate::config::{ClientConfig, Secret};
+use crate::contract::{ContractRef, VirtualContract};
 use crate::error::VirtualError;
 use crate::protocol::{ControlFrame, Reply, Request, CONTROL};
 use crate::runtime::{ControlInbox, Members, Runtime, RuntimeConfig};
@@ -182,6 +183,13 @@ impl Client {
     /// A ref to the virtual actor `A` with `key`.
     pub fn get<A: VirtualActor>(&self, key: impl Into<A::Key>) -> VirtualRef<A> {
         VirtualRef::new(self.runtime.clone(), key.into())
+    }
+
+    /// A ref to the virtual actor with `key` of the kind the contract `C` describes:
+    /// it sends exactly the messages of `C`, and the client links the contract's crate
+    /// only, not the kind's implementation (see [`ContractRef`]).
+    pub fn contract<C: VirtualContract>(&self, key: impl Into<C::Key>) -> ContractRef<C> {
+        ContractRef::new(self.runtime.clone(), key.into())
     }
 
     /// The client's identity on the wire: a made-up address in `0.0.0.0/8` that no

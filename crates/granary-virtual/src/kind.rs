@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use granary_core::{ActorRef, Message};
+use granary_core::{ActorRef, Message, RemoteTarget};
 use granary_remote::{Acceptance, RemoteNode, RemoteSetupError};
 use granary_storage::{Identity, StateStore};
 use parking_lot::Mutex;
@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::activation::{self, Activation};
 use crate::actor::{VirtualActor, VirtualHandler};
+use crate::contract::{same_name, FulfilledBy};
 use crate::error::VirtualError;
 use crate::key::Key;
 use crate::placement::Placement;
@@ -113,16 +114,87 @@ impl<A: VirtualActor> Kind<A> {
     }
 
     /// Accepts `M` (from this node and over the wire). `M` and `M::Reply` must be
-    /// registered with `granary_remote::register_message!`.
+    /// registered with `granary_remote::register_message!`. A type already accepted
+    /// (by an earlier `handles`, [`Kind::reentrant`] or [`Kind::fulfilling`]) is left
+    /// as it is.
     pub fn handles<M>(mut self) -> Self
     where
         A: VirtualHandler<M>,
         M: Message + Serialize + DeserializeOwned,
         M::Reply: Serialize + DeserializeOwned,
     {
+        if self.dispatch.has::<M>() {
+            return self;
+        }
         self.dispatch.add::<M>();
         self.accepts.push(Arc::new(|e| e.accept::<M>()));
         self
+    }
+
+    /// Accepts every message of the contract `C`, and proves at compile time that
+    /// the actor fulfils it: `C: FulfilledBy<A>` holds only when `A` has the
+    /// contract's key type and a handler of each of its messages (the error names the
+    /// missing one), and a contract whose name is not `A::KIND` fails the build
+    /// (a `const` assertion, evaluated when the program is built; `cargo check` alone
+    /// does not evaluate it). `#[virtual_actor(contract = C)]` calls it in the
+    /// generated `Hosted::kind()`.
+    ///
+    /// ```
+    /// # use granary_core::Message;
+    /// # use granary_virtual::{contract, Kind, VirtualActor, VirtualContext, VirtualHandler};
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] pub struct Ping;
+    /// # impl Message for Ping { type Reply = (); }
+    /// # granary_remote::register_message!(Ping, "doc.fulfilling.Ping");
+    /// contract! {
+    ///     /// Answers pings.
+    ///     pub contract PingApi { kind = "doc.fulfilling.Pinger"; key = i64; accepts = [Ping]; }
+    /// }
+    /// struct Pinger;
+    /// impl VirtualActor for Pinger {
+    ///     const KIND: &'static str = "doc.fulfilling.Pinger";
+    ///     type Key = i64;
+    ///     type State = ();
+    ///     fn activate(_: &i64) -> Self { Pinger }
+    /// }
+    /// impl VirtualHandler<Ping> for Pinger {
+    ///     async fn handle(&mut self, _: Ping, _: &mut VirtualContext<'_, Self>) {}
+    /// }
+    /// let kind = Kind::<Pinger>::new().fulfilling::<PingApi>();
+    /// # let _ = kind;
+    /// ```
+    ///
+    /// A kind named otherwise than its contract does not build (error E0080, the
+    /// failed assertion):
+    ///
+    /// ```compile_fail,E0080
+    /// # use granary_core::Message;
+    /// # use granary_virtual::{contract, Kind, VirtualActor, VirtualContext, VirtualHandler};
+    /// # #[derive(Clone, serde::Serialize, serde::Deserialize)] pub struct Ping;
+    /// # impl Message for Ping { type Reply = (); }
+    /// # contract! {
+    /// #     pub contract PingApi { kind = "doc.fulfilling.Pinger"; key = i64; accepts = [Ping]; }
+    /// # }
+    /// struct Pinger;
+    /// impl VirtualActor for Pinger {
+    ///     const KIND: &'static str = "doc.fulfilling.Other";
+    ///     // ...
+    /// #   type Key = i64;
+    /// #   type State = ();
+    /// #   fn activate(_: &i64) -> Self { Pinger }
+    /// }
+    /// # impl VirtualHandler<Ping> for Pinger {
+    /// #     async fn handle(&mut self, _: Ping, _: &mut VirtualContext<'_, Self>) {}
+    /// # }
+    /// let kind = Kind::<Pinger>::new().fulfilling::<PingApi>();
+    /// ```
+    pub fn fulfilling<C: FulfilledBy<A>>(self) -> Self {
+        const {
+            assert!(
+                same_name(C::NAME, A::KIND),
+                "the contract's name (`Contract::NAME`) differs from the kind's (`VirtualActor::KIND`)"
+            )
+        };
+        C::host(self)
     }
 
     /// Accepts `M` as a reentrant message type (Orleans' `[Reentrant]`): its
@@ -326,13 +398,14 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
                 tracing::info_span!("granary.activate", node = %runtime.me, identity = %identity),
             )
             .await?;
-            let tracked: ActorRef<Activation<A>> = ActorRef::from_remote(Arc::new(Tracked {
+            let door: Arc<dyn RemoteTarget> = Arc::new(Tracked {
                 local: local.clone(),
                 tracker: tracker.clone(),
                 dispatch,
                 shared,
                 watches: Mutex::new(HashMap::new()),
-            }));
+            });
+            let tracked: ActorRef<Activation<A>> = ActorRef::from_remote(door.clone());
             let exposed = acceptance.and_then(|acceptance| {
                 runtime
                     .remote()
@@ -350,7 +423,7 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
                 name,
                 tracker,
                 registered_with: None,
-                handle: Box::new(tracked),
+                door,
                 stop: Box::new(move || stopper.stop()),
                 wait: Box::new(move || {
                     let local = local.clone();

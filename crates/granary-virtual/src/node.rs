@@ -18,6 +18,7 @@ use crate::config::{
     resolve, ConfigError, MembershipSettings, NodeConfig, ProviderKind, Secret, StoreSettings,
     TransportSettings,
 };
+use crate::contract::{ContractRef, VirtualContract};
 use crate::error::VirtualError;
 use crate::key::Key;
 use crate::kind::{ErasedKind, Kind, KindEntry};
@@ -666,6 +667,13 @@ impl Node {
     /// A ref to the virtual actor `A` with `key`; valid on every node.
     pub fn get<A: VirtualActor>(&self, key: impl Into<A::Key>) -> VirtualRef<A> {
         VirtualRef::new(self.runtime.clone(), key.into())
+    }
+
+    /// A ref to the virtual actor with `key` of the kind the contract `C` describes,
+    /// valid on every node: it sends exactly the messages of `C` and names no actor
+    /// type (see [`ContractRef`]).
+    pub fn contract<C: VirtualContract>(&self, key: impl Into<C::Key>) -> ContractRef<C> {
+        ContractRef::new(self.runtime.clone(), key.into())
     }
 
     /// Turns a serialized [`VirtualId`] back into a ref.

@@ -9,7 +9,6 @@ mod locations;
 mod members;
 mod workers;
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -19,13 +18,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use granary_cluster::{HashRing, NodeId};
-use granary_core::{ActorRef, ActorSystem};
+use granary_core::{ActorSystem, RemoteTarget};
 use granary_remote::RemoteNode;
 use granary_storage::{Identity, StateStore};
 use parking_lot::Mutex;
 
-use crate::activation::Activation;
-use crate::actor::VirtualActor;
 use crate::error::VirtualError;
 use crate::kind::ErasedKind;
 use crate::protocol::{Failure, Location, Reply, Request};
@@ -41,8 +38,9 @@ pub(crate) use members::Members;
 pub(crate) struct LocalActivation {
     pub(crate) name: String,
     pub(crate) tracker: Arc<Tracker>,
-    /// The tracked `ActorRef<Activation<A>>`.
-    pub(crate) handle: Box<dyn Any + Send + Sync>,
+    /// The tracked door to the activation (`Tracked<A>`): every local call, typed by
+    /// an actor or by a contract, goes through it by message type name.
+    pub(crate) door: Arc<dyn RemoteTarget>,
     pub(crate) stop: Box<dyn Fn() + Send + Sync>,
     pub(crate) wait: Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
     /// The directory owner (address and incarnation) that records this activation;
@@ -366,12 +364,12 @@ impl Runtime {
         Some(up[(hash % up.len() as u64) as usize])
     }
 
-    /// A ref to the activation at `loc`: straight to its host from a member, through
-    /// a gateway from a client.
-    pub(crate) fn activation_ref<A: granary_core::Actor>(&self, loc: &Location) -> ActorRef<A> {
+    /// The activation at `loc`, type erased: straight to its host from a member,
+    /// through a gateway from a client.
+    pub(crate) fn activation_target(&self, loc: &Location) -> Arc<dyn RemoteTarget> {
         match self.gateway(&loc.name) {
-            Some(gateway) => self.remote.remote_ref_via(gateway, loc.host, &loc.name),
-            None => self.remote.remote_ref(loc.host, &loc.name),
+            Some(gateway) => self.remote.remote_target_via(gateway, loc.host, &loc.name),
+            None => self.remote.remote_target(loc.host, &loc.name),
         }
     }
 
@@ -379,21 +377,15 @@ impl Runtime {
         self.cache.remove(identity);
     }
 
-    /// The tracked local ref of an activation here, if it is the one named.
-    pub(crate) fn local_ref<A: VirtualActor>(
+    /// The tracked door of an activation here, if it is the one named.
+    pub(crate) fn local_door(
         &self,
         identity: &Identity,
         name: &str,
-    ) -> Option<ActorRef<Activation<A>>> {
-        let found = |entry: &LocalActivation| {
-            entry
-                .handle
-                .downcast_ref::<ActorRef<Activation<A>>>()
-                .cloned()
-        };
+    ) -> Option<Arc<dyn RemoteTarget>> {
         if let Some(entry) = self.local.lock().get(identity) {
             if entry.name == name {
-                return found(entry);
+                return Some(entry.door.clone());
             }
         }
         let workers = self.workers.lock();
@@ -401,7 +393,7 @@ impl Runtime {
             .get(identity)?
             .iter()
             .find(|w| w.name == name)
-            .and_then(found)
+            .map(|w| w.door.clone())
     }
 
     /// Locations in this node's cache.

@@ -72,6 +72,11 @@ fn erase_ask_error<M: Send + 'static>(e: AskError<M>) -> AskError<ErasedMessage>
 }
 
 impl<A: VirtualActor> Dispatch<A> {
+    /// Whether `M` is accepted already.
+    pub(crate) fn has<M: Message>(&self) -> bool {
+        self.by_type.contains_key(std::any::type_name::<M>())
+    }
+
     pub(crate) fn add<M>(&mut self)
     where
         A: VirtualHandler<M>,

@@ -5,12 +5,13 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use granary_core::{ActorRef, AskError, Message, RemoteError, SendError};
+use granary_core::{
+    ask_target, tell_target, AskError, Message, RemoteError, RemoteTarget, SendError,
+};
 use granary_storage::Identity;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::activation::Activation;
 use crate::actor::{VirtualActor, VirtualHandler};
 use crate::error::VirtualError;
 use crate::key::Key;
@@ -34,9 +35,16 @@ use crate::runtime::Runtime;
 ///   resent. Handlers that must not apply a message twice keep the request ids they
 ///   applied in their state. Details: `docs/semantics.md`, "Delivery guarantees".
 pub struct VirtualRef<A: VirtualActor> {
-    runtime: Arc<Runtime>,
+    callee: Callee,
     key: A::Key,
-    identity: Identity,
+}
+
+/// The identity a ref calls and the runtime it calls through: all that locating and
+/// resending a call needs. [`VirtualRef`] and [`crate::ContractRef`] each hold one.
+#[derive(Clone)]
+pub(crate) struct Callee {
+    pub(crate) runtime: Arc<Runtime>,
+    pub(crate) identity: Identity,
 }
 
 /// A virtual actor's identity as data: put it in messages and resolve it on any
@@ -78,9 +86,8 @@ impl<A: VirtualActor> VirtualRef<A> {
     pub(crate) fn new(runtime: Arc<Runtime>, key: A::Key) -> Self {
         let identity = Identity::new(A::KIND, key.to_key_string());
         Self {
-            runtime,
+            callee: Callee { runtime, identity },
             key,
-            identity,
         }
     }
 
@@ -91,7 +98,7 @@ impl<A: VirtualActor> VirtualRef<A> {
 
     /// The identity (`kind/key`).
     pub fn identity(&self) -> &Identity {
-        &self.identity
+        &self.callee.identity
     }
 
     /// The serializable form of this ref.
@@ -109,7 +116,8 @@ impl<A: VirtualActor> VirtualRef<A> {
         A: VirtualHandler<M>,
         M: Message + Clone,
     {
-        self.ask_timeout(msg, self.runtime.config.ask_timeout).await
+        self.ask_timeout(msg, self.callee.runtime.config.ask_timeout)
+            .await
     }
 
     /// Request/response within `timeout`, retries included.
@@ -118,12 +126,7 @@ impl<A: VirtualActor> VirtualRef<A> {
         A: VirtualHandler<M>,
         M: Message + Clone,
     {
-        let deadline = Instant::now() + timeout;
-        self.call(deadline, |target, remaining| {
-            let msg = msg.clone();
-            async move { target.ask_timeout(msg, remaining).await }
-        })
-        .await
+        self.callee.ask(msg, timeout).await
     }
 
     /// Sends without waiting for the handler: resolves the activation (activating it
@@ -133,24 +136,57 @@ impl<A: VirtualActor> VirtualRef<A> {
         A: VirtualHandler<M>,
         M: Message + Clone,
     {
-        let deadline = Instant::now() + self.runtime.config.ask_timeout;
-        self.call(deadline, |target, _| {
+        self.callee.tell(msg).await
+    }
+}
+
+impl Callee {
+    /// Request/response within `timeout`, resends included (see [`Callee::call`]).
+    pub(crate) async fn ask<M>(&self, msg: M, timeout: Duration) -> Result<M::Reply, VirtualError>
+    where
+        M: Message + Clone,
+    {
+        let deadline = Instant::now() + timeout;
+        self.call(deadline, |target, remaining| {
             let msg = msg.clone();
-            async move { target.tell(msg).map_err(AskError::Send) }
+            async move { ask_target(&*target, msg, remaining).await }
         })
         .await
     }
 
+    /// Enqueues at the activation (activating it if needed), within the node's ask
+    /// timeout; at most once.
+    pub(crate) async fn tell<M>(&self, msg: M) -> Result<(), VirtualError>
+    where
+        M: Message + Clone,
+    {
+        let deadline = Instant::now() + self.runtime.config.ask_timeout;
+        self.call(deadline, |target, _| {
+            let msg = msg.clone();
+            async move { tell_target(&*target, msg).map_err(AskError::Send) }
+        })
+        .await
+    }
+
+    /// One call: locate the activation, hand `send` the door to it, and on a "not
+    /// here" or a lost host locate it again and resend, within `deadline` and the
+    /// node's `max_attempts`.
+    ///
+    /// Every activation is reached through a type-erased [`RemoteTarget`] — the
+    /// tracked door of a local activation (`tracked.rs`) or the remote layer's ref to
+    /// one on another node — and `send` types the message and its reply again
+    /// (`granary_core::ask_target`). So this loop knows no actor type, and a contract
+    /// ref, which names none, shares it with [`VirtualRef`].
     async fn call<M, R, F, Fut>(&self, deadline: Instant, send: F) -> Result<R, VirtualError>
     where
         M: Message,
-        F: Fn(ActorRef<Activation<A>>, Duration) -> Fut,
+        F: Fn(Arc<dyn RemoteTarget>, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<R, AskError<M>>>,
     {
         let rt = &self.runtime;
         let tag = rt
             .kinds
-            .get(A::KIND)
+            .get(self.identity.kind())
             .map(|s| s.kind.config().placement.tag())
             .unwrap_or(crate::placement::PlacementTag::Random);
         let mut stale: Option<Location> = None;
@@ -183,8 +219,8 @@ impl<A: VirtualActor> VirtualRef<A> {
                     continue;
                 }
             };
-            let target: ActorRef<Activation<A>> = if loc.host == rt.me {
-                match rt.local_ref::<A>(&self.identity, &loc.name) {
+            let target = if loc.host == rt.me {
+                match rt.local_door(&self.identity, &loc.name) {
                     Some(r) => r,
                     None => {
                         rt.invalidate(&self.identity);
@@ -194,7 +230,7 @@ impl<A: VirtualActor> VirtualRef<A> {
                     }
                 }
             } else {
-                rt.activation_ref(&loc)
+                rt.activation_target(&loc)
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = if loc.host == rt.me {
@@ -267,16 +303,15 @@ impl<A: VirtualActor> VirtualRef<A> {
 impl<A: VirtualActor> Clone for VirtualRef<A> {
     fn clone(&self) -> Self {
         Self {
-            runtime: self.runtime.clone(),
+            callee: self.callee.clone(),
             key: self.key.clone(),
-            identity: self.identity.clone(),
         }
     }
 }
 
 impl<A: VirtualActor> fmt::Debug for VirtualRef<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "VirtualRef({})", self.identity)
+        write!(f, "VirtualRef({})", self.callee.identity)
     }
 }
 

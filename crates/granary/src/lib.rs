@@ -6,6 +6,9 @@
 //! [`register_message!`] is re-exported here), `granary-cluster` (membership, as
 //! [`cluster`]), `granary-storage` and `granary-virtual` (virtual actors, as
 //! [`virtual_actors`]; its prelude is part of [`prelude`]). It must not contain runtime logic of its own.
+//! Contracts ([`contract!`], `ContractRef` in the [`prelude`]) let a client crate call
+//! a kind through its public face without linking its implementation
+//! (`docs/contracts.md`).
 //!
 //! Cargo features (all but `admin` on by default): `macros` (`#[derive(Message)]` and
 //! `#[virtual_actor]`, from `granary-macros`, in the [`prelude`]), `postgres` (PostgreSQL store and
@@ -56,6 +59,10 @@ pub use granary_remote as remote;
 pub use granary_remote::register_message;
 pub use granary_storage as storage;
 pub use granary_virtual as virtual_actors;
+/// `contract!`: declares a kind's (or a remote actor's) public face apart from its
+/// implementation, for a client crate that links the contract only
+/// (`docs/contracts.md`; also in the [`prelude`]).
+pub use granary_virtual::contract;
 
 /// `#[virtual_actor]`: a virtual actor from an `impl` block of handlers (feature
 /// `macros`, default; `docs/macros.md`).
@@ -80,5 +87,7 @@ pub mod __macros {
     pub use granary_core::Message;
     pub use granary_remote::__private::inventory;
     pub use granary_remote::MessageRegistration;
-    pub use granary_virtual::{Hosted, Kind, VirtualActor, VirtualContext, VirtualHandler};
+    pub use granary_virtual::{
+        Contract, Hosted, Kind, VirtualActor, VirtualContext, VirtualContract, VirtualHandler,
+    };
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use crate::error::{AskError, SendError};
+use crate::actor::Message;
+use crate::error::{AskError, RemoteError, SendError};
 use crate::id::ActorId;
 use crate::lifecycle::Terminated;
 
@@ -133,4 +134,101 @@ pub trait RemoteTarget: Send + Sync + 'static {
 
     /// Drops the registration made by `watcher`.
     fn unwatch(&self, watcher: ActorId);
+}
+
+/// Tells `target` a typed message: boxes it and names it by
+/// `std::any::type_name::<M>()`, as [`crate::ActorRef::tell`] does for a remote ref.
+/// For refs that know the messages they may send but not the actor type behind them
+/// (granary-remote's and granary-virtual's contract refs); an error gives the message
+/// back when it was not consumed.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use granary_core::*;
+/// # struct Nobody;
+/// # impl RemoteTarget for Nobody {
+/// #     fn id(&self) -> ActorId { ActorId::new(1, 1) }
+/// #     fn tell_erased(&self, msg: ErasedMessage, _: &'static str) -> Result<(), SendError<ErasedMessage>> {
+/// #         Err(SendError::Remote { error: RemoteError::Unreachable, message: Some(msg) })
+/// #     }
+/// #     fn ask_erased(&self, msg: ErasedMessage, _: &'static str, _: std::time::Duration)
+/// #         -> futures::future::BoxFuture<'static, Result<ErasedMessage, AskError<ErasedMessage>>> {
+/// #         Box::pin(async { Err(AskError::Remote(RemoteError::Unreachable)) })
+/// #     }
+/// #     fn stop(&self) {}
+/// #     fn watch(&self, _: ActorId, _: Box<dyn FnOnce(Terminated) + Send>) {}
+/// #     fn unwatch(&self, _: ActorId) {}
+/// # }
+/// struct Ping(u32);
+/// impl Message for Ping { type Reply = (); }
+/// let target: Arc<dyn RemoteTarget> = Arc::new(Nobody);
+/// match tell_target(&*target, Ping(7)) {
+///     Err(SendError::Remote { message: Some(Ping(n)), .. }) => assert_eq!(n, 7),
+///     _ => unreachable!("Nobody refuses every message"),
+/// }
+/// ```
+pub fn tell_target<M: Message>(target: &dyn RemoteTarget, msg: M) -> Result<(), SendError<M>> {
+    target
+        .tell_erased(Box::new(msg), std::any::type_name::<M>())
+        .map_err(downcast_message)
+}
+
+/// Asks `target` with a typed message and waits at most `timeout` for the typed reply,
+/// as [`crate::ActorRef::ask_timeout`] does for a remote ref (the same path and the
+/// same `granary_asks_total` metrics). A reply of another type than `M::Reply` is
+/// [`RemoteError::TypeMismatch`].
+pub async fn ask_target<M: Message>(
+    target: &dyn RemoteTarget,
+    msg: M,
+    timeout: Duration,
+) -> Result<M::Reply, AskError<M>> {
+    let start = std::time::Instant::now();
+    let result = ask_target_untimed(target, msg, timeout).await;
+    crate::observe::ask_done(start, super::ask_outcome(&result));
+    result
+}
+
+/// [`ask_target`] without its metrics.
+pub(crate) async fn ask_target_untimed<M: Message>(
+    target: &dyn RemoteTarget,
+    msg: M,
+    timeout: Duration,
+) -> Result<M::Reply, AskError<M>> {
+    let answer = target
+        .ask_erased(Box::new(msg), std::any::type_name::<M>(), timeout)
+        .await;
+    match answer {
+        Ok(boxed) => boxed.downcast::<M::Reply>().map(|b| *b).map_err(|_| {
+            AskError::Remote(RemoteError::TypeMismatch {
+                expected: std::any::type_name::<M::Reply>().to_string(),
+                found: "another type".to_string(),
+            })
+        }),
+        Err(AskError::Send(e)) => Err(AskError::Send(downcast_message(e))),
+        Err(AskError::Timeout) => Err(AskError::Timeout),
+        Err(AskError::ActorPanicked) => Err(AskError::ActorPanicked),
+        Err(AskError::ActorStopped) => Err(AskError::ActorStopped),
+        Err(AskError::Remote(e)) => Err(AskError::Remote(e)),
+    }
+}
+
+/// A send error about a boxed message, with the message typed again (dropped if it is
+/// of another type than `M`).
+pub(crate) fn downcast_message<M: 'static>(e: SendError<ErasedMessage>) -> SendError<M> {
+    let mismatch = |found: &'static str| RemoteError::TypeMismatch {
+        expected: std::any::type_name::<M>().to_string(),
+        found: found.to_string(),
+    };
+    match e.map_message(|b| b.downcast::<M>().map(|m| *m)) {
+        SendError::ActorStopped(Ok(m)) => SendError::ActorStopped(m),
+        SendError::MailboxFull(Ok(m)) => SendError::MailboxFull(m),
+        SendError::Remote { error, message } => SendError::Remote {
+            error,
+            message: message.and_then(Result::ok),
+        },
+        _ => SendError::Remote {
+            error: mismatch("another type"),
+            message: None,
+        },
+    }
 }
