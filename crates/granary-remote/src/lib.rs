@@ -47,7 +47,8 @@ pub use error::{
 };
 pub use node_id::NodeId;
 pub use registry::{
-    type_tag, ErasedMessage, MessageRegistration, MessageType, Registry, RegistryBuilder,
+    type_tag, versioned_tag, Encoding, ErasedMessage, MessageRegistration, MessageType, Registry,
+    RegistryBuilder,
 };
 pub use remote::{
     Acceptance, ActorRefRemoteExt, Exposure, RemoteNode, RemoteRef, RemoteSetupError,
@@ -62,17 +63,28 @@ pub use transport::{
 ///
 /// The type must implement `serde::Serialize`, `serde::Deserialize` and be `Send + 'static`.
 /// Conflicts (two types under one name, ...) are reported by [`Registry::build`].
+/// `version = N` gives the message's contract version (default 1; see the
+/// [registry](Registry#contract-versions)).
 ///
 /// ```
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Ping;
 /// granary_remote::register_message!(Ping, "example.Ping");
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Put { key: String, #[serde(default)] ttl: Option<u64> }
+/// granary_remote::register_message!(Put, "example.Put", version = 2);
 /// ```
 #[macro_export]
 macro_rules! register_message {
     ($ty:ty, $name:expr $(,)?) => {
         $crate::__private::inventory::submit! {
             $crate::MessageRegistration::new::<$ty>($name)
+        }
+    };
+    ($ty:ty, $name:expr, version = $version:expr $(,)?) => {
+        $crate::__private::inventory::submit! {
+            $crate::MessageRegistration::new::<$ty>($name).with_version($version)
         }
     };
 }
