@@ -87,8 +87,14 @@ async fn every_pair_of_versions_agrees_on_the_lower_and_asks_work_both_ways() {
         } else {
             Encoding::Postcard
         };
-        assert_eq!(client.transport().encoding_for(server.local_addr()), expected);
-        assert_eq!(server.transport().encoding_for(client.local_addr()), expected);
+        assert_eq!(
+            client.transport().encoding_for(server.local_addr()),
+            expected
+        );
+        assert_eq!(
+            server.transport().encoding_for(client.local_addr()),
+            expected
+        );
         client.shutdown();
         server.shutdown();
     }
