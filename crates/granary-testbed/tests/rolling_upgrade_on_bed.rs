@@ -14,7 +14,9 @@
 //!
 //! Needs the version-2 binary next to the version-1 one: `cargo build -p
 //! granary-testbed --features app-v2 --bin granary-testbed-node-v2` (`.ci/run` builds
-//! it; `GRANARY_TESTBED_NODE_V2` overrides the path).
+//! it; `GRANARY_TESTBED_NODE_V2` overrides the path). `GRANARY_TESTBED_NODE_V1` names
+//! another version-1 binary, e.g. one built before protocol version 5, to prove the
+//! upgrade from it.
 
 mod proofs;
 
@@ -67,6 +69,11 @@ fn three_nodes_upgraded_one_by_one_under_load_lose_nothing() {
         return;
     };
     let mut config = config(3);
+    // Upgrading from another build (the previous release's node binary, protocol
+    // version 4): GRANARY_TESTBED_NODE_V1 names it.
+    if let Some(v1) = std::env::var_os("GRANARY_TESTBED_NODE_V1") {
+        config.node_program = PathBuf::from(v1);
+    }
     config.gap = Duration::from_secs(3);
     config.keep_run_dir = true;
     let schedule: Vec<Fault> = (0..3)

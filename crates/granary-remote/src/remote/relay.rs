@@ -9,6 +9,12 @@
 //! client's, so the host's reply (or failure) goes back to the client on the connection
 //! it opened. The host never learns of the client and never dials it.
 //!
+//! Between nodes of different protocol versions (a rolling upgrade) the body is the one
+//! exception to "untouched": a versioned body for a peer that speaks postcard (version
+//! 4), or the other way round, is decoded and encoded again in the encoding the next
+//! hop agreed ([`transcode`]), so a client of either version can go through a gateway
+//! of either version to a host of either version.
+//!
 //! An ask whose host becomes unreachable is answered at once with
 //! `RemoteError::Unreachable`, as is one whose host the gateway's owner declares gone
 //! ([`RemoteNode::fail_relayed_to`](crate::RemoteNode::fail_relayed_to): a cluster's
@@ -111,10 +117,11 @@ pub(crate) fn forward(node: &NodeInner, from: NodeId, frame: &Frame, host: Socke
     } else {
         0
     };
+    let (type_tag, body) = transcode(node, frame.type_tag, &frame.body, host);
     let header = FrameHeader {
         kind: frame.kind,
         channel: 0,
-        type_tag: frame.type_tag,
+        type_tag,
         correlation,
         sender: frame.sender(),
         recipient: name,
@@ -122,7 +129,7 @@ pub(crate) fn forward(node: &NodeInner, from: NodeId, frame: &Frame, host: Socke
     };
     if let Err(e) = node
         .transport()
-        .send(host, header, frame.body.clone(), SendOptions::data())
+        .send(host, header, body, SendOptions::data())
     {
         let error = node.send_error(host, e);
         tracing::debug!(%from, %host, recipient = name, %error, "not relayed");
@@ -139,16 +146,16 @@ pub(crate) fn reply(node: &NodeInner, frame: &Frame) -> bool {
     let Some(relay) = node.relays.lock().asks.remove(&frame.correlation) else {
         return false;
     };
+    let (type_tag, body) = transcode(node, frame.type_tag, &frame.body, relay.client);
     let header = FrameHeader {
         kind: FrameKind::Reply,
         channel: 0,
-        type_tag: frame.type_tag,
+        type_tag,
         correlation: relay.correlation,
         sender: frame.sender(),
         recipient: "",
         trace: None,
     };
-    let body: Bytes = frame.body.clone();
     if let Err(e) = node
         .transport()
         .send(relay.client, header, body, SendOptions::data())
@@ -209,5 +216,29 @@ mod tests {
         assert_eq!(parse("Counter/a"), None);
         assert_eq!(parse("via/not-an-addr/x"), None);
         assert_eq!(parse("via/10.0.0.2:7100"), None);
+    }
+}
+
+/// The tag and body of a relayed frame for `to`: as they came when `to` reads that
+/// encoding (or the type is not registered here, so the gateway cannot read it
+/// either), else decoded and encoded again in the encoding `to` agreed on.
+fn transcode(node: &NodeInner, tag: u64, body: &Bytes, to: SocketAddr) -> (u64, Bytes) {
+    let Some((entry, encoding)) = node.registry.by_tag_with_encoding(tag) else {
+        return (tag, body.clone());
+    };
+    let wanted = node.transport().encoding_for(to);
+    if encoding == wanted {
+        return (tag, body.clone());
+    }
+    let again = entry
+        .decode_as(body, encoding)
+        .and_then(|msg| node.registry.encode_as(&*msg, wanted));
+    match again {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            // Sent as it came: the next hop answers with its own decode error.
+            tracing::debug!(%to, error = %e, "relayed body not re-encoded");
+            (tag, body.clone())
+        }
     }
 }
