@@ -10,10 +10,11 @@
 //! it opened. The host never learns of the client and never dials it.
 //!
 //! Between nodes of different protocol versions (a rolling upgrade) the body is the one
-//! exception to "untouched": a versioned body for a peer that speaks postcard (version
-//! 4), or the other way round, is decoded and encoded again in the encoding the next
-//! hop agreed ([`transcode`]), so a client of either version can go through a gateway
-//! of either version to a host of either version.
+//! exception to "untouched": a versioned body for a next hop that agreed on version 4
+//! (postcard only) is decoded and encoded again in postcard ([`transcode`]), so a
+//! client of either version can go through a gateway to a host of either version. A
+//! postcard body goes on as it is: version 5 reads both (and system bodies such as a
+//! reply failure are postcard by design).
 //!
 //! An ask whose host becomes unreachable is answered at once with
 //! `RemoteError::Unreachable`, as is one whose host the gateway's owner declares gone
@@ -33,6 +34,7 @@ use super::exposed::ReplyTo;
 use super::protocol::ReplyFailure;
 use super::NodeInner;
 use crate::node_id::NodeId;
+use crate::registry::Encoding;
 use crate::transport::SendOptions;
 use crate::wire::{Frame, FrameHeader, FrameKind};
 
@@ -219,15 +221,15 @@ mod tests {
     }
 }
 
-/// The tag and body of a relayed frame for `to`: as they came when `to` reads that
-/// encoding (or the type is not registered here, so the gateway cannot read it
-/// either), else decoded and encoded again in the encoding `to` agreed on.
+/// The tag and body of a relayed frame for `to`: a versioned body for a next hop that
+/// reads postcard only is decoded and encoded again in postcard; anything else goes on
+/// as it came (a type not registered here cannot be re-encoded either).
 fn transcode(node: &NodeInner, tag: u64, body: &Bytes, to: SocketAddr) -> (u64, Bytes) {
     let Some((entry, encoding)) = node.registry.by_tag_with_encoding(tag) else {
         return (tag, body.clone());
     };
     let wanted = node.transport().encoding_for(to);
-    if encoding == wanted {
+    if encoding != Encoding::Versioned || wanted != Encoding::Postcard {
         return (tag, body.clone());
     }
     let again = entry
