@@ -33,7 +33,9 @@
 //! `Cluster::start_on_remote`, so membership shares the node's one port),
 //! `granary-remote` (exposed actors, remote refs), `granary-storage` (state, ETags) and `granary-core` (the activation is an
 //! ordinary actor). State is JSON (`serde_json`) so stored records stay readable
-//! and tolerant of added fields; `uuid` gives the UUID key type; `rand` random
+//! and tolerant of added fields, versioned through granary-storage's
+//! `PersistentState` envelope ([`VirtualActor::STATE_VERSION`],
+//! [`VirtualActor::upgrade_state`], `docs/upgrade.md`); `uuid` gives the UUID key type; `rand` random
 //! placement.
 #![deny(missing_docs, unreachable_pub, unsafe_code)]
 
