@@ -191,7 +191,7 @@ impl RegistryBuilder {
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.add(MessageRegistration::new::<T>(name))
+        self.with(MessageRegistration::new::<T>(name))
     }
 
     /// Register `T` as a reply type under the name derived from it, as
@@ -200,11 +200,11 @@ impl RegistryBuilder {
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.add(MessageRegistration::reply::<T>())
+        self.with(MessageRegistration::reply::<T>())
     }
 
     /// Add a registration (with its contract version, if it has one).
-    pub fn add(mut self, registration: MessageRegistration) -> Self {
+    pub fn with(mut self, registration: MessageRegistration) -> Self {
         self.entries.push(registration.entry());
         self
     }
@@ -433,13 +433,13 @@ mod versioned_tests {
 
     fn builds() -> (Registry, Registry) {
         let old = Registry::builder()
-            .add(MessageRegistration::new::<v1::Put>("t.Put"))
-            .add(MessageRegistration::new::<v1::Op>("t.Op"))
+            .with(MessageRegistration::new::<v1::Put>("t.Put"))
+            .with(MessageRegistration::new::<v1::Op>("t.Op"))
             .build()
             .unwrap();
         let new = Registry::builder()
-            .add(MessageRegistration::new::<v2::Put>("t.Put").with_version(2))
-            .add(MessageRegistration::new::<v2::Op>("t.Op").with_version(2))
+            .with(MessageRegistration::new::<v2::Put>("t.Put").with_version(2))
+            .with(MessageRegistration::new::<v2::Op>("t.Op").with_version(2))
             .build()
             .unwrap();
         (old, new)
@@ -492,7 +492,7 @@ mod versioned_tests {
         // version-3 writer that added one more field; shown here with version-2 code
         // reading a body its newer peer wrote at its own version.
         let newer = Registry::builder()
-            .add(MessageRegistration::new::<v2::Put>("t.Put").with_version(1))
+            .with(MessageRegistration::new::<v2::Put>("t.Put").with_version(1))
             .build()
             .unwrap();
         let read: v1::Put = cross(&newer, &old, &put).unwrap();
@@ -509,7 +509,7 @@ mod versioned_tests {
     fn unknown_unit_variants_become_the_other_variant_and_known_ones_cross_both_ways() {
         let (old, new) = builds();
         let same_version = Registry::builder()
-            .add(MessageRegistration::new::<v2::Op>("t.Op"))
+            .with(MessageRegistration::new::<v2::Op>("t.Op"))
             .build()
             .unwrap();
         let read: v1::Op = cross(&same_version, &old, &v2::Op::Freeze).unwrap();
@@ -523,11 +523,11 @@ mod versioned_tests {
     #[test]
     fn a_version_two_behind_is_too_old_and_postcard_counts_as_version_1() {
         let older = Registry::builder()
-            .add(MessageRegistration::new::<v1::Put>("t.Put"))
+            .with(MessageRegistration::new::<v1::Put>("t.Put"))
             .build()
             .unwrap();
         let v3 = Registry::builder()
-            .add(MessageRegistration::new::<v2::Put>("t.Put").with_version(3))
+            .with(MessageRegistration::new::<v2::Put>("t.Put").with_version(3))
             .build()
             .unwrap();
         let put = v1::Put {

@@ -107,9 +107,9 @@ kind!(CounterV3, StateV3, 3, |s| format!(
     s.total, s.label
 ));
 
-async fn node<A: VirtualActor>(store: Arc<MemoryStore>) -> Node
+async fn node<A>(store: Arc<MemoryStore>) -> Node
 where
-    A: VirtualHandler<Show> + VirtualHandler<Save>,
+    A: VirtualActor + VirtualHandler<Show> + VirtualHandler<Save>,
 {
     let node = Node::builder()
         .store_instance(store)

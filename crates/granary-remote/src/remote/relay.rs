@@ -204,23 +204,6 @@ fn fail_all(node: &NodeInner, lost: impl IntoIterator<Item = Relay>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn via_names_round_trip_and_others_are_not_relayed() {
-        let host: SocketAddr = "10.0.0.2:7100".parse().unwrap();
-        let name = via_name(host, "Counter/a/b");
-        assert_eq!(parse(&name), Some((host, "Counter/a/b")));
-        let v6: SocketAddr = "[::1]:7100".parse().unwrap();
-        assert_eq!(parse(&via_name(v6, "x")), Some((v6, "x")));
-        assert_eq!(parse("Counter/a"), None);
-        assert_eq!(parse("via/not-an-addr/x"), None);
-        assert_eq!(parse("via/10.0.0.2:7100"), None);
-    }
-}
-
 /// The tag and body of a relayed frame for `to`: a versioned body for a next hop that
 /// reads postcard only is decoded and encoded again in postcard; anything else goes on
 /// as it came (a type not registered here cannot be re-encoded either).
@@ -242,5 +225,22 @@ fn transcode(node: &NodeInner, tag: u64, body: &Bytes, to: SocketAddr) -> (u64, 
             tracing::debug!(%to, error = %e, "relayed body not re-encoded");
             (tag, body.clone())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn via_names_round_trip_and_others_are_not_relayed() {
+        let host: SocketAddr = "10.0.0.2:7100".parse().unwrap();
+        let name = via_name(host, "Counter/a/b");
+        assert_eq!(parse(&name), Some((host, "Counter/a/b")));
+        let v6: SocketAddr = "[::1]:7100".parse().unwrap();
+        assert_eq!(parse(&via_name(v6, "x")), Some((v6, "x")));
+        assert_eq!(parse("Counter/a"), None);
+        assert_eq!(parse("via/not-an-addr/x"), None);
+        assert_eq!(parse("via/10.0.0.2:7100"), None);
     }
 }
