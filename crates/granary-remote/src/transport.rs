@@ -372,6 +372,10 @@ impl Inner {
         let mut peers = self.peers.write();
         if peers.get(&peer.addr).is_some_and(|p| Arc::ptr_eq(p, peer)) {
             peers.remove(&peer.addr);
+            // A dial-out peer's address is random and never comes back: forget what
+            // it agreed, so a server that sees many clients does not keep one entry
+            // per client ever connected.
+            self.protocols.write().remove(&peer.addr);
         }
         drop(peers);
         peer.stop();
