@@ -22,8 +22,8 @@ pub const fn type_tag(name: &str) -> u64 {
 /// The wire tag of a stable message name in the [versioned encoding](crate::Encoding):
 /// FNV-1a of the name followed by `"#v"`. A frame's tag says which encoding its body
 /// is in, so a node decodes bodies of both encodings whatever it negotiated, and a
-/// node of protocol version 4 that is sent a versioned body answers "unknown type tag"
-/// (a typed error) instead of misreading it.
+/// node of protocol version 4 that is sent a versioned body refuses it as an unknown
+/// type (a typed error) instead of misreading it.
 ///
 /// ```
 /// use granary_remote::{type_tag, versioned_tag};
