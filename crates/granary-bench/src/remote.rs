@@ -124,7 +124,8 @@ impl Framework {
                 Setup::CurrentThreadCast,
             ],
             Self::StdTcp => &[Setup::Blocking],
-            Self::Granary => &[Setup::MultiThread],
+            // The versioned encoding (the default) and postcard side by side.
+            Self::Granary => &[Setup::MultiThread, Setup::Postcard],
             Self::Erlang => &[Setup::Beam],
         }
     }
@@ -161,6 +162,10 @@ pub(crate) enum Setup {
     Blocking,
     /// The Erlang VM's own schedulers.
     Beam,
+    /// granary on multi-thread runtimes with both nodes offering protocol version 4
+    /// only: postcard bodies, as before the versioned encoding (the `multi-thread` row
+    /// of granary is the versioned encoding, the default). `pingpong` and `oneway`.
+    Postcard,
 }
 
 impl Setup {
@@ -171,6 +176,7 @@ impl Setup {
             Self::CurrentThreadCast => "current-thread-cast",
             Self::Blocking => "blocking",
             Self::Beam => "beam",
+            Self::Postcard => "postcard",
         }
     }
 }
@@ -554,7 +560,7 @@ fn jobs(frameworks: &[Framework], tests: &[Test], sizes: &Sizes) -> Vec<Job> {
                 })),
                 // Parallel connections and affinity are granary-remote's knobs; the
                 // baselines have no equivalent.
-                Test::Pairs if framework == Framework::Granary => {
+                Test::Pairs if framework == Framework::Granary && setup == Setup::MultiThread => {
                     jobs.extend(PAIRS_CONFIGS.iter().map(|&config| Job {
                         framework,
                         test,

@@ -51,6 +51,29 @@ pub enum RemoteError {
     /// Anything else the transport reports.
     #[error("remote error: {0}")]
     Other(String),
+    /// The message's contract version is newer than the receiving node's: that node
+    /// runs the previous version of the application (a rolling upgrade is under way).
+    /// Final: retrying reaches the same node until it is upgraded.
+    #[error("{name} is version {theirs}, newer than the receiver's version {ours}")]
+    MessageTooNew {
+        /// The message's wire name.
+        name: String,
+        /// The sender's contract version.
+        theirs: u32,
+        /// The receiver's.
+        ours: u32,
+    },
+    /// The message's contract version is older than the receiver accepts (its own and
+    /// the one before): the sender skipped an upgrade. Final.
+    #[error("{name} is version {theirs}, older than the receiver accepts (version {ours} and the one before)")]
+    MessageTooOld {
+        /// The message's wire name.
+        name: String,
+        /// The sender's contract version.
+        theirs: u32,
+        /// The receiver's.
+        ours: u32,
+    },
 }
 
 /// A message could not be enqueued. Local failures hand the message back.

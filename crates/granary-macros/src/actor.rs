@@ -14,6 +14,11 @@ struct Args {
     state: Option<Type>,
     /// The contract the kind fulfils: it gives the kind's name and key type.
     contract: Option<syn::Path>,
+    /// `state_version = N`: `VirtualActor::STATE_VERSION`.
+    state_version: Option<syn::LitInt>,
+    /// `upgrade_state = path`: a `fn(u32, serde_json::Value) -> Result<Value, String>`
+    /// used as `VirtualActor::upgrade_state`.
+    upgrade_state: Option<syn::Path>,
 }
 
 /// One handler: the inherent method `name` handles messages of type `msg`.
@@ -85,6 +90,20 @@ pub(crate) fn expand(args: TokenStream, item: ItemImpl) -> syn::Result<TokenStre
         .state
         .map_or_else(|| quote!(()), |s| s.to_token_stream());
     let self_ty = &item.self_ty;
+    let state_version = args
+        .state_version
+        .as_ref()
+        .map(|v| quote!(const STATE_VERSION: u32 = #v;));
+    let upgrade_state = args.upgrade_state.as_ref().map(|f| {
+        quote! {
+            fn upgrade_state(
+                from: u32,
+                state: ::granary::virtual_actors::__private::serde_json::Value,
+            ) -> ::core::result::Result<::granary::virtual_actors::__private::serde_json::Value, ::std::string::String> {
+                #f(from, state)
+            }
+        }
+    });
 
     let mut hooks = Vec::new();
     let mut has_activate = false;
@@ -184,6 +203,8 @@ pub(crate) fn expand(args: TokenStream, item: ItemImpl) -> syn::Result<TokenStre
             const KIND: &'static str = #kind;
             type Key = #key;
             type State = #state;
+            #state_version
+            #upgrade_state
             #activate
             #(#hooks)*
         }
@@ -204,6 +225,8 @@ fn parse_args(args: TokenStream) -> syn::Result<Args> {
         key: None,
         state: None,
         contract: None,
+        state_version: None,
+        upgrade_state: None,
     };
     let parser = syn::meta::parser(|meta| {
         let twice = |name: &str| meta.error(format!("`{name}` is given twice"));
@@ -231,11 +254,29 @@ fn parse_args(args: TokenStream) -> syn::Result<Args> {
                 return Err(twice("contract"));
             }
             parsed.contract = Some(meta.value()?.parse()?);
+        } else if meta.path.is_ident("state_version") {
+            if parsed.state_version.is_some() {
+                return Err(twice("state_version"));
+            }
+            let version: syn::LitInt = meta.value()?.parse()?;
+            if !matches!(version.base10_parse::<u32>(), Ok(v) if v >= 1) {
+                return Err(syn::Error::new(
+                    version.span(),
+                    "the state version is a whole number from 1 (u32)",
+                ));
+            }
+            parsed.state_version = Some(version);
+        } else if meta.path.is_ident("upgrade_state") {
+            if parsed.upgrade_state.is_some() {
+                return Err(twice("upgrade_state"));
+            }
+            parsed.upgrade_state = Some(meta.value()?.parse()?);
         } else {
             return Err(crate::unknown_key(
                 &meta,
                 "virtual_actor",
-                "`kind = \"...\"`, `key = Type`, `state = Type` or `contract = Contract`",
+                "`kind = \"...\"`, `key = Type`, `state = Type`, `contract = Contract`, \
+                 `state_version = N` or `upgrade_state = path`",
             ));
         }
         Ok(())

@@ -78,6 +78,9 @@ fn unknown_key(
 /// - `name = "..."` (optional): the stable wire name; by default
 ///   `module_path!()::TypeName`, which changes if the type moves, so give a name to a
 ///   message that peers built from other versions must understand.
+/// - `version = N` (optional, default 1): the message's contract version. A node
+///   decodes its own version and the one before and answers `MessageTooNew` /
+///   `MessageTooOld` otherwise (`docs/upgrade.md`).
 ///
 /// The message is registered under its name; the reply type under a name derived from
 /// the type alone (its `std::any::type_name`), so any number of messages, in any

@@ -9,6 +9,7 @@ use syn::{DeriveInput, LitStr, Type};
 struct Args {
     reply: Option<Type>,
     name: Option<LitStr>,
+    version: Option<syn::LitInt>,
 }
 
 pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
@@ -39,9 +40,13 @@ pub(crate) fn expand(input: DeriveInput) -> syn::Result<TokenStream> {
     };
     // Spanned on the message and on the reply type, so that a missing `Serialize`
     // points at the type that lacks it.
+    let version = match &args.version {
+        Some(v) => quote!(#v),
+        None => quote!(1),
+    };
     let register_message = quote_spanned! {ident.span()=>
         ::granary::__macros::inventory::submit! {
-            ::granary::__macros::MessageRegistration::new::<#ident>(#name)
+            ::granary::__macros::MessageRegistration::new::<#ident>(#name).with_version(#version)
         }
     };
     let register_reply = quote_spanned! {reply.span()=>
@@ -62,6 +67,7 @@ fn parse_args(input: &DeriveInput) -> syn::Result<Args> {
     let mut args = Args {
         reply: None,
         name: None,
+        version: None,
     };
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("message")) {
         attr.parse_nested_meta(|meta| {
@@ -79,11 +85,26 @@ fn parse_args(input: &DeriveInput) -> syn::Result<Args> {
                     return Err(syn::Error::new(name.span(), "the wire name is empty"));
                 }
                 args.name = Some(name);
+            } else if meta.path.is_ident("version") {
+                if args.version.is_some() {
+                    return Err(meta.error("`version` is given twice"));
+                }
+                let version: syn::LitInt = meta.value()?.parse()?;
+                match version.base10_parse::<u32>() {
+                    Ok(v) if v >= 1 => {}
+                    _ => {
+                        return Err(syn::Error::new(
+                            version.span(),
+                            "the contract version is a whole number from 1 (u32)",
+                        ))
+                    }
+                }
+                args.version = Some(version);
             } else {
                 return Err(crate::unknown_key(
                     &meta,
                     "message",
-                    "`reply = Type` or `name = \"...\"`",
+                    "`reply = Type`, `name = \"...\"` or `version = N`",
                 ));
             }
             Ok(())

@@ -96,9 +96,51 @@ pub enum CodecError {
     Decode {
         /// The type decoding was attempted for.
         type_name: &'static str,
-        /// What postcard reported.
+        /// What the decoder reported.
         reason: String,
     },
+    /// The peer's contract version of the message is newer than ours: this node is not
+    /// upgraded yet (`docs/upgrade.md`).
+    #[error("{name} is version {theirs}, newer than this node's version {ours}")]
+    TooNew {
+        /// The message's wire name.
+        name: &'static str,
+        /// The sender's contract version.
+        theirs: u32,
+        /// Ours.
+        ours: u32,
+    },
+    /// The peer's contract version is older than the one before ours: it skipped an
+    /// upgrade (`docs/upgrade.md`).
+    #[error("{name} is version {theirs}, older than this node accepts (version {ours} and the one before)")]
+    TooOld {
+        /// The message's wire name.
+        name: &'static str,
+        /// The sender's contract version.
+        theirs: u32,
+        /// Ours.
+        ours: u32,
+    },
+}
+
+impl CodecError {
+    /// The [`RemoteError`](granary_core::RemoteError) a peer is answered with: the
+    /// version errors keep their type, the rest is `Decode` with this text.
+    pub fn to_remote(&self) -> granary_core::RemoteError {
+        match self {
+            Self::TooNew { name, theirs, ours } => granary_core::RemoteError::MessageTooNew {
+                name: (*name).to_owned(),
+                theirs: *theirs,
+                ours: *ours,
+            },
+            Self::TooOld { name, theirs, ours } => granary_core::RemoteError::MessageTooOld {
+                name: (*name).to_owned(),
+                theirs: *theirs,
+                ours: *ours,
+            },
+            other => granary_core::RemoteError::Decode(other.to_string()),
+        }
+    }
 }
 
 /// A frame could not be encoded or decoded.

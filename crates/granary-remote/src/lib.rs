@@ -2,15 +2,18 @@
 //!
 //! - [`NodeId`]: a node's listen address plus an incarnation chosen at start.
 //! - [`Registry`]: message types registered under stable names at link time with
-//!   [`register_message!`], mapped name ↔ `TypeId` with postcard encode/decode functions.
+//!   [`register_message!`], mapped name ↔ `TypeId` with encode/decode functions in two
+//!   [`Encoding`]s (postcard; the versioned one: a contract version, then MessagePack
+//!   with named fields, so fields can be added between versions of an application).
 //! - [`wire`]: length-prefixed frames with a versioned header (`docs/wire.md`).
 //! - [`Transport`]: TCP (optionally TLS) connections per peer, with a control channel kept
 //!   apart from the data channels, P parallel data connections, affinity by (sender,
 //!   recipient), user-named channels, batched vectored writes, large frames cut into
 //!   chunks that small frames pass, bounded queues, heartbeats on the control channel,
 //!   reconnect with backoff and restart detection; every connection starts with an
-//!   authenticated handshake (cluster name, protocol version, HMAC challenge–response;
-//!   `docs/wire.md`).
+//!   authenticated handshake (cluster name, protocol version negotiated in a range so a
+//!   cluster upgrades one node at a time, HMAC challenge–response; `docs/wire.md`,
+//!   `docs/upgrade.md`).
 //! - [`faults`]: drop probability, delays and partitions injected at run time, seeded.
 //! - [`RemoteNode`]: remote actors on top of all that. [`RemoteNode::expose`] serves a
 //!   local actor under a name; `ActorRef::<A>::remote(&node, addr, name)`
@@ -27,7 +30,10 @@
 //! `granary-core` (local actors); the layers below it never see the network.
 //!
 //! Well-kept crates do the infrastructure: `tokio` for I/O, `bytes` for zero-copy buffers,
-//! `postcard` for bodies (compact, maintained; bincode is not), `inventory` for link-time
+//! `postcard` for system bodies and version-4 peers (compact, maintained; bincode is
+//! not), `rmp-serde` for the versioned bodies (MessagePack: self-describing, so readers
+//! skip unknown and default missing fields; measured against CBOR and postcard in
+//! `docs/BENCHMARKS.md`), `inventory` for link-time
 //! registration, `hmac`/`sha2` for the challenge–response, `rustls`/`tokio-rustls` for TLS
 //! (feature `tls`, on by default),
 //! `rand` for seeded fault injection.
@@ -53,7 +59,8 @@ pub use error::{
 };
 pub use node_id::NodeId;
 pub use registry::{
-    type_tag, ErasedMessage, MessageRegistration, MessageType, Registry, RegistryBuilder,
+    type_tag, versioned_tag, Encoding, ErasedMessage, MessageRegistration, MessageType, Registry,
+    RegistryBuilder,
 };
 pub use remote::{
     Acceptance, ActorRefRemoteExt, ContractActorRef, Exposure, RemoteNode, RemoteRef,
@@ -69,17 +76,28 @@ pub use transport::{
 ///
 /// The type must implement `serde::Serialize`, `serde::Deserialize` and be `Send + 'static`.
 /// Conflicts (two types under one name, ...) are reported by [`Registry::build`].
+/// `version = N` gives the message's contract version (default 1; see the
+/// [registry](Registry#contract-versions)).
 ///
 /// ```
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// struct Ping;
 /// granary_remote::register_message!(Ping, "example.Ping");
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Put { key: String, #[serde(default)] ttl: Option<u64> }
+/// granary_remote::register_message!(Put, "example.Put", version = 2);
 /// ```
 #[macro_export]
 macro_rules! register_message {
     ($ty:ty, $name:expr $(,)?) => {
         $crate::__private::inventory::submit! {
             $crate::MessageRegistration::new::<$ty>($name)
+        }
+    };
+    ($ty:ty, $name:expr, version = $version:expr $(,)?) => {
+        $crate::__private::inventory::submit! {
+            $crate::MessageRegistration::new::<$ty>($name).with_version($version)
         }
     };
 }

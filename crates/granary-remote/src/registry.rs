@@ -10,7 +10,20 @@
 //! [`RegistryError`].
 //!
 //! On the wire a type is named by its *tag*: the 64-bit FNV-1a hash of its stable name
-//! ([`type_tag`]). Bodies are encoded with `postcard`.
+//! ([`type_tag`]). Bodies come in two [`Encoding`]s: `postcard` (protocol version 4,
+//! system traffic) and the versioned one (protocol version 5: the contract version, then
+//! MessagePack with named fields), whose frames carry the name's [`versioned_tag`]. The
+//! registry decodes both, by the tag; the sender picks the one the peer negotiated.
+//!
+//! # Contract versions
+//!
+//! Each registration carries a contract version (default 1;
+//! `register_message!(T, "name", version = N)`, `#[message(version = N)]`). A versioned
+//! body carries the sender's; the receiver decodes its own version and the one before
+//! and answers [`CodecError::TooNew`] / [`CodecError::TooOld`] otherwise (a postcard body
+//! counts as version 1). The version belongs to the *name*: a type registered under
+//! several names has one version per name, and the name it is encoded under (below)
+//! decides the version it is sent with.
 //!
 //! # One type, several names
 //!
@@ -40,7 +53,9 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-pub use entry::{type_tag, ErasedMessage, MessageRegistration, MessageType};
+pub use entry::{
+    type_tag, versioned_tag, Encoding, ErasedMessage, MessageRegistration, MessageType,
+};
 
 use entry::Origin;
 
@@ -64,7 +79,7 @@ inventory::collect!(MessageRegistration);
 #[derive(Debug)]
 pub struct Registry {
     by_type: HashMap<TypeId, MessageType>,
-    by_tag: HashMap<u64, MessageType>,
+    by_tag: HashMap<u64, (MessageType, Encoding)>,
 }
 
 impl Registry {
@@ -89,7 +104,7 @@ impl Registry {
     /// Number of registered names (a type registered under several names counts once
     /// per name).
     pub fn len(&self) -> usize {
-        self.by_tag.len()
+        self.by_tag.len() / 2
     }
 
     /// Whether no type is registered.
@@ -108,9 +123,14 @@ impl Registry {
         self.by_type_id(TypeId::of::<T>())
     }
 
-    /// The entry for a wire tag (any of a type's names).
+    /// The entry for a wire tag (any of a type's names, in either encoding).
     pub fn by_tag(&self, tag: u64) -> Option<&MessageType> {
-        self.by_tag.get(&tag)
+        self.by_tag.get(&tag).map(|(e, _)| e)
+    }
+
+    /// The entry for a wire tag and the encoding that tag says its body is in.
+    pub fn by_tag_with_encoding(&self, tag: u64) -> Option<(&MessageType, Encoding)> {
+        self.by_tag.get(&tag).map(|(e, enc)| (e, *enc))
     }
 
     /// The entry for a stable name.
@@ -123,19 +143,30 @@ impl Registry {
         self.encode_any(msg)
     }
 
-    /// Encode an erased message by its runtime type.
+    /// Encode an erased message by its runtime type: its tag and postcard body.
     pub fn encode_any(&self, msg: &dyn Any) -> Result<(u64, Bytes), CodecError> {
+        self.encode_as(msg, Encoding::Postcard)
+    }
+
+    /// Encode an erased message in `encoding`: the tag for that encoding (the
+    /// [`versioned_tag`] for [`Encoding::Versioned`]) and the body.
+    pub fn encode_as(&self, msg: &dyn Any, encoding: Encoding) -> Result<(u64, Bytes), CodecError> {
         let entry = self
             .by_type_id(msg.type_id())
             .ok_or(CodecError::UnregisteredType)?;
-        Ok((entry.tag(), entry.encode(msg)?))
+        let tag = match encoding {
+            Encoding::Postcard => entry.tag(),
+            Encoding::Versioned => entry.versioned_tag(),
+        };
+        Ok((tag, entry.encode_as(msg, encoding)?))
     }
 
-    /// Decode a body by its wire tag into an erased message.
+    /// Decode a body by its wire tag into an erased message; the tag says the encoding.
     pub fn decode(&self, tag: u64, body: &[u8]) -> Result<Box<dyn Any + Send>, CodecError> {
-        self.by_tag(tag)
-            .ok_or(CodecError::UnknownTag(tag))?
-            .decode(body)
+        let (entry, encoding) = self
+            .by_tag_with_encoding(tag)
+            .ok_or(CodecError::UnknownTag(tag))?;
+        entry.decode_as(body, encoding)
     }
 }
 
@@ -160,7 +191,7 @@ impl RegistryBuilder {
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.add(MessageRegistration::new::<T>(name))
+        self.with(MessageRegistration::new::<T>(name))
     }
 
     /// Register `T` as a reply type under the name derived from it, as
@@ -169,10 +200,11 @@ impl RegistryBuilder {
     where
         T: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
     {
-        self.add(MessageRegistration::reply::<T>())
+        self.with(MessageRegistration::reply::<T>())
     }
 
-    fn add(mut self, registration: MessageRegistration) -> Self {
+    /// Add a registration (with its contract version, if it has one).
+    pub fn with(mut self, registration: MessageRegistration) -> Self {
         self.entries.push(registration.entry());
         self
     }
@@ -210,6 +242,7 @@ impl RegistryBuilder {
         let mut tags: HashMap<u64, Vec<&'static str>> = HashMap::new();
         for name in names.keys() {
             tags.entry(type_tag(name)).or_default().push(name);
+            tags.entry(versioned_tag(name)).or_default().push(name);
         }
         for (tag, mut list) in tags {
             if list.len() > 1 {
@@ -238,7 +271,15 @@ impl RegistryBuilder {
                 .or_insert(candidate);
         }
         let by_type = by_type.into_iter().map(|(id, (_, e))| (id, e)).collect();
-        let by_tag = unique.values().map(|(e, _)| (e.tag(), *e)).collect();
+        let by_tag = unique
+            .values()
+            .flat_map(|(e, _)| {
+                [
+                    (e.tag(), (*e, Encoding::Postcard)),
+                    (e.versioned_tag(), (*e, Encoding::Versioned)),
+                ]
+            })
+            .collect();
         Ok(Registry { by_type, by_tag })
     }
 }
@@ -342,5 +383,212 @@ mod tests {
             reg.encode(&7u64),
             Err(CodecError::UnregisteredType)
         ));
+    }
+}
+
+/// Two builds of one contract: `v1` is what the older build links, `v2` what the newer
+/// one links, under the same wire names. What the versioned encoding lets change.
+#[cfg(test)]
+mod versioned_tests {
+    use super::*;
+    use serde::{Deserialize, Serialize};
+
+    mod v1 {
+        use super::*;
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        pub(super) struct Put {
+            pub(super) key: String,
+            pub(super) value: u64,
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        pub(super) enum Op {
+            Add(u64),
+            Reset,
+            /// What an old reader makes of a variant it does not know (unit variants).
+            #[serde(other)]
+            Unknown,
+        }
+    }
+
+    mod v2 {
+        use super::*;
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        pub(super) struct Put {
+            pub(super) key: String,
+            pub(super) value: u64,
+            /// Added in version 2: absent from a version-1 body, so it needs a default.
+            #[serde(default)]
+            pub(super) ttl: Option<u64>,
+        }
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        pub(super) enum Op {
+            Add(u64),
+            Reset,
+            /// Added in version 2.
+            Freeze,
+            #[serde(other)]
+            Unknown,
+        }
+    }
+
+    fn builds() -> (Registry, Registry) {
+        let old = Registry::builder()
+            .with(MessageRegistration::new::<v1::Put>("t.Put"))
+            .with(MessageRegistration::new::<v1::Op>("t.Op"))
+            .build()
+            .unwrap();
+        let new = Registry::builder()
+            .with(MessageRegistration::new::<v2::Put>("t.Put").with_version(2))
+            .with(MessageRegistration::new::<v2::Op>("t.Op").with_version(2))
+            .build()
+            .unwrap();
+        (old, new)
+    }
+
+    fn cross<T: Any>(from: &Registry, to: &Registry, msg: &dyn Any) -> Result<T, CodecError> {
+        let (tag, body) = from.encode_as(msg, Encoding::Versioned)?;
+        to.decode(tag, &body).map(|b| {
+            *b.downcast::<T>()
+                .expect("the registry decodes to the registered type")
+        })
+    }
+
+    #[test]
+    fn a_new_reader_fills_an_added_field_from_its_default() {
+        let (old, new) = builds();
+        let put = v1::Put {
+            key: "k".into(),
+            value: 3,
+        };
+        let read: v2::Put = cross(&old, &new, &put).unwrap();
+        assert_eq!(
+            read,
+            v2::Put {
+                key: "k".into(),
+                value: 3,
+                ttl: None
+            }
+        );
+    }
+
+    #[test]
+    fn an_old_reader_skips_a_field_it_does_not_know() {
+        let (old, new) = builds();
+        let put = v2::Put {
+            key: "k".into(),
+            value: 3,
+            ttl: Some(9),
+        };
+        // A version-2 body is too new for a version-1 node...
+        assert!(matches!(
+            cross::<v1::Put>(&new, &old, &put),
+            Err(CodecError::TooNew {
+                theirs: 2,
+                ours: 1,
+                ..
+            })
+        ));
+        // ...so the skipping is what a version-2 reader does with a body from a
+        // version-3 writer that added one more field; shown here with version-2 code
+        // reading a body its newer peer wrote at its own version.
+        let newer = Registry::builder()
+            .with(MessageRegistration::new::<v2::Put>("t.Put").with_version(1))
+            .build()
+            .unwrap();
+        let read: v1::Put = cross(&newer, &old, &put).unwrap();
+        assert_eq!(
+            read,
+            v1::Put {
+                key: "k".into(),
+                value: 3
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_unit_variants_become_the_other_variant_and_known_ones_cross_both_ways() {
+        let (old, new) = builds();
+        let same_version = Registry::builder()
+            .with(MessageRegistration::new::<v2::Op>("t.Op"))
+            .build()
+            .unwrap();
+        let read: v1::Op = cross(&same_version, &old, &v2::Op::Freeze).unwrap();
+        assert_eq!(read, v1::Op::Unknown);
+        let read: v1::Op = cross(&same_version, &old, &v2::Op::Add(4)).unwrap();
+        assert_eq!(read, v1::Op::Add(4));
+        let read: v2::Op = cross(&old, &new, &v1::Op::Reset).unwrap();
+        assert_eq!(read, v2::Op::Reset);
+    }
+
+    #[test]
+    fn a_version_two_behind_is_too_old_and_postcard_counts_as_version_1() {
+        let older = Registry::builder()
+            .with(MessageRegistration::new::<v1::Put>("t.Put"))
+            .build()
+            .unwrap();
+        let v3 = Registry::builder()
+            .with(MessageRegistration::new::<v2::Put>("t.Put").with_version(3))
+            .build()
+            .unwrap();
+        let put = v1::Put {
+            key: "k".into(),
+            value: 1,
+        };
+        assert!(matches!(
+            cross::<v2::Put>(&older, &v3, &put),
+            Err(CodecError::TooOld {
+                theirs: 1,
+                ours: 3,
+                ..
+            })
+        ));
+        let (tag, body) = older.encode_as(&put, Encoding::Postcard).unwrap();
+        assert_eq!(tag, type_tag("t.Put"));
+        assert!(matches!(
+            v3.decode(tag, &body),
+            Err(CodecError::TooOld {
+                theirs: 1,
+                ours: 3,
+                ..
+            })
+        ));
+        let err = v3.decode(tag, &body).unwrap_err().to_remote();
+        assert!(matches!(
+            err,
+            granary_core::RemoteError::MessageTooOld {
+                theirs: 1,
+                ours: 3,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn both_encodings_decode_by_tag_and_a_bad_envelope_is_a_typed_error() {
+        let (_, new) = builds();
+        let put = v2::Put {
+            key: "k".into(),
+            value: 2,
+            ttl: Some(1),
+        };
+        for encoding in [Encoding::Postcard, Encoding::Versioned] {
+            let (tag, body) = new.encode_as(&put, encoding).unwrap();
+            if encoding == Encoding::Postcard {
+                // A postcard body is version 1, accepted by a version-2 reader.
+                assert_eq!(tag, type_tag("t.Put"));
+            } else {
+                assert_eq!(tag, versioned_tag("t.Put"));
+                assert_eq!(body[0], 2, "the contract version leads the body");
+            }
+            let back = new.decode(tag, &body).unwrap();
+            assert_eq!(back.downcast_ref::<v2::Put>(), Some(&put));
+        }
+        let tag = versioned_tag("t.Put");
+        for bad in [&[][..], &[0x80; 6][..], &[2, 0xc1][..]] {
+            assert!(
+                matches!(new.decode(tag, bad), Err(CodecError::Decode { .. })),
+                "{bad:?}"
+            );
+        }
     }
 }

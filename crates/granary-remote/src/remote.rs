@@ -7,7 +7,8 @@
 //! [`ActorRef`] without asking anyone; it plugs into `granary-core` through its
 //! `RemoteTarget` hook, so callers use the same `tell`/`ask`/`stop`/`watch` as locally.
 //!
-//! What travels: the message is encoded once with the [`Registry`] (tag + postcard body)
+//! What travels: the message is encoded once with the [`Registry`] (tag + body, in the
+//! encoding the peer agreed on: [`Transport::encoding_for`](crate::Transport::encoding_for))
 //! and sent on the data channel; the serving node decodes it on its reader task, checks
 //! that the named actor exists and accepts that type, and delivers it. Every failure is
 //! typed: an ask gets `RemoteError::{NoSuchActor, TypeMismatch, Decode, Unreachable, ..}`

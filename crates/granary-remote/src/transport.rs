@@ -59,6 +59,7 @@ pub use config::{ChannelConfig, TransportConfig};
 use crate::error::{FrameError, SendError, TransportError};
 use crate::faults::Verdict;
 use crate::node_id::NodeId;
+use crate::registry::Encoding;
 use crate::tls::Tls;
 use crate::wire::{channel_id, Frame, FrameHeader};
 use lane::Lane;
@@ -274,6 +275,9 @@ pub(crate) struct Inner {
     pub(crate) handler: Arc<dyn InboundHandler>,
     pub(crate) channels: Vec<ChannelSpec>,
     peers: RwLock<HashMap<SocketAddr, Arc<Peer>>>,
+    /// The protocol version last agreed with each address (dialled or dialling in);
+    /// kept after a peer is gone, so a peer that comes back is first sent what it spoke.
+    protocols: RwLock<HashMap<SocketAddr, u8>>,
     events: broadcast::Sender<PeerEvent>,
     tasks: Mutex<Option<JoinSet<()>>>,
     closed: AtomicBool,
@@ -368,6 +372,10 @@ impl Inner {
         let mut peers = self.peers.write();
         if peers.get(&peer.addr).is_some_and(|p| Arc::ptr_eq(p, peer)) {
             peers.remove(&peer.addr);
+            // A dial-out peer's address is random and never comes back: forget what
+            // it agreed, so a server that sees many clients does not keep one entry
+            // per client ever connected.
+            self.protocols.write().remove(&peer.addr);
         }
         drop(peers);
         peer.stop();
@@ -376,6 +384,17 @@ impl Inner {
     /// The peer at `addr` if it was ever dialled.
     pub(crate) fn existing_peer(&self, addr: SocketAddr) -> Option<Arc<Peer>> {
         self.peers.read().get(&addr).cloned()
+    }
+
+    /// Record the protocol version a handshake with `addr` agreed.
+    pub(crate) fn set_protocol(&self, addr: SocketAddr, version: u8) {
+        let known = self.protocols.read().get(&addr).copied();
+        if known != Some(version) {
+            if let Some(known) = known {
+                tracing::info!(%addr, from = known, to = version, "peer's protocol version changed");
+            }
+            self.protocols.write().insert(addr, version);
+        }
     }
 
     pub(crate) fn count_backpressure(&self) {
@@ -617,6 +636,7 @@ impl Transport {
             handler,
             channels,
             peers: RwLock::new(HashMap::new()),
+            protocols: RwLock::new(HashMap::new()),
             events,
             tasks: Mutex::new(Some(JoinSet::new())),
             closed: AtomicBool::new(false),
@@ -653,6 +673,28 @@ impl Transport {
     /// The incarnation last seen at `addr`, if its control connection ever came up.
     pub fn peer_node(&self, addr: SocketAddr) -> Option<NodeId> {
         self.inner.peers.read().get(&addr).and_then(|p| p.node())
+    }
+
+    /// The protocol version last agreed with the node at `addr`, if a handshake with it
+    /// finished.
+    pub fn peer_protocol(&self, addr: SocketAddr) -> Option<u8> {
+        self.inner.protocols.read().get(&addr).copied()
+    }
+
+    /// The encoding of message bodies sent to `addr`: postcard to a peer that agreed on
+    /// protocol version 4, the versioned encoding otherwise (a peer not yet met is
+    /// assumed to be of this build's version, unless `max_protocol` is 4). A version-4
+    /// peer that is sent a versioned body before its first handshake answers "unknown
+    /// type tag" (`docs/wire.md`, "Version negotiation").
+    pub fn encoding_for(&self, addr: SocketAddr) -> Encoding {
+        let version = self
+            .peer_protocol(addr)
+            .unwrap_or(self.inner.config.max_protocol);
+        if version >= 5 {
+            Encoding::Versioned
+        } else {
+            Encoding::Postcard
+        }
     }
 
     /// Whether the control connection with `addr` is up right now (dialled by this

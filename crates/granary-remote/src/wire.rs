@@ -19,11 +19,23 @@ pub use trace_context::{TraceContext, TRACE_CONTEXT_LEN};
 pub(crate) use decoder::parse_unprefixed;
 pub(crate) use frame::encode_chunk_header;
 
-/// The protocol version this build speaks (byte 4 of every frame). Version 2 added
-/// [`FrameKind::Chunk`]; version 3 added the optional trace context ([`TRACED`]);
-/// version 4 added the handshake's `reply_here` flag (peers that only dial out,
-/// `docs/wire.md`, "Dial-out peers").
-pub const PROTOCOL_VERSION: u8 = 4;
+/// The highest protocol version this build speaks, negotiated by the handshake
+/// (`docs/wire.md`, "Version negotiation"). Version 2 added [`FrameKind::Chunk`];
+/// version 3 added the optional trace context ([`TRACED`]); version 4 added the
+/// handshake's `reply_here` flag (peers that only dial out, `docs/wire.md`, "Dial-out
+/// peers"); version 5 added the versioned message encoding
+/// ([`Encoding::Versioned`](crate::Encoding)) and the negotiation itself.
+pub const PROTOCOL_VERSION: u8 = 5;
+
+/// The lowest protocol version this build speaks: today's peers of version 4 are
+/// talked to in postcard, so a cluster can be upgraded one node at a time.
+pub const MIN_PROTOCOL_VERSION: u8 = 4;
+
+/// Byte 4 of every frame: the version of the frame layout. Up to protocol version 4 it
+/// was the protocol version; the layout has not changed since, so it stays 4 and a
+/// version-4 peer's decoder accepts our frames. What differs between protocol versions
+/// is negotiated by the handshake instead.
+pub const FRAME_VERSION: u8 = 4;
 
 /// Bytes of the length prefix.
 pub const LENGTH_PREFIX: usize = 4;

@@ -71,5 +71,8 @@ pub use postgres::PostgresStore;
 pub use redis::RedisStore;
 pub use reminder::Reminder;
 pub use store::StateStore;
-pub use typed::{decode_state, encode_state, PersistentState, StateStoreExt};
+pub use typed::{
+    decode_state, decode_state_compat, encode_state, encode_state_compat, PersistentState,
+    StateStoreExt,
+};
 pub use version::{Stored, Version};

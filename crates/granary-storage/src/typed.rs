@@ -105,6 +105,100 @@ pub fn decode_state<T: PersistentState>(bytes: &[u8]) -> Result<T, StorageError>
     })
 }
 
+/// Encodes `state` for a store that builds of an older release also read (a rolling
+/// upgrade): at schema version 1 as plain JSON, the state alone, which is what such
+/// builds wrote and read; from version 2 in the envelope of [`encode_state`]. Read it
+/// back with [`decode_state_compat`].
+pub fn encode_state_compat<T: PersistentState>(state: &T) -> Result<Bytes, StorageError> {
+    if T::SCHEMA_VERSION <= 1 {
+        serde_json::to_vec(state)
+            .map(Bytes::from)
+            .map_err(|e| StorageError::Encode {
+                reason: e.to_string(),
+            })
+    } else {
+        encode_state(state)
+    }
+}
+
+/// Decodes state written by [`encode_state_compat`], [`encode_state`] or a build that
+/// stored plain JSON, for a cluster whose nodes run two versions of `T` during a rolling
+/// upgrade:
+///
+/// - plain JSON (not an object with exactly the keys `schema` and `state`) is schema 1;
+/// - an older schema goes through [`PersistentState::upgrade`];
+/// - a newer schema (written by an upgraded node, read by one not yet upgraded) is read
+///   as it is when it fits `T` (fields it added are skipped, as JSON allows), and is
+///   [`StorageError::SchemaTooNew`] only when it does not.
+///
+/// ```
+/// use granary_storage::{decode_state_compat, encode_state_compat, PersistentState};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct V1 { count: u64 }
+/// impl PersistentState for V1 {}
+/// #[derive(Serialize, Deserialize)]
+/// struct V2 { count: u64, #[serde(default)] label: String }
+/// impl PersistentState for V2 { const SCHEMA_VERSION: u32 = 2; }
+///
+/// let old = encode_state_compat(&V1 { count: 7 }).unwrap();
+/// assert_eq!(&old[..], br#"{"count":7}"#);
+/// let new: V2 = decode_state_compat(&old).unwrap();
+/// assert_eq!(new.count, 7);
+/// let newer = encode_state_compat(&V2 { count: 8, label: "x".into() }).unwrap();
+/// let back: V1 = decode_state_compat(&newer).unwrap();
+/// assert_eq!(back.count, 8);
+/// ```
+pub fn decode_state_compat<T: PersistentState>(bytes: &[u8]) -> Result<T, StorageError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| StorageError::corrupt(format!("state is not JSON: {e}")))?;
+    let (schema, state) = split_envelope(value);
+    let does_not_fit = |e: serde_json::Error| {
+        StorageError::corrupt(format!(
+            "state does not fit {}: {e}",
+            std::any::type_name::<T>()
+        ))
+    };
+    if schema > T::SCHEMA_VERSION {
+        return serde_json::from_value(state).map_err(|_| StorageError::SchemaTooNew {
+            stored: schema,
+            supported: T::SCHEMA_VERSION,
+        });
+    }
+    let state = if schema < T::SCHEMA_VERSION {
+        T::upgrade(schema, state).map_err(|e| {
+            StorageError::corrupt(format!("upgrading state from schema {schema}: {e}"))
+        })?
+    } else {
+        state
+    };
+    serde_json::from_value(state).map_err(does_not_fit)
+}
+
+/// `(schema, state)` of an envelope; anything else is plain state of schema 1.
+fn split_envelope(value: serde_json::Value) -> (u32, serde_json::Value) {
+    match value {
+        serde_json::Value::Object(mut map)
+            if map.len() == 2
+                && map.contains_key("state")
+                && map
+                    .get("schema")
+                    .and_then(serde_json::Value::as_u64)
+                    .is_some_and(|s| u32::try_from(s).is_ok()) =>
+        {
+            let schema = map
+                .get("schema")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|s| u32::try_from(s).ok())
+                .unwrap_or(1);
+            let state = map.remove("state").unwrap_or_default();
+            (schema, state)
+        }
+        plain => (1, plain),
+    }
+}
+
 /// Typed reads and writes on any [`StateStore`].
 ///
 /// ```

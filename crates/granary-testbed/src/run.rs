@@ -325,7 +325,15 @@ fn drive(
             incarnation: 0,
             process: None,
         };
-        start_node(bed, config, &mut slot, &seeds, &store, Duration::ZERO)?;
+        start_node(
+            bed,
+            config,
+            &config.node_program,
+            &mut slot,
+            &seeds,
+            &store,
+            Duration::ZERO,
+        )?;
         nodes.push(slot);
     }
 
@@ -445,6 +453,7 @@ fn finish_client(client: &mut Process) -> Result<ClientSummary, BedError> {
 fn start_node(
     bed: &Testbed,
     config: &ChaosConfig,
+    program: &Path,
     slot: &mut NodeSlot,
     seeds: &[SocketAddr],
     store: &str,
@@ -480,7 +489,7 @@ fn start_node(
         args.push("--handler-delay-ms".into());
         args.push(config.handler_delay.as_millis().to_string());
     }
-    let launch = Launch::new(name, &config.node_program, args).delayed(slow_start);
+    let launch = Launch::new(name, program, args).delayed(slow_start);
     let mut process = bed.spawn(slot.host, &launch)?;
     process.wait_for_line("ready", READY_DEADLINE + slow_start)?;
     slot.process = Some(process);
@@ -525,7 +534,44 @@ fn apply(
                 .filter(|h| *h != host)
                 .map(|h| addr(*h))
                 .collect::<Result<Vec<_>, _>>()?;
-            start_node(bed, config, slot, &seeds, store, *slow_start)?;
+            start_node(
+                bed,
+                config,
+                &config.node_program,
+                slot,
+                &seeds,
+                store,
+                *slow_start,
+            )?;
+            record(format!("ready {}", name(*host)))?;
+        }
+        Fault::Upgrade { host, program } => {
+            let slot = slot_of(nodes, *host)?;
+            record(format!("stop {}", name(*host)))?;
+            if let Some(mut process) = slot.process.take() {
+                // Graceful: the node shuts down when its stdin closes.
+                process.close_stdin();
+                if process.wait(SHUTDOWN_DEADLINE).is_err() {
+                    eprintln!(
+                        "chaos: {} did not shut down within {SHUTDOWN_DEADLINE:?}; killed",
+                        process.name()
+                    );
+                }
+            }
+            record(format!("stopped {}", name(*host)))?;
+            slot.incarnation += 1;
+            record(format!(
+                "restart {} incarnation {} as {}",
+                name(*host),
+                slot.incarnation,
+                program.display()
+            ))?;
+            let seeds = node_hosts
+                .iter()
+                .filter(|h| *h != host)
+                .map(|h| addr(*h))
+                .collect::<Result<Vec<_>, _>>()?;
+            start_node(bed, config, program, slot, &seeds, store, Duration::ZERO)?;
             record(format!("ready {}", name(*host)))?;
         }
         Fault::Partition { minority, hold } => {

@@ -57,6 +57,16 @@ pub enum Fault {
         /// How long it is stopped.
         hold: Duration,
     },
+    /// One step of a rolling upgrade: stop the node on `host` gracefully (its stdin
+    /// closes: it hands its activations off and leaves), then start `program` (another
+    /// build of the node binary) on the same address with the next incarnation and
+    /// wait until it is ready. Never drawn from a seed; named by a test's schedule.
+    Upgrade {
+        /// The host.
+        host: HostId,
+        /// The node binary of the new version.
+        program: std::path::PathBuf,
+    },
 }
 
 impl fmt::Display for Fault {
@@ -97,6 +107,10 @@ impl fmt::Display for Fault {
             }
             Fault::Pause { host, hold } => {
                 write!(f, "pause {} for {:.1} s", h(host), hold.as_secs_f64())
+            }
+            Fault::Upgrade { host, program } => {
+                let name = program.file_name().unwrap_or(program.as_os_str());
+                write!(f, "upgrade {} to {}", h(host), name.to_string_lossy())
             }
         }
     }

@@ -18,12 +18,20 @@ use granary::virtual_actors::{Kind, NodeBuilder};
 
 use crate::history::{Event, HistoryWriter, Stamp};
 
+/// The version of the application this build is: 1, or 2 with the `app-v2` feature
+/// (the counter workload's contract, [`counter`]).
+pub const APP_VERSION: u32 = if cfg!(feature = "app-v2") { 2 } else { 1 };
+
 /// The `VirtualActor` impl of a workload kind (`String` keys) whose activations only
 /// record their start and end: `$actor` is a struct with one field, `log`.
 macro_rules! recorded_kind {
     ($actor:ident, $kind:literal, $state:ty) => {
+        $crate::workload::recorded_kind!($actor, $kind, $state, 1);
+    };
+    ($actor:ident, $kind:literal, $state:ty, $state_version:expr) => {
         impl granary::virtual_actors::VirtualActor for $actor {
             const KIND: &'static str = $kind;
+            const STATE_VERSION: u32 = $state_version;
             type Key = String;
             type State = $state;
 

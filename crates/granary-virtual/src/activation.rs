@@ -196,11 +196,15 @@ pub(crate) async fn start<A: VirtualActor>(
     };
     let (state, version) = match stored {
         Some(stored) => {
+            // Plain JSON (version 1, or a build before versioned state) or the
+            // envelope; older versions through the kind's upgrade hook.
             let state: A::State =
-                serde_json::from_slice(&stored.data).map_err(|e| VirtualError::BadState {
-                    identity: identity.to_string(),
-                    reason: e.to_string(),
-                })?;
+                granary_storage::decode_state_compat::<crate::actor::StoredState<A>>(&stored.data)
+                    .map(|s| s.0)
+                    .map_err(|e| VirtualError::BadState {
+                        identity: identity.to_string(),
+                        reason: e.to_string(),
+                    })?;
             (state, Some(stored.version))
         }
         None => (A::State::default(), None),

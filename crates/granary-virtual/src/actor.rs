@@ -57,6 +57,25 @@ pub trait VirtualActor: Sized + Send + 'static {
     /// The persisted state, loaded before `on_activate` (`Default` when none is stored).
     type State: Serialize + DeserializeOwned + Default + Send + Sync + 'static;
 
+    /// The version of [`VirtualActor::State`]'s stored shape this build writes (default
+    /// 1). Adding a field with `#[serde(default)]` needs no bump: JSON fills it when it
+    /// is missing and an older build skips it. Bump it when stored state must be
+    /// rewritten, in [`VirtualActor::upgrade_state`]. Version 1 is stored as plain JSON
+    /// (what builds before versioned state wrote); from 2 on in granary-storage's
+    /// envelope `{"schema": N, "state": ...}` ([`granary_storage::encode_state_compat`]).
+    /// A node reads state of an older version through the hook and of a newer one as it
+    /// is when it fits (a rolling upgrade; `docs/upgrade.md`).
+    const STATE_VERSION: u32 = 1;
+
+    /// Rewrites stored state of version `from` (older than
+    /// [`VirtualActor::STATE_VERSION`]) into the current shape, as JSON. The default
+    /// leaves it as it is, which is right for added fields with defaults. An `Err`
+    /// fails the activation with [`crate::VirtualError::BadState`].
+    fn upgrade_state(from: u32, state: serde_json::Value) -> Result<serde_json::Value, String> {
+        let _ = from;
+        Ok(state)
+    }
+
     /// Builds the instance for `key` (state is loaded separately).
     fn activate(key: &Self::Key) -> Self;
 
@@ -102,4 +121,19 @@ pub trait VirtualHandler<M: Message>: VirtualActor {
         msg: M,
         ctx: &mut VirtualContext<'_, Self>,
     ) -> impl Future<Output = M::Reply> + Send;
+}
+
+/// A kind's state as granary-storage's [`PersistentState`](granary_storage::PersistentState):
+/// its version and upgrade hook are the kind's.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(transparent)]
+#[serde(bound(serialize = "", deserialize = ""))]
+pub(crate) struct StoredState<A: VirtualActor>(pub(crate) A::State);
+
+impl<A: VirtualActor> granary_storage::PersistentState for StoredState<A> {
+    const SCHEMA_VERSION: u32 = A::STATE_VERSION;
+
+    fn upgrade(from: u32, state: serde_json::Value) -> Result<serde_json::Value, String> {
+        A::upgrade_state(from, state)
+    }
 }

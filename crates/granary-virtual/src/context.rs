@@ -231,7 +231,7 @@ pub(crate) async fn write_cell<A: VirtualActor>(cell: &mut Cell<A>) -> Result<()
         cell.dirty = false;
         return Ok(());
     }
-    let data = serde_json::to_vec(&cell.state).map_err(|e| VirtualError::BadState {
+    let data = encode_state::<A>(&cell.state).map_err(|e| VirtualError::BadState {
         identity: cell.identity.to_string(),
         reason: e.to_string(),
     })?;
@@ -274,4 +274,36 @@ impl<A: VirtualActor> Cell<A> {
 /// activates and nothing is written, which saves a store round trip per activation.
 pub(crate) fn has_no_state<A: VirtualActor>() -> bool {
     std::any::TypeId::of::<A::State>() == std::any::TypeId::of::<()>()
+}
+
+/// The stored bytes of a kind's state: plain JSON at version 1, the envelope after
+/// ([`granary_storage::encode_state_compat`]). Serializes without copying the state.
+fn encode_state<A: VirtualActor>(
+    state: &A::State,
+) -> Result<Vec<u8>, granary_storage::StorageError> {
+    #[derive(serde::Serialize)]
+    #[serde(transparent)]
+    #[serde(bound(serialize = ""))]
+    struct Borrowed<'a, A: VirtualActor>(&'a A::State);
+    if A::STATE_VERSION <= 1 {
+        serde_json::to_vec(&Borrowed::<A>(state)).map_err(|e| {
+            granary_storage::StorageError::Encode {
+                reason: e.to_string(),
+            }
+        })
+    } else {
+        #[derive(serde::Serialize)]
+        #[serde(bound(serialize = ""))]
+        struct Envelope<'a, A: VirtualActor> {
+            schema: u32,
+            state: Borrowed<'a, A>,
+        }
+        serde_json::to_vec(&Envelope::<A> {
+            schema: A::STATE_VERSION,
+            state: Borrowed(state),
+        })
+        .map_err(|e| granary_storage::StorageError::Encode {
+            reason: e.to_string(),
+        })
+    }
 }

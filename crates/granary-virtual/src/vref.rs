@@ -324,5 +324,7 @@ fn is_final(e: &RemoteError) -> bool {
             | RemoteError::Encode(_)
             | RemoteError::FrameTooLarge { .. }
             | RemoteError::Unauthorized(_)
+            | RemoteError::MessageTooNew { .. }
+            | RemoteError::MessageTooOld { .. }
     )
 }

@@ -91,6 +91,7 @@ fn transport_config(config: GranaryConfig) -> TransportConfig {
         .with_parallelism(config.parallelism)
         .with_affinity(config.affinity)
         .with_bulk_lane(config.bulk_lane)
+        .with_max_protocol(config.max_protocol)
 }
 
 fn setup_error(
@@ -317,6 +318,7 @@ impl Session {
             c.config.parallelism != config.parallelism
                 || c.config.affinity != config.affinity
                 || c.config.bulk_lane != config.bulk_lane
+                || c.config.max_protocol != config.max_protocol
         }) {
             self.close();
         }
@@ -353,12 +355,18 @@ impl Session {
         job: &Job,
         sizes: &Sizes,
     ) -> Result<Measured, RemoteError> {
+        let max_protocol = if job.setup == super::Setup::Postcard {
+            4
+        } else {
+            granary_remote::wire::PROTOCOL_VERSION
+        };
         let config = job
             .pairs
             .map(|(parallelism, affinity, bulk_lane)| GranaryConfig {
                 parallelism,
                 affinity,
                 bulk_lane,
+                max_protocol,
             })
             .unwrap_or_else(|| {
                 let defaults = TransportConfig::new(CLUSTER, SECRET.to_vec());
@@ -366,6 +374,7 @@ impl Session {
                     parallelism: defaults.parallelism,
                     affinity: defaults.affinity,
                     bulk_lane: defaults.bulk_lane,
+                    max_protocol,
                 }
             });
         let connected = self.connect(config, sizes).await?;

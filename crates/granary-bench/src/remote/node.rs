@@ -34,6 +34,9 @@ pub(crate) struct NodeArgs {
     /// granary: metrics and tracing on ([`crate::observe`]).
     #[arg(long)]
     observe: bool,
+    /// granary: the highest protocol version offered (4: postcard bodies).
+    #[arg(long, default_value_t = granary_remote::wire::PROTOCOL_VERSION)]
+    max_protocol: u8,
     /// Serve on a tokio current-thread runtime (`raw-tcp`, `ractor_cluster`).
     #[arg(long)]
     current_thread: bool,
@@ -72,6 +75,9 @@ pub(crate) struct GranaryConfig {
     pub(crate) affinity: bool,
     /// Bulk lane on or off.
     pub(crate) bulk_lane: bool,
+    /// The highest protocol version offered: 4 speaks postcard, 5 the versioned
+    /// encoding.
+    pub(crate) max_protocol: u8,
 }
 
 impl GranaryConfig {
@@ -84,6 +90,8 @@ impl GranaryConfig {
             self.affinity.to_string(),
             "--bulk-lane".into(),
             self.bulk_lane.to_string(),
+            "--max-protocol".into(),
+            self.max_protocol.to_string(),
         ]
     }
 }
@@ -100,6 +108,7 @@ pub(crate) fn run_node(args: NodeArgs) -> Result<(), RemoteError> {
             parallelism: args.parallelism,
             affinity: args.affinity,
             bulk_lane: args.bulk_lane,
+            max_protocol: args.max_protocol,
         };
         // Keep whatever serves alive until stdin closes (dropping it stops serving).
         let mut _granary = None;

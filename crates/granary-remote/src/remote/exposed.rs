@@ -366,7 +366,9 @@ pub(crate) struct ReplyTo {
 impl ReplyTo {
     /// Send a successful reply (or an encode failure if the reply cannot be encoded).
     pub(crate) fn answer(&self, answer: &dyn Any) {
-        match self.registry.encode_any(answer) {
+        // In the encoding the asker's node agreed on (its ask came in it).
+        let encoding = self.transport.encoding_for(self.to);
+        match self.registry.encode_as(answer, encoding) {
             Ok((tag, body)) => {
                 if let Err(e) = self.send(tag, body) {
                     self.fail(ReplyFailure::Remote(RemoteError::Other(format!(

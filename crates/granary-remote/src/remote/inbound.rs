@@ -114,13 +114,16 @@ fn deliver(
             }
         }
     };
+    // Handlers are keyed by a name's plain tag; a versioned body's tag names the same
+    // type (the registry decodes either).
+    let handler_tag = node.registry.by_tag(tag).map_or(tag, |t| t.tag());
     let exposed = node.exposed.read().get(name).cloned();
     let Some(exposed) = exposed else {
         let id = remote_actor_id(node.transport().local_addr(), name);
         fail(id, RemoteError::NoSuchActor(id));
         return None;
     };
-    let Some(handler) = exposed.handler(tag) else {
+    let Some(handler) = exposed.handler(handler_tag) else {
         fail(
             exposed.id,
             RemoteError::TypeMismatch {
@@ -136,7 +139,9 @@ fn deliver(
     let msg = match node.registry.decode(tag, &frame.body) {
         Ok(msg) => msg,
         Err(e) => {
-            fail(exposed.id, RemoteError::Decode(e.to_string()));
+            // A contract version this node does not accept keeps its type
+            // (`MessageTooNew` / `MessageTooOld`); anything else is `Decode`.
+            fail(exposed.id, e.to_remote());
             return None;
         }
     };
@@ -199,7 +204,7 @@ fn complete(node: &NodeInner, frame: Frame) {
     } else {
         node.registry
             .decode(frame.type_tag, &frame.body)
-            .map_err(|e| AskError::Remote(RemoteError::Decode(e.to_string())))
+            .map_err(|e| AskError::Remote(e.to_remote()))
     };
     pending.complete(result);
 }

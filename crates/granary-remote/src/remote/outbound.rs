@@ -134,7 +134,8 @@ impl RemoteTarget for RemoteActor {
         msg: ErasedMessage,
         type_name: &'static str,
     ) -> Result<(), SendError<ErasedMessage>> {
-        let (tag, body) = match self.node.registry.encode_any(&*msg) {
+        let encoding = self.node.transport().encoding_for(self.addr);
+        let (tag, body) = match self.node.registry.encode_as(&*msg, encoding) {
             Ok(encoded) => encoded,
             Err(e) => {
                 let error = RemoteError::Encode(format!("{type_name}: {e}"));
@@ -167,7 +168,8 @@ impl RemoteTarget for RemoteActor {
         type_name: &'static str,
         timeout: Duration,
     ) -> BoxFuture<'static, AskResult> {
-        let (tag, body) = match self.node.registry.encode_any(&*msg) {
+        let encoding = self.node.transport().encoding_for(self.addr);
+        let (tag, body) = match self.node.registry.encode_as(&*msg, encoding) {
             Ok(encoded) => encoded,
             Err(e) => {
                 let error = RemoteError::Encode(format!("{type_name}: {e}"));

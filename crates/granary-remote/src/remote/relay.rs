@@ -9,6 +9,13 @@
 //! client's, so the host's reply (or failure) goes back to the client on the connection
 //! it opened. The host never learns of the client and never dials it.
 //!
+//! Between nodes of different protocol versions (a rolling upgrade) the body is the one
+//! exception to "untouched": a versioned body for a next hop that agreed on version 4
+//! (postcard only) is decoded and encoded again in postcard ([`transcode`]), so a
+//! client of either version can go through a gateway to a host of either version. A
+//! postcard body goes on as it is: version 5 reads both (and system bodies such as a
+//! reply failure are postcard by design).
+//!
 //! An ask whose host becomes unreachable is answered at once with
 //! `RemoteError::Unreachable`, as is one whose host the gateway's owner declares gone
 //! ([`RemoteNode::fail_relayed_to`](crate::RemoteNode::fail_relayed_to): a cluster's
@@ -27,6 +34,7 @@ use super::exposed::ReplyTo;
 use super::protocol::ReplyFailure;
 use super::NodeInner;
 use crate::node_id::NodeId;
+use crate::registry::Encoding;
 use crate::transport::SendOptions;
 use crate::wire::{Frame, FrameHeader, FrameKind};
 
@@ -111,10 +119,11 @@ pub(crate) fn forward(node: &NodeInner, from: NodeId, frame: &Frame, host: Socke
     } else {
         0
     };
+    let (type_tag, body) = transcode(node, frame.type_tag, &frame.body, host);
     let header = FrameHeader {
         kind: frame.kind,
         channel: 0,
-        type_tag: frame.type_tag,
+        type_tag,
         correlation,
         sender: frame.sender(),
         recipient: name,
@@ -122,7 +131,7 @@ pub(crate) fn forward(node: &NodeInner, from: NodeId, frame: &Frame, host: Socke
     };
     if let Err(e) = node
         .transport()
-        .send(host, header, frame.body.clone(), SendOptions::data())
+        .send(host, header, body, SendOptions::data())
     {
         let error = node.send_error(host, e);
         tracing::debug!(%from, %host, recipient = name, %error, "not relayed");
@@ -139,16 +148,16 @@ pub(crate) fn reply(node: &NodeInner, frame: &Frame) -> bool {
     let Some(relay) = node.relays.lock().asks.remove(&frame.correlation) else {
         return false;
     };
+    let (type_tag, body) = transcode(node, frame.type_tag, &frame.body, relay.client);
     let header = FrameHeader {
         kind: FrameKind::Reply,
         channel: 0,
-        type_tag: frame.type_tag,
+        type_tag,
         correlation: relay.correlation,
         sender: frame.sender(),
         recipient: "",
         trace: None,
     };
-    let body: Bytes = frame.body.clone();
     if let Err(e) = node
         .transport()
         .send(relay.client, header, body, SendOptions::data())
@@ -192,6 +201,30 @@ fn fail_all(node: &NodeInner, lost: impl IntoIterator<Item = Relay>) {
     for r in lost {
         reply_to(node, r.client, r.correlation, &r.responder)
             .fail(ReplyFailure::Remote(RemoteError::Unreachable));
+    }
+}
+
+/// The tag and body of a relayed frame for `to`: a versioned body for a next hop that
+/// reads postcard only is decoded and encoded again in postcard; anything else goes on
+/// as it came (a type not registered here cannot be re-encoded either).
+fn transcode(node: &NodeInner, tag: u64, body: &Bytes, to: SocketAddr) -> (u64, Bytes) {
+    let Some((entry, encoding)) = node.registry.by_tag_with_encoding(tag) else {
+        return (tag, body.clone());
+    };
+    let wanted = node.transport().encoding_for(to);
+    if encoding != Encoding::Versioned || wanted != Encoding::Postcard {
+        return (tag, body.clone());
+    }
+    let again = entry
+        .decode_as(body, encoding)
+        .and_then(|msg| node.registry.encode_as(&*msg, wanted));
+    match again {
+        Ok(encoded) => encoded,
+        Err(e) => {
+            // Sent as it came: the next hop answers with its own decode error.
+            tracing::debug!(%to, error = %e, "relayed body not re-encoded");
+            (tag, body.clone())
+        }
     }
 }
 

@@ -117,6 +117,7 @@ mod tests {
             secret: b"secret",
             local: NodeId::new(([127, 0, 0, 1], port).into()),
             timeout: WAIT,
+            max_protocol: crate::wire::PROTOCOL_VERSION,
         };
         let lane = Lane {
             channel: "data".into(),

@@ -130,6 +130,13 @@ pub struct TransportConfig {
     pub tls: Option<TlsConfig>,
     /// Fault injection at the sending side; `None` costs nothing.
     pub faults: Option<Arc<FaultInjector>>,
+    /// The highest protocol version to offer in handshakes
+    /// ([`PROTOCOL_VERSION`](crate::wire::PROTOCOL_VERSION), 5, by default). 4 makes the
+    /// node speak as a version-4 build does: postcard bodies, no contract versions (the
+    /// bench's side-by-side comparison, tests of mixed clusters). Values outside
+    /// [`MIN_PROTOCOL_VERSION`](crate::wire::MIN_PROTOCOL_VERSION)..=`PROTOCOL_VERSION`
+    /// are clamped.
+    pub max_protocol: u8,
 }
 
 impl TransportConfig {
@@ -160,7 +167,15 @@ impl TransportConfig {
             keepalive: Some(Duration::from_secs(10)),
             tls: None,
             faults: None,
+            max_protocol: crate::wire::PROTOCOL_VERSION,
         }
+    }
+
+    /// Set the highest protocol version offered in handshakes
+    /// ([`TransportConfig::max_protocol`]).
+    pub fn with_max_protocol(mut self, version: u8) -> Self {
+        self.max_protocol = version;
+        self
     }
 
     /// Set the listen address.

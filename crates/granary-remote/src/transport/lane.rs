@@ -175,6 +175,7 @@ async fn dial(
         secret: &inner.config.secret,
         local: inner.node,
         timeout: inner.config.handshake_timeout,
+        max_protocol: inner.config.max_protocol,
     };
     let connect = async {
         let tcp = TcpStream::connect(peer.addr).await?;
@@ -201,9 +202,12 @@ async fn dial(
         let mut stream = connect.await?;
         // Between nodes the acceptor never writes after Welcome; to a dial-out peer it
         // may (a heartbeat, a reply), and those bytes are the start of its frames.
-        let (node, leftover) = handshake::dial(&mut stream, &params, lane)
+        let (agreed, leftover) = handshake::dial(&mut stream, &params, lane)
             .await
             .map_err(|e| tls_failure(tls, e))?;
+        // Frames to this address are encoded for the version agreed from now on.
+        inner.set_protocol(peer.addr, agreed.version);
+        let node = agreed.node;
         Ok::<_, HandshakeError>((stream, node, leftover))
     };
     let (stream, node, leftover) = tokio::time::timeout(inner.config.handshake_timeout, dialled)

@@ -76,6 +76,7 @@ async fn serve(
         secret: &inner.config.secret,
         local: inner.node,
         timeout: inner.config.handshake_timeout,
+        max_protocol: inner.config.max_protocol,
     };
     // One deadline for TLS and the handshake together.
     let accepted = async {
@@ -88,8 +89,10 @@ async fn serve(
             )),
             None => Stream::Plain(tcp),
         };
-        let (node, lane, leftover) = handshake::accept(&mut stream, &params).await?;
-        Ok::<_, HandshakeError>((stream, node, lane, leftover))
+        let (agreed, lane, leftover) = handshake::accept(&mut stream, &params).await?;
+        // Frames to the dialer (replies included) are encoded for the version agreed.
+        inner.set_protocol(agreed.node.addr(), agreed.version);
+        Ok::<_, HandshakeError>((stream, agreed.node, lane, leftover))
     };
     let accepted = tokio::time::timeout(inner.config.handshake_timeout, accepted)
         .await
@@ -335,6 +338,7 @@ mod tests {
             secret: &config.secret,
             local: me,
             timeout: Duration::from_secs(5),
+            max_protocol: crate::wire::PROTOCOL_VERSION,
         };
         let lane = handshake::Lane {
             channel: "data".to_owned(),

@@ -4,8 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use super::frame::{Frame, FrameKind};
 use super::{
-    TraceContext, DEFAULT_MAX_FRAME, FIXED_HEADER, LENGTH_PREFIX, PROTOCOL_VERSION,
-    TRACE_CONTEXT_LEN,
+    TraceContext, DEFAULT_MAX_FRAME, FIXED_HEADER, FRAME_VERSION, LENGTH_PREFIX, TRACE_CONTEXT_LEN,
 };
 use crate::error::FrameError;
 
@@ -113,7 +112,7 @@ pub(crate) fn parse_unprefixed(frame: Bytes) -> Result<Frame, FrameError> {
 /// Parse one frame whose length prefix is already removed; `frame.len() >= FIXED_HEADER`.
 fn parse(mut frame: Bytes) -> Result<Frame, FrameError> {
     let version = frame.get_u8();
-    if version != PROTOCOL_VERSION {
+    if version != FRAME_VERSION {
         return Err(FrameError::UnsupportedVersion(version));
     }
     let kind = FrameKind::from_u8(frame.get_u8())?;

@@ -2,7 +2,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{TraceContext, FIXED_HEADER, PROTOCOL_VERSION, TRACE_CONTEXT_LEN};
+use super::{TraceContext, FIXED_HEADER, FRAME_VERSION, TRACE_CONTEXT_LEN};
 use crate::error::FrameError;
 
 /// What a frame carries.
@@ -120,7 +120,7 @@ impl FrameHeader<'_> {
         }
         dst.reserve(4 + FIXED_HEADER + self.sender.len() + self.recipient.len() + self.trace_len());
         dst.put_u32_le(len as u32);
-        dst.put_u8(PROTOCOL_VERSION);
+        dst.put_u8(FRAME_VERSION);
         dst.put_u8(self.kind as u8);
         dst.put_u16_le(if self.trace.is_some() {
             TRACED
@@ -167,7 +167,7 @@ pub(crate) const CHUNK_OVERHEAD: usize = super::LENGTH_PREFIX + FIXED_HEADER;
 pub(crate) fn encode_chunk_header(piece_len: usize, last: bool, dst: &mut BytesMut) {
     dst.reserve(CHUNK_OVERHEAD);
     dst.put_u32_le((FIXED_HEADER + piece_len) as u32);
-    dst.put_u8(PROTOCOL_VERSION);
+    dst.put_u8(FRAME_VERSION);
     dst.put_u8(FrameKind::Chunk as u8);
     dst.put_u16_le(if last { CHUNK_LAST } else { NO_FLAGS });
     dst.put_u32_le(0);

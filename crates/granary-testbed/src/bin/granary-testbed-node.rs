@@ -121,7 +121,7 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> ExitCode {
+pub(crate) async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { dir } => {
@@ -265,6 +265,10 @@ async fn run_node(
             tokio::time::sleep(LEASE_POLL).await;
         }
     });
+    eprintln!(
+        "granary-testbed-node: application version {}",
+        granary_testbed::workload::APP_VERSION
+    );
     println!("ready {}", node.addr());
     // Runs until killed, or until stdin closes: then a graceful shutdown.
     let mut lines = BufReader::new(tokio::io::stdin()).lines();

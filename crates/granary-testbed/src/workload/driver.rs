@@ -330,7 +330,7 @@ async fn one_op(shared: &Shared, workload: Workload, keys: usize, lane: usize, r
             let reply = shared
                 .client
                 .get::<Counter>(key)
-                .ask_timeout(Increment { op }, ASK_DEADLINE)
+                .ask_timeout(Increment::new(op), ASK_DEADLINE)
                 .await;
             shared.complete(op, classify(reply, |n| (Some(n), None)));
         }
