@@ -20,8 +20,9 @@
 //!   become a `Neighbor`, with high priority when its active view is empty (always
 //!   accepted, dropping a random member if full) and low priority otherwise (accepted
 //!   only with a free slot). A refused or unreachable candidate is replaced by another.
-//!   Below capacity it keeps asking once per keep-alive interval, one request at a
-//!   time.
+//!   Below capacity it keeps asking, one request at a time, first after a keep-alive
+//!   interval and, while requests are refused, at doubling intervals up to the shuffle
+//!   interval (so a node that cannot fill its view does not keep dialling full ones).
 //! - Every [`HyParViewConfig::shuffle_interval`] a node sends a `Shuffle` of itself,
 //!   [`HyParViewConfig::shuffle_active`] active and [`HyParViewConfig::shuffle_passive`]
 //!   passive members on a random walk; where it ends, the receiver answers with as many
@@ -176,6 +177,7 @@ pub struct HyParView {
     next_shuffle: Duration,
     next_keepalive: Duration,
     next_fill: Duration,
+    fill_backoff: Duration,
     contacts: Vec<PeerId>,
     rng: SmallRng,
     out: VecDeque<HyParViewOutput>,
@@ -199,6 +201,7 @@ impl HyParView {
             next_shuffle: Duration::from_millis(jitter),
             next_keepalive: Duration::ZERO,
             next_fill: Duration::ZERO,
+            fill_backoff: config.keepalive_interval,
             contacts: Vec::new(),
             rng,
             out: VecDeque::new(),
@@ -279,10 +282,12 @@ impl HyParView {
                     self.pending = None;
                 }
                 if accepted {
+                    self.fill_backoff = self.config.keepalive_interval;
                     self.add_active(from, now);
                 } else {
                     // Refused: the next candidate is asked on the fill timer, not at
                     // once, so full views do not bounce requests at network speed.
+                    self.fill_backoff = (self.fill_backoff * 2).min(self.config.shuffle_interval);
                     self.add_passive(from);
                 }
             }
@@ -352,7 +357,7 @@ impl HyParView {
             }
         }
         if now >= self.next_fill {
-            self.next_fill = now + self.config.keepalive_interval;
+            self.next_fill = now + self.fill_backoff;
             self.request_neighbor(now);
         }
     }
