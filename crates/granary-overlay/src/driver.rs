@@ -65,11 +65,11 @@ pub struct DriverConfig {
 }
 
 impl Default for DriverConfig {
-    /// Ticks every 50 ms, pings after 1.5 s idle, loss after 5 s silent, idle close
+    /// Ticks every 100 ms, pings after 1.5 s idle, loss after 5 s silent, idle close
     /// after 2 s, dials time out after 2 s, frames up to 16 MiB.
     fn default() -> Self {
         Self {
-            tick: Duration::from_millis(50),
+            tick: Duration::from_millis(100),
             heartbeat_interval: Duration::from_millis(1500),
             heartbeat_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(2),

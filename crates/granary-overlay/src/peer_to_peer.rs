@@ -66,7 +66,7 @@ impl PeerToPeerMessage {
                 PlumtreeMessage::Gossip { .. } => "gossip",
                 PlumtreeMessage::IHave { .. } => "ihave",
                 PlumtreeMessage::Graft { .. } => "graft",
-                PlumtreeMessage::Prune => "prune",
+                PlumtreeMessage::Prune { .. } => "prune",
             },
             Self::Routed { .. } => "routed",
         }

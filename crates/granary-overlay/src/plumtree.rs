@@ -2,12 +2,20 @@
 //! sans-IO state machine over the neighbours its owner gives it.
 //!
 //! One job: deliver every broadcast to every node, sending the payload about once per
-//! node. Each node splits its neighbours into **eager** ones (the payload is pushed to
-//! them at once) and **lazy** ones (they only get the message's id in an `IHave`).
+//! node. For each origin (the root of a tree, as in Partisan's and Riak's plumtree)
+//! each node splits its neighbours into **eager** ones (the payload is pushed to them
+//! at once) and **lazy** ones (they only get the message's id in an `IHave`).
 //!
-//! - A new neighbour starts eager. A payload received a second time means a cycle: the
-//!   sender becomes lazy and is told `Prune`, so the eager links settle into a spanning
-//!   tree per origin and a payload crosses about n − 1 links.
+//! - A new neighbour starts eager in every tree, and a new origin's tree starts with
+//!   every neighbour eager. A payload received a second time means a cycle: the sender
+//!   becomes lazy for that origin and is told `Prune`, so the eager links settle into a
+//!   spanning tree per origin and a payload crosses about n − 1 links. Trees are kept
+//!   per origin because one shared set of eager links, pruned by concurrent broadcasts
+//!   from different origins, falls apart: two prunes on one cycle disconnect it, and
+//!   the broadcasts then crawl along grafts (measured: at 1,024 nodes with 16
+//!   concurrent origins a second, hundreds of grafts per broadcast and 3 s to reach
+//!   everyone; per-origin trees need none once formed). The price: an origin's first
+//!   broadcast floods every active link.
 //! - Ids for lazy neighbours are queued and sent in one `IHave` per neighbour every
 //!   [`PlumtreeConfig::lazy_interval`] (batched, so their cost per message is a few
 //!   bytes, not a frame).
@@ -48,13 +56,15 @@ pub struct PlumtreeConfig {
 }
 
 impl Default for PlumtreeConfig {
-    /// IHaves every 100 ms, graft after 400 ms (then 200 ms per further announcer),
-    /// payloads kept 30 s and ids 120 s.
+    /// IHaves every 250 ms, graft after 750 ms (then 500 ms per further announcer),
+    /// payloads kept 30 s and ids 120 s. The IHave interval trades repair time for
+    /// frames: each lazy link carries at most one IHave per interval, so at 1,024 nodes
+    /// with ~7 lazy links each, 100 ms meant ~70,000 IHave frames a second.
     fn default() -> Self {
         Self {
-            lazy_interval: Duration::from_millis(100),
-            graft_timeout: Duration::from_millis(400),
-            graft_retry: Duration::from_millis(200),
+            lazy_interval: Duration::from_millis(250),
+            graft_timeout: Duration::from_millis(750),
+            graft_retry: Duration::from_millis(500),
             cache_ttl: Duration::from_secs(30),
             seen_ttl: Duration::from_secs(120),
         }
@@ -94,8 +104,11 @@ pub enum PlumtreeMessage {
         /// The missing broadcast.
         id: MessageId,
     },
-    /// "Stop pushing eagerly to me".
-    Prune,
+    /// "Stop pushing this origin's broadcasts eagerly to me".
+    Prune {
+        /// The tree's root.
+        origin: PeerId,
+    },
 }
 
 /// What Plumtree asks of its owner.
@@ -140,6 +153,12 @@ struct Missing {
     deadline: Duration,
 }
 
+/// One origin's tree at this node: which neighbours get its payloads, which its ids.
+struct Tree {
+    eager: Vec<PeerId>,
+    lazy: Vec<PeerId>,
+}
+
 /// A received broadcast.
 struct Received {
     at: Duration,
@@ -152,8 +171,8 @@ struct Received {
 pub struct Plumtree {
     me: PeerId,
     config: PlumtreeConfig,
-    eager: Vec<PeerId>,
-    lazy: Vec<PeerId>,
+    neighbors: Vec<PeerId>,
+    trees: HashMap<PeerId, Tree>,
     received: HashMap<MessageId, Received>,
     missing: BTreeMap<MessageId, Missing>,
     lazy_queue: BTreeMap<PeerId, Vec<(MessageId, u16)>>,
@@ -171,8 +190,8 @@ impl Plumtree {
         Self {
             me,
             config,
-            eager: Vec::new(),
-            lazy: Vec::new(),
+            neighbors: Vec::new(),
+            trees: HashMap::new(),
             received: HashMap::new(),
             missing: BTreeMap::new(),
             lazy_queue: BTreeMap::new(),
@@ -185,14 +204,26 @@ impl Plumtree {
         }
     }
 
-    /// The eager-push neighbours.
-    pub fn eager_peers(&self) -> &[PeerId] {
-        &self.eager
+    /// The neighbours.
+    pub fn neighbors(&self) -> &[PeerId] {
+        &self.neighbors
     }
 
-    /// The lazy-push neighbours.
-    pub fn lazy_peers(&self) -> &[PeerId] {
-        &self.lazy
+    /// The eager-push neighbours of `origin`'s tree (all neighbours until its first
+    /// broadcast shapes it).
+    pub fn eager_peers(&self, origin: PeerId) -> Vec<PeerId> {
+        match self.trees.get(&origin) {
+            Some(tree) => tree.eager.clone(),
+            None => self.neighbors.clone(),
+        }
+    }
+
+    /// The lazy-push neighbours of `origin`'s tree.
+    pub fn lazy_peers(&self, origin: PeerId) -> Vec<PeerId> {
+        self.trees
+            .get(&origin)
+            .map(|tree| tree.lazy.clone())
+            .unwrap_or_default()
     }
 
     /// The traffic counters.
@@ -206,7 +237,7 @@ impl Plumtree {
         self.upstream
             .get(&origin)
             .copied()
-            .filter(|p| self.eager.contains(p) || self.lazy.contains(p))
+            .filter(|p| self.neighbors.contains(p))
     }
 
     /// The next output, oldest first.
@@ -214,17 +245,23 @@ impl Plumtree {
         self.out.pop_front()
     }
 
-    /// A new neighbour: pushed to eagerly until it prunes.
+    /// A new neighbour: pushed to eagerly in every tree until it prunes.
     pub fn neighbor_up(&mut self, peer: PeerId) {
-        if peer != self.me && !self.eager.contains(&peer) && !self.lazy.contains(&peer) {
-            self.eager.push(peer);
+        if peer != self.me && !self.neighbors.contains(&peer) {
+            self.neighbors.push(peer);
+            for tree in self.trees.values_mut() {
+                tree.eager.push(peer);
+            }
         }
     }
 
     /// A neighbour is gone: forget it, and its announcements.
     pub fn neighbor_down(&mut self, peer: PeerId) {
-        self.eager.retain(|p| *p != peer);
-        self.lazy.retain(|p| *p != peer);
+        self.neighbors.retain(|p| *p != peer);
+        for tree in self.trees.values_mut() {
+            tree.eager.retain(|p| *p != peer);
+            tree.lazy.retain(|p| *p != peer);
+        }
         self.lazy_queue.remove(&peer);
         for missing in self.missing.values_mut() {
             missing.announcers.retain(|p| *p != peer);
@@ -277,7 +314,7 @@ impl Plumtree {
                 }
             }
             PlumtreeMessage::Graft { id } => {
-                self.make_eager(from);
+                self.make_eager(id.origin, from);
                 if let Some(r) = self.received.get(&id) {
                     if let Some(payload) = r.payload.clone() {
                         let message = PlumtreeMessage::Gossip {
@@ -291,7 +328,7 @@ impl Plumtree {
                     }
                 }
             }
-            PlumtreeMessage::Prune => self.make_lazy(from),
+            PlumtreeMessage::Prune { origin } => self.make_lazy(origin, from),
         }
     }
 
@@ -319,7 +356,7 @@ impl Plumtree {
             match missing.announcers.pop_front() {
                 Some(peer) => {
                     missing.deadline = now + self.config.graft_retry;
-                    self.make_eager(peer);
+                    self.make_eager(id.origin, peer);
                     self.stats.graft_sent += 1;
                     self.send(peer, PlumtreeMessage::Graft { id });
                 }
@@ -351,15 +388,16 @@ impl Plumtree {
     ) {
         if self.received.contains_key(&id) || id.origin == self.me {
             self.stats.duplicates += 1;
-            if self.eager.contains(&from) {
-                self.make_lazy(from);
+            if self.tree(id.origin).eager.contains(&from) {
+                self.make_lazy(id.origin, from);
                 self.stats.prune_sent += 1;
-                self.send(from, PlumtreeMessage::Prune);
+                let origin = id.origin;
+                self.send(from, PlumtreeMessage::Prune { origin });
             }
             return;
         }
         self.missing.remove(&id);
-        self.make_eager(from);
+        self.make_eager(id.origin, from);
         self.upstream.insert(id.origin, from);
         self.received.insert(
             id,
@@ -390,7 +428,9 @@ impl Plumtree {
         payload: &Bytes,
         except: Option<PeerId>,
     ) {
-        for peer in self.eager.clone() {
+        let tree = self.tree(id.origin);
+        let (eager, lazy) = (tree.eager.clone(), tree.lazy.clone());
+        for peer in eager {
             if Some(peer) != except {
                 self.stats.gossip_sent += 1;
                 let message = PlumtreeMessage::Gossip {
@@ -402,24 +442,41 @@ impl Plumtree {
                 self.send(peer, message);
             }
         }
-        for peer in self.lazy.clone() {
+        for peer in lazy {
             if Some(peer) != except {
                 self.lazy_queue.entry(peer).or_default().push((id, round));
             }
         }
     }
 
-    fn make_eager(&mut self, peer: PeerId) {
-        if self.lazy.contains(&peer) {
-            self.lazy.retain(|p| *p != peer);
-            self.eager.push(peer);
+    /// `origin`'s tree, made with every neighbour eager if new.
+    fn tree(&mut self, origin: PeerId) -> &mut Tree {
+        let neighbors = &self.neighbors;
+        self.trees.entry(origin).or_insert_with(|| Tree {
+            eager: neighbors.clone(),
+            lazy: Vec::new(),
+        })
+    }
+
+    fn make_eager(&mut self, origin: PeerId, peer: PeerId) {
+        if !self.neighbors.contains(&peer) {
+            return;
+        }
+        let tree = self.tree(origin);
+        tree.lazy.retain(|p| *p != peer);
+        if !tree.eager.contains(&peer) {
+            tree.eager.push(peer);
         }
     }
 
-    fn make_lazy(&mut self, peer: PeerId) {
-        if self.eager.contains(&peer) {
-            self.eager.retain(|p| *p != peer);
-            self.lazy.push(peer);
+    fn make_lazy(&mut self, origin: PeerId, peer: PeerId) {
+        if !self.neighbors.contains(&peer) {
+            return;
+        }
+        let tree = self.tree(origin);
+        tree.eager.retain(|p| *p != peer);
+        if !tree.lazy.contains(&peer) {
+            tree.lazy.push(peer);
         }
     }
 
@@ -469,11 +526,13 @@ mod tests {
             drain(&mut pt),
             vec![PlumtreeOutput::Send {
                 to: peer(3),
-                message: PlumtreeMessage::Prune
+                message: PlumtreeMessage::Prune { origin: peer(9) }
             }]
         );
-        assert_eq!(pt.eager_peers(), &[peer(2)]);
-        assert_eq!(pt.lazy_peers(), &[peer(3)]);
+        assert_eq!(pt.eager_peers(peer(9)), vec![peer(2)]);
+        assert_eq!(pt.lazy_peers(peer(9)), vec![peer(3)]);
+        // Another origin's tree is untouched.
+        assert_eq!(pt.eager_peers(peer(8)), vec![peer(2), peer(3)]);
     }
 
     fn gossip_round(origin: u16, seq: u64, round: u16) -> PlumtreeMessage {
@@ -494,7 +553,8 @@ mod tests {
     fn ihaves_are_batched_per_lazy_neighbour() {
         let mut pt = Plumtree::new(peer(1), PlumtreeConfig::default());
         pt.neighbor_up(peer(2));
-        pt.handle_message(peer(2), PlumtreeMessage::Prune, Duration::ZERO);
+        let prune = PlumtreeMessage::Prune { origin: peer(1) };
+        pt.handle_message(peer(2), prune, Duration::ZERO);
         for _ in 0..3 {
             pt.broadcast(Bytes::from_static(b"p"), None, Duration::ZERO);
         }
@@ -511,7 +571,8 @@ mod tests {
     fn a_missing_announced_id_is_grafted_from_the_announcer() {
         let mut pt = Plumtree::new(peer(1), PlumtreeConfig::default());
         pt.neighbor_up(peer(2));
-        pt.handle_message(peer(2), PlumtreeMessage::Prune, Duration::ZERO);
+        let prune = PlumtreeMessage::Prune { origin: peer(7) };
+        pt.handle_message(peer(2), prune, Duration::ZERO);
         let id = MessageId {
             origin: peer(7),
             seq: 4,
@@ -523,11 +584,11 @@ mod tests {
         );
         pt.tick(Duration::from_millis(100));
         drain(&mut pt);
-        pt.tick(Duration::from_millis(500));
+        pt.tick(Duration::from_millis(800));
         assert!(drain(&mut pt).contains(&PlumtreeOutput::Send {
             to: peer(2),
             message: PlumtreeMessage::Graft { id }
         }));
-        assert_eq!(pt.eager_peers(), &[peer(2)]);
+        assert_eq!(pt.eager_peers(peer(7)), vec![peer(2)]);
     }
 }

@@ -33,6 +33,8 @@ enum Event<M> {
 pub struct Simulation<O: Overlay> {
     nodes: BTreeMap<PeerId, O>,
     dead: BTreeSet<PeerId>,
+    /// One side of a network partition (empty: none).
+    cut: BTreeSet<PeerId>,
     links: BTreeSet<(PeerId, PeerId)>,
     queue: BinaryHeap<Reverse<(Duration, u64)>>,
     events: BTreeMap<u64, Event<O::Message>>,
@@ -54,6 +56,7 @@ impl<O: Overlay> Simulation<O> {
         Self {
             nodes: BTreeMap::new(),
             dead: BTreeSet::new(),
+            cut: BTreeSet::new(),
             links: BTreeSet::new(),
             queue: BinaryHeap::new(),
             events: BTreeMap::new(),
@@ -144,6 +147,33 @@ impl<O: Overlay> Simulation<O> {
         }
     }
 
+    /// Partitions the network: `side` on one side, every other node on the other.
+    /// Connections across the cut are lost at both ends (one latency later, as if their
+    /// heartbeats timed out at once); messages across it come back as lost connections.
+    pub fn partition(&mut self, side: BTreeSet<PeerId>) {
+        self.cut = side;
+        let across: Vec<(PeerId, PeerId)> = self
+            .links
+            .iter()
+            .copied()
+            .filter(|(a, b)| self.across(*a, *b))
+            .collect();
+        for (at, peer) in across {
+            self.links.remove(&(at, peer));
+            self.schedule(self.latency, Event::Lost { at, peer });
+        }
+    }
+
+    /// Ends the partition.
+    pub fn heal_partition(&mut self) {
+        self.cut.clear();
+    }
+
+    /// Whether `a` and `b` are on different sides of the partition.
+    fn across(&self, a: PeerId, b: PeerId) -> bool {
+        !self.cut.is_empty() && self.cut.contains(&a) != self.cut.contains(&b)
+    }
+
     /// Runs the network for `duration` of virtual time.
     pub fn run_for(&mut self, duration: Duration) {
         let end = self.now + duration;
@@ -200,21 +230,30 @@ impl<O: Overlay> Simulation<O> {
 
     /// Whether the live nodes' connections form one connected graph.
     pub fn connected(&self) -> bool {
-        let Some(&start) = self.nodes.keys().next() else {
-            return true;
-        };
-        let mut seen = BTreeSet::from([start]);
-        let mut stack = vec![start];
-        while let Some(id) = stack.pop() {
-            if let Some(node) = self.nodes.get(&id) {
-                for peer in node.connections() {
-                    if self.nodes.contains_key(&peer) && seen.insert(peer) {
-                        stack.push(peer);
+        self.components() <= 1
+    }
+
+    /// How many connected components the live nodes' connections form.
+    pub fn components(&self) -> usize {
+        let mut seen = BTreeSet::new();
+        let mut components = 0;
+        for &start in self.nodes.keys() {
+            if !seen.insert(start) {
+                continue;
+            }
+            components += 1;
+            let mut stack = vec![start];
+            while let Some(id) = stack.pop() {
+                if let Some(node) = self.nodes.get(&id) {
+                    for peer in node.connections() {
+                        if self.nodes.contains_key(&peer) && seen.insert(peer) {
+                            stack.push(peer);
+                        }
                     }
                 }
             }
         }
-        seen.len() == self.nodes.len()
+        components
     }
 
     fn schedule(&mut self, after: Duration, event: Event<O::Message>) {
@@ -228,7 +267,9 @@ impl<O: Overlay> Simulation<O> {
         let now = self.now;
         match event {
             Event::Message { from, to, message } => {
-                if let Some(node) = self.nodes.get_mut(&to) {
+                if self.across(from, to) {
+                    self.schedule(self.latency, Event::Lost { at: from, peer: to });
+                } else if let Some(node) = self.nodes.get_mut(&to) {
                     node.handle_message(from, message, now);
                     self.drain(to);
                 } else if self.nodes.contains_key(&from) {
@@ -258,7 +299,10 @@ impl<O: Overlay> Simulation<O> {
                         + 1;
                     *self.bytes_by_kind.entry((self.kind)(&message)).or_default() += size as u64;
                     *self.bytes_by_node.entry(id).or_default() += size as u64;
-                    if self.dead.contains(&to) || !self.nodes.contains_key(&to) {
+                    if self.dead.contains(&to)
+                        || !self.nodes.contains_key(&to)
+                        || self.across(id, to)
+                    {
                         self.schedule(self.latency, Event::Lost { at: id, peer: to });
                     } else {
                         self.schedule(
@@ -272,7 +316,7 @@ impl<O: Overlay> Simulation<O> {
                     }
                 }
                 Output::Connect(peer) => {
-                    if self.nodes.contains_key(&peer) {
+                    if self.nodes.contains_key(&peer) && !self.across(id, peer) {
                         self.links.insert((id, peer));
                     } else {
                         self.schedule(self.latency, Event::Lost { at: id, peer });
