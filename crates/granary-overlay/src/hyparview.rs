@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
-use rand::seq::{IndexedRandom, SliceRandom};
+use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
@@ -560,12 +560,6 @@ impl HyParView {
 
     fn send(&mut self, to: PeerId, message: HyParViewMessage) {
         self.out.push_back(HyParViewOutput::Send { to, message });
-    }
-
-    /// Shuffles the passive view (used by tests to vary the order of candidates).
-    #[doc(hidden)]
-    pub fn shuffle_passive_order(&mut self) {
-        self.passive.shuffle(&mut self.rng);
     }
 }
 
