@@ -132,7 +132,7 @@ fn at_1024_nodes_views_are_symmetric_bounded_connected_and_the_tree_costs_under_
     let per_node = gossip / (count * n) as f64;
     eprintln!(
         "1024 nodes: eager bytes per broadcast per node {per_node:.0} for a {payload}-byte payload \
-         (first broadcasts, joins included: {:.0}); all kinds {:?}",
+         (the same origins' first broadcasts: {:.0}); all kinds {:?}",
         flood as f64 / (count * n) as f64,
         sim.bytes_by_kind()
     );
