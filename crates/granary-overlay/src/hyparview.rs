@@ -185,8 +185,11 @@ pub struct HyParView {
 
 impl HyParView {
     /// A node `me` with `config`; `seed` seeds its random choices (use a distinct seed
-    /// per node, e.g. derived from the address, for reproducible simulations).
-    pub fn new(me: PeerId, config: HyParViewConfig, seed: u64) -> Self {
+    /// per node, e.g. derived from the address, for reproducible simulations). View
+    /// capacities below 1 are taken as 1.
+    pub fn new(me: PeerId, mut config: HyParViewConfig, seed: u64) -> Self {
+        config.active_capacity = config.active_capacity.max(1);
+        config.passive_capacity = config.passive_capacity.max(1);
         let mut rng = SmallRng::seed_from_u64(seed);
         // Spread the first shuffles so a thousand nodes started together do not shuffle
         // in the same instant.
@@ -678,6 +681,21 @@ mod tests {
                 high_priority: true
             }
         }));
+    }
+
+    #[test]
+    fn zero_capacities_are_taken_as_one_instead_of_panicking() {
+        let config = HyParViewConfig {
+            active_capacity: 0,
+            passive_capacity: 0,
+            ..HyParViewConfig::default()
+        };
+        let mut hv = HyParView::new(peer(1), config, 1);
+        for i in 2..6 {
+            hv.handle_message(peer(i), HyParViewMessage::Join, Duration::ZERO);
+        }
+        assert_eq!(hv.active_view().len(), 1);
+        assert_eq!(hv.passive_view().len(), 1);
     }
 
     #[test]
