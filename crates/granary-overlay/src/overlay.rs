@@ -125,8 +125,10 @@ pub enum Output<M> {
     /// Keep a connection to this member (open one if there is none) and watch it: its
     /// loss is reported with [`Overlay::connection_lost`].
     Connect(PeerId),
-    /// Stop keeping a connection to this member (the driver closes it once what was
-    /// queued for it is written).
+    /// Stop keeping a connection to this member: it is no longer watched, and the
+    /// driver closes it once it has carried nothing for a while (the TCP driver's
+    /// `idle_timeout`), so what was queued for it, and a last message from the other
+    /// side, still get through.
     Disconnect(PeerId),
     /// Hand this payload to the application.
     Deliver(Delivery),
