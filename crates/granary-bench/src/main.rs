@@ -30,6 +30,7 @@ mod kvs;
 mod latency;
 mod local;
 mod observe;
+mod overlay;
 mod pingpong;
 mod plot;
 mod remote;
@@ -123,6 +124,10 @@ enum Command {
     /// cuts, pauses) with the history checker: lost writes, duplicates, stale reads,
     /// double activations, recovery times. Needs root.
     Chaos(chaos::ChaosArgs),
+    /// Lasp's advertisement counter on the client-server and peer-to-peer overlays
+    /// (HyParView + Plumtree) at 32 to 1,024 nodes on real sockets: bytes, connections,
+    /// time to reach every node, reach after kills (seed 002 §6.3).
+    Overlay(overlay::OverlayArgs),
     /// PNG charts from saved JSON rows (`--rows FILE.jsonl --out DIR`).
     Plot(plot::PlotArgs),
     /// Short sweep of every scenario in this build; writes README.md, rows and charts.
@@ -153,6 +158,7 @@ fn main() -> ExitCode {
         Command::Counter(args) => counter::run(args).map_err(Into::into),
         Command::Crdt(args) => crdt::run(args).map_err(Into::into),
         Command::Chaos(args) => chaos::run(args).map_err(Into::into),
+        Command::Overlay(args) => overlay::run(args).map_err(Into::into),
         Command::Plot(args) => plot::run(args).map_err(Into::into),
         Command::Report(args) => {
             let scenarios = <Cli as clap::CommandFactory>::command()

@@ -17,6 +17,7 @@
 //! | `crdt` | bytes sent with delta vs full-state gossip, beside bytes per op, convergence and ops/s |
 //! | `cluster` | kill → Down per survivor (p50/max the rows carry), join, gossip cost |
 //! | `failover` | kill → first answer per identity and request latency, p50/p99/p99.9/max |
+//! | `overlay` | bytes sent vs nodes per overlay (002 Fig. 11); peer-to-peer receivers vs nodes killed |
 //! | anything else | throughput vs actors when actors vary, else one bar per configuration |
 //!
 //! plotters draws with its bitmap backend (pure Rust PNG encoding) and a system
@@ -411,6 +412,7 @@ pub(crate) fn plot_rows(
         "crdt" => return compare::crdt(&rows, dir),
         "cluster" => return compare::cluster(&rows, dir),
         "failover" => return compare::failover(&rows, dir),
+        "overlay" => return overlay_charts(&rows, dir),
         _ => {
             let distinct_actors = {
                 let mut seen: Vec<u64> = rows
@@ -458,6 +460,55 @@ pub(crate) fn plot_rows(
             continue;
         }
         written.extend(line_charts(scenario, &rows, spec, dir)?);
+    }
+    Ok(written)
+}
+
+/// `overlay`: bytes sent vs nodes, one line per overlay (seed 002 Fig. 11), from the
+/// rows without kills; and, for peer-to-peer, the fraction of survivors receiving
+/// updates vs the fraction of nodes killed, one line per size.
+fn overlay_charts(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    let (steady, killed): (Vec<Row>, Vec<Row>) = rows
+        .iter()
+        .cloned()
+        .partition(|r| num(r, "killed_fraction").is_none_or(|k| k == 0.0));
+    let mut written = line_charts(
+        "overlay",
+        &steady,
+        &Spec {
+            name: "bytes sent vs nodes",
+            x: "nodes",
+            y: "bytes_sent",
+            series: vec!["mode"],
+            facets: vec![],
+            log_x: true,
+            log_y: true,
+            latency: false,
+        },
+        dir,
+    )?;
+    let mut reach: Vec<Row> = rows
+        .iter()
+        .filter(|r| text(r, "mode").as_deref() == Some("peer-to-peer"))
+        .cloned()
+        .collect();
+    if !killed.is_empty() {
+        reach.retain(|r| num(r, "receivers_fraction_min").is_some());
+        written.extend(line_charts(
+            "overlay",
+            &reach,
+            &Spec {
+                name: "peer-to-peer receivers vs nodes killed",
+                x: "killed_fraction",
+                y: "receivers_fraction_min",
+                series: vec!["nodes"],
+                facets: vec![],
+                log_x: false,
+                log_y: false,
+                latency: false,
+            },
+            dir,
+        )?);
     }
     Ok(written)
 }

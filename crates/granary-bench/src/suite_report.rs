@@ -191,6 +191,13 @@ pub(crate) const PLAN: &[Planned] = &[
             "10",
         ],
     },
+    // The overlays' scalability experiment: ~2 min at these sizes; the paper's full
+    // range is `--sizes 32,64,128,256,512,1024` (docs/report/README.md, "overlay").
+    Planned {
+        name: "overlay",
+        seed: "002 §6.3",
+        args: &["--sizes", "32,128,512", "--rounds", "4"],
+    },
     Planned {
         name: "crdt",
         seed: "003 §3",
