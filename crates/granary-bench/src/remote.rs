@@ -586,10 +586,16 @@ pub(crate) fn run(args: RemoteArgs) -> Result<(), RemoteError> {
     );
     let sizes = Sizes::for_run(args.quick);
     let jobs = jobs(&frameworks, &tests, &sizes);
-    // `--observe`: granary's `oneway` jobs again, off and on, in fresh processes.
+    // `--observe`: granary's `oneway` jobs again, off and on, in fresh processes (the
+    // default setup only: the overhead of metrics does not depend on the body encoding).
     let observed: Vec<Job> = jobs
         .iter()
-        .filter(|j| args.observe && j.framework == Framework::Granary && j.test == Test::Oneway)
+        .filter(|j| {
+            args.observe
+                && j.framework == Framework::Granary
+                && j.setup == Setup::MultiThread
+                && j.test == Test::Oneway
+        })
         .copied()
         .collect();
     let steps = jobs.len() + 2 * observed.len() * args.rounds as usize;

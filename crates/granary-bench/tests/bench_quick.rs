@@ -125,7 +125,10 @@ fn echo_on_the_test_bed_queues_on_a_limited_link() {
     for row in &rows {
         assert_eq!(row["link"], "bed", "{row}");
         assert_eq!(number(row, "bandwidth_mbit"), 100.0, "{row}");
-        assert!(number(row, "max_us") >= 160_000.0, "no queueing on the wire: {row}");
+        assert!(
+            number(row, "max_us") >= 160_000.0,
+            "no queueing on the wire: {row}"
+        );
     }
 }
 

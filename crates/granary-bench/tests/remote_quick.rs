@@ -48,6 +48,8 @@ fn remote_quick_prints_sane_rows_for_granary_the_floors_and_ractor_cluster() {
     // 3 payloads of pingpong, 2 sizes of oneway each; 8 P/affinity/bulk configs of pairs.
     for (framework, setup) in [
         ("granary", "multi-thread"),
+        // Protocol version 4 only: postcard bodies beside the versioned default.
+        ("granary", "postcard"),
         ("std-tcp", "blocking"),
         ("raw-tcp", "multi-thread"),
         ("raw-tcp", "current-thread"),
@@ -69,7 +71,8 @@ fn remote_quick_prints_sane_rows_for_granary_the_floors_and_ractor_cluster() {
         "{stdout}"
     );
     assert_eq!(count("pairs", "granary", "multi-thread"), 8, "{stdout}");
-    assert_eq!(rows.len(), 41, "{stdout}");
+    assert_eq!(count("pairs", "granary", "postcard"), 0, "{stdout}");
+    assert_eq!(rows.len(), 46, "{stdout}");
 
     for row in &rows {
         assert_eq!(row["scenario"], "remote");
@@ -153,6 +156,9 @@ fn remote_observe_alternates_off_and_on_in_fresh_processes_and_sums_them_up() {
         })
         .collect();
     let expected: Vec<(String, f64)> = [
+        // The versioned default, then postcard (protocol version 4).
+        ("distributed", 16.0),
+        ("distributed", 1024.0),
         ("distributed", 16.0),
         ("distributed", 1024.0),
         ("observe-off", 16.0),
@@ -171,6 +177,12 @@ fn remote_observe_alternates_off_and_on_in_fresh_processes_and_sums_them_up() {
     for row in &rows {
         assert_eq!(row["test"], "oneway", "{row}");
         assert_eq!(row["framework"], "granary", "{row}");
+        if row["mode"] != "distributed" {
+            assert_eq!(
+                row["setup"], "multi-thread",
+                "observed on the default: {row}"
+            );
+        }
         // The quick sizes: 20,000 of 16 B, 4,000 of 1 KiB, every one counted.
         let messages = if number(row, "payload_bytes") == 16.0 {
             20_000.0

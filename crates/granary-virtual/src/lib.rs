@@ -99,6 +99,6 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use granary_core::{Actor, Handler};
-    pub use serde_json;
     pub use granary_remote::{Acceptance, Accepts, Contract, RemoteSetupError, ServedBy};
+    pub use serde_json;
 }
