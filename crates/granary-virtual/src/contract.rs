@@ -2,7 +2,7 @@
 //! messages it accepts and their replies — declared apart from its implementation.
 //!
 //! A [`VirtualRef<A>`](crate::VirtualRef) names the actor type `A`, so its caller
-//! links the actor's code. A contract is a marker type declared with [`contract!`] in
+//! links the actor's code. A contract is a marker type declared with [`contract!`](crate::contract!) in
 //! a crate that holds only the contract and its message types; a client depends on
 //! that crate alone and calls through a [`ContractRef<C>`] from
 //! [`Node::contract`](crate::Node::contract) or
@@ -16,7 +16,7 @@
 //! The same contract serves plain remote actors too:
 //! [`RemoteNode::contract_ref`](granary_remote::RemoteNode::contract_ref) and
 //! [`RemoteNode::expose_contract`](granary_remote::RemoteNode::expose_contract) (its
-//! [`ServedBy`] impl is written by [`contract!`] as well).
+//! [`ServedBy`] impl is written by [`contract!`](crate::contract!) as well).
 //!
 //! ```
 //! use granary_core::Message;
@@ -76,7 +76,7 @@ use crate::vref::Callee;
 
 /// A contract of a virtual actor kind: its [`Contract::NAME`] is the kind's name
 /// (`VirtualActor::KIND`) and [`VirtualContract::Key`] its key type. Written by
-/// [`contract!`] with `kind = ...; key = ...;`.
+/// [`contract!`](crate::contract!) with `kind = ...; key = ...;`.
 pub trait VirtualContract: Contract {
     /// The kind's key type: `String`, `i64` or `uuid::Uuid`.
     type Key: Key;
@@ -85,7 +85,7 @@ pub trait VirtualContract: Contract {
 /// The virtual actor `A` fulfils the contract: it has the contract's key type and a
 /// handler of every message the contract accepts. Required by [`Kind::fulfilling`].
 ///
-/// [`contract!`] writes it as one generic impl whose bounds are the handlers (Rust's
+/// [`contract!`](crate::contract!) writes it as one generic impl whose bounds are the handlers (Rust's
 /// orphan rules allow it because the contract is the local `Self` type):
 ///
 /// ```ignore
