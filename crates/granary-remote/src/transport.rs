@@ -278,6 +278,10 @@ pub(crate) struct Inner {
     /// The protocol version last agreed with each address (dialled or dialling in);
     /// kept after a peer is gone, so a peer that comes back is first sent what it spoke.
     protocols: RwLock<HashMap<SocketAddr, u8>>,
+    /// How many entries of `protocols` agreed on a version other than this build's
+    /// highest: while there are none (a cluster of one build), the encoding of every
+    /// send is known without taking the lock ([`Transport::encoding_for`]).
+    older_peers: AtomicUsize,
     events: broadcast::Sender<PeerEvent>,
     tasks: Mutex<Option<JoinSet<()>>>,
     closed: AtomicBool,
@@ -375,7 +379,8 @@ impl Inner {
             // A dial-out peer's address is random and never comes back: forget what
             // it agreed, so a server that sees many clients does not keep one entry
             // per client ever connected.
-            self.protocols.write().remove(&peer.addr);
+            let forgotten = self.protocols.write().remove(&peer.addr);
+            self.count_protocol_change(forgotten, None);
         }
         drop(peers);
         peer.stop();
@@ -390,10 +395,28 @@ impl Inner {
     pub(crate) fn set_protocol(&self, addr: SocketAddr, version: u8) {
         let known = self.protocols.read().get(&addr).copied();
         if known != Some(version) {
-            if let Some(known) = known {
+            let mut protocols = self.protocols.write();
+            let replaced = protocols.insert(addr, version);
+            self.count_protocol_change(replaced, Some(version));
+            drop(protocols);
+            if let Some(known) = replaced {
                 tracing::info!(%addr, from = known, to = version, "peer's protocol version changed");
             }
-            self.protocols.write().insert(addr, version);
+        }
+    }
+
+    /// Keeps `older_peers` in step with one entry of `protocols` going from `before` to
+    /// `after` (called under its write lock).
+    fn count_protocol_change(&self, before: Option<u8>, after: Option<u8>) {
+        let older = |v: Option<u8>| v.is_some_and(|v| v != self.config.max_protocol);
+        match (older(before), older(after)) {
+            (false, true) => {
+                self.older_peers.fetch_add(1, Ordering::Relaxed);
+            }
+            (true, false) => {
+                self.older_peers.fetch_sub(1, Ordering::Relaxed);
+            }
+            _ => {}
         }
     }
 
@@ -637,6 +660,7 @@ impl Transport {
             channels,
             peers: RwLock::new(HashMap::new()),
             protocols: RwLock::new(HashMap::new()),
+            older_peers: AtomicUsize::new(0),
             events,
             tasks: Mutex::new(Some(JoinSet::new())),
             closed: AtomicBool::new(false),
@@ -687,9 +711,14 @@ impl Transport {
     /// peer that is sent a versioned body before its first handshake answers "unknown
     /// type tag" (`docs/wire.md`, "Version negotiation").
     pub fn encoding_for(&self, addr: SocketAddr) -> Encoding {
-        let version = self
-            .peer_protocol(addr)
-            .unwrap_or(self.inner.config.max_protocol);
+        let max = self.inner.config.max_protocol;
+        // Every peer met agreed on this build's version (a cluster of one build): no
+        // lookup, no lock on the message path.
+        let version = if self.inner.older_peers.load(Ordering::Relaxed) == 0 {
+            max
+        } else {
+            self.peer_protocol(addr).unwrap_or(max)
+        };
         if version >= 5 {
             Encoding::Versioned
         } else {
