@@ -25,7 +25,10 @@
 //!   [`PlumtreeConfig::graft_retry`], the next announcer is asked. This is how the tree
 //!   heals when a node on it fails.
 //! - Received payloads are kept for [`PlumtreeConfig::cache_ttl`] to answer grafts;
-//!   received ids for [`PlumtreeConfig::seen_ttl`] to recognise duplicates.
+//!   received ids for [`PlumtreeConfig::seen_ttl`] to recognise duplicates. An origin's
+//!   tree (and its upstream) is forgotten once none of its ids is remembered any more,
+//!   so origins a neighbour names (in gossip, grafts or prunes) cannot grow the state
+//!   without bound; an origin that broadcasts again after that builds its tree anew.
 //!
 //! The node also remembers, per origin, the neighbour that first delivered that
 //! origin's payloads ([`Plumtree::upstream`]): the next hop towards the origin along its
@@ -226,6 +229,11 @@ impl Plumtree {
             .unwrap_or_default()
     }
 
+    /// How many origins' trees this node keeps (its own included once it broadcast).
+    pub fn origins(&self) -> usize {
+        self.trees.len()
+    }
+
     /// The traffic counters.
     pub fn stats(&self) -> PlumtreeStats {
         self.stats
@@ -374,6 +382,12 @@ impl Plumtree {
                 }
                 now.saturating_sub(r.at) <= seen
             });
+            let live: std::collections::HashSet<PeerId> =
+                self.received.keys().map(|id| id.origin).collect();
+            let me = self.me;
+            self.trees
+                .retain(|origin, _| *origin == me || live.contains(origin));
+            self.upstream.retain(|origin, _| live.contains(origin));
         }
     }
 
@@ -507,6 +521,34 @@ mod tests {
             to: None,
             payload: Bytes::from_static(b"x"),
         }
+    }
+
+    #[test]
+    fn origins_a_neighbour_names_are_forgotten_with_their_ids() {
+        let config = PlumtreeConfig::default();
+        let mut pt = Plumtree::new(peer(1), config.clone());
+        pt.neighbor_up(peer(2));
+        for origin in 100..1_100 {
+            pt.handle_message(peer(2), gossip(origin, 0), Duration::ZERO);
+            pt.handle_message(
+                peer(2),
+                PlumtreeMessage::Prune {
+                    origin: peer(origin + 2_000),
+                },
+                Duration::ZERO,
+            );
+        }
+        drain(&mut pt);
+        assert_eq!(pt.origins(), 2_000);
+        assert!(pt.upstream(peer(100)).is_some());
+        // Within the seen window the gossiped origins stay; the pruned-only ones, with
+        // no id remembered, go at the first collection.
+        pt.tick(Duration::from_secs(1));
+        assert_eq!(pt.origins(), 1_000);
+        pt.tick(config.seen_ttl + Duration::from_secs(2));
+        drain(&mut pt);
+        assert_eq!(pt.origins(), 0);
+        assert_eq!(pt.upstream(peer(100)), None);
     }
 
     #[test]
