@@ -182,7 +182,7 @@ pub(crate) async fn start<A: VirtualActor>(
     runtime: Arc<Runtime>,
     key: A::Key,
     identity: Identity,
-    name: String,
+    name: Arc<str>,
     store: Arc<dyn StateStore>,
     share: Option<ShareFn<A>>,
 ) -> Result<Started<A>, VirtualError> {

@@ -24,7 +24,7 @@ pub(crate) struct Cell<A: VirtualActor> {
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) tracker: Arc<Tracker>,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) deactivate_on_idle: bool,
     /// Whether a handler is running (still set in `stopping` or `restarting` if
     /// it panicked).

@@ -311,7 +311,7 @@ pub(crate) trait ErasedKind: Send + Sync {
         &self,
         runtime: Arc<Runtime>,
         identity: Identity,
-        name: String,
+        name: Arc<str>,
         store: Arc<dyn StateStore>,
     ) -> BoxFuture<'static, Result<LocalActivation, VirtualError>>;
 }
@@ -374,7 +374,7 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
         &self,
         runtime: Arc<Runtime>,
         identity: Identity,
-        name: String,
+        name: Arc<str>,
         store: Arc<dyn StateStore>,
     ) -> BoxFuture<'static, Result<LocalActivation, VirtualError>> {
         let dispatch = self.dispatch.clone();

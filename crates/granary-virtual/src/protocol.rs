@@ -6,6 +6,7 @@
 //! so a slow activation never holds up the directory's other identities.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use granary_core::Message;
 use granary_remote::register_message;
@@ -14,10 +15,14 @@ use serde::{Deserialize, Serialize};
 use crate::placement::PlacementTag;
 
 /// Where a live activation is: its node and the name it is exposed under.
+///
+/// The name is shared (`Arc<str>`, encoded as a string) by the local table, the
+/// directory entry, the location caches and every reply that carries it, so an
+/// activation's name is one allocation however many places record it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Location {
     pub(crate) host: SocketAddr,
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

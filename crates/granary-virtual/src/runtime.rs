@@ -36,7 +36,7 @@ pub(crate) use members::Members;
 
 /// One live activation on this node, type-erased.
 pub(crate) struct LocalActivation {
-    pub(crate) name: String,
+    pub(crate) name: Arc<str>,
     pub(crate) tracker: Arc<Tracker>,
     /// The tracked door to the activation (`Tracked<A>`): every local call, typed by
     /// an actor or by a contract, goes through it by message type name.
@@ -266,6 +266,12 @@ impl Runtime {
             };
         }
         if stale.is_none() {
+            // An activation here is found in the local table; the cache holds only
+            // locations on other nodes, so a node's own activations cost it no entry.
+            if let Some(loc) = self.find_local(identity) {
+                self.meters.cache_hit();
+                return Ok(loc);
+            }
             if let Some(loc) = self.cache.get(identity) {
                 self.meters.cache_hit();
                 return Ok(loc);
@@ -306,7 +312,9 @@ impl Runtime {
         };
         match reply {
             Reply::Located(loc) => {
-                self.cache.insert(identity.clone(), loc.clone());
+                if loc.host != self.me {
+                    self.cache.insert(identity.clone(), loc.clone());
+                }
                 Ok(loc)
             }
             Reply::NotOwner => Err(VirtualError::Unavailable {
@@ -337,7 +345,9 @@ impl Runtime {
         };
         match self.rpc.call(self, gateway, req).await? {
             Reply::Located(loc) => {
-                self.cache.insert(identity.clone(), loc.clone());
+                if loc.host != self.me {
+                    self.cache.insert(identity.clone(), loc.clone());
+                }
                 Ok(loc)
             }
             Reply::Failed(f) => Err(failure_error(identity, f)),
@@ -384,7 +394,7 @@ impl Runtime {
         name: &str,
     ) -> Option<Arc<dyn RemoteTarget>> {
         if let Some(entry) = self.local.lock().get(identity) {
-            if entry.name == name {
+            if *entry.name == *name {
                 return Some(entry.door.clone());
             }
         }
@@ -392,7 +402,7 @@ impl Runtime {
         workers
             .get(identity)?
             .iter()
-            .find(|w| w.name == name)
+            .find(|w| *w.name == *name)
             .map(|w| w.door.clone())
     }
 
@@ -419,7 +429,7 @@ impl Runtime {
     }
 
     pub(crate) fn has_local(&self, identity: &Identity, name: &str) -> bool {
-        let alive = |a: &LocalActivation| a.name == name && !a.tracker.is_closed();
+        let alive = |a: &LocalActivation| *a.name == *name && !a.tracker.is_closed();
         self.local.lock().get(identity).is_some_and(alive)
             || self
                 .workers
@@ -595,10 +605,11 @@ impl Runtime {
             match answer {
                 Some(a) => a,
                 None => {
-                    let name = format!(
+                    let name: Arc<str> = format!(
                         "granary.v/{identity}#{}",
                         self.seq.fetch_add(1, Ordering::Relaxed)
-                    );
+                    )
+                    .into();
                     match slot
                         .kind
                         .start(
@@ -659,7 +670,7 @@ impl Runtime {
             return false;
         }
         if let Some(a) = self.local.lock().get_mut(identity) {
-            if a.name == name {
+            if *a.name == *name {
                 a.registered_with = Some(current);
             }
         }
@@ -667,7 +678,7 @@ impl Runtime {
     }
 
     /// Called by an activation once it stopped.
-    pub(crate) fn activation_ended(self: &Arc<Self>, identity: &Identity, name: &str) {
+    pub(crate) fn activation_ended(self: &Arc<Self>, identity: &Identity, name: &Arc<str>) {
         crate::observe::activation(
             self.me,
             identity.kind(),
@@ -678,14 +689,14 @@ impl Runtime {
         self.unregistering.fetch_add(1, Ordering::AcqRel);
         {
             let mut local = self.local.lock();
-            if local.get(identity).is_some_and(|a| a.name == name) {
+            if local.get(identity).is_some_and(|a| a.name == *name) {
                 local.remove(identity);
                 shrink_if_sparse(&mut local);
             }
         }
         let at = Location {
             host: self.me,
-            name: name.to_owned(),
+            name: name.clone(),
         };
         // A passivated identity leaves nothing behind in the cache.
         self.cache.forget_at(identity, &at);
@@ -774,7 +785,7 @@ impl Runtime {
     /// Stops the activation of `identity` if it is the one named.
     pub(crate) fn stop_local(&self, identity: &Identity, name: &str) {
         if let Some(a) = self.local.lock().get(identity) {
-            if a.name == name {
+            if *a.name == *name {
                 a.tracker.close();
                 (a.stop)();
             }
@@ -855,7 +866,7 @@ impl Runtime {
         self.directory.retain_identities(|identity| {
             ring.owner(&members::ring_key(identity)).map(|n| n.addr) == Some(self.me)
         });
-        let moved: Vec<(Identity, String, NodeId)> = self
+        let moved: Vec<(Identity, Arc<str>, NodeId)> = self
             .local
             .lock()
             .iter()
@@ -868,7 +879,7 @@ impl Runtime {
             .collect();
         // Concurrently (bounded), so that one unreachable owner does not hold up the
         // rest for its RPC timeout each.
-        let unregistered: Vec<(Identity, String)> = futures::stream::iter(moved)
+        let unregistered: Vec<(Identity, Arc<str>)> = futures::stream::iter(moved)
             .map(|(identity, name, owner)| async move {
                 let registered = self
                     .reregister(identity.clone(), name.clone(), owner.addr)
@@ -917,7 +928,7 @@ impl Runtime {
     async fn reregister(
         self: &Arc<Self>,
         identity: Identity,
-        name: String,
+        name: Arc<str>,
         owner: SocketAddr,
     ) -> bool {
         self.meters.handoff();

@@ -245,7 +245,7 @@ impl Runtime {
         let req = Request::Has {
             kind: identity.kind().to_owned(),
             key: identity.key().to_owned(),
-            name: loc.name.clone(),
+            name: loc.name.to_string(),
         };
         match self.rpc.call(self, loc.host, req).await {
             Ok(Reply::Bool(b)) => Some(b),

@@ -96,7 +96,7 @@ mod tests {
     fn at(port: u16, name: &str) -> Location {
         Location {
             host: SocketAddr::from(([127, 0, 0, 1], port)),
-            name: name.to_owned(),
+            name: name.into(),
         }
     }
 

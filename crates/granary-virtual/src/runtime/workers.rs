@@ -31,9 +31,9 @@ impl Runtime {
         ) else {
             return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
         };
-        let pick = |rt: &Self| -> (usize, Option<String>) {
+        let pick = |rt: &Self| -> (usize, Option<Arc<str>>) {
             let workers = rt.workers.lock();
-            let live: Vec<&String> = workers
+            let live: Vec<&Arc<str>> = workers
                 .get(identity)
                 .map(|ws| {
                     ws.iter()
@@ -58,10 +58,11 @@ impl Runtime {
             (Some(name), _) => name,
             (None, Some(name)) if live >= pool.max(1) => name,
             _ => {
-                let name = format!(
+                let name: Arc<str> = format!(
                     "granary.w/{identity}#{}",
                     self.seq.fetch_add(1, Ordering::Relaxed)
-                );
+                )
+                .into();
                 match slot
                     .kind
                     .start(
@@ -106,7 +107,7 @@ impl Runtime {
             return false;
         };
         let before = ws.len();
-        ws.retain(|w| w.name != name);
+        ws.retain(|w| *w.name != *name);
         let removed = ws.len() != before;
         if ws.is_empty() {
             workers.remove(identity);
