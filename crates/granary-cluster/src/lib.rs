@@ -56,6 +56,7 @@ pub mod membership;
 pub mod message;
 mod node;
 pub mod node_id;
+mod overlay;
 pub mod phi;
 pub mod provider;
 pub mod ring;
@@ -64,10 +65,14 @@ pub mod sim;
 pub mod transport;
 
 pub use cluster::{Cluster, HandoffHook};
-pub use config::{ClusterConfig, DowningConfig, JoinConfig, NoSeedPolicy};
+pub use config::{
+    ClusterConfig, CustomOverlay, DowningConfig, JoinConfig, NoSeedPolicy, OverlayConfig,
+};
 pub use error::{ClusterError, ProviderError, TransportError};
 pub use event::{ClusterEvent, ClusterSnapshot, MemberEvent};
 pub use forward::{ForwardError, ForwardOptions, ForwardRoute};
+/// The overlay types [`OverlayConfig`] names (from granary-overlay).
+pub use granary_overlay::{DynOverlay, HyParViewConfig, PlumtreeConfig, Role};
 pub use membership::{Member, MemberStatus, MembershipTable, Reachability};
 pub use message::{ClusterMessage, Envelope};
 pub use node_id::NodeId;

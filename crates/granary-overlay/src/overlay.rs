@@ -172,6 +172,17 @@ pub trait Overlay: Send + 'static {
     /// The members this node keeps connections to now.
     fn connections(&self) -> Vec<PeerId>;
 
+    /// The member a message for `to` goes to next: `to` itself when this node keeps a
+    /// connection to it, the overlay's next hop otherwise (a server on client-server,
+    /// the neighbour up `to`'s broadcast tree on peer-to-peer), `None` when the overlay
+    /// knows no route. What [`Overlay::forward`] does with its own messages, as a
+    /// question, so a host's transport can route traffic that is not the overlay's
+    /// (granary-cluster routes every actor message this way). The default: `to` when
+    /// it is one of [`Overlay::connections`], else `None`.
+    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+        self.connections().contains(&to).then_some(to)
+    }
+
     /// The members this node knows of (on peer-to-peer: its active and passive views,
     /// a partial view by design).
     fn members(&self) -> Vec<PeerId>;

@@ -168,15 +168,6 @@ impl PeerToPeer {
         }
     }
 
-    /// The next hop towards `to`: itself if connected, else up `to`'s tree.
-    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
-        if self.membership.active_view().contains(&to) {
-            Some(to)
-        } else {
-            self.broadcast.upstream(to)
-        }
-    }
-
     fn route(&mut self, origin: PeerId, to: PeerId, hops: u8, payload: Bytes, now: Duration) {
         match self.next_hop(to) {
             Some(next) if hops < MAX_HOPS => self.out.push_back(Output::Send {
@@ -261,6 +252,16 @@ impl Overlay for PeerToPeer {
 
     fn connections(&self) -> Vec<PeerId> {
         self.membership.active_view().to_vec()
+    }
+
+    /// Itself if it is in the active view, else the neighbour up `to`'s tree (the one
+    /// that first delivered `to`'s broadcasts).
+    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+        if self.membership.active_view().contains(&to) {
+            Some(to)
+        } else {
+            self.broadcast.upstream(to)
+        }
     }
 
     fn members(&self) -> Vec<PeerId> {

@@ -1,5 +1,7 @@
 //! Failure detection sharded on the ring: every Up node probes its `k` ring successors
-//! (and the Joining nodes whose future place follows it, and the members that suspect it)
+//! (and the Joining nodes whose future place follows it, and the members that suspect it);
+//! with an overlay other than the full mesh, it probes the overlay's connections instead
+//! (its active view on peer-to-peer), the members that suspect it and those it suspects,
 //! and records the ones whose phi crossed the threshold as suspects in its own row, which
 //! gossip carries to everyone as the node's votes and observations (the
 //! [`crate::Reachability`] table).
@@ -15,7 +17,23 @@ use crate::phi::PhiAccrualDetector;
 
 impl NodeCore {
     pub(crate) fn probe_successors(&mut self, now: Instant) {
-        let targets = if self.own_status() == Some(MemberStatus::Up) {
+        let targets = if let (Some(links), Some(MemberStatus::Up)) = (&self.links, self.own_status()) {
+            // An overlay: probe its connections (the active view on peer-to-peer),
+            // whoever suspects this node (as below), and whoever this node suspects
+            // until it is Down: the overlay drops a silent member from its connections
+            // on its own, and the suspicion must outlive that to count as a vote.
+            let me = self.me;
+            let suspected = self.own_row().map(|r| r.suspects.clone()).unwrap_or_default();
+            (self.table.iter())
+                .filter(|m| m.status.is_live() && m.id != me)
+                .filter(|m| {
+                    links.contains(&m.id.addr)
+                        || m.suspects.contains(&me)
+                        || suspected.contains(&m.id)
+                })
+                .map(|m| m.id)
+                .collect()
+        } else if self.own_status() == Some(MemberStatus::Up) {
             let k = self.cfg.monitored_successors;
             let mut targets = self.ring.successors(self.me.addr, k);
             // A Joining node is not on the ring yet, but it is in the table and counts

@@ -1,0 +1,331 @@
+//! Running the configured overlay ([`OverlayConfig`](crate::OverlayConfig)) inside a
+//! node: its messages ride the cluster transport, its connections steer gossip and
+//! failure detection, and its next hops route the node's actor traffic.
+//!
+//! The node's task owns one [`OverlayDriver`]. It carries the overlay's frames as
+//! [`ClusterMessage::Overlay`] envelopes (sent directly: an overlay opens short-lived
+//! connections to members outside its connections, e.g. HyParView's shuffle replies),
+//! ticks it every [`TICK`], and after each step
+//!
+//! - hands the overlay's connections to the protocol core (gossip targets, probes);
+//! - broadcasts this node's own row through the overlay when it changed and every
+//!   [`PRESENCE_INTERVAL`]: other members merge it like gossip, and on peer-to-peer the
+//!   broadcast is what builds the Plumtree tree rooted at this node, along which the
+//!   others route to it;
+//! - publishes [`Routes`], the next hop to each live member, which the granary-remote
+//!   transport reads as its [`Router`] on every Tell and Ask;
+//! - closes the transport's connections to members outside the overlay's connections
+//!   once they have stayed outside for [`PRUNE_AFTER`] (short-lived ones the overlay or
+//!   the join asked for, or a send before a route existed).
+//!
+//! **Peers and incarnations.** The overlay knows a member by its address (a
+//! [`PeerId`]); the cluster by address and incarnation ([`NodeId`]). The driver keeps
+//! the incarnation each address spoke with: an overlay frame from a newer incarnation
+//! makes the overlay forget the old life first (`connection_lost`), one from an older
+//! incarnation is dropped, and a life the table marks Down or Removed is lost to the
+//! overlay too. When this node itself comes back Up with a new incarnation (a rejoin
+//! after Down), it starts a fresh overlay and joins it through the Up members it knows.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use granary_overlay::{DynOverlay, Output, PeerId};
+use granary_remote::{RemoteNode, Router};
+use parking_lot::RwLock;
+
+use crate::config::OverlayConfig;
+use crate::membership::{Member, MemberStatus, MembershipTable};
+use crate::message::ClusterMessage;
+use crate::node_id::NodeId;
+
+/// How often the overlay's timers run.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+/// How often a node broadcasts its own row through the overlay even when it did not
+/// change: well inside Plumtree's memory of an origin (`PlumtreeConfig`, 120 s by
+/// default), so the routes towards every member stay known.
+pub(crate) const PRESENCE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// How long a connection to a member outside the overlay's connections is kept.
+pub(crate) const PRUNE_AFTER: Duration = Duration::from_secs(3);
+
+/// The next hop towards each member, as the overlay last said: the transport's
+/// [`Router`]. Read on every routed send (one read lock and one hash lookup); written
+/// by the node's task after each overlay step.
+#[derive(Default)]
+pub(crate) struct Routes {
+    hops: RwLock<HashMap<SocketAddr, SocketAddr>>,
+}
+
+impl Routes {
+    fn publish(&self, hops: HashMap<SocketAddr, SocketAddr>) {
+        let mut current = self.hops.write();
+        if *current != hops {
+            *current = hops;
+        }
+    }
+}
+
+impl Router for Routes {
+    fn next_hop(&self, to: SocketAddr) -> Option<SocketAddr> {
+        self.hops.read().get(&to).copied()
+    }
+}
+
+/// What one overlay step leaves for the node's task to do.
+#[derive(Default)]
+pub(crate) struct Step {
+    /// Overlay frames to send.
+    pub(crate) sends: Vec<(SocketAddr, ClusterMessage)>,
+    /// Rows other members broadcast.
+    pub(crate) rows: Vec<Member>,
+}
+
+/// The overlay of one node and what it steers (see the module docs).
+pub(crate) struct OverlayDriver {
+    config: OverlayConfig,
+    overlay: Box<dyn DynOverlay>,
+    me: NodeId,
+    seed: u64,
+    epoch: Instant,
+    /// The incarnation each peer address last spoke to the overlay with.
+    lives: HashMap<SocketAddr, u64>,
+    routes: Arc<Routes>,
+    remote: Option<RemoteNode>,
+    /// Transport peers that are members outside the connections, since when.
+    outside: HashMap<SocketAddr, Instant>,
+    /// Own row last broadcast (its version) and when.
+    presence: Option<(NodeId, u64, Instant)>,
+}
+
+impl OverlayDriver {
+    /// The driver of `config`'s overlay for the node `me`, or `None` for the full mesh.
+    /// On a cluster riding a [`RemoteNode`], installs the routes as its transport's
+    /// router.
+    pub(crate) fn new(
+        config: &OverlayConfig,
+        me: NodeId,
+        seed: u64,
+        now: Instant,
+        remote: Option<RemoteNode>,
+    ) -> Option<Self> {
+        let overlay = config.build(me.addr, seed)?;
+        let routes = Arc::new(Routes::default());
+        if let Some(remote) = &remote {
+            remote
+                .transport()
+                .set_router(Some(routes.clone() as Arc<dyn Router>));
+        }
+        Some(Self {
+            config: config.clone(),
+            overlay,
+            me,
+            seed,
+            epoch: now,
+            lives: HashMap::new(),
+            routes,
+            remote,
+            outside: HashMap::new(),
+            presence: None,
+        })
+    }
+
+    fn clock(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.epoch)
+    }
+
+    /// The routes this driver publishes.
+    pub(crate) fn routes(&self) -> Arc<Routes> {
+        self.routes.clone()
+    }
+
+    /// Joins the overlay through `contacts` (none: this node starts it).
+    pub(crate) fn join(&mut self, contacts: &[SocketAddr], now: Instant) {
+        let contacts: Vec<PeerId> = (contacts.iter().copied())
+            .filter(|c| *c != self.me.addr)
+            .collect();
+        let at = self.clock(now);
+        self.overlay.join(&contacts, at);
+    }
+
+    /// The members the overlay keeps connections to now.
+    pub(crate) fn connections(&self) -> Vec<SocketAddr> {
+        self.overlay.connections()
+    }
+
+    /// An overlay frame from `from`.
+    pub(crate) fn on_frame(&mut self, from: NodeId, frame: &[u8], now: Instant) {
+        let at = self.clock(now);
+        match self.lives.get(&from.addr).copied() {
+            Some(known) if from.incarnation < known => {
+                tracing::debug!(%from, "overlay frame from an older life; dropped");
+                return;
+            }
+            Some(known) if from.incarnation > known => {
+                // A new incarnation is a new peer: forget the old life first.
+                self.overlay.connection_lost(from.addr, at);
+            }
+            _ => {}
+        }
+        self.lives.insert(from.addr, from.incarnation);
+        if let Err(error) = self.overlay.handle_frame(from.addr, frame, at) {
+            tracing::debug!(%from, %error, "undecodable overlay frame dropped");
+        }
+    }
+
+    /// Runs the overlay's timers.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let at = self.clock(now);
+        self.overlay.tick(at);
+    }
+
+    /// After the protocol core ran: follow this node's incarnation, tell the overlay of
+    /// lives the table ended, broadcast the own row when due, and collect what to send
+    /// and what was delivered.
+    pub(crate) fn step(&mut self, me: NodeId, table: &MembershipTable, now: Instant) -> Step {
+        // A new incarnation rejoins the overlay once a member let it back in (Up):
+        // after a partition that is a member of the majority, so the overlay is one
+        // again whatever the passive views still knew.
+        let rejoined = table
+            .get(&me.addr)
+            .is_some_and(|r| r.id == me && r.status == MemberStatus::Up);
+        if me != self.me && rejoined {
+            self.restart(me, table, now);
+        }
+        let at = self.clock(now);
+        let ended: Vec<SocketAddr> = (self.lives.iter())
+            .filter(|(addr, incarnation)| match table.get(addr) {
+                Some(row) => {
+                    (row.id.incarnation == **incarnation && !row.status.is_live())
+                        || row.status == MemberStatus::Removed
+                }
+                None => false,
+            })
+            .map(|(addr, _)| *addr)
+            .collect();
+        for addr in ended {
+            self.lives.remove(&addr);
+            self.overlay.connection_lost(addr, at);
+        }
+        if let Some(own) = table.get(&me.addr).filter(|r| r.id == me) {
+            let due = match self.presence {
+                Some((id, version, at)) => {
+                    id != own.id
+                        || version != own.version
+                        || now.saturating_duration_since(at) >= PRESENCE_INTERVAL
+                }
+                None => true,
+            };
+            if due && own.status.is_live() {
+                match postcard::to_allocvec(own) {
+                    Ok(bytes) => {
+                        self.overlay.broadcast(Bytes::from(bytes), self.clock(now));
+                        self.presence = Some((own.id, own.version, now));
+                    }
+                    Err(error) => tracing::warn!(%error, "own row not encoded for the overlay"),
+                }
+            }
+        }
+        let mut step = Step::default();
+        while let Some(output) = self.overlay.poll_frame() {
+            match output {
+                Output::Send { to, message } => step.sends.push((
+                    to,
+                    ClusterMessage::Overlay {
+                        frame: message.to_vec(),
+                    },
+                )),
+                // The transport dials on the first send; the connections are read
+                // from the overlay below.
+                Output::Connect(_) | Output::Disconnect(_) => {}
+                Output::Deliver(delivery) => {
+                    match postcard::from_bytes::<Member>(&delivery.payload) {
+                        Ok(row) if row.id.addr == delivery.origin => step.rows.push(row),
+                        Ok(row) => tracing::debug!(
+                            origin = %delivery.origin, row = %row.id,
+                            "overlay broadcast of another member's row; dropped"
+                        ),
+                        Err(error) => tracing::debug!(
+                            origin = %delivery.origin, %error,
+                            "undecodable overlay broadcast; dropped"
+                        ),
+                    }
+                }
+            }
+        }
+        step
+    }
+
+    /// On the overlay's tick: publishes the routes and closes connections that stayed
+    /// outside the overlay.
+    pub(crate) fn maintain(&mut self, table: &MembershipTable, now: Instant) {
+        self.publish_routes(table);
+        self.prune(table, now);
+    }
+
+    /// This node took a new incarnation: a new peer to everyone, so a fresh overlay,
+    /// joined through the members it knows.
+    fn restart(&mut self, me: NodeId, table: &MembershipTable, now: Instant) {
+        let Some(overlay) = self.config.build(me.addr, self.seed) else {
+            return;
+        };
+        tracing::info!(node = %me, "new incarnation: rejoining the overlay");
+        self.overlay = overlay;
+        self.me = me;
+        self.lives.clear();
+        self.presence = None;
+        let contacts: Vec<SocketAddr> = (table.iter())
+            .filter(|m| m.status == MemberStatus::Up && m.id.addr != me.addr)
+            .map(|m| m.id.addr)
+            .collect();
+        self.join(&contacts, now);
+    }
+
+    /// The next hop to every live member that is not a connection.
+    fn publish_routes(&self, table: &MembershipTable) {
+        let hops: HashMap<SocketAddr, SocketAddr> = (table.iter())
+            .filter(|m| m.status.is_live() && m.id.addr != self.me.addr)
+            .filter_map(|m| {
+                let to = m.id.addr;
+                self.overlay
+                    .next_hop(to)
+                    .filter(|hop| *hop != to)
+                    .map(|hop| (to, hop))
+            })
+            .collect();
+        self.routes.publish(hops);
+    }
+
+    /// Closes connections to members that stayed outside the overlay's connections.
+    fn prune(&mut self, table: &MembershipTable, now: Instant) {
+        let Some(remote) = &self.remote else {
+            return;
+        };
+        let transport = remote.transport();
+        let connections = self.overlay.connections();
+        let me = self.me.addr;
+        let outside: Vec<SocketAddr> = (transport.peers().into_iter())
+            .filter(|p| *p != me && !connections.contains(p))
+            .filter(|p| table.get(p).is_some())
+            .collect();
+        self.outside.retain(|p, _| outside.contains(p));
+        for peer in outside {
+            let since = *self.outside.entry(peer).or_insert(now);
+            if now.saturating_duration_since(since) >= PRUNE_AFTER {
+                tracing::debug!(%peer, "closing a connection outside the overlay");
+                transport.disconnect(peer);
+                self.outside.remove(&peer);
+            }
+        }
+    }
+
+    /// Removes the routes from the transport (the node stopped).
+    pub(crate) fn close(&self) {
+        if let Some(remote) = &self.remote {
+            remote.transport().set_router(None);
+        }
+    }
+}
