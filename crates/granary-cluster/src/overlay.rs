@@ -8,8 +8,8 @@
 //! ticks it every [`TICK`], and after each step
 //!
 //! - hands the overlay's connections to the protocol core (gossip targets, probes);
-//! - broadcasts this node's own row through the overlay when it changed and every
-//!   [`PRESENCE_INTERVAL`]: other members merge it like gossip, and on peer-to-peer the
+//! - broadcasts this node's own row through the overlay when it or the overlay's
+//!   connections changed, and every [`PRESENCE_INTERVAL`]: other members merge it like gossip, and on peer-to-peer the
 //!   broadcast is what builds the Plumtree tree rooted at this node, along which the
 //!   others route to it;
 //! - publishes [`Routes`], the next hop to each live member, which the granary-remote
@@ -99,6 +99,8 @@ pub(crate) struct OverlayDriver {
     outside: HashMap<SocketAddr, Instant>,
     /// Own row last broadcast (its version) and when.
     presence: Option<(NodeId, u64, Instant)>,
+    /// The connections when the own row was last broadcast.
+    presence_links: Vec<SocketAddr>,
 }
 
 impl OverlayDriver {
@@ -130,6 +132,7 @@ impl OverlayDriver {
             remote,
             outside: HashMap::new(),
             presence: None,
+            presence_links: Vec::new(),
         })
     }
 
@@ -211,7 +214,13 @@ impl OverlayDriver {
             self.overlay.connection_lost(addr, at);
         }
         if let Some(own) = table.get(&me.addr).filter(|r| r.id == me) {
-            let due = match self.presence {
+            // Also when the connections changed: a broadcast sent while the overlay had
+            // no neighbour yet (just joined) reached no one, and a new neighbour is a
+            // new branch of this node's tree.
+            let mut links = self.overlay.connections();
+            links.sort_unstable();
+            let due = links != self.presence_links
+                || match self.presence {
                 Some((id, version, at)) => {
                     id != own.id
                         || version != own.version
@@ -224,6 +233,7 @@ impl OverlayDriver {
                     Ok(bytes) => {
                         self.overlay.broadcast(Bytes::from(bytes), self.clock(now));
                         self.presence = Some((own.id, own.version, now));
+                        self.presence_links = links;
                     }
                     Err(error) => tracing::warn!(%error, "own row not encoded for the overlay"),
                 }
