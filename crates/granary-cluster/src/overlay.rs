@@ -240,6 +240,7 @@ impl OverlayDriver {
             }
         }
         let mut step = Step::default();
+        let mut reconnected = false;
         while let Some(output) = self.overlay.poll_frame() {
             match output {
                 Output::Send { to, message } => step.sends.push((
@@ -248,9 +249,9 @@ impl OverlayDriver {
                         frame: message.to_vec(),
                     },
                 )),
-                // The transport dials on the first send; the connections are read
-                // from the overlay below.
-                Output::Connect(_) | Output::Disconnect(_) => {}
+                // The transport dials on the first send; the routes change with the
+                // connections, so they are published at once.
+                Output::Connect(_) | Output::Disconnect(_) => reconnected = true,
                 Output::Deliver(delivery) => {
                     match postcard::from_bytes::<Member>(&delivery.payload) {
                         Ok(row) if row.id.addr == delivery.origin => step.rows.push(row),
@@ -265,6 +266,9 @@ impl OverlayDriver {
                     }
                 }
             }
+        }
+        if reconnected {
+            self.publish_routes(table);
         }
         step
     }

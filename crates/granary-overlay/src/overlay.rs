@@ -95,8 +95,9 @@ use serde::Serialize;
 
 /// A member of the overlay: the address its driver listens on.
 ///
-/// granary-cluster's `NodeId` is this address plus an incarnation; phase 2 maps one to
-/// the other (a new incarnation is a new peer to the overlay).
+/// granary-cluster's `NodeId` is this address plus an incarnation; the cluster maps one
+/// to the other, and a new incarnation is a new peer to the overlay (the old life is
+/// reported lost first).
 pub type PeerId = SocketAddr;
 
 /// A payload handed to the application: a broadcast, or a message forwarded to this

@@ -1503,6 +1503,54 @@ mod tests {
         assert_eq!(config.transport.channels.len(), 1);
         assert!(config.tls.enabled());
         assert_eq!(config.idle_timeouts_ms["shop.Cart"], 600_000);
+        assert_eq!(config.overlay.kind, OverlayKind::PeerToPeer);
+        let granary_cluster::OverlayConfig::PeerToPeer { membership, .. } =
+            config.overlay.overlay_config()
+        else {
+            panic!("the example's overlay is peer-to-peer");
+        };
+        assert_eq!(membership.active_capacity, 8, "sized for 200 members");
+    }
+
+    #[test]
+    fn the_overlay_is_read_from_the_environment_and_checked() {
+        let vars = [
+            ("GRANARY_OVERLAY", "static"),
+            ("GRANARY_OVERLAY_PEERS", "127.0.0.1:7100, 127.0.0.1:7101"),
+            ("GRANARY_OVERLAY_ROLE", "client"),
+            ("GRANARY_OVERLAY_EXPECTED_MEMBERS", "16"),
+            ("GRANARY_OVERLAY_ACTIVE_VIEW", "3"),
+        ];
+        let get = |name: &str| {
+            (vars.iter())
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let mut config = NodeConfig::default();
+        config.apply_env(get).unwrap();
+        assert_eq!(config.overlay.kind, OverlayKind::Static);
+        assert_eq!(config.overlay.peers.len(), 2);
+        assert_eq!(config.overlay.role, OverlayRole::Client);
+        assert_eq!(config.overlay.expected_members, 16);
+        assert_eq!(config.overlay.active_view, 3);
+        config.overlay.kind = OverlayKind::PeerToPeer;
+        let granary_cluster::OverlayConfig::PeerToPeer { membership, .. } =
+            config.overlay.overlay_config()
+        else {
+            panic!("peer-to-peer");
+        };
+        assert_eq!(membership.active_capacity, 3);
+        config.overlay.kind = OverlayKind::Static;
+        config.overlay.peers.clear();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid { field: "overlay.peers", .. })
+        ));
+        let bad = |name: &str| (name == "GRANARY_OVERLAY").then(|| "ring".to_string());
+        assert!(matches!(
+            NodeConfig::default().apply_env(bad),
+            Err(ConfigError::Env { var: "GRANARY_OVERLAY", .. })
+        ));
     }
 
     #[test]
