@@ -472,6 +472,7 @@ impl<T: ClusterTransport> Runner<T> {
             if !step.rows.is_empty() {
                 self.core.on_overlay_rows(now(), step.rows);
             }
+            overlay.table_changed(self.core.table());
             let links = overlay.connections();
             if let Some(shared) = self.shared.upgrade() {
                 let mut known = shared.overlay_links.lock();

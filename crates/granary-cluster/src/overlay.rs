@@ -101,6 +101,8 @@ pub(crate) struct OverlayDriver {
     presence: Option<(NodeId, u64, Instant)>,
     /// The connections when the own row was last broadcast.
     presence_links: Vec<SocketAddr>,
+    /// The table's hash when the routes were last published.
+    routed_table: u64,
 }
 
 impl OverlayDriver {
@@ -133,6 +135,7 @@ impl OverlayDriver {
             outside: HashMap::new(),
             presence: None,
             presence_links: Vec::new(),
+            routed_table: 0,
         })
     }
 
@@ -273,6 +276,14 @@ impl OverlayDriver {
         step
     }
 
+    /// A changed table (a member joined or went Down, perhaps from the rows the last
+    /// step delivered) means new routes: published at once, not at the next tick.
+    pub(crate) fn table_changed(&mut self, table: &MembershipTable) {
+        if table.state_hash() != self.routed_table {
+            self.publish_routes(table);
+        }
+    }
+
     /// On the overlay's tick: publishes the routes and closes connections that stayed
     /// outside the overlay.
     pub(crate) fn maintain(&mut self, table: &MembershipTable, now: Instant) {
@@ -299,7 +310,8 @@ impl OverlayDriver {
     }
 
     /// The next hop to every live member that is not a connection.
-    fn publish_routes(&self, table: &MembershipTable) {
+    fn publish_routes(&mut self, table: &MembershipTable) {
+        self.routed_table = table.state_hash();
         let hops: HashMap<SocketAddr, SocketAddr> = (table.iter())
             .filter(|m| m.status.is_live() && m.id.addr != self.me.addr)
             .filter_map(|m| {
