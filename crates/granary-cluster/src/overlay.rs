@@ -224,13 +224,13 @@ impl OverlayDriver {
             links.sort_unstable();
             let due = links != self.presence_links
                 || match self.presence {
-                Some((id, version, at)) => {
-                    id != own.id
-                        || version != own.version
-                        || now.saturating_duration_since(at) >= PRESENCE_INTERVAL
-                }
-                None => true,
-            };
+                    Some((id, version, at)) => {
+                        id != own.id
+                            || version != own.version
+                            || now.saturating_duration_since(at) >= PRESENCE_INTERVAL
+                    }
+                    None => true,
+                };
             if due && own.status.is_live() {
                 match postcard::to_allocvec(own) {
                     Ok(bytes) => {

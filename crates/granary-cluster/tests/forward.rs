@@ -217,19 +217,34 @@ async fn forward_between_clients_of_a_client_server_overlay_goes_through_the_ser
     }
     let a = &clusters[1];
     assert!(
-        poll_until(Duration::from_secs(10), || a.overlay_connections() == Some(vec![server])).await,
+        poll_until(Duration::from_secs(10), || a.overlay_connections()
+            == Some(vec![server]))
+        .await,
         "the client never connected to its server: {:?}",
         a.overlay_connections()
     );
 
-    let plain = a.forward(c_addr, "notes", Note("lost".into()), &ForwardOptions::default());
-    assert_eq!(plain, Err(ForwardError::Unreachable(c_addr)), "the overlay routes C");
+    let plain = a.forward(
+        c_addr,
+        "notes",
+        Note("lost".into()),
+        &ForwardOptions::default(),
+    );
+    assert_eq!(
+        plain,
+        Err(ForwardError::Unreachable(c_addr)),
+        "the overlay routes C"
+    );
     let options = ForwardOptions::default().transitive();
     let relayed = a.forward(c_addr, "notes", Note("relayed".into()), &options);
     assert_eq!(relayed, Ok(ForwardRoute::Via(server)));
     assert_eq!(next_note(&mut notes).await, Note("relayed".into()));
     let direct = clusters[0].forward(c_addr, "notes", Note("direct".into()), &options);
-    assert_eq!(direct, Ok(ForwardRoute::Direct), "the server is connected to its clients");
+    assert_eq!(
+        direct,
+        Ok(ForwardRoute::Direct),
+        "the server is connected to its clients"
+    );
     assert_eq!(next_note(&mut notes).await, Note("direct".into()));
     assert!(
         !nodes[1].transport().peers().contains(&c_addr),

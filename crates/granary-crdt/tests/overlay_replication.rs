@@ -43,39 +43,54 @@ async fn a_counter_converges_across_a_peer_to_peer_overlay() {
         let seeds = nodes.first().map(|s| vec![s.addr()]).unwrap_or_default();
         nodes.push(start_node_on(&faults, &replicator_config(), config.clone(), seeds).await);
     }
-    wait_until("every node sees every member Up", Duration::from_secs(20), || {
-        nodes.iter().all(|n| n.cluster.up_members().len() == NODES)
-    })
+    wait_until(
+        "every node sees every member Up",
+        Duration::from_secs(20),
+        || nodes.iter().all(|n| n.cluster.up_members().len() == NODES),
+    )
     .await;
     // Connections opened by the joins are closed once they stay outside the overlay.
-    wait_until("every node holds only its active view", Duration::from_secs(10), || {
-        nodes.iter().all(|n| member_peers(n, &nodes) <= ACTIVE_VIEW)
-    })
+    wait_until(
+        "every node holds only its active view",
+        Duration::from_secs(10),
+        || nodes.iter().all(|n| member_peers(n, &nodes) <= ACTIVE_VIEW),
+    )
     .await;
 
     let counters: Vec<_> = (nodes.iter())
-        .map(|n| n.replicator.crdt::<PNCounter>("hits").expect("open counter"))
+        .map(|n| {
+            n.replicator
+                .crdt::<PNCounter>("hits")
+                .expect("open counter")
+        })
         .collect();
     let mut expected = 0i128;
     for round in 0..20u64 {
         for (i, counter) in counters.iter().enumerate() {
             let by = round + i as u64 + 1;
             expected += i128::from(by);
-            counter
-                .update(|c, me| c.increment(me, by))
-                .expect("update");
+            counter.update(|c, me| c.increment(me, by)).expect("update");
         }
     }
-    wait_until("every node counts every increment", Duration::from_secs(20), || {
-        counters.iter().all(|c| c.value().expect("value") == expected)
-    })
+    wait_until(
+        "every node counts every increment",
+        Duration::from_secs(20),
+        || {
+            counters
+                .iter()
+                .all(|c| c.value().expect("value") == expected)
+        },
+    )
     .await;
     let all = Consistency::All(Duration::from_secs(5));
     counters[0]
         .update_with(all, |c, me| c.increment(me, 5))
         .await
         .expect("a write at All reaches every replica through relays");
-    assert_eq!(counters[3].read(all).await.expect("read at All"), expected + 5);
+    assert_eq!(
+        counters[3].read(all).await.expect("read at All"),
+        expected + 5
+    );
     for node in &nodes {
         let held = member_peers(node, &nodes);
         assert!(

@@ -165,7 +165,11 @@ mod tests {
         c.handle_frame(server, &message, Duration::ZERO).unwrap();
         assert_eq!(c.connections(), vec![server]);
         let other: PeerId = "127.0.0.1:7002".parse().unwrap();
-        assert_eq!(c.next_hop(other), Some(server), "a client reaches others through its server");
+        assert_eq!(
+            c.next_hop(other),
+            Some(server),
+            "a client reaches others through its server"
+        );
         assert_eq!(s.next_hop(client), Some(client));
     }
 }

@@ -37,8 +37,8 @@ pub mod plumtree;
 pub mod simulation;
 
 pub use client_server::{ClientServer, ClientServerMessage, Role, StaticMessage, StaticOverlay};
-pub use erased::{erase, DynOverlay};
 pub use driver::{DriverConfig, NodeStats, OverlayNode, StatsSnapshot};
+pub use erased::{erase, DynOverlay};
 pub use error::{DriverError, FrameError};
 pub use hyparview::{HyParView, HyParViewConfig, HyParViewMessage, HyParViewOutput};
 pub use overlay::{Delivery, Output, Overlay, PeerId};

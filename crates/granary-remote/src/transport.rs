@@ -56,8 +56,8 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 pub use config::{ChannelConfig, TransportConfig};
-pub use route::{Router, MAX_HOPS};
 pub(crate) use route::{parse_via, via_name};
+pub use route::{Router, MAX_HOPS};
 
 use crate::error::{FrameError, SendError, TransportError};
 use crate::faults::Verdict;

@@ -1544,12 +1544,18 @@ mod tests {
         config.overlay.peers.clear();
         assert!(matches!(
             config.validate(),
-            Err(ConfigError::Invalid { field: "overlay.peers", .. })
+            Err(ConfigError::Invalid {
+                field: "overlay.peers",
+                ..
+            })
         ));
         let bad = |name: &str| (name == "GRANARY_OVERLAY").then(|| "ring".to_string());
         assert!(matches!(
             NodeConfig::default().apply_env(bad),
-            Err(ConfigError::Env { var: "GRANARY_OVERLAY", .. })
+            Err(ConfigError::Env {
+                var: "GRANARY_OVERLAY",
+                ..
+            })
         ));
     }
 

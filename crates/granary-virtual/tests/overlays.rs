@@ -83,7 +83,10 @@ async fn identities_on_every_node(nodes: &[Node], prefix: &str) -> HashMap<Socke
             return found;
         }
     }
-    panic!("400 identities never covered every node: hosts {:?}", found.keys());
+    panic!(
+        "400 identities never covered every node: hosts {:?}",
+        found.keys()
+    );
 }
 
 /// The application, first half: asks from every node to identities owned by every
@@ -210,7 +213,14 @@ async fn the_application_runs_on_a_static_star() {
     let spoke_rule = |_: &[Node], i: usize, peers: &BTreeSet<SocketAddr>| {
         i == 0 || peers.iter().all(|p| *p == hub)
     };
-    let nodes = run_application(nodes, "star", 2, "a spoke connects only to the hub", spoke_rule).await;
+    let nodes = run_application(
+        nodes,
+        "star",
+        2,
+        "a spoke connects only to the hub",
+        spoke_rule,
+    )
+    .await;
     shutdown(nodes).await;
 }
 
