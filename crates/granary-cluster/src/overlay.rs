@@ -16,7 +16,10 @@
 //!   transport reads as its [`Router`] on every Tell and Ask;
 //! - closes the transport's connections to members outside the overlay's connections
 //!   once they have stayed outside for [`PRUNE_AFTER`] (short-lived ones the overlay or
-//!   the join asked for, or a send before a route existed).
+//!   the join asked for, or a send before a route existed);
+//! - joins the overlay again through a member whose broadcasts stopped arriving
+//!   ([`UNHEARD_AFTER`]): the membership table still knows the members of a part of
+//!   the overlay that split off.
 //!
 //! **Peers and incarnations.** The overlay knows a member by its address (a
 //! [`PeerId`]); the cluster by address and incarnation ([`NodeId`]). The driver keeps
@@ -48,6 +51,10 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// change: well inside Plumtree's memory of an origin (`PlumtreeConfig`, 120 s by
 /// default), so the routes towards every member stay known.
 pub(crate) const PRESENCE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// A live member whose own broadcasts have not arrived for this long is taken as cut
+/// off from this node's part of the overlay (see [`OverlayDriver::reach_out`]).
+pub(crate) const UNHEARD_AFTER: Duration = Duration::from_secs(45);
 
 /// How long a connection to a member outside the overlay's connections is kept.
 pub(crate) const PRUNE_AFTER: Duration = Duration::from_secs(3);
@@ -103,6 +110,10 @@ pub(crate) struct OverlayDriver {
     presence_links: Vec<SocketAddr>,
     /// The table's hash when the routes were last published.
     routed_table: u64,
+    /// When each member's own broadcast last arrived (see [`OverlayDriver::reach_out`]).
+    heard: HashMap<SocketAddr, Instant>,
+    /// When it last looked for an unheard member.
+    reached_out: Instant,
 }
 
 impl OverlayDriver {
@@ -136,6 +147,8 @@ impl OverlayDriver {
             presence: None,
             presence_links: Vec::new(),
             routed_table: 0,
+            heard: HashMap::new(),
+            reached_out: now,
         })
     }
 
@@ -257,7 +270,10 @@ impl OverlayDriver {
                 Output::Connect(_) | Output::Disconnect(_) => reconnected = true,
                 Output::Deliver(delivery) => {
                     match postcard::from_bytes::<Member>(&delivery.payload) {
-                        Ok(row) if row.id.addr == delivery.origin => step.rows.push(row),
+                        Ok(row) if row.id.addr == delivery.origin => {
+                            self.heard.insert(row.id.addr, now);
+                            step.rows.push(row);
+                        }
                         Ok(row) => tracing::debug!(
                             origin = %delivery.origin, row = %row.id,
                             "overlay broadcast of another member's row; dropped"
@@ -289,6 +305,44 @@ impl OverlayDriver {
     pub(crate) fn maintain(&mut self, table: &MembershipTable, now: Instant) {
         self.publish_routes(table);
         self.prune(table, now);
+        self.reach_out(table, now);
+    }
+
+    /// Joins the overlay again through a live member whose own broadcasts have not
+    /// arrived for [`UNHEARD_AFTER`] (checked every [`PRESENCE_INTERVAL`]): the
+    /// overlay may have split into parts that no longer know each other (a cut that
+    /// healed before downing decided, views that lost every link across it), while the
+    /// membership table still knows both sides. One join per check; on an overlay that
+    /// is whole it never happens (every member broadcasts every
+    /// [`PRESENCE_INTERVAL`]).
+    fn reach_out(&mut self, table: &MembershipTable, now: Instant) {
+        // The static overlay has no membership protocol: nothing to join again.
+        if matches!(self.config, OverlayConfig::Static { .. })
+            || now.saturating_duration_since(self.reached_out) < PRESENCE_INTERVAL
+        {
+            return;
+        }
+        self.reached_out = now;
+        let me = self.me.addr;
+        self.heard.retain(|addr, _| table.get(addr).is_some());
+        let mut unheard = None;
+        for member in table.iter() {
+            if member.status != MemberStatus::Up || member.id.addr == me {
+                continue;
+            }
+            // A member seen for the first time gets the full delay to be heard.
+            let at = *self.heard.entry(member.id.addr).or_insert(now);
+            if unheard.is_none() && now.saturating_duration_since(at) >= UNHEARD_AFTER {
+                unheard = Some(member.id.addr);
+            }
+        }
+        if let Some(contact) = unheard {
+            tracing::info!(node = %self.me, %contact, "member unheard on the overlay: joining it again through it");
+            let at = self.clock(now);
+            self.overlay.join(&[contact], at);
+            // Heard or not, the next try goes to another member.
+            self.heard.insert(contact, now);
+        }
     }
 
     /// This node took a new incarnation: a new peer to everyone, so a fresh overlay,
@@ -301,6 +355,7 @@ impl OverlayDriver {
         self.overlay = overlay;
         self.me = me;
         self.lives.clear();
+        self.heard.clear();
         self.presence = None;
         let contacts: Vec<SocketAddr> = (table.iter())
             .filter(|m| m.status == MemberStatus::Up && m.id.addr != me.addr)
@@ -353,5 +408,102 @@ impl OverlayDriver {
         if let Some(remote) = &self.remote {
             remote.transport().set_router(None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn up(addr: &str, incarnation: u64) -> Member {
+        let mut row = Member::new(NodeId::new(addr.parse().unwrap(), incarnation), 8);
+        row.status = MemberStatus::Up;
+        row.version = 1;
+        row
+    }
+
+    /// The overlay's messages to `to` among what the last step sent.
+    fn sent_to(step: &Step, to: SocketAddr) -> usize {
+        step.sends.iter().filter(|(t, _)| *t == to).count()
+    }
+
+    #[test]
+    fn a_member_unheard_on_the_overlay_is_joined_through_once_the_delay_passed() {
+        let me = NodeId::new("127.0.0.1:7000".parse().unwrap(), 1);
+        let t0 = Instant::now();
+        let config = OverlayConfig::peer_to_peer(8);
+        let mut driver = OverlayDriver::new(&config, me, 7, t0, None).expect("not the mesh");
+        driver.join(&[], t0);
+        let mut table = MembershipTable::new();
+        table.merge(up("127.0.0.1:7000", 1));
+        let far = up("127.0.0.1:7001", 1);
+        table.merge(far.clone());
+        driver.step(me, &table, t0);
+        // Seen now: it gets the full delay before it counts as unheard.
+        driver.maintain(&table, t0 + PRESENCE_INTERVAL);
+        let step = driver.step(me, &table, t0 + PRESENCE_INTERVAL);
+        assert_eq!(sent_to(&step, far.id.addr), 0, "not yet unheard");
+        let late = t0 + PRESENCE_INTERVAL + UNHEARD_AFTER;
+        driver.maintain(&table, late);
+        let step = driver.step(me, &table, late);
+        assert_eq!(
+            sent_to(&step, far.id.addr),
+            1,
+            "a join to the unheard member"
+        );
+        // Its broadcast arriving would count as heard; the next check, one interval on,
+        // does not join through it again.
+        let next = late + PRESENCE_INTERVAL;
+        driver.maintain(&table, next);
+        let step = driver.step(me, &table, next);
+        assert_eq!(
+            sent_to(&step, far.id.addr),
+            0,
+            "one join per member per delay"
+        );
+    }
+
+    #[test]
+    fn routes_name_the_next_hop_only_for_members_that_are_not_connections() {
+        let me = NodeId::new("127.0.0.1:7100".parse().unwrap(), 1);
+        let server: SocketAddr = "127.0.0.1:7101".parse().unwrap();
+        let other: SocketAddr = "127.0.0.1:7102".parse().unwrap();
+        let t0 = Instant::now();
+        let config = OverlayConfig::ClientServer {
+            role: granary_overlay::Role::Client,
+        };
+        let mut driver = OverlayDriver::new(&config, me, 7, t0, None).expect("not the mesh");
+        driver.join(&[server], t0);
+        let frame = postcard::to_allocvec(&granary_overlay::ClientServerMessage::Servers {
+            servers: vec![server],
+        })
+        .unwrap();
+        driver.on_frame(NodeId::new(server, 1), &frame, t0);
+        let mut table = MembershipTable::new();
+        for (addr, inc) in [
+            ("127.0.0.1:7100", 1),
+            ("127.0.0.1:7101", 1),
+            ("127.0.0.1:7102", 1),
+        ] {
+            table.merge(up(addr, inc));
+        }
+        driver.step(me, &table, t0);
+        driver.table_changed(&table);
+        assert_eq!(driver.connections(), vec![server]);
+        assert_eq!(
+            driver.routes().next_hop(other),
+            Some(server),
+            "another client via the server"
+        );
+        assert_eq!(
+            driver.routes().next_hop(server),
+            None,
+            "a connection goes directly"
+        );
+        // A frame that is not the overlay's is dropped, never a panic.
+        driver.on_frame(NodeId::new(other, 1), &[0xff, 0xff, 0xff, 0xff], t0);
+        // An older life of the server is ignored; a newer one is a new peer.
+        driver.on_frame(NodeId::new(server, 0), &frame, t0);
+        assert_eq!(driver.connections(), vec![server]);
     }
 }
