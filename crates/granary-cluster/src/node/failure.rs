@@ -17,60 +17,43 @@ use crate::phi::PhiAccrualDetector;
 
 impl NodeCore {
     pub(crate) fn probe_successors(&mut self, now: Instant) {
-        let targets =
-            if let (Some(links), Some(MemberStatus::Up)) = (&self.links, self.own_status()) {
-                // An overlay: probe its connections (the active view on peer-to-peer),
-                // whoever suspects this node (as below), and whoever this node suspects
-                // until it is Down: the overlay drops a silent member from its connections
-                // on its own, and the suspicion must outlive that to count as a vote.
-                let me = self.me;
-                let suspected = self
-                    .own_row()
-                    .map(|r| r.suspects.clone())
-                    .unwrap_or_default();
-                (self.table.iter())
-                    .filter(|m| m.status.is_live() && m.id != me)
-                    .filter(|m| {
-                        links.contains(&m.id.addr)
-                            || m.suspects.contains(&me)
-                            || suspected.contains(&m.id)
-                    })
-                    .map(|m| m.id)
-                    .collect()
-            } else if self.own_status() == Some(MemberStatus::Up) {
-                let k = self.cfg.monitored_successors;
-                let mut targets = self.ring.successors(self.me.addr, k);
-                // A Joining node is not on the ring yet, but it is in the table and counts
-                // as live: the nodes before its future place watch it, so one that crashes
-                // before it is Up still goes Down instead of staying Joining forever.
-                let joining = self.table.iter().filter(|m| {
-                    m.status == MemberStatus::Joining
-                        && m.id.addr != self.me.addr
-                        && self
-                            .ring
-                            .predecessors(m.id.addr, k)
-                            .iter()
-                            .any(|p| p.addr == self.me.addr)
-                });
-                targets.extend(joining.map(|m| m.id));
-                // A live member that suspects this node is probed back. A cut link then shows
-                // from both ends even where the ring has only one end watch the other, so the
-                // downing rule sees the two nodes as indirectly connected instead of counting
-                // one lone vote. A crashed node suspects no one new, and across a clean split
-                // the suspicions never arrive, so neither case gets extra probes.
-                let me = self.me;
-                let suspecters: Vec<NodeId> = self
-                    .table
-                    .iter()
-                    .filter(|m| m.status.is_live() && m.id != me && m.suspects.contains(&me))
-                    .map(|m| m.id)
-                    .filter(|id| !targets.contains(id))
-                    .collect();
-                targets.extend(suspecters);
-                targets
-            } else {
-                Vec::new()
-            };
+        let up = self.own_status() == Some(MemberStatus::Up);
+        let targets = if up && self.links.is_some() {
+            self.overlay_targets()
+        } else if up {
+            let k = self.cfg.monitored_successors;
+            let mut targets = self.ring.successors(self.me.addr, k);
+            // A Joining node is not on the ring yet, but it is in the table and counts
+            // as live: the nodes before its future place watch it, so one that crashes
+            // before it is Up still goes Down instead of staying Joining forever.
+            let joining = self.table.iter().filter(|m| {
+                m.status == MemberStatus::Joining
+                    && m.id.addr != self.me.addr
+                    && self
+                        .ring
+                        .predecessors(m.id.addr, k)
+                        .iter()
+                        .any(|p| p.addr == self.me.addr)
+            });
+            targets.extend(joining.map(|m| m.id));
+            // A live member that suspects this node is probed back. A cut link then shows
+            // from both ends even where the ring has only one end watch the other, so the
+            // downing rule sees the two nodes as indirectly connected instead of counting
+            // one lone vote. A crashed node suspects no one new, and across a clean split
+            // the suspicions never arrive, so neither case gets extra probes.
+            let me = self.me;
+            let suspecters: Vec<NodeId> = self
+                .table
+                .iter()
+                .filter(|m| m.status.is_live() && m.id != me && m.suspects.contains(&me))
+                .map(|m| m.id)
+                .filter(|id| !targets.contains(id))
+                .collect();
+            targets.extend(suspecters);
+            targets
+        } else {
+            Vec::new()
+        };
         self.detectors.retain(|_, (id, _)| targets.contains(id));
         for t in &targets {
             let phi = self.cfg.phi.clone();
@@ -99,6 +82,25 @@ impl NodeCore {
             metrics::counter!("granary_cluster_suspicions_total", "node" => self.me.addr.to_string()).increment(new as u64);
             self.update_own(|row| row.suspects = suspects);
         }
+    }
+
+    /// With an overlay: its connections (the active view on peer-to-peer), whoever
+    /// suspects this node (probed back, as on the ring), and whoever this node suspects
+    /// until it is Down: the overlay drops a silent member from its connections on its
+    /// own, and the suspicion must outlive that to count as a vote.
+    fn overlay_targets(&self) -> Vec<NodeId> {
+        let me = self.me;
+        let links = self.links.as_deref().unwrap_or_default();
+        let suspected = self.own_row().map(|r| &r.suspects);
+        (self.table.iter())
+            .filter(|m| m.status.is_live() && m.id != me)
+            .filter(|m| {
+                links.contains(&m.id.addr)
+                    || m.suspects.contains(&me)
+                    || suspected.is_some_and(|s| s.contains(&m.id))
+            })
+            .map(|m| m.id)
+            .collect()
     }
 
     pub(crate) fn on_heartbeat_ack(&mut self, now: Instant, from: NodeId) {
