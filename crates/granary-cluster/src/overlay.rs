@@ -300,9 +300,12 @@ impl OverlayDriver {
         }
     }
 
-    /// On the overlay's tick: publishes the routes and closes connections that stayed
-    /// outside the overlay.
+    /// On the overlay's tick: forgets lives of non-members, publishes the routes, closes
+    /// connections that stayed outside the overlay and reaches out to unheard members.
     pub(crate) fn maintain(&mut self, table: &MembershipTable, now: Instant) {
+        // Only members' lives are remembered (a peer that is not one yet is recorded
+        // again with its next frame).
+        self.lives.retain(|addr, _| table.get(addr).is_some());
         self.publish_routes(table);
         self.prune(table, now);
         self.reach_out(table, now);
