@@ -509,4 +509,30 @@ mod tests {
         driver.on_frame(NodeId::new(server, 0), &frame, t0);
         assert_eq!(driver.connections(), vec![server]);
     }
+
+    #[test]
+    fn a_custom_overlay_decides_the_connections_and_the_routes() {
+        use crate::config::CustomOverlay;
+        use granary_overlay::{erase, StaticOverlay};
+        let hub: SocketAddr = "127.0.0.1:7201".parse().unwrap();
+        let spoke: SocketAddr = "127.0.0.1:7202".parse().unwrap();
+        let me = NodeId::new("127.0.0.1:7200".parse().unwrap(), 1);
+        let star = CustomOverlay::new(move |me| erase(StaticOverlay::new(me, vec![hub])));
+        let config = OverlayConfig::Custom(star);
+        let t0 = Instant::now();
+        let mut driver = OverlayDriver::new(&config, me, 7, t0, None).expect("not the mesh");
+        driver.join(&[], t0);
+        let mut table = MembershipTable::new();
+        for (addr, inc) in [
+            ("127.0.0.1:7200", 1),
+            ("127.0.0.1:7201", 1),
+            ("127.0.0.1:7202", 1),
+        ] {
+            table.merge(up(addr, inc));
+        }
+        driver.step(me, &table, t0);
+        driver.table_changed(&table);
+        assert_eq!(driver.connections(), vec![hub]);
+        assert_eq!(driver.routes().next_hop(spoke), Some(hub));
+    }
 }
