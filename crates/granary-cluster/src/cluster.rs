@@ -14,9 +14,10 @@ use crate::config::ClusterConfig;
 use crate::error::ClusterError;
 use crate::event::{ClusterEvent, EventHub};
 use crate::membership::{Member, MemberStatus, Reachability};
-use crate::message::Envelope;
+use crate::message::{ClusterMessage, Envelope};
 use crate::node::{NodeCore, Notice};
 use crate::node_id::NodeId;
+use crate::overlay::{OverlayDriver, Routes, TICK as OVERLAY_TICK};
 use crate::provider::{MembershipProvider, SeedsProvider};
 use crate::ring::HashRing;
 use crate::transport::remote::RemoteClusterTransport;
@@ -47,6 +48,10 @@ struct Shared {
     running: watch::Receiver<bool>,
     /// The granary-remote node the cluster rides on, for [`Cluster::forward`].
     pub(crate) remote: Option<RemoteNode>,
+    /// The overlay's connections as of its last step (`None`: the full mesh).
+    overlay_links: Mutex<Option<Vec<SocketAddr>>>,
+    /// The overlay's next hops (`None`: the full mesh), for [`Cluster::forward`].
+    routes: Option<Arc<Routes>>,
 }
 
 /// A running cluster node. Clones share the node; dropping every clone stops it the way
@@ -149,6 +154,13 @@ impl Cluster {
         let (commands, command_rx) = mpsc::unbounded_channel();
         let (running_tx, running) = watch::channel(true);
         let (ready_tx, ready_rx) = oneshot::channel();
+        let seed = config
+            .rng_seed
+            .unwrap_or_else(|| xxhash_rust::xxh3::xxh3_64(addr.to_string().as_bytes()));
+        let mut overlay = OverlayDriver::new(&config.overlay, me, seed, now(), remote.clone());
+        if let Some(overlay) = &mut overlay {
+            overlay.join(&contacts, now());
+        }
         let shared = Arc::new(Shared {
             hub: hub.clone(),
             handoff: Mutex::new(None),
@@ -156,12 +168,15 @@ impl Cluster {
             task: Mutex::new(None),
             running,
             remote,
+            overlay_links: Mutex::new(overlay.as_ref().map(|o| o.connections())),
+            routes: overlay.as_ref().map(|o| o.routes()),
         });
         let mut core = NodeCore::new(config, me, hub, now());
         core.start_join(now(), contacts);
         let registration_provider = provider.clone();
         let runner = Runner {
             core,
+            overlay,
             transport,
             commands: command_rx,
             ready: Some(ready_tx),
@@ -182,6 +197,21 @@ impl Cluster {
             registration_provider.register(&own).await?;
         }
         Ok(cluster)
+    }
+
+    /// The members this node's overlay keeps connections to (its active view on
+    /// peer-to-peer, the servers of a client, ...); `None` on the full mesh, where any
+    /// member may be dialled.
+    pub fn overlay_connections(&self) -> Option<Vec<SocketAddr>> {
+        self.shared.overlay_links.lock().clone()
+    }
+
+    /// The member a message for `node` goes through, when the overlay routes it
+    /// (`None`: straight to `node`, always so on the full mesh).
+    pub(crate) fn overlay_next_hop(&self, node: SocketAddr) -> Option<SocketAddr> {
+        use granary_remote::Router;
+        let routes = self.shared.routes.as_ref()?;
+        routes.next_hop(node).filter(|hop| *hop != node)
     }
 
     /// This node's current id (the incarnation changes after a rejoin).
@@ -321,6 +351,8 @@ impl Cluster {
 
 struct Runner<T> {
     core: NodeCore,
+    /// The configured overlay (`None`: the full mesh).
+    overlay: Option<OverlayDriver>,
     transport: T,
     commands: mpsc::UnboundedReceiver<Command>,
     ready: Option<oneshot::Sender<Result<(), ClusterError>>>,
@@ -336,6 +368,8 @@ impl<T: ClusterTransport> Runner<T> {
         gossip.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut heartbeat = tokio::time::interval(cfg.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut overlay_tick = tokio::time::interval(OVERLAY_TICK);
+        overlay_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut joins: Vec<PendingJoin> = Vec::new();
         let mut leave_reply: Option<oneshot::Sender<Result<(), ClusterError>>> = None;
         let mut handoff: Option<JoinHandle<()>> = None;
@@ -366,9 +400,20 @@ impl<T: ClusterTransport> Runner<T> {
                     }
                 },
                 envelope = self.transport.recv() => match envelope {
+                    Some(Envelope { from, message: ClusterMessage::Overlay { frame } }) => {
+                        if let Some(overlay) = &mut self.overlay {
+                            overlay.on_frame(from, &frame, now());
+                        }
+                    }
                     Some(envelope) => self.core.on_message(now(), envelope),
                     None => break,
                 },
+                _ = overlay_tick.tick(), if self.overlay.is_some() => {
+                    if let Some(overlay) = &mut self.overlay {
+                        overlay.tick(now());
+                        overlay.maintain(self.core.table(), now());
+                    }
+                }
                 _ = gossip.tick() => self.core.on_gossip_tick(now()),
                 _ = heartbeat.tick() => self.core.on_heartbeat_tick(now()),
                 _ = async { handoff.as_mut().expect("guarded").await }, if handoff.is_some() => {
@@ -386,6 +431,9 @@ impl<T: ClusterTransport> Runner<T> {
                     true
                 }
             });
+        }
+        if let Some(overlay) = &self.overlay {
+            overlay.close();
         }
         // Whatever is still waiting learns that the node stopped.
         if let Some(ready) = self.ready.take() {
@@ -419,6 +467,26 @@ impl<T: ClusterTransport> Runner<T> {
         registration: &mut Option<JoinHandle<()>>,
     ) {
         let from = self.core.me();
+        if let Some(overlay) = &mut self.overlay {
+            let step = overlay.step(from, self.core.table(), now());
+            if !step.rows.is_empty() {
+                self.core.on_overlay_rows(now(), step.rows);
+            }
+            overlay.table_changed(self.core.table());
+            let links = overlay.connections();
+            if let Some(shared) = self.shared.upgrade() {
+                let mut known = shared.overlay_links.lock();
+                if known.as_ref() != Some(&links) {
+                    *known = Some(links.clone());
+                }
+            }
+            self.core.set_links(Some(links));
+            for (to, message) in step.sends {
+                if let Err(error) = self.transport.send(to, Envelope { from, message }) {
+                    tracing::trace!(%error, %to, "overlay message not sent");
+                }
+            }
+        }
         for (to, message) in self.core.take_outgoing() {
             if let Err(error) = self.transport.send(to, Envelope { from, message }) {
                 tracing::trace!(%error, %to, "cluster message not sent");

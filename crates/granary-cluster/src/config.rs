@@ -1,9 +1,133 @@
 //! Settings of a cluster node.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use granary_overlay::{
+    erase, ClientServer, DynOverlay, HyParViewConfig, PeerToPeer, PlumtreeConfig, Role,
+    StaticOverlay,
+};
+
 use crate::phi::PhiConfig;
+
+/// Which overlay a node runs (seed 002 §3, `docs/overlays.md`): which members it keeps
+/// connections to, and how a message reaches a member it is not connected to.
+///
+/// With any overlay but the full mesh, the node gossips membership only to the
+/// overlay's connections, its failure detector probes those connections instead of ring
+/// successors, and (on a cluster started on a granary-remote node) the transport sends
+/// every actor message for a member outside the connections through the overlay's next
+/// hop, which relays it, so virtual actors, the CRDT replicator and devices run
+/// unchanged. Every member of a cluster must run the same overlay.
+///
+/// ```
+/// use granary_cluster::{ClusterConfig, OverlayConfig};
+/// let config = ClusterConfig {
+///     overlay: OverlayConfig::peer_to_peer(64),
+///     ..ClusterConfig::default()
+/// };
+/// assert!(!config.overlay.is_full_mesh());
+/// assert!(ClusterConfig::default().overlay.is_full_mesh());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub enum OverlayConfig {
+    /// Every member may dial every other; nothing is routed (granary's behaviour
+    /// before overlays, and the default).
+    #[default]
+    FullMesh,
+    /// Connections only to `peers`; any other member through the first of them (a
+    /// star's hub). No membership protocol of the overlay's own.
+    Static {
+        /// The members this node connects to.
+        peers: Vec<SocketAddr>,
+    },
+    /// Clients connect only to servers, servers to each other and to their clients; a
+    /// client reaches another client through a server. A node's join contacts (seeds,
+    /// provider) must include a server.
+    ClientServer {
+        /// This node's role.
+        role: Role,
+    },
+    /// HyParView membership (partial views) with Plumtree broadcast; a member outside
+    /// the active view is reached along the broadcast trees.
+    PeerToPeer {
+        /// HyParView's parameters (the active view bounds the connections).
+        membership: HyParViewConfig,
+        /// Plumtree's parameters.
+        broadcast: PlumtreeConfig,
+    },
+    /// An overlay of the application's own.
+    Custom(CustomOverlay),
+}
+
+impl OverlayConfig {
+    /// Peer-to-peer with views sized for about `expected_members`
+    /// ([`HyParViewConfig::for_cluster_size`]) and Plumtree's default timers.
+    pub fn peer_to_peer(expected_members: usize) -> Self {
+        Self::PeerToPeer {
+            membership: HyParViewConfig::for_cluster_size(expected_members),
+            broadcast: PlumtreeConfig::default(),
+        }
+    }
+
+    /// True for [`OverlayConfig::FullMesh`]: nothing of the overlay machinery runs.
+    pub fn is_full_mesh(&self) -> bool {
+        matches!(self, Self::FullMesh)
+    }
+
+    /// A fresh overlay state machine for the node at `me` (`None` for the full mesh);
+    /// `seed` seeds its random choices.
+    pub(crate) fn build(&self, me: SocketAddr, seed: u64) -> Option<Box<dyn DynOverlay>> {
+        match self {
+            Self::FullMesh => None,
+            Self::Static { peers } => Some(erase(StaticOverlay::new(me, peers.clone()))),
+            Self::ClientServer { role } => Some(erase(ClientServer::new(me, *role))),
+            Self::PeerToPeer {
+                membership,
+                broadcast,
+            } => Some(erase(PeerToPeer::new(
+                me,
+                membership.clone(),
+                broadcast.clone(),
+                seed,
+            ))),
+            Self::Custom(custom) => Some((custom.make)(me)),
+        }
+    }
+}
+
+/// A user-supplied overlay: a function that builds the state machine for the node at
+/// an address (called at start and again for each new incarnation of the node).
+///
+/// ```
+/// use granary_cluster::{CustomOverlay, OverlayConfig};
+/// use granary_overlay::{erase, StaticOverlay};
+/// let hub = "127.0.0.1:7000".parse().unwrap();
+/// let star = CustomOverlay::new(move |me| erase(StaticOverlay::new(me, vec![hub])));
+/// let overlay = OverlayConfig::Custom(star);
+/// assert!(!overlay.is_full_mesh());
+/// ```
+#[derive(Clone)]
+pub struct CustomOverlay {
+    make: Arc<dyn Fn(SocketAddr) -> Box<dyn DynOverlay> + Send + Sync>,
+}
+
+impl CustomOverlay {
+    /// An overlay built by `make` (wrap an `Overlay` with [`granary_overlay::erase`]).
+    pub fn new(make: impl Fn(SocketAddr) -> Box<dyn DynOverlay> + Send + Sync + 'static) -> Self {
+        Self {
+            make: Arc::new(make),
+        }
+    }
+}
+
+impl std::fmt::Debug for CustomOverlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomOverlay")
+    }
+}
 
 /// What a node does when no seed answers within [`JoinConfig::timeout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,6 +241,9 @@ pub struct ClusterConfig {
     pub tombstone_ttl: Duration,
     /// Seed of the random choice of gossip peers; `None` derives it from the address.
     pub rng_seed: Option<u64>,
+    /// The overlay: which members this node keeps connections to. Default the full
+    /// mesh.
+    pub overlay: OverlayConfig,
 }
 
 impl ClusterConfig {
@@ -190,6 +317,7 @@ impl Default for ClusterConfig {
             provider_refresh_interval: Duration::from_secs(5),
             tombstone_ttl: Duration::from_secs(60),
             rng_seed: None,
+            overlay: OverlayConfig::FullMesh,
         }
     }
 }

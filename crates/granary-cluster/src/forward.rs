@@ -8,7 +8,10 @@
 //! monitors and currently suspects) plus the transport's (a peer it gave up dialling).
 //! With [`ForwardOptions::transitive`] a message that cannot go directly is relayed by one
 //! Up member that this node can reach and that does not suspect the target, preferring
-//! the target's monitors (whose "not suspected" is first-hand). Delivery is at most once,
+//! the target's monitors (whose "not suspected" is first-hand). With an overlay other than
+//! the full mesh, a target outside the overlay's connections is reached along the
+//! overlay's route instead (the transport relays it hop by hop, `docs/overlays.md`), which
+//! also needs `transitive`. Delivery is at most once,
 //! like every tell. Forwarding to the local node works the same way (the transport
 //! connects to itself).
 
@@ -162,6 +165,25 @@ impl Cluster {
                 .find(|m| m.id.addr == me)
                 .is_some_and(|own| own.suspects.iter().any(|s| s.addr == addr))
         };
+        if let Some(hop) = self.overlay_next_hop(node) {
+            // The overlay keeps no connection to `node`: its route is the relay, and
+            // the transport takes it by itself (`docs/overlays.md`).
+            if !options.transitive {
+                return Err(ForwardError::Unreachable(node));
+            }
+            let header = FrameHeader {
+                kind: FrameKind::Tell,
+                channel: 0,
+                type_tag,
+                correlation: 0,
+                sender: "",
+                recipient: actor,
+                trace: None,
+            };
+            let options_here = send_options(options.channel.as_deref(), options.partition_key);
+            remote.transport().send(node, header, body, options_here)?;
+            return Ok(ForwardRoute::Via(hop));
+        }
         if !suspected_here(node) {
             let header = FrameHeader {
                 kind: FrameKind::Tell,

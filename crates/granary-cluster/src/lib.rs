@@ -12,6 +12,11 @@
 //!   [`Reachability`] table from which nodes that are only *indirectly connected* (a cut
 //!   link between members that still reach the rest) are told apart from clean
 //!   partitions and the fewest of them are downed ([`phi`], docs/cluster.md);
+//! - an **overlay** chosen in [`ClusterConfig::overlay`] ([`OverlayConfig`]: full mesh by
+//!   default, static, client-server, peer-to-peer or the application's own, from
+//!   granary-overlay): gossip and failure detection follow its connections, and on a
+//!   cluster riding a granary-remote node the transport routes every actor message for
+//!   a member outside them along the overlay (docs/overlays.md);
 //! - a **consistent hash ring** with per-node vnodes ([`HashRing`]);
 //! - **cluster events** for subscribers: a snapshot first, then every change in order
 //!   ([`ClusterEvent`]);
@@ -37,7 +42,7 @@
 //! The protocol core is a synchronous state machine driven
 //! by one tokio task per node, with no global state, so many nodes share one process.
 //!
-//! Dependencies and why: `imbl` gives the ring O(1) clones (events carry it), `xxhash-rust`
+//! Dependencies and why: `granary-overlay` the overlays' state machines, `imbl` gives the ring O(1) clones (events carry it), `xxhash-rust`
 //! a hash that is identical on every platform, `postcard` the in-memory transport's
 //! byte-accurate encoding, `hickory-resolver` and `tokio-postgres` the DNS and PostgreSQL
 //! providers (features `dns` and `postgres`, on by default), `granary-core` the remote
@@ -56,6 +61,7 @@ pub mod membership;
 pub mod message;
 mod node;
 pub mod node_id;
+mod overlay;
 pub mod phi;
 pub mod provider;
 pub mod ring;
@@ -64,10 +70,14 @@ pub mod sim;
 pub mod transport;
 
 pub use cluster::{Cluster, HandoffHook};
-pub use config::{ClusterConfig, DowningConfig, JoinConfig, NoSeedPolicy};
+pub use config::{
+    ClusterConfig, CustomOverlay, DowningConfig, JoinConfig, NoSeedPolicy, OverlayConfig,
+};
 pub use error::{ClusterError, ProviderError, TransportError};
 pub use event::{ClusterEvent, ClusterSnapshot, MemberEvent};
 pub use forward::{ForwardError, ForwardOptions, ForwardRoute};
+/// The overlay types [`OverlayConfig`] names (from granary-overlay).
+pub use granary_overlay::{DynOverlay, HyParViewConfig, PlumtreeConfig, Role};
 pub use membership::{Member, MemberStatus, MembershipTable, Reachability};
 pub use message::{ClusterMessage, Envelope};
 pub use node_id::NodeId;

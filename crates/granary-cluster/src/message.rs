@@ -60,4 +60,11 @@ pub enum ClusterMessage {
         /// The probe's sequence number.
         seq: u64,
     },
+    /// One message of the node's overlay (`ClusterConfig::overlay`), encoded by it
+    /// (`granary_overlay::DynOverlay`). Only sent when an overlay other than the full
+    /// mesh is configured, so full-mesh clusters never carry it (`docs/wire.md`).
+    Overlay {
+        /// The overlay's encoded message.
+        frame: Vec<u8>,
+    },
 }

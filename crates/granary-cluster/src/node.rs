@@ -92,6 +92,9 @@ pub(crate) struct NodeCore {
     forgotten: HashMap<SocketAddr, (u64, Instant)>,
     neighbour_cursor: usize,
     synced_this_round: bool,
+    /// The overlay's connections (`None`: the full mesh): gossip goes only to them and
+    /// the failure detector probes them instead of ring successors.
+    links: Option<Vec<SocketAddr>>,
     rng: SmallRng,
     hub: Arc<Mutex<EventHub>>,
     out: Vec<(SocketAddr, ClusterMessage)>,
@@ -129,6 +132,7 @@ impl NodeCore {
             forgotten: HashMap::new(),
             neighbour_cursor: 0,
             synced_this_round: false,
+            links: None,
             rng: SmallRng::seed_from_u64(seed),
             hub,
             out: Vec::new(),
@@ -161,7 +165,28 @@ impl NodeCore {
         std::mem::take(&mut self.notices)
     }
 
-    fn own_row(&self) -> Option<&Member> {
+    /// Sets the overlay's connections (see `links`); `None` for the full mesh.
+    pub(crate) fn set_links(&mut self, links: Option<Vec<SocketAddr>>) {
+        self.links = links;
+    }
+
+    /// This node's table.
+    pub(crate) fn table(&self) -> &MembershipTable {
+        &self.table
+    }
+
+    /// Rows another member broadcast through the overlay: merged as gossip deltas.
+    pub(crate) fn on_overlay_rows(&mut self, now: Instant, rows: Vec<Member>) {
+        if !matches!(self.mode, Mode::Active) {
+            return;
+        }
+        for row in rows {
+            self.apply(row);
+        }
+        self.check_self(now);
+    }
+
+    pub(crate) fn own_row(&self) -> Option<&Member> {
         self.table.get(&self.me.addr).filter(|m| m.id == self.me)
     }
 
@@ -292,6 +317,8 @@ impl NodeCore {
                         self.send(from.addr, ClusterMessage::HeartbeatAck { seq })
                     }
                     ClusterMessage::HeartbeatAck { .. } => self.on_heartbeat_ack(now, from),
+                    // The runtime hands overlay frames to the overlay, never here.
+                    ClusterMessage::Overlay { .. } => {}
                 }
             }
             // Joining nodes wait for an accept; stopped ones ignore everything.

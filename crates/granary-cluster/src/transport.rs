@@ -112,16 +112,23 @@ impl TrafficCounter {
     /// Queues one cluster frame for `to` on `transport`'s control channel and counts
     /// it as sent or dropped. A full queue or an unreachable peer is ordinary loss
     /// for the protocol (the failure detector decides who is gone), so it is only
-    /// traced and reported as [`TransportError::Unreachable`].
+    /// traced and reported as [`TransportError::Unreachable`]. `direct` sends it
+    /// straight to `to` even when the transport routes (an overlay's own messages).
     pub(crate) fn send_control(
         &self,
         transport: &granary_remote::Transport,
         to: SocketAddr,
         header: granary_remote::wire::FrameHeader<'_>,
         body: bytes::Bytes,
+        direct: bool,
     ) -> Result<(), TransportError> {
         let len = header.frame_len(body.len());
-        match transport.send(to, header, body, granary_remote::SendOptions::control()) {
+        let options = if direct {
+            granary_remote::SendOptions::control().direct()
+        } else {
+            granary_remote::SendOptions::control()
+        };
+        match transport.send(to, header, body, options) {
             Ok(()) => {
                 self.record_sent(len);
                 Ok(())

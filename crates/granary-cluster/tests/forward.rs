@@ -174,3 +174,82 @@ async fn forward_without_a_remote_node_is_a_typed_error() {
         Err(ForwardError::NoRemoteNode)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_between_clients_of_a_client_server_overlay_goes_through_the_server() {
+    use granary_cluster::{OverlayConfig, Role};
+    let transport = TransportConfig::new("forward-overlay-test", b"s".to_vec());
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(
+            RemoteNode::start(ActorSystem::new(), transport.clone())
+                .await
+                .expect("remote node"),
+        );
+    }
+    let (server, a_addr, c_addr) = (
+        nodes[0].local_addr(),
+        nodes[1].local_addr(),
+        nodes[2].local_addr(),
+    );
+    let (tx, mut notes) = mpsc::unbounded_channel();
+    let collector = nodes[2].system().spawn(Collector(tx));
+    nodes[2]
+        .expose("notes", &collector)
+        .and_then(|e| e.accept::<Note>())
+        .expect("expose");
+    let mut clusters = Vec::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let role = if i == 0 { Role::Server } else { Role::Client };
+        let config = ClusterConfig {
+            overlay: OverlayConfig::ClientServer { role },
+            ..cluster_config()
+        };
+        let seeds = if i == 0 { vec![] } else { vec![server] };
+        clusters.push(
+            Cluster::start_on_remote(config, node, seeds)
+                .await
+                .expect("start"),
+        );
+    }
+    for c in &clusters {
+        assert!(wait_until(c, Duration::from_secs(20), |c| c.up_members().len() == 3).await);
+    }
+    let a = &clusters[1];
+    assert!(
+        poll_until(Duration::from_secs(10), || a.overlay_connections()
+            == Some(vec![server]))
+        .await,
+        "the client never connected to its server: {:?}",
+        a.overlay_connections()
+    );
+
+    let plain = a.forward(
+        c_addr,
+        "notes",
+        Note("lost".into()),
+        &ForwardOptions::default(),
+    );
+    assert_eq!(
+        plain,
+        Err(ForwardError::Unreachable(c_addr)),
+        "the overlay routes C"
+    );
+    let options = ForwardOptions::default().transitive();
+    let relayed = a.forward(c_addr, "notes", Note("relayed".into()), &options);
+    assert_eq!(relayed, Ok(ForwardRoute::Via(server)));
+    assert_eq!(next_note(&mut notes).await, Note("relayed".into()));
+    let direct = clusters[0].forward(c_addr, "notes", Note("direct".into()), &options);
+    assert_eq!(
+        direct,
+        Ok(ForwardRoute::Direct),
+        "the server is connected to its clients"
+    );
+    assert_eq!(next_note(&mut notes).await, Note("direct".into()));
+    assert!(
+        !nodes[1].transport().peers().contains(&c_addr),
+        "client A dialled client C: {:?}",
+        nodes[1].transport().peers()
+    );
+    assert_eq!(a_addr, a.local_id().addr);
+}

@@ -265,6 +265,16 @@ impl Overlay for ClientServer {
         self.servers.iter().chain(&self.clients).copied().collect()
     }
 
+    /// A connected member directly; anyone else through the first server (as
+    /// [`Overlay::forward`]).
+    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+        if self.servers.contains(&to) || self.clients.contains(&to) {
+            Some(to)
+        } else {
+            self.servers.first().copied()
+        }
+    }
+
     fn poll_output(&mut self) -> Option<Output<ClientServerMessage>> {
         self.out.pop_front()
     }
@@ -356,6 +366,17 @@ impl Overlay for StaticOverlay {
 
     fn members(&self) -> Vec<PeerId> {
         self.peers.clone()
+    }
+
+    /// A configured peer directly; anyone else through the first configured peer (a
+    /// star's hub, say): the static overlay knows no other route, so a topology in
+    /// which the first peer does not lead to every member leaves some unreachable.
+    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+        if self.peers.contains(&to) {
+            Some(to)
+        } else {
+            self.peers.first().copied()
+        }
     }
 
     fn poll_output(&mut self) -> Option<Output<StaticMessage>> {

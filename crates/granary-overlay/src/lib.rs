@@ -10,14 +10,16 @@
 //!   to non-neighbours along the broadcast trees.
 //! - [`ClientServer`] (clients connect to every server, servers to each other; full
 //!   mesh when every node is a server) and [`StaticOverlay`] (configured peers only).
+//! - [`DynOverlay`] and [`erase`]: any overlay behind one object-safe trait with its
+//!   messages as bytes, for hosts that pick the overlay at run time.
 //! - [`simulation`]: a deterministic one-process network on a virtual clock that runs
 //!   any overlay at a thousand nodes and counts its bytes.
 //! - [`driver`]: the real-socket driver, one node per TCP listener, framing, heartbeats,
 //!   byte and connection counters.
 //!
 //! This crate sits beside granary-remote and below granary-cluster, and knows neither:
-//! phase 2 of issue 16 wires an [`Overlay`] into granary-cluster's membership (see
-//! `docs/overlays.md`). Its dependencies are the workspace's own: tokio for the
+//! granary-cluster runs a [`DynOverlay`] chosen in its `ClusterConfig` and routes the
+//! node's traffic by [`Overlay::next_hop`] (see `docs/overlays.md`). Its dependencies are the workspace's own: tokio for the
 //! driver, postcard and serde for frames (the wire format of granary's other crates),
 //! `rand`'s `SmallRng` for seeded, reproducible choices (HyParView's walks and
 //! samples), bytes for payloads shared without copies, tracing and thiserror.
@@ -25,6 +27,7 @@
 
 pub mod client_server;
 pub mod driver;
+pub mod erased;
 pub mod error;
 pub mod frame;
 pub mod hyparview;
@@ -35,6 +38,7 @@ pub mod simulation;
 
 pub use client_server::{ClientServer, ClientServerMessage, Role, StaticMessage, StaticOverlay};
 pub use driver::{DriverConfig, NodeStats, OverlayNode, StatsSnapshot};
+pub use erased::{erase, DynOverlay};
 pub use error::{DriverError, FrameError};
 pub use hyparview::{HyParView, HyParViewConfig, HyParViewMessage, HyParViewOutput};
 pub use overlay::{Delivery, Output, Overlay, PeerId};

@@ -95,8 +95,9 @@ use serde::Serialize;
 
 /// A member of the overlay: the address its driver listens on.
 ///
-/// granary-cluster's `NodeId` is this address plus an incarnation; phase 2 maps one to
-/// the other (a new incarnation is a new peer to the overlay).
+/// granary-cluster's `NodeId` is this address plus an incarnation; the cluster maps one
+/// to the other, and a new incarnation is a new peer to the overlay (the old life is
+/// reported lost first).
 pub type PeerId = SocketAddr;
 
 /// A payload handed to the application: a broadcast, or a message forwarded to this
@@ -171,6 +172,17 @@ pub trait Overlay: Send + 'static {
 
     /// The members this node keeps connections to now.
     fn connections(&self) -> Vec<PeerId>;
+
+    /// The member a message for `to` goes to next: `to` itself when this node keeps a
+    /// connection to it, the overlay's next hop otherwise (a server on client-server,
+    /// the neighbour up `to`'s broadcast tree on peer-to-peer), `None` when the overlay
+    /// knows no route. What [`Overlay::forward`] does with its own messages, as a
+    /// question, so a host's transport can route traffic that is not the overlay's
+    /// (granary-cluster routes every actor message this way). The default: `to` when
+    /// it is one of [`Overlay::connections`], else `None`.
+    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+        self.connections().contains(&to).then_some(to)
+    }
 
     /// The members this node knows of (on peer-to-peer: its active and passive views,
     /// a partial view by design).

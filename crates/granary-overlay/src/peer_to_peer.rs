@@ -168,8 +168,9 @@ impl PeerToPeer {
         }
     }
 
-    /// The next hop towards `to`: itself if connected, else up `to`'s tree.
-    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+    /// The next hop of a `Routed` message towards `to`: itself if connected, else up
+    /// `to`'s tree.
+    fn tree_hop(&self, to: PeerId) -> Option<PeerId> {
         if self.membership.active_view().contains(&to) {
             Some(to)
         } else {
@@ -178,7 +179,7 @@ impl PeerToPeer {
     }
 
     fn route(&mut self, origin: PeerId, to: PeerId, hops: u8, payload: Bytes, now: Duration) {
-        match self.next_hop(to) {
+        match self.tree_hop(to) {
             Some(next) if hops < MAX_HOPS => self.out.push_back(Output::Send {
                 to: next,
                 message: PeerToPeerMessage::Routed {
@@ -261,6 +262,22 @@ impl Overlay for PeerToPeer {
 
     fn connections(&self) -> Vec<PeerId> {
         self.membership.active_view().to_vec()
+    }
+
+    /// Itself if it is in the active view, else the neighbour up `to`'s tree (the one
+    /// that first delivered `to`'s broadcasts) while it is still a neighbour, else the
+    /// first active neighbour: a default route, as a node that joined after `to`'s last
+    /// broadcast knows no tree towards it yet while its older neighbours do (a host
+    /// bounds such walks by a hop count; granary-remote's relay does, at 16).
+    fn next_hop(&self, to: PeerId) -> Option<PeerId> {
+        let active = self.membership.active_view();
+        if active.contains(&to) {
+            return Some(to);
+        }
+        match self.broadcast.upstream(to) {
+            Some(up) if active.contains(&up) => Some(up),
+            _ => active.first().copied(),
+        }
     }
 
     fn members(&self) -> Vec<PeerId> {

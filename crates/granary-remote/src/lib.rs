@@ -68,8 +68,8 @@ pub use remote::{
 };
 pub use tls::TlsConfig;
 pub use transport::{
-    ChannelConfig, InboundHandler, PeerEvent, QueueDepth, SendOptions, Stall, Transport,
-    TransportConfig, TransportStats,
+    ChannelConfig, InboundHandler, PeerEvent, QueueDepth, Router, SendOptions, Stall, Transport,
+    TransportConfig, TransportStats, MAX_HOPS,
 };
 
 /// Register a message type under a stable wire name, collected at link time.

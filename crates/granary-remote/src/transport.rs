@@ -41,6 +41,7 @@ mod log_limit;
 mod meter;
 mod peer;
 mod queue;
+mod route;
 mod stream;
 
 use std::collections::HashMap;
@@ -55,13 +56,15 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 pub use config::{ChannelConfig, TransportConfig};
+pub(crate) use route::{parse_via, via_name};
+pub use route::{Router, MAX_HOPS};
 
 use crate::error::{FrameError, SendError, TransportError};
 use crate::faults::Verdict;
 use crate::node_id::NodeId;
 use crate::registry::Encoding;
 use crate::tls::Tls;
-use crate::wire::{channel_id, Frame, FrameHeader};
+use crate::wire::{channel_id, Frame, FrameHeader, FrameKind};
 use lane::Lane;
 use peer::{Peer, Route};
 use queue::PushError;
@@ -162,6 +165,7 @@ pub struct SendOptions {
     channel: u32,
     partition_key: Option<u64>,
     sender: Option<u64>,
+    direct: bool,
 }
 
 impl Default for SendOptions {
@@ -177,6 +181,7 @@ impl SendOptions {
             channel: crate::wire::DATA_CHANNEL,
             partition_key: None,
             sender: None,
+            direct: false,
         }
     }
 
@@ -186,6 +191,7 @@ impl SendOptions {
             channel: crate::wire::CONTROL_CHANNEL,
             partition_key: None,
             sender: None,
+            direct: false,
         }
     }
 
@@ -195,7 +201,16 @@ impl SendOptions {
             channel: channel_id(name),
             partition_key: None,
             sender: None,
+            direct: false,
         }
+    }
+
+    /// Send straight to the addressee even when a [`Router`] would route it through
+    /// another node: for an overlay's own messages, which open short-lived
+    /// connections to members outside its connections (`docs/overlays.md`).
+    pub const fn direct(mut self) -> Self {
+        self.direct = true;
+        self
     }
 
     /// Pick the connection by `key % P` instead of by affinity (`{partition_key, N}`).
@@ -295,6 +310,10 @@ pub(crate) struct Inner {
     /// Bytes held in partial and chunked frames across all connections
     /// (`TransportConfig::max_reassembly_bytes`).
     pub(crate) reassembly: Arc<budget::ReassemblyBudget>,
+    /// Set while a [`Router`] is installed: without one (full mesh), a send reads this
+    /// flag and nothing else of routing.
+    routed: AtomicBool,
+    router: RwLock<Option<Arc<dyn Router>>>,
 }
 
 impl Inner {
@@ -669,6 +688,8 @@ impl Transport {
             unauthenticated: Arc::new(tokio::sync::Semaphore::new(max_unauthenticated)),
             refusal_log: log_limit::LogLimit::new(10, std::time::Duration::from_secs(10)),
             reassembly: budget::ReassemblyBudget::new(max_reassembly_bytes),
+            routed: AtomicBool::new(false),
+            router: RwLock::new(None),
         });
         Self { inner }
     }
@@ -761,7 +782,75 @@ impl Transport {
     /// [`SendError::FrameTooLarge`] (checked before anything else), a peer declared
     /// unreachable is [`SendError::Unreachable`]. The header's `channel` is set from
     /// `opts`. Delivery is at most once.
+    ///
+    /// With a [`Router`] installed ([`Transport::set_router`]), a Tell or Ask for a node
+    /// the router routes goes to the router's next hop instead, which relays it
+    /// (`docs/overlays.md`).
     pub fn send(
+        &self,
+        to: SocketAddr,
+        header: FrameHeader<'_>,
+        body: Bytes,
+        opts: SendOptions,
+    ) -> Result<(), SendError> {
+        self.send_relayed(to, header, body, opts, 0)
+    }
+
+    /// [`Transport::send`] of a frame that has passed `relayed` relays.
+    pub(crate) fn send_relayed(
+        &self,
+        to: SocketAddr,
+        header: FrameHeader<'_>,
+        body: Bytes,
+        opts: SendOptions,
+        relayed: u8,
+    ) -> Result<(), SendError> {
+        if self.inner.routed.load(Ordering::Relaxed)
+            && !opts.direct
+            && matches!(header.kind, FrameKind::Tell | FrameKind::Ask)
+        {
+            if let Some(hop) = self.next_hop(to) {
+                if relayed >= MAX_HOPS {
+                    tracing::debug!(%to, relayed, "routed frame passed too many relays; dropped");
+                    return Err(SendError::Unreachable { peer: to });
+                }
+                let name = via_name(to, header.recipient, relayed);
+                let header = FrameHeader {
+                    recipient: &name,
+                    ..header
+                };
+                return self.send_direct(hop, header, body, opts);
+            }
+        }
+        self.send_direct(to, header, body, opts)
+    }
+
+    /// The relay a frame for `to` goes through, `None` for straight to `to`.
+    fn next_hop(&self, to: SocketAddr) -> Option<SocketAddr> {
+        let me = self.inner.node.addr();
+        if to == me {
+            return None;
+        }
+        let router = self.inner.router.read().clone()?;
+        router.next_hop(to).filter(|hop| *hop != to && *hop != me)
+    }
+
+    /// Installs (`Some`) or removes (`None`) the router that sends Tells and Asks for
+    /// nodes without a connection through another node (see [`Router`]). A transport
+    /// starts without one: every node is dialled directly (full mesh).
+    pub fn set_router(&self, router: Option<Arc<dyn Router>>) {
+        let routed = router.is_some();
+        *self.inner.router.write() = router;
+        self.inner.routed.store(routed, Ordering::Relaxed);
+    }
+
+    /// The addresses this transport keeps a peer for (dialled, or a dial-out node
+    /// that connected here), whether or not its connection is up right now.
+    pub fn peers(&self) -> Vec<SocketAddr> {
+        self.inner.peers.read().keys().copied().collect()
+    }
+
+    fn send_direct(
         &self,
         to: SocketAddr,
         header: FrameHeader<'_>,

@@ -527,6 +527,139 @@ impl TransportSettings {
     }
 }
 
+/// Which overlay a node runs (`docs/overlays.md`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverlayKind {
+    /// Every member may dial every other (the default).
+    #[default]
+    FullMesh,
+    /// Connections only to `overlay.peers`.
+    Static,
+    /// Clients connect only to servers (`overlay.role`).
+    ClientServer,
+    /// HyParView partial views with Plumtree broadcast.
+    PeerToPeer,
+}
+
+impl FromStr for OverlayKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "full-mesh" => Ok(Self::FullMesh),
+            "static" => Ok(Self::Static),
+            "client-server" => Ok(Self::ClientServer),
+            "peer-to-peer" => Ok(Self::PeerToPeer),
+            _ => Err("expected full-mesh, static, client-server or peer-to-peer".into()),
+        }
+    }
+}
+
+/// A node's role on the client-server overlay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OverlayRole {
+    /// Connects to the other servers and accepts clients (the default).
+    #[default]
+    Server,
+    /// Connects only to servers.
+    Client,
+}
+
+impl FromStr for OverlayRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "server" => Ok(Self::Server),
+            "client" => Ok(Self::Client),
+            _ => Err("expected server or client".into()),
+        }
+    }
+}
+
+/// The overlay: which members this node keeps connections to (`docs/overlays.md`).
+/// Every member of a cluster must run the same kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverlaySettings {
+    /// `full-mesh`, `static`, `client-server` or `peer-to-peer`. Default `full-mesh`.
+    pub kind: OverlayKind,
+    /// `static`: the `ip:port` of the members this node connects to (any other
+    /// member through the first). Default none.
+    pub peers: Vec<SocketAddr>,
+    /// `client-server`: `server` or `client`. Default `server`.
+    pub role: OverlayRole,
+    /// `peer-to-peer`: the cluster size the views are sized for (active view
+    /// ⌈log2 n⌉ + 1, at most 8; passive 6 × active). Default 64.
+    pub expected_members: usize,
+    /// `peer-to-peer`: the active view's size (the most connections a node keeps),
+    /// replacing the one sized from `expected_members`; 0 keeps that one. Default 0.
+    pub active_view: usize,
+}
+
+impl Default for OverlaySettings {
+    fn default() -> Self {
+        Self {
+            kind: OverlayKind::FullMesh,
+            peers: Vec::new(),
+            role: OverlayRole::Server,
+            expected_members: 64,
+            active_view: 0,
+        }
+    }
+}
+
+impl OverlaySettings {
+    fn apply_env(&mut self, env: &Env<'_>) -> Result<(), ConfigError> {
+        env.parse("GRANARY_OVERLAY", &mut self.kind)?;
+        if let Some(value) = env.get("GRANARY_OVERLAY_PEERS") {
+            self.peers = (value.split(',').map(str::trim).filter(|p| !p.is_empty()))
+                .map(|p| p.parse::<SocketAddr>().map_err(|e| format!("{p:?}: {e}")))
+                .collect::<Result<_, _>>()
+                .map_err(|reason| ConfigError::Env {
+                    var: "GRANARY_OVERLAY_PEERS",
+                    value,
+                    reason,
+                })?;
+        }
+        env.parse("GRANARY_OVERLAY_ROLE", &mut self.role)?;
+        env.parse(
+            "GRANARY_OVERLAY_EXPECTED_MEMBERS",
+            &mut self.expected_members,
+        )?;
+        env.parse("GRANARY_OVERLAY_ACTIVE_VIEW", &mut self.active_view)?;
+        Ok(())
+    }
+
+    /// The cluster's overlay these settings describe.
+    pub fn overlay_config(&self) -> granary_cluster::OverlayConfig {
+        use granary_cluster::{HyParViewConfig, OverlayConfig, PlumtreeConfig, Role};
+        match self.kind {
+            OverlayKind::FullMesh => OverlayConfig::FullMesh,
+            OverlayKind::Static => OverlayConfig::Static {
+                peers: self.peers.clone(),
+            },
+            OverlayKind::ClientServer => OverlayConfig::ClientServer {
+                role: match self.role {
+                    OverlayRole::Server => Role::Server,
+                    OverlayRole::Client => Role::Client,
+                },
+            },
+            OverlayKind::PeerToPeer => {
+                let mut membership = HyParViewConfig::for_cluster_size(self.expected_members);
+                if self.active_view > 0 {
+                    membership.active_capacity = self.active_view;
+                    membership.passive_capacity = 6 * self.active_view;
+                }
+                OverlayConfig::PeerToPeer {
+                    membership,
+                    broadcast: PlumtreeConfig::default(),
+                }
+            }
+        }
+    }
+}
+
 /// The default state store and how it is opened.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -624,6 +757,8 @@ pub struct NodeConfig {
     pub membership: MembershipSettings,
     /// Transport settings.
     pub transport: TransportSettings,
+    /// The overlay (default the full mesh).
+    pub overlay: OverlaySettings,
     /// The default state store.
     pub store: StoreSettings,
     /// Default timeout of a call, retries included. Default 10 000 ms.
@@ -649,6 +784,7 @@ impl Default for NodeConfig {
             tls: TlsSettings::default(),
             membership: MembershipSettings::default(),
             transport: TransportSettings::default(),
+            overlay: OverlaySettings::default(),
             store: StoreSettings::default(),
             ask_timeout_ms: 10_000,
             max_attempts: 60,
@@ -690,6 +826,11 @@ pub const NODE_ENV: &[&str] = &[
     "GRANARY_HEARTBEAT_INTERVAL_MS",
     "GRANARY_HEARTBEAT_TIMEOUT_MS",
     "GRANARY_HANDSHAKE_TIMEOUT_MS",
+    "GRANARY_OVERLAY",
+    "GRANARY_OVERLAY_PEERS",
+    "GRANARY_OVERLAY_ROLE",
+    "GRANARY_OVERLAY_EXPECTED_MEMBERS",
+    "GRANARY_OVERLAY_ACTIVE_VIEW",
     "GRANARY_STORE_URL",
     "GRANARY_DATA_DIR",
     "GRANARY_STORE_NAMESPACE",
@@ -749,6 +890,7 @@ impl NodeConfig {
         self.tls.apply_env(&env)?;
         self.membership.apply_env(&env)?;
         self.transport.apply_env(&env)?;
+        self.overlay.apply_env(&env)?;
         self.store.apply_env(&env)?;
         env.parse("GRANARY_ASK_TIMEOUT_MS", &mut self.ask_timeout_ms)?;
         env.parse("GRANARY_MAX_ATTEMPTS", &mut self.max_attempts)?;
@@ -809,6 +951,12 @@ impl NodeConfig {
             });
         }
         self.membership.validate()?;
+        if self.overlay.kind == OverlayKind::Static && self.overlay.peers.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "overlay.peers",
+                reason: "the static overlay needs the peers to connect to".into(),
+            });
+        }
         check_tls(&self.tls)?;
         Ok(())
     }
@@ -1355,6 +1503,60 @@ mod tests {
         assert_eq!(config.transport.channels.len(), 1);
         assert!(config.tls.enabled());
         assert_eq!(config.idle_timeouts_ms["shop.Cart"], 600_000);
+        assert_eq!(config.overlay.kind, OverlayKind::PeerToPeer);
+        let granary_cluster::OverlayConfig::PeerToPeer { membership, .. } =
+            config.overlay.overlay_config()
+        else {
+            panic!("the example's overlay is peer-to-peer");
+        };
+        assert_eq!(membership.active_capacity, 8, "sized for 200 members");
+    }
+
+    #[test]
+    fn the_overlay_is_read_from_the_environment_and_checked() {
+        let vars = [
+            ("GRANARY_OVERLAY", "static"),
+            ("GRANARY_OVERLAY_PEERS", "127.0.0.1:7100, 127.0.0.1:7101"),
+            ("GRANARY_OVERLAY_ROLE", "client"),
+            ("GRANARY_OVERLAY_EXPECTED_MEMBERS", "16"),
+            ("GRANARY_OVERLAY_ACTIVE_VIEW", "3"),
+        ];
+        let get = |name: &str| {
+            (vars.iter())
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let mut config = NodeConfig::default();
+        config.apply_env(get).unwrap();
+        assert_eq!(config.overlay.kind, OverlayKind::Static);
+        assert_eq!(config.overlay.peers.len(), 2);
+        assert_eq!(config.overlay.role, OverlayRole::Client);
+        assert_eq!(config.overlay.expected_members, 16);
+        assert_eq!(config.overlay.active_view, 3);
+        config.overlay.kind = OverlayKind::PeerToPeer;
+        let granary_cluster::OverlayConfig::PeerToPeer { membership, .. } =
+            config.overlay.overlay_config()
+        else {
+            panic!("peer-to-peer");
+        };
+        assert_eq!(membership.active_capacity, 3);
+        config.overlay.kind = OverlayKind::Static;
+        config.overlay.peers.clear();
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Invalid {
+                field: "overlay.peers",
+                ..
+            })
+        ));
+        let bad = |name: &str| (name == "GRANARY_OVERLAY").then(|| "ring".to_string());
+        assert!(matches!(
+            NodeConfig::default().apply_env(bad),
+            Err(ConfigError::Env {
+                var: "GRANARY_OVERLAY",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -68,8 +68,8 @@ pub use actor::{VirtualActor, VirtualHandler};
 pub use client::{Client, ClientBuilder};
 pub use config::{
     ChannelSetting, ClientConfig, ConfigError, DnsRecord, MembershipSettings, NodeConfig,
-    ProviderKind, Secret, StoreSettings, TlsSettings, TransportSettings, CLIENT_ENV,
-    DEFAULT_SECRET, NODE_ENV,
+    OverlayKind, OverlayRole, OverlaySettings, ProviderKind, Secret, StoreSettings, TlsSettings,
+    TransportSettings, CLIENT_ENV, DEFAULT_SECRET, NODE_ENV,
 };
 pub use context::{DeactivationReason, VirtualContext};
 pub use contract::{ContractRef, FulfilledBy, VirtualContract};

@@ -200,10 +200,19 @@ impl NodeBuilder {
         self
     }
 
-    /// Membership settings (vnodes, gossip and failure-detector timing). The roles
-    /// are replaced by the hosted kinds.
+    /// Membership settings (vnodes, gossip and failure-detector timing, the overlay).
+    /// The roles are replaced by the hosted kinds; the overlay by the configuration's
+    /// `overlay` section when that is not `full-mesh` ([`NodeBuilder::overlay`]).
     pub fn cluster_config(mut self, config: ClusterConfig) -> Self {
         self.cluster = config;
+        self
+    }
+
+    /// The overlay: which members this node keeps connections to (`docs/overlays.md`).
+    /// Default the full mesh. For an overlay of the application's own, set
+    /// `ClusterConfig::overlay` in [`NodeBuilder::cluster_config`] instead.
+    pub fn overlay(mut self, overlay: crate::config::OverlaySettings) -> Self {
+        self.settings.overlay = overlay;
         self
     }
 
@@ -365,6 +374,11 @@ impl NodeBuilder {
             .map_err(|e| VirtualError::Setup(e.to_string()))?;
         let mut cluster_config = self.cluster.clone();
         cluster_config.roles = kinds.keys().map(|k| k.to_string()).collect::<BTreeSet<_>>();
+        // The configuration's overlay, unless it is the default and code chose one
+        // (`cluster_config`, e.g. an overlay of the application's own).
+        if s.overlay.kind != crate::config::OverlayKind::FullMesh {
+            cluster_config.overlay = s.overlay.overlay_config();
+        }
         // Membership rides on this node's RemoteNode: one port, one authenticated
         // connection per peer for everything.
         let cluster_transport = RemoteClusterTransport::start(&remote)

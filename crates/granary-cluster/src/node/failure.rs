@@ -1,5 +1,7 @@
 //! Failure detection sharded on the ring: every Up node probes its `k` ring successors
-//! (and the Joining nodes whose future place follows it, and the members that suspect it)
+//! (and the Joining nodes whose future place follows it, and the members that suspect it);
+//! with an overlay other than the full mesh, it probes the overlay's connections instead
+//! (its active view on peer-to-peer), the members that suspect it and those it suspects,
 //! and records the ones whose phi crossed the threshold as suspects in its own row, which
 //! gossip carries to everyone as the node's votes and observations (the
 //! [`crate::Reachability`] table).
@@ -15,7 +17,10 @@ use crate::phi::PhiAccrualDetector;
 
 impl NodeCore {
     pub(crate) fn probe_successors(&mut self, now: Instant) {
-        let targets = if self.own_status() == Some(MemberStatus::Up) {
+        let up = self.own_status() == Some(MemberStatus::Up);
+        let targets = if up && self.links.is_some() {
+            self.overlay_targets()
+        } else if up {
             let k = self.cfg.monitored_successors;
             let mut targets = self.ring.successors(self.me.addr, k);
             // A Joining node is not on the ring yet, but it is in the table and counts
@@ -77,6 +82,25 @@ impl NodeCore {
             metrics::counter!("granary_cluster_suspicions_total", "node" => self.me.addr.to_string()).increment(new as u64);
             self.update_own(|row| row.suspects = suspects);
         }
+    }
+
+    /// With an overlay: its connections (the active view on peer-to-peer), whoever
+    /// suspects this node (probed back, as on the ring), and whoever this node suspects
+    /// until it is Down: the overlay drops a silent member from its connections on its
+    /// own, and the suspicion must outlive that to count as a vote.
+    fn overlay_targets(&self) -> Vec<NodeId> {
+        let me = self.me;
+        let links = self.links.as_deref().unwrap_or_default();
+        let suspected = self.own_row().map(|r| &r.suspects);
+        (self.table.iter())
+            .filter(|m| m.status.is_live() && m.id != me)
+            .filter(|m| {
+                links.contains(&m.id.addr)
+                    || m.suspects.contains(&me)
+                    || suspected.is_some_and(|s| s.contains(&m.id))
+            })
+            .map(|m| m.id)
+            .collect()
     }
 
     pub(crate) fn on_heartbeat_ack(&mut self, now: Instant, from: NodeId) {

@@ -36,6 +36,19 @@ impl NodeCore {
     /// One ring neighbour (taking turns) and random live peers up to the fanout.
     fn pick_targets(&mut self) -> Vec<SocketAddr> {
         let fanout = self.cfg.gossip_fanout.max(1);
+        if let Some(links) = &self.links {
+            // An overlay: only its connections, at random (membership still reaches
+            // every member: each one re-spreads what it learns to its own links).
+            let mut linked: Vec<SocketAddr> = (self.peers.iter())
+                .filter(|p| links.contains(p))
+                .copied()
+                .collect();
+            while linked.len() > fanout {
+                let drop = self.rng.random_range(0..linked.len());
+                linked.swap_remove(drop);
+            }
+            return linked;
+        }
         if self.peers.len() <= fanout {
             return self.peers.clone();
         }

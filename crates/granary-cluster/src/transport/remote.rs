@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use super::{ClusterTransport, TrafficCounter};
 use crate::error::TransportError;
-use crate::message::Envelope;
+use crate::message::{ClusterMessage, Envelope};
 
 /// The name the cluster inbox is exposed under on every node.
 pub const CLUSTER_INBOX: &str = "granary.cluster.inbox";
@@ -222,6 +222,15 @@ impl ClusterTransport for RemoteClusterTransport {
     }
 
     fn send(&self, to: SocketAddr, envelope: Envelope) -> Result<(), TransportError> {
+        // The overlay's own messages and the join go straight to their addressee (a
+        // short-lived connection outside the overlay's, `docs/overlays.md`); the rest
+        // is routed like any actor message when an overlay is configured.
+        let direct = matches!(
+            envelope.message,
+            ClusterMessage::Overlay { .. }
+                | ClusterMessage::JoinRequest { .. }
+                | ClusterMessage::JoinAccept { .. }
+        );
         let registry = Registry::global().map_err(|e| TransportError::Encode(e.to_string()))?;
         let (type_tag, body) = registry
             .encode(&ClusterFrame(envelope))
@@ -236,7 +245,7 @@ impl ClusterTransport for RemoteClusterTransport {
             trace: None,
         };
         self.counter
-            .send_control(self.node.transport(), to, header, body)
+            .send_control(self.node.transport(), to, header, body, direct)
     }
 
     async fn recv(&mut self) -> Option<Envelope> {

@@ -208,7 +208,7 @@ impl ClusterTransport for TcpClusterTransport {
             trace: None,
         };
         self.counter
-            .send_control(&self.transport, to, header, Bytes::from(body))
+            .send_control(&self.transport, to, header, Bytes::from(body), false)
     }
 
     async fn recv(&mut self) -> Option<Envelope> {

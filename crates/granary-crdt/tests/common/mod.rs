@@ -100,6 +100,16 @@ pub async fn start_node(
     config: &ReplicatorConfig,
     seeds: Vec<SocketAddr>,
 ) -> TestNode {
+    start_node_on(faults, config, cluster_config(), seeds).await
+}
+
+/// [`start_node`] with another cluster configuration (an overlay, say).
+pub async fn start_node_on(
+    faults: &Arc<FaultInjector>,
+    config: &ReplicatorConfig,
+    cluster_config: ClusterConfig,
+    seeds: Vec<SocketAddr>,
+) -> TestNode {
     let mut transport =
         TransportConfig::new("crdt-test", b"crdt-test-secret".to_vec()).with_faults(faults.clone());
     if let Some(channel) = &config.channel {
@@ -108,7 +118,7 @@ pub async fn start_node(
     let remote = RemoteNode::start(ActorSystem::new(), transport)
         .await
         .expect("remote node");
-    let cluster = Cluster::start_on_remote(cluster_config(), &remote, seeds)
+    let cluster = Cluster::start_on_remote(cluster_config, &remote, seeds)
         .await
         .expect("cluster");
     let replicator = Replicator::start(&remote, &cluster, config.clone()).expect("replicator");

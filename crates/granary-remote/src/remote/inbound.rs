@@ -47,10 +47,10 @@ pub(crate) fn on_frame(node: &NodeInner, from: NodeId, frame: Frame, paced: bool
         return None;
     }
     if matches!(frame.kind, FrameKind::Tell | FrameKind::Ask) {
-        if let Some((host, name)) = super::relay::parse(frame.recipient()) {
+        if let Some((host, name, relayed)) = super::relay::parse(frame.recipient()) {
             if host != node.transport().local_addr() {
                 let name = name.to_owned();
-                super::relay::forward(node, from, &frame, host, &name);
+                super::relay::forward(node, from, &frame, host, &name, relayed);
                 return None;
             }
             // Relayed to this very node: deliver under the plain name.

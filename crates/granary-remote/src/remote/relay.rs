@@ -36,21 +36,17 @@ use super::NodeInner;
 use crate::node_id::NodeId;
 use crate::registry::Encoding;
 use crate::transport::SendOptions;
-use crate::wire::{Frame, FrameHeader, FrameKind};
-
-/// The recipient prefix of a relayed frame.
-pub(crate) const VIA: &str = "via/";
+use crate::wire::{Frame, FrameHeader, FrameKind, CONTROL_CHANNEL};
 
 /// The recipient name that makes a gateway relay to `name` on `host`.
 pub(crate) fn via_name(host: SocketAddr, name: &str) -> String {
-    format!("{VIA}{host}/{name}")
+    crate::transport::via_name(host, name, 0)
 }
 
-/// `(host, name)` of a relayed recipient, `None` for any other name.
-pub(crate) fn parse(recipient: &str) -> Option<(SocketAddr, &str)> {
-    let rest = recipient.strip_prefix(VIA)?;
-    let (host, name) = rest.split_once('/')?;
-    Some((host.parse().ok()?, name))
+/// `(host, name, relays passed so far)` of a relayed recipient, `None` for any other
+/// name.
+pub(crate) fn parse(recipient: &str) -> Option<(SocketAddr, &str, u8)> {
+    crate::transport::parse_via(recipient)
 }
 
 /// One relayed ask waiting for its host's reply.
@@ -98,8 +94,17 @@ fn reply_to(node: &NodeInner, client: SocketAddr, correlation: u64, responder: &
     }
 }
 
-/// Relay a tell or ask that `from` sent to `name` on `host` (`host` is not this node).
-pub(crate) fn forward(node: &NodeInner, from: NodeId, frame: &Frame, host: SocketAddr, name: &str) {
+/// Relay a tell or ask that `from` sent to `name` on `host` (`host` is not this node),
+/// which has passed `relayed` relays before this one: straight to `host`, or on through
+/// this node's router (`transport/route.rs`), on the channel it came on.
+pub(crate) fn forward(
+    node: &NodeInner,
+    from: NodeId,
+    frame: &Frame,
+    host: SocketAddr,
+    name: &str,
+    relayed: u8,
+) {
     let is_ask = frame.kind == FrameKind::Ask;
     let correlation = if is_ask {
         let ours = node.next_correlation();
@@ -129,9 +134,15 @@ pub(crate) fn forward(node: &NodeInner, from: NodeId, frame: &Frame, host: Socke
         recipient: name,
         trace: frame.trace,
     };
+    let options = if frame.channel == CONTROL_CHANNEL {
+        SendOptions::control()
+    } else {
+        SendOptions::data()
+    };
+    let hops = relayed.saturating_add(1);
     if let Err(e) = node
         .transport()
-        .send(host, header, body, SendOptions::data())
+        .send_relayed(host, header, body, options, hops)
     {
         let error = node.send_error(host, e);
         tracing::debug!(%from, %host, recipient = name, %error, "not relayed");
@@ -236,9 +247,9 @@ mod tests {
     fn via_names_round_trip_and_others_are_not_relayed() {
         let host: SocketAddr = "10.0.0.2:7100".parse().unwrap();
         let name = via_name(host, "Counter/a/b");
-        assert_eq!(parse(&name), Some((host, "Counter/a/b")));
+        assert_eq!(parse(&name), Some((host, "Counter/a/b", 0)));
         let v6: SocketAddr = "[::1]:7100".parse().unwrap();
-        assert_eq!(parse(&via_name(v6, "x")), Some((v6, "x")));
+        assert_eq!(parse(&via_name(v6, "x")), Some((v6, "x", 0)));
         assert_eq!(parse("Counter/a"), None);
         assert_eq!(parse("via/not-an-addr/x"), None);
         assert_eq!(parse("via/10.0.0.2:7100"), None);
