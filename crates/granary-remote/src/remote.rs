@@ -319,7 +319,7 @@ impl RemoteNode {
         name: &str,
         actor: &ActorRef<A>,
     ) -> Result<Exposure<A>, RemoteSetupError> {
-        exposed::expose(&self.inner, name, actor)
+        exposed::expose(&self.inner, name, actor, exposed::LocalName::Register)
     }
 
     /// A table of accepted message types for many actors of type `A`, built once:
@@ -338,7 +338,22 @@ impl RemoteNode {
         actor: &ActorRef<A>,
         acceptance: &Acceptance<A>,
     ) -> Result<(), RemoteSetupError> {
-        exposed::expose(&self.inner, name, actor)?.share(acceptance);
+        exposed::expose(&self.inner, name, actor, exposed::LocalName::Register)?.share(acceptance);
+        Ok(())
+    }
+
+    /// [`RemoteNode::expose_accepting`] for the network only: the name is not also
+    /// registered in the local actor system, so [`RemoteRef::resolve`] on this node
+    /// gives a ref through the transport rather than the local actor. For many
+    /// short-lived actors that this process reaches by other means (granary-virtual's
+    /// activations, found in its own table), which then cost no name-registry entry.
+    pub fn expose_accepting_remote_only<A: Actor>(
+        &self,
+        name: &str,
+        actor: &ActorRef<A>,
+        acceptance: &Acceptance<A>,
+    ) -> Result<(), RemoteSetupError> {
+        exposed::expose(&self.inner, name, actor, exposed::LocalName::Skip)?.share(acceptance);
         Ok(())
     }
 

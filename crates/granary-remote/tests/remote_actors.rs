@@ -396,3 +396,44 @@ async fn remote_watch_reports_a_stop_and_a_lost_node() {
     assert_eq!(reason, StopReason::NodeLost);
     client.shutdown();
 }
+
+#[tokio::test]
+async fn an_actor_exposed_for_the_network_only_is_served_but_not_named_locally() {
+    let server = node(config()).await;
+    let counter = server.system().spawn(Counter {
+        total: 0,
+        node: None,
+    });
+    let acceptance = server.acceptance::<Counter>().accept::<Add>().unwrap();
+    server
+        .expose_accepting_remote_only("counter", &counter, &acceptance)
+        .unwrap();
+    assert!(
+        server.system().lookup::<Counter>("counter").is_none(),
+        "no local name"
+    );
+    assert!(
+        server
+            .expose_accepting_remote_only("counter", &counter, &acceptance)
+            .is_err(),
+        "the exposed name is still taken"
+    );
+    let client = node(config()).await;
+    let remote = ActorRef::<Counter>::remote(&client, server.local_addr(), "counter");
+    assert_eq!(remote.ask(Add(5)).await.unwrap(), 5);
+    // The exposure ends with the actor: the name answers NoSuchActor afterwards.
+    counter.stop();
+    counter.wait_stopped().await;
+    let gone = tokio::time::timeout(WAIT, async {
+        loop {
+            match remote.ask(Add(1)).await {
+                Err(AskError::Remote(RemoteError::NoSuchActor(_))) => break,
+                _ => tokio::task::yield_now().await,
+            }
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the name is unexposed once the actor stopped");
+    client.shutdown();
+    server.shutdown();
+}

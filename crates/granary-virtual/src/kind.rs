@@ -409,7 +409,7 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
             let exposed = acceptance.and_then(|acceptance| {
                 runtime
                     .remote()
-                    .expose_accepting(&name, &tracked, &acceptance)
+                    .expose_accepting_remote_only(&name, &tracked, &acceptance)
             });
             if let Err(e) = exposed {
                 tracker.close();

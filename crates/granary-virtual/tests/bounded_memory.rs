@@ -37,7 +37,11 @@ async fn passivated_identities_leave_no_cached_location() {
     }
     // Its own activations are found in the node's local table: none takes a cache
     // entry, so an activation costs no memory in the cache while it lives.
-    assert_eq!(node.cached_locations(), 0, "local activations are not cached");
+    assert_eq!(
+        node.cached_locations(),
+        0,
+        "local activations are not cached"
+    );
     assert!(
         eventually(|| node.activations(Counter::KIND) == 0).await,
         "after passivation: {} activations",
@@ -67,11 +71,19 @@ async fn the_location_cache_stays_within_its_bound() {
             .await
             .unwrap()
             .unwrap();
-        assert!(caller.cached_locations() <= 50, "{}", caller.cached_locations());
+        assert!(
+            caller.cached_locations() <= 50,
+            "{}",
+            caller.cached_locations()
+        );
     }
     assert_eq!(caller.cached_locations(), 50);
     assert_eq!(nodes[1].activations(Counter::KIND), 200);
-    assert_eq!(nodes[1].cached_locations(), 0, "the host caches none of its own");
+    assert_eq!(
+        nodes[1].cached_locations(),
+        0,
+        "the host caches none of its own"
+    );
     // Evicted identities are found again through the directory.
     let (_, n) = caller
         .get::<Counter>("bound-0".to_string())

@@ -282,20 +282,32 @@ fn failure_of<M>(e: AskError<M>) -> ReplyFailure {
     }
 }
 
+/// Whether an exposed actor's name is also registered in the local actor system.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LocalName {
+    /// Registered: `RemoteRef::resolve` on this node finds the local actor.
+    Register,
+    /// Exposed to the network only (`RemoteNode::expose_accepting_remote_only`).
+    Skip,
+}
+
 pub(crate) fn expose<A: Actor>(
     node: &Arc<NodeInner>,
     name: &str,
     actor: &ActorRef<A>,
+    local_name: LocalName,
 ) -> Result<Exposure<A>, RemoteSetupError> {
     let mut exposed = node.exposed.write();
     if exposed.contains_key(name) {
         return Err(RemoteSetupError::NameTaken(name.to_owned()));
     }
-    match node.system.register(name, actor) {
-        Ok(()) => {}
-        // Already registered locally under this name: fine if it is this very actor.
-        Err(_) if node.system.lookup::<A>(name).as_ref() == Some(actor) => {}
-        Err(_) => return Err(RemoteSetupError::NameTaken(name.to_owned())),
+    if local_name == LocalName::Register {
+        match node.system.register(name, actor) {
+            Ok(()) => {}
+            // Already registered locally under this name: fine if it is this very actor.
+            Err(_) if node.system.lookup::<A>(name).as_ref() == Some(actor) => {}
+            Err(_) => return Err(RemoteSetupError::NameTaken(name.to_owned())),
+        }
     }
     let stopper = actor.clone();
     let capacity = node.transport().config().inbound_capacity;
