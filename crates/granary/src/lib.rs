@@ -49,15 +49,15 @@ pub use granary_admin as admin;
 pub use granary_cluster as cluster;
 pub use granary_core as core;
 pub use granary_core::*;
-/// The overlays (`Overlay`, to write one of your own, and `erase` to hand it to
-/// `cluster::OverlayConfig::Custom`).
-pub use granary_overlay as overlay;
 /// Replicated CRDTs (feature `crdt`, default).
 #[cfg(feature = "crdt")]
 pub use granary_crdt as crdt;
 /// Device twins (feature `devices`, default).
 #[cfg(feature = "devices")]
 pub use granary_devices as devices;
+/// The overlays (`Overlay`, to write one of your own, and `erase` to hand it to
+/// `cluster::OverlayConfig::Custom`).
+pub use granary_overlay as overlay;
 pub use granary_remote as remote;
 pub use granary_remote::register_message;
 pub use granary_storage as storage;
