@@ -67,7 +67,7 @@ pub use activation::Activation;
 pub use actor::{VirtualActor, VirtualHandler};
 pub use client::{Client, ClientBuilder};
 pub use config::{
-    ChannelSetting, ClientConfig, ConfigError, DnsRecord, MembershipSettings, NodeConfig,
+    ChannelSetting, ClientConfig, ConfigError, DnsRecord, LinkKind, MembershipSettings, NodeConfig,
     ProviderKind, Secret, StoreSettings, TlsSettings, TransportSettings, CLIENT_ENV,
     DEFAULT_SECRET, NODE_ENV,
 };
