@@ -53,6 +53,13 @@ pub struct AmqpConfig {
     /// How long `discover` waits for a member to answer before it returns what it
     /// heard (nothing: the node forms a new cluster). Default 1 s.
     pub discover_wait: Duration,
+    /// How often the queues of the nodes this node has connections to are checked. A
+    /// node whose process died sends no close marker, and what is published to its
+    /// queue after the broker deleted it is dropped without a word; a check that finds
+    /// the queue gone ends the connections to it, so the transport redials, is refused
+    /// and declares the node unreachable, as it does when a TCP peer's host resets the
+    /// connection. Default 1 s.
+    pub peer_check_interval: Duration,
     /// Deadline for connecting to the broker and declaring the node's queue.
     /// Default 10 s.
     pub connect_timeout: Duration,
@@ -73,6 +80,7 @@ impl AmqpConfig {
             member_ttl: Duration::from_secs(30),
             max_members: 4096,
             discover_wait: Duration::from_secs(1),
+            peer_check_interval: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(10),
         }
     }
@@ -112,6 +120,9 @@ impl AmqpConfig {
             return Err(
                 "need 1 <= max_message <= max_unconsumed <= max_buffered".into(),
             );
+        }
+        if self.peer_check_interval.is_zero() {
+            return Err("peer_check_interval must be above zero".into());
         }
         if self.max_connections == 0 || self.max_pending_accepts == 0 || self.max_members == 0 {
             return Err("max_connections, max_pending_accepts and max_members must be at least 1".into());

@@ -97,7 +97,11 @@ pub(crate) struct Shared {
     live: AtomicUsize,
     idle: Notify,
     replies: Arc<Semaphore>,
-    consumer: Mutex<Option<JoinHandle<()>>>,
+    /// A channel kept for passive declarations (a refused one is closed by the
+    /// broker, and replaced).
+    probe_channel: Mutex<Option<Channel>>,
+    /// The consumer and the peer check.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
     counters: Counters,
 }
 
@@ -203,12 +207,14 @@ impl AmqpLink {
             live: AtomicUsize::new(0),
             idle: Notify::new(),
             replies: Arc::new(Semaphore::new(MAX_REPLIES)),
-            consumer: Mutex::new(None),
+            probe_channel: Mutex::new(None),
+            tasks: Mutex::new(Vec::new()),
             counters: Counters::default(),
             config,
         });
-        let task = tokio::spawn(consume(Arc::downgrade(&shared), consumer, consuming));
-        *shared.consumer.lock() = Some(task);
+        let consuming = tokio::spawn(consume(Arc::downgrade(&shared), consumer, consuming));
+        let checking = tokio::spawn(check_peers(Arc::downgrade(&shared)));
+        *shared.tasks.lock() = vec![consuming, checking];
         tracing::info!(node = %shared.addr, queue = %shared.queue, "attached to the amqp broker");
         Ok(Self { shared })
     }
@@ -387,7 +393,50 @@ async fn consume(shared: Weak<Shared>, mut consumer: lapin::Consumer, _channel: 
     }
 }
 
+/// Every `peer_check_interval`, ends the connections to nodes whose queue is gone.
+async fn check_peers(shared: Weak<Shared>) {
+    let every = match shared.upgrade() {
+        Some(s) => s.config.peer_check_interval,
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        if shared.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let mut peers: Vec<Arc<str>> =
+            (shared.table.lock().dialled.values()).map(|e| e.peer.clone()).collect();
+        peers.sort();
+        peers.dedup();
+        for peer in peers {
+            match shared.probe(&peer).await {
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => shared.peer_gone(&peer),
+                _ => {}
+            }
+        }
+    }
+}
+
 impl Shared {
+    /// The queue of `peer` is gone (the node died): its connections end as if it had
+    /// closed them.
+    fn peer_gone(&self, peer: &str) {
+        let mut table = self.table.lock();
+        let ids: Vec<u64> = (table.dialled.iter())
+            .filter(|(_, e)| &*e.peer == peer)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &ids {
+            if let Some(end) = table.dialled.remove(id) {
+                end.peer_closed();
+            }
+        }
+        tracing::debug!(node = %self.addr, peer, connections = ids.len(), "peer's queue is gone");
+    }
+
     /// Publishes one message of a connection (or a control message) to `to`'s queue.
     pub(crate) async fn publish(
         &self,
@@ -464,7 +513,11 @@ impl Shared {
     /// a TCP dial to a closed port is).
     async fn probe(&self, queue: &str) -> io::Result<()> {
         let broken = |e: lapin::Error| io::Error::new(io::ErrorKind::BrokenPipe, e);
-        let channel = self.connection.create_channel().await.map_err(broken)?;
+        let kept = self.probe_channel.lock().take();
+        let channel = match kept {
+            Some(channel) if channel.status().connected() => channel,
+            _ => self.connection.create_channel().await.map_err(broken)?,
+        };
         let declared = channel
             .queue_declare(
                 ShortString::from(queue),
@@ -477,9 +530,14 @@ impl Shared {
             .await;
         match declared {
             Ok(_) => {
-                let _ = channel.close(200, ShortString::from("probed")).await;
+                // Kept for the next probe, unless a concurrent one was kept already.
+                let spare = self.probe_channel.lock().replace(channel);
+                if let Some(spare) = spare {
+                    let _ = spare.close(200, ShortString::from("spare")).await;
+                }
                 Ok(())
             }
+            // A refusal closed the channel; the next probe opens another.
             Err(e) if reply_code(&e) == Some(RESOURCE_LOCKED) => Ok(()),
             Err(e) if reply_code(&e) == Some(NOT_FOUND) => Err(io::Error::new(
                 io::ErrorKind::ConnectionRefused,
@@ -661,7 +719,7 @@ impl Shared {
         let shared = self.clone();
         runtime.spawn(async move {
             let _ = tokio::time::timeout(CLOSE_GRACE, shared.all_connections_ended()).await;
-            if let Some(task) = shared.consumer.lock().take() {
+            for task in shared.tasks.lock().drain(..) {
                 task.abort();
             }
             // Ending the broker connection deletes the exclusive queue.
