@@ -109,10 +109,9 @@ impl ConnEnd {
         }
         self.pending.fetch_add(len, Ordering::AcqRel);
         total.fetch_add(len, Ordering::AcqRel);
-        if self.tx.send(Inbound::Bytes(bytes)).is_err() {
-            // The task ended meanwhile; it gives back what it held when it forgets
-            // this end, which happens under the table lock the caller holds.
-        }
+        // Fails only when the task ended meanwhile; it gives back what `pending`
+        // holds when it forgets this end, under the table lock the caller holds.
+        let _ = self.tx.send(Inbound::Bytes(bytes));
         Ok(())
     }
 
