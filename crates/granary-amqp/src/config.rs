@@ -117,15 +117,15 @@ impl AmqpConfig {
             || self.max_unconsumed < self.max_message
             || self.max_buffered < self.max_unconsumed
         {
-            return Err(
-                "need 1 <= max_message <= max_unconsumed <= max_buffered".into(),
-            );
+            return Err("need 1 <= max_message <= max_unconsumed <= max_buffered".into());
         }
         if self.peer_check_interval.is_zero() {
             return Err("peer_check_interval must be above zero".into());
         }
         if self.max_connections == 0 || self.max_pending_accepts == 0 || self.max_members == 0 {
-            return Err("max_connections, max_pending_accepts and max_members must be at least 1".into());
+            return Err(
+                "max_connections, max_pending_accepts and max_members must be at least 1".into(),
+            );
         }
         Ok(())
     }

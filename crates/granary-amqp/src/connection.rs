@@ -195,7 +195,11 @@ pub(crate) async fn run(
                 Ok(0) | Err(_) => return Ended::Local,
                 Ok(n) => n,
             };
-            if shared.publish(&peer, side.data_kind(), id, &buf[..n]).await.is_err() {
+            if shared
+                .publish(&peer, side.data_kind(), id, &buf[..n])
+                .await
+                .is_err()
+            {
                 return Ended::Broker;
             }
         }

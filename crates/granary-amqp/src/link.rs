@@ -151,8 +151,9 @@ impl AmqpLink {
     }
 
     async fn attach(config: AmqpConfig) -> Result<Self, AmqpError> {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(lapin::types::LongString::from(format!("granary {}", config.cluster)));
+        let properties = ConnectionProperties::default().with_connection_name(
+            lapin::types::LongString::from(format!("granary {}", config.cluster)),
+        );
         let connection = Connection::connect(&config.url, properties).await?;
         let (addr, queue, consuming) = declare_own_queue(&connection, &config).await?;
         let exchange = names::members_exchange(&config.cluster);
@@ -270,7 +271,10 @@ impl AmqpLink {
             if !known.is_empty() {
                 return Ok(known);
             }
-            if tokio::time::timeout_at(deadline, heard.as_mut()).await.is_err() {
+            if tokio::time::timeout_at(deadline, heard.as_mut())
+                .await
+                .is_err()
+            {
                 return Ok(known);
             }
             heard.set(shared.members.notify().notified());
@@ -407,8 +411,9 @@ async fn check_peers(shared: Weak<Shared>) {
         if shared.closed.load(Ordering::Acquire) {
             return;
         }
-        let mut peers: Vec<Arc<str>> =
-            (shared.table.lock().dialled.values()).map(|e| e.peer.clone()).collect();
+        let mut peers: Vec<Arc<str>> = (shared.table.lock().dialled.values())
+            .map(|e| e.peer.clone())
+            .collect();
         peers.sort();
         peers.dedup();
         for peer in peers {
@@ -481,7 +486,10 @@ impl Shared {
 
     async fn dial(self: Arc<Self>, to: SocketAddr) -> io::Result<DuplexStream> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "amqp link closed"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "amqp link closed",
+            ));
         }
         let peer: Arc<str> = names::node_queue(&self.config.cluster, to).into();
         self.probe(&peer).await?;
@@ -588,7 +596,10 @@ impl Shared {
                 let key = (Arc::<str>::from(header.sender), id);
                 match table.accepted.get(&key) {
                     Some(end) => {
-                        if end.deliver(delivery.data, self.cap(), &self.buffered, self.cap_total()).is_err() {
+                        if end
+                            .deliver(delivery.data, self.cap(), &self.buffered, self.cap_total())
+                            .is_err()
+                        {
                             table.accepted.remove(&key);
                         }
                     }
@@ -606,7 +617,10 @@ impl Shared {
                 let mut table = self.table.lock();
                 match table.dialled.get(&id) {
                     Some(end) if &*end.peer == header.sender => {
-                        if end.deliver(delivery.data, self.cap(), &self.buffered, self.cap_total()).is_err() {
+                        if end
+                            .deliver(delivery.data, self.cap(), &self.buffered, self.cap_total())
+                            .is_err()
+                        {
                             table.dialled.remove(&id);
                         }
                     }
@@ -625,7 +639,11 @@ impl Shared {
             }
             Kind::CloseToDialler => {
                 let mut table = self.table.lock();
-                if table.dialled.get(&id).is_some_and(|e| &*e.peer == header.sender) {
+                if table
+                    .dialled
+                    .get(&id)
+                    .is_some_and(|e| &*e.peer == header.sender)
+                {
                     if let Some(end) = table.dialled.remove(&id) {
                         end.peer_closed();
                     }
@@ -723,7 +741,10 @@ impl Shared {
                 task.abort();
             }
             // Ending the broker connection deletes the exclusive queue.
-            let _ = shared.connection.close(200, ShortString::from("node closed")).await;
+            let _ = shared
+                .connection
+                .close(200, ShortString::from("node closed"))
+                .await;
             tracing::info!(node = %shared.addr, "detached from the amqp broker");
         });
     }

@@ -76,7 +76,12 @@ pub(crate) struct Header<'a> {
 pub(crate) fn header(properties: &BasicProperties) -> Option<Header<'_>> {
     let kind = Kind::parse(properties.kind().as_ref()?.as_str())?;
     let sender = properties.reply_to().as_ref()?.as_str();
-    let connection = properties.correlation_id().as_ref()?.as_str().parse().ok()?;
+    let connection = properties
+        .correlation_id()
+        .as_ref()?
+        .as_str()
+        .parse()
+        .ok()?;
     Some(Header {
         kind,
         sender,
@@ -93,7 +98,10 @@ mod tests {
         for kind in Kind::ALL {
             let props = properties(kind, "granary.c.node.127.0.0.1:1", 42);
             let h = header(&props).unwrap();
-            assert_eq!((h.kind, h.sender, h.connection), (kind, "granary.c.node.127.0.0.1:1", 42));
+            assert_eq!(
+                (h.kind, h.sender, h.connection),
+                (kind, "granary.c.node.127.0.0.1:1", 42)
+            );
         }
         let bad = BasicProperties::default().with_type(ShortString::from("nope"));
         assert!(header(&bad).is_none());

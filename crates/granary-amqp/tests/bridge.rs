@@ -102,7 +102,10 @@ async fn bytes_arrive_in_order_both_ways_on_many_connections() {
                     let n = stream.read_u64().await.unwrap() as usize;
                     let mut got = vec![0u8; FORTH];
                     stream.read_exact(&mut got).await.unwrap();
-                    assert!(got == pattern(n, FORTH), "connection {n}: bytes out of order");
+                    assert!(
+                        got == pattern(n, FORTH),
+                        "connection {n}: bytes out of order"
+                    );
                     stream.write_all(&pattern(n + 100, BACK)).await.unwrap();
                     stream.flush().await.unwrap();
                     // Held open until the dialler has read the answer and closed.
@@ -132,7 +135,10 @@ async fn bytes_arrive_in_order_both_ways_on_many_connections() {
             }
             let mut back = vec![0u8; BACK];
             stream.read_exact(&mut back).await.unwrap();
-            assert!(back == pattern(n + 100, BACK), "connection {n}: answer out of order");
+            assert!(
+                back == pattern(n + 100, BACK),
+                "connection {n}: answer out of order"
+            );
         }));
     }
     for c in clients {
@@ -142,10 +148,16 @@ async fn bytes_arrive_in_order_both_ways_on_many_connections() {
         .await
         .expect("every connection was closed by its dialler")
         .unwrap();
-    assert!(from.iter().all(|f| *f == a.node_addr()), "the acceptor knows the dialler");
+    assert!(
+        from.iter().all(|f| *f == a.node_addr()),
+        "the acceptor knows the dialler"
+    );
     let stats = a.stats();
     assert_eq!(stats.dialled, CONNECTIONS as u64);
-    assert!(eventually(|| async { a.stats().open_connections == 0 && b.stats().open_connections == 0 }).await);
+    assert!(
+        eventually(|| async { a.stats().open_connections == 0 && b.stats().open_connections == 0 })
+            .await
+    );
     a.close();
     b.close();
 }
@@ -169,13 +181,19 @@ async fn a_close_reaches_the_other_end_and_a_dial_to_no_node_is_refused() {
     drop(accepted);
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), dialled.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0))), "the dialler saw the close: {read:?}");
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the dialler saw the close: {read:?}"
+    );
     // The dialler closes: the acceptor reads end of file.
     let dialled = a.dial(b.node_addr()).await.unwrap();
     drop(dialled);
     let (mut accepted, _) = b.accept().await.unwrap();
     let read = tokio::time::timeout(Duration::from_secs(10), accepted.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0))), "the acceptor saw the close: {read:?}");
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the acceptor saw the close: {read:?}"
+    );
     // Nobody holds this name: refused, as a closed TCP port is.
     let nobody: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let refused = a.dial(nobody).await.unwrap_err();
@@ -200,8 +218,14 @@ async fn closing_a_link_ends_its_connections_and_the_broker_deletes_its_queue() 
     b.close();
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), dialled.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0))), "the peer's connection ended: {read:?}");
-    assert!(eventually(|| async { !queue_exists(&queue).await }).await, "queue {queue} deleted");
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the peer's connection ended: {read:?}"
+    );
+    assert!(
+        eventually(|| async { !queue_exists(&queue).await }).await,
+        "queue {queue} deleted"
+    );
     let refused = a.dial(b.node_addr()).await.unwrap_err();
     assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
     // A closed link dials nothing.
@@ -232,11 +256,18 @@ async fn a_sender_past_the_unread_cap_loses_its_connection_and_nothing_more_is_h
     tokio::time::timeout(Duration::from_secs(20), writing)
         .await
         .expect("the writer is never stuck");
-    assert!(eventually(|| async { b.stats().overruns == 1 }).await, "{:?}", b.stats());
+    assert!(
+        eventually(|| async { b.stats().overruns == 1 }).await,
+        "{:?}",
+        b.stats()
+    );
     assert!(eventually(|| async { b.stats().open_connections == 0 }).await);
     let mut rest = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), dialled.read_to_end(&mut rest)).await;
-    assert!(matches!(read, Ok(Ok(0))), "the dialler saw its connection close: {read:?}");
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the dialler saw its connection close: {read:?}"
+    );
     a.close();
     b.close();
 }
@@ -250,7 +281,10 @@ async fn two_nodes_cannot_hold_one_name() {
     };
     assert_eq!(a.node_addr(), addr);
     let second = AmqpLink::connect(AmqpConfig::new(URL, &name).with_node_addr(addr)).await;
-    assert!(matches!(second, Err(AmqpError::NameTaken { .. })), "{second:?}");
+    assert!(
+        matches!(second, Err(AmqpError::NameTaken { .. })),
+        "{second:?}"
+    );
     a.close();
 }
 
@@ -264,13 +298,17 @@ async fn members_are_found_through_the_membership_exchange() {
     // Nobody announced yet: nothing to find, after the wait.
     assert!(first.discover().await.unwrap().is_empty());
     first.announce().await.unwrap();
-    let Some(second) = link(AmqpConfig::new(URL, &name).with_discover_wait(Duration::from_secs(5))).await else {
+    let Some(second) =
+        link(AmqpConfig::new(URL, &name).with_discover_wait(Duration::from_secs(5))).await
+    else {
         return;
     };
     // The first answers the second's request.
     assert_eq!(second.discover().await.unwrap(), vec![first.node_addr()]);
     second.announce().await.unwrap();
-    assert!(eventually(|| async { first.discover().await.unwrap() == vec![second.node_addr()] }).await);
+    assert!(
+        eventually(|| async { first.discover().await.unwrap() == vec![second.node_addr()] }).await
+    );
     second.leave().await.unwrap();
     assert!(eventually(|| async { first.discover().await.unwrap().is_empty() }).await);
     first.close();

@@ -10,8 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use granary_amqp::{AmqpConfig, AmqpLink};
-use granary_remote::{NodeId, PeerEvent, Transport, TransportConfig};
 use granary_remote::wire::Frame;
+use granary_remote::{NodeId, PeerEvent, Transport, TransportConfig};
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Set in the child process: the cluster it joins.
@@ -35,7 +35,9 @@ fn transport_config(cluster: &str, link: &AmqpLink) -> TransportConfig {
 #[ignore = "the child process of a_killed_node_is_noticed_and_its_queue_is_deleted"]
 async fn child_node() {
     let cluster = std::env::var(CHILD_CLUSTER).expect("started by the crash test");
-    let link = AmqpLink::connect(AmqpConfig::new(URL, &cluster)).await.unwrap();
+    let link = AmqpLink::connect(AmqpConfig::new(URL, &cluster))
+        .await
+        .unwrap();
     let _transport = Transport::bind(transport_config(&cluster, &link), |_: NodeId, _: Frame| {})
         .await
         .unwrap();
@@ -93,7 +95,10 @@ async fn a_killed_node_is_noticed_and_its_queue_is_deleted() {
         }
     })
     .await;
-    assert!(connected.is_ok(), "connected to the child through the broker");
+    assert!(
+        connected.is_ok(),
+        "connected to the child through the broker"
+    );
     // The child dials back on its own (its heartbeats come in on that connection).
     assert!(transport.is_connected(peer));
 

@@ -69,7 +69,9 @@ async fn start_broker_nodes(n: usize, store: &str, cluster: &str) -> Vec<Node> {
     }
     for node in &nodes {
         assert!(wait_members(node, n).await, "{} sees {n} Up", node.addr());
-        node.ready(WAIT).await.expect("every node holds a host lease");
+        node.ready(WAIT)
+            .await
+            .expect("every node holds a host lease");
     }
     nodes
 }
@@ -131,7 +133,11 @@ async fn moves_off(stopping: bool) {
         victim.kill().await;
     }
     for node in &nodes {
-        assert!(wait_members(node, 2).await, "{} saw {gone} leave or go Down", node.addr());
+        assert!(
+            wait_members(node, 2).await,
+            "{} saw {gone} leave or go Down",
+            node.addr()
+        );
     }
     let after = add_everywhere(&nodes[0], tag).await;
     let elapsed = started.elapsed();

@@ -73,7 +73,12 @@ pub(crate) async fn broker_accept_loop(inner: Arc<Inner>, link: Arc<dyn super::B
             }
             continue;
         };
-        inner.spawn(serve(inner.clone(), Incoming::Broker(stream), remote, permit));
+        inner.spawn(serve(
+            inner.clone(),
+            Incoming::Broker(stream),
+            remote,
+            permit,
+        ));
     }
     tracing::debug!(node = %inner.node, "broker link accepts no more connections");
 }
