@@ -1433,6 +1433,74 @@ mod tests {
     }
 
     #[test]
+    fn the_amqp_link_and_provider_are_read_and_checked() {
+        let config = NodeConfig::from_toml_str(
+            r#"
+            [transport]
+            link = "amqp"
+            amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f"
+            [membership]
+            provider = "amqp"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.transport.link, LinkKind::Amqp);
+        assert_eq!(config.membership.provider, ProviderKind::Amqp);
+        if cfg!(feature = "amqp") {
+            assert!(config.validate().is_ok());
+        } else {
+            assert!(matches!(
+                config.validate(),
+                Err(ConfigError::FeatureDisabled {
+                    feature: "amqp",
+                    ..
+                })
+            ));
+            return;
+        }
+        let mut from_env = NodeConfig::default();
+        from_env
+            .apply_env(env(&[
+                ("GRANARY_LINK", "amqp"),
+                ("GRANARY_AMQP_URL", "amqp://127.0.0.1"),
+                ("GRANARY_MEMBERSHIP", "amqp"),
+            ]))
+            .unwrap();
+        assert_eq!(from_env.transport.link, LinkKind::Amqp);
+        assert_eq!(
+            from_env.transport.amqp_url.as_deref(),
+            Some("amqp://127.0.0.1")
+        );
+        // The link needs its broker; the provider needs the link; TLS is not offered.
+        let mut no_url = config.clone();
+        no_url.transport.amqp_url = None;
+        assert!(matches!(
+            no_url.validate(),
+            Err(ConfigError::Invalid {
+                field: "transport.amqp_url",
+                ..
+            })
+        ));
+        let mut no_link = config.clone();
+        no_link.transport.link = LinkKind::Tcp;
+        assert!(matches!(
+            no_link.validate(),
+            Err(ConfigError::Invalid {
+                field: "membership.provider",
+                ..
+            })
+        ));
+        let mut tls = config;
+        tls.tls.ca_pem = Some("ca".into());
+        tls.tls.cert_pem = Some("cert".into());
+        tls.tls.key_pem = Some("key".into());
+        assert!(matches!(
+            tls.validate(),
+            Err(ConfigError::Invalid { field: "tls", .. })
+        ));
+    }
+
+    #[test]
     fn the_config_reference_documents_every_variable() {
         let doc = include_str!("../../../docs/config.md");
         for var in NODE_ENV.iter().chain(CLIENT_ENV) {
