@@ -38,6 +38,11 @@ pub struct AmqpConfig {
     /// transport; the connection whose message would go over it is closed. Default
     /// 256 MiB.
     pub max_buffered: usize,
+    /// Messages the broker sends ahead to this node's consumer before it acknowledges
+    /// them (AMQP prefetch); the rest wait in the node's queue on the broker, so the
+    /// client never buffers more than this many undelivered messages. Acknowledged a
+    /// quarter of this at a time. At least 4. Default 1024.
+    pub prefetch: u16,
     /// Connections (dialled and accepted) open at once; an `open` beyond it is refused.
     /// Default 4096.
     pub max_connections: usize,
@@ -75,6 +80,7 @@ impl AmqpConfig {
             max_message: 64 * 1024,
             max_unconsumed: 8 * 1024 * 1024,
             max_buffered: 256 * 1024 * 1024,
+            prefetch: 1024,
             max_connections: 4096,
             max_pending_accepts: 256,
             member_ttl: Duration::from_secs(30),
@@ -118,6 +124,9 @@ impl AmqpConfig {
             || self.max_buffered < self.max_unconsumed
         {
             return Err("need 1 <= max_message <= max_unconsumed <= max_buffered".into());
+        }
+        if self.prefetch < 4 {
+            return Err("prefetch must be at least 4".into());
         }
         if self.peer_check_interval.is_zero() {
             return Err("peer_check_interval must be above zero".into());

@@ -14,7 +14,8 @@
 //! - [`AmqpProvider`]: granary-cluster's `MembershipProvider` over the cluster's
 //!   fanout exchange, to which every node queue is bound.
 //!
-//! Bounded memory: a connection's unread bytes are capped (`max_unconsumed`, and
+//! Bounded memory: the broker sends at most `prefetch` unacknowledged messages (the
+//! rest wait in the node's queue on the broker); a connection's unread bytes are capped (`max_unconsumed`, and
 //! `max_buffered` for all together); a sender that gets further ahead has its
 //! connection closed rather than the node's queue held up. Connections opened and
 //! not yet taken by the transport are capped (`max_pending_accepts`), as are open

@@ -11,8 +11,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use granary_remote::{BrokerConnection, BrokerLink, Link, LinkFuture};
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -174,14 +174,17 @@ impl AmqpLink {
                 FieldTable::default(),
             )
             .await?;
+        // The broker sends at most `prefetch` unacknowledged messages; the router takes
+        // each at once and never waits (caps per connection bound what it holds), and
+        // the consumer acknowledges them in batches.
+        consuming
+            .basic_qos(config.prefetch, BasicQosOptions::default())
+            .await?;
         let consumer = consuming
             .basic_consume(
                 ShortString::from(queue.clone()),
                 ShortString::from(""),
-                // No acknowledgements: the router takes every delivery at once and
-                // never waits (caps per connection bound what it holds).
                 BasicConsumeOptions {
-                    no_ack: true,
                     exclusive: true,
                     ..BasicConsumeOptions::default()
                 },
@@ -380,12 +383,30 @@ fn random_u64() -> u64 {
 /// Takes every delivery of the node's queue and routes it, until the broker
 /// connection ends or the link is dropped; then every connection is ended.
 async fn consume(shared: Weak<Shared>, mut consumer: lapin::Consumer, _channel: Channel) {
+    let ack_every = match shared.upgrade() {
+        Some(s) => usize::from(s.config.prefetch / 4),
+        None => return,
+    };
+    let mut unacked = 0;
     while let Some(delivery) = consumer.next().await {
         let Some(shared) = shared.upgrade() else {
             return;
         };
         match delivery {
-            Ok(delivery) => shared.route(delivery),
+            Ok(delivery) => {
+                let acker = delivery.acker.clone();
+                shared.route(delivery);
+                unacked += 1;
+                if unacked >= ack_every {
+                    unacked = 0;
+                    // Acknowledges this delivery and every earlier one.
+                    let multiple = BasicAckOptions { multiple: true };
+                    if let Err(error) = acker.ack(multiple).await {
+                        tracing::warn!(node = %shared.addr, %error, "amqp acknowledgement failed");
+                        break;
+                    }
+                }
+            }
             Err(error) => {
                 tracing::warn!(node = %shared.addr, %error, "amqp broker connection lost");
                 break;

@@ -82,10 +82,15 @@ async fn eventually<F: std::future::Future<Output = bool>>(mut check: impl FnMut
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_arrive_in_order_both_ways_on_many_connections() {
     let name = cluster("order");
-    let Some(a) = link(AmqpConfig::new(URL, &name)).await else {
+    // A small prefetch: far more messages than it flow, so acknowledgements must.
+    let config = AmqpConfig {
+        prefetch: 8,
+        ..AmqpConfig::new(URL, &name)
+    };
+    let Some(a) = link(config.clone()).await else {
         return;
     };
-    let Some(b) = link(AmqpConfig::new(URL, &name)).await else {
+    let Some(b) = link(config).await else {
         return;
     };
     const CONNECTIONS: usize = 8;
@@ -154,6 +159,11 @@ async fn bytes_arrive_in_order_both_ways_on_many_connections() {
     );
     let stats = a.stats();
     assert_eq!(stats.dialled, CONNECTIONS as u64);
+    assert!(
+        b.stats().consumed > 4 * 8,
+        "many times the prefetch: {:?}",
+        b.stats()
+    );
     assert!(
         eventually(|| async { a.stats().open_connections == 0 && b.stats().open_connections == 0 })
             .await
