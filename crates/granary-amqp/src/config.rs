@@ -58,7 +58,8 @@ pub struct AmqpConfig {
     /// How long `discover` waits for a member to answer before it returns what it
     /// heard (nothing: the node forms a new cluster). Default 1 s.
     pub discover_wait: Duration,
-    /// How often the queues of the nodes this node has connections to are checked. A
+    /// How often the queues of the nodes this node has connections with (either way)
+    /// are checked. A
     /// node whose process died sends no close marker, and what is published to its
     /// queue after the broker deleted it is dropped without a word; a check that finds
     /// the queue gone ends the connections to it, so the transport redials, is refused

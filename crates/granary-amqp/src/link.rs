@@ -418,7 +418,8 @@ async fn consume(shared: Weak<Shared>, mut consumer: lapin::Consumer, _channel: 
     }
 }
 
-/// Every `peer_check_interval`, ends the connections to nodes whose queue is gone.
+/// Every `peer_check_interval`, ends the connections with nodes whose queue is gone
+/// (both the ones this node dialled and the ones they dialled).
 async fn check_peers(shared: Weak<Shared>) {
     let every = match shared.upgrade() {
         Some(s) => s.config.peer_check_interval,
@@ -432,9 +433,13 @@ async fn check_peers(shared: Weak<Shared>) {
         if shared.closed.load(Ordering::Acquire) {
             return;
         }
-        let mut peers: Vec<Arc<str>> = (shared.table.lock().dialled.values())
-            .map(|e| e.peer.clone())
-            .collect();
+        let mut peers: Vec<Arc<str>> = {
+            let table = shared.table.lock();
+            (table.dialled.values())
+                .chain(table.accepted.values())
+                .map(|e| e.peer.clone())
+                .collect()
+        };
         peers.sort();
         peers.dedup();
         for peer in peers {
@@ -447,8 +452,8 @@ async fn check_peers(shared: Weak<Shared>) {
 }
 
 impl Shared {
-    /// The queue of `peer` is gone (the node died): its connections end as if it had
-    /// closed them.
+    /// The queue of `peer` is gone (the node died): the connections with it end as if
+    /// it had closed them.
     fn peer_gone(&self, peer: &str) {
         let mut table = self.table.lock();
         let ids: Vec<u64> = (table.dialled.iter())
@@ -460,7 +465,17 @@ impl Shared {
                 end.peer_closed();
             }
         }
-        tracing::debug!(node = %self.addr, peer, connections = ids.len(), "peer's queue is gone");
+        let keys: Vec<(Arc<str>, u64)> = (table.accepted.keys())
+            .filter(|(from, _)| &**from == peer)
+            .cloned()
+            .collect();
+        for key in &keys {
+            if let Some(end) = table.accepted.remove(key) {
+                end.peer_closed();
+            }
+        }
+        let connections = ids.len() + keys.len();
+        tracing::debug!(node = %self.addr, peer, connections, "peer's queue is gone");
     }
 
     /// Publishes one message of a connection (or a control message) to `to`'s queue.

@@ -324,3 +324,76 @@ async fn members_are_found_through_the_membership_exchange() {
     first.close();
     second.close();
 }
+
+/// A TCP relay to the broker that can be cut: the link behind it loses its broker the
+/// way a node whose network to the broker fails does.
+struct Relay {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            loop {
+                let (mut inbound, _) = listener.accept().await.unwrap();
+                pipes.spawn(async move {
+                    let mut broker = tokio::net::TcpStream::connect("127.0.0.1:5672").await?;
+                    tokio::io::copy_bidirectional(&mut inbound, &mut broker).await
+                });
+            }
+        });
+        Self { addr, task }
+    }
+
+    /// Drops every relayed connection (aborting the task drops its pipes' sockets).
+    fn cut(&self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_broker_ends_every_connection_on_both_sides() {
+    let name = cluster("lost");
+    let relay = Relay::start().await;
+    let via_relay = format!("amqp://guest:guest@{}/%2f", relay.addr);
+    let Some(a) = link(AmqpConfig::new(&via_relay, &name)).await else {
+        return;
+    };
+    let Some(b) = link(AmqpConfig::new(URL, &name)).await else {
+        return;
+    };
+    let mut a_to_b = a.dial(b.node_addr()).await.unwrap();
+    let (mut b_from_a, _) = b.accept().await.unwrap();
+    let mut b_to_a = b.dial(a.node_addr()).await.unwrap();
+    let (mut a_from_b, _) = a.accept().await.unwrap();
+    a_to_b.write_all(b"up").await.unwrap();
+    let mut up = [0u8; 2];
+    b_from_a.read_exact(&mut up).await.unwrap();
+
+    relay.cut();
+    // The cut-off node: every connection ends and it dials nothing more.
+    for stream in [&mut a_to_b, &mut a_from_b] {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(Ok(_))), "a's connection ended: {read:?}");
+    }
+    assert!(a.is_closed());
+    assert!(a.dial(b.node_addr()).await.is_err());
+    // The other side: the broker deleted a's queue with its connection, and b's check
+    // of its peers ends the connection it dialled; the one a dialled ends too.
+    for stream in [&mut b_to_a, &mut b_from_a] {
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut rest)).await;
+        assert!(
+            matches!(read, Ok(Ok(_))),
+            "b's connection with a ended: {read:?}"
+        );
+    }
+    b.close();
+}
