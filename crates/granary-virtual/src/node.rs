@@ -345,6 +345,7 @@ impl NodeBuilder {
             namespace = %s.store.namespace,
             provider = %s.membership.describe(),
             tls = if tls_on { "on" } else { "off" },
+            link = ?s.transport.link,
             cluster = %s.cluster_name,
             "granary node starting"
         );
