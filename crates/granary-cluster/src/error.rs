@@ -49,6 +49,10 @@ pub enum ProviderError {
     #[cfg(feature = "postgres")]
     #[error("postgres membership table: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// A message broker's provider (`granary-amqp`'s `AmqpProvider`) could not reach
+    /// its broker or publish on it.
+    #[error("membership broker: {0}")]
+    Broker(String),
     /// A stored or configured value could not be parsed.
     #[error("invalid value {value:?}: {reason}")]
     Invalid {

@@ -13,7 +13,8 @@
 //!   reconnect with backoff and restart detection; every connection starts with an
 //!   authenticated handshake (cluster name, protocol version negotiated in a range so a
 //!   cluster upgrades one node at a time, HMAC challenge–response; `docs/wire.md`,
-//!   `docs/upgrade.md`).
+//!   `docs/upgrade.md`). A [`Link::Broker`] carries the same connections through a
+//!   message broker ([`BrokerLink`], implemented by `granary-amqp`) instead of TCP.
 //! - [`faults`]: drop probability, delays and partitions injected at run time, seeded.
 //! - [`RemoteNode`]: remote actors on top of all that. [`RemoteNode::expose`] serves a
 //!   local actor under a name; `ActorRef::<A>::remote(&node, addr, name)`
@@ -68,8 +69,8 @@ pub use remote::{
 };
 pub use tls::TlsConfig;
 pub use transport::{
-    ChannelConfig, InboundHandler, PeerEvent, QueueDepth, Router, SendOptions, Stall, Transport,
-    TransportConfig, TransportStats, MAX_HOPS,
+    BrokerConnection, BrokerLink, ChannelConfig, InboundHandler, Link, LinkFuture, PeerEvent,
+    QueueDepth, Router, SendOptions, Stall, Transport, TransportConfig, TransportStats, MAX_HOPS,
 };
 
 /// Register a message type under a stable wire name, collected at link time.

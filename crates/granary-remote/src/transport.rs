@@ -36,6 +36,7 @@ mod bulk;
 mod config;
 mod heartbeat;
 mod lane;
+mod link;
 mod listener;
 mod log_limit;
 mod meter;
@@ -58,6 +59,7 @@ use tokio::task::JoinSet;
 pub use config::{ChannelConfig, TransportConfig};
 pub(crate) use route::{parse_via, via_name};
 pub use route::{Router, MAX_HOPS};
+pub use link::{BrokerConnection, BrokerLink, Link, LinkFuture};
 
 use crate::error::{FrameError, SendError, TransportError};
 use crate::faults::Verdict;
@@ -595,6 +597,14 @@ impl Transport {
         handler: Arc<dyn InboundHandler>,
     ) -> Result<Self, TransportError> {
         config.validate().map_err(TransportError::Config)?;
+        if let Link::Broker(link) = &config.link {
+            // No socket: the broker link names the node and brings its connections.
+            let link = link.clone();
+            let transport = Self::start(config, handler, None, link.local_addr(), false);
+            (transport.inner).spawn(listener::broker_accept_loop(transport.inner.clone(), link));
+            tracing::info!(node = %transport.inner.node, "transport attached to a broker");
+            return Ok(transport);
+        }
         let tls = config.tls.as_ref().map(Tls::new).transpose()?;
         let listener =
             TcpListener::bind(config.listen)
@@ -637,6 +647,11 @@ impl Transport {
         handler: Arc<dyn InboundHandler>,
     ) -> Result<Self, TransportError> {
         config.validate().map_err(TransportError::Config)?;
+        if config.link.is_broker() {
+            return Err(TransportError::Config(
+                "a dial-out transport dials TCP; a broker link is for bound transports".into(),
+            ));
+        }
         let tls = config.tls.as_ref().map(Tls::new).transpose()?;
         let transport = Self::start(config, handler, tls, dial_out_addr(), true);
         tracing::info!(node = %transport.inner.node, "transport started, dialling out only");
@@ -913,6 +928,9 @@ impl Transport {
     /// [`SendError::Shutdown`].
     pub fn shutdown(&self) {
         self.inner.closed.store(true, Ordering::Release);
+        if let Link::Broker(link) = &self.inner.config.link {
+            link.close();
+        }
         let tasks = self.inner.tasks.lock().take();
         if let Some(mut tasks) = tasks {
             tasks.abort_all();

@@ -264,6 +264,9 @@ pub enum ProviderKind {
     Dns,
     /// An Orleans-style membership table in PostgreSQL (`postgres`).
     Postgres,
+    /// Members announced on the AMQP broker's membership exchange (seed 002 §3.6);
+    /// needs `transport.link = "amqp"`, whose broker it uses.
+    Amqp,
 }
 
 impl FromStr for ProviderKind {
@@ -274,7 +277,8 @@ impl FromStr for ProviderKind {
             "static" => Ok(Self::Static),
             "dns" => Ok(Self::Dns),
             "postgres" => Ok(Self::Postgres),
-            _ => Err("expected seeds, static, dns or postgres".into()),
+            "amqp" => Ok(Self::Amqp),
+            _ => Err("expected seeds, static, dns, postgres or amqp".into()),
         }
     }
 }
@@ -286,6 +290,7 @@ impl fmt::Display for ProviderKind {
             Self::Static => "static",
             Self::Dns => "dns",
             Self::Postgres => "postgres",
+            Self::Amqp => "amqp",
         })
     }
 }
@@ -413,6 +418,7 @@ impl MembershipSettings {
                 "postgres {}",
                 redact(self.postgres.as_deref().unwrap_or(""))
             ),
+            ProviderKind::Amqp => "amqp (the transport's broker)".into(),
         }
     }
 }
@@ -450,6 +456,36 @@ pub struct TransportSettings {
     pub heartbeat_timeout_ms: u64,
     /// Deadline for connect + TLS + handshake. Default 5 000 ms.
     pub handshake_timeout_ms: u64,
+    /// How connections reach peers: `tcp` (default), or `amqp`: every connection
+    /// through the AMQP broker at `amqp_url` (the publish-subscribe overlay,
+    /// `docs/overlays.md`); the node then listens nowhere, and `advertise` (or `bind`,
+    /// port 0 for a free name) only names it.
+    pub link: LinkKind,
+    /// The broker of `link = "amqp"`, as an AMQP URI
+    /// (`amqp://user:password@host:5672/%2f`). Default none.
+    pub amqp_url: Option<String>,
+}
+
+/// How a node's connections reach its peers ([`TransportSettings::link`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// TCP connections to the peers' addresses.
+    #[default]
+    Tcp,
+    /// Through an AMQP broker (feature `amqp`).
+    Amqp,
+}
+
+impl FromStr for LinkKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "tcp" => Ok(Self::Tcp),
+            "amqp" => Ok(Self::Amqp),
+            _ => Err("expected tcp or amqp".into()),
+        }
+    }
 }
 
 impl Default for TransportSettings {
@@ -465,6 +501,8 @@ impl Default for TransportSettings {
             heartbeat_interval_ms: t.heartbeat_interval.as_millis() as u64,
             heartbeat_timeout_ms: t.heartbeat_timeout.as_millis() as u64,
             handshake_timeout_ms: t.handshake_timeout.as_millis() as u64,
+            link: LinkKind::Tcp,
+            amqp_url: None,
         }
     }
 }
@@ -506,6 +544,34 @@ impl TransportSettings {
             "GRANARY_HANDSHAKE_TIMEOUT_MS",
             &mut self.handshake_timeout_ms,
         )?;
+        env.parse("GRANARY_LINK", &mut self.link)?;
+        env.opt("GRANARY_AMQP_URL", &mut self.amqp_url)?;
+        Ok(())
+    }
+
+    /// Checks that the chosen link has what it needs (and is in this build).
+    fn validate(&self, tls: bool) -> Result<(), ConfigError> {
+        if self.link != LinkKind::Amqp {
+            return Ok(());
+        }
+        if cfg!(not(feature = "amqp")) {
+            return Err(ConfigError::FeatureDisabled {
+                what: "the amqp link",
+                feature: "amqp",
+            });
+        }
+        if self.amqp_url.is_none() {
+            return Err(ConfigError::Invalid {
+                field: "transport.amqp_url",
+                reason: "the amqp link needs the broker's URL".into(),
+            });
+        }
+        if tls {
+            return Err(ConfigError::Invalid {
+                field: "tls",
+                reason: "TLS between nodes is not offered over the amqp link".into(),
+            });
+        }
         Ok(())
     }
 
@@ -831,6 +897,8 @@ pub const NODE_ENV: &[&str] = &[
     "GRANARY_OVERLAY_ROLE",
     "GRANARY_OVERLAY_EXPECTED_MEMBERS",
     "GRANARY_OVERLAY_ACTIVE_VIEW",
+    "GRANARY_LINK",
+    "GRANARY_AMQP_URL",
     "GRANARY_STORE_URL",
     "GRANARY_DATA_DIR",
     "GRANARY_STORE_NAMESPACE",
@@ -958,6 +1026,13 @@ impl NodeConfig {
             });
         }
         check_tls(&self.tls)?;
+        self.transport.validate(self.tls.enabled())?;
+        if self.membership.provider == ProviderKind::Amqp && self.transport.link != LinkKind::Amqp {
+            return Err(ConfigError::Invalid {
+                field: "membership.provider",
+                reason: "the amqp provider needs transport.link = \"amqp\"".into(),
+            });
+        }
         Ok(())
     }
 }
@@ -1556,6 +1631,74 @@ mod tests {
                 var: "GRANARY_OVERLAY",
                 ..
             })
+        ));
+    }
+
+    #[test]
+    fn the_amqp_link_and_provider_are_read_and_checked() {
+        let config = NodeConfig::from_toml_str(
+            r#"
+            [transport]
+            link = "amqp"
+            amqp_url = "amqp://guest:guest@127.0.0.1:5672/%2f"
+            [membership]
+            provider = "amqp"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.transport.link, LinkKind::Amqp);
+        assert_eq!(config.membership.provider, ProviderKind::Amqp);
+        if cfg!(feature = "amqp") {
+            assert!(config.validate().is_ok());
+        } else {
+            assert!(matches!(
+                config.validate(),
+                Err(ConfigError::FeatureDisabled {
+                    feature: "amqp",
+                    ..
+                })
+            ));
+            return;
+        }
+        let mut from_env = NodeConfig::default();
+        from_env
+            .apply_env(env(&[
+                ("GRANARY_LINK", "amqp"),
+                ("GRANARY_AMQP_URL", "amqp://127.0.0.1"),
+                ("GRANARY_MEMBERSHIP", "amqp"),
+            ]))
+            .unwrap();
+        assert_eq!(from_env.transport.link, LinkKind::Amqp);
+        assert_eq!(
+            from_env.transport.amqp_url.as_deref(),
+            Some("amqp://127.0.0.1")
+        );
+        // The link needs its broker; the provider needs the link; TLS is not offered.
+        let mut no_url = config.clone();
+        no_url.transport.amqp_url = None;
+        assert!(matches!(
+            no_url.validate(),
+            Err(ConfigError::Invalid {
+                field: "transport.amqp_url",
+                ..
+            })
+        ));
+        let mut no_link = config.clone();
+        no_link.transport.link = LinkKind::Tcp;
+        assert!(matches!(
+            no_link.validate(),
+            Err(ConfigError::Invalid {
+                field: "membership.provider",
+                ..
+            })
+        ));
+        let mut tls = config;
+        tls.tls.ca_pem = Some("ca".into());
+        tls.tls.cert_pem = Some("cert".into());
+        tls.tls.key_pem = Some("key".into());
+        assert!(matches!(
+            tls.validate(),
+            Err(ConfigError::Invalid { field: "tls", .. })
         ));
     }
 

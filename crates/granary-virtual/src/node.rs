@@ -342,6 +342,7 @@ impl NodeBuilder {
         transport.advertise = advertise;
         transport.tls = tls;
         transport.faults = self.faults.clone();
+        let broker = attach_link(s, advertise, &mut transport).await?;
         let tls_on = transport.tls.is_some();
         let remote = RemoteNode::start(system.clone(), transport)
             .await
@@ -353,6 +354,7 @@ impl NodeBuilder {
             namespace = %s.store.namespace,
             provider = %s.membership.describe(),
             tls = if tls_on { "on" } else { "off" },
+            link = ?s.transport.link,
             cluster = %s.cluster_name,
             "granary node starting"
         );
@@ -363,7 +365,7 @@ impl NodeBuilder {
                  does not survive losing this host (set GRANARY_STORE_URL)"
             );
         }
-        let provider = membership_provider(s, remote.local_addr().port()).await?;
+        let provider = membership_provider(s, remote.local_addr().port(), broker.as_ref()).await?;
         let slot = Arc::new(OnceLock::new());
         let inbox = system.spawn(ControlInbox {
             runtime: slot.clone(),
@@ -470,12 +472,62 @@ pub(crate) async fn resolve_seeds(seeds: &[String]) -> Result<Vec<SocketAddr>, C
     }
 }
 
+/// The broker link of `transport.link = "amqp"`, attached and put in `transport`;
+/// `None` for TCP. The node is named by `advertise`, else by `bind` (port 0: a free
+/// name on the broker).
+#[cfg(feature = "amqp")]
+async fn attach_link(
+    s: &NodeConfig,
+    advertise: Option<SocketAddr>,
+    transport: &mut TransportConfig,
+) -> Result<Option<BrokerLink>, VirtualError> {
+    if s.transport.link != crate::config::LinkKind::Amqp {
+        return Ok(None);
+    }
+    let url = s.transport.amqp_url.clone().unwrap_or_default();
+    let config = granary_amqp::AmqpConfig::new(url, s.cluster_name.clone())
+        .with_node_addr(advertise.unwrap_or(s.bind));
+    let link = granary_amqp::AmqpLink::connect(config)
+        .await
+        .map_err(|e| VirtualError::Setup(format!("amqp link: {e}")))?;
+    transport.link = link.link();
+    Ok(Some(link))
+}
+
+#[cfg(not(feature = "amqp"))]
+async fn attach_link(
+    _s: &NodeConfig,
+    _advertise: Option<SocketAddr>,
+    _transport: &mut TransportConfig,
+) -> Result<Option<BrokerLink>, VirtualError> {
+    // `NodeConfig::validate` refused `link = "amqp"` in a build without the feature.
+    Ok(None)
+}
+
+/// The broker a node's connections go through, when they do.
+#[cfg(feature = "amqp")]
+type BrokerLink = granary_amqp::AmqpLink;
+#[cfg(not(feature = "amqp"))]
+type BrokerLink = std::convert::Infallible;
+
 async fn membership_provider(
     s: &NodeConfig,
     own_port: u16,
+    broker: Option<&BrokerLink>,
 ) -> Result<Arc<dyn MembershipProvider>, VirtualError> {
     let m = &s.membership;
     Ok(match m.provider {
+        #[cfg(feature = "amqp")]
+        ProviderKind::Amqp => match broker {
+            Some(link) => Arc::new(granary_amqp::AmqpProvider::new(link)),
+            None => {
+                return Err(ConfigError::Invalid {
+                    field: "membership.provider",
+                    reason: "the amqp provider needs transport.link = \"amqp\"".into(),
+                }
+                .into())
+            }
+        },
         ProviderKind::Seeds => Arc::new(SeedsProvider::new(resolve_seeds(&m.seeds).await?)),
         ProviderKind::Static => Arc::new(StaticProvider::new(resolve_seeds(&m.seeds).await?)),
         #[cfg(feature = "dns")]
@@ -505,20 +557,13 @@ async fn membership_provider(
         ),
         #[allow(unreachable_patterns)]
         other => {
-            let _ = own_port;
-            return Err(ConfigError::FeatureDisabled {
-                what: if other == ProviderKind::Dns {
-                    "the dns membership provider"
-                } else {
-                    "the postgres membership provider"
-                },
-                feature: if other == ProviderKind::Dns {
-                    "dns"
-                } else {
-                    "postgres"
-                },
-            }
-            .into());
+            let _ = (own_port, broker);
+            let (what, feature) = match other {
+                ProviderKind::Dns => ("the dns membership provider", "dns"),
+                ProviderKind::Amqp => ("the amqp membership provider", "amqp"),
+                _ => ("the postgres membership provider", "postgres"),
+            };
+            return Err(ConfigError::FeatureDisabled { what, feature }.into());
         }
     })
 }

@@ -13,7 +13,7 @@
 //! Cargo features (all but `admin` on by default): `macros` (`#[derive(Message)]` and
 //! `#[virtual_actor]`, from `granary-macros`, in the [`prelude`]), `postgres` (PostgreSQL store and
 //! membership table), `redis` (Redis store), `tls` (mutual TLS), `dns` (DNS
-//! membership), `crdt` (`granary::crdt`), `devices` (`granary::devices`), `admin` (the
+//! membership), `amqp` (connections and membership through an AMQP broker), `crdt` (`granary::crdt`), `devices` (`granary::devices`), `admin` (the
 //! management endpoint). `default-features = false` is the smallest build: virtual
 //! actors, the embedded file and memory stores, seeds or a static member list, plain
 //! TCP with the shared-secret handshake. A setting that needs a missing feature is

@@ -128,6 +128,11 @@ pub struct TransportConfig {
     pub keepalive: Option<Duration>,
     /// TLS with mutual authentication; `None` for plain TCP.
     pub tls: Option<TlsConfig>,
+    /// How connections reach peers: TCP (the default) or a broker
+    /// ([`Link::Broker`](super::Link::Broker)), where the node listens nowhere (`listen`
+    /// and `advertise` are not used: the link names the node) and `tls`, `keepalive`
+    /// and `kernel_backlog` do not apply (TLS is refused).
+    pub link: super::Link,
     /// Fault injection at the sending side; `None` costs nothing.
     pub faults: Option<Arc<FaultInjector>>,
     /// The highest protocol version to offer in handshakes
@@ -166,6 +171,7 @@ impl TransportConfig {
             heartbeat_timeout: Duration::from_secs(5),
             keepalive: Some(Duration::from_secs(10)),
             tls: None,
+            link: super::Link::Tcp,
             faults: None,
             max_protocol: crate::wire::PROTOCOL_VERSION,
         }
@@ -292,6 +298,12 @@ impl TransportConfig {
         self
     }
 
+    /// Carry every connection over `link` ([`TransportConfig::link`]).
+    pub fn with_link(mut self, link: super::Link) -> Self {
+        self.link = link;
+        self
+    }
+
     /// Attach a fault injector.
     pub fn with_faults(mut self, faults: Arc<FaultInjector>) -> Self {
         self.faults = Some(faults);
@@ -328,7 +340,15 @@ impl TransportConfig {
         if self.max_unauthenticated == 0 {
             return Err("max_unauthenticated must be at least 1".into());
         }
+        if self.link.is_broker() && self.tls.is_some() {
+            return Err(
+                "TLS between nodes is not offered over a broker link (secure the broker \
+                 connection instead)"
+                    .into(),
+            );
+        }
         match self.advertise {
+            _ if self.link.is_broker() => {}
             Some(a) if a.ip().is_unspecified() => {
                 return Err("advertise address must be a concrete address peers can dial".into());
             }
@@ -393,6 +413,7 @@ impl std::fmt::Debug for TransportConfig {
             .field("heartbeat_interval", &self.heartbeat_interval)
             .field("heartbeat_timeout", &self.heartbeat_timeout)
             .field("tls", &self.tls.is_some())
+            .field("link", &self.link)
             .field("faults", &self.faults.is_some())
             .finish_non_exhaustive()
     }

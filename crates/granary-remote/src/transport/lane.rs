@@ -178,6 +178,10 @@ async fn dial(
         max_protocol: inner.config.max_protocol,
     };
     let connect = async {
+        if let super::Link::Broker(link) = &inner.config.link {
+            // TLS is refused with a broker link (`TransportConfig::validate`).
+            return Ok(Stream::Broker(link.dial(peer.addr).await?));
+        }
         let tcp = TcpStream::connect(peer.addr).await?;
         let end = super::stream::End::Dialled;
         super::stream::tune(

@@ -45,7 +45,7 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                     }
                     continue;
                 };
-                inner.spawn(serve(inner.clone(), tcp, remote, permit));
+                inner.spawn(serve(inner.clone(), Incoming::Tcp(tcp), remote, permit));
             }
             Err(e) => {
                 // Out of file descriptors and similar: pause instead of spinning.
@@ -56,20 +56,55 @@ pub(crate) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     }
 }
 
+/// The accept side of a [`Link::Broker`](super::Link::Broker): every connection another
+/// node opens through the broker goes through the same permit, TLS-less handshake and
+/// reader as an accepted socket.
+pub(crate) async fn broker_accept_loop(inner: Arc<Inner>, link: Arc<dyn super::BrokerLink>) {
+    while let Some((stream, remote)) = link.accept().await {
+        let Ok(permit) = inner.unauthenticated.clone().try_acquire_owned() else {
+            drop(stream);
+            if let Some(held_back) = inner.refusal_log.admit() {
+                tracing::warn!(
+                    %remote,
+                    held_back,
+                    limit = inner.config.max_unauthenticated,
+                    "too many unauthenticated broker connections; closed a new one"
+                );
+            }
+            continue;
+        };
+        inner.spawn(serve(
+            inner.clone(),
+            Incoming::Broker(stream),
+            remote,
+            permit,
+        ));
+    }
+    tracing::debug!(node = %inner.node, "broker link accepts no more connections");
+}
+
+/// A connection accepted and not yet authenticated.
+enum Incoming {
+    Tcp(TcpStream),
+    Broker(tokio::io::DuplexStream),
+}
+
 async fn serve(
     inner: Arc<Inner>,
-    tcp: TcpStream,
+    incoming: Incoming,
     remote: SocketAddr,
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let end = super::stream::End::Accepted;
-    if let Err(e) = super::stream::tune(
-        &tcp,
-        inner.config.keepalive,
-        inner.config.kernel_backlog,
-        end,
-    ) {
-        tracing::debug!(%remote, error = %e, "could not tune socket");
+    if let Incoming::Tcp(tcp) = &incoming {
+        let end = super::stream::End::Accepted;
+        if let Err(e) = super::stream::tune(
+            tcp,
+            inner.config.keepalive,
+            inner.config.kernel_backlog,
+            end,
+        ) {
+            tracing::debug!(%remote, error = %e, "could not tune socket");
+        }
     }
     let params = Params {
         cluster: &inner.config.cluster,
@@ -80,14 +115,16 @@ async fn serve(
     };
     // One deadline for TLS and the handshake together.
     let accepted = async {
-        let mut stream = match &inner.tls {
-            Some(tls) => Stream::TlsServer(Box::new(
+        let mut stream = match (incoming, &inner.tls) {
+            (Incoming::Tcp(tcp), Some(tls)) => Stream::TlsServer(Box::new(
                 tls.acceptor
                     .accept(tcp)
                     .await
                     .map_err(HandshakeError::Tls)?,
             )),
-            None => Stream::Plain(tcp),
+            (Incoming::Tcp(tcp), None) => Stream::Plain(tcp),
+            // TLS is refused with a broker link (`TransportConfig::validate`).
+            (Incoming::Broker(duplex), _) => Stream::Broker(duplex),
         };
         let (agreed, lane, leftover) = handshake::accept(&mut stream, &params).await?;
         // Frames to the dialer (replies included) are encoded for the version agreed.

@@ -50,7 +50,8 @@ pub(crate) fn tune(
     Ok(())
 }
 
-/// A connection's byte stream: plain TCP, or TLS as client or server.
+/// A connection's byte stream: plain TCP, TLS as client or server, or a connection
+/// through a broker ([`Link::Broker`](super::Link::Broker)).
 ///
 /// An enum rather than `Box<dyn ...>` keeps the plain-TCP path free of dynamic dispatch;
 /// every variant is `Unpin`, so delegation needs no pin projection.
@@ -58,6 +59,7 @@ pub(crate) enum Stream {
     Plain(TcpStream),
     TlsClient(Box<crate::tls::ClientStream>),
     TlsServer(Box<crate::tls::ServerStream>),
+    Broker(tokio::io::DuplexStream),
 }
 
 macro_rules! delegate {
@@ -66,6 +68,7 @@ macro_rules! delegate {
             Stream::Plain($s) => $e,
             Stream::TlsClient($s) => $e,
             Stream::TlsServer($s) => $e,
+            Stream::Broker($s) => $e,
         }
     };
 }
@@ -102,6 +105,7 @@ impl AsyncWrite for Stream {
             Stream::Plain(s) => s.is_write_vectored(),
             Stream::TlsClient(s) => s.is_write_vectored(),
             Stream::TlsServer(s) => s.is_write_vectored(),
+            Stream::Broker(s) => s.is_write_vectored(),
         }
     }
 
