@@ -427,7 +427,10 @@ async fn a_scrape_after_load_lists_every_in_path_family() {
     // and b (both hosted keys and asked) have a series each.
     for node in [&a_label, &b_label] {
         let on_node = total(&text, "granary_messages_handled_total", &[activation, node]);
-        assert!(on_node.is_some_and(|v| v > 0.0), "handled on {node}\n---\n{text}");
+        assert!(
+            on_node.is_some_and(|v| v > 0.0),
+            "handled on {node}\n---\n{text}"
+        );
         let asks = total(&text, "granary_asks_total", &[node, "outcome=\"ok\""]);
         assert!(asks.is_some_and(|v| v > 0.0), "asks on {node}\n---\n{text}");
     }

@@ -17,8 +17,8 @@ use crate::error::{AskError, SendError};
 use crate::event::DeadLetterReason;
 use crate::id::ActorId;
 use crate::lifecycle::{StopReason, Terminated};
-use crate::observe::AskOutcome;
 use crate::mailbox::{HeldTellEnvelope, Mailbox, PushError, StopCallback, SystemMsg, Watcher};
+use crate::observe::AskOutcome;
 
 pub use recipient::Recipient;
 pub use remote::{

@@ -16,8 +16,7 @@ use std::time::Duration;
 use common::within;
 use granary_core::prelude::*;
 use metrics::{
-    Counter, CounterFn, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder,
-    SharedString, Unit,
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
 
 /// Samples of one histogram.
@@ -148,14 +147,16 @@ impl Handler<Bump> for Relabelled {
 }
 
 /// Tells `tells` bumps, asks one more (which answers once all were handled), stops
-/// the actor and waits until it stopped: its count is flushed by then.
-async fn load<A: Actor + Handler<Bump>>(actor: &ActorRef<A>, tells: u64) {
+/// the actor and waits until it stopped: its count is flushed by then. Returns the
+/// ask's answer (what the actor counted in all).
+async fn load<A: Actor + Handler<Bump>>(actor: &ActorRef<A>, tells: u64) -> u64 {
     for _ in 0..tells {
         actor.tell(Bump).unwrap();
     }
-    assert_eq!(actor.ask(Bump).await.unwrap(), tells + 1);
+    let counted = actor.ask(Bump).await.unwrap();
     actor.stop();
     actor.wait_stopped().await;
+    counted
 }
 
 const HANDLED: &str = "granary_messages_handled_total";
@@ -173,10 +174,10 @@ async fn two_nodes_in_one_process_record_two_series_and_a_plain_system_its_own()
 
     within(async {
         // Two actors on a, so a's series adds up both.
-        load(&a.spawn(Tallied::default()), 100).await;
-        load(&a.spawn(Tallied::default()), 20).await;
-        load(&b.spawn(Tallied::default()), 50).await;
-        load(&plain.spawn(Tallied::default()), 7).await;
+        assert_eq!(load(&a.spawn(Tallied::default()), 100).await, 101);
+        assert_eq!(load(&a.spawn(Tallied::default()), 20).await, 21);
+        assert_eq!(load(&b.spawn(Tallied::default()), 50).await, 51);
+        assert_eq!(load(&plain.spawn(Tallied::default()), 7).await, 8);
     })
     .await;
 
@@ -229,7 +230,7 @@ async fn an_actor_counts_under_the_label_its_system_gets_while_it_runs() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert!(system.set_node_label("10.0.0.3:7000"));
-        load(&actor, 5).await;
+        assert_eq!(load(&actor, 5).await, 10);
     })
     .await;
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use granary_core::{
-    ActorId, ActorRef, ActorSystem, AskError, ErasedMessage, Message, RemoteError, RemoteTarget, SendError,
-    Terminated,
+    ActorId, ActorRef, ActorSystem, AskError, ErasedMessage, Message, RemoteError, RemoteTarget,
+    SendError, Terminated,
 };
 use parking_lot::Mutex;
 

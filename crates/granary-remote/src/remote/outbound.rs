@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use granary_core::{
-    ActorId, ActorSystem, AskError, DeadLetter, DeadLetterReason, ErasedMessage, RemoteError, RemoteTarget,
-    SendError, Terminated,
+    ActorId, ActorSystem, AskError, DeadLetter, DeadLetterReason, ErasedMessage, RemoteError,
+    RemoteTarget, SendError, Terminated,
 };
 use tokio::sync::oneshot;
 
