@@ -99,7 +99,7 @@ impl NodeMeters {
         static NODES: OnceLock<Mutex<HashMap<String, &'static NodeMeters>>> = OnceLock::new();
         let mut nodes = NODES.get_or_init(Default::default).lock();
         if let Some(meters) = nodes.get(label) {
-            return *meters;
+            return meters;
         }
         let node: &'static str = Box::leak(label.into());
         let meters: &'static NodeMeters = Box::leak(Box::new(NodeMeters::new(Some(node))));
@@ -111,10 +111,9 @@ impl NodeMeters {
     fn kind(&self, kind: &'static str) -> &'static KindMeter {
         let key = (kind.as_ptr() as usize, kind.len());
         if let Some(meter) = self.kinds.read().get(&key) {
-            return *meter;
+            return meter;
         }
-        *self
-            .kinds
+        self.kinds
             .write()
             .entry(key)
             .or_insert_with(|| Box::leak(Box::new(KindMeter::new(self.node, kind))))
@@ -247,7 +246,7 @@ impl Tally {
         let depth = match depth {
             Some(d) => {
                 self.wakes = self.wakes.wrapping_add(1);
-                let sampled = self.wakes % SAMPLE_EVERY == 0;
+                let sampled = self.wakes.is_multiple_of(SAMPLE_EVERY);
                 self.timed = sampled;
                 sampled.then_some(d)
             }
