@@ -271,6 +271,7 @@ async fn a_scrape_after_load_lists_every_in_path_family() {
         .expect("endpoint starts");
     let endpoint = admin.local_addr().to_string();
     let b = start_node(&store, Some(a.addr())).await;
+    let b_label = format!("node=\"{}\"", b.addr());
     all_up(&[&a, &b]).await;
 
     // Load: every key from both nodes, so calls cross the wire both ways, activate,
@@ -422,6 +423,17 @@ async fn a_scrape_after_load_lists_every_in_path_family() {
     // Every answered ask was handled once: the kind's handled count covers them.
     let handled = total(&text, "granary_messages_handled_total", &[activation]).unwrap();
     assert!(handled >= 2.0 * 20.0 * 16.0, "handled {handled}");
+    // Two nodes in one process: granary-core's series carry each node's label, so a
+    // and b (both hosted keys and asked) have a series each.
+    for node in [&a_label, &b_label] {
+        let on_node = total(&text, "granary_messages_handled_total", &[activation, node]);
+        assert!(
+            on_node.is_some_and(|v| v > 0.0),
+            "handled on {node}\n---\n{text}"
+        );
+        let asks = total(&text, "granary_asks_total", &[node, "outcome=\"ok\""]);
+        assert!(asks.is_some_and(|v| v > 0.0), "asks on {node}\n---\n{text}");
+    }
 
     admin.shutdown(Duration::from_secs(2)).await;
     a.shutdown().await;

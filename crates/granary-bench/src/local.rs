@@ -499,8 +499,8 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
     let mut rows = Vec::new();
     for &test in &tests {
         // (framework, setup, observe on, samples); granary's observed runs and the
-        // peers' other setups interleave with every other run, so machine noise
-        // spreads over all of them.
+        // peers' other setups interleave with every other run, in alternating order,
+        // so machine noise spreads over all of them.
         let mut samples: Vec<(Framework, Setup, bool, Vec<Sample>)> = frameworks
             .iter()
             .filter(|&&f| test != Test::Activate || f == Framework::Granary)
@@ -513,7 +513,16 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
             })
             .collect();
         for run in 1..=args.runs {
-            for (framework, setup, observe, runs) in &mut samples {
+            // Every other run goes through them backwards, so no measurement always
+            // runs right after the same other one (granary on after granary off, say).
+            let forward = run % 2 == 1;
+            let order: Vec<usize> = if forward {
+                (0..samples.len()).collect()
+            } else {
+                (0..samples.len()).rev().collect()
+            };
+            for index in order {
+                let (framework, setup, observe, runs) = &mut samples[index];
                 let label = if *observe { "+observe" } else { "" };
                 reporter.progress().set_message(format!(
                     "{test} {framework} ({setup}){label} run {run}/{}",

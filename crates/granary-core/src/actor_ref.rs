@@ -18,6 +18,7 @@ use crate::event::DeadLetterReason;
 use crate::id::ActorId;
 use crate::lifecycle::{StopReason, Terminated};
 use crate::mailbox::{HeldTellEnvelope, Mailbox, PushError, StopCallback, SystemMsg, Watcher};
+use crate::observe::AskOutcome;
 
 pub use recipient::Recipient;
 pub use remote::{
@@ -194,14 +195,14 @@ impl<A: Actor> ActorRef<A> {
         A: Handler<M>,
         M: Message,
     {
-        let timeout = match &self.target {
-            Target::Local(mb) => mb
-                .system()
-                .map(|s| s.config.ask_timeout)
-                .unwrap_or(DEFAULT_ASK_TIMEOUT),
-            Target::Remote(_) => DEFAULT_ASK_TIMEOUT,
+        let (timeout, meters) = match &self.target {
+            Target::Local(mb) => match mb.system() {
+                Some(s) => (s.config.ask_timeout, Some(s.meters.meters())),
+                None => (DEFAULT_ASK_TIMEOUT, None),
+            },
+            Target::Remote(t) => (DEFAULT_ASK_TIMEOUT, remote::meters_of(&**t)),
         };
-        self.ask_timeout(msg, timeout)
+        self.ask_metered(msg, timeout, meters)
     }
 
     /// Request/response that gives up after `timeout` with [`AskError::Timeout`]
@@ -214,9 +215,28 @@ impl<A: Actor> ActorRef<A> {
         A: Handler<M>,
         M: Message,
     {
+        let meters = match &self.target {
+            Target::Local(mb) => mb.system().map(|s| s.meters.meters()),
+            Target::Remote(t) => remote::meters_of(&**t),
+        };
+        self.ask_metered(msg, timeout, meters).await
+    }
+
+    /// [`ActorRef::ask_timeout`], counted in the asking system's `meters` (the
+    /// unlabelled ones when it is not known).
+    async fn ask_metered<M>(
+        &self,
+        msg: M,
+        timeout: Duration,
+        meters: Option<&'static crate::observe::NodeMeters>,
+    ) -> Result<M::Reply, AskError<M>>
+    where
+        A: Handler<M>,
+        M: Message,
+    {
         let start = std::time::Instant::now();
         let result = self.ask_untimed(msg, timeout).await;
-        crate::observe::ask_done(start, ask_outcome(&result));
+        crate::observe::ask_done(meters, start, ask_outcome(&result));
         result
     }
 
@@ -374,13 +394,13 @@ impl<A: Actor> fmt::Debug for ActorRef<A> {
 }
 
 /// The `outcome` label of `granary_asks_total`.
-pub(crate) fn ask_outcome<R, M>(result: &Result<R, AskError<M>>) -> &'static str {
+pub(crate) fn ask_outcome<R, M>(result: &Result<R, AskError<M>>) -> AskOutcome {
     match result {
-        Ok(_) => "ok",
-        Err(AskError::Timeout) => "timeout",
-        Err(AskError::ActorPanicked) => "panicked",
-        Err(AskError::ActorStopped) => "stopped",
-        Err(AskError::Remote(_)) => "remote",
-        Err(AskError::Send(_)) => "send",
+        Ok(_) => AskOutcome::Ok,
+        Err(AskError::Timeout) => AskOutcome::Timeout,
+        Err(AskError::ActorPanicked) => AskOutcome::Panicked,
+        Err(AskError::ActorStopped) => AskOutcome::Stopped,
+        Err(AskError::Remote(_)) => AskOutcome::Remote,
+        Err(AskError::Send(_)) => AskOutcome::Send,
     }
 }

@@ -115,38 +115,37 @@ impl<A: Actor> Runner<A> {
     /// The hot loop: serve the system lane first, then user messages in batches.
     async fn run_messages(&mut self) -> Exit {
         let mut since_yield = 0u32;
-        let kind = std::any::type_name::<A>();
-        let mut tally = crate::observe::Tally::new();
+        let mut tally = crate::observe::Tally::new(self.ctx.id());
         loop {
             if self.ctx.mailbox.system_pending() {
                 if let Some(exit) = self.serve_system() {
-                    tally.flush(kind, None);
+                    tally.flush(&self.ctx, None);
                     return exit;
                 }
             }
             let Some(env) = self.batch.pop() else {
-                tally.flush(kind, None);
+                tally.flush(&self.ctx, None);
                 let mailbox = &self.ctx.mailbox;
                 let batch = &mut self.batch;
                 poll_fn(|cx| mailbox.poll_fill(batch, cx)).await;
-                tally.flush(kind, Some(self.batch.len()));
+                tally.flush(&self.ctx, Some(self.batch.len()));
                 continue;
             };
             self.ctx.mailbox.release_slot();
-            let handling = tally.wrap(kind, env.handle(&mut self.actor, &mut self.ctx));
+            let handling = tally.wrap(env.handle(&mut self.actor, &mut self.ctx));
             if let Err(p) = catch_panic(handling).await {
-                tally.flush(kind, None);
+                tally.flush(&self.ctx, None);
                 return Exit::Failed(Failure::Panic(p));
             }
             tally.after();
             if self.ctx.stop_requested {
-                tally.flush(kind, None);
+                tally.flush(&self.ctx, None);
                 return Exit::Stop(StopReason::Normal);
             }
             since_yield += 1;
             if since_yield == YIELD_EVERY {
                 since_yield = 0;
-                tally.flush(kind, None);
+                tally.flush(&self.ctx, None);
                 tokio::task::yield_now().await;
             }
         }

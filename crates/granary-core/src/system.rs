@@ -75,6 +75,8 @@ pub(crate) struct SystemInner {
     shutting_down: AtomicBool,
     pub(crate) events: EventStream,
     pub(crate) config: SystemConfig,
+    /// Where the system's metrics go (with its node label, once set).
+    pub(crate) meters: crate::observe::MeterSlot,
 }
 
 /// What [`ActorSystem::shutdown`] did.
@@ -150,6 +152,27 @@ impl ActorSystem {
     /// when no one subscribed or subscribers lag (see [`EventStream`]).
     pub fn dead_letters(&self) -> DeadLetterCounts {
         self.inner.events.dead_letters()
+    }
+
+    /// Names the node this system runs on in its metrics: from now on every series
+    /// granary-core records for it (`granary_messages_handled_total`,
+    /// `granary_message_handling_seconds`, `granary_mailbox_depth`, `granary_asks_total`,
+    /// `granary_ask_seconds`; `docs/admin.md`) carries `node = label`, so several nodes
+    /// in one process keep apart. Until then they carry no `node` label, and what they
+    /// recorded stays there. The remote layer labels the system of a node with the
+    /// node's address when it starts. Set once: `false` (and nothing changes) when the
+    /// system has a label already.
+    ///
+    /// An actor takes its kind's handles, label included, on its first flush and keeps
+    /// them, so the label costs nothing per message. The process keeps one set of
+    /// handles per label and actor kind for its life, as the recorder keeps the series.
+    pub fn set_node_label(&self, label: &str) -> bool {
+        self.inner.meters.label(label)
+    }
+
+    /// The label set with [`ActorSystem::set_node_label`], if any.
+    pub fn node_label(&self) -> Option<&str> {
+        self.inner.meters.node()
     }
 
     /// How many actors are alive.
@@ -251,6 +274,7 @@ impl SystemInner {
             shutting_down: AtomicBool::new(false),
             events: EventStream::new(config.event_capacity),
             config,
+            meters: crate::observe::MeterSlot::default(),
         }
     }
 

@@ -275,6 +275,16 @@ impl RemoteNode {
         } else {
             Transport::bind_arc(config, handler).await?
         };
+        // granary-core's series of this system carry the node's address, as the
+        // transport's do (several nodes in one process keep apart).
+        let node = transport.local_addr().to_string();
+        if !inner.system.set_node_label(&node) {
+            tracing::debug!(
+                %node,
+                label = inner.system.node_label(),
+                "actor system already labelled: its metrics keep that node label"
+            );
+        }
         let mut events = transport.subscribe();
         let _ = inner.transport.set(transport);
         let weak = Arc::downgrade(&inner);

@@ -404,6 +404,7 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
                 dispatch,
                 shared,
                 watches: Mutex::new(HashMap::new()),
+                system: runtime.system().clone(),
             });
             let tracked: ActorRef<Activation<A>> = ActorRef::from_remote(door.clone());
             let exposed = acceptance.and_then(|acceptance| {

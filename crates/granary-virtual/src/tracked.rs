@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use granary_core::{
-    ActorId, ActorRef, AskError, ErasedMessage, Message, RemoteError, RemoteTarget, SendError,
-    Terminated,
+    ActorId, ActorRef, ActorSystem, AskError, ErasedMessage, Message, RemoteError, RemoteTarget,
+    SendError, Terminated,
 };
 use parking_lot::Mutex;
 
@@ -193,6 +193,8 @@ pub(crate) struct Tracked<A: VirtualActor> {
     pub(crate) shared: Option<Arc<dyn Any + Send + Sync>>,
     /// Actor watchers, each with the flag that [`RemoteTarget::unwatch`] sets.
     pub(crate) watches: Mutex<HashMap<ActorId, Arc<AtomicBool>>>,
+    /// The node's actor system: asks through the door count under its node label.
+    pub(crate) system: ActorSystem,
 }
 
 impl<A: VirtualActor + Sync> Tracked<A> {
@@ -236,6 +238,10 @@ impl<A: VirtualActor> Tracked<A> {
 impl<A: VirtualActor> RemoteTarget for Tracked<A> {
     fn id(&self) -> ActorId {
         self.local.id()
+    }
+
+    fn system(&self) -> Option<&ActorSystem> {
+        Some(&self.system)
     }
 
     fn tell_erased(

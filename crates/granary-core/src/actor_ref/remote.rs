@@ -134,6 +134,19 @@ pub trait RemoteTarget: Send + Sync + 'static {
 
     /// Drops the registration made by `watcher`.
     fn unwatch(&self, watcher: ActorId);
+
+    /// The actor system of the node this ref was made on, when the target knows it:
+    /// asks through the ref count in that system's metrics, under its node label
+    /// ([`crate::ActorSystem::set_node_label`]). The default knows none, and such asks
+    /// count in the series without a node label.
+    fn system(&self) -> Option<&crate::ActorSystem> {
+        None
+    }
+}
+
+/// The meters asks through `target` count in.
+pub(crate) fn meters_of(target: &dyn RemoteTarget) -> Option<&'static crate::observe::NodeMeters> {
+    target.system().map(|s| s.inner.meters.meters())
 }
 
 /// Tells `target` a typed message: boxes it and names it by
@@ -184,7 +197,7 @@ pub async fn ask_target<M: Message>(
 ) -> Result<M::Reply, AskError<M>> {
     let start = std::time::Instant::now();
     let result = ask_target_untimed(target, msg, timeout).await;
-    crate::observe::ask_done(start, super::ask_outcome(&result));
+    crate::observe::ask_done(meters_of(target), start, super::ask_outcome(&result));
     result
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use granary_core::{
-    ActorId, AskError, DeadLetter, DeadLetterReason, ErasedMessage, RemoteError, RemoteTarget,
-    SendError, Terminated,
+    ActorId, ActorSystem, AskError, DeadLetter, DeadLetterReason, ErasedMessage, RemoteError,
+    RemoteTarget, SendError, Terminated,
 };
 use tokio::sync::oneshot;
 
@@ -127,6 +127,10 @@ impl RemoteActor {
 impl RemoteTarget for RemoteActor {
     fn id(&self) -> ActorId {
         self.id
+    }
+
+    fn system(&self) -> Option<&ActorSystem> {
+        Some(&self.node.system)
     }
 
     fn tell_erased(
