@@ -87,13 +87,19 @@ impl<A: Actor> Runner<A> {
         let mut phase = Phase::Start;
         let reason = loop {
             phase = match phase {
-                Phase::Start => match catch_panic(self.actor.started(&mut self.ctx)).await {
-                    // `Context::stop` in `started`: no message is coming to end it.
-                    Ok(Ok(())) if self.ctx.stop_requested => Phase::Stop(StopReason::Normal),
-                    Ok(Ok(())) => Phase::Run,
-                    Ok(Err(e)) => Phase::Supervise(Box::new(Failure::Start(e.to_string()))),
-                    Err(p) => Phase::Supervise(Box::new(Failure::Panic(p))),
-                },
+                // Boxed too: `started` runs once, and an actor whose `started` awaits
+                // much (granary-virtual's activations load state and run
+                // `on_activate` there) would otherwise carry that future's size in
+                // its task for its whole life.
+                Phase::Start => {
+                    match Box::pin(catch_panic(self.actor.started(&mut self.ctx))).await {
+                        // `Context::stop` in `started`: no message is coming to end it.
+                        Ok(Ok(())) if self.ctx.stop_requested => Phase::Stop(StopReason::Normal),
+                        Ok(Ok(())) => Phase::Run,
+                        Ok(Err(e)) => Phase::Supervise(Box::new(Failure::Start(e.to_string()))),
+                        Err(p) => Phase::Supervise(Box::new(Failure::Panic(p))),
+                    }
+                }
                 Phase::Run => match self.run_messages().await {
                     Exit::Stop(r) => Phase::Stop(r),
                     Exit::Failed(f) => Phase::Supervise(Box::new(f)),
@@ -500,5 +506,32 @@ mod size_tests {
         let size = std::mem::size_of_val(&task);
         assert!(size <= 288, "actor task future is {size} bytes");
         assert!(std::mem::size_of::<Mailbox<Empty>>() <= 160);
+    }
+
+    /// An actor whose `started` holds a large future across an await.
+    struct HeavyStart;
+    impl Actor for HeavyStart {
+        async fn started(&mut self, _ctx: &mut Context<Self>) -> Result<(), crate::BoxError> {
+            let buffer = [7u8; 2048];
+            tokio::task::yield_now().await;
+            assert_eq!(buffer[2047], 7);
+            Ok(())
+        }
+    }
+
+    /// `started` runs once: its future is boxed, so it does not add to the size the
+    /// task keeps for the actor's whole life.
+    #[tokio::test]
+    async fn a_large_started_future_does_not_grow_the_task() {
+        let system = ActorSystem::new();
+        let mb = Arc::new(Mailbox::<HeavyStart>::new(
+            crate::ActorId::new(0, 1),
+            &MailboxConfig::default(),
+            Arc::downgrade(&system.inner),
+        ));
+        let ctx = Context::new(mb, system.clone(), None);
+        let runner = Runner::new(Props::new(HeavyStart), ctx);
+        let size = std::mem::size_of_val(&runner.run());
+        assert!(size <= 288, "actor task future is {size} bytes");
     }
 }

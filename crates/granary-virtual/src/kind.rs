@@ -23,6 +23,7 @@ use crate::placement::Placement;
 use crate::reentrant::{self, ReentrantHandler, ShareFn};
 use crate::reminder::{self, FireFn, ReminderFired};
 use crate::runtime::{LocalActivation, Runtime};
+use crate::tracked::ActivationDoor;
 use crate::tracked::{Dispatch, Tracked};
 
 /// Idle time after which an activation is passivated unless configured (Orleans'
@@ -398,7 +399,7 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
                 tracing::info_span!("granary.activate", node = %runtime.me, identity = %identity),
             )
             .await?;
-            let door: Arc<dyn RemoteTarget> = Arc::new(Tracked {
+            let door: Arc<dyn ActivationDoor> = Arc::new(Tracked {
                 local: local.clone(),
                 tracker: tracker.clone(),
                 dispatch,
@@ -406,7 +407,8 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
                 watches: Mutex::new(HashMap::new()),
                 system: runtime.system().clone(),
             });
-            let tracked: ActorRef<Activation<A>> = ActorRef::from_remote(door.clone());
+            let tracked: ActorRef<Activation<A>> =
+                ActorRef::from_remote(door.clone() as Arc<dyn RemoteTarget>);
             let exposed = acceptance.and_then(|acceptance| {
                 runtime
                     .remote()
@@ -419,19 +421,11 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
                     "cannot expose {identity}: {e}"
                 )));
             }
-            let stopper = local.clone();
             Ok(LocalActivation {
                 name,
                 tracker,
                 registered_with: None,
                 door,
-                stop: Box::new(move || stopper.stop()),
-                wait: Box::new(move || {
-                    let local = local.clone();
-                    Box::pin(async move {
-                        local.wait_stopped().await;
-                    })
-                }),
             })
         })
     }

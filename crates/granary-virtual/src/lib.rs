@@ -67,9 +67,9 @@ pub use activation::Activation;
 pub use actor::{VirtualActor, VirtualHandler};
 pub use client::{Client, ClientBuilder};
 pub use config::{
-    ChannelSetting, ClientConfig, ConfigError, DnsRecord, LinkKind, MembershipSettings,
-    NodeConfig, OverlayKind, OverlayRole, OverlaySettings, ProviderKind, Secret, StoreSettings,
-    TlsSettings, TransportSettings, CLIENT_ENV, DEFAULT_SECRET, NODE_ENV,
+    ChannelSetting, ClientConfig, ConfigError, DnsRecord, LinkKind, MembershipSettings, NodeConfig,
+    OverlayKind, OverlayRole, OverlaySettings, ProviderKind, Secret, StoreSettings, TlsSettings,
+    TransportSettings, CLIENT_ENV, DEFAULT_SECRET, NODE_ENV,
 };
 pub use context::{DeactivationReason, VirtualContext};
 pub use contract::{ContractRef, FulfilledBy, VirtualContract};

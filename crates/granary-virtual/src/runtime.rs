@@ -39,10 +39,9 @@ pub(crate) struct LocalActivation {
     pub(crate) name: Arc<str>,
     pub(crate) tracker: Arc<Tracker>,
     /// The tracked door to the activation (`Tracked<A>`): every local call, typed by
-    /// an actor or by a contract, goes through it by message type name.
-    pub(crate) door: Arc<dyn RemoteTarget>,
-    pub(crate) stop: Box<dyn Fn() + Send + Sync>,
-    pub(crate) wait: Box<dyn Fn() -> BoxFuture<'static, ()> + Send + Sync>,
+    /// an actor or by a contract, goes through it by message type name; it also
+    /// stops the activation and waits for its end (one object, no closures).
+    pub(crate) door: Arc<dyn crate::tracked::ActivationDoor>,
     /// The directory owner (address and incarnation) that records this activation;
     /// `None` until one does. After a membership change every activation whose
     /// owner on the new ring differs is re-registered (see
@@ -395,7 +394,7 @@ impl Runtime {
     ) -> Option<Arc<dyn RemoteTarget>> {
         if let Some(entry) = self.local.lock().get(identity) {
             if *entry.name == *name {
-                return Some(entry.door.clone());
+                return Some(entry.door.clone() as Arc<dyn RemoteTarget>);
             }
         }
         let workers = self.workers.lock();
@@ -403,7 +402,7 @@ impl Runtime {
             .get(identity)?
             .iter()
             .find(|w| *w.name == *name)
-            .map(|w| w.door.clone())
+            .map(|w| w.door.clone() as Arc<dyn RemoteTarget>)
     }
 
     /// Locations in this node's cache.
@@ -787,7 +786,7 @@ impl Runtime {
         if let Some(a) = self.local.lock().get(identity) {
             if *a.name == *name {
                 a.tracker.close();
-                (a.stop)();
+                a.door.stop();
             }
         }
     }
@@ -800,7 +799,7 @@ impl Runtime {
                 continue;
             };
             if a.tracker.try_close_idle(slot.kind.config().idle_timeout) {
-                (a.stop)();
+                a.door.stop();
             }
         }
         drop(local);
@@ -810,7 +809,7 @@ impl Runtime {
             };
             for w in ws {
                 if w.tracker.try_close_idle(slot.kind.config().idle_timeout) {
-                    (w.stop)();
+                    w.door.stop();
                 }
             }
         }
@@ -820,8 +819,8 @@ impl Runtime {
     pub(crate) async fn deactivate_all(&self) {
         let stop = |a: &LocalActivation| {
             a.tracker.close();
-            (a.stop)();
-            (a.wait)()
+            a.door.stop();
+            a.door.wait_stopped()
         };
         let mut waits: Vec<BoxFuture<'static, ()>> = self.local.lock().values().map(stop).collect();
         waits.extend(self.workers.lock().values().flatten().map(stop));
@@ -1004,7 +1003,7 @@ impl Runtime {
 
 impl LocalActivation {
     fn wait_fn(&self) -> BoxFuture<'static, ()> {
-        (self.wait)()
+        self.door.wait_stopped()
     }
 }
 

@@ -235,6 +235,22 @@ impl<A: VirtualActor> Tracked<A> {
     }
 }
 
+/// An activation's door as the runtime keeps it: the [`RemoteTarget`] every call goes
+/// through (its `stop` stops the activation), and a wait for the activation's end.
+pub(crate) trait ActivationDoor: RemoteTarget {
+    /// Resolves once the activation has stopped.
+    fn wait_stopped(&self) -> BoxFuture<'static, ()>;
+}
+
+impl<A: VirtualActor> ActivationDoor for Tracked<A> {
+    fn wait_stopped(&self) -> BoxFuture<'static, ()> {
+        let local = self.local.clone();
+        Box::pin(async move {
+            local.wait_stopped().await;
+        })
+    }
+}
+
 impl<A: VirtualActor> RemoteTarget for Tracked<A> {
     fn id(&self) -> ActorId {
         self.local.id()

@@ -79,7 +79,7 @@ impl Runtime {
                         if ws.iter().filter(|w| !w.tracker.is_closed()).count() >= pool.max(1) {
                             // Another call filled the pool meanwhile: use that one.
                             worker.tracker.close();
-                            (worker.stop)();
+                            worker.door.stop();
                             let live = ws.iter().find(|w| !w.tracker.is_closed());
                             match live {
                                 Some(w) => w.name.clone(),
