@@ -57,9 +57,9 @@ use tokio::sync::broadcast;
 use tokio::task::JoinSet;
 
 pub use config::{ChannelConfig, TransportConfig};
+pub use link::{BrokerConnection, BrokerLink, Link, LinkFuture};
 pub(crate) use route::{parse_via, via_name};
 pub use route::{Router, MAX_HOPS};
-pub use link::{BrokerConnection, BrokerLink, Link, LinkFuture};
 
 use crate::error::{FrameError, SendError, TransportError};
 use crate::faults::Verdict;
