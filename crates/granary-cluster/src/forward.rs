@@ -165,36 +165,26 @@ impl Cluster {
                 .find(|m| m.id.addr == me)
                 .is_some_and(|own| own.suspects.iter().any(|s| s.addr == addr))
         };
+        let header = FrameHeader {
+            kind: FrameKind::Tell,
+            channel: 0,
+            type_tag,
+            correlation: 0,
+            sender: "",
+            recipient: actor,
+            trace: None,
+        };
+        let options_here = send_options(options.channel.as_deref(), options.partition_key);
         if let Some(hop) = self.overlay_next_hop(node) {
             // The overlay keeps no connection to `node`: its route is the relay, and
             // the transport takes it by itself (`docs/overlays.md`).
             if !options.transitive {
                 return Err(ForwardError::Unreachable(node));
             }
-            let header = FrameHeader {
-                kind: FrameKind::Tell,
-                channel: 0,
-                type_tag,
-                correlation: 0,
-                sender: "",
-                recipient: actor,
-                trace: None,
-            };
-            let options_here = send_options(options.channel.as_deref(), options.partition_key);
             remote.transport().send(node, header, body, options_here)?;
             return Ok(ForwardRoute::Via(hop));
         }
         if !suspected_here(node) {
-            let header = FrameHeader {
-                kind: FrameKind::Tell,
-                channel: 0,
-                type_tag,
-                correlation: 0,
-                sender: "",
-                recipient: actor,
-                trace: None,
-            };
-            let options_here = send_options(options.channel.as_deref(), options.partition_key);
             match remote
                 .transport()
                 .send(node, header, body.clone(), options_here)
