@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use granary_core::Message;
-use granary_remote::wire::{FrameHeader, FrameKind};
+use granary_remote::wire::FrameHeader;
 use granary_remote::{Registry, RemoteNode, SendError};
 use thiserror::Error;
 
@@ -165,15 +165,7 @@ impl Cluster {
                 .find(|m| m.id.addr == me)
                 .is_some_and(|own| own.suspects.iter().any(|s| s.addr == addr))
         };
-        let header = FrameHeader {
-            kind: FrameKind::Tell,
-            channel: 0,
-            type_tag,
-            correlation: 0,
-            sender: "",
-            recipient: actor,
-            trace: None,
-        };
+        let header = FrameHeader::tell(type_tag, actor);
         let options_here = send_options(options.channel.as_deref(), options.partition_key);
         if let Some(hop) = self.overlay_next_hop(node) {
             // The overlay keeps no connection to `node`: its route is the relay, and
@@ -251,15 +243,7 @@ fn send_relay(
     let (type_tag, body): (u64, Bytes) = registry
         .encode(frame)
         .map_err(|e| ForwardError::Encode(e.to_string()))?;
-    let header = FrameHeader {
-        kind: FrameKind::Tell,
-        channel: 0,
-        type_tag,
-        correlation: 0,
-        sender: "",
-        recipient: CLUSTER_INBOX,
-        trace: None,
-    };
+    let header = FrameHeader::tell(type_tag, CLUSTER_INBOX);
     remote
         .transport()
         .send(relay, header, body, frame.send_options())

@@ -50,7 +50,7 @@ use std::time::{Duration, Instant};
 
 use granary_cluster::{Cluster, MemberStatus};
 use granary_core::ActorRef;
-use granary_remote::wire::{FrameHeader, FrameKind};
+use granary_remote::wire::FrameHeader;
 use granary_remote::{Registry, RemoteNode, SendOptions};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -877,15 +877,7 @@ impl Shared {
                 return;
             }
         };
-        let header = FrameHeader {
-            kind: FrameKind::Tell,
-            channel: 0,
-            type_tag,
-            correlation: 0,
-            sender: "",
-            recipient: INBOX,
-            trace: None,
-        };
+        let header = FrameHeader::tell(type_tag, INBOX);
         let len = header.frame_len(body.len());
         match self
             .node

@@ -99,7 +99,7 @@ mod tests {
     use super::*;
     use crate::handshake::{self, Lane, Params};
     use crate::transport::{PeerEvent, SendOptions, Transport, TransportConfig};
-    use crate::wire::{encode_chunk_header, Frame, FrameHeader, FrameKind};
+    use crate::wire::{encode_chunk_header, Frame, FrameHeader};
     use crate::NodeId;
 
     const WAIT: Duration = Duration::from_secs(10);
@@ -129,15 +129,7 @@ mod tests {
     }
 
     fn tell(recipient: &str) -> FrameHeader<'_> {
-        FrameHeader {
-            kind: FrameKind::Tell,
-            channel: 0,
-            type_tag: 1,
-            correlation: 0,
-            sender: "",
-            recipient,
-            trace: None,
-        }
+        FrameHeader::tell(1, recipient)
     }
 
     async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {

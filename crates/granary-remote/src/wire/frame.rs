@@ -82,6 +82,28 @@ pub struct FrameHeader<'a> {
     pub trace: Option<TraceContext>,
 }
 
+impl<'a> FrameHeader<'a> {
+    /// A one-way message of type `type_tag` to `recipient`, from no actor, untraced, on
+    /// channel 0 (the transport sets the channel from its `SendOptions`).
+    ///
+    /// ```
+    /// use granary_remote::wire::{FrameHeader, FrameKind};
+    /// let header = FrameHeader::tell(7, "inbox");
+    /// assert_eq!((header.kind, header.recipient, header.sender), (FrameKind::Tell, "inbox", ""));
+    /// ```
+    pub const fn tell(type_tag: u64, recipient: &'a str) -> Self {
+        FrameHeader {
+            kind: FrameKind::Tell,
+            channel: 0,
+            type_tag,
+            correlation: 0,
+            sender: "",
+            recipient,
+            trace: None,
+        }
+    }
+}
+
 impl FrameHeader<'_> {
     /// Size of the frame after the length prefix for a body of `body_len` bytes.
     pub fn frame_len(&self, body_len: usize) -> u64 {
