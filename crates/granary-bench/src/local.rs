@@ -22,11 +22,12 @@
 //! The tokio-based frameworks run on a multi-thread runtime with 2 workers; actix
 //! runs on its own `System` plus one extra `Arbiter` thread, as actix users do.
 //!
-//! Each peer is also measured in its fastest idiomatic configuration ([`Setup`]),
-//! as extra rows beside those: ractor and kameo on a tokio current-thread runtime,
+//! Each framework is also measured in its fastest idiomatic configuration ([`Setup`]),
+//! as extra rows beside those: granary, ractor and kameo on a tokio current-thread
+//! runtime (`#[tokio::main(flavor = "current_thread")]`),
 //! actix's `tell` and `fanin` with senders and receiver on the System arbiter (its
-//! `pingpong` and `spawn` run there already). The ratio lines compare granary with
-//! the best peer row of each test, whichever setup it came from.
+//! `pingpong` and `spawn` run there already). The ratio lines compare each granary
+//! setup with the best peer row of each test, whichever setup that came from.
 
 mod activate;
 mod actix;
@@ -107,7 +108,8 @@ pub(crate) struct ChildArgs {
 pub(crate) enum Setup {
     /// A tokio multi-thread runtime with `--workers` workers (granary, ractor, kameo).
     MultiThread,
-    /// A tokio current-thread runtime: the whole test on one thread (ractor, kameo).
+    /// A tokio current-thread runtime: the whole test on one thread (granary, ractor,
+    /// kameo).
     CurrentThread,
     /// actix: senders on the System arbiter, the receiver on a second `Arbiter`
     /// thread (`tell`, `fanin`).
@@ -163,8 +165,11 @@ impl Framework {
     /// System arbiter, so they have that one setup only.
     fn setups(self, test: Test) -> &'static [Setup] {
         match (self, test) {
-            (Self::Granary, _) => &[Setup::MultiThread],
-            (Self::Ractor | Self::Kameo, _) => &[Setup::MultiThread, Setup::CurrentThread],
+            // Virtual actors are measured as users run a node: multi-thread.
+            (Self::Granary, Test::Activate) => &[Setup::MultiThread],
+            (Self::Granary | Self::Ractor | Self::Kameo, _) => {
+                &[Setup::MultiThread, Setup::CurrentThread]
+            }
             (Self::Actix, Test::Tell | Test::Fanin) => &[Setup::CrossArbiter, Setup::SameArbiter],
             (Self::Actix, _) => &[Setup::SameArbiter],
         }
@@ -566,9 +571,12 @@ pub(crate) fn run(args: LocalArgs) -> Result<(), LocalError> {
 fn observe_ratios(rows: &[LocalRow]) -> String {
     let mut out = String::new();
     for on in rows.iter().filter(|r| r.mode == "observe") {
-        let off = rows
-            .iter()
-            .find(|r| r.mode == "local" && r.framework == on.framework && r.test == on.test);
+        let off = rows.iter().find(|r| {
+            r.mode == "local"
+                && r.framework == on.framework
+                && r.test == on.test
+                && r.setup == on.setup
+        });
         if let Some(off) = off.filter(|off| off.msgs_per_sec > 0.0) {
             out.push_str(&format!(
                 "{} observe/off: {:.0} / {:.0} msgs/s = {:.3}\n",
@@ -964,12 +972,6 @@ fn ratios(rows: &[LocalRow]) -> String {
             .iter()
             .filter(|row| row.test == test && row.mode == "local")
             .collect();
-        let Some(ours) = of_test
-            .iter()
-            .find(|row| row.framework == Framework::Granary)
-        else {
-            continue;
-        };
         let peers: Vec<&&LocalRow> = of_test
             .iter()
             .filter(|row| row.framework != Framework::Granary)
@@ -988,36 +990,54 @@ fn ratios(rows: &[LocalRow]) -> String {
             // No peer has virtual actors.
             Test::Activate => &[],
         };
-        for (label, metric, higher_is_better) in metrics {
-            let best = best_of(&peers, *metric, *higher_is_better);
-            if let (Some(value), Some((peer, best))) = (metric(ours), best) {
-                let goal = if *higher_is_better { ">= 1" } else { "<= 1" };
-                out.push_str(&format!(
-                    "ratio {test:<8} {label:<14} granary/{} = {:.3} (goal {goal})\n",
-                    peer_label(peer),
-                    value / best
-                ));
-            }
-        }
-        if test == Test::Pingpong {
-            let actix: Vec<&&LocalRow> = peers
-                .iter()
-                .copied()
-                .filter(|row| row.framework == Framework::Actix)
-                .collect();
-            if let (Some(value), Some((peer, best))) =
-                (ours.p99_us, best_of(&actix, |r| r.p99_us, false))
-            {
-                out.push_str(&format!(
-                    "ratio {test:<8} {:<14} granary/{} = {:.3} (goal <= 2)\n",
-                    "p99 latency",
-                    peer_label(peer),
-                    value / best
-                ));
-            }
+        // One set of lines per granary setup (multi-thread first, as before setups).
+        for ours in of_test
+            .iter()
+            .filter(|row| row.framework == Framework::Granary)
+        {
+            ratio_lines(&mut out, test, ours, &peers, metrics);
         }
     }
     out
+}
+
+/// The ratio lines of one granary row (one setup) against the best peer rows.
+fn ratio_lines(
+    out: &mut String,
+    test: Test,
+    ours: &LocalRow,
+    peers: &[&&LocalRow],
+    metrics: &[Metric],
+) {
+    let ours_label = format!("granary ({})", ours.setup);
+    for (label, metric, higher_is_better) in metrics {
+        let best = best_of(peers, *metric, *higher_is_better);
+        if let (Some(value), Some((peer, best))) = (metric(ours), best) {
+            let goal = if *higher_is_better { ">= 1" } else { "<= 1" };
+            out.push_str(&format!(
+                "ratio {test:<8} {label:<14} {ours_label}/{} = {:.3} (goal {goal})\n",
+                peer_label(peer),
+                value / best
+            ));
+        }
+    }
+    if test == Test::Pingpong {
+        let actix: Vec<&&LocalRow> = peers
+            .iter()
+            .copied()
+            .filter(|row| row.framework == Framework::Actix)
+            .collect();
+        if let (Some(value), Some((peer, best))) =
+            (ours.p99_us, best_of(&actix, |r| r.p99_us, false))
+        {
+            out.push_str(&format!(
+                "ratio {test:<8} {:<14} {ours_label}/{} = {:.3} (goal <= 2)\n",
+                "p99 latency",
+                peer_label(peer),
+                value / best
+            ));
+        }
+    }
 }
 
 /// "framework (setup)", as the ratio lines name a peer row.
@@ -1136,11 +1156,11 @@ mod tests {
         ];
         let text = ratios(&rows);
         assert!(
-            text.contains("actors/s       granary/ractor (multi-thread) = 0.500"),
+            text.contains("actors/s       granary (multi-thread)/ractor (multi-thread) = 0.500"),
             "{text}"
         );
         assert!(
-            text.contains("bytes/actor    granary/ractor (multi-thread) = 0.750"),
+            text.contains("bytes/actor    granary (multi-thread)/ractor (multi-thread) = 0.750"),
             "{text}"
         );
     }
@@ -1168,21 +1188,32 @@ mod tests {
         };
         let rows = [
             pingpong(Framework::Granary, Setup::MultiThread, 100.0, 6.0),
+            pingpong(Framework::Granary, Setup::CurrentThread, 800.0, 3.0),
             pingpong(Framework::Ractor, Setup::MultiThread, 50.0, 9.0),
             pingpong(Framework::Ractor, Setup::CurrentThread, 400.0, 4.0),
             pingpong(Framework::Actix, Setup::SameArbiter, 200.0, 2.0),
         ];
         let text = ratios(&rows);
         assert!(
-            text.contains("round trips/s  granary/ractor (current-thread) = 0.250"),
+            text.contains("round trips/s  granary (multi-thread)/ractor (current-thread) = 0.250"),
             "{text}"
         );
         assert!(
-            text.contains("p99 latency    granary/actix (same-arbiter) = 3.000 (goal <= 1)"),
+            text.contains(
+                "p99 latency    granary (multi-thread)/actix (same-arbiter) = 3.000 (goal <= 1)"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("p99 latency    granary/actix (same-arbiter) = 3.000 (goal <= 2)"),
+            text.contains(
+                "p99 latency    granary (multi-thread)/actix (same-arbiter) = 3.000 (goal <= 2)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "round trips/s  granary (current-thread)/ractor (current-thread) = 2.000"
+            ),
             "{text}"
         );
     }

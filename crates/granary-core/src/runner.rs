@@ -492,6 +492,11 @@ mod size_tests {
 
     /// The task of an idle actor is most of its memory; cold phases are boxed
     /// and the runner is stored once. This fails if the task future grows.
+    ///
+    /// The bound is a step, not a taste: tokio aligns a task's cell to 128 bytes on
+    /// x86-64 and aarch64, and the cell is its header and trailer (about 96 bytes)
+    /// plus the future. A spawned actor's future of 256 bytes makes a 384-byte cell;
+    /// 288 bytes (as it was while `catch_panic` was an `async fn`) made it 512.
     #[tokio::test]
     async fn an_idle_actors_task_future_stays_small() {
         let system = ActorSystem::new();
@@ -502,9 +507,10 @@ mod size_tests {
         ));
         let ctx = Context::new(mb, system.clone(), None);
         let runner = Runner::new(Props::new(Empty), ctx);
-        let task = runner.run();
+        // What `spawn_actor` hands to tokio.
+        let task = crate::actor_ref::as_sender(crate::ActorId::new(0, 1), runner.run());
         let size = std::mem::size_of_val(&task);
-        assert!(size <= 288, "actor task future is {size} bytes");
+        assert!(size <= 256, "actor task future is {size} bytes");
         assert!(std::mem::size_of::<Mailbox<Empty>>() <= 160);
     }
 
@@ -532,6 +538,6 @@ mod size_tests {
         let ctx = Context::new(mb, system.clone(), None);
         let runner = Runner::new(Props::new(HeavyStart), ctx);
         let size = std::mem::size_of_val(&runner.run());
-        assert!(size <= 288, "actor task future is {size} bytes");
+        assert!(size <= 240, "actor task future is {size} bytes");
     }
 }

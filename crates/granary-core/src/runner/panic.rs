@@ -1,10 +1,10 @@
 //! Catching panics in handler and hook futures.
 
 use std::any::Any;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use crate::envelope::while_dropping_panicked;
 
@@ -19,12 +19,28 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// Runs its future, turning a panic in any poll into `Err(message)`. A plain
+    /// struct rather than an `async fn`: it is part of every actor's task while a
+    /// message is handled, and holds nothing but the future.
+    pub(crate) struct CatchPanic<F> {
+        #[pin]
+        fut: Option<F>,
+    }
+}
+
 /// Runs `fut`, turning a panic in any poll into `Err(message)`. The panicked
 /// future is dropped right away, marked so that a pending ask inside answers
 /// `ActorPanicked`.
-pub(crate) async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, String> {
-    let mut slot = pin!(Some(fut));
-    poll_fn(move |cx| {
+pub(crate) fn catch_panic<F: Future>(fut: F) -> CatchPanic<F> {
+    CatchPanic { fut: Some(fut) }
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, String>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = self.project().fut;
         let Some(fut) = slot.as_mut().as_pin_mut() else {
             return Poll::Ready(Err("future polled after completion".to_string()));
         };
@@ -43,6 +59,5 @@ pub(crate) async fn catch_panic<F: Future>(fut: F) -> Result<F::Output, String> 
                 Poll::Ready(Err(message))
             }
         }
-    })
-    .await
+    }
 }
