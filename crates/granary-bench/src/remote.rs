@@ -124,8 +124,9 @@ impl Framework {
                 Setup::CurrentThreadCast,
             ],
             Self::StdTcp => &[Setup::Blocking],
-            // The versioned encoding (the default) and postcard side by side.
-            Self::Granary => &[Setup::MultiThread, Setup::Postcard],
+            // The versioned encoding (the default) and postcard side by side, and
+            // both processes on current-thread runtimes.
+            Self::Granary => &[Setup::MultiThread, Setup::Postcard, Setup::CurrentThread],
             Self::Erlang => &[Setup::Beam],
         }
     }
@@ -723,10 +724,19 @@ fn floor_bars(rows: &[RemoteRow]) -> String {
     };
     let verdict = |met: bool| if met { "bar met" } else { "bar missed" };
     let mut out = String::new();
+    // One set of lines per granary setup (versioned encoding, postcard, current-thread).
+    let granary = |test: Test, payload: u64| {
+        rows.iter().filter(move |row| {
+            row.framework == Framework::Granary
+                && row.test == test
+                && row.payload_bytes == payload
+                && row.mode == "distributed"
+        })
+    };
     for payload in [0, 1024, 64 * 1024] {
-        let ours = distributed(Framework::Granary, Test::Pingpong, payload);
         let floor = distributed(Framework::StdTcp, Test::Pingpong, payload);
-        if let (Some(ours), Some(floor)) = (ours, floor) {
+        for ours in granary(Test::Pingpong, payload) {
+            let Some(floor) = floor else { break };
             for (label, value, base) in [
                 ("p50", ours.p50_us, floor.p50_us),
                 ("p99", ours.p99_us, floor.p99_us),
@@ -739,28 +749,31 @@ fn floor_bars(rows: &[RemoteRow]) -> String {
                         String::new()
                     };
                     out.push_str(&format!(
-                        "floor: pingpong {payload} B {label} granary/std-tcp = {ratio:.2} \
-                         ({value:.1} us vs {base:.1} us){bar}\n"
+                        "floor: pingpong {payload} B {label} {}/std-tcp = {ratio:.2} \
+                         ({value:.1} us vs {base:.1} us){bar}\n",
+                        ours.label()
                     ));
                 }
             }
         }
     }
     for payload in [16, 1024] {
-        let ours = distributed(Framework::Granary, Test::Oneway, payload);
         let floor = distributed(Framework::StdTcp, Test::Oneway, payload);
-        if let (Some(ours), Some(floor)) = (ours, floor) {
+        for ours in granary(Test::Oneway, payload) {
+            let Some(floor) = floor else { break };
             out.push_str(&format!(
-                "floor: oneway {payload} B granary/std-tcp = {:.3} ({:.0} vs {:.0} msgs/s)\n",
+                "floor: oneway {payload} B {}/std-tcp = {:.3} ({:.0} vs {:.0} msgs/s)\n",
+                ours.label(),
                 ours.msgs_per_sec / floor.msgs_per_sec,
                 ours.msgs_per_sec,
                 floor.msgs_per_sec
             ));
         }
     }
-    if let Some(ours) = distributed(Framework::Granary, Test::Oneway, 16) {
+    for ours in granary(Test::Oneway, 16) {
         out.push_str(&format!(
-            "bar: oneway 16 B granary {:.0} msgs/s; {} (>= {ONEWAY_BAR:.0})\n",
+            "bar: oneway 16 B {} {:.0} msgs/s; {} (>= {ONEWAY_BAR:.0})\n",
+            ours.label(),
             ours.msgs_per_sec,
             verdict(ours.msgs_per_sec >= ONEWAY_BAR)
         ));
@@ -800,8 +813,9 @@ fn ratios(rows: &[RemoteRow]) -> String {
             Test::Oneway => {
                 for base in baselines {
                     out.push_str(&format!(
-                        "oneway {} B: granary {:.0} msgs/s = {:.2}x {}\n",
+                        "oneway {} B: {} {:.0} msgs/s = {:.2}x {}\n",
                         row.payload_bytes,
+                        row.label(),
                         row.msgs_per_sec,
                         row.msgs_per_sec / base.msgs_per_sec,
                         base.label()
@@ -812,9 +826,10 @@ fn ratios(rows: &[RemoteRow]) -> String {
                 for base in baselines {
                     if let (Some(p50), Some(base_p50)) = (row.p50_us, base.p50_us) {
                         out.push_str(&format!(
-                            "pingpong {} B: granary p50 {p50:.1} us = {:.2}x {} \
+                            "pingpong {} B: {} p50 {p50:.1} us = {:.2}x {} \
                              ({base_p50:.1} us); round trips/s {:.2}x\n",
                             row.payload_bytes,
+                            row.label(),
                             p50 / base_p50,
                             base.label(),
                             row.round_trips_per_sec.unwrap_or(0.0)
@@ -872,4 +887,53 @@ fn ratios(rows: &[RemoteRow]) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pingpong(framework: Framework, setup: Setup, p50_us: f64) -> RemoteRow {
+        let job = Job {
+            framework,
+            test: Test::Pingpong,
+            payload: 0,
+            count: 1000,
+            pairs: None,
+            setup,
+        };
+        let measured = Measured {
+            seconds: 1.0,
+            messages: 1000,
+            latency_us: Some([p50_us, 2.0 * p50_us, 3.0 * p50_us, 4.0 * p50_us]),
+            bulk_messages: None,
+            retries: None,
+        };
+        job.row(&measured, &Sizes::for_run(true))
+    }
+
+    /// Every granary setup gets its own verdict against the one blocking-socket floor.
+    #[test]
+    fn the_floor_bar_is_judged_for_each_granary_setup() {
+        let rows = [
+            pingpong(Framework::Granary, Setup::MultiThread, 60.0),
+            pingpong(Framework::Granary, Setup::CurrentThread, 30.0),
+            pingpong(Framework::StdTcp, Setup::Blocking, 20.0),
+        ];
+        let text = floor_bars(&rows);
+        assert!(
+            text.contains(
+                "floor: pingpong 0 B p50 granary (multi-thread)/std-tcp = 3.00 \
+                 (60.0 us vs 20.0 us); bar missed"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "floor: pingpong 0 B p50 granary (current-thread)/std-tcp = 1.50 \
+                 (30.0 us vs 20.0 us); bar met"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -113,7 +113,7 @@ pub(crate) fn run_child(args: ChildArgs) -> Result<(), RemoteError> {
                 let mut session = if args.observe {
                     granary::Session::observing()
                 } else {
-                    granary::Session::idle()
+                    granary::Session::idle_with(args.current_thread)
                 };
                 let measured = session.measure(&job, &sizes).await;
                 session.close();

@@ -282,22 +282,30 @@ pub(crate) struct Session {
     connected: Option<Connected>,
     /// Start peers with `--observe` (metrics and tracing on).
     observe: bool,
+    /// Start peers on a current-thread runtime (this side's runtime is the caller's).
+    current_thread: bool,
 }
 
 impl Session {
     /// No peer yet.
     pub(crate) fn idle() -> Self {
+        Self::idle_with(false)
+    }
+
+    /// No peer yet; peers will run on a current-thread runtime if asked.
+    pub(crate) fn idle_with(current_thread: bool) -> Self {
         Self {
             connected: None,
             observe: false,
+            current_thread,
         }
     }
 
     /// No peer yet; peers start with metrics and tracing on.
     pub(crate) fn observing() -> Self {
         Self {
-            connected: None,
             observe: true,
+            ..Self::idle()
         }
     }
 
@@ -331,6 +339,9 @@ impl Session {
             args.extend(config.args());
             if self.observe {
                 args.push("--observe".into());
+            }
+            if self.current_thread {
+                args.push("--current-thread".into());
             }
             let (peer, peer_addr) =
                 super::peer::start_remote_node("the granary peer", args).await?;

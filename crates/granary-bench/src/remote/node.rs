@@ -37,7 +37,7 @@ pub(crate) struct NodeArgs {
     /// granary: the highest protocol version offered (4: postcard bodies).
     #[arg(long, default_value_t = granary_remote::wire::PROTOCOL_VERSION)]
     max_protocol: u8,
-    /// Serve on a tokio current-thread runtime (`raw-tcp`, `ractor_cluster`).
+    /// Serve on a tokio current-thread runtime (granary, `raw-tcp`, `ractor_cluster`).
     #[arg(long)]
     current_thread: bool,
 }
