@@ -26,7 +26,9 @@
 //! as extra rows beside those: granary, ractor and kameo on a tokio current-thread
 //! runtime (`#[tokio::main(flavor = "current_thread")]`),
 //! actix's `tell` and `fanin` with senders and receiver on the System arbiter (its
-//! `pingpong` and `spawn` run there already). The ratio lines compare each granary
+//! `pingpong` and `spawn` run there already), and granary's `tell` and `fanin` with the
+//! senders on a current-thread runtime and the actor system on a one-worker runtime of
+//! its own (`actor-runtime`, two threads: what actix's cross-arbiter setup is). The ratio lines compare each granary
 //! setup with the best peer row of each test, whichever setup that came from.
 
 mod activate;
@@ -116,6 +118,11 @@ pub(crate) enum Setup {
     CrossArbiter,
     /// actix: senders and receivers all on the System arbiter, one thread.
     SameArbiter,
+    /// granary: senders on the application's current-thread runtime, the actor
+    /// system on a runtime of its own with one worker
+    /// ([`SystemBuilder::runtime`](::granary::prelude::ActorSystem::builder)): two
+    /// threads, as actix's cross-arbiter (`tell`, `fanin`).
+    ActorRuntime,
 }
 
 impl Setup {
@@ -125,6 +132,7 @@ impl Setup {
             Self::CurrentThread => "current-thread",
             Self::CrossArbiter => "cross-arbiter",
             Self::SameArbiter => "same-arbiter",
+            Self::ActorRuntime => "actor-runtime",
         }
     }
 
@@ -133,6 +141,7 @@ impl Setup {
         match self {
             Self::MultiThread | Self::CrossArbiter => workers,
             Self::CurrentThread | Self::SameArbiter => 1,
+            Self::ActorRuntime => 2,
         }
     }
 }
@@ -167,6 +176,11 @@ impl Framework {
         match (self, test) {
             // Virtual actors are measured as users run a node: multi-thread.
             (Self::Granary, Test::Activate) => &[Setup::MultiThread],
+            (Self::Granary, Test::Tell | Test::Fanin) => &[
+                Setup::MultiThread,
+                Setup::CurrentThread,
+                Setup::ActorRuntime,
+            ],
             (Self::Granary | Self::Ractor | Self::Kameo, _) => {
                 &[Setup::MultiThread, Setup::CurrentThread]
             }
@@ -604,7 +618,8 @@ pub(crate) fn run_child(args: ChildArgs) -> Result<(), LocalError> {
             format!("`{}` has no {setup} setup", args.test),
         ));
     }
-    support::set_current_thread(setup == Setup::CurrentThread);
+    // The senders of `actor-runtime` run on the current-thread runtime too.
+    support::set_current_thread(matches!(setup, Setup::CurrentThread | Setup::ActorRuntime));
     if args.observe {
         crate::observe::install();
     }
@@ -638,6 +653,12 @@ impl Framework {
                 pingpong: actix::pingpong,
                 fanin: actix::fanin_same_arbiter,
                 spawn: actix::spawn,
+            },
+            Self::Granary if setup == Setup::ActorRuntime => Suite {
+                tell: granary::tell_on_actor_runtime,
+                pingpong: granary::pingpong,
+                fanin: granary::fanin_on_actor_runtime,
+                spawn: granary::spawn,
             },
             Self::Granary => Suite {
                 tell: granary::tell,

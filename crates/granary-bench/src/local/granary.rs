@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use ::granary::prelude::{Actor, ActorRef, ActorSystem, Context, Handler, Message};
 use tokio::sync::oneshot;
 
-use super::support::{ask_all, check_sum, on_runtime, share, within, SpawnClock, MAX_LATENCY};
+use super::support::{
+    actor_runtime, ask_all, check_sum, on_runtime, share, within, SpawnClock, MAX_LATENCY,
+};
 use super::{Framework, LocalError, SpawnSample, Test};
 use crate::latency::Latencies;
 
@@ -60,53 +62,97 @@ fn counter(system: &ActorSystem, expected: u64) -> (ActorRef<Counter>, oneshot::
 
 /// `tell`: one sender, `messages` tells to one counter.
 pub(crate) fn tell(messages: u64, limit: Duration) -> Result<Duration, LocalError> {
-    on_runtime(async move {
-        let system = ActorSystem::new();
-        let (actor, done) = counter(&system, messages);
-        let started = Instant::now();
-        for i in 0..messages {
-            actor.tell(Count(i)).map_err(|e| failed("tell", e))?;
-        }
-        within(FRAMEWORK, Test::Tell, limit, async {
-            let sum = done.await.map_err(|e| failed("counting", e))?;
-            check_sum(FRAMEWORK, sum, messages, 1)
-        })
-        .await?;
-        let elapsed = started.elapsed();
-        system.shutdown().await;
-        Ok(elapsed)
+    on_runtime(async move { tell_in(ActorSystem::new(), messages, limit).await })
+}
+
+/// `tell` with the counter on an actor system of its own runtime (`actor-runtime`).
+pub(crate) fn tell_on_actor_runtime(
+    messages: u64,
+    limit: Duration,
+) -> Result<Duration, LocalError> {
+    on_actor_runtime(move |system| tell_in(system, messages, limit))
+}
+
+/// Runs `body` on the senders' runtime with an actor system on a runtime of its own.
+fn on_actor_runtime<F, Fut>(body: F) -> Result<Duration, LocalError>
+where
+    F: FnOnce(ActorSystem) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Duration, LocalError>> + Send,
+{
+    let actors = actor_runtime()?;
+    let handle = actors.handle().clone();
+    let result =
+        on_runtime(async move { body(ActorSystem::builder().runtime(handle).build()).await });
+    actors.shutdown_timeout(Duration::from_secs(5));
+    result
+}
+
+/// The `tell` test body, with the counter spawned on `system`.
+async fn tell_in(
+    system: ActorSystem,
+    messages: u64,
+    limit: Duration,
+) -> Result<Duration, LocalError> {
+    let (actor, done) = counter(&system, messages);
+    let started = Instant::now();
+    for i in 0..messages {
+        actor.tell(Count(i)).map_err(|e| failed("tell", e))?;
+    }
+    within(FRAMEWORK, Test::Tell, limit, async {
+        let sum = done.await.map_err(|e| failed("counting", e))?;
+        check_sum(FRAMEWORK, sum, messages, 1)
     })
+    .await?;
+    let elapsed = started.elapsed();
+    system.shutdown().await;
+    Ok(elapsed)
 }
 
 /// `fanin`: `senders` tasks tell `messages` in all to one counter.
 pub(crate) fn fanin(senders: u64, messages: u64, limit: Duration) -> Result<Duration, LocalError> {
-    on_runtime(async move {
-        let system = ActorSystem::new();
-        let (actor, done) = counter(&system, messages);
-        let started = Instant::now();
-        let tasks: Vec<_> = (0..senders)
-            .map(|index| {
-                let actor = actor.clone();
-                tokio::spawn(async move {
-                    for i in 0..share(messages, senders, index) {
-                        actor.tell(Count(i)).map_err(|e| failed("tell", e))?;
-                    }
-                    Ok::<(), LocalError>(())
-                })
+    on_runtime(async move { fanin_in(ActorSystem::new(), senders, messages, limit).await })
+}
+
+/// `fanin` with the counter on an actor system of its own runtime (`actor-runtime`).
+pub(crate) fn fanin_on_actor_runtime(
+    senders: u64,
+    messages: u64,
+    limit: Duration,
+) -> Result<Duration, LocalError> {
+    on_actor_runtime(move |system| fanin_in(system, senders, messages, limit))
+}
+
+/// The `fanin` test body: sender tasks on the current runtime, the counter on `system`.
+async fn fanin_in(
+    system: ActorSystem,
+    senders: u64,
+    messages: u64,
+    limit: Duration,
+) -> Result<Duration, LocalError> {
+    let (actor, done) = counter(&system, messages);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..senders)
+        .map(|index| {
+            let actor = actor.clone();
+            tokio::spawn(async move {
+                for i in 0..share(messages, senders, index) {
+                    actor.tell(Count(i)).map_err(|e| failed("tell", e))?;
+                }
+                Ok::<(), LocalError>(())
             })
-            .collect();
-        within(FRAMEWORK, Test::Fanin, limit, async {
-            for task in tasks {
-                task.await.map_err(|e| failed("sender task", e))??;
-            }
-            let sum = done.await.map_err(|e| failed("counting", e))?;
-            check_sum(FRAMEWORK, sum, messages, senders)
         })
-        .await?;
-        let elapsed = started.elapsed();
-        system.shutdown().await;
-        Ok(elapsed)
+        .collect();
+    within(FRAMEWORK, Test::Fanin, limit, async {
+        for task in tasks {
+            task.await.map_err(|e| failed("sender task", e))??;
+        }
+        let sum = done.await.map_err(|e| failed("counting", e))?;
+        check_sum(FRAMEWORK, sum, messages, senders)
     })
+    .await?;
+    let elapsed = started.elapsed();
+    system.shutdown().await;
+    Ok(elapsed)
 }
 
 /// The ball, going out.

@@ -44,6 +44,18 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, LocalError> {
     builder.enable_all().build().map_err(LocalError::Runtime)
 }
 
+/// The runtime of the actors in granary's `actor-runtime` setup: one worker thread of
+/// its own, beside the senders' runtime (the actor system is built with
+/// `SystemBuilder::runtime`).
+pub(crate) fn actor_runtime() -> Result<tokio::runtime::Runtime, LocalError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("granary-actors")
+        .enable_all()
+        .build()
+        .map_err(LocalError::Runtime)
+}
+
 /// Runs `body` as a task on a fresh runtime, so the whole test (senders
 /// included) runs on the two workers and not on the calling thread (on a
 /// current-thread runtime, the task runs on the calling thread inside `block_on`).
