@@ -65,9 +65,9 @@ pub struct ActorRef<A: Actor> {
 /// when the deadline passed first.
 async fn push_within<A: Actor, E: crate::envelope::Envelope<A> + 'static>(
     mb: &Mailbox<A>,
-    env: Box<E>,
+    env: E,
     deadline: Option<tokio::time::Instant>,
-) -> Option<Result<(), PushError<Box<E>>>> {
+) -> Option<Result<(), PushError<E>>> {
     let wait = mb.push_user_wait(env);
     match deadline {
         Some(d) => tokio::time::timeout_at(d, wait).await.ok(),
@@ -75,10 +75,10 @@ async fn push_within<A: Actor, E: crate::envelope::Envelope<A> + 'static>(
     }
 }
 
-fn local_send_error<M, E>(e: PushError<Box<E>>, unwrap: impl FnOnce(E) -> M) -> SendError<M> {
+fn local_send_error<M, E>(e: PushError<E>, unwrap: impl FnOnce(E) -> M) -> SendError<M> {
     match e {
-        PushError::Closed(env) => SendError::ActorStopped(unwrap(*env)),
-        PushError::Full(env) => SendError::MailboxFull(unwrap(*env)),
+        PushError::Closed(env) => SendError::ActorStopped(unwrap(env)),
+        PushError::Full(env) => SendError::MailboxFull(unwrap(env)),
     }
 }
 
@@ -129,7 +129,7 @@ impl<A: Actor> ActorRef<A> {
     {
         match &self.target {
             Target::Local(mb) => mb
-                .push_user(Box::new(TellEnvelope(msg, crate::observe::capture())))
+                .push_user(TellEnvelope(msg, crate::observe::capture()))
                 .map_err(|e| local_send_error(e, |env| env.0)),
             Target::Remote(t) => tell_target(&**t, msg),
         }
@@ -151,10 +151,10 @@ impl<A: Actor> ActorRef<A> {
     {
         match &self.target {
             Target::Local(mb) => mb
-                .push_user(Box::new(HeldTellEnvelope {
+                .push_user(HeldTellEnvelope {
                     tell: TellEnvelope(msg, crate::observe::capture()),
                     token,
-                }))
+                })
                 .map_err(|e| local_send_error(e, |env| env.tell.0)),
             Target::Remote(t) => t
                 .tell_erased_holding(Box::new(msg), std::any::type_name::<M>(), Box::new(token))
@@ -181,7 +181,7 @@ impl<A: Actor> ActorRef<A> {
     {
         match &self.target {
             Target::Local(mb) => mb
-                .push_user_wait(Box::new(TellEnvelope(msg, crate::observe::capture())))
+                .push_user_wait(TellEnvelope(msg, crate::observe::capture()))
                 .await
                 .map_err(|e| local_send_error(e, |env| env.0)),
             Target::Remote(t) => tell_target(&**t, msg),
@@ -249,11 +249,11 @@ impl<A: Actor> ActorRef<A> {
         match &self.target {
             Target::Local(mb) => {
                 let (reply, rx) = oneshot::channel();
-                let env = Box::new(AskEnvelope {
+                let env = AskEnvelope {
                     msg,
                     reply,
                     parent: crate::observe::capture(),
-                });
+                };
                 let deadline = tokio::time::Instant::now().checked_add(timeout);
                 let pushed = if mb.is_bounded() {
                     // A request on a full bounded mailbox waits for room, within

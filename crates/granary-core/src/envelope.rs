@@ -1,8 +1,16 @@
-//! Type-erased messages in a mailbox: one boxed envelope per message.
+//! Type-erased messages in a mailbox: one envelope per message, inline in its queue
+//! slot when it fits in two words (a told `u64` and its span pointer), boxed otherwise.
+//!
+//! The one `unsafe` operation of this crate lives here: an inline envelope is moved out
+//! of its slot ([`Envelope::handle_moved`]) and the slot is then forgotten, never
+//! dropped, so the envelope is dropped exactly once (by its handler future). The tests
+//! below count drops on every path (handled, dead-lettered, inline and boxed).
 
 use std::cell::Cell;
 
 use futures::future::BoxFuture;
+use smallbox::space::S2;
+use smallbox::{smallbox, SmallBox};
 use tokio::sync::oneshot;
 
 use crate::actor::{Actor, Handler, Message, Priority};
@@ -26,16 +34,96 @@ pub(crate) fn while_dropping_panicked<R>(f: impl FnOnce() -> R) -> R {
 
 /// One message for actor `A`, with its type erased.
 pub(crate) trait Envelope<A: Actor>: Send {
-    /// The handler future for this message.
+    /// The handler future for this message, the envelope consumed.
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()>
+    where
+        Self: Sized;
+    /// [`Envelope::handle_owned`] for a boxed envelope.
     fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()>;
+    /// [`Envelope::handle_owned`] for an envelope stored in place: moves it out of
+    /// `*self`.
+    ///
+    /// # Safety
+    /// `*self` is moved out: the caller must neither use nor drop it afterwards.
+    #[allow(unsafe_code)]
+    unsafe fn handle_moved<'a>(
+        &mut self,
+        actor: &'a mut A,
+        ctx: &'a mut Context<A>,
+    ) -> BoxFuture<'a, ()>;
     /// The rank in a priority mailbox.
     fn priority(&self) -> Priority;
     /// The message's Rust type name, for dead letters.
     fn message_type(&self) -> &'static str;
 }
 
-/// A boxed envelope as stored in the queue.
-pub(crate) type Env<A> = Box<dyn Envelope<A>>;
+/// Implements [`Envelope::handle`] and [`Envelope::handle_moved`] through
+/// [`Envelope::handle_owned`].
+macro_rules! handle_through_owned {
+    ($a:ty) => {
+        fn handle<'a>(
+            self: Box<Self>,
+            actor: &'a mut $a,
+            ctx: &'a mut Context<$a>,
+        ) -> BoxFuture<'a, ()> {
+            (*self).handle_owned(actor, ctx)
+        }
+
+        #[allow(unsafe_code)]
+        unsafe fn handle_moved<'a>(
+            &mut self,
+            actor: &'a mut $a,
+            ctx: &'a mut Context<$a>,
+        ) -> BoxFuture<'a, ()> {
+            // SAFETY: the caller gives up `*self` (see the trait method).
+            unsafe { std::ptr::read(self) }.handle_owned(actor, ctx)
+        }
+    };
+}
+pub(crate) use handle_through_owned;
+
+/// An envelope as stored in the queue: inline when it fits in two words (a told
+/// `u64` and its span pointer), in a heap box otherwise.
+pub(crate) struct Env<A: Actor>(SmallBox<dyn Envelope<A>, S2>);
+
+impl<A: Actor> Env<A> {
+    /// Erases `envelope`, inline if it fits.
+    #[inline]
+    pub(crate) fn new<E: Envelope<A> + 'static>(envelope: E) -> Self {
+        Env(smallbox!(envelope))
+    }
+
+    /// The handler future for this message, the envelope consumed.
+    #[inline]
+    #[allow(unsafe_code)]
+    pub(crate) fn handle<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+        if self.0.is_heap() {
+            return SmallBox::into_box(self.0).handle(actor, ctx);
+        }
+        // Inline: the envelope is moved out of the slot, which then owns nothing (no
+        // heap memory), so it is forgotten rather than dropped.
+        let mut slot = std::mem::ManuallyDrop::new(self.0);
+        // SAFETY: `slot` is never used or dropped after the move.
+        unsafe { slot.handle_moved(actor, ctx) }
+    }
+
+    /// The rank in a priority mailbox.
+    #[inline]
+    pub(crate) fn priority(&self) -> Priority {
+        self.0.priority()
+    }
+
+    /// The message's Rust type name, for dead letters.
+    pub(crate) fn message_type(&self) -> &'static str {
+        self.0.message_type()
+    }
+
+    /// Whether the envelope sits in the slot itself (no heap box).
+    #[cfg(test)]
+    pub(crate) fn is_inline(&self) -> bool {
+        !self.0.is_heap()
+    }
+}
 
 /// A fire-and-forget message, with the span it was sent from when tracing is on.
 pub(crate) struct TellEnvelope<M>(pub(crate) M, pub(crate) crate::observe::Parent);
@@ -45,10 +133,12 @@ where
     A: Handler<M>,
     M: Message,
 {
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let TellEnvelope(msg, parent) = *self;
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+        let TellEnvelope(msg, parent) = self;
         handle_tell(msg, parent, actor, ctx)
     }
+
+    handle_through_owned!(A);
 
     fn priority(&self) -> Priority {
         A::priority(&self.0)
@@ -129,8 +219,10 @@ where
     A: Handler<M>,
     M: Message,
 {
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let AskEnvelope { msg, reply, parent } = *self;
+    handle_through_owned!(A);
+
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+        let AskEnvelope { msg, reply, parent } = self;
         let fut = async move {
             let guard = ReplyGuard(Some(reply));
             if !actor.admits(ctx) {
@@ -151,5 +243,119 @@ where
 
     fn message_type(&self) -> &'static str {
         std::any::type_name::<M>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::{Env, TellEnvelope};
+    use crate::{Actor, ActorSystem, Context, Handler, Message};
+
+    /// Counts its drops; one word, so a told one fits inline.
+    struct Counted(Arc<AtomicUsize>);
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Message for Counted {
+        type Reply = ();
+    }
+
+    /// Too large for a slot: boxed. Its `Counted` only counts the drop.
+    struct Large(#[allow(dead_code)] Counted, [u64; 8]);
+
+    impl Message for Large {
+        type Reply = ();
+    }
+
+    /// Counts the messages it handled.
+    struct Sink(Arc<AtomicUsize>);
+
+    impl Actor for Sink {}
+
+    impl Handler<Counted> for Sink {
+        async fn handle(&mut self, _msg: Counted, _ctx: &mut Context<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Handler<Large> for Sink {
+        async fn handle(&mut self, msg: Large, _ctx: &mut Context<Self>) {
+            assert_eq!(msg.1[7], 7);
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_small_told_message_is_inline_and_a_large_one_boxed() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let small = Env::<Sink>::new(TellEnvelope(Counted(drops.clone()), None));
+        let large = Env::<Sink>::new(TellEnvelope(Large(Counted(drops.clone()), [7; 8]), None));
+        assert!(small.is_inline());
+        assert!(!large.is_inline());
+        drop((small, large));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            2,
+            "each envelope dropped once"
+        );
+    }
+
+    /// Handled inline and boxed envelopes are each dropped exactly once.
+    #[tokio::test]
+    async fn handled_envelopes_drop_their_message_once() {
+        let system = ActorSystem::new();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let sink = system.spawn(Sink(handled.clone()));
+        for _ in 0..100 {
+            assert!(sink.tell(Counted(drops.clone())).is_ok());
+            assert!(sink.tell(Large(Counted(drops.clone()), [7; 8])).is_ok());
+        }
+        sink.ask(Counted(drops.clone())).await.unwrap();
+        assert_eq!(handled.load(Ordering::SeqCst), 201);
+        assert_eq!(drops.load(Ordering::SeqCst), 201);
+        system.shutdown().await;
+    }
+
+    /// Holds its actor in the handler until notified.
+    struct Gate(Arc<tokio::sync::Notify>);
+
+    impl Message for Gate {
+        type Reply = ();
+    }
+
+    impl Handler<Gate> for Sink {
+        async fn handle(&mut self, Gate(open): Gate, _ctx: &mut Context<Self>) {
+            open.notified().await;
+        }
+    }
+
+    /// Envelopes still queued when the actor stops become dead letters and are dropped
+    /// exactly once, inline and boxed alike.
+    #[tokio::test]
+    async fn queued_envelopes_of_a_stopped_actor_drop_once() {
+        let system = ActorSystem::new();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let sink = system.spawn(Sink(handled.clone()));
+        let open = Arc::new(tokio::sync::Notify::new());
+        assert!(sink.tell(Gate(open.clone())).is_ok());
+        for _ in 0..50 {
+            assert!(sink.tell(Counted(drops.clone())).is_ok());
+            assert!(sink.tell(Large(Counted(drops.clone()), [7; 8])).is_ok());
+        }
+        sink.stop();
+        open.notify_one();
+        sink.wait_stopped().await;
+        assert_eq!(handled.load(Ordering::SeqCst), 0, "stop came first");
+        assert_eq!(drops.load(Ordering::SeqCst), 100);
+        system.shutdown().await;
     }
 }

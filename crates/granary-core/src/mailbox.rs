@@ -15,7 +15,6 @@ mod held;
 mod queue;
 mod system_msg;
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context as TaskContext, Poll, Waker};
@@ -90,14 +89,16 @@ pub(crate) enum PushError<E> {
 
 struct State<A: Actor> {
     user: UserQueue<A>,
-    system: VecDeque<SystemMsg>,
+    /// Few and rare (stop, child events): a `Vec`, 8 bytes smaller than a `VecDeque`.
+    system: Vec<SystemMsg>,
     waker: Option<Waker>,
     closed: bool,
 }
 
 /// The mailbox of one actor. Shared by its refs (`Arc`) and its task.
 pub(crate) struct Mailbox<A: Actor> {
-    id: ActorId,
+    /// The node-local part of the actor's id (a mailbox is always of this process).
+    local_id: u64,
     system_pending: AtomicBool,
     state: Mutex<State<A>>,
     /// Free slots of a bounded mailbox (one permit per free slot).
@@ -107,12 +108,13 @@ pub(crate) struct Mailbox<A: Actor> {
 
 impl<A: Actor> Mailbox<A> {
     pub(crate) fn new(id: ActorId, config: &MailboxConfig, system: Weak<SystemInner>) -> Self {
+        debug_assert!(id.is_local(), "a mailbox of another process: {id}");
         Self {
-            id,
+            local_id: id.local(),
             system_pending: AtomicBool::new(false),
             state: Mutex::new(State {
                 user: UserQueue::new(config.priority),
-                system: VecDeque::new(),
+                system: Vec::new(),
                 waker: None,
                 closed: false,
             }),
@@ -122,7 +124,7 @@ impl<A: Actor> Mailbox<A> {
     }
 
     pub(crate) fn id(&self) -> ActorId {
-        self.id
+        ActorId::new(0, self.local_id)
     }
 
     pub(crate) fn system(&self) -> Option<Arc<SystemInner>> {
@@ -133,7 +135,7 @@ impl<A: Actor> Mailbox<A> {
     pub(crate) fn dead_letter(&self, message_type: &'static str, reason: DeadLetterReason) {
         if let Some(system) = self.system.upgrade() {
             system.events.publish(DeadLetter {
-                recipient: self.id,
+                recipient: self.id(),
                 message_type,
                 reason,
             });
@@ -142,10 +144,7 @@ impl<A: Actor> Mailbox<A> {
 
     /// Enqueues a user message without waiting (a bounded mailbox that is full
     /// refuses it).
-    pub(crate) fn push_user<E: Envelope<A> + 'static>(
-        &self,
-        env: Box<E>,
-    ) -> Result<(), PushError<Box<E>>> {
+    pub(crate) fn push_user<E: Envelope<A> + 'static>(&self, env: E) -> Result<(), PushError<E>> {
         if let Some(slots) = &self.slots {
             match slots.try_acquire() {
                 Ok(permit) => permit.forget(),
@@ -165,8 +164,8 @@ impl<A: Actor> Mailbox<A> {
     /// Enqueues a user message, waiting for room in a bounded mailbox.
     pub(crate) async fn push_user_wait<E: Envelope<A> + 'static>(
         &self,
-        env: Box<E>,
-    ) -> Result<(), PushError<Box<E>>> {
+        env: E,
+    ) -> Result<(), PushError<E>> {
         if let Some(slots) = &self.slots {
             match slots.acquire().await {
                 Ok(permit) => permit.forget(),
@@ -179,7 +178,7 @@ impl<A: Actor> Mailbox<A> {
         self.enqueue(env)
     }
 
-    fn enqueue<E: Envelope<A> + 'static>(&self, env: Box<E>) -> Result<(), PushError<Box<E>>> {
+    fn enqueue<E: Envelope<A> + 'static>(&self, env: E) -> Result<(), PushError<E>> {
         let waker = {
             let mut st = self.state.lock();
             if st.closed {
@@ -187,7 +186,7 @@ impl<A: Actor> Mailbox<A> {
                 self.dead_letter(env.message_type(), DeadLetterReason::ActorStopped);
                 return Err(PushError::Closed(env));
             }
-            st.user.push(env);
+            st.user.push(Env::new(env));
             st.waker.take()
         };
         if let Some(waker) = waker {
@@ -218,7 +217,7 @@ impl<A: Actor> Mailbox<A> {
             if st.closed {
                 return Err(msg);
             }
-            st.system.push_back(msg);
+            st.system.push(msg);
             self.system_pending.store(true, Ordering::Release);
             st.waker.take()
         };
@@ -235,7 +234,7 @@ impl<A: Actor> Mailbox<A> {
     }
 
     /// Takes all waiting system messages.
-    pub(crate) fn take_system(&self) -> VecDeque<SystemMsg> {
+    pub(crate) fn take_system(&self) -> Vec<SystemMsg> {
         let mut st = self.state.lock();
         self.system_pending.store(false, Ordering::Release);
         std::mem::take(&mut st.system)
@@ -253,7 +252,7 @@ impl<A: Actor> Mailbox<A> {
     }
 
     /// Ready with the waiting system messages; otherwise registers the waker.
-    pub(crate) fn poll_system(&self, cx: &mut TaskContext<'_>) -> Poll<VecDeque<SystemMsg>> {
+    pub(crate) fn poll_system(&self, cx: &mut TaskContext<'_>) -> Poll<Vec<SystemMsg>> {
         let mut st = self.state.lock();
         if !st.system.is_empty() {
             self.system_pending.store(false, Ordering::Release);
@@ -271,7 +270,7 @@ impl<A: Actor> Mailbox<A> {
     }
 
     /// Closes the mailbox: later pushes fail. Returns what was still queued.
-    pub(crate) fn close(&self) -> (Vec<Env<A>>, VecDeque<SystemMsg>) {
+    pub(crate) fn close(&self) -> (Vec<Env<A>>, Vec<SystemMsg>) {
         let out = {
             let mut st = self.state.lock();
             st.closed = true;
@@ -304,7 +303,7 @@ pub(crate) trait SystemLane: Send + Sync + 'static {
 
 impl<A: Actor> SystemLane for Mailbox<A> {
     fn id(&self) -> ActorId {
-        self.id
+        Mailbox::id(self)
     }
 
     fn push_system(&self, msg: SystemMsg) -> Result<(), SystemMsg> {

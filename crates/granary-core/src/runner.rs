@@ -8,7 +8,6 @@
 
 mod panic;
 
-use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,11 +47,28 @@ enum Exit {
 pub(crate) struct Runner<A: Actor> {
     actor: A,
     ctx: Context<A>,
-    factory: Option<Factory<A>>,
     batch: Batch<A>,
-    /// Restart record used by the root strategy (top-level actors only; boxed
-    /// on first failure so it costs one pointer until then).
-    root_stats: Option<Box<RestartStats>>,
+    /// What only restarts use, boxed: one pointer in every idle actor's task until
+    /// the actor has a factory or fails.
+    restarts: Option<Box<Restarts<A>>>,
+}
+
+/// The parts of a runner that only restarts use.
+struct Restarts<A: Actor> {
+    /// Builds the fresh instance on restart (`Props::with_factory`).
+    factory: Option<Factory<A>>,
+    /// Restart record used by the root strategy (top-level actors only).
+    root_stats: RestartStats,
+}
+
+/// The restart parts of a runner, made on first use.
+fn restarts_of<A: Actor>(restarts: &mut Option<Box<Restarts<A>>>) -> &mut Restarts<A> {
+    restarts.get_or_insert_with(|| {
+        Box::new(Restarts {
+            factory: None,
+            root_stats: RestartStats::default(),
+        })
+    })
 }
 
 /// Answers a failed child that nobody will supervise any more: stop.
@@ -61,7 +77,7 @@ fn stop_failed(lane: &Arc<dyn SystemLane>) {
 }
 
 /// Waits for system messages only.
-async fn wait_system<A: Actor>(mailbox: &Mailbox<A>) -> VecDeque<SystemMsg> {
+async fn wait_system<A: Actor>(mailbox: &Mailbox<A>) -> Vec<SystemMsg> {
     poll_fn(|cx| mailbox.poll_system(cx)).await
 }
 
@@ -70,9 +86,13 @@ impl<A: Actor> Runner<A> {
         Self {
             actor: props.actor,
             ctx,
-            factory: props.factory,
             batch: Batch::new(),
-            root_stats: None,
+            restarts: props.factory.map(|factory| {
+                Box::new(Restarts {
+                    factory: Some(factory),
+                    root_stats: RestartStats::default(),
+                })
+            }),
         }
     }
 
@@ -283,7 +303,7 @@ impl<A: Actor> Runner<A> {
     async fn supervise(&mut self, failure: Failure) -> Phase {
         let Some(parent) = self.ctx.parent.clone() else {
             let strategy = &self.ctx.system.inner.config.root_strategy;
-            let stats = self.root_stats.get_or_insert_with(Default::default);
+            let stats = &mut restarts_of(&mut self.restarts).root_stats;
             return match strategy.decide(&failure, stats) {
                 Decision::Resume => self.resumed(),
                 Decision::Restart(delay) => Phase::Restart {
@@ -363,7 +383,7 @@ impl<A: Actor> Runner<A> {
                 return Phase::Stop(reason);
             }
         }
-        if let Some(factory) = &self.factory {
+        if let Some(factory) = self.restarts.as_ref().and_then(|r| r.factory.as_ref()) {
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(factory)) {
                 Ok(fresh) => self.actor = fresh,
                 Err(p) => {
@@ -511,7 +531,7 @@ mod size_tests {
         let task = crate::actor_ref::as_sender(crate::ActorId::new(0, 1), runner.run());
         let size = std::mem::size_of_val(&task);
         assert!(size <= 256, "actor task future is {size} bytes");
-        assert!(std::mem::size_of::<Mailbox<Empty>>() <= 160);
+        assert!(std::mem::size_of::<Mailbox<Empty>>() <= 152);
     }
 
     /// An actor whose `started` holds a large future across an await.

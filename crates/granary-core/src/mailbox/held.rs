@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 
 use crate::actor::{Handler, Message, Priority};
 use crate::context::Context;
-use crate::envelope::{Envelope, TellEnvelope};
+use crate::envelope::{handle_through_owned, Envelope, TellEnvelope};
 
 /// A fire-and-forget message and the token that goes with it.
 ///
@@ -25,11 +25,13 @@ where
     M: Message,
     T: Send + 'static,
 {
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+    handle_through_owned!(A);
+
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
         let HeldTellEnvelope {
             tell: TellEnvelope(msg, parent),
             token,
-        } = *self;
+        } = self;
         // Taken out of the mailbox: the token's job is done.
         drop(token);
         crate::envelope::handle_tell(msg, parent, actor, ctx)
