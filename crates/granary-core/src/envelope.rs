@@ -93,6 +93,20 @@ impl<A: Actor> Env<A> {
         Env(smallbox!(envelope))
     }
 
+    /// Erases an envelope that is already boxed (no copy, no allocation).
+    #[inline]
+    pub(crate) fn from_box<E: Envelope<A> + 'static>(envelope: Box<E>) -> Self {
+        let erased: Box<dyn Envelope<A>> = envelope;
+        Env(SmallBox::from_box(erased))
+    }
+
+    /// Whether an envelope of type `E` sits inline in a slot (else it is boxed).
+    #[inline]
+    pub(crate) const fn fits_inline<E>() -> bool {
+        std::mem::size_of::<E>() <= std::mem::size_of::<S2>()
+            && std::mem::align_of::<E>() <= std::mem::align_of::<S2>()
+    }
+
     /// The handler future for this message, the envelope consumed.
     #[inline]
     #[allow(unsafe_code)]

@@ -95,6 +95,33 @@ struct State<A: Actor> {
     closed: bool,
 }
 
+/// An envelope on its way into the queue: as it will sit in its slot.
+enum Pending<E> {
+    Inline(E),
+    Boxed(Box<E>),
+}
+
+impl<E> Pending<E> {
+    /// The envelope itself (a refused push gives it back).
+    fn into_inner(self) -> E {
+        match self {
+            Pending::Inline(env) => env,
+            Pending::Boxed(env) => *env,
+        }
+    }
+
+    /// The erased queue entry.
+    fn erase<A: Actor>(self) -> Env<A>
+    where
+        E: Envelope<A> + 'static,
+    {
+        match self {
+            Pending::Inline(env) => Env::new(env),
+            Pending::Boxed(env) => Env::from_box(env),
+        }
+    }
+}
+
 /// The mailbox of one actor. Shared by its refs (`Arc`) and its task.
 pub(crate) struct Mailbox<A: Actor> {
     /// The node-local part of the actor's id (a mailbox is always of this process).
@@ -179,14 +206,22 @@ impl<A: Actor> Mailbox<A> {
     }
 
     fn enqueue<E: Envelope<A> + 'static>(&self, env: E) -> Result<(), PushError<E>> {
+        // An envelope too large for a slot is boxed here, before the lock: the actor
+        // taking its messages never waits for the sender's allocation.
+        let env = if Env::<A>::fits_inline::<E>() {
+            Pending::Inline(env)
+        } else {
+            Pending::Boxed(Box::new(env))
+        };
         let waker = {
             let mut st = self.state.lock();
             if st.closed {
                 drop(st);
+                let env = env.into_inner();
                 self.dead_letter(env.message_type(), DeadLetterReason::ActorStopped);
                 return Err(PushError::Closed(env));
             }
-            st.user.push(Env::new(env));
+            st.user.push(env.erase());
             st.waker.take()
         };
         if let Some(waker) = waker {
