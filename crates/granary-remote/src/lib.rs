@@ -64,8 +64,8 @@ pub use registry::{
     RegistryBuilder,
 };
 pub use remote::{
-    Acceptance, ActorRefRemoteExt, ContractActorRef, Exposure, RemoteNode, RemoteRef,
-    RemoteSetupError,
+    Acceptance, ActorRefRemoteExt, ContractActorRef, Delivery, Door, DoorCredit, Exposure, Opened,
+    Refused, RemoteNode, RemoteRef, RemoteSetupError, Replier,
 };
 pub use tls::TlsConfig;
 pub use transport::{

@@ -17,6 +17,7 @@
 //! even leave).
 
 mod contract_ref;
+mod door;
 mod exposed;
 mod inbound;
 mod outbound;
@@ -38,6 +39,7 @@ use thiserror::Error;
 use tokio::task::AbortHandle;
 
 pub use contract_ref::ContractActorRef;
+pub use door::{Delivery, Door, DoorCredit, Opened, Refused, Replier};
 pub use exposed::{Acceptance, Exposure};
 pub use remote_ref::{ActorRefRemoteExt, RemoteRef};
 
@@ -45,6 +47,7 @@ use crate::contract::{Contract, ServedBy};
 use crate::error::{RegistryError, SendError as TransportSendError, TransportError};
 use crate::registry::{type_tag, Registry};
 use crate::transport::{PeerEvent, Transport, TransportConfig};
+use door::{DoorEntry, Doors};
 use exposed::Exposed;
 use outbound::{PendingAsk, RemoteActor};
 use refusals::RefusalBook;
@@ -72,6 +75,9 @@ pub(crate) struct NodeInner {
     registry: &'static Registry,
     transport: OnceLock<Transport>,
     exposed: RwLock<HashMap<String, Arc<Exposed>>>,
+    /// Endpoints serving every name under a prefix, tried when no actor is exposed
+    /// under the exact name.
+    doors: RwLock<Doors>,
     pending: Mutex<HashMap<u64, PendingAsk>>,
     next_correlation: AtomicU64,
     watches: Mutex<WatchTable>,
@@ -184,6 +190,9 @@ impl NodeInner {
         for exposed in self.exposed.read().values() {
             exposed.forget_watcher(addr);
         }
+        for door in self.doors.read().iter() {
+            door.forget_node(addr);
+        }
     }
 }
 
@@ -259,6 +268,7 @@ impl RemoteNode {
             registry,
             transport: OnceLock::new(),
             exposed: RwLock::new(HashMap::new()),
+            doors: RwLock::new(Doors::default()),
             pending: Mutex::new(HashMap::new()),
             next_correlation: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
@@ -367,11 +377,50 @@ impl RemoteNode {
         Ok(())
     }
 
+    /// Serves every name that starts with `prefix` and has no actor exposed under it
+    /// exactly, through `door` (one endpoint for a whole family of actors, such as
+    /// granary-virtual's activations of one kind: no table entry, credits or watchers
+    /// per actor). A frame for such a name is decoded as for an exposed actor and
+    /// handed to [`Door::deliver`] with the rest of the name; a name under several
+    /// doors goes to the one with the longest prefix. Names on the wire are the same
+    /// as for exposed actors, so callers cannot tell the difference.
+    ///
+    /// The door checks the message types itself (each delivery carries the decoded
+    /// message). Its names share `TransportConfig::inbound_capacity` credits.
+    /// `Err(NameTaken)` if a door has this prefix already.
+    pub fn expose_door(&self, prefix: &str, door: Arc<dyn Door>) -> Result<(), RemoteSetupError> {
+        let capacity = self.transport().config().inbound_capacity;
+        let node = Arc::downgrade(&self.inner);
+        let entry = Arc::new(DoorEntry::new(node, prefix, door, capacity));
+        if self.inner.doors.write().add(entry) {
+            Ok(())
+        } else {
+            Err(RemoteSetupError::NameTaken(prefix.to_owned()))
+        }
+    }
+
+    /// How many actors are exposed here under an exact name (with
+    /// [`RemoteNode::expose`] and its variants; names served by a door do not count).
+    pub fn exposed_count(&self) -> usize {
+        self.inner.exposed.read().len()
+    }
+
+    /// The prefixes of the doors open here ([`RemoteNode::expose_door`]), longest
+    /// first.
+    pub fn door_prefixes(&self) -> Vec<String> {
+        self.inner.doors.read().prefixes()
+    }
+
     /// Messages from the wire that wait for the actor exposed as `name` (queued in its
     /// mailbox, or asks being served): at most `TransportConfig::inbound_capacity`
-    /// (`docs/wire.md`, "Flow control"). `None` when nothing is exposed under `name`.
+    /// (`docs/wire.md`, "Flow control"). For a name served by a door, those of all
+    /// the door's names together (they share its credits). `None` when nothing is
+    /// exposed under `name` and no door serves it.
     pub fn inbound_backlog(&self, name: &str) -> Option<usize> {
-        self.inner.exposed.read().get(name).map(|e| e.backlog())
+        if let Some(exposed) = self.inner.exposed.read().get(name) {
+            return Some(exposed.backlog());
+        }
+        self.inner.doors.read().find(name).map(|d| d.backlog())
     }
 
     /// A serializable ref to the actor exposed here under `name`.

@@ -1,22 +1,22 @@
 //! [`Kind`]: how a node hosts one virtual actor kind (message types, placement,
 //! idle timeout, store).
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use granary_core::{ActorRef, Message, RemoteTarget};
-use granary_remote::{Acceptance, RemoteNode, RemoteSetupError};
+use granary_core::Message;
+use granary_remote::Registry;
 use granary_storage::{Identity, StateStore};
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tracing::Instrument;
 
-use crate::activation::{self, Activation};
+use crate::activation;
 use crate::actor::{VirtualActor, VirtualHandler};
 use crate::contract::{same_name, FulfilledBy};
+use crate::door::{door_prefix, KindDoor};
 use crate::error::VirtualError;
 use crate::key::Key;
 use crate::placement::Placement;
@@ -55,12 +55,6 @@ impl Default for KindConfig {
     }
 }
 
-type AcceptFn<A> = Arc<
-    dyn Fn(Acceptance<Activation<A>>) -> Result<Acceptance<Activation<A>>, RemoteSetupError>
-        + Send
-        + Sync,
->;
-
 /// A kind a node hosts: list the message types it accepts with [`Kind::handles`].
 ///
 /// ```
@@ -79,7 +73,6 @@ type AcceptFn<A> = Arc<
 pub struct Kind<A: VirtualActor> {
     config: KindConfig,
     dispatch: Dispatch<A>,
-    accepts: Vec<AcceptFn<A>>,
     fire: Option<FireFn>,
     share: Option<ShareFn<A>>,
 }
@@ -96,7 +89,6 @@ impl<A: VirtualActor> Kind<A> {
         Self {
             config: KindConfig::default(),
             dispatch: Dispatch::default(),
-            accepts: Vec::new(),
             fire: None,
             share: None,
         }
@@ -128,7 +120,6 @@ impl<A: VirtualActor> Kind<A> {
             return self;
         }
         self.dispatch.add::<M>();
-        self.accepts.push(Arc::new(|e| e.accept::<M>()));
         self
     }
 
@@ -230,7 +221,6 @@ impl<A: VirtualActor> Kind<A> {
         M::Reply: Serialize + DeserializeOwned,
     {
         self.dispatch.add_reentrant::<M>();
-        self.accepts.push(Arc::new(|e| e.accept::<M>()));
         self.share = Some(reentrant::share::<A>);
         self
     }
@@ -322,26 +312,34 @@ pub(crate) struct KindEntry<A: VirtualActor> {
     share: Option<ShareFn<A>>,
     config: KindConfig,
     dispatch: Arc<Dispatch<A>>,
-    accepts: Arc<Vec<AcceptFn<A>>>,
-    /// The accepted message types, built at the first activation and shared by every
-    /// activation's exposure after it.
-    acceptance: std::sync::OnceLock<Acceptance<Activation<A>>>,
+    /// The kind's network door on this node, opened at its first activation (a node
+    /// that never activates the kind, such as a client, opens none); `Err` says why
+    /// it could not be, and every activation fails with it.
+    door: OnceLock<Result<(), String>>,
 }
 
 impl<A: VirtualActor> KindEntry<A> {
-    /// The kind's table of accepted message types (built once).
-    fn acceptance(
-        &self,
-        remote: &RemoteNode,
-    ) -> Result<Acceptance<Activation<A>>, RemoteSetupError> {
-        if let Some(built) = self.acceptance.get() {
-            return Ok(built.clone());
-        }
-        let mut acceptance = remote.acceptance::<Activation<A>>();
-        for accept in self.accepts.iter() {
-            acceptance = accept(acceptance)?;
-        }
-        Ok(self.acceptance.get_or_init(|| acceptance).clone())
+    /// Opens the kind's door on this node once: every activation of the kind is
+    /// reached from the network through it (`door.rs`). Checks first that every
+    /// accepted message type and its reply are registered for the wire.
+    fn open_door(&self, runtime: &Arc<Runtime>) -> Result<(), VirtualError> {
+        let opened = self.door.get_or_init(|| {
+            let registry = Registry::global().map_err(|e| e.to_string())?;
+            if let Some(name) = self.dispatch.unregistered(registry) {
+                return Err(format!(
+                    "type {name} is not registered with register_message!"
+                ));
+            }
+            let prefix = door_prefix(A::KIND, self.config.stateless_workers.is_some());
+            let door = Arc::new(KindDoor::<A>::new(runtime, &prefix));
+            runtime
+                .remote()
+                .expose_door(&prefix, door)
+                .map_err(|e| e.to_string())
+        });
+        opened
+            .clone()
+            .map_err(|e| VirtualError::Setup(format!("cannot open the door of {}: {e}", A::KIND)))
     }
 }
 
@@ -352,8 +350,7 @@ impl<A: VirtualActor> From<Kind<A>> for KindEntry<A> {
             share: k.share,
             config: k.config,
             dispatch: Arc::new(k.dispatch),
-            accepts: Arc::new(k.accepts),
-            acceptance: std::sync::OnceLock::new(),
+            door: OnceLock::new(),
         }
     }
 }
@@ -379,9 +376,10 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
         store: Arc<dyn StateStore>,
     ) -> BoxFuture<'static, Result<LocalActivation, VirtualError>> {
         let dispatch = self.dispatch.clone();
-        let acceptance = self.acceptance(runtime.remote());
+        let door = self.open_door(&runtime);
         let share = self.share;
         Box::pin(async move {
+            door?;
             let key = A::Key::parse_key(identity.key())?;
             let activation::Started {
                 local,
@@ -400,27 +398,13 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
             )
             .await?;
             let door: Arc<dyn ActivationDoor> = Arc::new(Tracked {
-                local: local.clone(),
+                local,
                 tracker: tracker.clone(),
                 dispatch,
                 shared,
-                watches: Mutex::new(HashMap::new()),
+                watches: Mutex::new(Vec::new()),
                 system: runtime.system().clone(),
             });
-            let tracked: ActorRef<Activation<A>> =
-                ActorRef::from_remote(door.clone() as Arc<dyn RemoteTarget>);
-            let exposed = acceptance.and_then(|acceptance| {
-                runtime
-                    .remote()
-                    .expose_accepting_remote_only(&name, &tracked, &acceptance)
-            });
-            if let Err(e) = exposed {
-                tracker.close();
-                local.stop();
-                return Err(VirtualError::Setup(format!(
-                    "cannot expose {identity}: {e}"
-                )));
-            }
             Ok(LocalActivation {
                 name,
                 tracker,

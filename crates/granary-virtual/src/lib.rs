@@ -48,6 +48,7 @@ mod client;
 mod config;
 mod context;
 mod contract;
+mod door;
 mod error;
 mod key;
 mod kind;

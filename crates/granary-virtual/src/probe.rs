@@ -74,6 +74,21 @@ impl NodeProbe {
         self.runtime.load(kind) as usize
     }
 
+    /// Actors the node's remote layer exposes under their own name (the node's
+    /// control actor and the like). Activations are not among them: each hosted kind
+    /// has one door for all of its activations ([`NodeProbe::doors`]), so this count
+    /// does not grow with them.
+    pub fn exposed_actors(&self) -> usize {
+        self.runtime.remote().exposed_count()
+    }
+
+    /// The name prefixes of the node's network doors, longest first: one per kind
+    /// activated here since the node started (`granary.v/<kind>/`, or
+    /// `granary.w/<kind>/` for a stateless worker kind).
+    pub fn doors(&self) -> Vec<String> {
+        self.runtime.remote().door_prefixes()
+    }
+
     /// Entries in the directory partition this node owns.
     pub fn directory_entries(&self) -> usize {
         self.runtime.directory.len()

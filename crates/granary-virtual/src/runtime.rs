@@ -392,17 +392,28 @@ impl Runtime {
         identity: &Identity,
         name: &str,
     ) -> Option<Arc<dyn RemoteTarget>> {
+        self.activation_door(identity, |n| n == name)
+            .map(|door| door as Arc<dyn RemoteTarget>)
+    }
+
+    /// The door of the activation (or stateless worker) of `identity` here whose
+    /// name passes `is_named`, alive or closing.
+    pub(crate) fn activation_door(
+        &self,
+        identity: &Identity,
+        is_named: impl Fn(&str) -> bool,
+    ) -> Option<Arc<dyn crate::tracked::ActivationDoor>> {
         if let Some(entry) = self.local.lock().get(identity) {
-            if *entry.name == *name {
-                return Some(entry.door.clone() as Arc<dyn RemoteTarget>);
+            if is_named(&entry.name) {
+                return Some(entry.door.clone());
             }
         }
         let workers = self.workers.lock();
         workers
             .get(identity)?
             .iter()
-            .find(|w| *w.name == *name)
-            .map(|w| w.door.clone() as Arc<dyn RemoteTarget>)
+            .find(|w| is_named(&w.name))
+            .map(|w| w.door.clone())
     }
 
     /// Locations in this node's cache.
@@ -604,11 +615,8 @@ impl Runtime {
             match answer {
                 Some(a) => a,
                 None => {
-                    let name: Arc<str> = format!(
-                        "granary.v/{identity}#{}",
-                        self.seq.fetch_add(1, Ordering::Relaxed)
-                    )
-                    .into();
+                    let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                    let name = crate::door::activation_name(identity, false, seq);
                     match slot
                         .kind
                         .start(

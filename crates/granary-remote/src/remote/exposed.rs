@@ -266,7 +266,8 @@ where
     Ok((msg_type.tag(), (msg_type.name(), deliver)))
 }
 
-fn failure_of<M>(e: AskError<M>) -> ReplyFailure {
+/// The failure reply for an ask that failed on this node.
+pub(crate) fn failure_of<M>(e: AskError<M>) -> ReplyFailure {
     match e {
         AskError::Timeout => ReplyFailure::Timeout,
         AskError::ActorPanicked => ReplyFailure::Panicked,

@@ -1,17 +1,18 @@
 //! Frames arriving at the remote layer: deliveries, replies and system messages.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use bytes::Bytes;
 use granary_core::{ActorId, AskError, DeadLetter, DeadLetterReason, RemoteError};
 
-use std::sync::Weak;
-
-use super::exposed::ReplyTo;
+use super::door::DoorEntry;
+use super::exposed::{Credit, DeliverFn, Exposed, ReplyTo};
 use super::protocol::{ReplyFailure, SystemMessage, REPLY_FAILURE};
 use super::{remote_actor_id, watch, NodeInner};
 use crate::node_id::NodeId;
-use crate::registry::type_tag;
+use crate::registry::{type_tag, ErasedMessage};
 use crate::transport::{InboundHandler, SendOptions, Stall};
 use crate::wire::{Frame, FrameHeader, FrameKind, CONTROL_CHANNEL};
 
@@ -114,24 +115,17 @@ fn deliver(
             }
         }
     };
-    // Handlers are keyed by a name's plain tag; a versioned body's tag names the same
-    // type (the registry decodes either).
-    let handler_tag = node.registry.by_tag(tag).map_or(tag, |t| t.tag());
-    let exposed = node.exposed.read().get(name).cloned();
-    let Some(exposed) = exposed else {
+    let Some(recipient) = Recipient::find(node, name, tag) else {
         let id = remote_actor_id(node.transport().local_addr(), name);
         fail(id, RemoteError::NoSuchActor(id));
         return None;
     };
-    let Some(handler) = exposed.handler(handler_tag) else {
-        fail(
-            exposed.id,
-            RemoteError::TypeMismatch {
-                expected: exposed.accepted(),
-                found: message_type(node, tag).to_owned(),
-            },
-        );
-        return None;
+    let recipient = match recipient {
+        Ok(recipient) => recipient,
+        Err((id, error)) => {
+            fail(id, error);
+            return None;
+        }
     };
     // Decoding happens here, on the recipient's side of the wire.
     let span = crate::trace::receive_span(node.transport().local_addr(), from, name, frame.trace);
@@ -141,34 +135,130 @@ fn deliver(
         Err(e) => {
             // A contract version this node does not accept keeps its type
             // (`MessageTooNew` / `MessageTooOld`); anything else is `Decode`.
-            fail(exposed.id, e.to_remote());
+            fail(recipient.id(node, name), e.to_remote());
             return None;
         }
     };
+    let serve_timeout = node.serve_timeout;
+    // A door that refuses has answered an ask already; a tell becomes a dead letter.
+    let system = node.system.clone();
+    let message_type = message_type(node, tag);
+    let dead_letter = move |recipient: ActorId, error: RemoteError| {
+        system.events().publish(DeadLetter {
+            recipient,
+            message_type,
+            reason: DeadLetterReason::Remote(error),
+        });
+    };
+    let refused_id = recipient.id(node, name);
+    let name = name.to_owned();
+    let deliver = move |recipient: &Recipient,
+                        msg: ErasedMessage,
+                        reply: Option<ReplyTo>,
+                        credit: Option<Credit>| {
+        let is_tell = reply.is_none();
+        if let Err(error) = recipient.deliver(&name, msg, reply, credit, serve_timeout) {
+            tracing::debug!(recipient = name, message_type, %error, "refused by the door");
+            if is_tell {
+                dead_letter(refused_id, error);
+            }
+        }
+    };
     if frame.channel == CONTROL_CHANNEL {
-        exposed.deliver(&handler, msg, reply, None);
+        deliver(&recipient, msg, reply, None);
         return None;
     }
-    match exposed.credits.clone().try_acquire_owned() {
+    let credits = recipient.credits().clone();
+    match credits.clone().try_acquire_owned() {
         Ok(credit) => {
-            exposed.deliver(&handler, msg, reply, Some(credit));
+            deliver(&recipient, msg, reply, Some(credit));
             None
         }
         Err(_) if !paced => {
-            exposed.deliver(&handler, msg, reply, None);
+            deliver(&recipient, msg, reply, None);
             None
         }
         Err(_) => {
-            let credits = exposed.credits.clone();
             let waiting = async move {
                 // The semaphore is never closed.
                 let credit = credits.acquire_owned().await.ok();
-                exposed.deliver(&handler, msg, reply, credit);
+                deliver(&recipient, msg, reply, credit);
             };
             Some(Box::pin(tracing::Instrument::instrument(
                 waiting,
                 span.clone(),
             )))
+        }
+    }
+}
+
+/// Where a tell or ask from the wire goes: an actor exposed under the exact name,
+/// with the handler of the message's type, or the door serving the name.
+enum Recipient {
+    Exposed(Arc<Exposed>, DeliverFn),
+    Door(Arc<DoorEntry>),
+}
+
+impl Recipient {
+    /// The recipient of `name` for a message tagged `tag`: `None` if nothing serves
+    /// the name, `Err` (the id to report and why) if the exposed actor does not accept
+    /// the type. A door checks the type itself, once the message is decoded.
+    fn find(
+        node: &NodeInner,
+        name: &str,
+        tag: u64,
+    ) -> Option<Result<Self, (ActorId, RemoteError)>> {
+        let exposed = node.exposed.read().get(name).cloned();
+        let Some(exposed) = exposed else {
+            let door = node.doors.read().find(name).cloned()?;
+            return Some(Ok(Self::Door(door)));
+        };
+        // Handlers are keyed by a name's plain tag; a versioned body's tag names the
+        // same type (the registry decodes either).
+        let handler_tag = node.registry.by_tag(tag).map_or(tag, |t| t.tag());
+        match exposed.handler(handler_tag) {
+            Some(handler) => Some(Ok(Self::Exposed(exposed, handler))),
+            None => Some(Err((
+                exposed.id,
+                RemoteError::TypeMismatch {
+                    expected: exposed.accepted(),
+                    found: message_type(node, tag).to_owned(),
+                },
+            ))),
+        }
+    }
+
+    /// The id that failures and dead letters name.
+    fn id(&self, node: &NodeInner, name: &str) -> ActorId {
+        match self {
+            Self::Exposed(exposed, _) => exposed.id,
+            Self::Door(_) => remote_actor_id(node.transport().local_addr(), name),
+        }
+    }
+
+    fn credits(&self) -> &Arc<tokio::sync::Semaphore> {
+        match self {
+            Self::Exposed(exposed, _) => &exposed.credits,
+            Self::Door(door) => &door.credits,
+        }
+    }
+
+    /// Hands the decoded message over; `Err` if a door refused it (its ask is
+    /// answered already).
+    fn deliver(
+        &self,
+        name: &str,
+        msg: ErasedMessage,
+        reply: Option<ReplyTo>,
+        credit: Option<Credit>,
+        serve_timeout: Duration,
+    ) -> Result<(), RemoteError> {
+        match self {
+            Self::Exposed(exposed, handler) => {
+                exposed.deliver(handler, msg, reply, credit);
+                Ok(())
+            }
+            Self::Door(door) => door.deliver(name, msg, reply, credit, serve_timeout),
         }
     }
 }
@@ -223,7 +313,10 @@ fn system(node: &NodeInner, from: NodeId, frame: Frame) {
             let exposed = node.exposed.read().get(&name).cloned();
             let outcome = match exposed {
                 Some(e) => e.add_watcher(from.addr()),
-                None => Err(super::protocol::WireStopReason::NotAlive),
+                None => match node.doors.read().find(&name).cloned() {
+                    Some(door) => door.add_watcher(&name, from.addr()),
+                    None => Err(super::protocol::WireStopReason::NotAlive),
+                },
             };
             if let Err(reason) = outcome {
                 let _ = send_system(
@@ -236,14 +329,23 @@ fn system(node: &NodeInner, from: NodeId, frame: Frame) {
         SystemMessage::Unwatch { name } => {
             if let Some(e) = node.exposed.read().get(&name) {
                 e.forget_watcher(from.addr());
+            } else if let Some(door) = node.doors.read().find(&name) {
+                door.forget_watcher(&name, from.addr());
             }
         }
         SystemMessage::Terminated { name, reason } => {
             watch::terminated(node, from.addr(), &name, reason.into())
         }
         SystemMessage::Stop { name } => {
-            if let Some(e) = node.exposed.read().get(&name) {
-                e.stop();
+            let exposed = node.exposed.read().get(&name).cloned();
+            match exposed {
+                Some(e) => e.stop(),
+                None => {
+                    let door = node.doors.read().find(&name).cloned();
+                    if let Some(door) = door {
+                        door.stop(&name);
+                    }
+                }
             }
         }
     }

@@ -58,11 +58,8 @@ impl Runtime {
             (Some(name), _) => name,
             (None, Some(name)) if live >= pool.max(1) => name,
             _ => {
-                let name: Arc<str> = format!(
-                    "granary.w/{identity}#{}",
-                    self.seq.fetch_add(1, Ordering::Relaxed)
-                )
-                .into();
+                let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                let name = crate::door::activation_name(identity, true, seq);
                 match slot
                     .kind
                     .start(

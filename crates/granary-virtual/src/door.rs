@@ -1,0 +1,116 @@
+//! One network door per hosted kind: the remote layer's [`Door`] that serves every
+//! activation name of the kind, so an activation costs the remote layer nothing.
+//!
+//! An activation is named `granary.v/<kind>/<key>#<n>` (a stateless worker
+//! `granary.w/<kind>/<key>#<n>`); the name travels in the directory's locations and
+//! in every frame to the activation, as before. The kind's door is exposed under
+//! the prefix up to the key: the remote layer hands it the rest (`<key>#<n>`), and
+//! the door finds the activation in the node's local table and delivers into its
+//! mailbox through its [`Tracked`] door. A name whose activation is gone, or closed
+//! for passivation, is refused with `RemoteError::NoSuchActor`: the caller's retry
+//! path (`vref.rs`) locates the identity again and resends.
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Weak};
+
+use granary_core::StopReason;
+use granary_remote::{Delivery, Door, Refused};
+use granary_storage::Identity;
+
+use crate::actor::VirtualActor;
+use crate::runtime::Runtime;
+use crate::tracked::{ActivationDoor, Tracked};
+
+/// Where the names of a kind's activations begin, and its door's prefix: `worker`
+/// for a stateless worker kind.
+pub(crate) fn door_prefix(kind: &str, worker: bool) -> String {
+    let family = if worker { "granary.w" } else { "granary.v" };
+    format!("{family}/{kind}/")
+}
+
+/// The name of the `seq`-th activation on this node, of `identity`.
+pub(crate) fn activation_name(identity: &Identity, worker: bool, seq: u64) -> Arc<str> {
+    let prefix = door_prefix(identity.kind(), worker);
+    format!("{prefix}{}#{seq}", identity.key()).into()
+}
+
+/// The key in the rest of an activation name (`<key>#<n>`; the key may hold `#`).
+fn key_of(rest: &str) -> Option<&str> {
+    rest.rsplit_once('#').map(|(key, _)| key)
+}
+
+/// The door of the kind `A` on one node.
+pub(crate) struct KindDoor<A: VirtualActor> {
+    /// Weak: the runtime holds the remote node, which holds its doors.
+    runtime: Weak<Runtime>,
+    /// The length of the door's prefix: an activation's name without it is the rest.
+    prefix_len: usize,
+    _kind: PhantomData<fn() -> A>,
+}
+
+impl<A: VirtualActor> KindDoor<A> {
+    pub(crate) fn new(runtime: &Arc<Runtime>, prefix: &str) -> Self {
+        Self {
+            runtime: Arc::downgrade(runtime),
+            prefix_len: prefix.len(),
+            _kind: PhantomData,
+        }
+    }
+
+    /// The door of the activation named by `rest` here (alive or closing).
+    fn activation(&self, rest: &str) -> Option<Arc<dyn ActivationDoor>> {
+        let runtime = self.runtime.upgrade()?;
+        let identity = Identity::new(A::KIND, key_of(rest)?);
+        let prefix_len = self.prefix_len;
+        runtime.activation_door(&identity, |name| name.get(prefix_len..) == Some(rest))
+    }
+}
+
+/// The activation's door as the `Tracked<A>` it is (every door of a kind is).
+fn tracked<A: VirtualActor>(door: &dyn ActivationDoor) -> Option<&Tracked<A>> {
+    door.as_any().downcast_ref::<Tracked<A>>()
+}
+
+impl<A: VirtualActor> Door for KindDoor<A> {
+    fn deliver(&self, rest: &str, delivery: Delivery) -> Result<(), Refused> {
+        let door = self.activation(rest);
+        match door.as_deref().and_then(tracked::<A>) {
+            Some(tracked) => tracked.deliver(delivery),
+            // Passivated, or never here: the caller looks the identity up again.
+            None => Err(Refused::no_such_actor(delivery)),
+        }
+    }
+
+    fn stop(&self, rest: &str) {
+        if let Some(tracked) = self.activation(rest).as_deref().and_then(tracked::<A>) {
+            tracked.local.stop();
+        }
+    }
+
+    fn on_stopped(&self, rest: &str, stopped: Box<dyn FnOnce(StopReason) + Send>) -> bool {
+        let door = self.activation(rest);
+        let Some(tracked) = door.as_deref().and_then(tracked::<A>) else {
+            return false;
+        };
+        tracked.local.on_stopped(stopped);
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_activation_name_is_its_door_prefix_then_key_then_number() {
+        let identity = Identity::new("bank.Account", "a#b/c");
+        let name = activation_name(&identity, false, 7);
+        assert_eq!(&*name, "granary.v/bank.Account/a#b/c#7");
+        let rest = name
+            .strip_prefix(&door_prefix("bank.Account", false))
+            .expect("the name starts with the kind's door prefix");
+        assert_eq!(key_of(rest), Some("a#b/c"));
+        let worker = activation_name(&identity, true, 8);
+        assert!(worker.starts_with(&door_prefix("bank.Account", true)));
+    }
+}
