@@ -15,8 +15,12 @@ const TESTS: [&str; 4] = ["tell", "pingpong", "fanin", "spawn"];
 /// The setups each framework runs `test` in, and the threads each one uses.
 fn setups(framework: &str, test: &str) -> &'static [(&'static str, u64)] {
     match (framework, test) {
-        ("granary", _) => &[("multi-thread", 2)],
-        ("ractor" | "kameo", _) => &[("multi-thread", 2), ("current-thread", 1)],
+        ("granary", "tell" | "fanin") => &[
+            ("multi-thread", 2),
+            ("current-thread", 1),
+            ("actor-runtime", 2),
+        ],
+        ("granary" | "ractor" | "kameo", _) => &[("multi-thread", 2), ("current-thread", 1)],
         ("actix", "tell" | "fanin") => &[("cross-arbiter", 2), ("same-arbiter", 1)],
         ("actix", _) => &[("same-arbiter", 1)],
         _ => panic!("unknown framework {framework}"),
@@ -195,7 +199,10 @@ fn local_runs_the_peers_fastest_setups_and_compares_with_the_best() {
         .find(|l| l.starts_with("ratio tell"))
         .unwrap_or_else(|| panic!("no ratio line: {stderr}"));
     assert!(
-        line.contains(&format!("granary/{best} = {:.3}", ours / best_rate)),
+        line.contains(&format!(
+            "granary (multi-thread)/{best} = {:.3}",
+            ours / best_rate
+        )),
         "{line} should compare with {best}"
     );
 }
@@ -268,7 +275,15 @@ fn local_passes_the_worker_count_to_the_measuring_process() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let row: Value = serde_json::from_slice(&output.stdout).expect("one JSON row");
+    // One row per granary setup: multi-thread (with `--workers` workers) first.
+    let rows: Vec<Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("a JSON row"))
+        .collect();
+    let row = rows
+        .iter()
+        .find(|row| row["setup"] == "multi-thread")
+        .expect("a multi-thread row");
     assert_eq!(row["workers"], 1);
     assert_eq!(row["test"], "pingpong");
 }

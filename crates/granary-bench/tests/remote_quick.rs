@@ -50,6 +50,8 @@ fn remote_quick_prints_sane_rows_for_granary_the_floors_and_ractor_cluster() {
         ("granary", "multi-thread"),
         // Protocol version 4 only: postcard bodies beside the versioned default.
         ("granary", "postcard"),
+        // Both processes on current-thread runtimes.
+        ("granary", "current-thread"),
         ("std-tcp", "blocking"),
         ("raw-tcp", "multi-thread"),
         ("raw-tcp", "current-thread"),
@@ -72,7 +74,8 @@ fn remote_quick_prints_sane_rows_for_granary_the_floors_and_ractor_cluster() {
     );
     assert_eq!(count("pairs", "granary", "multi-thread"), 8, "{stdout}");
     assert_eq!(count("pairs", "granary", "postcard"), 0, "{stdout}");
-    assert_eq!(rows.len(), 46, "{stdout}");
+    assert_eq!(count("pairs", "granary", "current-thread"), 0, "{stdout}");
+    assert_eq!(rows.len(), 51, "{stdout}");
 
     for row in &rows {
         assert_eq!(row["scenario"], "remote");
@@ -100,22 +103,29 @@ fn remote_quick_prints_sane_rows_for_granary_the_floors_and_ractor_cluster() {
         stderr.contains("x ractor_cluster"),
         "no comparison with ractor_cluster: {stderr}"
     );
-    assert!(stderr.contains("pingpong 0 B: granary p50"), "{stderr}");
+    assert!(
+        stderr.contains("pingpong 0 B: granary (multi-thread) p50"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("x ractor_cluster (current-thread)"),
         "no comparison with ractor_cluster on current-thread runtimes: {stderr}"
     );
     // Issue 18's bars against the blocking floor, measured in the same run.
     assert!(
-        stderr.contains("floor: pingpong 0 B p50 granary/std-tcp = ")
+        stderr.contains("floor: pingpong 0 B p50 granary (multi-thread)/std-tcp = ")
+            && stderr.contains("floor: pingpong 0 B p50 granary (current-thread)/std-tcp = ")
             && stderr.contains("(<= 2.0x)"),
         "no verdict against the blocking floor: {stderr}"
     );
     assert!(
-        stderr.contains("floor: oneway 16 B granary/std-tcp = "),
+        stderr.contains("floor: oneway 16 B granary (multi-thread)/std-tcp = "),
         "{stderr}"
     );
-    assert!(stderr.contains("bar: oneway 16 B granary "), "{stderr}");
+    assert!(
+        stderr.contains("bar: oneway 16 B granary (multi-thread) "),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("pairs (affinity on, bulk lane on)") && stderr.contains("bar "),
         "no pairs verdict: {stderr}"
@@ -156,7 +166,9 @@ fn remote_observe_alternates_off_and_on_in_fresh_processes_and_sums_them_up() {
         })
         .collect();
     let expected: Vec<(String, f64)> = [
-        // The versioned default, then postcard (protocol version 4).
+        // The versioned default, postcard (protocol version 4), current-thread.
+        ("distributed", 16.0),
+        ("distributed", 1024.0),
         ("distributed", 16.0),
         ("distributed", 1024.0),
         ("distributed", 16.0),
