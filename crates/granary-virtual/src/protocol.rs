@@ -89,6 +89,12 @@ pub(crate) enum Request {
     /// To every Up member: do you still count the sender as Up? (the host lease,
     /// see `runtime/lease.rs`)
     Lease,
+    /// From a directory owner to a host whose answer to an `Activate` it never got:
+    /// do you hold a live activation of `kind/key`? Answered `Located` or
+    /// `Bool(false)`, after any activation of it in progress there; and from then
+    /// on the host refuses the sender's earlier requests still on their way, so a
+    /// lost `Activate` cannot start after the owner heard "no" and placed elsewhere.
+    Confirm { kind: String, key: String },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -81,6 +81,10 @@ pub(crate) struct Runtime {
     /// Stateless-worker activations: several per identity on this node.
     workers: Mutex<HashMap<Identity, Vec<LocalActivation>>>,
     activating: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
+    /// Per directory owner, the first of its request ids whose `Activate` this node
+    /// still serves: set by the owner's `Confirm` (see [`Runtime::confirm_here`]),
+    /// one entry per member at most (pruned on membership changes).
+    superseded: Mutex<HashMap<SocketAddr, u64>>,
     pub(crate) directory: Directory,
     meters: crate::observe::DirectoryMeters,
     /// Where identities were last found (bounded, see [`LocationCache`]).
@@ -215,6 +219,7 @@ impl Runtime {
             local: Mutex::new(HashMap::new()),
             workers: Mutex::new(HashMap::new()),
             activating: Mutex::new(HashMap::new()),
+            superseded: Mutex::new(HashMap::new()),
             directory: Directory::default(),
             meters,
             cache: LocationCache::new(config.location_cache),
@@ -577,6 +582,7 @@ impl Runtime {
         self: &Arc<Self>,
         identity: &Identity,
         owner: SocketAddr,
+        request: Option<u64>,
     ) -> Reply {
         if self.members.owner(identity) != Some(owner) {
             return Reply::NotOwner;
@@ -589,12 +595,18 @@ impl Runtime {
         let Some(slot) = self.kinds.get(identity.kind()) else {
             return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
         };
-        let lock = {
-            let mut map = self.activating.lock();
-            map.entry(identity.clone()).or_default().clone()
-        };
+        let lock = self.activation_lock(identity);
         let reply = {
             let _guard = lock.lock().await;
+            if request.is_some_and(|id| self.is_superseded(owner, id)) {
+                // The owner heard "not here" from a `Confirm` sent after this
+                // request: it may have placed the identity elsewhere since.
+                drop(_guard);
+                self.release_activation_lock(identity, lock);
+                return Reply::Failed(Failure::Other(format!(
+                    "activation of {identity} superseded by its owner's later confirm"
+                )));
+            }
             let existing = self
                 .local
                 .lock()
@@ -652,12 +664,59 @@ impl Runtime {
                 }
             }
         };
+        self.release_activation_lock(identity, lock);
+        reply
+    }
+
+    /// The lock that orders the activations (and confirms) of `identity` here.
+    fn activation_lock(&self, identity: &Identity) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.activating.lock();
+        map.entry(identity.clone()).or_default().clone()
+    }
+
+    /// Gives back a lock from [`Self::activation_lock`] (unlocked), forgetting it
+    /// when nobody else holds it.
+    fn release_activation_lock(&self, identity: &Identity, lock: Arc<tokio::sync::Mutex<()>>) {
         let mut map = self.activating.lock();
         if map.get(identity).is_some_and(|l| Arc::strong_count(l) == 2) {
             map.remove(identity);
             shrink_if_sparse(&mut map);
         }
         drop(lock);
+    }
+
+    fn is_superseded(&self, owner: SocketAddr, request: u64) -> bool {
+        self.superseded
+            .lock()
+            .get(&owner)
+            .is_some_and(|&first| request < first)
+    }
+
+    /// Answers an owner's [`crate::protocol::Request::Confirm`] (request `request`
+    /// from `owner`): the live activation of `identity` here, or `Bool(false)`.
+    /// Taken under the identity's activation lock, so an activation in progress is
+    /// seen; and from now on `owner`'s earlier requests are refused, so an
+    /// `Activate` still on its way cannot start after this "no".
+    pub(crate) async fn confirm_here(
+        self: &Arc<Self>,
+        identity: &Identity,
+        owner: SocketAddr,
+        request: u64,
+    ) -> Reply {
+        let lock = self.activation_lock(identity);
+        let reply = {
+            let _guard = lock.lock().await;
+            {
+                let mut superseded = self.superseded.lock();
+                let first = superseded.entry(owner).or_default();
+                *first = (*first).max(request);
+            }
+            match self.find_local(identity) {
+                Some(loc) => Reply::Located(loc),
+                None => Reply::Bool(false),
+            }
+        };
+        self.release_activation_lock(identity, lock);
         reply
     }
 
@@ -860,6 +919,7 @@ impl Runtime {
         self.view_changed();
         let alive = |host: &SocketAddr| self.members.is_alive(*host);
         self.cache.retain_hosts(|h| alive(h));
+        self.superseded.lock().retain(|h, _| alive(h));
         let lost = self.directory.retain_hosts(|h| alive(h));
         if !lost.is_empty() {
             let until = tokio::time::Instant::now() + self.config.down_margin;

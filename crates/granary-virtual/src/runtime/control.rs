@@ -18,10 +18,24 @@ use crate::error::VirtualError;
 use crate::protocol::{Body, ControlFrame, Failure, Reply, Request, CONTROL};
 
 /// Pending requests of this node, by correlation id, with the address each went to.
-#[derive(Default)]
 pub(crate) struct Rpc {
     pending: Mutex<HashMap<u64, (SocketAddr, oneshot::Sender<Reply>)>>,
+    /// The next request id. Ids only grow, also across a restart on the same address
+    /// (they start from the wall clock in nanoseconds): a host orders an owner's
+    /// requests by id (`Request::Confirm` refuses the `Activate`s sent before it).
     next: AtomicU64,
+}
+
+impl Default for Rpc {
+    fn default() -> Self {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX / 2));
+        Self {
+            pending: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(now),
+        }
+    }
 }
 
 impl Rpc {
@@ -182,7 +196,7 @@ impl Handler<ControlFrame> for ControlInbox {
             Body::Reply(reply) => rt.rpc.complete(frame.id, reply),
             Body::Request(req) => {
                 tokio::spawn(async move {
-                    let reply = rt.serve(req, frame.from).await;
+                    let reply = rt.serve(req, frame.from, frame.id).await;
                     let back = ControlFrame {
                         from: rt.me,
                         id: frame.id,
@@ -198,8 +212,8 @@ impl Handler<ControlFrame> for ControlInbox {
 }
 
 impl Runtime {
-    /// Serves one control request from the peer `from`.
-    pub(crate) async fn serve(self: &Arc<Self>, req: Request, from: SocketAddr) -> Reply {
+    /// Serves one control request, `id`, from the peer `from`.
+    pub(crate) async fn serve(self: &Arc<Self>, req: Request, from: SocketAddr, id: u64) -> Reply {
         match req {
             Request::Lookup {
                 kind,
@@ -212,7 +226,12 @@ impl Runtime {
                     .await
             }
             Request::Activate { kind, key, owner } => {
-                self.activate_here(&Identity::new(kind, key), owner).await
+                let request = (owner == from).then_some(id);
+                self.activate_here(&Identity::new(kind, key), owner, request)
+                    .await
+            }
+            Request::Confirm { kind, key } => {
+                self.confirm_here(&Identity::new(kind, key), from, id).await
             }
             Request::Rebuilt { ring } => {
                 self.note_rebuilt(from, ring);

@@ -16,6 +16,12 @@ use crate::protocol::{Failure, Location, Reply, Request};
 #[derive(Default)]
 pub(crate) struct Directory {
     entries: Mutex<HashMap<Identity, Location>>,
+    /// Identities this owner asked a host to activate without getting an answer: the
+    /// host may hold the activation (its reply was lost) or not (the request was).
+    /// Until the host says which ([`Request::Confirm`]) or is gone, the identity is
+    /// placed nowhere else. An entry is only added by this node's own failed
+    /// request, and leaves on the answer, the host's loss or the range moving away.
+    unconfirmed: Mutex<HashMap<Identity, SocketAddr>>,
     locks: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -52,8 +58,24 @@ impl Directory {
         }
     }
 
-    /// Drops the entries on hosts that are no longer alive and returns their
-    /// identities.
+    /// The host asked to activate `identity` that has not answered yet, if any.
+    fn unconfirmed(&self, identity: &Identity) -> Option<SocketAddr> {
+        self.unconfirmed.lock().get(identity).copied()
+    }
+
+    fn note_unconfirmed(&self, identity: &Identity, host: SocketAddr) {
+        self.unconfirmed.lock().insert(identity.clone(), host);
+    }
+
+    fn confirmed(&self, identity: &Identity) {
+        let mut unconfirmed = self.unconfirmed.lock();
+        if unconfirmed.remove(identity).is_some() {
+            shrink_if_sparse(&mut unconfirmed);
+        }
+    }
+
+    /// Drops the entries (and unconfirmed activations) on hosts that are no longer
+    /// alive and returns their identities.
     pub(crate) fn retain_hosts(&self, alive: impl Fn(&SocketAddr) -> bool) -> Vec<Identity> {
         let mut dropped = Vec::new();
         let mut entries = self.entries.lock();
@@ -65,14 +87,28 @@ impl Directory {
             keep
         });
         shrink_if_sparse(&mut entries);
+        let mut unconfirmed = self.unconfirmed.lock();
+        unconfirmed.retain(|identity, host| {
+            let keep = alive(host);
+            if !keep {
+                dropped.push(identity.clone());
+            }
+            keep
+        });
+        shrink_if_sparse(&mut unconfirmed);
         dropped
     }
 
-    /// Keeps only the entries of identities `owned` accepts.
+    /// Keeps only the entries of identities `owned` accepts. (An unconfirmed
+    /// activation of a range that moved away is the new owner's to find: the host
+    /// re-registers what it holds, and the new owner asks it before placing.)
     pub(crate) fn retain_identities(&self, owned: impl Fn(&Identity) -> bool) {
         let mut entries = self.entries.lock();
         entries.retain(|identity, _| owned(identity));
         shrink_if_sparse(&mut entries);
+        let mut unconfirmed = self.unconfirmed.lock();
+        unconfirmed.retain(|identity, _| owned(identity));
+        shrink_if_sparse(&mut unconfirmed);
     }
 
     /// Entries of this partition (for tests and inspection).
@@ -136,6 +172,11 @@ impl Runtime {
             }
             self.directory.unregister(identity, &loc);
         }
+        if let Some(host) = self.directory.unconfirmed(identity) {
+            if let Some(reply) = self.settle_unconfirmed(identity, host).await {
+                return reply;
+            }
+        }
         let candidates = self.members.hosts_of(identity.kind());
         if candidates.is_empty() {
             return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
@@ -160,7 +201,7 @@ impl Runtime {
         }
         let host = self.place(identity, &candidates, requester, tag).await;
         let reply = if host == self.me {
-            self.activate_here(identity, self.me).await
+            self.activate_here(identity, self.me, None).await
         } else {
             let req = Request::Activate {
                 kind: identity.kind().to_owned(),
@@ -169,7 +210,12 @@ impl Runtime {
             };
             match self.rpc.call(self, host, req).await {
                 Ok(r) => r,
-                Err(e) => Reply::Failed(Failure::Other(format!("activation on {host}: {e}"))),
+                Err(e) => {
+                    // The request or its answer was lost: the host may hold the
+                    // activation. Ask it before placing this identity anywhere.
+                    self.directory.note_unconfirmed(identity, host);
+                    Reply::Failed(Failure::Other(format!("activation on {host}: {e}")))
+                }
             }
         };
         if let Reply::Located(loc) = &reply {
@@ -179,6 +225,44 @@ impl Runtime {
                 .insert(identity.clone(), loc.clone());
         }
         reply
+    }
+
+    /// Settles an activation this owner asked `host` for without an answer: `Some`
+    /// reply to give the requester now (the activation is there, or the host does not
+    /// answer yet), `None` to place the identity (the host holds nothing, and will not
+    /// start the lost request late, or the host is gone and its fence recorded).
+    async fn settle_unconfirmed(
+        self: &Arc<Self>,
+        identity: &Identity,
+        host: SocketAddr,
+    ) -> Option<Reply> {
+        if !self.members.is_alive(host) {
+            self.fence_entry_of_dead_host(identity);
+            self.directory.confirmed(identity);
+            return None;
+        }
+        let req = Request::Confirm {
+            kind: identity.kind().to_owned(),
+            key: identity.key().to_owned(),
+        };
+        match self.rpc.call(self, host, req).await {
+            Ok(Reply::Located(loc)) => {
+                self.directory.confirmed(identity);
+                self.directory
+                    .entries
+                    .lock()
+                    .insert(identity.clone(), loc.clone());
+                Some(Reply::Located(loc))
+            }
+            Ok(Reply::Bool(false)) => {
+                self.directory.confirmed(identity);
+                None
+            }
+            Ok(other) => Some(other),
+            Err(e) => Some(Reply::Failed(Failure::Other(format!(
+                "activation on {host} not confirmed: {e}"
+            )))),
+        }
     }
 
     /// A stateless worker on the requester if it hosts the kind, else on a random
@@ -345,10 +429,26 @@ impl Runtime {
                         _ => Reply::Bool(false),
                     }
                 }
-                _ => {
-                    self.directory.entries.lock().insert(identity.clone(), at);
-                    Reply::Bool(true)
-                }
+                _ => match self.directory.unconfirmed(identity) {
+                    Some(host) if host != at.host => {
+                        // Another host may hold the activation asked for without an
+                        // answer: only one of the two may stay.
+                        match self.settle_unconfirmed(identity, host).await {
+                            None => {
+                                self.directory.entries.lock().insert(identity.clone(), at);
+                                Reply::Bool(true)
+                            }
+                            Some(Reply::Located(_)) => Reply::Bool(false),
+                            // No answer yet: the registering host tries again.
+                            Some(_) => Reply::NotOwner,
+                        }
+                    }
+                    _ => {
+                        self.directory.confirmed(identity);
+                        self.directory.entries.lock().insert(identity.clone(), at);
+                        Reply::Bool(true)
+                    }
+                },
             }
         };
         self.directory.release(identity, lock);
