@@ -61,7 +61,7 @@ mod version;
 
 pub use error::{StorageError, UrlPart};
 pub use file::FileStore;
-pub use identity::Identity;
+pub use identity::{Identity, IdentityParts};
 pub use memory::MemoryStore;
 pub use open::{open, open_with};
 pub use options::StoreOptions;

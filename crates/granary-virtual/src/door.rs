@@ -60,7 +60,8 @@ impl<A: VirtualActor> KindDoor<A> {
     /// The door of the activation named by `rest` here (alive or closing).
     fn activation(&self, rest: &str) -> Option<Arc<dyn ActivationDoor>> {
         let runtime = self.runtime.upgrade()?;
-        let identity = Identity::new(A::KIND, key_of(rest)?);
+        // Looked up by borrowed parts: a frame's hop through the door allocates nothing.
+        let identity = (A::KIND, key_of(rest)?);
         let prefix_len = self.prefix_len;
         runtime.activation_door(&identity, |name| name.get(prefix_len..) == Some(rest))
     }

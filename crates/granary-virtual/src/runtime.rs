@@ -405,7 +405,7 @@ impl Runtime {
     /// name passes `is_named`, alive or closing.
     pub(crate) fn activation_door(
         &self,
-        identity: &Identity,
+        identity: &dyn granary_storage::IdentityParts,
         is_named: impl Fn(&str) -> bool,
     ) -> Option<Arc<dyn crate::tracked::ActivationDoor>> {
         if let Some(entry) = self.local.lock().get(identity) {
