@@ -171,7 +171,7 @@ impl Fence {
             .owners
             .iter()
             .filter(|(ring, _)| {
-                ring.owner(&members::ring_key(identity))
+                ring.owner_of_position(members::ring_position(identity))
                     .is_some_and(|owner| !is_alive(owner.addr))
             })
             .map(|(_, until)| *until)
@@ -729,7 +729,7 @@ impl Runtime {
     /// re-registers it.
     fn note_registered(&self, identity: &Identity, name: &str, owner: SocketAddr) -> bool {
         let ring = self.members.ring();
-        let Some(current) = ring.owner(&members::ring_key(identity)) else {
+        let Some(current) = ring.owner_of_position(members::ring_position(identity)) else {
             return false;
         };
         if current.addr != owner {
@@ -931,7 +931,9 @@ impl Runtime {
         // Entries of ranges that moved away: their new owner rebuilds them from the
         // hosts; kept here they would be served again, stale, if the range came back.
         self.directory.retain_identities(|identity| {
-            ring.owner(&members::ring_key(identity)).map(|n| n.addr) == Some(self.me)
+            ring.owner_of_position(members::ring_position(identity))
+                .map(|n| n.addr)
+                == Some(self.me)
         });
         let moved: Vec<(Identity, Arc<str>, NodeId)> = self
             .local
@@ -939,7 +941,7 @@ impl Runtime {
             .iter()
             .filter(|(_, a)| !a.tracker.is_closed())
             .filter_map(|(identity, a)| {
-                let owner = ring.owner(&members::ring_key(identity))?;
+                let owner = ring.owner_of_position(members::ring_position(identity))?;
                 (a.registered_with != Some(owner))
                     .then(|| (identity.clone(), a.name.clone(), owner))
             })
@@ -1117,9 +1119,9 @@ mod tests {
         let identity = (0..1000)
             .map(|i| Identity::new("test.Counter", format!("k{i}")))
             .find(|id| {
-                let key = members::ring_key(id);
-                before_first.owner(&key).map(|n| n.addr) == Some(first)
-                    && before_second.owner(&key).map(|n| n.addr) != Some(second)
+                let pos = members::ring_position(id);
+                before_first.owner_of_position(pos).map(|n| n.addr) == Some(first)
+                    && before_second.owner_of_position(pos).map(|n| n.addr) != Some(second)
             })
             .expect("some key the first downed member owned");
         let now = tokio::time::Instant::now();

@@ -76,9 +76,23 @@ impl ClientView {
     }
 }
 
-/// The ring position key of an identity.
-pub(crate) fn ring_key(identity: &Identity) -> Vec<u8> {
-    identity.to_string().into_bytes()
+/// The ring position of an identity: the position of the key `kind/key` (its
+/// `Display` form), built on the stack when it is short (every lookup, activation and
+/// membership check asks; a formatted string each time showed in the activation
+/// profile).
+pub(crate) fn ring_position(identity: &Identity) -> u64 {
+    const SHORT: usize = 192;
+    let (kind, key) = (identity.kind().as_bytes(), identity.key().as_bytes());
+    let len = kind.len() + 1 + key.len();
+    if len <= SHORT {
+        let mut buf = [0u8; SHORT];
+        buf[..kind.len()].copy_from_slice(kind);
+        buf[kind.len()] = b'/';
+        buf[kind.len() + 1..len].copy_from_slice(key);
+        granary_cluster::ring::key_position(&buf[..len])
+    } else {
+        granary_cluster::ring::key_position(identity.to_string().as_bytes())
+    }
 }
 
 /// A 64-bit fingerprint of a ring's members (addresses and incarnations), the same
@@ -117,7 +131,9 @@ impl Members {
 
     /// The directory owner of `identity`.
     pub(crate) fn owner(&self, identity: &Identity) -> Option<SocketAddr> {
-        self.ring().owner(&ring_key(identity)).map(|n| n.addr)
+        self.ring()
+            .owner_of_position(ring_position(identity))
+            .map(|n| n.addr)
     }
 
     /// Up members hosting `kind`, sorted by address.
@@ -204,6 +220,28 @@ impl Members {
         match self {
             Members::Client(v) => v.lock().kinds.keys().copied().collect(),
             Members::Cluster { .. } => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_identitys_ring_position_is_that_of_its_display_form_short_or_long() {
+        let long_key = "k".repeat(500);
+        for identity in [
+            Identity::new("bank.Account", "a/b#1"),
+            Identity::new("bank.Account", ""),
+            Identity::new("x".repeat(191), ""),
+            Identity::new("bank.Account", &long_key),
+        ] {
+            assert_eq!(
+                ring_position(&identity),
+                granary_cluster::ring::key_position(identity.to_string().as_bytes()),
+                "{identity}"
+            );
         }
     }
 }
