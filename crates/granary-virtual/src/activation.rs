@@ -191,7 +191,7 @@ pub(crate) async fn start<A: VirtualActor>(
     } else {
         let start = std::time::Instant::now();
         let read = store.read(&identity).await;
-        crate::observe::store(identity.kind(), "read", start, &read);
+        runtime.note_store(identity.kind(), crate::observe::StoreOp::Read, start, &read);
         read?
     };
     let (state, version) = match stored {
@@ -248,7 +248,7 @@ pub(crate) async fn start<A: VirtualActor>(
         Ok(Ok(())) => crate::observe::Activation::Activated,
         _ => crate::observe::Activation::Failed,
     };
-    crate::observe::activation(runtime.me, identity.kind(), event);
+    runtime.note_activation(identity.kind(), event);
     match started {
         Ok(Ok(())) => Ok(Started {
             local: actor_ref,

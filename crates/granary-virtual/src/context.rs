@@ -241,7 +241,12 @@ pub(crate) async fn write_cell<A: VirtualActor>(cell: &mut Cell<A>) -> Result<()
         .write(&cell.identity, data.into(), cell.version)
         .instrument(tracing::info_span!("granary.store_write", node = %cell.runtime.me, identity = %cell.identity))
         .await;
-    crate::observe::store(cell.identity.kind(), "write", start, &written);
+    cell.runtime.note_store(
+        cell.identity.kind(),
+        crate::observe::StoreOp::Write,
+        start,
+        &written,
+    );
     match written {
         Ok(v) => {
             cell.version = Some(v);

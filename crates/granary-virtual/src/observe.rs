@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use granary_storage::StorageError;
-use metrics::Counter;
+use metrics::{Counter, Histogram};
 
 /// This node's directory counters, registered once.
 pub(crate) struct DirectoryMeters {
@@ -44,16 +44,6 @@ impl DirectoryMeters {
     }
 }
 
-/// An activation of `kind` on `node` was `activated`, `failed` or `passivated`.
-pub(crate) fn activation(node: SocketAddr, kind: &str, event: Activation) {
-    let name = match event {
-        Activation::Activated => "granary_activations_activated_total",
-        Activation::Failed => "granary_activations_failed_total",
-        Activation::Passivated => "granary_activations_passivated_total",
-    };
-    metrics::counter!(name, "node" => node.to_string(), "kind" => kind.to_owned()).increment(1);
-}
-
 /// What happened to an activation.
 pub(crate) enum Activation {
     Activated,
@@ -61,31 +51,87 @@ pub(crate) enum Activation {
     Passivated,
 }
 
-/// One state-store operation (`read` or `write`) of `kind` that started at `start`;
-/// a conflicting write also counts in `granary_store_conflicts_total`.
-pub(crate) fn store<T>(
-    kind: &str,
-    op: &'static str,
-    start: Instant,
-    result: &Result<T, StorageError>,
-) {
-    let kind = kind.to_owned();
-    let name = if op == "read" {
-        "granary_store_reads_total"
-    } else {
-        "granary_store_writes_total"
-    };
-    let outcome = match result {
-        Ok(_) => "ok",
-        Err(StorageError::Conflict { .. }) => "conflict",
-        Err(_) => "error",
-    };
-    metrics::counter!(name, "kind" => kind.clone(), "outcome" => outcome).increment(1);
-    if op == "write" {
-        // Registered by every write, so the family shows (at 0) before a conflict.
-        metrics::counter!("granary_store_conflicts_total", "kind" => kind.clone())
-            .increment(u64::from(outcome == "conflict"));
+/// A state-store operation.
+#[derive(Clone, Copy)]
+pub(crate) enum StoreOp {
+    Read,
+    Write,
+}
+
+/// The counters of one store operation by outcome (`ok`, `conflict`, `error`), and
+/// its latency.
+struct StoreMeters {
+    ok: Counter,
+    conflict: Counter,
+    error: Counter,
+    seconds: Histogram,
+}
+
+impl StoreMeters {
+    fn new(name: &'static str, kind: &str, op: &'static str) -> Self {
+        let by = |outcome: &'static str| metrics::counter!(name, "kind" => kind.to_owned(), "outcome" => outcome);
+        Self {
+            ok: by("ok"),
+            conflict: by("conflict"),
+            error: by("error"),
+            seconds: metrics::histogram!("granary_store_seconds", "kind" => kind.to_owned(), "op" => op),
+        }
     }
-    metrics::histogram!("granary_store_seconds", "kind" => kind, "op" => op)
-        .record(start.elapsed().as_secs_f64());
+}
+
+/// One hosted kind's counters on this node, registered once when the node starts
+/// (an activation then costs an increment, not a label built per event).
+pub(crate) struct KindMeters {
+    activated: Counter,
+    failed: Counter,
+    passivated: Counter,
+    reads: StoreMeters,
+    writes: StoreMeters,
+    conflicts: Counter,
+}
+
+impl KindMeters {
+    pub(crate) fn new(node: SocketAddr, kind: &str) -> Self {
+        let node = node.to_string();
+        let activations = |name: &'static str| metrics::counter!(name, "node" => node.clone(), "kind" => kind.to_owned());
+        Self {
+            activated: activations("granary_activations_activated_total"),
+            failed: activations("granary_activations_failed_total"),
+            passivated: activations("granary_activations_passivated_total"),
+            reads: StoreMeters::new("granary_store_reads_total", kind, "read"),
+            writes: StoreMeters::new("granary_store_writes_total", kind, "write"),
+            // Registered with the kind, so the family shows (at 0) before a conflict.
+            conflicts: metrics::counter!("granary_store_conflicts_total", "kind" => kind.to_owned()),
+        }
+    }
+
+    /// An activation of this kind was `activated`, `failed` or `passivated`.
+    pub(crate) fn activation(&self, event: Activation) {
+        match event {
+            Activation::Activated => &self.activated,
+            Activation::Failed => &self.failed,
+            Activation::Passivated => &self.passivated,
+        }
+        .increment(1);
+    }
+
+    /// One state-store operation of this kind that started at `start`; a conflicting
+    /// write also counts in `granary_store_conflicts_total`.
+    pub(crate) fn store<T>(&self, op: StoreOp, start: Instant, result: &Result<T, StorageError>) {
+        let meters = match op {
+            StoreOp::Read => &self.reads,
+            StoreOp::Write => &self.writes,
+        };
+        match result {
+            Ok(_) => meters.ok.increment(1),
+            Err(StorageError::Conflict { .. }) => {
+                meters.conflict.increment(1);
+                if let StoreOp::Write = op {
+                    self.conflicts.increment(1);
+                }
+            }
+            Err(_) => meters.error.increment(1),
+        }
+        meters.seconds.record(start.elapsed().as_secs_f64());
+    }
 }

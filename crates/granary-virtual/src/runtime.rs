@@ -87,6 +87,8 @@ pub(crate) struct Runtime {
     superseded: Mutex<HashMap<SocketAddr, u64>>,
     pub(crate) directory: Directory,
     meters: crate::observe::DirectoryMeters,
+    /// Each hosted kind's activation and store counters.
+    kind_meters: HashMap<&'static str, crate::observe::KindMeters>,
     /// Where identities were last found (bounded, see [`LocationCache`]).
     cache: LocationCache,
     pub(crate) rpc: Rpc,
@@ -210,6 +212,13 @@ impl Runtime {
     ) -> Self {
         let lease = HostLease::new(config.host_lease);
         let meters = crate::observe::DirectoryMeters::new(remote.local_addr());
+        let kind_meters = kinds
+            .keys()
+            .map(|&kind| {
+                let meters = crate::observe::KindMeters::new(remote.local_addr(), kind);
+                (kind, meters)
+            })
+            .collect();
         Self {
             me: remote.local_addr(),
             system: remote.system().clone(),
@@ -222,6 +231,7 @@ impl Runtime {
             superseded: Mutex::new(HashMap::new()),
             directory: Directory::default(),
             meters,
+            kind_meters,
             cache: LocationCache::new(config.location_cache),
             rpc: Rpc::default(),
             round_robin: AtomicUsize::new(0),
@@ -743,13 +753,29 @@ impl Runtime {
         true
     }
 
+    /// Counts an activation event of a hosted `kind` (`granary_activations_*_total`).
+    pub(crate) fn note_activation(&self, kind: &str, event: crate::observe::Activation) {
+        if let Some(meters) = self.kind_meters.get(kind) {
+            meters.activation(event);
+        }
+    }
+
+    /// Counts a state-store operation of a hosted `kind` (`granary_store_*`).
+    pub(crate) fn note_store<T>(
+        &self,
+        kind: &str,
+        op: crate::observe::StoreOp,
+        start: std::time::Instant,
+        result: &Result<T, granary_storage::StorageError>,
+    ) {
+        if let Some(meters) = self.kind_meters.get(kind) {
+            meters.store(op, start, result);
+        }
+    }
+
     /// Called by an activation once it stopped.
     pub(crate) fn activation_ended(self: &Arc<Self>, identity: &Identity, name: &Arc<str>) {
-        crate::observe::activation(
-            self.me,
-            identity.kind(),
-            crate::observe::Activation::Passivated,
-        );
+        self.note_activation(identity.kind(), crate::observe::Activation::Passivated);
         // Counted as unregistering before it leaves the local table, so `settled`
         // never sees it in neither place.
         self.unregistering.fetch_add(1, Ordering::AcqRel);
@@ -859,23 +885,35 @@ impl Runtime {
     }
 
     /// Passivates activations idle for longer than their kind's timeout.
+    ///
+    /// The clock is read once per sweep and each kind's cut-off computed once, so a
+    /// sweep costs one uncontended lock per activation, no system call.
     pub(crate) fn sweep_idle(&self) {
+        let now = tokio::time::Instant::now();
+        let idle_since: HashMap<&str, tokio::time::Instant> = self
+            .kinds
+            .iter()
+            .filter_map(|(kind, slot)| {
+                let cut_off = now.checked_sub(slot.kind.config().idle_timeout)?;
+                Some((*kind, cut_off))
+            })
+            .collect();
         let local = self.local.lock();
         for (identity, a) in local.iter() {
-            let Some(slot) = self.kinds.get(identity.kind()) else {
+            let Some(&since) = idle_since.get(identity.kind()) else {
                 continue;
             };
-            if a.tracker.try_close_idle(slot.kind.config().idle_timeout) {
+            if a.tracker.try_close_idle(since) {
                 a.door.stop();
             }
         }
         drop(local);
         for (identity, ws) in self.workers.lock().iter() {
-            let Some(slot) = self.kinds.get(identity.kind()) else {
+            let Some(&since) = idle_since.get(identity.kind()) else {
                 continue;
             };
             for w in ws {
-                if w.tracker.try_close_idle(slot.kind.config().idle_timeout) {
+                if w.tracker.try_close_idle(since) {
                     w.door.stop();
                 }
             }

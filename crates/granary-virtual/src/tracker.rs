@@ -4,8 +4,6 @@
 //! same lock as entering, so no message slips into an activation that decided to
 //! deactivate: later senders are told "not here" and go back to the directory.
 
-use std::time::Duration;
-
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
@@ -61,10 +59,11 @@ impl Tracker {
         s.last_active = Instant::now();
     }
 
-    /// Closes if nothing is queued and the activation was idle for `idle`.
-    pub(crate) fn try_close_idle(&self, idle: Duration) -> bool {
+    /// Closes if nothing is queued and the activation was idle since `idle_since`
+    /// (a sweep reads the clock once for all its activations).
+    pub(crate) fn try_close_idle(&self, idle_since: Instant) -> bool {
         let mut s = self.state.lock();
-        if !s.closed && s.entered <= s.started && s.last_active.elapsed() >= idle {
+        if !s.closed && s.entered <= s.started && s.last_active <= idle_since {
             s.closed = true;
             s.closed_idle = true;
             return true;
