@@ -406,9 +406,8 @@ impl Runtime {
         &self,
         identity: &Identity,
         name: &str,
-    ) -> Option<Arc<dyn RemoteTarget>> {
+    ) -> Option<Arc<dyn crate::tracked::ActivationDoor>> {
         self.activation_door(identity, |n| n == name)
-            .map(|door| door as Arc<dyn RemoteTarget>)
     }
 
     /// The door of the activation (or stateless worker) of `identity` here whose

@@ -46,6 +46,8 @@ type UnregisteredFn = fn(&Registry) -> Option<&'static str>;
 
 /// How one accepted message type reaches an activation.
 struct Route<A: VirtualActor> {
+    /// Handled in the activation's mailbox (`Kind::handles`), not reentrant.
+    in_mailbox: bool,
     tell: TellFn<A>,
     ask: AskFn<A>,
     remote: RemoteFn<A>,
@@ -108,6 +110,7 @@ impl<A: VirtualActor> Dispatch<A> {
         M: Message,
     {
         let route = Route {
+            in_mailbox: true,
             tell: tell_exclusive::<A, M>,
             ask: ask_exclusive::<A, M>,
             remote: remote_exclusive::<A, M>,
@@ -124,12 +127,20 @@ impl<A: VirtualActor> Dispatch<A> {
         M: Message,
     {
         let route = Route {
+            in_mailbox: false,
             tell: tell_reentrant::<A, M>,
             ask: ask_reentrant::<A, M>,
             remote: remote_reentrant::<A, M>,
             unregistered: unregistered::<M>,
         };
         self.by_type.insert(TypeId::of::<M>(), route);
+    }
+
+    /// Whether `M` is accepted and handled in the activation's mailbox.
+    fn in_mailbox<M: 'static>(&self) -> bool {
+        self.by_type
+            .get(&TypeId::of::<M>())
+            .is_some_and(|route| route.in_mailbox)
     }
 
     /// The first accepted type (message or reply) not registered for the wire.
@@ -556,5 +567,39 @@ impl<A: VirtualActor> RemoteTarget for Tracked<A> {
             }
             *id != watcher
         });
+    }
+}
+
+impl<A: VirtualActor> Tracked<A> {
+    /// A local ask typed end to end, for a caller on this node that knows `A` and `M`
+    /// (`VirtualRef::ask`): admitted by the tracker, then one push into the mailbox —
+    /// the message and its reply are not boxed, and no erased future is built. `Err`
+    /// gives the message back when `M` does not go through the mailbox (reentrant, or
+    /// not accepted): the erased path then serves it, or reports the mismatch.
+    pub(crate) fn ask_in_mailbox<M>(
+        &self,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<impl std::future::Future<Output = Result<M::Reply, AskError<M>>> + Send + '_, M>
+    where
+        A: VirtualHandler<M>,
+        M: Message,
+    {
+        if !self.dispatch.in_mailbox::<M>() {
+            return Err(msg);
+        }
+        Ok(async move {
+            if !self.tracker.enter() {
+                return Err(AskError::Send(SendError::Remote {
+                    error: RemoteError::NoSuchActor(self.local.id()),
+                    message: Some(msg),
+                }));
+            }
+            let answer = self.local.ask_timeout(msg, timeout).await;
+            if matches!(answer, Err(AskError::Send(_))) {
+                self.tracker.abandon();
+            }
+            answer
+        })
     }
 }

@@ -17,6 +17,7 @@ use crate::error::VirtualError;
 use crate::key::Key;
 use crate::protocol::Location;
 use crate::runtime::Runtime;
+use crate::tracked::{ActivationDoor, Tracked};
 
 /// A typed ref to the virtual actor `A` with one key.
 ///
@@ -126,7 +127,7 @@ impl<A: VirtualActor> VirtualRef<A> {
         A: VirtualHandler<M>,
         M: Message + Clone,
     {
-        self.callee.ask(msg, timeout).await
+        self.callee.ask_typed::<A, M>(msg, timeout).await
     }
 
     /// Sends without waiting for the handler: resolves the activation (activating it
@@ -140,6 +141,22 @@ impl<A: VirtualActor> VirtualRef<A> {
     }
 }
 
+/// The activation a call reached: its door on this node, or a ref to it on another.
+pub(crate) enum Reached {
+    Here(Arc<dyn ActivationDoor>),
+    Elsewhere(Arc<dyn RemoteTarget>),
+}
+
+impl Reached {
+    /// Either, as the type-erased target every message type can be sent through.
+    fn erased(&self) -> Arc<dyn RemoteTarget> {
+        match self {
+            Reached::Here(door) => door.clone(),
+            Reached::Elsewhere(target) => target.clone(),
+        }
+    }
+}
+
 impl Callee {
     /// Request/response within `timeout`, resends included (see [`Callee::call`]).
     pub(crate) async fn ask<M>(&self, msg: M, timeout: Duration) -> Result<M::Reply, VirtualError>
@@ -149,7 +166,37 @@ impl Callee {
         let deadline = Instant::now() + timeout;
         self.call(deadline, |target, remaining| {
             let msg = msg.clone();
-            async move { ask_target(&*target, msg, remaining).await }
+            async move { ask_target(&*target.erased(), msg, remaining).await }
+        })
+        .await
+    }
+
+    /// [`Callee::ask`] from a caller that knows the actor type: an activation on this
+    /// node is asked typed, through [`Tracked::ask_in_mailbox`] (no boxing, no erased
+    /// future); anywhere else as [`Callee::ask`] does.
+    pub(crate) async fn ask_typed<A, M>(
+        &self,
+        msg: M,
+        timeout: Duration,
+    ) -> Result<M::Reply, VirtualError>
+    where
+        A: VirtualHandler<M>,
+        M: Message + Clone,
+    {
+        let deadline = Instant::now() + timeout;
+        self.call(deadline, |target, remaining| {
+            let msg = msg.clone();
+            async move {
+                if let Reached::Here(door) = &target {
+                    if let Some(tracked) = door.as_any().downcast_ref::<Tracked<A>>() {
+                        return match tracked.ask_in_mailbox(msg, remaining) {
+                            Ok(asked) => asked.await,
+                            Err(msg) => ask_target(&*target.erased(), msg, remaining).await,
+                        };
+                    }
+                }
+                ask_target(&*target.erased(), msg, remaining).await
+            }
         })
         .await
     }
@@ -163,7 +210,7 @@ impl Callee {
         let deadline = Instant::now() + self.runtime.config.ask_timeout;
         self.call(deadline, |target, _| {
             let msg = msg.clone();
-            async move { tell_target(&*target, msg).map_err(AskError::Send) }
+            async move { tell_target(&*target.erased(), msg).map_err(AskError::Send) }
         })
         .await
     }
@@ -172,15 +219,16 @@ impl Callee {
     /// here" or a lost host locate it again and resend, within `deadline` and the
     /// node's `max_attempts`.
     ///
-    /// Every activation is reached through a type-erased [`RemoteTarget`] — the
-    /// tracked door of a local activation (`tracked.rs`) or the remote layer's ref to
-    /// one on another node — and `send` types the message and its reply again
-    /// (`granary_core::ask_target`). So this loop knows no actor type, and a contract
-    /// ref, which names none, shares it with [`VirtualRef`].
+    /// `send` gets the activation [`Reached`]: the tracked door of a local activation
+    /// (`tracked.rs`) or the remote layer's ref to one on another node. Either works
+    /// as a type-erased [`RemoteTarget`] through which `send` types the message and its
+    /// reply again (`granary_core::ask_target`), so this loop knows no actor type and a
+    /// contract ref, which names none, shares it with [`VirtualRef`]; a `send` that
+    /// knows the type asks a local door typed ([`Callee::ask_typed`]).
     async fn call<M, R, F, Fut>(&self, deadline: Instant, send: F) -> Result<R, VirtualError>
     where
         M: Message,
-        F: Fn(Arc<dyn RemoteTarget>, Duration) -> Fut,
+        F: Fn(Reached, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<R, AskError<M>>>,
     {
         let rt = &self.runtime;
@@ -221,7 +269,7 @@ impl Callee {
             };
             let target = if loc.host == rt.me {
                 match rt.local_door(&self.identity, &loc.name) {
-                    Some(r) => r,
+                    Some(door) => Reached::Here(door),
                     None => {
                         rt.invalidate(&self.identity);
                         last = format!("{} no longer here", loc.name);
@@ -230,7 +278,7 @@ impl Callee {
                     }
                 }
             } else {
-                rt.activation_target(&loc)
+                Reached::Elsewhere(rt.activation_target(&loc))
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = if loc.host == rt.me {
