@@ -118,6 +118,16 @@ impl<A: Actor> ActorRef<A> {
         }
     }
 
+    /// Whether a local actor's mailbox is bounded ([`crate::MailboxConfig::bounded`]):
+    /// then [`ActorRef::ask_then`] fails at once on a full mailbox where
+    /// [`ActorRef::ask`] waits for room. `false` for a remote ref.
+    pub fn is_bounded(&self) -> bool {
+        match &self.target {
+            Target::Local(mb) => mb.is_bounded(),
+            Target::Remote(_) => false,
+        }
+    }
+
     /// Sends a message without waiting. On a bounded mailbox that is full this
     /// fails with [`SendError::MailboxFull`]; every failure gives the message back
     /// (when local) and publishes a [`crate::DeadLetter`].

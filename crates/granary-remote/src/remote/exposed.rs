@@ -257,13 +257,14 @@ where
 /// Serves one ask from the wire with `actor`, giving `credit` back once the answer
 /// (or failure) is sent.
 ///
-/// A local actor gets it with [`ActorRef::ask_then`]: one push into its mailbox, and
-/// the answer is encoded and sent from the actor's task as the handler returns; no
-/// task waits and no timer is armed, so the serve timeout does not apply. A handler
-/// that never returns keeps the ask's credit until the actor stops (then `Stopped` is
-/// answered); the asker's own timeout answers it meanwhile. The serve timeout bounds
-/// the two paths that need a waiting task: a bounded mailbox that is full (the ask
-/// waits for room, as a local `ask` does) and an exposed ref to an actor elsewhere.
+/// A local actor with an unbounded mailbox (the default) gets it with
+/// [`ActorRef::ask_then`]: one push into its mailbox, and the answer is encoded and
+/// sent from the actor's task as the handler returns; no task waits and no timer is
+/// armed, so the serve timeout does not apply. A handler that never returns keeps the
+/// ask's credit until the actor stops (then `Stopped` is answered); the asker's own
+/// timeout answers it meanwhile. The serve timeout bounds the paths that need a
+/// waiting task: a bounded mailbox (an ask waits for room in it, as a local `ask`
+/// does) and an exposed ref to an actor elsewhere.
 fn serve_ask<A, M>(
     actor: &ActorRef<A>,
     msg: M,
@@ -274,24 +275,17 @@ fn serve_ask<A, M>(
     A: Actor + Handler<M>,
     M: Message,
 {
-    if !actor.is_local() {
+    if !actor.is_local() || actor.is_bounded() {
         spawn_serve(actor.clone(), msg, reply, credit, timeout);
         return;
     }
-    // Taken only if the mailbox is full (bounded), to wait for room on a task.
-    let waiting = actor.clone();
-    actor.ask_then(msg, move |result| match result {
-        Err(AskError::Send(SendError::MailboxFull(msg))) => {
-            spawn_serve(waiting, msg, reply, credit, timeout)
+    actor.ask_then(msg, move |result| {
+        match result {
+            Ok(answer) => reply.answer(&answer),
+            Err(e) => reply.fail(failure_of(e)),
         }
-        result => {
-            match result {
-                Ok(answer) => reply.answer(&answer),
-                Err(e) => reply.fail(failure_of(e)),
-            }
-            // Served: the credit comes back.
-            drop(credit);
-        }
+        // Served: the credit comes back.
+        drop(credit);
     });
 }
 
