@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use crate::actor::{Actor, Handler, Message};
-use crate::envelope::{AskEnvelope, AskFailure, TellEnvelope};
+use crate::envelope::{AskEnvelope, AskFailure, TellEnvelope, Then, ThenEnvelope};
 use crate::error::{AskError, SendError};
 use crate::event::DeadLetterReason;
 use crate::id::ActorId;
@@ -115,6 +115,16 @@ impl<A: Actor> ActorRef<A> {
         match &self.target {
             Target::Local(mb) => mb.is_open(),
             Target::Remote(_) => true,
+        }
+    }
+
+    /// Whether a local actor's mailbox is bounded ([`crate::MailboxConfig::bounded`]):
+    /// then [`ActorRef::ask_then`] fails at once on a full mailbox where
+    /// [`ActorRef::ask`] waits for room. `false` for a remote ref.
+    pub fn is_bounded(&self) -> bool {
+        match &self.target {
+            Target::Local(mb) => mb.is_bounded(),
+            Target::Remote(_) => false,
         }
     }
 
@@ -293,6 +303,98 @@ impl<A: Actor> ActorRef<A> {
                 }
             }
             Target::Remote(t) => remote::ask_target_untimed(&**t, msg, timeout).await,
+        }
+    }
+
+    /// Request/response without a waiting future: `then` is called exactly once with
+    /// the answer or why there is none, and no reply channel, task or timer is made.
+    /// The request is one push into the mailbox; the answer is handed to `then` on the
+    /// actor's task right after the handler returns, so `then` must be short, must not
+    /// block and must not panic (it may run while a handler panic unwinds).
+    ///
+    /// `then` gets, for a local actor:
+    /// - `Ok(reply)` once the handler returned;
+    /// - [`AskError::ActorPanicked`] if the handler panicked;
+    /// - [`AskError::ActorStopped`] if the request was never handled: the actor
+    ///   stopped with it queued (a dead letter), refused it ([`crate::Actor::admits`]),
+    ///   or was stopped or aborted while handling it;
+    /// - [`AskError::Send`] with the message inside if it could not be queued at all
+    ///   (the actor had stopped, or its bounded mailbox was full: `ask_then` never
+    ///   waits for room). This one is called on the caller's thread before `ask_then`
+    ///   returns.
+    ///
+    /// There is no timeout: a handler that never returns holds `then` (and whatever
+    /// it captured) until the actor stops, when `then` gets
+    /// [`AskError::ActorStopped`]. Unlike [`ActorRef::ask`], a local `ask_then` is not
+    /// counted in `granary_asks_total` (the request is counted as a handled message).
+    ///
+    /// For a remote ref (built with [`ActorRef::from_remote`]) the request goes
+    /// through [`ActorRef::ask`] on a spawned task, with [`DEFAULT_ASK_TIMEOUT`]; `then`
+    /// runs on that task ([`AskError::Send`] with a `RemoteError` at once if there is
+    /// no tokio runtime to spawn it on).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use granary_core::prelude::*;
+    /// struct Doubler;
+    /// impl Actor for Doubler {}
+    /// struct Double(u64);
+    /// impl Message for Double { type Reply = u64; }
+    /// impl Handler<Double> for Doubler {
+    ///     async fn handle(&mut self, msg: Double, _ctx: &mut Context<Self>) -> u64 { msg.0 * 2 }
+    /// }
+    /// let system = ActorSystem::new();
+    /// let doubler = system.spawn(Doubler);
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// doubler.ask_then(Double(21), move |answer| {
+    ///     let _ = tx.send(answer.ok());
+    /// });
+    /// assert_eq!(rx.await.unwrap(), Some(42));
+    /// system.shutdown().await;
+    /// # }
+    /// ```
+    pub fn ask_then<M, F>(&self, msg: M, then: F)
+    where
+        A: Handler<M>,
+        M: Message,
+        F: FnOnce(Result<M::Reply, AskError<M>>) + Send + 'static,
+    {
+        match &self.target {
+            Target::Local(mb) => {
+                let env = ThenEnvelope {
+                    msg,
+                    then: Then::new(then),
+                    parent: crate::observe::capture(),
+                };
+                if let Err(e) = mb.push_user(env) {
+                    // Not queued (a dead letter is published already): the message
+                    // goes back through the callback.
+                    let (ThenEnvelope { msg, then, .. }, full) = match e {
+                        PushError::Closed(env) => (env, false),
+                        PushError::Full(env) => (env, true),
+                    };
+                    let unsent = if full {
+                        SendError::MailboxFull(msg)
+                    } else {
+                        SendError::ActorStopped(msg)
+                    };
+                    then.call(Err(AskError::Send(unsent)));
+                }
+            }
+            Target::Remote(t) => match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    let target = t.clone();
+                    runtime.spawn(async move {
+                        then(remote::ask_target(&*target, msg, DEFAULT_ASK_TIMEOUT).await);
+                    });
+                }
+                Err(_) => then(Err(AskError::Send(SendError::Remote {
+                    error: crate::error::RemoteError::Other(
+                        "ask_then on a remote ref needs a tokio runtime".into(),
+                    ),
+                    message: Some(msg),
+                }))),
+            },
         }
     }
 

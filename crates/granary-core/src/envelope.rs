@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::actor::{Actor, Handler, Message, Priority};
 use crate::context::Context;
+use crate::error::AskError;
 use crate::event::DeadLetterReason;
 
 thread_local! {
@@ -260,6 +261,103 @@ where
     }
 }
 
+/// A request whose answer goes to a callback run on the actor's task (see
+/// [`crate::ActorRef::ask_then`]): no reply channel, no waiting task, no timer.
+pub(crate) struct ThenEnvelope<M: Message, F: AnswerFn<M>> {
+    pub(crate) msg: M,
+    pub(crate) then: Then<M, F>,
+    /// The span the request was sent from, when tracing is on.
+    pub(crate) parent: crate::observe::Parent,
+}
+
+/// The callback of [`ThenEnvelope`].
+pub(crate) trait AnswerFn<M: Message>:
+    FnOnce(Result<M::Reply, AskError<M>>) + Send + 'static
+{
+}
+
+impl<M: Message, F> AnswerFn<M> for F where F: FnOnce(Result<M::Reply, AskError<M>>) + Send + 'static
+{}
+
+/// Calls its callback exactly once: with the answer ([`Then::answer`]), or, when
+/// dropped unanswered, with `ActorPanicked` during a caught handler panic and with
+/// `ActorStopped` otherwise (the request was dead-lettered, refused, or dropped with
+/// the mailbox or the half-run handler of a stopping actor).
+pub(crate) struct Then<M: Message, F: AnswerFn<M>> {
+    /// `None` once called (a closure capturing a pointer keeps its niche: the
+    /// `Option` costs no word).
+    f: Option<F>,
+    _message: std::marker::PhantomData<fn(M)>,
+}
+
+impl<M: Message, F: AnswerFn<M>> Then<M, F> {
+    /// Arms the callback.
+    #[inline]
+    pub(crate) fn new(f: F) -> Self {
+        Self {
+            f: Some(f),
+            _message: std::marker::PhantomData,
+        }
+    }
+
+    /// Calls back with `result` now (a request that could not be queued, or the
+    /// answer).
+    #[inline]
+    pub(crate) fn call(mut self, result: Result<M::Reply, AskError<M>>) {
+        if let Some(f) = self.f.take() {
+            f(result);
+        }
+    }
+}
+
+impl<M: Message, F: AnswerFn<M>> Drop for Then<M, F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.f.take() {
+            // As for `ReplyGuard`: a handler panic drops the callback either while
+            // unwinding or when the runner drops the half-run future afterwards.
+            let failure = if std::thread::panicking() || DROPPING_PANICKED.with(|flag| flag.get()) {
+                AskError::ActorPanicked
+            } else {
+                AskError::ActorStopped
+            };
+            f(Err(failure));
+        }
+    }
+}
+
+impl<A, M, F> Envelope<A> for ThenEnvelope<M, F>
+where
+    A: Handler<M>,
+    M: Message,
+    F: AnswerFn<M>,
+{
+    handle_through_owned!(A);
+
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+        let ThenEnvelope { msg, then, parent } = self;
+        let fut = async move {
+            if !actor.admits(ctx) {
+                ctx.mailbox
+                    .dead_letter(std::any::type_name::<M>(), DeadLetterReason::Refused);
+                // `then` drops uncalled: "actor stopped", as for a refused ask.
+                drop(then);
+                return;
+            }
+            let answer = actor.handle(msg, ctx).await;
+            then.call(Ok(answer));
+        };
+        crate::observe::handled(parent, std::any::type_name::<M>(), fut)
+    }
+
+    fn priority(&self) -> Priority {
+        A::priority(&self.msg)
+    }
+
+    fn message_type(&self) -> &'static str {
+        std::any::type_name::<M>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -371,5 +469,247 @@ mod tests {
         assert_eq!(handled.load(Ordering::SeqCst), 0, "stop came first");
         assert_eq!(drops.load(Ordering::SeqCst), 100);
         system.shutdown().await;
+    }
+
+    /// Doubles its number, or panics on zero (before or after an await).
+    struct Double(u64, bool);
+
+    impl Message for Double {
+        type Reply = u64;
+    }
+
+    impl Handler<Double> for Sink {
+        async fn handle(
+            &mut self,
+            Double(n, yield_first): Double,
+            _ctx: &mut Context<Self>,
+        ) -> u64 {
+            if yield_first {
+                tokio::task::yield_now().await;
+            }
+            assert!(n != 0, "zero");
+            self.0.fetch_add(1, Ordering::SeqCst);
+            n * 2
+        }
+    }
+
+    /// What one `ask_then` callback got, as text (the message, when given back).
+    type Outcome = Result<u64, String>;
+
+    /// Asks `sink` to double `n`; every call of the callback lands in `calls`,
+    /// tagged with `n`.
+    fn double_then(
+        sink: &crate::ActorRef<Sink>,
+        n: u64,
+        yield_first: bool,
+        calls: &tokio::sync::mpsc::UnboundedSender<(u64, Outcome)>,
+    ) {
+        let calls = calls.clone();
+        sink.ask_then(Double(n, yield_first), move |answer| {
+            let outcome = answer.map_err(|e| match e {
+                crate::AskError::Send(crate::SendError::ActorStopped(Double(m, _))) => {
+                    format!("unsent {m}")
+                }
+                other => format!("{other:?}"),
+            });
+            let _ = calls.send((n, outcome));
+        });
+    }
+
+    /// Every call so far, sorted by tag.
+    fn calls_so_far(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<(u64, Outcome)>,
+    ) -> Vec<(u64, Outcome)> {
+        let mut calls = Vec::new();
+        while let Ok(call) = rx.try_recv() {
+            calls.push(call);
+        }
+        calls.sort_by_key(|(n, _)| *n);
+        calls
+    }
+
+    #[tokio::test]
+    async fn ask_then_calls_back_once_with_the_answer() {
+        let system = ActorSystem::new();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let sink = system.spawn(Sink(handled.clone()));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for n in 1..=20 {
+            double_then(&sink, n, n % 2 == 0, &tx);
+        }
+        // The actor serves in order: once this ask is answered, so are the others.
+        sink.ask(Counted(Arc::new(AtomicUsize::new(0))))
+            .await
+            .unwrap();
+        let calls = calls_so_far(&mut rx);
+        let expected: Vec<(u64, Outcome)> = (1..=20).map(|n| (n, Ok(2 * n))).collect();
+        assert_eq!(calls, expected);
+        assert_eq!(handled.load(Ordering::SeqCst), 21);
+        sink.stop();
+        sink.wait_stopped().await;
+        system.shutdown().await;
+        assert!(calls_so_far(&mut rx).is_empty(), "no callback called again");
+    }
+
+    #[tokio::test]
+    async fn ask_then_calls_back_once_with_panicked_when_the_handler_panics() {
+        let system = ActorSystem::new();
+        let sink = system.spawn(Sink(Arc::new(AtomicUsize::new(0))));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // Tags 1 and 2 panic (2 after an await: the runner drops the half-run
+        // future); 3 is served by the restarted actor.
+        sink.ask_then(Double(0, false), {
+            let tx = tx.clone();
+            move |answer| drop(tx.send((1, answer.map_err(|e| format!("{e:?}")))))
+        });
+        sink.ask_then(Double(0, true), {
+            let tx = tx.clone();
+            move |answer| drop(tx.send((2, answer.map_err(|e| format!("{e:?}")))))
+        });
+        double_then(&sink, 3, false, &tx);
+        sink.ask(Counted(Arc::new(AtomicUsize::new(0))))
+            .await
+            .unwrap();
+        let calls = calls_so_far(&mut rx);
+        assert_eq!(
+            calls,
+            vec![
+                (1, Err("ActorPanicked".to_string())),
+                (2, Err("ActorPanicked".to_string())),
+                (3, Ok(6)),
+            ]
+        );
+        system.shutdown().await;
+        assert!(calls_so_far(&mut rx).is_empty(), "no callback called again");
+    }
+
+    #[tokio::test]
+    async fn ask_then_to_a_stopped_actor_gives_the_message_back_at_once() {
+        let system = ActorSystem::new();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let sink = system.spawn(Sink(handled.clone()));
+        sink.stop();
+        sink.wait_stopped().await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        double_then(&sink, 7, false, &tx);
+        // Called before `ask_then` returned.
+        assert_eq!(
+            calls_so_far(&mut rx),
+            vec![(7, Err("unsent 7".to_string()))]
+        );
+        assert_eq!(handled.load(Ordering::SeqCst), 0);
+        system.shutdown().await;
+        assert!(calls_so_far(&mut rx).is_empty(), "no callback called again");
+    }
+
+    #[tokio::test]
+    async fn ask_then_queued_when_the_actor_stops_calls_back_once_with_stopped() {
+        let system = ActorSystem::new();
+        let handled = Arc::new(AtomicUsize::new(0));
+        let sink = system.spawn(Sink(handled.clone()));
+        let open = Arc::new(tokio::sync::Notify::new());
+        assert!(sink.tell(Gate(open.clone())).is_ok());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        for n in 1..=10 {
+            double_then(&sink, n, false, &tx);
+        }
+        assert!(
+            calls_so_far(&mut rx).is_empty(),
+            "all queued behind the gate"
+        );
+        sink.stop();
+        open.notify_one();
+        sink.wait_stopped().await;
+        let calls = calls_so_far(&mut rx);
+        let expected: Vec<(u64, Outcome)> = (1..=10)
+            .map(|n| (n, Err("ActorStopped".to_string())))
+            .collect();
+        assert_eq!(calls, expected);
+        assert_eq!(handled.load(Ordering::SeqCst), 0, "stop came first");
+        system.shutdown().await;
+        assert!(calls_so_far(&mut rx).is_empty(), "no callback called again");
+    }
+
+    /// Says it is being handled, then never returns.
+    struct Park(tokio::sync::oneshot::Sender<()>);
+
+    impl Message for Park {
+        type Reply = ();
+    }
+
+    impl Handler<Park> for Sink {
+        async fn handle(&mut self, Park(entered): Park, _ctx: &mut Context<Self>) {
+            let _ = entered.send(());
+            std::future::pending::<()>().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn ask_then_being_handled_when_the_actor_is_aborted_calls_back_with_stopped() {
+        let system = ActorSystem::builder()
+            .shutdown_timeout(std::time::Duration::from_millis(50))
+            .build();
+        let sink = system.spawn(Sink(Arc::new(AtomicUsize::new(0))));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        // The handler never returns: shutdown aborts the actor in it.
+        let (entered, in_handler) = tokio::sync::oneshot::channel();
+        sink.ask_then(Park(entered), {
+            let tx = tx.clone();
+            move |answer| drop(tx.send((1, answer.map(|()| 0).map_err(|e| format!("{e:?}")))))
+        });
+        double_then(&sink, 2, false, &tx);
+        drop(tx);
+        in_handler.await.expect("the actor entered the handler");
+        let report = system.shutdown().await;
+        assert_eq!(report.aborted, 1);
+        // The aborted task drops its handler future when the runtime next gets to
+        // it: wait for both calls (the channel closes once both callbacks are gone).
+        let mut calls = Vec::new();
+        while let Some(call) = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv())
+            .await
+            .expect("every callback called or dropped within 10 s")
+        {
+            calls.push(call);
+        }
+        calls.sort_by_key(|(n, _)| *n);
+        assert_eq!(
+            calls,
+            vec![
+                (1, Err("ActorStopped".to_string())),
+                (2, Err("ActorStopped".to_string())),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_ask_then_with_a_small_callback_is_inline() {
+        use super::{Then, ThenEnvelope};
+        struct Unit;
+        impl Message for Unit {
+            type Reply = ();
+        }
+        impl Handler<Unit> for Sink {
+            async fn handle(&mut self, _msg: Unit, _ctx: &mut Context<Self>) {}
+        }
+        let called = Arc::new(AtomicUsize::new(0));
+        let counter = called.clone();
+        let callback = move |_: Result<(), crate::AskError<Unit>>| {
+            counter.fetch_add(1, Ordering::SeqCst);
+        };
+        let env = Env::<Sink>::new(ThenEnvelope {
+            msg: Unit,
+            then: Then::new(callback),
+            parent: None,
+        });
+        assert!(
+            env.is_inline(),
+            "a unit message and a one-pointer callback fit"
+        );
+        drop(env);
+        assert_eq!(
+            called.load(Ordering::SeqCst),
+            1,
+            "dropped unhandled: called"
+        );
     }
 }

@@ -76,15 +76,11 @@ impl Door for Tallies {
         })?;
         match replier {
             None => drop(tally.tell_holding(message, credit)),
-            Some(replier) => {
-                tokio::spawn(async move {
-                    match tally.ask_timeout(message, replier.serve_timeout()).await {
-                        Ok(n) => replier.answer(&n),
-                        Err(e) => replier.fail(e),
-                    }
-                    drop(credit);
-                });
-            }
+            // One push; the answer is sent from the tally's task.
+            Some(replier) => tally.ask_then(message, move |result| {
+                replier.reply(result);
+                drop(credit);
+            }),
         }
         Ok(())
     }

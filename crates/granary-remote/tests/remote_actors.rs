@@ -82,6 +82,21 @@ impl Handler<Subscribe> for Counter {
     }
 }
 
+/// Local only: says it is being handled, then holds the actor until released.
+struct Hold(
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::oneshot::Receiver<()>,
+);
+impl Message for Hold {
+    type Reply = ();
+}
+impl Handler<Hold> for Counter {
+    async fn handle(&mut self, Hold(entered, release): Hold, _ctx: &mut Context<Self>) {
+        let _ = entered.send(());
+        let _ = release.await;
+    }
+}
+
 struct Listener(mpsc::UnboundedSender<String>);
 impl Actor for Listener {}
 impl Handler<Notice> for Listener {
@@ -133,6 +148,68 @@ async fn dead_letter(sub: &mut granary_core::EventSubscriber<DeadLetter>) -> Dea
         .await
         .expect("dead letter within timeout")
         .expect("event stream open")
+}
+
+/// An exposed actor with a bounded mailbox: a remote ask that finds it full waits for
+/// room (as a local ask does) instead of failing or publishing a dead letter.
+#[tokio::test]
+async fn a_remote_ask_to_a_full_bounded_mailbox_waits_for_room() {
+    let server = node(config()).await;
+    let counter = server.system().spawn_props(
+        granary_core::Props::new(Counter {
+            total: 0,
+            node: None,
+        })
+        .with_mailbox(MailboxConfig::bounded(1)),
+    );
+    assert!(counter.is_bounded());
+    server
+        .expose("bounded", &counter)
+        .unwrap()
+        .accept::<Add>()
+        .unwrap();
+    let mut dead = server.system().events().subscribe::<DeadLetter>();
+    // The actor is held in a handler and its one slot is taken.
+    let (entered, in_handler) = tokio::sync::oneshot::channel();
+    let (release, released) = tokio::sync::oneshot::channel();
+    counter.tell(Hold(entered, released)).unwrap();
+    tokio::time::timeout(WAIT, in_handler)
+        .await
+        .unwrap()
+        .unwrap();
+    counter.tell(Add(1)).unwrap();
+    assert!(matches!(
+        counter.tell(Add(0)),
+        Err(SendError::MailboxFull(_))
+    ));
+    assert_eq!(
+        dead_letter(&mut dead).await.reason,
+        DeadLetterReason::MailboxFull,
+        "the local tell's dead letter"
+    );
+
+    let client = node(config()).await;
+    let remote = ActorRef::<Counter>::remote(&client, server.local_addr(), "bounded");
+    let asked = tokio::spawn(async move { remote.ask(Add(2)).await });
+    // Wait until the remote ask reached the server and waits for the full mailbox.
+    let entry = server.inbound_backlog("bounded");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server.inbound_backlog("bounded") == entry {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the ask never arrived"
+        );
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    let answer = tokio::time::timeout(WAIT, asked).await.unwrap().unwrap();
+    assert_eq!(answer.unwrap(), 3, "served after the queued Add(1)");
+    assert!(
+        dead.try_recv().is_none(),
+        "no dead letter for the ask that waited"
+    );
+    client.shutdown();
+    server.shutdown();
 }
 
 #[tokio::test]

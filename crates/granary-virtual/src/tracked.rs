@@ -199,8 +199,8 @@ where
 }
 
 /// A message from the wire into the activation's mailbox: a tell is one push (its
-/// credit waits in the mailbox with it), an ask one push and a task that sends the
-/// answer.
+/// credit waits in the mailbox with it), an ask one push whose answer the activation's
+/// task sends ([`ActorRef::ask_then`]).
 fn remote_exclusive<A, M>(door: &Tracked<A>, opening: Opening) -> Result<(), Refused>
 where
     A: VirtualHandler<M>,
@@ -222,23 +222,19 @@ where
         }
         return Ok(());
     };
-    let actor = door.local.clone();
+    // One push: the answer is sent from the activation's task as its handler
+    // returns, with no task waiting and no serve timer (the asker's timeout answers a
+    // handler that never returns). An activation's mailbox is unbounded, so the ask is
+    // queued unless the activation stopped: then it was never admitted after all.
     let tracker = door.tracker.clone();
-    let serve = async move {
-        match actor.ask_timeout(message, replier.serve_timeout()).await {
-            Ok(answer) => replier.answer(&answer),
-            Err(e) => {
-                if matches!(e, AskError::Send(_)) {
-                    tracker.abandon();
-                }
-                replier.fail(e);
-            }
+    door.local.ask_then(message, move |result| {
+        if matches!(result, Err(AskError::Send(_))) {
+            tracker.abandon();
         }
+        replier.reply(result);
         // Served: the credit comes back.
         drop(credit);
-    };
-    // The ask continues the `granary.receive` span (and its trace).
-    tokio::spawn(tracing::Instrument::in_current_span(serve));
+    });
     Ok(())
 }
 

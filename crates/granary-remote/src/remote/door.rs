@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use granary_core::{ActorId, AskError, RemoteError, StopReason};
+use granary_core::{ActorId, AskError, Message, RemoteError, StopReason};
 use parking_lot::Mutex;
 
 use super::exposed::{failure_of, Credit, ReplyTo};
@@ -123,6 +123,12 @@ impl std::fmt::Debug for DoorCredit {
 
 /// The answer owed to one ask that came through a [`Door`]. Dropped without an
 /// answer, the asker waits until its own timeout.
+///
+/// The cheapest way to serve the ask with a local actor is
+/// [`ActorRef::ask_then`](granary_core::ActorRef::ask_then) with the replier and the
+/// credit moved into the callback, `actor.ask_then(message, move |result| {
+/// replier.reply(result); drop(credit) })`: one push into the actor's mailbox, and the
+/// answer sent from the actor's task, with no task waiting and no timer.
 pub struct Replier {
     to: ReplyTo,
     serve_timeout: Duration,
@@ -138,8 +144,10 @@ impl std::fmt::Debug for Replier {
 }
 
 impl Replier {
-    /// How long the serving side gives the actor to answer (the remote layer's
-    /// serve timeout): ask the actor with it.
+    /// How long the serving side gives the actor to answer (the remote layer's serve
+    /// timeout, 30 s) when a task waits for the answer: ask the actor with it
+    /// (`ActorRef::ask_timeout`). An ask served with `ActorRef::ask_then` has no serve
+    /// timeout: the asker's own timeout answers it if the handler never returns.
     pub fn serve_timeout(&self) -> Duration {
         self.serve_timeout
     }
@@ -152,6 +160,16 @@ impl Replier {
     /// Sends why the ask failed on this node, as a local ask would report it.
     pub fn fail<M>(self, error: AskError<M>) {
         self.to.fail(failure_of(error));
+    }
+
+    /// Sends the outcome of a local ask: the answer, or why it failed (as
+    /// [`Replier::answer`] and [`Replier::fail`] do). Fits the callback of
+    /// `ActorRef::ask_then`.
+    pub fn reply<M: Message>(self, result: Result<M::Reply, AskError<M>>) {
+        match result {
+            Ok(answer) => self.to.answer(&answer),
+            Err(error) => self.to.fail(failure_of(error)),
+        }
     }
 }
 

@@ -247,23 +247,69 @@ where
                     Some(credit) => drop(actor.tell_holding(*msg, credit)),
                     None => drop(actor.tell(*msg)),
                 },
-                Some(reply) => {
-                    let actor = actor.clone();
-                    let serve = async move {
-                        match actor.ask_timeout(*msg, timeout).await {
-                            Ok(answer) => reply.answer(&answer),
-                            Err(e) => reply.fail(failure_of(e)),
-                        }
-                        // Served: the credit comes back.
-                        drop(credit);
-                    };
-                    // The ask continues the `granary.receive` span (and its trace).
-                    tokio::spawn(tracing::Instrument::in_current_span(serve));
-                }
+                Some(reply) => serve_ask(actor, *msg, reply, credit, timeout),
             }
         },
     );
     Ok((msg_type.tag(), (msg_type.name(), deliver)))
+}
+
+/// Serves one ask from the wire with `actor`, giving `credit` back once the answer
+/// (or failure) is sent.
+///
+/// A local actor with an unbounded mailbox (the default) gets it with
+/// [`ActorRef::ask_then`]: one push into its mailbox, and the answer is encoded and
+/// sent from the actor's task as the handler returns; no task waits and no timer is
+/// armed, so the serve timeout does not apply. A handler that never returns keeps the
+/// ask's credit until the actor stops (then `Stopped` is answered); the asker's own
+/// timeout answers it meanwhile. The serve timeout bounds the paths that need a
+/// waiting task: a bounded mailbox (an ask waits for room in it, as a local `ask`
+/// does) and an exposed ref to an actor elsewhere.
+fn serve_ask<A, M>(
+    actor: &ActorRef<A>,
+    msg: M,
+    reply: ReplyTo,
+    credit: Option<Credit>,
+    timeout: std::time::Duration,
+) where
+    A: Actor + Handler<M>,
+    M: Message,
+{
+    if !actor.is_local() || actor.is_bounded() {
+        spawn_serve(actor.clone(), msg, reply, credit, timeout);
+        return;
+    }
+    actor.ask_then(msg, move |result| {
+        match result {
+            Ok(answer) => reply.answer(&answer),
+            Err(e) => reply.fail(failure_of(e)),
+        }
+        // Served: the credit comes back.
+        drop(credit);
+    });
+}
+
+/// Serves one ask on a task of its own that waits at most `timeout` for the answer.
+fn spawn_serve<A, M>(
+    actor: ActorRef<A>,
+    msg: M,
+    reply: ReplyTo,
+    credit: Option<Credit>,
+    timeout: std::time::Duration,
+) where
+    A: Actor + Handler<M>,
+    M: Message,
+{
+    let serve = async move {
+        match actor.ask_timeout(msg, timeout).await {
+            Ok(answer) => reply.answer(&answer),
+            Err(e) => reply.fail(failure_of(e)),
+        }
+        // Served: the credit comes back.
+        drop(credit);
+    };
+    // The ask continues the `granary.receive` span (and its trace).
+    tokio::spawn(tracing::Instrument::in_current_span(serve));
 }
 
 /// The failure reply for an ask that failed on this node.
