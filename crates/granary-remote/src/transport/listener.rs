@@ -272,6 +272,9 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
                 Ok(Some(Some(frame))) => {
                     inner.count_received();
                     meter.received(frame.header().frame_len(frame.body.len()));
+                    if frame.kind == crate::wire::FrameKind::Ask {
+                        super::heartbeat::heard_asking(inner, node);
+                    }
                     // Flow control: the handler may hold this connection back until
                     // the recipient has room; TCP then pushes back on the sender.
                     if let Some(stall) = inner.handler.on_frame_paced(node, frame) {
