@@ -279,14 +279,21 @@ fn serve_ask<A, M>(
         spawn_serve(actor.clone(), msg, reply, credit, timeout);
         return;
     }
-    actor.ask_then(msg, move |result| {
-        match result {
-            Ok(answer) => reply.answer(&answer),
-            Err(e) => reply.fail(failure_of(e)),
-        }
-        // Served: the credit comes back.
-        drop(credit);
-    });
+    actor.ask_then(msg, move |result| send_served(&reply, result, credit));
+}
+
+/// Sends the outcome of a served ask and gives its credit back.
+fn send_served<M: Message>(
+    reply: &ReplyTo,
+    result: Result<M::Reply, AskError<M>>,
+    credit: Option<Credit>,
+) {
+    match result {
+        Ok(answer) => reply.answer(&answer),
+        Err(e) => reply.fail(failure_of(e)),
+    }
+    // Served: the credit comes back.
+    drop(credit);
 }
 
 /// Serves one ask on a task of its own that waits at most `timeout` for the answer.
@@ -301,12 +308,8 @@ fn spawn_serve<A, M>(
     M: Message,
 {
     let serve = async move {
-        match actor.ask_timeout(msg, timeout).await {
-            Ok(answer) => reply.answer(&answer),
-            Err(e) => reply.fail(failure_of(e)),
-        }
-        // Served: the credit comes back.
-        drop(credit);
+        let result = actor.ask_timeout(msg, timeout).await;
+        send_served(&reply, result, credit);
     };
     // The ask continues the `granary.receive` span (and its trace).
     tokio::spawn(tracing::Instrument::in_current_span(serve));
