@@ -359,12 +359,30 @@ impl<A: Actor> ActorRef<A> {
         M: Message,
         F: FnOnce(Result<M::Reply, AskError<M>>) + Send + 'static,
     {
+        self.ask_then_holding(msg, (), then);
+    }
+
+    /// [`ActorRef::ask_then`] with a `token` that is dropped once the actor has taken
+    /// the request out of its mailbox (before its handler runs), or when the request
+    /// is not queued or becomes a dead letter — as [`ActorRef::tell_holding`] does for
+    /// a tell. granary-remote uses it to give a flow-control credit back as soon as an
+    /// ask from the wire leaves the mailbox, so that a handler waiting on another
+    /// actor behind the same credits holds none. For a remote ref the token is dropped
+    /// once the request is handed on.
+    pub fn ask_then_holding<M, T, F>(&self, msg: M, token: T, then: F)
+    where
+        A: Handler<M>,
+        M: Message,
+        T: Send + 'static,
+        F: FnOnce(Result<M::Reply, AskError<M>>) + Send + 'static,
+    {
         match &self.target {
             Target::Local(mb) => {
                 let env = ThenEnvelope {
                     msg,
                     then: Then::new(then),
                     parent: crate::observe::capture(),
+                    token,
                 };
                 if let Err(e) = mb.push_user(env) {
                     // Not queued (a dead letter is published already): the message
@@ -383,6 +401,7 @@ impl<A: Actor> ActorRef<A> {
             }
             Target::Remote(t) => match tokio::runtime::Handle::try_current() {
                 Ok(runtime) => {
+                    drop(token);
                     let target = t.clone();
                     runtime.spawn(async move {
                         then(remote::ask_target(&*target, msg, DEFAULT_ASK_TIMEOUT).await);

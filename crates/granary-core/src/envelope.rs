@@ -263,11 +263,14 @@ where
 
 /// A request whose answer goes to a callback run on the actor's task (see
 /// [`crate::ActorRef::ask_then`]): no reply channel, no waiting task, no timer.
-pub(crate) struct ThenEnvelope<M: Message, F: AnswerFn<M>> {
+pub(crate) struct ThenEnvelope<M: Message, F: AnswerFn<M>, T: Send + 'static = ()> {
     pub(crate) msg: M,
     pub(crate) then: Then<M, F>,
     /// The span the request was sent from, when tracing is on.
     pub(crate) parent: crate::observe::Parent,
+    /// Dropped when the actor takes the request out of its mailbox
+    /// ([`crate::ActorRef::ask_then_holding`]; `()` for a plain `ask_then`).
+    pub(crate) token: T,
 }
 
 /// The callback of [`ThenEnvelope`].
@@ -325,16 +328,24 @@ impl<M: Message, F: AnswerFn<M>> Drop for Then<M, F> {
     }
 }
 
-impl<A, M, F> Envelope<A> for ThenEnvelope<M, F>
+impl<A, M, F, T> Envelope<A> for ThenEnvelope<M, F, T>
 where
     A: Handler<M>,
     M: Message,
     F: AnswerFn<M>,
+    T: Send + 'static,
 {
     handle_through_owned!(A);
 
     fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
-        let ThenEnvelope { msg, then, parent } = self;
+        let ThenEnvelope {
+            msg,
+            then,
+            parent,
+            token,
+        } = self;
+        // Taken out of the mailbox: the token goes now, before the handler runs.
+        drop(token);
         let fut = async move {
             if !actor.admits(ctx) {
                 ctx.mailbox
@@ -697,6 +708,7 @@ mod tests {
             counter.fetch_add(1, Ordering::SeqCst);
         };
         let env = Env::<Sink>::new(ThenEnvelope {
+            token: (),
             msg: Unit,
             then: Then::new(callback),
             parent: None,

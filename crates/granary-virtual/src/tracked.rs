@@ -226,14 +226,19 @@ where
     // returns, with no task waiting and no serve timer (the asker's timeout answers a
     // handler that never returns). An activation's mailbox is unbounded, so the ask is
     // queued unless the activation stopped: then it was never admitted after all.
+    //
+    // The door's credits are shared by every activation of the kind on this node, so
+    // the credit comes back when the activation takes the ask out of its mailbox, not
+    // when it answers: a handler that asks another activation of its kind (a tree of
+    // sorters, a chain of accounts) and waits holds none, and a thousand such waiting
+    // handlers cannot shut the door on the asks they wait for (they did: `sort` with
+    // 12,000 elements hung, every credit held by a parent awaiting its children).
     let tracker = door.tracker.clone();
-    door.local.ask_then(message, move |result| {
+    door.local.ask_then_holding(message, credit, move |result| {
         if matches!(result, Err(AskError::Send(_))) {
             tracker.abandon();
         }
         replier.reply(result);
-        // Served: the credit comes back.
-        drop(credit);
     });
     Ok(())
 }
