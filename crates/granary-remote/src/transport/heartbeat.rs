@@ -69,13 +69,14 @@ pub(crate) fn lost(inner: &Inner, node: NodeId) {
 /// `node` sent a request: it is up, reaches this node and is owed a reply. If it is
 /// marked unreachable — its heartbeats not heard yet after a heal, while it already
 /// heard ours and asked — it is back now, so that the reply queues instead of being
-/// dropped (the asker would wait out its timeout). One lookup per request, none per
-/// other frame.
-pub(crate) fn heard_asking(inner: &Inner, node: NodeId) {
-    if let Some(peer) = inner.existing_peer(node.addr()) {
-        if peer.is_unreachable() {
-            back(inner, node);
-        }
+/// dropped (the asker would wait out its timeout). `peer` is the reading connection's
+/// copy of the peer, looked up once: a request then costs one atomic load.
+pub(crate) fn heard_asking(inner: &Inner, node: NodeId, peer: &mut Option<Arc<Peer>>) {
+    if peer.is_none() {
+        *peer = inner.existing_peer(node.addr());
+    }
+    if peer.as_ref().is_some_and(|p| p.is_unreachable()) {
+        back(inner, node);
     }
 }
 

@@ -245,6 +245,8 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
     // wait for that worker. It yields after every read instead.
     let bulk = lane.channel == super::bulk::LANE_NAME;
     let mut lost = false;
+    // The peer this connection reads from, once a request looked it up.
+    let mut asker = None;
     let meter = super::meter::InboundMeter::new(inner.node.addr(), node.addr(), &lane.channel);
     let decoder = FrameDecoder::new(inner.config.max_frame);
     let mut reassembler = Reassembler::new(inner.config.max_frame);
@@ -273,7 +275,7 @@ pub(crate) async fn read_frames<R: AsyncRead + Unpin>(
                     inner.count_received();
                     meter.received(frame.header().frame_len(frame.body.len()));
                     if frame.kind == crate::wire::FrameKind::Ask {
-                        super::heartbeat::heard_asking(inner, node);
+                        super::heartbeat::heard_asking(inner, node, &mut asker);
                     }
                     // Flow control: the handler may hold this connection back until
                     // the recipient has room; TCP then pushes back on the sender.
