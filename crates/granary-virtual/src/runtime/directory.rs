@@ -9,68 +9,64 @@ use std::sync::Arc;
 use granary_storage::Identity;
 use parking_lot::Mutex;
 
-use super::{shrink_if_sparse, Runtime};
+use super::{shrink_if_sparse, KeyedLocks, Runtime};
 use crate::placement::{self, Placement, PlacementRequest, PlacementTag};
 use crate::protocol::{Failure, Location, Reply, Request};
 
+/// The entries of this node's partition, and the activations it asked for without an
+/// answer; one lock over both, and one async lock per identity that orders its
+/// lookups and registrations.
 #[derive(Default)]
 pub(crate) struct Directory {
-    entries: Mutex<HashMap<Identity, Location>>,
+    partition: Mutex<Partition>,
+    locks: KeyedLocks,
+}
+
+#[derive(Default)]
+struct Partition {
+    entries: HashMap<Identity, Location>,
     /// Identities this owner asked a host to activate without getting an answer: the
     /// host may hold the activation (its reply was lost) or not (the request was).
     /// Until the host says which ([`Request::Confirm`]) or is gone, the identity is
     /// placed nowhere else. An entry is only added by this node's own failed
     /// request, and leaves on the answer, the host's loss or the range moving away.
-    unconfirmed: Mutex<HashMap<Identity, SocketAddr>>,
-    locks: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
+    unconfirmed: HashMap<Identity, SocketAddr>,
 }
 
 impl Directory {
-    fn lock_of(&self, identity: &Identity) -> Arc<tokio::sync::Mutex<()>> {
-        self.locks
-            .lock()
-            .entry(identity.clone())
-            .or_default()
-            .clone()
-    }
-
-    fn release(&self, identity: &Identity, lock: Arc<tokio::sync::Mutex<()>>) {
-        let mut locks = self.locks.lock();
-        if locks
-            .get(identity)
-            .is_some_and(|l| Arc::strong_count(l) == 2)
-        {
-            locks.remove(identity);
-            shrink_if_sparse(&mut locks);
-        }
-        drop(lock);
-    }
-
+    /// Where the entry of `identity` says it lives.
     pub(crate) fn get(&self, identity: &Identity) -> Option<Location> {
-        self.entries.lock().get(identity).cloned()
+        self.partition.lock().entries.get(identity).cloned()
     }
 
+    /// Records `identity` at `at`.
+    fn record(&self, identity: &Identity, at: Location) {
+        self.partition.lock().entries.insert(identity.clone(), at);
+    }
+
+    /// Removes the entry of `identity` if it names `at`.
     pub(crate) fn unregister(&self, identity: &Identity, at: &Location) {
-        let mut entries = self.entries.lock();
-        if entries.get(identity) == Some(at) {
-            entries.remove(identity);
-            shrink_if_sparse(&mut entries);
+        let mut partition = self.partition.lock();
+        if partition.entries.get(identity) == Some(at) {
+            partition.entries.remove(identity);
+            shrink_if_sparse(&mut partition.entries);
         }
     }
 
     /// The host asked to activate `identity` that has not answered yet, if any.
     fn unconfirmed(&self, identity: &Identity) -> Option<SocketAddr> {
-        self.unconfirmed.lock().get(identity).copied()
+        self.partition.lock().unconfirmed.get(identity).copied()
     }
 
     fn note_unconfirmed(&self, identity: &Identity, host: SocketAddr) {
-        self.unconfirmed.lock().insert(identity.clone(), host);
+        let mut partition = self.partition.lock();
+        partition.unconfirmed.insert(identity.clone(), host);
     }
 
     fn confirmed(&self, identity: &Identity) {
-        let mut unconfirmed = self.unconfirmed.lock();
-        if unconfirmed.remove(identity).is_some() {
-            shrink_if_sparse(&mut unconfirmed);
+        let mut partition = self.partition.lock();
+        if partition.unconfirmed.remove(identity).is_some() {
+            shrink_if_sparse(&mut partition.unconfirmed);
         }
     }
 
@@ -78,24 +74,23 @@ impl Directory {
     /// alive and returns their identities.
     pub(crate) fn retain_hosts(&self, alive: impl Fn(&SocketAddr) -> bool) -> Vec<Identity> {
         let mut dropped = Vec::new();
-        let mut entries = self.entries.lock();
-        entries.retain(|identity, loc| {
+        let mut partition = self.partition.lock();
+        partition.entries.retain(|identity, loc| {
             let keep = alive(&loc.host);
             if !keep {
                 dropped.push(identity.clone());
             }
             keep
         });
-        shrink_if_sparse(&mut entries);
-        let mut unconfirmed = self.unconfirmed.lock();
-        unconfirmed.retain(|identity, host| {
+        shrink_if_sparse(&mut partition.entries);
+        partition.unconfirmed.retain(|identity, host| {
             let keep = alive(host);
             if !keep {
                 dropped.push(identity.clone());
             }
             keep
         });
-        shrink_if_sparse(&mut unconfirmed);
+        shrink_if_sparse(&mut partition.unconfirmed);
         dropped
     }
 
@@ -103,17 +98,16 @@ impl Directory {
     /// activation of a range that moved away is the new owner's to find: the host
     /// re-registers what it holds, and the new owner asks it before placing.)
     pub(crate) fn retain_identities(&self, owned: impl Fn(&Identity) -> bool) {
-        let mut entries = self.entries.lock();
-        entries.retain(|identity, _| owned(identity));
-        shrink_if_sparse(&mut entries);
-        let mut unconfirmed = self.unconfirmed.lock();
-        unconfirmed.retain(|identity, _| owned(identity));
-        shrink_if_sparse(&mut unconfirmed);
+        let mut partition = self.partition.lock();
+        partition.entries.retain(|identity, _| owned(identity));
+        shrink_if_sparse(&mut partition.entries);
+        partition.unconfirmed.retain(|identity, _| owned(identity));
+        shrink_if_sparse(&mut partition.unconfirmed);
     }
 
     /// Entries of this partition (for tests and inspection).
     pub(crate) fn len(&self) -> usize {
-        self.entries.lock().len()
+        self.partition.lock().entries.len()
     }
 }
 
@@ -129,13 +123,8 @@ impl Runtime {
         if self.members.owner(identity) != Some(self.me) {
             return Reply::NotOwner;
         }
-        let lock = self.directory.lock_of(identity);
-        let reply = {
-            let _guard = lock.lock().await;
-            self.lookup_locked(identity, requester, tag, stale).await
-        };
-        self.directory.release(identity, lock);
-        reply
+        let _locked = self.directory.locks.lock(identity).await;
+        self.lookup_locked(identity, requester, tag, stale).await
     }
 
     async fn lookup_locked(
@@ -184,10 +173,7 @@ impl Runtime {
         let pending = self.rebuild_pending(&candidates);
         if !pending.is_empty() {
             if let Some(loc) = self.find_on_hosts(identity, &pending).await {
-                self.directory
-                    .entries
-                    .lock()
-                    .insert(identity.clone(), loc.clone());
+                self.directory.record(identity, loc.clone());
                 return Reply::Located(loc);
             }
         }
@@ -219,10 +205,7 @@ impl Runtime {
             }
         };
         if let Reply::Located(loc) = &reply {
-            self.directory
-                .entries
-                .lock()
-                .insert(identity.clone(), loc.clone());
+            self.directory.record(identity, loc.clone());
         }
         reply
     }
@@ -248,10 +231,7 @@ impl Runtime {
         match self.rpc.call(self, host, req).await {
             Ok(Reply::Located(loc)) => {
                 self.directory.confirmed(identity);
-                self.directory
-                    .entries
-                    .lock()
-                    .insert(identity.clone(), loc.clone());
+                self.directory.record(identity, loc.clone());
                 Some(Reply::Located(loc))
             }
             Ok(Reply::Bool(false)) => {
@@ -414,16 +394,15 @@ impl Runtime {
             // Not (yet) the owner in this node's view: the host tries again.
             return Reply::NotOwner;
         }
-        let lock = self.directory.lock_of(identity);
-        let reply = {
-            let _guard = lock.lock().await;
+        let _locked = self.directory.locks.lock(identity).await;
+        {
             let current = self.directory.get(identity);
             match current {
                 Some(loc) if loc == at => Reply::Bool(true),
                 Some(loc) if self.members.is_alive(loc.host) => {
                     match self.host_has(identity, &loc).await {
                         Some(false) => {
-                            self.directory.entries.lock().insert(identity.clone(), at);
+                            self.directory.record(identity, at);
                             Reply::Bool(true)
                         }
                         _ => Reply::Bool(false),
@@ -435,7 +414,7 @@ impl Runtime {
                         // answer: only one of the two may stay.
                         match self.settle_unconfirmed(identity, host).await {
                             None => {
-                                self.directory.entries.lock().insert(identity.clone(), at);
+                                self.directory.record(identity, at);
                                 Reply::Bool(true)
                             }
                             Some(Reply::Located(_)) => Reply::Bool(false),
@@ -445,13 +424,67 @@ impl Runtime {
                     }
                     _ => {
                         self.directory.confirmed(identity);
-                        self.directory.entries.lock().insert(identity.clone(), at);
+                        self.directory.record(identity, at);
                         Reply::Bool(true)
                     }
                 },
             }
-        };
-        self.directory.release(identity, lock);
-        reply
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(port: u16, name: &str) -> Location {
+        Location {
+            host: SocketAddr::from(([127, 0, 0, 1], port)),
+            name: name.into(),
+        }
+    }
+
+    #[test]
+    fn an_entry_is_removed_only_by_the_activation_it_names() {
+        let directory = Directory::default();
+        let id = Identity::new("account", "a");
+        directory.record(&id, at(1, "first"));
+        directory.unregister(&id, &at(2, "first"));
+        directory.unregister(&id, &at(1, "second"));
+        assert_eq!(
+            directory.get(&id),
+            Some(at(1, "first")),
+            "another one's end"
+        );
+        directory.unregister(&id, &at(1, "first"));
+        assert_eq!(directory.get(&id), None);
+        assert_eq!(directory.len(), 0);
+    }
+
+    #[test]
+    fn a_lost_host_drops_its_entries_and_unconfirmed_activations() {
+        let directory = Directory::default();
+        let (a, b, c) = (
+            Identity::new("account", "a"),
+            Identity::new("account", "b"),
+            Identity::new("account", "c"),
+        );
+        directory.record(&a, at(1, "a"));
+        directory.record(&b, at(2, "b"));
+        directory.note_unconfirmed(&c, at(1, "").host);
+        assert_eq!(directory.unconfirmed(&c), Some(at(1, "").host));
+        let mut lost = directory.retain_hosts(|host| host.port() != 1);
+        lost.sort_by(|x, y| x.key().cmp(y.key()));
+        assert_eq!(lost, vec![a.clone(), c.clone()]);
+        assert_eq!(directory.get(&b), Some(at(2, "b")));
+        assert_eq!(directory.unconfirmed(&c), None);
+        // A range that moved away takes its entries (and unconfirmed ones) along.
+        directory.note_unconfirmed(&c, at(2, "").host);
+        directory.retain_identities(|id| id.key() != "b" && id.key() != "c");
+        assert_eq!(directory.len(), 0);
+        assert_eq!(directory.unconfirmed(&c), None);
+        directory.note_unconfirmed(&a, at(2, "").host);
+        directory.confirmed(&a);
+        assert_eq!(directory.unconfirmed(&a), None);
     }
 }

@@ -1,0 +1,225 @@
+//! Finding an identity: this node's own activations, the bounded location cache
+//! (`locations.rs`), else the identity's directory owner (or, on a client, a
+//! gateway); and giving up on a host once the view says it is gone.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use granary_core::RemoteTarget;
+use granary_storage::{Identity, IdentityParts};
+
+use super::{failure_error, Members, Runtime};
+use crate::error::VirtualError;
+use crate::protocol::{Location, Reply, Request};
+use crate::tracked::ActivationDoor;
+
+impl Runtime {
+    /// Where `identity` lives: the cache, else its directory owner (which activates
+    /// it if needed). `stale` is a location the caller found dead.
+    pub(crate) async fn locate(
+        self: &Arc<Self>,
+        identity: &Identity,
+        stale: Option<Location>,
+        placement: crate::placement::PlacementTag,
+    ) -> Result<Location, VirtualError> {
+        if self.stateless_pool(identity.kind()).is_some() {
+            // A stateless worker kind hosted here: served by a local worker.
+            return match self.worker_here(identity).await {
+                Reply::Located(loc) => Ok(loc),
+                Reply::Failed(f) => Err(failure_error(identity, f)),
+                other => Err(VirtualError::Setup(format!("unexpected reply {other:?}"))),
+            };
+        }
+        if stale.is_none() {
+            // An activation here is found in the local table; the cache holds only
+            // locations on other nodes, so a node's own activations cost it no entry.
+            if let Some(loc) = self.find_local(identity) {
+                self.meters.cache_hit();
+                return Ok(loc);
+            }
+            if let Some(loc) = self.cache.get(identity) {
+                self.meters.cache_hit();
+                return Ok(loc);
+            }
+        }
+        if let Members::Client(_) = self.members {
+            return self
+                .locate_through_gateway(identity, stale, placement)
+                .await;
+        }
+        let owner = self
+            .members
+            .owner(identity)
+            .ok_or(VirtualError::NoMembers)?;
+        self.meters.lookup();
+        let reply = if owner == self.me {
+            self.serve_lookup(identity, self.me, placement, stale).await
+        } else {
+            let req = Request::Lookup {
+                kind: identity.kind().to_owned(),
+                key: identity.key().to_owned(),
+                requester: self.me,
+                placement,
+                stale,
+            };
+            tokio::select! {
+                reply = self.rpc.call(self, owner, req) => reply?,
+                // The owner went Down while we waited (paused, cut off): its answer
+                // would come at the RPC timeout at best; the caller asks the new owner.
+                () = self.host_lost(owner) => {
+                    return Err(VirtualError::Unavailable {
+                        identity: identity.to_string(),
+                        attempts: 1,
+                        last: format!("directory owner {owner} went Down during the lookup"),
+                    })
+                }
+            }
+        };
+        match reply {
+            Reply::Located(loc) => {
+                if loc.host != self.me {
+                    self.cache.insert(identity.clone(), loc.clone());
+                }
+                Ok(loc)
+            }
+            Reply::NotOwner => Err(VirtualError::Unavailable {
+                identity: identity.to_string(),
+                attempts: 1,
+                last: format!("{owner} does not own the identity yet (membership changing)"),
+            }),
+            Reply::Failed(f) => Err(failure_error(identity, f)),
+            other => Err(VirtualError::Setup(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// A client's lookup: its gateway locates the identity (a client has no
+    /// connection to the directory owners, only to its gateways).
+    async fn locate_through_gateway(
+        self: &Arc<Self>,
+        identity: &Identity,
+        stale: Option<Location>,
+        placement: crate::placement::PlacementTag,
+    ) -> Result<Location, VirtualError> {
+        let gateway = (self.gateway(&identity.to_string())).ok_or(VirtualError::NoMembers)?;
+        self.meters.lookup();
+        let req = Request::Locate {
+            kind: identity.kind().to_owned(),
+            key: identity.key().to_owned(),
+            placement,
+            stale,
+        };
+        match self.rpc.call(self, gateway, req).await? {
+            Reply::Located(loc) => {
+                if loc.host != self.me {
+                    self.cache.insert(identity.clone(), loc.clone());
+                }
+                Ok(loc)
+            }
+            Reply::Failed(f) => Err(failure_error(identity, f)),
+            other => Err(VirtualError::Setup(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// The gateway a client sends `target`'s calls through now: one whose connection
+    /// is up, chosen by a hash of `target` (so the calls spread over the gateways while
+    /// one target's messages keep one path, and their order), else the first it has.
+    /// `None` on a member.
+    pub(crate) fn gateway(&self, target: &str) -> Option<SocketAddr> {
+        let gateways = self.members.gateways();
+        let transport = self.remote.transport();
+        let up: Vec<SocketAddr> = (gateways.iter().copied())
+            .filter(|g| transport.is_connected(*g))
+            .collect();
+        if up.is_empty() {
+            return gateways.first().copied();
+        }
+        let hash = (target.bytes()).fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Some(up[(hash % up.len() as u64) as usize])
+    }
+
+    /// The activation at `loc`, type erased: straight to its host from a member,
+    /// through a gateway from a client.
+    pub(crate) fn activation_target(&self, loc: &Location) -> Arc<dyn RemoteTarget> {
+        match self.gateway(&loc.name) {
+            Some(gateway) => self.remote.remote_target_via(gateway, loc.host, &loc.name),
+            None => self.remote.remote_target(loc.host, &loc.name),
+        }
+    }
+
+    pub(crate) fn invalidate(&self, identity: &Identity) {
+        self.cache.remove(identity);
+    }
+
+    /// The tracked door of an activation here, if it is the one named.
+    pub(crate) fn local_door(
+        &self,
+        identity: &Identity,
+        name: &str,
+    ) -> Option<Arc<dyn ActivationDoor>> {
+        self.activation_door(identity, |n| n == name)
+    }
+
+    /// The door of the activation (or stateless worker) of `identity` here whose
+    /// name passes `is_named`, alive or closing.
+    pub(crate) fn activation_door(
+        &self,
+        identity: &dyn IdentityParts,
+        is_named: impl Fn(&str) -> bool,
+    ) -> Option<Arc<dyn ActivationDoor>> {
+        self.catalog.door(identity, is_named)
+    }
+
+    /// Locations in this node's cache.
+    pub(crate) fn cached_locations(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Live activations of `kind` here.
+    pub(crate) fn load(&self, kind: &str) -> u64 {
+        self.catalog.live_count(kind)
+    }
+
+    /// Whether the activation (or stateless worker) `name` of `identity` is here and
+    /// live.
+    pub(crate) fn has_local(&self, identity: &Identity, name: &str) -> bool {
+        self.catalog.is_live(identity, name)
+    }
+
+    /// The live (not closing) activation of `identity` here.
+    pub(crate) fn find_local(&self, identity: &Identity) -> Option<Location> {
+        let name = self.catalog.live_name(identity)?;
+        Some(Location {
+            host: self.me,
+            name,
+        })
+    }
+
+    /// The view of the members changed (a membership event, a client's refresh).
+    pub(crate) fn view_changed(&self) {
+        self.views.send_modify(|n| *n += 1);
+    }
+
+    /// Completes once `host` is no longer an Up member in this node's view: a call
+    /// waiting for a reply from it gives up then instead of at its timeout (a
+    /// partition or a dead process drops packets silently).
+    ///
+    /// Only a member trusts its view for this: its ring is the cluster's own
+    /// decision. A client's view is a copy of whichever member answered last, and a
+    /// member that has not yet seen a join can leave out a live host; giving up on
+    /// that host would resend a request it is handling. A client learns that a host
+    /// is gone from its transport instead (the ask fails with `Unreachable` once the
+    /// connection is lost or heartbeats stop).
+    pub(crate) async fn host_lost(&self, host: SocketAddr) {
+        if matches!(self.members, Members::Client(_)) {
+            return std::future::pending().await;
+        }
+        let mut changes = self.views.subscribe();
+        while self.members.is_alive(host) {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
