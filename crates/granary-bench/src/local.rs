@@ -457,6 +457,9 @@ struct LocalRow {
     bytes_per_activation: Option<f64>,
     /// `spawn` / `activate` (one node, memory store): RSS before, in MB.
     rss_before_mb: Option<f64>,
+    /// `activate`: RSS after a warm-up's identities were activated and passivated
+    /// and the heap trimmed (the warm baseline, `local/activate.rs`).
+    rss_warm_mb: Option<f64>,
     /// RSS with every actor or identity active.
     rss_active_mb: Option<f64>,
     /// RSS after every actor stopped / every identity passivated.
@@ -492,6 +495,7 @@ const COLUMNS: &[&str] = &[
     "stop_s",
     "bytes_per_activation",
     "rss_before_mb",
+    "rss_warm_mb",
     "rss_active_mb",
     "rss_after_mb",
     "rss_after_trim_mb",
@@ -846,6 +850,7 @@ fn summarize(
         stop_s: None,
         bytes_per_activation: None,
         rss_before_mb: None,
+        rss_warm_mb: None,
         rss_active_mb: None,
         rss_after_mb: None,
         rss_after_trim_mb: None,
@@ -970,6 +975,7 @@ fn summarize_activate(sizes: &Sizes, runs: u32, samples: Vec<Sample>) -> [LocalR
             .collect(),
     ));
     one.rss_before_mb = of_runs(|run| run.rss_before_bytes as f64 / MB);
+    one.rss_warm_mb = of_runs(|run| run.rss_warm_bytes as f64 / MB);
     one.rss_active_mb = of_runs(|run| run.rss_active_bytes as f64 / MB);
     one.rss_after_mb = of_runs(|run| run.rss_passivated_bytes as f64 / MB);
     one.rss_after_trim_mb = of_runs(|run| run.rss_trimmed_bytes as f64 / MB);
@@ -1114,6 +1120,7 @@ mod tests {
                 three_nodes_seconds: three,
                 file_one_node_seconds: file,
                 rss_before_bytes: 10_000_000,
+                rss_warm_bytes: 10_500_000,
                 rss_active_bytes: 10_000_000 + active_growth,
                 rss_passivated_bytes: 12_000_000,
                 rss_trimmed_bytes: 11_000_000,
@@ -1144,6 +1151,7 @@ mod tests {
         assert_eq!(file.actors_per_sec, Some(identities / 6.0));
         assert_eq!(one.bytes_per_activation, Some(2000.0));
         assert_eq!(one.rss_before_mb, Some(10.0));
+        assert_eq!(one.rss_warm_mb, Some(10.5));
         assert_eq!(one.rss_after_mb, Some(12.0));
         assert_eq!(one.rss_after_trim_mb, Some(11.0));
         assert_eq!(three.bytes_per_activation, None);

@@ -248,6 +248,7 @@ fn local_activate_gives_rows_for_one_and_three_nodes_and_the_file_store() {
     );
     for field in [
         "rss_before_mb",
+        "rss_warm_mb",
         "rss_active_mb",
         "rss_after_mb",
         "rss_after_trim_mb",
