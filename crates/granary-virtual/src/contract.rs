@@ -154,7 +154,7 @@ impl<C: VirtualContract> ContractRef<C> {
     pub(crate) fn new(runtime: Arc<Runtime>, key: C::Key) -> Self {
         let identity = Identity::new(C::NAME, key.to_key_string());
         Self {
-            callee: Callee { runtime, identity },
+            callee: Callee::new(runtime, identity),
             key,
             _contract: PhantomData,
         }

@@ -42,10 +42,59 @@ pub struct VirtualRef<A: VirtualActor> {
 
 /// The identity a ref calls and the runtime it calls through: all that locating and
 /// resending a call needs. [`VirtualRef`] and [`crate::ContractRef`] each hold one.
-#[derive(Clone)]
 pub(crate) struct Callee {
     pub(crate) runtime: Arc<Runtime>,
     pub(crate) identity: Identity,
+    /// The remote layer's ref to the activation on another node this ref reached last:
+    /// a ref kept for many calls (an actor's partner, a client's session) builds it
+    /// once per location instead of once per call (an allocation, a copy of the name
+    /// and a hash each).
+    reached: parking_lot::Mutex<Option<ReachedElsewhere>>,
+}
+
+/// A remote activation as [`Callee::reached`] keeps it.
+#[derive(Clone)]
+struct ReachedElsewhere {
+    at: Location,
+    target: Arc<dyn RemoteTarget>,
+}
+
+impl Callee {
+    pub(crate) fn new(runtime: Arc<Runtime>, identity: Identity) -> Self {
+        Self {
+            runtime,
+            identity,
+            reached: parking_lot::Mutex::new(None),
+        }
+    }
+
+    /// The remote layer's ref to the activation at `loc` on another node.
+    fn target_at(&self, loc: &Location) -> Arc<dyn RemoteTarget> {
+        if !self.runtime.is_member() {
+            // A client's path goes through whichever gateway is up now.
+            return self.runtime.activation_target(loc);
+        }
+        let mut reached = self.reached.lock();
+        if let Some(last) = reached.as_ref().filter(|last| last.at == *loc) {
+            return last.target.clone();
+        }
+        let target = self.runtime.activation_target(loc);
+        *reached = Some(ReachedElsewhere {
+            at: loc.clone(),
+            target: target.clone(),
+        });
+        target
+    }
+}
+
+impl Clone for Callee {
+    fn clone(&self) -> Self {
+        Self {
+            runtime: self.runtime.clone(),
+            identity: self.identity.clone(),
+            reached: parking_lot::Mutex::new(self.reached.lock().clone()),
+        }
+    }
 }
 
 /// A virtual actor's identity as data: put it in messages and resolve it on any
@@ -87,7 +136,7 @@ impl<A: VirtualActor> VirtualRef<A> {
     pub(crate) fn new(runtime: Arc<Runtime>, key: A::Key) -> Self {
         let identity = Identity::new(A::KIND, key.to_key_string());
         Self {
-            callee: Callee { runtime, identity },
+            callee: Callee::new(runtime, identity),
             key,
         }
     }
@@ -238,7 +287,7 @@ impl Callee {
             .map(|s| s.kind.config().placement.tag())
             .unwrap_or(crate::placement::PlacementTag::Random);
         let mut stale: Option<Location> = None;
-        let mut last = String::from("no attempt made");
+        let mut last: Option<String> = None;
         // The last attempt was refused by flow control (`Backpressure`): nothing was
         // sent, so running out of time or attempts is reported as that, not as a timeout.
         let mut refused: Option<RemoteError> = None;
@@ -253,9 +302,18 @@ impl Callee {
                 // Backoff between retries (membership may need a moment to converge).
                 tokio::time::sleep(pause).await;
             }
-            let located =
-                tokio::time::timeout_at(deadline, rt.locate(&self.identity, stale.take(), tag))
-                    .await;
+            // A known location costs no lookup and no timer.
+            let known = match stale {
+                None => rt.locate_known(&self.identity),
+                Some(_) => None,
+            };
+            let located = match known {
+                Some(loc) => Ok(Ok(loc)),
+                None => {
+                    let locate = rt.locate(&self.identity, stale.take(), tag);
+                    tokio::time::timeout_at(deadline, locate).await
+                }
+            };
             let loc = match located {
                 Err(_) => return Err(VirtualError::Timeout),
                 Ok(Ok(loc)) => loc,
@@ -263,7 +321,7 @@ impl Callee {
                     return Err(e)
                 }
                 Ok(Err(e)) => {
-                    last = e.to_string();
+                    last = Some(e.to_string());
                     continue;
                 }
             };
@@ -272,19 +330,22 @@ impl Callee {
                     Some(door) => Reached::Here(door),
                     None => {
                         rt.invalidate(&self.identity);
-                        last = format!("{} no longer here", loc.name);
+                        last = Some(format!("{} no longer here", loc.name));
                         stale = Some(loc);
                         continue;
                     }
                 }
             } else {
-                Reached::Elsewhere(rt.activation_target(&loc))
+                Reached::Elsewhere(self.target_at(&loc))
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = if loc.host == rt.me {
                 send(target, remaining).await
             } else {
                 tokio::select! {
+                    // The send first: a tell is done on its first poll, and the host's
+                    // watch is then never subscribed to.
+                    biased;
                     outcome = send(target, remaining) => outcome,
                     // The host went Down while we waited: the request may or may not
                     // have been handled there (at least once, see above).
@@ -309,7 +370,7 @@ impl Callee {
                     ..
                 })) => {
                     rt.invalidate(&self.identity);
-                    last = format!("{} at {} gone", loc.name, loc.host);
+                    last = Some(format!("{} at {} gone", loc.name, loc.host));
                     stale = Some(loc);
                 }
                 // The host's connection is full (flow control, `docs/wire.md`): nothing
@@ -320,7 +381,7 @@ impl Callee {
                     error: e @ RemoteError::Backpressure(_),
                     ..
                 })) => {
-                    last = e.to_string();
+                    last = Some(e.to_string());
                     refused = Some(e);
                 }
                 // Resending cannot help: the same message fails the same way.
@@ -332,7 +393,7 @@ impl Callee {
                 }
                 Err(e) => {
                     rt.invalidate(&self.identity);
-                    last = format!("{e}");
+                    last = Some(format!("{e}"));
                     stale = Some(loc);
                 }
             }
@@ -343,7 +404,7 @@ impl Callee {
         Err(VirtualError::Unavailable {
             identity: self.identity.to_string(),
             attempts,
-            last,
+            last: last.unwrap_or_else(|| "no attempt made".to_owned()),
         })
     }
 }

@@ -288,7 +288,8 @@ pub(crate) fn activate(identities: u64, limit: Duration) -> Result<ActivateSampl
 
         let dir = tempfile::tempdir().map_err(|e| failed("create a store directory", e))?;
         let store = format!("file:{}", dir.path().join("state.db").display());
-        let (nodes, file, _) = timed_run(1, &store, None, (identities, 0), limit, "file store").await?;
+        let (nodes, file, _) =
+            timed_run(1, &store, None, (identities, 0), limit, "file store").await?;
         for node in nodes {
             node.shutdown().await;
         }

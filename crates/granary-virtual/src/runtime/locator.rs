@@ -14,6 +14,25 @@ use crate::protocol::{Location, Reply, Request};
 use crate::tracked::ActivationDoor;
 
 impl Runtime {
+    /// Where `identity` lives when that is known without asking anyone: a live
+    /// activation here or the location cache (a stateless worker kind hosted here is
+    /// always `None`: [`Self::locate`] picks a worker per call).
+    pub(crate) fn locate_known(&self, identity: &Identity) -> Option<Location> {
+        if self.stateless_pool(identity.kind()).is_some() {
+            return None;
+        }
+        let loc = self
+            .find_local(identity)
+            .or_else(|| self.cache.get(identity))?;
+        self.meters.cache_hit();
+        Some(loc)
+    }
+
+    /// Whether this node is a member (not an external client).
+    pub(crate) fn is_member(&self) -> bool {
+        !matches!(self.members, Members::Client(_))
+    }
+
     /// Where `identity` lives: the cache, else its directory owner (which activates
     /// it if needed). `stale` is a location the caller found dead.
     pub(crate) async fn locate(
