@@ -1119,8 +1119,9 @@ mod tests {
                 one_node_seconds: one,
                 three_nodes_seconds: three,
                 file_one_node_seconds: file,
-                rss_before_bytes: 10_000_000,
-                rss_warm_bytes: 10_500_000,
+                // Cold below warm: the bytes per activation count from the warm one.
+                rss_before_bytes: 9_500_000,
+                rss_warm_bytes: 10_000_000,
                 rss_active_bytes: 10_000_000 + active_growth,
                 rss_passivated_bytes: 12_000_000,
                 rss_trimmed_bytes: 11_000_000,
@@ -1150,8 +1151,8 @@ mod tests {
         );
         assert_eq!(file.actors_per_sec, Some(identities / 6.0));
         assert_eq!(one.bytes_per_activation, Some(2000.0));
-        assert_eq!(one.rss_before_mb, Some(10.0));
-        assert_eq!(one.rss_warm_mb, Some(10.5));
+        assert_eq!(one.rss_before_mb, Some(9.5));
+        assert_eq!(one.rss_warm_mb, Some(10.0));
         assert_eq!(one.rss_after_mb, Some(12.0));
         assert_eq!(one.rss_after_trim_mb, Some(11.0));
         assert_eq!(three.bytes_per_activation, None);

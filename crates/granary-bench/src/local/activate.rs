@@ -9,7 +9,8 @@
 //!
 //! The one-node run with the memory store also measures memory: RSS before the
 //! first activation, with every identity active (so the bytes each active virtual
-//! actor costs, state excluded: the kind has none), and once every identity has
+//! actor costs, state excluded: the kind has none; counted from the warm baseline
+//! below), and once every identity has
 //! passivated (idle timeout 10 s; 2 s for `--quick`), before and after `malloc_trim(0)` hands free
 //! heap pages back. Beside the RSS of the freshly started node it takes a *warm*
 //! baseline: the same node after a warm-up of one identity in fifty (1,000 of 50,000)
@@ -71,9 +72,11 @@ pub(crate) struct ActivateSample {
 }
 
 impl ActivateSample {
-    /// RSS growth per active identity, in bytes.
+    /// RSS growth per active identity, in bytes, from the warm baseline (which
+    /// holds what the warm-up left: counted from the cold one, that would be spread
+    /// over the identities).
     pub(crate) fn bytes_per_activation(&self, identities: u64) -> f64 {
-        (self.rss_active_bytes as f64 - self.rss_before_bytes as f64) / identities as f64
+        (self.rss_active_bytes as f64 - self.rss_warm_bytes as f64) / identities as f64
     }
 }
 
