@@ -1,13 +1,17 @@
-//! The `local` tests written with granary: `ActorSystem::spawn`, `tell`,
-//! `ask`, `stop` + `wait_stopped`, with granary's default (unbounded) mailbox.
+//! The `local` tests written with granary: `ActorSystem::spawn`, `tell`, `ask` and
+//! `stop`, with granary's default (unbounded) mailbox. `spawn` waits for its actors'
+//! ends with a latch counted down in their `stopped` hook, as the actix harness does
+//! (one counter for all, where `wait_stopped` on each ref would make a oneshot and a
+//! watch per actor).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ::granary::prelude::{Actor, ActorRef, ActorSystem, Context, Handler, Message};
 use tokio::sync::oneshot;
 
 use super::support::{
-    actor_runtime, ask_all, check_sum, on_runtime, share, within, SpawnClock, MAX_LATENCY,
+    actor_runtime, ask_all, check_sum, on_runtime, share, within, Latch, SpawnClock, MAX_LATENCY,
 };
 use super::{Framework, LocalError, SpawnSample, Test};
 use crate::latency::Latencies;
@@ -282,10 +286,16 @@ impl Message for Question {
     type Reply = u64;
 }
 
-/// Answers questions; holds no state.
-struct Responder;
+/// Answers questions; tells the latch when it has stopped.
+struct Responder {
+    stopped: Arc<Latch>,
+}
 
-impl Actor for Responder {}
+impl Actor for Responder {
+    async fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.stopped.count_down();
+    }
+}
 
 impl Handler<Question> for Responder {
     async fn handle(&mut self, Question(n): Question, _ctx: &mut Context<Self>) -> u64 {
@@ -298,9 +308,15 @@ pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalEr
     on_runtime(async move {
         within(FRAMEWORK, Test::Spawn, limit, async move {
             let system = ActorSystem::new();
+            let stopped = Latch::new(actors);
             let mut clock = SpawnClock::start()?;
-            let refs: Vec<ActorRef<Responder>> =
-                (0..actors).map(|_| system.spawn(Responder)).collect();
+            let refs: Vec<ActorRef<Responder>> = (0..actors)
+                .map(|_| {
+                    system.spawn(Responder {
+                        stopped: stopped.clone(),
+                    })
+                })
+                .collect();
             clock.spawned();
             ask_all(
                 refs.iter()
@@ -319,9 +335,7 @@ pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalEr
             for actor in &refs {
                 actor.stop();
             }
-            for actor in &refs {
-                actor.wait_stopped().await;
-            }
+            stopped.wait().await;
             let sample = clock.stopped()?;
             system.shutdown().await;
             Ok(sample)
