@@ -220,8 +220,10 @@ impl Catalog {
         }
         for (identity, ws) in &tables.workers {
             if let Some(since) = idle_since(identity.kind()) {
-                for w in ws.iter().filter(|w| w.tracker.try_close_idle(since)) {
-                    w.door.stop();
+                for w in ws {
+                    if w.tracker.try_close_idle(since) {
+                        w.door.stop();
+                    }
                 }
             }
         }

@@ -21,6 +21,8 @@ impl Runtime {
         if self.stateless_pool(identity.kind()).is_some() {
             return None;
         }
+        // An activation here is found in the local table; the cache holds only
+        // locations on other nodes, so a node's own activations cost it no entry.
         let loc = self
             .find_local(identity)
             .or_else(|| self.cache.get(identity))?;
@@ -50,14 +52,7 @@ impl Runtime {
             };
         }
         if stale.is_none() {
-            // An activation here is found in the local table; the cache holds only
-            // locations on other nodes, so a node's own activations cost it no entry.
-            if let Some(loc) = self.find_local(identity) {
-                self.meters.cache_hit();
-                return Ok(loc);
-            }
-            if let Some(loc) = self.cache.get(identity) {
-                self.meters.cache_hit();
+            if let Some(loc) = self.locate_known(identity) {
                 return Ok(loc);
             }
         }
