@@ -103,6 +103,7 @@ pub(crate) async fn run(
             // attempt instead of once per lane.
             peer.control_up().await;
         }
+        let redials = peer.redials();
         match dial(&inner, &peer, lane_id.clone()).await {
             Ok((stream, node, leftover)) => {
                 failures = 0;
@@ -149,7 +150,7 @@ pub(crate) async fn run(
                 }
             }
         }
-        peer.backoff(backoff(&inner, failures)).await;
+        peer.backoff(backoff(&inner, failures), redials).await;
     }
 }
 

@@ -146,13 +146,15 @@ async fn serve(
     if lane.reply_here {
         return serve_dial_out(&inner, stream, remote, node, lane, buf).await;
     }
-    // The peer's control connection carries its heartbeats: silence on it means the
-    // peer is lost. Dial it back so it hears ours.
-    if lane.channel == "control" {
-        match inner.peer(node.addr()) {
-            Ok(peer) => peer.redial_now(),
-            Err(e) => tracing::debug!(%node, error = %e, "cannot dial the peer back"),
-        }
+    // Any authenticated connection shows the peer is up and listening: frames to it,
+    // replies to what it sends on this connection included, must not fail as to an
+    // unreachable peer, and lanes backing off from it dial now. Its lanes handshake
+    // independently, so a data connection can carry an ask before its control
+    // connection is accepted here. (On the control connection this also dials the peer
+    // back, so it hears our heartbeats.)
+    match inner.peer(node.addr()) {
+        Ok(peer) => peer.redial_now(),
+        Err(e) => tracing::debug!(%node, error = %e, "cannot dial the peer back"),
     }
     let mut stream = stream;
     read_frames(&inner, &mut stream, node, &lane, buf).await;

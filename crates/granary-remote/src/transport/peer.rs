@@ -49,8 +49,11 @@ pub(crate) struct Peer {
     meters: Vec<super::meter::OutboundMeter>,
     /// Whether the control connection is up.
     connected: tokio::sync::watch::Sender<bool>,
-    /// Wakes lanes waiting out a redial backoff (the peer just connected to us).
-    redial: tokio::sync::Notify,
+    /// Counts the times the peer connected to us while we could not reach it: a lane
+    /// waiting out a redial backoff dials at once when it moves. A count, not a bare
+    /// wake-up, so a lane that was dialling (or had just failed) when the peer
+    /// connected sees it on entering its backoff instead of missing it.
+    redial: tokio::sync::watch::Sender<u64>,
     /// Set for a dial-out peer: its lanes are the connections it opened.
     reverse: Option<Reverse>,
 }
@@ -118,7 +121,7 @@ impl Peer {
             switches: Mutex::new(Switches::default()),
             node: Mutex::new(None),
             unreachable: AtomicBool::new(false),
-            redial: tokio::sync::Notify::new(),
+            redial: tokio::sync::watch::Sender::new(0),
             tasks: Mutex::new(Vec::new()),
             meters: (inner.channels.iter())
                 .map(|c| super::meter::OutboundMeter::new(inner.node.addr(), addr, &c.name))
@@ -452,24 +455,37 @@ impl Peer {
         inner.emit(PeerEvent::Connected { node });
     }
 
-    /// The peer opened a control connection here, so it is up and listening: it is no
-    /// longer unreachable (frames to it queue again instead of failing), and lanes that
-    /// are waiting out a backoff after failed dials (it was not up yet, or restarting)
-    /// dial at once. Without this, a peer marked unreachable while it started stayed so
-    /// for up to the backoff (seconds) after it joined, and every frame to it, replies
-    /// to its own asks included, was dropped meanwhile.
+    /// The peer opened an authenticated connection here, so it is up and listening: it
+    /// is no longer unreachable (frames to it queue again instead of failing), and lanes
+    /// that are waiting out a backoff after failed dials (it was not up yet, or
+    /// restarting) dial at once. Without this, a peer marked unreachable while it started
+    /// stayed so for up to the backoff (seconds) after it joined, and every frame to it,
+    /// replies to its own asks included, was dropped meanwhile.
     pub(crate) fn redial_now(&self) {
         if !*self.connected.borrow() {
             self.unreachable.store(false, Ordering::Release);
-            self.redial.notify_waiters();
+            self.redial
+                .send_modify(|count| *count = count.wrapping_add(1));
         }
     }
 
-    /// Waits out `backoff`, or less if [`Peer::redial_now`] is called meanwhile.
-    pub(crate) async fn backoff(&self, backoff: std::time::Duration) {
+    /// How many times [`Peer::redial_now`] has run: read before a dial, passed to
+    /// [`Peer::backoff`] after it.
+    pub(crate) fn redials(&self) -> u64 {
+        *self.redial.borrow()
+    }
+
+    /// Waits out `backoff`, or less if [`Peer::redial_now`] runs meanwhile or has run
+    /// since `redials` was read (during the dial that failed).
+    pub(crate) async fn backoff(&self, backoff: std::time::Duration, redials: u64) {
+        let mut moved = self.redial.subscribe();
+        if *moved.borrow_and_update() != redials {
+            return;
+        }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
-            () = self.redial.notified() => {}
+            // The sender lives as long as the peer: `changed` cannot fail here.
+            _ = moved.changed() => {}
         }
     }
 
