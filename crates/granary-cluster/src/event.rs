@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use crate::membership::{Member, MemberStatus};
 use crate::node_id::NodeId;
 use crate::ring::HashRing;
+use arc_swap::ArcSwap;
 
 /// The state a subscriber starts from.
 #[derive(Clone, Debug)]
@@ -127,7 +128,9 @@ pub(crate) struct EventHub {
     seq: u64,
     local: NodeId,
     members: BTreeMap<SocketAddr, Member>,
-    ring: Arc<HashRing>,
+    /// The ring after the last published change, shared with [`crate::Cluster::ring`]
+    /// so that reading it (every directory lookup and activation does) takes no lock.
+    ring: Arc<ArcSwap<HashRing>>,
     subscribers: Vec<mpsc::UnboundedSender<ClusterEvent>>,
 }
 
@@ -137,7 +140,7 @@ impl EventHub {
             seq: 0,
             local,
             members: BTreeMap::new(),
-            ring: Arc::new(HashRing::new()),
+            ring: Arc::new(ArcSwap::from_pointee(HashRing::new())),
             subscribers: Vec::new(),
         }
     }
@@ -152,7 +155,7 @@ impl EventHub {
                 .filter(|m| m.status != MemberStatus::Removed)
                 .cloned()
                 .collect(),
-            ring: self.ring.clone(),
+            ring: self.ring.load_full(),
         }
     }
 
@@ -168,7 +171,8 @@ impl EventHub {
         self.local
     }
 
-    pub(crate) fn ring(&self) -> Arc<HashRing> {
+    /// The current ring, read without the hub's lock (see [`EventHub::ring`]'s field).
+    pub(crate) fn shared_ring(&self) -> Arc<ArcSwap<HashRing>> {
         self.ring.clone()
     }
 
@@ -197,7 +201,7 @@ impl EventHub {
     /// Records a row change and publishes its events with the ring after it.
     pub(crate) fn publish(&mut self, old: Option<&Member>, new: &Member, ring: &Arc<HashRing>) {
         self.members.insert(new.id.addr, new.clone());
-        self.ring = ring.clone();
+        self.ring.store(ring.clone());
         for event in events_for(old, new) {
             self.seq += 1;
             let seq = self.seq;

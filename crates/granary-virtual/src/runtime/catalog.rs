@@ -3,7 +3,6 @@
 //! awaiting, no network, no knowledge of the directory — the host side of the runtime
 //! (`hosting.rs`) decides what to start and stop, the catalog keeps track.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use granary_cluster::NodeId;
 use granary_storage::{Identity, IdentityParts};
 use parking_lot::Mutex;
 
-use super::shrink_if_sparse;
+use super::{shrink_if_sparse, IdentityMap};
 use crate::tracked::ActivationDoor;
 use crate::tracker::Tracker;
 
@@ -61,8 +60,8 @@ pub(crate) enum WorkerPick {
 
 #[derive(Default)]
 struct Tables {
-    single: HashMap<Identity, LocalActivation>,
-    workers: HashMap<Identity, Vec<LocalActivation>>,
+    single: IdentityMap<LocalActivation>,
+    workers: IdentityMap<Vec<LocalActivation>>,
 }
 
 /// The local activations and stateless workers, and the counters that name them.

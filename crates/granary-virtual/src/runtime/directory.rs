@@ -2,14 +2,13 @@
 //! directory, Proto.Actor's partition identity lookup): identity → location, with one
 //! async lock per identity so concurrent first messages produce one activation.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use granary_storage::Identity;
 use parking_lot::Mutex;
 
-use super::{shrink_if_sparse, KeyedLocks, Runtime};
+use super::{shrink_if_sparse, IdentityMap, KeyedLocks, Runtime};
 use crate::placement::{self, Placement, PlacementRequest, PlacementTag};
 use crate::protocol::{Failure, Location, Reply, Request};
 
@@ -24,13 +23,13 @@ pub(crate) struct Directory {
 
 #[derive(Default)]
 struct Partition {
-    entries: HashMap<Identity, Location>,
+    entries: IdentityMap<Location>,
     /// Identities this owner asked a host to activate without getting an answer: the
     /// host may hold the activation (its reply was lost) or not (the request was).
     /// Until the host says which ([`Request::Confirm`]) or is gone, the identity is
     /// placed nowhere else. An entry is only added by this node's own failed
     /// request, and leaves on the answer, the host's loss or the range moving away.
-    unconfirmed: HashMap<Identity, SocketAddr>,
+    unconfirmed: IdentityMap<SocketAddr>,
 }
 
 impl Directory {

@@ -1,14 +1,13 @@
 //! Placements held back after a member went Down (see [`Fence`]), and the runtime's
 //! calls that fence and ask.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use granary_cluster::HashRing;
 use granary_storage::Identity;
 
-use super::{members, Runtime};
+use super::{members, IdentityMap, Runtime};
 
 /// Placements held back after a member went Down: a node declared Down may be the
 /// minority side of a partition that downs itself only about as late as the
@@ -19,7 +18,7 @@ use super::{members, Runtime};
 #[derive(Default)]
 pub(crate) struct Fence {
     /// Identities whose recorded host went Down, and until when they wait.
-    recorded: HashMap<Identity, tokio::time::Instant>,
+    recorded: IdentityMap<tokio::time::Instant>,
     /// The earliest wait in `recorded`: expired entries are dropped once it passes,
     /// not on every placement (a Down can fence every identity its host had).
     recorded_earliest: Option<tokio::time::Instant>,

@@ -161,8 +161,8 @@ impl Runtime {
     /// the membership task sees the activation and its recorded owner and
     /// re-registers it.
     fn note_registered(&self, identity: &Identity, name: &str, owner: SocketAddr) -> bool {
-        let ring = self.members.ring();
-        match ring.owner_of_position(members::ring_position(identity)) {
+        let position = members::ring_position(identity);
+        match (self.members).with_ring(|ring| ring.owner_of_position(position)) {
             Some(current) if current.addr == owner => {
                 self.catalog.note_registered_with(identity, name, current);
                 true

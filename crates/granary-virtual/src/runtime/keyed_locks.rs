@@ -2,19 +2,18 @@
 //! waits for it: the directory orders the lookups of one identity with it, a host the
 //! activations (and confirms) of one identity.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use granary_storage::Identity;
 use parking_lot::Mutex;
 use tokio::sync::OwnedMutexGuard;
 
-use super::shrink_if_sparse;
+use super::{shrink_if_sparse, IdentityMap};
 
 /// Async locks keyed by identity; the map holds only identities locked or waited for.
 #[derive(Default)]
 pub(crate) struct KeyedLocks {
-    locks: Mutex<HashMap<Identity, Arc<tokio::sync::Mutex<()>>>>,
+    locks: Mutex<IdentityMap<Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The lock of one identity, held until dropped (which forgets the lock when nobody

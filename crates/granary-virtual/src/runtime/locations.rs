@@ -7,7 +7,7 @@ use granary_storage::Identity;
 use hashlink::LinkedHashMap;
 use parking_lot::Mutex;
 
-use super::SHRINK_FROM;
+use super::{IdentityHasher, SHRINK_FROM};
 use crate::protocol::Location;
 
 /// Identity → last known location, at most `capacity` entries (the least recently
@@ -15,7 +15,7 @@ use crate::protocol::Location;
 /// every location on a host that left; a capacity of 0 caches nothing.
 pub(crate) struct LocationCache {
     capacity: usize,
-    entries: Mutex<LinkedHashMap<Identity, Location>>,
+    entries: Mutex<LinkedHashMap<Identity, Location, IdentityHasher>>,
 }
 
 impl LocationCache {
@@ -23,7 +23,7 @@ impl LocationCache {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            entries: Mutex::new(LinkedHashMap::new()),
+            entries: Mutex::new(LinkedHashMap::default()),
         }
     }
 
@@ -79,7 +79,7 @@ impl LocationCache {
 
 /// Gives a mostly empty table's memory back (removed entries' nodes are otherwise
 /// kept for reuse).
-fn shrink_if_sparse(entries: &mut LinkedHashMap<Identity, Location>) {
+fn shrink_if_sparse(entries: &mut LinkedHashMap<Identity, Location, IdentityHasher>) {
     if entries.capacity() >= SHRINK_FROM && entries.len() * 4 < entries.capacity() {
         entries.shrink_to_fit();
     }

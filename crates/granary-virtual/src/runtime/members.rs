@@ -129,22 +129,30 @@ impl Members {
         }
     }
 
+    /// Runs `f` on the current ring (for a lookup: no reference to the ring taken).
+    pub(crate) fn with_ring<R>(&self, f: impl FnOnce(&HashRing) -> R) -> R {
+        match self {
+            Members::Cluster { cluster, .. } => cluster.with_ring(f),
+            Members::Client(v) => f(&v.lock().ring),
+        }
+    }
+
     /// The directory owner of `identity`.
     pub(crate) fn owner(&self, identity: &Identity) -> Option<SocketAddr> {
-        self.ring()
-            .owner_of_position(ring_position(identity))
-            .map(|n| n.addr)
+        let position = ring_position(identity);
+        self.with_ring(|ring| ring.owner_of_position(position).map(|n| n.addr))
     }
 
     /// Up members hosting `kind`, sorted by address.
     pub(crate) fn hosts_of(&self, kind: &str) -> Arc<[SocketAddr]> {
         match self {
             Members::Cluster { cluster, hosts } => {
-                let ring = cluster.ring();
                 let mut cached = hosts.lock();
-                let fresh = cached.as_ref().is_some_and(|v| Arc::ptr_eq(&v.ring, &ring));
+                let fresh = cached.as_ref().is_some_and(|v| {
+                    cluster.with_ring(|ring| std::ptr::eq(Arc::as_ptr(&v.ring), ring))
+                });
                 if !fresh {
-                    *cached = Some(HostsView::of(cluster, ring));
+                    *cached = Some(HostsView::of(cluster, cluster.ring()));
                 }
                 cached
                     .as_ref()
@@ -168,7 +176,7 @@ impl Members {
     /// Whether `addr` is an Up member (the ring holds exactly the Up members).
     pub(crate) fn is_alive(&self, addr: SocketAddr) -> bool {
         match self {
-            Members::Cluster { cluster, .. } => cluster.ring().contains(addr),
+            Members::Cluster { cluster, .. } => cluster.with_ring(|ring| ring.contains(addr)),
             Members::Client(v) => v.lock().kinds.contains_key(&addr),
         }
     }
