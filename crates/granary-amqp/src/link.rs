@@ -92,6 +92,9 @@ pub(crate) struct Shared {
     accepts_rx: tokio::sync::Mutex<mpsc::Receiver<BrokerConnection>>,
     members: MemberTable,
     announcing: AtomicBool,
+    /// The epoch of this node's last announcement or leave on the membership exchange
+    /// (`MemberTable::heard`): seeded from the wall clock, one more at each.
+    member_epoch: AtomicU64,
     closed: AtomicBool,
     /// Connection tasks running, and a wake-up when the last one ends.
     live: AtomicUsize,
@@ -207,6 +210,7 @@ impl AmqpLink {
             accepts_rx: tokio::sync::Mutex::new(accepts_rx),
             members,
             announcing: AtomicBool::new(false),
+            member_epoch: AtomicU64::new(wall_clock_millis()),
             closed: AtomicBool::new(false),
             live: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -267,7 +271,7 @@ impl AmqpLink {
         let heard = shared.members.notify().notified();
         tokio::pin!(heard);
         heard.as_mut().enable();
-        shared.publish_members(Kind::Discover).await?;
+        shared.publish_members(Kind::Discover, 0).await?;
         let deadline = tokio::time::Instant::now() + shared.config.discover_wait;
         loop {
             let known = shared.members.fresh(shared.addr);
@@ -288,14 +292,19 @@ impl AmqpLink {
     /// Announces this node on the membership exchange, and from now on answers
     /// members that ask.
     pub async fn announce(&self) -> Result<(), AmqpError> {
+        let epoch = self.shared.next_member_epoch();
         self.shared.announcing.store(true, Ordering::Release);
-        self.shared.publish_members(Kind::Announce).await
+        self.shared.publish_members(Kind::Announce, epoch).await
     }
 
     /// Tells the members this node left, and stops answering.
     pub async fn leave(&self) -> Result<(), AmqpError> {
         self.shared.announcing.store(false, Ordering::Release);
-        self.shared.publish_members(Kind::Leave).await
+        // After `announcing` is cleared: an answer to a discover that still saw it set
+        // carries this epoch or an earlier one, and members ignore it once they heard
+        // this leave.
+        let epoch = self.shared.next_member_epoch();
+        self.shared.publish_members(Kind::Leave, epoch).await
     }
 
     /// Ends every connection (each peer gets a close marker), then closes the broker
@@ -366,6 +375,13 @@ fn reply_code(e: &lapin::Error) -> Option<u16> {
         lapin::ErrorKind::ProtocolError(amqp) => Some(amqp.get_id()),
         _ => None,
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn wall_clock_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// A random u64 from the standard library's randomly keyed hasher.
@@ -513,11 +529,20 @@ impl Shared {
         Ok(())
     }
 
-    async fn publish_members(&self, kind: Kind) -> Result<(), AmqpError> {
+    /// Publishes `kind` on the membership exchange; `epoch` travels in the header's
+    /// connection field (0 for a discover).
+    async fn publish_members(&self, kind: Kind, epoch: u64) -> Result<(), AmqpError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(AmqpError::Closed);
         }
-        Ok(self.publish_to(&self.exchange, "", kind, 0, &[]).await?)
+        Ok(self
+            .publish_to(&self.exchange, "", kind, epoch, &[])
+            .await?)
+    }
+
+    /// The epoch for this node's next announcement or leave.
+    fn next_member_epoch(&self) -> u64 {
+        self.member_epoch.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     async fn dial(self: Arc<Self>, to: SocketAddr) -> io::Result<DuplexStream> {
@@ -685,11 +710,12 @@ impl Shared {
                     }
                 }
             }
-            Kind::Announce => self.members.heard(sender),
-            Kind::Leave => self.members.left(sender),
+            Kind::Announce => self.members.heard(sender, id),
+            Kind::Leave => self.members.left(sender, id),
             Kind::Discover => {
                 if sender != self.addr && self.announcing.load(Ordering::Acquire) {
-                    self.reply(header.sender, Kind::Announce, 0);
+                    let epoch = self.member_epoch.load(Ordering::Acquire);
+                    self.reply(header.sender, Kind::Announce, epoch);
                 }
             }
         }
