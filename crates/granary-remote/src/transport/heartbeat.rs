@@ -57,7 +57,10 @@ pub(crate) async fn send_loop(inner: Arc<Inner>, peer: Arc<Peer>) {
 pub(crate) fn lost(inner: &Inner, node: NodeId) {
     tracing::warn!(%node, timeout = ?inner.config.heartbeat_timeout, "peer missed its heartbeats");
     match inner.existing_peer(node.addr()) {
-        Some(peer) => peer.on_unreachable(inner),
+        Some(peer) => {
+            peer.on_unreachable(inner);
+            peer.reconnect();
+        }
         None => inner.emit(PeerEvent::Unreachable {
             addr: node.addr(),
             node: Some(node),

@@ -106,15 +106,26 @@ pub(crate) async fn run(
         let redials = peer.redials();
         match dial(&inner, &peer, lane_id.clone()).await {
             Ok((stream, node, leftover)) => {
+                // Silences before this connection came up are not its own.
+                let silences = peer.silences();
                 failures = 0;
                 tracing::debug!(%node, channel = %name, index, "connected");
                 if is_control {
                     peer.on_connected(&inner, node);
                 }
-                let reason = if inner.dial_out {
-                    serve_both_ways(&inner, stream, &queue, node, &lane_id, leftover).await
-                } else {
-                    serve(&inner, stream, &queue).await
+                let served = async {
+                    if inner.dial_out {
+                        serve_both_ways(&inner, stream, &queue, node, &lane_id, leftover).await
+                    } else {
+                        serve(&inner, stream, &queue).await
+                    }
+                };
+                let reason = tokio::select! {
+                    reason = served => reason,
+                    () = peer.silenced(silences) => io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the peer's heartbeats stopped; dialling a new connection",
+                    ),
                 };
                 tracing::debug!(%node, channel = %name, index, %reason, "connection lost");
                 if is_control {

@@ -54,6 +54,10 @@ pub(crate) struct Peer {
     /// wake-up, so a lane that was dialling (or had just failed) when the peer
     /// connected sees it on entering its backoff instead of missing it.
     redial: tokio::sync::watch::Sender<u64>,
+    /// Counts the times the peer's control connection to us went silent: each lane
+    /// drops the connection it serves and dials a new one when it moves (see
+    /// [`Peer::reconnect`]).
+    silences: tokio::sync::watch::Sender<u64>,
     /// Set for a dial-out peer: its lanes are the connections it opened.
     reverse: Option<Reverse>,
 }
@@ -122,6 +126,7 @@ impl Peer {
             node: Mutex::new(None),
             unreachable: AtomicBool::new(false),
             redial: tokio::sync::watch::Sender::new(0),
+            silences: tokio::sync::watch::Sender::new(0),
             tasks: Mutex::new(Vec::new()),
             meters: (inner.channels.iter())
                 .map(|c| super::meter::OutboundMeter::new(inner.node.addr(), addr, &c.name))
@@ -473,6 +478,31 @@ impl Peer {
     /// [`Peer::backoff`] after it.
     pub(crate) fn redials(&self) -> u64 {
         *self.redial.borrow()
+    }
+
+    /// The peer's heartbeats stopped reaching us: our connections to it are likely cut
+    /// too (a kernel-level partition drops both ways). Each lane drops the connection it
+    /// serves and dials anew. Kept, a connection cut for seconds came back only when
+    /// TCP retransmitted its unacknowledged bytes, and TCP backs that off exponentially:
+    /// seconds after the heal, while the cluster went on seeing the peer as cut (on the
+    /// test bed, a member downed a second time 2.6 s after its cut healed). A new dial's
+    /// SYN is retried within a second or two of the heal instead.
+    pub(crate) fn reconnect(&self) {
+        self.silences
+            .send_modify(|count| *count = count.wrapping_add(1));
+    }
+
+    /// How many times [`Peer::reconnect`] has run: read when a connection comes up,
+    /// passed to [`Peer::silenced`].
+    pub(crate) fn silences(&self) -> u64 {
+        *self.silences.borrow()
+    }
+
+    /// Resolves once [`Peer::reconnect`] runs after `silences` was read.
+    pub(crate) async fn silenced(&self, silences: u64) {
+        let mut moved = self.silences.subscribe();
+        // The sender lives as long as the peer: `wait_for` cannot fail here.
+        let _ = moved.wait_for(|count| *count != silences).await;
     }
 
     /// Waits out `backoff`, or less if [`Peer::redial_now`] runs meanwhile or has run

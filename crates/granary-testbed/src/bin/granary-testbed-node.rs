@@ -17,6 +17,12 @@
 //!   runs the history checker over a run directory (every `*.jsonl` in it, as a
 //!   failing run keeps it) and prints the report; exits 1 when it is not clean
 //! ```
+//!
+//! With `RUST_LOG` set to a list of targets and levels (`granary_remote=debug,
+//! granary_cluster=info`, tracing's `Targets` syntax), the process logs those to
+//! stderr, which the test bed keeps as `<host>-<incarnation>.log` in the run directory
+//! (`granary-bench chaos --keep-run-dirs`): how a run's detector and transport saw a
+//! fault. Without it, nothing is logged.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -120,8 +126,31 @@ enum Command {
     },
 }
 
+/// Logs what `RUST_LOG` names to stderr (see the module documentation); a value that
+/// does not parse is reported and ignored.
+fn init_logging() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let Ok(spec) = std::env::var("RUST_LOG") else {
+        return;
+    };
+    match spec.parse::<tracing_subscriber::filter::Targets>() {
+        Ok(targets) => {
+            let fmt = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(false);
+            let _ = tracing_subscriber::registry()
+                .with(fmt)
+                .with(targets)
+                .try_init();
+        }
+        Err(e) => eprintln!("granary-testbed-node: RUST_LOG={spec:?} ignored: {e}"),
+    }
+}
+
 #[tokio::main]
 pub(crate) async fn main() -> ExitCode {
+    init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { dir } => {
