@@ -1,7 +1,8 @@
 //! Control-channel heartbeats over real sockets: a peer blackholed by fault injection
 //! (both ways; its sockets stay open, so only the missing heartbeats tell) is lost after
 //! `heartbeat_timeout`: watchers get `Terminated` with `NodeLost`, pending asks fail with
-//! `Unreachable`, new sends fail fast; healing the partition brings it back.
+//! `Unreachable`, new sends fail fast, its connections are dropped and dialled anew;
+//! healing the partition brings it back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -115,6 +116,7 @@ async fn a_blackholed_peer_is_lost_after_the_heartbeat_timeout_and_comes_back_wh
     // The watch and the ask are out before the partition.
     assert_eq!(remote.ask(Bump).await.unwrap(), 2);
 
+    let dials_before_cut = client.transport().stats().dials;
     faults.partition(
         &[server.local_addr()],
         &[client.local_addr()],
@@ -143,6 +145,23 @@ async fn a_blackholed_peer_is_lost_after_the_heartbeat_timeout_and_comes_back_wh
     // While lost, sends fail fast instead of queueing.
     let err = remote.ask(Bump).await.unwrap_err();
     assert!(format!("{err:?}").contains("Unreachable"), "{err:?}");
+    // And the client drops its connections to the silent peer and dials new ones: kept,
+    // a connection cut by the network comes back only when TCP retransmits, seconds
+    // after the heal (its retransmission timer backs off while the cut lasts).
+    let dropped = next_event(&mut events, WAIT, |e| {
+        matches!(e, PeerEvent::Disconnected { node, reason }
+            if node.addr() == server.local_addr() && reason.contains("heartbeats stopped"))
+    })
+    .await;
+    assert!(
+        dropped.is_some(),
+        "the connection to the silent peer is dropped"
+    );
+    let deadline = Instant::now() + WAIT;
+    while client.transport().stats().dials <= dials_before_cut {
+        assert!(Instant::now() < deadline, "no new dial within {WAIT:?}");
+        tokio::time::sleep(INTERVAL).await;
+    }
 
     faults.heal();
     let back = next_event(
