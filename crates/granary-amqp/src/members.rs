@@ -52,16 +52,12 @@ impl MemberTable {
         let now = Instant::now();
         {
             let mut entries = self.entries.lock();
-            match entries.get(&addr) {
+            let known = match entries.get(&addr).copied() {
                 Some(e) if e.left && epoch != 0 && epoch <= e.epoch => return,
-                Some(_) => {}
-                None => {
-                    if !self.make_room(&mut entries, now) {
-                        return;
-                    }
-                }
-            }
-            let known = entries.get(&addr).map_or(0, |e| e.epoch);
+                Some(e) => e.epoch,
+                None if self.make_room(&mut entries, now) => 0,
+                None => return,
+            };
             entries.insert(
                 addr,
                 Entry {

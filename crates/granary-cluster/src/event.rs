@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::membership::{Member, MemberStatus};
 use crate::node_id::NodeId;
 use crate::ring::HashRing;
-use arc_swap::ArcSwap;
 
 /// The state a subscriber starts from.
 #[derive(Clone, Debug)]
@@ -171,7 +171,8 @@ impl EventHub {
         self.local
     }
 
-    /// The current ring, read without the hub's lock (see [`EventHub::ring`]'s field).
+    /// The cell holding the current ring, for readers that take no lock (the
+    /// handle's `Cluster::ring` and `Cluster::with_ring`).
     pub(crate) fn shared_ring(&self) -> Arc<ArcSwap<HashRing>> {
         self.ring.clone()
     }
