@@ -30,7 +30,8 @@ use crate::system::SystemInner;
 
 pub(crate) use held::HeldTellEnvelope;
 pub(crate) use queue::{Batch, UserQueue};
-pub(crate) use system_msg::{ChildDirective, StopCallback, SystemMsg, Watcher};
+use system_msg::PlainStop;
+pub(crate) use system_msg::{ChildDirective, StopCallback, SystemMsg, SystemMsgs, Watcher};
 
 /// How an actor's mailbox behaves.
 ///
@@ -91,8 +92,27 @@ struct State<A: Actor> {
     user: UserQueue<A>,
     /// Few and rare (stop, child events): a `Vec`, 8 bytes smaller than a `VecDeque`.
     system: Vec<SystemMsg>,
+    /// The first stop request without a failure, held here rather than in `system`:
+    /// stopping an actor is the one system message nearly every actor gets, and a first
+    /// push into `system` allocates room for four messages (about 300 bytes).
+    stop: Option<PlainStop>,
     waker: Option<Waker>,
     closed: bool,
+}
+
+impl<A: Actor> State<A> {
+    /// Whether system messages wait.
+    fn system_waiting(&self) -> bool {
+        self.stop.is_some() || !self.system.is_empty()
+    }
+
+    /// Takes the waiting system messages.
+    fn take_system(&mut self) -> SystemMsgs {
+        SystemMsgs {
+            stop: self.stop.take(),
+            rest: std::mem::take(&mut self.system),
+        }
+    }
 }
 
 /// An envelope on its way into the queue: as it will sit in its slot.
@@ -142,6 +162,7 @@ impl<A: Actor> Mailbox<A> {
             state: Mutex::new(State {
                 user: UserQueue::new(config.priority),
                 system: Vec::new(),
+                stop: None,
                 waker: None,
                 closed: false,
             }),
@@ -252,7 +273,10 @@ impl<A: Actor> Mailbox<A> {
             if st.closed {
                 return Err(msg);
             }
-            st.system.push(msg);
+            match PlainStop::of(&msg) {
+                Some(stop) if st.stop.is_none() => st.stop = Some(stop),
+                _ => st.system.push(msg),
+            }
             self.system_pending.store(true, Ordering::Release);
             st.waker.take()
         };
@@ -269,17 +293,17 @@ impl<A: Actor> Mailbox<A> {
     }
 
     /// Takes all waiting system messages.
-    pub(crate) fn take_system(&self) -> Vec<SystemMsg> {
+    pub(crate) fn take_system(&self) -> SystemMsgs {
         let mut st = self.state.lock();
         self.system_pending.store(false, Ordering::Release);
-        std::mem::take(&mut st.system)
+        st.take_system()
     }
 
     /// Ready when system messages wait or user messages were moved into `batch`
     /// (which must be empty); otherwise registers the waker.
     pub(crate) fn poll_fill(&self, batch: &mut Batch<A>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut st = self.state.lock();
-        if !st.system.is_empty() || st.user.take_into(batch) {
+        if st.system_waiting() || st.user.take_into(batch) {
             return Poll::Ready(());
         }
         Self::register(&mut st, cx);
@@ -287,11 +311,11 @@ impl<A: Actor> Mailbox<A> {
     }
 
     /// Ready with the waiting system messages; otherwise registers the waker.
-    pub(crate) fn poll_system(&self, cx: &mut TaskContext<'_>) -> Poll<Vec<SystemMsg>> {
+    pub(crate) fn poll_system(&self, cx: &mut TaskContext<'_>) -> Poll<SystemMsgs> {
         let mut st = self.state.lock();
-        if !st.system.is_empty() {
+        if st.system_waiting() {
             self.system_pending.store(false, Ordering::Release);
-            return Poll::Ready(std::mem::take(&mut st.system));
+            return Poll::Ready(st.take_system());
         }
         Self::register(&mut st, cx);
         Poll::Pending
@@ -305,13 +329,13 @@ impl<A: Actor> Mailbox<A> {
     }
 
     /// Closes the mailbox: later pushes fail. Returns what was still queued.
-    pub(crate) fn close(&self) -> (Vec<Env<A>>, Vec<SystemMsg>) {
+    pub(crate) fn close(&self) -> (Vec<Env<A>>, SystemMsgs) {
         let out = {
             let mut st = self.state.lock();
             st.closed = true;
             st.waker = None;
             self.system_pending.store(false, Ordering::Release);
-            (st.user.drain_all(), std::mem::take(&mut st.system))
+            (st.user.drain_all(), st.take_system())
         };
         if let Some(slots) = &self.slots {
             slots.close();
@@ -354,5 +378,66 @@ impl<A: Actor> SystemLane for Mailbox<A> {
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::StopReason;
+    use crate::system::ActorSystem;
+
+    struct Idle;
+    impl Actor for Idle {}
+
+    fn mailbox(system: &ActorSystem) -> Mailbox<Idle> {
+        Mailbox::new(
+            ActorId::new(0, 1),
+            &MailboxConfig::default(),
+            Arc::downgrade(&system.inner),
+        )
+    }
+
+    fn reasons(msgs: SystemMsgs) -> Vec<StopReason> {
+        msgs.into_iter()
+            .map(|msg| match msg {
+                SystemMsg::Stop(reason) => reason,
+                _ => panic!("not a stop"),
+            })
+            .collect()
+    }
+
+    /// Stopping an actor is the system message nearly every actor gets: it must not
+    /// allocate the system lane's `Vec` (which would make room for four messages).
+    #[tokio::test]
+    async fn a_plain_stop_is_held_without_allocating() {
+        let system = ActorSystem::new();
+        let mb = mailbox(&system);
+        assert!(mb.push_system(SystemMsg::Stop(StopReason::Normal)).is_ok());
+        assert!(mb.system_pending());
+        assert_eq!(mb.state.lock().system.capacity(), 0);
+        assert_eq!(reasons(mb.take_system()), vec![StopReason::Normal]);
+        assert!(!mb.system_pending());
+        assert!(reasons(mb.take_system()).is_empty());
+        system.shutdown().await;
+    }
+
+    /// A second stop request, and one with a failure, queue behind the held one.
+    #[tokio::test]
+    async fn later_stops_follow_the_held_one() {
+        let system = ActorSystem::new();
+        let mb = mailbox(&system);
+        let failed = StopReason::Failed(crate::Failure::Panic("boom".into()));
+        for reason in [StopReason::Shutdown, StopReason::Normal, failed.clone()] {
+            assert!(mb.push_system(SystemMsg::Stop(reason)).is_ok());
+        }
+        assert_eq!(
+            reasons(mb.take_system()),
+            vec![StopReason::Shutdown, StopReason::Normal, failed]
+        );
+        let (_, system_msgs) = mb.close();
+        assert!(reasons(system_msgs).is_empty());
+        assert!(mb.push_system(SystemMsg::Stop(StopReason::Normal)).is_err());
+        system.shutdown().await;
     }
 }

@@ -12,11 +12,14 @@ use std::future::{poll_fn, Future};
 use std::sync::Arc;
 use std::time::Duration;
 
+use smallbox::space::S1;
+use smallbox::{smallbox, SmallBox};
+
 use crate::actor::Actor;
 use crate::context::Context;
 use crate::event::DeadLetterReason;
 use crate::lifecycle::{Failure, StopReason, Terminated};
-use crate::mailbox::{Batch, ChildDirective, Mailbox, SystemLane, SystemMsg};
+use crate::mailbox::{Batch, ChildDirective, Mailbox, SystemLane, SystemMsg, SystemMsgs};
 use crate::props::{Factory, Props};
 use crate::supervision::{Decision, RestartStats, Scope};
 
@@ -76,8 +79,43 @@ fn stop_failed(lane: &Arc<dyn SystemLane>) {
     let _ = lane.push_system(SystemMsg::Directive(ChildDirective::Stop));
 }
 
+/// A lifecycle hook's future (`started`, `stopping`, `stopped`) as the actor's task
+/// holds it: inline when it fits in one word, as the default hooks' do (they await
+/// nothing), so spawning and stopping such an actor allocates nothing for them; in a
+/// heap box when larger, so an actor whose hook awaits much does not carry that
+/// future's size in its task for its whole life.
+type Hook<'a, T> = SmallBox<dyn Future<Output = T> + Send + 'a, S1>;
+
+/// Erases a hook's future (see [`Hook`]).
+fn hook<'a, T, F>(fut: F) -> Hook<'a, T>
+where
+    F: Future<Output = T> + Send + 'a,
+{
+    smallbox!(fut)
+}
+
+/// Why the children of an actor that stops for `reason` stop: a shutdown is a
+/// shutdown all the way down; anything else is their parent stopping.
+fn children_stop_reason(reason: &StopReason) -> StopReason {
+    match reason {
+        StopReason::Shutdown => StopReason::Shutdown,
+        _ => StopReason::ParentStopped,
+    }
+}
+
+impl Phase {
+    /// Why the actor stops, in the `Stop` phase (`Normal` in any other, which no
+    /// caller asks).
+    fn stop_reason(&self) -> &StopReason {
+        match self {
+            Phase::Stop(reason) => reason,
+            _ => &StopReason::Normal,
+        }
+    }
+}
+
 /// Waits for system messages only.
-async fn wait_system<A: Actor>(mailbox: &Mailbox<A>) -> Vec<SystemMsg> {
+async fn wait_system<A: Actor>(mailbox: &Mailbox<A>) -> SystemMsgs {
     poll_fn(|cx| mailbox.poll_system(cx)).await
 }
 
@@ -105,14 +143,14 @@ impl<A: Actor> Runner<A> {
 
     async fn drive(&mut self) {
         let mut phase = Phase::Start;
-        let reason = loop {
+        loop {
             phase = match phase {
-                // Boxed too: `started` runs once, and an actor whose `started` awaits
-                // much (granary-virtual's activations load state and run
+                // A hook's future: `started` runs once, and an actor whose `started`
+                // awaits much (granary-virtual's activations load state and run
                 // `on_activate` there) would otherwise carry that future's size in
                 // its task for its whole life.
                 Phase::Start => {
-                    match Box::pin(catch_panic(self.actor.started(&mut self.ctx))).await {
+                    match catch_panic(hook(self.actor.started(&mut self.ctx))).await {
                         // `Context::stop` in `started`: no message is coming to end it.
                         Ok(Ok(())) if self.ctx.stop_requested => Phase::Stop(StopReason::Normal),
                         Ok(Ok(())) => Phase::Run,
@@ -132,10 +170,28 @@ impl<A: Actor> Runner<A> {
                 // size of every idle actor's task.
                 Phase::Supervise(failure) => Box::pin(self.supervise(*failure)).await,
                 Phase::Restart { delay, failure } => Box::pin(self.restart(delay, *failure)).await,
-                Phase::Stop(reason) => break reason,
+                // The last phase, in the task itself rather than in an `async fn`
+                // of its own (boxed, it cost every stopping actor an allocation of a
+                // few hundred bytes; inline as a call, its copies of `self` and of
+                // the reason would grow every idle actor's task past a 128-byte
+                // step): `stopping`, the children (boxed, and only an actor that has
+                // children waits), the mailbox closed and drained, `stopped`, then
+                // everyone who waits for the end is told. The reason stays in
+                // `phase` and is read there after each wait: a copy or a reference
+                // held across the waits would grow the task too.
+                Phase::Stop(_) => {
+                    let _ = catch_panic(hook(self.actor.stopping(&mut self.ctx))).await;
+                    if self.has_children() {
+                        let reason = children_stop_reason(phase.stop_reason());
+                        let _ = Box::pin(self.stop_children(reason)).await;
+                    }
+                    self.close_mailbox();
+                    let _ = catch_panic(hook(self.actor.stopped(&mut self.ctx))).await;
+                    self.announce_end(phase.stop_reason());
+                    return;
+                }
             }
-        };
-        Box::pin(self.terminate(reason)).await;
+        }
     }
 
     /// The hot loop: serve the system lane first, then user messages in batches.
@@ -428,12 +484,7 @@ impl<A: Actor> Runner<A> {
     /// Stops all children and waits until each has terminated. Returns a stop
     /// request that arrived meanwhile.
     async fn stop_children(&mut self, reason: StopReason) -> Option<StopReason> {
-        let has_children = self
-            .ctx
-            .extras
-            .as_ref()
-            .is_some_and(|e| !e.children.is_empty());
-        if !has_children {
+        if !self.has_children() {
             return None;
         }
         if let Some(extras) = self.ctx.extras.as_ref() {
@@ -442,12 +493,7 @@ impl<A: Actor> Runner<A> {
             }
         }
         let mut stop = None;
-        while self
-            .ctx
-            .extras
-            .as_ref()
-            .is_some_and(|e| !e.children.is_empty())
-        {
+        while self.has_children() {
             for msg in wait_system(&self.ctx.mailbox).await {
                 match msg {
                     SystemMsg::Stop(r) => {
@@ -461,13 +507,16 @@ impl<A: Actor> Runner<A> {
         stop
     }
 
-    async fn terminate(&mut self, reason: StopReason) {
-        let _ = catch_panic(self.actor.stopping(&mut self.ctx)).await;
-        let child_reason = match reason {
-            StopReason::Shutdown => StopReason::Shutdown,
-            _ => StopReason::ParentStopped,
-        };
-        let _ = self.stop_children(child_reason).await;
+    /// Whether this actor has children that are still running.
+    fn has_children(&self) -> bool {
+        self.ctx
+            .extras
+            .as_ref()
+            .is_some_and(|e| !e.children.is_empty())
+    }
+
+    /// Cancels the timers, closes the mailbox and dead-letters what it still held.
+    fn close_mailbox(&mut self) {
         self.ctx.cancel_timers();
         let (queued, system) = self.ctx.mailbox.close();
         for env in self.batch.drain().chain(queued) {
@@ -483,7 +532,11 @@ impl<A: Actor> Runner<A> {
                 _ => {}
             }
         }
-        let _ = catch_panic(self.actor.stopped(&mut self.ctx)).await;
+    }
+
+    /// Tells the watchers and the parent that this actor has ended, and the system to
+    /// forget it.
+    fn announce_end(&mut self, reason: &StopReason) {
         let id = self.ctx.id();
         if let Some(extras) = self.ctx.extras.as_mut() {
             for w in extras.watchers.drain(..) {

@@ -2,7 +2,9 @@
 //! `stop`, with granary's default (unbounded) mailbox. `spawn` waits for its actors'
 //! ends with a latch counted down in their `stopped` hook, as the actix harness does
 //! (one counter for all, where `wait_stopped` on each ref would make a oneshot and a
-//! watch per actor).
+//! watch per actor), and drops each ref as it asks the actor to stop, as the actix
+//! harness drops each `Addr` (a ref held past its actor's end keeps the actor's
+//! mailbox).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -332,7 +334,7 @@ pub(crate) fn spawn(actors: u64, limit: Duration) -> Result<SpawnSample, LocalEr
             )
             .await?;
             clock.answered()?;
-            for actor in &refs {
+            for actor in refs {
                 actor.stop();
             }
             stopped.wait().await;

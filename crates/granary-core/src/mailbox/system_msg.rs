@@ -32,6 +32,56 @@ pub(crate) enum SystemMsg {
     Unwatch(ActorId),
 }
 
+/// A stop request that carries no failure, as a mailbox holds it: one byte, where
+/// a [`SystemMsg`] in the system lane's `Vec` costs that `Vec`'s first allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PlainStop {
+    Normal,
+    ParentStopped,
+    Shutdown,
+}
+
+impl PlainStop {
+    /// The plain stop request `msg` is, if it is one.
+    pub(crate) fn of(msg: &SystemMsg) -> Option<Self> {
+        match msg {
+            SystemMsg::Stop(StopReason::Normal) => Some(PlainStop::Normal),
+            SystemMsg::Stop(StopReason::ParentStopped) => Some(PlainStop::ParentStopped),
+            SystemMsg::Stop(StopReason::Shutdown) => Some(PlainStop::Shutdown),
+            _ => None,
+        }
+    }
+
+    /// The message it stands for.
+    fn into_msg(self) -> SystemMsg {
+        SystemMsg::Stop(match self {
+            PlainStop::Normal => StopReason::Normal,
+            PlainStop::ParentStopped => StopReason::ParentStopped,
+            PlainStop::Shutdown => StopReason::Shutdown,
+        })
+    }
+}
+
+/// The system messages taken from a mailbox in one go: its held stop request
+/// first, then the others in the order they came.
+pub(crate) struct SystemMsgs {
+    pub(crate) stop: Option<PlainStop>,
+    pub(crate) rest: Vec<SystemMsg>,
+}
+
+impl IntoIterator for SystemMsgs {
+    type Item = SystemMsg;
+    type IntoIter = std::iter::Chain<
+        std::iter::Map<std::option::IntoIter<PlainStop>, fn(PlainStop) -> SystemMsg>,
+        std::vec::IntoIter<SystemMsg>,
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        let stop: fn(PlainStop) -> SystemMsg = PlainStop::into_msg;
+        self.stop.into_iter().map(stop).chain(self.rest)
+    }
+}
+
 /// The answer a parent sends to a failed child.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum ChildDirective {
