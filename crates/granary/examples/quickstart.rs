@@ -28,7 +28,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use granary::prelude::*;
-use granary::register_message;
 use serde::{Deserialize, Serialize};
 
 /// The persisted state of one counter.

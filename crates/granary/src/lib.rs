@@ -76,11 +76,25 @@ pub use granary_macros::virtual_actor;
 #[cfg(feature = "macros")]
 pub use granary_macros::Message;
 
-/// The names most programs need, in one import.
+/// The names most programs need, in one import: actors, virtual actors, and
+/// `register_message!` for a message that crosses the wire.
+///
+/// ```
+/// use granary::prelude::*;
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Ping(u64);
+/// impl Message for Ping {
+///     type Reply = u64;
+/// }
+/// register_message!(Ping, "docs.Ping");
+/// ```
 pub mod prelude {
     pub use granary_core::prelude::*;
     #[cfg(feature = "macros")]
     pub use granary_macros::{virtual_actor, Message};
+    pub use granary_remote::register_message;
     pub use granary_virtual::prelude::*;
 }
 
