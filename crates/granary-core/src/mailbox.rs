@@ -94,7 +94,7 @@ struct State<A: Actor> {
     system: Vec<SystemMsg>,
     /// The first stop request without a failure, held here rather than in `system`:
     /// stopping an actor is the one system message nearly every actor gets, and a first
-    /// push into `system` allocates room for four messages (about 300 bytes).
+    /// push into `system` allocates room for four messages (256 bytes).
     stop: Option<PlainStop>,
     waker: Option<Waker>,
     closed: bool,

@@ -163,3 +163,47 @@ async fn an_actor_spawned_during_shutdown_stops_at_once() {
     let late = system.spawn(Stuck);
     assert_eq!(within(late.wait_stopped()).await, StopReason::Shutdown);
 }
+
+/// Records the hooks it runs; its `stopping` waits (holding a large buffer across the
+/// waits, so the hook's future is boxed) and its `stopped` is the default-size kind.
+struct SlowStopper {
+    order: Order,
+}
+impl Actor for SlowStopper {
+    async fn stopping(&mut self, _ctx: &mut Context<Self>) {
+        let buffer = [1u8; 1024];
+        for _ in 0..3 {
+            tokio::task::yield_now().await;
+        }
+        self.order.lock().push(format!("stopping {}", buffer[1023]));
+    }
+    async fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        self.order.lock().push("stopped".into());
+    }
+}
+impl Handler<Ready> for SlowStopper {
+    async fn handle(&mut self, _: Ready, _ctx: &mut Context<Self>) {
+        self.order.lock().push("handled".into());
+    }
+}
+
+/// The last phase runs in the actor's task: a `stopping` hook that waits is awaited to
+/// its end before the mailbox closes (a message told meanwhile is refused) and before
+/// `stopped`, and the end is announced with its reason.
+#[tokio::test]
+async fn a_stopping_hook_that_waits_runs_to_its_end_before_stopped() {
+    let system = ActorSystem::new();
+    let order: Order = Arc::default();
+    let actor = system.spawn(SlowStopper {
+        order: order.clone(),
+    });
+    within(actor.ask(Ready)).await.unwrap();
+    actor.stop();
+    assert_eq!(within(actor.wait_stopped()).await, StopReason::Normal);
+    assert!(actor.tell(Ready).is_err(), "a stopped actor took a message");
+    assert_eq!(
+        *order.lock(),
+        vec!["handled".to_string(), "stopping 1".into(), "stopped".into()]
+    );
+    within(system.shutdown()).await;
+}
