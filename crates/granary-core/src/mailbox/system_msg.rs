@@ -71,14 +71,14 @@ pub(crate) struct SystemMsgs {
 
 impl IntoIterator for SystemMsgs {
     type Item = SystemMsg;
-    type IntoIter = std::iter::Chain<
-        std::iter::Map<std::option::IntoIter<PlainStop>, fn(PlainStop) -> SystemMsg>,
-        std::vec::IntoIter<SystemMsg>,
-    >;
+    type IntoIter =
+        std::iter::Chain<std::option::IntoIter<SystemMsg>, std::vec::IntoIter<SystemMsg>>;
 
     fn into_iter(self) -> Self::IntoIter {
-        let stop: fn(PlainStop) -> SystemMsg = PlainStop::into_msg;
-        self.stop.into_iter().map(stop).chain(self.rest)
+        self.stop
+            .map(PlainStop::into_msg)
+            .into_iter()
+            .chain(self.rest)
     }
 }
 
