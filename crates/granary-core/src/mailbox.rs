@@ -5,7 +5,10 @@
 //! *all* queued user messages in one lock by swapping buffers, so the consumer pays
 //! one lock per batch, not per message. The waker lives under the same lock, so a
 //! sender wakes the actor only when it went idle (it registered its waker), and
-//! there is no separate atomic waker to pay for. The structure costs about 100
+//! there is no separate atomic waker to pay for. The actor registers its waker each
+//! time it takes messages, so after a batch it may go idle on one atomic load (nothing
+//! pushed since) instead of a second lock: a message takes one lock on each side. The
+//! structure costs about 100
 //! bytes per actor with nothing allocated until the first message, where tokio's
 //! mpsc allocates a 32-slot block per channel up front. The system lane shares
 //! the lock; an atomic flag lets the actor check it between user messages without
@@ -147,6 +150,10 @@ pub(crate) struct Mailbox<A: Actor> {
     /// The node-local part of the actor's id (a mailbox is always of this process).
     local_id: u64,
     system_pending: AtomicBool,
+    /// Whether the actor must look under the lock before it waits: set by every push
+    /// (user or system: either may take the waker) and at first, cleared by the actor
+    /// when it leaves the user queue empty with its waker registered.
+    maybe_queued: AtomicBool,
     state: Mutex<State<A>>,
     /// Free slots of a bounded mailbox (one permit per free slot).
     slots: Option<Box<Semaphore>>,
@@ -159,6 +166,7 @@ impl<A: Actor> Mailbox<A> {
         Self {
             local_id: id.local(),
             system_pending: AtomicBool::new(false),
+            maybe_queued: AtomicBool::new(true),
             state: Mutex::new(State {
                 user: UserQueue::new(config.priority),
                 system: Vec::new(),
@@ -243,6 +251,7 @@ impl<A: Actor> Mailbox<A> {
                 return Err(PushError::Closed(env));
             }
             st.user.push(env.erase());
+            self.maybe_queued.store(true, Ordering::Release);
             st.waker.take()
         };
         if let Some(waker) = waker {
@@ -278,6 +287,7 @@ impl<A: Actor> Mailbox<A> {
                 _ => st.system.push(msg),
             }
             self.system_pending.store(true, Ordering::Release);
+            self.maybe_queued.store(true, Ordering::Release);
             st.waker.take()
         };
         if let Some(waker) = waker {
@@ -300,14 +310,29 @@ impl<A: Actor> Mailbox<A> {
     }
 
     /// Ready when system messages wait or user messages were moved into `batch`
-    /// (which must be empty); otherwise registers the waker.
+    /// (which must be empty); otherwise pending. Either way the waker stays registered,
+    /// so a message pushed after this call wakes the task, even while it runs.
+    ///
+    /// Nothing pushed since the actor last emptied its queue under the lock: it waits
+    /// without taking the lock. The waker it registered then (its task's, the same at
+    /// every poll, as the runner is the task's whole future) is still there: only a
+    /// push takes it, and a push sets `maybe_queued` (a push that races with this load
+    /// wakes the task, whose next poll sees the flag).
     pub(crate) fn poll_fill(&self, batch: &mut Batch<A>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let mut st = self.state.lock();
-        if st.system_waiting() || st.user.take_into(batch) {
-            return Poll::Ready(());
+        if !self.maybe_queued.load(Ordering::Acquire) && !self.system_pending() {
+            return Poll::Pending;
         }
+        let mut st = self.state.lock();
         Self::register(&mut st, cx);
-        Poll::Pending
+        let ready = st.system_waiting() || st.user.take_into(batch);
+        if st.user.is_empty() {
+            self.maybe_queued.store(false, Ordering::Relaxed);
+        }
+        if ready {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
     }
 
     /// Ready with the waiting system messages; otherwise registers the waker.
@@ -419,6 +444,69 @@ mod tests {
         assert_eq!(reasons(mb.take_system()), vec![StopReason::Normal]);
         assert!(!mb.system_pending());
         assert!(reasons(mb.take_system()).is_empty());
+        system.shutdown().await;
+    }
+
+    /// Counts the wake-ups of a waker.
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct Note;
+    impl crate::Message for Note {
+        type Reply = ();
+    }
+    impl crate::Handler<Note> for Idle {
+        async fn handle(&mut self, _msg: Note, _ctx: &mut crate::Context<Self>) {}
+    }
+
+    fn note() -> crate::envelope::TellEnvelope<Note> {
+        crate::envelope::TellEnvelope(Note, None)
+    }
+
+    /// An actor that emptied its queue waits without the lock, on the waker it
+    /// registered when it took its messages: every later push must still wake it, also
+    /// after a system message took that waker and the actor served it.
+    #[tokio::test]
+    async fn an_actor_that_waits_without_the_lock_is_still_woken() {
+        let system = ActorSystem::new();
+        let mb = mailbox(&system);
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let woken = || wakes.0.load(Ordering::SeqCst);
+        let mut batch = Batch::new();
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
+
+        // A message wakes it; it takes the message, and waits again on the fast path.
+        assert!(mb.push_user(note()).is_ok());
+        assert_eq!(woken(), 1);
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        assert_eq!(batch.len(), 1);
+        let _ = batch.pop();
+        assert!(!mb.maybe_queued.load(Ordering::SeqCst));
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
+        assert!(mb.push_user(note()).is_ok());
+        assert_eq!(woken(), 2);
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        let _ = batch.pop();
+
+        // A system message takes the waker; the actor serves it between messages.
+        assert!(mb
+            .push_system(SystemMsg::Unwatch(ActorId::new(0, 9)))
+            .is_ok());
+        assert_eq!(woken(), 3);
+        assert!(mb.system_pending());
+        assert_eq!(mb.take_system().into_iter().count(), 1);
+        // Its next wait registers the waker again, so the next message wakes it.
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
+        assert!(mb.push_user(note()).is_ok());
+        assert_eq!(woken(), 4);
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
         system.shutdown().await;
     }
 
