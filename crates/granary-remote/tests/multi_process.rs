@@ -62,7 +62,13 @@ async fn killed_process_is_lost_and_its_restart_is_a_new_incarnation() {
     let counter = ActorRef::<Counter>::remote(&client, addr, "counter");
     assert_eq!(counter.ask(Add(2)).await.unwrap(), 2);
     assert_eq!(counter.ask(Add(3)).await.unwrap(), 5);
-    let first = client.transport().peer_node(addr).unwrap();
+    // The asks may travel on a data connection before the control connection, which
+    // records the peer's incarnation, is up: wait for that one.
+    let e = event(&mut events, |e| matches!(e, PeerEvent::Connected { .. })).await;
+    let PeerEvent::Connected { node: first } = e else {
+        unreachable!()
+    };
+    assert_eq!(client.transport().peer_node(addr), Some(first));
 
     // Kill -9: the watcher hears of the lost node, asks fail as unreachable.
     let lost = counter.wait_stopped();

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 use granary_remote::wire::{FrameKind, DATA_CHANNEL};
-use granary_remote::SendOptions;
+use granary_remote::{PeerEvent, SendOptions};
 
 use super::support::*;
 
@@ -10,6 +10,7 @@ use super::support::*;
 async fn frame_arrives_with_header_body_and_authenticated_sender_node() {
     let (b, mut rx) = collecting(config()).await;
     let a = discard(config()).await;
+    let mut events = a.subscribe();
     send(&a, b.local_addr(), "bob", b"hello");
     let (from, frame) = recv(&mut rx).await;
     assert_eq!(from, a.node_id());
@@ -17,6 +18,14 @@ async fn frame_arrives_with_header_body_and_authenticated_sender_node() {
     assert_eq!(frame.channel, DATA_CHANNEL);
     assert_eq!((frame.sender(), frame.recipient()), ("s", "bob"));
     assert_eq!(&frame.body[..], b"hello");
+    // The frame may travel on a data connection before the control connection, which
+    // records the peer's incarnation, is up: wait for that one.
+    event(
+        &mut events,
+        "connected",
+        |e| matches!(e, PeerEvent::Connected { node } if *node == b.node_id()),
+    )
+    .await;
     assert_eq!(a.peer_node(b.local_addr()), Some(b.node_id()));
     a.shutdown();
     b.shutdown();
