@@ -60,6 +60,7 @@ mod event;
 mod id;
 mod lifecycle;
 mod mailbox;
+pub mod memory;
 mod observe;
 mod props;
 mod runner;

@@ -19,6 +19,12 @@
 //! that has served traffic comes back to, so "RSS after passivation against the warm
 //! baseline" is what grows, or not, with the number of identities ever contacted. A third run repeats the one-node rate with the embedded file
 //! store (`file:` in a temporary directory), where each activation reads its state.
+//!
+//! The process pins glibc's mmap threshold first, as `granary-virtual-node` does and
+//! as `granary::memory` tells a program that embeds a node to do: with glibc's
+//! default adjustment, freed table arrays raise the threshold and each worker thread's
+//! arena then keeps its free top resident (+16 % to +42 % over the warm baseline after
+//! passivation and trim; pinned, within +2 % in most runs: `docs/BENCHMARKS.md`).
 
 use std::time::{Duration, Instant};
 
@@ -260,6 +266,8 @@ async fn timed_run(
 /// `activate`: `identities` new identities on one node (memory store, with the
 /// memory figures), on three nodes, and on one node with the file store.
 pub(crate) fn activate(identities: u64, limit: Duration) -> Result<ActivateSample, LocalError> {
+    // Before the runtime's threads allocate (see the module documentation).
+    ::granary::memory::pin_malloc_mmap_threshold();
     on_runtime(async move {
         // One node, memory store: rate and memory.
         let (nodes, one, baselines) = timed_run(

@@ -15,6 +15,9 @@
 //!   graceful leave — readiness withdrawn, every activation deactivated and its state
 //!   saved, the cluster left — then exit 0.
 //! - A bad setting: one line on standard error naming it, exit 2.
+//! - glibc's mmap threshold is pinned at its default before anything else runs
+//!   (`granary_core::memory`): memory freed after mass passivation goes back to the
+//!   system. `MALLOC_MMAP_THRESHOLD_` in the environment wins.
 
 mod demo_counter;
 
@@ -36,8 +39,19 @@ struct Program {
     watch_stdin: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    granary_core::memory::pin_malloc_mmap_threshold();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("granary-virtual-node: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(node_main())
+}
+
+async fn node_main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_max_level(tracing::Level::INFO)
         .with_writer(std::io::stderr)
