@@ -122,7 +122,9 @@ impl<A: Actor> State<A> {
     }
 
     /// Wakes the actor if it asked to be (a push, under the lock). By reference: the
-    /// waker stays, so the actor's next wait does not clone it again.
+    /// waker stays, so the actor's next wait does not clone it again. Under the lock,
+    /// so a sender holds it for tokio's scheduling of the task (a queue push; from
+    /// outside the runtime at worst an unpark), once per wake-up, not per message.
     fn wake(&mut self) {
         if std::mem::take(&mut self.wake_wanted) {
             if let Some(waker) = &self.waker {
