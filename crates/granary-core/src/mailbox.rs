@@ -3,16 +3,13 @@
 //! Why a `parking_lot::Mutex<VecDeque>` rather than a lock-free channel: a push is
 //! one uncontended lock, one `VecDeque::push_back` and one unlock; the actor takes
 //! *all* queued user messages in one lock by swapping buffers, so the consumer pays
-//! one lock per batch, not per message. The waker lives under the same lock, so there
-//! is no separate atomic waker to pay for: the actor registers it (cloned once, kept
-//! until the mailbox closes) and asks to be woken each time it takes messages; the
-//! first push after that wakes it by reference, later pushes of a burst do not. As
-//! the waker is registered when the actor takes its messages, after a batch it goes
-//! idle on one atomic load (nothing pushed since) instead of a second lock: a message
-//! costs one lock on each side. The structure costs about 100 bytes per actor with
-//! nothing allocated until the first message, where tokio's mpsc allocates a 32-slot
-//! block per channel up front. The system lane shares the lock; an atomic flag lets
-//! the actor check it between user messages without locking.
+//! one lock per batch, not per message. The waker lives under the same lock, so a
+//! sender wakes the actor only when it went idle (it registered its waker), and
+//! there is no separate atomic waker to pay for. The structure costs about 100
+//! bytes per actor with nothing allocated until the first message, where tokio's
+//! mpsc allocates a 32-slot block per channel up front. The system lane shares
+//! the lock; an atomic flag lets the actor check it between user messages without
+//! locking.
 
 mod held;
 mod queue;
@@ -99,11 +96,7 @@ struct State<A: Actor> {
     /// stopping an actor is the one system message nearly every actor gets, and a first
     /// push into `system` allocates room for four messages (256 bytes).
     stop: Option<PlainStop>,
-    /// The actor task's waker, kept from its first wait until the mailbox closes.
     waker: Option<Waker>,
-    /// Whether the actor asked to be woken by the next push: set each time it
-    /// registers, cleared by the push that wakes it, so a burst wakes it once.
-    wake_wanted: bool,
     closed: bool,
 }
 
@@ -118,18 +111,6 @@ impl<A: Actor> State<A> {
         SystemMsgs {
             stop: self.stop.take(),
             rest: std::mem::take(&mut self.system),
-        }
-    }
-
-    /// Wakes the actor if it asked to be (a push, under the lock). By reference: the
-    /// waker stays, so the actor's next wait does not clone it again. Under the lock,
-    /// so a sender holds it for tokio's scheduling of the task (a queue push; from
-    /// outside the runtime at worst an unpark), once per wake-up, not per message.
-    fn wake(&mut self) {
-        if std::mem::take(&mut self.wake_wanted) {
-            if let Some(waker) = &self.waker {
-                waker.wake_by_ref();
-            }
         }
     }
 }
@@ -166,11 +147,6 @@ pub(crate) struct Mailbox<A: Actor> {
     /// The node-local part of the actor's id (a mailbox is always of this process).
     local_id: u64,
     system_pending: AtomicBool,
-    /// Whether the actor must look under the lock before it waits: set by every push
-    /// (user or system: either may use up the wake-up the actor asked for) and at
-    /// first, cleared by the actor when it leaves the user queue empty and asks to be
-    /// woken.
-    maybe_queued: AtomicBool,
     state: Mutex<State<A>>,
     /// Free slots of a bounded mailbox (one permit per free slot).
     slots: Option<Box<Semaphore>>,
@@ -183,13 +159,11 @@ impl<A: Actor> Mailbox<A> {
         Self {
             local_id: id.local(),
             system_pending: AtomicBool::new(false),
-            maybe_queued: AtomicBool::new(true),
             state: Mutex::new(State {
                 user: UserQueue::new(config.priority),
                 system: Vec::new(),
                 stop: None,
                 waker: None,
-                wake_wanted: false,
                 closed: false,
             }),
             slots: config.capacity.map(|c| Box::new(Semaphore::new(c))),
@@ -260,16 +234,20 @@ impl<A: Actor> Mailbox<A> {
         } else {
             Pending::Boxed(Box::new(env))
         };
-        let mut st = self.state.lock();
-        if st.closed {
-            drop(st);
-            let env = env.into_inner();
-            self.dead_letter(env.message_type(), DeadLetterReason::ActorStopped);
-            return Err(PushError::Closed(env));
+        let waker = {
+            let mut st = self.state.lock();
+            if st.closed {
+                drop(st);
+                let env = env.into_inner();
+                self.dead_letter(env.message_type(), DeadLetterReason::ActorStopped);
+                return Err(PushError::Closed(env));
+            }
+            st.user.push(env.erase());
+            st.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        st.user.push(env.erase());
-        self.maybe_queued.store(true, Ordering::Release);
-        st.wake();
         Ok(())
     }
 
@@ -290,17 +268,21 @@ impl<A: Actor> Mailbox<A> {
 
     /// Enqueues a system message; fails when the mailbox is closed.
     pub(crate) fn push_system(&self, msg: SystemMsg) -> Result<(), SystemMsg> {
-        let mut st = self.state.lock();
-        if st.closed {
-            return Err(msg);
+        let waker = {
+            let mut st = self.state.lock();
+            if st.closed {
+                return Err(msg);
+            }
+            match PlainStop::of(&msg) {
+                Some(stop) if st.stop.is_none() => st.stop = Some(stop),
+                _ => st.system.push(msg),
+            }
+            self.system_pending.store(true, Ordering::Release);
+            st.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
         }
-        match PlainStop::of(&msg) {
-            Some(stop) if st.stop.is_none() => st.stop = Some(stop),
-            _ => st.system.push(msg),
-        }
-        self.system_pending.store(true, Ordering::Release);
-        self.maybe_queued.store(true, Ordering::Release);
-        st.wake();
         Ok(())
     }
 
@@ -318,29 +300,14 @@ impl<A: Actor> Mailbox<A> {
     }
 
     /// Ready when system messages wait or user messages were moved into `batch`
-    /// (which must be empty); otherwise pending. Either way the waker stays registered,
-    /// so a message pushed after this call wakes the task, even while it runs.
-    ///
-    /// Nothing pushed since the actor last emptied its queue under the lock: it waits
-    /// without taking the lock. It asked then to be woken, with its task's waker (the
-    /// same at every poll, as the runner is the task's whole future): only a push
-    /// answers that, and a push sets `maybe_queued` (a push that races with this load
-    /// wakes the task, whose next poll sees the flag).
+    /// (which must be empty); otherwise registers the waker.
     pub(crate) fn poll_fill(&self, batch: &mut Batch<A>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        if !self.maybe_queued.load(Ordering::Acquire) && !self.system_pending() {
-            return Poll::Pending;
-        }
         let mut st = self.state.lock();
+        if st.system_waiting() || st.user.take_into(batch) {
+            return Poll::Ready(());
+        }
         Self::register(&mut st, cx);
-        let ready = st.system_waiting() || st.user.take_into(batch);
-        if st.user.is_empty() {
-            self.maybe_queued.store(false, Ordering::Relaxed);
-        }
-        if ready {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+        Poll::Pending
     }
 
     /// Ready with the waiting system messages; otherwise registers the waker.
@@ -359,7 +326,6 @@ impl<A: Actor> Mailbox<A> {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => st.waker = Some(cx.waker().clone()),
         }
-        st.wake_wanted = true;
     }
 
     /// Closes the mailbox: later pushes fail. Returns what was still queued.
@@ -368,7 +334,6 @@ impl<A: Actor> Mailbox<A> {
             let mut st = self.state.lock();
             st.closed = true;
             st.waker = None;
-            st.wake_wanted = false;
             self.system_pending.store(false, Ordering::Release);
             (st.user.drain_all(), st.take_system())
         };
@@ -478,11 +443,11 @@ mod tests {
         crate::envelope::TellEnvelope(Note, None)
     }
 
-    /// An actor that emptied its queue waits without the lock, on the waker it
-    /// registered when it took its messages: every later push must still wake it, also
-    /// after a system message used up that wake-up and the actor served it.
+    /// An actor that waits asks to be woken once: the first push wakes it, the rest of
+    /// a burst does not; an actor that took its messages is not woken while it runs,
+    /// and a system message wakes a waiting actor as a user message does.
     #[tokio::test]
-    async fn an_actor_that_waits_without_the_lock_is_still_woken() {
+    async fn a_waiting_actor_is_woken_once_and_a_running_one_not_at_all() {
         let system = ActorSystem::new();
         let mb = mailbox(&system);
         let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
@@ -492,33 +457,31 @@ mod tests {
         let mut batch = Batch::new();
         assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
 
-        // A message wakes it; it takes the message, and waits again on the fast path.
-        assert!(mb.push_user(note()).is_ok());
-        assert_eq!(woken(), 1);
-        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
-        assert_eq!(batch.len(), 1);
-        let _ = batch.pop();
-        assert!(!mb.maybe_queued.load(Ordering::SeqCst));
-        assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
         // A burst wakes it once.
         assert!(mb.push_user(note()).is_ok());
         assert!(mb.push_user(note()).is_ok());
-        assert_eq!(woken(), 2);
+        assert_eq!(woken(), 1);
         assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
-        assert_eq!(batch.len(), 2);
         assert_eq!(batch.drain().count(), 2);
 
-        // A system message uses up the wake-up; the actor serves it between messages.
+        // Running (it took its messages and has not waited since): not woken.
+        assert!(mb.push_user(note()).is_ok());
+        assert_eq!(woken(), 1);
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        assert_eq!(batch.drain().count(), 1);
+
+        // Waiting again: a system message wakes it; served, it waits and is woken
+        // by the next message.
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
         assert!(mb
             .push_system(SystemMsg::Unwatch(ActorId::new(0, 9)))
             .is_ok());
-        assert_eq!(woken(), 3);
-        assert!(mb.system_pending());
+        assert_eq!(woken(), 2);
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
         assert_eq!(mb.take_system().into_iter().count(), 1);
-        // Its next wait asks again, so the next message wakes it.
         assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
         assert!(mb.push_user(note()).is_ok());
-        assert_eq!(woken(), 4);
+        assert_eq!(woken(), 3);
         assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
         system.shutdown().await;
     }

@@ -89,14 +89,6 @@ impl<A: Actor> UserQueue<A> {
         }
     }
 
-    /// Whether no message waits.
-    pub(crate) fn is_empty(&self) -> bool {
-        match self {
-            UserQueue::Fifo { first, .. } => first.is_none(),
-            UserQueue::Priority(q) => q.heap.is_empty(),
-        }
-    }
-
     /// Moves the next messages into `batch` (which is empty); false if none.
     pub(crate) fn take_into(&mut self, batch: &mut Batch<A>) -> bool {
         match self {
