@@ -77,6 +77,11 @@ mod enabled {
 
     impl Tls {
         pub(crate) fn new(config: &TlsConfig) -> Result<Self, TlsConfigError> {
+            // ring, not aws-lc-rs: no C toolchain and a smaller build. rustls 0.23.48
+            // deprecates ring's provider because it has no post-quantum key exchange;
+            // the classical groups it offers (X25519, P-256, P-384) are what granary
+            // documents (`docs/config.md`, TLS).
+            #[allow(deprecated)]
             let provider = Arc::new(rustls::crypto::ring::default_provider());
             let mut roots = RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(config.ca_pem.as_bytes()) {
