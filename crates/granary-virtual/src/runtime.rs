@@ -82,7 +82,7 @@ pub(crate) struct Runtime {
     system: ActorSystem,
     remote: RemoteNode,
     pub(crate) members: Members,
-    pub(crate) kinds: HashMap<&'static str, KindSlot>,
+    pub(crate) kinds: KindMap<KindSlot>,
     /// The activations and stateless workers hosted here.
     catalog: Catalog,
     /// Orders the activations (and confirms) of one identity here.
@@ -92,7 +92,7 @@ pub(crate) struct Runtime {
     pub(crate) directory: Directory,
     meters: crate::observe::DirectoryMeters,
     /// Each hosted kind's activation and store counters.
-    kind_meters: HashMap<&'static str, crate::observe::KindMeters>,
+    kind_meters: KindMap<crate::observe::KindMeters>,
     /// Where identities were last found (bounded, see [`LocationCache`]).
     cache: LocationCache,
     pub(crate) rpc: Rpc,
@@ -130,6 +130,11 @@ pub(crate) type IdentityHasher = foldhash::quality::RandomState;
 /// A table keyed by identity, with [`IdentityHasher`].
 pub(crate) type IdentityMap<V> = HashMap<Identity, V, IdentityHasher>;
 
+/// A table keyed by the name of a kind this node hosts, read on every call (a ref's
+/// kind): foldhash rather than SipHash, which was most of a lookup. Its keys are the
+/// node's own kinds, fixed when it starts; nothing from the wire is inserted.
+pub(crate) type KindMap<V> = HashMap<&'static str, V, foldhash::fast::RandomState>;
+
 impl Runtime {
     pub(crate) fn new(
         remote: RemoteNode,
@@ -151,7 +156,7 @@ impl Runtime {
             system: remote.system().clone(),
             remote,
             members,
-            kinds,
+            kinds: kinds.into_iter().collect(),
             catalog: Catalog::default(),
             activating: KeyedLocks::default(),
             superseded: Superseded::default(),

@@ -36,13 +36,16 @@ impl Tracker {
     }
 
     /// Admits one message; `false` once the activation closed.
+    ///
+    /// It leaves `last_active` alone: an admitted message keeps the activation from
+    /// closing for idleness (`entered > started`) until its handler begins, which is
+    /// when [`Tracker::started`] reads the clock (once per message, not twice).
     pub(crate) fn enter(&self) -> bool {
         let mut s = self.state.lock();
         if s.closed {
             return false;
         }
         s.entered += 1;
-        s.last_active = Instant::now();
         true
     }
 

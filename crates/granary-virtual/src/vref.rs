@@ -213,7 +213,7 @@ impl Callee {
         M: Message + Clone,
     {
         let deadline = Instant::now() + timeout;
-        self.call(deadline, |target, remaining| {
+        self.call(Some(deadline), timeout, |target, remaining| {
             let msg = msg.clone();
             async move { ask_target(&*target.erased(), msg, remaining).await }
         })
@@ -233,7 +233,7 @@ impl Callee {
         M: Message + Clone,
     {
         let deadline = Instant::now() + timeout;
-        self.call(deadline, |target, remaining| {
+        self.call(Some(deadline), timeout, |target, remaining| {
             let msg = msg.clone();
             async move {
                 if let Reached::Here(door) = &target {
@@ -256,8 +256,9 @@ impl Callee {
     where
         M: Message + Clone,
     {
-        let deadline = Instant::now() + self.runtime.config.ask_timeout;
-        self.call(deadline, |target, _| {
+        // A tell is done on its first poll: its time starts only if it has to look the
+        // activation up or try again (no clock read per message otherwise).
+        self.call(None, self.runtime.config.ask_timeout, |target, _| {
             let msg = msg.clone();
             async move { tell_target(&*target.erased(), msg).map_err(AskError::Send) }
         })
@@ -274,18 +275,26 @@ impl Callee {
     /// reply again (`granary_core::ask_target`), so this loop knows no actor type and a
     /// contract ref, which names none, shares it with [`VirtualRef`]; a `send` that
     /// knows the type asks a local door typed ([`Callee::ask_typed`]).
-    async fn call<M, R, F, Fut>(&self, deadline: Instant, send: F) -> Result<R, VirtualError>
+    ///
+    /// The call must be done by `deadline`; `None` for a call whose attempt takes no
+    /// time (a tell), whose deadline is `timeout` from its first lookup or retry.
+    async fn call<M, R, F, Fut>(
+        &self,
+        deadline: Option<Instant>,
+        timeout: Duration,
+        send: F,
+    ) -> Result<R, VirtualError>
     where
         M: Message,
         F: Fn(Reached, Duration) -> Fut,
         Fut: std::future::Future<Output = Result<R, AskError<M>>>,
     {
         let rt = &self.runtime;
-        let tag = rt
-            .kinds
-            .get(self.identity.kind())
-            .map(|s| s.kind.config().placement.tag())
-            .unwrap_or(crate::placement::PlacementTag::Random);
+        let mut deadline = deadline;
+        // The deadline, read from the clock now if it was not yet.
+        let due = |deadline: &mut Option<Instant>| {
+            *deadline.get_or_insert_with(|| Instant::now() + timeout)
+        };
         let mut stale: Option<Location> = None;
         let mut last: Option<String> = None;
         // The last attempt was refused by flow control (`Backpressure`): nothing was
@@ -296,7 +305,7 @@ impl Callee {
             if attempt > 1 {
                 let pause =
                     Duration::from_millis(10 * u64::from(attempt)).min(Duration::from_millis(500));
-                if Instant::now() + pause >= deadline {
+                if Instant::now() + pause >= due(&mut deadline) {
                     return Err(refused.map_or(VirtualError::Timeout, VirtualError::Remote));
                 }
                 // Backoff between retries (membership may need a moment to converge).
@@ -310,8 +319,13 @@ impl Callee {
             let located = match known {
                 Some(loc) => Ok(Ok(loc)),
                 None => {
+                    let tag = rt
+                        .kinds
+                        .get(self.identity.kind())
+                        .map(|s| s.kind.config().placement.tag())
+                        .unwrap_or(crate::placement::PlacementTag::Random);
                     let locate = rt.locate(&self.identity, stale.take(), tag);
-                    tokio::time::timeout_at(deadline, locate).await
+                    tokio::time::timeout_at(due(&mut deadline), locate).await
                 }
             };
             let loc = match located {
@@ -338,7 +352,9 @@ impl Callee {
             } else {
                 Reached::Elsewhere(self.target_at(&loc))
             };
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            // Unread, the deadline is a whole `timeout` away.
+            let remaining =
+                deadline.map_or(timeout, |d| d.saturating_duration_since(Instant::now()));
             let outcome = if loc.host == rt.me {
                 send(target, remaining).await
             } else {

@@ -5,7 +5,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use granary_core::{ActorId, AskError, DeadLetter, DeadLetterReason, RemoteError};
+use granary_core::{ActorId, ActorSystem, AskError, DeadLetter, DeadLetterReason, RemoteError};
 
 use super::door::DoorEntry;
 use super::exposed::{Credit, DeliverFn, Exposed, ReplyTo};
@@ -139,55 +139,87 @@ fn deliver(
             return None;
         }
     };
-    let serve_timeout = node.serve_timeout;
-    // A door that refuses has answered an ask already; a tell becomes a dead letter.
-    let system = node.system.clone();
-    let message_type = message_type(node, tag);
-    let dead_letter = move |recipient: ActorId, error: RemoteError| {
-        system.events().publish(DeadLetter {
-            recipient,
-            message_type,
-            reason: DeadLetterReason::Remote(error),
-        });
-    };
-    let refused_id = recipient.id(node, name);
-    let name = name.to_owned();
-    let deliver = move |recipient: &Recipient,
-                        msg: ErasedMessage,
-                        reply: Option<ReplyTo>,
-                        credit: Option<Credit>| {
-        let is_tell = reply.is_none();
-        if let Err(error) = recipient.deliver(&name, msg, reply, credit, serve_timeout) {
-            tracing::debug!(recipient = name, message_type, %error, "refused by the door");
-            if is_tell {
-                dead_letter(refused_id, error);
-            }
-        }
+    let hand_over = HandOver {
+        system: &node.system,
+        local: node.transport().local_addr(),
+        message_type: message_type(node, tag),
+        serve_timeout: node.serve_timeout,
     };
     if frame.channel == CONTROL_CHANNEL {
-        deliver(&recipient, msg, reply, None);
+        hand_over.deliver(&recipient, name, msg, reply, None);
         return None;
     }
-    let credits = recipient.credits().clone();
+    let credits = recipient.credits();
     match credits.clone().try_acquire_owned() {
         Ok(credit) => {
-            deliver(&recipient, msg, reply, Some(credit));
+            hand_over.deliver(&recipient, name, msg, reply, Some(credit));
             None
         }
         Err(_) if !paced => {
-            deliver(&recipient, msg, reply, None);
+            hand_over.deliver(&recipient, name, msg, reply, None);
             None
         }
         Err(_) => {
+            // Only a delivery that waits for a credit owns copies of what it names.
+            let credits = credits.clone();
+            let system = node.system.clone();
+            let (local, message_type, serve_timeout) = (
+                hand_over.local,
+                hand_over.message_type,
+                hand_over.serve_timeout,
+            );
+            let name = name.to_owned();
             let waiting = async move {
                 // The semaphore is never closed.
                 let credit = credits.acquire_owned().await.ok();
-                deliver(&recipient, msg, reply, credit);
+                let hand_over = HandOver {
+                    system: &system,
+                    local,
+                    message_type,
+                    serve_timeout,
+                };
+                hand_over.deliver(&recipient, &name, msg, reply, credit);
             };
             Some(Box::pin(tracing::Instrument::instrument(
                 waiting,
                 span.clone(),
             )))
+        }
+    }
+}
+
+/// What handing a decoded message to its recipient needs besides the message.
+struct HandOver<'a> {
+    system: &'a ActorSystem,
+    /// This node's address, which a door's refused name is identified by.
+    local: SocketAddr,
+    message_type: &'static str,
+    serve_timeout: Duration,
+}
+
+impl HandOver<'_> {
+    /// Delivers; a door that refuses has answered an ask already, and a refused tell
+    /// becomes a dead letter (its recipient's id worked out only then: it formats
+    /// this node's address).
+    fn deliver(
+        &self,
+        recipient: &Recipient,
+        name: &str,
+        msg: ErasedMessage,
+        reply: Option<ReplyTo>,
+        credit: Option<Credit>,
+    ) {
+        let is_tell = reply.is_none();
+        let Err(error) = recipient.deliver(name, msg, reply, credit, self.serve_timeout) else {
+            return;
+        };
+        tracing::debug!(recipient = name, message_type = self.message_type, %error, "refused by the door");
+        if is_tell {
+            self.system.events().publish(DeadLetter {
+                recipient: recipient.id_at(self.local, name),
+                message_type: self.message_type,
+                reason: DeadLetterReason::Remote(error),
+            });
         }
     }
 }
@@ -230,9 +262,14 @@ impl Recipient {
 
     /// The id that failures and dead letters name.
     fn id(&self, node: &NodeInner, name: &str) -> ActorId {
+        self.id_at(node.transport().local_addr(), name)
+    }
+
+    /// [`Recipient::id`] on the node at `local`.
+    fn id_at(&self, local: SocketAddr, name: &str) -> ActorId {
         match self {
             Self::Exposed(exposed, _) => exposed.id,
-            Self::Door(_) => remote_actor_id(node.transport().local_addr(), name),
+            Self::Door(_) => remote_actor_id(local, name),
         }
     }
 
