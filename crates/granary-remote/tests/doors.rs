@@ -168,10 +168,12 @@ async fn a_name_the_door_does_not_serve_or_a_type_it_refuses_is_answered_with_th
     assert!(
         matches!(
             letter.reason,
-            DeadLetterReason::Remote(RemoteError::NoSuchActor(_))
+            DeadLetterReason::Remote(RemoteError::NoSuchActor(id)) if id == missing.id()
         ),
         "{letter:?}"
     );
+    // It names the refused name, as the forged ref does (worked out only on refusal).
+    assert_eq!(letter.recipient, missing.id());
 
     let served = ActorRef::<Tally>::remote(&client, server.local_addr(), "tally/0");
     let err = served.ask(Other).await.unwrap_err();
