@@ -131,9 +131,10 @@ pub(crate) type IdentityHasher = foldhash::quality::RandomState;
 pub(crate) type IdentityMap<V> = HashMap<Identity, V, IdentityHasher>;
 
 /// A table keyed by the name of a kind this node hosts, read on every call (a ref's
-/// kind): foldhash rather than SipHash, which was most of a lookup. Its keys are the
-/// node's own kinds, fixed when it starts; nothing from the wire is inserted.
-pub(crate) type KindMap<V> = HashMap<&'static str, V, foldhash::fast::RandomState>;
+/// kind), with [`IdentityHasher`] rather than SipHash, which was most of a lookup. Its
+/// keys are the node's own kinds, fixed when it starts; nothing from the wire is
+/// inserted.
+pub(crate) type KindMap<V> = HashMap<&'static str, V, IdentityHasher>;
 
 impl Runtime {
     pub(crate) fn new(

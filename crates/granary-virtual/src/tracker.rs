@@ -18,6 +18,7 @@ struct TrackState {
     closed: bool,
     /// Whether it was closed for being idle (passivation).
     closed_idle: bool,
+    /// When the last handler began (at first: when the activation started).
     last_active: Instant,
 }
 

@@ -140,45 +140,34 @@ fn deliver(
         }
     };
     let hand_over = HandOver {
-        system: &node.system,
         local: node.transport().local_addr(),
         message_type: message_type(node, tag),
         serve_timeout: node.serve_timeout,
     };
+    let system = &node.system;
     if frame.channel == CONTROL_CHANNEL {
-        hand_over.deliver(&recipient, name, msg, reply, None);
+        hand_over.deliver(system, &recipient, name, msg, reply, None);
         return None;
     }
     let credits = recipient.credits();
     match credits.clone().try_acquire_owned() {
         Ok(credit) => {
-            hand_over.deliver(&recipient, name, msg, reply, Some(credit));
+            hand_over.deliver(system, &recipient, name, msg, reply, Some(credit));
             None
         }
         Err(_) if !paced => {
-            hand_over.deliver(&recipient, name, msg, reply, None);
+            hand_over.deliver(system, &recipient, name, msg, reply, None);
             None
         }
         Err(_) => {
             // Only a delivery that waits for a credit owns copies of what it names.
             let credits = credits.clone();
-            let system = node.system.clone();
-            let (local, message_type, serve_timeout) = (
-                hand_over.local,
-                hand_over.message_type,
-                hand_over.serve_timeout,
-            );
+            let system = system.clone();
             let name = name.to_owned();
             let waiting = async move {
                 // The semaphore is never closed.
                 let credit = credits.acquire_owned().await.ok();
-                let hand_over = HandOver {
-                    system: &system,
-                    local,
-                    message_type,
-                    serve_timeout,
-                };
-                hand_over.deliver(&recipient, &name, msg, reply, credit);
+                hand_over.deliver(&system, &recipient, &name, msg, reply, credit);
             };
             Some(Box::pin(tracing::Instrument::instrument(
                 waiting,
@@ -188,21 +177,23 @@ fn deliver(
     }
 }
 
-/// What handing a decoded message to its recipient needs besides the message.
-struct HandOver<'a> {
-    system: &'a ActorSystem,
+/// What handing a decoded message to its recipient needs besides the message and the
+/// system whose event stream takes refused tells.
+#[derive(Clone, Copy)]
+struct HandOver {
     /// This node's address, which a door's refused name is identified by.
     local: SocketAddr,
     message_type: &'static str,
     serve_timeout: Duration,
 }
 
-impl HandOver<'_> {
+impl HandOver {
     /// Delivers; a door that refuses has answered an ask already, and a refused tell
-    /// becomes a dead letter (its recipient's id worked out only then: it formats
-    /// this node's address).
+    /// becomes a dead letter in `system` (its recipient's id worked out only then: it
+    /// formats this node's address).
     fn deliver(
-        &self,
+        self,
+        system: &ActorSystem,
         recipient: &Recipient,
         name: &str,
         msg: ErasedMessage,
@@ -215,7 +206,7 @@ impl HandOver<'_> {
         };
         tracing::debug!(recipient = name, message_type = self.message_type, %error, "refused by the door");
         if is_tell {
-            self.system.events().publish(DeadLetter {
+            system.events().publish(DeadLetter {
                 recipient: recipient.id_at(self.local, name),
                 message_type: self.message_type,
                 reason: DeadLetterReason::Remote(error),
