@@ -205,14 +205,11 @@ impl<A: Actor> ActorRef<A> {
         A: Handler<M>,
         M: Message,
     {
-        let (timeout, meters) = match &self.target {
-            Target::Local(mb) => match mb.system() {
-                Some(s) => (s.config.ask_timeout, Some(s.meters.meters())),
-                None => (DEFAULT_ASK_TIMEOUT, None),
-            },
-            Target::Remote(t) => (DEFAULT_ASK_TIMEOUT, remote::meters_of(&**t)),
-        };
-        self.ask_metered(msg, timeout, meters)
+        let system = self.local_system();
+        let timeout = system
+            .as_ref()
+            .map_or(DEFAULT_ASK_TIMEOUT, |s| s.config.ask_timeout);
+        self.ask_metered(msg, timeout, system)
     }
 
     /// Request/response that gives up after `timeout` with [`AskError::Timeout`]
@@ -225,33 +222,48 @@ impl<A: Actor> ActorRef<A> {
         A: Handler<M>,
         M: Message,
     {
-        let meters = match &self.target {
-            Target::Local(mb) => mb.system().map(|s| s.meters.meters()),
-            Target::Remote(t) => remote::meters_of(&**t),
-        };
-        self.ask_metered(msg, timeout, meters).await
+        self.ask_metered(msg, timeout, self.local_system()).await
     }
 
-    /// [`ActorRef::ask_timeout`], counted in the asking system's `meters` (the
-    /// unlabelled ones when it is not known).
+    /// The system of a local actor (`None` for a remote one, or once the system is
+    /// gone).
+    fn local_system(&self) -> Option<Arc<crate::system::SystemInner>> {
+        match &self.target {
+            Target::Local(mb) => mb.system(),
+            Target::Remote(_) => None,
+        }
+    }
+
+    /// [`ActorRef::ask_timeout`], counted in the asking system's meters (the
+    /// unlabelled ones when it is not known). `system` is a local actor's.
     async fn ask_metered<M>(
         &self,
         msg: M,
         timeout: Duration,
-        meters: Option<&'static crate::observe::NodeMeters>,
+        system: Option<Arc<crate::system::SystemInner>>,
     ) -> Result<M::Reply, AskError<M>>
     where
         A: Handler<M>,
         M: Message,
     {
+        let meters = match &self.target {
+            Target::Local(_) => system.as_ref().map(|s| s.meters.meters()),
+            Target::Remote(t) => remote::meters_of(&**t),
+        };
         let start = std::time::Instant::now();
-        let result = self.ask_untimed(msg, timeout).await;
+        let result = self.ask_untimed(msg, timeout, system.as_ref()).await;
         crate::observe::ask_done(meters, start, ask_outcome(&result));
         result
     }
 
-    /// [`ActorRef::ask_timeout`] without its metrics.
-    async fn ask_untimed<M>(&self, msg: M, timeout: Duration) -> Result<M::Reply, AskError<M>>
+    /// [`ActorRef::ask_timeout`] without its metrics. A local ask's deadline is kept
+    /// by its `system` ([`crate::system::AskDeadlines`]: no tokio timer per ask).
+    async fn ask_untimed<M>(
+        &self,
+        msg: M,
+        timeout: Duration,
+        system: Option<&Arc<crate::system::SystemInner>>,
+    ) -> Result<M::Reply, AskError<M>>
     where
         A: Handler<M>,
         M: Message,
@@ -287,9 +299,12 @@ impl<A: Actor> ActorRef<A> {
                 // a budget-forced `Pending` makes large sets of concurrent asks
                 // (e.g. in a `FuturesUnordered`) re-poll each other quadratically.
                 let reply = tokio::task::unconstrained(async {
-                    match deadline {
-                        Some(d) => tokio::time::timeout_at(d, rx).await,
-                        None => Ok(rx.await),
+                    match (deadline, system) {
+                        (Some(d), Some(system)) => {
+                            system.ask_deadlines.within(d, rx).await.map_err(|_| ())
+                        }
+                        (Some(d), None) => tokio::time::timeout_at(d, rx).await.map_err(|_| ()),
+                        (None, _) => Ok(rx.await),
                     }
                 });
                 match reply.await {

@@ -229,3 +229,8 @@ pub enum RegistryError {
     #[error("actor {0} is not alive")]
     NotAlive(ActorId),
 }
+
+/// A wait given up at its deadline ([`crate::ActorSystem::within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the deadline passed before the future completed")]
+pub struct DeadlinePassed;

@@ -74,7 +74,7 @@ pub use actor_ref::{
     Recipient, RemoteTarget, DEFAULT_ASK_TIMEOUT,
 };
 pub use context::Context;
-pub use error::{AskError, RegistryError, RemoteError, SendError};
+pub use error::{AskError, DeadlinePassed, RegistryError, RemoteError, SendError};
 pub use event::{
     DeadLetter, DeadLetterCounts, DeadLetterReason, Event, EventRecvError, EventStream,
     EventSubscriber,
@@ -84,7 +84,7 @@ pub use lifecycle::{Failure, StopReason, Terminated};
 pub use mailbox::MailboxConfig;
 pub use props::Props;
 pub use supervision::{Backoff, Directive, Scope, SupervisorStrategy};
-pub use system::{ActorSystem, ShutdownReport, SystemBuilder};
+pub use system::{ActorSystem, ShutdownReport, SystemBuilder, Within};
 pub use timer::TimerHandle;
 
 /// Table upkeep shared by the granary crates; not a stable API.

@@ -1,6 +1,7 @@
 //! [`ActorSystem`]: spawns actors, keeps the table of live actors, the name
 //! registry and the event stream, and shuts everything down.
 
+mod ask_deadlines;
 mod builder;
 mod id_hasher;
 mod registry;
@@ -25,6 +26,8 @@ use crate::props::Props;
 use crate::runner::Runner;
 use crate::supervision::SupervisorStrategy;
 
+pub(crate) use ask_deadlines::AskDeadlines;
+pub use ask_deadlines::Within;
 pub use builder::SystemBuilder;
 use id_hasher::IdHash;
 use registry::NameTable;
@@ -77,6 +80,8 @@ pub(crate) struct SystemInner {
     pub(crate) config: SystemConfig,
     /// Where the system's metrics go (with its node label, once set).
     pub(crate) meters: crate::observe::MeterSlot,
+    /// The deadlines of local asks to this system's actors.
+    pub(crate) ask_deadlines: Arc<AskDeadlines>,
 }
 
 /// What [`ActorSystem::shutdown`] did.
@@ -141,6 +146,38 @@ impl ActorSystem {
     /// Spawns a top-level actor from [`Props`].
     pub fn spawn_props<A: Actor>(&self, props: Props<A>) -> ActorRef<A> {
         ActorRef::local(self.inner.spawn_actor(props, None))
+    }
+
+    /// `future`, given up at `deadline` with [`crate::DeadlinePassed`]: what
+    /// `tokio::time::timeout_at` does, with the deadline kept by the system (the
+    /// same as its local asks' deadlines) instead of by a tokio timer per call.
+    ///
+    /// A tokio timer takes the runtime's one timer lock when it is armed and again
+    /// when it is dropped, from every worker; the system keeps deadlines in
+    /// per-thread tables and wakes the waits that are due from one task. Use it for
+    /// many short waits that usually finish long before their deadline (requests,
+    /// replies). Nothing is registered if `future` is ready on its first poll. The
+    /// wait ends at `deadline` or a little after (never before), as with tokio.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use std::time::Duration;
+    /// use granary_core::{ActorSystem, DeadlinePassed};
+    ///
+    /// let system = ActorSystem::new();
+    /// let soon = tokio::time::Instant::now() + Duration::from_millis(20);
+    /// let never = std::future::pending::<()>();
+    /// assert_eq!(system.within(soon, never).await, Err(DeadlinePassed));
+    /// // Ready on its first poll: done, even past the deadline (as with tokio).
+    /// assert_eq!(system.within(soon, async { 7 }).await, Ok(7));
+    /// # }
+    /// ```
+    pub fn within<F: std::future::Future>(
+        &self,
+        deadline: tokio::time::Instant,
+        future: F,
+    ) -> ask_deadlines::Within<'_, F> {
+        self.inner.ask_deadlines.within(deadline, future)
     }
 
     /// The event stream (dead letters and any events you publish).
@@ -263,7 +300,6 @@ impl SystemInner {
     pub(crate) fn new(config: SystemConfig, runtime: tokio::runtime::Handle) -> Self {
         Self {
             next_id: AtomicU64::new(1),
-            runtime,
             live: (0..SHARDS)
                 .map(|_| Mutex::new(HashMap::with_hasher(IdHash)))
                 .collect(),
@@ -275,6 +311,8 @@ impl SystemInner {
             events: EventStream::new(config.event_capacity),
             config,
             meters: crate::observe::MeterSlot::default(),
+            ask_deadlines: AskDeadlines::new(runtime.clone()),
+            runtime,
         }
     }
 

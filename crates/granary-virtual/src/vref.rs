@@ -325,7 +325,7 @@ impl Callee {
                         .map(|s| s.kind.config().placement.tag())
                         .unwrap_or(crate::placement::PlacementTag::Random);
                     let locate = rt.locate(&self.identity, stale.take(), tag);
-                    tokio::time::timeout_at(due(&mut deadline), locate).await
+                    rt.system().within(due(&mut deadline), locate).await
                 }
             };
             let loc = match located {

@@ -223,7 +223,12 @@ impl RemoteTarget for RemoteActor {
                 // Dropping this future (a `select!` that lost, a cancelled task) drops the
                 // guard, which removes the pending entry: nothing waits for it any more.
                 let _pending = pending;
-                match tokio::time::timeout(timeout, rx).await {
+                // The deadline is kept by the system, not by a tokio timer per ask.
+                let answer = match tokio::time::Instant::now().checked_add(timeout) {
+                    Some(deadline) => node.system.within(deadline, rx).await,
+                    None => Ok(rx.await),
+                };
+                match answer {
                     Ok(Ok(result)) => result,
                     Ok(Err(_dropped)) => Err(AskError::Remote(RemoteError::Other(
                         "remote node shut down".into(),
