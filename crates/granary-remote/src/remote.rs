@@ -499,8 +499,20 @@ impl RemoteNode {
     /// host that is paused or cut off otherwise waits for that timeout, although its
     /// client would resend it elsewhere at once. Like any `Unreachable`, the host may
     /// have handled the ask; a later reply from it is dropped.
+    ///
+    /// Asks and tells relayed to `host` later are not sent on either: an ask is
+    /// answered `Unreachable` at once, a tell dropped, until
+    /// [`RemoteNode::relay_to_again`] says the host is back (a cluster's Down is final
+    /// for that life of the node; it comes back by joining again).
     pub fn fail_relayed_to(&self, host: SocketAddr) -> usize {
         relay::host_down(&self.inner, host)
+    }
+
+    /// Relays to `host` again after [`RemoteNode::fail_relayed_to`]: for the owner of
+    /// the failure detector once `host` is a member again (it rejoined, or its row left
+    /// the view). A no-op for a host that was never failed.
+    pub fn relay_to_again(&self, host: SocketAddr) {
+        relay::host_back(&self.inner, host);
     }
 
     /// Remote asks sent from this node still waiting for their reply. An ask leaves this

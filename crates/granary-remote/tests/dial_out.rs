@@ -182,3 +182,31 @@ async fn frames_for_a_gone_dial_out_node_fail_fast_and_nothing_dials_it() {
         "a dialled the gone client"
     );
 }
+
+/// A gateway told that a host is gone (`fail_relayed_to`, a cluster's Down) refuses to
+/// relay asks to it, answering `Unreachable` at once although its connection to the
+/// host is fine, and relays again once told the host is back (`relay_to_again`).
+#[tokio::test]
+async fn a_gateway_refuses_to_relay_to_a_host_declared_gone_until_it_is_back() {
+    let (a, b) = (server().await, server().await);
+    let client = RemoteNode::start_dial_out(ActorSystem::new(), config())
+        .await
+        .expect("client");
+    let relayed: ActorRef<Counter> =
+        client.remote_ref_via(a.local_addr(), b.local_addr(), "counter");
+    assert_eq!(relayed.ask(Add(1)).await.unwrap(), 1);
+
+    assert_eq!(a.fail_relayed_to(b.local_addr()), 0, "nothing was waiting");
+    let refused = relayed.ask_timeout(Add(1), Duration::from_secs(10)).await;
+    assert!(
+        matches!(refused, Err(AskError::Remote(RemoteError::Unreachable))),
+        "refused by the gateway: {refused:?}"
+    );
+    // Nothing reached b: its count is still 1.
+    let direct_b: ActorRef<Counter> = a.remote_ref(b.local_addr(), "counter");
+    assert_eq!(direct_b.ask(Add(0)).await.unwrap(), 1);
+
+    a.relay_to_again(b.local_addr());
+    assert_eq!(relayed.ask(Add(1)).await.unwrap(), 2);
+    client.shutdown();
+}

@@ -620,10 +620,27 @@ fn start_background(
                             // A client's asks relayed through this node to the downed
                             // host would wait for the transport's heartbeat timeout;
                             // their clients resend them to the next activation now.
+                            // So would those relayed after the Down: they are refused
+                            // until the host is a member again (below).
                             let failed = rt.remote().fail_relayed_to(m.id.addr);
                             if failed > 0 {
                                 tracing::debug!(host = %m.id.addr, failed, "relayed asks to a Down host failed");
                             }
+                            if ring.contains(m.id.addr) {
+                                // A later life of the node already holds the address.
+                                rt.remote().relay_to_again(m.id.addr);
+                            }
+                        }
+                        if m.id.addr != me
+                            && matches!(
+                                event,
+                                MemberEvent::Joined(_)
+                                    | MemberEvent::Up(_)
+                                    | MemberEvent::IncarnationChanged { .. }
+                                    | MemberEvent::Removed(_)
+                            )
+                        {
+                            rt.remote().relay_to_again(m.id.addr);
                         }
                         if m.id.addr == me && !m.status.is_live() {
                             // Handled by the task above; nothing to re-register.

@@ -87,6 +87,94 @@ async fn a_relayed_call_to_a_downed_host_is_resent_at_the_down() {
     }
 }
 
+/// A client's call relayed through a gateway that has *already* seen the host Down is
+/// refused at once (the client resends it to the next activation), not sent on to the
+/// silent host to wait for the gateway's transport (here a minute). In the chaos bed a
+/// client whose location cache still named a paused node sent calls there through a
+/// gateway after the Down; they ended only when the pause did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_relayed_after_the_gateway_saw_the_host_down_is_resent_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let faults = FaultInjector::new(17);
+    let f = faults.clone();
+    let transport = TransportSettings {
+        heartbeat_timeout_ms: 60_000,
+        ..TransportSettings::default()
+    };
+    let mut nodes = start_nodes(3, &store, move |_, b| {
+        b.host(counter_kind())
+            .faults(f.clone())
+            .transport(transport.clone())
+    })
+    .await;
+    let client = Client::builder()
+        .seeds([nodes[0].addr()])
+        .cluster_secret("granary", b"granary-dev-secret".to_vec())
+        .gateways(1)
+        .connect()
+        .await
+        .unwrap();
+    let gateway = client.gateways()[0];
+    let mut found = None;
+    for i in 0..64 {
+        let r = client.get::<Counter>(format!("relayed-late-{i}"));
+        let (host, _) = r.ask(Where).await.unwrap();
+        if host != gateway {
+            found = Some((r, host));
+            break;
+        }
+    }
+    let (r, host) = found.expect("random placement put one of 64 off the gateway");
+
+    let others: Vec<SocketAddr> = nodes
+        .iter()
+        .map(|n| n.addr())
+        .filter(|a| *a != host)
+        .collect();
+    faults.partition(&[host], &others, Direction::BothWays);
+    // Wait until the gateway has downed the host, with no call in flight: the client's
+    // cache still names the host.
+    let gateway_node = nodes.iter().find(|n| n.addr() == gateway).unwrap();
+    let mut events = gateway_node.cluster().subscribe();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while gateway_node
+            .cluster()
+            .up_members()
+            .iter()
+            .any(|m| m.id.addr == host)
+        {
+            events.recv().await.expect("the gateway's cluster runs");
+        }
+    })
+    .await
+    .expect("the gateway downed the silent host within 20 s");
+
+    let started = std::time::Instant::now();
+    let outcome = r.ask_timeout(Add(1), Duration::from_secs(20)).await;
+    assert_eq!(
+        outcome.expect("refused by the gateway and resent, within 20 s"),
+        Ok(1),
+        "the relayed Add never reached the silent host; its successor applied it once"
+    );
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "the gateway refused the relay to the Down host at once (the call then waits \
+         only for the identity's placement fence), not after its transport's timeout: \
+         took {took:?}"
+    );
+    let (now_on, _) = r.ask(Where).await.unwrap();
+    assert_ne!(now_on, host, "served by an activation on a live member");
+
+    client.close().await;
+    let silent = nodes.iter().position(|n| n.addr() == host).unwrap();
+    nodes.remove(silent).kill().await;
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 /// A member's directory lookup sent to an owner that then goes Down (silent, its
 /// sockets open) is sent to the new owner once the member sees the Down, not after the
 /// RPC timeout (here 30 s). In the chaos bed a gateway that saw the paused node's

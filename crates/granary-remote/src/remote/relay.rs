@@ -19,10 +19,12 @@
 //! An ask whose host becomes unreachable is answered at once with
 //! `RemoteError::Unreachable`, as is one whose host the gateway's owner declares gone
 //! ([`RemoteNode::fail_relayed_to`](crate::RemoteNode::fail_relayed_to): a cluster's
-//! Down verdict, usually much sooner than the transport's heartbeat timeout); one never
+//! Down verdict, usually much sooner than the transport's heartbeat timeout) — waiting
+//! or sent later, until the owner says the host is back
+//! ([`RemoteNode::relay_to_again`](crate::RemoteNode::relay_to_again)); one never
 //! answered is forgotten after the serve timeout.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -60,11 +62,15 @@ pub(crate) struct Relay {
     since: Instant,
 }
 
-/// Relayed asks by the gateway's correlation.
+/// Relayed asks by the gateway's correlation, and the hosts this node's owner declared
+/// gone (nothing is relayed to them until they are back).
 #[derive(Default)]
 pub(crate) struct Relays {
     asks: HashMap<u64, Relay>,
     last_sweep: Option<Instant>,
+    /// Hosts declared gone ([`host_down`]) and not yet back ([`host_back`]): at most
+    /// one entry per member the owner's cluster downed.
+    down: HashSet<SocketAddr>,
 }
 
 impl Relays {
@@ -106,6 +112,17 @@ pub(crate) fn forward(
     relayed: u8,
 ) {
     let is_ask = frame.kind == FrameKind::Ask;
+    if node.relays.lock().down.contains(&host) {
+        // Declared gone: sent on, an ask would wait for the transport to give up on
+        // the host (its heartbeat timeout) although its client would resend it to the
+        // next activation at once.
+        tracing::debug!(%from, %host, recipient = name, "not relayed: host is down");
+        if is_ask {
+            reply_to(node, from.addr(), frame.correlation, name)
+                .fail(ReplyFailure::Remote(RemoteError::Unreachable));
+        }
+        return;
+    }
     let correlation = if is_ask {
         let ours = node.next_correlation();
         let mut relays = node.relays.lock();
@@ -187,12 +204,19 @@ pub(crate) fn node_lost(node: &NodeInner, addr: SocketAddr) {
 
 /// The host at `host` is considered gone by someone who knows better than the
 /// transport (a cluster's Down verdict): answer the asks relayed to it with
-/// `Unreachable` now; returns how many.
+/// `Unreachable` now, and those that come later until [`host_back`]; returns how many
+/// were waiting.
 pub(crate) fn host_down(node: &NodeInner, host: SocketAddr) -> usize {
+    node.relays.lock().down.insert(host);
     let lost = take(node, |r| r.host == host);
     let n = lost.len();
     fail_all(node, lost);
     n
+}
+
+/// `host` is a member again (it rejoined, or its row was removed): relay to it again.
+pub(crate) fn host_back(node: &NodeInner, host: SocketAddr) {
+    node.relays.lock().down.remove(&host);
 }
 
 /// Removes and returns the relayed asks `which` selects.
