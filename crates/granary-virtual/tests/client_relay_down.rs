@@ -23,68 +23,104 @@ use common::*;
 use granary_remote::faults::{Direction, FaultInjector};
 use granary_virtual::{Client, TransportSettings};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relayed_call_to_a_downed_host_is_resent_at_the_down() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_url(&dir);
-    let faults = FaultInjector::new(7);
-    let f = faults.clone();
-    // The members' transports would take a minute to give up on a silent peer: only
-    // the cluster's Down can end the relayed call within the client's timeout.
-    let transport = TransportSettings {
-        heartbeat_timeout_ms: 60_000,
-        ..TransportSettings::default()
-    };
-    let mut nodes = start_nodes(3, &store, move |_, b| {
-        b.host(counter_kind())
-            .faults(f.clone())
-            .transport(transport.clone())
-    })
-    .await;
-    let client = Client::builder()
-        .seeds([nodes[0].addr()])
-        .cluster_secret("granary", b"granary-dev-secret".to_vec())
-        .gateways(1)
-        .connect()
-        .await
-        .unwrap();
-    let gateway = client.gateways()[0];
+/// Three members whose transports would take a minute to give up on a silent peer (only
+/// the cluster's Down can end a relayed call within the client's timeout), a client
+/// with one gateway, and an identity of `prefix` hosted on another member than that
+/// gateway (its calls are relayed; `Where` leaves its location in the client's cache).
+struct Relayed {
+    _dir: tempfile::TempDir,
+    faults: std::sync::Arc<FaultInjector>,
+    nodes: Vec<granary_virtual::Node>,
+    client: Client,
+    gateway: SocketAddr,
+    counter: granary_virtual::VirtualRef<Counter>,
+    host: SocketAddr,
+}
 
-    // An identity hosted on another node than the client's one gateway: its calls are
-    // relayed. `Where` also leaves its location in the client's cache.
-    let mut found = None;
-    for i in 0..64 {
-        let r = client.get::<Counter>(format!("relayed-{i}"));
-        let (host, _) = r.ask(Where).await.unwrap();
-        if host != gateway {
-            found = Some((r, host));
-            break;
+impl Relayed {
+    async fn start(seed: u64, prefix: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_url(&dir);
+        let faults = FaultInjector::new(seed);
+        let f = faults.clone();
+        let transport = TransportSettings {
+            heartbeat_timeout_ms: 60_000,
+            ..TransportSettings::default()
+        };
+        let nodes = start_nodes(3, &store, move |_, b| {
+            b.host(counter_kind())
+                .faults(f.clone())
+                .transport(transport.clone())
+        })
+        .await;
+        let client = Client::builder()
+            .seeds([nodes[0].addr()])
+            .cluster_secret("granary", b"granary-dev-secret".to_vec())
+            .gateways(1)
+            .connect()
+            .await
+            .unwrap();
+        let gateway = client.gateways()[0];
+        for i in 0..64 {
+            let counter = client.get::<Counter>(format!("{prefix}-{i}"));
+            let (host, _) = counter.ask(Where).await.unwrap();
+            if host != gateway {
+                return Relayed {
+                    _dir: dir,
+                    faults,
+                    nodes,
+                    client,
+                    gateway,
+                    counter,
+                    host,
+                };
+            }
+        }
+        panic!("random placement put none of 64 off the gateway");
+    }
+
+    /// The host falls silent to the other members; its connections stay up.
+    fn silence_host(&self) {
+        let others: Vec<SocketAddr> = (self.nodes.iter().map(|n| n.addr()))
+            .filter(|a| *a != self.host)
+            .collect();
+        self.faults
+            .partition(&[self.host], &others, Direction::BothWays);
+    }
+
+    async fn stop(mut self) {
+        self.client.close().await;
+        let silent = self
+            .nodes
+            .iter()
+            .position(|n| n.addr() == self.host)
+            .unwrap();
+        self.nodes.remove(silent).kill().await;
+        for n in self.nodes {
+            n.shutdown().await;
         }
     }
-    let (r, host) = found.expect("random placement put one of 64 off the gateway");
+}
 
-    // The host falls silent; its connections stay up.
-    let others: Vec<SocketAddr> = nodes
-        .iter()
-        .map(|n| n.addr())
-        .filter(|a| *a != host)
-        .collect();
-    faults.partition(&[host], &others, Direction::BothWays);
-    let outcome = r.ask_timeout(Add(1), Duration::from_secs(20)).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relayed_call_to_a_downed_host_is_resent_at_the_down() {
+    let relayed = Relayed::start(7, "relayed").await;
+    relayed.silence_host();
+    let outcome = relayed
+        .counter
+        .ask_timeout(Add(1), Duration::from_secs(20))
+        .await;
     assert_eq!(
         outcome.expect("resent once the gateway saw the host Down, within 20 s"),
         Ok(1),
         "the relayed Add never reached the silent host; its successor applied it once"
     );
-    let (now_on, _) = r.ask(Where).await.unwrap();
-    assert_ne!(now_on, host, "served by an activation on a live member");
-
-    client.close().await;
-    let silent = nodes.iter().position(|n| n.addr() == host).unwrap();
-    nodes.remove(silent).kill().await;
-    for n in nodes {
-        n.shutdown().await;
-    }
+    let (now_on, _) = relayed.counter.ask(Where).await.unwrap();
+    assert_ne!(
+        now_on, relayed.host,
+        "served by an activation on a live member"
+    );
+    relayed.stop().await;
 }
 
 /// A client's call relayed through a gateway that has *already* seen the host Down is
@@ -94,56 +130,17 @@ async fn a_relayed_call_to_a_downed_host_is_resent_at_the_down() {
 /// gateway after the Down; they ended only when the pause did.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_relayed_after_the_gateway_saw_the_host_down_is_resent_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = store_url(&dir);
-    let faults = FaultInjector::new(17);
-    let f = faults.clone();
-    let transport = TransportSettings {
-        heartbeat_timeout_ms: 60_000,
-        ..TransportSettings::default()
-    };
-    let mut nodes = start_nodes(3, &store, move |_, b| {
-        b.host(counter_kind())
-            .faults(f.clone())
-            .transport(transport.clone())
-    })
-    .await;
-    let client = Client::builder()
-        .seeds([nodes[0].addr()])
-        .cluster_secret("granary", b"granary-dev-secret".to_vec())
-        .gateways(1)
-        .connect()
-        .await
-        .unwrap();
-    let gateway = client.gateways()[0];
-    let mut found = None;
-    for i in 0..64 {
-        let r = client.get::<Counter>(format!("relayed-late-{i}"));
-        let (host, _) = r.ask(Where).await.unwrap();
-        if host != gateway {
-            found = Some((r, host));
-            break;
-        }
-    }
-    let (r, host) = found.expect("random placement put one of 64 off the gateway");
-
-    let others: Vec<SocketAddr> = nodes
-        .iter()
-        .map(|n| n.addr())
-        .filter(|a| *a != host)
-        .collect();
-    faults.partition(&[host], &others, Direction::BothWays);
+    let relayed = Relayed::start(17, "relayed-late").await;
+    relayed.silence_host();
     // Wait until the gateway has downed the host, with no call in flight: the client's
     // cache still names the host.
-    let gateway_node = nodes.iter().find(|n| n.addr() == gateway).unwrap();
-    let mut events = gateway_node.cluster().subscribe();
+    let host = relayed.host;
+    let gateway = (relayed.nodes.iter())
+        .find(|n| n.addr() == relayed.gateway)
+        .unwrap();
+    let mut events = gateway.cluster().subscribe();
     tokio::time::timeout(Duration::from_secs(20), async {
-        while gateway_node
-            .cluster()
-            .up_members()
-            .iter()
-            .any(|m| m.id.addr == host)
-        {
+        while (gateway.cluster().up_members().iter()).any(|m| m.id.addr == host) {
             events.recv().await.expect("the gateway's cluster runs");
         }
     })
@@ -151,7 +148,10 @@ async fn a_call_relayed_after_the_gateway_saw_the_host_down_is_resent_at_once() 
     .expect("the gateway downed the silent host within 20 s");
 
     let started = std::time::Instant::now();
-    let outcome = r.ask_timeout(Add(1), Duration::from_secs(20)).await;
+    let outcome = relayed
+        .counter
+        .ask_timeout(Add(1), Duration::from_secs(20))
+        .await;
     assert_eq!(
         outcome.expect("refused by the gateway and resent, within 20 s"),
         Ok(1),
@@ -164,15 +164,9 @@ async fn a_call_relayed_after_the_gateway_saw_the_host_down_is_resent_at_once() 
          only for the identity's placement fence), not after its transport's timeout: \
          took {took:?}"
     );
-    let (now_on, _) = r.ask(Where).await.unwrap();
+    let (now_on, _) = relayed.counter.ask(Where).await.unwrap();
     assert_ne!(now_on, host, "served by an activation on a live member");
-
-    client.close().await;
-    let silent = nodes.iter().position(|n| n.addr() == host).unwrap();
-    nodes.remove(silent).kill().await;
-    for n in nodes {
-        n.shutdown().await;
-    }
+    relayed.stop().await;
 }
 
 /// A member's directory lookup sent to an owner that then goes Down (silent, its

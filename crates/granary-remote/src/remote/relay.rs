@@ -112,34 +112,38 @@ pub(crate) fn forward(
     relayed: u8,
 ) {
     let is_ask = frame.kind == FrameKind::Ask;
-    if node.relays.lock().down.contains(&host) {
-        // Declared gone: sent on, an ask would wait for the transport to give up on
-        // the host (its heartbeat timeout) although its client would resend it to the
-        // next activation at once.
-        tracing::debug!(%from, %host, recipient = name, "not relayed: host is down");
-        if is_ask {
-            reply_to(node, from.addr(), frame.correlation, name)
-                .fail(ReplyFailure::Remote(RemoteError::Unreachable));
-        }
-        return;
-    }
-    let correlation = if is_ask {
-        let ours = node.next_correlation();
+    let correlation = {
+        // One lock for the check and, for an ask, its entry.
         let mut relays = node.relays.lock();
-        relays.sweep(node.serve_timeout);
-        relays.asks.insert(
-            ours,
-            Relay {
-                client: from.addr(),
-                correlation: frame.correlation,
-                host,
-                responder: name.to_owned(),
-                since: Instant::now(),
-            },
-        );
-        ours
-    } else {
-        0
+        if relays.down.contains(&host) {
+            drop(relays);
+            // Declared gone: sent on, an ask would wait for the transport to give up
+            // on the host (its heartbeat timeout) although its client would resend it
+            // to the next activation at once.
+            tracing::debug!(%from, %host, recipient = name, "not relayed: host is down");
+            if is_ask {
+                reply_to(node, from.addr(), frame.correlation, name)
+                    .fail(ReplyFailure::Remote(RemoteError::Unreachable));
+            }
+            return;
+        }
+        if is_ask {
+            let ours = node.next_correlation();
+            relays.sweep(node.serve_timeout);
+            relays.asks.insert(
+                ours,
+                Relay {
+                    client: from.addr(),
+                    correlation: frame.correlation,
+                    host,
+                    responder: name.to_owned(),
+                    since: Instant::now(),
+                },
+            );
+            ours
+        } else {
+            0
+        }
     };
     let (type_tag, body) = transcode(node, frame.type_tag, &frame.body, host);
     let header = FrameHeader {
