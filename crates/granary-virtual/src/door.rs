@@ -9,11 +9,20 @@
 //! mailbox through its [`Tracked`] door. A name whose activation is gone, or closed
 //! for passivation, is refused with `RemoteError::NoSuchActor`: the caller's retry
 //! path (`vref.rs`) locates the identity again and resends.
+//!
+//! One more name reaches a door: `<key>#*`, "whichever activation of the key is
+//! here". Under hash placement an identity lives on its directory owner, so a member
+//! that has not located it yet sends its call straight there under that name
+//! ([`Runtime::direct_location`]): the door delivers to the live activation, or, on
+//! the owner, serves the lookup as a remote caller's would (activating the identity
+//! here) and then delivers, on a task of its own — one round trip where a lookup and
+//! then the call take two. Anywhere else (the ring moved, the identity lives on
+//! another host) the call is refused as `NoSuchActor` and the caller locates it.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Weak};
 
-use granary_core::StopReason;
+use granary_core::{DeadLetter, DeadLetterReason, StopReason};
 use granary_remote::{Delivery, Door, Refused};
 use granary_storage::Identity;
 
@@ -51,6 +60,16 @@ pub(crate) fn activation_name(identity: &Identity, worker: bool, seq: u64) -> Ar
     // Writing into a String cannot fail.
     let _ = write!(name, "{seq}");
     Arc::from(name)
+}
+
+/// The suffix of [`any_activation_name`].
+const ANY_ACTIVATION: &str = "#*";
+
+/// The name that reaches whichever activation of `identity` its host holds, or has
+/// its directory owner activate one (see the module's doc).
+pub(crate) fn any_activation_name(identity: &Identity) -> Arc<str> {
+    let prefix = door_prefix(identity.kind(), false);
+    Arc::from([&prefix, identity.key(), ANY_ACTIVATION].concat())
 }
 
 /// The key in the rest of an activation name (`<key>#<n>`; the key may hold `#`).
@@ -91,8 +110,50 @@ fn tracked<A: VirtualActor>(door: &dyn ActivationDoor) -> Option<&Tracked<A>> {
     door.as_any().downcast_ref::<Tracked<A>>()
 }
 
+impl<A: VirtualActor> KindDoor<A> {
+    /// Delivers a call to `<key>#*` (see the module's doc): to the activation of `key`
+    /// here, else after a lookup served as its directory owner.
+    fn deliver_to_any(&self, key: &str, delivery: Delivery) -> Result<(), Refused> {
+        let Some(runtime) = self.runtime.upgrade() else {
+            return Err(Refused::no_such_actor(delivery));
+        };
+        if let Some(door) = runtime.activation_door(&(A::KIND, key), |_| true) {
+            return match tracked::<A>(&*door) {
+                Some(tracked) => tracked.deliver(delivery),
+                None => Err(Refused::no_such_actor(delivery)),
+            };
+        }
+        let identity = Identity::new(A::KIND, key);
+        tokio::spawn(async move {
+            let door = runtime.serve_direct(&identity).await;
+            let refused = match door.as_deref().and_then(tracked::<A>) {
+                Some(tracked) => match tracked.deliver(delivery) {
+                    Ok(()) => return,
+                    Err(refused) => refused,
+                },
+                None => Refused::no_such_actor(delivery),
+            };
+            let name = any_activation_name(&identity);
+            let remote = runtime.remote();
+            let id = remote.remote_target(runtime.me, &name).id();
+            let (error, is_tell) = refused.answer(id);
+            if is_tell {
+                remote.system().events().publish(DeadLetter {
+                    recipient: id,
+                    message_type: "a tell to a virtual actor",
+                    reason: DeadLetterReason::Remote(error),
+                });
+            }
+        });
+        Ok(())
+    }
+}
+
 impl<A: VirtualActor> Door for KindDoor<A> {
     fn deliver(&self, rest: &str, delivery: Delivery) -> Result<(), Refused> {
+        if let Some(key) = rest.strip_suffix(ANY_ACTIVATION) {
+            return self.deliver_to_any(key, delivery);
+        }
         let door = self.activation(rest);
         match door.as_deref().and_then(tracked::<A>) {
             Some(tracked) => tracked.deliver(delivery),

@@ -298,6 +298,10 @@ pub(crate) trait ErasedKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn config(&self) -> &KindConfig;
     fn fire(&self) -> Option<FireFn>;
+    /// Opens the kind's network door on this member before any activation, so a
+    /// call sent straight to a host (`door.rs`, "`<key>#*`") finds it; an error
+    /// (an unregistered message type) is kept and returned by every [`Self::start`].
+    fn open(&self, runtime: &Arc<Runtime>);
     fn start(
         &self,
         runtime: Arc<Runtime>,
@@ -312,9 +316,9 @@ pub(crate) struct KindEntry<A: VirtualActor> {
     share: Option<ShareFn<A>>,
     config: KindConfig,
     dispatch: Arc<Dispatch<A>>,
-    /// The kind's network door on this node, opened at its first activation (a node
-    /// that never activates the kind, such as a client, opens none); `Err` says why
-    /// it could not be, and every activation fails with it.
+    /// The kind's network door on this node, opened when the member starts (a
+    /// client, which hosts nothing, opens none); `Err` says why it could not be, and
+    /// every activation fails with it.
     door: OnceLock<Result<(), String>>,
 }
 
@@ -366,6 +370,11 @@ impl<A: VirtualActor> ErasedKind for KindEntry<A> {
 
     fn fire(&self) -> Option<FireFn> {
         self.fire.clone()
+    }
+
+    fn open(&self, runtime: &Arc<Runtime>) {
+        // Kept in the entry: the first activation reports it.
+        let _ = self.open_door(runtime);
     }
 
     fn start(

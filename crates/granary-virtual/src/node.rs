@@ -407,6 +407,9 @@ impl NodeBuilder {
             },
         ));
         let _ = slot.set(Arc::downgrade(&runtime));
+        for slot in runtime.kinds.values() {
+            slot.kind.open(&runtime);
+        }
         let mut tasks = start_background(
             &runtime,
             &cluster,

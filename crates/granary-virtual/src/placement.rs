@@ -50,7 +50,9 @@ pub enum Placement {
     RoundRobin,
     /// The requesting node if it hosts the kind, else random (local affinity).
     PreferLocal,
-    /// The directory owner if it hosts the kind, else random (saves a hop).
+    /// The directory owner if it hosts the kind, else random (saves a hop). A
+    /// member that hosts the kind sends its first call to an identity straight to
+    /// the owner, which finds or activates it there: one round trip, no lookup.
     Hash,
     /// Power of two choices: the less loaded (by live activations of the kind) of
     /// two random candidates.

@@ -313,7 +313,9 @@ impl Callee {
             }
             // A known location costs no lookup and no timer.
             let known = match stale {
-                None => rt.locate_known(&self.identity),
+                None => {
+                    (rt.locate_known(&self.identity)).or_else(|| rt.direct_location(&self.identity))
+                }
                 Some(_) => None,
             };
             let located = match known {

@@ -121,6 +121,13 @@ async fn hash_places_on_the_directory_owner() {
             .addr;
         assert_eq!(host, owner);
     }
+    // Each first call went straight to the owner (`door.rs`, "`<key>#*`"), not
+    // through a lookup whose answer the caller would have cached.
+    assert_eq!(
+        nodes[1].cached_locations(),
+        0,
+        "a hash-placed identity is called at its owner without a lookup"
+    );
     for n in nodes {
         n.shutdown().await;
     }

@@ -203,6 +203,25 @@ impl Refused {
             error: None,
         }))
     }
+
+    /// Answers the refusal itself, for a door that took a delivery from
+    /// [`Door::deliver`] and found only later, on a task of its own, that it cannot
+    /// deliver it (a refusal returned from `deliver` is answered by the remote layer).
+    /// An ask gets the error (`NoSuchActor(id)` for [`Refused::no_such_actor`]); a
+    /// tell has nobody to answer, so the error is returned for the door to report
+    /// (as a dead letter, say). Returns the error and whether it was a tell.
+    pub fn answer(self, id: ActorId) -> (RemoteError, bool) {
+        let Refusal { delivery, error } = *self.0;
+        let error = error.unwrap_or(RemoteError::NoSuchActor(id));
+        let is_tell = match delivery.reply {
+            Some(reply) => {
+                reply.fail(ReplyFailure::Remote(error.clone()));
+                false
+            }
+            None => true,
+        };
+        (error, is_tell)
+    }
 }
 
 /// A door as the node keeps it.

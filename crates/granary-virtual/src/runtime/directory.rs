@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 use super::{shrink_if_sparse, IdentityMap, KeyedLocks, Runtime};
 use crate::placement::{self, Placement, PlacementRequest, PlacementTag};
 use crate::protocol::{Failure, Location, Reply, Request};
+use crate::tracked::ActivationDoor;
 
 /// The entries of this node's partition, and the activations it asked for without an
 /// answer; one lock over both, and one async lock per identity that orders its
@@ -124,6 +125,23 @@ impl Runtime {
         }
         let _locked = self.directory.locks.lock(identity).await;
         self.lookup_locked(identity, requester, tag, stale).await
+    }
+
+    /// A call sent straight to this node as `identity`'s directory owner under hash
+    /// placement (`door.rs`, "`<key>#*`"): the lookup served as a remote caller's
+    /// would be, and the door of the activation here it found or started; `None` if
+    /// this node does not own the identity or it lives on another host.
+    pub(crate) async fn serve_direct(
+        self: &Arc<Self>,
+        identity: &Identity,
+    ) -> Option<Arc<dyn ActivationDoor>> {
+        match self
+            .serve_lookup(identity, self.me, PlacementTag::Hash, None)
+            .await
+        {
+            Reply::Located(loc) if loc.host == self.me => self.local_door(identity, &loc.name),
+            _ => None,
+        }
     }
 
     async fn lookup_locked(

@@ -9,7 +9,9 @@ use granary_core::RemoteTarget;
 use granary_storage::{Identity, IdentityParts};
 
 use super::{failure_error, Members, Runtime};
+use crate::door::any_activation_name;
 use crate::error::VirtualError;
+use crate::placement::Placement;
 use crate::protocol::{Location, Reply, Request};
 use crate::tracked::ActivationDoor;
 
@@ -28,6 +30,30 @@ impl Runtime {
             .or_else(|| self.cache.get(identity))?;
         self.meters.cache_hit();
         Some(loc)
+    }
+
+    /// Where to send a call to `identity` that is not located yet, without a lookup:
+    /// a kind this member hosts with hash placement lives on the identity's directory
+    /// owner, so the call goes straight there under the name of "whichever activation
+    /// of the key" (`door.rs`), which finds or activates it. `None` when a lookup is
+    /// needed (another placement, a client, a stateless worker kind, this node the
+    /// owner, an owner that does not host the kind).
+    pub(crate) fn direct_location(&self, identity: &Identity) -> Option<Location> {
+        if !self.is_member() {
+            return None;
+        }
+        let config = self.kinds.get(identity.kind())?.kind.config();
+        if !matches!(config.placement, Placement::Hash) || config.stateless_workers.is_some() {
+            return None;
+        }
+        let owner = self.members.owner(identity)?;
+        if owner == self.me || !self.members.hosts_of(identity.kind()).contains(&owner) {
+            return None;
+        }
+        Some(Location {
+            host: owner,
+            name: any_activation_name(identity),
+        })
     }
 
     /// Whether this node is a member (not an external client).
