@@ -206,3 +206,57 @@ async fn a_custom_strategy_decides_placement() {
         n.shutdown().await;
     }
 }
+
+/// Under hash placement a member sends its first call straight to the identity's
+/// owner; when the identity lives elsewhere (activated before its range moved), the
+/// owner's door refuses it and the caller looks the identity up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sent_to_the_owner_of_an_identity_living_elsewhere_is_looked_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let configure =
+        |_, b: granary_virtual::NodeBuilder| b.host(counter_kind().placement(Placement::Hash));
+    let first = start_nodes(1, &store, configure).await.remove(0);
+    let keys: Vec<String> = (0..64).map(|i| format!("moved-{i}")).collect();
+    for key in &keys {
+        assert_eq!(
+            first.get::<Counter>(key.clone()).ask(Add(1)).await.unwrap(),
+            Ok(1)
+        );
+    }
+    let mut others = Vec::new();
+    for i in 1..3 {
+        let builder = Node::builder()
+            .store(&store)
+            .seeds([first.addr()])
+            .cluster_config(cluster_config());
+        others.push(configure(i, builder).start().await.expect("node starts"));
+    }
+    for node in std::iter::once(&first).chain(&others) {
+        assert!(wait_members(node, 3).await, "all three Up");
+        node.ready(WAIT).await.expect("a host lease");
+    }
+    let ring = first.cluster().ring();
+    let (owner, caller) = (&others[0], &others[1]);
+    let key = (keys.iter())
+        .find(|k| {
+            let position = format!("test.Counter/{k}");
+            ring.owner(position.as_bytes()).map(|n| n.addr) == Some(owner.addr())
+        })
+        .expect("one of 64 keys moved to the second node");
+    let (host, n) = caller.get::<Counter>(key.clone()).ask(Where).await.unwrap();
+    assert_eq!(
+        (host, n),
+        (first.addr(), 1),
+        "the activation on the first node answers"
+    );
+    assert_eq!(
+        caller.cached_locations(),
+        1,
+        "refused by the owner's door, then located through a lookup"
+    );
+    assert_eq!(first.activations(Counter::KIND), keys.len(), "none moved");
+    for node in others.into_iter().chain([first]) {
+        node.shutdown().await;
+    }
+}

@@ -88,12 +88,20 @@ async fn an_activation_placed_by_the_old_owner_during_a_rejoin_is_never_doubled(
 
     // Past the old re-registration grace, the new owner is asked directly.
     tokio::time::sleep(OLD_REBUILD_GRACE).await;
-    let (_, n) = nodes[2]
+    let (live_at, n) = nodes[2]
         .get::<Counter>(key.clone())
         .ask(Where)
         .await
         .expect("the counter answers through its new owner");
     assert_eq!(n, 1, "the read sees the acknowledged increment");
+    // Another member sends its call straight to the owner (hash placement): the
+    // one activation answers, wherever the rejoin left it.
+    let (host, n) = nodes[1]
+        .get::<Counter>(key.clone())
+        .ask(Where)
+        .await
+        .expect("the counter answers a member's call sent to its owner");
+    assert_eq!((host, n), (live_at, 1), "the same activation answers");
     let live: usize = nodes.iter().map(|n| n.activations(Counter::KIND)).sum();
     assert_eq!(live, 1, "one activation of {identity} in the cluster");
     assert_eq!(
