@@ -228,6 +228,8 @@ impl Runtime {
     /// Serves a request that needs no waiting (no lock held across an await, no
     /// request of its own) right away, on the control inbox's task; gives any other
     /// back for [`Self::serve`] on a task of its own.
+    // Gives the request back by value, unchanged, as `Box::downcast` does.
+    #[allow(clippy::result_large_err)]
     fn serve_at_once(self: &Arc<Self>, req: Request, from: SocketAddr) -> Result<Reply, Request> {
         Ok(match req {
             Request::Unregister { kind, key, at } => {
