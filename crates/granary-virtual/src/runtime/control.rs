@@ -73,11 +73,7 @@ impl Rpc {
                 last: e,
             });
         }
-        // The deadline is kept by the node's actor system (one table per worker
-        // thread), not by a tokio timer: a lookup or an activation request answered
-        // in time then costs no timer-wheel lock at all.
-        let deadline = tokio::time::Instant::now() + timeout;
-        match rt.system().within(deadline, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(VirtualError::Unavailable {
                 identity: to.to_string(),
@@ -198,64 +194,25 @@ impl Handler<ControlFrame> for ControlInbox {
         };
         match frame.body {
             Body::Reply(reply) => rt.rpc.complete(frame.id, reply),
-            Body::Request(req) => match rt.serve_at_once(req, frame.from) {
-                // Answered from memory: no task of its own.
-                Ok(reply) => answer(&rt, frame.from, frame.id, reply),
-                Err(req) => {
-                    tokio::spawn(async move {
-                        let reply = rt.serve(req, frame.from, frame.id).await;
-                        answer(&rt, frame.from, frame.id, reply);
-                    });
-                }
-            },
+            Body::Request(req) => {
+                tokio::spawn(async move {
+                    let reply = rt.serve(req, frame.from, frame.id).await;
+                    let back = ControlFrame {
+                        from: rt.me,
+                        id: frame.id,
+                        body: Body::Reply(reply),
+                    };
+                    if let Err(e) = send_control(&rt, frame.from, &back) {
+                        tracing::debug!(to = %frame.from, error = %e, "control reply not sent");
+                    }
+                });
+            }
         }
     }
 }
 
-/// Sends `reply` to request `id` of `to`.
-fn answer(rt: &Runtime, to: SocketAddr, id: u64, reply: Reply) {
-    let back = ControlFrame {
-        from: rt.me,
-        id,
-        body: Body::Reply(reply),
-    };
-    if let Err(e) = send_control(rt, to, &back) {
-        tracing::debug!(%to, error = %e, "control reply not sent");
-    }
-}
-
 impl Runtime {
-    /// Serves a request that needs no waiting (no lock held across an await, no
-    /// request of its own) right away, on the control inbox's task; gives any other
-    /// back for [`Self::serve`] on a task of its own.
-    // Gives the request back by value, unchanged, as `Box::downcast` does.
-    #[allow(clippy::result_large_err)]
-    fn serve_at_once(self: &Arc<Self>, req: Request, from: SocketAddr) -> Result<Reply, Request> {
-        Ok(match req {
-            Request::Unregister { kind, key, at } => {
-                self.directory.unregister(&Identity::new(kind, key), &at);
-                Reply::Done
-            }
-            Request::Find { kind, key } => match self.find_local(&Identity::new(kind, key)) {
-                Some(loc) => Reply::Located(loc),
-                None => Reply::Bool(false),
-            },
-            Request::Has { kind, key, name } => {
-                Reply::Bool(self.has_local(&Identity::new(kind, key), &name))
-            }
-            Request::Load { kind } => Reply::Count(self.load(&kind)),
-            Request::Members => Reply::Members(self.members.views()),
-            Request::Rebuilt { ring } => {
-                self.note_rebuilt(from, ring);
-                Reply::Done
-            }
-            Request::Lease => self.grant_lease(from),
-            other => return Err(other),
-        })
-    }
-
-    /// Serves one control request, `id`, from the peer `from` (those
-    /// [`Self::serve_at_once`] takes are answered by it).
+    /// Serves one control request, `id`, from the peer `from`.
     pub(crate) async fn serve(self: &Arc<Self>, req: Request, from: SocketAddr, id: u64) -> Reply {
         match req {
             Request::Lookup {
@@ -276,10 +233,27 @@ impl Runtime {
             Request::Confirm { kind, key } => {
                 self.confirm_here(&Identity::new(kind, key), from, id).await
             }
+            Request::Rebuilt { ring } => {
+                self.note_rebuilt(from, ring);
+                Reply::Done
+            }
             Request::Worker { kind, key } => self.worker_here(&Identity::new(kind, key)).await,
+            Request::Find { kind, key } => match self.find_local(&Identity::new(kind, key)) {
+                Some(loc) => Reply::Located(loc),
+                None => Reply::Bool(false),
+            },
+            Request::Has { kind, key, name } => {
+                Reply::Bool(self.has_local(&Identity::new(kind, key), &name))
+            }
             Request::Register { kind, key, at } => {
                 self.serve_register(&Identity::new(kind, key), at).await
             }
+            Request::Unregister { kind, key, at } => {
+                self.directory.unregister(&Identity::new(kind, key), &at);
+                Reply::Done
+            }
+            Request::Load { kind } => Reply::Count(self.load(&kind)),
+            Request::Members => Reply::Members(self.members.views()),
             Request::Locate {
                 kind,
                 key,
@@ -294,10 +268,7 @@ impl Runtime {
                 Err(VirtualError::ShuttingDown) => Reply::Failed(Failure::ShuttingDown),
                 Err(e) => Reply::Failed(Failure::Other(e.to_string())),
             },
-            other => match self.serve_at_once(other, from) {
-                Ok(reply) => reply,
-                Err(req) => Reply::Failed(Failure::Other(format!("cannot serve {req:?}"))),
-            },
+            Request::Lease => self.grant_lease(from),
         }
     }
 }
