@@ -20,6 +20,7 @@ use clap::Args;
 use granary_testbed::history::Event;
 use granary_testbed::run::{find_node_program, run_chaos, ChaosConfig, Detector, RunOutcome};
 use granary_testbed::schedule::FaultMix;
+use granary_testbed::workload::WorkloadPlacement;
 use granary_testbed::BedError;
 use serde::Serialize;
 
@@ -40,6 +41,11 @@ pub(crate) struct ChaosArgs {
     /// Workload: counters, register or saga.
     #[arg(long, default_value = "counters")]
     workload: String,
+    /// How the workload kinds place new activations: `random` (the default) or
+    /// `hash` (on the identity's directory owner; a member's first call goes there
+    /// without a lookup — the saga's teller calls its accounts so).
+    #[arg(long, value_enum, default_value_t = WorkloadPlacement::Random)]
+    placement: WorkloadPlacement,
     /// Faults: mixed, kills, network, pauses or none.
     #[arg(long, default_value = "mixed")]
     faults: FaultMix,
@@ -99,6 +105,7 @@ const OWN_COLUMNS: &[&str] = &[
     "run",
     "seed",
     "workload",
+    "placement",
     "fault_mix",
     "faults_applied",
     "acked",
@@ -137,6 +144,7 @@ struct ChaosRow {
     run: u64,
     seed: u64,
     workload: String,
+    placement: &'static str,
     fault_mix: String,
     faults_applied: u64,
     acked: u64,
@@ -188,6 +196,7 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
             config
         };
         config.workload = args.workload.clone();
+        config.placement = args.placement;
         config.mix = args.faults;
         config.detector = args.detector;
         config.keep_run_dir = args.keep_run_dirs;
@@ -218,6 +227,7 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
             run,
             seed,
             workload: config.workload.clone(),
+            placement: config.placement.as_str(),
             fault_mix: format!("{:?}", config.mix).to_lowercase(),
             faults_applied: outcome.faults.len() as u64,
             acked: outcome.client.acked,

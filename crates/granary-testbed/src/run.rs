@@ -20,6 +20,7 @@ use crate::cmd::BedError;
 use crate::history::{read_run, Event, HistoryWriter, Stamp};
 use crate::process::{Launch, Process};
 use crate::schedule::{draw, Fault, FaultMix, FaultTimes};
+use crate::workload::WorkloadPlacement;
 
 /// The port every node listens on (each host has its own address).
 pub const NODE_PORT: u16 = 7100;
@@ -117,6 +118,8 @@ pub struct ChaosConfig {
     /// The nodes' failure-detection profile: [`Detector::FastFailover`] for the
     /// issue's run ([`ChaosConfig::new`]), [`Detector::Default`] for short runs.
     pub detector: Detector,
+    /// How the workload kinds place new activations. Random by default.
+    pub placement: WorkloadPlacement,
     /// Keep the run directory even when the report is clean (logs and histories for
     /// analysis of a clean run's recovery times). `false` by default.
     pub keep_run_dir: bool,
@@ -144,6 +147,7 @@ impl ChaosConfig {
             clients_on: Vec::new(),
             handler_delay: Duration::ZERO,
             detector: Detector::FastFailover,
+            placement: WorkloadPlacement::Random,
             keep_run_dir: false,
         }
     }
@@ -484,6 +488,10 @@ fn start_node(
     if config.detector != Detector::Default {
         args.push("--detector".into());
         args.push(config.detector.as_str().into());
+    }
+    if config.placement != WorkloadPlacement::Random {
+        args.push("--placement".into());
+        args.push(config.placement.as_str().into());
     }
     if !config.handler_delay.is_zero() {
         args.push("--handler-delay-ms".into());

@@ -76,13 +76,47 @@ pub enum Workload {
     Saga,
 }
 
-/// Hosts every workload kind on a node.
-pub fn host_all(builder: NodeBuilder, idle_timeout: std::time::Duration) -> NodeBuilder {
+/// How every workload kind places a new activation (`--placement`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum WorkloadPlacement {
+    /// A random host that hosts the kind (Orleans' default, and granary's).
+    #[default]
+    Random,
+    /// The identity's directory owner (`Placement::Hash`: a member's first call goes
+    /// straight there, without a lookup).
+    Hash,
+}
+
+impl WorkloadPlacement {
+    /// The kinds' placement.
+    pub fn placement(self) -> granary::virtual_actors::Placement {
+        match self {
+            WorkloadPlacement::Random => granary::virtual_actors::Placement::Random,
+            WorkloadPlacement::Hash => granary::virtual_actors::Placement::Hash,
+        }
+    }
+
+    /// The name on the command line and in rows.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadPlacement::Random => "random",
+            WorkloadPlacement::Hash => "hash",
+        }
+    }
+}
+
+/// Hosts every workload kind on a node, placed by `placement`.
+pub fn host_all(
+    builder: NodeBuilder,
+    idle_timeout: std::time::Duration,
+    placement: WorkloadPlacement,
+) -> NodeBuilder {
+    let placement = placement.placement();
     builder
-        .host(counter::kind().idle_timeout(idle_timeout))
-        .host(register::kind().idle_timeout(idle_timeout))
-        .host(saga::account_kind().idle_timeout(idle_timeout))
-        .host(saga::teller_kind().idle_timeout(idle_timeout))
+        .host((counter::kind().idle_timeout(idle_timeout)).placement(placement.clone()))
+        .host((register::kind().idle_timeout(idle_timeout)).placement(placement.clone()))
+        .host((saga::account_kind().idle_timeout(idle_timeout)).placement(placement.clone()))
+        .host((saga::teller_kind().idle_timeout(idle_timeout)).placement(placement))
 }
 
 /// The history recorder of a node process: who the process is and where it writes.

@@ -4,7 +4,7 @@
 //! ```text
 //! granary-testbed-node node --name h1 --incarnation 0 --bind 10.x.y.2:7100 [--seed ADDR]... \
 //!     --store URL --history FILE [--idle-timeout-ms N] [--handler-delay-ms N] \
-//!     [--detector default|fast-failover]
+//!     [--detector default|fast-failover] [--placement random|hash]
 //!   prints `ready ADDR` once the node is Up; runs until killed, or until stdin
 //!   closes (then shuts down gracefully); records its lease transitions and the
 //!   members it sees go Down or Up
@@ -34,7 +34,7 @@ use granary::cluster::{ClusterEvent, MemberEvent};
 use granary::virtual_actors::{Node, TransportSettings};
 use granary_testbed::history::{HistoryWriter, LEASE_POLL};
 use granary_testbed::run::Detector;
-use granary_testbed::workload::{self, driver, Workload};
+use granary_testbed::workload::{self, driver, Workload, WorkloadPlacement};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser)]
@@ -83,6 +83,9 @@ enum Command {
         /// `fast-failover` (`ClusterConfig::fast_failover`).
         #[arg(long, value_enum, default_value_t = Detector::Default)]
         detector: Detector,
+        /// How the workload kinds place new activations.
+        #[arg(long, value_enum, default_value_t = WorkloadPlacement::Random)]
+        placement: WorkloadPlacement,
     },
     /// The workload client.
     Client {
@@ -180,6 +183,7 @@ pub(crate) async fn main() -> ExitCode {
             idle_timeout_ms,
             handler_delay_ms,
             detector,
+            placement,
         } => {
             workload::set_handler_delay(Duration::from_millis(handler_delay_ms));
             run_node(
@@ -191,7 +195,7 @@ pub(crate) async fn main() -> ExitCode {
                 seeds,
                 store,
                 history,
-                Duration::from_millis(idle_timeout_ms),
+                (Duration::from_millis(idle_timeout_ms), placement),
             )
             .await
         }
@@ -253,7 +257,7 @@ async fn run_node(
     seeds: Vec<SocketAddr>,
     store: String,
     history: PathBuf,
-    idle: Duration,
+    (idle, placement): (Duration, WorkloadPlacement),
 ) -> Result<(), Box<dyn std::error::Error>> {
     workload::install_recorder(name, incarnation, HistoryWriter::open(&history)?);
     let builder = Node::builder()
@@ -263,7 +267,7 @@ async fn run_node(
         .cluster_secret(cluster, secret.into_bytes())
         .cluster_config(detector.cluster_config())
         .transport(transport_settings(detector));
-    let node = workload::host_all(builder, idle).start().await?;
+    let node = workload::host_all(builder, idle, placement).start().await?;
     // Members seen going Down or Up (when a fault was detected and resolved).
     let mut events = node.cluster().subscribe();
     let me = node.addr();
