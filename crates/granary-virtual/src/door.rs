@@ -13,7 +13,7 @@
 //! One more name reaches a door: `<key>#*`, "whichever activation of the key is
 //! here". Under hash placement an identity lives on its directory owner, so a member
 //! that has not located it yet sends its call straight there under that name
-//! ([`Runtime::direct_location`]): the door delivers to the live activation, or, on
+//! ([`Runtime::direct_owner`]): the door delivers to the live activation, or, on
 //! the owner, serves the lookup as a remote caller's would (activating the identity
 //! here) and then delivers, on a task of its own — one round trip where a lookup and
 //! then the call take two. Anywhere else (the ring moved, the identity lives on
@@ -70,6 +70,11 @@ const ANY_ACTIVATION: &str = "#*";
 pub(crate) fn any_activation_name(identity: &Identity) -> Arc<str> {
     let prefix = door_prefix(identity.kind(), false);
     Arc::from([&prefix, identity.key(), ANY_ACTIVATION].concat())
+}
+
+/// Whether `name` is an [`any_activation_name`].
+pub(crate) fn is_any_activation(name: &str) -> bool {
+    name.ends_with(ANY_ACTIVATION)
 }
 
 /// The key in the rest of an activation name (`<key>#<n>`; the key may hold `#`).

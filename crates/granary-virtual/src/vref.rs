@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::actor::{VirtualActor, VirtualHandler};
+use crate::door::{any_activation_name, is_any_activation};
 use crate::error::VirtualError;
 use crate::key::Key;
 use crate::protocol::Location;
@@ -66,6 +67,26 @@ impl Callee {
             identity,
             reached: parking_lot::Mutex::new(None),
         }
+    }
+
+    /// Where a call goes without a lookup under hash placement
+    /// ([`Runtime::direct_owner`]): the owner's "whichever activation of the key"
+    /// (`door.rs`). The location this ref reached last is reused while it is that, so
+    /// a call builds no name.
+    fn direct_location(&self) -> Option<Location> {
+        let owner = self.runtime.direct_owner(&self.identity)?;
+        let reached = self.reached.lock();
+        if let Some(last) = reached
+            .as_ref()
+            .filter(|last| last.at.host == owner && is_any_activation(&last.at.name))
+        {
+            return Some(last.at.clone());
+        }
+        drop(reached);
+        Some(Location {
+            host: owner,
+            name: any_activation_name(&self.identity),
+        })
     }
 
     /// The remote layer's ref to the activation at `loc` on another node.
@@ -313,9 +334,7 @@ impl Callee {
             }
             // A known location costs no lookup and no timer.
             let known = match stale {
-                None => {
-                    (rt.locate_known(&self.identity)).or_else(|| rt.direct_location(&self.identity))
-                }
+                None => (rt.locate_known(&self.identity)).or_else(|| self.direct_location()),
                 Some(_) => None,
             };
             let located = match known {

@@ -109,17 +109,16 @@ async fn hash_places_on_the_directory_owner() {
     let ring = nodes[0].cluster().ring();
     for i in 0..20 {
         let key = format!("hash-{i}");
-        let host = nodes[1]
-            .get::<Counter>(key.clone())
-            .ask(Where)
-            .await
-            .unwrap()
-            .0;
+        let counter = nodes[1].get::<Counter>(key.clone());
+        let host = counter.ask(Where).await.unwrap().0;
         let owner = ring
             .owner(format!("test.Counter/{key}").as_bytes())
             .unwrap()
             .addr;
         assert_eq!(host, owner);
+        // The ref's next call reuses the location it reached (no lookup either).
+        assert_eq!(counter.ask(Add(1)).await.unwrap(), Ok(1));
+        assert_eq!(counter.ask(Where).await.unwrap(), (owner, 1));
     }
     // Each first call went straight to the owner (`door.rs`, "`<key>#*`"), not
     // through a lookup whose answer the caller would have cached.

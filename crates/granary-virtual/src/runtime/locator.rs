@@ -9,7 +9,6 @@ use granary_core::RemoteTarget;
 use granary_storage::{Identity, IdentityParts};
 
 use super::{failure_error, Members, Runtime};
-use crate::door::any_activation_name;
 use crate::error::VirtualError;
 use crate::placement::Placement;
 use crate::protocol::{Location, Reply, Request};
@@ -32,13 +31,14 @@ impl Runtime {
         Some(loc)
     }
 
-    /// Where to send a call to `identity` that is not located yet, without a lookup:
-    /// a kind this member hosts with hash placement lives on the identity's directory
-    /// owner, so the call goes straight there under the name of "whichever activation
-    /// of the key" (`door.rs`), which finds or activates it. `None` when a lookup is
-    /// needed (another placement, a client, a stateless worker kind, this node the
-    /// owner, an owner that does not host the kind).
-    pub(crate) fn direct_location(&self, identity: &Identity) -> Option<Location> {
+    /// The owner to send a call to `identity` to when it is not located yet, without
+    /// a lookup: a kind this member hosts with hash placement lives on the identity's
+    /// directory owner, so the call goes straight there under the name of "whichever
+    /// activation of the key" (`door.rs`, `any_activation_name`), which finds or
+    /// activates it. `None` when a lookup is needed (another placement, a client, a
+    /// stateless worker kind, this node the owner, an owner that does not host the
+    /// kind).
+    pub(crate) fn direct_owner(&self, identity: &Identity) -> Option<SocketAddr> {
         if !self.is_member() {
             return None;
         }
@@ -50,10 +50,7 @@ impl Runtime {
         if owner == self.me || !self.members.hosts_of(identity.kind()).contains(&owner) {
             return None;
         }
-        Some(Location {
-            host: owner,
-            name: any_activation_name(identity),
-        })
+        Some(owner)
     }
 
     /// Whether this node is a member (not an external client).
