@@ -127,9 +127,6 @@ impl ServerActor {
         let device_ref: ActorRef<DeviceActor> = self
             .remote
             .remote_ref(device_addr, &device_actor_name(&device));
-        // The first request goes at once: the device learns its server without waiting
-        // one interval.
-        let _ = device_ref.tell(HeartbeatRequest { server: self.me });
         let mut tracking = Tracking::new(
             device_ref,
             device_addr,
@@ -161,9 +158,15 @@ impl ServerActor {
             tracing::debug!(%device, server = %self.me, "tracking device");
         }
         self.tracked.publish(TrackingEvent::Assigned {
-            device,
+            device: device.clone(),
             device_addr,
         });
+        // The first request goes at once, so the device learns its server without
+        // waiting one interval; and only now, so that by the time it has learned it
+        // this server's tracked set (and its subscribers) already show the device.
+        if let Some(tracking) = self.devices.get(&device) {
+            let _ = tracking.device.tell(HeartbeatRequest { server: self.me });
+        }
     }
 
     /// The device answered (or registered again): the first time after a take-over,
