@@ -246,13 +246,19 @@ impl NodeBuilder {
         self
     }
 
-    /// How long, after a member went Down, the directory waits before placing an
-    /// identity that may have lived on it. A node cut off on the minority side of a
-    /// partition downs itself (and stops hosting) about as late as the majority
-    /// downs it; this margin keeps the two from hosting one identity at once.
-    /// It also sizes the host lease (`stable_after + down_margin`): a node whose
-    /// lease a majority has not renewed for that long handles no messages, however
-    /// late it notices the partition (docs/semantics.md, "Single activation").
+    /// How long, after a member departed (went Down or left), the directory waits
+    /// at least before placing an identity that may have lived on it: a node cut
+    /// off on the minority side of a partition downs itself (and stops hosting)
+    /// about as late as the majority downs it, and this margin keeps the two from
+    /// hosting one identity at once.
+    /// It also sizes the host lease (`downing.stable_after + down_margin`): a node
+    /// whose lease a majority has not renewed for that long handles no messages,
+    /// however late it notices it was cut off. The directory places a departed
+    /// member's identities only once a majority of the members confirmed it is gone
+    /// for them, and one lease length after the last renewal they granted it — the
+    /// wait that matters after a one-way cut, where the departed node kept renewing
+    /// through members that had not yet heard of its Down (docs/semantics.md,
+    /// "Partitions" and "Host lease").
     /// Default: the cluster's `downing.stable_after` (1 s unless configured).
     pub fn down_margin(mut self, margin: Duration) -> Self {
         self.down_margin = Some(margin);
@@ -400,8 +406,9 @@ impl NodeBuilder {
                 max_attempts: s.max_attempts,
                 rpc_timeout: self.rpc_timeout,
                 down_margin,
-                // A partition's majority places no sooner than failure detection +
-                // stable_after + down_margin after it; the lease lapses sooner.
+                // A departed member's identities are placed again once a majority
+                // confirmed the departure, and one lease length after the last
+                // renewal those members granted it (runtime/fence.rs).
                 host_lease: self.cluster.downing.stable_after + down_margin,
                 location_cache: s.location_cache,
             },
@@ -619,7 +626,7 @@ fn start_background(
                     ClusterEvent::Change { event, ring, .. } => {
                         let m = event.member();
                         if m.id.addr != me && matches!(event, MemberEvent::Down(_)) {
-                            rt.note_down(previous.clone());
+                            rt.note_down(previous.clone(), m.id.addr, m.id.incarnation);
                             // A client's asks relayed through this node to the downed
                             // host would wait for the transport's heartbeat timeout;
                             // their clients resend them to the next activation now.

@@ -100,6 +100,16 @@ impl NodeProbe {
         !self.runtime.is_crashed() && self.runtime.lease.is_valid()
     }
 
+    /// How long the node's host lease still holds if no renewal succeeds from now:
+    /// `None` when it does not hold. A lease that lapses lapses at exactly this
+    /// moment, so a watcher polling it knows when, not just that, it lapsed.
+    pub fn lease_remaining(&self) -> Option<std::time::Duration> {
+        if self.runtime.is_crashed() {
+            return None;
+        }
+        self.runtime.lease.remaining()
+    }
+
     /// Reads one (absent) identity from every store the node's kinds use, so a
     /// store that cannot be reached is an error here rather than at the next
     /// activation.

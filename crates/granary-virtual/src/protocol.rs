@@ -95,6 +95,12 @@ pub(crate) enum Request {
     /// on the host refuses the sender's earlier requests still on their way, so a
     /// lost `Activate` cannot start after the owner heard "no" and placed elsewhere.
     Confirm { kind: String, key: String },
+    /// From a directory owner to every member: is `host` gone from your ring (so you
+    /// no longer grant it a lease), and when did you last grant it one? Answered
+    /// `Bool(false)` (still in the ring) or `Count(µs since the last grant)`. The
+    /// owner places `host`'s identities only once a majority said it is gone, one
+    /// lease length after the latest of their last grants (`runtime/fence.rs`).
+    Departed { host: SocketAddr },
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -49,6 +49,7 @@ use fence::Fence;
 use handoff::RebuildProgress;
 use hosting::Superseded;
 use keyed_locks::KeyedLocks;
+use lease::LeaseGrants;
 pub(crate) use lease::{renew_loop, HostLease};
 use locations::LocationCache;
 pub(crate) use members::Members;
@@ -67,10 +68,11 @@ pub(crate) struct RuntimeConfig {
     pub(crate) ask_timeout: Duration,
     pub(crate) max_attempts: u32,
     pub(crate) rpc_timeout: Duration,
-    /// How long placements wait after a member went Down (see [`Fence`]).
+    /// How long placements wait at least after a member departed (see [`Fence`]).
     pub(crate) down_margin: Duration,
-    /// How long a host-lease renewal stays valid (see `runtime/lease.rs`): at most
-    /// the time from a partition to the majority's first placement.
+    /// How long a host-lease renewal stays valid (see `runtime/lease.rs`); also how
+    /// long placements wait after the last renewal the members that confirmed a
+    /// departure granted (see [`Fence`]).
     pub(crate) host_lease: Duration,
     /// The most locations the cache keeps (0: none).
     pub(crate) location_cache: usize,
@@ -110,6 +112,8 @@ pub(crate) struct Runtime {
     views: tokio::sync::watch::Sender<u64>,
     /// Whether this node's activations may handle messages (see `lease.rs`).
     pub(crate) lease: HostLease,
+    /// When this node last renewed each member's lease (see `lease.rs`).
+    grants: LeaseGrants,
     /// Unregistrations of ended activations not yet acknowledged by their owner.
     unregistering: AtomicUsize,
     /// Bumped whenever an activation ended or its unregistration finished (wakes
@@ -174,6 +178,7 @@ impl Runtime {
             fence: Mutex::new(Fence::default()),
             views: tokio::sync::watch::channel(0).0,
             lease,
+            grants: LeaseGrants::default(),
             unregistering: AtomicUsize::new(0),
             ends: tokio::sync::watch::channel(0).0,
         }

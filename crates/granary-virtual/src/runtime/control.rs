@@ -269,6 +269,7 @@ impl Runtime {
                 Err(e) => Reply::Failed(Failure::Other(e.to_string())),
             },
             Request::Lease => self.grant_lease(from),
+            Request::Departed { host } => self.answer_departed(host),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use granary_storage::Identity;
 use parking_lot::Mutex;
 
+use super::fence::Wait;
 use super::{shrink_if_sparse, IdentityMap, KeyedLocks, Runtime};
 use crate::placement::{self, Placement, PlacementRequest, PlacementTag};
 use crate::protocol::{Failure, Location, Reply, Request};
@@ -71,14 +72,17 @@ impl Directory {
     }
 
     /// Drops the entries (and unconfirmed activations) on hosts that are no longer
-    /// alive and returns their identities.
-    pub(crate) fn retain_hosts(&self, alive: impl Fn(&SocketAddr) -> bool) -> Vec<Identity> {
+    /// alive and returns their identities, each with its host.
+    pub(crate) fn retain_hosts(
+        &self,
+        alive: impl Fn(&SocketAddr) -> bool,
+    ) -> Vec<(Identity, SocketAddr)> {
         let mut dropped = Vec::new();
         let mut partition = self.partition.lock();
         partition.entries.retain(|identity, loc| {
             let keep = alive(&loc.host);
             if !keep {
-                dropped.push(identity.clone());
+                dropped.push((identity.clone(), loc.host));
             }
             keep
         });
@@ -86,7 +90,7 @@ impl Directory {
         partition.unconfirmed.retain(|identity, host| {
             let keep = alive(host);
             if !keep {
-                dropped.push(identity.clone());
+                dropped.push((identity.clone(), *host));
             }
             keep
         });
@@ -174,7 +178,7 @@ impl Runtime {
                     }
                 }
             } else {
-                self.fence_entry_of_dead_host(identity);
+                self.fence_entry_of_dead_host(identity, loc.host);
             }
             self.directory.unregister(identity, &loc);
         }
@@ -194,12 +198,26 @@ impl Runtime {
                 return Reply::Located(loc);
             }
         }
-        if let Some(until) = self.placement_fence(identity) {
-            // The identity may still be live on a node that was just declared Down
-            // and has not stopped hosting yet (the minority side of a partition).
-            tokio::time::sleep_until(until).await;
-            // Re-registrations may have arrived meanwhile: look again (the fence
-            // has passed, so this recursion ends at the next level).
+        if let Some((wait, mut confirmations)) = self.placement_fence(identity) {
+            // The identity may still be live on a node that departed and has not
+            // stopped hosting yet (the minority side of a partition, a one-way cut).
+            match wait {
+                Wait::Until(until) => tokio::time::sleep_until(until).await,
+                Wait::Unconfirmed => {
+                    // Half the control timeout: the requester hears why before its
+                    // own request to this owner times out, and retries.
+                    let confirmed =
+                        tokio::time::timeout(self.config.rpc_timeout / 2, confirmations.changed())
+                            .await;
+                    if confirmed.is_err() {
+                        return Reply::Failed(Failure::Other(format!(
+                            "{identity} may still live on a departed member: no majority \
+                             has confirmed the departure yet"
+                        )));
+                    }
+                }
+            }
+            // Re-registrations may have arrived meanwhile: look again.
             return Box::pin(self.lookup_locked(identity, requester, tag, None)).await;
         }
         let host = self.place(identity, &candidates, requester, tag).await;
@@ -237,7 +255,7 @@ impl Runtime {
         host: SocketAddr,
     ) -> Option<Reply> {
         if !self.members.is_alive(host) {
-            self.fence_entry_of_dead_host(identity);
+            self.fence_entry_of_dead_host(identity, host);
             self.directory.confirmed(identity);
             return None;
         }
@@ -491,8 +509,9 @@ mod tests {
         directory.note_unconfirmed(&c, at(1, "").host);
         assert_eq!(directory.unconfirmed(&c), Some(at(1, "").host));
         let mut lost = directory.retain_hosts(|host| host.port() != 1);
-        lost.sort_by(|x, y| x.key().cmp(y.key()));
-        assert_eq!(lost, vec![a.clone(), c.clone()]);
+        lost.sort_by(|x, y| x.0.key().cmp(y.0.key()));
+        let lost_host = at(1, "").host;
+        assert_eq!(lost, vec![(a.clone(), lost_host), (c.clone(), lost_host)]);
         assert_eq!(directory.get(&b), Some(at(2, "b")));
         assert_eq!(directory.unconfirmed(&c), None);
         // A range that moved away takes its entries (and unconfirmed ones) along.

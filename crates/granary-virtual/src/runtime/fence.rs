@@ -1,121 +1,278 @@
-//! Placements held back after a member went Down (see [`Fence`]), and the runtime's
-//! calls that fence and ask.
+//! Placements held back after a member went Down (see [`Fence`]), the confirmation
+//! that lets them go ahead, and the runtime's calls that fence and ask.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use granary_cluster::HashRing;
 use granary_storage::Identity;
+use tokio::time::Instant;
 
 use super::{members, IdentityMap, Runtime};
+use crate::protocol::{Reply, Request};
 
-/// Placements held back after a member went Down: a node declared Down may be the
-/// minority side of a partition that downs itself only about as late as the
-/// majority downed it, so its activations can be live for a moment longer. Until
-/// `down_margin` after the Down, the owner does not place an identity that was
-/// recorded on the downed node, nor one whose directory owner was the downed node
-/// (its entry is lost, so it may have been anywhere).
-#[derive(Default)]
+/// How long a new activation of an identity must wait (see [`Fence`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// Until this moment.
+    Until(Instant),
+    /// Until a majority has confirmed that a member it may have lived on is gone.
+    Unconfirmed,
+}
+
+impl Wait {
+    /// The longer of two waits.
+    fn max(self, other: Wait) -> Wait {
+        match (self, other) {
+            (Wait::Until(a), Wait::Until(b)) => Wait::Until(a.max(b)),
+            _ => Wait::Unconfirmed,
+        }
+    }
+}
+
+/// Placements held back after a member departed (went Down, or left the ring).
+///
+/// The departed member may still be running — the minority side of a partition, or
+/// a node behind a one-way cut that still reaches most members — and its activations
+/// handle messages for as long as its host lease holds (`lease.rs`). A member grants
+/// that lease only while the departed node is in its ring, so once a majority of the
+/// ring has answered that the node is gone for them (`confirm_departure`), every
+/// renewal that succeeded had a grant from one of them, and the lease lapses at most
+/// one lease length after the latest grant they report. Until then the owner does
+/// not place an identity that was recorded on the departed node, nor one whose
+/// directory owner the departed node was (its entry is lost, so it may have been
+/// anywhere).
+///
+/// Besides, the owner waits `down_margin` after it noted the departure, the rule
+/// that alone keeps a full partition's sides apart (both down the other after the
+/// same `stable_after`) even where the two sides' views of the ring differ so much
+/// that the two majorities need not overlap. Counting from the Down alone (as
+/// before) assumed the departed node lost its lease about when the others downed
+/// it, which a one-way cut breaks: the node behind it kept renewing through members
+/// that had not yet heard of the Down.
 pub(crate) struct Fence {
-    /// Identities whose recorded host went Down, and until when they wait.
-    recorded: IdentityMap<tokio::time::Instant>,
-    /// The earliest wait in `recorded`: expired entries are dropped once it passes,
-    /// not on every placement (a Down can fence every identity its host had).
-    recorded_earliest: Option<tokio::time::Instant>,
-    /// Rings from before a member went missing, each with until when the identities
-    /// its missing owners held wait. Every such ring is kept until its margin passes:
-    /// two members of a minority may be downed one after the other, and the ring
-    /// before the second Down no longer names the first one's identities' owner.
-    owners: Vec<(Arc<HashRing>, tokio::time::Instant)>,
+    /// Each departed member, with until when its identities wait.
+    departures: HashMap<SocketAddr, Departure>,
+    /// Identities whose recorded host departed, with that host.
+    recorded: IdentityMap<SocketAddr>,
+    /// Rings from before a member departed: the identities a departed owner held on
+    /// one of them wait for that owner's departure. Every such ring is kept while one
+    /// of its departed members still fences: two members of a minority may be downed
+    /// one after the other, and the ring before the second Down no longer names the
+    /// first one's identities' owner.
+    owners: Vec<Arc<HashRing>>,
     /// The ring the last placement saw. The ring changes as soon as the cluster's
     /// view does, before the membership task gets to [`Runtime::note_down`]; a
     /// placement that finds members gone from it since fences their identities itself.
     seen: Option<Arc<HashRing>>,
+    /// Bumped whenever a departure is confirmed (wakes the placements waiting on one).
+    confirmations: tokio::sync::watch::Sender<u64>,
+}
+
+/// One departed member.
+#[derive(Clone, Copy, Debug)]
+struct Departure {
+    /// The life that departed, when known (a Down names it; an entry found on a dead
+    /// host does not).
+    incarnation: Option<u64>,
+    /// `down_margin` after the departure was first noted: the wait that alone keeps
+    /// a full partition's two sides apart (each side downs the other after the same
+    /// `stable_after`), whatever the two sides' views of the ring.
+    not_before: Instant,
+    /// `None` until a majority confirmed the departure; then until when its lease
+    /// may hold.
+    until: Option<Instant>,
+}
+
+impl Departure {
+    /// Until when it fences; `None`: until it is confirmed.
+    fn until(&self) -> Option<Instant> {
+        self.until.map(|until| until.max(self.not_before))
+    }
+}
+
+impl Default for Fence {
+    fn default() -> Self {
+        Self {
+            departures: HashMap::new(),
+            recorded: IdentityMap::default(),
+            owners: Vec::new(),
+            seen: None,
+            confirmations: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 impl Fence {
-    /// Fences, until `until`, the identities whose owner on `ring` is no longer alive.
-    fn fence_owners_of(&mut self, ring: Arc<HashRing>, until: tokio::time::Instant) {
-        let now = tokio::time::Instant::now();
-        self.owners.retain(|(_, until)| *until > now);
-        self.owners.push((ring, until));
+    /// Notes that `host` (life `incarnation`, if known) departed. Returns whether its
+    /// departure must now be confirmed: it was not being fenced, or an earlier life
+    /// of it was.
+    fn depart(&mut self, host: SocketAddr, incarnation: Option<u64>, not_before: Instant) -> bool {
+        match self.departures.get_mut(&host) {
+            Some(known)
+                if known.incarnation.is_none()
+                    || incarnation.is_none()
+                    || known.incarnation == incarnation =>
+            {
+                known.incarnation = known.incarnation.or(incarnation);
+                false
+            }
+            _ => {
+                self.departures.insert(
+                    host,
+                    Departure {
+                        incarnation,
+                        not_before,
+                        until: None,
+                    },
+                );
+                true
+            }
+        }
     }
 
-    /// `identity` waits until at least `until` (its recorded host went Down).
-    fn record(&mut self, identity: Identity, until: tokio::time::Instant) {
-        let entry = self.recorded.entry(identity).or_insert(until);
-        *entry = (*entry).max(until);
-        self.recorded_earliest = Some(self.recorded_earliest.map_or(until, |e| e.min(until)));
+    /// A majority confirmed `host`'s departure: its identities wait until `until`.
+    fn confirm(&mut self, host: SocketAddr, until: Instant) {
+        if let Some(departure) = self.departures.get_mut(&host) {
+            departure.until = Some(until);
+            self.confirmations.send_modify(|n| *n += 1);
+        }
     }
 
-    /// Until when `identity` waits at `now` (forgetting what has passed), if at all:
-    /// its recorded host went Down, or its owner on a ring kept here is not alive.
+    /// The identities whose owner on `ring` departed wait for that departure.
+    fn fence_owners_of(&mut self, ring: Arc<HashRing>) {
+        if !self.owners.iter().any(|kept| Arc::ptr_eq(kept, &ring)) {
+            self.owners.push(ring);
+        }
+    }
+
+    /// `identity`'s recorded host departed.
+    fn record(&mut self, identity: Identity, host: SocketAddr) {
+        self.recorded.insert(identity, host);
+    }
+
+    /// How long `host`'s departure still fences at `now`, if at all.
+    fn wait_for(&self, host: SocketAddr, now: Instant) -> Option<Wait> {
+        match self.departures.get(&host)?.until() {
+            None => Some(Wait::Unconfirmed),
+            Some(until) if until > now => Some(Wait::Until(until)),
+            Some(_) => None,
+        }
+    }
+
+    /// Forgets the departures that no longer fence at `now`, and with them the
+    /// identities and rings that waited only for them.
+    fn forget_passed(&mut self, now: Instant, is_alive: &impl Fn(SocketAddr) -> bool) {
+        let before = self.departures.len();
+        self.departures
+            .retain(|_, d| d.until().is_none_or(|until| until > now));
+        if self.departures.len() == before {
+            return;
+        }
+        let departures = &self.departures;
+        self.recorded
+            .retain(|_, host| departures.contains_key(host));
+        super::shrink_if_sparse(&mut self.recorded);
+        self.owners.retain(|ring| {
+            ring.nodes()
+                .any(|(node, _)| !is_alive(node.addr) && departures.contains_key(&node.addr))
+        });
+    }
+
+    /// How long `identity` waits at `now`, if at all: its recorded host departed, or
+    /// its owner on a ring kept here did.
     fn until(
         &mut self,
         identity: &Identity,
-        now: tokio::time::Instant,
+        now: Instant,
         is_alive: impl Fn(SocketAddr) -> bool,
-    ) -> Option<tokio::time::Instant> {
-        if self
-            .recorded_earliest
-            .is_some_and(|earliest| earliest <= now)
-        {
-            self.recorded.retain(|_, until| *until > now);
-            self.recorded_earliest = self.recorded.values().min().copied();
-            super::shrink_if_sparse(&mut self.recorded);
-        }
-        self.owners.retain(|(_, until)| *until > now);
-        let recorded = self.recorded.get(identity).copied();
+    ) -> Option<Wait> {
+        self.forget_passed(now, &is_alive);
+        let recorded = self
+            .recorded
+            .get(identity)
+            .and_then(|host| self.wait_for(*host, now));
         let owned = self
             .owners
             .iter()
-            .filter(|(ring, _)| {
+            .filter_map(|ring| {
                 ring.owner_of_position(members::ring_position(identity))
-                    .is_some_and(|owner| !is_alive(owner.addr))
+                    .filter(|owner| !is_alive(owner.addr))
+                    .and_then(|owner| self.wait_for(owner.addr, now))
             })
-            .map(|(_, until)| *until)
-            .max();
-        recorded.max(owned)
+            .reduce(Wait::max);
+        match (recorded, owned) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
 impl Runtime {
-    /// The entries of `lost` were on a host that went Down: each waits the margin.
-    pub(crate) fn fence_lost(&self, lost: Vec<Identity>) {
+    /// Notes `host`'s departure and, if it is new, starts confirming it among the
+    /// members of `ring` (a ring with `host` in it, when known) and the current ones.
+    fn depart(
+        self: &Arc<Self>,
+        fence: &mut Fence,
+        host: SocketAddr,
+        incarnation: Option<u64>,
+        ring: Option<Arc<HashRing>>,
+    ) {
+        let not_before = Instant::now() + self.config.down_margin;
+        if fence.depart(host, incarnation, not_before) {
+            let ring = ring.or_else(|| fence.seen.clone());
+            tokio::spawn(confirm_departure(Arc::downgrade(self), host, ring));
+        }
+    }
+
+    /// The entries of `lost` were on hosts that departed: each waits for its host.
+    pub(crate) fn fence_lost(self: &Arc<Self>, lost: Vec<(Identity, SocketAddr)>) {
         if lost.is_empty() {
             return;
         }
-        let until = tokio::time::Instant::now() + self.config.down_margin;
         let mut fence = self.fence.lock();
-        for identity in lost {
-            fence.record(identity, until);
+        for (identity, host) in lost {
+            self.depart(&mut fence, host, None, None);
+            fence.record(identity, host);
         }
     }
 
-    /// A member went Down; `before` is the ring before that change.
-    pub(crate) fn note_down(&self, before: Arc<HashRing>) {
-        let until = tokio::time::Instant::now() + self.config.down_margin;
-        self.fence.lock().fence_owners_of(before, until);
+    /// `host` (life `incarnation`) went Down; `before` is the ring before that change.
+    pub(crate) fn note_down(
+        self: &Arc<Self>,
+        before: Arc<HashRing>,
+        host: SocketAddr,
+        incarnation: u64,
+    ) {
+        let mut fence = self.fence.lock();
+        self.depart(&mut fence, host, Some(incarnation), Some(before.clone()));
+        fence.fence_owners_of(before);
     }
 
-    /// `identity`'s entry names a host this node no longer counts alive, and the
-    /// entry was still here: the membership task has not handled that Down yet (it
-    /// would have dropped the entry and fenced the identity). Fence it now, for the
-    /// whole margin: the host may be the minority side of a partition that stops
-    /// hosting only about as late as it was downed.
-    pub(crate) fn fence_entry_of_dead_host(&self, identity: &Identity) {
-        let until = tokio::time::Instant::now() + self.config.down_margin;
+    /// `identity`'s entry names `host`, which this node no longer counts alive, and
+    /// the entry was still here: the membership task has not handled that Down yet
+    /// (it would have dropped the entry and fenced the identity). Fence it now: the
+    /// host may be the minority side of a partition, still hosting.
+    pub(crate) fn fence_entry_of_dead_host(
+        self: &Arc<Self>,
+        identity: &Identity,
+        host: SocketAddr,
+    ) {
         let mut fence = self.fence.lock();
+        self.depart(&mut fence, host, None, None);
         if !fence.recorded.contains_key(identity) {
-            fence.record(identity.clone(), until);
+            fence.record(identity.clone(), host);
         }
     }
 
     /// Notes the current ring for [`Fence::seen`] (every lookup does, so a placement
     /// compares with a recent one): members gone since the last look fence the
-    /// identities they owned, from now (later than the Down itself, so never too
-    /// short), even before the membership task gets to [`Runtime::note_down`].
-    pub(crate) fn note_ring_seen(&self) {
+    /// identities they owned, even before the membership task gets to
+    /// [`Runtime::note_down`].
+    pub(crate) fn note_ring_seen(self: &Arc<Self>) {
         let ring = self.members.ring();
         let mut fence = self.fence.lock();
         if fence
@@ -126,20 +283,129 @@ impl Runtime {
             return;
         }
         if let Some(seen) = fence.seen.replace(ring.clone()) {
-            if seen.nodes().any(|(node, _)| !ring.contains(node.addr)) {
-                let until = tokio::time::Instant::now() + self.config.down_margin;
-                fence.fence_owners_of(seen, until);
+            let gone: Vec<_> = seen
+                .nodes()
+                .filter(|(node, _)| !ring.contains(node.addr))
+                .map(|(node, _)| (node.addr, node.incarnation))
+                .collect();
+            if !gone.is_empty() {
+                for (addr, incarnation) in gone {
+                    self.depart(&mut fence, addr, Some(incarnation), Some(seen.clone()));
+                }
+                fence.fence_owners_of(seen);
             }
         }
     }
 
-    /// Until when a new activation of `identity` must wait (see [`Fence`]).
-    pub(crate) fn placement_fence(&self, identity: &Identity) -> Option<tokio::time::Instant> {
+    /// How long a new activation of `identity` must wait (see [`Fence`]), and a
+    /// receiver that changes when a departure is confirmed.
+    pub(crate) fn placement_fence(
+        self: &Arc<Self>,
+        identity: &Identity,
+    ) -> Option<(Wait, tokio::sync::watch::Receiver<u64>)> {
         self.note_ring_seen();
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         let mut fence = self.fence.lock();
-        fence.until(identity, now, |host| self.members.is_alive(host))
+        let wait = fence.until(identity, now, |host| self.members.is_alive(host))?;
+        Some((wait, fence.confirmations.subscribe()))
     }
+}
+
+/// Asks the members, round after round, whether `host` is gone from their ring, until
+/// a majority (this node included) says so; then fences its identities until one
+/// lease length after the latest grant those members gave it. The majority is of the
+/// ring with `host` in it, as `host` counts its lease's. Ends early if the address is
+/// alive again: a new life holds it, so the departed process is gone (two cannot
+/// listen on one address).
+async fn confirm_departure(
+    runtime: Weak<Runtime>,
+    host: SocketAddr,
+    ring_with_host: Option<Arc<HashRing>>,
+) {
+    loop {
+        let Some(rt) = runtime.upgrade() else { return };
+        if rt.members.is_alive(host) {
+            rt.fence.lock().confirm(host, Instant::now());
+            return;
+        }
+        let round = rt.lease.duration / 4;
+        let began = Instant::now();
+        if let Some(until) = departure_confirmed(&rt, host, ring_with_host.as_deref()).await {
+            tracing::debug!(%host, "departure confirmed by a majority");
+            rt.fence.lock().confirm(host, until);
+            return;
+        }
+        drop(rt);
+        tokio::time::sleep_until(began + round.max(Duration::from_millis(10))).await;
+    }
+}
+
+/// One confirmation round: once a majority of this node's ring plus `host` counts
+/// `host` gone, until when its identities still wait: one lease length after the
+/// latest moment (on this node's clock, never earlier than the truth) at which one
+/// of them granted it a lease; `None` if no majority said so.
+///
+/// Why that bounds `host`'s lease: a renewal needs the grants of more than half the
+/// ring, and the confirming members are the other half and more, so every renewal
+/// that succeeded had a grant from one of them — given no later than that member's
+/// last grant, and after the renewal round began. Its lease lapses one lease length
+/// after the round began, so before one lease length after the latest last grant.
+async fn departure_confirmed(
+    rt: &Arc<Runtime>,
+    host: SocketAddr,
+    ring_with_host: Option<&HashRing>,
+) -> Option<Instant> {
+    // The members `host` may count: those of a ring it was in, those departed whose
+    // departure still fences (gone from this node's ring, they may still grant it
+    // from its side of a cut), and today's.
+    let departed: Vec<SocketAddr> = rt.fence.lock().departures.keys().copied().collect();
+    let mut others: Vec<SocketAddr> = rt
+        .members
+        .ring()
+        .nodes()
+        .chain(ring_with_host.into_iter().flat_map(HashRing::nodes))
+        .map(|(node, _)| node.addr)
+        .chain(departed)
+        .filter(|addr| *addr != rt.me && *addr != host)
+        .collect();
+    others.sort_unstable();
+    others.dedup();
+    // The ring is this node, the others and `host`; `host` counts itself in its
+    // renewals, so they need the grants of `members / 2` others, and
+    // `members - members / 2` confirming members meet every such set.
+    let members = others.len() + 2;
+    let need = members - members / 2;
+    let granted_at = |since_us: u64, now: Instant| now.checked_sub(Duration::from_micros(since_us));
+    let Reply::Count(mine) = rt.answer_departed(host) else {
+        return None;
+    };
+    // The latest grant seen so far (`None`: none, or one before this clock began).
+    let mut latest = granted_at(mine, Instant::now());
+    let until =
+        |latest: Option<Instant>| latest.map_or_else(Instant::now, |t| t + rt.lease.duration);
+    let mut confirmed = 1;
+    if confirmed >= need {
+        return Some(until(latest));
+    }
+    let wait = rt.lease.duration / 2;
+    let mut answers: FuturesUnordered<_> = others
+        .into_iter()
+        .map(|addr| {
+            rt.rpc
+                .call_within(rt, addr, Request::Departed { host }, wait)
+        })
+        .collect();
+    while let Some(answer) = answers.next().await {
+        if let Ok(Reply::Count(since_us)) = answer {
+            // Received now, so granted no later than `since_us` before now.
+            latest = latest.max(granted_at(since_us, Instant::now()));
+            confirmed += 1;
+            if confirmed >= need {
+                return Some(until(latest));
+            }
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -160,7 +426,7 @@ mod tests {
 
     /// Two minority members downed one after the other: the ring before the second
     /// Down no longer names the first one, yet the identities the first one owned
-    /// stay fenced for the first Down's whole margin.
+    /// wait for the first departure: unconfirmed, then until its deadline.
     #[test]
     fn a_second_down_keeps_the_fence_of_the_first() {
         let addrs: Vec<SocketAddr> = (1..=5)
@@ -177,31 +443,91 @@ mod tests {
                     && before_second.owner_of_position(pos).map(|n| n.addr) != Some(second)
             })
             .expect("some key the first downed member owned");
-        let now = tokio::time::Instant::now();
+        let now = Instant::now();
         let first_until = now + Duration::from_secs(1);
         let second_until = now + Duration::from_millis(1200);
         let mut fence = Fence::default();
-        fence.fence_owners_of(before_first, first_until);
-        fence.fence_owners_of(before_second, second_until);
+        assert!(fence.depart(first, Some(1), now));
+        fence.fence_owners_of(before_first);
+        assert!(fence.depart(second, Some(1), now));
+        fence.fence_owners_of(before_second);
         let alive = |host: SocketAddr| host != first && host != second;
-        assert_eq!(fence.until(&identity, now, alive), Some(first_until));
+        assert_eq!(fence.until(&identity, now, alive), Some(Wait::Unconfirmed));
+        fence.confirm(second, second_until);
+        assert_eq!(fence.until(&identity, now, alive), Some(Wait::Unconfirmed));
+        fence.confirm(first, first_until);
+        assert_eq!(
+            fence.until(&identity, now, alive),
+            Some(Wait::Until(first_until))
+        );
         assert_eq!(fence.until(&identity, first_until, alive), None);
+        // The first departure is forgotten once passed, the second not yet (and both
+        // rings name the second member as an owner).
+        assert!(!fence.departures.contains_key(&first));
+        assert!(fence.departures.contains_key(&second));
+        assert_eq!(fence.owners.len(), 2);
+        assert_eq!(fence.until(&identity, second_until, alive), None);
+        assert!(fence.departures.is_empty());
+        assert!(fence.owners.is_empty());
     }
 
-    /// A recorded identity waits until its deadline and is forgotten after it; the
-    /// later of two deadlines counts.
+    /// A recorded identity waits for its host's departure to be confirmed, then until
+    /// the confirmation's deadline, and is forgotten after it.
     #[test]
-    fn a_recorded_identity_waits_for_its_latest_deadline_then_is_forgotten() {
+    fn a_recorded_identity_waits_for_the_confirmation_then_is_forgotten() {
         let identity = Identity::new("test.Counter", "k");
-        let now = tokio::time::Instant::now();
-        let (early, late) = (now + Duration::from_secs(1), now + Duration::from_secs(2));
+        let host = SocketAddr::from(([127, 0, 0, 1], 7001));
+        let now = Instant::now();
+        let until = now + Duration::from_secs(1);
         let mut fence = Fence::default();
-        fence.record(identity.clone(), early);
-        fence.record(identity.clone(), late);
+        let confirmations = fence.confirmations.subscribe();
+        assert!(fence.depart(host, None, now));
+        fence.record(identity.clone(), host);
         let alive = |_: SocketAddr| true;
-        assert_eq!(fence.until(&identity, now, alive), Some(late));
-        assert_eq!(fence.until(&identity, early, alive), Some(late));
-        assert_eq!(fence.until(&identity, late, alive), None);
+        assert_eq!(fence.until(&identity, now, alive), Some(Wait::Unconfirmed));
+        assert!(!confirmations.has_changed().expect("sender alive"));
+        fence.confirm(host, until);
+        assert!(confirmations.has_changed().expect("sender alive"));
+        assert_eq!(fence.until(&identity, now, alive), Some(Wait::Until(until)));
+        assert_eq!(fence.until(&identity, until, alive), None);
         assert!(fence.recorded.is_empty());
+        assert!(fence.departures.is_empty());
+    }
+
+    /// A confirmed departure still fences until `down_margin` after it was noted.
+    #[test]
+    fn a_confirmed_departure_waits_out_the_margin_too() {
+        let host = SocketAddr::from(([127, 0, 0, 1], 7001));
+        let now = Instant::now();
+        let (confirmed, margin) = (
+            now + Duration::from_millis(200),
+            now + Duration::from_secs(1),
+        );
+        let mut fence = Fence::default();
+        assert!(fence.depart(host, Some(1), margin));
+        fence.confirm(host, confirmed);
+        assert_eq!(fence.wait_for(host, now), Some(Wait::Until(margin)));
+        fence.confirm(host, now + Duration::from_secs(2));
+        assert_eq!(
+            fence.wait_for(host, now),
+            Some(Wait::Until(now + Duration::from_secs(2)))
+        );
+    }
+
+    /// The same departure noted twice (by the Down, by an entry on the dead host) is
+    /// confirmed once; a later life's departure is confirmed again, even while the
+    /// earlier one still fences.
+    #[test]
+    fn a_later_life_departing_is_confirmed_again() {
+        let host = SocketAddr::from(([127, 0, 0, 1], 7001));
+        let now = Instant::now();
+        let mut fence = Fence::default();
+        assert!(fence.depart(host, None, now));
+        assert!(!fence.depart(host, Some(3), now));
+        assert!(!fence.depart(host, Some(3), now));
+        fence.confirm(host, now + Duration::from_secs(1));
+        assert!(!fence.depart(host, None, now));
+        assert!(fence.depart(host, Some(4), now));
+        assert_eq!(fence.wait_for(host, now), Some(Wait::Unconfirmed));
     }
 }

@@ -2,19 +2,23 @@
 //! the Up members (this node included) confirmed, within the last `duration`, that
 //! they still count this node as Up.
 //!
-//! Why: on the minority side of a partition, or on a node the others declared Down
-//! while it was too slow to notice, activations must stop handling messages before
-//! the majority places the same identities again — whatever this node's own failure
-//! detector and scheduler are doing. The majority places such an identity no sooner
-//! than `down_margin` after the Down, and the Down comes after the partition plus
-//! failure detection plus `stable_after`. A lease is extended from the moment its
-//! renewal round *began*, and no round that began after the partition can reach a
-//! majority, so the lease lapses at most `duration` after the partition; with
-//! `duration ≤ down_margin` that is before the majority places anything. Each
-//! activation reads the lease's clock before each message (granary-core's
-//! `Actor::admits`), so a late timer or a busy worker cannot stretch it. A refused
-//! request fails with "actor stopped" and the caller's retry finds the identity
-//! again once the lease is renewed or the identity lives elsewhere.
+//! Why: on the minority side of a partition, on a node the others declared Down
+//! while it was too slow to notice, or on one behind a one-way cut that still
+//! reaches most members, activations must stop handling messages before the
+//! majority places the same identities again — whatever this node's own failure
+//! detector and scheduler are doing. A lease is extended from the moment its renewal
+//! round *began*, and a member grants it only while the node is in its ring, and
+//! records when it did ([`LeaseGrants`]). An owner places a departed node's
+//! identities only after a majority of the ring has answered that the node is gone
+//! for them, and one `duration` after the latest grant they report (`fence.rs`):
+//! every round that succeeded had a grant from one of them, so began before it, and
+//! the lease has lapsed by then. (With a full partition the round also cannot reach
+//! a majority after the partition, so the lease lapses at most `duration` after it.)
+//! Each activation reads the lease's clock before each
+//! message (granary-core's `Actor::admits`), so a late timer or a busy worker cannot
+//! stretch it. A refused request fails with "actor stopped" and the caller's retry
+//! finds the identity again once the lease is renewed or the identity lives
+//! elsewhere.
 //!
 //! Grants come from the members' views: a member confirms a node only while both
 //! are Up in its view. Renewals run every `duration / 4`, each round on its own
@@ -57,6 +61,13 @@ impl HostLease {
     pub(crate) fn is_valid(&self) -> bool {
         let until = self.until.load(Ordering::Acquire);
         until != 0 && self.nanos_at(Instant::now()) < until
+    }
+
+    /// How long the lease still holds if no renewal succeeds (`None`: it does not).
+    pub(crate) fn remaining(&self) -> Option<Duration> {
+        let until = self.until.load(Ordering::Acquire);
+        let now = self.nanos_at(Instant::now());
+        (until != 0 && now < until).then(|| Duration::from_nanos(until - now))
     }
 
     /// A majority confirmed this node in a round that began at `began`.
@@ -107,7 +118,71 @@ impl Runtime {
 
     /// Serves a renewal: confirms `from` while both it and this node are Up here.
     pub(crate) fn grant_lease(&self, from: SocketAddr) -> Reply {
-        Reply::Bool(self.members.is_alive(self.me) && self.members.is_alive(from))
+        Reply::Bool(
+            self.grants
+                .grant(from, |addr| self.members.is_alive(addr), self.me),
+        )
+    }
+
+    /// Serves a departure question (`fence.rs`): `host` is still in this node's ring
+    /// (`Bool(false)`), or it is gone and this node last granted it a lease this many
+    /// microseconds ago (`Count`; `u64::MAX` if never).
+    pub(crate) fn answer_departed(&self, host: SocketAddr) -> Reply {
+        match self
+            .grants
+            .departed(host, |addr| self.members.is_alive(addr))
+        {
+            None => Reply::Bool(false),
+            Some(since) => Reply::Count(u64::try_from(since.as_micros()).unwrap_or(u64::MAX)),
+        }
+    }
+}
+
+/// When this node last granted each member a lease renewal. A member gone from the
+/// ring is granted nothing more; what this node answers about it is how long ago
+/// its last grant was, and the check of the ring and the record of a grant happen
+/// under one lock, so no grant can follow an answer that the member is gone.
+#[derive(Default)]
+pub(crate) struct LeaseGrants {
+    last: parking_lot::Mutex<std::collections::HashMap<SocketAddr, Instant>>,
+}
+
+impl LeaseGrants {
+    /// Grants `from` a renewal if it and `me` are alive, and records when.
+    fn grant(
+        &self,
+        from: SocketAddr,
+        is_alive: impl Fn(SocketAddr) -> bool,
+        me: SocketAddr,
+    ) -> bool {
+        let mut last = self.last.lock();
+        if !(is_alive(me) && is_alive(from)) {
+            return false;
+        }
+        if last.len() >= 64 && !last.contains_key(&from) {
+            // Forget members gone from the ring, whose grants no one asks about
+            // once their departure is confirmed (the table stays about ring-sized).
+            let now = Instant::now();
+            last.retain(|addr, at| {
+                is_alive(*addr) || now.duration_since(*at) < Duration::from_secs(60)
+            });
+        }
+        last.insert(from, Instant::now());
+        true
+    }
+
+    /// `None` while `host` is alive; else how long ago it was last granted a
+    /// renewal here (`Duration::MAX` if never).
+    fn departed(
+        &self,
+        host: SocketAddr,
+        is_alive: impl Fn(SocketAddr) -> bool,
+    ) -> Option<Duration> {
+        let last = self.last.lock();
+        if is_alive(host) {
+            return None;
+        }
+        Some(last.get(&host).map_or(Duration::MAX, Instant::elapsed))
     }
 }
 
