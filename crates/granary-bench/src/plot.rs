@@ -644,6 +644,7 @@ fn chaos_bars(rows: &[Row], dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
         ("applied twice", "duplicates"),
         ("stale reads", "stale_reads"),
         ("double activations", "double_handled"),
+        ("placed under a lease", "placed_under_lease"),
         ("invariants broken", "invariant_violations"),
     ];
     let anomalies = BarChart {

@@ -9,9 +9,16 @@
 //!   on without handling (fenced by its host lease, or waiting for `on_deactivate`)
 //!   is not a second activation in this sense: the fence's promise is that it handles
 //!   nothing, and handling is what the checker sees. A handler already running when
-//!   its process paused past its lease is *fenced* when the store refuses its write
-//!   (it applied nothing and its activation ended with `StateConflict` at once): it
-//!   is left out of the interval. A handler that applied anything is never left out.
+//!   its process paused past its lease (or that waited across a cut past it) is
+//!   *fenced* when it applied nothing and its activation ended at once, with
+//!   `StateConflict` (the store refused its write) or `HostLeaseLost`: it is left
+//!   out of the interval. A handler that applied anything is never left out.
+//! - **placed under a lease**: an activation began handling while an earlier one of
+//!   the same identity, on another process and not yet ended, could still admit
+//!   messages — its process held its host lease, without a break, from before that
+//!   activation's last admission until after the new one began (the lapse's exact
+//!   moment is recorded, [`Event::Lease`]). The owner's fence exists to prevent
+//!   this; a double activation needs the earlier one to actually handle something.
 //! - **lost acknowledged write**: an increment, register write or transfer
 //!   acknowledged ([`Outcome::Ok`]) whose op id is missing from the identity's
 //!   [`Event::Final`] (a transfer: from both accounts' finals).
@@ -43,6 +50,12 @@ const EXCERPT_EVENTS: usize = 12;
 pub enum AnomalyKind {
     /// One identity handled by two activations in overlapping intervals.
     DoubleActivation,
+    /// An identity began handling on one process while an earlier activation of it
+    /// lived on another whose host lease held, without a break, from that
+    /// activation's last admission until after the new one began: the earlier one
+    /// could still have admitted messages (the fence of docs/semantics.md's
+    /// "Partitions" and "Host lease" did not hold).
+    PlacedUnderLease,
     /// An acknowledged write missing from the final state.
     LostWrite,
     /// An operation applied more than once.
@@ -151,6 +164,11 @@ impl Report {
         self.count(AnomalyKind::DoubleActivation)
     }
 
+    /// Activations begun while an earlier one's host still held its lease.
+    pub fn placed_under_lease(&self) -> usize {
+        self.count(AnomalyKind::PlacedUnderLease)
+    }
+
     /// Acknowledged writes lost.
     pub fn lost_writes(&self) -> usize {
         self.count(AnomalyKind::LostWrite)
@@ -176,14 +194,15 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} events, {} invoked, {} acked, {} faults: {} double activations, {} lost writes, \
-             {} applied twice, {} stale reads, {} invariant violations; recovery p50 {:.0} ms, \
-             p99 {:.0} ms, max {:.0} ms over {} samples",
+            "{} events, {} invoked, {} acked, {} faults: {} double activations, {} placed under \
+             a lease, {} lost writes, {} applied twice, {} stale reads, {} invariant violations; \
+             recovery p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms over {} samples",
             self.events,
             self.invoked,
             self.acked,
             self.faults,
             self.double_activations(),
+            self.placed_under_lease(),
             self.lost_writes(),
             self.applied_twice(),
             self.stale_reads(),
@@ -228,6 +247,7 @@ pub fn check(events: &[Event]) -> Report {
     };
     let mut found = Vec::new();
     double_activations(&run, &mut found);
+    placed_under_lease(&run, &mut found);
     lost_writes(&run, &mut found);
     applied_twice(&run, &mut found);
     stale_reads(&run, &mut found);
@@ -269,6 +289,8 @@ struct ActivationLife<'a> {
     handled_to: Option<Stamp>,
     /// Every handling: start, end, applied.
     handlings: Vec<(Stamp, Stamp, bool)>,
+    /// When it admitted its last message (fenced handlers included).
+    last_admitted: Option<Stamp>,
     /// How and when it ended, if it was recorded.
     ended: Option<(&'a str, Stamp)>,
 }
@@ -279,15 +301,18 @@ const FENCE_END_WITHIN_US: u64 = 100_000;
 
 impl ActivationLife<'_> {
     /// Sets the handling interval from the handlings, leaving out a *fenced* one:
-    /// the last handler of an activation that ended with `StateConflict` right
-    /// after it returned, having applied nothing. The store refused its write (its
-    /// version check: a successor had written), so it changed no state and its
-    /// caller got an error. This is the in-flight case of the host lease (a
-    /// process paused mid-handler past its lease): the lease fences *admission*,
-    /// the store's version check fences the write of a handler already running.
+    /// the last handler of an activation that ended right after it returned,
+    /// having applied nothing, either with `StateConflict` (the store refused its
+    /// write: a successor had written) or with `HostLeaseLost` (its node's lease
+    /// lapsed while it ran). It changed no state and its caller got an error. This
+    /// is the in-flight case of the host lease (a process paused mid-handler past
+    /// its lease, a handler waiting on a call across a cut that began after it was
+    /// admitted): the lease fences *admission*, and a handler already running is
+    /// fenced by the store's version check or ends without applying.
     fn settle_interval(&mut self) {
         self.handlings.sort_by_key(|(start, _, _)| *start);
-        if let (Some(("StateConflict", ended_at)), Some(&(_, end, false))) =
+        self.last_admitted = self.handlings.last().map(|(start, _, _)| *start);
+        if let (Some(("StateConflict" | "HostLeaseLost", ended_at)), Some(&(_, end, false))) =
             (self.ended, self.handlings.last())
         {
             if ended_at.mono_us >= end.mono_us
@@ -321,6 +346,8 @@ struct Run<'a> {
     applied: HashMap<(&'a str, u64), Vec<(&'a str, Stamp)>>,
     accounts: Option<(&'a [String], u64, Stamp)>,
     faults: Vec<(&'a str, Stamp)>,
+    /// Each node process's lease transitions in time order: (when, held).
+    leases: HashMap<(&'a str, u64), Vec<(Stamp, bool)>>,
 }
 
 impl<'a> Run<'a> {
@@ -333,6 +360,7 @@ impl<'a> Run<'a> {
             applied: HashMap::new(),
             accounts: None,
             faults: Vec::new(),
+            leases: HashMap::new(),
         };
         for e in sorted {
             match e {
@@ -388,7 +416,21 @@ impl<'a> Run<'a> {
                     run.life(activation, identity, (node, *incarnation)).ended =
                         Some((reason.as_str(), *at));
                 }
-                Event::Lease { .. } | Event::Member { .. } => {}
+                Event::Lease {
+                    node,
+                    incarnation,
+                    held,
+                    at,
+                    lapsed_at,
+                } => {
+                    // A lapse counts from when the lease ran out, if recorded.
+                    let when = if *held { *at } else { lapsed_at.unwrap_or(*at) };
+                    run.leases
+                        .entry((node, *incarnation))
+                        .or_default()
+                        .push((when, *held));
+                }
+                Event::Member { .. } => {}
                 Event::Handled {
                     node,
                     incarnation,
@@ -420,6 +462,9 @@ impl<'a> Run<'a> {
         for life in run.activations.values_mut() {
             life.settle_interval();
         }
+        for transitions in run.leases.values_mut() {
+            transitions.sort_by_key(|(when, _)| *when);
+        }
         run
     }
 
@@ -437,6 +482,7 @@ impl<'a> Run<'a> {
                 handled_from: None,
                 handled_to: None,
                 handlings: Vec::new(),
+                last_admitted: None,
                 ended: None,
             })
     }
@@ -446,6 +492,16 @@ impl<'a> Run<'a> {
             Some((Outcome::Ok { value, version }, at)) => Some((*value, *version, *at)),
             _ => None,
         }
+    }
+
+    /// The stretch of `process`'s lease around `at`, if it was held then and a lapse
+    /// after `at` was recorded: (held since, lapsed at).
+    fn lease_around(&self, process: (&str, u64), at: Stamp) -> Option<(Stamp, Stamp)> {
+        let transitions = self.leases.get(&process)?;
+        let after = transitions.partition_point(|(when, _)| *when <= at);
+        let &(held_from, held) = transitions[..after].last()?;
+        let &(lapsed, still_held) = transitions.get(after)?;
+        (held && !still_held).then_some((held_from, lapsed))
     }
 
     fn refused(&self, op: u64) -> bool {
@@ -492,6 +548,65 @@ fn double_activations(run: &Run<'_>, found: &mut Vec<Found>) {
                         b.process.1,
                         b_from.mono_us,
                         b_to.mono_us,
+                    ),
+                    around: b_from,
+                });
+            }
+        }
+    }
+}
+
+/// Activations that began handling while an earlier activation of the identity,
+/// on another process and not yet ended, could still admit messages: its process
+/// held its host lease from before that activation's last admission until after
+/// the new one began. (A process killed while holding its lease recorded no lapse,
+/// and is not counted: it admitted nothing after its death.)
+fn placed_under_lease(run: &Run<'_>, found: &mut Vec<Found>) {
+    let mut by_identity: BTreeMap<&str, Vec<(&str, &ActivationLife<'_>)>> = BTreeMap::new();
+    for (id, life) in &run.activations {
+        if life.last_admitted.is_some() {
+            by_identity
+                .entry(life.identity)
+                .or_default()
+                .push((id, life));
+        }
+    }
+    for (identity, lives) in by_identity {
+        for (b_id, b) in &lives {
+            let Some(b_from) = b.handled_from else {
+                continue;
+            };
+            for (a_id, a) in &lives {
+                let Some(a_admitted) = a.last_admitted else {
+                    continue;
+                };
+                if a.process == b.process
+                    || a_admitted >= b_from
+                    || a.ended.is_some_and(|(_, ended)| ended <= b_from)
+                {
+                    continue;
+                }
+                let Some((held_from, lapsed)) = run.lease_around(a.process, b_from) else {
+                    continue;
+                };
+                if held_from > a_admitted || lapsed <= b_from {
+                    continue;
+                }
+                found.push(Found {
+                    kind: AnomalyKind::PlacedUnderLease,
+                    identity: identity.to_owned(),
+                    detail: format!(
+                        "activation {b_id} ({}#{}) began handling at {} µs while activation \
+                         {a_id} ({}#{}), last admitting at {} µs, lived on under a lease held \
+                         from {} until {} µs",
+                        b.process.0,
+                        b.process.1,
+                        b_from.mono_us,
+                        a.process.0,
+                        a.process.1,
+                        a_admitted.mono_us,
+                        held_from.mono_us,
+                        lapsed.mono_us,
                     ),
                     around: b_from,
                 });

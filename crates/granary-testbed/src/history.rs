@@ -218,7 +218,7 @@ pub enum Event {
     /// A node process saw its host lease change (granary's `NodeProbe::lease_held`,
     /// polled every [`LEASE_POLL`]): `held` is the new state. The first event of a
     /// process is its first observation. A transition is recorded up to one poll
-    /// after it happened.
+    /// after it happened; a lapse also carries the moment it happened.
     Lease {
         /// The host (test bed name) the process runs on.
         node: String,
@@ -228,6 +228,10 @@ pub enum Event {
         held: bool,
         /// When it was observed.
         at: Stamp,
+        /// For a lapse: when the lease ran out — the deadline the last poll that saw
+        /// it held read (`NodeProbe::lease_remaining`), exact however late the poll.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lapsed_at: Option<Stamp>,
     },
     /// A node process saw a member go Down or Up in its cluster view (granary's
     /// membership events): when a fault was detected and resolved, and which side

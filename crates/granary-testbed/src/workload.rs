@@ -222,13 +222,15 @@ impl ActivationLog {
     }
 }
 
-/// Records [`Event::Lease`]: the node process's host lease is now `held` (or not).
-pub fn record_lease(held: bool) {
+/// Records [`Event::Lease`]: the node process's host lease is now `held` (or not;
+/// then `lapsed_at` is when it ran out, if known).
+pub fn record_lease(held: bool, lapsed_at: Option<Stamp>) {
     record(|r| Event::Lease {
         node: r.node.clone(),
         incarnation: r.incarnation,
         held,
         at: Stamp::now(),
+        lapsed_at,
     });
 }
 

@@ -1,6 +1,7 @@
 //! The checker on hand-written histories: one clean history passes, and each anomaly
-//! (double activation, lost acknowledged write, applied twice, stale read, a broken
-//! saga invariant) is detected in a history that contains exactly it.
+//! (double activation, placed under a lease, lost acknowledged write, applied twice,
+//! stale read, a broken saga invariant) is detected in a history that contains
+//! exactly it.
 
 use granary_testbed::checker::{check, AnomalyKind};
 use granary_testbed::history::{Event, Operation, Outcome, Stamp};
@@ -50,6 +51,16 @@ fn handled(node: &str, act: &str, id: &str, op: u64, applied: bool, from: u64, t
         applied,
         start: Stamp::at(from),
         end: Stamp::at(to),
+    }
+}
+
+fn lease(node: &str, held: bool, at: u64, lapsed_at: Option<u64>) -> Event {
+    Event::Lease {
+        node: node.into(),
+        incarnation: 0,
+        held,
+        at: Stamp::at(at),
+        lapsed_at: lapsed_at.map(Stamp::at),
     }
 }
 
@@ -188,9 +199,17 @@ fn a_handler_in_flight_whose_write_the_store_refused_is_fenced() {
 }
 
 #[test]
+fn a_handler_in_flight_when_its_lease_lapsed_that_applied_nothing_is_fenced() {
+    let report = check(&paused_mid_handler(false, "HostLeaseLost", 90));
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
 fn a_handler_in_flight_that_applied_is_a_double_activation() {
-    let report = check(&paused_mid_handler(true, "StateConflict", 90));
-    assert_eq!(report.double_activations(), 1, "{report}");
+    for reason in ["StateConflict", "HostLeaseLost"] {
+        let report = check(&paused_mid_handler(true, reason, 90));
+        assert_eq!(report.double_activations(), 1, "{reason}: {report}");
+    }
 }
 
 #[test]
@@ -201,6 +220,43 @@ fn a_refused_handler_is_fenced_only_if_its_activation_ended_for_it() {
     assert_eq!(report.double_activations(), 1, "{report}");
     let report = check(&paused_mid_handler(false, "StateConflict", 500_000));
     assert_eq!(report.double_activations(), 1, "{report}");
+}
+
+/// h1 admitted op 5 at 290 µs, then was cut off; h2's activation began handling
+/// at 2 010 µs. h1's handler waited across the cut and returned having applied
+/// nothing (fenced), its activation ending with `HostLeaseLost`.
+fn cut_off_mid_handler(lapsed_at: u64) -> Vec<Event> {
+    let mut h = paused_mid_handler(false, "HostLeaseLost", 90);
+    h.push(lease("h1", true, 10, None));
+    h.push(lease("h1", false, lapsed_at + 8, Some(lapsed_at)));
+    h
+}
+
+#[test]
+fn an_activation_begun_while_the_old_host_held_its_lease_is_placed_under_a_lease() {
+    // h1's lease ran out at 2 500 µs, after h2's activation began at 2 010 µs: h1
+    // could have admitted op 6 in that half-millisecond.
+    let report = check(&cut_off_mid_handler(2_500));
+    assert_eq!(report.placed_under_lease(), 1, "{report}");
+    assert_eq!(report.double_activations(), 0, "{report}");
+    assert!(report.anomalies[0].detail.contains("h2:0:0"), "{report}");
+    // Run out at 2 000 µs, before h2 began: the fence held.
+    let report = check(&cut_off_mid_handler(2_000));
+    assert!(report.is_clean(), "{report}");
+}
+
+#[test]
+fn a_lease_regained_after_the_last_admission_or_never_seen_lapsing_is_not_counted() {
+    // The lease lapsed at 1 000 µs and was held again (a rejoin) from 1 500 µs:
+    // not held without a break since h1's admission at 290 µs.
+    let mut h = cut_off_mid_handler(2_500);
+    h.push(lease("h1", false, 1_008, Some(1_000)));
+    h.push(lease("h1", true, 1_500, None));
+    assert!(check(&h).is_clean(), "{}", check(&h));
+    // No lapse recorded after h2 began (the process was killed holding it).
+    let mut h = paused_mid_handler(false, "HostLeaseLost", 90);
+    h.push(lease("h1", true, 10, None));
+    assert!(check(&h).is_clean(), "{}", check(&h));
 }
 
 #[test]

@@ -32,7 +32,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use granary::cluster::{ClusterEvent, MemberEvent};
 use granary::virtual_actors::{Node, TransportSettings};
-use granary_testbed::history::{HistoryWriter, LEASE_POLL};
+use granary_testbed::history::{HistoryWriter, Stamp, LEASE_POLL};
 use granary_testbed::run::Detector;
 use granary_testbed::workload::{self, driver, Workload, WorkloadPlacement};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -289,12 +289,25 @@ async fn run_node(
     let probe = node.probe();
     let watcher = tokio::spawn(async move {
         let mut last = None;
+        // When the lease runs out unless renewed, as of the last poll that saw it.
+        let mut deadline: Option<Stamp> = None;
         loop {
-            let held = probe.lease_held();
+            let now = Stamp::now();
+            let remaining = probe.lease_remaining();
+            let held = remaining.is_some();
             if last != Some(held) {
-                workload::record_lease(held);
+                let lapsed_at = if held {
+                    None
+                } else {
+                    deadline.map(|d| if d.mono_us <= now.mono_us { d } else { now })
+                };
+                workload::record_lease(held, lapsed_at);
                 last = Some(held);
             }
+            deadline = remaining.map(|r| Stamp {
+                mono_us: now.mono_us + r.as_micros() as u64,
+                wall_us: now.wall_us + r.as_micros() as u64,
+            });
             tokio::time::sleep(LEASE_POLL).await;
         }
     });

@@ -76,6 +76,7 @@ pub fn leases(outcome: &RunOutcome, node: &str) -> Vec<(u64, bool, Stamp)> {
                 incarnation,
                 held,
                 at,
+                ..
             } if n == node => Some((*incarnation, *held, *at)),
             _ => None,
         })
