@@ -494,6 +494,23 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// The activations `keep` accepts, by identity: (activation id, life).
+    fn lives_by_identity(
+        &self,
+        keep: impl Fn(&ActivationLife<'a>) -> bool,
+    ) -> BTreeMap<&'a str, Vec<(&'a str, &ActivationLife<'a>)>> {
+        let mut by_identity: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+        for (id, life) in &self.activations {
+            if keep(life) {
+                by_identity
+                    .entry(life.identity)
+                    .or_default()
+                    .push((*id, life));
+            }
+        }
+        by_identity
+    }
+
     /// The stretch of `process`'s lease around `at`, if it was held then and a lapse
     /// after `at` was recorded: (held since, lapsed at).
     fn lease_around(&self, process: (&str, u64), at: Stamp) -> Option<(Stamp, Stamp)> {
@@ -511,16 +528,7 @@ impl<'a> Run<'a> {
 
 /// Pairs of activations of one identity whose handling intervals overlap.
 fn double_activations(run: &Run<'_>, found: &mut Vec<Found>) {
-    let mut by_identity: BTreeMap<&str, Vec<(&str, &ActivationLife<'_>)>> = BTreeMap::new();
-    for (id, life) in &run.activations {
-        if life.handled_from.is_some() {
-            by_identity
-                .entry(life.identity)
-                .or_default()
-                .push((id, life));
-        }
-    }
-    for (identity, mut lives) in by_identity {
+    for (identity, mut lives) in run.lives_by_identity(|life| life.handled_from.is_some()) {
         lives.sort_by_key(|(_, l)| l.handled_from);
         for (i, (a_id, a)) in lives.iter().enumerate() {
             for (b_id, b) in &lives[i + 1..] {
@@ -562,16 +570,7 @@ fn double_activations(run: &Run<'_>, found: &mut Vec<Found>) {
 /// the new one began. (A process killed while holding its lease recorded no lapse,
 /// and is not counted: it admitted nothing after its death.)
 fn placed_under_lease(run: &Run<'_>, found: &mut Vec<Found>) {
-    let mut by_identity: BTreeMap<&str, Vec<(&str, &ActivationLife<'_>)>> = BTreeMap::new();
-    for (id, life) in &run.activations {
-        if life.last_admitted.is_some() {
-            by_identity
-                .entry(life.identity)
-                .or_default()
-                .push((id, life));
-        }
-    }
-    for (identity, lives) in by_identity {
+    for (identity, lives) in run.lives_by_identity(|life| life.last_admitted.is_some()) {
         for (b_id, b) in &lives {
             let Some(b_from) = b.handled_from else {
                 continue;

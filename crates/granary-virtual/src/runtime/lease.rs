@@ -201,3 +201,34 @@ pub(crate) async fn renew_loop(runtime: std::sync::Weak<Runtime>) {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    /// A member answers "gone" only once the node left its ring, with the age of its
+    /// last grant, and grants nothing after that.
+    #[test]
+    fn no_grant_follows_an_answer_that_the_node_is_gone() {
+        let (me, node, stranger) = (
+            SocketAddr::from(([127, 0, 0, 1], 7001)),
+            SocketAddr::from(([127, 0, 0, 1], 7002)),
+            SocketAddr::from(([127, 0, 0, 1], 7003)),
+        );
+        let in_ring = Cell::new(true);
+        let alive = |addr: SocketAddr| addr == me || (addr == node && in_ring.get());
+        let grants = LeaseGrants::default();
+        assert_eq!(grants.departed(node, alive), None);
+        assert!(grants.grant(node, alive, me));
+        assert_eq!(grants.departed(node, alive), None);
+        in_ring.set(false);
+        let since = grants.departed(node, alive).expect("gone");
+        assert!(since < Duration::from_secs(5), "{since:?}");
+        assert!(!grants.grant(node, alive, me));
+        assert!(grants.departed(node, alive).expect("gone") >= since);
+        // Never granted: as old as can be.
+        assert_eq!(grants.departed(stranger, alive), Some(Duration::MAX));
+    }
+}
