@@ -16,8 +16,8 @@
 //! - **placed under a lease**: an activation began handling while an earlier one of
 //!   the same identity, on another process and not yet ended, could still admit
 //!   messages — its process held its host lease, without a break, from before that
-//!   activation's last admission until after the new one began (the lapse's exact
-//!   moment is recorded, [`Event::Lease`]). The owner's fence exists to prevent
+//!   activation's last admission until after the new one began (the lapse's moment
+//!   is recorded, to within one poll, [`Event::Lease`]). The owner's fence exists to prevent
 //!   this; a double activation needs the earlier one to actually handle something.
 //! - **lost acknowledged write**: an increment, register write or transfer
 //!   acknowledged ([`Outcome::Ok`]) whose op id is missing from the identity's

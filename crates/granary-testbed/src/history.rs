@@ -229,7 +229,9 @@ pub enum Event {
         /// When it was observed.
         at: Stamp,
         /// For a lapse: when the lease ran out — the deadline the last poll that saw
-        /// it held read (`NodeProbe::lease_remaining`), exact however late the poll.
+        /// it held read (`NodeProbe::lease_remaining`), exact however late this poll,
+        /// unless a renewal landed between the two polls (then the lapse was later,
+        /// by less than one [`LEASE_POLL`]).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lapsed_at: Option<Stamp>,
     },

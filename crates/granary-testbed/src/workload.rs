@@ -113,10 +113,26 @@ pub fn host_all(
 ) -> NodeBuilder {
     let placement = placement.placement();
     builder
-        .host((counter::kind().idle_timeout(idle_timeout)).placement(placement.clone()))
-        .host((register::kind().idle_timeout(idle_timeout)).placement(placement.clone()))
-        .host((saga::account_kind().idle_timeout(idle_timeout)).placement(placement.clone()))
-        .host((saga::teller_kind().idle_timeout(idle_timeout)).placement(placement))
+        .host(
+            counter::kind()
+                .idle_timeout(idle_timeout)
+                .placement(placement.clone()),
+        )
+        .host(
+            register::kind()
+                .idle_timeout(idle_timeout)
+                .placement(placement.clone()),
+        )
+        .host(
+            saga::account_kind()
+                .idle_timeout(idle_timeout)
+                .placement(placement.clone()),
+        )
+        .host(
+            saga::teller_kind()
+                .idle_timeout(idle_timeout)
+                .placement(placement),
+        )
 }
 
 /// The history recorder of a node process: who the process is and where it writes.

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use granary::cluster::{ClusterEvent, MemberEvent};
-use granary::virtual_actors::{Node, TransportSettings};
+use granary::virtual_actors::{Node, NodeBuilder, TransportSettings};
 use granary_testbed::history::{HistoryWriter, Stamp, LEASE_POLL};
 use granary_testbed::run::Detector;
 use granary_testbed::workload::{self, driver, Workload, WorkloadPlacement};
@@ -186,18 +186,16 @@ pub(crate) async fn main() -> ExitCode {
             placement,
         } => {
             workload::set_handler_delay(Duration::from_millis(handler_delay_ms));
-            run_node(
-                (cli.cluster, cli.secret),
-                detector,
-                name,
-                incarnation,
-                bind,
-                seeds,
-                store,
-                history,
-                (Duration::from_millis(idle_timeout_ms), placement),
-            )
-            .await
+            let builder = Node::builder()
+                .bind(bind)
+                .seeds(seeds)
+                .store(store)
+                .cluster_secret(cli.cluster, cli.secret.into_bytes())
+                .cluster_config(detector.cluster_config())
+                .transport(transport_settings(detector));
+            let builder =
+                workload::host_all(builder, Duration::from_millis(idle_timeout_ms), placement);
+            run_node(builder, name, incarnation, history).await
         }
         Command::Client {
             name,
@@ -247,27 +245,16 @@ fn transport_settings(detector: Detector) -> TransportSettings {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Runs the node `builder` describes as process `name` (life `incarnation`),
+/// recording its history to `history`.
 async fn run_node(
-    (cluster, secret): (String, String),
-    detector: Detector,
+    builder: NodeBuilder,
     name: String,
     incarnation: u64,
-    bind: SocketAddr,
-    seeds: Vec<SocketAddr>,
-    store: String,
     history: PathBuf,
-    (idle, placement): (Duration, WorkloadPlacement),
 ) -> Result<(), Box<dyn std::error::Error>> {
     workload::install_recorder(name, incarnation, HistoryWriter::open(&history)?);
-    let builder = Node::builder()
-        .bind(bind)
-        .seeds(seeds)
-        .store(store)
-        .cluster_secret(cluster, secret.into_bytes())
-        .cluster_config(detector.cluster_config())
-        .transport(transport_settings(detector));
-    let node = workload::host_all(builder, idle, placement).start().await?;
+    let node = builder.start().await?;
     // Members seen going Down or Up (when a fault was detected and resolved).
     let mut events = node.cluster().subscribe();
     let me = node.addr();
@@ -296,10 +283,13 @@ async fn run_node(
             let remaining = probe.lease_remaining();
             let held = remaining.is_some();
             if last != Some(held) {
+                // The deadline the last poll read (never later than now). A renewal
+                // that landed after that poll and lapsed before this one would put
+                // the true lapse later, by less than one poll interval.
                 let lapsed_at = if held {
                     None
                 } else {
-                    deadline.map(|d| if d.mono_us <= now.mono_us { d } else { now })
+                    deadline.map(|d| d.min(now))
                 };
                 workload::record_lease(held, lapsed_at);
                 last = Some(held);
