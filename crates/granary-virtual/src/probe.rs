@@ -136,6 +136,7 @@ impl NodeProbe {
             let hosts = rt.members.hosts_of(kind);
             rt.find_on_hosts(&identity, &hosts)
                 .await
+                .location()
                 .map(|loc| loc.host)
         };
         Whereabouts {

@@ -14,6 +14,37 @@ use crate::placement::{self, Placement, PlacementRequest, PlacementTag};
 use crate::protocol::{Failure, Location, Reply, Request};
 use crate::tracked::ActivationDoor;
 
+/// What asking hosts whether they hold an identity found.
+#[derive(Debug)]
+pub(crate) enum Found {
+    /// One of them holds it, there.
+    At(Location),
+    /// Every one answered that it does not.
+    Nowhere,
+    /// None that answered holds it; this one did not answer (it may be dead, or cut
+    /// off from this node only and still hosting).
+    Unanswered(SocketAddr),
+}
+
+impl Found {
+    /// The answer of two sets of hosts together: a holder wins, then a silence.
+    fn either(self, other: Found) -> Found {
+        match (self, other) {
+            (Found::At(loc), _) | (_, Found::At(loc)) => Found::At(loc),
+            (Found::Unanswered(host), _) | (_, Found::Unanswered(host)) => Found::Unanswered(host),
+            (Found::Nowhere, Found::Nowhere) => Found::Nowhere,
+        }
+    }
+
+    /// Where it lives, if a host said so.
+    pub(crate) fn location(self) -> Option<Location> {
+        match self {
+            Found::At(loc) => Some(loc),
+            _ => None,
+        }
+    }
+}
+
 /// The entries of this node's partition, and the activations it asked for without an
 /// answer; one lock over both, and one async lock per identity that orders its
 /// lookups and registrations.
@@ -193,9 +224,21 @@ impl Runtime {
         }
         let pending = self.rebuild_pending(&candidates);
         if !pending.is_empty() {
-            if let Some(loc) = self.find_on_hosts(identity, &pending).await {
-                self.directory.record(identity, loc.clone());
-                return Reply::Located(loc);
+            match self.find_on_hosts(identity, &pending).await {
+                Found::At(loc) => {
+                    self.directory.record(identity, loc.clone());
+                    return Reply::Located(loc);
+                }
+                Found::Unanswered(host) => {
+                    // Its silence is not "not here": it may hold the activation and
+                    // be cut off from this node only (and if it is gone, its Down
+                    // fences the placement until its lease has lapsed).
+                    return Reply::Failed(Failure::Other(format!(
+                        "{identity} may live on {host}, which has not re-registered \
+                         its activations for the current ring and does not answer"
+                    )));
+                }
+                Found::Nowhere => {}
             }
         }
         if let Some((wait, mut confirmations)) = self.placement_fence(identity) {
@@ -309,31 +352,35 @@ impl Runtime {
         }
     }
 
-    /// Asks every host of the kind whether it holds `identity` (hosts that do not
-    /// answer are skipped: they are partitioned away or dead).
+    /// Asks each of `hosts` whether it holds `identity`, all at once, each for at
+    /// most half the control timeout.
     pub(crate) async fn find_on_hosts(
         self: &Arc<Self>,
         identity: &Identity,
         hosts: &[SocketAddr],
-    ) -> Option<Location> {
+    ) -> Found {
+        // Half the control timeout: the requester of a lookup hears why before its
+        // own request to this owner times out, and retries.
+        let within = self.config.rpc_timeout / 2;
         let asks = hosts.iter().map(|&host| async move {
             if host == self.me {
-                return self.find_local(identity);
+                return self.find_local(identity).map_or(Found::Nowhere, Found::At);
             }
             let req = Request::Find {
                 kind: identity.kind().to_owned(),
                 key: identity.key().to_owned(),
             };
-            match self.rpc.call(self, host, req).await {
-                Ok(Reply::Located(loc)) => Some(loc),
-                _ => None,
+            match self.rpc.call_within(self, host, req, within).await {
+                Ok(Reply::Located(loc)) => Found::At(loc),
+                Ok(Reply::Bool(false)) => Found::Nowhere,
+                _ => Found::Unanswered(host),
             }
         });
         futures::future::join_all(asks)
             .await
             .into_iter()
-            .flatten()
-            .next()
+            .reduce(Found::either)
+            .unwrap_or(Found::Nowhere)
     }
 
     /// `Some(alive?)`, or `None` if the host does not answer.

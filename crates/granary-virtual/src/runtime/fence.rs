@@ -44,7 +44,10 @@ impl Wait {
 /// one lease length after the latest grant they report. Until then the owner does
 /// not place an identity that was recorded on the departed node, nor one whose
 /// directory owner the departed node was (its entry is lost, so it may have been
-/// anywhere).
+/// anywhere). A member that departs *unsettled* — before it said it re-registered
+/// its activations for this node's ring (`handoff.rs`) — may hold an activation of
+/// any identity this node owns without an entry here, so until its departure passes
+/// this node places no identity at all.
 ///
 /// Besides, the owner waits `down_margin` after it noted the departure, the rule
 /// that alone keeps a full partition's sides apart (both down the other after the
@@ -85,6 +88,9 @@ struct Departure {
     /// `None` until a majority confirmed the departure; then until when its lease
     /// may hold.
     until: Option<Instant>,
+    /// It departed before it said it re-registered its activations for the ring it
+    /// departed from: every placement here waits for it.
+    unsettled: bool,
 }
 
 impl Departure {
@@ -110,7 +116,13 @@ impl Fence {
     /// Notes that `host` (life `incarnation`, if known) departed. Returns whether its
     /// departure must now be confirmed: it was not being fenced, or an earlier life
     /// of it was.
-    fn depart(&mut self, host: SocketAddr, incarnation: Option<u64>, not_before: Instant) -> bool {
+    fn depart(
+        &mut self,
+        host: SocketAddr,
+        incarnation: Option<u64>,
+        not_before: Instant,
+        unsettled: bool,
+    ) -> bool {
         match self.departures.get_mut(&host) {
             Some(known)
                 if known.incarnation.is_none()
@@ -127,6 +139,7 @@ impl Fence {
                         incarnation,
                         not_before,
                         until: None,
+                        unsettled,
                     },
                 );
                 true
@@ -182,8 +195,8 @@ impl Fence {
         });
     }
 
-    /// How long `identity` waits at `now`, if at all: its recorded host departed, or
-    /// its owner on a ring kept here did.
+    /// How long `identity` waits at `now`, if at all: its recorded host departed, its
+    /// owner on a ring kept here did, or a member departed unsettled.
     fn until(
         &mut self,
         identity: &Identity,
@@ -204,16 +217,21 @@ impl Fence {
                     .and_then(|owner| self.wait_for(owner.addr, now))
             })
             .reduce(Wait::max);
-        match (recorded, owned) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        }
+        let unsettled = (self.departures.iter())
+            .filter(|(_, departure)| departure.unsettled)
+            .filter_map(|(host, _)| self.wait_for(*host, now))
+            .reduce(Wait::max);
+        [recorded, owned, unsettled]
+            .into_iter()
+            .flatten()
+            .reduce(Wait::max)
     }
 }
 
 impl Runtime {
     /// Notes `host`'s departure and, if it is new, starts confirming it among the
     /// members of `ring` (a ring with `host` in it, when known) and the current ones.
+    /// It is unsettled if `host` had not said it re-registered for that ring.
     fn depart(
         self: &Arc<Self>,
         fence: &mut Fence,
@@ -222,8 +240,14 @@ impl Runtime {
         ring: Option<Arc<HashRing>>,
     ) {
         let not_before = Instant::now() + self.config.down_margin;
-        if fence.depart(host, incarnation, not_before) {
-            let ring = ring.or_else(|| fence.seen.clone());
+        let ring = ring.or_else(|| fence.seen.clone());
+        let unsettled = ring
+            .as_deref()
+            .is_some_and(|ring| ring.contains(host) && !self.rebuilt_for(host, ring));
+        if fence.depart(host, incarnation, not_before, unsettled) {
+            if unsettled {
+                tracing::debug!(%host, "departed before re-registering: placements wait");
+            }
             tokio::spawn(confirm_departure(Arc::downgrade(self), host, ring));
         }
     }
@@ -447,9 +471,9 @@ mod tests {
         let first_until = now + Duration::from_secs(1);
         let second_until = now + Duration::from_millis(1200);
         let mut fence = Fence::default();
-        assert!(fence.depart(first, Some(1), now));
+        assert!(fence.depart(first, Some(1), now, false));
         fence.fence_owners_of(before_first);
-        assert!(fence.depart(second, Some(1), now));
+        assert!(fence.depart(second, Some(1), now, false));
         fence.fence_owners_of(before_second);
         let alive = |host: SocketAddr| host != first && host != second;
         assert_eq!(fence.until(&identity, now, alive), Some(Wait::Unconfirmed));
@@ -481,7 +505,7 @@ mod tests {
         let until = now + Duration::from_secs(1);
         let mut fence = Fence::default();
         let confirmations = fence.confirmations.subscribe();
-        assert!(fence.depart(host, None, now));
+        assert!(fence.depart(host, None, now, false));
         fence.record(identity.clone(), host);
         let alive = |_: SocketAddr| true;
         assert_eq!(fence.until(&identity, now, alive), Some(Wait::Unconfirmed));
@@ -504,7 +528,7 @@ mod tests {
             now + Duration::from_secs(1),
         );
         let mut fence = Fence::default();
-        assert!(fence.depart(host, Some(1), margin));
+        assert!(fence.depart(host, Some(1), margin, false));
         fence.confirm(host, confirmed);
         assert_eq!(fence.wait_for(host, now), Some(Wait::Until(margin)));
         fence.confirm(host, now + Duration::from_secs(2));
@@ -512,6 +536,29 @@ mod tests {
             fence.wait_for(host, now),
             Some(Wait::Until(now + Duration::from_secs(2)))
         );
+    }
+
+    /// A member that departed before it said it re-registered holds back every
+    /// placement, not only those of identities it held or owned, until its departure
+    /// passes; one that had said so holds back none of them.
+    #[test]
+    fn an_unsettled_departure_fences_every_identity() {
+        let (unsettled, settled) = (
+            SocketAddr::from(([127, 0, 0, 1], 7001)),
+            SocketAddr::from(([127, 0, 0, 1], 7002)),
+        );
+        let identity = Identity::new("test.Counter", "anything");
+        let now = Instant::now();
+        let until = now + Duration::from_secs(1);
+        let alive = |host: SocketAddr| host != unsettled && host != settled;
+        let mut fence = Fence::default();
+        assert!(fence.depart(settled, Some(1), now, false));
+        assert_eq!(fence.until(&identity, now, alive), None);
+        assert!(fence.depart(unsettled, Some(1), now, true));
+        assert_eq!(fence.until(&identity, now, alive), Some(Wait::Unconfirmed));
+        fence.confirm(unsettled, until);
+        assert_eq!(fence.until(&identity, now, alive), Some(Wait::Until(until)));
+        assert_eq!(fence.until(&identity, until, alive), None);
     }
 
     /// The same departure noted twice (by the Down, by an entry on the dead host) is
@@ -522,12 +569,12 @@ mod tests {
         let host = SocketAddr::from(([127, 0, 0, 1], 7001));
         let now = Instant::now();
         let mut fence = Fence::default();
-        assert!(fence.depart(host, None, now));
-        assert!(!fence.depart(host, Some(3), now));
-        assert!(!fence.depart(host, Some(3), now));
+        assert!(fence.depart(host, None, now, false));
+        assert!(!fence.depart(host, Some(3), now, false));
+        assert!(!fence.depart(host, Some(3), now, false));
         fence.confirm(host, now + Duration::from_secs(1));
-        assert!(!fence.depart(host, None, now));
-        assert!(fence.depart(host, Some(4), now));
+        assert!(!fence.depart(host, None, now, false));
+        assert!(fence.depart(host, Some(4), now, false));
         assert_eq!(fence.wait_for(host, now), Some(Wait::Unconfirmed));
     }
 }

@@ -61,6 +61,16 @@ impl RebuildProgress {
             .collect()
     }
 
+    /// Whether `host` said it finished re-registering for the ring `ring`, or for
+    /// this node's current one.
+    fn done_for(&self, host: SocketAddr, ring: u64) -> bool {
+        let state = self.state.lock();
+        state
+            .done
+            .get(&host)
+            .is_some_and(|done| *done == ring || *done == state.ring)
+    }
+
     /// Forgets hosts that `alive` no longer accepts.
     fn retain_hosts(&self, alive: impl Fn(&SocketAddr) -> bool) {
         let mut state = self.state.lock();
@@ -83,6 +93,15 @@ impl Runtime {
     /// owner places without asking.
     pub(crate) fn rebuild_pending(&self, hosts: &[SocketAddr]) -> Vec<SocketAddr> {
         self.rebuild.pending(hosts)
+    }
+
+    /// Whether `host` said it re-registered its activations for `ring` (a ring it
+    /// departed from) or for this node's current ring: if it departs without having
+    /// said so, it may hold an activation this node owns and has no entry for (see
+    /// `fence.rs`, unsettled departures). `ring` may be older than the last ring
+    /// with `host` in it (the ring the last lookup saw), hence the current one too.
+    pub(crate) fn rebuilt_for(&self, host: SocketAddr, ring: &HashRing) -> bool {
+        self.rebuild.done_for(host, members::fingerprint(ring))
     }
 
     /// After a membership change: forget locations on nodes that are gone, drop
@@ -247,5 +266,20 @@ mod tests {
         progress.done(b, 8);
         progress.retain_hosts(|h| *h != a);
         assert_eq!(progress.pending(&[b]), Vec::<SocketAddr>::new());
+    }
+
+    /// A departing host is settled if it said it was done for the ring it departed
+    /// from or for this node's current ring; not for an older one.
+    #[test]
+    fn a_host_is_done_for_the_ring_it_departed_from_or_the_current_one() {
+        let host: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let progress = RebuildProgress::default();
+        progress.ring_changed(8);
+        assert!(!progress.done_for(host, 7), "nothing said");
+        progress.done(host, 7);
+        assert!(progress.done_for(host, 7));
+        assert!(!progress.done_for(host, 6), "done for another ring");
+        progress.done(host, 8);
+        assert!(progress.done_for(host, 6), "done for the current ring");
     }
 }
