@@ -519,6 +519,35 @@ fn apply(
     addr: &dyn Fn(HostId) -> Result<SocketAddr, BedError>,
 ) -> Result<(), BedError> {
     let name = |id: HostId| format!("h{}", id.0 + 1);
+    let kill = |slot: &mut NodeSlot| -> Result<(), BedError> {
+        record(format!("kill {}", name(slot.host)))?;
+        if let Some(mut process) = slot.process.take() {
+            process.kill()?;
+        }
+        Ok(())
+    };
+    // Starts the killed or stopped node of `slot` again with its next incarnation
+    // (`as_program`: a record suffix naming another build), seeded with the other
+    // node hosts; returns once it is ready.
+    let restart = |slot: &mut NodeSlot,
+                   program: &Path,
+                   as_program: String,
+                   slow_start: Duration|
+     -> Result<(), BedError> {
+        slot.incarnation += 1;
+        record(format!(
+            "restart {} incarnation {}{as_program}",
+            name(slot.host),
+            slot.incarnation
+        ))?;
+        let seeds = node_hosts
+            .iter()
+            .filter(|h| **h != slot.host)
+            .map(|h| addr(*h))
+            .collect::<Result<Vec<_>, _>>()?;
+        start_node(bed, config, program, slot, &seeds, store, slow_start)?;
+        record(format!("ready {}", name(slot.host)))
+    };
     match fault {
         Fault::KillRestart {
             host,
@@ -526,32 +555,25 @@ fn apply(
             slow_start,
         } => {
             let slot = slot_of(nodes, *host)?;
-            record(format!("kill {}", name(*host)))?;
-            if let Some(mut process) = slot.process.take() {
-                process.kill()?;
-            }
+            kill(slot)?;
             std::thread::sleep(*down_for);
-            slot.incarnation += 1;
-            record(format!(
-                "restart {} incarnation {}",
-                name(*host),
-                slot.incarnation
-            ))?;
-            let seeds = node_hosts
-                .iter()
-                .filter(|h| *h != host)
-                .map(|h| addr(*h))
-                .collect::<Result<Vec<_>, _>>()?;
-            start_node(
-                bed,
-                config,
-                &config.node_program,
-                slot,
-                &seeds,
-                store,
-                *slow_start,
-            )?;
-            record(format!("ready {}", name(*host)))?;
+            restart(slot, &config.node_program, String::new(), *slow_start)?;
+        }
+        Fault::RejoinBehindCut {
+            host,
+            silent,
+            down_for,
+            hold,
+        } => {
+            let slot = slot_of(nodes, *host)?;
+            kill(slot)?;
+            std::thread::sleep(*down_for);
+            bed.cut_one_way(*silent, *host)?;
+            record(format!("one-way cut {}->{}", name(*silent), name(*host)))?;
+            restart(slot, &config.node_program, String::new(), Duration::ZERO)?;
+            std::thread::sleep(*hold);
+            bed.heal()?;
+            record("heal".into())?;
         }
         Fault::Upgrade { host, program } => {
             let slot = slot_of(nodes, *host)?;
@@ -567,20 +589,8 @@ fn apply(
                 }
             }
             record(format!("stopped {}", name(*host)))?;
-            slot.incarnation += 1;
-            record(format!(
-                "restart {} incarnation {} as {}",
-                name(*host),
-                slot.incarnation,
-                program.display()
-            ))?;
-            let seeds = node_hosts
-                .iter()
-                .filter(|h| *h != host)
-                .map(|h| addr(*h))
-                .collect::<Result<Vec<_>, _>>()?;
-            start_node(bed, config, program, slot, &seeds, store, Duration::ZERO)?;
-            record(format!("ready {}", name(*host)))?;
+            let as_program = format!(" as {}", program.display());
+            restart(slot, program, as_program, Duration::ZERO)?;
         }
         Fault::Partition { minority, hold } => {
             let majority: Vec<HostId> = node_hosts

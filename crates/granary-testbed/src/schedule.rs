@@ -50,6 +50,20 @@ pub enum Fault {
         /// How long.
         hold: Duration,
     },
+    /// `kill -9` the node on `host`; after `down_for`, drop what `silent` sends to
+    /// `host` and restart it (next incarnation); heal `hold` after it is ready. The
+    /// restarted node takes its directory ranges back while one host of their
+    /// activations cannot answer it: a join behind a one-way cut.
+    RejoinBehindCut {
+        /// The host killed and restarted.
+        host: HostId,
+        /// The host whose packets to the restarted node vanish.
+        silent: HostId,
+        /// Time between the kill and the restart.
+        down_for: Duration,
+        /// How long the cut stays after the restarted node is ready.
+        hold: Duration,
+    },
     /// `SIGSTOP` the node on `host` for `hold`, then `SIGCONT`.
     Pause {
         /// The host.
@@ -105,6 +119,20 @@ impl fmt::Display for Fault {
                     hold.as_secs_f64()
                 )
             }
+            Fault::RejoinBehindCut {
+                host,
+                silent,
+                down_for,
+                hold,
+            } => write!(
+                f,
+                "kill -9 {} (restart after {:.1} s behind a one-way cut {}->{} held {:.1} s more)",
+                h(host),
+                down_for.as_secs_f64(),
+                h(silent),
+                h(host),
+                hold.as_secs_f64()
+            ),
             Fault::Pause { host, hold } => {
                 write!(f, "pause {} for {:.1} s", h(host), hold.as_secs_f64())
             }
@@ -120,7 +148,7 @@ impl fmt::Display for Fault {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultMix {
     /// Kill -9 + restart, 2|3 partition, A–C cut, pause (the mix), plus
-    /// one-way cuts and slow starts.
+    /// one-way cuts, slow starts and restarts behind a one-way cut.
     Mixed,
     /// Only kill -9 + restart.
     Kills,
@@ -178,7 +206,7 @@ impl Default for FaultTimes {
 pub fn draw(seed: u64, nodes: usize, mix: FaultMix, count: usize, times: FaultTimes) -> Vec<Fault> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let kinds: &[u8] = match mix {
-        FaultMix::Mixed => &[0, 1, 2, 3, 4],
+        FaultMix::Mixed => &[0, 1, 2, 3, 4, 5],
         FaultMix::Kills => &[0],
         FaultMix::Network => &[1, 2, 4],
         FaultMix::Pauses => &[3],
@@ -225,9 +253,15 @@ pub fn draw(seed: u64, nodes: usize, mix: FaultMix, count: usize, times: FaultTi
                 host,
                 hold: times.pause,
             },
-            _ => Fault::OneWay {
+            4 => Fault::OneWay {
                 from: host,
                 to: other,
+                hold: fraction(&mut rng, times.max_hold, 0.5),
+            },
+            _ => Fault::RejoinBehindCut {
+                host,
+                silent: other,
+                down_for: fraction(&mut rng, times.max_down, 0.25),
                 hold: fraction(&mut rng, times.max_hold, 0.5),
             },
         });
@@ -249,8 +283,8 @@ mod tests {
     }
 
     #[test]
-    fn a_mixed_schedule_of_five_has_every_kind_and_partitions_are_two_of_five() {
-        let faults = draw(1, 5, FaultMix::Mixed, 5, FaultTimes::default());
+    fn a_mixed_schedule_of_six_has_every_kind_and_partitions_are_two_of_five() {
+        let faults = draw(1, 5, FaultMix::Mixed, 6, FaultTimes::default());
         assert!(faults
             .iter()
             .any(|f| matches!(f, Fault::KillRestart { .. })));
@@ -259,6 +293,9 @@ mod tests {
             .any(|f| matches!(f, Fault::PartialCut { a, c, .. } if a != c)));
         assert!(faults.iter().any(|f| matches!(f, Fault::Pause { .. })));
         assert!(faults.iter().any(|f| matches!(f, Fault::OneWay { .. })));
+        assert!(faults
+            .iter()
+            .any(|f| matches!(f, Fault::RejoinBehindCut { host, silent, .. } if host != silent)));
         for f in &faults {
             if let Fault::Partition { minority, .. } = f {
                 assert_eq!(minority.len(), 2, "{f}");
