@@ -2,7 +2,7 @@
 //! (issue 13): the remote layer exposes no actor per activation, a remote call finds
 //! the activation by its name under the kind's door, and a call that meets an
 //! activation closing for passivation is refused with "not here", located again and
-//! answered by the next activation.
+//! answered by the next activation once the closing one has stopped.
 
 mod common;
 
@@ -144,13 +144,27 @@ async fn an_ask_racing_passivation_is_refused_by_the_door_retried_and_answered(
         .forget();
 
     // `b` sends to the cached location; the door refuses ("not here"), so `b`
-    // forgets the location and looks the identity up again; the owner finds the old
-    // activation closed and places a new one on `b` (prefer-local), which answers
-    // with every acknowledged bump in its state. All while the old activation still
-    // waits at the gate: an ask delivered into it would wait there too.
-    let answer = tokio::time::timeout(WAIT, b.get::<Parked>("p").ask(Bump))
+    // forgets the location and looks the identity up again. The owner asks `a`
+    // whether the activation is still there, and `a` answers only once it has
+    // stopped: a deactivating activation may still write its state, so no second one
+    // starts beside it (an ask delivered into it would wait at the gate too).
+    let mut ask = {
+        let p = b.get::<Parked>("p");
+        tokio::spawn(async move { p.ask(Bump).await })
+    };
+    let early = tokio::time::timeout(std::time::Duration::from_millis(500), &mut ask).await;
+    assert!(
+        early.is_err(),
+        "answered while the old activation was still deactivating: {early:?}"
+    );
+    assert_eq!(b.probe().activations(Parked::KIND), 0, "nothing placed yet");
+
+    // Once it has stopped, the owner places a new one on `b` (prefer-local), which
+    // answers with every acknowledged bump in its state.
+    gate().add_permits(1_000);
+    let answer = tokio::time::timeout(WAIT, ask)
         .await
-        .expect("answered while the old activation is still deactivating")?;
+        .expect("answered once the old activation stopped")??;
     assert_eq!(answer, Ok(3));
     assert_eq!(b.probe().activations(Parked::KIND), 1);
     assert_eq!(
@@ -158,8 +172,6 @@ async fn an_ask_racing_passivation_is_refused_by_the_door_retried_and_answered(
         0,
         "b dropped the refused location (its new activation is local)"
     );
-
-    gate().add_permits(1_000);
     a.passivated(Parked::KIND, WAIT).await?;
     for node in &nodes {
         node.shutdown().await;

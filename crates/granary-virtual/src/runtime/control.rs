@@ -238,12 +238,14 @@ impl Runtime {
                 Reply::Done
             }
             Request::Worker { kind, key } => self.worker_here(&Identity::new(kind, key)).await,
-            Request::Find { kind, key } => match self.find_local(&Identity::new(kind, key)) {
-                Some(loc) => Reply::Located(loc),
-                None => Reply::Bool(false),
-            },
+            Request::Find { kind, key } => {
+                match self.find_settled(&Identity::new(kind, key)).await {
+                    Some(loc) => Reply::Located(loc),
+                    None => Reply::Bool(false),
+                }
+            }
             Request::Has { kind, key, name } => {
-                Reply::Bool(self.has_local(&Identity::new(kind, key), &name))
+                Reply::Bool(self.has_settled(&Identity::new(kind, key), &name).await)
             }
             Request::Register { kind, key, at } => {
                 self.serve_register(&Identity::new(kind, key), at).await

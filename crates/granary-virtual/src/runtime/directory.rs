@@ -264,6 +264,7 @@ impl Runtime {
             return Box::pin(self.lookup_locked(identity, requester, tag, None)).await;
         }
         let host = self.place(identity, &candidates, requester, tag).await;
+        tracing::debug!(%identity, %host, "placing: no entry, nothing fences it");
         let reply = if host == self.me {
             self.activate_here(identity, self.me, None).await
         } else {
@@ -364,7 +365,7 @@ impl Runtime {
         let within = self.config.rpc_timeout / 2;
         let asks = hosts.iter().map(|&host| async move {
             if host == self.me {
-                return self.find_local(identity).map_or(Found::Nowhere, Found::At);
+                return (self.find_settled(identity).await).map_or(Found::Nowhere, Found::At);
             }
             let req = Request::Find {
                 kind: identity.kind().to_owned(),
@@ -386,7 +387,7 @@ impl Runtime {
     /// `Some(alive?)`, or `None` if the host does not answer.
     async fn host_has(self: &Arc<Self>, identity: &Identity, loc: &Location) -> Option<bool> {
         if loc.host == self.me {
-            return Some(self.has_local(identity, &loc.name));
+            return Some(self.has_settled(identity, &loc.name).await);
         }
         let req = Request::Has {
             kind: identity.kind().to_owned(),

@@ -245,9 +245,7 @@ impl Runtime {
             .as_deref()
             .is_some_and(|ring| ring.contains(host) && !self.rebuilt_for(host, ring));
         if fence.depart(host, incarnation, not_before, unsettled) {
-            if unsettled {
-                tracing::debug!(%host, "departed before re-registering: placements wait");
-            }
+            tracing::debug!(%host, ?incarnation, unsettled, "departure noted: placements it may concern wait");
             tokio::spawn(confirm_departure(Arc::downgrade(self), host, ring));
         }
     }
@@ -355,7 +353,7 @@ async fn confirm_departure(
         let round = rt.lease.duration / 4;
         let began = Instant::now();
         if let Some(until) = departure_confirmed(&rt, host, ring_with_host.as_deref()).await {
-            tracing::debug!(%host, "departure confirmed by a majority");
+            tracing::debug!(%host, wait = ?until.saturating_duration_since(Instant::now()), "departure confirmed by a majority");
             rt.fence.lock().confirm(host, until);
             return;
         }

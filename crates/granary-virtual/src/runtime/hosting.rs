@@ -147,8 +147,8 @@ impl Runtime {
     ) -> Reply {
         let _locked = self.activating.lock(identity).await;
         self.superseded.supersede(owner, request);
-        match self.catalog.live_name(identity) {
-            Some(name) => self.here(name),
+        match self.find_settled(identity).await {
+            Some(loc) => Reply::Located(loc),
             None => Reply::Bool(false),
         }
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use granary_core::RemoteTarget;
 use granary_storage::{Identity, IdentityParts};
 
+use super::catalog::Current;
 use super::{failure_error, Members, Runtime};
 use crate::error::VirtualError;
 use crate::placement::Placement;
@@ -222,6 +223,33 @@ impl Runtime {
     /// live.
     pub(crate) fn has_local(&self, identity: &Identity, name: &str) -> bool {
         self.catalog.is_live(identity, name)
+    }
+
+    /// The live activation of `identity` here, said only once any deactivating one
+    /// has stopped: what a directory owner asks before it places the identity
+    /// (`Find`). A deactivating activation may still be finishing a message — on a
+    /// node downing itself, whose handler waits on a call across a cut, or a
+    /// passivation saving its state — so "not here" while it runs would let the owner
+    /// place a second one beside it.
+    pub(crate) async fn find_settled(&self, identity: &Identity) -> Option<Location> {
+        if let Current::Closing(stopped) = self.catalog.current(identity) {
+            stopped.await;
+        }
+        self.find_local(identity)
+    }
+
+    /// Whether the activation (or stateless worker) `name` of `identity` is here and
+    /// live; "no" said only once any deactivating activation of `identity` has
+    /// stopped (see [`Self::find_settled`]): what an owner asks before it replaces an
+    /// activation a caller found gone (`Has`).
+    pub(crate) async fn has_settled(&self, identity: &Identity, name: &str) -> bool {
+        if self.has_local(identity, name) {
+            return true;
+        }
+        if let Current::Closing(stopped) = self.catalog.current(identity) {
+            stopped.await;
+        }
+        self.has_local(identity, name)
     }
 
     /// The live (not closing) activation of `identity` here.
