@@ -16,8 +16,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-use granary_cluster::phi::PhiConfig;
-use granary_cluster::ClusterConfig;
 use granary_remote::faults::{FaultInjector, LinkFaults, Scope};
 use granary_virtual::{Placement, PlacementRequest, PlacementStrategy};
 
@@ -60,19 +58,10 @@ impl PlacementStrategy for AwayFromOwner {
     }
 }
 
-/// The test cluster's failure detection, made patient enough that the second or so
-/// of dropped control frames (gossip included) from the host to the owner downs
-/// nobody: the test is about the lost answer, not a failover.
-fn patient_cluster() -> ClusterConfig {
-    let base = cluster_config();
-    ClusterConfig {
-        phi: PhiConfig {
-            acceptable_heartbeat_pause: Duration::from_secs(10),
-            ..base.phi.clone()
-        },
-        ..base
-    }
-}
+/// Failure detection patient enough that the second or so of dropped control frames
+/// (gossip included) from the host to the owner downs nobody: the test is about the
+/// lost answer, not a failover.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_activation_answer_never_places_the_identity_twice() {
@@ -87,7 +76,7 @@ async fn a_lost_activation_answer_never_places_the_identity_twice() {
     let (f, s) = (faults.clone(), strategy.clone());
     let nodes = start_nodes(4, &store, move |_, b| {
         b.host(counter_kind().placement(Placement::Custom(s.clone())))
-            .cluster_config(patient_cluster())
+            .cluster_config(patient_cluster(PATIENCE))
             .faults(f.clone())
             .rpc_timeout(Duration::from_millis(300))
             .ask_timeout(Duration::from_secs(25))

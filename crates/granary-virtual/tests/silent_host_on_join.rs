@@ -15,8 +15,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
-use granary_cluster::phi::PhiConfig;
-use granary_cluster::{ClusterConfig, HashRing, NodeId};
+use granary_cluster::{HashRing, NodeId};
 use granary_remote::faults::{FaultInjector, LinkFaults, Scope};
 use granary_virtual::prelude::*;
 
@@ -26,16 +25,7 @@ const HOST_RPC_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// Failure detection patient enough that the dropped frames (heartbeats included)
 /// down nobody: the test is about the silent host, not a failover.
-fn patient_cluster() -> ClusterConfig {
-    let base = cluster_config();
-    ClusterConfig {
-        phi: PhiConfig {
-            acceptable_heartbeat_pause: Duration::from_secs(20),
-            ..base.phi.clone()
-        },
-        ..base
-    }
-}
+const PATIENCE: Duration = Duration::from_secs(20);
 
 fn ring_key(key: &str) -> Vec<u8> {
     format!("{}/{key}", Counter::KIND).into_bytes()
@@ -58,7 +48,7 @@ async fn a_silent_host_that_has_not_re_registered_holds_back_the_placement() {
         let b = b
             // The owner places on itself, so the host of an identity is its owner.
             .host(counter_kind().placement(Placement::Hash))
-            .cluster_config(patient_cluster())
+            .cluster_config(patient_cluster(PATIENCE))
             .faults(f.clone())
             .ask_timeout(Duration::from_secs(25));
         if i == 2 {

@@ -168,6 +168,20 @@ pub fn cluster_config() -> ClusterConfig {
     }
 }
 
+/// The test cluster's failure detection with heartbeats allowed to pause for
+/// `pause`: dropped frames (heartbeats included) down nobody for that long, for tests
+/// about a lost message or a silent host rather than a failover.
+pub fn patient_cluster(pause: Duration) -> ClusterConfig {
+    let base = cluster_config();
+    ClusterConfig {
+        phi: PhiConfig {
+            acceptable_heartbeat_pause: pause,
+            ..base.phi.clone()
+        },
+        ..base
+    }
+}
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh shared store URL for one test.
