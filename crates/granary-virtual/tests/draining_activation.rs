@@ -94,15 +94,6 @@ fn slow_kind() -> Kind<Slow> {
         .placement(Placement::PreferLocal)
 }
 
-/// Polls `cond` (a local, cheap read) until it holds or `WAIT` passes.
-async fn until(what: &str, cond: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !cond() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_draining_activation_is_not_replaced_while_it_still_handles() {
     let dir = tempfile::tempdir().unwrap();
@@ -132,14 +123,14 @@ async fn a_draining_activation_is_not_replaced_while_it_still_handles() {
         let r = host.get::<Slow>(key.clone());
         tokio::spawn(async move { r.ask(Linger).await })
     };
-    until("the handler starts", || LINGERING.load(Ordering::SeqCst)).await;
+    wait_for("the handler starts", || LINGERING.load(Ordering::SeqCst)).await;
 
     // The host drains: the activation is closing, its handler still running.
     let shutdown = {
         let host = host.clone();
         tokio::spawn(async move { host.shutdown().await })
     };
-    until("the host stops taking messages for it", || {
+    wait_for("the host stops taking messages for it", || {
         host.activations(Slow::KIND) == 0
     })
     .await;

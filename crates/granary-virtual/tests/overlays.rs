@@ -20,18 +20,6 @@ use granary_virtual::{OverlayKind, OverlayRole, OverlaySettings};
 /// after 3 s outside).
 const SETTLE: Duration = Duration::from_secs(10);
 
-/// Addresses on 127.0.0.1 that were free a moment ago, for nodes whose peers must be
-/// configured before they start (the static overlay).
-fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr"))
-        .collect()
-}
-
 /// The other nodes `node`'s transport keeps a peer for right now.
 fn member_peers(node: &Node, nodes: &[Node]) -> BTreeSet<SocketAddr> {
     let members: BTreeSet<SocketAddr> = nodes.iter().map(|n| n.addr()).collect();

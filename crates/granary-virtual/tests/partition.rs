@@ -13,22 +13,6 @@ use common::*;
 use granary_remote::faults::{Direction, FaultInjector};
 use granary_virtual::Node;
 
-async fn wait_for(what: &str, cond: impl Fn() -> bool) {
-    let ok = tokio::time::timeout(WAIT, async {
-        // Polls a condition that no event announces (the deactivation of every
-        // activation after the node saw itself Down).
-        let mut tick = tokio::time::interval(Duration::from_millis(20));
-        loop {
-            tick.tick().await;
-            if cond() {
-                return;
-            }
-        }
-    })
-    .await;
-    assert!(ok.is_ok(), "timed out waiting for {what}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_minority_side_of_a_partition_stops_hosting() {
     let dir = tempfile::tempdir().unwrap();

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::*;
@@ -29,13 +28,6 @@ const PATIENCE: Duration = Duration::from_secs(20);
 
 fn ring_key(key: &str) -> Vec<u8> {
     format!("{}/{key}", Counter::KIND).into_bytes()
-}
-
-/// An address free now, for the node that joins later (the ring must be computed
-/// before it starts).
-fn free_addr() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    probe.local_addr().expect("its address")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,7 +51,7 @@ async fn a_silent_host_that_has_not_re_registered_holds_back_the_placement() {
     };
     let mut nodes = start_nodes(3, &store, configure.clone()).await;
     let host = nodes[2].addr();
-    let joiner = free_addr();
+    let joiner = free_addrs(1)[0];
 
     // Identities the host owns (so hosts) now, that the joining node will own.
     let before: HashRing = (*nodes[0].cluster().ring()).clone();
@@ -127,14 +119,10 @@ async fn a_silent_host_that_has_not_re_registered_holds_back_the_placement() {
 
     // The host gives up re-registering them once its control timeout passes, and
     // deactivates them; only then may they be placed again.
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while nodes[2].activations(Counter::KIND) > 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the host deactivates what it could not re-register"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for("the host deactivates what it could not re-register", || {
+        nodes[2].activations(Counter::KIND) == 0
+    })
+    .await;
     faults.clear();
 
     for (key, ask) in keys.iter().zip(asks) {

@@ -182,6 +182,35 @@ pub fn patient_cluster(pause: Duration) -> ClusterConfig {
     }
 }
 
+/// Polls `cond` (a cheap local read that no event announces, such as the
+/// deactivation of every activation after a node saw itself Down) every 20 ms until
+/// it holds; fails the test if it does not within `WAIT`.
+pub async fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let ok = tokio::time::timeout(WAIT, async {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if cond() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "timed out waiting for {what}");
+}
+
+/// Addresses on 127.0.0.1 that were free a moment ago, for nodes whose address must
+/// be known before they start (a static overlay's peers, a ring computed ahead).
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr"))
+        .collect()
+}
+
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// A fresh shared store URL for one test.
