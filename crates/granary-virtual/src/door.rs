@@ -16,8 +16,12 @@
 //! ([`Runtime::direct_owner`]): the door delivers to the live activation, or, on
 //! the owner, serves the lookup as a remote caller's would (activating the identity
 //! here) and then delivers, on a task of its own — one round trip where a lookup and
-//! then the call take two. Anywhere else (the ring moved, the identity lives on
-//! another host) the call is refused as `NoSuchActor` and the caller locates it.
+//! then the call take two. Under random placement the caller picks the host itself
+//! and sends the call there under that name (`runtime/claim.rs`): with no activation
+//! here the door claims the identity at its directory owner and delivers once the
+//! activation it was granted has started. Anywhere else (the ring moved, the
+//! identity lives on another host) the call is refused as `NoSuchActor` and the
+//! caller locates it.
 
 use std::marker::PhantomData;
 use std::sync::{Arc, Weak};
@@ -117,7 +121,8 @@ fn tracked<A: VirtualActor>(door: &dyn ActivationDoor) -> Option<&Tracked<A>> {
 
 impl<A: VirtualActor> KindDoor<A> {
     /// Delivers a call to `<key>#*` (see the module's doc): to the activation of `key`
-    /// here, else after a lookup served as its directory owner.
+    /// here, else after a lookup served as its directory owner (hash placement) or a
+    /// claim granted by it (random placement).
     fn deliver_to_any(&self, key: &str, delivery: Delivery) -> Result<(), Refused> {
         let Some(runtime) = self.runtime.upgrade() else {
             return Err(Refused::no_such_actor(delivery));

@@ -101,6 +101,26 @@ pub(crate) enum Request {
     /// owner places `host`'s identities only once a majority said it is gone, one
     /// lease length after the latest of their last grants (`runtime/fence.rs`).
     Departed { host: SocketAddr },
+    /// From a host to an identity's directory owner: a caller placed `kind/key`
+    /// here; may this node start it as the activation `name`? Answered as a lookup
+    /// from this host would be, except that an identity placed now is placed here
+    /// under `name` (`runtime/claim.rs`).
+    Claim {
+        kind: String,
+        key: String,
+        name: String,
+    },
+    /// To the directory owner: these activations ended (`Unregister` for each, in one
+    /// request; `runtime/unregistrations.rs`).
+    UnregisterAll { ends: Vec<Unregistration> },
+}
+
+/// One ended activation, as [`Request::UnregisterAll`] carries it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Unregistration {
+    pub(crate) kind: String,
+    pub(crate) key: String,
+    pub(crate) at: Location,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -3,7 +3,8 @@
 //!
 //! - the **catalog** (`catalog.rs`): the activations and stateless workers hosted
 //!   here; the **host side** (`hosting.rs`) starts, confirms, ends and passivates them,
-//!   with one start path for both;
+//!   with one start path for both, and claims an identity a caller placed here
+//!   (`claim.rs`);
 //! - the **locator** (`locator.rs`, `locations.rs`): this node's activations, the
 //!   bounded location cache, else the directory owner or a gateway;
 //! - the **directory service**: the partition this node owns (`directory.rs`), the
@@ -15,6 +16,7 @@
 //! [`Runtime`] owns one of each and is what the rest of the crate holds.
 
 mod catalog;
+mod claim;
 mod control;
 mod directory;
 mod fence;
@@ -25,6 +27,7 @@ mod lease;
 mod locations;
 mod locator;
 mod members;
+mod unregistrations;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,6 +46,7 @@ use crate::protocol::Failure;
 
 use catalog::Catalog;
 pub(crate) use catalog::LocalActivation;
+use claim::Claims;
 pub(crate) use control::{fail_requests_to_lost_peers, ControlInbox, Rpc};
 pub(crate) use directory::Directory;
 use fence::Fence;
@@ -53,6 +57,7 @@ use lease::LeaseGrants;
 pub(crate) use lease::{renew_loop, HostLease};
 use locations::LocationCache;
 pub(crate) use members::Members;
+use unregistrations::Unregistrations;
 
 /// A kind hosted on this node: its type-erased entry, its store and its reminders.
 pub(crate) struct KindSlot {
@@ -91,6 +96,8 @@ pub(crate) struct Runtime {
     activating: KeyedLocks,
     /// Owners' requests a later `Confirm` of theirs overtook.
     superseded: Superseded,
+    /// This node's claims in flight (caller placement, `claim.rs`).
+    claims: Claims,
     pub(crate) directory: Directory,
     meters: crate::observe::DirectoryMeters,
     /// Each hosted kind's activation and store counters.
@@ -116,6 +123,8 @@ pub(crate) struct Runtime {
     grants: LeaseGrants,
     /// Unregistrations of ended activations not yet acknowledged by their owner.
     unregistering: AtomicUsize,
+    /// Those not sent yet, per owner (`unregistrations.rs`).
+    unregistrations: Unregistrations,
     /// Bumped whenever an activation ended or its unregistration finished (wakes
     /// [`Runtime::settled`]).
     ends: tokio::sync::watch::Sender<u64>,
@@ -165,6 +174,7 @@ impl Runtime {
             catalog: Catalog::default(),
             activating: KeyedLocks::default(),
             superseded: Superseded::default(),
+            claims: Claims::default(),
             directory: Directory::default(),
             meters,
             kind_meters,
@@ -180,6 +190,7 @@ impl Runtime {
             lease,
             grants: LeaseGrants::default(),
             unregistering: AtomicUsize::new(0),
+            unregistrations: Unregistrations::default(),
             ends: tokio::sync::watch::channel(0).0,
         }
     }

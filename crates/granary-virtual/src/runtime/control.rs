@@ -254,6 +254,12 @@ impl Runtime {
                 self.directory.unregister(&Identity::new(kind, key), &at);
                 Reply::Done
             }
+            Request::UnregisterAll { ends } => {
+                for end in ends {
+                    (self.directory).unregister(&Identity::new(end.kind, end.key), &end.at);
+                }
+                Reply::Done
+            }
             Request::Load { kind } => Reply::Count(self.load(&kind)),
             Request::Members => Reply::Members(self.members.views()),
             Request::Locate {
@@ -272,6 +278,9 @@ impl Runtime {
             },
             Request::Lease => self.grant_lease(from),
             Request::Departed { host } => self.answer_departed(host),
+            Request::Claim { kind, key, name } => {
+                (self.serve_claim(&Identity::new(kind, key), from, Some(Arc::from(name)))).await
+            }
         }
     }
 }

@@ -45,6 +45,24 @@ impl Found {
     }
 }
 
+/// Whether `name` is an activation name of `identity` (`door.rs`): what a claim
+/// must name.
+fn names_activation_of(name: &str, identity: &Identity) -> bool {
+    let prefix = crate::door::door_prefix(identity.kind(), false);
+    (name.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.strip_prefix(identity.key()))
+        .and_then(|rest| rest.strip_prefix('#'))
+        .is_some_and(|seq| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A host's claim of an identity (`claim.rs`): placed on `claimer` if it is placed
+/// now, as the activation `name` the claimer will start (`None`: the claimer is this
+/// node, which activates it as for a lookup).
+struct Claim {
+    claimer: SocketAddr,
+    name: Option<Arc<str>>,
+}
+
 /// The entries of this node's partition, and the activations it asked for without an
 /// answer; one lock over both, and one async lock per identity that orders its
 /// lookups and registrations.
@@ -159,32 +177,66 @@ impl Runtime {
             return Reply::NotOwner;
         }
         let _locked = self.directory.locks.lock(identity).await;
-        self.lookup_locked(identity, requester, tag, stale).await
+        self.lookup_locked(identity, requester, tag, stale, None)
+            .await
     }
 
-    /// A call sent straight to this node as `identity`'s directory owner under hash
-    /// placement (`door.rs`, "`<key>#*`"): the lookup served as a remote caller's
-    /// would be, and the door of the activation here it found or started; `None` if
-    /// this node does not own the identity or it lives on another host.
+    /// Serves a claim of `identity` by `claimer` as its directory owner: the lookup
+    /// of any requester, except that an identity placed now is placed on the claimer,
+    /// as the activation `name` (the claimer starts it once it has the answer; on
+    /// this node, `None`, it is activated here as for a lookup).
+    pub(crate) async fn serve_claim(
+        self: &Arc<Self>,
+        identity: &Identity,
+        claimer: SocketAddr,
+        name: Option<Arc<str>>,
+    ) -> Reply {
+        if self.members.owner(identity) != Some(self.me) {
+            return Reply::NotOwner;
+        }
+        if name
+            .as_deref()
+            .is_some_and(|name| !names_activation_of(name, identity))
+        {
+            return Reply::Failed(Failure::Other(format!(
+                "a claim of {identity} must name one of its activations"
+            )));
+        }
+        let _locked = self.directory.locks.lock(identity).await;
+        let claim = Claim { claimer, name };
+        (self.lookup_locked(identity, claimer, PlacementTag::Random, None, Some(&claim))).await
+    }
+
+    /// A call sent straight to this node (`door.rs`, "`<key>#*`") for an identity
+    /// with no activation here: under hash placement, as its directory owner, the
+    /// lookup served as a remote caller's would be; under random placement, where
+    /// the caller placed it here, the identity claimed at its owner (`claim.rs`).
+    /// The door of the activation here it found or started; `None` if it lives on
+    /// another host (or this node does not own an identity placed by hash).
     pub(crate) async fn serve_direct(
         self: &Arc<Self>,
         identity: &Identity,
     ) -> Option<Arc<dyn ActivationDoor>> {
-        match self
-            .serve_lookup(identity, self.me, PlacementTag::Hash, None)
-            .await
-        {
+        let reply = if self.places_by_caller(identity.kind()) {
+            self.claim_here(identity).await
+        } else {
+            (self.serve_lookup(identity, self.me, PlacementTag::Hash, None)).await
+        };
+        match reply {
             Reply::Located(loc) if loc.host == self.me => self.local_door(identity, &loc.name),
             _ => None,
         }
     }
 
+    /// Serves a lookup (or, with `claim`, a host's claim) of `identity`, its lock
+    /// held.
     async fn lookup_locked(
         self: &Arc<Self>,
         identity: &Identity,
         requester: SocketAddr,
         tag: PlacementTag,
         stale: Option<Location>,
+        claim: Option<&Claim>,
     ) -> Reply {
         if self.stateless_pool(identity.kind()).is_some() {
             return self.route_to_worker(identity, requester).await;
@@ -261,10 +313,20 @@ impl Runtime {
                 }
             }
             // Re-registrations may have arrived meanwhile: look again.
-            return Box::pin(self.lookup_locked(identity, requester, tag, None)).await;
+            return Box::pin(self.lookup_locked(identity, requester, tag, None, claim)).await;
         }
-        let host = self.place(identity, &candidates, requester, tag).await;
+        let host = match claim {
+            Some(claim) if candidates.contains(&claim.claimer) => claim.claimer,
+            _ => self.place(identity, &candidates, requester, tag).await,
+        };
         tracing::debug!(%identity, %host, "placing: no entry, nothing fences it");
+        if let Some(name) = claim.and_then(|c| c.name.clone().filter(|_| c.claimer == host)) {
+            // Granted: the entry first, then the claimer starts the activation it
+            // names (`claim.rs` keeps the gap between the two safe).
+            let loc = Location { host, name };
+            self.directory.record(identity, loc.clone());
+            return Reply::Located(loc);
+        }
         let reply = if host == self.me {
             self.activate_here(identity, self.me, None).await
         } else {
@@ -542,6 +604,22 @@ mod tests {
         directory.unregister(&id, &at(1, "first"));
         assert_eq!(directory.get(&id), None);
         assert_eq!(directory.len(), 0);
+    }
+
+    #[test]
+    fn a_claim_must_name_an_activation_of_its_identity() {
+        let id = Identity::new("bank.Account", "a#1");
+        assert!(names_activation_of("granary.v/bank.Account/a#1#7", &id));
+        for wrong in [
+            "granary.v/bank.Account/a#1#",
+            "granary.v/bank.Account/a#1#7x",
+            "granary.v/bank.Account/b#7",
+            "granary.w/bank.Account/a#1#7",
+            "granary.v/bank.Other/a#1#7",
+            "granary.v/bank.Account/a#1",
+        ] {
+            assert!(!names_activation_of(wrong, &id), "{wrong}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use super::catalog::{Current, LocalActivation, WorkerPick};
 use super::{members, shrink_if_sparse, KindSlot, Runtime};
 use crate::error::VirtualError;
-use crate::protocol::{Failure, Location, Reply, Request};
+use crate::protocol::{Failure, Location, Reply};
 
 /// Per directory owner, the first of its request ids whose `Activate` this node still
 /// serves: raised by the owner's `Confirm` (see [`Runtime::confirm_here`]), one entry
@@ -53,9 +53,8 @@ impl Runtime {
         self: &Arc<Self>,
         slot: &KindSlot,
         identity: &Identity,
-        worker: bool,
+        name: Arc<str>,
     ) -> Result<LocalActivation, VirtualError> {
-        let name = self.catalog.next_name(identity, worker);
         let store = slot.store.clone();
         (slot.kind)
             .start(self.clone(), identity.clone(), name, store)
@@ -87,9 +86,6 @@ impl Runtime {
             // host lease (its activation would refuse every message): host nothing.
             return Reply::Failed(Failure::ShuttingDown);
         }
-        let Some(slot) = self.kinds.get(identity.kind()) else {
-            return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
-        };
         let _locked = self.activating.lock(identity).await;
         if request.is_some_and(|id| self.superseded.is_superseded(owner, id)) {
             // The owner heard "not here" from a `Confirm` sent after this request: it
@@ -98,13 +94,45 @@ impl Runtime {
                 "activation of {identity} superseded by its owner's later confirm"
             )));
         }
+        let name = self.catalog.next_name(identity, false);
+        self.start_locked(identity, owner, name).await
+    }
+
+    /// Starts the activation a claim of this node was granted (`claim.rs`): as
+    /// [`Self::activate_here`] does for an owner's request, under the name the owner
+    /// recorded.
+    pub(crate) async fn start_granted(
+        self: &Arc<Self>,
+        identity: &Identity,
+        owner: SocketAddr,
+        name: Arc<str>,
+    ) -> Reply {
+        if !self.can_host() {
+            return Reply::Failed(Failure::ShuttingDown);
+        }
+        let _locked = self.activating.lock(identity).await;
+        self.start_locked(identity, owner, name).await
+    }
+
+    /// The live activation of `identity`, else a new one named `name`, registered
+    /// with `owner` if `owner` still owns the identity once it is in the local table;
+    /// the identity's activation lock held.
+    async fn start_locked(
+        self: &Arc<Self>,
+        identity: &Identity,
+        owner: SocketAddr,
+        name: Arc<str>,
+    ) -> Reply {
+        let Some(slot) = self.kinds.get(identity.kind()) else {
+            return Reply::Failed(Failure::NoHost(identity.kind().to_owned()));
+        };
         match self.catalog.current(identity) {
             Current::Live(name) => return self.here(name),
             // Deactivating: let it finish (and save) before the next one loads.
             Current::Closing(stopped) => stopped.await,
             Current::Nothing => {}
         }
-        let activation = match self.start_activation(slot, identity, false).await {
+        let activation = match self.start_activation(slot, identity, name).await {
             Ok(activation) => activation,
             Err(e) => return Reply::Failed(Failure::Other(e.to_string())),
         };
@@ -194,7 +222,8 @@ impl Runtime {
         if let WorkerPick::Use(name) = self.catalog.pick_worker(identity, pool) {
             return self.here(name);
         }
-        let worker = match self.start_activation(slot, identity, true).await {
+        let name = self.catalog.next_name(identity, true);
+        let worker = match self.start_activation(slot, identity, name).await {
             Ok(worker) => worker,
             Err(e) => return Reply::Failed(Failure::Other(e.to_string())),
         };
@@ -224,31 +253,15 @@ impl Runtime {
             return;
         }
         self.ends.send_modify(|n| *n += 1);
-        let rt = self.clone();
-        let identity = identity.clone();
-        tokio::spawn(async move {
-            rt.unregister(&identity, at).await;
-            rt.unregistering.fetch_sub(1, Ordering::AcqRel);
-            rt.ends.send_modify(|n| *n += 1);
-        });
-    }
-
-    /// Removes the directory entry of the ended activation `at` of `identity`.
-    async fn unregister(self: &Arc<Self>, identity: &Identity, at: Location) {
-        let Some(owner) = self.members.owner(identity) else {
-            return;
-        };
-        if owner == self.me {
-            self.directory.unregister(identity, &at);
-            return;
-        }
-        let req = Request::Unregister {
-            kind: identity.kind().to_owned(),
-            key: identity.key().to_owned(),
-            at,
-        };
-        if let Err(e) = self.rpc.call(self, owner, req).await {
-            tracing::debug!(%identity, error = %e, "unregister not acknowledged");
+        match self.members.owner(identity) {
+            Some(owner) if owner != self.me => self.unregister_later(owner, identity, at),
+            owner => {
+                if owner.is_some() {
+                    self.directory.unregister(identity, &at);
+                }
+                self.unregistering.fetch_sub(1, Ordering::AcqRel);
+                self.ends.send_modify(|n| *n += 1);
+            }
         }
     }
 

@@ -89,6 +89,41 @@ impl Runtime {
             .members
             .owner(identity)
             .ok_or(VirtualError::NoMembers)?;
+        let placed = match stale {
+            // A caller that found a location stale asks the owner where it lives.
+            None if self.places_by_caller(identity.kind()) => self.place_by_caller(identity).await,
+            _ => None,
+        };
+        let reply = match placed {
+            Some(reply) => reply,
+            None => self.lookup_at(owner, identity, placement, stale).await?,
+        };
+        match reply {
+            Reply::Located(loc) => {
+                if loc.host != self.me {
+                    self.cache.insert(identity.clone(), loc.clone());
+                }
+                Ok(loc)
+            }
+            Reply::NotOwner => Err(VirtualError::Unavailable {
+                identity: identity.to_string(),
+                attempts: 1,
+                last: format!("{owner} does not own the identity yet (membership changing)"),
+            }),
+            Reply::Failed(f) => Err(failure_error(identity, f)),
+            other => Err(VirtualError::Setup(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Asks `owner`, the directory owner of `identity`, where it lives (this node's
+    /// own partition if `owner` is this node).
+    async fn lookup_at(
+        self: &Arc<Self>,
+        owner: SocketAddr,
+        identity: &Identity,
+        placement: crate::placement::PlacementTag,
+        stale: Option<Location>,
+    ) -> Result<Reply, VirtualError> {
         self.meters.lookup();
         let reply = if owner == self.me {
             self.serve_lookup(identity, self.me, placement, stale).await
@@ -113,21 +148,7 @@ impl Runtime {
                 }
             }
         };
-        match reply {
-            Reply::Located(loc) => {
-                if loc.host != self.me {
-                    self.cache.insert(identity.clone(), loc.clone());
-                }
-                Ok(loc)
-            }
-            Reply::NotOwner => Err(VirtualError::Unavailable {
-                identity: identity.to_string(),
-                attempts: 1,
-                last: format!("{owner} does not own the identity yet (membership changing)"),
-            }),
-            Reply::Failed(f) => Err(failure_error(identity, f)),
-            other => Err(VirtualError::Setup(format!("unexpected reply {other:?}"))),
-        }
+        Ok(reply)
     }
 
     /// A client's lookup: its gateway locates the identity (a client has no
@@ -245,6 +266,10 @@ impl Runtime {
     pub(crate) async fn has_settled(&self, identity: &Identity, name: &str) -> bool {
         if self.has_local(identity, name) {
             return true;
+        }
+        if self.claim_ended(identity, name).await {
+            // A claim here was granted this name: "no" only if it never started.
+            return self.has_local(identity, name);
         }
         if let Current::Closing(stopped) = self.catalog.current(identity) {
             stopped.await;

@@ -1,0 +1,195 @@
+//! Caller placement (Orleans' route for random placement): a member calling an
+//! identity it has not located picks a random host of the kind and sends the call
+//! there, under the name of "whichever activation of the key is here" (`door.rs`);
+//! that host, holding no activation, **claims** the identity at its directory owner
+//! ([`crate::protocol::Request::Claim`]) and activates it once granted. A fresh
+//! identity then costs the call and one claim, where a lookup, the owner's activation
+//! request and then the call took three requests.
+//!
+//! The owner decides exactly as for a lookup (`directory.rs`, under the identity's
+//! lock, behind the same fences and hand-off checks): where an entry or a pending
+//! host names another activation it answers that location and the claiming host
+//! refuses the call (the caller looks the identity up); where it would place the
+//! identity it places it on the claimer, records the entry and answers with it. So the
+//! entry exists before the activation does, and this module keeps that gap safe:
+//!
+//! - The claimer names the activation before it claims, and while the claim is
+//!   pending an owner's "is this activation alive?" (`Has`, asked when a caller found
+//!   the named activation missing) waits for the claim to end instead of answering
+//!   "no" — a "no" would let the owner place a second activation beside the one about
+//!   to start.
+//! - The activation starts only with the grant in hand and the granting owner still
+//!   the owner in this node's ring once it is in the local table, as for an owner's
+//!   activation request (`hosting.rs`); otherwise it is stopped.
+//! - A grant whose answer is lost leaves an entry naming an activation that never
+//!   started: callers that reach it find it missing, and the owner, asking, hears "no"
+//!   and places again.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use granary_storage::Identity;
+use parking_lot::Mutex;
+
+use super::{shrink_if_sparse, IdentityMap, KeyedLocks, Runtime};
+use crate::placement::Placement;
+use crate::protocol::{Failure, Location, Reply, Request};
+
+/// The claims this node has in flight: one at a time per identity, each with the
+/// name its activation will have.
+#[derive(Default)]
+pub(crate) struct Claims {
+    /// Held from before a claim is sent until its activation is in the local table
+    /// (or the claim failed).
+    locks: KeyedLocks,
+    /// The name each identity's claim in flight will give its activation.
+    pending: Mutex<IdentityMap<Arc<str>>>,
+}
+
+/// A claim in flight: its name is pending until this drops.
+struct Pending<'a> {
+    claims: &'a Claims,
+    identity: &'a Identity,
+}
+
+impl Claims {
+    /// Marks `name` as the activation a claim of `identity` is about to start.
+    fn pending<'a>(&'a self, identity: &'a Identity, name: Arc<str>) -> Pending<'a> {
+        self.pending.lock().insert(identity.clone(), name);
+        Pending {
+            claims: self,
+            identity,
+        }
+    }
+
+    /// Whether a claim in flight will start `identity`'s activation `name`.
+    fn is_pending(&self, identity: &Identity, name: &str) -> bool {
+        (self.pending.lock().get(identity)).is_some_and(|pending| &**pending == name)
+    }
+
+    /// Claims of identities in flight.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.pending.lock().len()
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut pending = self.claims.pending.lock();
+        pending.remove(self.identity);
+        shrink_if_sparse(&mut pending);
+    }
+}
+
+impl Runtime {
+    /// Whether this member places the identities of `kind` itself when it calls one
+    /// it has not located: a kind it hosts with random placement (not a stateless
+    /// worker kind, whose workers are never in the directory).
+    pub(crate) fn places_by_caller(&self, kind: &str) -> bool {
+        if !self.is_member() {
+            return false;
+        }
+        (self.kinds.get(kind)).is_some_and(|slot| {
+            let config = slot.kind.config();
+            matches!(config.placement, Placement::Random) && config.stateless_workers.is_none()
+        })
+    }
+
+    /// The activation of `identity` here for a call a caller placed on this node:
+    /// the live one, else one started under a grant of the identity's directory
+    /// owner. `Located` elsewhere when the owner knows the identity lives (or is
+    /// being placed) on another host.
+    pub(crate) async fn claim_here(self: &Arc<Self>, identity: &Identity) -> Reply {
+        if !self.can_host() {
+            return Reply::Failed(Failure::ShuttingDown);
+        }
+        let Some(owner) = self.members.owner(identity) else {
+            return Reply::NotOwner;
+        };
+        if owner == self.me {
+            // The owner claims from itself: its lookup, placed here.
+            return self.serve_claim(identity, self.me, None).await;
+        }
+        let _one_claim = self.claims.locks.lock(identity).await;
+        if let Some(loc) = self.find_settled(identity).await {
+            return Reply::Located(loc);
+        }
+        let name = self.catalog.next_name(identity, false);
+        let _pending = self.claims.pending(identity, name.clone());
+        let req = Request::Claim {
+            kind: identity.kind().to_owned(),
+            key: identity.key().to_owned(),
+            name: name.to_string(),
+        };
+        let reply = match self.rpc.call(self, owner, req).await {
+            Ok(reply) => reply,
+            // Lost either way: a grant that came too late names an activation that
+            // never starts (see the module's doc).
+            Err(e) => return Reply::Failed(Failure::Other(format!("claim at {owner}: {e}"))),
+        };
+        match reply {
+            Reply::Located(loc) if loc.host == self.me && loc.name == name => {
+                let reply = self.start_granted(identity, owner, name.clone()).await;
+                if !matches!(&reply, Reply::Located(started) if started.name == name) {
+                    // Never started: the owner's entry names nothing.
+                    self.unregistering.fetch_add(1, Ordering::AcqRel);
+                    self.unregister_later(owner, identity, loc);
+                }
+                reply
+            }
+            other => other,
+        }
+    }
+
+    /// Whether a claim in flight here will start the activation `name` of
+    /// `identity`; if so, waits until it has started or failed (what an owner's
+    /// `Has` must wait for, see the module's doc).
+    pub(crate) async fn claim_ended(&self, identity: &Identity, name: &str) -> bool {
+        if !self.claims.is_pending(identity, name) {
+            return false;
+        }
+        drop(self.claims.locks.lock(identity).await);
+        true
+    }
+
+    /// Where a call to `identity`, not located yet, goes when this member places it
+    /// ([`Self::places_by_caller`]): a random host of the kind, reached through its
+    /// "whichever activation of the key" name, or this node's own activation (claimed
+    /// here now).
+    pub(crate) async fn place_by_caller(self: &Arc<Self>, identity: &Identity) -> Option<Reply> {
+        let hosts = self.members.hosts_of(identity.kind());
+        if hosts.is_empty() {
+            return None;
+        }
+        let host = crate::placement::random(&hosts);
+        if host != self.me {
+            return Some(Reply::Located(Location {
+                host,
+                name: crate::door::any_activation_name(identity),
+            }));
+        }
+        Some(self.claim_here(identity).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_is_pending_under_its_own_name_until_it_ends() {
+        let claims = Claims::default();
+        let a = Identity::new("k", "a");
+        let pending = claims.pending(&a, Arc::from("granary.v/k/a#7"));
+        assert!(claims.is_pending(&a, "granary.v/k/a#7"));
+        assert!(
+            !claims.is_pending(&a, "granary.v/k/a#6"),
+            "another activation of the identity is not the claim's"
+        );
+        assert!(!claims.is_pending(&Identity::new("k", "b"), "granary.v/k/a#7"));
+        drop(pending);
+        assert!(!claims.is_pending(&a, "granary.v/k/a#7"));
+        assert_eq!(claims.len(), 0, "nothing is kept once the claim ended");
+    }
+}
