@@ -109,6 +109,9 @@ pub(crate) enum Request {
         kind: String,
         key: String,
         name: String,
+        /// An activation of this host that the owner's entry named and that has
+        /// ended (as a lookup's `stale`).
+        stale: Option<Location>,
     },
     /// To the directory owner: these activations ended (`Unregister` for each, in one
     /// request; `runtime/unregistrations.rs`).

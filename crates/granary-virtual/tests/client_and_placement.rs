@@ -183,6 +183,48 @@ async fn round_robin_and_least_loaded_balance_activations() {
     }
 }
 
+/// Under random placement the caller places: its first call goes to a random host,
+/// which claims the identity at its directory owner (`runtime/claim.rs`). Callers on
+/// the other nodes pick their own random hosts, which are wrong two times in three:
+/// there the owner answers where the identity lives, the host refuses the call and
+/// the caller looks it up. Every identity lives once, and every call reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_placement_is_the_caller_s_and_each_identity_lives_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let nodes = start_nodes(3, &store, |_, b| b.host(counter_kind())).await;
+    let keys: Vec<String> = (0..60).map(|i| format!("placed-{i}")).collect();
+    let mut first_hosts = Vec::new();
+    for key in &keys {
+        let counter = nodes[1].get::<Counter>(key.clone());
+        assert_eq!(counter.ask(Add(1)).await.unwrap(), Ok(1));
+        first_hosts.push(counter.ask(Where).await.unwrap().0);
+    }
+    let counts: Vec<usize> = (nodes.iter())
+        .map(|n| n.activations("test.Counter"))
+        .collect();
+    assert_eq!(counts.iter().sum::<usize>(), keys.len(), "{counts:?}");
+    assert!(
+        counts.iter().all(|c| *c >= 5),
+        "the caller's random picks spread: {counts:?}"
+    );
+    for (key, host) in keys.iter().zip(&first_hosts) {
+        for caller in [&nodes[0], &nodes[2]] {
+            let counter = caller.get::<Counter>(key.clone());
+            assert!(counter.ask(Add(1)).await.unwrap().is_ok());
+        }
+        let reached = nodes[0].get::<Counter>(key.clone()).ask(Where).await;
+        assert_eq!(reached.unwrap(), (*host, 3), "{key}: one activation");
+    }
+    let after: Vec<usize> = (nodes.iter())
+        .map(|n| n.activations("test.Counter"))
+        .collect();
+    assert_eq!(after, counts, "no call started a second activation");
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 struct Highest;
 impl PlacementStrategy for Highest {
     fn place(&self, req: &PlacementRequest<'_>) -> SocketAddr {

@@ -109,7 +109,7 @@ impl Runtime {
         };
         if owner == self.me {
             // The owner claims from itself: its lookup, placed here.
-            return self.serve_claim(identity, self.me, None).await;
+            return self.serve_claim(identity, self.me, None, None).await;
         }
         let _one_claim = self.claims.locks.lock(identity).await;
         if let Some(loc) = self.find_settled(identity).await {
@@ -117,29 +117,46 @@ impl Runtime {
         }
         let name = self.catalog.next_name(identity, false);
         let _pending = self.claims.pending(identity, name.clone());
-        let req = Request::Claim {
-            kind: identity.kind().to_owned(),
-            key: identity.key().to_owned(),
-            name: name.to_string(),
-        };
-        let reply = match self.rpc.call(self, owner, req).await {
-            Ok(reply) => reply,
-            // Lost either way: a grant that came too late names an activation that
-            // never starts (see the module's doc).
-            Err(e) => return Reply::Failed(Failure::Other(format!("claim at {owner}: {e}"))),
-        };
-        match reply {
-            Reply::Located(loc) if loc.host == self.me && loc.name == name => {
-                let reply = self.start_granted(identity, owner, name.clone()).await;
-                if !matches!(&reply, Reply::Located(started) if started.name == name) {
-                    // Never started: the owner's entry names nothing.
-                    self.unregistering.fetch_add(1, Ordering::AcqRel);
-                    self.unregister_later(owner, identity, loc);
+        // At most twice: the second time telling the owner that the activation of
+        // this node its entry names has ended.
+        let mut stale = None;
+        for _ in 0..2 {
+            let req = Request::Claim {
+                kind: identity.kind().to_owned(),
+                key: identity.key().to_owned(),
+                name: name.to_string(),
+                stale: stale.take(),
+            };
+            let reply = match self.rpc.call(self, owner, req).await {
+                Ok(reply) => reply,
+                // Lost either way: a grant that came too late names an activation
+                // that never starts (see the module's doc).
+                Err(e) => return Reply::Failed(Failure::Other(format!("claim at {owner}: {e}"))),
+            };
+            match reply {
+                Reply::Located(loc) if loc.host == self.me && loc.name == name => {
+                    let reply = self.start_granted(identity, owner, name.clone()).await;
+                    if !matches!(&reply, Reply::Located(started) if started.name == name) {
+                        // Never started: the owner's entry names nothing.
+                        self.unregistering.fetch_add(1, Ordering::AcqRel);
+                        self.unregister_later(owner, identity, loc);
+                    }
+                    return reply;
                 }
-                reply
+                // The entry names an activation here that has ended, its
+                // unregistration not there yet: the owner asks this node before
+                // it drops the entry.
+                Reply::Located(loc)
+                    if loc.host == self.me && !self.has_local(identity, &loc.name) =>
+                {
+                    stale = Some(loc);
+                }
+                other => return other,
             }
-            other => other,
         }
+        Reply::Failed(Failure::Other(format!(
+            "{identity}'s owner {owner} names an activation here that has ended"
+        )))
     }
 
     /// Whether a claim in flight here will start the activation `name` of

@@ -278,8 +278,16 @@ impl Runtime {
             },
             Request::Lease => self.grant_lease(from),
             Request::Departed { host } => self.answer_departed(host),
-            Request::Claim { kind, key, name } => {
-                (self.serve_claim(&Identity::new(kind, key), from, Some(Arc::from(name)))).await
+            Request::Claim {
+                kind,
+                key,
+                name,
+                stale,
+            } => {
+                let identity = Identity::new(kind, key);
+                // Only the claimer can say that an activation of its own has ended.
+                let stale = stale.filter(|loc| loc.host == from);
+                (self.serve_claim(&identity, from, Some(Arc::from(name)), stale)).await
             }
         }
     }

@@ -182,14 +182,16 @@ impl Runtime {
     }
 
     /// Serves a claim of `identity` by `claimer` as its directory owner: the lookup
-    /// of any requester, except that an identity placed now is placed on the claimer,
-    /// as the activation `name` (the claimer starts it once it has the answer; on
-    /// this node, `None`, it is activated here as for a lookup).
+    /// of any requester (`stale` the claimer's own activation it found ended),
+    /// except that an identity placed now is placed on the claimer, as the
+    /// activation `name` (the claimer starts it once it has the answer; on this node,
+    /// `None`, it is activated here as for a lookup).
     pub(crate) async fn serve_claim(
         self: &Arc<Self>,
         identity: &Identity,
         claimer: SocketAddr,
         name: Option<Arc<str>>,
+        stale: Option<Location>,
     ) -> Reply {
         if self.members.owner(identity) != Some(self.me) {
             return Reply::NotOwner;
@@ -204,7 +206,7 @@ impl Runtime {
         }
         let _locked = self.directory.locks.lock(identity).await;
         let claim = Claim { claimer, name };
-        (self.lookup_locked(identity, claimer, PlacementTag::Random, None, Some(&claim))).await
+        (self.lookup_locked(identity, claimer, PlacementTag::Random, stale, Some(&claim))).await
     }
 
     /// A call sent straight to this node (`door.rs`, "`<key>#*`") for an identity

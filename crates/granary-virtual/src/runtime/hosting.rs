@@ -107,6 +107,9 @@ impl Runtime {
         owner: SocketAddr,
         name: Arc<str>,
     ) -> Reply {
+        if self.members.owner(identity) != Some(owner) {
+            return Reply::NotOwner;
+        }
         if !self.can_host() {
             return Reply::Failed(Failure::ShuttingDown);
         }
