@@ -151,9 +151,20 @@ impl Catalog {
 
     /// Records that `owner` holds the directory entry of the activation `name`.
     pub(crate) fn note_registered_with(&self, identity: &Identity, name: &str, owner: NodeId) {
+        self.set_registered_with(identity, name, Some(owner));
+    }
+
+    /// Records that no owner is known to record the activation `name` of `identity`,
+    /// so the next membership change registers it with its owner then, whoever that
+    /// is (its range moved on before the new owner took the registration).
+    pub(crate) fn note_registered_with_none(&self, identity: &Identity, name: &str) {
+        self.set_registered_with(identity, name, None);
+    }
+
+    fn set_registered_with(&self, identity: &Identity, name: &str, owner: Option<NodeId>) {
         if let Some(a) = self.tables.lock().single.get_mut(identity) {
             if *a.name == *name {
-                a.registered_with = Some(owner);
+                a.registered_with = owner;
             }
         }
     }
@@ -395,6 +406,11 @@ mod tests {
         assert!(catalog.registered_elsewhere(|_| Some(owner)).is_empty());
         // The same address in a later incarnation is another owner.
         assert_eq!(catalog.registered_elsewhere(|_| Some(owner_later)).len(), 1);
+        // Its range moved on before the owner took the registration: listed again
+        // even if the range comes back to the owner it had.
+        catalog.note_registered_with_none(&id, &name);
+        assert_eq!(catalog.registered_elsewhere(|_| Some(owner)).len(), 1);
+        catalog.note_registered_with(&id, &name, owner);
         // A closing activation is not re-registered.
         catalog.stop(&id, &name);
         assert!(catalog

@@ -35,10 +35,13 @@ pub(crate) struct RebuildProgress {
 
 #[derive(Default)]
 struct Rebuild {
-    /// Fingerprint of this node's current ring.
+    /// Fingerprint of the ring this node's membership task last handled.
     ring: u64,
     /// The latest ring fingerprint each host said it finished re-registering for.
     done: HashMap<SocketAddr, u64>,
+    /// The last ring a lookup asked about, with its fingerprint (computed once per
+    /// ring, not per lookup).
+    asked: Option<(Arc<HashRing>, u64)>,
 }
 
 impl RebuildProgress {
@@ -53,11 +56,21 @@ impl RebuildProgress {
         state.done.insert(host, ring);
     }
 
-    /// Hosts among `hosts` that have not said they are done for the current ring.
-    fn pending(&self, hosts: &[SocketAddr]) -> Vec<SocketAddr> {
-        let state = self.state.lock();
+    /// Hosts among `hosts` that have not said they are done for `ring`, this node's
+    /// ring now — which may be newer than the one its membership task last handled:
+    /// until the task has handled it, this node itself is one of them.
+    fn pending(&self, hosts: &[SocketAddr], ring: &Arc<HashRing>) -> Vec<SocketAddr> {
+        let mut state = self.state.lock();
+        let current = match &state.asked {
+            Some((asked, print)) if Arc::ptr_eq(asked, ring) => *print,
+            _ => {
+                let print = members::fingerprint(ring);
+                state.asked = Some((ring.clone(), print));
+                print
+            }
+        };
         (hosts.iter().copied())
-            .filter(|h| state.done.get(h) != Some(&state.ring))
+            .filter(|h| state.done.get(h) != Some(&current))
             .collect()
     }
 
@@ -92,7 +105,7 @@ impl Runtime {
     /// set empties as the views converge; there is no time limit after which an
     /// owner places without asking.
     pub(crate) fn rebuild_pending(&self, hosts: &[SocketAddr]) -> Vec<SocketAddr> {
-        self.rebuild.pending(hosts)
+        self.rebuild.pending(hosts, &self.members.ring())
     }
 
     /// Whether `host` said it re-registered its activations for `ring` (a ring it
@@ -140,6 +153,11 @@ impl Runtime {
                 let still_owner = self.members.owner(&identity) == Some(owner.addr);
                 if registered && still_owner {
                     self.catalog.note_registered_with(&identity, &name, owner);
+                } else if registered {
+                    // The range moved on meanwhile. The owner it was recorded with
+                    // before dropped its entry when the range left it, so even if
+                    // the range goes back there, the next change must register it.
+                    self.catalog.note_registered_with_none(&identity, &name);
                 }
                 (!registered).then_some((identity, name))
             })
@@ -251,21 +269,36 @@ mod tests {
             "127.0.0.1:1".parse().unwrap(),
             "127.0.0.1:2".parse().unwrap(),
         );
+        let ring_of = |nodes: &[SocketAddr]| {
+            let mut ring = HashRing::new();
+            for &addr in nodes {
+                ring.insert(NodeId::new(addr, 1), 16);
+            }
+            Arc::new(ring)
+        };
+        let (older, current, newer) = (ring_of(&[a]), ring_of(&[a, b]), ring_of(&[b]));
+        let print = |ring: &Arc<HashRing>| members::fingerprint(ring);
         let progress = RebuildProgress::default();
-        progress.ring_changed(7);
-        assert_eq!(progress.pending(&[a, b]), vec![a, b]);
-        progress.done(a, 7);
-        progress.done(b, 6);
-        assert_eq!(progress.pending(&[a, b]), vec![b], "done for an older ring");
-        progress.ring_changed(8);
+        progress.ring_changed(print(&current));
+        assert_eq!(progress.pending(&[a, b], &current), vec![a, b]);
+        progress.done(a, print(&current));
+        progress.done(b, print(&older));
         assert_eq!(
-            progress.pending(&[a, b]),
-            vec![a, b],
-            "a new ring asks everyone"
+            progress.pending(&[a, b], &current),
+            vec![b],
+            "done for an older ring"
         );
-        progress.done(b, 8);
+        // A lookup on a newer ring than the membership task has handled yet (this
+        // node among the hosts) asks everyone not done for that newer ring.
+        assert_eq!(
+            progress.pending(&[a, b], &newer),
+            vec![a, b],
+            "a new ring asks everyone, before the task handles it too"
+        );
+        progress.ring_changed(print(&newer));
+        progress.done(b, print(&newer));
         progress.retain_hosts(|h| *h != a);
-        assert_eq!(progress.pending(&[b]), Vec::<SocketAddr>::new());
+        assert_eq!(progress.pending(&[b], &newer), Vec::<SocketAddr>::new());
     }
 
     /// A departing host is settled if it said it was done for the ring it departed
