@@ -231,6 +231,13 @@ pub(crate) async fn write_cell<A: VirtualActor>(cell: &mut Cell<A>) -> Result<()
         cell.dirty = false;
         return Ok(());
     }
+    if cell.needs_lease && !cell.runtime.lease.holds_for_a_write() {
+        // A handler admitted under the lease may still run when it lapses (it waited
+        // on a call across a failure); the identity may be placed again from then on,
+        // and a write landing after its successor loaded the state would win.
+        cell.discard(DeactivationReason::HostLeaseLost);
+        return Err(VirtualError::HostLeaseLapsing(cell.identity.to_string()));
+    }
     let data = encode_state::<A>(&cell.state).map_err(|e| VirtualError::BadState {
         identity: cell.identity.to_string(),
         reason: e.to_string(),

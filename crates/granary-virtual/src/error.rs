@@ -50,6 +50,13 @@ pub enum VirtualError {
         "state of {0} was discarded after a failed write or a panic; this activation deactivates"
     )]
     StateDiscarded(String),
+    /// A state write was refused because this node's host lease is about to lapse
+    /// (or has): the identity may be placed elsewhere before the write lands, so
+    /// nothing is written and the activation deactivates after the current message.
+    #[error(
+        "state of {0} not written: this node's host lease is lapsing; this activation deactivates"
+    )]
+    HostLeaseLapsing(String),
     /// The state store failed.
     #[error("storage: {0}")]
     Storage(#[from] StorageError),

@@ -63,6 +63,15 @@ impl HostLease {
         until != 0 && self.nanos_at(Instant::now()) < until
     }
 
+    /// Whether the lease holds for a quarter of its length more: what a state write
+    /// needs to start, so that it lands before an owner can place the identity
+    /// again (one lease after the last grant) unless the store takes that long.
+    /// Renewals run every quarter, so a node whose renewals succeed stays above it.
+    pub(crate) fn holds_for_a_write(&self) -> bool {
+        self.remaining()
+            .is_some_and(|left| left >= self.duration / 4)
+    }
+
     /// How long the lease still holds if no renewal succeeds (`None`: it does not).
     pub(crate) fn remaining(&self) -> Option<Duration> {
         let until = self.until.load(Ordering::Acquire);
