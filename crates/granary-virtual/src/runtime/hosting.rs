@@ -78,13 +78,8 @@ impl Runtime {
         owner: SocketAddr,
         request: Option<u64>,
     ) -> Reply {
-        if self.members.owner(identity) != Some(owner) {
-            return Reply::NotOwner;
-        }
-        if !self.can_host() {
-            // Shutting down, Down on the minority side of a partition, or without a
-            // host lease (its activation would refuse every message): host nothing.
-            return Reply::Failed(Failure::ShuttingDown);
+        if let Some(refused) = self.refuse_start(identity, owner) {
+            return refused;
         }
         let _locked = self.activating.lock(identity).await;
         if request.is_some_and(|id| self.superseded.is_superseded(owner, id)) {
@@ -107,14 +102,22 @@ impl Runtime {
         owner: SocketAddr,
         name: Arc<str>,
     ) -> Reply {
-        if self.members.owner(identity) != Some(owner) {
-            return Reply::NotOwner;
-        }
-        if !self.can_host() {
-            return Reply::Failed(Failure::ShuttingDown);
+        if let Some(refused) = self.refuse_start(identity, owner) {
+            return refused;
         }
         let _locked = self.activating.lock(identity).await;
         self.start_locked(identity, owner, name).await
+    }
+
+    /// The answer refusing to start an activation of `identity` placed by `owner`,
+    /// if this node may not: `owner` is not its owner in this node's ring, or this
+    /// node is shutting down, Down on the minority side of a partition, or without
+    /// a host lease (its activation would refuse every message).
+    fn refuse_start(&self, identity: &Identity, owner: SocketAddr) -> Option<Reply> {
+        if self.members.owner(identity) != Some(owner) {
+            return Some(Reply::NotOwner);
+        }
+        (!self.can_host()).then_some(Reply::Failed(Failure::ShuttingDown))
     }
 
     /// The live activation of `identity`, else a new one named `name`, registered
