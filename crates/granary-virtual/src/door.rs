@@ -35,7 +35,7 @@ use crate::runtime::Runtime;
 use crate::tracked::{ActivationDoor, Tracked};
 
 /// The family of a kind's activation names: `worker` for a stateless worker kind.
-fn family(worker: bool) -> &'static str {
+pub(crate) fn family(worker: bool) -> &'static str {
     if worker {
         "granary.w/"
     } else {

@@ -48,8 +48,9 @@ impl Found {
 /// Whether `name` is an activation name of `identity` (`door.rs`): what a claim
 /// must name.
 fn names_activation_of(name: &str, identity: &Identity) -> bool {
-    let prefix = crate::door::door_prefix(identity.kind(), false);
-    (name.strip_prefix(prefix.as_str()))
+    (name.strip_prefix(crate::door::family(false)))
+        .and_then(|rest| rest.strip_prefix(identity.kind()))
+        .and_then(|rest| rest.strip_prefix('/'))
         .and_then(|rest| rest.strip_prefix(identity.key()))
         .and_then(|rest| rest.strip_prefix('#'))
         .is_some_and(|seq| !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit()))
