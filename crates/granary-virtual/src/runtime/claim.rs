@@ -127,7 +127,18 @@ impl Runtime {
                 name: name.to_string(),
                 stale: stale.take(),
             };
-            let reply = match self.rpc.call(self, owner, req).await {
+            let answer = tokio::select! {
+                answer = self.rpc.call(self, owner, req) => answer,
+                // The owner went Down while this node waited (cut off, paused): its
+                // answer would come at the RPC timeout at best, and the caller's
+                // retry finds the new owner.
+                () = self.host_lost(owner) => {
+                    return Reply::Failed(Failure::Other(format!(
+                        "directory owner {owner} went Down during the claim"
+                    )))
+                }
+            };
+            let reply = match answer {
                 Ok(reply) => reply,
                 // Lost either way: a grant that came too late names an activation
                 // that never starts (see the module's doc).
