@@ -44,7 +44,7 @@ pub trait PlacementStrategy: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub enum Placement {
     /// A random candidate (Orleans' default). A member that hosts the kind picks it
-    /// itself and sends its first call to an identity straight there; that host
+    /// itself and sends its first ask of an identity straight there; that host
     /// claims the identity at its directory owner and activates it once granted (or
     /// refuses the call if it lives elsewhere): the call and one claim, no lookup.
     #[default]

@@ -311,6 +311,8 @@ impl Callee {
         Fut: std::future::Future<Output = Result<R, AskError<M>>>,
     {
         let rt = &self.runtime;
+        // Asks come with a deadline, tells without.
+        let deadline_given = deadline.is_some();
         let mut deadline = deadline;
         // The deadline, read from the clock now if it was not yet.
         let due = |deadline: &mut Option<Instant>| {
@@ -345,7 +347,11 @@ impl Callee {
                         .get(self.identity.kind())
                         .map(|s| s.kind.config().placement.tag())
                         .unwrap_or(crate::placement::PlacementTag::Random);
-                    let locate = rt.locate(&self.identity, stale.take(), tag);
+                    // Only an ask may go to a host the caller picks: a host that
+                    // finds the identity living elsewhere refuses the call, and a
+                    // refused tell, already sent, would be lost.
+                    let placing = deadline_given;
+                    let locate = rt.locate(&self.identity, stale.take(), tag, placing);
                     rt.system().within(due(&mut deadline), locate).await
                 }
             };

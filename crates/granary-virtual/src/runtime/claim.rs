@@ -1,6 +1,8 @@
-//! Caller placement (Orleans' route for random placement): a member calling an
-//! identity it has not located picks a random host of the kind and sends the call
+//! Caller placement (Orleans' route for random placement): a member asking an
+//! identity it has not located picks a random host of the kind and sends the ask
 //! there, under the name of "whichever activation of the key is here" (`door.rs`);
+//! only asks, as a host that refuses the call (the identity lives elsewhere) makes the
+//! caller look it up, and a refused tell would be lost;
 //! that host, holding no activation, **claims** the identity at its directory owner
 //! ([`crate::protocol::Request::Claim`]) and activates it once granted. A fresh
 //! identity then costs the call and one claim, where a lookup, the owner's activation

@@ -268,7 +268,7 @@ impl Runtime {
                 placement,
                 stale,
             } => match self
-                .locate(&Identity::new(kind, key), stale, placement)
+                .locate(&Identity::new(kind, key), stale, placement, false)
                 .await
             {
                 Ok(loc) => Reply::Located(loc),

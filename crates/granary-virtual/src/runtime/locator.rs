@@ -60,12 +60,17 @@ impl Runtime {
     }
 
     /// Where `identity` lives: the cache, else its directory owner (which activates
-    /// it if needed). `stale` is a location the caller found dead.
+    /// it if needed). `stale` is a location the caller found dead. `may_place`: the
+    /// call is an ask from this member, which may go to a host this node picks
+    /// ([`Self::place_by_caller`]); a tell may not (a host that refuses it would lose
+    /// it), nor a client's call through this gateway (this node does not know which
+    /// it is).
     pub(crate) async fn locate(
         self: &Arc<Self>,
         identity: &Identity,
         stale: Option<Location>,
         placement: crate::placement::PlacementTag,
+        may_place: bool,
     ) -> Result<Location, VirtualError> {
         if self.stateless_pool(identity.kind()).is_some() {
             // A stateless worker kind hosted here: served by a local worker.
@@ -91,7 +96,9 @@ impl Runtime {
             .ok_or(VirtualError::NoMembers)?;
         let placed = match stale {
             // A caller that found a location stale asks the owner where it lives.
-            None if self.places_by_caller(identity.kind()) => self.place_by_caller(identity).await,
+            None if may_place && self.places_by_caller(identity.kind()) => {
+                self.place_by_caller(identity).await
+            }
             _ => None,
         };
         let reply = match placed {
