@@ -225,6 +225,43 @@ async fn random_placement_is_the_caller_s_and_each_identity_lives_once() {
     }
 }
 
+/// Tells do not go to a host the caller picks: one that found the identity living
+/// elsewhere would refuse it, and a tell, already sent, would be lost. Every tell from
+/// the nodes that did not place an identity arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tells_to_identities_living_elsewhere_all_arrive() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let nodes = start_nodes(3, &store, |_, b| b.host(counter_kind())).await;
+    let keys: Vec<String> = (0..30).map(|i| format!("told-{i}")).collect();
+    for key in &keys {
+        let counter = nodes[0].get::<Counter>(key.clone());
+        assert_eq!(counter.ask(Add(1)).await.unwrap(), Ok(1));
+    }
+    for key in &keys {
+        for caller in [&nodes[1], &nodes[2]] {
+            caller.get::<Counter>(key.clone()).tell(Add(1)).await.unwrap();
+        }
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for key in &keys {
+        loop {
+            let (_, n) = nodes[0].get::<Counter>(key.clone()).ask(Where).await.unwrap();
+            if n == 3 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{key}: {n} of 3 adds arrived"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
+
 struct Highest;
 impl PlacementStrategy for Highest {
     fn place(&self, req: &PlacementRequest<'_>) -> SocketAddr {
