@@ -240,13 +240,21 @@ async fn tells_to_identities_living_elsewhere_all_arrive() {
     }
     for key in &keys {
         for caller in [&nodes[1], &nodes[2]] {
-            caller.get::<Counter>(key.clone()).tell(Add(1)).await.unwrap();
+            caller
+                .get::<Counter>(key.clone())
+                .tell(Add(1))
+                .await
+                .unwrap();
         }
     }
     let deadline = tokio::time::Instant::now() + WAIT;
     for key in &keys {
         loop {
-            let (_, n) = nodes[0].get::<Counter>(key.clone()).ask(Where).await.unwrap();
+            let (_, n) = nodes[0]
+                .get::<Counter>(key.clone())
+                .ask(Where)
+                .await
+                .unwrap();
             if n == 3 {
                 break;
             }
