@@ -240,4 +240,19 @@ mod tests {
         // Never granted: as old as can be.
         assert_eq!(grants.departed(stranger, alive), Some(Duration::MAX));
     }
+
+    /// A state write needs a quarter of the lease left; admitting a message needs
+    /// only the lease.
+    #[test]
+    fn a_write_needs_a_quarter_of_the_lease_left() {
+        let lease = HostLease::new(Duration::from_secs(8));
+        assert!(!lease.holds_for_a_write(), "never granted");
+        lease.extend_from(Instant::now());
+        assert!(lease.is_valid() && lease.holds_for_a_write());
+        let lease = HostLease::new(Duration::from_secs(8));
+        // A round that began 7 s ago: 1 s left, under a quarter (2 s).
+        lease.extend_from(Instant::now() - Duration::from_secs(7));
+        assert!(lease.is_valid(), "still admits messages");
+        assert!(!lease.holds_for_a_write(), "but no longer writes");
+    }
 }
