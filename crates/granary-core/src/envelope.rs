@@ -1,14 +1,14 @@
 //! Type-erased messages in a mailbox: one envelope per message, inline in its queue
 //! slot when it fits in two words (a told `u64` and its span pointer), boxed otherwise.
 //!
-//! The one `unsafe` operation of this crate lives here: an inline envelope is moved out
+//! One of the crate's two `unsafe` operations lives here (the other is the handler
+//! future's recycled block, `handler_future.rs`): an inline envelope is moved out
 //! of its slot ([`Envelope::handle_moved`]) and the slot is then forgotten, never
 //! dropped, so the envelope is dropped exactly once (by its handler future). The tests
 //! below count drops on every path (handled, dead-lettered, inline and boxed).
 
 use std::cell::Cell;
 
-use futures::future::BoxFuture;
 use smallbox::space::S2;
 use smallbox::{smallbox, SmallBox};
 use tokio::sync::oneshot;
@@ -17,6 +17,7 @@ use crate::actor::{Actor, Handler, Message, Priority};
 use crate::context::Context;
 use crate::error::AskError;
 use crate::event::DeadLetterReason;
+use crate::handler_future::HandlerFuture;
 
 thread_local! {
     /// Set while the runner drops a handler future that panicked, so a pending
@@ -36,11 +37,11 @@ pub(crate) fn while_dropping_panicked<R>(f: impl FnOnce() -> R) -> R {
 /// One message for actor `A`, with its type erased.
 pub(crate) trait Envelope<A: Actor>: Send {
     /// The handler future for this message, the envelope consumed.
-    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()>
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> HandlerFuture<'a>
     where
         Self: Sized;
     /// [`Envelope::handle_owned`] for a boxed envelope.
-    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()>;
+    fn handle<'a>(self: Box<Self>, actor: &'a mut A, ctx: &'a mut Context<A>) -> HandlerFuture<'a>;
     /// [`Envelope::handle_owned`] for an envelope stored in place: moves it out of
     /// `*self`.
     ///
@@ -51,7 +52,7 @@ pub(crate) trait Envelope<A: Actor>: Send {
         &mut self,
         actor: &'a mut A,
         ctx: &'a mut Context<A>,
-    ) -> BoxFuture<'a, ()>;
+    ) -> HandlerFuture<'a>;
     /// The rank in a priority mailbox.
     fn priority(&self) -> Priority;
     /// The message's Rust type name, for dead letters.
@@ -66,7 +67,7 @@ macro_rules! handle_through_owned {
             self: Box<Self>,
             actor: &'a mut $a,
             ctx: &'a mut Context<$a>,
-        ) -> BoxFuture<'a, ()> {
+        ) -> HandlerFuture<'a> {
             (*self).handle_owned(actor, ctx)
         }
 
@@ -75,7 +76,7 @@ macro_rules! handle_through_owned {
             &mut self,
             actor: &'a mut $a,
             ctx: &'a mut Context<$a>,
-        ) -> BoxFuture<'a, ()> {
+        ) -> HandlerFuture<'a> {
             // SAFETY: the caller gives up `*self` (see the trait method).
             unsafe { std::ptr::read(self) }.handle_owned(actor, ctx)
         }
@@ -111,7 +112,7 @@ impl<A: Actor> Env<A> {
     /// The handler future for this message, the envelope consumed.
     #[inline]
     #[allow(unsafe_code)]
-    pub(crate) fn handle<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+    pub(crate) fn handle<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> HandlerFuture<'a> {
         if self.0.is_heap() {
             return SmallBox::into_box(self.0).handle(actor, ctx);
         }
@@ -148,7 +149,7 @@ where
     A: Handler<M>,
     M: Message,
 {
-    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> HandlerFuture<'a> {
         let TellEnvelope(msg, parent) = self;
         handle_tell(msg, parent, actor, ctx)
     }
@@ -171,7 +172,7 @@ pub(crate) fn handle_tell<'a, A, M>(
     parent: crate::observe::Parent,
     actor: &'a mut A,
     ctx: &'a mut Context<A>,
-) -> BoxFuture<'a, ()>
+) -> HandlerFuture<'a>
 where
     A: Handler<M>,
     M: Message,
@@ -236,7 +237,7 @@ where
 {
     handle_through_owned!(A);
 
-    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> HandlerFuture<'a> {
         let AskEnvelope { msg, reply, parent } = self;
         let fut = async move {
             let guard = ReplyGuard(Some(reply));
@@ -337,7 +338,7 @@ where
 {
     handle_through_owned!(A);
 
-    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> HandlerFuture<'a> {
         let ThenEnvelope {
             msg,
             then,

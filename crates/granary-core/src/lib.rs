@@ -57,6 +57,7 @@ mod context;
 mod envelope;
 mod error;
 mod event;
+mod handler_future;
 mod id;
 mod lifecycle;
 mod mailbox;

@@ -20,14 +20,15 @@ use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use futures::future::BoxFuture;
 use metrics::{Counter, Histogram, Label};
 use parking_lot::{Mutex, RwLock};
 use tracing::{Instrument, Span};
 
 use crate::actor::Actor;
 use crate::context::Context;
+use crate::handler_future::HandlerFuture;
 use crate::id::ActorId;
+use crate::system::IdHash;
 
 /// The span a message was sent from, when tracing is on and the sender was in one.
 pub(crate) type Parent = Option<Box<Span>>;
@@ -44,16 +45,16 @@ pub(crate) fn capture() -> Parent {
 
 /// The handler future of a message, boxed (an envelope's future is type-erased), inside
 /// a `granary.handle` span that is a child of the sender's span when there is one.
-pub(crate) fn handled<'a, F>(parent: Parent, message: &'static str, fut: F) -> BoxFuture<'a, ()>
+pub(crate) fn handled<'a, F>(parent: Parent, message: &'static str, fut: F) -> HandlerFuture<'a>
 where
     F: Future<Output = ()> + Send + 'a,
 {
     match parent {
         Some(parent) => {
             let span = tracing::info_span!(parent: &*parent, "granary.handle", message);
-            Box::pin(fut.instrument(span))
+            HandlerFuture::new(fut.instrument(span))
         }
-        None => Box::pin(fut),
+        None => HandlerFuture::new(fut),
     }
 }
 
@@ -75,7 +76,7 @@ pub(crate) struct NodeMeters {
     node: Option<&'static str>,
     /// Keyed by the kind name's address and length (a type name is a static string).
     /// Two copies of one name only make two handles of the same series.
-    kinds: RwLock<HashMap<(usize, usize), &'static KindMeter>>,
+    kinds: RwLock<HashMap<(usize, usize), &'static KindMeter, IdHash>>,
     asks: [OnceLock<AskMeter>; AskOutcome::ALL.len()],
 }
 
@@ -217,7 +218,7 @@ impl Tally {
     /// The handler future of the next message, timed after a sampled wake-up or a
     /// yield.
     #[inline]
-    pub(crate) fn wrap<'a>(&mut self, fut: BoxFuture<'a, ()>) -> BoxFuture<'a, ()> {
+    pub(crate) fn wrap<'a>(&mut self, fut: HandlerFuture<'a>) -> HandlerFuture<'a> {
         if !std::mem::take(&mut self.timed) {
             return fut;
         }
@@ -225,7 +226,7 @@ impl Tally {
         let Some(meter) = self.meter else {
             return fut;
         };
-        Box::pin(async move {
+        HandlerFuture::new(async move {
             let start = Instant::now();
             fut.await;
             meter.latency.record(start.elapsed().as_secs_f64());

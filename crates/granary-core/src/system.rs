@@ -29,7 +29,7 @@ use crate::supervision::SupervisorStrategy;
 pub(crate) use ask_deadlines::AskDeadlines;
 pub use ask_deadlines::Within;
 pub use builder::SystemBuilder;
-use id_hasher::IdHash;
+pub(crate) use id_hasher::IdHash;
 use registry::NameTable;
 
 /// Settings of one actor system (see [`SystemBuilder`]).

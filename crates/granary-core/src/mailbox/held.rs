@@ -4,7 +4,7 @@
 //! actor, so the node knows how many messages from the wire wait in a mailbox without
 //! the mailbox itself being bounded (`granary-remote`, `docs/wire.md`, "Flow control").
 
-use futures::future::BoxFuture;
+use crate::handler_future::HandlerFuture;
 
 use crate::actor::{Handler, Message, Priority};
 use crate::context::Context;
@@ -27,7 +27,7 @@ where
 {
     handle_through_owned!(A);
 
-    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> BoxFuture<'a, ()> {
+    fn handle_owned<'a>(self, actor: &'a mut A, ctx: &'a mut Context<A>) -> HandlerFuture<'a> {
         let HeldTellEnvelope {
             tell: TellEnvelope(msg, parent),
             token,

@@ -1,7 +1,8 @@
 //! The hasher of the live-actor table: actor ids are small sequential
 //! integers that no outsider chooses, so the table needs no protection against
 //! hash flooding and std's SipHash (about a tenth of a spawn/stop cycle in the
-//! profiles) buys nothing. A 128-bit folded multiply (the mixing step of
+//! profiles) buys nothing. The table of kind meters (`observe.rs`, keyed by the
+//! address and length of a type name, looked up once per actor) uses it too. A 128-bit folded multiply (the mixing step of
 //! wyhash/foldhash) spreads sequential ids over every bit, which hashbrown
 //! needs: it takes the bucket from the low bits and a tag from the top seven.
 //! Twenty lines here rather than a dependency for one `u64` key.
@@ -38,6 +39,11 @@ impl Hasher for IdHasher {
     #[inline]
     fn write_u64(&mut self, x: u64) {
         self.0 = fold(self.0, x);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, x: usize) {
+        self.write_u64(x as u64);
     }
 
     fn write(&mut self, bytes: &[u8]) {
