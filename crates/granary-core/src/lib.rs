@@ -4,8 +4,9 @@
 //! this crate. It knows nothing about the network, the cluster or storage; the
 //! remote layer plugs in through [`RemoteTarget`] and [`ActorRef::from_remote`].
 //! No granary crate sits below it; it builds on tokio (one task per actor),
-//! `parking_lot` (the mailbox lock), `futures` (boxed handler futures) and
-//! `thiserror`.
+//! `parking_lot` (the mailbox lock), `futures` (boxed futures off the hot path) and
+//! `thiserror`. A handler's future, type-erased, lives in a heap block recycled through
+//! a per-thread free list rather than in a `Box` of its own (`handler_future.rs`).
 //!
 //! # The model
 //! - An [`Actor`] owns its state; it implements [`Handler<M>`] for each

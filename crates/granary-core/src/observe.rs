@@ -43,7 +43,8 @@ pub(crate) fn capture() -> Parent {
     (!span.is_none()).then(|| Box::new(span))
 }
 
-/// The handler future of a message, boxed (an envelope's future is type-erased), inside
+/// The handler future of a message, erased into a recycled block (an envelope's future is
+/// type-erased; see `handler_future.rs`), inside
 /// a `granary.handle` span that is a child of the sender's span when there is one.
 pub(crate) fn handled<'a, F>(parent: Parent, message: &'static str, fut: F) -> HandlerFuture<'a>
 where
