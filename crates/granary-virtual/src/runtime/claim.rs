@@ -26,7 +26,15 @@
 //! - A grant whose answer is lost leaves an entry naming an activation that never
 //!   started: callers that reach it find it missing, and the owner, asking, hears "no"
 //!   and places again.
+//! - While the rings of two members differ (a join, a departure), two owners may hold
+//!   an identity at once. One owner's "is the identity on this host?" (`Find`, asked of
+//!   a host that has not announced itself rebuilt) waits for a claim in flight here to
+//!   any other owner, and for an activation starting here, to end before it answers;
+//!   a "no" in between would let that owner place a second activation beside the one
+//!   the other owner granted. The owner the claim went to is not waited for: it holds
+//!   the identity's lock while it asks, and the claim needs that lock.
 
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -38,14 +46,21 @@ use crate::placement::Placement;
 use crate::protocol::{Failure, Location, Reply, Request};
 
 /// The claims this node has in flight: one at a time per identity, each with the
-/// name its activation will have.
+/// name its activation will have and the owner it went to.
 #[derive(Default)]
 pub(crate) struct Claims {
     /// Held from before a claim is sent until its activation is in the local table
     /// (or the claim failed).
     locks: KeyedLocks,
-    /// The name each identity's claim in flight will give its activation.
-    pending: Mutex<IdentityMap<Arc<str>>>,
+    /// Each identity's claim in flight.
+    pending: Mutex<IdentityMap<PendingClaim>>,
+}
+
+/// A claim in flight: the name its activation will have, and the directory owner
+/// it was sent to.
+struct PendingClaim {
+    name: Arc<str>,
+    owner: SocketAddr,
 }
 
 /// A claim in flight: its name is pending until this drops.
@@ -55,9 +70,15 @@ struct Pending<'a> {
 }
 
 impl Claims {
-    /// Marks `name` as the activation a claim of `identity` is about to start.
-    fn pending<'a>(&'a self, identity: &'a Identity, name: Arc<str>) -> Pending<'a> {
-        self.pending.lock().insert(identity.clone(), name);
+    /// Marks `name` as the activation a claim of `identity`, sent to `owner`, is about
+    /// to start.
+    fn pending<'a>(
+        &'a self,
+        identity: &'a Identity,
+        name: Arc<str>,
+        owner: SocketAddr,
+    ) -> Pending<'a> {
+        (self.pending.lock()).insert(identity.clone(), PendingClaim { name, owner });
         Pending {
             claims: self,
             identity,
@@ -66,7 +87,12 @@ impl Claims {
 
     /// Whether a claim in flight will start `identity`'s activation `name`.
     fn is_pending(&self, identity: &Identity, name: &str) -> bool {
-        (self.pending.lock().get(identity)).is_some_and(|pending| &**pending == name)
+        (self.pending.lock().get(identity)).is_some_and(|pending| &*pending.name == name)
+    }
+
+    /// Whether a claim of `identity` is in flight to an owner other than `owner`.
+    fn is_pending_elsewhere(&self, identity: &Identity, owner: SocketAddr) -> bool {
+        (self.pending.lock().get(identity)).is_some_and(|pending| pending.owner != owner)
     }
 
     /// Claims of identities in flight.
@@ -118,7 +144,7 @@ impl Runtime {
             return Reply::Located(loc);
         }
         let name = self.catalog.next_name(identity, false);
-        let _pending = self.claims.pending(identity, name.clone());
+        let _pending = self.claims.pending(identity, name.clone(), owner);
         // At most twice: the second time telling the owner that the activation of
         // this node its entry names has ended.
         let mut stale = None;
@@ -183,6 +209,21 @@ impl Runtime {
         true
     }
 
+    /// Where `identity` lives on this node, as the directory owner `asker` is told
+    /// when it asks before placing it (`Find`): once an activation of it starting here
+    /// and a claim of it in flight to another owner have ended (see the module's doc).
+    pub(crate) async fn find_for_owner(
+        &self,
+        identity: &Identity,
+        asker: SocketAddr,
+    ) -> Option<Location> {
+        if self.claims.is_pending_elsewhere(identity, asker) {
+            drop(self.claims.locks.lock(identity).await);
+        }
+        let _no_start = self.activating.lock(identity).await;
+        self.find_settled(identity).await
+    }
+
     /// Where a call to `identity`, not located yet, goes when this member places it
     /// ([`Self::places_by_caller`]): a random host of the kind, reached through its
     /// "whichever activation of the key" name, or this node's own activation (claimed
@@ -211,7 +252,8 @@ mod tests {
     fn a_claim_is_pending_under_its_own_name_until_it_ends() {
         let claims = Claims::default();
         let a = Identity::new("k", "a");
-        let pending = claims.pending(&a, Arc::from("granary.v/k/a#7"));
+        let owner: SocketAddr = "10.0.0.1:7000".parse().expect("an address");
+        let pending = claims.pending(&a, Arc::from("granary.v/k/a#7"), owner);
         assert!(claims.is_pending(&a, "granary.v/k/a#7"));
         assert!(
             !claims.is_pending(&a, "granary.v/k/a#6"),
@@ -221,5 +263,26 @@ mod tests {
         drop(pending);
         assert!(!claims.is_pending(&a, "granary.v/k/a#7"));
         assert_eq!(claims.len(), 0, "nothing is kept once the claim ended");
+    }
+
+    /// An owner asking where an identity is waits for a claim of it in flight to
+    /// another owner, not for one sent to itself (which needs the lock that owner
+    /// holds while it asks).
+    #[test]
+    fn a_claim_is_in_flight_elsewhere_for_every_owner_but_its_own() {
+        let claims = Claims::default();
+        let a = Identity::new("k", "a");
+        let granting: SocketAddr = "10.0.0.1:7000".parse().expect("an address");
+        let other: SocketAddr = "10.0.0.2:7000".parse().expect("an address");
+        assert!(
+            !claims.is_pending_elsewhere(&a, other),
+            "no claim in flight"
+        );
+        let pending = claims.pending(&a, Arc::from("granary.v/k/a#7"), granting);
+        assert!(claims.is_pending_elsewhere(&a, other));
+        assert!(!claims.is_pending_elsewhere(&a, granting));
+        assert!(!claims.is_pending_elsewhere(&Identity::new("k", "b"), other));
+        drop(pending);
+        assert!(!claims.is_pending_elsewhere(&a, other));
     }
 }

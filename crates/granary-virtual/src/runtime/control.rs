@@ -239,7 +239,7 @@ impl Runtime {
             }
             Request::Worker { kind, key } => self.worker_here(&Identity::new(kind, key)).await,
             Request::Find { kind, key } => {
-                match self.find_settled(&Identity::new(kind, key)).await {
+                match self.find_for_owner(&Identity::new(kind, key), from).await {
                     Some(loc) => Reply::Located(loc),
                     None => Reply::Bool(false),
                 }

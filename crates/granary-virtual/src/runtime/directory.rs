@@ -430,7 +430,8 @@ impl Runtime {
         let within = self.config.rpc_timeout / 2;
         let asks = hosts.iter().map(|&host| async move {
             if host == self.me {
-                return (self.find_settled(identity).await).map_or(Found::Nowhere, Found::At);
+                return (self.find_for_owner(identity, self.me).await)
+                    .map_or(Found::Nowhere, Found::At);
             }
             let req = Request::Find {
                 kind: identity.kind().to_owned(),
