@@ -33,6 +33,12 @@ pub(crate) const BLOCK_SIZE: usize = 256;
 /// The alignment of a recycled block.
 const BLOCK_ALIGN: usize = 16;
 
+/// The layout every recycled block is allocated and freed with.
+const BLOCK_LAYOUT: Layout = match Layout::from_size_align(BLOCK_SIZE, BLOCK_ALIGN) {
+    Ok(layout) => layout,
+    Err(_) => panic!("the block size is a multiple of its power-of-two alignment"),
+};
+
 /// Free blocks a thread keeps at most.
 pub(crate) const MAX_FREE: usize = 64;
 
@@ -119,11 +125,6 @@ fn fits_block(layout: Layout) -> bool {
     layout.size() != 0 && layout.size() <= BLOCK_SIZE && layout.align() <= BLOCK_ALIGN
 }
 
-fn block_layout() -> Layout {
-    // A constant, valid layout (a power-of-two alignment, a size that is a multiple of it).
-    Layout::from_size_align(BLOCK_SIZE, BLOCK_ALIGN).unwrap_or_else(|_| Layout::new::<u8>())
-}
-
 /// A block from this thread's free list, or a new one.
 #[inline]
 fn take_block() -> NonNull<u8> {
@@ -131,7 +132,7 @@ fn take_block() -> NonNull<u8> {
         Ok(Some(block)) => block,
         // Empty, or the thread is exiting and its list is gone.
         _ => {
-            let layout = block_layout();
+            let layout = BLOCK_LAYOUT;
             // SAFETY: a block's size is not zero.
             match NonNull::new(unsafe { alloc(layout) }) {
                 Some(block) => block,
@@ -147,7 +148,7 @@ fn give_back(block: NonNull<u8>) {
     let kept = FREE.try_with(|free| free.push(block)).unwrap_or(false);
     if !kept {
         // SAFETY: every block is allocated with the block layout.
-        unsafe { dealloc(block.as_ptr(), block_layout()) };
+        unsafe { dealloc(block.as_ptr(), BLOCK_LAYOUT) };
     }
 }
 
@@ -211,7 +212,7 @@ impl Drop for FreeList {
     fn drop(&mut self) {
         while let Some(block) = self.pop() {
             // SAFETY: every block is allocated with the block layout.
-            unsafe { dealloc(block.as_ptr(), block_layout()) };
+            unsafe { dealloc(block.as_ptr(), BLOCK_LAYOUT) };
         }
     }
 }

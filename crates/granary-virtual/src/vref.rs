@@ -311,8 +311,8 @@ impl Callee {
         Fut: std::future::Future<Output = Result<R, AskError<M>>>,
     {
         let rt = &self.runtime;
-        // Asks come with a deadline, tells without.
-        let deadline_given = deadline.is_some();
+        // Asks come with a deadline, tells without (see above).
+        let is_ask = deadline.is_some();
         let mut deadline = deadline;
         // The deadline, read from the clock now if it was not yet.
         let due = |deadline: &mut Option<Instant>| {
@@ -350,8 +350,7 @@ impl Callee {
                     // Only an ask may go to a host the caller picks: a host that
                     // finds the identity living elsewhere refuses the call, and a
                     // refused tell, already sent, would be lost.
-                    let placing = deadline_given;
-                    let locate = rt.locate(&self.identity, stale.take(), tag, placing);
+                    let locate = rt.locate(&self.identity, stale.take(), tag, is_ask);
                     rt.system().within(due(&mut deadline), locate).await
                 }
             };
