@@ -209,19 +209,30 @@ impl Runtime {
         true
     }
 
-    /// Where `identity` lives on this node, as the directory owner `asker` is told
-    /// when it asks before placing it (`Find`): once an activation of it starting here
-    /// and a claim of it in flight to another owner have ended (see the module's doc).
-    pub(crate) async fn find_for_owner(
-        &self,
-        identity: &Identity,
-        asker: SocketAddr,
-    ) -> Option<Location> {
+    /// What the directory owner `asker` is told when it asks whether `identity`
+    /// lives on this node before placing it (`Find`), once an activation of it
+    /// starting here and a claim of it in flight to another owner have ended (see
+    /// the module's doc): `Located` here, else `Bool(false)` — but only while this
+    /// node's ring names `asker` the identity's owner; otherwise `NotOwner`.
+    ///
+    /// The "no" is a promise about the future as well: from then on this node starts
+    /// no activation of the identity for anyone but `asker` (`hosting.rs` checks the
+    /// owner on this node's ring before and after a start) and, not owning it, places
+    /// it nowhere. A node whose ring differs (it has not seen a member join or leave
+    /// yet, or the asker has not) could not promise that: it may own the identity in
+    /// its own ring and place it, or start it for another owner, right after a "no" —
+    /// two activations while a cluster forms. So it answers `NotOwner`, the asker's
+    /// lookup fails (retryably), and the next attempt after the views agree succeeds.
+    pub(crate) async fn find_for_owner(&self, identity: &Identity, asker: SocketAddr) -> Reply {
         if self.claims.is_pending_elsewhere(identity, asker) {
             drop(self.claims.locks.lock(identity).await);
         }
         let _no_start = self.activating.lock(identity).await;
-        self.find_settled(identity).await
+        match self.find_settled(identity).await {
+            Some(loc) => Reply::Located(loc),
+            None if self.members.owner(identity) == Some(asker) => Reply::Bool(false),
+            None => Reply::NotOwner,
+        }
     }
 
     /// Where a call to `identity`, not located yet, goes when this member places it

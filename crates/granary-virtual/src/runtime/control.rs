@@ -239,10 +239,7 @@ impl Runtime {
             }
             Request::Worker { kind, key } => self.worker_here(&Identity::new(kind, key)).await,
             Request::Find { kind, key } => {
-                match self.find_for_owner(&Identity::new(kind, key), from).await {
-                    Some(loc) => Reply::Located(loc),
-                    None => Reply::Bool(false),
-                }
+                self.find_for_owner(&Identity::new(kind, key), from).await
             }
             Request::Has { kind, key, name } => {
                 Reply::Bool(self.has_settled(&Identity::new(kind, key), &name).await)

@@ -24,6 +24,11 @@ pub(crate) enum Found {
     /// None that answered holds it; this one did not answer (it may be dead, or cut
     /// off from this node only and still hosting).
     Unanswered(SocketAddr),
+    /// None that answered holds it; this one does not hold it either but does not
+    /// name this node the identity's owner (the two rings differ: a member joined or
+    /// left and one of the two has not seen it yet), so it may still place the
+    /// identity, or start it for another owner.
+    Disputed(SocketAddr),
 }
 
 impl Found {
@@ -32,6 +37,7 @@ impl Found {
         match (self, other) {
             (Found::At(loc), _) | (_, Found::At(loc)) => Found::At(loc),
             (Found::Unanswered(host), _) | (_, Found::Unanswered(host)) => Found::Unanswered(host),
+            (Found::Disputed(host), _) | (_, Found::Disputed(host)) => Found::Disputed(host),
             (Found::Nowhere, Found::Nowhere) => Found::Nowhere,
         }
     }
@@ -293,6 +299,12 @@ impl Runtime {
                          its activations for the current ring and does not answer"
                     )));
                 }
+                Found::Disputed(host) => {
+                    return Reply::Failed(Failure::Other(format!(
+                        "{host} does not see this node as the owner of {identity} yet \
+                         (membership is changing); retry once the views agree"
+                    )));
+                }
                 Found::Nowhere => {}
             }
         }
@@ -429,17 +441,19 @@ impl Runtime {
         // own request to this owner times out, and retries.
         let within = self.config.rpc_timeout / 2;
         let asks = hosts.iter().map(|&host| async move {
-            if host == self.me {
-                return (self.find_for_owner(identity, self.me).await)
-                    .map_or(Found::Nowhere, Found::At);
-            }
-            let req = Request::Find {
-                kind: identity.kind().to_owned(),
-                key: identity.key().to_owned(),
+            let answer = if host == self.me {
+                Ok(self.find_for_owner(identity, self.me).await)
+            } else {
+                let req = Request::Find {
+                    kind: identity.kind().to_owned(),
+                    key: identity.key().to_owned(),
+                };
+                self.rpc.call_within(self, host, req, within).await
             };
-            match self.rpc.call_within(self, host, req, within).await {
+            match answer {
                 Ok(Reply::Located(loc)) => Found::At(loc),
                 Ok(Reply::Bool(false)) => Found::Nowhere,
+                Ok(Reply::NotOwner) => Found::Disputed(host),
                 _ => Found::Unanswered(host),
             }
         });
