@@ -66,6 +66,18 @@ impl FileStore {
         let thread_sql = Arc::clone(&sql);
         let thread_path = path.clone();
         let opened = tokio::task::spawn_blocking(move || {
+            if thread_path.is_dir() {
+                // SQLite says only "unable to open database file".
+                return Err(StorageError::InvalidUrl {
+                    part: crate::UrlPart::Path,
+                    reason: format!(
+                        "{} is a directory; `file:` names the database file in it, e.g. \
+                         file:{}",
+                        thread_path.display(),
+                        thread_path.join("state.db").display()
+                    ),
+                });
+            }
             if let Some(dir) = thread_path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| {
                     StorageError::unavailable(format!("cannot create {}: {e}", dir.display()))

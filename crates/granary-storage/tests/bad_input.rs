@@ -90,6 +90,21 @@ async fn a_file_that_is_not_a_database_is_corrupt() {
 }
 
 #[tokio::test]
+async fn a_directory_given_as_the_file_store_is_an_invalid_path_that_names_a_file_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    match open(&format!("file:{}", dir.path().display())).await {
+        Err(StorageError::InvalidUrl {
+            part: UrlPart::Path,
+            reason,
+        }) => assert!(
+            reason.contains("is a directory") && reason.contains("state.db"),
+            "{reason}"
+        ),
+        other => panic!("expected InvalidUrl(Path), got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn a_corrupted_version_in_the_file_store_is_corrupt() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("state.db");

@@ -384,6 +384,17 @@ impl Callee {
             let outcome = if loc.host == rt.me {
                 send(target, remaining).await
             } else {
+                // Read before the send: a host this node's ring has (or had, until
+                // just now) counts as lost once it leaves the ring; one not in it
+                // yet only once it has entered and left it.
+                let seen = rt.members.is_alive(loc.host);
+                let lost = async {
+                    if seen {
+                        rt.host_lost(loc.host).await
+                    } else {
+                        rt.host_lost_once_seen(loc.host).await
+                    }
+                };
                 tokio::select! {
                     // The send first: a tell is done on its first poll, and the host's
                     // watch is then never subscribed to.
@@ -391,7 +402,7 @@ impl Callee {
                     outcome = send(target, remaining) => outcome,
                     // The host went Down while we waited: the request may or may not
                     // have been handled there (at least once, see above).
-                    () = rt.host_lost(loc.host) => Err(AskError::Remote(RemoteError::Unreachable)),
+                    () = lost => Err(AskError::Remote(RemoteError::Unreachable)),
                 }
             };
             refused = None;

@@ -308,6 +308,11 @@ impl Runtime {
     /// that host would resend a request it is handling. A client learns that a host
     /// is gone from its transport instead (the ask fails with `Unreachable` once the
     /// connection is lost or heartbeats stop).
+    ///
+    /// For a host taken from this node's own ring (a directory owner): a host that
+    /// left the ring before this is called counts as lost at once. A host named by
+    /// someone else's answer (where an activation lives) may not be in the ring yet:
+    /// see [`Self::host_lost_once_seen`].
     pub(crate) async fn host_lost(&self, host: SocketAddr) {
         if matches!(self.members, Members::Client(_)) {
             return std::future::pending().await;
@@ -318,5 +323,26 @@ impl Runtime {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// [`Self::host_lost`] for a host this node has not seen in its ring yet: it
+    /// completes only once the host has entered the ring and left it again. The
+    /// host of an activation comes from its directory owner, whose ring may be ahead
+    /// of this node's (a member joined, and this node has not heard of it yet);
+    /// taking such a host for lost at once would resend a call it received and is
+    /// handling — the call handled twice. A host that is really gone is noticed by
+    /// the transport (the call fails `Unreachable` when its connection is lost) or
+    /// at the call's timeout.
+    pub(crate) async fn host_lost_once_seen(&self, host: SocketAddr) {
+        if matches!(self.members, Members::Client(_)) {
+            return std::future::pending().await;
+        }
+        let mut changes = self.views.subscribe();
+        while !self.members.is_alive(host) {
+            if changes.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+        self.host_lost(host).await;
     }
 }
