@@ -35,7 +35,7 @@ use crate::node_id::NodeId;
 use crate::phi::PhiAccrualDetector;
 use crate::ring::HashRing;
 
-pub(crate) use join::JoinState;
+pub(crate) use join::{Admission, JoinState};
 
 /// What the node is doing.
 #[derive(Debug)]
@@ -99,6 +99,8 @@ pub(crate) struct NodeCore {
     hub: Arc<Mutex<EventHub>>,
     out: Vec<(SocketAddr, ClusterMessage)>,
     notices: Vec<Notice>,
+    /// Joiners this member admits one at a time (`join.rs`).
+    admission: Admission,
 }
 
 impl NodeCore {
@@ -137,6 +139,7 @@ impl NodeCore {
             hub,
             out: Vec::new(),
             notices: Vec::new(),
+            admission: Admission::default(),
         }
     }
 
@@ -302,7 +305,9 @@ impl NodeCore {
             (Mode::Active, message) => {
                 self.tell_if_down(from);
                 match message {
-                    ClusterMessage::JoinRequest { member } => self.on_join_request(from, member),
+                    ClusterMessage::JoinRequest { member } => {
+                        self.on_join_request(now, from, member)
+                    }
                     ClusterMessage::JoinAccept { members } => {
                         self.on_join_accept(now, from, members)
                     }
@@ -324,6 +329,8 @@ impl NodeCore {
             // Joining nodes wait for an accept; stopped ones ignore everything.
             _ => {}
         }
+        // The row of the joiner admitted last may have come Up with this message.
+        self.admit_held(now);
     }
 
     /// A sender we hold as Down (or superseded) is told so, so that a wrongly downed node
@@ -344,7 +351,10 @@ impl NodeCore {
     pub(crate) fn on_gossip_tick(&mut self, now: Instant) {
         match self.mode {
             Mode::Joining(_) => self.retry_join(now),
-            Mode::Active => self.gossip_round(),
+            Mode::Active => {
+                self.gossip_round();
+                self.admit_held(now);
+            }
             Mode::Stopped => {}
         }
     }

@@ -1,5 +1,6 @@
 //! Joining through contacts (seeds), accepting joiners, and rejoining after Down.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,6 +13,48 @@ use crate::node_id::NodeId;
 /// A Down while cut off less than this after the previous one doubles the wait
 /// before rejoining (`DowningConfig::rejoin_backoff`).
 pub(crate) const CUT_DOWN_MEMORY: Duration = Duration::from_secs(60);
+
+/// How long, in join retry intervals, a member that accepted a joiner holds other
+/// joiners back while the first one's row is not Up in its table yet (a joiner that
+/// died after its accept does not hold the rest back longer).
+const ADMISSION_WINDOW: u32 = 2;
+
+/// Joiners held back at once; beyond these a joiner is not answered and asks again
+/// at its next retry.
+const MAX_HELD_JOINERS: usize = 32;
+
+/// Joiners admitted one at a time. A joiner is Up, and owns its ranges, as soon as
+/// it has the accept; the table it gets holds the members this member knows. Two
+/// joiners accepted together would each get a table where the other is still
+/// Joining: each would own ranges in its own ring that the other also owns, and
+/// neither would ask the other before placing an identity there (the virtual
+/// runtime asks the hosts in its ring) — two activations while a cluster forms. So a
+/// second joiner waits until the first one's Up row is in this member's table, which
+/// the first one sends right after its accept, and its accept then carries it.
+#[derive(Debug, Default)]
+pub(crate) struct Admission {
+    /// The joiner accepted last, and when.
+    last: Option<(NodeId, Instant)>,
+    /// Joiners that asked while another was being admitted, oldest first (one entry
+    /// per address).
+    held: VecDeque<Member>,
+}
+
+impl Admission {
+    /// Remembers `member`'s request until it can be accepted; `false` if too many
+    /// are held already.
+    fn hold(&mut self, member: Member) -> bool {
+        if let Some(held) = self.held.iter_mut().find(|m| m.id.addr == member.id.addr) {
+            *held = member;
+            return true;
+        }
+        if self.held.len() >= MAX_HELD_JOINERS {
+            return false;
+        }
+        self.held.push_back(member);
+        true
+    }
+}
 
 /// Progress of a join.
 #[derive(Debug)]
@@ -194,20 +237,58 @@ impl NodeCore {
                 .is_some_and(|mine| mine.id == row.id && mine.status == MemberStatus::Down)
     }
 
-    /// Someone wants in: record its row and hand over the table, if we are Up.
-    pub(crate) fn on_join_request(&mut self, from: NodeId, member: Member) {
+    /// Someone wants in: record its row and hand over the table, if we are Up —
+    /// once no other joiner is being admitted (see [`Admission`]).
+    pub(crate) fn on_join_request(&mut self, now: Instant, from: NodeId, member: Member) {
         if self.own_status() != Some(MemberStatus::Up) || member.id.addr == self.me.addr {
             return;
         }
         if member.id != from {
             return;
         }
+        if self.admitting(now).is_some_and(|other| other != from) {
+            if !self.admission.hold(member) {
+                tracing::debug!(joiner = %from, "too many joiners held; it asks again");
+            }
+            return;
+        }
+        self.accept_joiner(now, member);
+    }
+
+    /// The joiner accepted last, while its row is still Joining in this table and
+    /// the admission window has not passed.
+    fn admitting(&self, now: Instant) -> Option<NodeId> {
+        let (last, at) = self.admission.last?;
+        let window = self.cfg.join.retry_interval * ADMISSION_WINDOW;
+        let joining = (self.table.get(&last.addr))
+            .is_some_and(|row| row.id == last && row.status == MemberStatus::Joining);
+        (joining && now.saturating_duration_since(at) < window).then_some(last)
+    }
+
+    /// Accepts the joiners held back, one at a time, as each one before comes Up
+    /// (or its window passes).
+    pub(crate) fn admit_held(&mut self, now: Instant) {
+        while !self.admission.held.is_empty() && self.admitting(now).is_none() {
+            if self.own_status() != Some(MemberStatus::Up) {
+                self.admission.held.clear();
+                return;
+            }
+            if let Some(member) = self.admission.held.pop_front() {
+                self.accept_joiner(now, member);
+            }
+        }
+    }
+
+    /// Records `member`'s row and hands it the table.
+    fn accept_joiner(&mut self, now: Instant, member: Member) {
+        let joiner = member.id;
         // The node itself asks again: a pruned life at its address must not keep it out
         // (the accept below carries the table, from which it learns what it must outgrow).
-        self.forgotten.remove(&member.id.addr);
+        self.forgotten.remove(&joiner.addr);
         self.apply(member);
+        self.admission.last = Some((joiner, now));
         let members: Vec<Member> = self.table.iter().cloned().collect();
-        self.send(from.addr, ClusterMessage::JoinAccept { members });
+        self.send(joiner.addr, ClusterMessage::JoinAccept { members });
     }
 
     /// We are Down (declared by others, or by ourselves on the minority side).

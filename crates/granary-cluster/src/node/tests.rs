@@ -394,3 +394,88 @@ fn a_node_downed_while_suspecting_no_one_rejoins_at_once_despite_the_backoff() {
         .iter()
         .any(|(_, m)| matches!(m, ClusterMessage::JoinRequest { .. })));
 }
+
+/// The JoinAccepts node 0 sent since the last look, by joiner, with each joiner's
+/// status in the table it carried.
+fn accepts(core: &mut NodeCore) -> Vec<(u16, Vec<(u16, MemberStatus)>)> {
+    core.take_outgoing()
+        .into_iter()
+        .filter_map(|(to, message)| match message {
+            ClusterMessage::JoinAccept { members } => Some((
+                to.port() - 9000,
+                members
+                    .iter()
+                    .map(|m| (m.id.addr.port() - 9000, m.status))
+                    .collect(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn join_request(i: u16) -> Envelope {
+    Envelope {
+        from: id(i),
+        message: ClusterMessage::JoinRequest {
+            member: Member::new(id(i), 8),
+        },
+    }
+}
+
+/// Two joiners asking at once would each get a table with the other still Joining,
+/// own overlapping ranges and not know it: the second is accepted once the first
+/// one's Up row is in, and its table carries it.
+#[test]
+fn a_second_joiner_is_accepted_once_the_first_is_up_and_its_table_says_so() {
+    let t0 = Instant::now();
+    let mut core = core_with(2, t0);
+    core.take_outgoing();
+    core.on_message(t0, join_request(5));
+    core.on_message(t0, join_request(6));
+    let first = accepts(&mut core);
+    assert_eq!(first.len(), 1, "one joiner at a time: {first:?}");
+    assert_eq!(first[0].0, 5);
+    // Joiner 6 asks again while 5 is still Joining: still held.
+    core.on_message(t0 + Duration::from_millis(100), join_request(6));
+    assert!(accepts(&mut core).is_empty());
+    // 5 is Up (its row arrives as gossip): 6 is accepted at once, knowing 5 is Up.
+    let mut row = up(5);
+    row.version = 2;
+    core.on_message(
+        t0 + Duration::from_millis(150),
+        Envelope {
+            from: id(5),
+            message: ClusterMessage::Gossip {
+                state_hash: 0,
+                deltas: vec![row],
+            },
+        },
+    );
+    let second = accepts(&mut core);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_eq!(second[0].0, 6);
+    assert!(
+        second[0].1.contains(&(5, MemberStatus::Up)),
+        "the table names the first joiner Up: {:?}",
+        second[0].1
+    );
+}
+
+/// A joiner that died after its accept holds the others back for two retry
+/// intervals, no longer.
+#[test]
+fn a_joiner_that_never_comes_up_holds_the_next_back_for_two_retry_intervals() {
+    let t0 = Instant::now();
+    let mut core = core_with(2, t0);
+    let retry = core.config().join.retry_interval;
+    core.take_outgoing();
+    core.on_message(t0, join_request(5));
+    core.on_message(t0, join_request(6));
+    assert_eq!(accepts(&mut core).len(), 1);
+    core.on_gossip_tick(t0 + retry);
+    assert!(accepts(&mut core).is_empty(), "within the window");
+    core.on_gossip_tick(t0 + retry * 2);
+    let late = accepts(&mut core);
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert_eq!(late[0].0, 6);
+}
