@@ -384,12 +384,12 @@ impl Callee {
             let outcome = if loc.host == rt.me {
                 send(target, remaining).await
             } else {
-                // Read before the send: a host this node's ring has (or had, until
-                // just now) counts as lost once it leaves the ring; one not in it
-                // yet only once it has entered and left it.
-                let seen = rt.members.is_alive(loc.host);
+                // Read once the request is sent (a tell, done on its first poll,
+                // never reads it): a host in this node's ring counts as lost once it
+                // leaves the ring; one not in it (yet) only once it has entered and
+                // left it.
                 let lost = async {
-                    if seen {
+                    if rt.members.is_alive(loc.host) {
                         rt.host_lost(loc.host).await
                     } else {
                         rt.host_lost_once_seen(loc.host).await
