@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 
 use std::ops::Bound::{Excluded, Unbounded};
 
@@ -70,6 +71,31 @@ pub struct HashRing {
     nodes: OrdMap<SocketAddr, (NodeId, u32)>,
     /// (first vnode position, address) -> node: the monitoring order.
     primaries: OrdMap<(u64, SocketAddr), NodeId>,
+    /// `points` as a sorted array, for owner lookups.
+    owners: OwnerIndex,
+}
+
+/// The vnodes as one sorted array, built by the first owner lookup after a change
+/// (and shared by clones until the next): a lookup is then a binary search, where two
+/// range iterators over the persistent B-tree cost ~1,000 instructions — 9 % of the
+/// instructions of activating a virtual actor, whose lookup, activation and
+/// registration each ask for the owner. A cache of `points`, so it takes no part in
+/// equality.
+#[derive(Clone, Default)]
+struct OwnerIndex(OnceLock<Arc<[(u64, NodeId)]>>);
+
+impl PartialEq for OwnerIndex {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for OwnerIndex {}
+
+impl std::fmt::Debug for OwnerIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OwnerIndex")
+    }
 }
 
 impl HashRing {
@@ -82,6 +108,7 @@ impl HashRing {
     /// node at the same address.
     pub fn insert(&mut self, node: NodeId, vnodes: u32) {
         self.remove(node.addr);
+        self.owners = OwnerIndex::default();
         let vnodes = vnodes.clamp(1, MAX_VNODES);
         for i in 0..vnodes {
             let pos = vnode_position(node.addr, i);
@@ -102,6 +129,7 @@ impl HashRing {
         let Some((node, vnodes)) = self.nodes.remove(&addr) else {
             return false;
         };
+        self.owners = OwnerIndex::default();
         for i in 0..vnodes {
             let pos = vnode_position(addr, i);
             if self.points.get(&pos) == Some(&node) {
@@ -149,7 +177,12 @@ impl HashRing {
 
     /// The node owning ring position `pos`: the first vnode at or after it, wrapping.
     pub fn owner_of_position(&self, pos: u64) -> Option<NodeId> {
-        self.clockwise(pos).next()
+        let index =
+            (self.owners.0).get_or_init(|| self.points.iter().map(|(p, n)| (*p, *n)).collect());
+        let first_at_or_after = index.partition_point(|(p, _)| *p < pos);
+        (index.get(first_at_or_after))
+            .or_else(|| index.first())
+            .map(|(_, n)| *n)
     }
 
     /// Vnode owners clockwise from `pos` (inclusive), once around the ring.
@@ -236,6 +269,39 @@ mod tests {
 
     fn keys() -> Vec<Vec<u8>> {
         (0..2000).map(|i| format!("key-{i}").into_bytes()).collect()
+    }
+
+    /// The owner index answers what walking the B-tree clockwise answers, at vnode
+    /// positions, between them, past the last and before the first, and again after
+    /// nodes join and leave (each change rebuilds it; a clone taken before a change
+    /// keeps answering for its own ring).
+    #[test]
+    fn the_owner_is_the_first_vnode_clockwise_through_joins_and_leaves() {
+        let walk = |ring: &HashRing, pos: u64| ring.clockwise(pos).next();
+        let check = |ring: &HashRing| {
+            let mut probes = vec![0, 1, u64::MAX, u64::MAX - 1];
+            for (pos, _) in ring.vnodes() {
+                probes.extend([pos, pos.wrapping_sub(1), pos.wrapping_add(1)]);
+            }
+            probes.extend((0..500u64).map(|i| key_position(&i.to_le_bytes())));
+            for pos in probes {
+                assert_eq!(ring.owner_of_position(pos), walk(ring, pos), "at {pos}");
+            }
+        };
+        let mut ring = HashRing::new();
+        check(&ring);
+        for p in 1..=4 {
+            ring.insert(node(p), 16);
+            check(&ring);
+        }
+        let before = ring.clone();
+        assert!(ring.remove(node(2).addr));
+        check(&ring);
+        check(&before);
+        assert_ne!(before, ring);
+        ring.insert(node(2), 16);
+        check(&ring);
+        assert_eq!(before, ring, "the index takes no part in equality");
     }
 
     #[test]
