@@ -384,17 +384,11 @@ impl Callee {
             let outcome = if loc.host == rt.me {
                 send(target, remaining).await
             } else {
-                // Read once the request is sent (a tell, done on its first poll,
-                // never reads it): a host in this node's ring counts as lost once it
-                // leaves the ring; one not in it (yet) only once it has entered and
+                // Polled once the request is sent (a tell, done on its first poll,
+                // never reads the ring): a host in this node's ring counts as lost
+                // once it leaves it; one not in it (yet) only once it has entered and
                 // left it.
-                let lost = async {
-                    if rt.members.is_alive(loc.host) {
-                        rt.host_lost(loc.host).await
-                    } else {
-                        rt.host_lost_once_seen(loc.host).await
-                    }
-                };
+                let lost = rt.host_lost_once_seen(loc.host);
                 tokio::select! {
                     // The send first: a tell is done on its first poll, and the host's
                     // watch is then never subscribed to.

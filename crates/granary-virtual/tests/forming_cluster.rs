@@ -81,19 +81,12 @@ async fn calls_while_forming(together: bool, prefix: &str) {
         .iter()
         .filter(|key| log_of(&format!("test.Counter/{key}")).max_live > 1)
         .collect();
-    assert!(
-        twice.is_empty(),
-        "{} of {} identities had two activations at once: {:?}",
-        twice.len(),
-        keys.len(),
-        twice.iter().take(10).collect::<Vec<_>>()
-    );
-    assert!(
-        failed.is_empty(),
-        "{} of {} calls failed (a lookup refused while the views differ is retried): {:?}",
-        failed.len(),
-        keys.len() * nodes.len(),
-        failed.iter().take(3).collect::<Vec<_>>()
+    none_of(&twice, keys.len(), "identities had two activations at once");
+    let calls = keys.len() * nodes.len();
+    none_of(
+        &failed,
+        calls,
+        "calls failed (a lookup refused while the views differ is retried)",
     );
     // Every call succeeded once: a call handled twice (sent again after it arrived)
     // leaves a count above 3.
@@ -105,14 +98,22 @@ async fn calls_while_forming(together: bool, prefix: &str) {
             miscounted.push((key.clone(), n));
         }
     }
-    assert!(
-        miscounted.is_empty(),
-        "{} of {} counters did not count their 3 calls once each: {:?}",
-        miscounted.len(),
+    none_of(
+        &miscounted,
         keys.len(),
-        miscounted.iter().take(10).collect::<Vec<_>>()
+        "counters did not count their 3 calls once each",
     );
     for node in nodes {
         node.shutdown().await;
     }
+}
+
+/// Fails with how many of `of` were found `what`, and the first ten, unless none.
+fn none_of<T: std::fmt::Debug>(found: &[T], of: usize, what: &str) {
+    assert!(
+        found.is_empty(),
+        "{} of {of} {what}: {:?}",
+        found.len(),
+        &found[..found.len().min(10)]
+    );
 }

@@ -314,35 +314,38 @@ impl Runtime {
     /// someone else's answer (where an activation lives) may not be in the ring yet:
     /// see [`Self::host_lost_once_seen`].
     pub(crate) async fn host_lost(&self, host: SocketAddr) {
-        if matches!(self.members, Members::Client(_)) {
-            return std::future::pending().await;
-        }
-        let mut changes = self.views.subscribe();
-        while self.members.is_alive(host) {
-            if changes.changed().await.is_err() {
-                std::future::pending::<()>().await;
-            }
-        }
+        self.until_gone(host, false).await;
     }
 
-    /// [`Self::host_lost`] for a host this node has not seen in its ring yet: it
-    /// completes only once the host has entered the ring and left it again. The
-    /// host of an activation comes from its directory owner, whose ring may be ahead
-    /// of this node's (a member joined, and this node has not heard of it yet);
-    /// taking such a host for lost at once would resend a call it received and is
-    /// handling — the call handled twice. A host that is really gone is noticed by
-    /// the transport (the call fails `Unreachable` when its connection is lost) or
-    /// at the call's timeout.
+    /// [`Self::host_lost`] for a host named by someone else's answer (where an
+    /// activation lives): one this node's ring does not hold (yet) counts as lost
+    /// only once it has entered the ring and left it again. The host comes from its
+    /// directory owner, whose ring may be ahead of this node's (a member joined, and
+    /// this node has not heard of it yet); taking it for lost at once would resend a
+    /// call it received and is handling — the call handled twice. A host that is
+    /// really gone is noticed by the transport (the call fails `Unreachable` when its
+    /// connection is lost) or at the call's timeout.
     pub(crate) async fn host_lost_once_seen(&self, host: SocketAddr) {
+        self.until_gone(host, true).await;
+    }
+
+    /// Completes once `host` is not in this member's ring (never on a client, see
+    /// [`Self::host_lost`]); with `seen_first`, only once it has been in it before.
+    async fn until_gone(&self, host: SocketAddr, seen_first: bool) {
         if matches!(self.members, Members::Client(_)) {
             return std::future::pending().await;
         }
         let mut changes = self.views.subscribe();
-        while !self.members.is_alive(host) {
+        let mut seen = !seen_first;
+        loop {
+            let alive = self.members.is_alive(host);
+            if seen && !alive {
+                return;
+            }
+            seen |= alive;
             if changes.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
-        self.host_lost(host).await;
     }
 }
