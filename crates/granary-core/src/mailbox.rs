@@ -147,6 +147,11 @@ pub(crate) struct Mailbox<A: Actor> {
     /// The node-local part of the actor's id (a mailbox is always of this process).
     local_id: u64,
     system_pending: AtomicBool,
+    /// The actor's waker is registered and no message has arrived since: set under
+    /// the lock when the waker is registered, cleared under it when a sender takes
+    /// the waker. Read without the lock by the actor, which may then go idle
+    /// without locking again ([`Mailbox::is_armed`]).
+    armed: AtomicBool,
     state: Mutex<State<A>>,
     /// Free slots of a bounded mailbox (one permit per free slot).
     slots: Option<Box<Semaphore>>,
@@ -159,6 +164,7 @@ impl<A: Actor> Mailbox<A> {
         Self {
             local_id: id.local(),
             system_pending: AtomicBool::new(false),
+            armed: AtomicBool::new(false),
             state: Mutex::new(State {
                 user: UserQueue::new(config.priority),
                 system: Vec::new(),
@@ -243,7 +249,7 @@ impl<A: Actor> Mailbox<A> {
                 return Err(PushError::Closed(env));
             }
             st.user.push(env.erase());
-            st.waker.take()
+            self.take_waker(&mut st)
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -278,7 +284,7 @@ impl<A: Actor> Mailbox<A> {
                 _ => st.system.push(msg),
             }
             self.system_pending.store(true, Ordering::Release);
-            st.waker.take()
+            self.take_waker(&mut st)
         };
         if let Some(waker) = waker {
             waker.wake();
@@ -301,13 +307,40 @@ impl<A: Actor> Mailbox<A> {
 
     /// Ready when system messages wait or user messages were moved into `batch`
     /// (which must be empty); otherwise registers the waker.
+    ///
+    /// Taking a lone message (the queue is then empty: the actor is in a
+    /// conversation, not behind a stream) registers the waker too, in the same lock:
+    /// once the actor has handled it, [`Mailbox::is_armed`] tells it whether it may
+    /// go idle without locking again.
     pub(crate) fn poll_fill(&self, batch: &mut Batch<A>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut st = self.state.lock();
-        if st.system_waiting() || st.user.take_into(batch) {
+        if st.system_waiting() {
             return Poll::Ready(());
         }
-        Self::register(&mut st, cx);
+        if st.user.take_into(batch) {
+            if batch.len() == 1 && st.user.is_empty() {
+                self.register(&mut st, cx);
+            }
+            return Poll::Ready(());
+        }
+        self.register(&mut st, cx);
         Poll::Pending
+    }
+
+    /// Whether the actor's waker is registered and nothing has arrived since: the
+    /// queue is empty and the next message will wake the actor, so an actor that
+    /// has handled its batch may return `Pending` without taking the lock.
+    #[inline]
+    pub(crate) fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
+    }
+
+    /// Takes the waker to wake the actor with (under the lock): the actor is no
+    /// longer armed.
+    #[inline]
+    fn take_waker(&self, st: &mut State<A>) -> Option<Waker> {
+        self.armed.store(false, Ordering::Release);
+        st.waker.take()
     }
 
     /// Ready with the waiting system messages; otherwise registers the waker.
@@ -317,14 +350,20 @@ impl<A: Actor> Mailbox<A> {
             self.system_pending.store(false, Ordering::Release);
             return Poll::Ready(st.take_system());
         }
-        Self::register(&mut st, cx);
+        self.register(&mut st, cx);
         Poll::Pending
     }
 
-    fn register(st: &mut State<A>, cx: &mut TaskContext<'_>) {
+    /// Registers the actor's waker (under the lock); arms the mailbox when nothing
+    /// waits (the system lane registers while user messages may wait, during a
+    /// restart's back-off say: those must still be taken).
+    fn register(&self, st: &mut State<A>, cx: &mut TaskContext<'_>) {
         match &st.waker {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => st.waker = Some(cx.waker().clone()),
+        }
+        if st.user.is_empty() && !st.system_waiting() {
+            self.armed.store(true, Ordering::Release);
         }
     }
 
@@ -334,6 +373,7 @@ impl<A: Actor> Mailbox<A> {
             let mut st = self.state.lock();
             st.closed = true;
             st.waker = None;
+            self.armed.store(false, Ordering::Release);
             self.system_pending.store(false, Ordering::Release);
             (st.user.drain_all(), st.take_system())
         };
@@ -483,6 +523,59 @@ mod tests {
         assert!(mb.push_user(note()).is_ok());
         assert_eq!(woken(), 3);
         assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        system.shutdown().await;
+    }
+
+    /// Taking a lone message arms the mailbox (the actor may then go idle without
+    /// locking); any push disarms it and wakes the actor; and the mailbox is never
+    /// armed while a message waits, even when the system lane registered the waker
+    /// (a restart's back-off does): an actor that trusted it would never take the
+    /// message.
+    #[tokio::test]
+    async fn armed_means_the_waker_is_registered_and_nothing_waits() {
+        let system = ActorSystem::new();
+        let mb = mailbox(&system);
+        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+        let waker = Waker::from(wakes.clone());
+        let mut cx = TaskContext::from_waker(&waker);
+        let woken = || wakes.0.load(Ordering::SeqCst);
+        let mut batch = Batch::new();
+        assert!(!mb.is_armed());
+
+        // A lone message: taken and armed in one lock; the next push disarms and wakes.
+        assert!(mb.push_user(note()).is_ok());
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        assert_eq!(batch.drain().count(), 1);
+        assert!(mb.is_armed());
+        assert!(mb.push_user(note()).is_ok());
+        assert!(!mb.is_armed());
+        assert_eq!(woken(), 1);
+
+        // Two messages taken at once: not armed (a stream, the actor locks again).
+        assert!(mb.push_user(note()).is_ok());
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        assert_eq!(batch.drain().count(), 2);
+        assert!(!mb.is_armed());
+
+        // The system lane registers while a user message waits: not armed.
+        assert!(mb.push_user(note()).is_ok());
+        assert!(mb.poll_system(&mut cx).is_pending());
+        assert!(!mb.is_armed());
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        assert_eq!(batch.drain().count(), 1);
+
+        // A system message disarms too; closing leaves it disarmed.
+        assert!(mb.is_armed());
+        assert!(mb
+            .push_system(SystemMsg::Unwatch(ActorId::new(0, 9)))
+            .is_ok());
+        assert!(!mb.is_armed());
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        assert_eq!(mb.take_system().into_iter().count(), 1);
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
+        assert!(mb.is_armed());
+        let _ = mb.close();
+        assert!(!mb.is_armed());
         system.shutdown().await;
     }
 

@@ -209,7 +209,17 @@ impl<A: Actor> Runner<A> {
                 tally.flush(&self.ctx, None);
                 let mailbox = &self.ctx.mailbox;
                 let batch = &mut self.batch;
-                poll_fn(|cx| mailbox.poll_fill(batch, cx)).await;
+                // Armed: the waker is registered (when the last message was taken,
+                // or by an earlier poll) and nothing came since, so stay idle
+                // without locking; the next message disarms and wakes the actor.
+                poll_fn(|cx| {
+                    if mailbox.is_armed() {
+                        std::task::Poll::Pending
+                    } else {
+                        mailbox.poll_fill(batch, cx)
+                    }
+                })
+                .await;
                 tally.flush(&self.ctx, Some(self.batch.len()));
                 continue;
             };

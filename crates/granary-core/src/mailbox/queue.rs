@@ -113,6 +113,14 @@ impl<A: Actor> UserQueue<A> {
         }
     }
 
+    /// Whether no message waits.
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            UserQueue::Fifo { first, .. } => first.is_none(),
+            UserQueue::Priority(q) => q.heap.is_empty(),
+        }
+    }
+
     /// Empties the queue, in the order the actor would have served it.
     pub(crate) fn drain_all(&mut self) -> Vec<Env<A>> {
         match self {
