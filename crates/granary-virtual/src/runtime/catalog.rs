@@ -220,6 +220,17 @@ impl Catalog {
     /// Stops every activation and worker whose kind's cut-off `idle_since` gives
     /// (`None`: the kind is never passivated) is later than its last call.
     pub(crate) fn sweep_idle(&self, idle_since: impl Fn(&str) -> Option<tokio::time::Instant>) {
+        // A node hosts few kinds and many activations: look each kind's cut-off up
+        // once per sweep, not once per activation, while the table is locked.
+        let mut cut_offs: Vec<(&str, Option<tokio::time::Instant>)> = Vec::new();
+        let mut idle_since = |kind| match cut_offs.iter().find(|(k, _)| *k == kind) {
+            Some((_, since)) => *since,
+            None => {
+                let since = idle_since(kind);
+                cut_offs.push((kind, since));
+                since
+            }
+        };
         let tables = self.tables.lock();
         for (identity, a) in &tables.single {
             if let Some(since) = idle_since(identity.kind()) {
