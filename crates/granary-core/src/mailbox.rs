@@ -4,8 +4,12 @@
 //! one uncontended lock, one `VecDeque::push_back` and one unlock; the actor takes
 //! *all* queued user messages in one lock by swapping buffers, so the consumer pays
 //! one lock per batch, not per message. The waker lives under the same lock, so a
-//! sender wakes the actor only when it went idle (it registered its waker), and
-//! there is no separate atomic waker to pay for. The structure costs about 100
+//! sender wakes the actor only when the actor registered its waker, and there is no
+//! separate atomic waker to pay for. The actor registers it when it finds nothing
+//! to do, and also when it takes a lone message (a conversation, not a stream): it
+//! then marks the mailbox *armed*, an atomic flag a sender clears under the lock as
+//! it takes the waker, and having handled the message it finds the mark still set
+//! and goes idle without locking a second time. The structure costs about 100
 //! bytes per actor with nothing allocated until the first message, where tokio's
 //! mpsc allocates a 32-slot block per channel up front. The system lane shares
 //! the lock; an atomic flag lets the actor check it between user messages without
@@ -484,8 +488,9 @@ mod tests {
     }
 
     /// An actor that waits asks to be woken once: the first push wakes it, the rest of
-    /// a burst does not; an actor that took its messages is not woken while it runs,
-    /// and a system message wakes a waiting actor as a user message does.
+    /// a burst does not; an actor that took a batch of messages is not woken while it
+    /// runs (one that took a lone message is: the next test), and a system message
+    /// wakes a waiting actor as a user message does.
     #[tokio::test]
     async fn a_waiting_actor_is_woken_once_and_a_running_one_not_at_all() {
         let system = ActorSystem::new();
@@ -504,7 +509,7 @@ mod tests {
         assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
         assert_eq!(batch.drain().count(), 2);
 
-        // Running (it took its messages and has not waited since): not woken.
+        // Running (it took a batch and has not waited since): not woken.
         assert!(mb.push_user(note()).is_ok());
         assert_eq!(woken(), 1);
         assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
