@@ -469,6 +469,18 @@ mod tests {
     /// Counts the wake-ups of a waker.
     struct Wakes(std::sync::atomic::AtomicUsize);
 
+    impl Wakes {
+        /// A waker that counts its wake-ups, and the count.
+        fn waker() -> (Arc<Self>, Waker) {
+            let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
+            (wakes.clone(), Waker::from(wakes))
+        }
+
+        fn count(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+    }
+
     impl std::task::Wake for Wakes {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
@@ -495,10 +507,9 @@ mod tests {
     async fn a_waiting_actor_is_woken_once_and_a_running_one_not_at_all() {
         let system = ActorSystem::new();
         let mb = mailbox(&system);
-        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-        let waker = Waker::from(wakes.clone());
+        let (wakes, waker) = Wakes::waker();
         let mut cx = TaskContext::from_waker(&waker);
-        let woken = || wakes.0.load(Ordering::SeqCst);
+        let woken = || wakes.count();
         let mut batch = Batch::new();
         assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
 
@@ -538,13 +549,11 @@ mod tests {
     /// message.
     #[tokio::test]
     async fn armed_means_the_waker_is_registered_and_nothing_waits() {
+        let mut batch = Batch::new();
         let system = ActorSystem::new();
         let mb = mailbox(&system);
-        let wakes = Arc::new(Wakes(std::sync::atomic::AtomicUsize::new(0)));
-        let waker = Waker::from(wakes.clone());
+        let (wakes, waker) = Wakes::waker();
         let mut cx = TaskContext::from_waker(&waker);
-        let woken = || wakes.0.load(Ordering::SeqCst);
-        let mut batch = Batch::new();
         assert!(!mb.is_armed());
 
         // A lone message: taken and armed in one lock; the next push disarms and wakes.
@@ -554,7 +563,7 @@ mod tests {
         assert!(mb.is_armed());
         assert!(mb.push_user(note()).is_ok());
         assert!(!mb.is_armed());
-        assert_eq!(woken(), 1);
+        assert_eq!(wakes.count(), 1);
 
         // Two messages taken at once: not armed (a stream, the actor locks again).
         assert!(mb.push_user(note()).is_ok());
