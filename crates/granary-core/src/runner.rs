@@ -212,6 +212,8 @@ impl<A: Actor> Runner<A> {
                 // Armed: the waker is registered (when the last message was taken,
                 // or by an earlier poll) and nothing came since, so stay idle
                 // without locking; the next message disarms and wakes the actor.
+                // The registered waker is this poll's: the runner is its own tokio
+                // task (`spawn_actor`), polled with one waker for its whole life.
                 poll_fn(|cx| {
                     if mailbox.is_armed() {
                         std::task::Poll::Pending

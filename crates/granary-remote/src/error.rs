@@ -235,6 +235,22 @@ pub enum HandshakeError {
     Io(#[from] std::io::Error),
 }
 
+impl HandshakeError {
+    /// A failed TLS negotiation, dialled or accepted: a refusal (a certificate or
+    /// protocol one side rejected, which rustls reports as invalid data) is
+    /// [`HandshakeError::Tls`]; the socket dying under it (a peer killed mid-handshake
+    /// resets the connection) is [`HandshakeError::Io`], a failed connection like any
+    /// other, which a dialler retries and never remembers as the peer's refusal.
+    pub(crate) fn from_tls(e: std::io::Error) -> Self {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            ConnectionReset | ConnectionAborted | ConnectionRefused | BrokenPipe | NotConnected
+            | TimedOut => HandshakeError::Io(e),
+            _ => HandshakeError::Tls(e),
+        }
+    }
+}
+
 /// Configuring TLS failed.
 #[derive(Debug, Error)]
 pub enum TlsConfigError {
@@ -321,4 +337,33 @@ pub enum TransportError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::HandshakeError;
+    use std::io;
+
+    /// A peer killed mid-handshake resets the TLS negotiation: that is a failed
+    /// connection (the dialler retries and reports the peer unreachable), not a refusal
+    /// that would make every send to the address fail as `Unauthorized` (found by
+    /// `cross_host_client_on_bed`: after a kill, a client's ask failed with
+    /// "unauthorized: TLS: Connection reset by peer" instead of going to another
+    /// gateway). A rejected certificate stays a TLS failure.
+    #[test]
+    fn a_reset_under_tls_is_a_failed_connection_and_a_rejection_a_tls_failure() {
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::ConnectionAborted,
+            io::ErrorKind::BrokenPipe,
+        ] {
+            let e = HandshakeError::from_tls(io::Error::new(kind, "socket gone"));
+            assert!(matches!(e, HandshakeError::Io(_)), "{kind:?}: {e:?}");
+        }
+        let rejected = io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
+        assert!(matches!(
+            HandshakeError::from_tls(rejected),
+            HandshakeError::Tls(_)
+        ));
+    }
 }

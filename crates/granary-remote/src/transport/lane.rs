@@ -207,7 +207,7 @@ async fn dial(
                 tls.connector
                     .connect(tls.server_name_for(peer.addr), tcp)
                     .await
-                    .map_err(tls_connect_error)?,
+                    .map_err(HandshakeError::from_tls)?,
             )),
             None => Stream::Plain(tcp),
         })
@@ -233,22 +233,6 @@ async fn dial(
         tracing::debug!(dialled = %peer.addr, node = %node, "peer advertises another address");
     }
     Ok((stream, node, leftover))
-}
-
-/// A failed TLS negotiation: a refusal (a certificate or protocol the peer or we
-/// rejected, which rustls reports as invalid data) is a TLS failure; the socket dying
-/// under it (a peer killed mid-handshake resets the connection) is a failed dial like
-/// any other, retried, and never remembered as the peer's refusal.
-fn tls_connect_error(e: io::Error) -> HandshakeError {
-    match e.kind() {
-        io::ErrorKind::ConnectionReset
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::ConnectionRefused
-        | io::ErrorKind::BrokenPipe
-        | io::ErrorKind::NotConnected
-        | io::ErrorKind::TimedOut => HandshakeError::Io(e),
-        _ => HandshakeError::Tls(e),
-    }
 }
 
 /// With TLS 1.3 the acceptor checks our certificate after our side of the TLS handshake
@@ -353,32 +337,4 @@ async fn write_chunks<W: AsyncWrite + Unpin>(wr: &mut W, mut chunks: Vec<Bytes>)
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A peer killed mid-handshake resets the TLS negotiation: that is a failed dial
-    /// (retried, the peer reported unreachable), not a refusal that would make every
-    /// send to the address fail as `Unauthorized` (found by `cross_host_client_on_bed`:
-    /// after a kill, a client's ask failed with "unauthorized: TLS: Connection reset by
-    /// peer" instead of going to another gateway). A rejected certificate stays a TLS
-    /// failure.
-    #[test]
-    fn a_reset_under_tls_is_a_failed_dial_and_a_rejection_a_tls_failure() {
-        for kind in [
-            io::ErrorKind::ConnectionReset,
-            io::ErrorKind::ConnectionAborted,
-            io::ErrorKind::BrokenPipe,
-        ] {
-            let e = tls_connect_error(io::Error::new(kind, "socket gone"));
-            assert!(matches!(e, HandshakeError::Io(_)), "{kind:?}: {e:?}");
-        }
-        let rejected = io::Error::new(io::ErrorKind::InvalidData, "invalid peer certificate");
-        assert!(matches!(
-            tls_connect_error(rejected),
-            HandshakeError::Tls(_)
-        ));
-    }
 }

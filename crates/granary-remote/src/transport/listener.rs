@@ -120,7 +120,7 @@ async fn serve(
                 tls.acceptor
                     .accept(tcp)
                     .await
-                    .map_err(HandshakeError::Tls)?,
+                    .map_err(HandshakeError::from_tls)?,
             )),
             (Incoming::Tcp(tcp), None) => Stream::Plain(tcp),
             // TLS is refused with a broker link (`TransportConfig::validate`).
