@@ -325,14 +325,20 @@ impl Cluster {
 
     /// Sets (`Some`) or removes (`None`) a key of this node's application metadata. The
     /// change spreads by gossip; every subscriber sees [`crate::MemberEvent::Updated`].
+    /// [`crate::SEEN_METADATA_KEY`] is the cluster's own
+    /// ([`ClusterError::ReservedMetadataKey`]).
     pub fn set_metadata(
         &self,
         key: impl Into<String>,
         value: Option<String>,
     ) -> Result<(), ClusterError> {
+        let key = key.into();
+        if key == crate::SEEN_METADATA_KEY {
+            return Err(ClusterError::ReservedMetadataKey(key));
+        }
         self.shared
             .commands
-            .send(Command::Metadata(key.into(), value))
+            .send(Command::Metadata(key, value))
             .map_err(|_| ClusterError::Stopped)
     }
 

@@ -81,4 +81,8 @@ pub enum ClusterError {
     /// The transport failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// `set_metadata` was given a key the cluster itself writes
+    /// ([`crate::SEEN_METADATA_KEY`]).
+    #[error("metadata key {0:?} is reserved for the cluster")]
+    ReservedMetadataKey(String),
 }

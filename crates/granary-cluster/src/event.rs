@@ -115,12 +115,21 @@ pub(crate) fn events_for(old: Option<&Member>, new: &Member) -> Vec<MemberEvent>
         Some(old)
             if old.roles != new.roles
                 || old.vnodes != new.vnodes
-                || old.metadata != new.metadata =>
+                || !same_application_metadata(old, new) =>
         {
             vec![MemberEvent::Updated(new.clone())]
         }
         Some(_) => Vec::new(),
     }
+}
+
+/// Whether the two rows' metadata differ only in what the cluster itself publishes
+/// ([`crate::SEEN_METADATA_KEY`], changed on every membership change).
+fn same_application_metadata(old: &Member, new: &Member) -> bool {
+    fn application(m: &Member) -> impl Iterator<Item = (&String, &String)> {
+        (m.metadata.iter()).filter(|(k, _)| k.as_str() != crate::SEEN_METADATA_KEY)
+    }
+    application(old).eq(application(new))
 }
 
 /// The shared view behind the handle's `members()` and `subscribe()`.

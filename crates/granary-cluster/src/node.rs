@@ -7,9 +7,10 @@
 //! The rules live in one file each: [`join`] (seeds, accept, rejoin), [`gossip`] (deltas,
 //! peer choice, anti-entropy), [`failure`] (ring-sharded phi-accrual probing and
 //! suspicion votes, probing back whoever suspects this node), [`downing`] (keep-majority
-//! and indirectly connected nodes), [`leave`] and [`tombstones`] (pruning
+//! and indirectly connected nodes) over the members [`agreement`] says everyone has seen, [`leave`] and [`tombstones`] (pruning
 //! Down and Removed rows).
 
+mod agreement;
 mod downing;
 mod failure;
 mod gossip;
@@ -35,6 +36,7 @@ use crate::node_id::NodeId;
 use crate::phi::PhiAccrualDetector;
 use crate::ring::HashRing;
 
+pub use agreement::SEEN_METADATA_KEY;
 pub(crate) use join::{Admission, JoinState};
 
 /// What the node is doing.
@@ -82,6 +84,12 @@ pub(crate) struct NodeCore {
     unreachable_since: Instant,
     /// A resolution that would down a majority was refused (logged once per picture).
     downing_refused: bool,
+    /// The live members every member was last seen to know (see [`agreement`]).
+    agreed: BTreeSet<NodeId>,
+    /// This node's recent live sets, to read others' published hashes by.
+    seen_history: agreement::SeenHistory,
+    /// A row changed since [`NodeCore::refresh_agreement`] last looked.
+    agreement_stale: bool,
     /// Downs while cut off in a row (each less than `join::CUT_DOWN_MEMORY` after the
     /// previous one), and when the last was: `DowningConfig::rejoin_backoff` doubles.
     cut_downs: u32,
@@ -128,6 +136,9 @@ impl NodeCore {
             unreachable_edges: BTreeSet::new(),
             unreachable_since: now,
             downing_refused: false,
+            agreed: BTreeSet::new(),
+            agreement_stale: true,
+            seen_history: agreement::SeenHistory::default(),
             cut_downs: 0,
             last_cut_down: None,
             tombstones: HashMap::new(),
@@ -283,6 +294,11 @@ impl NodeCore {
             self.recent.insert(addr, 0);
         }
         self.peers_dirty = true;
+        self.agreement_stale = true;
+        let was_live = old.as_ref().filter(|m| m.status.is_live()).map(|m| m.id);
+        if was_live != new.status.is_live().then_some(new.id) {
+            self.record_live_set();
+        }
         self.hub.lock().publish(old.as_ref(), &new, &self.ring);
         true
     }

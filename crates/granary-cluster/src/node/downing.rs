@@ -33,6 +33,8 @@ impl NodeCore {
         if !self.own_status().is_some_and(|s| s.is_live()) {
             return;
         }
+        // Published on every tick, so that the members agree before anything is cut.
+        self.refresh_agreement();
         let reach = Reachability::from_table(&self.table);
         let unreachable: BTreeSet<NodeId> = reach
             .subjects()
@@ -58,18 +60,14 @@ impl NodeCore {
         {
             return;
         }
-        let live: Vec<NodeId> = self
-            .table
-            .iter()
-            .filter(|m| m.status.is_live())
-            .map(|m| m.id)
-            .collect();
-        let total = live.len();
-        let lowest = live.iter().min().copied();
+        // Only members every member has seen count (see `agreement`).
+        let (counted, _) = self.counted_members(&self.unreachable);
+        let total = counted.len();
+        let lowest = counted.first().copied();
 
         let (sacrificed, rest) = reach.resolve_indirectly_connected();
         if !sacrificed.is_empty() {
-            let kept = total.saturating_sub(sacrificed.len());
+            let kept = counted.iter().filter(|id| !sacrificed.contains(id)).count();
             let keeps_lowest = lowest.is_some_and(|l| !sacrificed.contains(&l));
             if !(2 * kept > total || (2 * kept == total && keeps_lowest)) {
                 if !self.downing_refused {
@@ -96,8 +94,10 @@ impl NodeCore {
             .into_iter()
             .filter(|s| *s != self.me)
             .collect();
-        let reachable = total - unreachable.len();
-        let lowest_reachable = lowest.is_some_and(|l| !unreachable.contains(&l));
+        let (counted, reachable) = self.counted_members(&unreachable);
+        let total = counted.len();
+        let lowest_reachable = counted.first().is_some_and(|l| reachable.contains(l));
+        let reachable = reachable.len();
         let majority = 2 * reachable > total || (2 * reachable == total && lowest_reachable);
         if !majority {
             tracing::warn!(

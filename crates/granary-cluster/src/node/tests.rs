@@ -1,5 +1,6 @@
 //! Rule-level tests of the protocol core, driven directly with a synthetic clock.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -478,4 +479,105 @@ fn a_joiner_that_never_comes_up_holds_the_next_back_for_two_retry_intervals() {
     let late = accepts(&mut core);
     assert_eq!(late.len(), 1, "{late:?}");
     assert_eq!(late[0].0, 6);
+}
+
+/// Node `me`, Active, with the other nodes of `0..n` Up in its table.
+fn core_as(me: u16, n: u16, t0: Instant) -> NodeCore {
+    let cfg = ClusterConfig {
+        vnodes: 8,
+        incarnation: Some(1),
+        rng_seed: Some(1),
+        ..ClusterConfig::default()
+    };
+    let hub = Arc::new(Mutex::new(EventHub::new(id(me))));
+    let mut core = NodeCore::new(cfg, id(me), hub, t0);
+    core.start_join(t0, vec![]);
+    for i in (0..n).filter(|i| *i != me) {
+        core.apply(up(i));
+    }
+    core
+}
+
+/// `i`'s Up row at `version`, having seen the members `seen` and suspecting `suspects`.
+fn seeing(i: u16, version: u64, seen: &[u16], suspects: &[u16]) -> Member {
+    let mut m = suspecting(i, version, suspects);
+    let seen = seen.iter().map(|s| id(*s)).collect();
+    (m.metadata).insert(
+        super::SEEN_METADATA_KEY.into(),
+        super::agreement::seen_hash(&seen),
+    );
+    m
+}
+
+/// Node 2's view of seed 2940 on the chaos bed: 0..3 agree; the partition {0, 1} |
+/// {2, 3, 4} forms; node 4 (a rejoining life) is admitted through 2 only after it, so
+/// 0 and 1 never see it. Counting 4, node 2's side would hold 3 of 5 while the other
+/// holds 2 of 4 with the lowest address: both the majority. `four_agreed` is the
+/// control: 4 was seen by all before the cut.
+fn split_after_a_one_sided_admission(four_agreed: bool) -> NodeCore {
+    let t0 = Instant::now();
+    let mut core = core_as(2, 4, t0);
+    let before = [0, 1, 2, 3];
+    let after = [0, 1, 2, 3, 4];
+    let agreed: &[u16] = if four_agreed { &after } else { &before };
+    if four_agreed {
+        core.apply(seeing(4, 1, &after, &[]));
+    }
+    for i in [0, 1, 3] {
+        core.apply(seeing(i, 2, agreed, &[]));
+    }
+    core.evaluate_downing(t0);
+    assert_eq!(core.agreed, agreed.iter().map(|i| id(*i)).collect());
+
+    // The cut, and (without `four_agreed`) node 4 admitted on this side only.
+    core.apply(seeing(4, 2, &after, &[0, 1]));
+    core.apply(seeing(3, 3, &after, &[0, 1]));
+    core.update_own(|row| row.suspects = [id(0), id(1)].into());
+    core.evaluate_downing(t0);
+    assert_eq!(core.agreed, agreed.iter().map(|i| id(*i)).collect());
+    core.evaluate_downing(t0 + Duration::from_secs(2));
+    core
+}
+
+#[test]
+fn a_member_the_other_side_never_saw_does_not_make_a_majority() {
+    let core = split_after_a_one_sided_admission(false);
+    assert_eq!(
+        status(&core, 2),
+        MemberStatus::Down,
+        "2 of the 4 agreed, without the lowest"
+    );
+    assert_eq!(status(&core, 0), MemberStatus::Up);
+    assert_eq!(status(&core, 1), MemberStatus::Up);
+}
+
+#[test]
+fn a_member_everyone_saw_counts_toward_the_majority() {
+    let core = split_after_a_one_sided_admission(true);
+    assert_eq!(status(&core, 2), MemberStatus::Up, "3 of 5");
+    assert_eq!(status(&core, 0), MemberStatus::Down);
+    assert_eq!(status(&core, 1), MemberStatus::Down);
+}
+
+#[test]
+fn each_member_publishes_the_members_it_knows_once_they_change() {
+    let t0 = Instant::now();
+    let mut core = core_with(3, t0);
+    core.evaluate_downing(t0);
+    let own = |core: &NodeCore| core.own_row().unwrap().clone();
+    let first = own(&core);
+    let all: BTreeSet<NodeId> = (0..3).map(id).collect();
+    assert_eq!(
+        first.metadata.get(super::SEEN_METADATA_KEY),
+        Some(&super::agreement::seen_hash(&all))
+    );
+    core.evaluate_downing(t0);
+    assert_eq!(
+        own(&core).version,
+        first.version,
+        "unchanged: not published again"
+    );
+    core.apply(up(3));
+    core.evaluate_downing(t0);
+    assert_eq!(own(&core).version, first.version + 1);
 }

@@ -1,0 +1,158 @@
+//! Agreement: which members every member is known to have seen, so that both sides of
+//! a partition count the same members when they decide which side keeps the majority.
+//!
+//! Keep-majority is only safe when both sides count against the same membership. A
+//! node admitted on one side after the partition formed — a downed node rejoining
+//! through a member the other side can no longer reach — is live in one side's table
+//! and unknown to the other's: the one side counts five members, the other four, and
+//! both can find themselves the majority (the chaos bed's seed 2940 did exactly that).
+//! Akka avoids it by moving a joiner Up only once every member has seen it
+//! (convergence) and by not counting joiners in its split-brain resolver; this module
+//! is that rule for a cluster whose joiners are Up as soon as one member accepts them.
+//!
+//! Every member publishes, in its own row's metadata under [`SEEN_METADATA_KEY`], a hash
+//! of the live lives (address and incarnation) in its table, and each node remembers the
+//! last [`SEEN_HISTORY`] live sets it held itself, by hash. A live member becomes
+//! *agreed* when every other live member's published hash names one of those sets and
+//! each such set holds it: every member has had it in its table. It stays agreed for
+//! that life (a member that died before publishing the newest set still names an older
+//! one; a hash this node never held itself confirms nothing new). The downing rule
+//! (`downing.rs`) then counts
+//!
+//! - every agreed member that is still live (agreed members reachable or not), and
+//! - every other live member it holds unreachable (the other side may count it),
+//!
+//! and the reachable side's share is only its agreed members: a member not everyone has
+//! seen helps no side, and can only count against the side that cannot reach it. A
+//! member agreed anywhere has been seen by every member, so each side either counts it
+//! as agreed or holds it live and unreachable; the two sides cannot both hold a
+//! majority (nor both win a tie: they then count the very same members and the lowest
+//! address is on one side only).
+//!
+//! A row without the key (a node of a version before this rule) is taken as agreeing,
+//! which is what such a cluster decided before. The key is re-published only when the
+//! live set changes; [`crate::MemberEvent::Updated`] is not raised for it.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::IpAddr;
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::NodeCore;
+use crate::membership::MembershipTable;
+use crate::node_id::NodeId;
+
+/// The metadata key under which each member publishes the hash of the live members it
+/// knows (reserved, like every `granary.` key).
+pub const SEEN_METADATA_KEY: &str = "granary.seen";
+
+/// How many of its own past live sets a node remembers to read others' hashes by.
+pub(crate) const SEEN_HISTORY: usize = 32;
+
+/// This node's recent live sets, by their published hash (newest last).
+#[derive(Debug, Default)]
+pub(crate) struct SeenHistory {
+    sets: VecDeque<(String, BTreeSet<NodeId>)>,
+}
+
+impl SeenHistory {
+    /// Remembers `members` under `hash` as the newest set.
+    fn record(&mut self, hash: &str, members: &BTreeSet<NodeId>) {
+        if self.sets.back().is_some_and(|(h, _)| h == hash) {
+            return;
+        }
+        self.sets.retain(|(h, _)| h != hash);
+        if self.sets.len() >= SEEN_HISTORY {
+            self.sets.pop_front();
+        }
+        self.sets.push_back((hash.to_string(), members.clone()));
+    }
+
+    /// The set published as `hash`, if this node held it.
+    fn get(&self, hash: &str) -> Option<&BTreeSet<NodeId>> {
+        self.sets.iter().find(|(h, _)| h == hash).map(|(_, s)| s)
+    }
+}
+
+/// The lives `table` holds live, in address order.
+pub(crate) fn live_members(table: &MembershipTable) -> BTreeSet<NodeId> {
+    table
+        .iter()
+        .filter(|m| m.status.is_live())
+        .map(|m| m.id)
+        .collect()
+}
+
+/// The published form of a set of lives: a hex hash of their addresses and incarnations.
+pub(super) fn seen_hash(members: &BTreeSet<NodeId>) -> String {
+    let mut bytes = Vec::with_capacity(members.len() * 26);
+    for id in members {
+        match id.addr.ip() {
+            IpAddr::V4(ip) => bytes.extend_from_slice(&ip.octets()),
+            IpAddr::V6(ip) => bytes.extend_from_slice(&ip.octets()),
+        }
+        bytes.extend_from_slice(&id.addr.port().to_le_bytes());
+        bytes.extend_from_slice(&id.incarnation.to_le_bytes());
+    }
+    format!("{:016x}", xxh3_64(&bytes))
+}
+
+impl NodeCore {
+    /// Remembers the live set after a row changed whether, or as whom, a member is live.
+    pub(crate) fn record_live_set(&mut self) {
+        let live = live_members(&self.table);
+        self.seen_history.record(&seen_hash(&live), &live);
+    }
+
+    /// Publishes the hash of this node's live members when it changed, and adds to the
+    /// agreed members those every member has now seen.
+    pub(crate) fn refresh_agreement(&mut self) {
+        if !std::mem::take(&mut self.agreement_stale) {
+            return;
+        }
+        let live = live_members(&self.table);
+        let hash = seen_hash(&live);
+        self.seen_history.record(&hash, &live);
+        let published = self.own_row().map(|r| r.metadata.get(SEEN_METADATA_KEY));
+        if published.is_some_and(|p| p != Some(&hash)) {
+            let value = hash;
+            self.update_own(|row| {
+                row.metadata.insert(SEEN_METADATA_KEY.to_string(), value);
+            });
+        }
+        // Once every member has had a life in its table, it stays agreed for that life.
+        let mut seen_by_all = live.clone();
+        let others = (self.table.iter()).filter(|m| m.status.is_live() && m.id != self.me);
+        for row in others {
+            let Some(hash) = row.metadata.get(SEEN_METADATA_KEY) else {
+                continue;
+            };
+            match self.seen_history.get(hash) {
+                Some(seen) => seen_by_all.retain(|id| seen.contains(id)),
+                None => seen_by_all.clear(),
+            }
+        }
+        self.agreed.retain(|id| live.contains(id));
+        self.agreed.extend(seen_by_all);
+    }
+
+    /// The members the downing rule counts when `unreachable` are cut off, and those of
+    /// them on this node's side (see the module docs).
+    pub(crate) fn counted_members(
+        &self,
+        unreachable: &BTreeSet<NodeId>,
+    ) -> (BTreeSet<NodeId>, BTreeSet<NodeId>) {
+        let live = live_members(&self.table);
+        let counted: BTreeSet<NodeId> = live
+            .iter()
+            .filter(|id| self.agreed.contains(id) || unreachable.contains(id))
+            .copied()
+            .collect();
+        let reachable = counted
+            .iter()
+            .filter(|id| !unreachable.contains(id))
+            .copied()
+            .collect();
+        (counted, reachable)
+    }
+}
