@@ -1,5 +1,6 @@
 //! The cluster handle and the task that runs one node's protocol.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant as StdInstant;
@@ -245,6 +246,15 @@ impl Cluster {
             .into_iter()
             .filter(|m| m.status != MemberStatus::Removed)
             .collect()
+    }
+
+    /// The live members every member is known to have seen: a member admitted on one
+    /// side of a partition after it formed is not among them. Keep-majority counts
+    /// these, and a quorum that must intersect the other side's (the virtual runtime's
+    /// host lease) should count only their votes. Empty until this node has seen the
+    /// members' published views ([`crate::SEEN_METADATA_KEY`]).
+    pub fn agreed_members(&self) -> BTreeSet<NodeId> {
+        self.shared.hub.lock().agreed()
     }
 
     /// The unreachability observations this node knows of: which live member suspects

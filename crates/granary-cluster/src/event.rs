@@ -4,7 +4,7 @@
 //! updates the hub's view, so the first event is always a snapshot and every later
 //! change follows it in order with consecutive sequence numbers (no gaps, no lag).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -141,6 +141,8 @@ pub(crate) struct EventHub {
     /// so that reading it (every directory lookup and activation does) takes no lock.
     ring: Arc<ArcSwap<HashRing>>,
     subscribers: Vec<mpsc::UnboundedSender<ClusterEvent>>,
+    /// The live members every member is known to have seen (`node/agreement.rs`).
+    agreed: BTreeSet<NodeId>,
 }
 
 impl EventHub {
@@ -151,6 +153,19 @@ impl EventHub {
             members: BTreeMap::new(),
             ring: Arc::new(ArcSwap::from_pointee(HashRing::new())),
             subscribers: Vec::new(),
+            agreed: BTreeSet::new(),
+        }
+    }
+
+    /// The members every member is known to have seen.
+    pub(crate) fn agreed(&self) -> BTreeSet<NodeId> {
+        self.agreed.clone()
+    }
+
+    /// Records the members every member is known to have seen.
+    pub(crate) fn set_agreed(&mut self, agreed: &BTreeSet<NodeId>) {
+        if self.agreed != *agreed {
+            self.agreed.clone_from(agreed);
         }
     }
 

@@ -35,6 +35,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
+use std::time::Instant;
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -104,9 +105,10 @@ impl NodeCore {
         self.seen_history.record(&seen_hash(&live), &live);
     }
 
-    /// Publishes the hash of this node's live members when it changed, and adds to the
-    /// agreed members those every member has now seen.
-    pub(crate) fn refresh_agreement(&mut self) {
+    /// Publishes the hash of this node's live members once they have held still for a
+    /// gossip interval (a burst of joins is one publication, not one per join), and adds
+    /// to the agreed members those every member has now seen.
+    pub(crate) fn refresh_agreement(&mut self, now: Instant) {
         if !std::mem::take(&mut self.agreement_stale) {
             return;
         }
@@ -115,10 +117,20 @@ impl NodeCore {
         self.seen_history.record(&hash, &live);
         let published = self.own_row().map(|r| r.metadata.get(SEEN_METADATA_KEY));
         if published.is_some_and(|p| p != Some(&hash)) {
-            let value = hash;
-            self.update_own(|row| {
-                row.metadata.insert(SEEN_METADATA_KEY.to_string(), value);
-            });
+            let since = match &self.unpublished {
+                Some((pending, since)) if *pending == hash => *since,
+                _ => now,
+            };
+            if now.saturating_duration_since(since) >= self.cfg.gossip_interval {
+                self.unpublished = None;
+                let value = hash;
+                self.update_own(|row| {
+                    row.metadata.insert(SEEN_METADATA_KEY.to_string(), value);
+                });
+            } else {
+                self.unpublished = Some((hash, since));
+                self.agreement_stale = true;
+            }
         }
         // Once every member has had a life in its table, it stays agreed for that life.
         let mut seen_by_all = live.clone();
@@ -134,6 +146,7 @@ impl NodeCore {
         }
         self.agreed.retain(|id| live.contains(id));
         self.agreed.extend(seen_by_all);
+        self.hub.lock().set_agreed(&self.agreed);
     }
 
     /// The members the downing rule counts when `unreachable` are cut off, and those of

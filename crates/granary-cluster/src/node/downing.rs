@@ -34,7 +34,7 @@ impl NodeCore {
             return;
         }
         // Published on every tick, so that the members agree before anything is cut.
-        self.refresh_agreement();
+        self.refresh_agreement(now);
         let reach = Reachability::from_table(&self.table);
         let unreachable: BTreeSet<NodeId> = reach
             .subjects()

@@ -21,7 +21,11 @@
 //! elsewhere.
 //!
 //! Grants come from the members' views: a member confirms a node only while both
-//! are Up in its view. Renewals run every `duration / 4`, each round on its own
+//! are Up in its view. Only the grants of members every member is known to have seen
+//! count (`Cluster::agreed_members`; all, before this node has seen any agreement): a
+//! member admitted on this node's side after a partition formed is unknown to the
+//! other side, and counting its grant let the two sides' majorities miss each other
+//! (chaos seed 2940). Renewals run every `duration / 4`, each round on its own
 //! task, so a slow or dead member (not yet Down) never delays the next round.
 
 use std::net::SocketAddr;
@@ -103,8 +107,12 @@ impl Runtime {
             .collect();
         let members = others.len() + 1;
         let need = members / 2 + 1;
+        // Only members everyone has seen vote: one admitted on this side of a partition
+        // after it formed is unknown to the other side, whose quorum cannot meet it.
+        let voters = self.members.grant_voters();
+        let votes = |addr: &SocketAddr| voters.as_ref().is_none_or(|v| v.contains(addr));
         let began = Instant::now();
-        let mut granted = 1;
+        let mut granted = usize::from(votes(&self.me));
         if granted >= need {
             self.lease.extend_from(began);
             return true;
@@ -112,6 +120,7 @@ impl Runtime {
         let wait = self.lease.duration / 2;
         let mut answers: FuturesUnordered<_> = others
             .into_iter()
+            .filter(|addr| votes(addr))
             .map(|addr| self.rpc.call_within(self, addr, Request::Lease, wait))
             .collect();
         while let Some(answer) = answers.next().await {

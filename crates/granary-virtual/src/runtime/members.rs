@@ -181,6 +181,18 @@ impl Members {
         }
     }
 
+    /// The members whose lease grants count: those every member is known to have seen
+    /// (`None`: every member's; a client, or a member that has seen no agreement yet).
+    pub(crate) fn grant_voters(&self) -> Option<std::collections::HashSet<SocketAddr>> {
+        match self {
+            Members::Cluster { cluster, .. } => {
+                let agreed = cluster.agreed_members();
+                (!agreed.is_empty()).then(|| agreed.into_iter().map(|id| id.addr).collect())
+            }
+            Members::Client(_) => None,
+        }
+    }
+
     /// The Up members as a client sees them.
     pub(crate) fn views(&self) -> Vec<MemberView> {
         match self {
