@@ -12,7 +12,11 @@
 //!   its process paused past its lease (or that waited across a cut past it) is
 //!   *fenced* when it applied nothing and its activation ended at once, with
 //!   `StateConflict` (the store refused its write) or `HostLeaseLost`: it is left
-//!   out of the interval. A handler that applied anything is never left out.
+//!   out of the interval. A handler that applied its op is cut short, for one later
+//!   activation, where that activation began handling, if that activation found the op
+//!   already applied in the state it loaded (`repeat`): the write came before the
+//!   load, and what is left is a return delayed by a pause. Otherwise a handler that
+//!   applied anything is never left out.
 //! - **placed under a lease**: an activation began handling while an earlier one of
 //!   the same identity, on another process and not yet ended, could still admit
 //!   messages — its process held its host lease, without a break, from before that
@@ -34,7 +38,7 @@
 //!   acknowledgements from the fault until the next fault (or the last
 //!   acknowledgement of the run).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -287,12 +291,22 @@ struct ActivationLife<'a> {
     process: (&'a str, u64),
     handled_from: Option<Stamp>,
     handled_to: Option<Stamp>,
-    /// Every handling: start, end, applied.
-    handlings: Vec<(Stamp, Stamp, bool)>,
+    /// Every handling.
+    handlings: Vec<Handling>,
+    /// The ops it found already applied in the state it loaded.
+    repeats: HashSet<u64>,
     /// When it admitted its last message (fenced handlers included).
     last_admitted: Option<Stamp>,
     /// How and when it ended, if it was recorded.
     ended: Option<(&'a str, Stamp)>,
+}
+
+/// One handled operation.
+struct Handling {
+    start: Stamp,
+    end: Stamp,
+    applied: bool,
+    op: u64,
 }
 
 /// How soon after a refused handler's end its activation must end for the handler
@@ -310,19 +324,38 @@ impl ActivationLife<'_> {
     /// admitted): the lease fences *admission*, and a handler already running is
     /// fenced by the store's version check or ends without applying.
     fn settle_interval(&mut self) {
-        self.handlings.sort_by_key(|(start, _, _)| *start);
-        self.last_admitted = self.handlings.last().map(|(start, _, _)| *start);
-        if let (Some(("StateConflict" | "HostLeaseLost", ended_at)), Some(&(_, end, false))) =
+        self.handlings.sort_by_key(|h| h.start);
+        self.last_admitted = self.handlings.last().map(|h| h.start);
+        if let (Some(("StateConflict" | "HostLeaseLost", ended_at)), Some(last)) =
             (self.ended, self.handlings.last())
         {
-            if ended_at.mono_us >= end.mono_us
-                && ended_at.mono_us - end.mono_us <= FENCE_END_WITHIN_US
+            if !last.applied
+                && ended_at.mono_us >= last.end.mono_us
+                && ended_at.mono_us - last.end.mono_us <= FENCE_END_WITHIN_US
             {
                 self.handlings.pop();
             }
         }
-        self.handled_from = self.handlings.iter().map(|(start, _, _)| *start).min();
-        self.handled_to = self.handlings.iter().map(|(_, end, _)| *end).max();
+        self.handled_from = self.handlings.iter().map(|h| h.start).min();
+        self.handled_to = self.handlings.iter().map(|h| h.end).max();
+    }
+
+    /// The end of this activation's handling as far as `later` is concerned: a
+    /// handler that applied an op `later` then found already applied in the state it
+    /// loaded made its write before `later` began handling (the load comes first), so
+    /// what remains of it after that point is its return, not a second writer (a
+    /// process paused between its write and its return).
+    fn handled_to_for(&self, later: &ActivationLife<'_>) -> Option<Stamp> {
+        let later_from = later.handled_from?;
+        (self.handlings.iter())
+            .map(|h| {
+                if h.applied && later.repeats.contains(&h.op) {
+                    h.end.min(later_from)
+                } else {
+                    h.end
+                }
+            })
+            .max()
     }
 }
 
@@ -438,11 +471,20 @@ impl<'a> Run<'a> {
                     activation,
                     op,
                     applied,
+                    repeat,
                     start,
                     end,
                 } => {
                     let life = run.life(activation, identity, (node, *incarnation));
-                    life.handlings.push((*start, *end, *applied));
+                    life.handlings.push(Handling {
+                        start: *start,
+                        end: *end,
+                        applied: *applied,
+                        op: *op,
+                    });
+                    if *repeat {
+                        life.repeats.insert(*op);
+                    }
                     if *applied {
                         run.applied
                             .entry((identity, *op))
@@ -482,6 +524,7 @@ impl<'a> Run<'a> {
                 handled_from: None,
                 handled_to: None,
                 handlings: Vec::new(),
+                repeats: HashSet::new(),
                 last_admitted: None,
                 ended: None,
             })
@@ -540,6 +583,10 @@ fn double_activations(run: &Run<'_>, found: &mut Vec<Found>) {
                 if b_from >= a_to {
                     // Sorted by start: no later activation overlaps `a` either.
                     break;
+                }
+                let a_to = a.handled_to_for(b).unwrap_or(a_to);
+                if b_from >= a_to {
+                    continue;
                 }
                 let overlap_ms = (a_to.min(b_to).mono_us - b_from.mono_us) as f64 / 1000.0;
                 found.push(Found {

@@ -157,6 +157,11 @@ pub enum Event {
         /// Whether the handler applied the operation (`false`: a repeat it had seen,
         /// or refused).
         applied: bool,
+        /// The handler found the operation already applied in the state its
+        /// activation loaded: whichever write made it durable committed before this
+        /// activation loaded its state (absent in histories from before it was recorded).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        repeat: bool,
         /// Handler start.
         start: Stamp,
         /// Handler end.

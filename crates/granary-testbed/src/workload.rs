@@ -225,6 +225,15 @@ impl ActivationLog {
 
     /// Records [`Event::Handled`] for `op`, handled from `start` until now.
     pub(crate) fn handled(&self, op: u64, applied: bool, start: Stamp) {
+        self.record_handled(op, applied, false, start);
+    }
+
+    /// Records [`Event::Handled`] for `op`, found already applied in the state.
+    pub(crate) fn repeated(&self, op: u64, start: Stamp) {
+        self.record_handled(op, false, true, start);
+    }
+
+    fn record_handled(&self, op: u64, applied: bool, repeat: bool, start: Stamp) {
         record(|r| Event::Handled {
             node: r.node.clone(),
             incarnation: r.incarnation,
@@ -232,6 +241,7 @@ impl ActivationLog {
             activation: self.activation.clone(),
             op,
             applied,
+            repeat,
             start,
             end: Stamp::now(),
         });

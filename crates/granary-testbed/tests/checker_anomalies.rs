@@ -49,6 +49,22 @@ fn handled(node: &str, act: &str, id: &str, op: u64, applied: bool, from: u64, t
         activation: act.into(),
         op,
         applied,
+        repeat: false,
+        start: Stamp::at(from),
+        end: Stamp::at(to),
+    }
+}
+
+/// A handling that found `op` already applied in the state its activation loaded.
+fn repeated(node: &str, act: &str, id: &str, op: u64, from: u64, to: u64) -> Event {
+    Event::Handled {
+        node: node.into(),
+        incarnation: 0,
+        identity: id.into(),
+        activation: act.into(),
+        op,
+        applied: false,
+        repeat: true,
         start: Stamp::at(from),
         end: Stamp::at(to),
     }
@@ -210,6 +226,44 @@ fn a_handler_in_flight_that_applied_is_a_double_activation() {
         let report = check(&paused_mid_handler(true, reason, 90));
         assert_eq!(report.double_activations(), 1, "{reason}: {report}");
     }
+}
+
+/// Chaos seed 2938: h1 applied op 5 and made its write, then was paused before its
+/// handler returned (at 2 040 µs); h2's activation found op 5 already applied when the
+/// client retried it (2 010 µs). With `seen_applied` false, h2 applied the retry
+/// itself: the two handlings overlap with nothing to order them.
+fn applied_then_paused_before_returning(seen_applied: bool) -> Vec<Event> {
+    let mut h = clean_counter_history();
+    h.push(invoke(5, C, Operation::Increment, 280));
+    h.push(handled("h1", "h1:0:0", C, 5, true, 290, 2_040));
+    h.push(end("h1", "h1:0:0", C, 2_100));
+    let retry = if seen_applied {
+        repeated("h2", "h2:0:0", C, 5, 2_005, 2_008)
+    } else {
+        handled("h2", "h2:0:0", C, 5, true, 2_005, 2_008)
+    };
+    h.push(retry);
+    h.push(ok(5, Some(4), None, 2_009));
+    let Some(Event::Final { applied, value, .. }) =
+        h.iter_mut().find(|e| matches!(e, Event::Final { .. }))
+    else {
+        unreachable!()
+    };
+    applied.push(5);
+    *value = 4;
+    h
+}
+
+#[test]
+fn a_handler_whose_write_a_successor_found_applied_is_not_a_second_writer() {
+    let report = check(&applied_then_paused_before_returning(true));
+    assert_eq!(report.double_activations(), 0, "{report}");
+}
+
+#[test]
+fn a_handler_whose_op_a_successor_applied_again_is_a_double_activation() {
+    let report = check(&applied_then_paused_before_returning(false));
+    assert_eq!(report.double_activations(), 1, "{report}");
 }
 
 #[test]

@@ -75,7 +75,7 @@ impl VirtualHandler<Increment> for Counter {
     ) -> IncrementReply {
         let start = Stamp::now();
         if ctx.state().applied.contains(&msg.op) {
-            self.log.handled(msg.op, false, start);
+            self.log.repeated(msg.op, start);
             return Ok(ctx.state().applied.len() as u64);
         }
         ctx.state_mut().applied.push(msg.op);

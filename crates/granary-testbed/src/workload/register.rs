@@ -73,7 +73,7 @@ impl VirtualHandler<Write> for Register {
     async fn handle(&mut self, msg: Write, ctx: &mut VirtualContext<'_, Self>) -> WriteReply {
         let start = Stamp::now();
         if ctx.state().applied.contains(&msg.op) {
-            self.log.handled(msg.op, false, start);
+            self.log.repeated(msg.op, start);
             return Ok(ctx.state().version);
         }
         let before = (ctx.state().value, ctx.state().version);

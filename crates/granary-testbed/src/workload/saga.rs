@@ -110,7 +110,7 @@ impl Account {
         let start = Stamp::now();
         let s = ctx.state();
         if s.applied.contains(&op) {
-            self.log.handled(op, false, start);
+            self.log.repeated(op, start);
             return Ok(Step::Applied);
         }
         if s.refused.contains(&op) {
