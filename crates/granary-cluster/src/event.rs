@@ -12,6 +12,7 @@ use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use crate::membership::{Member, MemberStatus};
+use crate::node::application_metadata;
 use crate::node_id::NodeId;
 use crate::ring::HashRing;
 
@@ -112,24 +113,17 @@ pub(crate) fn events_for(old: Option<&Member>, new: &Member) -> Vec<MemberEvent>
             out
         }
         Some(old) if old.status != new.status => status_event(new).into_iter().collect(),
+        // A member's republished view of the membership (`SEEN_METADATA_KEY`) is the
+        // cluster's bookkeeping, not an update to report.
         Some(old)
             if old.roles != new.roles
                 || old.vnodes != new.vnodes
-                || !same_application_metadata(old, new) =>
+                || !application_metadata(old).eq(application_metadata(new)) =>
         {
             vec![MemberEvent::Updated(new.clone())]
         }
         Some(_) => Vec::new(),
     }
-}
-
-/// Whether the two rows' metadata differ only in what the cluster itself publishes
-/// ([`crate::SEEN_METADATA_KEY`], changed on every membership change).
-fn same_application_metadata(old: &Member, new: &Member) -> bool {
-    fn application(m: &Member) -> impl Iterator<Item = (&String, &String)> {
-        (m.metadata.iter()).filter(|(k, _)| k.as_str() != crate::SEEN_METADATA_KEY)
-    }
-    application(old).eq(application(new))
 }
 
 /// The shared view behind the handle's `members()` and `subscribe()`.

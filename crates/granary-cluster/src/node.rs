@@ -36,6 +36,7 @@ use crate::node_id::NodeId;
 use crate::phi::PhiAccrualDetector;
 use crate::ring::HashRing;
 
+pub(crate) use agreement::application_metadata;
 pub use agreement::SEEN_METADATA_KEY;
 pub(crate) use join::{Admission, JoinState};
 
@@ -216,6 +217,10 @@ impl NodeCore {
         let mut row = Member::new(self.me, self.cfg.vnodes);
         row.roles = self.cfg.roles.clone();
         row.metadata = self.cfg.metadata.clone();
+        // A new row carries the node's view from the start: a row without one reads as
+        // a node from before views were published, which agrees with everything.
+        let view = agreement::seen_hash(&agreement::live_members(&self.table));
+        row.metadata.insert(SEEN_METADATA_KEY.to_string(), view);
         row.status = status;
         row.version = version;
         row
@@ -294,7 +299,20 @@ impl NodeCore {
             }
         }
         if spread {
-            self.recent.insert(addr, 0);
+            if old
+                .as_ref()
+                .is_some_and(|old| agreement::only_the_view_changed(old, &new))
+            {
+                // A member's republished view (every member republishes on every
+                // membership change): one round's worth of sends, not the full
+                // retransmit count; anti-entropy reaches whoever this misses.
+                let once =
+                    (self.retransmit_limit()).saturating_sub(self.cfg.gossip_fanout.max(1) as u32);
+                let sent = self.recent.entry(addr).or_insert(once);
+                *sent = (*sent).min(once);
+            } else {
+                self.recent.insert(addr, 0);
+            }
         }
         self.peers_dirty = true;
         self.agreement_stale = true;

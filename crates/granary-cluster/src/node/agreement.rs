@@ -40,7 +40,7 @@ use std::time::Instant;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::NodeCore;
-use crate::membership::MembershipTable;
+use crate::membership::{Member, MembershipTable};
 use crate::node_id::NodeId;
 
 /// The metadata key under which each member publishes the hash of the live members it
@@ -84,8 +84,25 @@ pub(crate) fn live_members(table: &MembershipTable) -> BTreeSet<NodeId> {
         .collect()
 }
 
+/// `member`'s metadata without the cluster's own key ([`SEEN_METADATA_KEY`]).
+pub(crate) fn application_metadata(member: &Member) -> impl Iterator<Item = (&String, &String)> {
+    (member.metadata.iter()).filter(|(k, _)| k.as_str() != SEEN_METADATA_KEY)
+}
+
+/// Whether `new` differs from `old` (the same life's row) only in its version and its
+/// published view ([`SEEN_METADATA_KEY`]).
+pub(crate) fn only_the_view_changed(old: &Member, new: &Member) -> bool {
+    old.id == new.id
+        && old.status == new.status
+        && old.roles == new.roles
+        && old.vnodes == new.vnodes
+        && old.suspects == new.suspects
+        && old.metadata.get(SEEN_METADATA_KEY) != new.metadata.get(SEEN_METADATA_KEY)
+        && application_metadata(old).eq(application_metadata(new))
+}
+
 /// The published form of a set of lives: a hex hash of their addresses and incarnations.
-pub(super) fn seen_hash(members: &BTreeSet<NodeId>) -> String {
+pub(crate) fn seen_hash(members: &BTreeSet<NodeId>) -> String {
     let mut bytes = Vec::with_capacity(members.len() * 26);
     for id in members {
         match id.addr.ip() {

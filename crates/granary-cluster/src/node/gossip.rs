@@ -27,7 +27,7 @@ impl NodeCore {
     }
 
     /// How often each node re-sends a changed row: multiplier × ⌈log2(N + 1)⌉.
-    fn retransmit_limit(&self) -> u32 {
+    pub(super) fn retransmit_limit(&self) -> u32 {
         let n = self.peers.len() as u32 + 1;
         let log = 32 - n.leading_zeros();
         self.cfg.retransmit_multiplier.max(1) * log.max(1)
