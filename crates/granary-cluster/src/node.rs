@@ -89,8 +89,6 @@ pub(crate) struct NodeCore {
     agreed: BTreeSet<NodeId>,
     /// This node's recent live sets, to read others' published hashes by.
     seen_history: agreement::SeenHistory,
-    /// A live set not published yet, and since when this node has held it.
-    unpublished: Option<(String, Instant)>,
     /// A row changed since [`NodeCore::refresh_agreement`] last looked.
     agreement_stale: bool,
     /// Downs while cut off in a row (each less than `join::CUT_DOWN_MEMORY` after the
@@ -141,7 +139,6 @@ impl NodeCore {
             downing_refused: false,
             agreed: BTreeSet::new(),
             agreement_stale: true,
-            unpublished: None,
             seen_history: agreement::SeenHistory::default(),
             cut_downs: 0,
             last_cut_down: None,

@@ -68,6 +68,20 @@ async fn twenty_five_members_agree_after_forming_a_join_and_a_crash() {
         all_agree(&nodes, Duration::from_secs(30)).await,
         "after a crash"
     );
+
+    // The same address comes back as a new life (a restart after kill -9).
+    let mut cfg = config(7);
+    cfg.incarnation = Some(2);
+    nodes.push(start_with(&net, 7, cfg).await);
+    let restarted = tokio::time::Instant::now();
+    assert!(
+        all_agree(&nodes, Duration::from_secs(30)).await,
+        "after a restart"
+    );
+    println!(
+        "26 members agree on a restarted life after {:?}",
+        restarted.elapsed()
+    );
 }
 
 #[tokio::test(start_paused = true)]

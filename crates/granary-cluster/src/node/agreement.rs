@@ -35,7 +35,6 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
-use std::time::Instant;
 
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -122,10 +121,10 @@ impl NodeCore {
         self.seen_history.record(&seen_hash(&live), &live);
     }
 
-    /// Publishes the hash of this node's live members once they have held still for a
-    /// gossip interval (a burst of joins is one publication, not one per join), and adds
-    /// to the agreed members those every member has now seen.
-    pub(crate) fn refresh_agreement(&mut self, now: Instant) {
+    /// Publishes the hash of this node's live members when it changed (at most once a
+    /// heartbeat round: the changes of one round are one publication), and adds to the
+    /// agreed members those every member has now seen.
+    pub(crate) fn refresh_agreement(&mut self) {
         if !std::mem::take(&mut self.agreement_stale) {
             return;
         }
@@ -134,20 +133,9 @@ impl NodeCore {
         self.seen_history.record(&hash, &live);
         let published = self.own_row().map(|r| r.metadata.get(SEEN_METADATA_KEY));
         if published.is_some_and(|p| p != Some(&hash)) {
-            let since = match &self.unpublished {
-                Some((pending, since)) if *pending == hash => *since,
-                _ => now,
-            };
-            if now.saturating_duration_since(since) >= self.cfg.gossip_interval {
-                self.unpublished = None;
-                let value = hash;
-                self.update_own(|row| {
-                    row.metadata.insert(SEEN_METADATA_KEY.to_string(), value);
-                });
-            } else {
-                self.unpublished = Some((hash, since));
-                self.agreement_stale = true;
-            }
+            self.update_own(|row| {
+                row.metadata.insert(SEEN_METADATA_KEY.to_string(), hash);
+            });
         }
         // Once every member has had a life in its table, it stays agreed for that life.
         let mut seen_by_all = live.clone();

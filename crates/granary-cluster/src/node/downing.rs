@@ -34,7 +34,7 @@ impl NodeCore {
             return;
         }
         // Published on every tick, so that the members agree before anything is cut.
-        self.refresh_agreement(now);
+        self.refresh_agreement();
         let reach = Reachability::from_table(&self.table);
         let unreachable: BTreeSet<NodeId> = reach
             .subjects()
