@@ -30,8 +30,13 @@
 //! address is on one side only).
 //!
 //! A row without the key (a node of a version before this rule) is taken as agreeing,
-//! which is what such a cluster decided before. The key is re-published only when the
-//! live set changes; [`crate::MemberEvent::Updated`] is not raised for it.
+//! which is what such a cluster decided before; every row a node of this version writes
+//! carries it from the start. The key is re-published on the heartbeat round after the
+//! live set changed, and the new row is gossiped for one round only (every member
+//! republishes on every membership change: N rows instead of one; anti-entropy carries
+//! it to whoever that round missed); [`crate::MemberEvent::Updated`] is not raised for
+//! it. The virtual runtime's host lease counts only agreed members' grants
+//! ([`crate::Cluster::agreed_members`]).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::IpAddr;
@@ -43,7 +48,7 @@ use crate::membership::{Member, MembershipTable};
 use crate::node_id::NodeId;
 
 /// The metadata key under which each member publishes the hash of the live members it
-/// knows (reserved, like every `granary.` key).
+/// knows (reserved: [`crate::Cluster::set_metadata`] refuses it).
 pub const SEEN_METADATA_KEY: &str = "granary.seen";
 
 /// How many of its own past live sets a node remembers to read others' hashes by.
