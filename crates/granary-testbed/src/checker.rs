@@ -323,16 +323,26 @@ impl ActivationLife<'_> {
     /// its lease, a handler waiting on a call across a cut that began after it was
     /// admitted): the lease fences *admission*, and a handler already running is
     /// fenced by the store's version check or ends without applying.
-    fn settle_interval(&mut self) {
+    ///
+    /// A handler that returned after its process's host lease had lapsed (`lapsed_by`:
+    /// the lease's recorded lapse is at or before that moment), applied nothing and was
+    /// the last of an activation that ended with `HostLeaseLost` is fenced too, however
+    /// long after it the activation ended: the node admits nothing without its lease,
+    /// and the activation ends when the node learns it is Down (chaos seed 2933: a
+    /// teller's handler waited 2.9 s on calls across a partition that began as it was
+    /// admitted, and its node downed itself 0.25 s after it returned).
+    fn settle_interval(&mut self, lapsed_by: impl Fn((&str, u64), Stamp) -> bool) {
         self.handlings.sort_by_key(|h| h.start);
         self.last_admitted = self.handlings.last().map(|h| h.start);
-        if let (Some(("StateConflict" | "HostLeaseLost", ended_at)), Some(last)) =
+        if let (Some((reason @ ("StateConflict" | "HostLeaseLost"), ended_at)), Some(last)) =
             (self.ended, self.handlings.last())
         {
-            if !last.applied
+            let ended_for_it = ended_at.mono_us >= last.end.mono_us
+                && ended_at.mono_us - last.end.mono_us <= FENCE_END_WITHIN_US;
+            let past_its_lease = reason == "HostLeaseLost"
                 && ended_at.mono_us >= last.end.mono_us
-                && ended_at.mono_us - last.end.mono_us <= FENCE_END_WITHIN_US
-            {
+                && lapsed_by(self.process, last.end);
+            if !last.applied && (ended_for_it || past_its_lease) {
                 self.handlings.pop();
             }
         }
@@ -501,11 +511,19 @@ impl<'a> Run<'a> {
                 Event::Fault { what, at } => run.faults.push((what, *at)),
             }
         }
-        for life in run.activations.values_mut() {
-            life.settle_interval();
-        }
         for transitions in run.leases.values_mut() {
             transitions.sort_by_key(|(when, _)| *when);
+        }
+        let leases = &run.leases;
+        let lapsed_by = |process: (&str, u64), at: Stamp| {
+            let Some(transitions) = leases.get(&process) else {
+                return false;
+            };
+            let upto = transitions.partition_point(|(when, _)| *when <= at);
+            transitions[..upto].last().is_some_and(|(_, held)| !held)
+        };
+        for life in run.activations.values_mut() {
+            life.settle_interval(lapsed_by);
         }
         run
     }

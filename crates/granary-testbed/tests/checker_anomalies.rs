@@ -220,6 +220,28 @@ fn a_handler_in_flight_when_its_lease_lapsed_that_applied_nothing_is_fenced() {
     assert!(report.is_clean(), "{report}");
 }
 
+/// Chaos seed 2933: a handler waited on calls across a partition past its node's lease
+/// and returned having applied nothing; the activation ended with `HostLeaseLost` only
+/// when the node downed itself, 250 ms later.
+fn returned_past_its_lease(lapsed_at: u64) -> Vec<Event> {
+    let mut h = paused_mid_handler(false, "HostLeaseLost", 250_000);
+    h.push(lease("h1", true, 100, None));
+    h.push(lease("h1", false, lapsed_at + 5, Some(lapsed_at)));
+    h
+}
+
+#[test]
+fn a_handler_that_returned_after_its_lease_lapsed_is_fenced_however_late_it_ended() {
+    let report = check(&returned_past_its_lease(1_000));
+    assert_eq!(report.double_activations(), 0, "{report}");
+}
+
+#[test]
+fn a_handler_that_returned_before_its_lease_lapsed_is_not() {
+    let report = check(&returned_past_its_lease(2_100));
+    assert_eq!(report.double_activations(), 1, "{report}");
+}
+
 #[test]
 fn a_handler_in_flight_that_applied_is_a_double_activation() {
     for reason in ["StateConflict", "HostLeaseLost"] {
