@@ -335,15 +335,15 @@ impl Cluster {
 
     /// Sets (`Some`) or removes (`None`) a key of this node's application metadata. The
     /// change spreads by gossip; every subscriber sees [`crate::MemberEvent::Updated`].
-    /// [`crate::SEEN_METADATA_KEY`] is the cluster's own
-    /// ([`ClusterError::ReservedMetadataKey`]).
+    /// [`crate::SEEN_METADATA_KEY`] and [`crate::ADMITTED_BY_METADATA_KEY`] are the
+    /// cluster's own ([`ClusterError::ReservedMetadataKey`]).
     pub fn set_metadata(
         &self,
         key: impl Into<String>,
         value: Option<String>,
     ) -> Result<(), ClusterError> {
         let key = key.into();
-        if key == crate::SEEN_METADATA_KEY {
+        if crate::node::is_reserved_key(&key) {
             return Err(ClusterError::ReservedMetadataKey(key));
         }
         self.shared

@@ -82,7 +82,7 @@ pub enum ClusterError {
     #[error(transparent)]
     Transport(#[from] TransportError),
     /// `set_metadata` was given a key the cluster itself writes
-    /// ([`crate::SEEN_METADATA_KEY`]).
+    /// ([`crate::SEEN_METADATA_KEY`], [`crate::ADMITTED_BY_METADATA_KEY`]).
     #[error("metadata key {0:?} is reserved for the cluster")]
     ReservedMetadataKey(String),
 }

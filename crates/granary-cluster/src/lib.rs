@@ -80,7 +80,7 @@ pub use forward::{ForwardError, ForwardOptions, ForwardRoute};
 pub use granary_overlay::{DynOverlay, HyParViewConfig, PlumtreeConfig, Role};
 pub use membership::{Member, MemberStatus, MembershipTable, Reachability};
 pub use message::{ClusterMessage, Envelope};
-pub use node::SEEN_METADATA_KEY;
+pub use node::{ADMITTED_BY_METADATA_KEY, SEEN_METADATA_KEY};
 pub use node_id::NodeId;
 pub use ring::HashRing;
 pub use transport::remote::RemoteClusterTransport;

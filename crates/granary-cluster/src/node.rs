@@ -37,7 +37,8 @@ use crate::phi::PhiAccrualDetector;
 use crate::ring::HashRing;
 
 pub(crate) use agreement::application_metadata;
-pub use agreement::SEEN_METADATA_KEY;
+pub(crate) use agreement::is_reserved_key;
+pub use agreement::{ADMITTED_BY_METADATA_KEY, SEEN_METADATA_KEY};
 pub(crate) use join::{Admission, JoinState};
 
 /// What the node is doing.
@@ -315,7 +316,7 @@ impl NodeCore {
         self.agreement_stale = true;
         let was_live = old.as_ref().filter(|m| m.status.is_live()).map(|m| m.id);
         if was_live != new.status.is_live().then_some(new.id) {
-            self.record_live_set();
+            self.record_live_set(addr);
         }
         self.hub.lock().publish(old.as_ref(), &new, &self.ring);
         true

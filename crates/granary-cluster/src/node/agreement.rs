@@ -29,27 +29,54 @@
 //! majority (nor both win a tie: they then count the very same members and the lowest
 //! address is on one side only).
 //!
+//! A joiner's row also names the member that admitted it ([`ADMITTED_BY_METADATA_KEY`]):
+//! that member has known it from the start, so its view need not have caught up (a
+//! member killed right after admitting a joiner would otherwise leave the joiner
+//! uncounted for as long as the dead member stays live in the tables).
+//!
 //! A row without the key (a node of a version before this rule) is taken as agreeing,
 //! which is what such a cluster decided before; every row a node of this version writes
-//! carries it from the start. The key is re-published on the heartbeat round after the
-//! live set changed, and the new row is gossiped for one round only (every member
+//! carries it from the start. The key is re-published as soon as the live set changes,
+//! and the new row is gossiped for one round only (every member
 //! republishes on every membership change: N rows instead of one; anti-entropy carries
 //! it to whoever that round missed); [`crate::MemberEvent::Updated`] is not raised for
 //! it. The virtual runtime's host lease counts only agreed members' grants
 //! ([`crate::Cluster::agreed_members`]).
 
 use std::collections::{BTreeSet, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::NodeCore;
 use crate::membership::{Member, MembershipTable};
+use crate::message::ClusterMessage;
 use crate::node_id::NodeId;
 
 /// The metadata key under which each member publishes the hash of the live members it
 /// knows (reserved: [`crate::Cluster::set_metadata`] refuses it).
 pub const SEEN_METADATA_KEY: &str = "granary.seen";
+
+/// The metadata key under which a joiner's row names the member that admitted it
+/// (`address#incarnation`): that member has known it since, whatever view it published
+/// last (reserved like [`SEEN_METADATA_KEY`]).
+pub const ADMITTED_BY_METADATA_KEY: &str = "granary.admitted_by";
+
+/// The keys the cluster writes in its members' metadata.
+pub(crate) fn is_reserved_key(key: &str) -> bool {
+    key == SEEN_METADATA_KEY || key == ADMITTED_BY_METADATA_KEY
+}
+
+/// The member that admitted `member`, as its row names it.
+fn admitted_by(member: &Member) -> Option<NodeId> {
+    let value = member.metadata.get(ADMITTED_BY_METADATA_KEY)?;
+    let (addr, incarnation) = value.rsplit_once('#')?;
+    Some(NodeId::new(addr.parse().ok()?, incarnation.parse().ok()?))
+}
+
+/// Up to this many members, a changed view is pushed to every member at once (see
+/// [`NodeCore::record_live_set`]); beyond, it spreads with gossip.
+pub(crate) const EAGER_PUSH_MEMBERS: usize = 16;
 
 /// How many of its own past live sets a node remembers to read others' hashes by.
 pub(crate) const SEEN_HISTORY: usize = 32;
@@ -88,9 +115,9 @@ pub(crate) fn live_members(table: &MembershipTable) -> BTreeSet<NodeId> {
         .collect()
 }
 
-/// `member`'s metadata without the cluster's own key ([`SEEN_METADATA_KEY`]).
+/// `member`'s metadata without the cluster's own keys.
 pub(crate) fn application_metadata(member: &Member) -> impl Iterator<Item = (&String, &String)> {
-    (member.metadata.iter()).filter(|(k, _)| k.as_str() != SEEN_METADATA_KEY)
+    (member.metadata.iter()).filter(|(k, _)| !is_reserved_key(k))
 }
 
 /// Whether `new` differs from `old` (the same life's row) only in its version and its
@@ -121,14 +148,58 @@ pub(crate) fn seen_hash(members: &BTreeSet<NodeId>) -> String {
 
 impl NodeCore {
     /// Remembers the live set after a row changed whether, or as whom, a member is live.
-    pub(crate) fn record_live_set(&mut self) {
+    /// and publishes it at once: a member that dies a moment after learning of a joiner
+    /// has then most likely sent a view holding it (its last view is all the others
+    /// will ever have of it, and without the joiner in it the joiner counts for no side).
+    ///
+    /// In a cluster of at most [`EAGER_PUSH_MEMBERS`] members the new view, with the row
+    /// that changed it, also goes to every member at once rather than with the next
+    /// gossip round: a member killed a moment after a join has then almost surely
+    /// shown the others that it knew the joiner, which decides whether the joiner
+    /// counts (in a small cluster, whether the survivors hold the majority).
+    pub(crate) fn record_live_set(&mut self, changed: SocketAddr) {
         let live = live_members(&self.table);
-        self.seen_history.record(&seen_hash(&live), &live);
+        let hash = seen_hash(&live);
+        self.seen_history.record(&hash, &live);
+        if !self.publish_view(hash) {
+            return;
+        }
+        let peers: Vec<SocketAddr> = (live.iter())
+            .map(|id| id.addr)
+            .filter(|a| *a != self.me.addr)
+            .collect();
+        if peers.len() + 1 > EAGER_PUSH_MEMBERS {
+            return;
+        }
+        let mut rows = vec![self.me.addr];
+        if changed != self.me.addr {
+            rows.push(changed);
+        }
+        let deltas: Vec<Member> = (rows.iter())
+            .filter_map(|a| self.table.get(a).cloned())
+            .collect();
+        let state_hash = self.table.state_hash();
+        for peer in peers {
+            let deltas = deltas.clone();
+            self.send(peer, ClusterMessage::Gossip { state_hash, deltas });
+        }
     }
 
-    /// Publishes the hash of this node's live members when it changed (at most once a
-    /// heartbeat round: the changes of one round are one publication), and adds to the
-    /// agreed members those every member has now seen.
+    /// Writes `view` into this node's own row if it holds another one; whether it did.
+    fn publish_view(&mut self, view: String) -> bool {
+        let own = self.own_row().filter(|r| r.status.is_live());
+        if !own.is_some_and(|r| r.metadata.get(SEEN_METADATA_KEY) != Some(&view)) {
+            return false;
+        }
+        self.update_own(|row| {
+            row.metadata.insert(SEEN_METADATA_KEY.to_string(), view);
+        });
+        true
+    }
+
+    /// Publishes the hash of this node's live members if it changed (when its own row
+    /// came back live, say), and adds to the agreed members those every member has now
+    /// seen.
     pub(crate) fn refresh_agreement(&mut self) {
         if !std::mem::take(&mut self.agreement_stale) {
             return;
@@ -136,23 +207,22 @@ impl NodeCore {
         let live = live_members(&self.table);
         let hash = seen_hash(&live);
         self.seen_history.record(&hash, &live);
-        let published = self.own_row().map(|r| r.metadata.get(SEEN_METADATA_KEY));
-        if published.is_some_and(|p| p != Some(&hash)) {
-            self.update_own(|row| {
-                row.metadata.insert(SEEN_METADATA_KEY.to_string(), hash);
-            });
-        }
+        self.publish_view(hash);
         // Once every member has had a life in its table, it stays agreed for that life.
+        // A member knows what its view holds and every joiner it admitted itself.
+        let admitters: Vec<(NodeId, NodeId)> = (self.table.iter())
+            .filter(|m| m.status.is_live())
+            .filter_map(|m| Some((m.id, admitted_by(m)?)))
+            .collect();
+        let admitted = |id: &NodeId, by: NodeId| admitters.contains(&(*id, by));
         let mut seen_by_all = live.clone();
         let others = (self.table.iter()).filter(|m| m.status.is_live() && m.id != self.me);
         for row in others {
             let Some(hash) = row.metadata.get(SEEN_METADATA_KEY) else {
                 continue;
             };
-            match self.seen_history.get(hash) {
-                Some(seen) => seen_by_all.retain(|id| seen.contains(id)),
-                None => seen_by_all.clear(),
-            }
+            let seen = self.seen_history.get(hash);
+            seen_by_all.retain(|id| seen.is_some_and(|s| s.contains(id)) || admitted(id, row.id));
         }
         self.agreed.retain(|id| live.contains(id));
         self.agreed.extend(seen_by_all);

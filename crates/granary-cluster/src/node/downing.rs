@@ -15,11 +15,14 @@
 //!    highest address), never a majority of the live members (exactly half only when
 //!    the lowest address stays). A node that finds itself among them downs itself; the
 //!    others mark them Down. Every node with the same table picks the same ones.
-//! 2. **Keep-majority** on the observations that remain: the side that can still see a
-//!    majority of the live members (on a tie: the side holding the lowest address; the
-//!    members downed in step 1 count on this side) marks each unreachable member Down if
-//!    a quorum of observers suspects it; a node on the minority side marks itself Down
-//!    and stops taking part.
+//! 2. **Keep-majority** on the observations that remain, over the members both sides
+//!    count alike (`agreement.rs`: the members every member has seen, and the others it
+//!    cannot reach): the side that can still see a majority of them (on a tie: the side
+//!    holding the lowest address; the members downed in step 1 count on this side) marks
+//!    each unreachable member Down if a quorum of observers suspects it; a node on the
+//!    minority side marks itself Down and stops taking part — unless it is itself not
+//!    yet seen by every member and its side would be the majority counting every live
+//!    member: then it waits (it downs no one, and holds no host lease).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -28,7 +31,23 @@ use super::NodeCore;
 use crate::membership::{MemberStatus, Reachability};
 use crate::node_id::NodeId;
 
+/// Whether the `reachable` members are a majority of the `counted` ones, or exactly
+/// half holding the lowest address.
+fn is_majority(counted: &BTreeSet<NodeId>, reachable: &BTreeSet<NodeId>) -> bool {
+    let lowest_reachable = counted.first().is_some_and(|l| reachable.contains(l));
+    2 * reachable.len() > counted.len()
+        || (2 * reachable.len() == counted.len() && lowest_reachable)
+}
+
 impl NodeCore {
+    /// Keep-majority over every live member, as if all were agreed: what a node not
+    /// yet agreed itself uses to tell a side that is short for want of it alone.
+    fn majority_of_all_live(&self, unreachable: &BTreeSet<NodeId>) -> bool {
+        let live = super::agreement::live_members(&self.table);
+        let reachable = live.difference(unreachable).copied().collect();
+        is_majority(&live, &reachable)
+    }
+
     pub(crate) fn evaluate_downing(&mut self, now: Instant) {
         if !self.own_status().is_some_and(|s| s.is_live()) {
             return;
@@ -95,11 +114,24 @@ impl NodeCore {
             .filter(|s| *s != self.me)
             .collect();
         let (counted, reachable) = self.counted_members(&unreachable);
-        let total = counted.len();
-        let lowest_reachable = counted.first().is_some_and(|l| reachable.contains(l));
-        let reachable = reachable.len();
-        let majority = 2 * reachable > total || (2 * reachable == total && lowest_reachable);
-        if !majority {
+        if !is_majority(&counted, &reachable) {
+            if !self.agreed.contains(&self.me) && self.majority_of_all_live(&unreachable) {
+                // A life not every member has seen yet counts for no side, its own
+                // included, so its side may fall short only for want of it: it downs no
+                // one and leaves the decision to the members that do count (it holds no
+                // host lease meanwhile). A rejoined node would otherwise go Down again
+                // at the first suspicion it saw before the others published views
+                // holding it. Short even counting every live member, it downs itself.
+                if !self.downing_refused {
+                    self.downing_refused = true;
+                    tracing::info!(
+                        node = %self.me, ?unreachable,
+                        "not yet seen by every member: leaving the decision to those that were"
+                    );
+                }
+                return;
+            }
+            let (reachable, total) = (reachable.len(), counted.len());
             tracing::warn!(
                 node = %self.me, reachable, total,
                 "minority side of a partition: downing myself"

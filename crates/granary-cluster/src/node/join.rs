@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::{Mode, NodeCore, Notice};
+use super::{Mode, NodeCore, Notice, ADMITTED_BY_METADATA_KEY};
 use crate::config::NoSeedPolicy;
 use crate::membership::{Member, MemberStatus};
 use crate::message::ClusterMessage;
@@ -154,16 +154,24 @@ impl NodeCore {
 
     /// Becomes the first member of a new cluster.
     fn form_cluster(&mut self) {
-        self.become_member();
+        self.become_member(None);
         self.notices.push(Notice::Joined);
     }
 
     /// Writes our own Up row and switches to Active.
-    fn become_member(&mut self) {
+    fn become_member(&mut self, admitted_by: Option<NodeId>) {
         self.mode = Mode::Active;
         self.hub.lock().set_local(self.me);
-        let row = self.fresh_row(MemberStatus::Up, 1);
+        let mut row = self.fresh_row(MemberStatus::Up, 1);
+        if let Some(by) = admitted_by {
+            let value = format!("{}#{}", by.addr, by.incarnation);
+            row.metadata
+                .insert(ADMITTED_BY_METADATA_KEY.to_string(), value);
+        }
         self.apply(row);
+        // A node forming a cluster agrees with itself at once (its host lease counts
+        // on it); a joiner learns what the others have seen as their views arrive.
+        self.refresh_agreement();
     }
 
     /// A contact accepted us (or, when already Active, merged clusters with us).
@@ -210,7 +218,7 @@ impl NodeCore {
                 self.retry_join(now);
                 return;
             }
-            self.become_member();
+            self.become_member(Some(from));
             self.notices.push(Notice::Joined);
             if let Some(row) = self.own_row().cloned() {
                 let state_hash = self.table.state_hash();

@@ -560,11 +560,10 @@ fn a_member_everyone_saw_counts_toward_the_majority() {
 }
 
 #[test]
-fn each_member_publishes_the_members_it_knows_once_a_round_when_they_change() {
+fn each_member_publishes_the_members_it_knows_as_soon_as_they_change() {
     let t0 = Instant::now();
     let mut core = core_with(3, t0);
     let own = |core: &NodeCore| core.own_row().unwrap().clone();
-    core.evaluate_downing(t0);
     let published = own(&core);
     let all: BTreeSet<NodeId> = (0..3).map(id).collect();
     assert_eq!(
@@ -577,9 +576,115 @@ fn each_member_publishes_the_members_it_knows_once_a_round_when_they_change() {
         published.version,
         "unchanged: not published again"
     );
-    // Two joins within one round are one publication.
     core.apply(up(3));
-    core.apply(up(4));
+    let four: BTreeSet<NodeId> = (0..4).map(id).collect();
+    let now = own(&core);
+    assert_eq!(now.version, published.version + 1);
+    assert_eq!(
+        now.metadata.get(super::SEEN_METADATA_KEY),
+        Some(&super::agreement::seen_hash(&four))
+    );
+    // A change that leaves the live set as it was publishes nothing.
+    core.apply(suspecting(3, 2, &[1]));
+    assert_eq!(own(&core).version, now.version);
+}
+
+#[test]
+fn a_life_no_one_has_seen_yet_does_not_decide() {
+    let t0 = Instant::now();
+    let cfg = ClusterConfig {
+        vnodes: 8,
+        incarnation: Some(1),
+        rng_seed: Some(1),
+        ..ClusterConfig::default()
+    };
+    let hub = Arc::new(Mutex::new(EventHub::new(id(2))));
+    let mut core = NodeCore::new(cfg, id(2), hub, t0);
+    core.start_join(t0, vec![id(0).addr]);
+    // Node 0 accepts it with a table whose members have seen 0, 1, 3 and 4 but not
+    // this node: they are agreed here, this node is not.
+    let mut members: Vec<Member> = [0, 1, 3, 4]
+        .into_iter()
+        .map(|i| seeing(i, 2, &[0, 1, 3, 4], &[]))
+        .collect();
+    members.push(Member::new(id(2), 8));
+    core.on_message(
+        t0,
+        Envelope {
+            from: id(0),
+            message: ClusterMessage::JoinAccept { members },
+        },
+    );
+    assert_eq!(status(&core, 2), MemberStatus::Up);
+    core.apply(seeing(3, 3, &[0, 1, 3, 4], &[0, 1]));
+    core.apply(seeing(4, 3, &[0, 1, 3, 4], &[0, 1]));
     core.evaluate_downing(t0);
-    assert_eq!(own(&core).version, published.version + 1);
+    assert!(!core.agreed.contains(&id(2)), "{:?}", core.agreed);
+    core.evaluate_downing(t0 + Duration::from_secs(2));
+    assert_eq!(
+        status(&core, 2),
+        MemberStatus::Up,
+        "not downed by its own count"
+    );
+    assert_eq!(status(&core, 0), MemberStatus::Up, "downed no one");
+    assert_eq!(status(&core, 1), MemberStatus::Up, "downed no one");
+}
+
+#[test]
+fn a_life_no_one_has_seen_yet_still_downs_itself_when_short_counting_everyone() {
+    let t0 = Instant::now();
+    let cfg = ClusterConfig {
+        vnodes: 8,
+        incarnation: Some(1),
+        rng_seed: Some(1),
+        ..ClusterConfig::default()
+    };
+    let hub = Arc::new(Mutex::new(EventHub::new(id(2))));
+    let mut core = NodeCore::new(cfg, id(2), hub, t0);
+    core.start_join(t0, vec![id(0).addr]);
+    let mut members: Vec<Member> = [0, 1, 3, 4]
+        .into_iter()
+        .map(|i| seeing(i, 2, &[0, 1, 3, 4], &[]))
+        .collect();
+    members.push(Member::new(id(2), 8));
+    core.on_message(
+        t0,
+        Envelope {
+            from: id(0),
+            message: ClusterMessage::JoinAccept { members },
+        },
+    );
+    // Only 4 is on this node's side: 2 of 5 even counting itself.
+    core.apply(seeing(4, 3, &[0, 1, 3, 4], &[0, 1, 3]));
+    core.evaluate_downing(t0);
+    core.evaluate_downing(t0 + Duration::from_secs(2));
+    assert_eq!(status(&core, 2), MemberStatus::Down);
+}
+
+#[test]
+fn a_joiner_counts_once_the_member_that_admitted_it_is_its_only_missing_view() {
+    let t0 = Instant::now();
+    // Node 1 with node 0; node 0 admits node 2 and dies before publishing a view that
+    // holds it.
+    let mut core = core_as(1, 2, t0);
+    core.apply(seeing(0, 2, &[0, 1], &[]));
+    core.evaluate_downing(t0);
+    let mut joiner = seeing(2, 1, &[0, 1, 2], &[]);
+    let by = id(0);
+    (joiner.metadata).insert(
+        super::ADMITTED_BY_METADATA_KEY.into(),
+        format!("{}#{}", by.addr, by.incarnation),
+    );
+    core.apply(joiner.clone());
+    core.evaluate_downing(t0);
+    assert!(core.agreed.contains(&id(2)), "{:?}", core.agreed);
+
+    // Without the admission named, node 0's view leaves it out.
+    let mut core = core_as(1, 2, t0);
+    core.apply(seeing(0, 2, &[0, 1], &[]));
+    core.evaluate_downing(t0);
+    joiner.metadata.remove(super::ADMITTED_BY_METADATA_KEY);
+    core.apply(joiner);
+    core.evaluate_downing(t0);
+    assert!(!core.agreed.contains(&id(2)), "{:?}", core.agreed);
 }

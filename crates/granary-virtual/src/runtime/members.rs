@@ -182,13 +182,15 @@ impl Members {
     }
 
     /// The members whose lease grants count: those every member is known to have seen
-    /// (`None`: every member's; a client, or a member that has seen no agreement yet).
+    /// (none on a member that has seen no agreement yet: a joiner holds no lease until
+    /// the members' views hold it; `None`, every member's, on a client).
     pub(crate) fn grant_voters(&self) -> Option<std::collections::HashSet<SocketAddr>> {
         match self {
-            Members::Cluster { cluster, .. } => {
-                let agreed = cluster.agreed_members();
-                (!agreed.is_empty()).then(|| agreed.into_iter().map(|id| id.addr).collect())
-            }
+            Members::Cluster { cluster, .. } => Some(
+                (cluster.agreed_members().into_iter())
+                    .map(|id| id.addr)
+                    .collect(),
+            ),
             Members::Client(_) => None,
         }
     }
