@@ -188,7 +188,7 @@ impl NodeCore {
     /// Writes `view` into this node's own row if it holds another one; whether it did.
     fn publish_view(&mut self, view: String) -> bool {
         let own = self.own_row().filter(|r| r.status.is_live());
-        if !own.is_some_and(|r| r.metadata.get(SEEN_METADATA_KEY) != Some(&view)) {
+        if own.is_none_or(|r| r.metadata.get(SEEN_METADATA_KEY) == Some(&view)) {
             return false;
         }
         self.update_own(|row| {
