@@ -36,10 +36,11 @@
 //!
 //! A row without the key (a node of a version before this rule) is taken as agreeing,
 //! which is what such a cluster decided before; every row a node of this version writes
-//! carries it from the start. The key is re-published as soon as the live set changes,
-//! and the new row is gossiped for one round only (every member
-//! republishes on every membership change: N rows instead of one; anti-entropy carries
-//! it to whoever that round missed); [`crate::MemberEvent::Updated`] is not raised for
+//! carries it from the start. The key is re-published as soon as the live set changes;
+//! in clusters of up to [`EAGER_PUSH_MEMBERS`] the new row goes to every member at
+//! once, in larger ones it is gossiped for one round only (every member republishes on
+//! every membership change: N rows instead of one; anti-entropy carries it to whoever
+//! that round missed); [`crate::MemberEvent::Updated`] is not raised for
 //! it. The virtual runtime's host lease counts only agreed members' grants
 //! ([`crate::Cluster::agreed_members`]).
 
@@ -147,7 +148,7 @@ pub(crate) fn seen_hash(members: &BTreeSet<NodeId>) -> String {
 }
 
 impl NodeCore {
-    /// Remembers the live set after a row changed whether, or as whom, a member is live.
+    /// Remembers the live set after a row changed whether, or as whom, a member is live,
     /// and publishes it at once: a member that dies a moment after learning of a joiner
     /// has then most likely sent a view holding it (its last view is all the others
     /// will ever have of it, and without the joiner in it the joiner counts for no side).
