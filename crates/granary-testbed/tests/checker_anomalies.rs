@@ -224,9 +224,16 @@ fn a_handler_in_flight_when_its_lease_lapsed_that_applied_nothing_is_fenced() {
 /// and returned having applied nothing; the activation ended with `HostLeaseLost` only
 /// when the node downed itself, 250 ms later.
 fn returned_past_its_lease(lapsed_at: u64) -> Vec<Event> {
-    let mut h = paused_mid_handler(false, "HostLeaseLost", 250_000);
-    h.push(lease("h1", true, 100, None));
-    h.push(lease("h1", false, lapsed_at + 5, Some(lapsed_at)));
+    ended_with_lease_lost(250_000, lapsed_at)
+}
+
+/// `paused_mid_handler` (applied nothing), its activation ended with `HostLeaseLost`
+/// `ended_after_us` after the handler returned; h1's lease held from 10 µs and lapsed
+/// at `lapsed_at`.
+fn ended_with_lease_lost(ended_after_us: u64, lapsed_at: u64) -> Vec<Event> {
+    let mut h = paused_mid_handler(false, "HostLeaseLost", ended_after_us);
+    h.push(lease("h1", true, 10, None));
+    h.push(lease("h1", false, lapsed_at + 8, Some(lapsed_at)));
     h
 }
 
@@ -302,10 +309,7 @@ fn a_refused_handler_is_fenced_only_if_its_activation_ended_for_it() {
 /// at 2 010 µs. h1's handler waited across the cut and returned having applied
 /// nothing (fenced), its activation ending with `HostLeaseLost`.
 fn cut_off_mid_handler(lapsed_at: u64) -> Vec<Event> {
-    let mut h = paused_mid_handler(false, "HostLeaseLost", 90);
-    h.push(lease("h1", true, 10, None));
-    h.push(lease("h1", false, lapsed_at + 8, Some(lapsed_at)));
-    h
+    ended_with_lease_lost(90, lapsed_at)
 }
 
 #[test]

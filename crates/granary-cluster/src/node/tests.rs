@@ -27,19 +27,17 @@ fn up(i: u16) -> Member {
 
 /// Node 0, Active, with nodes 1..n Up in its table.
 fn core_with(n: u16, t0: Instant) -> NodeCore {
-    let cfg = ClusterConfig {
+    core_as(0, n, t0)
+}
+
+/// The configuration every core in these tests runs with.
+fn test_config() -> ClusterConfig {
+    ClusterConfig {
         vnodes: 8,
         incarnation: Some(1),
         rng_seed: Some(1),
         ..ClusterConfig::default()
-    };
-    let hub = Arc::new(Mutex::new(EventHub::new(id(0))));
-    let mut core = NodeCore::new(cfg, id(0), hub, t0);
-    core.start_join(t0, vec![]);
-    for i in 1..n {
-        core.apply(up(i));
     }
-    core
 }
 
 fn suspecting(i: u16, version: u64, suspects: &[u16]) -> Member {
@@ -483,14 +481,8 @@ fn a_joiner_that_never_comes_up_holds_the_next_back_for_two_retry_intervals() {
 
 /// Node `me`, Active, with the other nodes of `0..n` Up in its table.
 fn core_as(me: u16, n: u16, t0: Instant) -> NodeCore {
-    let cfg = ClusterConfig {
-        vnodes: 8,
-        incarnation: Some(1),
-        rng_seed: Some(1),
-        ..ClusterConfig::default()
-    };
     let hub = Arc::new(Mutex::new(EventHub::new(id(me))));
-    let mut core = NodeCore::new(cfg, id(me), hub, t0);
+    let mut core = NodeCore::new(test_config(), id(me), hub, t0);
     core.start_join(t0, vec![]);
     for i in (0..n).filter(|i| *i != me) {
         core.apply(up(i));
@@ -589,20 +581,12 @@ fn each_member_publishes_the_members_it_knows_as_soon_as_they_change() {
     assert_eq!(own(&core).version, now.version);
 }
 
-#[test]
-fn a_life_no_one_has_seen_yet_does_not_decide() {
-    let t0 = Instant::now();
-    let cfg = ClusterConfig {
-        vnodes: 8,
-        incarnation: Some(1),
-        rng_seed: Some(1),
-        ..ClusterConfig::default()
-    };
+/// Node 2, just admitted by node 0 with a table whose members have seen 0, 1, 3 and 4
+/// but not node 2: they are agreed here, node 2 is not.
+fn joined_as_2_unseen(t0: Instant) -> NodeCore {
     let hub = Arc::new(Mutex::new(EventHub::new(id(2))));
-    let mut core = NodeCore::new(cfg, id(2), hub, t0);
+    let mut core = NodeCore::new(test_config(), id(2), hub, t0);
     core.start_join(t0, vec![id(0).addr]);
-    // Node 0 accepts it with a table whose members have seen 0, 1, 3 and 4 but not
-    // this node: they are agreed here, this node is not.
     let mut members: Vec<Member> = [0, 1, 3, 4]
         .into_iter()
         .map(|i| seeing(i, 2, &[0, 1, 3, 4], &[]))
@@ -616,6 +600,13 @@ fn a_life_no_one_has_seen_yet_does_not_decide() {
         },
     );
     assert_eq!(status(&core, 2), MemberStatus::Up);
+    core
+}
+
+#[test]
+fn a_life_no_one_has_seen_yet_does_not_decide() {
+    let t0 = Instant::now();
+    let mut core = joined_as_2_unseen(t0);
     core.apply(seeing(3, 3, &[0, 1, 3, 4], &[0, 1]));
     core.apply(seeing(4, 3, &[0, 1, 3, 4], &[0, 1]));
     core.evaluate_downing(t0);
@@ -633,27 +624,7 @@ fn a_life_no_one_has_seen_yet_does_not_decide() {
 #[test]
 fn a_life_no_one_has_seen_yet_still_downs_itself_when_short_counting_everyone() {
     let t0 = Instant::now();
-    let cfg = ClusterConfig {
-        vnodes: 8,
-        incarnation: Some(1),
-        rng_seed: Some(1),
-        ..ClusterConfig::default()
-    };
-    let hub = Arc::new(Mutex::new(EventHub::new(id(2))));
-    let mut core = NodeCore::new(cfg, id(2), hub, t0);
-    core.start_join(t0, vec![id(0).addr]);
-    let mut members: Vec<Member> = [0, 1, 3, 4]
-        .into_iter()
-        .map(|i| seeing(i, 2, &[0, 1, 3, 4], &[]))
-        .collect();
-    members.push(Member::new(id(2), 8));
-    core.on_message(
-        t0,
-        Envelope {
-            from: id(0),
-            message: ClusterMessage::JoinAccept { members },
-        },
-    );
+    let mut core = joined_as_2_unseen(t0);
     // Only 4 is on this node's side: 2 of 5 even counting itself.
     core.apply(seeing(4, 3, &[0, 1, 3, 4], &[0, 1, 3]));
     core.evaluate_downing(t0);
