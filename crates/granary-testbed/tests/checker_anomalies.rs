@@ -57,17 +57,11 @@ fn handled(node: &str, act: &str, id: &str, op: u64, applied: bool, from: u64, t
 
 /// A handling that found `op` already applied in the state its activation loaded.
 fn repeated(node: &str, act: &str, id: &str, op: u64, from: u64, to: u64) -> Event {
-    Event::Handled {
-        node: node.into(),
-        incarnation: 0,
-        identity: id.into(),
-        activation: act.into(),
-        op,
-        applied: false,
-        repeat: true,
-        start: Stamp::at(from),
-        end: Stamp::at(to),
+    let mut event = handled(node, act, id, op, false, from, to);
+    if let Event::Handled { repeat, .. } = &mut event {
+        *repeat = true;
     }
+    event
 }
 
 fn lease(node: &str, held: bool, at: u64, lapsed_at: Option<u64>) -> Event {
@@ -198,14 +192,17 @@ fn paused_mid_handler(applied: bool, reason: &str, ended_after_us: u64) -> Vec<E
         2_040 + ended_after_us,
     ));
     if applied {
-        let Some(Event::Final { applied, .. }) =
-            h.iter_mut().find(|e| matches!(e, Event::Final { .. }))
-        else {
-            unreachable!()
-        };
-        applied.push(5);
+        final_of(&mut h).1.push(5);
     }
     h
+}
+
+/// The history's final state: (value, applied ops).
+fn final_of(h: &mut [Event]) -> (&mut u64, &mut Vec<u64>) {
+    match h.iter_mut().find(|e| matches!(e, Event::Final { .. })) {
+        Some(Event::Final { value, applied, .. }) => (value, applied),
+        _ => unreachable!("every history here has a final state"),
+    }
 }
 
 #[test]
@@ -273,11 +270,7 @@ fn applied_then_paused_before_returning(seen_applied: bool) -> Vec<Event> {
     };
     h.push(retry);
     h.push(ok(5, Some(4), None, 2_009));
-    let Some(Event::Final { applied, value, .. }) =
-        h.iter_mut().find(|e| matches!(e, Event::Final { .. }))
-    else {
-        unreachable!()
-    };
+    let (value, applied) = final_of(&mut h);
     applied.push(5);
     *value = 4;
     h
