@@ -113,8 +113,8 @@ pub(crate) fn events_for(old: Option<&Member>, new: &Member) -> Vec<MemberEvent>
             out
         }
         Some(old) if old.status != new.status => status_event(new).into_iter().collect(),
-        // A member's republished view of the membership (`SEEN_METADATA_KEY`) is the
-        // cluster's bookkeeping, not an update to report.
+        // The cluster's own keys (a member's republished view, `SEEN_METADATA_KEY`; who
+        // admitted it) are bookkeeping, not an update to report.
         Some(old)
             if old.roles != new.roles
                 || old.vnodes != new.vnodes

@@ -7,8 +7,8 @@
 //! The rules live in one file each: [`join`] (seeds, accept, rejoin), [`gossip`] (deltas,
 //! peer choice, anti-entropy), [`failure`] (ring-sharded phi-accrual probing and
 //! suspicion votes, probing back whoever suspects this node), [`downing`] (keep-majority
-//! and indirectly connected nodes) over the members [`agreement`] says everyone has seen, [`leave`] and [`tombstones`] (pruning
-//! Down and Removed rows).
+//! and indirectly connected nodes, over the members [`agreement`] says everyone has
+//! seen), [`leave`] and [`tombstones`] (pruning Down and Removed rows).
 
 mod agreement;
 mod downing;

@@ -22,7 +22,7 @@
 //!    each unreachable member Down if a quorum of observers suspects it; a node on the
 //!    minority side marks itself Down and stops taking part — unless it is itself not
 //!    yet seen by every member and its side would be the majority counting every live
-//!    member: then it waits (it downs no one, and holds no host lease).
+//!    member: then it waits and downs no one.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -52,7 +52,8 @@ impl NodeCore {
         if !self.own_status().is_some_and(|s| s.is_live()) {
             return;
         }
-        // Published on every tick, so that the members agree before anything is cut.
+        // Which members everyone has seen, worked out on every tick (a node's own view is
+        // published the moment its live set changes).
         self.refresh_agreement();
         let reach = Reachability::from_table(&self.table);
         let unreachable: BTreeSet<NodeId> = reach
@@ -118,8 +119,9 @@ impl NodeCore {
             if !self.agreed.contains(&self.me) && self.majority_of_all_live(&unreachable) {
                 // A life not every member has seen yet counts for no side, its own
                 // included, so its side may fall short only for want of it: it downs no
-                // one and leaves the decision to the members that do count (it holds no
-                // host lease meanwhile). A rejoined node would otherwise go Down again
+                // one and leaves the decision to the members that do count (a host lease
+                // needs grants from a majority of them, which a short side cannot give).
+                // A rejoined node would otherwise go Down again
                 // at the first suspicion it saw before the others published views
                 // holding it. Short even counting every live member, it downs itself.
                 if !self.downing_refused {

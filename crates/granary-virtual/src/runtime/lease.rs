@@ -23,8 +23,7 @@
 //! Grants come from the members' views: a member confirms a node only while both
 //! are Up in its view. Only the grants of members every member is known to have seen
 //! count (`Cluster::agreed_members`; a node that forms a cluster agrees with itself at
-//! once, a joiner holds no lease until the members' views hold it, about a heartbeat
-//! round and a gossip round after its admission): a
+//! once, a joiner counts the members agreed in its own view as their views reach it): a
 //! member admitted on this node's side after a partition formed is unknown to the
 //! other side, and counting its grant let the two sides' majorities miss each other
 //! (chaos seed 2940). Renewals run every `duration / 4`, each round on its own

@@ -182,8 +182,8 @@ impl Members {
     }
 
     /// The members whose lease grants count: those every member is known to have seen
-    /// (none on a member that has seen no agreement yet: a joiner holds no lease until
-    /// the members' views hold it; `None`, every member's, on a client).
+    /// (none on a member that has seen no agreement yet; `None`, every member's, on a
+    /// client, which holds no lease).
     pub(crate) fn grant_voters(&self) -> Option<std::collections::HashSet<SocketAddr>> {
         match self {
             Members::Cluster { cluster, .. } => Some(
