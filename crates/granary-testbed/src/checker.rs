@@ -354,12 +354,14 @@ impl ActivationLife<'_> {
     /// handler that applied an op `later` then found already applied in the state it
     /// loaded made its write before `later` began handling (the load comes first), so
     /// what remains of it after that point is its return, not a second writer (a
-    /// process paused between its write and its return).
+    /// process paused between its write and its return). Only a handler that began
+    /// before `later` did is cut: one that began after cannot have made the write
+    /// `later` loaded.
     fn handled_to_for(&self, later: &ActivationLife<'_>) -> Option<Stamp> {
         let later_from = later.handled_from?;
         (self.handlings.iter())
             .map(|h| {
-                if h.applied && later.repeats.contains(&h.op) {
+                if h.applied && h.start < later_from && later.repeats.contains(&h.op) {
                     h.end.min(later_from)
                 } else {
                     h.end
@@ -516,11 +518,8 @@ impl<'a> Run<'a> {
         }
         let leases = &run.leases;
         let lapsed_by = |process: (&str, u64), at: Stamp| {
-            let Some(transitions) = leases.get(&process) else {
-                return false;
-            };
-            let upto = transitions.partition_point(|(when, _)| *when <= at);
-            transitions[..upto].last().is_some_and(|(_, held)| !held)
+            let last = leases.get(&process).and_then(|t| lease_at(t, at));
+            last.is_some_and(|(&(_, held), _)| !held)
         };
         for life in run.activations.values_mut() {
             life.settle_interval(lapsed_by);
@@ -575,16 +574,27 @@ impl<'a> Run<'a> {
     /// The stretch of `process`'s lease around `at`, if it was held then and a lapse
     /// after `at` was recorded: (held since, lapsed at).
     fn lease_around(&self, process: (&str, u64), at: Stamp) -> Option<(Stamp, Stamp)> {
-        let transitions = self.leases.get(&process)?;
-        let after = transitions.partition_point(|(when, _)| *when <= at);
-        let &(held_from, held) = transitions[..after].last()?;
-        let &(lapsed, still_held) = transitions.get(after)?;
+        let (&(held_from, held), next) = lease_at(self.leases.get(&process)?, at)?;
+        let &(lapsed, still_held) = next?;
         (held && !still_held).then_some((held_from, lapsed))
     }
 
     fn refused(&self, op: u64) -> bool {
         matches!(self.completes.get(&op), Some((Outcome::Failed { .. }, _)))
     }
+}
+
+/// One lease transition: when, and whether the lease is held from then on.
+type LeaseTransition = (Stamp, bool);
+
+/// In a process's lease transitions (time order), the last one at or before `at`, and
+/// the one after it.
+fn lease_at(
+    transitions: &[LeaseTransition],
+    at: Stamp,
+) -> Option<(&LeaseTransition, Option<&LeaseTransition>)> {
+    let after = transitions.partition_point(|(when, _)| *when <= at);
+    Some((transitions[..after].last()?, transitions.get(after)))
 }
 
 /// Pairs of activations of one identity whose handling intervals overlap.

@@ -283,6 +283,28 @@ fn a_handler_whose_write_a_successor_found_applied_is_not_a_second_writer() {
 }
 
 #[test]
+fn a_handler_that_began_after_the_successor_is_not_cut_short_by_its_repeat() {
+    // h1's handler of op 5 began (2 006 µs) after h2 began handling (2 005 µs): it
+    // cannot have made the write h2 loaded, so it overlaps h2 as any handler would.
+    let mut h = applied_then_paused_before_returning(true);
+    for e in &mut h {
+        if let Event::Handled {
+            activation,
+            op: 5,
+            start,
+            ..
+        } = e
+        {
+            if activation == "h1:0:0" {
+                *start = Stamp::at(2_006);
+            }
+        }
+    }
+    let report = check(&h);
+    assert_eq!(report.double_activations(), 1, "{report}");
+}
+
+#[test]
 fn a_handler_whose_op_a_successor_applied_again_is_a_double_activation() {
     let report = check(&applied_then_paused_before_returning(false));
     assert_eq!(report.double_activations(), 1, "{report}");

@@ -44,7 +44,7 @@
 //! it. The virtual runtime's host lease counts only agreed members' grants
 //! ([`crate::Cluster::agreed_members`]).
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 
 use xxhash_rust::xxh3::xxh3_64;
@@ -210,20 +210,30 @@ impl NodeCore {
         self.seen_history.record(&hash, &live);
         self.publish_view(hash);
         // Once every member has had a life in its table, it stays agreed for that life.
-        // A member knows what its view holds and every joiner it admitted itself.
-        let admitters: Vec<(NodeId, NodeId)> = (self.table.iter())
+        // A member knows what its view holds and every joiner it admitted itself. Rows
+        // are taken by view (most members show the same one), so this stays linear in
+        // the members however many there are.
+        let admitters: HashMap<NodeId, NodeId> = (self.table.iter())
             .filter(|m| m.status.is_live())
             .filter_map(|m| Some((m.id, admitted_by(m)?)))
             .collect();
-        let admitted = |id: &NodeId, by: NodeId| admitters.contains(&(*id, by));
-        let mut seen_by_all = live.clone();
+        let mut by_view: HashMap<&String, Vec<NodeId>> = HashMap::new();
         let others = (self.table.iter()).filter(|m| m.status.is_live() && m.id != self.me);
         for row in others {
-            let Some(hash) = row.metadata.get(SEEN_METADATA_KEY) else {
-                continue;
+            if let Some(view) = row.metadata.get(SEEN_METADATA_KEY) {
+                by_view.entry(view).or_default().push(row.id);
+            }
+        }
+        let mut seen_by_all = live.clone();
+        for (view, rows) in &by_view {
+            let seen = self.seen_history.get(view);
+            // Outside the view, a member is still known to the one row showing it
+            // that admitted it.
+            let only_admitter = |id: &NodeId| match rows.as_slice() {
+                [row] => admitters.get(id) == Some(row),
+                _ => false,
             };
-            let seen = self.seen_history.get(hash);
-            seen_by_all.retain(|id| seen.is_some_and(|s| s.contains(id)) || admitted(id, row.id));
+            seen_by_all.retain(|id| seen.is_some_and(|s| s.contains(id)) || only_admitter(id));
         }
         self.agreed.retain(|id| live.contains(id));
         self.agreed.extend(seen_by_all);
