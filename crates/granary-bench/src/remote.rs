@@ -403,8 +403,6 @@ pub(crate) struct Measured {
     pub(crate) latency_us: Option<[f64; 4]>,
     /// 1 MiB messages the bulk pair got out during `pairs`.
     pub(crate) bulk_messages: Option<u64>,
-    /// Sends refused for backpressure and retried.
-    pub(crate) retries: Option<u64>,
 }
 
 /// One output row.
@@ -431,7 +429,6 @@ struct RemoteRow {
     p999_us: Option<f64>,
     max_us: Option<f64>,
     bulk_mib: Option<u64>,
-    retries: Option<u64>,
 }
 
 const COLUMNS: &[&str] = &[
@@ -455,7 +452,6 @@ const COLUMNS: &[&str] = &[
     "p999_us",
     "max_us",
     "bulk_mib",
-    "retries",
 ];
 
 /// One configuration to measure: which framework, which test, which sizes.
@@ -527,7 +523,6 @@ impl Job {
             p999_us: latency.map(|l| l[2]),
             max_us: latency.map(|l| l[3]),
             bulk_mib: measured.bulk_messages,
-            retries: measured.retries,
         }
     }
 }
@@ -907,7 +902,6 @@ mod tests {
             messages: 1000,
             latency_us: Some([p50_us, 2.0 * p50_us, 3.0 * p50_us, 4.0 * p50_us]),
             bulk_messages: None,
-            retries: None,
         };
         job.row(&measured, &Sizes::for_run(true))
     }

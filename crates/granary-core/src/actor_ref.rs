@@ -23,6 +23,7 @@ use crate::observe::AskOutcome;
 pub use recipient::Recipient;
 pub use remote::{
     as_sender, ask_target, current_sender, tell_target, AsSender, ErasedMessage, RemoteTarget,
+    SendAttempt,
 };
 
 /// The ask timeout used when no actor system is at hand (remote refs).
@@ -184,6 +185,15 @@ impl<A: Actor> ActorRef<A> {
 
     /// Sends a message, waiting for room when the mailbox is bounded and full
     /// (backpressure). Fails only when the actor has stopped.
+    ///
+    /// For an actor on another node, "full" is the transport's queue to that node
+    /// (`TransportConfig::queue_capacity` in granary-remote): where
+    /// [`ActorRef::tell`] fails with a backpressure error, `send` waits until the
+    /// connection's writer has taken what was queued and sends again, so a fast
+    /// producer is slowed to what the network and the receiver take instead of
+    /// spinning on retries. It waits as long as the way stays full (a peer that stops
+    /// reading); put a `tokio::time::timeout` around it to bound the wait. Any other
+    /// failure (unreachable, stopped, shut down) ends it at once, as for `tell`.
     pub async fn send<M>(&self, msg: M) -> Result<(), SendError<M>>
     where
         A: Handler<M>,
@@ -194,7 +204,10 @@ impl<A: Actor> ActorRef<A> {
                 .push_user_wait(TellEnvelope(msg, crate::observe::capture()))
                 .await
                 .map_err(|e| local_send_error(e, |env| env.0)),
-            Target::Remote(t) => tell_target(&**t, msg),
+            Target::Remote(t) => match t.send_erased(Box::new(msg), std::any::type_name::<M>()) {
+                SendAttempt::Done(sent) => sent.map_err(remote::downcast_message),
+                SendAttempt::Waiting(wait) => wait.await.map_err(remote::downcast_message),
+            },
         }
     }
 

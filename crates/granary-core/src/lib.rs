@@ -73,7 +73,7 @@ mod timer;
 pub use actor::{Actor, BoxError, Handler, Message, Priority};
 pub use actor_ref::{
     as_sender, ask_target, current_sender, tell_target, ActorRef, AsSender, ErasedMessage,
-    Recipient, RemoteTarget, DEFAULT_ASK_TIMEOUT,
+    Recipient, RemoteTarget, SendAttempt, DEFAULT_ASK_TIMEOUT,
 };
 pub use context::Context;
 pub use error::{AskError, DeadlinePassed, RegistryError, RemoteError, SendError};

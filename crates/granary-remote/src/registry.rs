@@ -78,8 +78,8 @@ inventory::collect!(MessageRegistration);
 /// ```
 #[derive(Debug)]
 pub struct Registry {
-    by_type: HashMap<TypeId, MessageType>,
-    by_tag: HashMap<u64, (MessageType, Encoding)>,
+    by_type: foldhash::HashMap<TypeId, MessageType>,
+    by_tag: foldhash::HashMap<u64, (MessageType, Encoding)>,
 }
 
 impl Registry {

@@ -17,6 +17,7 @@
 //! even leave).
 
 mod contract_ref;
+mod credits;
 mod door;
 mod exposed;
 mod inbound;
@@ -74,11 +75,11 @@ pub(crate) struct NodeInner {
     system: ActorSystem,
     registry: &'static Registry,
     transport: OnceLock<Transport>,
-    exposed: RwLock<HashMap<String, Arc<Exposed>>>,
+    exposed: RwLock<foldhash::HashMap<String, Arc<Exposed>>>,
     /// Endpoints serving every name under a prefix, tried when no actor is exposed
     /// under the exact name.
     doors: RwLock<Doors>,
-    pending: Mutex<HashMap<u64, PendingAsk>>,
+    pending: Mutex<foldhash::HashMap<u64, PendingAsk>>,
     next_correlation: AtomicU64,
     watches: Mutex<WatchTable>,
     /// Why the last handshake with a peer we dialled was refused (reported instead of a
@@ -267,9 +268,9 @@ impl RemoteNode {
             system,
             registry,
             transport: OnceLock::new(),
-            exposed: RwLock::new(HashMap::new()),
+            exposed: RwLock::new(foldhash::HashMap::default()),
             doors: RwLock::new(Doors::default()),
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(foldhash::HashMap::default()),
             next_correlation: AtomicU64::new(1),
             watches: Mutex::new(HashMap::new()),
             refusals: Mutex::new(RefusalBook::new()),

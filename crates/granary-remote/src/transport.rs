@@ -42,10 +42,10 @@ mod log_limit;
 mod meter;
 mod peer;
 mod queue;
+mod room;
 mod route;
 mod stream;
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -291,10 +291,10 @@ pub(crate) struct Inner {
     pub(crate) tls: Option<Tls>,
     pub(crate) handler: Arc<dyn InboundHandler>,
     pub(crate) channels: Vec<ChannelSpec>,
-    peers: RwLock<HashMap<SocketAddr, Arc<Peer>>>,
+    peers: RwLock<foldhash::HashMap<SocketAddr, Arc<Peer>>>,
     /// The protocol version last agreed with each address (dialled or dialling in);
     /// kept after a peer is gone, so a peer that comes back is first sent what it spoke.
-    protocols: RwLock<HashMap<SocketAddr, u8>>,
+    protocols: RwLock<foldhash::HashMap<SocketAddr, u8>>,
     /// How many entries of `protocols` agreed on a version other than this build's
     /// highest: while there are none (a cluster of one build), the encoding of every
     /// send is known without taking the lock ([`Transport::encoding_for`]).
@@ -405,6 +405,11 @@ impl Inner {
         }
         drop(peers);
         peer.stop();
+    }
+
+    /// The room of the peer at `addr` (see `transport/room.rs`), if it has one.
+    pub(crate) fn room(&self, addr: SocketAddr) -> Option<Arc<room::Room>> {
+        Some(self.peers.read().get(&addr)?.room.clone())
     }
 
     /// The peer at `addr` if it was ever dialled.
@@ -692,8 +697,8 @@ impl Transport {
             tls,
             handler,
             channels,
-            peers: RwLock::new(HashMap::new()),
-            protocols: RwLock::new(HashMap::new()),
+            peers: RwLock::new(foldhash::HashMap::default()),
+            protocols: RwLock::new(foldhash::HashMap::default()),
             older_peers: AtomicUsize::new(0),
             events,
             tasks: Mutex::new(Some(JoinSet::new())),
@@ -809,6 +814,13 @@ impl Transport {
         opts: SendOptions,
     ) -> Result<(), SendError> {
         self.send_relayed(to, header, body, opts, 0)
+    }
+
+    /// The room of the peer at `addr`, whose queues were full when a send failed with
+    /// [`SendError::Backpressure`] naming it: `ActorRef::send` waits there for a batch
+    /// to be taken. `None` if no peer is kept for `addr` (any more).
+    pub(crate) fn room(&self, addr: SocketAddr) -> Option<Arc<room::Room>> {
+        self.inner.room(addr)
     }
 
     /// [`Transport::send`] of a frame that has passed `relayed` relays.

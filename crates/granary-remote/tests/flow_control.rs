@@ -258,3 +258,88 @@ async fn a_held_back_connection_stalls_only_the_pairs_on_it() {
     a.shutdown();
     b.shutdown();
 }
+
+/// `ActorRef::send` to an actor on another node waits while the transport's queue is
+/// full, where `tell` fails with `Backpressure`: the same full queue that refused a
+/// tell holds a `send` until the receiver moves, then everything arrives in order and
+/// nothing became a dead letter while it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_waits_for_room_where_tell_is_refused_and_loses_nothing() {
+    const MORE: u64 = 2_000;
+    let gate = Arc::new(Semaphore::new(0));
+    let handled = Arc::new(AtomicU64::new(0));
+    let b_system = ActorSystem::new();
+    let b = RemoteNode::start(
+        b_system.clone(),
+        TransportConfig::new("flow", "secret").with_inbound_capacity(CAPACITY),
+    )
+    .await
+    .unwrap();
+    let slow = b_system.spawn(Slow {
+        gate: gate.clone(),
+        handled: handled.clone(),
+    });
+    b.expose("slow", &slow).unwrap().accept::<Work>().unwrap();
+    let a_system = ActorSystem::new();
+    let a = RemoteNode::start(
+        a_system.clone(),
+        TransportConfig::new("flow", "secret")
+            .with_parallelism(1)
+            .with_queue_capacity(64 * 1024),
+    )
+    .await
+    .unwrap();
+    let to_slow = ActorRef::<Slow>::remote(&a, b.local_addr(), "slow");
+
+    // Fill the way until a tell is refused: the queue is full and stays full while
+    // the gate is closed.
+    let mut sent = 0u64;
+    loop {
+        match to_slow.tell(Work(sent)) {
+            Ok(()) => sent += 1,
+            Err(granary_core::SendError::Remote {
+                error: RemoteError::Backpressure(_),
+                ..
+            }) => break,
+            Err(other) => panic!("unexpected refusal: {other:?}"),
+        }
+        if sent.is_multiple_of(64) {
+            tokio::task::yield_now().await;
+        }
+        assert!(sent < 2_000_000, "no backpressure after {sent} sends");
+    }
+    let dead_before = a_system.dead_letters().total();
+
+    // `send` the next messages from a task: its first one meets the full queue, so
+    // without waiting it would end at once with the same `Backpressure`.
+    let sender = tokio::spawn({
+        let to_slow = to_slow.clone();
+        async move {
+            for n in sent..sent + MORE {
+                to_slow.send(Work(n)).await?;
+            }
+            Ok::<(), granary_core::SendError<Work>>(())
+        }
+    });
+    poll_until("the slow actor's backlog to fill", || {
+        b.inbound_backlog("slow") == Some(CAPACITY)
+    })
+    .await;
+    gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    tokio::time::timeout(WAIT, sender)
+        .await
+        .expect("the sends finish once the receiver moves")
+        .expect("the sending task")
+        .expect("send waits for room instead of failing");
+    poll_until("every message to be handled", || {
+        handled.load(Ordering::SeqCst) == sent + MORE
+    })
+    .await;
+    assert_eq!(
+        a_system.dead_letters().total(),
+        dead_before,
+        "a send that waited is not a dead letter"
+    );
+    a_system.shutdown().await;
+    b_system.shutdown().await;
+}

@@ -117,6 +117,16 @@ pub trait RemoteTarget: Send + Sync + 'static {
         sent
     }
 
+    /// Like [`RemoteTarget::tell_erased`] for [`crate::ActorRef::send`], which waits
+    /// for room: a message refused only because the way to the actor is full
+    /// (backpressure) is neither lost nor a dead letter; the target returns
+    /// [`SendAttempt::Waiting`], a future that waits until there is room and sends it
+    /// again, as often as it takes. Anything else ends the attempt as `tell_erased`
+    /// would. The default waits for nothing: it is `tell_erased`.
+    fn send_erased(&self, msg: ErasedMessage, type_name: &'static str) -> SendAttempt<'_> {
+        SendAttempt::Done(self.tell_erased(msg, type_name))
+    }
+
     /// Sends a request and waits at most `timeout` for the boxed reply.
     fn ask_erased(
         &self,
@@ -142,6 +152,17 @@ pub trait RemoteTarget: Send + Sync + 'static {
     fn system(&self) -> Option<&crate::ActorSystem> {
         None
     }
+}
+
+/// What became of a message handed to [`RemoteTarget::send_erased`].
+pub enum SendAttempt<'a> {
+    /// Sent, or refused for good (the error gives the message back when it can).
+    Done(Result<(), SendError<ErasedMessage>>),
+    /// Refused for backpressure: the future waits for room and sends the message
+    /// again until it is sent or refused for another reason. Only this path
+    /// allocates (the future), so a send that goes through at once costs what a tell
+    /// does.
+    Waiting(BoxFuture<'a, Result<(), SendError<ErasedMessage>>>),
 }
 
 /// The meters asks through `target` count in.

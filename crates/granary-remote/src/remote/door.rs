@@ -23,6 +23,7 @@ use std::time::Duration;
 use granary_core::{ActorId, AskError, Message, RemoteError, StopReason};
 use parking_lot::Mutex;
 
+use super::credits::Credits;
 use super::exposed::{failure_of, Credit, ReplyTo};
 use super::protocol::{ReplyFailure, SystemMessage, WireStopReason};
 use super::{remote_actor_id, NodeInner};
@@ -229,7 +230,7 @@ pub(crate) struct DoorEntry {
     pub(crate) prefix: String,
     door: Arc<dyn Door>,
     /// Free places for messages from the wire, for all the door's names together.
-    pub(crate) credits: Arc<tokio::sync::Semaphore>,
+    pub(crate) credits: Arc<Credits>,
     capacity: usize,
     /// Nodes watching a name under the door, by name (only names being watched).
     watchers: Mutex<HashMap<String, HashSet<SocketAddr>>>,
@@ -248,7 +249,7 @@ impl DoorEntry {
             node,
             prefix: prefix.to_owned(),
             door,
-            credits: Arc::new(tokio::sync::Semaphore::new(capacity)),
+            credits: Credits::new(capacity),
             capacity,
             watchers: Mutex::new(HashMap::new()),
         }
@@ -291,7 +292,7 @@ impl DoorEntry {
 
     /// Messages from the wire that wait for one of the door's names or are served.
     pub(crate) fn backlog(&self) -> usize {
-        self.capacity - self.credits.available_permits()
+        self.capacity - self.credits.available()
     }
 
     pub(crate) fn stop(&self, name: &str) {

@@ -1,7 +1,7 @@
 //! The serving side: actors exposed under a name, with the message types they accept.
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -27,10 +27,10 @@ pub(crate) type DeliverFn = Arc<
 
 /// The accepted message types by tag: the name and how to deliver. Shared by every
 /// actor exposed with one [`Acceptance`], copied on write by [`Exposure::accept`].
-type HandlerTable = HashMap<u64, (&'static str, DeliverFn)>;
+type HandlerTable = foldhash::HashMap<u64, (&'static str, DeliverFn)>;
 
-/// One of an exposed actor's `TransportConfig::inbound_capacity` credits.
-pub(crate) type Credit = tokio::sync::OwnedSemaphorePermit;
+pub(crate) use super::credits::Credit;
+use super::credits::Credits;
 
 /// One exposed actor.
 pub(crate) struct Exposed {
@@ -41,7 +41,7 @@ pub(crate) struct Exposed {
     stop: Box<dyn Fn() + Send + Sync>,
     watchers: Mutex<Watchers>,
     /// Free places for messages from the wire (`TransportConfig::inbound_capacity`).
-    pub(crate) credits: Arc<tokio::sync::Semaphore>,
+    pub(crate) credits: Arc<Credits>,
     capacity: usize,
 }
 
@@ -71,7 +71,7 @@ impl Exposed {
 
     /// Messages from the wire that wait for the actor or are being served.
     pub(crate) fn backlog(&self) -> usize {
-        self.capacity - self.credits.available_permits()
+        self.capacity - self.credits.available()
     }
 
     pub(crate) fn accepted(&self) -> String {
@@ -177,7 +177,7 @@ impl<A: Actor> Acceptance<A> {
         Self {
             registry: node.registry,
             serve_timeout: node.serve_timeout,
-            table: Arc::new(HashMap::new()),
+            table: Arc::new(HandlerTable::default()),
             _actor: PhantomData,
         }
     }
@@ -367,7 +367,7 @@ pub(crate) fn expose<A: Actor>(
         handlers: RwLock::new(Arc::default()),
         stop: Box::new(move || stopper.stop()),
         watchers: Mutex::new(Watchers::default()),
-        credits: Arc::new(tokio::sync::Semaphore::new(capacity)),
+        credits: Credits::new(capacity),
         capacity,
     });
     exposed.insert(name.to_owned(), entry.clone());

@@ -7,12 +7,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use granary_core::{ActorId, ActorSystem, AskError, DeadLetter, DeadLetterReason, RemoteError};
 
+use super::credits::Credits;
 use super::door::DoorEntry;
 use super::exposed::{Credit, DeliverFn, Exposed, ReplyTo};
 use super::protocol::{ReplyFailure, SystemMessage, REPLY_FAILURE};
 use super::{remote_actor_id, watch, NodeInner};
 use crate::node_id::NodeId;
-use crate::registry::{type_tag, ErasedMessage};
+use crate::registry::{type_tag, ErasedMessage, Registry};
 use crate::transport::{InboundHandler, SendOptions, Stall};
 use crate::wire::{Frame, FrameHeader, FrameKind, CONTROL_CHANNEL};
 
@@ -141,7 +142,8 @@ fn deliver(
     };
     let hand_over = HandOver {
         local: node.transport().local_addr(),
-        message_type: message_type(node, tag),
+        registry: node.registry,
+        tag,
         serve_timeout: node.serve_timeout,
     };
     let system = &node.system;
@@ -150,24 +152,23 @@ fn deliver(
         return None;
     }
     let credits = recipient.credits();
-    match credits.clone().try_acquire_owned() {
-        Ok(credit) => {
+    match credits.try_take() {
+        Some(credit) => {
             hand_over.deliver(system, &recipient, name, msg, reply, Some(credit));
             None
         }
-        Err(_) if !paced => {
+        None if !paced => {
             hand_over.deliver(system, &recipient, name, msg, reply, None);
             None
         }
-        Err(_) => {
+        None => {
             // Only a delivery that waits for a credit owns copies of what it names.
             let credits = credits.clone();
             let system = system.clone();
             let name = name.to_owned();
             let waiting = async move {
-                // The semaphore is never closed.
-                let credit = credits.acquire_owned().await.ok();
-                hand_over.deliver(&system, &recipient, &name, msg, reply, credit);
+                let credit = credits.take().await;
+                hand_over.deliver(&system, &recipient, &name, msg, reply, Some(credit));
             };
             Some(Box::pin(tracing::Instrument::instrument(
                 waiting,
@@ -183,7 +184,10 @@ fn deliver(
 struct HandOver {
     /// This node's address, which a door's refused name is identified by.
     local: SocketAddr,
-    message_type: &'static str,
+    /// The registry and the frame's type tag, for naming the type of a refused message
+    /// (looked up only then).
+    registry: &'static Registry,
+    tag: u64,
     serve_timeout: Duration,
 }
 
@@ -204,11 +208,13 @@ impl HandOver {
         let Err(error) = recipient.deliver(name, msg, reply, credit, self.serve_timeout) else {
             return;
         };
-        tracing::debug!(recipient = name, message_type = self.message_type, %error, "refused by the door");
+        let message_type =
+            (self.registry.by_tag(self.tag)).map_or("<unknown type tag>", |t| t.name());
+        tracing::debug!(recipient = name, message_type, %error, "refused by the door");
         if is_tell {
             system.events().publish(DeadLetter {
                 recipient: recipient.id_at(self.local, name),
-                message_type: self.message_type,
+                message_type,
                 reason: DeadLetterReason::Remote(error),
             });
         }
@@ -264,7 +270,7 @@ impl Recipient {
         }
     }
 
-    fn credits(&self) -> &Arc<tokio::sync::Semaphore> {
+    fn credits(&self) -> &Arc<Credits> {
         match self {
             Self::Exposed(exposed, _) => &exposed.credits,
             Self::Door(door) => &door.credits,

@@ -7,12 +7,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use granary_core::{
     ActorId, ActorSystem, AskError, DeadLetter, DeadLetterReason, ErasedMessage, RemoteError,
-    RemoteTarget, SendError, Terminated,
+    RemoteTarget, SendAttempt, SendError, Terminated,
 };
 use tokio::sync::oneshot;
 
 use super::protocol::SystemMessage;
 use super::{inbound, remote_actor_id, watch, NodeInner};
+use crate::error::SendError as TransportSendError;
 use crate::transport::SendOptions;
 use crate::wire::{FrameHeader, FrameKind};
 
@@ -124,6 +125,92 @@ impl RemoteActor {
     }
 }
 
+/// Why [`RemoteActor::try_tell`] did not send.
+enum Refused {
+    /// The queue to `peer` (the actor's node, or the next hop to it) is full; the
+    /// message comes back, not yet a dead letter.
+    Full {
+        msg: ErasedMessage,
+        peer: SocketAddr,
+    },
+    /// Anything else: published as a dead letter already.
+    Failed(SendError<ErasedMessage>),
+}
+
+impl RemoteActor {
+    /// Encodes and queues one tell. A full queue gives the message back
+    /// ([`Refused::Full`]) for the caller to wait or give up; any other failure is a
+    /// dead letter.
+    fn try_tell(&self, msg: ErasedMessage, type_name: &'static str) -> Result<(), Refused> {
+        let encoding = self.node.transport().encoding_for(self.addr);
+        let (tag, body) = match self.node.registry.encode_as(&*msg, encoding) {
+            Ok(encoded) => encoded,
+            Err(e) => {
+                let error = RemoteError::Encode(format!("{type_name}: {e}"));
+                self.dead_letter(type_name, DeadLetterReason::Remote(error.clone()));
+                return Err(Refused::Failed(SendError::Remote {
+                    error,
+                    message: Some(msg),
+                }));
+            }
+        };
+        let span = self.span(type_name);
+        let _entered = span.enter();
+        let header = self.header(FrameKind::Tell, tag, 0);
+        match (self.node.transport()).send(self.addr, header, body, data_options()) {
+            Ok(()) => Ok(()),
+            Err(TransportSendError::Backpressure { peer }) => Err(Refused::Full { msg, peer }),
+            Err(e) => Err(Refused::Failed(self.give_up(msg, type_name, e))),
+        }
+    }
+
+    /// The error for a tell that failed with `e`, published as a dead letter.
+    fn give_up(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+        e: TransportSendError,
+    ) -> SendError<ErasedMessage> {
+        let error = self.node.send_error(self.addr, e);
+        self.dead_letter(type_name, DeadLetterReason::Remote(error.clone()));
+        SendError::Remote {
+            error,
+            message: Some(msg),
+        }
+    }
+
+    /// [`RemoteTarget::send_erased`] after a first refusal for backpressure: waits until
+    /// a batch has been taken off a queue of the full peer, then tries again, until the
+    /// message is queued or refused for another reason.
+    async fn send_when_room(
+        &self,
+        mut msg: ErasedMessage,
+        type_name: &'static str,
+        mut full: SocketAddr,
+    ) -> Result<(), SendError<ErasedMessage>> {
+        loop {
+            // Marked before the attempt, so a batch taken between the attempt and the
+            // wait is not missed.
+            let room = self.node.transport().room(full);
+            let mark = room.as_ref().map(|room| room.mark());
+            match self.try_tell(msg, type_name) {
+                Ok(()) => return Ok(()),
+                Err(Refused::Failed(e)) => return Err(e),
+                Err(Refused::Full { msg: back, peer }) => {
+                    msg = back;
+                    match (room, mark) {
+                        (Some(room), Some(mark)) if peer == full => room.wait(mark).await,
+                        // Another peer is full now (a route changed), or the full one
+                        // is gone: mark that one's room and try again.
+                        _ => tokio::task::yield_now().await,
+                    }
+                    full = peer;
+                }
+            }
+        }
+    }
+}
+
 impl RemoteTarget for RemoteActor {
     fn id(&self) -> ActorId {
         self.id
@@ -138,32 +225,23 @@ impl RemoteTarget for RemoteActor {
         msg: ErasedMessage,
         type_name: &'static str,
     ) -> Result<(), SendError<ErasedMessage>> {
-        let encoding = self.node.transport().encoding_for(self.addr);
-        let (tag, body) = match self.node.registry.encode_as(&*msg, encoding) {
-            Ok(encoded) => encoded,
-            Err(e) => {
-                let error = RemoteError::Encode(format!("{type_name}: {e}"));
-                self.dead_letter(type_name, DeadLetterReason::Remote(error.clone()));
-                return Err(SendError::Remote {
-                    error,
-                    message: Some(msg),
-                });
+        match self.try_tell(msg, type_name) {
+            Ok(()) => Ok(()),
+            Err(Refused::Failed(e)) => Err(e),
+            Err(Refused::Full { msg, peer }) => {
+                Err(self.give_up(msg, type_name, TransportSendError::Backpressure { peer }))
             }
-        };
-        let span = self.span(type_name);
-        let _entered = span.enter();
-        let header = self.header(FrameKind::Tell, tag, 0);
-        self.node
-            .transport()
-            .send(self.addr, header, body, data_options())
-            .map_err(|e| {
-                let error = self.node.send_error(self.addr, e);
-                self.dead_letter(type_name, DeadLetterReason::Remote(error.clone()));
-                SendError::Remote {
-                    error,
-                    message: Some(msg),
-                }
-            })
+        }
+    }
+
+    fn send_erased(&self, msg: ErasedMessage, type_name: &'static str) -> SendAttempt<'_> {
+        match self.try_tell(msg, type_name) {
+            Ok(()) => SendAttempt::Done(Ok(())),
+            Err(Refused::Failed(e)) => SendAttempt::Done(Err(e)),
+            Err(Refused::Full { msg, peer }) => {
+                SendAttempt::Waiting(Box::pin(self.send_when_room(msg, type_name, peer)))
+            }
+        }
     }
 
     fn ask_erased(

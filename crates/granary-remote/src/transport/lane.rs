@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::peer::Peer;
 use super::queue::OutboundQueue;
+use super::room::Room;
 use super::stream::Stream;
 use super::Inner;
 use crate::error::HandshakeError;
@@ -41,9 +42,11 @@ struct DelayLine {
 }
 
 impl Lane {
-    pub(crate) fn new(capacity: usize, max_frame: u32, chunk_size: usize) -> Self {
+    /// A lane whose queue holds `capacity` bytes and tells `room` (its peer's) when
+    /// its writer takes a batch.
+    pub(crate) fn new(capacity: usize, max_frame: u32, chunk_size: usize, room: Arc<Room>) -> Self {
         Self {
-            queue: Arc::new(OutboundQueue::new(capacity, max_frame, chunk_size)),
+            queue: Arc::new(OutboundQueue::new(capacity, max_frame, chunk_size, room)),
             delay: Mutex::new(None),
         }
     }

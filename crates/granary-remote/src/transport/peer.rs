@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::bulk::{self, Held, PairLane, Switches};
 use super::lane::{self, Lane};
+use super::room::Room;
 use super::{Inner, PeerEvent};
 use crate::error::SendError;
 use crate::handshake;
@@ -38,6 +39,9 @@ pub(crate) struct Peer {
     groups: Vec<Vec<Arc<Lane>>>,
     /// The bulk lane (`TransportConfig::bulk_lane`); its task is spawned on first use.
     bulk: Arc<Lane>,
+    /// Told by every queue above when its writer takes a batch: senders refused for
+    /// backpressure wait here (`ActorRef::send`).
+    pub(crate) room: Arc<Room>,
     bulk_started: AtomicBool,
     /// Whether any pair is bulk-affine (so small frames need a look at `switches`).
     any_bulk: AtomicBool,
@@ -97,6 +101,7 @@ impl Drop for Attached {
 
 impl Peer {
     fn new(inner: &Arc<Inner>, addr: SocketAddr, reverse: bool) -> Arc<Self> {
+        let room = Arc::new(Room::default());
         let groups: Vec<Vec<Arc<Lane>>> = inner
             .channels
             .iter()
@@ -107,6 +112,7 @@ impl Peer {
                             inner.config.queue_capacity,
                             inner.config.max_frame,
                             inner.config.chunk_size,
+                            room.clone(),
                         ))
                     })
                     .collect()
@@ -119,7 +125,9 @@ impl Peer {
                 inner.config.queue_capacity,
                 inner.config.max_frame,
                 inner.config.chunk_size,
+                room.clone(),
             )),
+            room,
             bulk_started: AtomicBool::new(false),
             any_bulk: AtomicBool::new(false),
             switches: Mutex::new(Switches::default()),

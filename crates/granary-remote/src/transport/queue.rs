@@ -9,11 +9,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::room::Room;
 use crate::error::FrameError;
 use crate::wire::{encode_chunk_header, FrameHeader};
 
@@ -66,6 +68,8 @@ pub(crate) struct OutboundQueue {
     /// Frames longer than this (after the length prefix) are sent as chunks of it.
     chunk_size: usize,
     frames: AtomicU64,
+    /// The peer's room, told whenever a batch is taken or the queue cleared.
+    room: Arc<Room>,
 }
 
 impl Pending {
@@ -134,7 +138,7 @@ pub(crate) enum PushError {
 }
 
 impl OutboundQueue {
-    pub(crate) fn new(capacity: usize, max_frame: u32, chunk_size: usize) -> Self {
+    pub(crate) fn new(capacity: usize, max_frame: u32, chunk_size: usize, room: Arc<Room>) -> Self {
         Self {
             pending: Mutex::new(Pending::default()),
             notify: Notify::new(),
@@ -142,6 +146,7 @@ impl OutboundQueue {
             max_frame,
             chunk_size: chunk_size.max(1),
             frames: AtomicU64::new(0),
+            room,
         }
     }
 
@@ -297,6 +302,8 @@ impl OutboundQueue {
                     let fast: usize = out.iter().map(Bytes::len).sum();
                     let slow = p.take_slow(self.chunk_size, &mut out);
                     p.bytes -= fast + slow;
+                    drop(p);
+                    self.room.drained();
                     return out;
                 }
             }
@@ -320,6 +327,8 @@ impl OutboundQueue {
         let mut p = self.pending.lock();
         let dropped = p.bytes;
         *p = Pending::default();
+        drop(p);
+        self.room.drained();
         dropped
     }
 
@@ -353,7 +362,7 @@ mod tests {
 
     #[tokio::test]
     async fn queued_frames_come_out_in_order_in_one_batch() {
-        let q = OutboundQueue::new(1 << 20, 1 << 20, 1 << 20);
+        let q = OutboundQueue::new(1 << 20, 1 << 20, 1 << 20, Arc::default());
         q.push(&header("a"), &Bytes::from_static(b"small"), 0)
             .unwrap();
         q.push(&header("b"), &Bytes::from(vec![7u8; 10_000]), 0)
@@ -375,7 +384,7 @@ mod tests {
 
     #[test]
     fn full_queue_refuses_with_backpressure_but_empty_queue_takes_a_big_frame() {
-        let q = OutboundQueue::new(100, 1 << 20, 1 << 20);
+        let q = OutboundQueue::new(100, 1 << 20, 1 << 20, Arc::default());
         q.push(&header("x"), &Bytes::from(vec![0u8; 500]), 0)
             .unwrap();
         assert!(matches!(
@@ -429,7 +438,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_small_frame_of_another_pair_is_not_stuck_behind_a_large_one() {
-        let q = OutboundQueue::new(1 << 24, 1 << 24, 64 * 1024);
+        let q = OutboundQueue::new(1 << 24, 1 << 24, 64 * 1024, Arc::default());
         q.push(&header("big"), &Bytes::from(vec![1u8; 1 << 20]), 1)
             .unwrap();
         let mut rx = Receiver::new();
@@ -452,7 +461,7 @@ mod tests {
 
     #[tokio::test]
     async fn frames_of_one_pair_stay_in_order_around_a_large_frame() {
-        let q = OutboundQueue::new(1 << 24, 1 << 24, 64 * 1024);
+        let q = OutboundQueue::new(1 << 24, 1 << 24, 64 * 1024, Arc::default());
         q.push(&header("a1"), &Bytes::from_static(b"1"), 7).unwrap();
         q.push(&header("a2"), &Bytes::from(vec![2u8; 300_000]), 7)
             .unwrap();
@@ -478,7 +487,7 @@ mod tests {
 
     #[tokio::test]
     async fn delayed_large_frames_are_cut_as_well() {
-        let q = OutboundQueue::new(1 << 24, 1 << 24, 1024);
+        let q = OutboundQueue::new(1 << 24, 1 << 24, 1024, Arc::default());
         let big = header("big")
             .encode_with_body(&[5u8; 10_000], 1 << 24)
             .unwrap();
