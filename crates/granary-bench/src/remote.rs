@@ -12,7 +12,8 @@
 //! - `pingpong`: 20,000 round trips of 0 B, 1 KiB and 64 KiB payloads; an actor here
 //!   asks an echo actor there and records every round trip in an HDR histogram.
 //! - `oneway`: 1,000,000 messages of 16 B and 200,000 of 1 KiB, actor to remote actor
-//!   (tell); timed until the remote actor has counted the last one.
+//!   (granary: `send().await`, which waits while the transport's queue is full; the
+//!   peers: their one-way send); timed until the remote actor has counted the last one.
 //! - `pairs`: 64 pairs ping-pong 16 B at once with P = 1, 2, 4 data connections and
 //!   affinity on/off (bulk lane on; P = 1 and 4 with affinity also with it off), while one extra pair streams 1 MiB messages: the small pairs'
 //!   p99 shows head-of-line blocking (seed 002 §4, Figs. 2–5).
