@@ -51,6 +51,7 @@ mod remote;
 mod tls;
 pub mod trace;
 mod transport;
+mod waiters;
 pub mod wire;
 
 pub use contract::{Accepts, Contract, ServedBy};

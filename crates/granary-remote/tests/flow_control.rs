@@ -50,8 +50,19 @@ async fn poll_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fast_sender_gets_backpressure_while_the_slow_actors_mailbox_stays_bounded() {
+/// Node `b` with the [`Slow`] actor exposed as "slow" (its gate closed), node `a` with
+/// one data connection and a 64 KiB queue, and `a`'s ref to "slow".
+struct SlowPair {
+    gate: Arc<Semaphore>,
+    handled: Arc<AtomicU64>,
+    a_system: ActorSystem,
+    a: RemoteNode,
+    b_system: ActorSystem,
+    b: RemoteNode,
+    to_slow: ActorRef<Slow>,
+}
+
+async fn slow_pair() -> SlowPair {
     let gate = Arc::new(Semaphore::new(0));
     let handled = Arc::new(AtomicU64::new(0));
     let b_system = ActorSystem::new();
@@ -66,7 +77,6 @@ async fn a_fast_sender_gets_backpressure_while_the_slow_actors_mailbox_stays_bou
         handled: handled.clone(),
     });
     b.expose("slow", &slow).unwrap().accept::<Work>().unwrap();
-
     let a_system = ActorSystem::new();
     let a = RemoteNode::start(
         a_system.clone(),
@@ -77,6 +87,28 @@ async fn a_fast_sender_gets_backpressure_while_the_slow_actors_mailbox_stays_bou
     .await
     .unwrap();
     let to_slow = ActorRef::<Slow>::remote(&a, b.local_addr(), "slow");
+    SlowPair {
+        gate,
+        handled,
+        a_system,
+        a,
+        b_system,
+        b,
+        to_slow,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_sender_gets_backpressure_while_the_slow_actors_mailbox_stays_bounded() {
+    let SlowPair {
+        gate,
+        handled,
+        a_system,
+        a,
+        b_system,
+        b,
+        to_slow,
+    } = slow_pair().await;
 
     // Send as fast as possible. Without flow control the receiver's reader moves every
     // frame into the unbounded mailbox and the sender never runs out of queue.
@@ -266,30 +298,15 @@ async fn a_held_back_connection_stalls_only_the_pairs_on_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_waits_for_room_where_tell_is_refused_and_loses_nothing() {
     const MORE: u64 = 2_000;
-    let gate = Arc::new(Semaphore::new(0));
-    let handled = Arc::new(AtomicU64::new(0));
-    let b_system = ActorSystem::new();
-    let b = RemoteNode::start(
-        b_system.clone(),
-        TransportConfig::new("flow", "secret").with_inbound_capacity(CAPACITY),
-    )
-    .await
-    .unwrap();
-    let slow = b_system.spawn(Slow {
-        gate: gate.clone(),
-        handled: handled.clone(),
-    });
-    b.expose("slow", &slow).unwrap().accept::<Work>().unwrap();
-    let a_system = ActorSystem::new();
-    let a = RemoteNode::start(
-        a_system.clone(),
-        TransportConfig::new("flow", "secret")
-            .with_parallelism(1)
-            .with_queue_capacity(64 * 1024),
-    )
-    .await
-    .unwrap();
-    let to_slow = ActorRef::<Slow>::remote(&a, b.local_addr(), "slow");
+    let SlowPair {
+        gate,
+        handled,
+        a_system,
+        a: _a,
+        b_system,
+        b,
+        to_slow,
+    } = slow_pair().await;
 
     // Fill the way until a tell is refused: the queue is full and stays full while
     // the gate is closed.

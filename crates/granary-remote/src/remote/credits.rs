@@ -12,6 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::Notify;
 
+use crate::waiters::Waiting;
+
 /// A recipient's free credits.
 pub(crate) struct Credits {
     free: AtomicUsize,
@@ -52,8 +54,7 @@ impl Credits {
 
     /// A credit, once one is free.
     pub(crate) async fn take(self: Arc<Self>) -> Credit {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _done = Waiting(&self.waiting);
+        let _counted = Waiting::enter(&self.waiting);
         loop {
             // A give-back after `waiting` went up either is seen by `try_take` below or
             // notifies (`notify_one` keeps the wake-up for a waiter not yet parked).
@@ -72,15 +73,6 @@ impl Drop for Credit {
         if credits.waiting.load(Ordering::SeqCst) > 0 {
             credits.returned.notify_one();
         }
-    }
-}
-
-/// Counts a waiter out when its wait ends (also when it is dropped midway).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

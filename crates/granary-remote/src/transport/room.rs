@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::Notify;
 
+use crate::waiters::Waiting;
+
 /// Counts the batches taken off a peer's queues and wakes whoever waits for one.
 #[derive(Default)]
 pub(crate) struct Room {
@@ -37,8 +39,7 @@ impl Room {
 
     /// Waits until a batch has been taken since `mark` (at once if one has).
     pub(crate) async fn wait(&self, mark: u64) {
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        let _done = Waiting(&self.waiting);
+        let _counted = Waiting::enter(&self.waiting);
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -50,15 +51,6 @@ impl Room {
             }
             notified.await;
         }
-    }
-}
-
-/// Counts a waiter out when its wait ends (also when it is dropped midway).
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
