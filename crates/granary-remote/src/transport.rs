@@ -407,11 +407,6 @@ impl Inner {
         peer.stop();
     }
 
-    /// The room of the peer at `addr` (see `transport/room.rs`), if it has one.
-    pub(crate) fn room(&self, addr: SocketAddr) -> Option<Arc<room::Room>> {
-        Some(self.peers.read().get(&addr)?.room.clone())
-    }
-
     /// The peer at `addr` if it was ever dialled.
     pub(crate) fn existing_peer(&self, addr: SocketAddr) -> Option<Arc<Peer>> {
         self.peers.read().get(&addr).cloned()
@@ -820,7 +815,7 @@ impl Transport {
     /// [`SendError::Backpressure`] naming it: `ActorRef::send` waits there for a batch
     /// to be taken. `None` if no peer is kept for `addr` (any more).
     pub(crate) fn room(&self, addr: SocketAddr) -> Option<Arc<room::Room>> {
-        self.inner.room(addr)
+        Some(self.inner.existing_peer(addr)?.room.clone())
     }
 
     /// [`Transport::send`] of a frame that has passed `relayed` relays.

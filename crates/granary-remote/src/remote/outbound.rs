@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use granary_core::{
     ActorId, ActorSystem, AskError, DeadLetter, DeadLetterReason, ErasedMessage, RemoteError,
@@ -138,30 +139,60 @@ enum Refused {
 }
 
 impl RemoteActor {
-    /// Encodes and queues one tell. A full queue gives the message back
-    /// ([`Refused::Full`]) for the caller to wait or give up; any other failure is a
-    /// dead letter.
-    fn try_tell(&self, msg: ErasedMessage, type_name: &'static str) -> Result<(), Refused> {
+    /// Encodes `msg` for this actor's node: its type tag and body. A failure is a dead
+    /// letter and gives the message back.
+    fn encode(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+    ) -> Result<(ErasedMessage, u64, Bytes), SendError<ErasedMessage>> {
         let encoding = self.node.transport().encoding_for(self.addr);
-        let (tag, body) = match self.node.registry.encode_as(&*msg, encoding) {
-            Ok(encoded) => encoded,
+        match self.node.registry.encode_as(&*msg, encoding) {
+            Ok((tag, body)) => Ok((msg, tag, body)),
             Err(e) => {
                 let error = RemoteError::Encode(format!("{type_name}: {e}"));
                 self.dead_letter(type_name, DeadLetterReason::Remote(error.clone()));
-                return Err(Refused::Failed(SendError::Remote {
+                Err(SendError::Remote {
                     error,
                     message: Some(msg),
-                }));
+                })
             }
-        };
+        }
+    }
+
+    /// Queues one encoded tell.
+    fn queue(
+        &self,
+        tag: u64,
+        body: Bytes,
+        type_name: &'static str,
+    ) -> Result<(), TransportSendError> {
         let span = self.span(type_name);
         let _entered = span.enter();
         let header = self.header(FrameKind::Tell, tag, 0);
-        match (self.node.transport()).send(self.addr, header, body, data_options()) {
-            Ok(()) => Ok(()),
-            Err(TransportSendError::Backpressure { peer }) => Err(Refused::Full { msg, peer }),
-            Err(e) => Err(Refused::Failed(self.give_up(msg, type_name, e))),
+        (self.node.transport()).send(self.addr, header, body, data_options())
+    }
+
+    /// What a failed [`RemoteActor::queue`] of `msg` means: a full queue gives the
+    /// message back ([`Refused::Full`]) for the caller to wait or give up; any other
+    /// failure is a dead letter.
+    fn refused(
+        &self,
+        msg: ErasedMessage,
+        type_name: &'static str,
+        e: TransportSendError,
+    ) -> Refused {
+        match e {
+            TransportSendError::Backpressure { peer } => Refused::Full { msg, peer },
+            e => Refused::Failed(self.give_up(msg, type_name, e)),
         }
+    }
+
+    /// Encodes and queues one tell (see [`RemoteActor::refused`]).
+    fn try_tell(&self, msg: ErasedMessage, type_name: &'static str) -> Result<(), Refused> {
+        let (msg, tag, body) = self.encode(msg, type_name).map_err(Refused::Failed)?;
+        self.queue(tag, body, type_name)
+            .map_err(|e| self.refused(msg, type_name, e))
     }
 
     /// The error for a tell that failed with `e`, published as a dead letter.
@@ -179,24 +210,27 @@ impl RemoteActor {
         }
     }
 
-    /// [`RemoteTarget::send_erased`] after a first refusal for backpressure: waits until
-    /// a batch has been taken off a queue of the full peer, then tries again, until the
-    /// message is queued or refused for another reason.
+    /// [`RemoteTarget::send_erased`] after a first refusal for backpressure: encodes the
+    /// message once, then waits until a batch has been taken off a queue of the full
+    /// peer and queues it again, until it is queued or refused for another reason.
     async fn send_when_room(
         &self,
-        mut msg: ErasedMessage,
+        msg: ErasedMessage,
         type_name: &'static str,
         mut full: SocketAddr,
     ) -> Result<(), SendError<ErasedMessage>> {
+        let (mut msg, tag, body) = self.encode(msg, type_name)?;
         loop {
             // Marked before the attempt, so a batch taken between the attempt and the
             // wait is not missed.
             let room = self.node.transport().room(full);
             let mark = room.as_ref().map(|room| room.mark());
-            match self.try_tell(msg, type_name) {
-                Ok(()) => return Ok(()),
-                Err(Refused::Failed(e)) => return Err(e),
-                Err(Refused::Full { msg: back, peer }) => {
+            let Err(e) = self.queue(tag, body.clone(), type_name) else {
+                return Ok(());
+            };
+            match self.refused(msg, type_name, e) {
+                Refused::Failed(e) => return Err(e),
+                Refused::Full { msg: back, peer } => {
                     msg = back;
                     match (room, mark) {
                         (Some(room), Some(mark)) if peer == full => room.wait(mark).await,
