@@ -211,8 +211,10 @@ impl RemoteActor {
     }
 
     /// [`RemoteTarget::send_erased`] after a first refusal for backpressure: encodes the
-    /// message once, then waits until a batch has been taken off a queue of the full
-    /// peer and queues it again, until it is queued or refused for another reason.
+    /// message once more (the refused attempt's body went into the transport: getting it
+    /// back would cost every plain send a clone), then waits until a batch has been taken
+    /// off a queue of the full peer and queues that same frame again, until it is queued
+    /// or refused for another reason.
     async fn send_when_room(
         &self,
         msg: ErasedMessage,
