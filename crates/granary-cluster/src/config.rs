@@ -176,8 +176,11 @@ pub struct DowningConfig {
     /// after the previous one, up to 8 times this. While a link stays cut, a node
     /// that rejoins at once is resolved again a few seconds later, and its identities
     /// move to it and away each time; waiting keeps them on the fully connected
-    /// members. Zero (the default): rejoin at once. A node downed while it suspected
-    /// no one (a false suspicion) always rejoins at once.
+    /// members. The wait ends early once the link is repaired: the waiting node sends
+    /// a heartbeat to each member it suspected on every gossip tick, and when every
+    /// one of them has answered one (a round trip, so neither direction still drops)
+    /// it asks to rejoin at once. Zero (the default): rejoin at once. A node downed
+    /// while it suspected no one (a false suspicion) always rejoins at once.
     pub rejoin_backoff: Duration,
 }
 

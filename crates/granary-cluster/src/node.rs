@@ -337,6 +337,10 @@ impl NodeCore {
             (Mode::Joining(_), ClusterMessage::Heartbeat { seq }) => {
                 self.send(from.addr, ClusterMessage::HeartbeatAck { seq })
             }
+            // A node waiting out its rejoin backoff probes the members it was cut from.
+            (Mode::Joining(_), ClusterMessage::HeartbeatAck { seq }) => {
+                self.on_rejoin_probe_ack(now, from, seq)
+            }
             (Mode::Active, message) => {
                 self.tell_if_down(from);
                 match message {

@@ -67,6 +67,24 @@ pub(crate) struct JoinState {
     /// Whether the deadline was already extended once to let a lower address form the
     /// cluster first.
     extended: bool,
+    /// While a node downed when cut off waits out its rejoin backoff: the live members
+    /// it suspected then that have not yet answered a probe sent since (see
+    /// [`RejoinProbes`]).
+    probes: Option<RejoinProbes>,
+}
+
+/// The rejoin backoff ends early once the link is repaired: a node downed while it
+/// suspected live members (`DowningConfig::rejoin_backoff`) sends each of them a
+/// heartbeat on every gossip tick of its wait, and once every one of them has answered
+/// one — a round trip in both directions, so neither direction of the cut still drops
+/// — it asks to rejoin at once. While any link stays cut, it waits the whole backoff.
+#[derive(Debug)]
+struct RejoinProbes {
+    /// The suspected members that have not answered yet.
+    waiting_for: Vec<NodeId>,
+    /// Acks of heartbeats with a lower sequence number answer probes sent before the
+    /// Down (by the failure detector) and prove nothing about the link now.
+    first_seq: u64,
 }
 
 impl NodeCore {
@@ -85,6 +103,7 @@ impl NodeCore {
             deadline: Some(now + self.cfg.join.timeout),
             next_try: now,
             extended: false,
+            probes: None,
         });
         self.retry_join(now);
     }
@@ -137,8 +156,16 @@ impl NodeCore {
             }
         }
         if now < state.next_try {
+            if let Some(probes) = &state.probes {
+                self.hb_seq += 1;
+                let seq = self.hb_seq;
+                for member in probes.waiting_for.clone() {
+                    self.send(member.addr, ClusterMessage::Heartbeat { seq });
+                }
+            }
             return;
         }
+        state.probes = None;
         state.next_try = now + self.cfg.join.retry_interval;
         let contacts = state.contacts.clone();
         let row = self.fresh_row(MemberStatus::Joining, 0);
@@ -303,13 +330,17 @@ impl NodeCore {
     pub(crate) fn become_down(&mut self, now: Instant) {
         // Did this life suspect a member that is still live? Then it is cut off from
         // part of the cluster (see `DowningConfig::rejoin_backoff`).
-        let cut_off = self.own_row().is_some_and(|r| {
-            r.suspects.iter().any(|s| {
-                self.table
-                    .get(&s.addr)
-                    .is_some_and(|m| m.id == *s && m.status.is_live())
-            })
+        let cut_from: Vec<NodeId> = self.own_row().map_or_else(Vec::new, |r| {
+            (r.suspects.iter())
+                .filter(|s| {
+                    self.table
+                        .get(&s.addr)
+                        .is_some_and(|m| m.id == **s && m.status.is_live())
+                })
+                .copied()
+                .collect()
         });
+        let cut_off = !cut_from.is_empty();
         if self.own_row().is_some_and(|r| r.status.is_live()) {
             self.update_own(|row| row.status = MemberStatus::Down);
         }
@@ -351,11 +382,37 @@ impl NodeCore {
             self.cfg.join.retry_interval
         };
         tracing::info!(node = %self.me, ?wait, cut_off, "downed; rejoining with a new incarnation");
+        let probes = (wait > self.cfg.join.retry_interval).then(|| RejoinProbes {
+            waiting_for: cut_from,
+            first_seq: self.hb_seq + 1,
+        });
         self.mode = Mode::Joining(JoinState {
             contacts,
             deadline: None,
             next_try: now + wait,
             extended: false,
+            probes,
         });
+    }
+
+    /// A heartbeat ack while joining: one of the probes of [`RejoinProbes`] answered.
+    /// Once every suspected member has answered, the wait ends.
+    pub(crate) fn on_rejoin_probe_ack(&mut self, now: Instant, from: NodeId, seq: u64) {
+        let Mode::Joining(state) = &mut self.mode else {
+            return;
+        };
+        let Some(probes) = &mut state.probes else {
+            return;
+        };
+        if seq < probes.first_seq {
+            return;
+        }
+        probes.waiting_for.retain(|m| *m != from);
+        if probes.waiting_for.is_empty() {
+            tracing::info!(node = %self.me, "every member it was cut from answered: rejoining now");
+            state.probes = None;
+            state.next_try = now;
+            self.retry_join(now);
+        }
     }
 }

@@ -367,6 +367,108 @@ fn a_node_downed_while_cut_off_waits_its_backoff_before_rejoining() {
     );
 }
 
+/// Node 0 of three, cut from both others, downs itself and starts its 4 s rejoin
+/// backoff; what it sent since is discarded.
+fn cut_off_and_downed(t0: Instant) -> NodeCore {
+    let mut core = core_with(3, t0);
+    core.cfg.downing.rejoin_backoff = Duration::from_secs(4);
+    core.update_own(|row| row.suspects = [id(1), id(2)].into());
+    core.apply(suspecting(1, 2, &[0]));
+    core.apply(suspecting(2, 2, &[0]));
+    core.evaluate_downing(t0);
+    core.evaluate_downing(t0 + Duration::from_secs(1));
+    assert!(matches!(core.mode, Mode::Joining(_)));
+    core.take_outgoing();
+    core
+}
+
+/// The heartbeat probes node 0 sent on one gossip tick at `at`, by member, and
+/// whether it asked to join.
+fn probe_tick(core: &mut NodeCore, at: Instant) -> (Vec<(u16, u64)>, bool) {
+    core.on_gossip_tick(at);
+    let out = core.take_outgoing();
+    let probes = out
+        .iter()
+        .filter_map(|(to, m)| match m {
+            ClusterMessage::Heartbeat { seq } => Some((to.port() - 9000, *seq)),
+            _ => None,
+        })
+        .collect();
+    let joins = out
+        .iter()
+        .any(|(_, m)| matches!(m, ClusterMessage::JoinRequest { .. }));
+    (probes, joins)
+}
+
+fn ack(core: &mut NodeCore, at: Instant, from: u16, seq: u64) {
+    core.on_message(
+        at,
+        Envelope {
+            from: id(from),
+            message: ClusterMessage::HeartbeatAck { seq },
+        },
+    );
+}
+
+#[test]
+fn a_node_downed_while_cut_off_rejoins_as_soon_as_every_cut_link_answers() {
+    let t0 = Instant::now();
+    let mut core = cut_off_and_downed(t0);
+    let t1 = t0 + Duration::from_millis(1_200);
+    let (probes, joins) = probe_tick(&mut core, t1);
+    assert!(!joins, "still backing off");
+    let mut probed: Vec<u16> = probes.iter().map(|(to, _)| *to).collect();
+    probed.sort_unstable();
+    assert_eq!(probed, [1, 2], "both members it was cut from are probed");
+    let seq = probes[0].1;
+    // An ack of a heartbeat sent before the Down proves nothing about the link now.
+    ack(&mut core, t1, 1, seq - 1);
+    ack(&mut core, t1, 2, seq - 1);
+    let (_, joins) = probe_tick(&mut core, t1 + Duration::from_millis(200));
+    assert!(!joins, "stale acks do not end the wait");
+    // One link answers: the other may still be cut.
+    ack(&mut core, t1, 1, seq);
+    let (probes, joins) = probe_tick(&mut core, t1 + Duration::from_millis(400));
+    assert!(!joins, "one of two links answered");
+    assert_eq!(
+        probes.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
+        [2],
+        "only the silent member is probed on"
+    );
+    // The last one answers: the node asks to rejoin at once, 2.4 s before its backoff.
+    core.take_outgoing();
+    ack(&mut core, t1 + Duration::from_millis(450), 2, probes[0].1);
+    assert!(core
+        .take_outgoing()
+        .iter()
+        .any(|(_, m)| matches!(m, ClusterMessage::JoinRequest { .. })));
+}
+
+#[test]
+fn a_node_whose_cut_link_stays_silent_waits_its_whole_backoff_despite_probing() {
+    let t0 = Instant::now();
+    let mut core = cut_off_and_downed(t0);
+    let mut at = t0 + Duration::from_millis(1_200);
+    // Member 1 answers every probe, member 2 (the cut one) none.
+    while at < t0 + Duration::from_secs(5) {
+        let (probes, joins) = probe_tick(&mut core, at);
+        assert!(
+            !joins,
+            "asked to rejoin at {:?} with a link still cut",
+            at - t0
+        );
+        for (to, seq) in probes {
+            if to == 1 {
+                ack(&mut core, at, 1, seq);
+            }
+        }
+        at += Duration::from_millis(200);
+    }
+    let (probes, joins) = probe_tick(&mut core, t0 + Duration::from_millis(5_100));
+    assert!(joins, "rejoins after the backoff");
+    assert!(probes.is_empty(), "and stops probing");
+}
+
 #[test]
 fn a_node_downed_while_suspecting_no_one_rejoins_at_once_despite_the_backoff() {
     let t0 = Instant::now();
