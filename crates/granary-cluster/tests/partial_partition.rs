@@ -221,3 +221,69 @@ async fn a_cut_healed_before_stable_after_downs_nobody() {
         assert_eq!(downs_seen(&mut events[i]), Vec::<NodeId>::new());
     }
 }
+
+/// `downing.rejoin_backoff` spaces out the rejoins of a node whose link stays cut, and
+/// no more: the downed end of a cut that heals during its wait is back within a few
+/// gossip ticks of the heal (it probes the members it was cut from), not at the end of
+/// the wait. Before, it stayed out for the whole backoff — long enough that a split
+/// coming next found an even live count and its tie went to the side the clients
+/// could not reach (the chaos bed's seed 2921, docs/BENCHMARKS.md session 29).
+#[tokio::test(start_paused = true)]
+async fn the_downed_end_of_a_cut_that_heals_rejoins_without_waiting_out_its_backoff() {
+    let net = MemoryNetwork::new(15);
+    let backoff = Duration::from_secs(20);
+    let nodes = start_cluster_with(&net, 3, |i| ClusterConfig {
+        downing: DowningConfig {
+            rejoin_backoff: backoff,
+            ..DowningConfig::default()
+        },
+        ..config(i)
+    })
+    .await;
+    let ids: Vec<NodeId> = nodes.iter().map(|n| n.local_id()).collect();
+    net.partition(&[&[ids[0].addr], &[ids[2].addr]]);
+    assert!(
+        wait_until(&nodes[1], Duration::from_secs(30), |n| holds_down(
+            n, ids[0]
+        ) || holds_down(
+            n, ids[2]
+        ))
+        .await,
+        "B never downed A or C"
+    );
+    let loser = if holds_down(&nodes[1], ids[0]) { 0 } else { 2 };
+    // Well into the wait, with the link still cut: it has not rejoined.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_ne!(
+        nodes[loser].local_status(),
+        Some(MemberStatus::Up),
+        "{} rejoined while its link was still cut",
+        ids[loser]
+    );
+    net.heal();
+    let healed_at = tokio::time::Instant::now();
+    assert!(
+        wait_until(&nodes[loser], Duration::from_secs(10), |n| n.local_status()
+            == Some(MemberStatus::Up))
+        .await,
+        "{} not back within 10 s of the heal (its backoff: {backoff:?})",
+        ids[loser]
+    );
+    let back_after = healed_at.elapsed();
+    eprintln!("downed end back {back_after:?} after the heal (virtual)");
+    assert!(
+        back_after < Duration::from_secs(3),
+        "back only {back_after:?} after the heal"
+    );
+    let new_life = nodes[loser].local_id();
+    assert!(new_life.incarnation > ids[loser].incarnation);
+    assert!(
+        wait_until(&nodes[1], Duration::from_secs(10), |n| sees(
+            n,
+            new_life.addr,
+            MemberStatus::Up
+        ))
+        .await,
+        "B does not see {new_life} Up"
+    );
+}
