@@ -336,12 +336,11 @@ fn a_suspected_node_probes_its_suspecter_back() {
     assert!(!core.own_row().unwrap().suspects.contains(&stranger));
 }
 
-#[test]
-fn a_node_downed_while_cut_off_waits_its_backoff_before_rejoining() {
-    let t0 = Instant::now();
+/// Node 0 of three, cut from both others, downs itself (suspecting live members) and
+/// starts its 4 s rejoin backoff; what it sent since is discarded.
+fn cut_off_and_downed(t0: Instant) -> NodeCore {
     let mut core = core_with(3, t0);
     core.cfg.downing.rejoin_backoff = Duration::from_secs(4);
-    // Node 0 is cut from both others: it downs itself while suspecting live members.
     core.update_own(|row| row.suspects = [id(1), id(2)].into());
     core.apply(suspecting(1, 2, &[0]));
     core.apply(suspecting(2, 2, &[0]));
@@ -349,6 +348,13 @@ fn a_node_downed_while_cut_off_waits_its_backoff_before_rejoining() {
     core.evaluate_downing(t0 + Duration::from_secs(1));
     assert!(matches!(core.mode, Mode::Joining(_)));
     core.take_outgoing();
+    core
+}
+
+#[test]
+fn a_node_downed_while_cut_off_waits_its_backoff_before_rejoining() {
+    let t0 = Instant::now();
+    let mut core = cut_off_and_downed(t0);
     let asks = |core: &mut NodeCore, at: Instant| {
         core.on_gossip_tick(at);
         core.take_outgoing()
@@ -365,21 +371,6 @@ fn a_node_downed_while_cut_off_waits_its_backoff_before_rejoining() {
         asks(&mut core, t0 + Duration::from_millis(5_100)) > 0,
         "rejoins after it"
     );
-}
-
-/// Node 0 of three, cut from both others, downs itself and starts its 4 s rejoin
-/// backoff; what it sent since is discarded.
-fn cut_off_and_downed(t0: Instant) -> NodeCore {
-    let mut core = core_with(3, t0);
-    core.cfg.downing.rejoin_backoff = Duration::from_secs(4);
-    core.update_own(|row| row.suspects = [id(1), id(2)].into());
-    core.apply(suspecting(1, 2, &[0]));
-    core.apply(suspecting(2, 2, &[0]));
-    core.evaluate_downing(t0);
-    core.evaluate_downing(t0 + Duration::from_secs(1));
-    assert!(matches!(core.mode, Mode::Joining(_)));
-    core.take_outgoing();
-    core
 }
 
 /// The heartbeat probes node 0 sent on one gossip tick at `at`, by member, and
