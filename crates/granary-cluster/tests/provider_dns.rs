@@ -4,7 +4,7 @@
 //! which case a missing dnsmasq fails the test.
 
 use std::io::Write;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -46,13 +46,21 @@ mod tempfile_path {
     }
 }
 
+/// A port on 127.0.0.1 free for both TCP and UDP: dnsmasq binds both, and a port free
+/// for UDP alone may be some TCP connection's local port (released just before
+/// dnsmasq binds it, so it can still be taken in between: see `start_answering`).
+fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 fn start_dnsmasq(bin: &PathBuf) -> Dnsmasq {
-    // A free UDP port on 127.0.0.1 (released just before dnsmasq binds it).
-    let port = UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let hosts =
         std::env::temp_dir().join(format!("granary-dns-{}-{port}.hosts", std::process::id()));
     let mut f = std::fs::File::create(&hosts).unwrap();
@@ -89,20 +97,51 @@ fn start_dnsmasq(bin: &PathBuf) -> Dnsmasq {
     }
 }
 
-/// Asks until dnsmasq answers with `expected` records (it needs a moment to bind).
-async fn discover_until(p: &DnsProvider, expected: usize) -> Vec<SocketAddr> {
+/// Asks until dnsmasq answers with `expected` records (it needs a moment to bind);
+/// `Err` if it exited instead (it could not bind its port).
+async fn discover_until(
+    p: &DnsProvider,
+    dns: &mut Dnsmasq,
+    expected: usize,
+) -> Result<Vec<SocketAddr>, String> {
+    let port = dns.port;
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             if let Ok(found) = p.discover().await {
                 if found.len() == expected {
-                    return found;
+                    return Ok(found);
                 }
+            }
+            if let Ok(Some(status)) = dns.child.try_wait() {
+                return Err(format!("dnsmasq on port {port} exited: {status}"));
             }
             tokio::task::yield_now().await;
         }
     })
     .await
-    .expect("dnsmasq answered")
+    .unwrap_or_else(|_| panic!("dnsmasq on port {port} runs but gave no answer in 20 s"))
+}
+
+/// A dnsmasq that answers, with what it answered for `granary.svc.test.` (A records,
+/// port 7000): one that exits at start-up (its port taken between `free_port` and its
+/// bind) is started again on another port, up to five times.
+async fn start_answering(bin: &PathBuf) -> (Dnsmasq, Vec<SocketAddr>) {
+    let mut exits = Vec::new();
+    while exits.len() < 5 {
+        let mut dns = start_dnsmasq(bin);
+        let server = SocketAddr::from(([127, 0, 0, 1], dns.port));
+        let a = DnsProvider::new(
+            "granary.svc.test.",
+            DnsRecordKind::A { port: 7000 },
+            Some(server),
+        )
+        .unwrap();
+        match discover_until(&a, &mut dns, 3).await {
+            Ok(found) => return (dns, found),
+            Err(exit) => exits.push(exit),
+        }
+    }
+    panic!("dnsmasq never started: {exits:?}");
 }
 
 #[tokio::test]
@@ -114,16 +153,8 @@ async fn dns_provider_reads_a_and_srv_records_from_dnsmasq() {
         eprintln!("SKIPPED: dnsmasq not installed (apt-get install -y dnsmasq-base)");
         return;
     };
-    let dns = start_dnsmasq(&bin);
+    let (mut dns, found) = start_answering(&bin).await;
     let server = SocketAddr::from(([127, 0, 0, 1], dns.port));
-
-    let a = DnsProvider::new(
-        "granary.svc.test.",
-        DnsRecordKind::A { port: 7000 },
-        Some(server),
-    )
-    .unwrap();
-    let found = discover_until(&a, 3).await;
     let expected: Vec<SocketAddr> = (0..3)
         .map(|i| SocketAddr::from(([127, 0, 0, 11 + i], 7000)))
         .collect();
@@ -135,7 +166,7 @@ async fn dns_provider_reads_a_and_srv_records_from_dnsmasq() {
         Some(server),
     )
     .unwrap();
-    let found = discover_until(&srv, 3).await;
+    let found = discover_until(&srv, &mut dns, 3).await.unwrap();
     let expected: Vec<SocketAddr> = (0..3u8)
         .map(|i| SocketAddr::from(([127, 0, 0, 11 + i], 7100 + i as u16)))
         .collect();
