@@ -177,10 +177,11 @@ pub struct DowningConfig {
     /// that rejoins at once is resolved again a few seconds later, and its identities
     /// move to it and away each time; waiting keeps them on the fully connected
     /// members. The wait ends early once the link is repaired: the waiting node sends
-    /// a heartbeat to each member it suspected on every gossip tick, and when every
-    /// one of them has answered one (a round trip, so neither direction still drops)
-    /// it asks to rejoin at once. Zero (the default): rejoin at once. A node downed
-    /// while it suspected no one (a false suspicion) always rejoins at once.
+    /// a heartbeat to each member it suspected on every gossip tick, and once every
+    /// one of them has answered every round for `stable_after` (round trips, so
+    /// neither direction still drops, not even now and then) it asks to rejoin at
+    /// once. Zero (the default): rejoin at once. A node downed while it suspected no
+    /// one (a false suspicion) always rejoins at once.
     pub rejoin_backoff: Duration,
 }
 

@@ -339,7 +339,7 @@ impl NodeCore {
             }
             // A node waiting out its rejoin backoff probes the members it was cut from.
             (Mode::Joining(_), ClusterMessage::HeartbeatAck { seq }) => {
-                self.on_rejoin_probe_ack(now, from, seq)
+                self.on_rejoin_probe_ack(from, seq)
             }
             (Mode::Active, message) => {
                 self.tell_if_down(from);

@@ -67,24 +67,54 @@ pub(crate) struct JoinState {
     /// Whether the deadline was already extended once to let a lower address form the
     /// cluster first.
     extended: bool,
-    /// While a node downed when cut off waits out its rejoin backoff: the live members
-    /// it suspected then that have not yet answered a probe sent since (see
-    /// [`RejoinProbes`]).
+    /// While a node downed when cut off waits out its rejoin backoff: its probes of
+    /// the members it suspected then (see [`RejoinProbes`]).
     probes: Option<RejoinProbes>,
 }
 
 /// The rejoin backoff ends early once the link is repaired: a node downed while it
 /// suspected live members (`DowningConfig::rejoin_backoff`) sends each of them a
 /// heartbeat on every gossip tick of its wait, and once every one of them has answered
-/// one — a round trip in both directions, so neither direction of the cut still drops
-/// — it asks to rejoin at once. While any link stays cut, it waits the whole backoff.
+/// every round for `downing.stable_after` — round trips in both directions, so neither
+/// direction of the cut still drops, held as long as downing holds a picture before it
+/// acts — it asks to rejoin at once. While any link stays cut, or drops a probe or an
+/// answer now and then, it waits the whole backoff.
 #[derive(Debug)]
 struct RejoinProbes {
-    /// The suspected members that have not answered yet.
-    waiting_for: Vec<NodeId>,
-    /// Acks of heartbeats with a lower sequence number answer probes sent before the
-    /// Down (by the failure detector) and prove nothing about the link now.
-    first_seq: u64,
+    /// The live members it suspected when it went Down.
+    cut_from: Vec<NodeId>,
+    /// The last round: its heartbeats' sequence number (0 before the first), when it
+    /// was sent, and who has answered it.
+    seq: u64,
+    sent_at: Instant,
+    answered: Vec<NodeId>,
+    /// When the first of the rounds that every member answered, unbroken up to the
+    /// last one, was sent.
+    answered_since: Option<Instant>,
+}
+
+impl RejoinProbes {
+    /// Closes the last round at `now`; `true` once every round of the last
+    /// `stable_after` was answered by every member.
+    fn held_for(&mut self, now: Instant, stable_after: Duration) -> bool {
+        if self.seq == 0 {
+            return false;
+        }
+        if self.cut_from.iter().all(|m| self.answered.contains(m)) {
+            let since = *self.answered_since.get_or_insert(self.sent_at);
+            now.saturating_duration_since(since) >= stable_after
+        } else {
+            self.answered_since = None;
+            false
+        }
+    }
+
+    /// Starts the round `seq` at `now`.
+    fn next_round(&mut self, seq: u64, now: Instant) {
+        self.seq = seq;
+        self.sent_at = now;
+        self.answered.clear();
+    }
 }
 
 impl NodeCore {
@@ -156,14 +186,19 @@ impl NodeCore {
             }
         }
         if now < state.next_try {
-            if let Some(probes) = &state.probes {
+            let Some(probes) = &mut state.probes else {
+                return;
+            };
+            if !probes.held_for(now, self.cfg.downing.stable_after) {
                 self.hb_seq += 1;
+                probes.next_round(self.hb_seq, now);
                 let seq = self.hb_seq;
-                for member in probes.waiting_for.clone() {
+                for member in probes.cut_from.clone() {
                     self.send(member.addr, ClusterMessage::Heartbeat { seq });
                 }
+                return;
             }
-            return;
+            tracing::info!(node = %self.me, "every member it was cut from answers again: rejoining now");
         }
         state.probes = None;
         state.next_try = now + self.cfg.join.retry_interval;
@@ -383,8 +418,11 @@ impl NodeCore {
         };
         tracing::info!(node = %self.me, ?wait, cut_off, "downed; rejoining with a new incarnation");
         let probes = (wait > self.cfg.join.retry_interval).then(|| RejoinProbes {
-            waiting_for: cut_from,
-            first_seq: self.hb_seq + 1,
+            cut_from,
+            seq: 0,
+            sent_at: now,
+            answered: Vec::new(),
+            answered_since: None,
         });
         self.mode = Mode::Joining(JoinState {
             contacts,
@@ -395,24 +433,19 @@ impl NodeCore {
         });
     }
 
-    /// A heartbeat ack while joining: one of the probes of [`RejoinProbes`] answered.
-    /// Once every suspected member has answered, the wait ends.
-    pub(crate) fn on_rejoin_probe_ack(&mut self, now: Instant, from: NodeId, seq: u64) {
+    /// A heartbeat ack while joining: an answer to the last round of
+    /// [`RejoinProbes`] counts (an earlier round's, or a heartbeat's from before the
+    /// Down, does not).
+    pub(crate) fn on_rejoin_probe_ack(&mut self, from: NodeId, seq: u64) {
         let Mode::Joining(state) = &mut self.mode else {
             return;
         };
         let Some(probes) = &mut state.probes else {
             return;
         };
-        if seq < probes.first_seq {
-            return;
-        }
-        probes.waiting_for.retain(|m| *m != from);
-        if probes.waiting_for.is_empty() {
-            tracing::info!(node = %self.me, "every member it was cut from answered: rejoining now");
-            state.probes = None;
-            state.next_try = now;
-            self.retry_join(now);
+        if seq == probes.seq && probes.cut_from.contains(&from) && !probes.answered.contains(&from)
+        {
+            probes.answered.push(from);
         }
     }
 }

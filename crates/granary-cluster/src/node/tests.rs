@@ -402,37 +402,46 @@ fn ack(core: &mut NodeCore, at: Instant, from: u16, seq: u64) {
 }
 
 #[test]
-fn a_node_downed_while_cut_off_rejoins_as_soon_as_every_cut_link_answers() {
+fn a_node_downed_while_cut_off_rejoins_once_every_cut_link_has_answered_for_stable_after() {
     let t0 = Instant::now();
     let mut core = cut_off_and_downed(t0);
-    let t1 = t0 + Duration::from_millis(1_200);
-    let (probes, joins) = probe_tick(&mut core, t1);
+    assert_eq!(core.cfg.downing.stable_after, Duration::from_secs(1));
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    // Round A at 1.2 s: both members it was cut from are probed.
+    let (probes, joins) = probe_tick(&mut core, at(1_200));
     assert!(!joins, "still backing off");
     let mut probed: Vec<u16> = probes.iter().map(|(to, _)| *to).collect();
     probed.sort_unstable();
-    assert_eq!(probed, [1, 2], "both members it was cut from are probed");
+    assert_eq!(probed, [1, 2]);
+    // Acks of heartbeats from before the Down prove nothing about the link now.
     let seq = probes[0].1;
-    // An ack of a heartbeat sent before the Down proves nothing about the link now.
-    ack(&mut core, t1, 1, seq - 1);
-    ack(&mut core, t1, 2, seq - 1);
-    let (_, joins) = probe_tick(&mut core, t1 + Duration::from_millis(200));
-    assert!(!joins, "stale acks do not end the wait");
-    // One link answers: the other may still be cut.
-    ack(&mut core, t1, 1, seq);
-    let (probes, joins) = probe_tick(&mut core, t1 + Duration::from_millis(400));
-    assert!(!joins, "one of two links answered");
-    assert_eq!(
-        probes.iter().map(|(to, _)| *to).collect::<Vec<_>>(),
-        [2],
-        "only the silent member is probed on"
-    );
-    // The last one answers: the node asks to rejoin at once, 2.4 s before its backoff.
-    core.take_outgoing();
-    ack(&mut core, t1 + Duration::from_millis(450), 2, probes[0].1);
-    assert!(core
-        .take_outgoing()
-        .iter()
-        .any(|(_, m)| matches!(m, ClusterMessage::JoinRequest { .. })));
+    ack(&mut core, at(1_200), 1, seq - 1);
+    ack(&mut core, at(1_200), 2, seq - 1);
+    // Round B (1.4 s) answered by both, round C (1.6 s) by member 1 only: the link
+    // to member 2 still drops now and then, and the count starts again.
+    let answer = |core: &mut NodeCore, ms: u64, from: &[u16]| {
+        let (probes, joins) = probe_tick(core, at(ms));
+        for (to, seq) in probes {
+            if from.contains(&to) {
+                ack(core, at(ms), to, seq);
+            }
+        }
+        joins
+    };
+    assert!(!answer(&mut core, 1_400, &[1, 2]));
+    assert!(!answer(&mut core, 1_600, &[1]));
+    // From round D (1.8 s) on, both answer every round: not yet rejoining while the
+    // unbroken answers span less than `stable_after`...
+    for ms in [1_800, 2_000, 2_200, 2_400, 2_600] {
+        assert!(
+            !answer(&mut core, ms, &[1, 2]),
+            "rejoined at {ms} ms, answered since 1,800 ms"
+        );
+    }
+    // ...and asking to rejoin once they span it, 2.2 s before the backoff ends.
+    let (probes, joins) = probe_tick(&mut core, at(2_800));
+    assert!(joins, "answered without a break for 1 s");
+    assert!(probes.is_empty(), "and no longer probing");
 }
 
 #[test]
