@@ -16,8 +16,12 @@ fn overlay_at_32_nodes_reaches_everyone_and_client_server_sends_fewer_bytes() {
         "2",
         "--kills",
         "0.5",
+        // The bench gives the survivors this long, then measures: 3 s was not always
+        // enough with half the nodes gone while the rest of CI loaded the machine (one
+        // run in session 29: an update reached 0 survivors, the mean 87 %; 3 of 3 passed
+        // alone). The bar is that they heal, not how fast on a busy 2-core machine.
         "--heal-secs",
-        "3",
+        "6",
     ]);
     assert_eq!(rows.len(), 3, "{rows:?}");
     let (cs, p2p, killed) = (&rows[0], &rows[1], &rows[2]);
