@@ -225,9 +225,10 @@ async fn a_cut_healed_before_stable_after_downs_nobody() {
 /// `downing.rejoin_backoff` spaces out the rejoins of a node whose link stays cut, and
 /// no more: the downed end of a cut that heals during its wait is back about
 /// `stable_after` after the heal (it probes the members it was cut from until they
-/// have answered for that long), not at the end of the wait. Before, it stayed out for the whole backoff — long enough that a split
-/// coming next found an even live count and its tie went to the side the clients
-/// could not reach (the chaos bed's seed 2921, docs/BENCHMARKS.md session 29).
+/// have answered for that long), not at the end of the wait. Before, it stayed out for
+/// the whole backoff — long enough that a split coming next found an even live count
+/// and its tie went to the side the clients could not reach (the chaos bed's seed
+/// 2921, docs/BENCHMARKS.md session 29).
 #[tokio::test(start_paused = true)]
 async fn the_downed_end_of_a_cut_that_heals_rejoins_without_waiting_out_its_backoff() {
     let net = MemoryNetwork::new(15);

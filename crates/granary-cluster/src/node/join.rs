@@ -83,37 +83,36 @@ pub(crate) struct JoinState {
 struct RejoinProbes {
     /// The live members it suspected when it went Down.
     cut_from: Vec<NodeId>,
-    /// The last round: its heartbeats' sequence number (0 before the first), when it
-    /// was sent, and who has answered it.
-    seq: u64,
-    sent_at: Instant,
-    answered: Vec<NodeId>,
+    /// The last round sent, if any.
+    last: Option<ProbeRound>,
     /// When the first of the rounds that every member answered, unbroken up to the
     /// last one, was sent.
     answered_since: Option<Instant>,
+}
+
+/// One round of [`RejoinProbes`]: its heartbeats' sequence number, when it was sent,
+/// and who has answered it.
+#[derive(Debug)]
+struct ProbeRound {
+    seq: u64,
+    sent_at: Instant,
+    answered: Vec<NodeId>,
 }
 
 impl RejoinProbes {
     /// Closes the last round at `now`; `true` once every round of the last
     /// `stable_after` was answered by every member.
     fn held_for(&mut self, now: Instant, stable_after: Duration) -> bool {
-        if self.seq == 0 {
+        let Some(last) = &self.last else {
             return false;
-        }
-        if self.cut_from.iter().all(|m| self.answered.contains(m)) {
-            let since = *self.answered_since.get_or_insert(self.sent_at);
+        };
+        if self.cut_from.iter().all(|m| last.answered.contains(m)) {
+            let since = *self.answered_since.get_or_insert(last.sent_at);
             now.saturating_duration_since(since) >= stable_after
         } else {
             self.answered_since = None;
             false
         }
-    }
-
-    /// Starts the round `seq` at `now`.
-    fn next_round(&mut self, seq: u64, now: Instant) {
-        self.seq = seq;
-        self.sent_at = now;
-        self.answered.clear();
     }
 }
 
@@ -191,8 +190,12 @@ impl NodeCore {
             };
             if !probes.held_for(now, self.cfg.downing.stable_after) {
                 self.hb_seq += 1;
-                probes.next_round(self.hb_seq, now);
                 let seq = self.hb_seq;
+                probes.last = Some(ProbeRound {
+                    seq,
+                    sent_at: now,
+                    answered: Vec::new(),
+                });
                 for member in probes.cut_from.clone() {
                     self.send(member.addr, ClusterMessage::Heartbeat { seq });
                 }
@@ -417,11 +420,9 @@ impl NodeCore {
             self.cfg.join.retry_interval
         };
         tracing::info!(node = %self.me, ?wait, cut_off, "downed; rejoining with a new incarnation");
-        let probes = (wait > self.cfg.join.retry_interval).then(|| RejoinProbes {
+        let probes = (wait > self.cfg.join.retry_interval).then_some(RejoinProbes {
             cut_from,
-            seq: 0,
-            sent_at: now,
-            answered: Vec::new(),
+            last: None,
             answered_since: None,
         });
         self.mode = Mode::Joining(JoinState {
@@ -443,9 +444,11 @@ impl NodeCore {
         let Some(probes) = &mut state.probes else {
             return;
         };
-        if seq == probes.seq && probes.cut_from.contains(&from) && !probes.answered.contains(&from)
-        {
-            probes.answered.push(from);
+        let Some(last) = probes.last.as_mut().filter(|round| round.seq == seq) else {
+            return;
+        };
+        if probes.cut_from.contains(&from) && !last.answered.contains(&from) {
+            last.answered.push(from);
         }
     }
 }
