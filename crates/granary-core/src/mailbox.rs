@@ -4,12 +4,15 @@
 //! one uncontended lock, one `VecDeque::push_back` and one unlock; the actor takes
 //! *all* queued user messages in one lock by swapping buffers, so the consumer pays
 //! one lock per batch, not per message. The waker lives under the same lock, so a
-//! sender wakes the actor only when the actor registered its waker, and there is no
-//! separate atomic waker to pay for. The actor registers it when it finds nothing
-//! to do, and also when it takes a lone message (a conversation, not a stream): it
-//! then marks the mailbox *armed*, an atomic flag a sender clears under the lock as
-//! it takes the waker, and having handled the message it finds the mark still set
-//! and goes idle without locking a second time. The structure costs about 100
+//! sender wakes the actor only when the actor asked to be woken, and there is no
+//! separate atomic waker to pay for. The actor asks when it finds nothing to do,
+//! and also when it takes a lone message (a conversation, not a stream): it then
+//! marks the mailbox *armed*, an atomic flag a sender clears under the lock as it
+//! wakes the actor, and having handled the message it finds the mark still set and
+//! goes idle without locking a second time. The waker is cloned once, at the first
+//! registration, and stays registered: a sender wakes the actor by reference under
+//! the lock (one atomic update of the task's state), not by taking the waker, which
+//! made the actor clone it again (a second atomic update) every time it waited. The structure costs about 100
 //! bytes per actor with nothing allocated until the first message, where tokio's
 //! mpsc allocates a 32-slot block per channel up front. The system lane shares
 //! the lock; an atomic flag lets the actor check it between user messages without
@@ -100,7 +103,11 @@ struct State<A: Actor> {
     /// stopping an actor is the one system message nearly every actor gets, and a first
     /// push into `system` allocates room for four messages (256 bytes).
     stop: Option<PlainStop>,
+    /// The actor's waker, from its first registration until the mailbox closes (the
+    /// actor's task polls with one waker for its whole life).
     waker: Option<Waker>,
+    /// The actor asked to be woken and nobody has woken it since.
+    wake_wanted: bool,
     closed: bool,
 }
 
@@ -151,10 +158,10 @@ pub(crate) struct Mailbox<A: Actor> {
     /// The node-local part of the actor's id (a mailbox is always of this process).
     local_id: u64,
     system_pending: AtomicBool,
-    /// The actor's waker is registered and no message has arrived since: set under
-    /// the lock when the waker is registered, cleared under it when a sender takes
-    /// the waker. Read without the lock by the actor, which may then go idle
-    /// without locking again ([`Mailbox::is_armed`]).
+    /// The actor asked to be woken and no message has arrived since: set under the
+    /// lock when the waker is registered, cleared under it by every push. Read
+    /// without the lock by the actor, which may then go idle without locking again
+    /// ([`Mailbox::is_armed`]).
     armed: AtomicBool,
     state: Mutex<State<A>>,
     /// Free slots of a bounded mailbox (one permit per free slot).
@@ -174,6 +181,7 @@ impl<A: Actor> Mailbox<A> {
                 system: Vec::new(),
                 stop: None,
                 waker: None,
+                wake_wanted: false,
                 closed: false,
             }),
             slots: config.capacity.map(|c| Box::new(Semaphore::new(c))),
@@ -244,20 +252,15 @@ impl<A: Actor> Mailbox<A> {
         } else {
             Pending::Boxed(Box::new(env))
         };
-        let waker = {
-            let mut st = self.state.lock();
-            if st.closed {
-                drop(st);
-                let env = env.into_inner();
-                self.dead_letter(env.message_type(), DeadLetterReason::ActorStopped);
-                return Err(PushError::Closed(env));
-            }
-            st.user.push(env.erase());
-            self.take_waker(&mut st)
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+        let mut st = self.state.lock();
+        if st.closed {
+            drop(st);
+            let env = env.into_inner();
+            self.dead_letter(env.message_type(), DeadLetterReason::ActorStopped);
+            return Err(PushError::Closed(env));
         }
+        st.user.push(env.erase());
+        self.wake(&mut st);
         Ok(())
     }
 
@@ -278,21 +281,16 @@ impl<A: Actor> Mailbox<A> {
 
     /// Enqueues a system message; fails when the mailbox is closed.
     pub(crate) fn push_system(&self, msg: SystemMsg) -> Result<(), SystemMsg> {
-        let waker = {
-            let mut st = self.state.lock();
-            if st.closed {
-                return Err(msg);
-            }
-            match PlainStop::of(&msg) {
-                Some(stop) if st.stop.is_none() => st.stop = Some(stop),
-                _ => st.system.push(msg),
-            }
-            self.system_pending.store(true, Ordering::Release);
-            self.take_waker(&mut st)
-        };
-        if let Some(waker) = waker {
-            waker.wake();
+        let mut st = self.state.lock();
+        if st.closed {
+            return Err(msg);
         }
+        match PlainStop::of(&msg) {
+            Some(stop) if st.stop.is_none() => st.stop = Some(stop),
+            _ => st.system.push(msg),
+        }
+        self.system_pending.store(true, Ordering::Release);
+        self.wake(&mut st);
         Ok(())
     }
 
@@ -339,12 +337,17 @@ impl<A: Actor> Mailbox<A> {
         self.armed.load(Ordering::Acquire)
     }
 
-    /// Takes the waker to wake the actor with (under the lock): the actor is no
-    /// longer armed.
+    /// Wakes the actor if it asked to be (under the lock): the actor is no longer
+    /// armed. By reference, under the lock: scheduling a task never takes a mailbox
+    /// lock, and the registered waker stays for the next wait.
     #[inline]
-    fn take_waker(&self, st: &mut State<A>) -> Option<Waker> {
+    fn wake(&self, st: &mut State<A>) {
         self.armed.store(false, Ordering::Release);
-        st.waker.take()
+        if std::mem::take(&mut st.wake_wanted) {
+            if let Some(waker) = &st.waker {
+                waker.wake_by_ref();
+            }
+        }
     }
 
     /// Ready with the waiting system messages; otherwise registers the waker.
@@ -366,6 +369,7 @@ impl<A: Actor> Mailbox<A> {
             Some(w) if w.will_wake(cx.waker()) => {}
             _ => st.waker = Some(cx.waker().clone()),
         }
+        st.wake_wanted = true;
         if st.user.is_empty() && !st.system_waiting() {
             self.armed.store(true, Ordering::Release);
         }
@@ -377,6 +381,7 @@ impl<A: Actor> Mailbox<A> {
             let mut st = self.state.lock();
             st.closed = true;
             st.waker = None;
+            st.wake_wanted = false;
             self.armed.store(false, Ordering::Release);
             self.system_pending.store(false, Ordering::Release);
             (st.user.drain_all(), st.take_system())
@@ -539,6 +544,35 @@ mod tests {
         assert!(mb.push_user(note()).is_ok());
         assert_eq!(woken(), 3);
         assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+        system.shutdown().await;
+    }
+
+    /// The waker is cloned once, when the actor first waits: a sender wakes it by
+    /// reference and leaves it registered, so waiting again clones nothing; closing
+    /// the mailbox lets it go.
+    #[tokio::test]
+    async fn the_waker_is_cloned_once_and_stays_registered_until_the_mailbox_closes() {
+        let system = ActorSystem::new();
+        let mb = mailbox(&system);
+        let (wakes, waker) = Wakes::waker();
+        let mut cx = TaskContext::from_waker(&waker);
+        // `wakes` and `waker` here, one more for each clone the mailbox holds.
+        let refs = || Arc::strong_count(&wakes);
+        let mut batch = Batch::new();
+        assert_eq!(refs(), 2);
+        assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
+        assert_eq!(refs(), 3);
+        for round in 1..=3 {
+            assert!(mb.push_user(note()).is_ok());
+            assert_eq!(wakes.count(), round);
+            assert_eq!(refs(), 3, "the wake kept the waker registered");
+            assert!(mb.poll_fill(&mut batch, &mut cx).is_ready());
+            assert_eq!(batch.drain().count(), 1);
+            assert!(mb.poll_fill(&mut batch, &mut cx).is_pending());
+            assert_eq!(refs(), 3, "waiting again cloned nothing");
+        }
+        let _ = mb.close();
+        assert_eq!(refs(), 2);
         system.shutdown().await;
     }
 
