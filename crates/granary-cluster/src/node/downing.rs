@@ -23,6 +23,17 @@
 //!    minority side marks itself Down and stops taking part — unless it is itself not
 //!    yet seen by every member and its side would be the majority counting every live
 //!    member: then it waits and downs no one.
+//!
+//! **A late member keeps the picture moving.** Detectors with different histories
+//! suspect members that fell silent at the same moment at different times: a member
+//! that rejoined a moment ago is suspected within ~0.6 s, one watched for minutes
+//! through a loaded link a second or more later. A side that decided on the first
+//! suspicion alone would count the others as reachable: on the chaos bed the minority
+//! of a 2 | 3 partition marked the three Down one by one as each was suspected, while
+//! the three marked the two Down, and when the partition healed every node learned it
+//! was Down and the cluster was gone. So nothing is decided while a member this node
+//! monitors is overdue ([`DOUBT_PHI`]) without yet being suspected: the clock of
+//! `stable_after` starts again until it has answered or joined the unreachable set.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -30,6 +41,11 @@ use std::time::Instant;
 use super::NodeCore;
 use crate::membership::{MemberStatus, Reachability};
 use crate::node_id::NodeId;
+
+/// The phi at which a monitored member counts as overdue: its heartbeat is later than
+/// nine in ten of its past intervals (plus the acceptable pause) would make it. Below
+/// the suspicion threshold (8 by default): such a member may be suspected any moment.
+pub(crate) const DOUBT_PHI: f64 = 1.0;
 
 /// Whether the `reachable` members are a majority of the `counted` ones, or exactly
 /// half holding the lowest address.
@@ -69,7 +85,12 @@ impl NodeCore {
         } else {
             reach.edges().clone()
         };
-        if unreachable != self.unreachable || edges != self.unreachable_edges {
+        // A member this node watches that is overdue but suspected by no one yet may be
+        // behind the same cut as the unreachable ones (see the module docs).
+        let in_doubt = self.detectors.values().any(|(id, fd)| {
+            *id != self.me && !unreachable.contains(id) && fd.phi(now) >= DOUBT_PHI
+        });
+        if unreachable != self.unreachable || edges != self.unreachable_edges || in_doubt {
             self.unreachable = unreachable;
             self.unreachable_edges = edges;
             self.unreachable_since = now;

@@ -302,6 +302,80 @@ fn a_resolution_that_would_down_a_majority_waits() {
     }
 }
 
+/// The chaos bed's seed 2921 (session 30): in a 2 | 3 partition the minority's
+/// detectors suspected one member of the majority (rejoined a moment before: a short
+/// history) a second before the others. Deciding on that suspicion alone, the minority
+/// counted four of five reachable and marked it Down, then the next, and so on, while
+/// the majority marked the minority Down: after the heal every node was Down. A member
+/// this node watches that is overdue keeps the decision waiting; once it is suspected
+/// too, the node finds itself on the minority side and downs itself alone.
+#[test]
+fn a_side_waits_while_a_member_it_watches_is_overdue_and_then_finds_itself_the_minority() {
+    let t0 = Instant::now();
+    let mut core = core_with(5, t0);
+    let watched: Vec<u16> = (core.ring.successors(id(0).addr, 3).iter())
+        .map(|m| m.addr.port() - 9000)
+        .collect();
+    // The other side: `late` (watched by node 0, merely overdue at first), `first`
+    // (suspected first) and `third`; this side: node 0 and `mate`.
+    let late = watched[0];
+    let rest: Vec<u16> = (1..5).filter(|i| *i != late).collect();
+    let (first, third, mate) = (rest[0], rest[1], rest[2]);
+    // Two seconds of regular heartbeats from everyone node 0 watches, then the cut.
+    core.probe_successors(t0);
+    let beat = Duration::from_millis(250);
+    let mut t = t0;
+    for _ in 0..8 {
+        t += beat;
+        for w in &watched {
+            core.on_heartbeat_ack(t, id(*w));
+        }
+    }
+    let cut = t;
+    let answers_from_mate = |core: &mut NodeCore, until: Instant| {
+        let mut at = cut;
+        while at + beat <= until {
+            at += beat;
+            core.on_heartbeat_ack(at, id(mate));
+        }
+    };
+    // 300 ms after the cut, `first` is suspected by both nodes of this side.
+    let t1 = cut + Duration::from_millis(300);
+    core.update_own(|row| row.suspects = [id(first)].into());
+    core.apply(suspecting(mate, 2, &[first]));
+    core.evaluate_downing(t1);
+    // `stable_after` (1 s) later the picture of the suspicions alone has held still, but
+    // `late` has not answered for 1.3 s: nothing is decided.
+    let t2 = t1 + Duration::from_secs(1);
+    answers_from_mate(&mut core, t2);
+    core.evaluate_downing(t2);
+    assert_eq!(
+        status(&core, first),
+        MemberStatus::Up,
+        "decided on one suspicion while a watched member was overdue"
+    );
+    assert!(matches!(core.mode, Mode::Active));
+    // `late` and `third` are suspected too: two of five reachable, the minority.
+    let t3 = t2 + Duration::from_millis(100);
+    core.update_own(|row| row.suspects = [id(first), id(late)].into());
+    core.apply(suspecting(mate, 3, &[first, third]));
+    core.evaluate_downing(t3);
+    let t4 = t3 + Duration::from_secs(1);
+    answers_from_mate(&mut core, t4);
+    core.evaluate_downing(t4);
+    assert!(
+        matches!(core.mode, Mode::Joining(_)),
+        "the minority downs itself"
+    );
+    for other in [first, late, third, mate] {
+        assert_eq!(
+            status(&core, other),
+            MemberStatus::Up,
+            "the minority must not down {other}"
+        );
+    }
+}
+
 #[test]
 fn a_suspected_node_probes_its_suspecter_back() {
     let t0 = Instant::now();
