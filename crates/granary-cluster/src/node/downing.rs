@@ -25,15 +25,15 @@
 //!    member: then it waits and downs no one.
 //!
 //! **A late member keeps the picture moving.** Detectors with different histories
-//! suspect members that fell silent at the same moment at different times: a member
-//! that rejoined a moment ago is suspected within ~0.6 s, one watched for minutes
-//! through a loaded link a second or more later. A side that decided on the first
-//! suspicion alone would count the others as reachable: on the chaos bed the minority
-//! of a 2 | 3 partition marked the three Down one by one as each was suspected, while
-//! the three marked the two Down, and when the partition healed every node learned it
-//! was Down and the cluster was gone. So nothing is decided while a member this node
-//! monitors is overdue ([`DOUBT_PHI`]) without yet being suspected: the clock of
-//! `stable_after` starts again until it has answered or joined the unreachable set.
+//! suspect members that fell silent at the same moment at different times: on the
+//! chaos bed a member that had rejoined 1.9 s before was suspected ~0.8 s after a cut,
+//! two watched for minutes on a loaded machine ~1.8 and ~2.6 s after it. A side that
+//! decided on the first suspicion alone counted the others as reachable: the minority
+//! of that 2 | 3 partition marked the three Down one by one as each was suspected,
+//! while the three marked the two Down, and when the partition healed every node
+//! learned it was Down and the cluster was gone. So nothing is decided while a member
+//! this node monitors is overdue ([`DOUBT_PHI`]) without yet being suspected: the clock
+//! of `stable_after` starts again until it has answered or joined the unreachable set.
 
 use std::collections::BTreeSet;
 use std::time::Instant;
