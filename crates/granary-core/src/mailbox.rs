@@ -12,11 +12,11 @@
 //! goes idle without locking a second time. The waker is cloned once, at the first
 //! registration, and stays registered: a sender wakes the actor by reference under
 //! the lock (one atomic update of the task's state), not by taking the waker, which
-//! made the actor clone it again (a second atomic update) every time it waited. The structure costs about 100
-//! bytes per actor with nothing allocated until the first message, where tokio's
-//! mpsc allocates a 32-slot block per channel up front. The system lane shares
-//! the lock; an atomic flag lets the actor check it between user messages without
-//! locking.
+//! made the actor clone it again (a second atomic update) every time it waited. The
+//! structure costs about 100 bytes per actor with nothing allocated until the first
+//! message, where tokio's mpsc allocates a 32-slot block per channel up front. The
+//! system lane shares the lock; an atomic flag lets the actor check it between user
+//! messages without locking.
 
 mod held;
 mod queue;
