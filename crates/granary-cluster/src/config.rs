@@ -132,9 +132,13 @@ impl std::fmt::Debug for CustomOverlay {
 /// What a node does when no seed answers within [`JoinConfig::timeout`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NoSeedPolicy {
-    /// Start a new cluster consisting of this node only (Aurum's behaviour).
+    /// Start a new cluster consisting of this node only (Aurum's behaviour). A node
+    /// rejoining after a Down also forms the cluster again when every member it knew
+    /// is Down (a majority of them asks it to join and it has the lowest address; see
+    /// "Every member Down" in `docs/cluster.md`).
     FormNewCluster,
-    /// Fail `Cluster::start` with [`crate::ClusterError::NoSeedAnswered`].
+    /// Fail `Cluster::start` with [`crate::ClusterError::NoSeedAnswered`]; a rejoining
+    /// node waits for an Up member however long it takes.
     Fail,
 }
 

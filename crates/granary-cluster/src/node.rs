@@ -337,6 +337,10 @@ impl NodeCore {
             (Mode::Joining(_), ClusterMessage::Heartbeat { seq }) => {
                 self.send(from.addr, ClusterMessage::HeartbeatAck { seq })
             }
+            // A rejoining node notes who else asks to join (see `join::Reformation`).
+            (Mode::Joining(_), ClusterMessage::JoinRequest { member }) => {
+                self.on_join_request_while_joining(now, from, &member)
+            }
             // A node waiting out its rejoin backoff probes the members it was cut from.
             (Mode::Joining(_), ClusterMessage::HeartbeatAck { seq }) => {
                 self.on_rejoin_probe_ack(from, seq)

@@ -1,8 +1,9 @@
-//! Failure detection sharded on the ring: every Up node probes its `k` ring successors
-//! (and the Joining nodes whose future place follows it, and the members that suspect it);
-//! with an overlay other than the full mesh, it probes the overlay's connections instead
-//! (its active view on peer-to-peer), the members that suspect it and those it suspects,
-//! and records the ones whose phi crossed the threshold as suspects in its own row, which
+//! Failure detection sharded on the ring: every Up node probes its `k` nearest ring
+//! successors that no one suspects and the suspected ones between them (and the Joining
+//! nodes whose future place follows it, and the members that suspect it); with an
+//! overlay other than the full mesh, it probes the overlay's connections instead (its
+//! active view on peer-to-peer), the members that suspect it and those it suspects, and
+//! records the ones whose phi crossed the threshold as suspects in its own row, which
 //! gossip carries to everyone as the node's votes and observations (the
 //! [`crate::Reachability`] table).
 
@@ -10,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::NodeCore;
-use crate::membership::MemberStatus;
+use crate::membership::{MemberStatus, Reachability};
 use crate::message::ClusterMessage;
 use crate::node_id::NodeId;
 use crate::phi::PhiAccrualDetector;
@@ -22,7 +23,7 @@ impl NodeCore {
             self.overlay_targets()
         } else if up {
             let k = self.cfg.monitored_successors;
-            let mut targets = self.ring.successors(self.me.addr, k);
+            let mut targets = self.monitored_successors(k);
             // A Joining node is not on the ring yet, but it is in the table and counts
             // as live: the nodes before its future place watch it, so one that crashes
             // before it is Up still goes Down instead of staying Joining forever.
@@ -82,6 +83,28 @@ impl NodeCore {
             metrics::counter!("granary_cluster_suspicions_total", "node" => self.me.addr.to_string()).increment(new as u64);
             self.update_own(|row| row.suspects = suspects);
         }
+    }
+
+    /// The ring successors this node watches: the `k` nearest that no live member
+    /// suspects, and the suspected ones between them (Akka's heartbeat ring). A member
+    /// stays watched while it is suspected, so the suspicion lasts until it is Down or
+    /// answers; the next one takes its place as a watched reachable member, so a side cut
+    /// off from several members learns of each from its own detectors, and the downing
+    /// rule's wait for overdue members ([`super::downing::DOUBT_PHI`]) sees them all.
+    fn monitored_successors(&self, k: usize) -> Vec<NodeId> {
+        let unreachable = Reachability::from_table(&self.table).subjects();
+        let mut targets = Vec::new();
+        let mut reachable = 0;
+        for successor in self.ring.successors(self.me.addr, usize::MAX) {
+            if reachable == k {
+                break;
+            }
+            if !unreachable.contains(&successor) {
+                reachable += 1;
+            }
+            targets.push(successor);
+        }
+        targets
     }
 
     /// With an overlay: its connections (the active view on peer-to-peer), whoever

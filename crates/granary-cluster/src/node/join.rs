@@ -1,6 +1,6 @@
 //! Joining through contacts (seeds), accepting joiners, and rejoining after Down.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,87 @@ pub(crate) struct JoinState {
     /// While a node downed when cut off waits out its rejoin backoff: its probes of
     /// the members it suspected then (see [`RejoinProbes`]).
     probes: Option<RejoinProbes>,
+    /// While rejoining: who else is asking to join (see [`Reformation`]; boxed, as it
+    /// is rarely needed and the state lives in [`Mode`]).
+    reformation: Option<Box<Reformation>>,
+}
+
+/// A rejoining node never forms a cluster on its own: the members it cannot reach may
+/// still be Up. But when every member went Down (each side of a split downing the
+/// other, say), no one is Up to answer, and each would wait forever. So a rejoining
+/// node notes which of the members it knew when it went Down ask *it* to let them in —
+/// a node asking to join is not Up. When it and those asking are a majority both of
+/// every member in its table then and of those it still held live then, it holds the
+/// lowest address among them, and that has held for `join.timeout` without an accept,
+/// it forms the cluster again, and every other rejoiner asks it in. The first majority
+/// covers the members its own side marked Down (a minority that downed the other side
+/// one by one counts them; they may be Up); the second the members downed before (a
+/// side that stayed Up after they went Down counts against it). Lives it still held
+/// as live are marked Down first (they are the old cluster's); a node that comes back
+/// with one of them learns so and rejoins.
+#[derive(Debug)]
+struct Reformation {
+    /// The members in this node's table when it went Down, itself included.
+    known: BTreeSet<SocketAddr>,
+    /// Those of them it held live then, itself included.
+    known_live: BTreeSet<SocketAddr>,
+    /// When each of them last asked this node to let it in.
+    asking: BTreeMap<SocketAddr, Instant>,
+    /// Since when this node has been the lowest of a majority asking.
+    lowest_of_majority_since: Option<Instant>,
+}
+
+/// A rejoiner asks every retry interval; one not heard for this many intervals no
+/// longer counts as asking.
+const ASKING_WINDOW: u32 = 3;
+
+impl Reformation {
+    fn new(me: SocketAddr, contacts: &[SocketAddr], live: &[SocketAddr]) -> Self {
+        let mut known: BTreeSet<SocketAddr> = contacts.iter().copied().collect();
+        known.insert(me);
+        let mut known_live: BTreeSet<SocketAddr> = live.iter().copied().collect();
+        known_live.insert(me);
+        Self {
+            known,
+            known_live,
+            asking: BTreeMap::new(),
+            lowest_of_majority_since: None,
+        }
+    }
+
+    /// Records that `addr` asked to join at `now`, if it is a member this node knew.
+    fn asked(&mut self, addr: SocketAddr, now: Instant) {
+        if self.known.contains(&addr) {
+            self.asking.insert(addr, now);
+        }
+    }
+
+    /// `true` once `me` has been the lowest of a majority of the known members, and of
+    /// the known live ones, asking (itself included) for `hold`; askers not heard within
+    /// `window` are dropped.
+    fn should_form(
+        &mut self,
+        me: SocketAddr,
+        now: Instant,
+        window: Duration,
+        hold: Duration,
+    ) -> bool {
+        self.asking
+            .retain(|_, at| now.saturating_duration_since(*at) < window);
+        let lowest = self.asking.keys().all(|a| *a > me);
+        let majority_of = |members: &BTreeSet<SocketAddr>| {
+            let asking = (self.asking.keys()).filter(|a| members.contains(a)).count();
+            2 * (asking + 1) > members.len()
+        };
+        let majority = majority_of(&self.known) && majority_of(&self.known_live);
+        if lowest && majority {
+            let since = *self.lowest_of_majority_since.get_or_insert(now);
+            now.saturating_duration_since(since) >= hold
+        } else {
+            self.lowest_of_majority_since = None;
+            false
+        }
+    }
 }
 
 /// The rejoin backoff ends early once the link is repaired: a node downed while it
@@ -133,6 +214,7 @@ impl NodeCore {
             next_try: now,
             extended: false,
             probes: None,
+            reformation: None,
         });
         self.retry_join(now);
     }
@@ -184,6 +266,15 @@ impl NodeCore {
                 return;
             }
         }
+        let window = self.cfg.join.retry_interval * ASKING_WINDOW;
+        let me = self.me.addr;
+        if self.cfg.join.on_no_seed == NoSeedPolicy::FormNewCluster
+            && (state.reformation.as_mut())
+                .is_some_and(|r| r.should_form(me, now, window, self.cfg.join.timeout))
+        {
+            self.reform_cluster();
+            return;
+        }
         if now < state.next_try {
             let Some(probes) = &mut state.probes else {
                 return;
@@ -214,6 +305,43 @@ impl NodeCore {
                     member: row.clone(),
                 },
             );
+        }
+    }
+
+    /// Forms the cluster again after every member went Down (see [`Reformation`]).
+    fn reform_cluster(&mut self) {
+        tracing::warn!(
+            node = %self.me,
+            "every member this node reaches is Down and asking to join: forming the cluster again"
+        );
+        let old_lives: Vec<Member> = (self.table.iter())
+            .filter(|m| m.status.is_live() && m.id.addr != self.me.addr)
+            .cloned()
+            .collect();
+        for mut row in old_lives {
+            row.status = MemberStatus::Down;
+            row.version += 1;
+            self.apply(row);
+        }
+        self.form_cluster();
+    }
+
+    /// A join request while this node is joining itself: a rejoining node notes it
+    /// (see [`Reformation`]).
+    pub(crate) fn on_join_request_while_joining(
+        &mut self,
+        now: Instant,
+        from: NodeId,
+        member: &Member,
+    ) {
+        let Mode::Joining(state) = &mut self.mode else {
+            return;
+        };
+        if member.id != from || member.status != MemberStatus::Joining {
+            return;
+        }
+        if let Some(reformation) = &mut state.reformation {
+            reformation.asked(from.addr, now);
         }
     }
 
@@ -404,6 +532,10 @@ impl NodeCore {
             .filter(|m| m.id.addr != self.me.addr && m.status != MemberStatus::Removed)
             .map(|m| m.id.addr)
             .collect();
+        let live: Vec<SocketAddr> = (self.table.iter())
+            .filter(|m| m.id.addr != self.me.addr && m.status.is_live())
+            .map(|m| m.id.addr)
+            .collect();
         let backoff = self.cfg.downing.rejoin_backoff;
         let wait = if cut_off && !backoff.is_zero() {
             let recent = self
@@ -425,12 +557,14 @@ impl NodeCore {
             last: None,
             answered_since: None,
         });
+        let reformation = Some(Box::new(Reformation::new(self.me.addr, &contacts, &live)));
         self.mode = Mode::Joining(JoinState {
             contacts,
             deadline: None,
             next_try: now + wait,
             extended: false,
             probes,
+            reformation,
         });
     }
 

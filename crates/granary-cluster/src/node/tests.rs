@@ -399,7 +399,13 @@ fn a_suspected_node_probes_its_suspecter_back() {
         probed(&core.take_outgoing()),
         "the suspecter is probed back"
     );
-    // Unanswered, the probe-back turns into a suspicion of the suspecter.
+    // Unanswered, the probe-back turns into a suspicion of the suspecter (the
+    // successors answer, so node 0 watches no one beyond them).
+    for beat in 1..=24 {
+        for w in &watched {
+            core.on_heartbeat_ack(t0 + Duration::from_millis(250 * beat), *w);
+        }
+    }
     core.probe_successors(t0 + Duration::from_secs(5));
     assert!(core.own_row().unwrap().suspects.contains(&stranger));
     // Once the suspicion is withdrawn, so are the probes and the counter-suspicion.
@@ -408,6 +414,45 @@ fn a_suspected_node_probes_its_suspecter_back() {
     core.probe_successors(t0 + Duration::from_secs(6));
     assert!(!probed(&core.take_outgoing()));
     assert!(!core.own_row().unwrap().suspects.contains(&stranger));
+}
+
+#[test]
+fn a_suspected_successor_is_watched_alongside_the_next_reachable_one() {
+    let t0 = Instant::now();
+    let mut core = core_with(8, t0);
+    let k = core.cfg.monitored_successors;
+    let ring_order: Vec<NodeId> = core.ring.successors(id(0).addr, 7);
+    let (first, next) = (ring_order[0], ring_order[k]);
+    let heartbeats_to = |out: Vec<(SocketAddr, ClusterMessage)>| -> BTreeSet<NodeId> {
+        (out.into_iter())
+            .filter(|(_, m)| matches!(m, ClusterMessage::Heartbeat { .. }))
+            .filter_map(|(to, _)| ring_order.iter().find(|n| n.addr == to).copied())
+            .collect()
+    };
+    core.take_outgoing();
+    core.probe_successors(t0);
+    let watched = heartbeats_to(core.take_outgoing());
+    assert_eq!(watched, ring_order[..k].iter().copied().collect());
+    // Another member suspects node 0's nearest successor: node 0 keeps watching it and
+    // watches the next one too, so it still watches `k` members no one suspects.
+    let suspecter = ring_order[k + 1].addr.port() - 9000;
+    core.apply(suspecting(suspecter, 2, &[first.addr.port() - 9000]));
+    core.probe_successors(t0 + Duration::from_millis(250));
+    let watched = heartbeats_to(core.take_outgoing());
+    assert!(
+        watched.contains(&first),
+        "the suspected successor stays watched"
+    );
+    assert!(
+        watched.contains(&next),
+        "the next reachable successor is watched"
+    );
+    assert_eq!(watched.len(), k + 1);
+    // The suspicion withdrawn, node 0 watches its `k` nearest again.
+    core.apply(suspecting(suspecter, 3, &[]));
+    core.probe_successors(t0 + Duration::from_millis(500));
+    let watched = heartbeats_to(core.take_outgoing());
+    assert_eq!(watched, ring_order[..k].iter().copied().collect());
 }
 
 /// Node 0 of three, cut from both others, downs itself (suspecting live members) and
@@ -834,4 +879,121 @@ fn a_joiner_counts_once_the_member_that_admitted_it_is_its_only_missing_view() {
     core.apply(joiner);
     core.evaluate_downing(t0);
     assert!(!core.agreed.contains(&id(2)), "{:?}", core.agreed);
+}
+
+/// `i`, in its next life, asking to join.
+fn rejoin_request(i: u16) -> Envelope {
+    let next = id(i).next_incarnation();
+    Envelope {
+        from: next,
+        message: ClusterMessage::JoinRequest {
+            member: Member::new(next, 8),
+        },
+    }
+}
+
+/// Drives `core` through gossip ticks every 300 ms from `from` until `until`, the
+/// members `asking` sending a join request on each; returns when it first was Active.
+fn rejoiners_ask(
+    core: &mut NodeCore,
+    asking: &[u16],
+    from: Instant,
+    until: Instant,
+) -> Option<Instant> {
+    let mut t = from;
+    while t <= until {
+        for i in asking {
+            core.on_message(t, rejoin_request(*i));
+        }
+        core.on_gossip_tick(t);
+        if matches!(core.mode, Mode::Active) {
+            return Some(t);
+        }
+        t += Duration::from_millis(300);
+    }
+    None
+}
+
+#[test]
+fn when_every_member_is_down_and_asking_the_lowest_forms_the_cluster_again() {
+    let t0 = Instant::now();
+    let mut core = core_with(5, t0);
+    core.become_down(t0);
+    assert!(matches!(core.mode, Mode::Joining(_)));
+    let timeout = core.cfg.join.timeout;
+    let formed = rejoiners_ask(&mut core, &[1, 2, 3, 4], t0, t0 + 3 * timeout)
+        .expect("the lowest of the rejoiners forms the cluster again");
+    assert!(
+        formed >= t0 + timeout,
+        "formed {:?} after the Down, before a join timeout",
+        formed - t0
+    );
+    assert_eq!(core.own_status(), Some(MemberStatus::Up));
+    for i in 1..5 {
+        assert_eq!(
+            status(&core, i),
+            MemberStatus::Down,
+            "old life of {i} still live"
+        );
+    }
+    // The others' next lives are let in.
+    core.take_outgoing();
+    core.on_message(formed, rejoin_request(1));
+    let accepted = core
+        .take_outgoing()
+        .into_iter()
+        .any(|(to, m)| to == id(1).addr && matches!(m, ClusterMessage::JoinAccept { .. }));
+    assert!(accepted, "a rejoiner is accepted by the re-formed cluster");
+}
+
+#[test]
+fn a_rejoiner_does_not_form_with_a_minority_asking_or_a_lower_address_asking() {
+    let t0 = Instant::now();
+    let long = Duration::from_secs(20);
+    // Two of five: the other three may be Up behind a partition.
+    let mut core = core_with(5, t0);
+    core.become_down(t0);
+    assert_eq!(rejoiners_ask(&mut core, &[1], t0, t0 + long), None);
+    // Four of five, but node 0 asks too: it is the one to form.
+    let mut core = core_as(1, 5, t0);
+    core.become_down(t0);
+    assert_eq!(rejoiners_ask(&mut core, &[0, 2, 3], t0, t0 + long), None);
+}
+
+#[test]
+fn a_side_that_marked_the_others_down_still_counts_them() {
+    // Node 0's side marked 2, 3 and 4 Down on its own, then went Down itself: the two
+    // of them are a majority of the members it held live, not of those it knew, and the
+    // three may well be Up.
+    let t0 = Instant::now();
+    let mut core = core_with(5, t0);
+    for i in 2..5 {
+        let mut row = up(i);
+        row.status = MemberStatus::Down;
+        row.version = 2;
+        core.apply(row);
+    }
+    core.become_down(t0);
+    assert_eq!(
+        rejoiners_ask(&mut core, &[1], t0, t0 + Duration::from_secs(20)),
+        None
+    );
+}
+
+#[test]
+fn a_rejoiner_counts_the_members_it_held_live_against_a_side_that_stayed_up() {
+    // Node 2 went Down before; then node 0 went Down with 1, 3 and 4 live in its
+    // table. Nodes 2 and 3 asking make three of the five it knew, but only two of the
+    // four it held live: 1 and 4 may be Up.
+    let t0 = Instant::now();
+    let mut core = core_with(5, t0);
+    let mut row = up(2);
+    row.status = MemberStatus::Down;
+    row.version = 2;
+    core.apply(row);
+    core.become_down(t0);
+    assert_eq!(
+        rejoiners_ask(&mut core, &[2, 3], t0, t0 + Duration::from_secs(20)),
+        None
+    );
 }
