@@ -46,7 +46,8 @@ pub(crate) struct ChaosArgs {
     /// without a lookup — the saga's teller calls its accounts so).
     #[arg(long, value_enum, default_value_t = WorkloadPlacement::Random)]
     placement: WorkloadPlacement,
-    /// Faults: mixed, kills, network, pauses or none.
+    /// Faults: mixed, kills, network, pauses, scatter (every node cut from every other:
+    /// all go Down and must form the cluster again) or none.
     #[arg(long, default_value = "mixed")]
     faults: FaultMix,
     /// Faults per run.

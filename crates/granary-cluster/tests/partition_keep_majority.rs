@@ -137,3 +137,48 @@ async fn even_split_keeps_the_side_with_the_lowest_address() {
         assert_eq!(node.up_members().len(), 2);
     }
 }
+
+/// Four nodes cut from each other: each is a minority of one and downs itself, so no
+/// member is Up to let the others back in. After the heal the rejoiners find each
+/// other asking to join, the lowest address forms the cluster again and the other three
+/// join it, each with a new incarnation.
+#[tokio::test(start_paused = true)]
+async fn when_every_member_went_down_the_rejoiners_form_the_cluster_again() {
+    let net = MemoryNetwork::new(3);
+    let nodes = start_cluster(&net, 4).await;
+    let old_ids: Vec<_> = nodes.iter().map(|n| n.local_id()).collect();
+    let singles: Vec<[std::net::SocketAddr; 1]> = (0..4).map(|i| [addr(i)]).collect();
+    let sides: Vec<&[std::net::SocketAddr]> = singles.iter().map(|s| &s[..]).collect();
+    net.partition(&sides);
+    for node in &nodes {
+        assert!(
+            poll_until(Duration::from_secs(20), || {
+                node.local_status() != Some(MemberStatus::Up)
+            })
+            .await,
+            "{} stayed Up alone",
+            node.local_id()
+        );
+    }
+    net.heal();
+    for (i, node) in nodes.iter().enumerate() {
+        assert!(
+            wait_until(node, Duration::from_secs(60), |c| {
+                c.up_members().len() == 4
+                    && (0..4).all(|j| {
+                        status_of(c, addr(j)).is_some_and(|(id, s)| {
+                            s == MemberStatus::Up
+                                && id.incarnation > old_ids[j as usize].incarnation
+                        })
+                    })
+            })
+            .await,
+            "{} after heal: {:?}",
+            old_ids[i],
+            node.members()
+                .iter()
+                .map(|m| (m.id, m.status))
+                .collect::<Vec<_>>()
+        );
+    }
+}

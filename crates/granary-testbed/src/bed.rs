@@ -213,6 +213,20 @@ impl Testbed {
         self.add_cuts(&[Link { from: a, to: b }, Link { from: b, to: a }])
     }
 
+    /// Cuts every link between two of `hosts`, both ways, in one step; the other
+    /// hosts still reach all of them.
+    pub fn cut_all_between(&self, hosts: &[HostId]) -> Result<(), BedError> {
+        let mut links = Vec::new();
+        for (i, a) in hosts.iter().enumerate() {
+            self.host(*a)?;
+            for b in &hosts[i + 1..] {
+                links.push(Link { from: *a, to: *b });
+                links.push(Link { from: *b, to: *a });
+            }
+        }
+        self.add_cuts(&links)
+    }
+
     /// Drops every packet `from` sends to `to` on its arrival (`to`'s packets to
     /// `from` still arrive). TCP needs both directions: a connection either way
     /// stalls.

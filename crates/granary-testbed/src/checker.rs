@@ -126,7 +126,8 @@ pub fn fault_kind(what: &str) -> Option<&'static str> {
     let first = what.split_whitespace().next().unwrap_or("");
     match first {
         "kill" => Some("kill"),
-        "partition" => Some("partition"),
+        // A scatter is a partition into one side per node.
+        "partition" | "scatter" => Some("partition"),
         "cut" => Some("cut"),
         "one-way" => Some("one-way"),
         "pause" => Some("pause"),

@@ -607,6 +607,13 @@ fn apply(
             bed.heal()?;
             record("heal".into())?;
         }
+        Fault::Scatter { hold } => {
+            bed.cut_all_between(&node_hosts)?;
+            record(fault.to_string())?;
+            std::thread::sleep(*hold);
+            bed.heal()?;
+            record("heal".into())?;
+        }
         Fault::PartialCut { a, c, hold } => {
             bed.cut(*a, *c)?;
             record(fault.to_string())?;

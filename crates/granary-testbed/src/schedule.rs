@@ -64,6 +64,14 @@ pub enum Fault {
         /// How long the cut stays after the restarted node is ready.
         hold: Duration,
     },
+    /// Cut every node host from every other for `hold` (the client still reaches
+    /// each): every node is a minority of one and downs itself, so when the cut heals
+    /// no member is Up to let the others back in — the rejoiners must form the
+    /// cluster again. Drawn only by the `scatter` mix.
+    Scatter {
+        /// How long.
+        hold: Duration,
+    },
     /// `SIGSTOP` the node on `host` for `hold`, then `SIGCONT`.
     Pause {
         /// The host.
@@ -136,6 +144,9 @@ impl fmt::Display for Fault {
             Fault::Pause { host, hold } => {
                 write!(f, "pause {} for {:.1} s", h(host), hold.as_secs_f64())
             }
+            Fault::Scatter { hold } => {
+                write!(f, "scatter every node for {:.1} s", hold.as_secs_f64())
+            }
             Fault::Upgrade { host, program } => {
                 let name = program.file_name().unwrap_or(program.as_os_str());
                 write!(f, "upgrade {} to {}", h(host), name.to_string_lossy())
@@ -156,6 +167,8 @@ pub enum FaultMix {
     Network,
     /// Only pauses.
     Pauses,
+    /// Only scatters: every node cut from every other (see [`Fault::Scatter`]).
+    Scatter,
     /// No faults (a baseline run).
     None,
 }
@@ -168,9 +181,10 @@ impl std::str::FromStr for FaultMix {
             "kills" => Ok(FaultMix::Kills),
             "network" => Ok(FaultMix::Network),
             "pauses" => Ok(FaultMix::Pauses),
+            "scatter" => Ok(FaultMix::Scatter),
             "none" => Ok(FaultMix::None),
             other => Err(format!(
-                "unknown fault mix `{other}` (mixed, kills, network, pauses, none)"
+                "unknown fault mix `{other}` (mixed, kills, network, pauses, scatter, none)"
             )),
         }
     }
@@ -210,6 +224,7 @@ pub fn draw(seed: u64, nodes: usize, mix: FaultMix, count: usize, times: FaultTi
         FaultMix::Kills => &[0],
         FaultMix::Network => &[1, 2, 4],
         FaultMix::Pauses => &[3],
+        FaultMix::Scatter => &[6],
         FaultMix::None => return Vec::new(),
     };
     if nodes < 2 {
@@ -258,6 +273,9 @@ pub fn draw(seed: u64, nodes: usize, mix: FaultMix, count: usize, times: FaultTi
                 to: other,
                 hold: fraction(&mut rng, times.max_hold, 0.5),
             },
+            6 => Fault::Scatter {
+                hold: fraction(&mut rng, times.max_hold, 0.5),
+            },
             _ => Fault::RejoinBehindCut {
                 host,
                 silent: other,
@@ -280,6 +298,21 @@ mod tests {
         let c = draw(8, 5, FaultMix::Mixed, 10, FaultTimes::default());
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn a_scatter_schedule_draws_only_scatters_and_the_mixed_one_none() {
+        let times = FaultTimes::default();
+        let scatter = draw(3, 5, FaultMix::Scatter, 4, times);
+        assert_eq!(scatter.len(), 4);
+        for f in &scatter {
+            assert!(
+                matches!(f, Fault::Scatter { hold } if *hold <= times.max_hold),
+                "{f}"
+            );
+        }
+        let mixed = draw(3, 5, FaultMix::Mixed, 12, times);
+        assert!(!mixed.iter().any(|f| matches!(f, Fault::Scatter { .. })));
     }
 
     #[test]
