@@ -608,7 +608,7 @@ fn apply(
             record("heal".into())?;
         }
         Fault::Scatter { hold } => {
-            bed.cut_all_between(&node_hosts)?;
+            bed.cut_all_between(node_hosts)?;
             record(fault.to_string())?;
             std::thread::sleep(*hold);
             bed.heal()?;
