@@ -35,6 +35,13 @@ pub enum VirtualError {
     /// No reply within the caller's timeout.
     #[error("no reply within the timeout")]
     Timeout,
+    /// This node was declared Down (or downed itself on a partition's minority side)
+    /// while the call waited for another node: it no longer takes part in the cluster
+    /// until it has rejoined, so the call is not retried from here. It may or may not
+    /// have been handled (at least once, as for a lost host); call again once the node
+    /// has rejoined, or from another node.
+    #[error("this node went Down while the call waited")]
+    NodeDown,
     /// The handler panicked while handling the request.
     #[error("the virtual actor panicked while handling the request")]
     Panicked,

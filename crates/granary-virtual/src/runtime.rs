@@ -49,6 +49,7 @@ pub(crate) use catalog::LocalActivation;
 use claim::Claims;
 pub(crate) use control::{fail_requests_to_lost_peers, ControlInbox, Rpc};
 pub(crate) use directory::Directory;
+pub(crate) use locator::Gone;
 use fence::Fence;
 use handoff::RebuildProgress;
 use hosting::Superseded;

@@ -17,7 +17,7 @@ use crate::door::{any_activation_name, is_any_activation};
 use crate::error::VirtualError;
 use crate::key::Key;
 use crate::protocol::Location;
-use crate::runtime::Runtime;
+use crate::runtime::{Gone, Runtime};
 use crate::tracked::{ActivationDoor, Tracked};
 
 /// A typed ref to the virtual actor `A` with one key.
@@ -357,9 +357,11 @@ impl Callee {
             let loc = match located {
                 Err(_) => return Err(VirtualError::Timeout),
                 Ok(Ok(loc)) => loc,
-                Ok(Err(e @ (VirtualError::NoHost(_) | VirtualError::BadKey { .. }))) => {
-                    return Err(e)
-                }
+                Ok(Err(
+                    e @ (VirtualError::NoHost(_)
+                    | VirtualError::BadKey { .. }
+                    | VirtualError::NodeDown),
+                )) => return Err(e),
                 Ok(Err(e)) => {
                     last = Some(e.to_string());
                     continue;
@@ -396,7 +398,12 @@ impl Callee {
                     outcome = send(target, remaining) => outcome,
                     // The host went Down while we waited: the request may or may not
                     // have been handled there (at least once, see above).
-                    () = lost => Err(AskError::Remote(RemoteError::Unreachable)),
+                    gone = lost => match gone {
+                        Gone::Host => Err(AskError::Remote(RemoteError::Unreachable)),
+                        // This node went Down: it takes no part until it has rejoined,
+                        // so the call ends here instead of being sent again.
+                        Gone::ThisNode => return Err(VirtualError::NodeDown),
+                    },
                 }
             };
             refused = None;

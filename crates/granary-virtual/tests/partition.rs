@@ -161,3 +161,49 @@ async fn the_minority_side_of_a_partition_stops_hosting() {
         n.shutdown().await;
     }
 }
+
+/// A call in flight from a node when that node downs itself (a minority of one) ends
+/// at once with `NodeDown` instead of waiting for its timeout: an activation blocked
+/// on such a call would hold every call queued behind it until then, while the
+/// identity could already be placed elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_on_another_node_ends_when_its_own_node_goes_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_url(&dir);
+    let faults = FaultInjector::new(2);
+    let f = faults.clone();
+    let nodes = start_nodes(3, &store, move |_, b| {
+        b.host(counter_kind()).faults(f.clone())
+    })
+    .await;
+    // A key living on another node, located once by node 0: its calls now go straight
+    // to that node.
+    let mut elsewhere = None;
+    for i in 0..200 {
+        let key = format!("cut-off-{i}");
+        let (host, _) = nodes[0].get::<Counter>(key.clone()).ask(Where).await.unwrap();
+        if host != nodes[0].addr() {
+            elsewhere = Some(key);
+            break;
+        }
+    }
+    let key = elsewhere.expect("random placement puts some key on another node");
+    let others: Vec<SocketAddr> = nodes[1..].iter().map(|n| n.addr()).collect();
+    faults.partition(&[nodes[0].addr()], &others, Direction::BothWays);
+    let asked = tokio::time::Instant::now();
+    let reply = nodes[0]
+        .get::<Counter>(key)
+        .ask_timeout(Where, Duration::from_secs(30))
+        .await;
+    assert!(
+        matches!(reply, Err(granary_virtual::VirtualError::NodeDown)),
+        "{reply:?} after {:?}",
+        asked.elapsed()
+    );
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "the call waited {:?}",
+        asked.elapsed()
+    );
+    faults.heal();
+}

@@ -41,7 +41,7 @@ use std::sync::Arc;
 use granary_storage::Identity;
 use parking_lot::Mutex;
 
-use super::{shrink_if_sparse, IdentityMap, KeyedLocks, Runtime};
+use super::{shrink_if_sparse, Gone, IdentityMap, KeyedLocks, Runtime};
 use crate::placement::Placement;
 use crate::protocol::{Failure, Location, Reply, Request};
 
@@ -160,10 +160,12 @@ impl Runtime {
                 // The owner went Down while this node waited (cut off, paused): its
                 // answer would come at the RPC timeout at best, and the caller's
                 // retry finds the new owner.
-                () = self.host_lost(owner) => {
-                    return Reply::Failed(Failure::Other(format!(
-                        "directory owner {owner} went Down during the claim"
-                    )))
+                gone = self.host_lost(owner) => {
+                    let who = match gone {
+                        Gone::Host => format!("directory owner {owner}"),
+                        Gone::ThisNode => "this node".to_owned(),
+                    };
+                    return Reply::Failed(Failure::Other(format!("{who} went Down during the claim")));
                 }
             };
             let reply = match answer {

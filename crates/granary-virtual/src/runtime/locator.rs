@@ -15,6 +15,15 @@ use crate::placement::Placement;
 use crate::protocol::{Location, Reply, Request};
 use crate::tracked::ActivationDoor;
 
+/// Why a wait on a host ended ([`Runtime::host_lost`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Gone {
+    /// The host left this node's ring.
+    Host,
+    /// This node itself went Down.
+    ThisNode,
+}
+
 impl Runtime {
     /// Where `identity` lives when that is known without asking anyone: a live
     /// activation here or the location cache (a stateless worker kind hosted here is
@@ -146,11 +155,14 @@ impl Runtime {
                 reply = self.rpc.call(self, owner, req) => reply?,
                 // The owner went Down while we waited (paused, cut off): its answer
                 // would come at the RPC timeout at best; the caller asks the new owner.
-                () = self.host_lost(owner) => {
-                    return Err(VirtualError::Unavailable {
-                        identity: identity.to_string(),
-                        attempts: 1,
-                        last: format!("directory owner {owner} went Down during the lookup"),
+                gone = self.host_lost(owner) => {
+                    return Err(match gone {
+                        Gone::Host => VirtualError::Unavailable {
+                            identity: identity.to_string(),
+                            attempts: 1,
+                            last: format!("directory owner {owner} went Down during the lookup"),
+                        },
+                        Gone::ThisNode => VirtualError::NodeDown,
                     })
                 }
             }
@@ -313,8 +325,13 @@ impl Runtime {
     /// left the ring before this is called counts as lost at once. A host named by
     /// someone else's answer (where an activation lives) may not be in the ring yet:
     /// see [`Self::host_lost_once_seen`].
-    pub(crate) async fn host_lost(&self, host: SocketAddr) {
-        self.until_gone(host, false).await;
+    ///
+    /// It also completes, with [`Gone::ThisNode`], once this node itself goes Down
+    /// (it was not Down when the wait began): a call it made no longer counts, and
+    /// one an activation here is blocked on would hold that activation, and every
+    /// call queued behind it, until the call's timeout.
+    pub(crate) async fn host_lost(&self, host: SocketAddr) -> Gone {
+        self.until_gone(host, false).await
     }
 
     /// [`Self::host_lost`] for a host named by someone else's answer (where an
@@ -325,22 +342,27 @@ impl Runtime {
     /// call it received and is handling — the call handled twice. A host that is
     /// really gone is noticed by the transport (the call fails `Unreachable` when its
     /// connection is lost) or at the call's timeout.
-    pub(crate) async fn host_lost_once_seen(&self, host: SocketAddr) {
-        self.until_gone(host, true).await;
+    pub(crate) async fn host_lost_once_seen(&self, host: SocketAddr) -> Gone {
+        self.until_gone(host, true).await
     }
 
     /// Completes once `host` is not in this member's ring (never on a client, see
     /// [`Self::host_lost`]); with `seen_first`, only once it has been in it before.
-    async fn until_gone(&self, host: SocketAddr, seen_first: bool) {
+    /// Or once this node goes Down, if it was not Down to begin with.
+    async fn until_gone(&self, host: SocketAddr, seen_first: bool) -> Gone {
         if matches!(self.members, Members::Client(_)) {
             return std::future::pending().await;
         }
         let mut changes = self.views.subscribe();
         let mut seen = !seen_first;
+        let member_at_start = !self.members.is_down_self();
         loop {
+            if member_at_start && self.members.is_down_self() {
+                return Gone::ThisNode;
+            }
             let alive = self.members.is_alive(host);
             if seen && !alive {
-                return;
+                return Gone::Host;
             }
             seen |= alive;
             if changes.changed().await.is_err() {

@@ -174,6 +174,17 @@ impl Members {
     }
 
     /// Whether `addr` is an Up member (the ring holds exactly the Up members).
+    /// Whether this member is Down in its own view (declared failed, or downed itself,
+    /// and not rejoined yet); never on a client.
+    pub(crate) fn is_down_self(&self) -> bool {
+        match self {
+            Members::Cluster { cluster, .. } => {
+                cluster.local_status() == Some(granary_cluster::MemberStatus::Down)
+            }
+            Members::Client(_) => false,
+        }
+    }
+
     pub(crate) fn is_alive(&self, addr: SocketAddr) -> bool {
         match self {
             Members::Cluster { cluster, .. } => cluster.with_ring(|ring| ring.contains(addr)),
