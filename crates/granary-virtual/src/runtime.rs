@@ -49,7 +49,6 @@ pub(crate) use catalog::LocalActivation;
 use claim::Claims;
 pub(crate) use control::{fail_requests_to_lost_peers, ControlInbox, Rpc};
 pub(crate) use directory::Directory;
-pub(crate) use locator::Gone;
 use fence::Fence;
 use handoff::RebuildProgress;
 use hosting::Superseded;
@@ -57,6 +56,7 @@ use keyed_locks::KeyedLocks;
 use lease::LeaseGrants;
 pub(crate) use lease::{renew_loop, HostLease};
 use locations::LocationCache;
+pub(crate) use locator::Gone;
 pub(crate) use members::Members;
 use unregistrations::Unregistrations;
 

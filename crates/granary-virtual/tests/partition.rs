@@ -181,7 +181,11 @@ async fn a_call_waiting_on_another_node_ends_when_its_own_node_goes_down() {
     let mut elsewhere = None;
     for i in 0..200 {
         let key = format!("cut-off-{i}");
-        let (host, _) = nodes[0].get::<Counter>(key.clone()).ask(Where).await.unwrap();
+        let (host, _) = nodes[0]
+            .get::<Counter>(key.clone())
+            .ask(Where)
+            .await
+            .unwrap();
         if host != nodes[0].addr() {
             elsewhere = Some(key);
             break;
