@@ -40,6 +40,14 @@ fn test_config() -> ClusterConfig {
     }
 }
 
+/// `i`'s row marked Down (version 2).
+fn downed(i: u16) -> Member {
+    let mut m = up(i);
+    m.status = MemberStatus::Down;
+    m.version = 2;
+    m
+}
+
 fn suspecting(i: u16, version: u64, suspects: &[u16]) -> Member {
     let mut m = up(i);
     m.version = version;
@@ -180,10 +188,7 @@ fn stale_rows_do_not_override_newer_ones() {
     newer.version = 5;
     assert!(core.apply(newer));
     assert!(!core.apply(up(1)), "older version ignored");
-    let mut downed = up(1);
-    downed.status = MemberStatus::Down;
-    downed.version = 2;
-    assert!(core.apply(downed), "Down outranks a higher version of Up");
+    assert!(core.apply(downed(1)), "Down outranks a higher version of Up");
 }
 
 #[test]
@@ -216,10 +221,7 @@ fn rejoining_node_drops_down_verdicts_of_its_own_partition() {
     let t0 = Instant::now();
     let mut core = core_with(5, t0);
     // Cut off with node 1, node 0 first downs node 2 (its partial view), then itself.
-    let mut verdict = up(2);
-    verdict.status = MemberStatus::Down;
-    verdict.version = 2;
-    core.apply(verdict);
+    core.apply(downed(2));
     core.become_down(t0);
     assert!(matches!(core.mode, Mode::Joining(_)));
     // The cluster still has node 2 Up (same life); it accepts node 0 back.
@@ -968,10 +970,7 @@ fn a_side_that_marked_the_others_down_still_counts_them() {
     let t0 = Instant::now();
     let mut core = core_with(5, t0);
     for i in 2..5 {
-        let mut row = up(i);
-        row.status = MemberStatus::Down;
-        row.version = 2;
-        core.apply(row);
+        core.apply(downed(i));
     }
     core.become_down(t0);
     assert_eq!(
@@ -987,10 +986,7 @@ fn a_rejoiner_counts_the_members_it_held_live_against_a_side_that_stayed_up() {
     // four it held live: 1 and 4 may be Up.
     let t0 = Instant::now();
     let mut core = core_with(5, t0);
-    let mut row = up(2);
-    row.status = MemberStatus::Down;
-    row.version = 2;
-    core.apply(row);
+    core.apply(downed(2));
     core.become_down(t0);
     assert_eq!(
         rejoiners_ask(&mut core, &[2, 3], t0, t0 + Duration::from_secs(20)),
