@@ -188,7 +188,10 @@ fn stale_rows_do_not_override_newer_ones() {
     newer.version = 5;
     assert!(core.apply(newer));
     assert!(!core.apply(up(1)), "older version ignored");
-    assert!(core.apply(downed(1)), "Down outranks a higher version of Up");
+    assert!(
+        core.apply(downed(1)),
+        "Down outranks a higher version of Up"
+    );
 }
 
 #[test]
