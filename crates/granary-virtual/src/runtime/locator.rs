@@ -355,11 +355,11 @@ impl Runtime {
         }
         let mut changes = self.views.subscribe();
         let mut seen = !seen_first;
-        let member_at_start = !self.members.is_down_self();
+        // Only a call begun while this node was on its own ring ends with its Down. A
+        // ring read, as for `host` (every remote ask polls this once); the status, which
+        // takes the cluster's lock, is read only when the view changes.
+        let on_ring_at_start = self.members.is_alive(self.me);
         loop {
-            if member_at_start && self.members.is_down_self() {
-                return Gone::ThisNode;
-            }
             let alive = self.members.is_alive(host);
             if seen && !alive {
                 return Gone::Host;
@@ -367,6 +367,9 @@ impl Runtime {
             seen |= alive;
             if changes.changed().await.is_err() {
                 std::future::pending::<()>().await;
+            }
+            if on_ring_at_start && self.members.is_down_self() {
+                return Gone::ThisNode;
             }
         }
     }
