@@ -39,7 +39,7 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use super::NodeCore;
-use crate::membership::{MemberStatus, Reachability};
+use crate::membership::{Member, MemberStatus, Reachability};
 use crate::node_id::NodeId;
 
 /// The phi at which a monitored member counts as overdue: its heartbeat is later than
@@ -56,6 +56,13 @@ fn is_majority(counted: &BTreeSet<NodeId>, reachable: &BTreeSet<NodeId>) -> bool
 }
 
 impl NodeCore {
+    /// Marks `row`'s life Down (a new version of the row, spread by gossip).
+    pub(crate) fn mark_down(&mut self, mut row: Member) {
+        row.status = MemberStatus::Down;
+        row.version += 1;
+        self.apply(row);
+    }
+
     /// Keep-majority over every live member, as if all were agreed: what a node not
     /// yet agreed itself uses to tell a side that is short for want of it alone.
     fn majority_of_all_live(&self, unreachable: &BTreeSet<NodeId>) -> bool {
@@ -170,7 +177,7 @@ impl NodeCore {
         });
         let to_down: Vec<NodeId> = sacrificed.iter().copied().chain(confirmed).collect();
         for id in to_down {
-            let Some(mut row) = self.table.get(&id.addr).filter(|m| m.id == id).cloned() else {
+            let Some(row) = self.table.get(&id.addr).filter(|m| m.id == id).cloned() else {
                 continue;
             };
             if sacrificed.contains(&id) {
@@ -178,9 +185,7 @@ impl NodeCore {
             } else {
                 tracing::info!(node = %self.me, down = %row.id, "marking unreachable member Down");
             }
-            row.status = MemberStatus::Down;
-            row.version += 1;
-            self.apply(row);
+            self.mark_down(row);
         }
     }
 }

@@ -318,10 +318,8 @@ impl NodeCore {
             .filter(|m| m.status.is_live() && m.id.addr != self.me.addr)
             .cloned()
             .collect();
-        for mut row in old_lives {
-            row.status = MemberStatus::Down;
-            row.version += 1;
-            self.apply(row);
+        for row in old_lives {
+            self.mark_down(row);
         }
         self.form_cluster();
     }

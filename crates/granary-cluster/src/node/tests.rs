@@ -639,10 +639,15 @@ fn accepts(core: &mut NodeCore) -> Vec<(u16, Vec<(u16, MemberStatus)>)> {
 }
 
 fn join_request(i: u16) -> Envelope {
+    join_request_from(id(i))
+}
+
+/// `who` asking to join.
+fn join_request_from(who: NodeId) -> Envelope {
     Envelope {
-        from: id(i),
+        from: who,
         message: ClusterMessage::JoinRequest {
-            member: Member::new(id(i), 8),
+            member: Member::new(who, 8),
         },
     }
 }
@@ -888,13 +893,7 @@ fn a_joiner_counts_once_the_member_that_admitted_it_is_its_only_missing_view() {
 
 /// `i`, in its next life, asking to join.
 fn rejoin_request(i: u16) -> Envelope {
-    let next = id(i).next_incarnation();
-    Envelope {
-        from: next,
-        message: ClusterMessage::JoinRequest {
-            member: Member::new(next, 8),
-        },
-    }
+    join_request_from(id(i).next_incarnation())
 }
 
 /// Drives `core` through gossip ticks every 300 ms from `from` until `until`, the
