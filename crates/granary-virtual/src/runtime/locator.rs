@@ -327,7 +327,7 @@ impl Runtime {
     /// see [`Self::host_lost_once_seen`].
     ///
     /// It also completes, with [`Gone::ThisNode`], once this node itself goes Down
-    /// (it was not Down when the wait began): a call it made no longer counts, and
+    /// (it was on its own ring when the wait began): a call it made no longer counts, and
     /// one an activation here is blocked on would hold that activation, and every
     /// call queued behind it, until the call's timeout.
     pub(crate) async fn host_lost(&self, host: SocketAddr) -> Gone {
@@ -348,7 +348,7 @@ impl Runtime {
 
     /// Completes once `host` is not in this member's ring (never on a client, see
     /// [`Self::host_lost`]); with `seen_first`, only once it has been in it before.
-    /// Or once this node goes Down, if it was not Down to begin with.
+    /// Or once this node goes Down, if it was on its own ring to begin with.
     async fn until_gone(&self, host: SocketAddr, seen_first: bool) -> Gone {
         if matches!(self.members, Members::Client(_)) {
             return std::future::pending().await;
