@@ -34,9 +34,12 @@
 //!   transfer on both sides or neither, on both if acknowledged, on neither if
 //!   refused; each balance equals its initial balance plus its credits minus its
 //!   debits) and a missing final state for an identity with acknowledged writes.
-//! - **recovery time**: per [`Event::Fault`] and identity, the longest gap between
-//!   acknowledgements from the fault until the next fault (or the last
-//!   acknowledgement of the run).
+//! - **recovery time**: per [`Event::Fault`] and identity, the longest wait for its
+//!   next acknowledgement that began between the fault and the next fault (from the
+//!   fault itself or from an acknowledgement). A wait lasts until that next
+//!   acknowledgement even when it comes after the next fault (an outage across
+//!   several faults counts whole for each), or until the run's last acknowledgement
+//!   when none comes.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -88,8 +91,10 @@ pub struct Anomaly {
 /// A fault's window runs from the record that applied it (`kill`, `partition`,
 /// `cut`, `one-way cut`, `pause`) until the next fault was applied (or the run's last
 /// acknowledgement): its heal, resume or restart is inside the window, so a gap that
-/// lasts across the heal counts whole. Within the window, each identity's longest
-/// time without an acknowledgement is one sample.
+/// lasts across the heal counts whole. Each identity's longest wait for an
+/// acknowledgement that began in the window is one sample; a wait still open when
+/// the next fault is applied lasts until the identity's next acknowledgement (or the
+/// run's last), so an outage across several faults is not cut into shorter ones.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recovery {
     /// How many (fault, identity) pairs were measured.
@@ -930,13 +935,24 @@ fn recovery(run: &Run<'_>) -> Recovery {
         }
         let mut slowest = (0, "");
         for (identity, times) in &acks {
+            // The waits that begin in this fault's window, each until the identity's
+            // next acknowledgement, also one after the window: an outage that spans
+            // the next fault counts whole, not cut where that fault began.
             let mut previous = from;
             let mut longest = 0;
-            for t in times.iter().filter(|t| **t > from && **t <= until) {
+            let mut answered_after = false;
+            for t in times.iter().filter(|t| **t > from) {
                 longest = longest.max(t - previous);
                 previous = *t;
+                if *t > until {
+                    answered_after = true;
+                    break;
+                }
             }
-            longest = longest.max(until - previous);
+            if !answered_after {
+                // No acknowledgement after the window: waiting until the run's last.
+                longest = longest.max(last_ack - previous);
+            }
             gaps.push(longest as f64 / 1000.0);
             if longest > slowest.0 || (longest == slowest.0 && *identity < slowest.1) {
                 slowest = (longest, identity);

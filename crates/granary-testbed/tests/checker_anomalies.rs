@@ -540,3 +540,23 @@ fn a_gap_across_a_fault_heal_counts_whole_and_is_named_per_fault() {
     assert_eq!(per_fault[0].slowest, C);
     assert!((per_fault[0].max_ms - 1.76).abs() < 1e-9, "{report}");
 }
+
+#[test]
+fn an_outage_across_two_faults_counts_whole_for_the_first() {
+    // The clean history with a second fault before the identity answers again: its
+    // wait from the kill at 300 µs to the ack at 2 060 µs is not cut at 1 000 µs.
+    let mut events = clean_counter_history();
+    events.push(Event::Fault {
+        what: "pause h2".into(),
+        at: Stamp::at(1_000),
+    });
+    let report = check(&events);
+    assert!(report.is_clean(), "{report}");
+    let per_fault = &report.recovery.faults;
+    assert_eq!(per_fault.len(), 2, "{report}");
+    assert_eq!(per_fault[0].kind, "kill");
+    assert!((per_fault[0].max_ms - 1.76).abs() < 1e-9, "{report}");
+    assert_eq!(per_fault[1].kind, "pause");
+    assert!((per_fault[1].max_ms - 1.06).abs() < 1e-9, "{report}");
+    assert!((report.recovery.max_ms - 1.76).abs() < 1e-9, "{report}");
+}
