@@ -34,12 +34,11 @@
 //!   transfer on both sides or neither, on both if acknowledged, on neither if
 //!   refused; each balance equals its initial balance plus its credits minus its
 //!   debits) and a missing final state for an identity with acknowledged writes.
-//! - **recovery time**: per [`Event::Fault`] and identity, the longest wait for its
-//!   next acknowledgement that began between the fault and the next fault (from the
-//!   fault itself or from an acknowledgement). A wait lasts until that next
-//!   acknowledgement even when it comes after the next fault (an outage across
-//!   several faults counts whole for each), or until the run's last acknowledgement
-//!   when none comes.
+//! - **recovery time**: per [`Event::Fault`] and identity, the longest gap between
+//!   acknowledgements from the fault until the next fault (or the last
+//!   acknowledgement of the run); an identity not answered at all before the next
+//!   fault counts from the fault until it answers, so an outage across several
+//!   faults counts whole for the fault that began it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -91,10 +90,12 @@ pub struct Anomaly {
 /// A fault's window runs from the record that applied it (`kill`, `partition`,
 /// `cut`, `one-way cut`, `pause`) until the next fault was applied (or the run's last
 /// acknowledgement): its heal, resume or restart is inside the window, so a gap that
-/// lasts across the heal counts whole. Each identity's longest wait for an
-/// acknowledgement that began in the window is one sample; a wait still open when
-/// the next fault is applied lasts until the identity's next acknowledgement (or the
-/// run's last), so an outage across several faults is not cut into shorter ones.
+/// lasts across the heal counts whole. Within the window, each identity's longest
+/// time without an acknowledgement is one sample; an identity not answered at all
+/// in the window counts until it answers after it (or the run's last
+/// acknowledgement), so an outage across several faults is not cut into shorter
+/// ones. A wait that began after an answer in the window and is still open when the
+/// next fault is applied is cut there: it is the next fault's.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Recovery {
     /// How many (fault, identity) pairs were measured.
@@ -935,24 +936,23 @@ fn recovery(run: &Run<'_>) -> Recovery {
         }
         let mut slowest = (0, "");
         for (identity, times) in &acks {
-            // The waits that begin in this fault's window, each until the identity's
-            // next acknowledgement, also one after the window: an outage that spans
-            // the next fault counts whole, not cut where that fault began.
             let mut previous = from;
             let mut longest = 0;
-            let mut answered_after = false;
-            for t in times.iter().filter(|t| **t > from) {
+            for t in times.iter().filter(|t| **t > from && **t <= until) {
                 longest = longest.max(t - previous);
                 previous = *t;
-                if *t > until {
-                    answered_after = true;
-                    break;
-                }
             }
-            if !answered_after {
-                // No acknowledgement after the window: waiting until the run's last.
-                longest = longest.max(last_ack - previous);
-            }
+            longest = longest.max(if previous == from {
+                // Not answered at all before the next fault: the outage this fault
+                // began lasts until the identity's next acknowledgement (or the
+                // run's last), not cut where the next fault began.
+                let answered = times.iter().find(|t| **t > until);
+                answered.map_or(last_ack, |t| *t) - from
+            } else {
+                // Answered since: a wait open when the next fault began is that
+                // fault's (its window measures it from its own start).
+                until - previous
+            });
             gaps.push(longest as f64 / 1000.0);
             if longest > slowest.0 || (longest == slowest.0 && *identity < slowest.1) {
                 slowest = (longest, identity);

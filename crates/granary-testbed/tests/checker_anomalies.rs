@@ -560,3 +560,23 @@ fn an_outage_across_two_faults_counts_whole_for_the_first() {
     assert!((per_fault[1].max_ms - 1.06).abs() < 1e-9, "{report}");
     assert!((report.recovery.max_ms - 1.76).abs() < 1e-9, "{report}");
 }
+
+#[test]
+fn a_wait_that_began_after_an_answer_is_the_next_faults() {
+    // The clean history with a second fault after the identity answered (ack at
+    // 250 µs, kill at 300 µs, pause at 200 µs before them): the pause's window holds
+    // an answer, so its open wait is cut at the kill, which measures its own.
+    let mut events = clean_counter_history();
+    events.push(Event::Fault {
+        what: "pause h2".into(),
+        at: Stamp::at(200),
+    });
+    let report = check(&events);
+    let per_fault = &report.recovery.faults;
+    assert_eq!(per_fault.len(), 2, "{report}");
+    assert_eq!(per_fault[0].kind, "pause");
+    // From the pause at 200 µs: the ack at 250 µs, then 50 µs to the kill.
+    assert!((per_fault[0].max_ms - 0.05).abs() < 1e-9, "{report}");
+    assert_eq!(per_fault[1].kind, "kill");
+    assert!((per_fault[1].max_ms - 1.76).abs() < 1e-9, "{report}");
+}
