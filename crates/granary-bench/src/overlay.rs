@@ -12,13 +12,17 @@
 //! through the server (which relays to every node) on client-server. Both overlays run
 //! the same application code through the same [`Overlay`] interface.
 //!
-//! Per size and overlay one row: bytes written by all nodes during the measured rounds
-//! (membership upkeep included), connections per node (open sockets, max and mean, and
-//! the overlay's own view), the time for an update to reach every other node (p50 and
-//! max over the updates that did), and whether every replica converged. On
-//! peer-to-peer the run goes on: 10 %, then 30 %, then 50 % of the nodes are killed
-//! (tasks aborted, sockets closed), the survivors get `--heal-secs` to heal, and a row
-//! per step gives the fraction of the survivors that received each later update.
+//! Measuring starts once the peer-to-peer views have stopped changing and the warm-up
+//! round's updates have reached every node; each step's measurement ends once its
+//! updates have reached every node, or none has arrived anywhere for 3 s (after
+//! kills). Per size and overlay one row: bytes written by all nodes during the
+//! measured rounds and that spread (membership upkeep included), connections per
+//! node (open sockets, max and mean, and the overlay's own view), the time for an
+//! update to reach every other node (p50 and max over the updates that did), and
+//! whether every replica converged. On peer-to-peer the run goes on: 10 %, then
+//! 30 %, then 50 % of the nodes are killed (tasks aborted, sockets closed), the
+//! survivors get `--heal-secs` to heal, and a row per step gives the fraction of the
+//! survivors that received each later update.
 //!
 //! The paper propagated the whole local store every 5 s for 30 minutes on 70 EC2
 //! machines; this run is shorter (`--rounds` intervals of `--interval-ms`) and on one
@@ -465,13 +469,11 @@ async fn measure(
 ) -> Result<Vec<Row>, OverlayBenchError> {
     let servers = args.servers.min(n - 1);
     let (nodes, inboxes) = start_nodes(overlay, n, servers).await?;
-    // Let the views settle (HyParView's joins and first shuffles) before measuring.
-    tokio::time::sleep(Duration::from_secs(if overlay == "peer-to-peer" {
-        3
-    } else {
-        1
-    }))
-    .await;
+    // Client-server views are whole once joined (`start_nodes`); HyParView's keep
+    // changing while joins walk the overlay: measure once they have stopped.
+    if overlay == "peer-to-peer" {
+        views_settled(&nodes).await?;
+    }
 
     let epoch = Instant::now();
     let arrivals: Arrivals = Arc::new(Mutex::new(HashMap::new()));
@@ -516,7 +518,8 @@ async fn measure(
         &mut warm_up,
     )
     .await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The trees are formed once the warm-up's updates have spread.
+    spread(&arrivals, &warm_up, n - 1).await;
     let mut rows = Vec::new();
     let mut steps: Vec<f64> = vec![0.0];
     if overlay == "peer-to-peer" {
@@ -562,8 +565,8 @@ async fn measure(
             &mut sent,
         )
         .await?;
-        // Give the last round's updates time to spread (and the trees to repair).
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Until the updates have spread (or, after kills, stopped spreading).
+        spread(&arrivals, &sent, alive.len() - 1).await;
         let seconds = started.elapsed().as_secs_f64();
         let bytes_sent: u64 = alive
             .iter()
@@ -642,6 +645,74 @@ async fn measure(
         app.abort();
     }
     Ok(rows)
+}
+
+/// How often the convergence waits below look.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long the view sizes must stay the same to count as settled.
+const VIEWS_QUIET: Duration = Duration::from_secs(1);
+
+/// How long no update may arrive anywhere before an update that has not reached
+/// every node counts as lost: longer than Plumtree's repair of a missing update
+/// (announced within 250 ms, grafted 750 ms later, then every 500 ms).
+const SPREAD_QUIET: Duration = Duration::from_secs(3);
+
+/// Waits until every peer-to-peer node's view size has stayed the same for [`VIEWS_QUIET`]
+/// (joins forwarded, full views made room), at most 60 s.
+async fn views_settled(nodes: &[Node]) -> Result<(), OverlayBenchError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = Vec::new();
+    let mut since = Instant::now();
+    loop {
+        let mut views = Vec::with_capacity(nodes.len());
+        for node in nodes {
+            views.push(node.view().await?);
+        }
+        if views != last {
+            last = views;
+            since = Instant::now();
+        } else if since.elapsed() >= VIEWS_QUIET {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(OverlayBenchError::Join(format!(
+                "the views of {} peer-to-peer nodes kept changing for 60 s",
+                nodes.len()
+            )));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until each of `updates` has reached `receivers` nodes, or no update has
+/// arrived anywhere for [`SPREAD_QUIET`] (after kills some never reach every survivor: the
+/// row counts how many did), at most 60 s.
+async fn spread(arrivals: &Arrivals, updates: &[(u32, u32)], receivers: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = usize::MAX;
+    let mut since = Instant::now();
+    while Instant::now() < deadline {
+        let (everywhere, total) = {
+            let arrivals = arrivals.lock().unwrap_or_else(PoisonError::into_inner);
+            let everywhere = updates.iter().all(|u| {
+                arrivals
+                    .get(u)
+                    .is_some_and(|(count, _)| *count >= receivers)
+            });
+            (everywhere, arrivals.values().map(|(count, _)| count).sum())
+        };
+        if everywhere {
+            return;
+        }
+        if total != last {
+            last = total;
+            since = Instant::now();
+        } else if since.elapsed() >= SPREAD_QUIET {
+            return;
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// `rounds` propagation intervals: in each, `per_round` of `clients` see an ad,
