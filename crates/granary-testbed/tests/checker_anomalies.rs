@@ -541,42 +541,48 @@ fn a_gap_across_a_fault_heal_counts_whole_and_is_named_per_fault() {
     assert!((per_fault[0].max_ms - 1.76).abs() < 1e-9, "{report}");
 }
 
-#[test]
-fn an_outage_across_two_faults_counts_whole_for_the_first() {
-    // The clean history with a second fault before the identity answers again: its
-    // wait from the kill at 300 µs to the ack at 2 060 µs is not cut at 1 000 µs.
+/// The clean history with a pause of h2 added at `at` µs: each fault's kind and the
+/// largest of its identities' longest gaps (ms), in the order applied.
+fn recovery_with_a_pause_at(at: u64) -> Vec<(String, f64)> {
     let mut events = clean_counter_history();
     events.push(Event::Fault {
         what: "pause h2".into(),
-        at: Stamp::at(1_000),
+        at: Stamp::at(at),
     });
     let report = check(&events);
     assert!(report.is_clean(), "{report}");
-    let per_fault = &report.recovery.faults;
-    assert_eq!(per_fault.len(), 2, "{report}");
-    assert_eq!(per_fault[0].kind, "kill");
-    assert!((per_fault[0].max_ms - 1.76).abs() < 1e-9, "{report}");
-    assert_eq!(per_fault[1].kind, "pause");
-    assert!((per_fault[1].max_ms - 1.06).abs() < 1e-9, "{report}");
-    assert!((report.recovery.max_ms - 1.76).abs() < 1e-9, "{report}");
+    let per_fault = report.recovery.faults.iter();
+    per_fault.map(|f| (f.kind.clone(), f.max_ms)).collect()
+}
+
+/// Whether `got` names the kinds of `want` in order, with the same gaps.
+fn same_recovery(got: &[(String, f64)], want: &[(&str, f64)]) -> bool {
+    got.len() == want.len()
+        && got
+            .iter()
+            .zip(want)
+            .all(|((kind, ms), (k, m))| kind == k && (ms - m).abs() < 1e-9)
+}
+
+#[test]
+fn an_outage_across_two_faults_counts_whole_for_the_first() {
+    // A second fault before the identity answers again: its wait from the kill at
+    // 300 µs to the ack at 2 060 µs is not cut at the pause (1 000 µs).
+    let got = recovery_with_a_pause_at(1_000);
+    assert!(
+        same_recovery(&got, &[("kill", 1.76), ("pause", 1.06)]),
+        "{got:?}"
+    );
 }
 
 #[test]
 fn a_wait_that_began_after_an_answer_is_the_next_faults() {
-    // The clean history with a second fault after the identity answered (ack at
-    // 250 µs, kill at 300 µs, pause at 200 µs before them): the pause's window holds
-    // an answer, so its open wait is cut at the kill, which measures its own.
-    let mut events = clean_counter_history();
-    events.push(Event::Fault {
-        what: "pause h2".into(),
-        at: Stamp::at(200),
-    });
-    let report = check(&events);
-    let per_fault = &report.recovery.faults;
-    assert_eq!(per_fault.len(), 2, "{report}");
-    assert_eq!(per_fault[0].kind, "pause");
-    // From the pause at 200 µs: the ack at 250 µs, then 50 µs to the kill.
-    assert!((per_fault[0].max_ms - 0.05).abs() < 1e-9, "{report}");
-    assert_eq!(per_fault[1].kind, "kill");
-    assert!((per_fault[1].max_ms - 1.76).abs() < 1e-9, "{report}");
+    // A fault before the identity's ack at 250 µs and the kill at 300 µs: the pause's
+    // window holds an answer, so its open wait is cut at the kill (50 µs after the
+    // ack), and the kill's window measures its own.
+    let got = recovery_with_a_pause_at(200);
+    assert!(
+        same_recovery(&got, &[("pause", 0.05), ("kill", 1.76)]),
+        "{got:?}"
+    );
 }
