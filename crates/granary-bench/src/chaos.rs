@@ -73,6 +73,10 @@ pub(crate) struct ChaosArgs {
     /// names it.
     #[arg(long)]
     keep_run_dirs: bool,
+    /// Also keep the directory of a clean run whose longest recovery gap is above
+    /// this many seconds (5: the bar's line); its row names it.
+    #[arg(long, value_name = "SECONDS")]
+    keep_slow_runs: Option<f64>,
 }
 
 /// Why `chaos` failed.
@@ -203,6 +207,9 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
         config.mix = args.faults;
         config.detector = args.detector;
         config.keep_run_dir = args.keep_run_dirs;
+        // No gap is above an infinite (or unrepresentable) limit: keep none then.
+        config.keep_if_recovery_over =
+            (args.keep_slow_runs).and_then(|secs| Duration::try_from_secs_f64(secs.max(0.0)).ok());
         reporter
             .progress()
             .set_message(format!("seed {seed} ({} hosts)", config.nodes));

@@ -6,7 +6,8 @@
 //! history (`<host>-<incarnation>.jsonl`), the client's (`c1-0.*`), the faults
 //! applied (`faults.jsonl`), and the shared store (`state.db`). A run with an
 //! anomaly keeps it ([`RunOutcome::kept_run_dir`]); a clean run removes it unless
-//! [`ChaosConfig::keep_run_dir`] is set.
+//! [`ChaosConfig::keep_run_dir`] is set, or its longest recovery gap is above
+//! [`ChaosConfig::keep_if_recovery_over`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -123,6 +124,10 @@ pub struct ChaosConfig {
     /// Keep the run directory even when the report is clean (logs and histories for
     /// analysis of a clean run's recovery times). `false` by default.
     pub keep_run_dir: bool,
+    /// Keep the run directory of a clean run whose longest recovery gap
+    /// ([`crate::checker::Recovery::max_ms`]) is above this, to study a slow recovery
+    /// that broke no rule. `None` by default.
+    pub keep_if_recovery_over: Option<Duration>,
 }
 
 impl ChaosConfig {
@@ -149,6 +154,7 @@ impl ChaosConfig {
             detector: Detector::FastFailover,
             placement: WorkloadPlacement::Random,
             keep_run_dir: false,
+            keep_if_recovery_over: None,
         }
     }
 
@@ -204,8 +210,9 @@ pub struct RunOutcome {
     pub report: Report,
     /// Wall time of the run.
     pub elapsed: Duration,
-    /// The run directory, kept because the report is not clean or
-    /// [`ChaosConfig::keep_run_dir`] asked for it (`None`: removed).
+    /// The run directory, kept because the report is not clean, or
+    /// [`ChaosConfig::keep_run_dir`] or [`ChaosConfig::keep_if_recovery_over`] asked
+    /// for it (`None`: removed).
     pub kept_run_dir: Option<PathBuf>,
     /// Every process's history and the faults, merged in time order: for a test's
     /// own checks beyond the checker's (who handled what while a fault held).
@@ -269,7 +276,9 @@ pub fn run_schedule(config: &ChaosConfig, schedule: &[Fault]) -> Result<RunOutco
         source,
     })?;
     let report = check(&events);
-    let kept_run_dir = if report.is_clean() && !config.keep_run_dir {
+    let slow = (config.keep_if_recovery_over)
+        .is_some_and(|over| report.recovery.max_ms > over.as_secs_f64() * 1000.0);
+    let kept_run_dir = if report.is_clean() && !config.keep_run_dir && !slow {
         None
     } else {
         bed.keep_run_dir();
