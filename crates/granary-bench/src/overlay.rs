@@ -658,21 +658,42 @@ const VIEWS_QUIET: Duration = Duration::from_secs(1);
 /// (announced within 250 ms, grafted 750 ms later, then every 500 ms).
 const SPREAD_QUIET: Duration = Duration::from_secs(3);
 
-/// Waits until every peer-to-peer node's view size has stayed the same for [`VIEWS_QUIET`]
-/// (joins forwarded, full views made room), at most 60 s.
+/// When a watched value last changed: what both waits below count their quiet from.
+struct Settling<T> {
+    last: Option<T>,
+    since: Instant,
+}
+
+impl<T: PartialEq> Settling<T> {
+    fn new() -> Self {
+        Self {
+            last: None,
+            since: Instant::now(),
+        }
+    }
+
+    /// Notes the value now; whether it has stayed the same for `quiet`.
+    fn unchanged_for(&mut self, now: T, quiet: Duration) -> bool {
+        if self.last.as_ref() != Some(&now) {
+            self.last = Some(now);
+            self.since = Instant::now();
+            return false;
+        }
+        self.since.elapsed() >= quiet
+    }
+}
+
+/// Waits until every peer-to-peer node's view size has stayed the same for
+/// [`VIEWS_QUIET`] (joins forwarded, full views made room), at most 60 s.
 async fn views_settled(nodes: &[Node]) -> Result<(), OverlayBenchError> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = Vec::new();
-    let mut since = Instant::now();
+    let mut views = Settling::new();
     loop {
-        let mut views = Vec::with_capacity(nodes.len());
+        let mut now = Vec::with_capacity(nodes.len());
         for node in nodes {
-            views.push(node.view().await?);
+            now.push(node.view().await?);
         }
-        if views != last {
-            last = views;
-            since = Instant::now();
-        } else if since.elapsed() >= VIEWS_QUIET {
+        if views.unchanged_for(now, VIEWS_QUIET) {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -686,12 +707,11 @@ async fn views_settled(nodes: &[Node]) -> Result<(), OverlayBenchError> {
 }
 
 /// Waits until each of `updates` has reached `receivers` nodes, or no update has
-/// arrived anywhere for [`SPREAD_QUIET`] (after kills some never reach every survivor: the
-/// row counts how many did), at most 60 s.
+/// arrived anywhere for [`SPREAD_QUIET`] (after kills some never reach every
+/// survivor: the row counts how many did), at most 60 s.
 async fn spread(arrivals: &Arrivals, updates: &[(u32, u32)], receivers: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = usize::MAX;
-    let mut since = Instant::now();
+    let mut delivered = Settling::new();
     while Instant::now() < deadline {
         let (everywhere, total) = {
             let arrivals = arrivals.lock().unwrap_or_else(PoisonError::into_inner);
@@ -700,15 +720,10 @@ async fn spread(arrivals: &Arrivals, updates: &[(u32, u32)], receivers: usize) {
                     .get(u)
                     .is_some_and(|(count, _)| *count >= receivers)
             });
-            (everywhere, arrivals.values().map(|(count, _)| count).sum())
+            let total: usize = arrivals.values().map(|(count, _)| count).sum();
+            (everywhere, total)
         };
-        if everywhere {
-            return;
-        }
-        if total != last {
-            last = total;
-            since = Instant::now();
-        } else if since.elapsed() >= SPREAD_QUIET {
+        if everywhere || delivered.unchanged_for(total, SPREAD_QUIET) {
             return;
         }
         tokio::time::sleep(POLL).await;

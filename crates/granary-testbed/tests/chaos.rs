@@ -27,7 +27,7 @@ fn short_chaos_runs_are_clean() {
     for seed in SEEDS {
         // The last seed keeps its directory however fast it recovered (every gap is
         // above zero), the others only if they are not clean.
-        let keep_slow = seed == SEEDS[SEEDS.len() - 1];
+        let keep_slow = SEEDS.last() == Some(&seed);
         let mut config = ChaosConfig::short(program.clone(), seed);
         if keep_slow {
             config.keep_if_recovery_over = Some(Duration::ZERO);

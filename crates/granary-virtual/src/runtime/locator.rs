@@ -327,8 +327,8 @@ impl Runtime {
     /// see [`Self::host_lost_once_seen`].
     ///
     /// It also completes, with [`Gone::ThisNode`], once this node itself goes Down
-    /// (it was on its own ring when the wait began): a call it made no longer counts, and
-    /// one an activation here is blocked on would hold that activation, and every
+    /// (it was on its own ring when the wait began): a call it made no longer counts,
+    /// and one an activation here is blocked on would hold that activation, and every
     /// call queued behind it, until the call's timeout.
     pub(crate) async fn host_lost(&self, host: SocketAddr) -> Gone {
         self.until_gone(host, false).await
