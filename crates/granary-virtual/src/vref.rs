@@ -350,7 +350,11 @@ impl Callee {
                     // Only an ask may go to a host the caller picks: a host that
                     // finds the identity living elsewhere refuses the call, and a
                     // refused tell, already sent, would be lost.
-                    let locate = rt.locate(&self.identity, stale.take(), tag, is_ask);
+                    // Boxed: a lookup is a network trip at most once per identity and
+                    // location, and inline its future (kilobytes, the directory's
+                    // whole placement path) would be copied with every call's future,
+                    // a tell to a known location included.
+                    let locate = Box::pin(rt.locate(&self.identity, stale.take(), tag, is_ask));
                     rt.system().within(due(&mut deadline), locate).await
                 }
             };

@@ -57,22 +57,7 @@ impl Rpc {
         req: Request,
         timeout: Duration,
     ) -> Result<Reply, VirtualError> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.pending.lock().insert(id, (to, tx));
-        let frame = ControlFrame {
-            from: rt.me,
-            id,
-            body: Body::Request(req),
-        };
-        if let Err(e) = send_control(rt, to, &frame) {
-            self.pending.lock().remove(&id);
-            return Err(VirtualError::Unavailable {
-                identity: to.to_string(),
-                attempts: 1,
-                last: e,
-            });
-        }
+        let (id, rx) = self.send(rt, to, req)?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(VirtualError::Unavailable {
@@ -89,6 +74,34 @@ impl Rpc {
                 })
             }
         }
+    }
+
+    /// Sends `req` to `to` as a new request: its id and where its reply will come.
+    /// Not part of the waiting future, which then holds neither the request nor its
+    /// frame while it waits.
+    fn send(
+        &self,
+        rt: &Runtime,
+        to: SocketAddr,
+        req: Request,
+    ) -> Result<(u64, oneshot::Receiver<Reply>), VirtualError> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().insert(id, (to, tx));
+        let frame = ControlFrame {
+            from: rt.me,
+            id,
+            body: Body::Request(req),
+        };
+        if let Err(e) = send_control(rt, to, &frame) {
+            self.pending.lock().remove(&id);
+            return Err(VirtualError::Unavailable {
+                identity: to.to_string(),
+                attempts: 1,
+                last: e,
+            });
+        }
+        Ok((id, rx))
     }
 
     fn complete(&self, id: u64, reply: Reply) {
@@ -213,6 +226,11 @@ impl Handler<ControlFrame> for ControlInbox {
 
 impl Runtime {
     /// Serves one control request, `id`, from the peer `from`.
+    ///
+    /// Its future is copied into a task per request, and it is as large as its
+    /// largest arm: the arms a member's lookups and claims never take (a client's
+    /// `Locate`, a re-registration) are boxed, so they cost an allocation when they
+    /// run instead of kilobytes on every request.
     pub(crate) async fn serve(self: &Arc<Self>, req: Request, from: SocketAddr, id: u64) -> Reply {
         match req {
             Request::Lookup {
@@ -245,7 +263,7 @@ impl Runtime {
                 Reply::Bool(self.has_settled(&Identity::new(kind, key), &name).await)
             }
             Request::Register { kind, key, at } => {
-                self.serve_register(&Identity::new(kind, key), at).await
+                Box::pin(self.serve_register(&Identity::new(kind, key), at)).await
             }
             Request::Unregister { kind, key, at } => {
                 self.directory.unregister(&Identity::new(kind, key), &at);
@@ -264,8 +282,7 @@ impl Runtime {
                 key,
                 placement,
                 stale,
-            } => match self
-                .locate(&Identity::new(kind, key), stale, placement, false)
+            } => match Box::pin(self.locate(&Identity::new(kind, key), stale, placement, false))
                 .await
             {
                 Ok(loc) => Reply::Located(loc),

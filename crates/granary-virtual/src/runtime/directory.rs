@@ -239,6 +239,13 @@ impl Runtime {
 
     /// Serves a lookup (or, with `claim`, a host's claim) of `identity`, its lock
     /// held.
+    ///
+    /// Every lookup and claim served runs this future, on a task of its own: the
+    /// waits it takes only after a failure or for other placements (a host asked
+    /// whether it still holds an activation, an unconfirmed activation settled, a
+    /// stateless worker routed, an owner's activation request to another host) are
+    /// boxed, so its size is that of the common path, a lookup answered from the
+    /// table or a claim granted.
     async fn lookup_locked(
         self: &Arc<Self>,
         identity: &Identity,
@@ -248,7 +255,7 @@ impl Runtime {
         claim: Option<&Claim>,
     ) -> Reply {
         if self.stateless_pool(identity.kind()).is_some() {
-            return self.route_to_worker(identity, requester).await;
+            return Box::pin(self.route_to_worker(identity, requester)).await;
         }
         self.note_ring_seen();
         if let Some(loc) = self.directory.get(identity) {
@@ -259,7 +266,7 @@ impl Runtime {
             if alive {
                 // The requester found it dead: ask the host before replacing it, so a
                 // transient failure never creates a second activation.
-                match self.host_has(identity, &loc).await {
+                match Box::pin(self.host_has(identity, &loc)).await {
                     Some(true) => return Reply::Located(loc),
                     Some(false) => {}
                     None => {
@@ -275,7 +282,7 @@ impl Runtime {
             self.directory.unregister(identity, &loc);
         }
         if let Some(host) = self.directory.unconfirmed(identity) {
-            if let Some(reply) = self.settle_unconfirmed(identity, host).await {
+            if let Some(reply) = Box::pin(self.settle_unconfirmed(identity, host)).await {
                 return reply;
             }
         }
@@ -350,7 +357,7 @@ impl Runtime {
                 key: identity.key().to_owned(),
                 owner: self.me,
             };
-            match self.rpc.call(self, host, req).await {
+            match Box::pin(self.rpc.call(self, host, req)).await {
                 Ok(r) => r,
                 Err(e) => {
                     // The request or its answer was lost: the host may hold the
@@ -508,10 +515,13 @@ impl Runtime {
                 if a == b {
                     a
                 } else {
-                    let (la, lb) = futures::join!(
-                        self.load_of(identity.kind(), a),
-                        self.load_of(identity.kind(), b)
-                    );
+                    let (la, lb) = Box::pin(async {
+                        futures::join!(
+                            self.load_of(identity.kind(), a),
+                            self.load_of(identity.kind(), b)
+                        )
+                    })
+                    .await;
                     if lb < la {
                         b
                     } else {
