@@ -5,6 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::Either;
 use granary_core::{
     ask_target, tell_target, AskError, Message, RemoteError, RemoteTarget, SendError,
 };
@@ -259,10 +260,17 @@ impl Callee {
             async move {
                 if let Reached::Here(door) = &target {
                     if let Some(tracked) = door.as_any().downcast_ref::<Tracked<A>>() {
-                        return match tracked.ask_in_mailbox(msg, remaining) {
-                            Ok(asked) => asked.await,
-                            Err(msg) => ask_target(&*target.erased(), msg, remaining).await,
+                        // One future awaited after the `match`: awaited in its arms,
+                        // the matched `Result` would be kept beside the future moved
+                        // out of it (twice the ask's size in every call's future).
+                        let target = &target;
+                        let asked = match tracked.ask_in_mailbox(msg, remaining) {
+                            Ok(asked) => Either::Left(asked),
+                            Err(msg) => Either::Right(async move {
+                                ask_target(&*target.erased(), msg, remaining).await
+                            }),
                         };
+                        return asked.await;
                     }
                 }
                 ask_target(&*target.erased(), msg, remaining).await
@@ -334,41 +342,45 @@ impl Callee {
                 // Backoff between retries (membership may need a moment to converge).
                 tokio::time::sleep(pause).await;
             }
-            // A known location costs no lookup and no timer.
-            let known = match stale {
-                None => (rt.locate_known(&self.identity)).or_else(|| self.direct_location()),
-                Some(_) => None,
-            };
-            let located = match known {
-                Some(loc) => Ok(Ok(loc)),
-                None => {
-                    let tag = rt
-                        .kinds
-                        .get(self.identity.kind())
-                        .map(|s| s.kind.config().placement.tag())
-                        .unwrap_or(crate::placement::PlacementTag::Random);
-                    // Only an ask may go to a host the caller picks: a host that
-                    // finds the identity living elsewhere refuses the call, and a
-                    // refused tell, already sent, would be lost.
-                    // Boxed: a lookup is a network trip at most once per identity and
-                    // location, and inline its future (kilobytes, the directory's
-                    // whole placement path) would be copied with every call's future,
-                    // a tell to a known location included.
-                    let locate = Box::pin(rt.locate(&self.identity, stale.take(), tag, is_ask));
-                    rt.system().within(due(&mut deadline), locate).await
-                }
-            };
-            let loc = match located {
-                Err(_) => return Err(VirtualError::Timeout),
-                Ok(Ok(loc)) => loc,
-                Ok(Err(
-                    e @ (VirtualError::NoHost(_)
-                    | VirtualError::BadKey { .. }
-                    | VirtualError::NodeDown),
-                )) => return Err(e),
-                Ok(Err(e)) => {
-                    last = Some(e.to_string());
-                    continue;
+            // In a block of its own: what the lookup left is gone before the call
+            // waits for its answer, not kept in this future beside the send.
+            let loc = {
+                // A known location costs no lookup and no timer.
+                let known = match stale {
+                    None => (rt.locate_known(&self.identity)).or_else(|| self.direct_location()),
+                    Some(_) => None,
+                };
+                let located = match known {
+                    Some(loc) => Ok(Ok(loc)),
+                    None => {
+                        let tag = rt
+                            .kinds
+                            .get(self.identity.kind())
+                            .map(|s| s.kind.config().placement.tag())
+                            .unwrap_or(crate::placement::PlacementTag::Random);
+                        // Only an ask may go to a host the caller picks: a host that
+                        // finds the identity living elsewhere refuses the call, and a
+                        // refused tell, already sent, would be lost.
+                        // Boxed: a lookup is a network trip at most once per identity and
+                        // location, and inline its future (kilobytes, the directory's
+                        // whole placement path) would be copied with every call's future,
+                        // a tell to a known location included.
+                        let locate = Box::pin(rt.locate(&self.identity, stale.take(), tag, is_ask));
+                        rt.system().within(due(&mut deadline), locate).await
+                    }
+                };
+                match located {
+                    Err(_) => return Err(VirtualError::Timeout),
+                    Ok(Ok(loc)) => loc,
+                    Ok(Err(
+                        e @ (VirtualError::NoHost(_)
+                        | VirtualError::BadKey { .. }
+                        | VirtualError::NodeDown),
+                    )) => return Err(e),
+                    Ok(Err(e)) => {
+                        last = Some(e.to_string());
+                        continue;
+                    }
                 }
             };
             let target = if loc.host == rt.me {
