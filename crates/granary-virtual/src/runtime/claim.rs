@@ -136,8 +136,10 @@ impl Runtime {
             return Reply::NotOwner;
         };
         if owner == self.me {
-            // The owner claims from itself: its lookup, placed here.
-            return self.serve_claim(identity, self.me, None, None).await;
+            // The owner claims from itself: its lookup, placed here (boxed: inline,
+            // the directory's future would double this one's size, which every
+            // caller-placed lookup carries).
+            return Box::pin(self.serve_claim(identity, self.me, None, None)).await;
         }
         let _one_claim = self.claims.locks.lock(identity).await;
         if let Some(loc) = self.find_settled(identity).await {
@@ -239,22 +241,36 @@ impl Runtime {
 
     /// Where a call to `identity`, not located yet, goes when this member places it
     /// ([`Self::places_by_caller`]): a random host of the kind, reached through its
-    /// "whichever activation of the key" name, or this node's own activation (claimed
-    /// here now).
-    pub(crate) async fn place_by_caller(self: &Arc<Self>, identity: &Identity) -> Option<Reply> {
+    /// "whichever activation of the key" name, or this node (whose own activation
+    /// the caller then claims, [`Self::claim_here`]). `None` when no member hosts the
+    /// kind.
+    ///
+    /// Not an `async fn`: only the claim waits, and the caller awaits it itself, so
+    /// its lookup's future holds the claim's once, not wrapped a second time.
+    pub(crate) fn place_by_caller(&self, identity: &Identity) -> Option<CallerPlaced> {
         let hosts = self.members.hosts_of(identity.kind());
         if hosts.is_empty() {
             return None;
         }
         let host = crate::placement::random(&hosts);
-        if host != self.me {
-            return Some(Reply::Located(Location {
+        Some(if host == self.me {
+            CallerPlaced::Here
+        } else {
+            CallerPlaced::Elsewhere(Location {
                 host,
                 name: crate::door::any_activation_name(identity),
-            }));
-        }
-        Some(self.claim_here(identity).await)
+            })
+        })
     }
+}
+
+/// Where a member that places an identity itself sends its first call to it
+/// ([`Runtime::place_by_caller`]).
+pub(crate) enum CallerPlaced {
+    /// To another host, which claims the identity when the call arrives.
+    Elsewhere(Location),
+    /// Here: this node claims the identity before the call goes to the activation.
+    Here,
 }
 
 #[cfg(test)]

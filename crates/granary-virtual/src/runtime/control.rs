@@ -40,38 +40,45 @@ impl Default for Rpc {
 
 impl Rpc {
     /// Sends `req` to `to` and waits for the reply within the RPC timeout.
-    pub(crate) async fn call(
+    ///
+    /// The request is sent when this is called, not when the future is first polled:
+    /// the future only waits for the answer, and holds neither the request nor its
+    /// frame (it is part of every claim's and lookup's future).
+    pub(crate) fn call(
         &self,
         rt: &Arc<Runtime>,
         to: SocketAddr,
         req: Request,
-    ) -> Result<Reply, VirtualError> {
-        self.call_within(rt, to, req, rt.config.rpc_timeout).await
+    ) -> impl std::future::Future<Output = Result<Reply, VirtualError>> + Send + '_ {
+        self.call_within(rt, to, req, rt.config.rpc_timeout)
     }
 
     /// [`Rpc::call`] with its own timeout.
-    pub(crate) async fn call_within(
+    pub(crate) fn call_within(
         &self,
         rt: &Arc<Runtime>,
         to: SocketAddr,
         req: Request,
         timeout: Duration,
-    ) -> Result<Reply, VirtualError> {
-        let (id, rx) = self.send(rt, to, req)?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(_)) => Err(VirtualError::Unavailable {
-                identity: to.to_string(),
-                attempts: 1,
-                last: format!("the connection to {to} was lost"),
-            }),
-            Err(_) => {
-                self.pending.lock().remove(&id);
-                Err(VirtualError::Unavailable {
+    ) -> impl std::future::Future<Output = Result<Reply, VirtualError>> + Send + '_ {
+        let sent = self.send(rt, to, req);
+        async move {
+            let (id, rx) = sent?;
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(reply)) => Ok(reply),
+                Ok(Err(_)) => Err(VirtualError::Unavailable {
                     identity: to.to_string(),
                     attempts: 1,
-                    last: format!("no answer from {to} within {timeout:?}"),
-                })
+                    last: format!("the connection to {to} was lost"),
+                }),
+                Err(_) => {
+                    self.pending.lock().remove(&id);
+                    Err(VirtualError::Unavailable {
+                        identity: to.to_string(),
+                        attempts: 1,
+                        last: format!("no answer from {to} within {timeout:?}"),
+                    })
+                }
             }
         }
     }

@@ -2,6 +2,7 @@
 //! (`locations.rs`), else the identity's directory owner (or, on a client, a
 //! gateway); and giving up on a host once the view says it is gone.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use granary_core::RemoteTarget;
 use granary_storage::{Identity, IdentityParts};
 
 use super::catalog::Current;
+use super::claim::CallerPlaced;
 use super::{failure_error, Members, Runtime};
 use crate::error::VirtualError;
 use crate::placement::Placement;
@@ -106,7 +108,11 @@ impl Runtime {
         let placed = match stale {
             // A caller that found a location stale asks the owner where it lives.
             None if may_place && self.places_by_caller(identity.kind()) => {
-                self.place_by_caller(identity).await
+                match self.place_by_caller(identity) {
+                    Some(CallerPlaced::Elsewhere(loc)) => Some(Reply::Located(loc)),
+                    Some(CallerPlaced::Here) => Some(self.claim_here(identity).await),
+                    None => None,
+                }
             }
             _ => None,
         };
@@ -142,7 +148,9 @@ impl Runtime {
     ) -> Result<Reply, VirtualError> {
         self.meters.lookup();
         let reply = if owner == self.me {
-            self.serve_lookup(identity, self.me, placement, stale).await
+            // Boxed, as the owner's own lookup in `claim_here`: inline, it would
+            // double the size of every lookup's future.
+            Box::pin(self.serve_lookup(identity, self.me, placement, stale)).await
         } else {
             let req = Request::Lookup {
                 kind: identity.kind().to_owned(),
@@ -330,8 +338,10 @@ impl Runtime {
     /// (it was on its own ring when the wait began): a call it made no longer counts,
     /// and one an activation here is blocked on would hold that activation, and every
     /// call queued behind it, until the call's timeout.
-    pub(crate) async fn host_lost(&self, host: SocketAddr) -> Gone {
-        self.until_gone(host, false).await
+    pub(crate) fn host_lost(&self, host: SocketAddr) -> impl Future<Output = Gone> + Send + '_ {
+        // Not an `async fn` of its own: a wrapper's future would hold the arguments a
+        // second time, in every call's and claim's future.
+        self.until_gone(host, false)
     }
 
     /// [`Self::host_lost`] for a host named by someone else's answer (where an
@@ -342,8 +352,11 @@ impl Runtime {
     /// call it received and is handling — the call handled twice. A host that is
     /// really gone is noticed by the transport (the call fails `Unreachable` when its
     /// connection is lost) or at the call's timeout.
-    pub(crate) async fn host_lost_once_seen(&self, host: SocketAddr) -> Gone {
-        self.until_gone(host, true).await
+    pub(crate) fn host_lost_once_seen(
+        &self,
+        host: SocketAddr,
+    ) -> impl Future<Output = Gone> + Send + '_ {
+        self.until_gone(host, true)
     }
 
     /// Completes once `host` is not in this member's ring (never on a client, see
