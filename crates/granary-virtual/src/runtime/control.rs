@@ -38,6 +38,19 @@ impl Default for Rpc {
     }
 }
 
+/// A request of this node's whose answer is awaited: dropped, it is no longer
+/// pending (a no-op once its answer has come and taken it out).
+struct Unanswered<'a> {
+    rpc: &'a Rpc,
+    id: u64,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        self.rpc.pending.lock().remove(&self.id);
+    }
+}
+
 impl Rpc {
     /// Sends `req` to `to` and waits for the reply within the RPC timeout.
     ///
@@ -64,6 +77,9 @@ impl Rpc {
         let sent = self.send(rt, to, req);
         async move {
             let (id, rx) = sent?;
+            // However the wait ends (answered, timed out, or dropped unanswered by a
+            // `select!` that took another branch), the request is no longer pending.
+            let _pending = Unanswered { rpc: self, id };
             match tokio::time::timeout(timeout, rx).await {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(_)) => Err(VirtualError::Unavailable {
@@ -71,14 +87,11 @@ impl Rpc {
                     attempts: 1,
                     last: format!("the connection to {to} was lost"),
                 }),
-                Err(_) => {
-                    self.pending.lock().remove(&id);
-                    Err(VirtualError::Unavailable {
-                        identity: to.to_string(),
-                        attempts: 1,
-                        last: format!("no answer from {to} within {timeout:?}"),
-                    })
-                }
+                Err(_) => Err(VirtualError::Unavailable {
+                    identity: to.to_string(),
+                    attempts: 1,
+                    last: format!("no answer from {to} within {timeout:?}"),
+                }),
             }
         }
     }
@@ -311,5 +324,29 @@ impl Runtime {
                 (self.serve_claim(&identity, from, Some(Arc::from(name)), stale)).await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request whose waiting future is dropped unanswered (a `select!` took another
+    /// branch) is no longer pending: nothing is kept for an answer that may never come.
+    #[test]
+    fn a_request_dropped_unanswered_is_no_longer_pending() {
+        let rpc = Rpc::default();
+        let peer: SocketAddr = "10.0.0.1:7000".parse().expect("an address");
+        for id in [1, 2] {
+            let (tx, _rx) = oneshot::channel();
+            rpc.pending.lock().insert(id, (peer, tx));
+        }
+        drop(Unanswered { rpc: &rpc, id: 1 });
+        let pending = rpc.pending.lock();
+        assert!(
+            !pending.contains_key(&1),
+            "the dropped request is forgotten"
+        );
+        assert!(pending.contains_key(&2), "another request is still pending");
     }
 }
