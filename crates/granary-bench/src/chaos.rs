@@ -54,7 +54,7 @@ pub(crate) struct ChaosArgs {
     #[arg(long, default_value_t = 4)]
     fault_count: usize,
     /// Seconds of load after the last fault heals or the last restart is ready.
-    #[arg(long, default_value_t = 30.0)]
+    #[arg(long, default_value_t = 30.0, value_parser = crate::seconds::parse_seconds)]
     settle: f64,
     /// Short runs (3 hosts, 2 short faults, 5 s settle), for smoke tests and the report.
     #[arg(long)]
@@ -75,7 +75,7 @@ pub(crate) struct ChaosArgs {
     keep_run_dirs: bool,
     /// Also keep the directory of a clean run whose longest recovery gap is above
     /// this many seconds (5: the bar's line); its row names it.
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = crate::seconds::parse_seconds)]
     keep_slow_runs: Option<f64>,
 }
 
@@ -199,7 +199,8 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
         } else {
             let mut config = ChaosConfig::new(program.clone(), args.hosts, seed);
             config.faults = args.fault_count;
-            config.settle = Duration::from_secs_f64(args.settle.max(0.0));
+            // Finite, 0 or more and at most a year: `parse_seconds` checked it.
+            config.settle = Duration::from_secs_f64(args.settle);
             config
         };
         config.workload = args.workload.clone();
@@ -207,9 +208,7 @@ pub(crate) fn run(args: ChaosArgs) -> Result<(), ChaosError> {
         config.mix = args.faults;
         config.detector = args.detector;
         config.keep_run_dir = args.keep_run_dirs;
-        // No gap is above an infinite (or unrepresentable) limit: keep none then.
-        config.keep_if_recovery_over =
-            (args.keep_slow_runs).and_then(|secs| Duration::try_from_secs_f64(secs.max(0.0)).ok());
+        config.keep_if_recovery_over = args.keep_slow_runs.map(Duration::from_secs_f64);
         reporter
             .progress()
             .set_message(format!("seed {seed} ({} hosts)", config.nodes));

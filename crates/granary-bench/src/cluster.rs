@@ -45,7 +45,7 @@ pub(crate) struct ClusterArgs {
     #[arg(long, value_enum, default_value_t = NodeTransport::Tcp)]
     transport: NodeTransport,
     /// Idle window in which any Down is a false Down, seconds (default 60; `--quick`: 3).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::seconds::parse_seconds)]
     idle_secs: Option<f64>,
     /// Small sizes (well under a minute), for smoke tests.
     #[arg(long)]

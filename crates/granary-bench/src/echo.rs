@@ -55,7 +55,7 @@ pub(crate) struct WorkloadArgs {
     #[arg(long, value_delimiter = ',')]
     payload: Option<Vec<usize>>,
     /// Simulated round-trip times in milliseconds (default 1,20; `--quick`: 1).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = crate::seconds::parse_millis)]
     rtt_ms: Option<Vec<f64>>,
     /// Concurrent requesters, comma-separated (default 1,2,4,8,16; `--quick`: 1,4).
     #[arg(long, value_delimiter = ',')]
@@ -64,7 +64,7 @@ pub(crate) struct WorkloadArgs {
     #[arg(long, value_delimiter = ',')]
     options: Option<Vec<OptionSet>>,
     /// Seconds of load per sweep point (default 5; `--quick`: 0.4).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::seconds::parse_seconds)]
     seconds: Option<f64>,
     /// Small sizes (seconds in all), for smoke tests.
     #[arg(long)]

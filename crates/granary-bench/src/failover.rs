@@ -52,11 +52,11 @@ pub(crate) struct FailoverArgs {
     #[arg(long)]
     counters: Option<u32>,
     /// Seconds of load before the kill (default 3; `--quick`: 1.5).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::seconds::parse_seconds)]
     before_kill: Option<f64>,
     /// Seconds of load after the restart (default 3; `--quick`: 1). A duplicate
     /// activation after a rejoin may appear only seconds later: use 30 to look for it.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::seconds::parse_seconds)]
     after_restart: Option<f64>,
     /// Also increment this many more counters ("spread" keys, not read back),
     /// every other increment, so that identities keep being activated (looked up
@@ -69,7 +69,7 @@ pub(crate) struct FailoverArgs {
     frontends: u32,
     /// Restart the killed node this many seconds after the kill, while the
     /// survivors may still be recovering (default: once every counter answered).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::seconds::parse_seconds)]
     restart_after: Option<f64>,
     /// Small sizes, for smoke tests.
     #[arg(long)]

@@ -35,6 +35,7 @@ mod pingpong;
 mod plot;
 mod remote;
 mod report;
+mod seconds;
 mod selection;
 mod sort;
 mod storage;

@@ -90,7 +90,7 @@ pub(crate) struct OverlayArgs {
     #[arg(long, value_delimiter = ',', default_value = "0.1,0.3,0.5")]
     kills: Vec<f64>,
     /// Seconds the survivors get to heal after each kill step.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::seconds::parse_seconds)]
     heal_secs: f64,
     /// Seed of the impressions and kills.
     #[arg(long, default_value_t = 16)]
