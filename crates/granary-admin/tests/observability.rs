@@ -306,6 +306,17 @@ async fn a_scrape_after_load_lists_every_in_path_family() {
     // A third node moves ring ranges: live activations re-register (hand-offs).
     let c = start_node(&store, Some(a.addr())).await;
     all_up(&[&a, &b, &c]).await;
+    // The re-registrations run after the view change, not before `all_up` returns:
+    // wait for them before b leaves, or a loaded machine may see b leave and a's lease
+    // lapse (deactivating everything on it) before any activation was handed off.
+    let deadline = Instant::now() + WAIT;
+    let mut text = metrics_text(&endpoint).await;
+    while Instant::now() < deadline
+        && total(&text, "granary_directory_handoffs_total", &[]).is_none_or(|v| v == 0.0)
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = metrics_text(&endpoint).await;
+    }
     // A graceful stop passivates b's activations; killing c makes a suspect it and
     // take it Down.
     b.shutdown().await;
