@@ -45,6 +45,15 @@ struct Unanswered<'a> {
     id: u64,
 }
 
+impl Unanswered<'_> {
+    /// The answer came (or the request was failed): whoever sent it into the channel
+    /// took the entry out already, so there is nothing to remove — no second lock per
+    /// answered request.
+    fn answered(self) {
+        std::mem::forget(self);
+    }
+}
+
 impl Drop for Unanswered<'_> {
     fn drop(&mut self) {
         self.rpc.pending.lock().remove(&self.id);
@@ -79,8 +88,12 @@ impl Rpc {
             let (id, rx) = sent?;
             // However the wait ends (answered, timed out, or dropped unanswered by a
             // `select!` that took another branch), the request is no longer pending.
-            let _pending = Unanswered { rpc: self, id };
-            match tokio::time::timeout(timeout, rx).await {
+            let pending = Unanswered { rpc: self, id };
+            let answer = tokio::time::timeout(timeout, rx).await;
+            if answer.is_ok() {
+                pending.answered();
+            }
+            match answer {
                 Ok(Ok(reply)) => Ok(reply),
                 Ok(Err(_)) => Err(VirtualError::Unavailable {
                     identity: to.to_string(),
