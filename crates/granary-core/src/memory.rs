@@ -18,6 +18,23 @@
 //! adjustment off: large blocks are mapped and unmapped on their own, and arena tops are
 //! trimmed past 128 KiB of free space instead of past up to 64 MiB. `granary-virtual-node`
 //! calls it at start; a program that embeds a node calls it first thing in `main`.
+//!
+//! Two more calls hand memory back after a burst, and the virtual-actor runtime makes
+//! both itself when activations end (`granary-virtual`'s `runtime/heap_return.rs`):
+//!
+//! - [`return_thread_arena_top`]: the free top of the calling thread's arena. A free of
+//!   64 KiB or more makes glibc merge the arena's small free blocks and trim its top;
+//!   the small frees of a burst of ended actors need not, and `malloc_trim` never trims
+//!   a thread arena's top. Measured on the `activate` test after this session's change
+//!   to the virtual call path (session 34, `docs/BENCHMARKS.md`): in about one run in
+//!   ten a worker's arena kept a 3-4.5 MB top resident through `malloc_trim` (its pages
+//!   one contiguous run at the heap's end, 0.5 MB of the heap in use).
+//! - [`return_free_heap`]: `malloc_trim(0)` — the free pages inside every arena and the
+//!   main arena's top — and the calling thread's top. Without it a node that passivated
+//!   50,000 identities stays at ~4x its baseline until something trims.
+//!
+//! Both are cheap when there is nothing to hand back, harmless under another
+//! `#[global_allocator]` (they touch only glibc's heap), and no-ops off glibc.
 
 /// glibc's default mmap threshold: blocks at least this large are mapped on their own.
 pub const MALLOC_MMAP_THRESHOLD: usize = 128 * 1024;
@@ -58,3 +75,60 @@ fn set_mmap_threshold() -> bool {
 fn set_mmap_threshold() -> bool {
     false
 }
+
+/// The smallest free after which glibc merges an arena's small free blocks and trims
+/// its top (`FASTBIN_CONSOLIDATION_THRESHOLD` in glibc's `malloc.c`). Below
+/// [`MALLOC_MMAP_THRESHOLD`], so the block comes from the arena, not a mapping of its own.
+const CONSOLIDATING_FREE: usize = 64 * 1024;
+
+/// Hands the free top of the calling thread's glibc arena back to the system (see the
+/// [module documentation](self)): allocates and frees one 64 KiB block, which makes
+/// glibc merge the arena's small free blocks into its top and trim the top past the
+/// trim threshold (128 KiB by default). A thread of a tokio runtime has an arena of its
+/// own once threads contend, so this is per thread: call it on the thread whose frees
+/// are to be handed back. Costs one allocation and, when there is a top to trim, one
+/// `madvise`; a no-op off Linux with glibc, or when the mmap threshold is set below
+/// 64 KiB.
+pub fn return_thread_arena_top() {
+    return_thread_arena_top_impl();
+}
+
+/// Hands free heap memory back to the system (see the [module documentation](self)):
+/// `malloc_trim(0)`, which releases the free pages inside every glibc arena and the top
+/// of the main one, then [`return_thread_arena_top`] for the calling thread. It walks
+/// every arena's free lists with the arena locked: call it after a burst, not per
+/// operation. A no-op off Linux with glibc.
+pub fn return_free_heap() {
+    malloc_trim_impl();
+    return_thread_arena_top_impl();
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn return_thread_arena_top_impl() {
+    // SAFETY: a block from `malloc` is freed once, and nothing reads or writes it. The
+    // pointer goes through `black_box` so the pair is not optimised away.
+    unsafe {
+        let block = libc::malloc(CONSOLIDATING_FREE);
+        if !block.is_null() {
+            libc::free(std::hint::black_box(block));
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_thread_arena_top_impl() {
+    let _ = CONSOLIDATING_FREE;
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn malloc_trim_impl() {
+    // SAFETY: malloc_trim takes no pointers; it only walks the allocator's free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn malloc_trim_impl() {}

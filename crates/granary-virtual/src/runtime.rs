@@ -11,7 +11,8 @@
 //!   placements held back after a Down (`fence.rs`) and the hand-off of ranges on a
 //!   membership change (`handoff.rs`);
 //! - the membership view (`members.rs`), the host lease (`lease.rs`) and control
-//!   requests between nodes (`control.rs`).
+//!   requests between nodes (`control.rs`);
+//! - the memory handed back as activations end (`heap_return.rs`).
 //!
 //! [`Runtime`] owns one of each and is what the rest of the crate holds.
 
@@ -21,6 +22,7 @@ mod control;
 mod directory;
 mod fence;
 mod handoff;
+mod heap_return;
 mod hosting;
 mod keyed_locks;
 mod lease;
@@ -129,6 +131,8 @@ pub(crate) struct Runtime {
     /// Bumped whenever an activation ended or its unregistration finished (wakes
     /// [`Runtime::settled`]).
     ends: tokio::sync::watch::Sender<u64>,
+    /// The activation count's peak since the free heap was last handed back.
+    waves: heap_return::Waves,
 }
 
 pub(crate) use granary_core::__tables::{shrink_if_sparse, SHRINK_FROM};
@@ -192,6 +196,7 @@ impl Runtime {
             grants: LeaseGrants::default(),
             unregistering: AtomicUsize::new(0),
             unregistrations: Unregistrations::default(),
+            waves: heap_return::Waves::default(),
             ends: tokio::sync::watch::channel(0).0,
         }
     }

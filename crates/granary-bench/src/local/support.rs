@@ -238,16 +238,12 @@ impl Latch {
     }
 }
 
-/// Gives free heap pages back to the system (glibc's `malloc_trim(0)`), so RSS
-/// shows what is still held rather than what the allocator keeps cached. The one
-/// `unsafe` of the bench: a C call with no arguments to check.
-#[allow(unsafe_code)]
+/// Gives free heap pages back to the system (`granary::memory::return_free_heap`:
+/// glibc's `malloc_trim(0)` and the calling thread's arena top), so RSS shows what is
+/// still held rather than what the allocator keeps cached. The same call for every
+/// framework's run.
 pub(crate) fn trim_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim takes no pointers; it only walks the allocator's free lists.
-    unsafe {
-        libc::malloc_trim(0);
-    }
+    ::granary::memory::return_free_heap();
 }
 
 /// Resident set size of this process in bytes, from `VmRSS` in /proc/self/status

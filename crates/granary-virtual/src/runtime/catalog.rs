@@ -218,8 +218,12 @@ impl Catalog {
     }
 
     /// Stops every activation and worker whose kind's cut-off `idle_since` gives
-    /// (`None`: the kind is never passivated) is later than its last call.
-    pub(crate) fn sweep_idle(&self, idle_since: impl Fn(&str) -> Option<tokio::time::Instant>) {
+    /// (`None`: the kind is never passivated) is later than its last call. Returns how
+    /// many activations and workers the table held (those it stopped included).
+    pub(crate) fn sweep_idle(
+        &self,
+        idle_since: impl Fn(&str) -> Option<tokio::time::Instant>,
+    ) -> usize {
         // A node hosts few kinds and many activations: look each kind's cut-off up
         // once per sweep, not once per activation, while the table is locked.
         let mut cut_offs: Vec<(&str, Option<tokio::time::Instant>)> = Vec::new();
@@ -239,7 +243,9 @@ impl Catalog {
                 }
             }
         }
+        let mut held = tables.single.len();
         for (identity, ws) in &tables.workers {
+            held += ws.len();
             if let Some(since) = idle_since(identity.kind()) {
                 for w in ws {
                     if w.tracker.try_close_idle(since) {
@@ -248,6 +254,7 @@ impl Catalog {
                 }
             }
         }
+        held
     }
 
     /// Stops everything here; resolves once each has stopped.

@@ -241,6 +241,7 @@ impl Runtime {
 
     /// Called by an activation once it stopped.
     pub(crate) fn activation_ended(self: &Arc<Self>, identity: &Identity, name: &Arc<str>) {
+        super::heap_return::activation_ended_on_this_thread();
         self.note_activation(identity.kind(), crate::observe::Activation::Passivated);
         // Counted as unregistering before it leaves the local table, so `settled`
         // never sees it in neither place.
@@ -316,7 +317,8 @@ impl Runtime {
             .map_err(|_| VirtualError::Timeout)
     }
 
-    /// Passivates activations idle for longer than their kind's timeout.
+    /// Passivates activations idle for longer than their kind's timeout, and hands
+    /// the free heap back once a wave of ends has passed (`heap_return.rs`).
     ///
     /// The clock is read once per sweep and each kind's cut-off computed once, so a
     /// sweep costs one uncontended lock per activation, no system call.
@@ -328,8 +330,12 @@ impl Runtime {
                 Some((*kind, cut_off))
             })
             .collect();
-        self.catalog
+        let held = self
+            .catalog
             .sweep_idle(|kind| idle_since.get(kind).copied());
+        if self.waves.wave_passed(held) {
+            super::heap_return::return_free_heap_soon();
+        }
     }
 
     /// Stops every local activation (saving state unless crashed) and waits.
