@@ -25,10 +25,10 @@
 //! - [`return_thread_arena_top`]: the free top of the calling thread's arena. A free of
 //!   64 KiB or more makes glibc merge the arena's small free blocks and trim its top;
 //!   the small frees of a burst of ended actors need not, and `malloc_trim` never trims
-//!   a thread arena's top. Measured on the `activate` test after this session's change
-//!   to the virtual call path (session 34, `docs/BENCHMARKS.md`): in about one run in
-//!   ten a worker's arena kept a 3-4.5 MB top resident through `malloc_trim` (its pages
-//!   one contiguous run at the heap's end, 0.5 MB of the heap in use).
+//!   a thread arena's top. Measured on the `activate` test (`docs/BENCHMARKS.md`,
+//!   session 34): in 4 runs of 46 a worker's arena kept a 2.8-4.6 MB top resident
+//!   through `malloc_trim` (its pages one contiguous run at the heap's end, 0.5 MB of
+//!   the heap in use).
 //! - [`return_free_heap`]: `malloc_trim(0)` — the free pages inside every arena and the
 //!   main arena's top — and the calling thread's top. Without it a node that passivated
 //!   50,000 identities stays at ~4x its baseline until something trims.
@@ -84,9 +84,9 @@ const CONSOLIDATING_FREE: usize = 64 * 1024;
 /// Hands the free top of the calling thread's glibc arena back to the system (see the
 /// [module documentation](self)): allocates and frees one 64 KiB block, which makes
 /// glibc merge the arena's small free blocks into its top and trim the top past the
-/// trim threshold (128 KiB by default). A thread of a tokio runtime has an arena of its
-/// own once threads contend, so this is per thread: call it on the thread whose frees
-/// are to be handed back. Costs one allocation and, when there is a top to trim, one
+/// trim threshold (128 KiB by default). glibc gives each thread that allocates an arena
+/// of its own (up to eight per core), so this is per thread: call it on the thread whose
+/// frees are to be handed back. Costs one allocation and, when there is a top to trim, one
 /// `madvise`; a no-op off Linux with glibc, or when the mmap threshold is set below
 /// 64 KiB.
 pub fn return_thread_arena_top() {
