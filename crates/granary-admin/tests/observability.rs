@@ -256,6 +256,23 @@ fn total(text: &str, family: &str, labels: &[&str]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum())
 }
 
+/// Scrapes `endpoint` every 100 ms until each `(family, labels)` of `nonzero` reads
+/// above zero, or [`WAIT`] has passed; returns the last scrape, whose assertions then
+/// say what never came.
+async fn scrape_until_nonzero(endpoint: &str, nonzero: &[(&str, &[&str])]) -> String {
+    let deadline = Instant::now() + WAIT;
+    let mut text = metrics_text(endpoint).await;
+    while Instant::now() < deadline
+        && nonzero
+            .iter()
+            .any(|(family, labels)| total(&text, family, labels).is_none_or(|v| v == 0.0))
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = metrics_text(endpoint).await;
+    }
+    text
+}
+
 // ---------------------------------------------------------------- tests
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -309,30 +326,21 @@ async fn a_scrape_after_load_lists_every_in_path_family() {
     // The re-registrations run after the view change, not before `all_up` returns:
     // wait for them before b leaves, or a loaded machine may see b leave and a's lease
     // lapse (deactivating everything on it) before any activation was handed off.
-    let deadline = Instant::now() + WAIT;
-    let mut text = metrics_text(&endpoint).await;
-    while Instant::now() < deadline
-        && total(&text, "granary_directory_handoffs_total", &[]).is_none_or(|v| v == 0.0)
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        text = metrics_text(&endpoint).await;
-    }
+    scrape_until_nonzero(&endpoint, &[("granary_directory_handoffs_total", &[])]).await;
     // A graceful stop passivates b's activations; killing c makes a suspect it and
     // take it Down.
     b.shutdown().await;
     c.kill().await;
 
-    let deadline = Instant::now() + WAIT;
-    let mut text = metrics_text(&endpoint).await;
-    while Instant::now() < deadline
-        && (total(&text, "granary_directory_handoffs_total", &[]).is_none_or(|v| v == 0.0)
-            || total(&text, "granary_cluster_suspicions_total", &[&a_label])
-                .is_none_or(|v| v == 0.0)
-            || total(&text, "granary_cluster_downs_total", &[&a_label]).is_none_or(|v| v == 0.0))
-    {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        text = metrics_text(&endpoint).await;
-    }
+    let text = scrape_until_nonzero(
+        &endpoint,
+        &[
+            ("granary_directory_handoffs_total", &[]),
+            ("granary_cluster_suspicions_total", &[&a_label]),
+            ("granary_cluster_downs_total", &[&a_label]),
+        ],
+    )
+    .await;
 
     let activation = "kind=\"granary_virtual::activation::Activation<observability::Tally>\"";
     // (family, labels, must be non-zero)
